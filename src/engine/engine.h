@@ -1,0 +1,56 @@
+// engine.h: what the modes (generate, chat, getp, bench) see of the model: a batched forward
+// step over rows of many sequences, each row one token of one sequence at its own position.
+//
+// Contract:
+//   - A sequence lives in a KV-cache slot in [0, max_slots). The first row of a new sequence has
+//     pos 0; its rows in later steps continue at increasing positions. A slot is reused for a new
+//     sequence by sending a row with pos 0 again (that row has Row::kNewSeq set).
+//   - Rows of one step may mix prompt chunks (several consecutive positions of one slot, in
+//     order) and single decode tokens of other slots.
+//   - Output does not depend on batch composition: a row gets bit-identical logits whatever
+//     other rows share its step.
+//   - Rows with kLogits set get a logits vector [vocab] (fp32), in row order.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+
+namespace gptoss {
+
+class ModelFile;
+
+struct Row {
+  enum : uint32_t { kNewSeq = 1u, kLogits = 2u };
+  int32_t token = 0;
+  int32_t slot = 0;
+  int32_t pos = 0;
+  uint32_t flags = 0;
+};
+
+struct EngineOptions {
+  int ctx = 4096;        // max positions per sequence (-c); <= config.max_context
+  int max_slots = 1;     // concurrent sequences (-b)
+  int threads = 0;       // CPU threads (-t); 0 = OpenMP default
+  std::string backend = "cpu";  // "cpu" | "gpu"
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual const Config& config() const = 0;
+  virtual int ctx() const = 0;
+  virtual int max_slots() const = 0;
+  // Bytes the KV cache takes (printed at start by the modes).
+  virtual size_t kv_cache_bytes() const = 0;
+  // One forward step. logits is resized to [rows with kLogits, vocab].
+  virtual void forward(std::span<const Row> rows, std::vector<float>& logits) = 0;
+};
+
+// The CPU engine (OpenMP, fp32 arithmetic over bf16 / MXFP4 weights). model must outlive it.
+std::unique_ptr<Engine> make_cpu_engine(const ModelFile& model, const EngineOptions& opt);
+
+}  // namespace gptoss

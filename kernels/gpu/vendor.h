@@ -1,0 +1,137 @@
+// vendor.h: the ONLY file that includes a GPU runtime header or names the CUDA/HIP API.
+// Kernels and host code use the gpu* names below; the same sources build with nvcc (CUDA) and with
+// hipcc (HIP, gfx90a). Wave size is a per-target constant (kWaveSize), never a literal 32.
+#pragma once
+
+#if defined(GPTOSS_HIP)
+#include <hip/hip_runtime.h>
+#include <hip/hip_bf16.h>
+#define GPU_RT_NAME "HIP"
+using gpuError_t = hipError_t;
+using gpuStream_t = hipStream_t;
+using gpuEvent_t = hipEvent_t;
+using gpuGraph_t = hipGraph_t;
+using gpuGraphExec_t = hipGraphExec_t;
+using gpuDeviceProp = hipDeviceProp_t;
+using gpuIpcMemHandle_t = hipIpcMemHandle_t;
+#define gpuSuccess hipSuccess
+#define gpuGetErrorString hipGetErrorString
+#define gpuGetLastError hipGetLastError
+#define gpuGetDeviceCount hipGetDeviceCount
+#define gpuSetDevice hipSetDevice
+#define gpuGetDevice hipGetDevice
+#define gpuGetDeviceProperties hipGetDeviceProperties
+#define gpuMalloc hipMalloc
+#define gpuFree hipFree
+#define gpuHostAlloc(p, n) hipHostMalloc((p), (n), hipHostMallocDefault)
+#define gpuFreeHost hipHostFree
+#define gpuMemcpy hipMemcpy
+#define gpuMemcpyAsync hipMemcpyAsync
+#define gpuMemset hipMemset
+#define gpuMemsetAsync hipMemsetAsync
+#define gpuMemGetInfo hipMemGetInfo
+#define gpuMemcpyHostToDevice hipMemcpyHostToDevice
+#define gpuMemcpyDeviceToHost hipMemcpyDeviceToHost
+#define gpuMemcpyDeviceToDevice hipMemcpyDeviceToDevice
+#define gpuStreamCreate hipStreamCreate
+#define gpuStreamCreateNonBlocking(s) hipStreamCreateWithFlags((s), hipStreamNonBlocking)
+#define gpuStreamDestroy hipStreamDestroy
+#define gpuStreamSynchronize hipStreamSynchronize
+#define gpuDeviceSynchronize hipDeviceSynchronize
+#define gpuEventCreate hipEventCreate
+#define gpuEventDestroy hipEventDestroy
+#define gpuEventRecord hipEventRecord
+#define gpuEventSynchronize hipEventSynchronize
+#define gpuEventElapsedTime hipEventElapsedTime
+#define gpuStreamWaitEvent hipStreamWaitEvent
+#define gpuStreamBeginCapture(s) hipStreamBeginCapture((s), hipStreamCaptureModeThreadLocal)
+#define gpuStreamEndCapture hipStreamEndCapture
+#define gpuGraphInstantiate(e, g) hipGraphInstantiate((e), (g), nullptr, nullptr, 0)
+#define gpuGraphLaunch hipGraphLaunch
+#define gpuGraphDestroy hipGraphDestroy
+#define gpuGraphExecDestroy hipGraphExecDestroy
+#define gpuFuncSetAttribute(f, a, v) hipFuncSetAttribute(reinterpret_cast<const void*>(f), (a), (v))
+#define gpuFuncAttributeMaxDynamicSharedMemorySize hipFuncAttributeMaxDynamicSharedMemorySize
+#define gpuIpcGetMemHandle hipIpcGetMemHandle
+#define gpuIpcOpenMemHandle(p, h) hipIpcOpenMemHandle((p), (h), hipIpcMemLazyEnablePeerAccess)
+#define gpuIpcCloseMemHandle hipIpcCloseMemHandle
+inline constexpr int kWaveSize = 64;
+using gpu_lane_mask_t = unsigned long long;
+inline constexpr gpu_lane_mask_t kAllLanes = ~0ull;
+// HIP's shuffles take no mask.
+#define gpu_shfl_xor(v, m) __shfl_xor((v), (m), kWaveSize)
+#define gpu_shfl(v, l) __shfl((v), (l), kWaveSize)
+#define gpu_shfl_down(v, d) __shfl_down((v), (d), kWaveSize)
+
+#else  // CUDA
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#define GPU_RT_NAME "CUDA"
+using gpuError_t = cudaError_t;
+using gpuStream_t = cudaStream_t;
+using gpuEvent_t = cudaEvent_t;
+using gpuGraph_t = cudaGraph_t;
+using gpuGraphExec_t = cudaGraphExec_t;
+using gpuDeviceProp = cudaDeviceProp;
+using gpuIpcMemHandle_t = cudaIpcMemHandle_t;
+#define gpuSuccess cudaSuccess
+#define gpuGetErrorString cudaGetErrorString
+#define gpuGetLastError cudaGetLastError
+#define gpuGetDeviceCount cudaGetDeviceCount
+#define gpuSetDevice cudaSetDevice
+#define gpuGetDevice cudaGetDevice
+#define gpuGetDeviceProperties cudaGetDeviceProperties
+#define gpuMalloc cudaMalloc
+#define gpuFree cudaFree
+#define gpuHostAlloc(p, n) cudaHostAlloc((p), (n), cudaHostAllocDefault)
+#define gpuFreeHost cudaFreeHost
+#define gpuMemcpy cudaMemcpy
+#define gpuMemcpyAsync cudaMemcpyAsync
+#define gpuMemset cudaMemset
+#define gpuMemsetAsync cudaMemsetAsync
+#define gpuMemGetInfo cudaMemGetInfo
+#define gpuMemcpyHostToDevice cudaMemcpyHostToDevice
+#define gpuMemcpyDeviceToHost cudaMemcpyDeviceToHost
+#define gpuMemcpyDeviceToDevice cudaMemcpyDeviceToDevice
+#define gpuStreamCreate cudaStreamCreate
+#define gpuStreamCreateNonBlocking(s) cudaStreamCreateWithFlags((s), cudaStreamNonBlocking)
+#define gpuStreamDestroy cudaStreamDestroy
+#define gpuStreamSynchronize cudaStreamSynchronize
+#define gpuDeviceSynchronize cudaDeviceSynchronize
+#define gpuEventCreate cudaEventCreate
+#define gpuEventDestroy cudaEventDestroy
+#define gpuEventRecord cudaEventRecord
+#define gpuEventSynchronize cudaEventSynchronize
+#define gpuEventElapsedTime cudaEventElapsedTime
+#define gpuStreamWaitEvent cudaStreamWaitEvent
+#define gpuStreamBeginCapture(s) cudaStreamBeginCapture((s), cudaStreamCaptureModeThreadLocal)
+#define gpuStreamEndCapture cudaStreamEndCapture
+#define gpuGraphInstantiate(e, g) cudaGraphInstantiate((e), (g), 0)
+#define gpuGraphLaunch cudaGraphLaunch
+#define gpuGraphDestroy cudaGraphDestroy
+#define gpuGraphExecDestroy cudaGraphExecDestroy
+#define gpuFuncSetAttribute(f, a, v) cudaFuncSetAttribute((f), (a), (v))
+#define gpuFuncAttributeMaxDynamicSharedMemorySize cudaFuncAttributeMaxDynamicSharedMemorySize
+#define gpuIpcGetMemHandle cudaIpcGetMemHandle
+#define gpuIpcOpenMemHandle(p, h) cudaIpcOpenMemHandle((p), (h), cudaIpcMemLazyEnablePeerAccess)
+#define gpuIpcCloseMemHandle cudaIpcCloseMemHandle
+inline constexpr int kWaveSize = 32;
+using gpu_lane_mask_t = unsigned int;
+inline constexpr gpu_lane_mask_t kAllLanes = ~0u;
+#define gpu_shfl_xor(v, m) __shfl_xor_sync(kAllLanes, (v), (m), kWaveSize)
+#define gpu_shfl(v, l) __shfl_sync(kAllLanes, (v), (l), kWaveSize)
+#define gpu_shfl_down(v, d) __shfl_down_sync(kAllLanes, (v), (d), kWaveSize)
+#endif
+
+#include "common/error.h"
+
+// GPU_CHECK(call): a failing runtime call throws gptoss::Error naming the call, file and line.
+#define GPU_CHECK(call)                                                                         \
+  do {                                                                                          \
+    gpuError_t e_ = (call);                                                                     \
+    if (e_ != gpuSuccess)                                                                       \
+      throw ::gptoss::Error(::gptoss::strfmt("%s error %s in %s (%s:%d)", GPU_RT_NAME,          \
+                                             gpuGetErrorString(e_), #call, __FILE__, __LINE__)); \
+  } while (0)
+// After a kernel launch.
+#define GPU_CHECK_LAUNCH() GPU_CHECK(gpuGetLastError())

@@ -1,0 +1,435 @@
+// kernels/cpu/ops.cpp: the CPU ops declared in ops.h (AVX2/FMA, OpenMP). Contracts live in ops.h.
+#include "ops.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "common/error.h"
+
+namespace gptoss::cpu {
+
+// ============================================================================ canonical dot
+namespace {
+
+inline __m256 load_bf16x8(const bf16_t* p) {
+  __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+// ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)) of (a0 + a1) + (a2 + a3).
+inline float hsum_canonical(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+  __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+  __m128 t = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+  __m128 u = _mm_add_ps(t, _mm_movehl_ps(t, t));
+  return _mm_cvtss_f32(_mm_add_ss(u, _mm_shuffle_ps(u, u, 1)));
+}
+
+struct LoadBf16 {
+  const bf16_t* w;
+  __m256 operator()(int k) const { return load_bf16x8(w + k); }
+};
+struct LoadF32 {
+  const float* w;
+  __m256 operator()(int k) const { return _mm256_loadu_ps(w + k); }
+};
+
+// y[n * y_stride] = dot(x[n, :], w) (+ bias) for n < rows, canonical order. Two rows at a time
+// share each weight load; the odd row uses the one-row loop with the same per-row order.
+template <class LoadW>
+inline void dot_rows(const float* x, int rows, int K, LoadW lw, const float* bias, float* y,
+                     size_t y_stride) {
+  int n = 0;
+  for (; n + 2 <= rows; n += 2) {
+    const float* x0 = x + static_cast<size_t>(n) * K;
+    const float* x1 = x0 + K;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (int k = 0; k < K; k += 32) {
+      __m256 w0 = lw(k), w1 = lw(k + 8), w2 = lw(k + 16), w3 = lw(k + 24);
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + k), w0, a0);
+      b0 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + k), w0, b0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + k + 8), w1, a1);
+      b1 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + k + 8), w1, b1);
+      a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + k + 16), w2, a2);
+      b2 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + k + 16), w2, b2);
+      a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + k + 24), w3, a3);
+      b3 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + k + 24), w3, b3);
+    }
+    float sa = hsum_canonical(a0, a1, a2, a3), sb = hsum_canonical(b0, b1, b2, b3);
+    if (bias) {
+      sa = sa + *bias;
+      sb = sb + *bias;
+    }
+    y[n * y_stride] = sa;
+    y[(n + 1) * y_stride] = sb;
+  }
+  if (n < rows) {
+    const float* x0 = x + static_cast<size_t>(n) * K;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int k = 0; k < K; k += 32) {
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + k), lw(k), a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + k + 8), lw(k + 8), a1);
+      a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + k + 16), lw(k + 16), a2);
+      a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + k + 24), lw(k + 24), a3);
+    }
+    float sa = hsum_canonical(a0, a1, a2, a3);
+    if (bias) sa = sa + *bias;
+    y[n * y_stride] = sa;
+  }
+}
+
+}  // namespace
+
+float f32_dot_canonical(const float* x, const float* w, int K) {
+  GPTOSS_ASSERT(K % 32 == 0);
+  float a[4][8] = {};
+  for (int c = 0; c < K / 8; ++c)
+    for (int l = 0; l < 8; ++l) a[c % 4][l] = std::fma(x[8 * c + l], w[8 * c + l], a[c % 4][l]);
+  float s[8];
+  for (int l = 0; l < 8; ++l) s[l] = (a[0][l] + a[1][l]) + (a[2][l] + a[3][l]);
+  return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+}
+
+// ============================================================================ bf16 matmul
+void f32_bf16w_matmul_range(const float* x, const bf16_t* w, const bf16_t* bias, float* y,
+                            int rows, int K, int M, int m0, int m1) {
+  for (int m = m0; m < m1; ++m) {
+    float b = bias ? bf16_to_f32(bias[m]) : 0.0f;
+    dot_rows(x, rows, K, LoadBf16{w + static_cast<size_t>(m) * K}, bias ? &b : nullptr, y + m,
+             static_cast<size_t>(M));
+  }
+}
+
+void f32_bf16w_matmul(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
+                      int K, int M) {
+  GPTOSS_ASSERT(K % 32 == 0 && rows >= 0 && M >= 0);
+  if (rows == 0 || M == 0) return;
+  constexpr int kBlockM = 16;
+  const int n_mb = (M + kBlockM - 1) / kBlockM;
+  const int threads = omp_get_max_threads();
+  // Few output blocks (router, small M): also split rows so every thread has work. Splitting rows
+  // never changes a row's arithmetic.
+  int row_chunk = rows;
+  if (n_mb < 4 * threads && rows > 1) {
+    int want_rb = std::min(rows, (4 * threads + n_mb - 1) / n_mb);
+    row_chunk = (rows + want_rb - 1) / want_rb;
+  }
+  const int n_rb = (rows + row_chunk - 1) / row_chunk;
+  const long tasks = static_cast<long>(n_mb) * n_rb;
+#pragma omp parallel for schedule(static)
+  for (long t = 0; t < tasks; ++t) {
+    int rb = static_cast<int>(t % n_rb), mb = static_cast<int>(t / n_rb);
+    int r0 = rb * row_chunk, r1 = std::min(rows, r0 + row_chunk);
+    int mm0 = mb * kBlockM, mm1 = std::min(M, mm0 + kBlockM);
+    f32_bf16w_matmul_range(x + static_cast<size_t>(r0) * K, w, bias,
+                           y + static_cast<size_t>(r0) * M, r1 - r0, K, M, mm0, mm1);
+  }
+}
+
+// ============================================================================ norms, embedding
+void f32_bf16w_rmsnorm(const float* x, const bf16_t* scale, float* y, int rows, int dim,
+                       float eps) {
+#pragma omp parallel for schedule(static) if (rows > 4)
+  for (int n = 0; n < rows; ++n) {
+    const float* xr = x + static_cast<size_t>(n) * dim;
+    float* yr = y + static_cast<size_t>(n) * dim;
+    double ss = 0;
+    for (int i = 0; i < dim; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+    float mean = static_cast<float>(ss / dim);
+    float r = 1.0f / std::sqrt(mean + eps);
+    for (int i = 0; i < dim; ++i) yr[i] = (xr[i] * r) * bf16_to_f32(scale[i]);
+  }
+}
+
+void bf16_embed(const bf16_t* table, const int32_t* tokens, int rows, int H, float* x) {
+  for (int n = 0; n < rows; ++n) {
+    const bf16_t* src = table + static_cast<size_t>(tokens[n]) * H;
+    for (int i = 0; i < H; ++i) x[static_cast<size_t>(n) * H + i] = bf16_to_f32(src[i]);
+  }
+}
+
+// ============================================================================ RoPE
+RopeTable rope_yarn_table(int head_dim, double theta, double factor, double initial_context,
+                          double beta_fast, double beta_slow) {
+  GPTOSS_ASSERT(head_dim > 0 && head_dim % 2 == 0 && theta > 1);
+  RopeTable t;
+  t.head_dim = head_dim;
+  const int half = head_dim / 2;
+  const double two_pi = 2.0 * M_PI;
+  double low = half * std::log(initial_context / (beta_fast * two_pi)) / std::log(theta);
+  double high = half * std::log(initial_context / (beta_slow * two_pi)) / std::log(theta);
+  if (high == low) high = low + 0.001;  // degenerate range: a step (never for real configs)
+  t.inv_freq.resize(half);
+  for (int i = 0; i < half; ++i) {
+    double freq = std::pow(theta, 2.0 * i / head_dim);
+    double ramp = std::clamp((i - low) / (high - low), 0.0, 1.0);
+    double f = factor > 0 ? factor : 1.0;
+    t.inv_freq[i] = static_cast<float>((1.0 / (f * freq)) * ramp + (1.0 / freq) * (1.0 - ramp));
+  }
+  t.concentration = factor > 1 ? static_cast<float>(0.1 * std::log(factor) + 1.0) : 1.0f;
+  return t;
+}
+
+void rope_cos_sin(const RopeTable& t, int pos, float* cs) {
+  const int half = t.head_dim / 2;
+  for (int i = 0; i < half; ++i) {
+    float angle = static_cast<float>(pos) * t.inv_freq[i];
+    cs[i] = static_cast<float>(std::cos(static_cast<double>(angle))) * t.concentration;
+    cs[half + i] = static_cast<float>(std::sin(static_cast<double>(angle))) * t.concentration;
+  }
+}
+
+void f32_rope_apply(const RopeTable& t, const float* cs, float* x, int n_heads) {
+  const int d = t.head_dim, half = d / 2;
+  for (int h = 0; h < n_heads; ++h) {
+    float* v = x + static_cast<size_t>(h) * d;
+    for (int i = 0; i < half; ++i) {
+      float x1 = v[i], x2 = v[half + i], c = cs[i], s = cs[half + i];
+      float a = x1 * c, b = x2 * s, e = x2 * c, f = x1 * s;
+      v[i] = a - b;
+      v[half + i] = e + f;
+    }
+  }
+}
+
+// ============================================================================ attention
+void f32_attention_sinks_head(const float* q, const float* k_cache, const float* v_cache, int cap,
+                              int n_kv_heads, int head_dim, int kv_head, int pos, int window,
+                              float sink, float* out, float* scratch) {
+  GPTOSS_ASSERT(head_dim % 32 == 0);
+  const int j0 = window > 0 ? std::max(0, pos - window + 1) : 0;
+  GPTOSS_ASSERT(pos - j0 < cap);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const size_t row_stride = static_cast<size_t>(n_kv_heads) * head_dim;
+  const size_t head_off = static_cast<size_t>(kv_head) * head_dim;
+  float m = sink;
+  for (int j = j0; j <= pos; ++j) {
+    const float* kj = k_cache + static_cast<size_t>(j % cap) * row_stride + head_off;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int k = 0; k < head_dim; k += 32) {
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + k), _mm256_loadu_ps(kj + k), a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + k + 8), _mm256_loadu_ps(kj + k + 8), a1);
+      a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q + k + 16), _mm256_loadu_ps(kj + k + 16), a2);
+      a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q + k + 24), _mm256_loadu_ps(kj + k + 24), a3);
+    }
+    float s = hsum_canonical(a0, a1, a2, a3) * scale;
+    scratch[j - j0] = s;
+    m = std::max(m, s);
+  }
+  float den = std::exp(sink - m);
+  for (int j = j0; j <= pos; ++j) {
+    float e = std::exp(scratch[j - j0] - m);
+    scratch[j - j0] = e;
+    den = den + e;
+  }
+  for (int d = 0; d < head_dim; ++d) out[d] = 0.0f;
+  for (int j = j0; j <= pos; ++j) {
+    const float p = scratch[j - j0] / den;
+    const float* vj = v_cache + static_cast<size_t>(j % cap) * row_stride + head_off;
+    const __m256 pv = _mm256_set1_ps(p);
+    for (int d = 0; d < head_dim; d += 8)
+      _mm256_storeu_ps(out + d, _mm256_fmadd_ps(pv, _mm256_loadu_ps(vj + d),
+                                                _mm256_loadu_ps(out + d)));
+  }
+}
+
+// ============================================================================ router
+void f32_router_topk_softmax(const float* logits, int E, int k, int32_t* experts, float* weights) {
+  GPTOSS_ASSERT(k >= 1 && k <= E && E <= 1024);
+  bool taken[1024] = {};
+  for (int r = 0; r < k; ++r) {
+    int best = -1;
+    for (int e = 0; e < E; ++e) {
+      if (taken[e]) continue;
+      if (best < 0 || logits[e] > logits[best]) best = e;  // strict: lower index wins ties
+    }
+    taken[best] = true;
+    experts[r] = best;
+  }
+  const float mx = logits[experts[0]];
+  float sum = 0.0f;
+  for (int r = 0; r < k; ++r) {
+    weights[r] = std::exp(logits[experts[r]] - mx);
+    sum = sum + weights[r];
+  }
+  for (int r = 0; r < k; ++r) weights[r] = weights[r] / sum;
+}
+
+// ============================================================================ MXFP4
+namespace {
+constexpr float kMxfp4Lut[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
+                                 -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+struct E8m0Table {
+  float v[256];
+  E8m0Table() {
+    for (int s = 0; s < 256; ++s) v[s] = std::ldexp(1.0f, s - 127);
+  }
+};
+const E8m0Table kE8m0;
+}  // namespace
+
+float mxfp4_lut(uint8_t code) { return kMxfp4Lut[code & 15]; }
+float e8m0_to_f32(uint8_t scale) { return kE8m0.v[scale]; }
+
+void mxfp4_decode_row(const uint8_t* blocks, const uint8_t* scales, int K, float* out) {
+  const __m256 lut = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
+  const __m128i lo_mask = _mm_set1_epi8(0x0f);
+  const __m256i sign_mask = _mm256_set1_epi32(static_cast<int>(0x80000000u));
+  const int nb = K / 32;
+  for (int b = 0; b < nb; ++b) {
+    __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blocks + 16 * b));
+    __m128i lo = _mm_and_si128(bytes, lo_mask);
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), lo_mask);
+    __m128i e0 = _mm_unpacklo_epi8(lo, hi);  // elements 0..15
+    __m128i e1 = _mm_unpackhi_epi8(lo, hi);  // elements 16..31
+    const __m256 sc = _mm256_set1_ps(kE8m0.v[scales[b]]);
+    __m128i parts[4] = {e0, _mm_srli_si128(e0, 8), e1, _mm_srli_si128(e1, 8)};
+    for (int g = 0; g < 4; ++g) {
+      __m256i codes = _mm256_cvtepu8_epi32(parts[g]);
+      __m256 mag = _mm256_permutevar8x32_ps(lut, codes);
+      __m256i sign = _mm256_and_si256(_mm256_slli_epi32(codes, 28), sign_mask);
+      __m256 v = _mm256_xor_ps(mag, _mm256_castsi256_ps(sign));
+      _mm256_storeu_ps(out + 32 * b + 8 * g, _mm256_mul_ps(v, sc));
+    }
+  }
+}
+
+void f32_mf4w_matmul_range(const float* x, const uint8_t* blocks, const uint8_t* scales,
+                           const bf16_t* bias, float* y, int rows, int K, int M, int m0, int m1,
+                           float* wrow) {
+  const size_t row_bytes = static_cast<size_t>(K) / 2, row_scales = static_cast<size_t>(K) / 32;
+  for (int m = m0; m < m1; ++m) {
+    mxfp4_decode_row(blocks + m * row_bytes, scales + m * row_scales, K, wrow);
+    float b = bias ? bf16_to_f32(bias[m]) : 0.0f;
+    dot_rows(x, rows, K, LoadF32{wrow}, bias ? &b : nullptr, y + m, static_cast<size_t>(M));
+  }
+}
+
+// ============================================================================ SwiGLU
+float swiglu_clamped(float gate, float up, float limit) {
+  gate = std::min(gate, limit);
+  up = std::clamp(up, -limit, limit);
+  float z = kSwigluAlpha * gate;
+  float sig = 1.0f / (1.0f + std::exp(-z));
+  return (gate * sig) * (up + 1.0f);
+}
+
+void f32_swiglu_clamped(const float* h, float* a, int rows, int I, float limit) {
+  for (int n = 0; n < rows; ++n)
+    for (int i = 0; i < I; ++i)
+      a[static_cast<size_t>(n) * I + i] =
+          swiglu_clamped(h[static_cast<size_t>(n) * 2 * I + 2 * i],
+                         h[static_cast<size_t>(n) * 2 * I + 2 * i + 1], limit);
+}
+
+// ============================================================================ MoE
+void f32_mf4w_moe(const MoeWeights& w, const float* x, int rows, float* residual, MoeScratch& s) {
+  const int E = w.n_experts, k = w.top_k, H = w.hidden, I = w.intermediate;
+  GPTOSS_ASSERT(H % 32 == 0 && I % 32 == 0 && k >= 1 && k <= E);
+  if (rows == 0) return;
+  const int pairs = rows * k;
+  s.logits.resize(static_cast<size_t>(rows) * E);
+  s.experts.resize(pairs);
+  s.weights.resize(pairs);
+  f32_bf16w_matmul(x, w.router_w, w.router_b, s.logits.data(), rows, H, E);
+  for (int n = 0; n < rows; ++n)
+    f32_router_topk_softmax(s.logits.data() + static_cast<size_t>(n) * E, E, k,
+                            s.experts.data() + n * k, s.weights.data() + n * k);
+
+  // Group (row, rank) pairs by expert: order[g] = pair index, rows ascending within an expert.
+  s.offsets.assign(E + 1, 0);
+  for (int p = 0; p < pairs; ++p) s.offsets[s.experts[p] + 1]++;
+  for (int e = 0; e < E; ++e) s.offsets[e + 1] += s.offsets[e];
+  s.order.resize(pairs);
+  std::vector<int32_t> fill(s.offsets.begin(), s.offsets.end() - 1);
+  std::vector<int32_t> group_of(pairs);  // pair -> grouped index
+  for (int p = 0; p < pairs; ++p) {
+    int g = fill[s.experts[p]]++;
+    s.order[g] = p;
+    group_of[p] = g;
+  }
+  s.xg.resize(static_cast<size_t>(pairs) * H);
+  s.h.resize(static_cast<size_t>(pairs) * 2 * I);
+  s.a.resize(static_cast<size_t>(pairs) * I);
+  s.y.resize(static_cast<size_t>(pairs) * H);
+  const int threads = omp_get_max_threads();
+  s.wrow.resize(static_cast<size_t>(threads) * std::max(H, I));
+
+  // Tasks: (expert, block of outputs).
+  constexpr int kBlock = 32;
+  std::vector<int32_t> active;
+  for (int e = 0; e < E; ++e)
+    if (s.offsets[e + 1] > s.offsets[e]) active.push_back(e);
+  const int nb1 = (2 * I + kBlock - 1) / kBlock, nb2 = (H + kBlock - 1) / kBlock;
+  const int n_active = static_cast<int>(active.size());
+  const size_t mlp1_row_bytes = static_cast<size_t>(H) / 2, mlp1_row_scales = H / 32;
+  const size_t mlp2_row_bytes = static_cast<size_t>(I) / 2, mlp2_row_scales = I / 32;
+
+#pragma omp parallel
+  {
+    float* wrow = s.wrow.data() + static_cast<size_t>(omp_get_thread_num()) * std::max(H, I);
+#pragma omp for schedule(static)
+    for (int g = 0; g < pairs; ++g)
+      std::memcpy(s.xg.data() + static_cast<size_t>(g) * H,
+                  x + static_cast<size_t>(s.order[g] / k) * H, sizeof(float) * H);
+#pragma omp for schedule(dynamic, 1)
+    for (int t = 0; t < n_active * nb1; ++t) {
+      const int e = active[t / nb1], blk = t % nb1;
+      const int g0 = s.offsets[e], cnt = s.offsets[e + 1] - g0;
+      const size_t er = static_cast<size_t>(e) * 2 * I;
+      f32_mf4w_matmul_range(s.xg.data() + static_cast<size_t>(g0) * H,
+                            w.mlp1_blocks + er * mlp1_row_bytes, w.mlp1_scales + er * mlp1_row_scales,
+                            w.mlp1_bias + er, s.h.data() + static_cast<size_t>(g0) * 2 * I, cnt, H,
+                            2 * I, blk * kBlock, std::min(2 * I, (blk + 1) * kBlock), wrow);
+    }
+#pragma omp for schedule(static)
+    for (int g = 0; g < pairs; ++g)
+      f32_swiglu_clamped(s.h.data() + static_cast<size_t>(g) * 2 * I,
+                         s.a.data() + static_cast<size_t>(g) * I, 1, I, w.swiglu_limit);
+#pragma omp for schedule(dynamic, 1)
+    for (int t = 0; t < n_active * nb2; ++t) {
+      const int e = active[t / nb2], blk = t % nb2;
+      const int g0 = s.offsets[e], cnt = s.offsets[e + 1] - g0;
+      const size_t er = static_cast<size_t>(e) * H;
+      f32_mf4w_matmul_range(s.a.data() + static_cast<size_t>(g0) * I,
+                            w.mlp2_blocks + er * mlp2_row_bytes, w.mlp2_scales + er * mlp2_row_scales,
+                            w.mlp2_bias + er, s.y.data() + static_cast<size_t>(g0) * H, cnt, I, H,
+                            blk * kBlock, std::min(H, (blk + 1) * kBlock), wrow);
+    }
+#pragma omp for schedule(static)
+    for (int n = 0; n < rows; ++n) {
+      float* res = residual + static_cast<size_t>(n) * H;
+      const float* y0 = s.y.data() + static_cast<size_t>(group_of[n * k]) * H;
+      const float w0 = s.weights[n * k];
+      for (int i = 0; i < H; ++i) {
+        float acc = w0 * y0[i];
+        for (int r = 1; r < k; ++r) {
+          float t = s.weights[n * k + r] * s.y[static_cast<size_t>(group_of[n * k + r]) * H + i];
+          acc = acc + t;
+        }
+        res[i] = res[i] + acc;
+      }
+    }
+  }
+}
+
+// ============================================================================ misc
+void f32_add_inplace(float* y, const float* x, size_t n) {
+#pragma omp parallel for schedule(static) if (n > (1u << 16))
+  for (size_t i = 0; i < n; ++i) y[i] = y[i] + x[i];
+}
+
+int32_t f32_argmax(const float* x, int n) {
+  int32_t best = -1;
+  for (int i = 0; i < n; ++i) {
+    if (std::isnan(x[i])) continue;
+    if (best < 0 || x[i] > x[best]) best = i;
+  }
+  return best < 0 ? 0 : best;
+}
+
+}  // namespace gptoss::cpu

@@ -1,0 +1,365 @@
+// getp_io.cpp: getp prompt parser, partial output / resume, atomic final write, verify.
+#include "run/getp_io.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "common/error.h"
+
+namespace gptoss {
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+void write_all(int fd, const std::string& s, const std::string& path) {
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t w = ::write(fd, s.data() + off, s.size() - off);
+    if (w < 0 && errno == EINTR) continue;
+    CHECK_SYS(w, "%s: write", path.c_str());
+    off += static_cast<size_t>(w);
+  }
+}
+
+std::string dir_of(const std::string& path) {
+  size_t p = path.rfind('/');
+  if (p == std::string::npos) return ".";
+  if (p == 0) return "/";
+  return path.substr(0, p);
+}
+
+// Splits on '\n'; a final line without '\n' counts as a line. Each line loses one trailing '\r'.
+std::vector<std::string_view> split_lines(std::string_view data) {
+  std::vector<std::string_view> lines;
+  size_t i = 0;
+  while (i < data.size()) {
+    size_t j = data.find('\n', i);
+    if (j == std::string_view::npos) j = data.size();
+    std::string_view l = data.substr(i, j - i);
+    if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+    lines.push_back(l);
+    i = j + 1;
+  }
+  return lines;
+}
+
+std::string printable(std::string_view s) {
+  std::string out;
+  for (char c : s.substr(0, 40)) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u < 0x7f) out += c;
+    else out += strfmt("\\x%02x", u);
+  }
+  if (s.size() > 40) out += "...";
+  return out;
+}
+
+}  // namespace
+
+size_t first_invalid_utf8(std::string_view s) {
+  size_t i = 0;
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  while (i < s.size()) {
+    unsigned c = p[i];
+    if (c < 0x80) { ++i; continue; }
+    int n;
+    uint32_t cp, min;
+    if ((c & 0xE0) == 0xC0) { n = 1; cp = c & 0x1F; min = 0x80; }
+    else if ((c & 0xF0) == 0xE0) { n = 2; cp = c & 0x0F; min = 0x800; }
+    else if ((c & 0xF8) == 0xF0) { n = 3; cp = c & 0x07; min = 0x10000; }
+    else return i;
+    for (int k = 1; k <= n; ++k) {
+      if (i + k >= s.size() || (p[i + k] & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+    i += static_cast<size_t>(n) + 1;
+  }
+  return std::string_view::npos;
+}
+
+std::vector<PromptLine> parse_prompts(std::string_view data, const std::string& where) {
+  const char* w = where.c_str();
+  if (data.substr(0, 3) == "\xEF\xBB\xBF") data.remove_prefix(3);
+  std::vector<std::string_view> lines = split_lines(data);
+  if (lines.empty()) fail("%s: empty file (expected the number of prompts on line 1)", w);
+  std::string_view first = lines[0];
+  while (!first.empty() && (first.front() == ' ' || first.front() == '\t')) first.remove_prefix(1);
+  while (!first.empty() && (first.back() == ' ' || first.back() == '\t')) first.remove_suffix(1);
+  uint64_t n = 0;
+  bool ok = !first.empty() && first.size() <= 9 &&
+            first.find_first_not_of("0123456789") == std::string_view::npos;
+  if (ok) {
+    for (char c : first) n = n * 10 + static_cast<uint64_t>(c - '0');
+    ok = n > 0;
+  }
+  if (!ok)
+    fail("%s:1: the first line must be the number of prompts, a positive integer (got '%s')", w,
+         printable(lines[0]).c_str());
+  std::vector<PromptLine> prompts;
+  prompts.reserve(static_cast<size_t>(std::min<uint64_t>(n, lines.size())));
+  size_t li = 1;
+  for (; li < lines.size() && prompts.size() < n; ++li) {
+    std::string_view l = lines[li];
+    int line_no = static_cast<int>(li + 1);
+    if (l.empty()) fail("%s:%d: empty prompt (prompt %zu of %llu)", w, line_no, prompts.size() + 1,
+                        (unsigned long long)n);
+    size_t bad = first_invalid_utf8(l);
+    if (bad != std::string_view::npos)
+      fail("%s:%d: invalid UTF-8 at byte %zu of the line", w, line_no, bad + 1);
+    prompts.push_back(PromptLine{line_no, std::string(l)});
+  }
+  if (prompts.size() < n)
+    fail("%s: expected %llu prompts, found %zu", w, (unsigned long long)n, prompts.size());
+  for (; li < lines.size(); ++li)
+    if (!lines[li].empty())
+      fail("%s:%zu: more prompts than the %llu announced on line 1", w, li + 1,
+           (unsigned long long)n);
+  return prompts;
+}
+
+std::string read_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  CHECK_SYS(fd, "%s: cannot open", path.c_str());
+  struct stat st;
+  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    fail("%s: is a directory", path.c_str());
+  }
+  std::string s;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t r = ::read(fd, buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int e = errno;
+      ::close(fd);
+      fail("%s: read: %s", path.c_str(), std::strerror(e));
+    }
+    if (r == 0) break;
+    s.append(buf, static_cast<size_t>(r));
+  }
+  ::close(fd);
+  return s;
+}
+
+bool file_exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+std::vector<PromptLine> read_prompt_file(const std::string& path) {
+  return parse_prompts(read_file(path), path);
+}
+
+std::string format_ids(const std::vector<int32_t>& ids) {
+  std::string s;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i) s += ' ';
+    s += std::to_string(ids[i]);
+  }
+  return s;
+}
+
+std::optional<std::vector<int32_t>> parse_ids(std::string_view line) {
+  std::vector<int32_t> ids;
+  size_t i = 0;
+  while (i < line.size()) {
+    if (line[i] == ' ' || line[i] == '\t') { ++i; continue; }
+    size_t j = i;
+    int64_t v = 0;
+    while (j < line.size() && line[j] >= '0' && line[j] <= '9' && j - i < 10) {
+      v = v * 10 + (line[j] - '0');
+      ++j;
+    }
+    if (j == i || v > INT32_MAX || (j < line.size() && line[j] != ' ' && line[j] != '\t'))
+      return std::nullopt;
+    ids.push_back(static_cast<int32_t>(v));
+    i = j;
+  }
+  return ids;
+}
+
+std::string partial_header(size_t n, uint64_t key) {
+  return strfmt("# gptoss getp partial v1 n=%zu key=%016llx", n, (unsigned long long)key);
+}
+
+PartialWriter::PartialWriter(const std::string& path, const std::string& header, bool append,
+                             uint64_t keep_bytes, double sync_interval_s)
+    : path_(path), sync_interval_s_(sync_interval_s) {
+  if (append) {
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    CHECK_SYS(fd_, "%s: cannot open for appending", path.c_str());
+    CHECK_SYS(::ftruncate(fd_, static_cast<off_t>(keep_bytes)), "%s: truncate", path.c_str());
+    CHECK_SYS(::lseek(fd_, 0, SEEK_END), "%s: seek", path.c_str());
+  } else {
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd_ < 0 && errno == EEXIST)
+      fail("%s: exists (left by an interrupted run): use --resume to continue it, or delete it",
+           path.c_str());
+    CHECK_SYS(fd_, "%s: cannot create", path.c_str());
+    write_all(fd_, header + "\n", path_);
+    sync();
+  }
+  last_sync_s_ = now_s();
+}
+
+PartialWriter::~PartialWriter() {
+  try {
+    close();
+  } catch (...) {
+  }
+}
+
+void PartialWriter::add(size_t index, const std::vector<int32_t>& ids) {
+  GPTOSS_ASSERT(fd_ >= 0);
+  write_all(fd_, std::to_string(index) + "\t" + format_ids(ids) + "\n", path_);
+  dirty_ = true;
+  if (now_s() - last_sync_s_ >= sync_interval_s_) sync();
+}
+
+void PartialWriter::sync() {
+  if (fd_ < 0) return;
+  CHECK_SYS(::fsync(fd_), "%s: fsync", path_.c_str());
+  dirty_ = false;
+  last_sync_s_ = now_s();
+}
+
+void PartialWriter::close() {
+  if (fd_ < 0) return;
+  if (dirty_) sync();
+  ::close(fd_);
+  fd_ = -1;
+}
+
+PartialState load_partial(const std::string& path, const std::string& expected_header, size_t n) {
+  std::string data = read_file(path);
+  const char* p = path.c_str();
+  PartialState st;
+  st.done.resize(n);
+  size_t nl = data.find('\n');
+  if (nl == std::string::npos || data.substr(0, nl) != expected_header)
+    fail("%s: was written by another run (different input, model or output-changing flags); "
+         "delete it to start over",
+         p);
+  size_t i = nl + 1;
+  int line_no = 1;
+  st.valid_bytes = i;
+  while (i < data.size()) {
+    size_t j = data.find('\n', i);
+    ++line_no;
+    if (j == std::string::npos) break;  // torn last line: ignored
+    std::string_view l(data.data() + i, j - i);
+    size_t tab = l.find('\t');
+    std::optional<std::vector<int32_t>> idx, ids;
+    if (tab != std::string_view::npos) {
+      idx = parse_ids(l.substr(0, tab));
+      ids = parse_ids(l.substr(tab + 1));
+    }
+    if (!idx || idx->size() != 1 || !ids || ids->empty())
+      fail("%s:%d: malformed line (expected INDEX<TAB>ids)", p, line_no);
+    size_t k = static_cast<size_t>((*idx)[0]);
+    if (k >= n) fail("%s:%d: prompt index %zu out of range (N = %zu)", p, line_no, k, n);
+    if (st.done[k]) {
+      if (*st.done[k] != *ids) fail("%s:%d: prompt %zu appears twice with different ids", p, line_no, k);
+    } else {
+      st.done[k] = std::move(*ids);
+      ++st.count;
+    }
+    i = j + 1;
+    st.valid_bytes = i;
+  }
+  return st;
+}
+
+std::string format_output(const std::vector<std::vector<int32_t>>& outputs) {
+  std::string s;
+  for (const auto& o : outputs) {
+    s += format_ids(o);
+    s += '\n';
+  }
+  return s;
+}
+
+void write_file_atomic(const std::string& path, const std::string& contents) {
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  CHECK_SYS(fd, "%s: cannot create", tmp.c_str());
+  try {
+    write_all(fd, contents, tmp);
+    CHECK_SYS(::fsync(fd), "%s: fsync", tmp.c_str());
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) < 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    fail("%s: rename from %s: %s", path.c_str(), tmp.c_str(), std::strerror(e));
+  }
+  int dfd = ::open(dir_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+std::string VerifyReport::summary() const {
+  size_t n = std::max(out_lines, ref_lines);
+  std::string s = strfmt("%zu/%zu prompts match", matched, n);
+  if (out_lines != ref_lines) s += strfmt(" (OUT has %zu lines, REF %zu)", out_lines, ref_lines);
+  if (!all_match)
+    s += strfmt("; first divergence: prompt %zu (0-based), token %zu: OUT %s, REF %s", prompt,
+                token, out_tok.c_str(), ref_tok.c_str());
+  return s;
+}
+
+VerifyReport verify_outputs(const std::string& out_path, const std::string& ref_path) {
+  auto load = [](const std::string& path) {
+    std::string data = read_file(path);
+    std::vector<std::vector<int32_t>> rows;
+    int line_no = 0;
+    for (std::string_view l : split_lines(data)) {
+      ++line_no;
+      auto ids = parse_ids(l);
+      if (!ids) fail("%s:%d: not a line of token ids", path.c_str(), line_no);
+      rows.push_back(std::move(*ids));
+    }
+    return rows;
+  };
+  auto out = load(out_path), ref = load(ref_path);
+  VerifyReport r;
+  r.out_lines = out.size();
+  r.ref_lines = ref.size();
+  for (size_t i = 0; i < std::max(out.size(), ref.size()); ++i) {
+    bool match = i < out.size() && i < ref.size() && out[i] == ref[i];
+    if (match) { ++r.matched; continue; }
+    if (!r.all_match) continue;
+    r.all_match = false;
+    r.prompt = i;
+    if (i >= out.size() || i >= ref.size()) {
+      r.token = 0;
+      r.out_tok = i < out.size() ? "a line" : "missing line";
+      r.ref_tok = i < ref.size() ? "a line" : "missing line";
+      continue;
+    }
+    const auto &a = out[i], &b = ref[i];
+    size_t j = 0;
+    while (j < a.size() && j < b.size() && a[j] == b[j]) ++j;
+    r.token = j;
+    r.out_tok = j < a.size() ? std::to_string(a[j]) : "end of line";
+    r.ref_tok = j < b.size() ? std::to_string(b[j]) : "end of line";
+  }
+  return r;
+}
+
+}  // namespace gptoss

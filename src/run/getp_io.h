@@ -1,0 +1,94 @@
+// getp_io.h: the files of `run -m getp`: the prompt file parser (with its documented rules for
+// malformed input), the crash-safe partial output (OUT.partial) and resume, the atomic final
+// write of OUT, and --verify. Formats and rules are documented in src/run/README.md.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace gptoss {
+
+struct PromptLine {
+  int line = 0;      // 1-based line number in the input file
+  std::string text;  // '\r' stripped, valid UTF-8, non-empty
+};
+
+// Parses the contents of a getp input file; `where` (the path) prefixes every message.
+//   line 1: N, a positive integer (spaces around it allowed; a UTF-8 BOM before it is skipped)
+//   lines 2..N+1: one prompt each; a trailing '\r' is stripped (CRLF files work)
+// Errors: "PATH:1: ..." count not a positive integer; "PATH:L: empty prompt"; "PATH:L: invalid
+// UTF-8 ..."; "PATH: expected N prompts, found M"; "PATH:L: more prompts than the N announced
+// on line 1" (empty lines after the N prompts are ignored).
+std::vector<PromptLine> parse_prompts(std::string_view data, const std::string& where);
+std::vector<PromptLine> read_prompt_file(const std::string& path);
+
+// Offset of the first invalid UTF-8 byte of s, or npos if s is valid (strict: no overlong forms,
+// no surrogates, nothing above U+10FFFF).
+size_t first_invalid_utf8(std::string_view s);
+
+// One output line: ids separated by single spaces (no newline).
+std::string format_ids(const std::vector<int32_t>& ids);
+// Parses a line of space/tab separated non-negative ids; nullopt if anything else is in it.
+std::optional<std::vector<int32_t>> parse_ids(std::string_view line);
+
+// OUT.partial: line 1 is the header `# gptoss getp partial v1 n=N key=HEX` (key: a hash of the
+// input file and of every flag that changes the outputs); then one line per finished prompt, in
+// finishing order: `INDEX<TAB>ids` with INDEX the 0-based prompt index. Each line goes out with a
+// single write(2) as soon as the prompt finishes (a killed process loses nothing finished); the
+// file is fsynced at most once per sync_interval_s and when closed.
+std::string partial_header(size_t n, uint64_t key);
+
+class PartialWriter {
+ public:
+  // Fresh: creates path (error if it exists) and writes the header. Append: opens the existing
+  // file (resume) after truncating it to keep_bytes (drops a torn last line).
+  PartialWriter(const std::string& path, const std::string& header, bool append,
+                uint64_t keep_bytes = 0, double sync_interval_s = 1.0);
+  ~PartialWriter();
+  PartialWriter(const PartialWriter&) = delete;
+  PartialWriter& operator=(const PartialWriter&) = delete;
+  void add(size_t index, const std::vector<int32_t>& ids);
+  void sync();
+  void close();
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  double sync_interval_s_;
+  double last_sync_s_ = 0;
+  bool dirty_ = false;
+};
+
+struct PartialState {
+  std::vector<std::optional<std::vector<int32_t>>> done;  // [n]
+  size_t count = 0;        // prompts done
+  uint64_t valid_bytes = 0;  // file length without a torn last line
+};
+// Reads OUT.partial for --resume. Error if the header differs from expected_header (another
+// input or other flags), or a complete line is malformed, or an index is out of range or repeats
+// with other ids. A last line without '\n' (torn by a kill) is ignored.
+PartialState load_partial(const std::string& path, const std::string& expected_header, size_t n);
+
+// Writes path.tmp, fsyncs it, renames it to path and fsyncs the folder: the file appears complete
+// or not at all.
+void write_file_atomic(const std::string& path, const std::string& contents);
+std::string format_output(const std::vector<std::vector<int32_t>>& outputs);
+
+struct VerifyReport {
+  size_t out_lines = 0, ref_lines = 0, matched = 0;
+  bool all_match = true;
+  // First divergence (when !all_match): prompt index (0-based), token position, texts of the
+  // ids there ("end of line" when one side has no token there, "missing line").
+  size_t prompt = 0, token = 0;
+  std::string out_tok, ref_tok;
+  std::string summary() const;  // one line
+};
+VerifyReport verify_outputs(const std::string& out_path, const std::string& ref_path);
+
+// Reads a whole file; Error naming it if it cannot be read.
+std::string read_file(const std::string& path);
+bool file_exists(const std::string& path);
+
+}  // namespace gptoss

@@ -1,0 +1,54 @@
+// options.h: the `run` program's command line (CLI11): every flag, its default per mode, and the
+// range checks that can be made before the model is loaded (check_against_model() does the rest).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+
+namespace gptoss {
+
+enum class Mode { Generate, Chat, Getp };
+const char* mode_name(Mode m);
+
+struct RunOptions {
+  std::string model_path;      // positional MODEL
+  Mode mode = Mode::Generate;  // -m
+  std::string input;           // -i: prompt text (generate) or prompt file (getp)
+  std::string output;          // -o: getp output file
+  std::string tokenizer_path;  // -z
+  int max_new = 0;             // -n: max new tokens (per turn in chat); mode default if not given
+  float temperature = 0.0f;    // -T
+  float top_p = 1.0f;          // -p
+  int top_k = 0;               // --top-k
+  uint64_t seed = 1;           // -s
+  int ctx = 4096;              // -c
+  int max_slots = 1;           // -b
+  int chunk_tokens = 256;      // --chunk: per-step token budget (decode rows + prompt chunks)
+  int threads = 0;             // -t (0 = OpenMP default)
+  std::vector<int32_t> stop_ids{199999, 200002, 200012};  // --stop
+  bool ignore_eos = false;     // --ignore-eos
+  std::string backend = "cpu"; // --backend
+  std::string reasoning = "medium";  // --reasoning (chat)
+  std::string developer;       // -y (chat)
+  bool show_reasoning = false; // --show-reasoning (chat)
+  bool resume = false;         // --resume (getp)
+  std::string verify_path;     // --verify REF (getp)
+};
+
+// Mode defaults (documented in --help and src/run/README.md).
+inline constexpr int kDefaultMaxNewGenerate = 256, kDefaultMaxNewChat = 1024,
+                     kDefaultMaxNewGetp = 256, kDefaultSlotsGetp = 32;
+inline constexpr int kMaxContext = 131072, kMaxSlots = 1024, kMaxChunk = 65536,
+                     kMaxThreads = 4096;
+
+// Parses argv into opt. Returns -1 to go on, or an exit code (0 after --help, which it prints to
+// stdout). A bad flag or value throws Error with a one-line message.
+int parse_cli(int argc, const char* const* argv, RunOptions& opt);
+
+// The checks that need the model's config: ctx <= max_context, stop ids and top-k < vocab,
+// -n fits the context. Throws Error naming the flag.
+void check_against_model(const RunOptions& opt, const Config& c);
+
+}  // namespace gptoss

@@ -1,0 +1,158 @@
+// scheduler.cpp: continuous batching (see scheduler.h for the contract).
+#include "run/scheduler.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+
+namespace gptoss {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::Stop: return "stop token";
+    case FinishReason::MaxTokens: return "max new tokens";
+    case FinishReason::Context: return "context full";
+  }
+  return "?";
+}
+
+Scheduler::Scheduler(const SchedulerOptions& opt, ChooserFactory chooser)
+    : opt_(opt), make_chooser_(std::move(chooser)), slots_(static_cast<size_t>(opt.max_slots)) {
+  GPTOSS_ASSERT(opt.max_slots >= 1 && opt.chunk_tokens >= 1 && opt.ctx >= 2);
+}
+
+void Scheduler::submit(Request r) {
+  if (r.tokens.empty()) fail("request %llu: no tokens to feed", (unsigned long long)r.id);
+  if (r.max_new < 1) fail("request %llu: max_new must be >= 1", (unsigned long long)r.id);
+  if (r.start_pos < 0 || (r.start_pos > 0 && (r.slot < 0 || r.slot >= opt_.max_slots)))
+    fail("request %llu: a continuation needs a valid slot", (unsigned long long)r.id);
+  if (static_cast<int64_t>(r.start_pos) + static_cast<int64_t>(r.tokens.size()) + 1 > opt_.ctx)
+    fail("request %llu: %zu tokens after %d do not fit the context of %d (one position must be "
+         "left to generate)",
+         (unsigned long long)r.id, r.tokens.size(), r.start_pos, opt_.ctx);
+  queue_.push_back(std::move(r));
+}
+
+bool Scheduler::is_stop(int32_t t) const {
+  if (opt_.ignore_eos) return false;
+  return std::find(opt_.stop_ids.begin(), opt_.stop_ids.end(), t) != opt_.stop_ids.end();
+}
+
+bool Scheduler::admit_one() {
+  if (queue_.empty()) return false;
+  Request& r = queue_.front();
+  int slot = r.slot;
+  if (slot >= 0) {
+    if (slots_[slot].active) return false;  // FIFO: wait for that slot
+  } else {
+    for (int s = 0; s < opt_.max_slots; ++s)
+      if (!slots_[s].active) { slot = s; break; }
+    if (slot < 0) return false;
+  }
+  Seq& q = slots_[slot];
+  q = Seq{};
+  q.active = true;
+  q.id = r.id;
+  q.admitted = admitted_count_++;
+  q.pos = r.start_pos;
+  q.new_seq = r.start_pos == 0;
+  q.prompt_len = r.tokens.size();
+  q.feed = std::move(r.tokens);
+  q.max_new = r.max_new;
+  q.chooser = make_chooser_(r.id);
+  ++active_;
+  queue_.pop_front();
+  return true;
+}
+
+bool Scheduler::plan(Step& step) {
+  step.rows.clear();
+  step.logit_slots.clear();
+  while (admit_one()) {
+  }
+  int budget = opt_.chunk_tokens;
+  auto emit = [&](int slot, Seq& q, size_t n) {
+    for (size_t k = 0; k < n; ++k) {
+      Row row;
+      row.token = q.feed[q.next];
+      row.slot = slot;
+      row.pos = q.pos;
+      if (q.new_seq) { row.flags |= Row::kNewSeq; q.new_seq = false; }
+      if (q.next < q.prompt_len) ++stats_.prompt_rows; else ++stats_.decode_rows;
+      ++q.next;
+      ++q.pos;
+      if (q.next == q.feed.size()) {
+        row.flags |= Row::kLogits;
+        step.logit_slots.push_back(slot);
+      }
+      step.rows.push_back(row);
+    }
+    q.inflight = true;
+    budget -= static_cast<int>(n);
+  };
+  // Decode rows first: one pending token, any budget.
+  for (int s = 0; s < opt_.max_slots; ++s) {
+    Seq& q = slots_[s];
+    if (q.active && !q.inflight && q.feed.size() - q.next == 1) emit(s, q, 1);
+  }
+  // Prompt chunks in admission order, within what is left of the budget.
+  std::vector<int> prefill;
+  for (int s = 0; s < opt_.max_slots; ++s) {
+    Seq& q = slots_[s];
+    if (q.active && !q.inflight && q.feed.size() - q.next > 1) prefill.push_back(s);
+  }
+  std::sort(prefill.begin(), prefill.end(),
+            [&](int a, int b) { return slots_[a].admitted < slots_[b].admitted; });
+  for (int s : prefill) {
+    if (budget <= 0 && !step.rows.empty()) break;
+    Seq& q = slots_[s];
+    size_t n = std::min(q.feed.size() - q.next, static_cast<size_t>(std::max(budget, 1)));
+    emit(s, q, n);
+  }
+  if (step.rows.empty()) return false;
+  ++stats_.steps;
+  return true;
+}
+
+void Scheduler::commit(const Step& step, std::span<const float> logits, int vocab) {
+  GPTOSS_ASSERT(logits.size() == step.logit_slots.size() * static_cast<size_t>(vocab));
+  for (const Row& r : step.rows) slots_[r.slot].inflight = false;
+  for (size_t i = 0; i < step.logit_slots.size(); ++i) {
+    int slot = step.logit_slots[i];
+    Seq& q = slots_[slot];
+    GPTOSS_ASSERT(q.active && q.next == q.feed.size());
+    int32_t t = q.chooser->choose(logits.data() + i * static_cast<size_t>(vocab), vocab);
+    q.generated.push_back(t);
+    ++stats_.generated;
+    if (on_token) on_token(q.id, t);
+    bool done = true;
+    FinishReason why = FinishReason::MaxTokens;
+    if (is_stop(t)) why = FinishReason::Stop;
+    else if (static_cast<int>(q.generated.size()) >= q.max_new) why = FinishReason::MaxTokens;
+    else if (q.pos + 1 >= opt_.ctx) why = FinishReason::Context;  // prompt + generated == ctx
+    else done = false;
+    if (!done) {
+      q.feed.push_back(t);
+      continue;
+    }
+    Finished f;
+    f.id = q.id;
+    f.slot = slot;
+    f.end_pos = q.pos;
+    f.generated = std::move(q.generated);
+    f.reason = why;
+    q = Seq{};
+    --active_;
+    if (on_finish) on_finish(std::move(f));
+  }
+}
+
+bool Scheduler::run_step(Engine& engine) {
+  Step step;
+  if (!plan(step)) return false;
+  engine.forward(step.rows, logits_);
+  commit(step, logits_, engine.config().vocab);
+  return true;
+}
+
+}  // namespace gptoss

@@ -1,0 +1,119 @@
+// scheduler.h: continuous batching over an Engine. Requests (a prompt, or the new tokens of a chat
+// turn continuing a sequence already in the KV cache) are admitted into free KV-cache slots;
+// every step mixes one decode row per generating sequence with chunks of prompts being prefilled,
+// within a per-step token budget. A finished sequence frees its slot, which the next queued
+// request takes at the next step.
+//
+// The step is split into plan() -> engine forward -> commit() so that a pipelined engine can have
+// several planned steps (micro-batches) in flight: a sequence with rows in flight is left out of
+// later plans until its step is committed. run_step() is the synchronous form.
+//
+// Determinism: each request samples with its own TokenChooser made by the factory from the
+// request id, and the engine's logits do not depend on batch composition, so a request's tokens
+// do not depend on -b, --chunk or what else runs with it.
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace gptoss {
+
+// Picks the next token from one row of logits [vocab]. One per request.
+class TokenChooser {
+ public:
+  virtual ~TokenChooser() = default;
+  virtual int32_t choose(const float* logits, int vocab) = 0;
+};
+using ChooserFactory = std::function<std::unique_ptr<TokenChooser>(uint64_t request_id)>;
+
+struct Request {
+  uint64_t id = 0;
+  std::vector<int32_t> tokens;  // fed before generating (non-empty)
+  int max_new = 1;              // >= 1
+  int start_pos = 0;            // > 0: continue the sequence already held in `slot` (chat turns)
+  int slot = -1;                // -1: any free slot; required when start_pos > 0
+};
+
+enum class FinishReason { Stop, MaxTokens, Context };
+const char* finish_reason_name(FinishReason r);
+
+struct Finished {
+  uint64_t id = 0;
+  int slot = 0;
+  int end_pos = 0;  // tokens of this sequence now in the KV cache (the last generated one is not)
+  std::vector<int32_t> generated;  // stop token included when it ended the sequence
+  FinishReason reason = FinishReason::MaxTokens;
+};
+
+struct SchedulerOptions {
+  int max_slots = 1;      // KV-cache slots (engine's max_slots)
+  int chunk_tokens = 256; // per-step token budget; decode rows always go in even past it
+  int ctx = 4096;         // a sequence holds at most ctx tokens (prompt + generated)
+  std::vector<int32_t> stop_ids;
+  bool ignore_eos = false;
+};
+
+struct SchedulerStats {
+  uint64_t steps = 0, prompt_rows = 0, decode_rows = 0, generated = 0;
+};
+
+class Scheduler {
+ public:
+  struct Step {
+    std::vector<Row> rows;
+    std::vector<int> logit_slots;  // slot of each kLogits row, in row order
+  };
+
+  Scheduler(const SchedulerOptions& opt, ChooserFactory chooser);
+
+  // Queues a request (FIFO). Error if it cannot fit the context (needs tokens + 1 <= ctx).
+  void submit(Request r);
+  // Admits queued requests into free slots and plans the next step's rows. False if there is
+  // nothing to run now (everything idle, or all active sequences in flight).
+  bool plan(Step& step);
+  // Samples the logits of a planned step ([rows with kLogits, vocab]), reports tokens and
+  // finished sequences through the callbacks.
+  void commit(const Step& step, std::span<const float> logits, int vocab);
+  // plan + forward + commit. False when there was nothing to do.
+  bool run_step(Engine& engine);
+
+  bool busy() const { return active_ > 0 || !queue_.empty(); }
+  int active() const { return active_; }
+  size_t queued() const { return queue_.size(); }
+  const SchedulerStats& stats() const { return stats_; }
+
+  std::function<void(uint64_t id, int32_t token)> on_token;  // every sampled token, in order
+  std::function<void(Finished&&)> on_finish;
+
+ private:
+  struct Seq {
+    bool active = false, inflight = false;
+    uint64_t id = 0, admitted = 0;
+    int pos = 0;                  // tokens of this sequence in the KV cache (incl. history)
+    size_t next = 0;              // index into feed of the next token to send
+    size_t prompt_len = 0;        // feed[0, prompt_len) came from the request
+    std::vector<int32_t> feed;    // request tokens, then each generated token to send
+    std::vector<int32_t> generated;
+    int max_new = 1;
+    bool new_seq = false;         // first row must carry kNewSeq
+    std::unique_ptr<TokenChooser> chooser;
+  };
+  bool admit_one();
+  bool is_stop(int32_t t) const;
+
+  SchedulerOptions opt_;
+  ChooserFactory make_chooser_;
+  std::deque<Request> queue_;
+  std::vector<Seq> slots_;
+  int active_ = 0;
+  uint64_t admitted_count_ = 0;
+  SchedulerStats stats_;
+  std::vector<float> logits_;  // [rows with kLogits, vocab] for run_step
+};
+
+}  // namespace gptoss

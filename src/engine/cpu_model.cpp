@@ -1,0 +1,215 @@
+// cpu_model.cpp: the CPU forward pass (embed / run_layers / head) over ModelWeights, and
+// model_weights() which points ModelWeights into a ModelFile.
+#include "engine/cpu_model.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "common/error.h"
+#include "model/model_file.h"
+
+namespace gptoss {
+
+// ============================================================================ weights
+ModelWeights model_weights(const ModelFile& m) {
+  const Config& c = m.config();
+  const int64_t V = c.vocab, H = c.hidden, E = c.n_experts, I = c.intermediate;
+  const int64_t R = c.qkv_rows(), Q = c.q_dim();
+  auto bf = [&](const std::string& name, std::vector<int64_t> shape) {
+    return m.data<bf16_t>(name, DType::BF16, shape);
+  };
+  auto u8 = [&](const std::string& name, std::vector<int64_t> shape) {
+    return m.data<uint8_t>(name, DType::U8, shape);
+  };
+  ModelWeights w;
+  w.config = c;
+  w.embedding = bf("embedding", {V, H});
+  w.norm = bf("norm", {H});
+  w.unembedding = bf("unembedding", {V, H});
+  w.layers.resize(c.n_layers);
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    LayerWeights& L = w.layers[l];
+    L.attn_norm = bf(p + "attn_norm", {H});
+    L.qkv_w = bf(p + "qkv.weight", {R, H});
+    L.qkv_b = bf(p + "qkv.bias", {R});
+    L.sinks = bf(p + "sinks", {c.n_heads});
+    L.out_w = bf(p + "out.weight", {H, Q});
+    L.out_b = bf(p + "out.bias", {H});
+    L.mlp_norm = bf(p + "mlp_norm", {H});
+    L.router_w = bf(p + "router.weight", {E, H});
+    L.router_b = bf(p + "router.bias", {E});
+    L.mlp1_blocks = u8(p + "mlp1.blocks", {E, 2 * I, H / 32, 16});
+    L.mlp1_scales = u8(p + "mlp1.scales", {E, 2 * I, H / 32});
+    L.mlp1_bias = bf(p + "mlp1.bias", {E, 2 * I});
+    L.mlp2_blocks = u8(p + "mlp2.blocks", {E, H, I / 32, 16});
+    L.mlp2_scales = u8(p + "mlp2.scales", {E, H, I / 32});
+    L.mlp2_bias = bf(p + "mlp2.bias", {E, H});
+  }
+  return w;
+}
+
+// ============================================================================ construction
+namespace {
+bool is_sliding(const Config& c, int layer) {
+  return layer < static_cast<int>(c.sliding.size()) && c.sliding[layer] && c.sliding_window > 0;
+}
+int layer_cap(const Config& c, int layer, int ctx) {
+  return is_sliding(c, layer) ? std::min(c.sliding_window, ctx) : ctx;
+}
+}  // namespace
+
+size_t CpuModel::kv_cache_bytes_for(const Config& c, int ctx, int max_slots, int first, int last) {
+  size_t total = 0;
+  for (int l = first; l < last; ++l)
+    total += 2 * sizeof(float) * static_cast<size_t>(max_slots) * layer_cap(c, l, ctx) * c.kv_dim();
+  return total;
+}
+
+CpuModel::CpuModel(const ModelWeights& w, int ctx, int max_slots, int first_layer, int last_layer)
+    : w_(w), ctx_(ctx), max_slots_(max_slots), first_(first_layer), last_(last_layer) {
+  const Config& c = w_.config;
+  if (ctx < 1) fail("context length %d: must be at least 1", ctx);
+  if (ctx > c.max_context) fail("context length %d exceeds the model's maximum of %d", ctx, c.max_context);
+  if (max_slots < 1) fail("max concurrent sequences %d: must be at least 1", max_slots);
+  if (first_layer < 0 || last_layer > c.n_layers || first_layer > last_layer)
+    fail("layer range [%d, %d) is not within the model's %d layers", first_layer, last_layer,
+         c.n_layers);
+  if (c.hidden % 32 || c.intermediate % 32 || c.head_dim % 32 || c.q_dim() % 32)
+    fail("model shape (hidden %d, intermediate %d, head_dim %d) not supported by the CPU kernels: "
+         "each must be a multiple of 32",
+         c.hidden, c.intermediate, c.head_dim);
+  if (c.n_kv_heads < 1 || c.n_heads % c.n_kv_heads)
+    fail("model shape: %d heads is not a multiple of %d kv heads", c.n_heads, c.n_kv_heads);
+  if (static_cast<int>(w_.layers.size()) != c.n_layers)
+    fail("model weights: %zu layers given, config says %d", w_.layers.size(), c.n_layers);
+  rope_ = cpu::rope_yarn_table(c.head_dim, c.rope_theta, c.rope_factor, c.initial_context,
+                               c.rope_beta_fast, c.rope_beta_slow);
+  kv_bytes_ = kv_cache_bytes_for(c, ctx, max_slots, first_layer, last_layer);
+  cache_.resize(last_layer - first_layer);
+  for (int l = first_layer; l < last_layer; ++l) {
+    LayerCache& lc = cache_[l - first_layer];
+    lc.cap = layer_cap(c, l, ctx);
+    lc.window = is_sliding(c, l) ? c.sliding_window : 0;
+    const size_t n = static_cast<size_t>(max_slots) * lc.cap * c.kv_dim();
+    try {
+      lc.k.reset(new float[n]);  // not value-initialised: pages are committed when first written
+      lc.v.reset(new float[n]);
+    } catch (const std::bad_alloc&) {
+      fail("KV cache of %.2f GiB (ctx %d, %d sequences, fp32) does not fit in host memory; "
+           "lower -c or -b",
+           kv_bytes_ / 1073741824.0, ctx, max_slots);
+    }
+  }
+}
+
+// ============================================================================ stages
+void CpuModel::embed(std::span<const int32_t> tokens, float* x) const {
+  cpu::bf16_embed(w_.embedding, tokens.data(), static_cast<int>(tokens.size()), w_.config.hidden, x);
+}
+
+void CpuModel::attention(int l, std::span<const RowPos> rows, float* x) {
+  const Config& c = w_.config;
+  const LayerWeights& L = w_.layers[l];
+  LayerCache& lc = cache_[l - first_];
+  const int n = static_cast<int>(rows.size());
+  const int H = c.hidden, R = c.qkv_rows(), Q = c.q_dim(), KV = c.kv_dim(), hd = c.head_dim;
+  const int nh = c.n_heads, nkv = c.n_kv_heads;
+  xn_.resize(static_cast<size_t>(n) * H);
+  qkv_.resize(static_cast<size_t>(n) * R);
+  attn_.resize(static_cast<size_t>(n) * Q);
+  o_.resize(static_cast<size_t>(n) * H);
+  const int threads = omp_get_max_threads();
+  scratch_.resize(static_cast<size_t>(threads) * (ctx_ + 2 * hd));
+
+  cpu::f32_bf16w_rmsnorm(x, L.attn_norm, xn_.data(), n, H, c.rms_eps);
+  cpu::f32_bf16w_matmul(xn_.data(), L.qkv_w, L.qkv_b, qkv_.data(), n, H, R);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; ++i) {
+    float* cs = scratch_.data() + static_cast<size_t>(omp_get_thread_num()) * (ctx_ + 2 * hd);
+    cpu::rope_cos_sin(rope_, rows[i].pos, cs);
+    float* q = qkv_.data() + static_cast<size_t>(i) * R;
+    cpu::f32_rope_apply(rope_, cs, q, nh);
+    cpu::f32_rope_apply(rope_, cs, q + Q, nkv);
+  }
+
+  // Waves: on a ring smaller than the context (sliding layers), a prompt chunk longer than the
+  // ring would overwrite keys its earlier rows still need, so the i-th row of every slot goes in
+  // wave i: store that wave's k/v, then attend. Full layers never overwrite: one wave.
+  std::vector<int32_t> wave(n, 0), per_slot;
+  int n_waves = 1;
+  if (lc.cap < ctx_) {
+    per_slot.assign(max_slots_, 0);
+    for (int i = 0; i < n; ++i) {
+      wave[i] = per_slot[rows[i].slot]++;
+      n_waves = std::max(n_waves, wave[i] + 1);
+    }
+  }
+  const size_t slot_stride = static_cast<size_t>(lc.cap) * KV;
+  std::vector<int32_t> members;
+  for (int wv = 0; wv < n_waves; ++wv) {
+    members.clear();
+    for (int i = 0; i < n; ++i)
+      if (wave[i] == wv) members.push_back(i);
+    for (int i : members) {
+      const float* q = qkv_.data() + static_cast<size_t>(i) * R;
+      const size_t at = rows[i].slot * slot_stride + static_cast<size_t>(rows[i].pos % lc.cap) * KV;
+      std::memcpy(lc.k.get() + at, q + Q, sizeof(float) * KV);
+      std::memcpy(lc.v.get() + at, q + Q + KV, sizeof(float) * KV);
+    }
+    const int tasks = static_cast<int>(members.size()) * nh;
+#pragma omp parallel for schedule(dynamic, 4)
+    for (int t = 0; t < tasks; ++t) {
+      const int i = members[t / nh], h = t % nh;
+      float* sc = scratch_.data() + static_cast<size_t>(omp_get_thread_num()) * (ctx_ + 2 * hd);
+      const size_t base = rows[i].slot * slot_stride;
+      cpu::f32_attention_sinks_head(qkv_.data() + static_cast<size_t>(i) * R + h * hd,
+                                    lc.k.get() + base, lc.v.get() + base, lc.cap, nkv, hd,
+                                    cpu::gqa_kv_head(h, nh, nkv), rows[i].pos, lc.window,
+                                    bf16_to_f32(L.sinks[h]),
+                                    attn_.data() + static_cast<size_t>(i) * Q + h * hd, sc);
+    }
+  }
+  cpu::f32_bf16w_matmul(attn_.data(), L.out_w, L.out_b, o_.data(), n, Q, H);
+  cpu::f32_add_inplace(x, o_.data(), static_cast<size_t>(n) * H);
+}
+
+void CpuModel::run_layers(int first, int last, std::span<const RowPos> rows, float* x) {
+  GPTOSS_ASSERT(first >= first_ && last <= last_ && first <= last);
+  const Config& c = w_.config;
+  const int n = static_cast<int>(rows.size());
+  if (n == 0) return;
+  for (int l = first; l < last; ++l) {
+    attention(l, rows, x);
+    const LayerWeights& L = w_.layers[l];
+    xn_.resize(static_cast<size_t>(n) * c.hidden);
+    cpu::f32_bf16w_rmsnorm(x, L.mlp_norm, xn_.data(), n, c.hidden, c.rms_eps);
+    cpu::MoeWeights mw;
+    mw.n_experts = c.n_experts;
+    mw.top_k = c.experts_per_tok;
+    mw.hidden = c.hidden;
+    mw.intermediate = c.intermediate;
+    mw.swiglu_limit = c.swiglu_limit;
+    mw.router_w = L.router_w;
+    mw.router_b = L.router_b;
+    mw.mlp1_blocks = L.mlp1_blocks;
+    mw.mlp1_scales = L.mlp1_scales;
+    mw.mlp1_bias = L.mlp1_bias;
+    mw.mlp2_blocks = L.mlp2_blocks;
+    mw.mlp2_scales = L.mlp2_scales;
+    mw.mlp2_bias = L.mlp2_bias;
+    cpu::f32_mf4w_moe(mw, xn_.data(), n, x, moe_);
+  }
+}
+
+void CpuModel::head(const float* x, int rows, float* logits) {
+  const Config& c = w_.config;
+  xn_.resize(static_cast<size_t>(rows) * c.hidden);
+  cpu::f32_bf16w_rmsnorm(x, w_.norm, xn_.data(), rows, c.hidden, c.rms_eps);
+  cpu::f32_bf16w_matmul(xn_.data(), w_.unembedding, nullptr, logits, rows, c.hidden, c.vocab);
+}
+
+}  // namespace gptoss

@@ -1,0 +1,107 @@
+// cpu_model.h: the CPU forward pass as stages the pipeline can split across ranks:
+//   embed (token ids -> residual stream), run_layers [first, last) (attention + MoE, using and
+//   updating the KV cache of those layers only), head (final norm + LM head -> logits).
+// Weights are plain pointers (ModelWeights), filled from a ModelFile in production and from
+// in-memory buffers in tests. The residual stream is fp32 [rows, hidden].
+//
+// KV cache: fp32 (this is the reference backend), per layer and slot k, v: [cap, kv_heads,
+// head_dim]; cap = sliding_window on sliding layers (a ring: position j at index j % window),
+// cap = ctx on full layers. Only layers [first_layer, last_layer) given at construction have one.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "common/bf16.h"
+#include "cpu/ops.h"
+#include "engine/engine.h"
+#include "model/config.h"
+
+namespace gptoss {
+
+struct LayerWeights {
+  const bf16_t* attn_norm = nullptr;     // [H]
+  const bf16_t* qkv_w = nullptr;         // [R, H], rows [Q | K | V]
+  const bf16_t* qkv_b = nullptr;         // [R]
+  const bf16_t* sinks = nullptr;         // [heads]
+  const bf16_t* out_w = nullptr;         // [H, Q]
+  const bf16_t* out_b = nullptr;         // [H]
+  const bf16_t* mlp_norm = nullptr;      // [H]
+  const bf16_t* router_w = nullptr;      // [E, H]
+  const bf16_t* router_b = nullptr;      // [E]
+  const uint8_t* mlp1_blocks = nullptr;  // [E, 2I, H/32, 16]
+  const uint8_t* mlp1_scales = nullptr;  // [E, 2I, H/32]
+  const bf16_t* mlp1_bias = nullptr;     // [E, 2I]
+  const uint8_t* mlp2_blocks = nullptr;  // [E, H, I/32, 16]
+  const uint8_t* mlp2_scales = nullptr;  // [E, H, I/32]
+  const bf16_t* mlp2_bias = nullptr;     // [E, H]
+};
+
+struct ModelWeights {
+  Config config;
+  const bf16_t* embedding = nullptr;    // [V, H]
+  std::vector<LayerWeights> layers;     // [n_layers]
+  const bf16_t* norm = nullptr;         // [H]
+  const bf16_t* unembedding = nullptr;  // [V, H]
+};
+
+// Pointers into the mapped file (shapes checked by ModelFile::get). model must outlive the result.
+ModelWeights model_weights(const ModelFile& model);
+
+// Where one row of a micro-batch sits: its KV-cache slot and position.
+struct RowPos {
+  int32_t slot = 0;
+  int32_t pos = 0;
+};
+
+class CpuModel {
+ public:
+  // Layers [first_layer, last_layer) get a KV cache of `ctx` positions x `max_slots` slots.
+  // Throws Error on bad options. The cache memory is reserved, not touched, until used.
+  CpuModel(const ModelWeights& w, int ctx, int max_slots, int first_layer, int last_layer);
+
+  const Config& config() const { return w_.config; }
+  int ctx() const { return ctx_; }
+  int max_slots() const { return max_slots_; }
+  size_t kv_cache_bytes() const { return kv_bytes_; }
+  // Bytes a cache of these options would take for layers [first, last) (for printing / planning).
+  static size_t kv_cache_bytes_for(const Config& c, int ctx, int max_slots, int first, int last);
+
+  // x[n, :] = embedding[tokens[n]]. x: [rows, H].
+  void embed(std::span<const int32_t> tokens, float* x) const;
+
+  // Runs layers [first, last) (within the constructed range) on x [rows, H] in place. Rows of one
+  // slot must come in increasing consecutive positions (prompt chunk order); each row attends to
+  // its slot's positions <= its own. Positions/slots are NOT validated here (the engine does it);
+  // preconditions: 0 <= slot < max_slots, 0 <= pos < ctx.
+  void run_layers(int first, int last, std::span<const RowPos> rows, float* x);
+
+  // logits[i, :] = unembedding . rmsnorm(x[i]) for the rows given (x: [rows, H], logits:
+  // [rows, V]).
+  void head(const float* x, int rows, float* logits);
+
+ private:
+  void attention(int layer, std::span<const RowPos> rows, float* x);
+
+  ModelWeights w_;
+  int ctx_, max_slots_, first_, last_;
+  size_t kv_bytes_ = 0;
+  cpu::RopeTable rope_;
+  // Per layer in [first_, last_): k and v caches [max_slots, cap, kv_heads, head_dim].
+  struct LayerCache {
+    int cap = 0;
+    int window = 0;  // 0 = full attention
+    std::unique_ptr<float[]> k, v;
+  };
+  std::vector<LayerCache> cache_;
+  // Scratch (grown as needed).
+  std::vector<float> xn_, qkv_, attn_, o_, scratch_;
+  cpu::MoeScratch moe_;
+};
+
+// The CPU engine over in-memory weights (tests; make_cpu_engine(ModelFile) calls this).
+// w's pointers must outlive the engine.
+std::unique_ptr<Engine> make_cpu_engine(const ModelWeights& w, const EngineOptions& opt);
+
+}  // namespace gptoss

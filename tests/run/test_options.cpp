@@ -1,0 +1,148 @@
+// test_options.cpp: the `run` command line: mode defaults and the one-line errors for bad values.
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+#include "run/options.h"
+
+namespace gptoss {
+namespace {
+
+int parse(std::vector<const char*> args, RunOptions& o) {
+  args.insert(args.begin(), "run");
+  return parse_cli(static_cast<int>(args.size()), args.data(), o);
+}
+std::string err(std::vector<const char*> args) {
+  RunOptions o;
+  try {
+    parse(args, o);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(RunOptions, ModeDefaults) {
+  RunOptions g;
+  EXPECT_EQ(parse({"m.bin", "-m", "generate", "-i", "hi"}, g), -1);
+  EXPECT_EQ(g.model_path, "m.bin");
+  EXPECT_EQ(g.max_new, 256);
+  EXPECT_EQ(g.temperature, 1.0f);
+  EXPECT_EQ(g.max_slots, 1);
+  EXPECT_EQ(g.ctx, 4096);
+  EXPECT_EQ(g.stop_ids, (std::vector<int32_t>{199999, 200002, 200012}));
+  RunOptions c;
+  EXPECT_EQ(parse({"-m", "chat"}, c), -1);
+  EXPECT_EQ(c.max_new, 1024);
+  EXPECT_EQ(c.reasoning, "medium");
+  EXPECT_EQ(c.model_path, GPTOSS_DATA_DIR "/tiny.bin");
+  EXPECT_EQ(c.tokenizer_path, GPTOSS_DATA_DIR "/tokenizer.bin");
+  RunOptions p;
+  EXPECT_EQ(parse({"-m", "getp", "-i", "in", "-o", "out"}, p), -1);
+  EXPECT_EQ(p.max_new, 256);
+  EXPECT_EQ(p.temperature, 0.0f);
+  EXPECT_EQ(p.max_slots, 32);
+}
+
+TEST(RunOptions, ExplicitValues) {
+  RunOptions o;
+  EXPECT_EQ(parse({"-m", "getp", "-i", "in", "-o", "out", "-n", "5", "-T", "0.7", "-p", "0.9",
+                   "--top-k", "40", "-s", "7", "-c", "512", "-b", "3", "-t", "2", "--stop",
+                   "1,2", "--chunk", "16", "--resume", "--verify", "ref"},
+                  o),
+            -1);
+  EXPECT_EQ(o.max_new, 5);
+  EXPECT_FLOAT_EQ(o.temperature, 0.7f);
+  EXPECT_FLOAT_EQ(o.top_p, 0.9f);
+  EXPECT_EQ(o.top_k, 40);
+  EXPECT_EQ(o.seed, 7u);
+  EXPECT_EQ(o.ctx, 512);
+  EXPECT_EQ(o.max_slots, 3);
+  EXPECT_EQ(o.threads, 2);
+  EXPECT_EQ(o.chunk_tokens, 16);
+  EXPECT_EQ(o.stop_ids, (std::vector<int32_t>{1, 2}));
+  EXPECT_TRUE(o.resume);
+  EXPECT_EQ(o.verify_path, "ref");
+  RunOptions n;
+  EXPECT_EQ(parse({"-i", "x", "--stop", "none"}, n), -1);
+  EXPECT_TRUE(n.stop_ids.empty());
+}
+
+TEST(RunOptions, HelpExitsZero) {
+  RunOptions o;
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(parse({"--help"}, o), 0);
+  std::string out = testing::internal::GetCapturedStdout();
+  EXPECT_NE(out.find("--max-new"), std::string::npos);
+  EXPECT_NE(out.find("getp: max concurrent sequences"), std::string::npos);
+}
+
+TEST(RunOptions, BadValues) {
+  EXPECT_EQ(err({"-i", "x", "-n", "0"}), "-n: max new tokens must be in [1, 131072], got 0");
+  EXPECT_EQ(err({"-i", "x", "-n", "-5"}), "-n: max new tokens must be in [1, 131072], got -5");
+  EXPECT_EQ(err({"-i", "x", "-n", "99999999"}),
+            "-n: max new tokens must be in [1, 131072], got 99999999");
+  EXPECT_EQ(err({"-i", "x", "-T", "-1"}), "-T: temperature must be in [0, 100], got -1");
+  EXPECT_EQ(err({"-i", "x", "-T", "nan"}), "-T: temperature must be in [0, 100], got nan");
+  EXPECT_EQ(err({"-i", "x", "-p", "0"}), "-p: top-p must be in (0, 1], got 0");
+  EXPECT_EQ(err({"-i", "x", "--top-k", "-1"}), "--top-k: must be >= 0, got -1");
+  EXPECT_EQ(err({"-i", "x", "-c", "200000"}), "-c: context must be in [2, 131072], got 200000");
+  EXPECT_EQ(err({"-m", "getp", "-i", "a", "-o", "b", "-b", "0"}),
+            "-b: max concurrent sequences must be in [1, 1024], got 0");
+  EXPECT_EQ(err({"-i", "x", "--chunk", "0"}),
+            "--chunk: per-step token budget must be in [1, 65536], got 0");
+  EXPECT_EQ(err({"-i", "x", "-t", "-2"}), "-t: threads must be in [0, 4096], got -2");
+  EXPECT_EQ(err({"-i", "x", "--stop", "1,abc"}),
+            "--stop: 'abc' is not a token id (expected ids like 199999,200002)");
+  EXPECT_EQ(err({"-i", "x", "--backend", "tpu"}), "--backend: expected cpu or gpu, got 'tpu'");
+  EXPECT_EQ(err({"-m", "chat", "--reasoning", "max"}),
+            "--reasoning: expected low, medium or high, got 'max'");
+  EXPECT_EQ(err({"-m", "train"}), "-m: unknown mode 'train' (expected generate, chat or getp)");
+  EXPECT_NE(err({"-i", "x", "-n", "abc"}).find("(see --help)"), std::string::npos);
+  EXPECT_NE(err({"-i", "x", "--bogus"}).find("(see --help)"), std::string::npos);
+}
+
+TEST(RunOptions, GpuBackendNotInThisBuild) {
+#ifndef GPTOSS_HAVE_GPU
+  EXPECT_EQ(err({"-i", "x", "--backend", "gpu"}),
+            "--backend gpu: this build has no GPU backend (configure with -DGPU_BACKEND=CUDA or HIP)");
+#endif
+}
+
+TEST(RunOptions, ModeSpecificFlags) {
+  EXPECT_EQ(err({"-m", "generate"}), "-m generate needs a prompt: -i \"text\"");
+  EXPECT_EQ(err({"-m", "getp", "-o", "out"}), "-m getp needs the prompt file: -i IN");
+  EXPECT_EQ(err({"-m", "getp", "-i", "in"}), "-m getp needs the output file: -o OUT");
+  EXPECT_EQ(err({"-m", "getp", "-i", "f", "-o", "f"}), "-o: output file must differ from the input file");
+  EXPECT_EQ(err({"-i", "x", "-o", "out"}), "-o applies to -m getp only");
+  EXPECT_EQ(err({"-i", "x", "-b", "4"}), "-b applies to -m getp only");
+  EXPECT_EQ(err({"-i", "x", "--resume"}), "--resume applies to -m getp only");
+  EXPECT_EQ(err({"-i", "x", "-y", "be nice"}), "-y applies to -m chat only");
+  EXPECT_EQ(err({"-m", "chat", "-i", "x"}),
+            "-i does not apply to -m chat (type the user messages on stdin, one per line)");
+}
+
+TEST(RunOptions, ChecksAgainstModel) {
+  Config c;
+  c.vocab = 1000;
+  c.max_context = 2048;
+  RunOptions o;
+  o.stop_ids = {5};
+  o.ctx = 4096;
+  try {
+    check_against_model(o, c);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "-c: context 4096 is larger than the model's maximum 2048");
+  }
+  o.ctx = 1024;
+  o.stop_ids = {200002};
+  try {
+    check_against_model(o, c);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "--stop: token id 200002 is outside the vocabulary [0, 1000)");
+  }
+}
+
+}  // namespace
+}  // namespace gptoss

@@ -1,0 +1,166 @@
+// transport.h: the interface that moves micro-batches between pipeline stages.
+//
+// A link carries messages from one rank to one peer (in the ring: rank r -> (r+1) mod N). The
+// RECEIVER owns a ring of K pre-registered slot buffers of fixed capacity; the SENDER holds K
+// credits, one per free slot. Per message:
+//   sender:   Slot& s = link.acquire();   // blocks until a credit is free (back-pressure)
+//             fill s.header / s.rows / s.payload in place;
+//             link.post(s);               // returns at once, the bytes travel asynchronously
+//   receiver: const Slot& s = link.receive();   // next message, strictly in post order
+//             read it (it stays valid until released);
+//             link.release(s);             // frees the slot: one credit goes back to the sender
+// try_acquire() / try_receive() are the non-blocking forms (nullptr = not yet), so a stage can
+// overlap its compute with communication; both drive the transport's progress.
+//
+// Nothing is allocated per message: slots, requests and credit buffers are created when the link
+// opens. Implementations: MPI (mpi_transport.h, host memory, now) and, later, GPU IPC (issue 6:
+// slots in device memory exported to the sender, sequence-number flags written with system-scope
+// release ordering, credits flowing back the same way). The interface is the same for both: the
+// caller only ever writes into / reads from the Slot it was handed. The protocol (ordering,
+// credits, why it cannot deadlock, wraparound) is documented in docs/transport.md.
+#pragma once
+#include <mpi.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace gptoss::comm {
+
+enum class MemoryKind : uint8_t { Host = 0, Device = 1 };
+
+// Per-row flags of a micro-batch (RowHeader::flags).
+enum RowFlags : uint32_t {
+  kRowNewSequence = 1u << 0,      // first row of a new sequence in this seq_slot: reset its KV cache
+  kRowLastPromptToken = 1u << 1,  // last token of the prompt (prefill ends here)
+  kRowNeedsLogits = 1u << 2,      // rank 0 must compute logits and sample for this row
+  kRowEndSequence = 1u << 3,      // the sequence ends after this row: its slot's cache may be freed
+};
+
+// Per-message flags (MsgHeader::flags).
+enum MsgFlags : uint32_t {
+  kMsgShutdown = 1u << 0,  // no more messages on this link: the stage forwards it and stops
+};
+
+// One row of a micro-batch: which sequence, at which position. 16 bytes.
+struct RowHeader {
+  int32_t seq_slot;  // sequence slot (0 .. max sequences-1) whose KV cache this row reads/writes
+  int32_t position;  // token position within that sequence
+  uint32_t flags;    // RowFlags
+  uint32_t user;     // free for the pipeline; carried unchanged
+};
+static_assert(sizeof(RowHeader) == 16);
+
+// Message header, always in host memory. 64 bytes.
+struct MsgHeader {
+  uint32_t magic;           // kMsgMagic; written by post(), checked on receipt
+  uint32_t flags;           // MsgFlags
+  uint64_t seq_no;          // per-link message number 0, 1, 2, ...; written by post()
+  uint32_t micro_batch_id;  // set by the caller
+  uint32_t rows;            // set by the caller: rows used, <= Slot::row_capacity
+  uint64_t payload_bytes;   // set by the caller: payload bytes used, <= Slot::payload_capacity_bytes
+  uint64_t user[4];         // free for the pipeline (e.g. step number); carried unchanged
+};
+static_assert(sizeof(MsgHeader) == 64);
+inline constexpr uint32_t kMsgMagic = 0x6d627467;  // "gtbm"
+
+// One pre-registered slot. Pointers stay valid for the life of the link. On the sender the slot
+// is writable between acquire() and post(); on the receiver readable between receive() and
+// release(). Payload on the CPU backend: hidden states, fp32 [rows, hidden].
+struct Slot {
+  MsgHeader* header = nullptr;          // host memory
+  RowHeader* rows = nullptr;            // [row_capacity], host memory
+  void* payload = nullptr;              // [payload_capacity_bytes] in payload_memory
+  uint32_t row_capacity = 0;
+  size_t payload_capacity_bytes = 0;
+  MemoryKind payload_memory = MemoryKind::Host;
+  int index = 0;                        // 0 .. slots-1 within the ring of slots
+};
+
+// Both ends of a link must be opened with the same spec (checked when a ring opens).
+struct LinkSpec {
+  int slots = 4;                  // K: receiver slot buffers = sender credits (1 .. 64)
+  uint32_t max_rows = 64;         // row capacity of each slot
+  size_t max_payload_bytes = 0;   // payload capacity of each slot, e.g. max_rows * hidden * 4
+  MemoryKind payload_memory = MemoryKind::Host;
+  double timeout_s = 300;         // a blocking acquire/receive/drain waiting longer fails, naming
+                                  // the peer (dead or stuck peers end the job, never a hang)
+  double spin_us = 50;            // blocking waits spin this long, then poll with short sleeps
+  int channel = 0;                // separates several rings over one communicator (0 .. 63)
+};
+
+// Counters for the pipeline's per-rank timing report.
+struct LinkStats {
+  uint64_t messages = 0;       // posted (sender) / received (receiver)
+  uint64_t payload_bytes = 0;  // sum of payload_bytes
+  uint64_t header_bytes = 0;   // sum of header + row bytes
+  double wait_us = 0;          // time blocked in acquire()/receive()/drain() (idle time)
+};
+
+class SendLink {
+ public:
+  virtual ~SendLink() = default;
+  virtual int peer() const = 0;
+  virtual const LinkSpec& spec() const = 0;
+  // Next slot to fill, or nullptr when every slot is still held by the receiver. Never blocks.
+  // Several slots may be acquired before posting; they must be posted in acquire order.
+  virtual Slot* try_acquire() = 0;
+  // Blocks until a credit comes back; throws Error naming the peer after spec().timeout_s.
+  virtual Slot& acquire() = 0;
+  // Sends the oldest acquired slot: header (64 + 16 x rows bytes) and header->payload_bytes of
+  // payload. Returns at once. The slot is the transport's until the receiver releases it.
+  // Throws Error if rows or payload_bytes exceed the slot's capacity.
+  virtual void post(Slot& slot) = 0;
+  // Drives progress without blocking; returns the number of free credits now.
+  virtual int poll() = 0;
+  // Blocks until every posted message has been released by the receiver.
+  virtual void drain() = 0;
+  // Messages posted and not yet released by the receiver (0 .. slots).
+  virtual int in_flight() const = 0;
+  virtual const LinkStats& stats() const = 0;
+};
+
+class RecvLink {
+ public:
+  virtual ~RecvLink() = default;
+  virtual int peer() const = 0;
+  virtual const LinkSpec& spec() const = 0;
+  // The next message in post order if it has fully arrived, else nullptr. Never blocks.
+  // Returns nullptr too while all slots are held (received, not released).
+  virtual const Slot* try_receive() = 0;
+  // Blocks for the next message; throws Error naming the peer after spec().timeout_s.
+  virtual const Slot& receive() = 0;
+  // Gives the slot back (one credit to the sender). Slots are released in receive order: the
+  // argument must be the oldest received, unreleased slot.
+  virtual void release(const Slot& slot) = 0;
+  // Messages received and not yet released (0 .. slots).
+  virtual int held() const = 0;
+  virtual const LinkStats& stats() const = 0;
+};
+
+}  // namespace gptoss::comm
+
+// ---- rings ----
+namespace gptoss::comm {
+
+// This rank's two links in the ring 0 -> 1 -> ... -> N-1 -> 0. With one rank, next() and prev()
+// are the two ends of the same link to itself: the one-rank case is the same code path.
+class Ring {
+ public:
+  virtual ~Ring() = default;
+  virtual SendLink& next() = 0;  // to (rank + 1) mod N
+  virtual RecvLink& prev() = 0;  // from (rank - 1) mod N
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // e.g. "mpi (host-staged) 2->3, 4 slots x 64 rows x 737280 B"
+  virtual std::string describe() const = 0;
+};
+
+// Opens the ring over comm (usually MPI_COMM_WORLD). COLLECTIVE: every rank of comm calls it with
+// the same spec; a rank whose spec differs makes every rank throw WorldError naming it. The ring
+// works on its own duplicate of comm, so its messages never mix with the program's.
+// Transport choice per link is made here (today: always MPI, host memory); see describe().
+std::unique_ptr<Ring> open_ring(MPI_Comm comm, const LinkSpec& spec);
+
+}  // namespace gptoss::comm

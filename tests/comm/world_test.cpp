@@ -32,7 +32,8 @@ std::vector<char> pattern(size_t n, unsigned seed) {
 }
 
 TEST(Fingerprint, SameBytesSameValueDifferentBytesDifferentValue) {
-  const size_t n = 9u << 20;  // 9 MiB: head, sampled middle and tail all exist
+  if (World::current()->rank() != 0) GTEST_SKIP() << "file I/O on rank 0 only";
+  const size_t n = 6u << 20;  // 6 MiB: head (4 MiB), sampled middle and tail (1 MiB) all exist
   auto a = pattern(n, 1);
   std::string pa = temp_file("a", a), pa2 = temp_file("a2", a);
   EXPECT_EQ(fingerprint_file(pa), fingerprint_file(pa2));

@@ -200,7 +200,7 @@ void f32_rope_apply(const RopeTable& t, const float* cs, float* x, int n_heads) 
 void f32_attention_sinks_head(const float* q, const float* k_cache, const float* v_cache, int cap,
                               int n_kv_heads, int head_dim, int kv_head, int pos, int window,
                               float sink, float* out, float* scratch) {
-  GPTOSS_ASSERT(head_dim % 32 == 0);
+  const bool simd = head_dim % 32 == 0;
   const int j0 = window > 0 ? std::max(0, pos - window + 1) : 0;
   GPTOSS_ASSERT(pos - j0 < cap);
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
@@ -209,6 +209,13 @@ void f32_attention_sinks_head(const float* q, const float* k_cache, const float*
   float m = sink;
   for (int j = j0; j <= pos; ++j) {
     const float* kj = k_cache + static_cast<size_t>(j % cap) * row_stride + head_off;
+    if (!simd) {
+      float dot = 0.0f;
+      for (int k = 0; k < head_dim; ++k) dot = std::fma(q[k], kj[k], dot);
+      scratch[j - j0] = dot * scale;
+      m = std::max(m, scratch[j - j0]);
+      continue;
+    }
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int k = 0; k < head_dim; k += 32) {
       a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + k), _mm256_loadu_ps(kj + k), a0);
@@ -230,6 +237,10 @@ void f32_attention_sinks_head(const float* q, const float* k_cache, const float*
   for (int j = j0; j <= pos; ++j) {
     const float p = scratch[j - j0] / den;
     const float* vj = v_cache + static_cast<size_t>(j % cap) * row_stride + head_off;
+    if (!simd) {
+      for (int d = 0; d < head_dim; ++d) out[d] = std::fma(p, vj[d], out[d]);
+      continue;
+    }
     const __m256 pv = _mm256_set1_ps(p);
     for (int d = 0; d < head_dim; d += 8)
       _mm256_storeu_ps(out + d, _mm256_fmadd_ps(pv, _mm256_loadu_ps(vj + d),

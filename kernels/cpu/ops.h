@@ -85,7 +85,8 @@ void f32_rope_apply(const RopeTable& t, const float* cs, float* x, int n_heads);
 // ring index j % cap (cap = window on sliding layers, = ctx on full layers).
 // The query at position pos sees keys j with max(0, pos - window + 1) <= j <= pos (window 0 = full
 // causal). Precondition: every visible j is still in the ring (pos - j < cap).
-// head_dim % 32 == 0. Scores s_j = dot(q, k_j) * (1/sqrt(head_dim)) (canonical dot order),
+// Scores s_j = dot(q, k_j) * (1/sqrt(head_dim)) (canonical dot order if head_dim % 32 == 0, else
+// a single fma chain in index order),
 // m = max(sink, max_j s_j), e_j = exp(s_j - m), den = exp(sink - m) + e_j0 + e_j0+1 + ... (fp32,
 // increasing j), p_j = e_j / den, out_d = fma(p_j, v_jd, out_d) over increasing j from 0.
 // The sink takes probability mass and adds no value.

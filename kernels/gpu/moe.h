@@ -1,0 +1,97 @@
+// moe.h: the GPU MoE block (router top-k + softmax, MXFP4 expert matmuls with the clamped SwiGLU
+// fused into the first, weighted sum into the fp32 residual after the second). Same function as
+// cpu::f32_mf4w_moe (kernels/cpu/ops.h), compared with a tolerance, not bitwise.
+//
+// BUILD WIRING (for kernels/gpu/CMakeLists.txt and tests/gpu/CMakeLists.txt):
+//   library sources : kernels/gpu/moe.cu           (CUDA language; with HIP compile it with hipcc
+//                                                  as C++: -x hip --offload-arch=gfx90a -DGPTOSS_HIP)
+//   headers         : kernels/gpu/moe.h, kernels/gpu/moe_tile.h (fp16 convert), kernels/gpu/tile.h
+//                     (GPU-core's tile32 mma.sync/MFMA wave tile), kernels/gpu/vendor.h
+//   include dirs    : ${CMAKE_SOURCE_DIR}/kernels and ${CMAKE_SOURCE_DIR}/src (common/error.h)
+//   test            : tests/gpu/moe_test.cpp   (GoogleTest, host C++ only; links the GPU kernels
+//                     library, gptoss_cpu_kernels, gptoss_common, GTest::gtest_main; CTest names
+//                     gpu_moe_*; skips with GTEST_SKIP when no GPU is present)
+//   benchmark       : tests/gpu/moe_bench.cpp -> program `bench-moe` (same links minus GTest)
+//   The test/bench .cpp files include "gpu/moe.h" and "gpu/vendor.h" only (host API); they build
+//   with the host C++ compiler plus the CUDA include dir (CUDA) or with hipcc (HIP).
+//
+// Design:
+//   1. router kernel: one block per row; logits = x . router_w^T + b in fp32 (shared memory),
+//      top-k (ties: lower expert index first) and softmax over the k, as the CPU twin.
+//   2. build kernel (one block): per-expert counts, offsets, active-expert list, (row, rank)
+//      pairs grouped by expert with rows ascending (deterministic: warp scans, no atomics), and a
+//      tile list for experts with more than kMoeGemvMaxRows rows.
+//   3. experts with <= kMoeGemvMaxRows rows: GEMV kernels, one wave per pair of weight rows,
+//      16-byte MXFP4 loads decoded in registers, fp32 math throughout.
+//      experts with more rows: grouped GEMM on tensor cores (mma.sync bf16 / MFMA bf16), MXFP4
+//      decoded to bf16 in shared memory, activations rounded to bf16, fp32 accumulation.
+//      mlp1 epilogue applies bias + clamped SwiGLU -> act [pairs, I] fp32 (grouped order);
+//      mlp2 epilogue adds bias -> y [rows, k, H] fp32 indexed by (row, rank).
+//   4. combine kernel: residual[n] += ((w0 y0 + w1 y1) + w2 y2) + ... in rank order. No atomics:
+//      results are deterministic run to run and independent of the grouping order.
+//   All launches have grids fixed by (rows, shape); data-dependent work exits early on device, so
+//   moe_forward does no host synchronisation, no allocation, and can be captured into a graph.
+#pragma once
+#include <cstdint>
+
+#include "vendor.h"
+
+namespace gptoss::gpu {
+
+// Device pointers, layouts exactly as in the model file.
+struct MoeGpuWeights {
+  int n_experts = 0, top_k = 0, hidden = 0, intermediate = 0;
+  float swiglu_limit = 0;
+  const uint16_t* router_w = nullptr;    // [E, H] bf16
+  const uint16_t* router_b = nullptr;    // [E] bf16
+  const uint8_t* mlp1_blocks = nullptr;  // [E, 2I, H/32, 16]
+  const uint8_t* mlp1_scales = nullptr;  // [E, 2I, H/32]
+  const uint16_t* mlp1_bias = nullptr;   // [E, 2I] bf16
+  const uint8_t* mlp2_blocks = nullptr;  // [E, H, I/32, 16]
+  const uint8_t* mlp2_scales = nullptr;  // [E, H, I/32]
+  const uint16_t* mlp2_bias = nullptr;   // [E, H] bf16
+};
+
+// Experts that receive at most this many rows take the GEMV path; more, the tensor-core path.
+inline constexpr int kMoeGemvMaxRows = 16;
+
+// Device scratch for up to max_rows rows (one stream at a time).
+struct MoeGpuScratch {
+  int max_rows = 0, n_experts = 0, top_k = 0, hidden = 0, intermediate = 0;
+  int max_tiles = 0;             // ceil(max_rows * k / kTileRows) + E
+  int32_t* experts = nullptr;    // [max_rows, k] chosen experts, rank order
+  float* weights = nullptr;      // [max_rows, k] softmax weights
+  int32_t* offsets = nullptr;    // [E + 1] grouped slot offsets per expert
+  int32_t* active = nullptr;     // [E] experts with rows, ascending
+  int32_t* meta = nullptr;       // [2] n_active, n_tiles
+  int32_t* slot_pair = nullptr;  // [max_rows * k] grouped slot -> pair index (row * k + rank)
+  int32_t* tile_expert = nullptr;  // [max_tiles]
+  int32_t* tile_slot0 = nullptr;   // [max_tiles] first grouped slot of the tile
+  float* act = nullptr;          // [max_rows * k, I] SwiGLU output, grouped order
+  float* y = nullptr;            // [max_rows, k, H] expert outputs incl. mlp2 bias, per (row, rank)
+  size_t bytes = 0;              // device bytes held
+};
+
+// Allocates (gpuMalloc) the scratch for up to max_rows rows of this weights' shape.
+MoeGpuScratch moe_scratch_create(const MoeGpuWeights& w, int max_rows);
+void moe_scratch_destroy(MoeGpuScratch& s);
+
+// residual[n, :] += sum_r w_r * expert_r(x_normed[n, :]) for n < rows (see file comment).
+//   x_normed: [rows, H] fp32 device; residual: [rows, H] fp32 device (may not alias x_normed).
+//   Requires H % 32 == 0, I % 32 == 0, 1 <= k <= E <= 1024, rows <= s.max_rows and s created for
+//   the same shape (throws gptoss::Error otherwise). Asynchronous on `stream`, graph-capturable.
+void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float* residual,
+                 MoeGpuScratch& s, gpuStream_t stream);
+
+// ---- entry points for tests (same device code as moe_forward) --------------------------------
+// Top-k + softmax over given logits [rows, E] (device) -> experts [rows, k], weights [rows, k].
+void moe_router_topk_logits(const float* logits, int rows, int E, int k, int32_t* experts,
+                            float* weights, gpuStream_t stream);
+// Decodes n_blocks MXFP4 blocks (blocks [n, 16], scales [n]) twice: out_f32 [n, 32] with the
+// GEMV path's decode, out_bf16 [n, 32] (bf16 bits) with the tensor-core path's decode.
+void moe_mxfp4_decode(const uint8_t* blocks, const uint8_t* scales, int n_blocks, float* out_f32,
+                      uint16_t* out_bf16, gpuStream_t stream);
+// The mlp path moe_forward takes for `rows`: "gemv" (rows <= kMoeGemvMaxRows) or "gemv+mma".
+const char* moe_path_name(int rows);
+
+}  // namespace gptoss::gpu

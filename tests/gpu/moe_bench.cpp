@@ -1,0 +1,119 @@
+// moe_bench.cpp: `bench-moe`, timing of gpu::moe_forward for the 20b MoE shape (E 32, top-4,
+// H 2880, I 2880) with random weights. One JSON line per row count:
+//   rows, path, time_us (median of the reps, device events around graph replays), weight_bytes
+//   (distinct experts touched x bytes per expert + router), GB/s of those bytes, fraction of
+//   3.0 TB/s (H100 measured copy bandwidth), TFLOP/s (2 x rows x k x 3 H I).
+// Inputs rotate over 8 random x sets per row count so routing (and the experts read) changes
+// between replays and the L2 cache (50 MB) does not hold the weights of one routing.
+// Usage: bench-moe [--reps N] [--rows a,b,c]
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "moe_testutil.h"
+
+using namespace gptoss;
+using moetest::DevBuf;
+
+int main(int argc, char** argv) {
+  return guarded_main("bench-moe", [&]() -> int {
+    int reps = 50;
+    std::vector<int> rows_list = {1, 8, 64, 512, 4096};
+    for (int i = 1; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a == "--reps" && i + 1 < argc) {
+        reps = std::atoi(argv[++i]);
+      } else if (a == "--rows" && i + 1 < argc) {
+        rows_list.clear();
+        std::string v = argv[++i];
+        size_t p = 0;
+        while (p < v.size()) {
+          size_t q = v.find(',', p);
+          if (q == std::string::npos) q = v.size();
+          rows_list.push_back(std::atoi(v.substr(p, q - p).c_str()));
+          p = q + 1;
+        }
+      } else {
+        fail("usage: bench-moe [--reps N] [--rows a,b,c] (got '%s')", a.c_str());
+      }
+    }
+    if (!moetest::gpu_present()) fail("no GPU device present");
+    gpuDeviceProp prop;
+    GPU_CHECK(gpuGetDeviceProperties(&prop, 0));
+    std::fprintf(stderr, "bench-moe: device %s\n", prop.name);
+    const moetest::MoeShape sh{32, 4, 2880, 2880, 7.0f};
+    moetest::HostMoe hm(sh, 1);
+    moetest::DevMoe dm(hm);
+    const int max_rows = *std::max_element(rows_list.begin(), rows_list.end());
+    gpu::MoeGpuScratch s = gpu::moe_scratch_create(dm.w, max_rows);
+    constexpr int kSets = 8;
+    gpuStream_t st;
+    GPU_CHECK(gpuStreamCreate(&st));
+    gpuEvent_t e0, e1;
+    GPU_CHECK(gpuEventCreate(&e0));
+    GPU_CHECK(gpuEventCreate(&e1));
+    const size_t router_bytes = static_cast<size_t>(sh.E) * sh.H * 2 + sh.E * 2;
+    for (int rows : rows_list) {
+      const size_t n = static_cast<size_t>(rows) * sh.H;
+      std::vector<DevBuf<float>*> xs;
+      DevBuf<float> res(n);
+      moetest::Rng r(100 + rows);
+      double bytes_sum = 0;
+      std::vector<float> hx(n);
+      std::vector<gpuGraphExec_t> graphs;
+      for (int q = 0; q < kSets; ++q) {
+        for (auto& v : hx) v = r.normal();
+        xs.push_back(new DevBuf<float>(n));
+        xs.back()->upload(hx);
+        for (auto& v : hx) v = r.normal();
+        res.upload(hx);
+        // Distinct experts of this routing.
+        gpu::moe_forward(dm.w, xs.back()->p, rows, res.p, s, st);
+        GPU_CHECK(gpuStreamSynchronize(st));
+        std::vector<int32_t> ex(static_cast<size_t>(rows) * sh.k);
+        GPU_CHECK(gpuMemcpy(ex.data(), s.experts, ex.size() * 4, gpuMemcpyDeviceToHost));
+        std::set<int32_t> distinct(ex.begin(), ex.end());
+        bytes_sum += static_cast<double>(distinct.size()) * hm.expert_bytes() + router_bytes;
+        gpuGraph_t g;
+        gpuGraphExec_t ge;
+        GPU_CHECK(gpuStreamBeginCapture(st));
+        gpu::moe_forward(dm.w, xs.back()->p, rows, res.p, s, st);
+        GPU_CHECK(gpuStreamEndCapture(st, &g));
+        GPU_CHECK(gpuGraphInstantiate(&ge, g));
+        GPU_CHECK(gpuGraphDestroy(g));
+        graphs.push_back(ge);
+      }
+      for (int w = 0; w < 3 * kSets; ++w) GPU_CHECK(gpuGraphLaunch(graphs[w % kSets], st));
+      GPU_CHECK(gpuStreamSynchronize(st));
+      std::vector<float> times_us;
+      for (int rep = 0; rep < reps; ++rep) {
+        GPU_CHECK(gpuEventRecord(e0, st));
+        for (int q = 0; q < kSets; ++q) GPU_CHECK(gpuGraphLaunch(graphs[q], st));
+        GPU_CHECK(gpuEventRecord(e1, st));
+        GPU_CHECK(gpuEventSynchronize(e1));
+        float ms = 0;
+        GPU_CHECK(gpuEventElapsedTime(&ms, e0, e1));
+        times_us.push_back(ms * 1000.0f / kSets);
+      }
+      std::sort(times_us.begin(), times_us.end());
+      const double t_us = times_us[times_us.size() / 2];
+      const double bytes = bytes_sum / kSets;
+      const double gbps = bytes / (t_us * 1e-6) / 1e9;
+      const double flops = 2.0 * rows * sh.k * 3.0 * sh.H * sh.I;
+      std::printf("{\"rows\": %d, \"path\": \"%s\", \"time_us\": %.2f, \"time_us_min\": %.2f, "
+                  "\"weight_bytes\": %.0f, \"GBps\": %.1f, \"frac_3TBps\": %.3f, \"TFLOPs\": %.2f, "
+                  "\"device\": \"%s\"}\n",
+                  rows, gpu::moe_path_name(rows), t_us, times_us.front(), bytes, gbps,
+                  gbps / 3000.0, flops / (t_us * 1e-6) / 1e12, prop.name);
+      std::fflush(stdout);
+      for (auto ge : graphs) GPU_CHECK(gpuGraphExecDestroy(ge));
+      for (auto* x : xs) delete x;
+    }
+    gpu::moe_scratch_destroy(s);
+    GPU_CHECK(gpuStreamDestroy(st));
+    return 0;
+  });
+}

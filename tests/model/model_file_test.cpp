@@ -255,6 +255,7 @@ TEST(ModelFile, RoundTrip) {
   const Plan plan = tensor_plan(c);
   // The writer accepts tensors in any order and from several threads.
   const std::string p = dir + "/rt.bin";
+  ::unlink(p.c_str());
   {
     ModelWriter w(p, c, "round trip \xe2\x9c\x93", plan);
 #pragma omp parallel for

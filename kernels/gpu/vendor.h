@@ -5,7 +5,9 @@
 
 #if defined(GPTOSS_HIP)
 #include <hip/hip_runtime.h>
+#if __has_include(<hip/hip_bf16.h>)  // absent from Debian's HIP 5.2; the kernels use raw bf16 bits
 #include <hip/hip_bf16.h>
+#endif
 #define GPU_RT_NAME "HIP"
 using gpuError_t = hipError_t;
 using gpuStream_t = hipStream_t;

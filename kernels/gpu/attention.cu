@@ -1,0 +1,171 @@
+// kernels/gpu/attention.cu: attention with sinks and a sliding window over the bf16 KV cache,
+// split-K (flash-decoding) for every row: decode rows and prompt-chunk rows take the same path
+// (a prompt row is one more query at its own position; rows never wait for each other).
+//   pass 1 (f32_bf16kv_attention_partial_kernel): block = (kv head, piece, row); the G query heads
+//     of the kv head share each staged 64-key tile of K and V (GQA); online softmax per head;
+//     writes (unnormalised out[64], running max, running sum) per (row, head, piece).
+//   pass 2 (f32_attention_combine_kernel): merges the pieces in order with the sink.
+#include <algorithm>
+#include <cmath>
+
+#include "gpu/device_utils.h"
+#include "gpu/ops.h"
+
+namespace gptoss::gpu {
+
+namespace {
+constexpr int kHD = kAttnHeadDim;       // 64
+constexpr int kKeyTile = 64;            // keys staged per iteration
+constexpr int kAttnThreads = 256;       // 8 heads x 32 sub-lanes (sub-lanes are not wave lanes)
+constexpr int kPartStride = kHD + 2;    // out[64], m, l
+}  // namespace
+
+__global__ void __launch_bounds__(kAttnThreads)
+    f32_bf16kv_attention_partial_kernel(const float* __restrict__ qkv,
+                                        const uint16_t* __restrict__ k_cache,
+                                        const uint16_t* __restrict__ v_cache,
+                                        const int32_t* __restrict__ pos,
+                                        const int32_t* __restrict__ slot, int n_heads, int n_kv,
+                                        int cap, int window, int kv_chunk, int n_pieces,
+                                        float* __restrict__ partial) {
+  __shared__ float qs[kAttnMaxGroup][kHD];
+  __shared__ float ks[kKeyTile][kHD + 1];
+  __shared__ float vs[kKeyTile][kHD];
+  __shared__ float sp[kAttnMaxGroup][kKeyTile];  // scores, then probabilities
+  const int kvh = blockIdx.x, piece = blockIdx.y, n = blockIdx.z;
+  const int G = n_heads / n_kv;
+  const int h = threadIdx.x / 32, l = threadIdx.x % 32;
+  const int p = pos[n];
+  const int j0 = window > 0 ? max(0, p - window + 1) : 0;
+  const int jb = j0 + piece * kv_chunk;
+  const int je = min(p + 1, jb + kv_chunk);
+  float* part = partial + ((static_cast<size_t>(n) * n_heads + kvh * G + h) * n_pieces + piece) *
+                              kPartStride;
+  if (jb >= je) {
+    if (h < G && l == 0) part[kHD] = -INFINITY;
+    return;
+  }
+  const size_t R = static_cast<size_t>(n_heads + 2 * n_kv) * kHD;
+  for (int t = threadIdx.x; t < G * kHD; t += kAttnThreads)
+    qs[t / kHD][t % kHD] = qkv[n * R + static_cast<size_t>(kvh * G) * kHD + t];
+  const size_t slot_base = static_cast<size_t>(slot[n]) * cap;
+  const float scale = 1.0f / sqrtf(static_cast<float>(kHD));
+
+  float m_run = -INFINITY, l_run = 0.0f, o0 = 0.0f, o1 = 0.0f;
+  for (int t0 = jb; t0 < je; t0 += kKeyTile) {
+    __syncthreads();  // previous tile fully consumed (and qs written on the first pass)
+    for (int c = threadIdx.x; c < kKeyTile * (kHD / 8); c += kAttnThreads) {
+      const int key = c / (kHD / 8), part8 = c % (kHD / 8);
+      const int j = t0 + key;
+      uint4 kw = make_uint4(0u, 0u, 0u, 0u), vw = kw;
+      if (j < je) {
+        const size_t off = ((slot_base + static_cast<size_t>(j % cap)) * n_kv + kvh) * kHD + 8 * part8;
+        kw = *reinterpret_cast<const uint4*>(k_cache + off);
+        vw = *reinterpret_cast<const uint4*>(v_cache + off);
+      }
+      float* kd = &ks[key][8 * part8];
+      kd[0] = bf16_lo(kw.x), kd[1] = bf16_hi(kw.x), kd[2] = bf16_lo(kw.y), kd[3] = bf16_hi(kw.y);
+      kd[4] = bf16_lo(kw.z), kd[5] = bf16_hi(kw.z), kd[6] = bf16_lo(kw.w), kd[7] = bf16_hi(kw.w);
+      float* vd = &vs[key][8 * part8];
+      vd[0] = bf16_lo(vw.x), vd[1] = bf16_hi(vw.x), vd[2] = bf16_lo(vw.y), vd[3] = bf16_hi(vw.y);
+      vd[4] = bf16_lo(vw.z), vd[5] = bf16_hi(vw.z), vd[6] = bf16_lo(vw.w), vd[7] = bf16_hi(vw.w);
+    }
+    __syncthreads();
+    if (h < G) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int key = l + 32 * half;
+        float s = 0.0f;
+#pragma unroll 16
+        for (int d = 0; d < kHD; ++d) s = fmaf(qs[h][d], ks[key][d], s);
+        sp[h][key] = (t0 + key < je) ? s * scale : -INFINITY;
+      }
+    }
+    __syncthreads();
+    float m_new = m_run;
+    if (h < G) {
+      float tmax = -INFINITY;
+      for (int j = 0; j < kKeyTile; ++j) tmax = fmaxf(tmax, sp[h][j]);
+      m_new = fmaxf(m_run, tmax);
+    }
+    __syncthreads();
+    if (h < G) {
+      sp[h][l] = expf(sp[h][l] - m_new);
+      sp[h][l + 32] = expf(sp[h][l + 32] - m_new);
+    }
+    __syncthreads();
+    if (h < G) {
+      const float alpha = expf(m_run - m_new);  // 0 on the first tile (m_run = -inf)
+      float lsum = 0.0f;
+      o0 *= alpha;
+      o1 *= alpha;
+#pragma unroll 8
+      for (int j = 0; j < kKeyTile; ++j) {
+        const float pj = sp[h][j];
+        lsum += pj;
+        o0 = fmaf(pj, vs[j][l], o0);
+        o1 = fmaf(pj, vs[j][l + 32], o1);
+      }
+      l_run = l_run * alpha + lsum;
+      m_run = m_new;
+    }
+  }
+  if (h < G) {
+    part[l] = o0;
+    part[l + 32] = o1;
+    if (l == 0) part[kHD] = m_run, part[kHD + 1] = l_run;
+  }
+}
+
+// grid (rows, n_heads), block 64 (one thread per output dimension).
+__global__ void f32_attention_combine_kernel(const float* __restrict__ partial,
+                                             const uint16_t* __restrict__ sinks, int n_heads,
+                                             int n_pieces, float* __restrict__ out) {
+  const int n = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
+  const float* part = partial + (static_cast<size_t>(n) * n_heads + h) * n_pieces * kPartStride;
+  const float sink = bf16_bits_to_f32(sinks[h]);
+  float m = sink;
+  for (int s = 0; s < n_pieces; ++s) m = fmaxf(m, part[s * kPartStride + kHD]);
+  float den = expf(sink - m), o = 0.0f;
+  for (int s = 0; s < n_pieces; ++s) {
+    const float ms = part[s * kPartStride + kHD];
+    if (ms == -INFINITY) continue;
+    const float f = expf(ms - m);
+    den += part[s * kPartStride + kHD + 1] * f;
+    o = fmaf(part[s * kPartStride + d], f, o);
+  }
+  out[(static_cast<size_t>(n) * n_heads + h) * kHD + d] = o / den;
+}
+
+static int attention_pieces(int max_keys, int kv_chunk) { return ceil_div(max_keys, kv_chunk); }
+
+size_t attention_partial_floats(int n_heads, int max_keys, int kv_chunk) {
+  return static_cast<size_t>(kAttnRowsPerLaunch) * n_heads * attention_pieces(max_keys, kv_chunk) *
+         kPartStride;
+}
+
+void f32_bf16kv_attention_sinks(const float* qkv, const bf16_t* k_cache, const bf16_t* v_cache,
+                                const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
+                                int rows, int n_heads, int n_kv_heads, int head_dim, int cap,
+                                int window, int max_keys, int kv_chunk, float* partial,
+                                float* out, gpuStream_t stream) {
+  if (rows <= 0) return;
+  GPTOSS_ASSERT(head_dim == kHD && n_heads % n_kv_heads == 0 &&
+                n_heads / n_kv_heads <= kAttnMaxGroup && kv_chunk % kKeyTile == 0);
+  const int pieces = attention_pieces(max_keys, kv_chunk);
+  const size_t R = static_cast<size_t>(n_heads + 2 * n_kv_heads) * head_dim;
+  for (int r0 = 0; r0 < rows; r0 += kAttnRowsPerLaunch) {
+    const int nr = std::min(kAttnRowsPerLaunch, rows - r0);
+    dim3 grid1(n_kv_heads, pieces, nr);
+    f32_bf16kv_attention_partial_kernel<<<grid1, kAttnThreads, 0, stream>>>(
+        qkv + r0 * R, k_cache, v_cache, pos + r0, slot + r0, n_heads, n_kv_heads, cap, window,
+        kv_chunk, pieces, partial);
+    GPU_CHECK_LAUNCH();
+    dim3 grid2(nr, n_heads);
+    f32_attention_combine_kernel<<<grid2, kHD, 0, stream>>>(
+        partial, sinks, n_heads, pieces, out + static_cast<size_t>(r0) * n_heads * head_dim);
+    GPU_CHECK_LAUNCH();
+  }
+}
+
+}  // namespace gptoss::gpu

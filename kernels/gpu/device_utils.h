@@ -1,0 +1,66 @@
+// kernels/gpu/device_utils.h: device-side helpers shared by the GPU kernels (bf16 bits <-> fp32,
+// 16-byte loads, wave and block reductions). Wave size comes from vendor.h (kWaveSize).
+#pragma once
+#include <cstdint>
+
+#include "gpu/vendor.h"
+
+namespace gptoss::gpu {
+
+__device__ __forceinline__ float bf16_bits_to_f32(uint32_t h) {
+  return __uint_as_float(h << 16);
+}
+// Low / high bf16 of a 32-bit word (element 2i in the low half, as in memory).
+__device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float bf16_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
+
+// Round to nearest even, NaN kept quiet (same as gptoss::f32_to_bf16 on the host).
+__device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) {
+  uint32_t u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  return static_cast<uint32_t>(f32_to_bf16_bits(lo)) |
+         (static_cast<uint32_t>(f32_to_bf16_bits(hi)) << 16);
+}
+
+__device__ __forceinline__ float wave_sum(float v) {
+  for (int m = kWaveSize / 2; m > 0; m >>= 1) v += gpu_shfl_xor(v, m);
+  return v;
+}
+__device__ __forceinline__ float wave_max(float v) {
+  for (int m = kWaveSize / 2; m > 0; m >>= 1) v = fmaxf(v, gpu_shfl_xor(v, m));
+  return v;
+}
+
+// Sum over the whole block (blockDim.x a multiple of kWaveSize, <= 1024); every thread gets the
+// result. smem: >= blockDim.x / kWaveSize floats. Fixed order: wave butterflies, then waves in
+// index order.
+__device__ __forceinline__ float block_sum(float v, float* smem) {
+  v = wave_sum(v);
+  const int wave = threadIdx.x / kWaveSize, lane = threadIdx.x % kWaveSize;
+  const int n_waves = blockDim.x / kWaveSize;
+  __syncthreads();
+  if (lane == 0) smem[wave] = v;
+  __syncthreads();
+  float s = 0.0f;
+  for (int w = 0; w < n_waves; ++w) s += smem[w];
+  return s;
+}
+__device__ __forceinline__ double block_sum_f64(double v, double* smem) {
+  for (int m = kWaveSize / 2; m > 0; m >>= 1) v += gpu_shfl_xor(v, m);
+  const int wave = threadIdx.x / kWaveSize, lane = threadIdx.x % kWaveSize;
+  const int n_waves = blockDim.x / kWaveSize;
+  __syncthreads();
+  if (lane == 0) smem[wave] = v;
+  __syncthreads();
+  double s = 0.0;
+  for (int w = 0; w < n_waves; ++w) s += smem[w];
+  return s;
+}
+
+inline int ceil_div(long long a, long long b) { return static_cast<int>((a + b - 1) / b); }
+
+}  // namespace gptoss::gpu

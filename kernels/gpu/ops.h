@@ -1,0 +1,85 @@
+// kernels/gpu/ops.h: host launchers of the GPU kernels. Every op has the same contract as its CPU
+// twin in kernels/cpu/ops.h (named alike) unless stated; all pointers are device pointers, every
+// launch goes to `stream` and returns without synchronising.
+//
+// Activations: the residual stream and every activation buffer are fp32 (as on the CPU). The GEMV
+// (rows <= kGemvMaxRows) reads fp32 activations; the tensor-core GEMM rounds activations to bf16
+// when it stages a tile (bf16 x bf16 products, fp32 accumulation). The KV cache is bf16.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "common/bf16.h"
+#include "gpu/vendor.h"
+
+namespace gptoss::gpu {
+
+// ---- embedding, norms, elementwise ----------------------------------------------------------
+// x[n, :] = table[tokens[n], :] (bf16 -> fp32, exact). table [V, H], tokens [rows], x [rows, H].
+void bf16_embed(const bf16_t* table, const int32_t* tokens, int rows, int H, float* x,
+                gpuStream_t stream);
+
+// y[n, :] = x[src(n), :] * rsqrt(mean(x[src(n), :]^2) + eps) * scale; src(n) = row_index[n] or n
+// when row_index is nullptr. Mean of squares in fp64 (as the CPU twin), the rest fp32.
+// x: [*, dim], y: [rows, dim] (may alias x only when row_index is nullptr).
+void f32_bf16w_rmsnorm(const float* x, const bf16_t* scale, float* y, int rows, int dim,
+                       float eps, const int32_t* row_index, gpuStream_t stream);
+
+// y[i] += x[i].
+void f32_add_inplace(float* y, const float* x, size_t n, gpuStream_t stream);
+
+// ---- matmul ---------------------------------------------------------------------------------
+// y[n, m] (=|+=) sum_k x[n, k] W[m, k] + b[m]. x [rows, K] fp32, W [M, K] bf16, bias [M] bf16 or
+// nullptr, y [rows, M] fp32 (row stride M), accumulate: y += instead of y =. K % 32 == 0.
+// Dispatch: rows <= kGemvMaxRows -> GEMV (fp32 x), else the tensor-core GEMM (bf16 x).
+inline constexpr int kGemvMaxRows = 8;
+void f32_bf16w_matmul(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
+                      int K, int M, bool accumulate, gpuStream_t stream);
+// The two paths, for tests and the benchmark. gemv: rows <= kGemvMaxRows, K % 8 == 0.
+// A row's result does not depend on `rows` within a path (fixed reduction order per row).
+void f32_bf16w_gemv(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
+                    int K, int M, bool accumulate, gpuStream_t stream);
+void f32_bf16w_gemm(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
+                    int K, int M, bool accumulate, gpuStream_t stream);
+
+// ---- RoPE + KV cache write ------------------------------------------------------------------
+// For each row n (position pos[n], KV slot slot[n]): rotates the q heads of qkv[n] in place
+// (half-split, cos/sin from rope_cs[pos] = cpu::rope_cos_sin, fp32, no FMA) and writes the rotated
+// k heads and the v heads as bf16 into the caches at ring index pos % cap.
+//   qkv [rows, (n_heads + 2 n_kv) * head_dim] fp32, rope_cs [ctx, head_dim] fp32,
+//   k_cache, v_cache [slots, cap, n_kv, head_dim] bf16.
+void f32_rope_kv_write(float* qkv, const float* rope_cs, const int32_t* pos, const int32_t* slot,
+                       int rows, int n_heads, int n_kv_heads, int head_dim, bf16_t* k_cache,
+                       bf16_t* v_cache, int cap, gpuStream_t stream);
+
+// ---- attention with sinks -------------------------------------------------------------------
+// For every row n and query head h: the CPU twin's f32_attention_sinks_head over the bf16 cache
+// (keys max(0, pos - window + 1) .. pos, window 0 = causal over everything), q read from qkv[n]
+// (already rotated), out [rows, n_heads * head_dim] fp32. head_dim must be 64;
+// n_heads / n_kv_heads <= 8.
+// Split-K (flash-decoding): the visible keys of a row are cut into pieces of kv_chunk keys
+// (kv_chunk % 64 == 0), each piece reduced by one block with an online softmax, then the pieces
+// and the sink are merged in piece order. The pieces depend only on the row's own position, so a
+// row's result does not depend on the other rows. max_keys: the most keys any row may see
+// (window if > 0, else cap); partial: scratch of attention_partial_floats(...) floats.
+inline constexpr int kAttnHeadDim = 64;
+inline constexpr int kAttnMaxGroup = 8;
+inline constexpr int kAttnRowsPerLaunch = 64;
+size_t attention_partial_floats(int n_heads, int max_keys, int kv_chunk);
+void f32_bf16kv_attention_sinks(const float* qkv, const bf16_t* k_cache, const bf16_t* v_cache,
+                                const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
+                                int rows, int n_heads, int n_kv_heads, int head_dim, int cap,
+                                int window, int max_keys, int kv_chunk, float* partial,
+                                float* out, gpuStream_t stream);
+
+// ---- sampling -------------------------------------------------------------------------------
+// out[n] = index of the largest x[n, :] (ties: lowest index; NaN never wins; all NaN -> 0).
+void f32_argmax(const float* x, int rows, int n, int32_t* out, gpuStream_t stream);
+
+// ---- device facts ---------------------------------------------------------------------------
+// Throws a one-line Error when no GPU is usable ("no GPU found (...)").
+void require_device();
+// Whether a GPU is present (for tests that skip without one).
+bool device_present();
+
+}  // namespace gptoss::gpu

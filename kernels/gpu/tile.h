@@ -1,0 +1,108 @@
+// kernels/gpu/tile.h: the one per-architecture matrix-instruction interface. A wave computes a
+// 32 x 32 fp32 tile C[i][j] += sum_k A[i][k] * B[j][k] from bf16 operands in shared memory, both
+// K-contiguous (A = activations [rows][K], B = weights [outputs][K]).
+//   NVIDIA (sm_80+): mma.sync.m16n8k16 bf16 (2 x 4 instructions per 16-wide K step).
+//   AMD gfx90a:      __builtin_amdgcn_mfma_f32_32x32x8bf16_1k (2 per 16-wide K step).
+// Everything else in the GEMM (tiling, staging, epilogue) is architecture-neutral.
+#pragma once
+#include <cstdint>
+
+#include "gpu/vendor.h"
+
+namespace gptoss::gpu::tile32 {
+
+inline constexpr int kWaveTileM = 32;                        // rows of C per wave
+inline constexpr int kWaveTileN = 32;                        // columns of C per wave
+inline constexpr int kAccPerLane = 32 * 32 / kWaveSize;     // fp32 accumulators per lane
+
+struct Acc {
+  float v[kAccPerLane];
+};
+
+__device__ __forceinline__ void zero(Acc& c) {
+#pragma unroll
+  for (int r = 0; r < kAccPerLane; ++r) c.v[r] = 0.0f;
+}
+
+#if defined(GPTOSS_HIP)
+typedef short bf16x4_t __attribute__((ext_vector_type(4)));
+typedef float f32x16_t __attribute__((ext_vector_type(16)));
+
+// acc += A[0:32][k0:k0+16] * B[0:32][k0:k0+16]^T; A, B: bf16 bits, leading dims in elements
+// (multiples of 4).
+__device__ __forceinline__ void mma_k16(Acc& c, const uint16_t* a, int lda, const uint16_t* b,
+                                        int ldb, int k0) {
+  const int lane = threadIdx.x % kWaveSize;
+  f32x16_t acc;
+#pragma unroll
+  for (int r = 0; r < 16; ++r) acc[r] = c.v[r];
+#pragma unroll
+  for (int kk = 0; kk < 16; kk += 8) {
+    // lane: row/col = lane % 32, k = kk + 4 * (lane / 32) + 0..3
+    const int k = k0 + kk + 4 * (lane / 32);
+    bf16x4_t av = *reinterpret_cast<const bf16x4_t*>(a + (lane % 32) * lda + k);
+    bf16x4_t bv = *reinterpret_cast<const bf16x4_t*>(b + (lane % 32) * ldb + k);
+    acc = __builtin_amdgcn_mfma_f32_32x32x8bf16_1k(av, bv, acc, 0, 0, 0);
+  }
+#pragma unroll
+  for (int r = 0; r < 16; ++r) c.v[r] = acc[r];
+}
+
+// f(i, j, value) for every accumulator of this lane.
+template <class F>
+__device__ __forceinline__ void for_each(const Acc& c, F&& f) {
+  const int lane = threadIdx.x % kWaveSize;
+#pragma unroll
+  for (int r = 0; r < 16; ++r) f(8 * (r / 4) + 4 * (lane / 32) + (r % 4), lane % 32, c.v[r]);
+}
+
+#else  // NVIDIA
+
+__device__ __forceinline__ void mma_m16n8k16(float* d, const uint32_t* a, const uint32_t* b) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// Accumulator r of a lane: m-tile mt = r / 16, n-tile nt = (r / 4) % 4, element e = r % 4:
+// i = 16 mt + g + 8 (e / 2), j = 8 nt + 2 t + (e % 2), g = lane / 4, t = lane % 4.
+__device__ __forceinline__ void mma_k16(Acc& c, const uint16_t* a, int lda, const uint16_t* b,
+                                        int ldb, int k0) {
+  const int lane = threadIdx.x % kWaveSize;
+  const int g = lane / 4, t = lane % 4;
+  uint32_t af[2][4], bfr[4][2];
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt) {
+    const uint16_t* p = a + (16 * mt + g) * lda + k0 + 2 * t;
+    af[mt][0] = *reinterpret_cast<const uint32_t*>(p);
+    af[mt][1] = *reinterpret_cast<const uint32_t*>(p + 8 * lda);
+    af[mt][2] = *reinterpret_cast<const uint32_t*>(p + 8);
+    af[mt][3] = *reinterpret_cast<const uint32_t*>(p + 8 * lda + 8);
+  }
+#pragma unroll
+  for (int nt = 0; nt < 4; ++nt) {
+    const uint16_t* p = b + (8 * nt + g) * ldb + k0 + 2 * t;
+    bfr[nt][0] = *reinterpret_cast<const uint32_t*>(p);
+    bfr[nt][1] = *reinterpret_cast<const uint32_t*>(p + 8);
+  }
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) mma_m16n8k16(&c.v[(mt * 4 + nt) * 4], af[mt], bfr[nt]);
+}
+
+template <class F>
+__device__ __forceinline__ void for_each(const Acc& c, F&& f) {
+  const int lane = threadIdx.x % kWaveSize;
+  const int g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int r = 0; r < 32; ++r) {
+    const int mt = r / 16, nt = (r / 4) % 4, e = r % 4;
+    f(16 * mt + g + 8 * (e / 2), 8 * nt + 2 * t + (e % 2), c.v[r]);
+  }
+}
+#endif
+
+}  // namespace gptoss::gpu::tile32

@@ -1,0 +1,389 @@
+// gpu_engine.cu: the GPU engine. Weights live on the device exactly as in the model file (one
+// linear upload of the file's tensor region through pinned staging buffers), the KV cache is bf16
+// [slots, cap, kv_heads, head_dim] per layer (cap = ctx on full layers, window + kMaxStepRows on
+// sliding layers so a chunk never overwrites a key one of its own rows still sees), the residual
+// stream and activations are fp32. A step: per-row metadata (token, pos, slot, logit rows) is
+// uploaded in one copy, then the whole forward is enqueued on one stream without host
+// synchronisation (replayed as a graph for each distinct (rows, logit rows) with rows <=
+// kGraphMaxRows), then the logits come back.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cpu/ops.h"
+#include "engine_gpu/gpu_engine.h"
+#include "gpu/moe.h"
+#include "gpu/ops.h"
+#include "gpu/vendor.h"
+#include "model/model_file.h"
+
+namespace gptoss {
+namespace {
+
+constexpr int kMaxStepRows = 256;   // rows per device step (forward() splits larger calls)
+constexpr int kGraphMaxRows = 64;   // steps with at most this many rows replay a captured graph
+constexpr size_t kStagingBytes = size_t(64) << 20;
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+struct LayerW {
+  const bf16_t *attn_norm, *qkv_w, *qkv_b, *sinks, *out_w, *out_b, *mlp_norm;
+  gpu::MoeGpuWeights moe;
+  bf16_t *k_cache, *v_cache;  // [slots, cap, n_kv, head_dim]
+  int cap, window, max_keys, kv_chunk;
+};
+
+template <class T>
+T* dalloc(size_t count) {
+  void* p = nullptr;
+  GPU_CHECK(gpuMalloc(&p, std::max<size_t>(count, 1) * sizeof(T)));
+  return static_cast<T*>(p);
+}
+
+class GpuEngine final : public Engine {
+ public:
+  GpuEngine(const ModelFile& model, const EngineOptions& opt);
+  ~GpuEngine() override;
+  const Config& config() const override { return cfg_; }
+  int ctx() const override { return ctx_; }
+  int max_slots() const override { return slots_; }
+  size_t kv_cache_bytes() const override { return kv_bytes_; }
+  void forward(std::span<const Row> rows, std::vector<float>& logits) override;
+
+ private:
+  void upload_weights(const ModelFile& model);
+  void enqueue_step(int rows, int n_logit_rows);
+  void run_step(int rows, int n_logit_rows);
+
+  Config cfg_;
+  int ctx_ = 0, slots_ = 0;
+  size_t kv_bytes_ = 0;
+  gpuStream_t stream_ = nullptr;
+  bool use_graphs_ = true;
+
+  uint8_t* d_weights_ = nullptr;  // the file's tensor region
+  uint64_t region0_ = 0;          // file offset of d_weights_[0]
+  const ModelFile* model_ = nullptr;
+  const bf16_t *emb_ = nullptr, *norm_ = nullptr, *unemb_ = nullptr;
+  std::vector<LayerW> layers_;
+  bf16_t* d_kv_ = nullptr;
+  float* d_rope_ = nullptr;  // [ctx, head_dim] cos | sin
+
+  // Activations for kMaxStepRows rows.
+  float *d_x_ = nullptr;       // [rows, H] residual stream
+  float *d_xn_ = nullptr;      // [rows, H] normalised
+  float *d_qkv_ = nullptr;     // [rows, R]
+  float *d_att_ = nullptr;     // [rows, Q]
+  float *d_partial_ = nullptr; // attention split-K scratch
+  float *d_logits_ = nullptr;  // [rows, V]
+  int32_t* d_meta_ = nullptr;  // [4, kMaxStepRows]: token, pos, slot, logit row index
+  int32_t* h_meta_ = nullptr;  // pinned twin
+  gpu::MoeGpuScratch moe_scratch_{};
+  std::map<std::pair<int, int>, gpuGraphExec_t> graphs_;
+};
+
+const bf16_t* wptr(const ModelFile& m, uint8_t* base, uint64_t region0, const std::string& name,
+                   DType dt, const std::vector<int64_t>& shape) {
+  const TensorInfo& t = m.get(name, dt, shape);
+  return reinterpret_cast<const bf16_t*>(base + (t.offset - region0));
+}
+
+GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt)
+    : cfg_(model.config()), ctx_(opt.ctx), slots_(opt.max_slots), model_(&model) {
+  gpu::require_device();
+  const Config& c = cfg_;
+  if (c.head_dim != gpu::kAttnHeadDim)
+    fail("%s: the GPU backend supports head_dim %d only (model has %d)", model.path().c_str(),
+         gpu::kAttnHeadDim, c.head_dim);
+  if (c.n_heads % c.n_kv_heads != 0 || c.n_heads / c.n_kv_heads > gpu::kAttnMaxGroup)
+    fail("%s: the GPU backend supports up to %d query heads per kv head (model: %d / %d)",
+         model.path().c_str(), gpu::kAttnMaxGroup, c.n_heads, c.n_kv_heads);
+  if (c.hidden % 32 != 0 || c.intermediate % 32 != 0)
+    fail("%s: the GPU backend needs hidden and intermediate sizes divisible by 32",
+         model.path().c_str());
+  if (ctx_ < 1 || ctx_ > c.max_context)
+    fail("context %d out of range [1, %d] for %s", ctx_, c.max_context, model.path().c_str());
+  if (slots_ < 1) fail("max_slots must be >= 1 (got %d)", slots_);
+  if (const char* g = std::getenv("GPTOSS_GPU_GRAPHS")) use_graphs_ = std::string(g) != "0";
+
+  GPU_CHECK(gpuSetDevice(0));
+  gpuDeviceProp prop;
+  GPU_CHECK(gpuGetDeviceProperties(&prop, 0));
+
+  // ---- sizes and the memory check (before any large allocation) ----
+  const auto& ts = model.tensors();
+  uint64_t lo = UINT64_MAX, hi = 0;
+  for (const auto& t : ts) lo = std::min(lo, t.offset), hi = std::max(hi, t.offset + t.bytes);
+  region0_ = lo;
+  const size_t weight_bytes = hi - lo;
+  layers_.resize(static_cast<size_t>(c.n_layers));
+  const int kv_dim = c.kv_dim();
+  size_t kv_elems = 0;
+  for (int L = 0; L < c.n_layers; ++L) {
+    LayerW& l = layers_[static_cast<size_t>(L)];
+    const bool sliding = c.sliding[static_cast<size_t>(L)] != 0 && c.sliding_window > 0;
+    l.window = sliding ? c.sliding_window : 0;
+    l.cap = sliding ? std::min(ctx_, c.sliding_window + kMaxStepRows) : ctx_;
+    l.max_keys = sliding ? std::min(l.cap, c.sliding_window) : l.cap;
+    l.kv_chunk = sliding ? 64 : std::max(128, ((ctx_ + 31) / 32 + 63) / 64 * 64);
+    kv_elems += 2ull * slots_ * l.cap * kv_dim;
+  }
+  kv_bytes_ = kv_elems * sizeof(bf16_t);
+  const int H = c.hidden, R = c.qkv_rows(), Q = c.q_dim(), V = c.vocab;
+  size_t partial_floats = 0;
+  for (const auto& l : layers_)
+    partial_floats = std::max(partial_floats,
+                              gpu::attention_partial_floats(c.n_heads, l.max_keys, l.kv_chunk));
+  const size_t act_bytes =
+      sizeof(float) * (size_t(kMaxStepRows) * (2 * H + R + Q + size_t(V)) + partial_floats +
+                       size_t(ctx_) * c.head_dim) +
+      4 * kMaxStepRows * sizeof(int32_t) +
+      size_t(kMaxStepRows) * c.experts_per_tok * (H + c.intermediate) * sizeof(float) * 2;
+  size_t free_b = 0, total_b = 0;
+  GPU_CHECK(gpuMemGetInfo(&free_b, &total_b));
+  const size_t reserve = size_t(512) << 20;
+  const size_t need = weight_bytes + kv_bytes_ + act_bytes + reserve;
+  if (need > free_b)
+    fail("GPU %s: the model needs %.2f GiB (weights %.2f, KV cache %.2f for ctx %d x %d slots, "
+         "buffers %.2f, reserve 0.5), %.2f GiB free; lower -c or -b",
+         prop.name, need / kGiB, weight_bytes / kGiB, kv_bytes_ / kGiB, ctx_, slots_,
+         act_bytes / kGiB, free_b / kGiB);
+
+  GPU_CHECK(gpuStreamCreateNonBlocking(&stream_));
+  const auto t0 = std::chrono::steady_clock::now();
+  upload_weights(model);
+  const double upload_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  // ---- weight pointers ----
+  const int E = c.n_experts, I = c.intermediate;
+  auto P = [&](const std::string& name, DType dt, const std::vector<int64_t>& shape) {
+    return wptr(model, d_weights_, region0_, name, dt, shape);
+  };
+  emb_ = P("embedding", DType::BF16, {V, H});
+  norm_ = P("norm", DType::BF16, {H});
+  unemb_ = P("unembedding", DType::BF16, {V, H});
+  d_kv_ = dalloc<bf16_t>(kv_elems);
+  size_t kv_off = 0;
+  for (int L = 0; L < c.n_layers; ++L) {
+    LayerW& l = layers_[static_cast<size_t>(L)];
+    const std::string p = "layers." + std::to_string(L) + ".";
+    l.attn_norm = P(p + "attn_norm", DType::BF16, {H});
+    l.qkv_w = P(p + "qkv.weight", DType::BF16, {R, H});
+    l.qkv_b = P(p + "qkv.bias", DType::BF16, {R});
+    l.sinks = P(p + "sinks", DType::BF16, {c.n_heads});
+    l.out_w = P(p + "out.weight", DType::BF16, {H, Q});
+    l.out_b = P(p + "out.bias", DType::BF16, {H});
+    l.mlp_norm = P(p + "mlp_norm", DType::BF16, {H});
+    gpu::MoeGpuWeights& m = l.moe;
+    m.n_experts = E, m.top_k = c.experts_per_tok, m.hidden = H, m.intermediate = I;
+    m.swiglu_limit = c.swiglu_limit;
+    m.router_w = P(p + "router.weight", DType::BF16, {E, H});
+    m.router_b = P(p + "router.bias", DType::BF16, {E});
+    m.mlp1_blocks = reinterpret_cast<const uint8_t*>(
+        P(p + "mlp1.blocks", DType::U8, {E, 2 * I, H / 32, 16}));
+    m.mlp1_scales =
+        reinterpret_cast<const uint8_t*>(P(p + "mlp1.scales", DType::U8, {E, 2 * I, H / 32}));
+    m.mlp1_bias = P(p + "mlp1.bias", DType::BF16, {E, 2 * I});
+    m.mlp2_blocks =
+        reinterpret_cast<const uint8_t*>(P(p + "mlp2.blocks", DType::U8, {E, H, I / 32, 16}));
+    m.mlp2_scales =
+        reinterpret_cast<const uint8_t*>(P(p + "mlp2.scales", DType::U8, {E, H, I / 32}));
+    m.mlp2_bias = P(p + "mlp2.bias", DType::BF16, {E, H});
+    const size_t n = size_t(slots_) * l.cap * kv_dim;
+    l.k_cache = d_kv_ + kv_off;
+    l.v_cache = d_kv_ + kv_off + n;
+    kv_off += 2 * n;
+  }
+  // Unwritten cache positions are never read (a row sees only positions its sequence wrote),
+  // but zero them once so a bug reads zeros, not garbage from a previous process.
+  GPU_CHECK(gpuMemsetAsync(d_kv_, 0, kv_bytes_, stream_));
+
+  // ---- RoPE table: exactly the CPU twin's cos/sin per position ----
+  {
+    cpu::RopeTable rt = cpu::rope_yarn_table(c.head_dim, c.rope_theta, c.rope_factor,
+                                             c.initial_context, c.rope_beta_fast,
+                                             c.rope_beta_slow);
+    std::vector<float> cs(size_t(ctx_) * c.head_dim);
+    for (int p = 0; p < ctx_; ++p) cpu::rope_cos_sin(rt, p, cs.data() + size_t(p) * c.head_dim);
+    d_rope_ = dalloc<float>(cs.size());
+    GPU_CHECK(gpuMemcpy(d_rope_, cs.data(), cs.size() * sizeof(float), gpuMemcpyHostToDevice));
+  }
+
+  d_x_ = dalloc<float>(size_t(kMaxStepRows) * H);
+  d_xn_ = dalloc<float>(size_t(kMaxStepRows) * H);
+  d_qkv_ = dalloc<float>(size_t(kMaxStepRows) * R);
+  d_att_ = dalloc<float>(size_t(kMaxStepRows) * Q);
+  d_partial_ = dalloc<float>(partial_floats);
+  d_logits_ = dalloc<float>(size_t(kMaxStepRows) * V);
+  d_meta_ = dalloc<int32_t>(4 * kMaxStepRows);
+  GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_meta_), 4 * kMaxStepRows * sizeof(int32_t)));
+  moe_scratch_ = gpu::moe_scratch_create(layers_[0].moe, kMaxStepRows);
+  GPU_CHECK(gpuStreamSynchronize(stream_));
+
+  std::fprintf(stderr,
+               "gpu: %s (%s), weights %.2f GiB uploaded in %.2f s (%.1f GB/s), KV cache %.2f GiB "
+               "(bf16, ctx %d x %d slots), graphs %s\n",
+               prop.name, GPU_RT_NAME, weight_bytes / kGiB, upload_s,
+               weight_bytes / 1e9 / std::max(upload_s, 1e-9), kv_bytes_ / kGiB, ctx_, slots_,
+               use_graphs_ ? "on" : "off");
+}
+
+// One linear copy of the file's tensor region: mmap -> pinned staging (host memcpy) -> device
+// (async), two staging buffers alternating so the host copy of one overlaps the DMA of the other.
+void GpuEngine::upload_weights(const ModelFile& model) {
+  const auto& ts = model.tensors();
+  uint64_t hi = 0;
+  const uint8_t* file_base = nullptr;
+  for (const auto& t : ts) {
+    hi = std::max(hi, t.offset + t.bytes);
+    if (!file_base) file_base = t.data - t.offset;
+  }
+  const size_t bytes = hi - region0_;
+  d_weights_ = dalloc<uint8_t>(bytes);
+  uint8_t* staging[2] = {nullptr, nullptr};
+  gpuEvent_t done[2];
+  for (int i = 0; i < 2; ++i) {
+    GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&staging[i]), kStagingBytes));
+    GPU_CHECK(gpuEventCreate(&done[i]));
+  }
+  int b = 0;
+  for (size_t off = 0; off < bytes; off += kStagingBytes, b ^= 1) {
+    const size_t n = std::min(kStagingBytes, bytes - off);
+    GPU_CHECK(gpuEventSynchronize(done[b]));  // this buffer's previous DMA finished
+    std::memcpy(staging[b], file_base + region0_ + off, n);
+    GPU_CHECK(gpuMemcpyAsync(d_weights_ + off, staging[b], n, gpuMemcpyHostToDevice, stream_));
+    GPU_CHECK(gpuEventRecord(done[b], stream_));
+  }
+  GPU_CHECK(gpuStreamSynchronize(stream_));
+  for (int i = 0; i < 2; ++i) {
+    GPU_CHECK(gpuEventDestroy(done[i]));
+    GPU_CHECK(gpuFreeHost(staging[i]));
+  }
+}
+
+GpuEngine::~GpuEngine() {
+  if (stream_) (void)gpuStreamSynchronize(stream_);
+  for (auto& [k, g] : graphs_) (void)gpuGraphExecDestroy(g);
+  if (moe_scratch_.bytes) gpu::moe_scratch_destroy(moe_scratch_);
+  for (void* p : {static_cast<void*>(d_weights_), static_cast<void*>(d_kv_),
+                  static_cast<void*>(d_rope_), static_cast<void*>(d_x_), static_cast<void*>(d_xn_),
+                  static_cast<void*>(d_qkv_), static_cast<void*>(d_att_),
+                  static_cast<void*>(d_partial_), static_cast<void*>(d_logits_),
+                  static_cast<void*>(d_meta_)})
+    if (p) (void)gpuFree(p);
+  if (h_meta_) (void)gpuFreeHost(h_meta_);
+  if (stream_) (void)gpuStreamDestroy(stream_);
+}
+
+// The whole forward of one step, enqueued on stream_ (no host synchronisation; capturable).
+// Reads the metadata already in d_meta_.
+void GpuEngine::enqueue_step(int rows, int n_logit_rows) {
+  const Config& c = cfg_;
+  const int H = c.hidden, R = c.qkv_rows(), V = c.vocab;
+  const int32_t* d_tok = d_meta_;
+  const int32_t* d_pos = d_meta_ + kMaxStepRows;
+  const int32_t* d_slot = d_meta_ + 2 * kMaxStepRows;
+  const int32_t* d_lrows = d_meta_ + 3 * kMaxStepRows;
+  gpu::bf16_embed(emb_, d_tok, rows, H, d_x_, stream_);
+  for (const LayerW& l : layers_) {
+    gpu::f32_bf16w_rmsnorm(d_x_, l.attn_norm, d_xn_, rows, H, c.rms_eps, nullptr, stream_);
+    gpu::f32_bf16w_matmul(d_xn_, l.qkv_w, l.qkv_b, d_qkv_, rows, H, R, false, stream_);
+    gpu::f32_rope_kv_write(d_qkv_, d_rope_, d_pos, d_slot, rows, c.n_heads, c.n_kv_heads,
+                           c.head_dim, l.k_cache, l.v_cache, l.cap, stream_);
+    gpu::f32_bf16kv_attention_sinks(d_qkv_, l.k_cache, l.v_cache, l.sinks, d_pos, d_slot, rows,
+                                    c.n_heads, c.n_kv_heads, c.head_dim, l.cap, l.window,
+                                    l.max_keys, l.kv_chunk, d_partial_, d_att_, stream_);
+    gpu::f32_bf16w_matmul(d_att_, l.out_w, l.out_b, d_x_, rows, c.q_dim(), H, true, stream_);
+    gpu::f32_bf16w_rmsnorm(d_x_, l.mlp_norm, d_xn_, rows, H, c.rms_eps, nullptr, stream_);
+    gpu::moe_forward(l.moe, d_xn_, rows, d_x_, moe_scratch_, stream_);
+  }
+  if (n_logit_rows > 0) {
+    gpu::f32_bf16w_rmsnorm(d_x_, norm_, d_xn_, n_logit_rows, H, c.rms_eps, d_lrows, stream_);
+    gpu::f32_bf16w_matmul(d_xn_, unemb_, nullptr, d_logits_, n_logit_rows, H, V, false, stream_);
+  }
+}
+
+void GpuEngine::run_step(int rows, int n_logit_rows) {
+  GPU_CHECK(gpuMemcpyAsync(d_meta_, h_meta_, 4 * kMaxStepRows * sizeof(int32_t),
+                           gpuMemcpyHostToDevice, stream_));
+  if (!use_graphs_ || rows > kGraphMaxRows) {
+    enqueue_step(rows, n_logit_rows);
+    return;
+  }
+  const auto key = std::make_pair(rows, n_logit_rows);
+  auto it = graphs_.find(key);
+  if (it == graphs_.end()) {
+    if (graphs_.size() >= 512) {  // bound the cache: drop everything, recapture on demand
+      GPU_CHECK(gpuStreamSynchronize(stream_));
+      for (auto& [k, g] : graphs_) GPU_CHECK(gpuGraphExecDestroy(g));
+      graphs_.clear();
+    }
+    gpuGraph_t graph;
+    GPU_CHECK(gpuStreamBeginCapture(stream_));
+    try {
+      enqueue_step(rows, n_logit_rows);
+    } catch (...) {
+      (void)gpuStreamEndCapture(stream_, &graph);
+      throw;
+    }
+    GPU_CHECK(gpuStreamEndCapture(stream_, &graph));
+    gpuGraphExec_t exec;
+    GPU_CHECK(gpuGraphInstantiate(&exec, graph));
+    GPU_CHECK(gpuGraphDestroy(graph));
+    it = graphs_.emplace(key, exec).first;
+  }
+  GPU_CHECK(gpuGraphLaunch(it->second, stream_));
+}
+
+void GpuEngine::forward(std::span<const Row> rows, std::vector<float>& logits) {
+  const Config& c = cfg_;
+  size_t n_logits = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const Row& r = rows[i];
+    if (r.token < 0 || r.token >= c.vocab)
+      fail("forward: row %zu: token %d out of range [0, %d)", i, r.token, c.vocab);
+    if (r.slot < 0 || r.slot >= slots_)
+      fail("forward: row %zu: slot %d out of range [0, %d)", i, r.slot, slots_);
+    if (r.pos < 0 || r.pos >= ctx_)
+      fail("forward: row %zu: position %d out of range [0, %d) (context full)", i, r.pos, ctx_);
+    if (r.flags & Row::kLogits) ++n_logits;
+  }
+  logits.resize(n_logits * size_t(c.vocab));
+  size_t logit_out = 0;
+  for (size_t r0 = 0; r0 < rows.size(); r0 += kMaxStepRows) {
+    const int n = static_cast<int>(std::min<size_t>(kMaxStepRows, rows.size() - r0));
+    int nl = 0;
+    for (int i = 0; i < n; ++i) {
+      const Row& r = rows[r0 + i];
+      h_meta_[i] = r.token;
+      h_meta_[kMaxStepRows + i] = r.pos;
+      h_meta_[2 * kMaxStepRows + i] = r.slot;
+      if (r.flags & Row::kLogits) h_meta_[3 * kMaxStepRows + nl++] = i;
+    }
+    run_step(n, nl);
+    if (nl > 0)
+      GPU_CHECK(gpuMemcpyAsync(logits.data() + logit_out * c.vocab, d_logits_,
+                               size_t(nl) * c.vocab * sizeof(float), gpuMemcpyDeviceToHost,
+                               stream_));
+    // h_meta_ is rewritten by the next sub-step and logits must be complete on return.
+    GPU_CHECK(gpuStreamSynchronize(stream_));
+    logit_out += nl;
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Engine> make_gpu_engine(const ModelFile& model, const EngineOptions& opt) {
+  return std::make_unique<GpuEngine>(model, opt);
+}
+
+bool gpu_device_present() { return gpu::device_present(); }
+
+}  // namespace gptoss

@@ -286,26 +286,39 @@ const E8m0Table kE8m0;
 float mxfp4_lut(uint8_t code) { return kMxfp4Lut[code & 15]; }
 float e8m0_to_f32(uint8_t scale) { return kE8m0.v[scale]; }
 
-void mxfp4_decode_row(const uint8_t* blocks, const uint8_t* scales, int K, float* out) {
+namespace {
+// Decodes block b (32 values) into 4 vectors of 8, exactly.
+struct Mxfp4Decoder {
   const __m256 lut = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
   const __m128i lo_mask = _mm_set1_epi8(0x0f);
   const __m256i sign_mask = _mm256_set1_epi32(static_cast<int>(0x80000000u));
-  const int nb = K / 32;
-  for (int b = 0; b < nb; ++b) {
-    __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blocks + 16 * b));
+  inline __m256 one(__m128i part, __m256 sc) const {
+    __m256i codes = _mm256_cvtepu8_epi32(part);
+    __m256 mag = _mm256_permutevar8x32_ps(lut, codes);
+    __m256i sign = _mm256_and_si256(_mm256_slli_epi32(codes, 28), sign_mask);
+    return _mm256_mul_ps(_mm256_xor_ps(mag, _mm256_castsi256_ps(sign)), sc);
+  }
+  inline void block(const uint8_t* blk16, uint8_t scale, __m256 v[4]) const {
+    __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk16));
     __m128i lo = _mm_and_si128(bytes, lo_mask);
     __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), lo_mask);
     __m128i e0 = _mm_unpacklo_epi8(lo, hi);  // elements 0..15
     __m128i e1 = _mm_unpackhi_epi8(lo, hi);  // elements 16..31
-    const __m256 sc = _mm256_set1_ps(kE8m0.v[scales[b]]);
-    __m128i parts[4] = {e0, _mm_srli_si128(e0, 8), e1, _mm_srli_si128(e1, 8)};
-    for (int g = 0; g < 4; ++g) {
-      __m256i codes = _mm256_cvtepu8_epi32(parts[g]);
-      __m256 mag = _mm256_permutevar8x32_ps(lut, codes);
-      __m256i sign = _mm256_and_si256(_mm256_slli_epi32(codes, 28), sign_mask);
-      __m256 v = _mm256_xor_ps(mag, _mm256_castsi256_ps(sign));
-      _mm256_storeu_ps(out + 32 * b + 8 * g, _mm256_mul_ps(v, sc));
-    }
+    const __m256 sc = _mm256_set1_ps(kE8m0.v[scale]);
+    v[0] = one(e0, sc);
+    v[1] = one(_mm_srli_si128(e0, 8), sc);
+    v[2] = one(e1, sc);
+    v[3] = one(_mm_srli_si128(e1, 8), sc);
+  }
+};
+}  // namespace
+
+void mxfp4_decode_row(const uint8_t* blocks, const uint8_t* scales, int K, float* out) {
+  const Mxfp4Decoder dec;
+  for (int b = 0; b < K / 32; ++b) {
+    __m256 v[4];
+    dec.block(blocks + 16 * b, scales[b], v);
+    for (int g = 0; g < 4; ++g) _mm256_storeu_ps(out + 32 * b + 8 * g, v[g]);
   }
 }
 
@@ -313,6 +326,28 @@ void f32_mf4w_matmul_range(const float* x, const uint8_t* blocks, const uint8_t*
                            const bf16_t* bias, float* y, int rows, int K, int M, int m0, int m1,
                            float* wrow) {
   const size_t row_bytes = static_cast<size_t>(K) / 2, row_scales = static_cast<size_t>(K) / 32;
+  if (rows == 1) {
+    // Fused decode + dot (the batch-1 decode path): block b holds chunks 4b..4b+3, which go to
+    // accumulators a0..a3, i.e. the canonical order, so the bits equal the rows > 1 path.
+    const Mxfp4Decoder dec;
+    for (int m = m0; m < m1; ++m) {
+      const uint8_t* bl = blocks + m * row_bytes;
+      const uint8_t* sc = scales + m * row_scales;
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (int b = 0; b < K / 32; ++b) {
+        __m256 v[4];
+        dec.block(bl + 16 * b, sc[b], v);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 32 * b), v[0], a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 32 * b + 8), v[1], a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 32 * b + 16), v[2], a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 32 * b + 24), v[3], a3);
+      }
+      float r = hsum_canonical(a0, a1, a2, a3);
+      if (bias) r = r + bf16_to_f32(bias[m]);
+      y[m] = r;
+    }
+    return;
+  }
   for (int m = m0; m < m1; ++m) {
     mxfp4_decode_row(blocks + m * row_bytes, scales + m * row_scales, K, wrow);
     float b = bias ? bf16_to_f32(bias[m]) : 0.0f;

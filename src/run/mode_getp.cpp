@@ -67,12 +67,14 @@ int run_getp(const RunOptions& opt) {
   if (opt.resume && !have_partial)
     std::fprintf(stderr, "getp: --resume: no %s, starting from the beginning\n", partial_path.c_str());
 
-  Session s = open_session(opt, opt.max_slots);
+  // Prompts are tokenized and checked against the context before the model is loaded.
+  double tok_load_s = 0;
+  std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(opt, &tok_load_s);
   std::vector<std::vector<int32_t>> prompts(n);
   size_t prompt_tokens = 0;
   for (size_t i = 0; i < n; ++i) {
     // Special-token texts become their ids (a harmony-formatted prompt line works).
-    prompts[i] = s.tokenizer->encode(lines[i].text, /*allow_special=*/true);
+    prompts[i] = tokenizer->encode(lines[i].text, /*allow_special=*/true);
     if (prompts[i].empty())
       fail("%s:%d: the prompt encodes to no tokens", opt.input.c_str(), lines[i].line);
     if (static_cast<int>(prompts[i].size()) >= opt.ctx)
@@ -81,6 +83,7 @@ int run_getp(const RunOptions& opt) {
     prompt_tokens += prompts[i].size();
   }
 
+  Session s = open_session(opt, opt.max_slots, std::move(tokenizer), tok_load_s);
   install_handlers();  // before OUT.partial exists
   GetpJob job;
   job.out_path = opt.output;
@@ -113,6 +116,13 @@ int run_getp(const RunOptions& opt) {
                "load %.2f s\n",
                (unsigned long long)r.generated, r.wall_s, r.generated / std::max(r.wall_s, 1e-9),
                s.load_s);
+  // One machine-readable line (launch/sweep.py reads it).
+  std::fprintf(stderr,
+               "getp: {\"prompts\": %zu, \"prompt_tokens\": %zu, \"resumed_prompts\": %zu, "
+               "\"generated_tokens\": %llu, \"wall_s\": %.4f, \"tok_s\": %.2f, \"load_s\": %.4f, "
+               "\"batch\": %d}\n",
+               n, prompt_tokens, r.done_before, (unsigned long long)r.generated, r.wall_s,
+               r.generated / std::max(r.wall_s, 1e-9), s.load_s, opt.max_slots);
 
   if (!opt.verify_path.empty()) {
     VerifyReport r = verify_outputs(opt.output, opt.verify_path);

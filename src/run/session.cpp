@@ -43,13 +43,21 @@ ChooserFactory sampler_factory(const RunOptions& opt) {
   };
 }
 
-Session open_session(const RunOptions& opt, int slots) {
-  Session s;
+std::unique_ptr<Tokenizer> load_tokenizer(const RunOptions& opt, double* load_s) {
   double t0 = now_seconds();
+  auto tok = std::make_unique<Tokenizer>(opt.tokenizer_path);
+  if (load_s) *load_s = now_seconds() - t0;
+  return tok;
+}
+
+Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer> tok,
+                     double tok_load_s) {
+  Session s;
+  double t0 = now_seconds() - tok_load_s;
   s.model = std::make_unique<ModelFile>(opt.model_path);
   const Config& c = s.model->config();
   check_against_model(opt, c);
-  s.tokenizer = std::make_unique<Tokenizer>(opt.tokenizer_path);
+  s.tokenizer = tok ? std::move(tok) : load_tokenizer(opt);
   if (s.tokenizer->vocab_size() != c.vocab)
     fail("%s: the tokenizer has %d ids but the model %s has a vocabulary of %d",
          opt.tokenizer_path.c_str(), s.tokenizer->vocab_size(), opt.model_path.c_str(), c.vocab);

@@ -20,8 +20,12 @@ struct Session {
   double load_s = 0;  // model + tokenizer + engine set-up, seconds
 };
 
+// Loads the tokenizer (-z) alone, so a mode can check its input before loading the model.
+std::unique_ptr<Tokenizer> load_tokenizer(const RunOptions& opt, double* load_s = nullptr);
 // Loads everything for `slots` concurrent sequences and prints the start-up summary on stderr.
-Session open_session(const RunOptions& opt, int slots);
+// A tokenizer already loaded by load_tokenizer() may be passed in (its load time is counted).
+Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer> tok = nullptr,
+                     double tok_load_s = 0);
 
 // The seed of request `id`: a splitmix64 mix of (seed, id), so each prompt has its own
 // reproducible stream whatever runs beside it.

@@ -7,12 +7,13 @@ cd "$W" || exit 1
 die() { echo "FAIL: $*"; for f in *.err; do [ -f "$f" ] && { echo "--- $f"; cat "$f"; }; done; exit 1; }
 has() { grep -q -- "$2" "$1" || die "$1 lacks '$2'"; }
 run() { "$RUN" "$MODEL" -z "$TOK" "$@"; }
-# expect_error ARGS...: exit 1 and exactly one stderr line starting "run: error: "; message in err.txt
+# expect_error ARGS...: exit 1 and one error line "run: error: ...", the last line on stderr (the
+# start-up summary may come before it when the error is found after loading); stderr in err.txt
 expect_error() {
   run "$@" >/dev/null 2>err.txt </dev/null; rc=$?
   [ $rc -eq 1 ] || die "exit $rc (expected 1) for: $*"
-  [ "$(wc -l < err.txt)" -eq 1 ] || die "not one line for: $*: $(cat err.txt)"
-  has err.txt "^run: error: "
+  [ "$(grep -c '^run: error: ' err.txt)" -eq 1 ] || die "not one error line for: $*: $(cat err.txt)"
+  tail -n 1 err.txt | grep -q '^run: error: ' || die "error is not the last line for: $*"
 }
 count_done() { if [ -f out.txt.partial ]; then grep -c "	" out.txt.partial; else echo 0; fi; }
 prompts() {  # prompts N: a getp input of N distinct prompts
@@ -42,28 +43,28 @@ chat)
   run -m chat </dev/null >/dev/null 2>empty.err || die "exit $? on empty stdin"
   ;;
 getp_batch)
-  prompts 12 >in.txt
-  run -m getp -i in.txt -o b1.txt -n 10 -b 1 2>b1.err || die "exit $?"
-  run -m getp -i in.txt -o b8.txt -n 10 -b 8 --chunk 16 2>b8.err || die "exit $?"
-  [ "$(wc -l < b1.txt)" -eq 12 ] || die "b1.txt does not have 12 lines"
+  prompts 8 >in.txt
+  run -m getp -i in.txt -o b1.txt -n 6 -b 1 2>b1.err || die "exit $?"
+  run -m getp -i in.txt -o b8.txt -n 6 -b 8 --chunk 16 2>b8.err || die "exit $?"
+  [ "$(wc -l < b1.txt)" -eq 8 ] || die "b1.txt does not have 8 lines"
   cmp -s b1.txt b8.txt || die "-b 1 and -b 8 outputs differ"
   has b8.err "generated .* tokens in .* s of inference (.* tok/s output); load"
   [ ! -e b8.txt.partial ] || die "partial file left behind"
   # --verify: equal -> 0; a changed reference -> non-zero with the first divergence.
-  run -m getp -i in.txt -o v.txt -n 10 -b 4 --verify b1.txt 2>v.err || die "verify failed on equal files"
-  has v.err "verify: 12/12 prompts match"
+  run -m getp -i in.txt -o v.txt -n 6 -b 4 --verify b1.txt 2>v.err || die "verify failed on equal files"
+  has v.err "verify: 8/8 prompts match"
   awk 'NR==3 {$2 = ($2 == 5 ? 6 : 5)} {print}' b1.txt >ref.txt
-  run -m getp -i in.txt -o v2.txt -n 10 -b 4 --verify ref.txt 2>v2.err && die "verify passed on a changed reference"
-  has v2.err "verify: 11/12 prompts match; first divergence: prompt 2 (0-based), token 1"
+  run -m getp -i in.txt -o v2.txt -n 6 -b 4 --verify ref.txt 2>v2.err && die "verify passed on a changed reference"
+  has v2.err "verify: 7/8 prompts match; first divergence: prompt 2 (0-based), token 1"
   # Prompts written with CRLF give the same output.
   sed 's/$/\r/' in.txt >crlf.txt
-  run -m getp -i crlf.txt -o crlf_out.txt -n 10 2>crlf.err || die "exit $?"
+  run -m getp -i crlf.txt -o crlf_out.txt -n 6 2>crlf.err || die "exit $?"
   cmp -s b1.txt crlf_out.txt || die "CRLF input gave other output"
   ;;
 getp_resume)
-  prompts 40 >in.txt
-  run -m getp -i in.txt -o full.txt -n 24 -b 4 --ignore-eos 2>full.err || die "exit $?"
-  run -m getp -i in.txt -o out.txt -n 24 -b 4 --ignore-eos 2>kill.err &
+  prompts 12 >in.txt
+  run -m getp -i in.txt -o full.txt -n 8 -b 2 --ignore-eos 2>full.err || die "exit $?"
+  "$RUN" "$MODEL" -z "$TOK" -m getp -i in.txt -o out.txt -n 8 -b 2 --ignore-eos 2>kill.err &
   pid=$!
   n=0
   while [ "$(count_done)" -lt 3 ]; do
@@ -74,25 +75,25 @@ getp_resume)
   wait $pid; rc=$?
   [ $rc -eq 143 ] || die "exit $rc after SIGTERM (expected 143)"
   [ ! -e out.txt ] || die "OUT exists after an interrupted run"
-  has kill.err "interrupted by SIGTERM: .*/40 prompts done, kept in out.txt.partial"
+  has kill.err "interrupted by SIGTERM: .*/12 prompts done, kept in out.txt.partial"
   done_lines=$(grep -c "	" out.txt.partial)
-  [ "$done_lines" -lt 40 ] || die "all prompts finished before the signal"
+  [ "$done_lines" -lt 12 ] || die "all prompts finished before the signal"
   # Every finished line equals the uninterrupted run's line.
   while IFS="$(printf '\t')" read -r idx ids; do
     case $idx in \#*) continue ;; esac
     [ "$(sed -n "$((idx+1))p" full.txt)" = "$ids" ] || die "partial line $idx differs from full run"
   done <out.txt.partial
   # Without --resume the partial is protected; with it the run completes identically.
-  expect_error -m getp -i in.txt -o out.txt -n 24 -b 4 --ignore-eos
+  expect_error -m getp -i in.txt -o out.txt -n 8 -b 2 --ignore-eos
   has err.txt "out.txt.partial: exists (left by an interrupted run): use --resume"
-  run -m getp -i in.txt -o out.txt -n 24 -b 2 --ignore-eos --resume 2>resume.err || die "resume exit $?"
+  run -m getp -i in.txt -o out.txt -n 8 -b 3 --ignore-eos --resume 2>resume.err || die "resume exit $?"
   cmp -s out.txt full.txt || die "resumed output differs from an uninterrupted run"
   [ ! -e out.txt.partial ] || die "partial left after resume"
   # A partial from other flags is refused.
-  run -m getp -i in.txt -o o2.txt -n 24 -b 4 --ignore-eos 2>/dev/null &
+  "$RUN" "$MODEL" -z "$TOK" -m getp -i in.txt -o o2.txt -n 8 -b 2 --ignore-eos 2>/dev/null &
   pid=$!; sleep 0.3; kill -TERM $pid; wait $pid
   if [ -e o2.txt.partial ]; then
-    expect_error -m getp -i in.txt -o o2.txt -n 23 --ignore-eos --resume
+    expect_error -m getp -i in.txt -o o2.txt -n 7 --ignore-eos --resume
     has err.txt "was written by another run"
   fi
   ;;
@@ -110,6 +111,7 @@ errors)
   expect_error -m getp -i utf.txt -o o.txt;       has err.txt "run: error: utf.txt:2: invalid UTF-8"
   printf '2\nshort\nthis prompt is certainly longer than sixteen tokens of context, it goes on and on and on\n' >long.txt
   expect_error -m getp -i long.txt -o o.txt -c 16; has err.txt "run: error: long.txt:3: the prompt is .* tokens; it must be shorter than the context (-c 16)"
+  [ "$(wc -l < err.txt)" -eq 1 ] || die "prompt too long: reported after loading the model"
   [ ! -e o.txt ] && [ ! -e o.txt.partial ] || die "output written for a bad input"
   "$RUN" /dev/null -z "$TOK" -m generate -i hi >/dev/null 2>err.txt; rc=$?
   [ $rc -eq 1 ] && [ "$(wc -l < err.txt)" -eq 1 ] || die "/dev/null model: exit $rc: $(cat err.txt)"

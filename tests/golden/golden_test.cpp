@@ -363,7 +363,10 @@ TEST(Golden, ModelMatchesGoldenCheckpoint) {
     std::string err;
     const float have = pr.at("kind") == "mxfp4" ? mxfp4_at(m, name, idx, err) : bf16_at(m, name, idx, err);
     std::string where = name + "[";
-    for (size_t d = 0; d < idx.size(); ++d) where += (d ? "," : "") + std::to_string(idx[d]);
+    for (size_t d = 0; d < idx.size(); ++d) {
+      if (d) where += ',';
+      where += std::to_string(idx[d]);
+    }
     where += "]";
     if (!err.empty()) {
       ADD_FAILURE() << g_args.model << ": " << err;

@@ -15,4 +15,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ $# -ge 1 ] || { echo "usage: srun.sh [srun options] -- PROGRAM [ARGS...]" >&2; exit 2; }
-exec srun --mpi=pmix --kill-on-bad-exit=1 --cpu-bind=none "${extra[@]}" "$here/bind.sh" "$@"
+opts=(--mpi=pmix --kill-on-bad-exit=1)
+# Turn Slurm's own binding off unless the cluster has no task plugin at all (then srun would warn).
+case "$(scontrol show config 2>/dev/null | awk '$1 == "TaskPlugin" { print $3 }')" in
+  task/none) ;;
+  *) opts+=(--cpu-bind=none) ;;
+esac
+exec srun "${opts[@]}" "${extra[@]}" "$here/bind.sh" "$@"

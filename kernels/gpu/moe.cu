@@ -18,17 +18,33 @@ constexpr int kMaxTopK = 32;
 constexpr int kMaxExperts = 1024;
 constexpr float kSwigluAlpha = 1.702f;
 
-// Tensor-core tile: kTileRows grouped rows x kTileCols outputs, k step 32 (one MXFP4 block).
-constexpr int kTileRows = 64, kTileCols = 128, kTileK = 32, kLds = kTileK + 8;
-constexpr int kWarpRows = kTileRows / 2;                    // waves as 2 (rows) x kWaves/2 (cols)
-constexpr int kWarpCols = kTileCols / (kWaves / 2);         // 32 (CUDA) or 64 (HIP)
-constexpr int kWaveTilesN = kWarpCols / tile32::kWaveTileN; // 32x32 wave tiles per wave: 1 or 2
-static_assert(kWarpRows == tile32::kWaveTileM, "one 32-row wave tile per wave");
+// Tensor-core tile: kTileRows grouped rows x kTileCols outputs, k step kTileK (MXFP4 blocks of 32).
+// NVIDIA: 128 x 128 x 64 (73.7 KB dynamic shared); gfx90a: 64 x 128 x 64 (55 KB, LDS is 64 KB).
+// GPTOSS_MOE_V1 selects the first version (this tile 64 x 128 x 32, separate router and
+// grouping kernels) for comparison.
+#if defined(GPTOSS_MOE_V1)
+constexpr int kTileRows = 64, kTileK = 32;
+#elif defined(GPTOSS_HIP)
+constexpr int kTileRows = 64, kTileK = 64;
+#else
+constexpr int kTileRows = 128, kTileK = 64;
+#endif
+constexpr int kTileCols = 128, kLds = kTileK + 8;
+constexpr int kWaveGridM = kTileRows / tile32::kWaveTileM;    // waves along rows
+constexpr int kWaveGridN = kWaves / kWaveGridM;                // waves along columns
+constexpr int kWarpRows = tile32::kWaveTileM;
+constexpr int kWarpCols = kTileCols / kWaveGridN;
+constexpr int kWaveTilesN = kWarpCols / tile32::kWaveTileN;    // 32x32 wave tiles per wave
 constexpr int kAbBytes = 2 * (kTileRows + kTileCols) * kLds * 2;  // two stages of A and B, bf16
 constexpr int kCBytes = kTileRows * (kTileCols + 4) * 4;          // fp32 epilogue staging
 constexpr int kMmaSmem = kAbBytes > kCBytes ? kAbBytes : kCBytes;
-static_assert(kWaves % 2 == 0 && kWarpCols % 32 == 0, "tile split");
-static_assert(kThreads == kTileRows * 4 && kThreads == kTileCols * 2, "loader mapping");
+// Loaders: A: kThreads / kTileRows threads per row, kAF floats each; B: 2 threads per weight row,
+// kTileK / 4 bytes (kTileK / 2 codes) each.
+constexpr int kATpr = kThreads / kTileRows, kAF = kTileK / kATpr;
+constexpr int kBBytes = kTileK / 4;
+static_assert(kWaveGridM * kWaveGridN == kWaves && kWarpCols % tile32::kWaveTileN == 0, "tile split");
+static_assert(kThreads % kTileRows == 0 && kAF % 8 == 0 && kThreads == kTileCols * 2, "loader mapping");
+static_assert(kBBytes % 8 == 0, "B loader works in 8-byte pieces");
 
 __device__ __forceinline__ float bf16_bits_to_f32(uint16_t h) {
   return __uint_as_float(static_cast<uint32_t>(h) << 16);
@@ -61,22 +77,6 @@ __device__ __forceinline__ int wave_sum_int(int v) {
 }
 
 // ------------------------------------------------------------------------------ MXFP4 decode
-// GEMV decode: an E2M1 code placed as an fp16 (sign -> bit 15, exponent/mantissa bits -> 9..11)
-// is exactly LUT[code] * 2^-14 (code 1 lands on the fp16 subnormal 2^-15). Two codes per 32-bit
-// word per step: half2 (element q, element q + 4) of each 8-element word. raw[i] = LUT * 2^-14.
-__device__ __forceinline__ void mxfp4_decode_raw(const uint4 v, float (&raw)[32]) {
-  const uint32_t words[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-#pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      const uint32_t sh = words[j] << (12 - 4 * q);
-      const uint32_t h2 = (sh & 0x80008000u) | ((sh >> 3) & 0x0E000E00u);
-      raw[8 * j + q] = tile::half_bits_to_f32(static_cast<uint16_t>(h2 & 0xffffu));
-      raw[8 * j + q + 4] = tile::half_bits_to_f32(static_cast<uint16_t>(h2 >> 16));
-    }
-  }
-}
 // Tensor-core decode: 8 bytes (16 elements) -> 8 words of bf16 pairs, value LUT * 2^(s-127)
 // (exact: at most 2 significant bits; the fp32 product is truncated to bf16 without loss).
 __device__ __forceinline__ void mxfp4_decode16_bf16(uint2 v, float scale, const float* lut,
@@ -98,7 +98,8 @@ __constant__ float kLut[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  
 
 // ------------------------------------------------------------------------------ router
 // Top-k over logits[E] (ties: lower index first), softmax over the k in rank order. Serial.
-__device__ void topk_softmax(const float* logits, int E, int k, int32_t* experts, float* weights) {
+template <class P>  // const float* or const volatile float* (logits written by other blocks)
+__device__ void topk_softmax(P logits, int E, int k, int32_t* experts, float* weights) {
   int chosen[kMaxTopK];
   for (int r = 0; r < k; ++r) {
     int best = -1;
@@ -121,6 +122,7 @@ __device__ void topk_softmax(const float* logits, int E, int k, int32_t* experts
   for (int r = 0; r < k; ++r) weights[r] = ew[r] / sum;
 }
 
+#if defined(GPTOSS_MOE_V1)
 // One block per row: logits in shared memory, then top-k + softmax.
 __global__ __launch_bounds__(kThreads) void moe_router_kernel(
     const float* __restrict__ x, const uint16_t* __restrict__ rw, const uint16_t* __restrict__ rb,
@@ -155,6 +157,8 @@ __global__ __launch_bounds__(kThreads) void moe_router_kernel(
                  weights + static_cast<size_t>(row) * k);
 }
 
+#endif
+
 __global__ void moe_topk_logits_kernel(const float* logits, int rows, int E, int k,
                                        int32_t* experts, float* weights) {
   const int row = blockIdx.x * blockDim.x + threadIdx.x;
@@ -168,11 +172,10 @@ __global__ void moe_topk_logits_kernel(const float* logits, int rows, int E, int
 // offsets[E+1], active[n_active], slot_pair[pairs], and tiles of kTileRows slots for experts
 // with more than gemv_max rows. meta = {n_active, n_tiles}.
 constexpr int kBuildThreads = 1024;
-__global__ __launch_bounds__(kBuildThreads) void moe_build_kernel(
-    const int32_t* __restrict__ experts, int pairs, int E, int gemv_max,
-    int32_t* __restrict__ offsets, int32_t* __restrict__ active, int32_t* __restrict__ meta,
-    int32_t* __restrict__ slot_pair, int32_t* __restrict__ tile_expert,
-    int32_t* __restrict__ tile_slot0) {
+__device__ void build_groups(const int32_t* __restrict__ experts, int pairs, int E, int gemv_max,
+                             int32_t* __restrict__ offsets, int32_t* __restrict__ active,
+                             int32_t* __restrict__ meta, int32_t* __restrict__ slot_pair,
+                             int32_t* __restrict__ tile_expert, int32_t* __restrict__ tile_slot0) {
   __shared__ int cnt_s[kMaxExperts];
   __shared__ int off_s[kMaxExperts];
   constexpr int waves = kBuildThreads / kWaveSize;
@@ -222,6 +225,83 @@ __global__ __launch_bounds__(kBuildThreads) void moe_build_kernel(
   }
 }
 
+#if defined(GPTOSS_MOE_V1)
+__global__ __launch_bounds__(kBuildThreads) void moe_build_kernel(
+    const int32_t* __restrict__ experts, int pairs, int E, int gemv_max,
+    int32_t* __restrict__ offsets, int32_t* __restrict__ active, int32_t* __restrict__ meta,
+    int32_t* __restrict__ slot_pair, int32_t* __restrict__ tile_expert,
+    int32_t* __restrict__ tile_slot0) {
+  build_groups(experts, pairs, E, gemv_max, offsets, active, meta, slot_pair, tile_expert, tile_slot0);
+}
+#endif
+
+// Fused routing: grid (ceil(rows / kRouteRows), ceil(E / kRouteExperts)), kBuildThreads threads.
+// Each block computes the logits of its (rows x experts) tile, one wave per dot; the last block
+// to finish (ticket counter, reset by that block for the next launch) does top-k + softmax for
+// every row and the grouping, as moe_router_kernel + moe_build_kernel do.
+constexpr int kRouteRows = 32, kRouteExperts = 8;
+struct RouteArgs {
+  const float* x;
+  const uint16_t* rw;
+  const uint16_t* rb;
+  int rows, H, E, k, gemv_max;
+  float* logits;     // [rows, E]
+  int32_t* counter;  // [1], 0 between launches
+  int32_t* experts;
+  float* weights;
+  int32_t* offsets;
+  int32_t* active;
+  int32_t* meta;
+  int32_t* slot_pair;
+  int32_t* tile_expert;
+  int32_t* tile_slot0;
+};
+#if !defined(GPTOSS_MOE_V1)
+__global__ __launch_bounds__(kBuildThreads) void moe_route_kernel(RouteArgs a) {
+  constexpr int waves = kBuildThreads / kWaveSize;
+  const int tid = threadIdx.x, wave = tid / kWaveSize, lane = tid % kWaveSize;
+  const int r0 = blockIdx.x * kRouteRows, e0 = blockIdx.y * kRouteExperts;
+  const int nr = min(kRouteRows, a.rows - r0), ne = min(kRouteExperts, a.E - e0);
+  const int H = a.H;
+  for (int it = wave; it < nr * ne; it += waves) {
+    const int e = e0 + it % ne, n = r0 + it / ne;
+    const uint16_t* wr = a.rw + static_cast<size_t>(e) * H;
+    const float* xr = a.x + static_cast<size_t>(n) * H;
+    float acc = 0.0f;
+    for (int c = lane; c < H / 8; c += kWaveSize) {
+      const uint4 v = *reinterpret_cast<const uint4*>(wr + 8 * c);
+      const float4 x0 = *reinterpret_cast<const float4*>(xr + 8 * c);
+      const float4 x1 = *reinterpret_cast<const float4*>(xr + 8 * c + 4);
+      acc = fmaf(x0.x, __uint_as_float(v.x << 16), acc);
+      acc = fmaf(x0.y, __uint_as_float(v.x & 0xffff0000u), acc);
+      acc = fmaf(x0.z, __uint_as_float(v.y << 16), acc);
+      acc = fmaf(x0.w, __uint_as_float(v.y & 0xffff0000u), acc);
+      acc = fmaf(x1.x, __uint_as_float(v.z << 16), acc);
+      acc = fmaf(x1.y, __uint_as_float(v.z & 0xffff0000u), acc);
+      acc = fmaf(x1.z, __uint_as_float(v.w << 16), acc);
+      acc = fmaf(x1.w, __uint_as_float(v.w & 0xffff0000u), acc);
+    }
+    acc = wave_sum(acc);
+    if (lane == 0) a.logits[static_cast<size_t>(n) * a.E + e] = acc + bf16_bits_to_f32(a.rb[e]);
+  }
+  __shared__ int is_last;
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) is_last = atomicAdd(a.counter, 1) == static_cast<int>(gridDim.x * gridDim.y) - 1;
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  if (tid == 0) *a.counter = 0;
+  const volatile float* lg = a.logits;
+  for (int n = tid; n < a.rows; n += kBuildThreads)
+    topk_softmax(lg + static_cast<size_t>(n) * a.E, a.E, a.k, a.experts + static_cast<size_t>(n) * a.k,
+                 a.weights + static_cast<size_t>(n) * a.k);
+  __syncthreads();
+  build_groups(a.experts, a.rows * a.k, a.E, a.gemv_max, a.offsets, a.active, a.meta, a.slot_pair,
+               a.tile_expert, a.tile_slot0);
+}
+#endif
+
 // ------------------------------------------------------------------------------ GEMV experts
 struct ExpertArgs {
   const uint8_t* blocks;   // [E, M, K/32, 16]
@@ -239,24 +319,42 @@ struct ExpertArgs {
   float limit;
 };
 
-// grid (min(E, pairs), ceil(M/2 / kWaves)); each wave computes weight rows 2q, 2q+1 (mlp1: the
-// gate/up pair of output q) for every row of its expert, RB rows at a time.
+// GEMV decode: an E2M1 code placed as an fp16 (sign -> bit 15, exponent/mantissa bits -> 9..11)
+// is exactly LUT[code] * 2^-14 (code 1 lands on the fp16 subnormal 2^-15). Two codes per shift:
+// half2 (element q, element q + 4) of the word's 8 elements; the fp16 -> fp32 conversion is exact.
+// 8 MXFP4 codes of one 32-bit word (elements 0..7 in nibble order) -> raw = LUT * 2^-14.
+__device__ __forceinline__ void mxfp4_decode8_raw(uint32_t w, float (&raw)[8]) {
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    const uint32_t sh = w << (12 - 4 * q);
+    const uint32_t h2 = (sh & 0x80008000u) | ((sh >> 3) & 0x0E000E00u);
+    raw[q] = tile::half_bits_to_f32(static_cast<uint16_t>(h2 & 0xffffu));
+    raw[q + 4] = tile::half_bits_to_f32(static_cast<uint16_t>(h2 >> 16));
+  }
+}
+
+// grid (min(E, pairs), ceil(M / (kWaves * kGemvRowsW))); each wave computes kGemvRowsW = 4
+// consecutive weight rows (mlp1: two gate/up pairs) for every row of its expert, RB rows at a
+// time. Lane l takes K elements [8 l, 8 l + 8) of each step of 8 * kWaveSize: 4 bytes of every
+// weight row (a wave reads contiguous 128/256-byte runs per row), its x values coalesced and
+// kept in registers for the 4 weight rows. Two steps of loads are in flight before use.
+constexpr int kGemvRowsW = 4;
 template <int RB, bool kMlp1>
 __global__ __launch_bounds__(kThreads) void moe_gemv_kernel(ExpertArgs a) {
-  constexpr int kUnroll = RB == 1 ? 4 : 2;  // loads in flight per lane vs registers
+  constexpr int kStep = 8 * kWaveSize;
+  constexpr int kU = 2;
   const int j = blockIdx.x;
   if (j >= a.meta[0]) return;
   const int e = a.active[j];
   const int g0 = a.offsets[e], cnt = a.offsets[e + 1] - g0;
   if (cnt > a.max_cnt) return;
   const int wave = threadIdx.x / kWaveSize, lane = threadIdx.x % kWaveSize;
-  const int q = blockIdx.y * kWaves + wave;
-  if (q >= a.M / 2) return;
-  const int K = a.K, nb = K / 32, items = 2 * nb;
-  const size_t wrow = static_cast<size_t>(e) * a.M + 2 * q;
-  const uint4* wb = reinterpret_cast<const uint4*>(a.blocks + wrow * nb * 16);
-  const uint8_t* ws = a.scales + wrow * nb;
-  const float b0 = bf16_bits_to_f32(a.bias[wrow]), b1 = bf16_bits_to_f32(a.bias[wrow + 1]);
+  const int m0 = (blockIdx.y * kWaves + wave) * kGemvRowsW;
+  if (m0 >= a.M) return;
+  const int K = a.K, nb = K / 32, row_bytes = K / 2;
+  const size_t wrow0 = static_cast<size_t>(e) * a.M + m0;
+  const uint8_t* wb = a.blocks + wrow0 * row_bytes;
+  const uint8_t* wsc = a.scales + wrow0 * nb;
 
   for (int c0 = 0; c0 < cnt; c0 += RB) {
     const float* xr[RB];
@@ -266,66 +364,71 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_kernel(ExpertArgs a) {
       const int row = kMlp1 ? a.slot_pair[g] / a.top_k : g;
       xr[r] = a.x + static_cast<size_t>(row) * K;
     }
-    float acc0[RB], acc1[RB];
+    float acc[kGemvRowsW][RB];
 #pragma unroll
-    for (int r = 0; r < RB; ++r) acc0[r] = acc1[r] = 0.0f;
-    for (int t0 = lane; t0 < items; t0 += kUnroll * kWaveSize) {
-      uint4 wv[kUnroll];
-      uint32_t sv[kUnroll];
+    for (int w = 0; w < kGemvRowsW; ++w)
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const int t = t0 + u * kWaveSize;
-        if (t < items) {
-          wv[u] = wb[t];
-          sv[u] = ws[t];
-        } else {
-          wv[u] = make_uint4(0, 0, 0, 0);
-          sv[u] = 127;
+      for (int r = 0; r < RB; ++r) acc[w][r] = 0.0f;
+
+    for (int kb = 8 * lane; kb < K; kb += kU * kStep) {
+      uint32_t wv[kU][kGemvRowsW];
+      uint32_t sv[kU][kGemvRowsW];
+#pragma unroll
+      for (int u = 0; u < kU; ++u) {
+        const int k0 = kb + u * kStep;
+        const bool ok = k0 < K;
+#pragma unroll
+        for (int w = 0; w < kGemvRowsW; ++w) {
+          wv[u][w] = ok ? *reinterpret_cast<const uint32_t*>(wb + static_cast<size_t>(w) * row_bytes + k0 / 2) : 0u;
+          sv[u][w] = ok ? wsc[w * nb + k0 / 32] : 127u;
         }
       }
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const int t = t0 + u * kWaveSize;
-        if (t >= items) continue;
-        const int b = t < nb ? t : t - nb;
-        float raw[32];
-        mxfp4_decode_raw(wv[u], raw);
-        const float sc = e8m0_to_f32(sv[u]);
-        const float s0 = t < nb ? sc : 0.0f, s1 = t < nb ? 0.0f : sc;
+      for (int u = 0; u < kU; ++u) {
+        const int k0 = kb + u * kStep;
+        if (k0 >= K) continue;
+        float xv[RB][8];
 #pragma unroll
         for (int r = 0; r < RB; ++r) {
-          const float4* xp = reinterpret_cast<const float4*>(xr[r] + 32 * b);
-          float d = 0.0f;
+          const float4 lo = *reinterpret_cast<const float4*>(xr[r] + k0);
+          const float4 hi = *reinterpret_cast<const float4*>(xr[r] + k0 + 4);
+          xv[r][0] = lo.x; xv[r][1] = lo.y; xv[r][2] = lo.z; xv[r][3] = lo.w;
+          xv[r][4] = hi.x; xv[r][5] = hi.y; xv[r][6] = hi.z; xv[r][7] = hi.w;
+        }
 #pragma unroll
-          for (int v4 = 0; v4 < 8; ++v4) {
-            const float4 xv = xp[v4];
-            d = fmaf(raw[4 * v4 + 0], xv.x, d);
-            d = fmaf(raw[4 * v4 + 1], xv.y, d);
-            d = fmaf(raw[4 * v4 + 2], xv.z, d);
-            d = fmaf(raw[4 * v4 + 3], xv.w, d);
+        for (int w = 0; w < kGemvRowsW; ++w) {
+          float raw[8];
+          mxfp4_decode8_raw(wv[u][w], raw);
+          const float sc = e8m0_to_f32(sv[u][w]);
+#pragma unroll
+          for (int r = 0; r < RB; ++r) {
+            float d = raw[0] * xv[r][0];
+#pragma unroll
+            for (int i = 1; i < 8; ++i) d = fmaf(raw[i], xv[r][i], d);
+            acc[w][r] = fmaf(d * 16384.0f, sc, acc[w][r]);  // raw = LUT * 2^-14
           }
-          d *= 16384.0f;  // raw = LUT * 2^-14
-          acc0[r] = fmaf(d, s0, acc0[r]);
-          acc1[r] = fmaf(d, s1, acc1[r]);
         }
       }
     }
 #pragma unroll
-    for (int r = 0; r < RB; ++r) {
-      acc0[r] = wave_sum(acc0[r]);
-      acc1[r] = wave_sum(acc1[r]);
-    }
+    for (int w = 0; w < kGemvRowsW; ++w)
+#pragma unroll
+      for (int r = 0; r < RB; ++r) acc[w][r] = wave_sum(acc[w][r]);
     if (lane == 0) {
+      const uint16_t* bias = a.bias + wrow0;
 #pragma unroll
       for (int r = 0; r < RB; ++r) {
         if (c0 + r >= cnt) continue;
         const int g = g0 + c0 + r;
         if (kMlp1) {
-          a.out[static_cast<size_t>(g) * (a.M / 2) + q] = swiglu(acc0[r] + b0, acc1[r] + b1, a.limit);
+#pragma unroll
+          for (int w = 0; w < kGemvRowsW; w += 2)
+            a.out[static_cast<size_t>(g) * (a.M / 2) + (m0 + w) / 2] =
+                swiglu(acc[w][r] + bf16_bits_to_f32(bias[w]), acc[w + 1][r] + bf16_bits_to_f32(bias[w + 1]), a.limit);
         } else {
-          float* o = a.out + static_cast<size_t>(a.slot_pair[g]) * a.M + 2 * q;
-          o[0] = acc0[r] + b0;
-          o[1] = acc1[r] + b1;
+          float* o = a.out + static_cast<size_t>(a.slot_pair[g]) * a.M + m0;
+#pragma unroll
+          for (int w = 0; w < kGemvRowsW; ++w) o[w] = acc[w][r] + bf16_bits_to_f32(bias[w]);
         }
       }
     }
@@ -335,11 +438,11 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_kernel(ExpertArgs a) {
 // ------------------------------------------------------------------------------ tensor-core experts
 // grid (ceil(pairs / kTileRows) + E, ceil(M / kTileCols)); block t takes tile t of the tile list
 // (exits if t >= n_tiles). A = activations rounded to bf16, B = MXFP4 decoded to bf16, two shared
-// stages with register prefetch of the next k step.
+// stages with register prefetch of the next k step. Dynamic shared memory: kMmaSmem bytes.
 template <bool kMlp1>
-__global__ __launch_bounds__(kThreads) void moe_mma_kernel(ExpertArgs a) {
-  __shared__ uint4 smem_v4[(kMmaSmem + 15) / 16];  // 16-byte aligned
-  unsigned char* smem = reinterpret_cast<unsigned char*>(smem_v4);
+__global__ __launch_bounds__(kThreads, 2) void moe_mma_kernel(ExpertArgs a) {
+  extern __shared__ uint4 mma_smem_v4[];  // 16-byte aligned
+  unsigned char* smem = reinterpret_cast<unsigned char*>(mma_smem_v4);
   __shared__ float lut[16];
   const int t = blockIdx.x;
   if (t >= a.meta[1]) return;
@@ -348,51 +451,67 @@ __global__ __launch_bounds__(kThreads) void moe_mma_kernel(ExpertArgs a) {
   const int e = a.tile_expert[t], s0 = a.tile_slot0[t];
   const int nrows = min(kTileRows, a.offsets[e + 1] - s0);
   const int n0 = blockIdx.y * kTileCols;
-  const int K = a.K, M = a.M, nb = K / 32;
+  const int K = a.K, M = a.M, nb = K / 32, nk = K / kTileK;
   uint16_t* As = reinterpret_cast<uint16_t*>(smem);          // [2][kTileRows][kLds]
   uint16_t* Bs = As + 2 * kTileRows * kLds;                   // [2][kTileCols][kLds]
 
-  // Loader roles: A row ar, 8 k values at 8 * aseg; B weight row br, half block bh.
-  const int ar = tid / 4, aseg = tid % 4, br = tid / 2, bh = tid % 2;
+  // Loader roles: A row ar, kAF k values from aoff; B weight row br, kBBytes bytes from boff.
+  const int ar = tid / kATpr, aoff = (tid % kATpr) * kAF, br = tid / 2, boff = (tid % 2) * kBBytes;
   const float* arow = nullptr;
   if (ar < nrows) {
     const int g = s0 + ar;
     const int row = kMlp1 ? a.slot_pair[g] / a.top_k : g;
-    arow = a.x + static_cast<size_t>(row) * K + 8 * aseg;
+    arow = a.x + static_cast<size_t>(row) * K + aoff;
   }
   const bool bvalid = n0 + br < M;
-  const size_t wrow = static_cast<size_t>(e) * M + n0 + br;
-  const uint8_t* bblk = a.blocks + wrow * nb * 16 + 8 * bh;
-  const uint8_t* bsc = a.scales + wrow * nb;
+  const size_t wrow = static_cast<size_t>(e) * M + (bvalid ? n0 + br : 0);
+  const uint8_t* bblk = a.blocks + wrow * (K / 2) + boff;
+  const uint8_t* bsc = a.scales + wrow * nb + boff / 16;
 
-  float4 ra0 = make_float4(0, 0, 0, 0), ra1 = ra0;
-  uint2 rb = make_uint2(0, 0);
-  uint32_t rs = 127;
+  float4 ra[kAF / 4];
+  uint2 rb[kBBytes / 8];
+  uint32_t rs[kBBytes / 8];
+#pragma unroll
+  for (int i = 0; i < kAF / 4; ++i) ra[i] = make_float4(0, 0, 0, 0);
+#pragma unroll
+  for (int i = 0; i < kBBytes / 8; ++i) {
+    rb[i] = make_uint2(0, 0);
+    rs[i] = 127;
+  }
   auto gload = [&](int kt) {
     if (arow) {
-      ra0 = *reinterpret_cast<const float4*>(arow + kt * kTileK);
-      ra1 = *reinterpret_cast<const float4*>(arow + kt * kTileK + 4);
+#pragma unroll
+      for (int i = 0; i < kAF / 4; ++i) ra[i] = *reinterpret_cast<const float4*>(arow + kt * kTileK + 4 * i);
     }
     if (bvalid) {
-      rb = *reinterpret_cast<const uint2*>(bblk + static_cast<size_t>(kt) * 16);
-      rs = bsc[kt];
+#pragma unroll
+      for (int i = 0; i < kBBytes / 8; ++i) {
+        rb[i] = *reinterpret_cast<const uint2*>(bblk + static_cast<size_t>(kt) * (kTileK / 2) + 8 * i);
+        rs[i] = bsc[kt * (kTileK / 32) + i / 2];
+      }
     }
   };
   auto sstore = [&](int buf) {
-    uint4 pa;
-    pa.x = f32_to_bf16_bits(ra0.x) | (f32_to_bf16_bits(ra0.y) << 16);
-    pa.y = f32_to_bf16_bits(ra0.z) | (f32_to_bf16_bits(ra0.w) << 16);
-    pa.z = f32_to_bf16_bits(ra1.x) | (f32_to_bf16_bits(ra1.y) << 16);
-    pa.w = f32_to_bf16_bits(ra1.z) | (f32_to_bf16_bits(ra1.w) << 16);
-    *reinterpret_cast<uint4*>(As + (buf * kTileRows + ar) * kLds + 8 * aseg) = pa;
-    uint32_t d[8];
-    mxfp4_decode16_bf16(rb, e8m0_to_f32(rs), lut, d);
-    uint4* bp = reinterpret_cast<uint4*>(Bs + (buf * kTileCols + br) * kLds + 16 * bh);
-    bp[0] = make_uint4(d[0], d[1], d[2], d[3]);
-    bp[1] = make_uint4(d[4], d[5], d[6], d[7]);
+#pragma unroll
+    for (int i = 0; i < kAF / 8; ++i) {
+      uint4 pa;
+      pa.x = f32_to_bf16_bits(ra[2 * i].x) | (f32_to_bf16_bits(ra[2 * i].y) << 16);
+      pa.y = f32_to_bf16_bits(ra[2 * i].z) | (f32_to_bf16_bits(ra[2 * i].w) << 16);
+      pa.z = f32_to_bf16_bits(ra[2 * i + 1].x) | (f32_to_bf16_bits(ra[2 * i + 1].y) << 16);
+      pa.w = f32_to_bf16_bits(ra[2 * i + 1].z) | (f32_to_bf16_bits(ra[2 * i + 1].w) << 16);
+      *reinterpret_cast<uint4*>(As + (buf * kTileRows + ar) * kLds + aoff + 8 * i) = pa;
+    }
+#pragma unroll
+    for (int i = 0; i < kBBytes / 8; ++i) {
+      uint32_t d[8];
+      mxfp4_decode16_bf16(rb[i], e8m0_to_f32(rs[i]), lut, d);
+      uint4* bp = reinterpret_cast<uint4*>(Bs + (buf * kTileCols + br) * kLds + 2 * boff + 16 * i);
+      bp[0] = make_uint4(d[0], d[1], d[2], d[3]);
+      bp[1] = make_uint4(d[4], d[5], d[6], d[7]);
+    }
   };
 
-  const int wm = wave % 2, wn = wave / 2;
+  const int wm = wave % kWaveGridM, wn = wave / kWaveGridM;
   tile32::Acc acc[kWaveTilesN];
 #pragma unroll
   for (int j = 0; j < kWaveTilesN; ++j) tile32::zero(acc[j]);
@@ -401,9 +520,9 @@ __global__ __launch_bounds__(kThreads) void moe_mma_kernel(ExpertArgs a) {
   gload(0);
   sstore(0);
   __syncthreads();
-  for (int kt = 0; kt < nb; ++kt) {
+  for (int kt = 0; kt < nk; ++kt) {
     const int buf = kt & 1;
-    if (kt + 1 < nb) gload(kt + 1);
+    if (kt + 1 < nk) gload(kt + 1);
     const uint16_t* Ab = As + (buf * kTileRows + wm * kWarpRows) * kLds;
     const uint16_t* Bb = Bs + (buf * kTileCols + wn * kWarpCols) * kLds;
 #pragma unroll
@@ -411,7 +530,7 @@ __global__ __launch_bounds__(kThreads) void moe_mma_kernel(ExpertArgs a) {
 #pragma unroll
       for (int j = 0; j < kWaveTilesN; ++j)
         tile32::mma_k16(acc[j], Ab, kLds, Bb + j * tile32::kWaveTileN * kLds, kLds, kk);
-    if (kt + 1 < nb) sstore(buf ^ 1);
+    if (kt + 1 < nk) sstore(buf ^ 1);
     __syncthreads();
   }
 
@@ -479,10 +598,13 @@ __global__ void moe_decode_test_kernel(const uint8_t* blocks, const uint8_t* sca
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b >= n) return;
   const uint4 v = reinterpret_cast<const uint4*>(blocks)[b];
-  float raw[32];
-  mxfp4_decode_raw(v, raw);
   const float sc = e8m0_to_f32(scales[b]);
-  for (int i = 0; i < 32; ++i) out_f32[32 * b + i] = (raw[i] * 16384.0f) * sc;
+  const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+  for (int j = 0; j < 4; ++j) {
+    float raw[8];
+    mxfp4_decode8_raw(words[j], raw);
+    for (int i = 0; i < 8; ++i) out_f32[32 * b + 8 * j + i] = (raw[i] * 16384.0f) * sc;
+  }
   float lut[16];
   for (int i = 0; i < 16; ++i) lut[i] = kLut[i];
   uint32_t d[8];
@@ -530,6 +652,9 @@ MoeGpuScratch moe_scratch_create(const MoeGpuWeights& w, int max_rows) {
   s.intermediate = w.intermediate;
   const size_t pairs = static_cast<size_t>(max_rows) * w.top_k;
   s.max_tiles = static_cast<int>((pairs + kTileRows - 1) / kTileRows) + w.n_experts;
+  // Host-side, once, before any graph capture: the tensor-core kernels' dynamic shared memory.
+  GPU_CHECK(gpuFuncSetAttribute(moe_mma_kernel<true>, gpuFuncAttributeMaxDynamicSharedMemorySize, kMmaSmem));
+  GPU_CHECK(gpuFuncSetAttribute(moe_mma_kernel<false>, gpuFuncAttributeMaxDynamicSharedMemorySize, kMmaSmem));
   s.experts = dev_alloc<int32_t>(pairs, s.bytes);
   s.weights = dev_alloc<float>(pairs, s.bytes);
   s.offsets = dev_alloc<int32_t>(w.n_experts + 1, s.bytes);
@@ -540,12 +665,16 @@ MoeGpuScratch moe_scratch_create(const MoeGpuWeights& w, int max_rows) {
   s.tile_slot0 = dev_alloc<int32_t>(s.max_tiles, s.bytes);
   s.act = dev_alloc<float>(pairs * w.intermediate, s.bytes);
   s.y = dev_alloc<float>(pairs * w.hidden, s.bytes);
+  s.logits = dev_alloc<float>(static_cast<size_t>(max_rows) * w.n_experts, s.bytes);
+  s.counter = dev_alloc<int32_t>(1, s.bytes);
+  GPU_CHECK(gpuMemset(s.counter, 0, sizeof(int32_t)));
+  GPU_CHECK(gpuDeviceSynchronize());  // the counter is zero before any stream uses the scratch
   return s;
 }
 
 void moe_scratch_destroy(MoeGpuScratch& s) {
   void* ptrs[] = {s.experts, s.weights, s.offsets, s.active, s.meta,
-                  s.slot_pair, s.tile_expert, s.tile_slot0, s.act, s.y};
+                  s.slot_pair, s.tile_expert, s.tile_slot0, s.act, s.y, s.logits, s.counter};
   for (void* p : ptrs)
     if (p) GPU_CHECK(gpuFree(p));
   s = MoeGpuScratch{};
@@ -565,6 +694,7 @@ void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float*
   const int pairs = rows * k;
   const bool use_mma = rows > kMoeGemvMaxRows;
 
+#if defined(GPTOSS_MOE_V1)
   moe_router_kernel<<<rows, kThreads, (H + E) * sizeof(float), stream>>>(
       x_normed, w.router_w, w.router_b, H, E, k, s.experts, s.weights);
   GPU_CHECK_LAUNCH();
@@ -573,6 +703,15 @@ void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float*
                                                     s.active, s.meta, s.slot_pair, s.tile_expert,
                                                     s.tile_slot0);
   GPU_CHECK_LAUNCH();
+#else
+  const RouteArgs ra{x_normed, w.router_w, w.router_b, rows, H, E, k,
+                     use_mma ? kMoeGemvMaxRows : INT_MAX, s.logits, s.counter, s.experts,
+                     s.weights, s.offsets, s.active, s.meta, s.slot_pair, s.tile_expert,
+                     s.tile_slot0};
+  const dim3 rg((rows + kRouteRows - 1) / kRouteRows, (E + kRouteExperts - 1) / kRouteExperts);
+  moe_route_kernel<<<rg, kBuildThreads, 0, stream>>>(ra);
+  GPU_CHECK_LAUNCH();
+#endif
 
   ExpertArgs a1{w.mlp1_blocks, w.mlp1_scales, w.mlp1_bias, x_normed, s.act, s.offsets, s.active,
                 s.meta, s.slot_pair, s.tile_expert, s.tile_slot0, H, 2 * I, k,
@@ -581,7 +720,8 @@ void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float*
                 s.meta, s.slot_pair, s.tile_expert, s.tile_slot0, I, H, k,
                 use_mma ? kMoeGemvMaxRows : INT_MAX, w.swiglu_limit};
   const int gx = std::min(E, pairs);
-  const dim3 g1(gx, (I + kWaves - 1) / kWaves), g2(gx, (H / 2 + kWaves - 1) / kWaves);
+  constexpr int gw = kWaves * kGemvRowsW;  // weight rows per GEMV block
+  const dim3 g1(gx, (2 * I + gw - 1) / gw), g2(gx, (H + gw - 1) / gw);
   const int tiles = (pairs + kTileRows - 1) / kTileRows + E;
   const dim3 m1(tiles, (2 * I + kTileCols - 1) / kTileCols), m2(tiles, (H + kTileCols - 1) / kTileCols);
 
@@ -589,14 +729,14 @@ void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float*
   else moe_gemv_kernel<4, true><<<g1, kThreads, 0, stream>>>(a1);
   GPU_CHECK_LAUNCH();
   if (use_mma) {
-    moe_mma_kernel<true><<<m1, kThreads, 0, stream>>>(a1);
+    moe_mma_kernel<true><<<m1, kThreads, kMmaSmem, stream>>>(a1);
     GPU_CHECK_LAUNCH();
   }
   if (rows == 1) moe_gemv_kernel<1, false><<<g2, kThreads, 0, stream>>>(a2);
   else moe_gemv_kernel<4, false><<<g2, kThreads, 0, stream>>>(a2);
   GPU_CHECK_LAUNCH();
   if (use_mma) {
-    moe_mma_kernel<false><<<m2, kThreads, 0, stream>>>(a2);
+    moe_mma_kernel<false><<<m2, kThreads, kMmaSmem, stream>>>(a2);
     GPU_CHECK_LAUNCH();
   }
   const size_t n4 = static_cast<size_t>(rows) * (H / 4);

@@ -248,13 +248,20 @@ TEST(GpuMoe, DeterministicAndGraphCapturable) {
     gpu::moe_forward(dm.w, dx.p, rows, dres.p, s, st);
     GPU_CHECK(gpuStreamEndCapture(st, &g));
     GPU_CHECK(gpuGraphInstantiate(&ge, g));
-    dres.upload(res0);
-    GPU_CHECK(gpuMemset(s.y, 0xff, static_cast<size_t>(rows) * sh.k * sh.H * sizeof(float)));
-    GPU_CHECK(gpuGraphLaunch(ge, st));
-    GPU_CHECK(gpuStreamSynchronize(st));
-    auto replay = dres.download();
-    EXPECT_EQ(0, std::memcmp(direct.data(), replay.data(), direct.size() * sizeof(float)))
-        << "rows " << rows << ": graph replay differs from the direct run";
+    // Two replays, each with the routing state and outputs poisoned first: every replay must
+    // recompute the routing (e.g. the routing kernel's ticket counter is reset between launches).
+    for (int rep = 0; rep < 2; ++rep) {
+      dres.upload(res0);
+      GPU_CHECK(gpuMemset(s.y, 0xff, static_cast<size_t>(rows) * sh.k * sh.H * sizeof(float)));
+      GPU_CHECK(gpuMemset(s.experts, 0xff, static_cast<size_t>(rows) * sh.k * sizeof(int32_t)));
+      GPU_CHECK(gpuMemset(s.offsets, 0xff, (sh.E + 1) * sizeof(int32_t)));
+      GPU_CHECK(gpuMemset(s.meta, 0xff, 2 * sizeof(int32_t)));
+      GPU_CHECK(gpuGraphLaunch(ge, st));
+      GPU_CHECK(gpuStreamSynchronize(st));
+      auto replay = dres.download();
+      EXPECT_EQ(0, std::memcmp(direct.data(), replay.data(), direct.size() * sizeof(float)))
+          << "rows " << rows << " replay " << rep << ": graph replay differs from the direct run";
+    }
     GPU_CHECK(gpuGraphExecDestroy(ge));
     GPU_CHECK(gpuGraphDestroy(g));
     GPU_CHECK(gpuStreamDestroy(st));

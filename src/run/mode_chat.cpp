@@ -57,6 +57,10 @@ int run_chat(const RunOptions& opt) {
     std::vector<int32_t> user = harmony_user_turn(enc, line);
     feed.insert(feed.end(), user.begin(), user.end());
     if (pos + static_cast<int64_t>(feed.size()) + 1 > opt.ctx) {
+      if (turn == 0)
+        fail("-c: the system prompt and first message take %zu tokens; they do not fit the "
+             "context of %d",
+             feed.size(), opt.ctx);
       std::fprintf(stderr, "chat: context full (%d of %d positions used); ending the chat\n", pos,
                    opt.ctx);
       break;

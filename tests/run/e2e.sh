@@ -41,6 +41,11 @@ chat)
   grep -q '^> ' out.txt && die "prompt '> ' printed although stdin is not a terminal"
   # EOF right away: clean exit.
   run -m chat </dev/null >/dev/null 2>empty.err || die "exit $? on empty stdin"
+  # A first turn that cannot fit the context is an error; a later one ends the chat cleanly.
+  echo hi | run -m chat -c 40 >/dev/null 2>small.err && die "first turn beyond the context accepted"
+  has small.err "run: error: -c: the system prompt and first message take .* tokens; they do not fit the context of 40"
+  printf 'one\ntwo\nthree\n' | run -m chat -c 90 -n 30 >/dev/null 2>full.err || die "exit $? on a full context"
+  has full.err "chat: context full (.* of 90 positions used); ending the chat"
   ;;
 getp_batch)
   prompts 8 >in.txt

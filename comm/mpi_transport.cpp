@@ -449,6 +449,8 @@ class MpiRing final : public Ring {
     CHECK_MPI(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
     recv_ = open_mpi_recv_link(comm_, (rank_ + size_ - 1) % size_, spec);
     send_ = open_mpi_send_link(comm_, (rank_ + 1) % size_, spec);
+    // Every receive of the first K messages is posted before anyone may send.
+    CHECK_MPI(MPI_Barrier(comm_));
   }
   ~MpiRing() override {
     send_.reset();

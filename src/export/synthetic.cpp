@@ -46,9 +46,11 @@ bool ends_with(const std::string& s, const char* suffix) {
   return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
 }
 
-// E8M0 scale so that random MXFP4 codes (rms of the LUT = sqrt(8.5625)) give std 1/sqrt(fan_in).
+// E8M0 scale so that random MXFP4 codes (rms of the LUT = sqrt(8.5625)) with the +-1 exponent
+// jitter (mean square factor (1/4 + 1 + 4) / 3 = 1.75) give std ~ 1/sqrt(fan_in).
 int base_scale(int fan_in) {
-  const double target = 1.0 / std::sqrt(static_cast<double>(fan_in)) / std::sqrt(8.5625);
+  const double target =
+      1.0 / std::sqrt(static_cast<double>(fan_in)) / std::sqrt(8.5625) / std::sqrt(1.75);
   return static_cast<int>(std::lround(std::log2(target))) + 127;
 }
 

@@ -20,95 +20,105 @@ inline __m256 load_bf16x8(const bf16_t* p) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-// ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)) of (a0 + a1) + (a2 + a3).
-inline float hsum_canonical(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
-  __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+// ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).
+inline float hsum_canonical(__m256 s) {
   __m128 t = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
   __m128 u = _mm_add_ps(t, _mm_movehl_ps(t, t));
   return _mm_cvtss_f32(_mm_add_ss(u, _mm_shuffle_ps(u, u, 1)));
 }
 
-struct LoadBf16 {
-  const bf16_t* w;
-  __m256 operator()(int k) const { return load_bf16x8(w + k); }
+// Weight loaders for a tile of C consecutive output rows: load(c, k) = W[m + c, k..k+8).
+struct Bf16Rows {
+  const bf16_t* w;  // row m
+  size_t K;
+  __m256 load(int c, int k) const { return load_bf16x8(w + c * K + k); }
 };
-struct LoadF32 {
-  const float* w;
-  __m256 operator()(int k) const { return _mm256_loadu_ps(w + k); }
+struct F32Rows {
+  const float* w;  // row m (decoded)
+  size_t K;
+  __m256 load(int c, int k) const { return _mm256_loadu_ps(w + c * K + k); }
 };
 
-// y[n * y_stride] = dot(x[n, :], w) (+ bias) for n < rows, canonical order. Two rows at a time
-// share each weight load; the odd row uses the one-row loop with the same per-row order.
-template <class LoadW>
-inline void dot_rows(const float* x, int rows, int K, LoadW lw, const float* bias, float* y,
-                     size_t y_stride) {
-  int n = 0;
-  for (; n + 2 <= rows; n += 2) {
-    const float* x0 = x + static_cast<size_t>(n) * K;
-    const float* x1 = x0 + K;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-    for (int k = 0; k < K; k += 32) {
-      __m256 w0 = lw(k), w1 = lw(k + 8), w2 = lw(k + 16), w3 = lw(k + 24);
-      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + k), w0, a0);
-      b0 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + k), w0, b0);
-      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + k + 8), w1, a1);
-      b1 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + k + 8), w1, b1);
-      a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + k + 16), w2, a2);
-      b2 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + k + 16), w2, b2);
-      a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + k + 24), w3, a3);
-      b3 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + k + 24), w3, b3);
+// y[r * y_stride + c] = dot(x[r, :], W[c, :]) (+ bias[c]) for r < R, c < C: R x C register tile,
+// one accumulator per (row, output), chunks of 8 in increasing k (the canonical order).
+template <int R, int C, class W>
+inline void tile(const float* x, size_t K, const W& w, const float* bias, float* y,
+                 size_t y_stride) {
+  __m256 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
+  for (size_t k = 0; k < K; k += 8) {
+    __m256 wv[C];
+    for (int c = 0; c < C; ++c) wv[c] = w.load(c, static_cast<int>(k));
+    for (int r = 0; r < R; ++r) {
+      const __m256 xv = _mm256_loadu_ps(x + r * K + k);
+      for (int c = 0; c < C; ++c) acc[r][c] = _mm256_fmadd_ps(xv, wv[c], acc[r][c]);
     }
-    float sa = hsum_canonical(a0, a1, a2, a3), sb = hsum_canonical(b0, b1, b2, b3);
-    if (bias) {
-      sa = sa + *bias;
-      sb = sb + *bias;
-    }
-    y[n * y_stride] = sa;
-    y[(n + 1) * y_stride] = sb;
   }
-  if (n < rows) {
-    const float* x0 = x + static_cast<size_t>(n) * K;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int k = 0; k < K; k += 32) {
-      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + k), lw(k), a0);
-      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + k + 8), lw(k + 8), a1);
-      a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + k + 16), lw(k + 16), a2);
-      a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + k + 24), lw(k + 24), a3);
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) {
+      float v = hsum_canonical(acc[r][c]);
+      if (bias) v = v + bias[c];
+      y[r * y_stride + c] = v;
     }
-    float sa = hsum_canonical(a0, a1, a2, a3);
-    if (bias) sa = sa + *bias;
-    y[n * y_stride] = sa;
+}
+
+constexpr int kTileR = 4, kTileC = 3;
+
+template <int C, class W>
+inline void tile_rows(const float* x, int rows, size_t K, const W& w, const float* bias, float* y,
+                      size_t y_stride) {
+  int n = 0;
+  for (; n + kTileR <= rows; n += kTileR)
+    tile<kTileR, C>(x + n * K, K, w, bias, y + n * y_stride, y_stride);
+  switch (rows - n) {
+    case 1: tile<1, C>(x + n * K, K, w, bias, y + n * y_stride, y_stride); break;
+    case 2: tile<2, C>(x + n * K, K, w, bias, y + n * y_stride, y_stride); break;
+    case 3: tile<3, C>(x + n * K, K, w, bias, y + n * y_stride, y_stride); break;
+    default: break;
+  }
+}
+
+// Outputs [m0, m1) of y[rows, M] for weights given by make(m) -> loader of rows m.. (C of them).
+template <class Make>
+inline void gemm_range(const float* x, int rows, int K, const bf16_t* bias, float* y, int M,
+                       int m0, int m1, Make make) {
+  for (int m = m0; m < m1; m += kTileC) {
+    const int c = std::min(kTileC, m1 - m);
+    float b[kTileC] = {};
+    if (bias)
+      for (int i = 0; i < c; ++i) b[i] = bf16_to_f32(bias[m + i]);
+    const float* bp = bias ? b : nullptr;
+    auto w = make(m, c);
+    if (c == 3) tile_rows<3>(x, rows, K, w, bp, y + m, M);
+    else if (c == 2) tile_rows<2>(x, rows, K, w, bp, y + m, M);
+    else tile_rows<1>(x, rows, K, w, bp, y + m, M);
   }
 }
 
 }  // namespace
 
 float f32_dot_canonical(const float* x, const float* w, int K) {
-  GPTOSS_ASSERT(K % 32 == 0);
-  float a[4][8] = {};
+  GPTOSS_ASSERT(K % 8 == 0);
+  float a[8] = {};
   for (int c = 0; c < K / 8; ++c)
-    for (int l = 0; l < 8; ++l) a[c % 4][l] = std::fma(x[8 * c + l], w[8 * c + l], a[c % 4][l]);
-  float s[8];
-  for (int l = 0; l < 8; ++l) s[l] = (a[0][l] + a[1][l]) + (a[2][l] + a[3][l]);
-  return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+    for (int l = 0; l < 8; ++l) a[l] = std::fma(x[8 * c + l], w[8 * c + l], a[l]);
+  return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
 }
 
 // ============================================================================ bf16 matmul
 void f32_bf16w_matmul_range(const float* x, const bf16_t* w, const bf16_t* bias, float* y,
                             int rows, int K, int M, int m0, int m1) {
-  for (int m = m0; m < m1; ++m) {
-    float b = bias ? bf16_to_f32(bias[m]) : 0.0f;
-    dot_rows(x, rows, K, LoadBf16{w + static_cast<size_t>(m) * K}, bias ? &b : nullptr, y + m,
-             static_cast<size_t>(M));
-  }
+  gemm_range(x, rows, K, bias, y, M, m0, m1, [&](int m, int) {
+    return Bf16Rows{w + static_cast<size_t>(m) * K, static_cast<size_t>(K)};
+  });
 }
 
 void f32_bf16w_matmul(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
                       int K, int M) {
-  GPTOSS_ASSERT(K % 32 == 0 && rows >= 0 && M >= 0);
+  GPTOSS_ASSERT(K % 8 == 0 && rows >= 0 && M >= 0);
   if (rows == 0 || M == 0) return;
-  constexpr int kBlockM = 16;
+  constexpr int kBlockM = 24;  // a multiple of the tile width
   const int n_mb = (M + kBlockM - 1) / kBlockM;
   const int threads = omp_get_max_threads();
   // Few output blocks (router, small M): also split rows so every thread has work. Splitting rows
@@ -117,6 +127,7 @@ void f32_bf16w_matmul(const float* x, const bf16_t* w, const bf16_t* bias, float
   if (n_mb < 4 * threads && rows > 1) {
     int want_rb = std::min(rows, (4 * threads + n_mb - 1) / n_mb);
     row_chunk = (rows + want_rb - 1) / want_rb;
+    row_chunk = (row_chunk + kTileR - 1) / kTileR * kTileR;
   }
   const int n_rb = (rows + row_chunk - 1) / row_chunk;
   const long tasks = static_cast<long>(n_mb) * n_rb;
@@ -200,7 +211,7 @@ void f32_rope_apply(const RopeTable& t, const float* cs, float* x, int n_heads) 
 void f32_attention_sinks_head(const float* q, const float* k_cache, const float* v_cache, int cap,
                               int n_kv_heads, int head_dim, int kv_head, int pos, int window,
                               float sink, float* out, float* scratch) {
-  const bool simd = head_dim % 32 == 0;
+  const bool simd = head_dim % 8 == 0;
   const int j0 = window > 0 ? std::max(0, pos - window + 1) : 0;
   GPTOSS_ASSERT(pos - j0 < cap);
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
@@ -216,14 +227,10 @@ void f32_attention_sinks_head(const float* q, const float* k_cache, const float*
       m = std::max(m, scratch[j - j0]);
       continue;
     }
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int k = 0; k < head_dim; k += 32) {
-      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + k), _mm256_loadu_ps(kj + k), a0);
-      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + k + 8), _mm256_loadu_ps(kj + k + 8), a1);
-      a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q + k + 16), _mm256_loadu_ps(kj + k + 16), a2);
-      a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q + k + 24), _mm256_loadu_ps(kj + k + 24), a3);
-    }
-    float s = hsum_canonical(a0, a1, a2, a3) * scale;
+    __m256 acc = _mm256_setzero_ps();
+    for (int k = 0; k < head_dim; k += 8)
+      acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + k), _mm256_loadu_ps(kj + k), acc);
+    float s = hsum_canonical(acc) * scale;
     scratch[j - j0] = s;
     m = std::max(m, s);
   }
@@ -327,32 +334,52 @@ void f32_mf4w_matmul_range(const float* x, const uint8_t* blocks, const uint8_t*
                            float* wrow) {
   const size_t row_bytes = static_cast<size_t>(K) / 2, row_scales = static_cast<size_t>(K) / 32;
   if (rows == 1) {
-    // Fused decode + dot (the batch-1 decode path): block b holds chunks 4b..4b+3, which go to
-    // accumulators a0..a3, i.e. the canonical order, so the bits equal the rows > 1 path.
+    // Fused decode + dot (the batch-1 decode path), 4 output rows at a time for independent FMA
+    // chains; each output's chunks still go into one accumulator in increasing k (canonical).
     const Mxfp4Decoder dec;
-    for (int m = m0; m < m1; ++m) {
-      const uint8_t* bl = blocks + m * row_bytes;
-      const uint8_t* sc = scales + m * row_scales;
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int m = m0;
+    for (; m + 4 <= m1; m += 4) {
+      __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                       _mm256_setzero_ps()};
+      for (int b = 0; b < K / 32; ++b) {
+        const __m256 x0 = _mm256_loadu_ps(x + 32 * b), x1 = _mm256_loadu_ps(x + 32 * b + 8);
+        const __m256 x2 = _mm256_loadu_ps(x + 32 * b + 16), x3 = _mm256_loadu_ps(x + 32 * b + 24);
+        for (int c = 0; c < 4; ++c) {
+          __m256 v[4];
+          dec.block(blocks + (m + c) * row_bytes + 16 * b, scales[(m + c) * row_scales + b], v);
+          acc[c] = _mm256_fmadd_ps(x0, v[0], acc[c]);
+          acc[c] = _mm256_fmadd_ps(x1, v[1], acc[c]);
+          acc[c] = _mm256_fmadd_ps(x2, v[2], acc[c]);
+          acc[c] = _mm256_fmadd_ps(x3, v[3], acc[c]);
+        }
+      }
+      for (int c = 0; c < 4; ++c) {
+        float r = hsum_canonical(acc[c]);
+        if (bias) r = r + bf16_to_f32(bias[m + c]);
+        y[m + c] = r;
+      }
+    }
+    for (; m < m1; ++m) {
+      __m256 acc = _mm256_setzero_ps();
       for (int b = 0; b < K / 32; ++b) {
         __m256 v[4];
-        dec.block(bl + 16 * b, sc[b], v);
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 32 * b), v[0], a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 32 * b + 8), v[1], a1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 32 * b + 16), v[2], a2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 32 * b + 24), v[3], a3);
+        dec.block(blocks + m * row_bytes + 16 * b, scales[m * row_scales + b], v);
+        for (int g = 0; g < 4; ++g)
+          acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + 32 * b + 8 * g), v[g], acc);
       }
-      float r = hsum_canonical(a0, a1, a2, a3);
+      float r = hsum_canonical(acc);
       if (bias) r = r + bf16_to_f32(bias[m]);
       y[m] = r;
     }
     return;
   }
-  for (int m = m0; m < m1; ++m) {
-    mxfp4_decode_row(blocks + m * row_bytes, scales + m * row_scales, K, wrow);
-    float b = bias ? bf16_to_f32(bias[m]) : 0.0f;
-    dot_rows(x, rows, K, LoadF32{wrow}, bias ? &b : nullptr, y + m, static_cast<size_t>(M));
-  }
+  // Several rows: decode up to kTileC weight rows into wrow, then register tiles over the rows.
+  gemm_range(x, rows, K, bias, y, M, m0, m1, [&](int m, int c) {
+    for (int i = 0; i < c; ++i)
+      mxfp4_decode_row(blocks + (m + i) * row_bytes, scales + (m + i) * row_scales, K,
+                       wrow + static_cast<size_t>(i) * K);
+    return F32Rows{wrow, static_cast<size_t>(K)};
+  });
 }
 
 // ============================================================================ SwiGLU
@@ -403,10 +430,10 @@ void f32_mf4w_moe(const MoeWeights& w, const float* x, int rows, float* residual
   s.a.resize(static_cast<size_t>(pairs) * I);
   s.y.resize(static_cast<size_t>(pairs) * H);
   const int threads = omp_get_max_threads();
-  s.wrow.resize(static_cast<size_t>(threads) * std::max(H, I));
+  s.wrow.resize(static_cast<size_t>(threads) * 4 * std::max(H, I));
 
   // Tasks: (expert, block of outputs).
-  constexpr int kBlock = 32;
+  constexpr int kBlock = 48;  // outputs per task: a multiple of the tile widths (3 and 4)
   std::vector<int32_t> active;
   for (int e = 0; e < E; ++e)
     if (s.offsets[e + 1] > s.offsets[e]) active.push_back(e);
@@ -417,7 +444,7 @@ void f32_mf4w_moe(const MoeWeights& w, const float* x, int rows, float* residual
 
 #pragma omp parallel
   {
-    float* wrow = s.wrow.data() + static_cast<size_t>(omp_get_thread_num()) * std::max(H, I);
+    float* wrow = s.wrow.data() + static_cast<size_t>(omp_get_thread_num()) * 4 * std::max(H, I);
 #pragma omp for schedule(static)
     for (int g = 0; g < pairs; ++g)
       std::memcpy(s.xg.data() + static_cast<size_t>(g) * H,

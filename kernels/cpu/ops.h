@@ -22,21 +22,23 @@
 namespace gptoss::cpu {
 
 // ---------------------------------------------------------------------------------------------
-// Canonical dot product order (used by every matmul here, bf16 or MXFP4 weights):
-//   K must be a multiple of 32. Four 8-lane fp32 accumulators a0..a3; chunk c = elements
-//   [8c, 8c+8) is added into a(c % 4) with fused multiply-add, chunks in increasing c.
-//   Then s = (a0 + a1) + (a2 + a3) lane-wise, and the 8 lanes are summed as
-//   ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)). Bias (if any) is added last.
+// Canonical dot product order (used by every matmul here, bf16 or MXFP4 weights, and by the
+// attention scores when head_dim % 8 == 0):
+//   K must be a multiple of 8 (32 for MXFP4). One 8-lane fp32 accumulator a; chunk c = elements
+//   [8c, 8c+8) is added with fused multiply-add a = fma(x_c, w_c, a), chunks in increasing c.
+//   Then the 8 lanes are summed as ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)). Bias (if
+//   any) is added last. Any register tiling of rows x outputs keeps this per-dot order, so a row's
+//   result never depends on the other rows of the call.
 // A GPU twin is not expected to reproduce these bits; it is compared with a tolerance.
 // ---------------------------------------------------------------------------------------------
 
-// Scalar dot in the canonical order (K % 32 == 0). serial.
+// Scalar dot in the canonical order (K % 8 == 0). serial.
 float f32_dot_canonical(const float* x, const float* w, int K);
 
 // y[n, m] = sum_k x[n, k] * W[m, k] + b[m] for n < rows, m < M.
 //   x: [rows, K] fp32, w: [M, K] bf16, bias: [M] bf16 or nullptr, y: [rows, M] fp32 (not aliasing x).
-//   K % 32 == 0. parallel (OpenMP over blocks of outputs; each weight row is read once per call and
-//   reused for all rows).
+//   K % 8 == 0. parallel (OpenMP over blocks of outputs, and over rows when outputs are few; each
+//   weight row is read once per call and reused for all rows through 4-row x 3-output tiles).
 void f32_bf16w_matmul(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
                       int K, int M);
 
@@ -85,8 +87,8 @@ void f32_rope_apply(const RopeTable& t, const float* cs, float* x, int n_heads);
 // ring index j % cap (cap = window on sliding layers, = ctx on full layers).
 // The query at position pos sees keys j with max(0, pos - window + 1) <= j <= pos (window 0 = full
 // causal). Precondition: every visible j is still in the ring (pos - j < cap).
-// Scores s_j = dot(q, k_j) * (1/sqrt(head_dim)) (canonical dot order if head_dim % 32 == 0, else
-// a single fma chain in index order),
+// Scores s_j = dot(q, k_j) * (1/sqrt(head_dim)) (canonical dot order if head_dim % 8 == 0, else
+// a single scalar fma chain in index order),
 // m = max(sink, max_j s_j), e_j = exp(s_j - m), den = exp(sink - m) + e_j0 + e_j0+1 + ... (fp32,
 // increasing j), p_j = e_j / den, out_d = fma(p_j, v_jd, out_d) over increasing j from 0.
 // The sink takes probability mass and adds no value.
@@ -123,8 +125,8 @@ void mxfp4_decode_row(const uint8_t* blocks, const uint8_t* scales, int K, float
 
 // y[n, m] = sum_k x[n, k] * decode(W)[m, k] + b[m], outputs [m0, m1), canonical dot order.
 //   x: [rows, K], blocks: [M, K/32, 16], scales: [M, K/32], bias [M] bf16 or nullptr,
-//   y: [rows, M] (row stride M). Each weight row is decoded once (into wrow, [K] floats scratch)
-//   and reused for all rows. serial.
+//   y: [rows, M] (row stride M). rows == 1: decoded on the fly, no copy. rows > 1: each weight row
+//   is decoded once (into wrow, scratch of 4 * K floats) and reused for all rows. serial.
 void f32_mf4w_matmul_range(const float* x, const uint8_t* blocks, const uint8_t* scales,
                            const bf16_t* bias, float* y, int rows, int K, int M, int m0, int m1,
                            float* wrow);

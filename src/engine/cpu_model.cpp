@@ -78,9 +78,9 @@ CpuModel::CpuModel(const ModelWeights& w, int ctx, int max_slots, int first_laye
   if (first_layer < 0 || last_layer > c.n_layers || first_layer > last_layer)
     fail("layer range [%d, %d) is not within the model's %d layers", first_layer, last_layer,
          c.n_layers);
-  if (c.hidden % 32 || c.intermediate % 32 || c.q_dim() % 32 || c.head_dim % 2)
+  if (c.hidden % 32 || c.intermediate % 32 || c.q_dim() % 8 || c.head_dim % 2)
     fail("model shape (hidden %d, intermediate %d, heads x head_dim %d) not supported by the CPU "
-         "kernels: each must be a multiple of 32 (head_dim even)",
+         "kernels: hidden and intermediate must be multiples of 32, heads x head_dim of 8, head_dim even",
          c.hidden, c.intermediate, c.q_dim());
   if (c.n_kv_heads < 1 || c.n_heads % c.n_kv_heads)
     fail("model shape: %d heads is not a multiple of %d kv heads", c.n_heads, c.n_kv_heads);

@@ -52,7 +52,7 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 
 // Tolerance of fp32 engine vs double reference. The engine rounds every product/sum to fp32
 // (relative 6e-8 per op); dot products are at most 128 long, three layers feed each other and
-// the logits are O(1..10). Observed max error is 2.6e-6; 3e-5 absolute + 3e-6 relative (about
+// the logits are O(1..10). Observed max error is 3e-6; 3e-5 absolute + 3e-6 relative (about
 // 10x) leaves room for compiler/libm differences yet fails on any real mistake (a wrong rope
 // pair, mask, scale or nibble moves logits by > 1e-2).
 constexpr double kAbsTol = 3e-5, kRelTol = 3e-6;

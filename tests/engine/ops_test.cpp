@@ -280,7 +280,7 @@ TEST(Matmul, RowResultIndependentOfBatchAndMatchesCanonicalDot) {
   std::vector<uint8_t> blk(M * K / 2), sc(M * K / 32);
   for (auto& b : blk) b = rng() & 0xff;
   for (auto& s : sc) s = 120 + rng() % 8;
-  std::vector<float> wrow(K), ym(rows * M), ym1(M), dec(K);
+  std::vector<float> wrow(4 * K), ym(rows * M), ym1(M), dec(K);
   f32_mf4w_matmul_range(x.data(), blk.data(), sc.data(), nullptr, ym.data(), rows, K, M, 0, M,
                         wrow.data());
   for (int n = 0; n < rows; ++n) {

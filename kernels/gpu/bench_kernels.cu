@@ -1,0 +1,213 @@
+// bench_kernels.cu: the `bench-kernels` program: times each GPU kernel at the gpt-oss-20b shapes
+// and prints one JSON object per line (kernel, shape, rows, median microseconds, achieved GB/s
+// counting each input byte read once and each output byte written once, TFLOP/s for matmuls).
+// Weights are rotated among enough copies (> 2x the L2 cache) so timings come from HBM, not L2.
+// Usage: bench-kernels [--reps N]
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gpu/ops.h"
+#include "gpu/vendor.h"
+
+using namespace gptoss;
+
+namespace {
+
+int g_reps = 50;
+gpuStream_t g_stream;
+size_t g_l2_bytes = 50u << 20;
+
+void* dalloc_random(size_t bytes, uint64_t seed) {
+  void* p;
+  GPU_CHECK(gpuMalloc(&p, bytes));
+  // Random bf16-ish bit patterns with a bounded exponent (no NaN/Inf): fill on the host in chunks.
+  std::vector<uint16_t> h(std::min<size_t>(bytes / 2, size_t(1) << 24));
+  std::mt19937_64 rng(seed);
+  for (auto& v : h) v = uint16_t((rng() & 0x807f) | (0x3c00 + (rng() % 0x300)));
+  for (size_t off = 0; off < bytes; off += h.size() * 2)
+    GPU_CHECK(gpuMemcpy(static_cast<char*>(p) + off, h.data(), std::min(h.size() * 2, bytes - off),
+                        gpuMemcpyHostToDevice));
+  return p;
+}
+
+float* dalloc_f32(size_t n, uint64_t seed) {
+  std::vector<float> h(n);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd;
+  for (auto& v : h) v = nd(rng);
+  float* p;
+  GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&p), n * 4));
+  GPU_CHECK(gpuMemcpy(p, h.data(), n * 4, gpuMemcpyHostToDevice));
+  return p;
+}
+
+// Median of per-launch times (each timed with its own event pair after warm-up).
+double time_us(const std::function<void(int)>& f) {
+  for (int i = 0; i < 3; ++i) f(i);
+  GPU_CHECK(gpuStreamSynchronize(g_stream));
+  gpuEvent_t a, b;
+  GPU_CHECK(gpuEventCreate(&a));
+  GPU_CHECK(gpuEventCreate(&b));
+  std::vector<float> ms;
+  for (int i = 0; i < g_reps; ++i) {
+    GPU_CHECK(gpuEventRecord(a, g_stream));
+    f(i);
+    GPU_CHECK(gpuEventRecord(b, g_stream));
+    GPU_CHECK(gpuEventSynchronize(b));
+    float t;
+    GPU_CHECK(gpuEventElapsedTime(&t, a, b));
+    ms.push_back(t);
+  }
+  GPU_CHECK(gpuEventDestroy(a));
+  GPU_CHECK(gpuEventDestroy(b));
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2] * 1000.0;
+}
+
+void report(const char* kernel, const std::string& shape, int rows, double us, double bytes,
+            double flops) {
+  std::printf("{\"kernel\": \"%s\", \"shape\": \"%s\", \"rows\": %d, \"us\": %.2f, \"GBps\": %.1f, "
+              "\"TFLOPs\": %.2f}\n",
+              kernel, shape.c_str(), rows, us, bytes / us / 1e3, flops / us / 1e6);
+  std::fflush(stdout);
+}
+
+void bench_matmul(const char* name, int K, int M, const std::vector<int>& rows_list) {
+  const size_t wbytes = size_t(M) * K * 2;
+  const int copies = int(std::max<size_t>(1, (3 * g_l2_bytes + wbytes - 1) / wbytes));
+  std::vector<bf16_t*> w(copies);
+  for (int i = 0; i < copies; ++i) w[i] = static_cast<bf16_t*>(dalloc_random(wbytes, 100 + i));
+  bf16_t* bias = static_cast<bf16_t*>(dalloc_random(size_t(M) * 2, 7));
+  const int max_rows = *std::max_element(rows_list.begin(), rows_list.end());
+  float* x = dalloc_f32(size_t(max_rows) * K, 1);
+  float* y;
+  GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&y), size_t(max_rows) * M * 4));
+  for (int rows : rows_list) {
+    const bool gemm = rows > gpu::kGemvMaxRows;
+    double us = time_us([&](int i) {
+      gpu::f32_bf16w_matmul(x, w[i % copies], bias, y, rows, K, M, false, g_stream);
+    });
+    const double bytes = double(wbytes) + double(rows) * K * 4 + double(rows) * M * 4 + M * 2;
+    report(gemm ? "f32_bf16w_gemm" : "f32_bf16w_gemv",
+           std::string(name) + " " + std::to_string(M) + "x" + std::to_string(K), rows, us, bytes,
+           2.0 * rows * double(M) * K);
+  }
+  for (auto p : w) GPU_CHECK(gpuFree(p));
+  GPU_CHECK(gpuFree(bias));
+  GPU_CHECK(gpuFree(x));
+  GPU_CHECK(gpuFree(y));
+}
+
+void bench_attention(int ctx_pos, int window, int rows, int slots) {
+  const int nh = 64, nkv = 8, hd = 64, R = (nh + 2 * nkv) * hd;
+  const int cap = window ? window + 256 : ctx_pos + 1;
+  const int max_keys = window ? window : cap;
+  const int kv_chunk = window ? 64 : std::max(128, ((cap + 31) / 32 + 63) / 64 * 64);
+  const size_t cache = size_t(slots) * cap * nkv * hd;
+  bf16_t* k = static_cast<bf16_t*>(dalloc_random(cache * 2, 3));
+  bf16_t* v = static_cast<bf16_t*>(dalloc_random(cache * 2, 4));
+  bf16_t* sinks = static_cast<bf16_t*>(dalloc_random(nh * 2, 5));
+  float* qkv = dalloc_f32(size_t(rows) * R, 6);
+  float *out, *part;
+  GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&out), size_t(rows) * nh * hd * 4));
+  GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&part),
+                      gpu::attention_partial_floats(nh, max_keys, kv_chunk) * 4));
+  std::vector<int32_t> pos(rows, ctx_pos), slot(rows);
+  for (int i = 0; i < rows; ++i) slot[i] = i % slots;
+  int32_t *dpos, *dslot;
+  GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&dpos), rows * 4));
+  GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&dslot), rows * 4));
+  GPU_CHECK(gpuMemcpy(dpos, pos.data(), rows * 4, gpuMemcpyHostToDevice));
+  GPU_CHECK(gpuMemcpy(dslot, slot.data(), rows * 4, gpuMemcpyHostToDevice));
+  double us = time_us([&](int) {
+    gpu::f32_bf16kv_attention_sinks(qkv, k, v, sinks, dpos, dslot, rows, nh, nkv, hd, cap, window,
+                                    max_keys, kv_chunk, part, out, g_stream);
+  });
+  const int keys = window ? std::min(window, ctx_pos + 1) : ctx_pos + 1;
+  const double bytes = double(std::min(rows, slots)) * keys * nkv * hd * 2 * 2;
+  report("f32_bf16kv_attention_sinks",
+         "keys " + std::to_string(keys) + (window ? " sliding" : " full") + " slots " +
+             std::to_string(slots),
+         rows, us, bytes, 4.0 * rows * nh * double(keys) * hd);
+  for (void* p : {(void*)k, (void*)v, (void*)sinks, (void*)qkv, (void*)out, (void*)part,
+                  (void*)dpos, (void*)dslot})
+    GPU_CHECK(gpuFree(p));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return guarded_main("bench-kernels", [&] {
+    for (int i = 1; i < argc; ++i)
+      if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) g_reps = std::atoi(argv[++i]);
+    gpu::require_device();
+    gpuDeviceProp prop;
+    GPU_CHECK(gpuGetDeviceProperties(&prop, 0));
+    g_l2_bytes = size_t(prop.l2CacheSize);
+    std::fprintf(stderr, "bench-kernels: %s, %d SMs/CUs, L2 %zu MiB, %s\n", prop.name,
+                 prop.multiProcessorCount, g_l2_bytes >> 20, GPU_RT_NAME);
+    GPU_CHECK(gpuStreamCreateNonBlocking(&g_stream));
+
+    {  // Copy bandwidth ceiling: 1 GiB device-to-device, bytes read + written.
+      const size_t n = size_t(1) << 30;
+      void *a, *b;
+      GPU_CHECK(gpuMalloc(&a, n));
+      GPU_CHECK(gpuMalloc(&b, n));
+      GPU_CHECK(gpuMemset(a, 1, n));
+      double us = time_us([&](int) {
+        GPU_CHECK(gpuMemcpyAsync(b, a, n, gpuMemcpyDeviceToDevice, g_stream));
+      });
+      report("memcpy_d2d", "1 GiB", 0, us, 2.0 * n, 0);
+      GPU_CHECK(gpuFree(a));
+      GPU_CHECK(gpuFree(b));
+    }
+    const std::vector<int> rows_list = {1, 2, 4, 8, 64, 512};
+    bench_matmul("qkv", 2880, 5120, rows_list);
+    bench_matmul("o", 4096, 2880, rows_list);
+    bench_matmul("router", 2880, 32, {1, 8, 512});
+    bench_matmul("lm_head", 2880, 201088, {1, 4, 8, 64, 512});
+    for (int rows : {1, 8, 64}) {
+      bench_attention(4095, 0, rows, rows);
+      bench_attention(4095, 128, rows, rows);
+    }
+    bench_attention(511, 0, 512, 1);  // a 512-token prompt chunk, last position
+    {  // RMSNorm, embedding, argmax.
+      const int H = 2880, V = 201088;
+      float* x = dalloc_f32(size_t(512) * H, 9);
+      float* y;
+      GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&y), size_t(512) * H * 4));
+      bf16_t* scale = static_cast<bf16_t*>(dalloc_random(H * 2, 10));
+      for (int rows : {1, 512}) {
+        double us = time_us([&](int) {
+          gpu::f32_bf16w_rmsnorm(x, scale, y, rows, H, 1e-5f, nullptr, g_stream);
+        });
+        report("f32_bf16w_rmsnorm", "2880", rows, us, 8.0 * rows * H, 0);
+      }
+      bf16_t* emb = static_cast<bf16_t*>(dalloc_random(size_t(V) * H * 2, 11));
+      std::vector<int32_t> tok(512);
+      for (int i = 0; i < 512; ++i) tok[i] = (i * 7919) % V;
+      int32_t* dtok;
+      GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&dtok), 512 * 4));
+      GPU_CHECK(gpuMemcpy(dtok, tok.data(), 512 * 4, gpuMemcpyHostToDevice));
+      for (int rows : {1, 512}) {
+        double us = time_us([&](int) { gpu::bf16_embed(emb, dtok, rows, H, y, g_stream); });
+        report("bf16_embed", "201088x2880", rows, us, 6.0 * rows * H, 0);
+      }
+      float* logits = dalloc_f32(size_t(8) * V, 12);
+      for (int rows : {1, 8}) {
+        double us = time_us([&](int) { gpu::f32_argmax(logits, rows, V, dtok, g_stream); });
+        report("f32_argmax", "201088", rows, us, 4.0 * rows * V, 0);
+      }
+      for (void* p : {(void*)x, (void*)y, (void*)scale, (void*)emb, (void*)dtok, (void*)logits})
+        GPU_CHECK(gpuFree(p));
+    }
+    GPU_CHECK(gpuStreamDestroy(g_stream));
+    return 0;
+  });
+}

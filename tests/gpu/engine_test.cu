@@ -1,0 +1,231 @@
+// engine_test.cu: the GPU engine against the CPU engine (make_cpu_engine, the oracle) on a small
+// random model written to a temporary model file (tiny config: head_dim 64, GQA 8/2, sliding
+// window 16 on even layers, 8 experts top-4; vocab cut to 2000 to keep the file small).
+// Tolerances on logits (relative L2 per row) and why:
+//   decode rows (<= 8 rows per step: fp32 GEMV, fp32 MoE GEMV): the only deliberate difference
+//     is the bf16 KV cache on the GPU (the CPU keeps fp32): K and V rounded by 2^-9 relative;
+//     measured through attention, 4 layers and the LM head ~1e-3. Bound 1e-2.
+//   prompt chunks (> 8 rows: tensor-core GEMM and MoE MMA with activations rounded to bf16):
+//     each matmul adds ~1e-3 relative error, ~10 matmuls in series. Bound 5e-2.
+//   Top-1 (argmax) must agree except where the CPU's own top-2 margin is below 1e-3 of the
+//   logits' scale (a near tie that any rounding can flip).
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <string>
+
+#include "common/bf16.h"
+#include "cpu/ops.h"
+#include "engine/engine.h"
+#include "engine_gpu/gpu_engine.h"
+#include "gpu_test_util.h"
+#include "model/config.h"
+#include "model/model_file.h"
+
+namespace gptoss {
+namespace {
+using gputest::rel_l2;
+
+// Writes a random model once per process.
+const std::string& model_path() {
+  static std::string path = [] {
+    Config c = named_config("tiny");
+    c.vocab = 2000;
+    std::string p = (std::filesystem::temp_directory_path() /
+                     ("gptoss_gpu_engine_test_" + std::to_string(getpid()) + ".bin"))
+                        .string();
+    auto plan = tensor_plan(c);
+    ModelWriter w(p, c, "gpu engine test (synthetic random weights, seed 11)", plan);
+    std::mt19937_64 rng(11);
+    std::normal_distribution<float> nd;
+    for (const auto& [name, spec] : plan) {
+      size_t n = 1;
+      for (auto d : spec.second) n *= size_t(d);
+      if (spec.first == DType::U8) {
+        std::vector<uint8_t> v(n);
+        const bool scales = name.find("scales") != std::string::npos;
+        for (auto& b : v) b = scales ? uint8_t(121 + rng() % 4) : uint8_t(rng() % 256);
+        w.write(name, v.data(), n);
+        continue;
+      }
+      float scale = 0.1f, mean = 0.0f;
+      if (name == "embedding") scale = 1.0f;
+      else if (name == "unembedding") scale = 0.2f;
+      else if (name.find("norm") != std::string::npos) mean = 1.0f;
+      else if (name.find("qkv.weight") != std::string::npos) scale = 0.15f;
+      else if (name.find("sinks") != std::string::npos) scale = 1.0f;
+      else if (name.find("router.weight") != std::string::npos) scale = 0.3f;
+      else if (name.find("mlp") != std::string::npos) scale = 0.3f;
+      std::vector<bf16_t> v(n);
+      for (auto& x : v) x = f32_to_bf16(mean + scale * nd(rng));
+      w.write(name, v.data(), n * 2);
+    }
+    w.finish();
+    std::atexit([] { std::remove(model_path().c_str()); });
+    return p;
+  }();
+  return path;
+}
+
+const ModelFile& model() {
+  static ModelFile m(model_path());
+  return m;
+}
+
+EngineOptions options(int ctx, int slots) {
+  EngineOptions o;
+  o.ctx = ctx;
+  o.max_slots = slots;
+  return o;
+}
+
+float near_tie_margin(const float* l, int V) {
+  float a = -INFINITY, b = -INFINITY, s = 0;
+  for (int i = 0; i < V; ++i) {
+    s = std::max(s, std::fabs(l[i]));
+    if (l[i] > a) b = a, a = l[i];
+    else if (l[i] > b) b = l[i];
+  }
+  return (a - b) / std::max(s, 1e-30f);
+}
+
+// Runs the same steps on both engines and compares every logits row.
+struct Compare {
+  double worst = 0;
+  int rows = 0, top1_diff = 0;
+  void step(Engine& g, Engine& c, const std::vector<Row>& rows_in, double bound) {
+    std::vector<float> lg, lc;
+    g.forward(rows_in, lg);
+    c.forward(rows_in, lc);
+    ASSERT_EQ(lg.size(), lc.size());
+    const int V = c.config().vocab;
+    for (size_t r = 0; r * V < lc.size(); ++r) {
+      const double e = rel_l2(lg.data() + r * V, lc.data() + r * V, V);
+      worst = std::max(worst, e);
+      EXPECT_LE(e, bound) << "logits row " << r;
+      const int tg = cpu::f32_argmax(lg.data() + r * V, V), tc = cpu::f32_argmax(lc.data() + r * V, V);
+      if (tg != tc) {
+        ++top1_diff;
+        EXPECT_LT(near_tie_margin(lc.data() + r * V, V), 1e-3f) << "top-1 differs, no near tie";
+      }
+      ++rows;
+    }
+  }
+};
+
+TEST(GpuEngine, teacher_forced_decode_two_slots_vs_cpu) {
+  GPU_TEST_REQUIRE_DEVICE();
+  auto g = make_gpu_engine(model(), options(128, 2));
+  auto c = make_cpu_engine(model(), options(128, 2));
+  std::mt19937 rng(3);
+  Compare cmp;
+  for (int p = 0; p < 48; ++p) {  // past the window (16) and the ring capacity
+    std::vector<Row> rows = {
+        Row{int32_t(rng() % 2000), 0, p, Row::kLogits | (p == 0 ? Row::kNewSeq : 0u)},
+        Row{int32_t(rng() % 2000), 1, p, Row::kLogits | (p == 0 ? Row::kNewSeq : 0u)}};
+    cmp.step(*g, *c, rows, 1e-2);
+  }
+  std::printf("decode: %d rows, worst rel L2 %.3g, top-1 differences %d\n", cmp.rows, cmp.worst,
+              cmp.top1_diff);
+}
+
+TEST(GpuEngine, prompt_chunks_mixed_with_decode_vs_cpu) {
+  GPU_TEST_REQUIRE_DEVICE();
+  auto g = make_gpu_engine(model(), options(256, 3));
+  auto c = make_cpu_engine(model(), options(256, 3));
+  std::mt19937 rng(4);
+  Compare cmp;
+  // Step 1: slot 0 prompt of 40 tokens (GEMM path), all rows with logits.
+  std::vector<Row> rows;
+  for (int p = 0; p < 40; ++p)
+    rows.push_back(Row{int32_t(rng() % 2000), 0, p, Row::kLogits | (p == 0 ? Row::kNewSeq : 0u)});
+  cmp.step(*g, *c, rows, 5e-2);
+  // Step 2: slot 1 prompt of 20 tokens (logits on the last only) + a decode row of slot 0.
+  rows.clear();
+  for (int p = 0; p < 20; ++p)
+    rows.push_back(Row{int32_t(rng() % 2000), 1, p, (p == 19 ? Row::kLogits : 0u) | (p == 0 ? Row::kNewSeq : 0u)});
+  rows.push_back(Row{int32_t(rng() % 2000), 0, 40, Row::kLogits});
+  cmp.step(*g, *c, rows, 5e-2);
+  // Steps 3..: decode both, and a 300-row call (split into device steps) for slot 2.
+  rows.clear();
+  for (int p = 0; p < 200; ++p)
+    rows.push_back(Row{int32_t(rng() % 2000), 2, p, (p % 50 == 49 ? Row::kLogits : 0u) | (p == 0 ? Row::kNewSeq : 0u)});
+  cmp.step(*g, *c, rows, 5e-2);
+  for (int s = 0; s < 10; ++s) {
+    rows = {Row{int32_t(rng() % 2000), 0, 41 + s, Row::kLogits},
+            Row{int32_t(rng() % 2000), 1, 20 + s, Row::kLogits}};
+    cmp.step(*g, *c, rows, 5e-2);
+  }
+  std::printf("chunks: %d rows, worst rel L2 %.3g, top-1 differences %d\n", cmp.rows, cmp.worst,
+              cmp.top1_diff);
+}
+
+std::vector<int32_t> greedy(Engine& e, const std::vector<int32_t>& prompt, int n_new) {
+  std::vector<Row> rows;
+  for (size_t i = 0; i < prompt.size(); ++i)
+    rows.push_back(Row{prompt[i], 0, int32_t(i),
+                       (i == 0 ? Row::kNewSeq : 0u) | (i + 1 == prompt.size() ? Row::kLogits : 0u)});
+  std::vector<float> logits;
+  std::vector<int32_t> out;
+  const int V = e.config().vocab;
+  e.forward(rows, logits);
+  for (int k = 0; k < n_new; ++k) {
+    out.push_back(cpu::f32_argmax(logits.data(), V));
+    Row r{out.back(), 0, int32_t(prompt.size() + k), Row::kLogits};
+    e.forward(std::span<const Row>(&r, 1), logits);
+  }
+  return out;
+}
+
+TEST(GpuEngine, greedy_tokens_equal_cpu) {
+  GPU_TEST_REQUIRE_DEVICE();
+  auto g = make_gpu_engine(model(), options(128, 1));
+  auto c = make_cpu_engine(model(), options(128, 1));
+  const std::vector<std::vector<int32_t>> prompts = {
+      {1, 2, 3, 4, 5}, {1999, 7, 1234, 42, 99, 100, 5, 6}, {17}};
+  for (const auto& p : prompts) EXPECT_EQ(greedy(*g, p, 24), greedy(*c, p, 24));
+}
+
+TEST(GpuEngine, batch_invariant_decode) {
+  GPU_TEST_REQUIRE_DEVICE();
+  auto a = make_gpu_engine(model(), options(64, 3));
+  auto b = make_gpu_engine(model(), options(64, 3));
+  std::mt19937 rng(5);
+  for (int p = 0; p < 20; ++p) {
+    std::vector<Row> rows;
+    for (int s = 0; s < 3; ++s)
+      rows.push_back(Row{int32_t(rng() % 2000), s, p, Row::kLogits | (p == 0 ? Row::kNewSeq : 0u)});
+    std::vector<float> la, lb, all;
+    a->forward(rows, la);
+    for (int s = 0; s < 3; ++s) {
+      b->forward(std::span<const Row>(&rows[s], 1), lb);
+      all.insert(all.end(), lb.begin(), lb.end());
+    }
+    ASSERT_EQ(la.size(), all.size());
+    EXPECT_EQ(0, std::memcmp(la.data(), all.data(), la.size() * 4)) << "position " << p;
+  }
+}
+
+TEST(GpuEngine, errors_are_one_line) {
+  GPU_TEST_REQUIRE_DEVICE();
+  try {
+    auto e = make_gpu_engine(model(), options(131072, 200000));
+    FAIL() << "expected out of memory";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("GiB free"), std::string::npos) << e.what();
+  }
+  auto g = make_gpu_engine(model(), options(32, 1));
+  std::vector<float> l;
+  Row bad{1, 5, 0, Row::kLogits};
+  EXPECT_THROW(g->forward(std::span<const Row>(&bad, 1), l), Error);
+  Row far{1, 0, 32, Row::kLogits};
+  EXPECT_THROW(g->forward(std::span<const Row>(&far, 1), l), Error);
+}
+
+}  // namespace
+}  // namespace gptoss

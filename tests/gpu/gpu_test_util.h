@@ -1,0 +1,92 @@
+// gpu_test_util.h (tests/gpu): device buffers, random data, poisoning and the relative L2 error
+// used by the GPU-vs-CPU tests. Compiled as GPU code (includes vendor.h).
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "common/bf16.h"
+#include "gpu/ops.h"
+#include "gpu/vendor.h"
+
+namespace gptoss::gputest {
+
+#define GPU_TEST_REQUIRE_DEVICE()                                                         \
+  do {                                                                                    \
+    if (!::gptoss::gpu::device_present())                                                 \
+      GTEST_SKIP() << "no GPU present (" GPU_RT_NAME " runtime sees no device): skipped";  \
+  } while (0)
+
+template <class T>
+struct DevBuf {
+  T* p = nullptr;
+  size_t n = 0;
+  explicit DevBuf(size_t count) : n(count) {
+    GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&p), std::max<size_t>(n, 1) * sizeof(T)));
+    poison();
+  }
+  explicit DevBuf(const std::vector<T>& v) : DevBuf(v.size()) { upload(v); }
+  ~DevBuf() { (void)gpuFree(p); }
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+  void upload(const std::vector<T>& v) {
+    GPU_CHECK(gpuMemcpy(p, v.data(), v.size() * sizeof(T), gpuMemcpyHostToDevice));
+  }
+  std::vector<T> download() const {
+    GPU_CHECK(gpuDeviceSynchronize());
+    std::vector<T> v(n);
+    GPU_CHECK(gpuMemcpy(v.data(), p, n * sizeof(T), gpuMemcpyDeviceToHost));
+    return v;
+  }
+  // All bytes 0xff: NaN for fp32, -1 for int32, NaN for bf16: an unwritten output shows.
+  void poison() { GPU_CHECK(gpuMemset(p, 0xff, std::max<size_t>(n, 1) * sizeof(T))); }
+};
+
+struct Rng {
+  std::mt19937_64 g;
+  explicit Rng(uint64_t seed) : g(seed) {}
+  float normal(float scale = 1.0f) { return std::normal_distribution<float>(0.0f, scale)(g); }
+  std::vector<float> normals(size_t n, float scale = 1.0f) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = normal(scale);
+    return v;
+  }
+  // bf16 values; never zero (|v| >= 1e-3 scale).
+  std::vector<bf16_t> bf16s(size_t n, float scale = 1.0f, float mean = 0.0f) {
+    std::vector<bf16_t> v(n);
+    for (auto& x : v) {
+      float f = mean + normal(scale);
+      if (std::fabs(f) < 1e-3f * scale) f = 1e-3f * scale;
+      x = f32_to_bf16(f);
+    }
+    return v;
+  }
+  int uniform_int(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(g); }
+};
+
+// ||a - b|| / ||b||; NaN anywhere gives +inf.
+inline double rel_l2(const float* a, const float* b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return INFINITY;
+    const double d = double(a[i]) - double(b[i]);
+    num += d * d;
+    den += double(b[i]) * b[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-300));
+}
+inline double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  return rel_l2(a.data(), b.data(), std::min(a.size(), b.size()));
+}
+
+inline std::vector<float> round_bf16(const std::vector<float>& v) {
+  std::vector<float> r(v.size());
+  for (size_t i = 0; i < v.size(); ++i) r[i] = bf16_to_f32(f32_to_bf16(v[i]));
+  return r;
+}
+
+}  // namespace gptoss::gputest

@@ -1,0 +1,248 @@
+// kernels_test.cu: every GPU kernel of kernels/gpu/ops.h against its CPU twin (kernels/cpu/ops.h)
+// on random inputs (never zeros), outputs poisoned (0xff bytes = NaN) before each run.
+// Tolerances (relative L2 over the whole output), and why:
+//   exact (== bits)   embedding gather, residual add, RoPE (same fp32 operations, no FMA, same
+//                     cos/sin table), KV-cache bf16 stores, argmax.
+//   1e-6  RMSNorm     fp64 mean of squares in another order; one rounding of the fp32 products.
+//   1e-5  GEMV        fp32 products and fp32 accumulation in another order than the canonical
+//                     CPU dot: error ~ 2^-24 sqrt(K) ~ 3e-6 at K = 4096.
+//   1e-5  GEMM vs CPU on bf16-rounded activations (the GEMM's documented input rounding; then
+//                     the only difference is fp32 accumulation order, products exact in fp32).
+//   2e-2  GEMM vs CPU on the fp32 activations: bf16 rounding of activations, relative 2^-9 per
+//                     element, ~1e-3 on a random dot; the bound leaves margin and still fails for
+//                     any layout/indexing error (those give errors ~1).
+//   1e-5  attention   same bf16 K/V values on both sides (CPU gets them widened to fp32); fp32
+//                     scores, exp and sums in another order (split-K pieces merged with rescaling).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "cpu/ops.h"
+#include "gpu_test_util.h"
+
+namespace gptoss {
+namespace {
+using gputest::DevBuf;
+using gputest::rel_l2;
+using gputest::Rng;
+
+std::vector<float> widen(const std::vector<bf16_t>& v) {
+  std::vector<float> r(v.size());
+  for (size_t i = 0; i < v.size(); ++i) r[i] = bf16_to_f32(v[i]);
+  return r;
+}
+
+TEST(GpuKernels, embed_exact) {
+  GPU_TEST_REQUIRE_DEVICE();
+  Rng r(1);
+  const int V = 1000, H = 2880, rows = 7;
+  auto table = r.bf16s(size_t(V) * H);
+  std::vector<int32_t> tok = {5, 999, 0, 5, 123, 777, 998};
+  DevBuf<bf16_t> dt(table);
+  DevBuf<int32_t> dk(tok);
+  DevBuf<float> dx(size_t(rows) * H);
+  gpu::bf16_embed(dt.p, dk.p, rows, H, dx.p, nullptr);
+  std::vector<float> ref(size_t(rows) * H);
+  cpu::bf16_embed(table.data(), tok.data(), rows, H, ref.data());
+  EXPECT_EQ(0, std::memcmp(ref.data(), dx.download().data(), ref.size() * 4));
+}
+
+TEST(GpuKernels, rmsnorm_and_gather) {
+  GPU_TEST_REQUIRE_DEVICE();
+  Rng r(2);
+  for (int dim : {192, 2880}) {
+    const int rows = 5;
+    auto x = r.normals(size_t(rows) * dim, 3.0f);
+    auto scale = r.bf16s(dim, 0.2f, 1.0f);
+    DevBuf<float> dx(x), dy(x.size());
+    DevBuf<bf16_t> ds(scale);
+    gpu::f32_bf16w_rmsnorm(dx.p, ds.p, dy.p, rows, dim, 1e-5f, nullptr, nullptr);
+    std::vector<float> ref(x.size());
+    cpu::f32_bf16w_rmsnorm(x.data(), scale.data(), ref.data(), rows, dim, 1e-5f);
+    EXPECT_LE(rel_l2(dy.download(), ref), 1e-6) << "dim " << dim;
+    // Gather variant: rows 4, 1 of x.
+    std::vector<int32_t> idx = {4, 1};
+    DevBuf<int32_t> di(idx);
+    DevBuf<float> dg(size_t(2) * dim);
+    gpu::f32_bf16w_rmsnorm(dx.p, ds.p, dg.p, 2, dim, 1e-5f, di.p, nullptr);
+    auto g = dg.download();
+    EXPECT_LE(rel_l2(g.data(), ref.data() + 4 * dim, dim), 1e-6);
+    EXPECT_LE(rel_l2(g.data() + dim, ref.data() + 1 * dim, dim), 1e-6);
+  }
+}
+
+TEST(GpuKernels, add_inplace_exact) {
+  GPU_TEST_REQUIRE_DEVICE();
+  Rng r(3);
+  auto y = r.normals(100003), x = r.normals(100003);
+  DevBuf<float> dy(y), dx(x);
+  gpu::f32_add_inplace(dy.p, dx.p, y.size(), nullptr);
+  cpu::f32_add_inplace(y.data(), x.data(), y.size());
+  EXPECT_EQ(0, std::memcmp(y.data(), dy.download().data(), y.size() * 4));
+}
+
+// Runs one matmul path on the GPU and returns y. accumulate: y starts as y0.
+std::vector<float> gpu_matmul(bool gemm, const std::vector<float>& x, const std::vector<bf16_t>& w,
+                              const std::vector<bf16_t>* bias, int rows, int K, int M,
+                              const std::vector<float>* y0) {
+  DevBuf<float> dx(x), dy(size_t(rows) * M);
+  DevBuf<bf16_t> dw(w);
+  DevBuf<bf16_t> db(bias ? bias->size() : 1);
+  if (bias) db.upload(*bias);
+  if (y0) dy.upload(*y0);
+  auto f = gemm ? gpu::f32_bf16w_gemm : gpu::f32_bf16w_gemv;
+  f(dx.p, dw.p, bias ? db.p : nullptr, dy.p, rows, K, M, y0 != nullptr, nullptr);
+  return dy.download();
+}
+
+std::vector<float> cpu_matmul(const std::vector<float>& x, const std::vector<bf16_t>& w,
+                              const std::vector<bf16_t>* bias, int rows, int K, int M,
+                              const std::vector<float>* y0) {
+  std::vector<float> y(size_t(rows) * M);
+  cpu::f32_bf16w_matmul(x.data(), w.data(), bias ? bias->data() : nullptr, y.data(), rows, K, M);
+  if (y0) cpu::f32_add_inplace(y.data(), y0->data(), y.size());
+  return y;
+}
+
+TEST(GpuKernels, gemv_vs_cpu_and_batch_invariant) {
+  GPU_TEST_REQUIRE_DEVICE();
+  Rng r(4);
+  struct S { int K, M; };
+  for (S s : {S{2880, 1037}, S{4096, 203}, S{192, 61}}) {
+    auto w = r.bf16s(size_t(s.M) * s.K, 0.05f);
+    auto bias = r.bf16s(s.M, 0.5f);
+    std::vector<float> ref8;
+    std::vector<float> x8 = r.normals(size_t(8) * s.K);
+    for (int rows : {1, 2, 3, 5, 8}) {
+      std::vector<float> x(x8.begin(), x8.begin() + size_t(rows) * s.K);
+      auto y0 = r.normals(size_t(rows) * s.M);
+      for (bool acc : {false, true}) {
+        auto g = gpu_matmul(false, x, w, &bias, rows, s.K, s.M, acc ? &y0 : nullptr);
+        auto c = cpu_matmul(x, w, &bias, rows, s.K, s.M, acc ? &y0 : nullptr);
+        EXPECT_LE(rel_l2(g, c), 1e-5) << "K " << s.K << " M " << s.M << " rows " << rows;
+      }
+      // Row 0 gives the same bits whatever the number of rows in the call.
+      auto g = gpu_matmul(false, x, w, nullptr, rows, s.K, s.M, nullptr);
+      if (rows == 1) ref8 = g;
+      EXPECT_EQ(0, std::memcmp(ref8.data(), g.data(), size_t(s.M) * 4)) << "rows " << rows;
+    }
+  }
+}
+
+TEST(GpuKernels, gemm_vs_cpu_partial_tiles) {
+  GPU_TEST_REQUIRE_DEVICE();
+  Rng r(5);
+  struct S { int rows, K, M; };
+  for (S s : {S{9, 2880, 333}, S{64, 192, 64}, S{130, 4096, 200}, S{77, 2880, 1000}}) {
+    auto w = r.bf16s(size_t(s.M) * s.K, 0.05f);
+    auto bias = r.bf16s(s.M, 0.5f);
+    auto x = r.normals(size_t(s.rows) * s.K);
+    auto y0 = r.normals(size_t(s.rows) * s.M);
+    for (bool acc : {false, true}) {
+      auto g = gpu_matmul(true, x, w, &bias, s.rows, s.K, s.M, acc ? &y0 : nullptr);
+      auto c_bf = cpu_matmul(gputest::round_bf16(x), w, &bias, s.rows, s.K, s.M,
+                             acc ? &y0 : nullptr);
+      auto c = cpu_matmul(x, w, &bias, s.rows, s.K, s.M, acc ? &y0 : nullptr);
+      EXPECT_LE(rel_l2(g, c_bf), 1e-5) << "rows " << s.rows << " K " << s.K << " M " << s.M;
+      EXPECT_LE(rel_l2(g, c), 2e-2) << "rows " << s.rows << " K " << s.K << " M " << s.M;
+    }
+  }
+}
+
+// Cache layout [slots, cap, n_kv, hd]; CPU twin wants [cap, n_kv, hd] fp32 per slot.
+TEST(GpuKernels, rope_kv_write_exact) {
+  GPU_TEST_REQUIRE_DEVICE();
+  Rng r(6);
+  const int nh = 8, nkv = 2, hd = 64, R = (nh + 2 * nkv) * hd, slots = 3, cap = 40, ctx = 300;
+  auto rt = cpu::rope_yarn_table(hd, 150000, 32, 4096, 32, 1);
+  std::vector<float> cs(size_t(ctx) * hd);
+  for (int p = 0; p < ctx; ++p) cpu::rope_cos_sin(rt, p, cs.data() + size_t(p) * hd);
+  std::vector<int32_t> pos = {0, 17, 299, 45, 46}, slot = {0, 2, 1, 0, 2};
+  const int rows = int(pos.size());
+  auto qkv = r.normals(size_t(rows) * R, 2.0f);
+  DevBuf<float> dq(qkv), dcs(cs);
+  DevBuf<int32_t> dp(pos), dsl(slot);
+  DevBuf<bf16_t> dk(size_t(slots) * cap * nkv * hd), dv(size_t(slots) * cap * nkv * hd);
+  gpu::f32_rope_kv_write(dq.p, dcs.p, dp.p, dsl.p, rows, nh, nkv, hd, dk.p, dv.p, cap, nullptr);
+  auto gq = dq.download();
+  auto gk = dk.download(), gv = dv.download();
+  for (int n = 0; n < rows; ++n) {
+    std::vector<float> row(qkv.begin() + size_t(n) * R, qkv.begin() + size_t(n + 1) * R);
+    cpu::f32_rope_apply(rt, cs.data() + size_t(pos[n]) * hd, row.data(), nh + nkv);
+    EXPECT_EQ(0, std::memcmp(row.data(), gq.data() + size_t(n) * R, size_t(nh) * hd * 4)) << n;
+    const size_t c0 = (size_t(slot[n]) * cap + pos[n] % cap) * nkv * hd;
+    for (int i = 0; i < nkv * hd; ++i) {
+      ASSERT_EQ(f32_to_bf16(row[size_t(nh) * hd + i]), gk[c0 + i]) << "k row " << n << " i " << i;
+      ASSERT_EQ(f32_to_bf16(row[size_t(nh + nkv) * hd + i]), gv[c0 + i]) << "v row " << n;
+    }
+  }
+}
+
+TEST(GpuKernels, attention_sinks_window_splitk) {
+  GPU_TEST_REQUIRE_DEVICE();
+  Rng r(7);
+  const int hd = 64;
+  struct S { int nh, nkv, cap, window, kv_chunk; };
+  for (S s : {S{64, 8, 700, 0, 128}, S{8, 2, 700, 0, 64}, S{64, 8, 160, 128, 64},
+              S{8, 2, 24, 16, 64}}) {
+    const int slots = 3, R = (s.nh + 2 * s.nkv) * hd;
+    auto kc = r.bf16s(size_t(slots) * s.cap * s.nkv * hd, 1.0f);
+    auto vc = r.bf16s(size_t(slots) * s.cap * s.nkv * hd, 1.0f);
+    auto sinks = r.bf16s(s.nh, 1.0f);
+    const int pmax = s.window ? 650 : s.cap - 1;
+    std::vector<int32_t> pos = {0, 1, 63, 64, 65, std::min(200, pmax), pmax, 5};
+    std::vector<int32_t> slot = {0, 1, 2, 0, 1, 2, 0, 2};
+    const int rows = int(pos.size());
+    auto qkv = r.normals(size_t(rows) * R, 0.5f);
+    DevBuf<float> dq(qkv), dout(size_t(rows) * s.nh * hd);
+    DevBuf<bf16_t> dk(kc), dv(vc), ds(sinks);
+    DevBuf<int32_t> dp(pos), dsl(slot);
+    const int max_keys = s.window ? std::min(s.window, s.cap) : s.cap;
+    DevBuf<float> dpart(gpu::attention_partial_floats(s.nh, max_keys, s.kv_chunk));
+    gpu::f32_bf16kv_attention_sinks(dq.p, dk.p, dv.p, ds.p, dp.p, dsl.p, rows, s.nh, s.nkv, hd,
+                                    s.cap, s.window, max_keys, s.kv_chunk, dpart.p, dout.p,
+                                    nullptr);
+    auto g = dout.download();
+    auto kf = widen(kc), vf = widen(vc);
+    std::vector<float> ref(g.size()), scratch(2000);
+    for (int n = 0; n < rows; ++n)
+      for (int h = 0; h < s.nh; ++h) {
+        const size_t so = size_t(slot[n]) * s.cap * s.nkv * hd;
+        cpu::f32_attention_sinks_head(qkv.data() + size_t(n) * R + size_t(h) * hd,
+                                      kf.data() + so, vf.data() + so, s.cap, s.nkv, hd,
+                                      cpu::gqa_kv_head(h, s.nh, s.nkv), pos[n], s.window,
+                                      bf16_to_f32(sinks[h]), ref.data() + (size_t(n) * s.nh + h) * hd,
+                                      scratch.data());
+      }
+    for (int n = 0; n < rows; ++n)
+      EXPECT_LE(rel_l2(g.data() + size_t(n) * s.nh * hd, ref.data() + size_t(n) * s.nh * hd,
+                       size_t(s.nh) * hd),
+                1e-5)
+          << "nh " << s.nh << " cap " << s.cap << " window " << s.window << " row " << n
+          << " pos " << pos[n];
+  }
+}
+
+TEST(GpuKernels, argmax_ties_nan) {
+  GPU_TEST_REQUIRE_DEVICE();
+  Rng r(8);
+  const int n = 201088, rows = 4;
+  auto x = r.normals(size_t(rows) * n);
+  x[size_t(1) * n + 777] = 50.0f;  // row 1: tie at 777 and 90000: lower index wins
+  x[size_t(1) * n + 90000] = 50.0f;
+  x[size_t(2) * n + 5] = NAN;      // row 2: NaN never wins
+  x[size_t(2) * n + 200000] = 60.0f;
+  for (int i = 0; i < n; ++i) x[size_t(3) * n + i] = 1.0f;  // row 3: all equal -> 0
+  DevBuf<float> dx(x);
+  DevBuf<int32_t> dout(rows);
+  gpu::f32_argmax(dx.p, rows, n, dout.p, nullptr);
+  auto g = dout.download();
+  for (int k = 0; k < rows; ++k) EXPECT_EQ(cpu::f32_argmax(x.data() + size_t(k) * n, n), g[k]) << k;
+  EXPECT_EQ(g[1], 777);
+  EXPECT_EQ(g[2], 200000);
+  EXPECT_EQ(g[3], 0);
+}
+
+}  // namespace
+}  // namespace gptoss

@@ -2,7 +2,7 @@
 // CASE.ids (the expected ids, space separated), agreed on by two independent JavaScript
 // tokenizers: gpt-tokenizer (o200k_harmony) and js-tiktoken (o200k_base ranks + harmony
 // specials). Cases whose name ends in ".special" are encoded with special tokens allowed.
-// Also writes specials.txt: "id text" for every special id of gpt-tokenizer's o200k_harmony.
+// Also writes special_table.tsv: "id text" for every special id of gpt-tokenizer's o200k_harmony.
 // Usage: node make_corpus.js OUT_DIR   (NODE_PATH = tests/tokenizer/node/node_modules)
 'use strict';
 const fs = require('fs');
@@ -29,7 +29,7 @@ for (const [text, id] of specialMap) {
   const got = gpt.encode(text, { allowedSpecial: 'all' });
   if (got.length !== 1 || got[0] !== id) throw new Error(`gpt-tokenizer disagrees on ${text}: ${got}`);
 }
-fs.writeFileSync(path.join(outDir, 'specials.txt'),
+fs.writeFileSync(path.join(outDir, 'special_table.tsv'),
   [...specialMap].map(([t, id]) => `${id} ${t}`).join('\n') + '\n');
 
 const tiktoken = new Tiktoken({ ...o200kBase, special_tokens: Object.fromEntries(specialMap) });
@@ -140,4 +140,25 @@ while (mixed.length < 2_000_000) { mixed += words[rnd(words.length)]; if (rnd(4)
 lap('small cases');
 addCase('mixed_2m', mixed);
 lap('mixed');
+// The same o200k_base ranks as a Hugging Face tokenizer.json (GPT-2 byte-to-unicode keys), to
+// check `tokenize --make` reads that source exactly like the .tiktoken file.
+{
+  const byteToChar = [];
+  let extra = 0;
+  for (let b = 0; b < 256; b++) {
+    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || b >= 0xae;
+    byteToChar[b] = String.fromCodePoint(printable ? b : 256 + extra++);
+  }
+  const tiktokenFile = require.resolve('gpt-tokenizer/data/o200k_base.tiktoken');
+  const vocab = {};
+  for (const line of fs.readFileSync(tiktokenFile, 'utf8').split('\n')) {
+    if (!line) continue;
+    const [b64, rank] = line.split(' ');
+    vocab[[...Buffer.from(b64, 'base64')].map(b => byteToChar[b]).join('')] = Number(rank);
+  }
+  const added = [...specialMap].filter(([t]) => t !== '<|endofprompt|>')
+    .map(([content, id]) => ({ id, content, special: true }));
+  fs.writeFileSync(path.join(outDir, 'o200k_tokenizer.json'), JSON.stringify({
+    version: '1.0', added_tokens: added, model: { type: 'BPE', vocab, merges: [] } }));
+}
 console.log(`make_corpus: ${nCases} cases agreed by gpt-tokenizer and js-tiktoken in ${outDir}`);

@@ -95,7 +95,9 @@ bool Scheduler::plan(Step& step) {
     Seq& q = slots_[s];
     if (q.active && !q.inflight && q.feed.size() - q.next == 1) emit(s, q, 1);
   }
-  // Prompt chunks in admission order, within what is left of the budget.
+  // Prompt chunks in admission order, within what is left of the budget; at least chunk/8 (>= 1)
+  // tokens so prefill is never starved when decode rows alone fill the budget (-b > --chunk).
+  budget = std::max(budget, std::max(1, opt_.chunk_tokens / 8));
   std::vector<int> prefill;
   for (int s = 0; s < opt_.max_slots; ++s) {
     Seq& q = slots_[s];
@@ -104,9 +106,9 @@ bool Scheduler::plan(Step& step) {
   std::sort(prefill.begin(), prefill.end(),
             [&](int a, int b) { return slots_[a].admitted < slots_[b].admitted; });
   for (int s : prefill) {
-    if (budget <= 0 && !step.rows.empty()) break;
+    if (budget <= 0) break;
     Seq& q = slots_[s];
-    size_t n = std::min(q.feed.size() - q.next, static_cast<size_t>(std::max(budget, 1)));
+    size_t n = std::min(q.feed.size() - q.next, static_cast<size_t>(budget));
     emit(s, q, n);
   }
   if (step.rows.empty()) return false;

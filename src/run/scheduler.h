@@ -52,7 +52,8 @@ struct Finished {
 
 struct SchedulerOptions {
   int max_slots = 1;      // KV-cache slots (engine's max_slots)
-  int chunk_tokens = 256; // per-step token budget; decode rows always go in even past it
+  int chunk_tokens = 256; // per-step token budget; decode rows always go in even past it, and
+                          // prompt chunks get at least max(1, chunk_tokens / 8) of it
   int ctx = 4096;         // a sequence holds at most ctx tokens (prompt + generated)
   std::vector<int32_t> stop_ids;
   bool ignore_eos = false;

@@ -55,6 +55,12 @@ getp_batch)
   cmp -s b1.txt b8.txt || die "-b 1 and -b 8 outputs differ"
   has b8.err "generated .* tokens in .* s of inference (.* tok/s output); load"
   [ ! -e b8.txt.partial ] || die "partial file left behind"
+  # Sampling (-T > 0) does not depend on -b either: each prompt has its own seeded stream.
+  run -m getp -i in.txt -o t1.txt -n 4 -b 1 -T 0.8 -s 5 2>t1.err || die "exit $?"
+  run -m getp -i in.txt -o t8.txt -n 4 -b 8 -T 0.8 -s 5 2>t8.err || die "exit $?"
+  cmp -s t1.txt t8.txt || die "-T 0.8: -b 1 and -b 8 outputs differ"
+  cut -d" " -f1-4 b1.txt >g4.txt
+  cmp -s t1.txt g4.txt && die "-T 0.8 gave the greedy output"
   # --verify: equal -> 0; a changed reference -> non-zero with the first divergence.
   run -m getp -i in.txt -o v.txt -n 6 -b 4 --verify b1.txt 2>v.err || die "verify failed on equal files"
   has v.err "verify: 8/8 prompts match"

@@ -251,5 +251,26 @@ TEST(RunScheduler, PipelinedPlansLeaveInFlightSequencesOut) {
     EXPECT_EQ(got[i], test::reference_tokens(prompts[i], i, 6, 4096, {}, false, false, kVocab));
 }
 
+TEST(RunScheduler, PrefillIsNotStarvedByDecodeRows) {
+  // 8 slots, budget 4: seven long-running decoders fill the budget, yet the eighth prompt is
+  // prefilled alongside them (at least max(1, 4/8) = 1 token a step), not only after they end.
+  FakeEngine eng(kVocab, 8, 4096);
+  SchedulerOptions so = opts(8, 4);
+  so.stop_ids = {};
+  Scheduler sch(so, test::fake_factory(false));
+  for (uint64_t i = 0; i < 7; ++i) sch.submit(Request{i, {static_cast<int32_t>(i + 1)}, 50, 0, -1});
+  sch.submit(Request{7, std::vector<int32_t>(10, 3), 2, 0, -1});
+  int finished7 = -1, step = 0;
+  sch.on_finish = [&](Finished&& f) {
+    if (f.id == 7) finished7 = step;
+  };
+  while (sch.busy()) {
+    sch.run_step(eng);
+    ++step;
+  }
+  EXPECT_GT(finished7, 0);
+  EXPECT_LT(finished7, 20);  // long before the decoders' 50 steps
+}
+
 }  // namespace
 }  // namespace gptoss

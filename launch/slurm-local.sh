@@ -98,10 +98,24 @@ NodeName=$host CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE
 CONF
   export SLURM_CONF=$conf
+  alive() { [ -f "$1" ] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null; }
+  if alive "$dir/slurmctld.pid" && alive "$dir/slurmd.pid" && scontrol ping 2>/dev/null | grep -q UP; then
+    log "already running (state in $dir)"
+    echo "export SLURM_CONF=$conf"
+    exit 0
+  fi
   stop_pidfile "$dir/slurmd.pid" slurmd
   stop_pidfile "$dir/slurmctld.pid" slurmctld
+  # Another Slurm (another state folder, or the system's) answering on our port would silently
+  # take our jobs: refuse.
+  if scontrol ping 2>/dev/null | grep -q UP; then
+    die "a slurmctld not started from $dir already answers on port ${SLURM_LOCAL_CTLD_PORT:-6817}: stop it (slurm-local.sh stop with its SLURM_LOCAL_DIR) or set SLURM_LOCAL_CTLD_PORT/SLURM_LOCAL_SLURMD_PORT"
+  fi
   slurmctld -f "$conf" || die "slurmctld did not start (see $dir/log/slurmctld.log)"
   slurmd -f "$conf" || die "slurmd did not start (see $dir/log/slurmd.log)"
+  sleep 0.5
+  alive "$dir/slurmctld.pid" || die "slurmctld exited: $(tail -1 "$dir/log/slurmctld.log" 2>/dev/null)"
+  alive "$dir/slurmd.pid" || die "slurmd exited: $(tail -1 "$dir/log/slurmd.log" 2>/dev/null)"
   state=""
   for _ in $(seq 120); do
     state=$(sinfo -h -n "$host" -o %t 2>/dev/null | head -1 || true)

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "comm/device_pick.h"
+#include "comm/stage_timing.h"
 #include "comm/world.h"
 
 using namespace gptoss;
@@ -143,4 +144,29 @@ TEST(DevicePick, EnvironmentOrder) {
   if (saved2) setenv("SLURM_LOCALID", keep2.c_str(), 1); else unsetenv("SLURM_LOCALID");
 }
 
+}  // namespace
+
+namespace {
+TEST(StageTiming, GatheredOnRankZeroAndFormatted) {
+  const int n = World::current()->size(), me = World::current()->rank();
+  StageTiming mine{1000.0 * (me + 1), 1000.0 * (n - me), uint64_t(me) * 1000000, uint64_t(me) + 7};
+  auto all = gather_stage_timing(mine);
+  if (me != 0) {
+    EXPECT_TRUE(all.empty());
+    return;
+  }
+  ASSERT_EQ(all.size(), size_t(n));
+  for (int r = 0; r < n; ++r) {
+    EXPECT_EQ(all[r].busy_us, 1000.0 * (r + 1));
+    EXPECT_EQ(all[r].idle_us, 1000.0 * (n - r));
+    EXPECT_EQ(all[r].bytes_sent, uint64_t(r) * 1000000);
+    EXPECT_EQ(all[r].messages_sent, uint64_t(r) + 7);
+  }
+  // busy% = busy / (busy + idle) = (r+1) / (n+1)
+  const auto pct = stage_busy_pct(all);
+  for (int r = 0; r < n; ++r) EXPECT_NEAR(pct[r], 100.0 * (r + 1) / (n + 1), 1e-9);
+  const std::string rep = format_stage_report(all);
+  EXPECT_NE(rep.find(strfmt("stage 0 busy %.1f%% idle %.1f%% sent 0.0 MB in 7 messages\n",
+                            100.0 / (n + 1), 100.0 - 100.0 / (n + 1))), std::string::npos) << rep;
+}
 }  // namespace

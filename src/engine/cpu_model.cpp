@@ -125,6 +125,7 @@ void CpuModel::attention(int l, std::span<const RowPos> rows, float* x) {
   const int threads = omp_get_max_threads();
   scratch_.resize(static_cast<size_t>(threads) * (ctx_ + 2 * hd));
 
+  double t0 = omp_get_wtime();
   cpu::f32_bf16w_rmsnorm(x, L.attn_norm, xn_.data(), n, H, c.rms_eps);
   cpu::f32_bf16w_matmul(xn_.data(), L.qkv_w, L.qkv_b, qkv_.data(), n, H, R);
 #pragma omp parallel for schedule(static)
@@ -136,6 +137,8 @@ void CpuModel::attention(int l, std::span<const RowPos> rows, float* x) {
     cpu::f32_rope_apply(rope_, cs, q + Q, nkv);
   }
 
+  double t1 = omp_get_wtime();
+  times_.norm_qkv_rope_s += t1 - t0;
   // Waves: on a ring smaller than the context (sliding layers), a prompt chunk longer than the
   // ring would overwrite keys its earlier rows still need, so the i-th row of every slot goes in
   // wave i: store that wave's k/v, then attend. Full layers never overwrite: one wave.
@@ -173,8 +176,11 @@ void CpuModel::attention(int l, std::span<const RowPos> rows, float* x) {
                                     attn_.data() + static_cast<size_t>(i) * Q + h * hd, sc);
     }
   }
+  double t2 = omp_get_wtime();
+  times_.attention_s += t2 - t1;
   cpu::f32_bf16w_matmul(attn_.data(), L.out_w, L.out_b, o_.data(), n, Q, H);
   cpu::f32_add_inplace(x, o_.data(), static_cast<size_t>(n) * H);
+  times_.out_proj_s += omp_get_wtime() - t2;
 }
 
 void CpuModel::run_layers(int first, int last, std::span<const RowPos> rows, float* x) {
@@ -185,6 +191,7 @@ void CpuModel::run_layers(int first, int last, std::span<const RowPos> rows, flo
   for (int l = first; l < last; ++l) {
     attention(l, rows, x);
     const LayerWeights& L = w_.layers[l];
+    const double t0 = omp_get_wtime();
     xn_.resize(static_cast<size_t>(n) * c.hidden);
     cpu::f32_bf16w_rmsnorm(x, L.mlp_norm, xn_.data(), n, c.hidden, c.rms_eps);
     cpu::MoeWeights mw;
@@ -202,14 +209,17 @@ void CpuModel::run_layers(int first, int last, std::span<const RowPos> rows, flo
     mw.mlp2_scales = L.mlp2_scales;
     mw.mlp2_bias = L.mlp2_bias;
     cpu::f32_mf4w_moe(mw, xn_.data(), n, x, moe_);
+    times_.moe_s += omp_get_wtime() - t0;
   }
 }
 
 void CpuModel::head(const float* x, int rows, float* logits) {
   const Config& c = w_.config;
+  const double t0 = omp_get_wtime();
   xn_.resize(static_cast<size_t>(rows) * c.hidden);
   cpu::f32_bf16w_rmsnorm(x, w_.norm, xn_.data(), rows, c.hidden, c.rms_eps);
   cpu::f32_bf16w_matmul(xn_.data(), w_.unembedding, nullptr, logits, rows, c.hidden, c.vocab);
+  times_.head_s += omp_get_wtime() - t0;
 }
 
 }  // namespace gptoss

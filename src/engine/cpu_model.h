@@ -81,6 +81,13 @@ class CpuModel {
   // [rows, V]).
   void head(const float* x, int rows, float* logits);
 
+  // Wall seconds spent per part since construction (or reset_times()), for profiling.
+  struct Times {
+    double norm_qkv_rope_s = 0, attention_s = 0, out_proj_s = 0, moe_s = 0, head_s = 0;
+  };
+  const Times& times() const { return times_; }
+  void reset_times() { times_ = Times{}; }
+
  private:
   void attention(int layer, std::span<const RowPos> rows, float* x);
 
@@ -98,6 +105,7 @@ class CpuModel {
   // Scratch (grown as needed).
   std::vector<float> xn_, qkv_, attn_, o_, scratch_;
   cpu::MoeScratch moe_;
+  Times times_;
 };
 
 // The CPU engine over in-memory weights (tests; make_cpu_engine(ModelFile) calls this).

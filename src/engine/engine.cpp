@@ -31,6 +31,7 @@ class CpuEngine final : public Engine {
     std::vector<int32_t> tokens(n);
     std::vector<RowPos> pos(n);
     std::vector<int32_t> want;
+    std::vector<uint8_t> seen(model_.max_slots(), 0);
     for (int i = 0; i < n; ++i) {
       const Row& r = rows[i];
       if (r.slot < 0 || r.slot >= model_.max_slots())
@@ -44,6 +45,11 @@ class CpuEngine final : public Engine {
       if ((r.flags & Row::kNewSeq) && r.pos != 0)
         fail("forward: row %d (slot %d): new sequence must start at position 0, got %d", i,
              r.slot, r.pos);
+      if (r.pos == 0 && seen[r.slot])
+        fail("forward: row %d (slot %d): a sequence cannot restart at position 0 after other rows "
+             "of the same slot in one step",
+             i, r.slot);
+      seen[r.slot] = 1;
       if (r.pos != 0 && r.pos != len[r.slot])
         fail("forward: row %d (slot %d): position %d does not continue the sequence (next "
              "position is %d)",

@@ -200,6 +200,33 @@ int main(int argc, char** argv) {
                   batch, steps, 1e3 * total / steps, batch * steps / total);
       (void)V;
     }
+    // Profile of the stages (CpuModel directly, as a pipeline stage would use it): batch-1 and
+    // batched decode steps, seconds per part.
+    for (int b : {1, batch}) {
+      CpuModel model(w, ctx, b, 0, c.n_layers);
+      std::vector<int32_t> tokens(b * 16);
+      std::vector<RowPos> pos(b * 16);
+      for (int s = 0; s < b; ++s)
+        for (int i = 0; i < 16; ++i) tokens[s * 16 + i] = tok(s, i), pos[s * 16 + i] = RowPos{s, i};
+      std::vector<float> x(tokens.size() * c.hidden), lg(static_cast<size_t>(b) * c.vocab);
+      model.embed(tokens, x.data());
+      model.run_layers(0, c.n_layers, pos, x.data());
+      model.reset_times();
+      for (int st = 0; st < steps; ++st) {
+        tokens.resize(b);
+        pos.resize(b);
+        for (int s = 0; s < b; ++s) tokens[s] = tok(s, 16 + st), pos[s] = RowPos{s, 16 + st};
+        model.embed(tokens, x.data());
+        model.run_layers(0, c.n_layers, pos, x.data());
+        model.head(x.data(), b, lg.data());
+      }
+      const auto& t = model.times();
+      std::printf("{\"what\":\"profile\",\"batch\":%d,\"ms_per_step\":{\"norm_qkv_rope\":%.2f,\"attention\":%.2f,"
+                  "\"out_proj\":%.2f,\"moe\":%.2f,\"head\":%.2f}}\n",
+                  b, 1e3 * t.norm_qkv_rope_s / steps, 1e3 * t.attention_s / steps,
+                  1e3 * t.out_proj_s / steps, 1e3 * t.moe_s / steps, 1e3 * t.head_s / steps);
+      std::fflush(stdout);
+    }
     return 0;
   });
 }

@@ -206,6 +206,8 @@ TEST(EngineForward, RejectsBadOptionsAndRows) {
   EXPECT_EQ(lg.size(), 2u * m.c.vocab);
   std::vector<Row> gap{Row{1, 0, 3, Row::kLogits}};
   EXPECT_THROW(eng->forward(gap, lg), Error);
+  std::vector<Row> restart_twice{Row{1, 1, 0, Row::kNewSeq}, Row{1, 1, 1, 0}, Row{1, 1, 0, Row::kNewSeq}};
+  EXPECT_THROW(eng->forward(restart_twice, lg), Error);
   std::vector<Row> next{Row{1, 0, 2, 0}};
   eng->forward(next, lg);
   EXPECT_EQ(lg.size(), 0u);

@@ -52,7 +52,7 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   app.option_defaults()->always_capture_default();
   opt.model_path = GPTOSS_DATA_DIR "/tiny.bin";
   opt.tokenizer_path = GPTOSS_DATA_DIR "/tokenizer.bin";
-  std::string mode = "generate", stop = "199999,200002,200012";
+  std::string mode = "generate", stop = "199999,200002,200012", seed = "1";
 
   app.add_option("model", opt.model_path, "Model file (the project's format, export-model)");
   app.add_option("-m,--mode", mode, "generate | chat | getp");
@@ -68,7 +68,7 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
       ->default_str("mode default");
   app.add_option("-p,--top-p", opt.top_p, "Nucleus sampling mass in (0, 1]; 1 = off");
   app.add_option("--top-k", opt.top_k, "Keep the k most likely tokens; 0 = off");
-  app.add_option("-s,--seed", opt.seed,
+  app.add_option("-s,--seed", seed,
                  "Sampling seed (getp: prompt i samples with its own stream derived from it)");
   app.add_option("-c,--ctx", opt.ctx, "Context length per sequence (max 131072 and the model's)");
   app.add_option("-b,--batch", opt.max_slots,
@@ -113,6 +113,10 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   if (!given("--temp")) opt.temperature = getp ? 0.0f : 1.0f;
   if (!given("--batch")) opt.max_slots = getp ? kDefaultSlotsGetp : 1;
   opt.stop_ids = parse_stop_ids(stop);
+  if (seed.empty() || seed.size() > 20 || seed.find_first_not_of("0123456789") != std::string::npos ||
+      (seed.size() == 20 && seed > "18446744073709551615"))
+    fail("-s: the seed must be an integer in [0, 2^64), got '%s'", seed.c_str());
+  opt.seed = std::stoull(seed);
 
   // Ranges.
   if (opt.max_new < 1 || opt.max_new > kMaxContext)

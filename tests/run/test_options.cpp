@@ -63,7 +63,8 @@ TEST(RunOptions, ExplicitValues) {
   EXPECT_TRUE(o.resume);
   EXPECT_EQ(o.verify_path, "ref");
   RunOptions n;
-  EXPECT_EQ(parse({"-i", "x", "--stop", "none"}, n), -1);
+  EXPECT_EQ(parse({"-i", "x", "--stop", "none", "-s", "18446744073709551615"}, n), -1);
+  EXPECT_EQ(n.seed, 18446744073709551615ull);
   EXPECT_TRUE(n.stop_ids.empty());
 }
 
@@ -83,6 +84,9 @@ TEST(RunOptions, BadValues) {
             "-n: max new tokens must be in [1, 131072], got 99999999");
   EXPECT_EQ(err({"-i", "x", "-T", "-1"}), "-T: temperature must be in [0, 100], got -1");
   EXPECT_EQ(err({"-i", "x", "-T", "nan"}), "-T: temperature must be in [0, 100], got nan");
+  EXPECT_EQ(err({"-i", "x", "-s", "-1"}), "-s: the seed must be an integer in [0, 2^64), got '-1'");
+  EXPECT_EQ(err({"-i", "x", "-s", "18446744073709551616"}),
+            "-s: the seed must be an integer in [0, 2^64), got '18446744073709551616'");
   EXPECT_EQ(err({"-i", "x", "-p", "0"}), "-p: top-p must be in (0, 1], got 0");
   EXPECT_EQ(err({"-i", "x", "--top-k", "-1"}), "--top-k: must be >= 0, got -1");
   EXPECT_EQ(err({"-i", "x", "-c", "200000"}), "-c: context must be in [2, 131072], got 200000");

@@ -101,10 +101,16 @@ void synth_u8(const Config& c, uint64_t seed, const std::string& dst, uint64_t f
               uint8_t* out) {
   const uint64_t key = tensor_key(seed, dst);
   if (ends_with(dst, ".blocks")) {  // uniform random 4-bit codes
-    for (uint64_t k = 0; k < n; k++) {
-      const uint64_t i = first + k;
-      out[k] = static_cast<uint8_t>(rnd(key, i >> 3) >> (8 * (i & 7)));
+    // Byte i is byte (i % 8) of random word i / 8; whole words are stored 8 bytes at a time.
+    uint64_t k = 0;
+    for (; k < n && ((first + k) & 7) != 0; k++)
+      out[k] = static_cast<uint8_t>(rnd(key, (first + k) >> 3) >> (8 * ((first + k) & 7)));
+    for (; k + 8 <= n; k += 8) {
+      const uint64_t w = rnd(key, (first + k) >> 3);
+      for (int b = 0; b < 8; b++) out[k + b] = static_cast<uint8_t>(w >> (8 * b));
     }
+    for (; k < n; k++)
+      out[k] = static_cast<uint8_t>(rnd(key, (first + k) >> 3) >> (8 * ((first + k) & 7)));
   } else if (ends_with(dst, ".scales")) {  // base scale +- 1
     const int base = base_scale(ends_with(dst, "mlp1.scales") ? c.hidden : c.intermediate);
     for (uint64_t k = 0; k < n; k++)

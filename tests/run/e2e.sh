@@ -75,7 +75,7 @@ getp_batch)
 getp_resume)
   prompts 12 >in.txt
   run -m getp -i in.txt -o full.txt -n 8 -b 2 --ignore-eos 2>full.err || die "exit $?"
-  "$RUN" "$MODEL" -z "$TOK" -m getp -i in.txt -o out.txt -n 8 -b 2 --ignore-eos 2>kill.err &
+  "$RUN" "$MODEL" -z "$TOK" -m getp -i in.txt -o out.txt -n 8 -b 1 --ignore-eos 2>kill.err &
   pid=$!
   n=0
   while [ "$(count_done)" -lt 3 ]; do

@@ -16,18 +16,20 @@
 //   with the host C++ compiler plus the CUDA include dir (CUDA) or with hipcc (HIP).
 //
 // Design:
-//   1+2. routing kernel: blocks over (32 rows x 8 experts) tiles compute logits = x . router_w^T
-//      + b (fp32, one wave per dot); the last block to finish (a ticket counter it resets) does
-//      top-k (ties: lower expert index first) + softmax over the k for every row, as the CPU
-//      twin, then the grouping: per-expert counts, offsets, active-expert list, (row, rank)
-//      pairs grouped by expert with rows ascending (deterministic warp scans), and a tile list
-//      for experts with more than kMoeGemvMaxRows rows. Results do not depend on block order.
+//   1. router kernel: one block per row; logits = x . router_w^T + b in fp32 (shared memory),
+//      top-k (ties: lower expert index first) and softmax over the k, as the CPU twin.
+//   2. build kernel (one block): per-expert counts, offsets, active-expert list, (row, rank)
+//      pairs grouped by expert with rows ascending (deterministic warp scans, no atomics), and a
+//      tile list for experts with more than kMoeGemvMaxRows rows.
+//      (-DGPTOSS_MOE_FUSED_ROUTE: one kernel for 1+2, logits over many blocks, the last block to
+//      finish does top-k + grouping; tested, measured slower at batch 1, kept for tuning.)
 //   3. experts with <= kMoeGemvMaxRows rows: GEMV kernels, one wave per 4 weight rows (mlp1: two
 //      gate/up pairs), each lane 8 K-elements (4 bytes) of every row per step so a wave reads
 //      contiguous runs, x coalesced and reused from registers for the 4 rows, MXFP4 decoded in
 //      registers (E2M1 -> fp16 bit placement, exact), fp32 math throughout.
 //      experts with more rows: grouped GEMM on tensor cores (tile.h's tile32: mma.sync m16n8k16
-//      bf16 / MFMA 32x32x8 bf16), tile 128 rows x 128 outputs x 64 k (gfx90a: 64 rows), MXFP4
+//      bf16 / MFMA 32x32x8 bf16), tile 64 rows x 128 outputs x 32 k (-DGPTOSS_MOE_TILE128:
+//      128 x 128 x 64, gfx90a 64 x 128 x 64; tested, measured slower on H200), MXFP4
 //      decoded to bf16 in shared memory, activations rounded to bf16, fp32 accumulation,
 //      double-buffered shared stages with register prefetch.
 //      mlp1 epilogue applies bias + clamped SwiGLU -> act [pairs, I] fp32 (grouped order);
@@ -74,8 +76,8 @@ struct MoeGpuScratch {
   int32_t* tile_slot0 = nullptr;   // [max_tiles] first grouped slot of the tile
   float* act = nullptr;          // [max_rows * k, I] SwiGLU output, grouped order
   float* y = nullptr;            // [max_rows, k, H] expert outputs incl. mlp2 bias, per (row, rank)
-  float* logits = nullptr;       // [max_rows, E] router logits
-  int32_t* counter = nullptr;    // [1] blocks-done ticket of the routing kernel (0 between calls)
+  float* logits = nullptr;       // [max_rows, E] router logits (GPTOSS_MOE_FUSED_ROUTE only)
+  int32_t* counter = nullptr;    // [1] blocks-done ticket of the fused routing kernel
   size_t bytes = 0;              // device bytes held
 };
 

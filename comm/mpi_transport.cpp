@@ -200,9 +200,9 @@ class MpiSendLink final : public SendLink {
     wait_until(
         spec_, &stats_.wait_us, [&] { return (got = try_acquire()) != nullptr; },
         [&] {
-          return strfmt("rank %d: no credit from rank %d for %.0f s (link %d->%d, %llu messages "
+          return strfmt("no credit from rank %d for %.0f s (link %d->%d, %llu messages "
                         "posted, %llu released): rank %d is stuck or dead",
-                        me_, peer_, spec_.timeout_s, me_, peer_, (unsigned long long)posted_,
+                        peer_, spec_.timeout_s, me_, peer_, (unsigned long long)posted_,
                         (unsigned long long)released_, peer_);
         });
     return *got;
@@ -241,15 +241,15 @@ class MpiSendLink final : public SendLink {
           return released_ == posted_;
         },
         [&] {
-          return strfmt("rank %d: rank %d did not release %llu messages within %.0f s (link "
+          return strfmt("rank %d did not release %llu messages within %.0f s (link "
                         "%d->%d): rank %d is stuck or dead",
-                        me_, peer_, (unsigned long long)(posted_ - released_), spec_.timeout_s,
+                        peer_, (unsigned long long)(posted_ - released_), spec_.timeout_s,
                         me_, peer_, peer_);
         });
     for (size_t i = 0; i < header_req_.size(); ++i) {
       wait_until(
           spec_, &stats_.wait_us, [&] { return test(header_req_[i]) && test(payload_req_[i]); },
-          [&] { return strfmt("rank %d: sends to rank %d did not complete", me_, peer_); });
+          [&] { return strfmt("sends to rank %d did not complete (link %d->%d)", peer_, me_, peer_); });
     }
   }
 
@@ -369,11 +369,11 @@ class MpiRecvLink final : public RecvLink {
         spec_, &stats_.wait_us, [&] { return (got = try_receive()) != nullptr; },
         [&] {
           if (received_ - released_ >= static_cast<uint64_t>(spec_.slots))
-            return strfmt("rank %d: receive() with all %d slots held: release slots first "
-                          "(link %d->%d)", me_, spec_.slots, peer_, me_);
-          return strfmt("rank %d: no message from rank %d for %.0f s (link %d->%d, waiting for "
+            return strfmt("receive() with all %d slots held: release slots first "
+                          "(link %d->%d)", spec_.slots, peer_, me_);
+          return strfmt("no message from rank %d for %.0f s (link %d->%d, waiting for "
                         "message %llu): rank %d is stuck or dead",
-                        me_, peer_, spec_.timeout_s, peer_, me_, (unsigned long long)received_,
+                        peer_, spec_.timeout_s, peer_, me_, (unsigned long long)received_,
                         peer_);
         });
     return *got;
@@ -401,8 +401,8 @@ class MpiRecvLink final : public RecvLink {
           return done != 0;
         },
         [&] {
-          return strfmt("rank %d: credit to rank %d not delivered for %.0f s: rank %d is stuck "
-                        "or dead", me_, peer_, spec_.timeout_s, peer_);
+          return strfmt("credit to rank %d not delivered for %.0f s (link %d->%d): rank %d is "
+                        "stuck or dead", peer_, spec_.timeout_s, peer_, me_, peer_);
         });
     credit_buf_[i] = released_;
     CHECK_MPI(MPI_Isend(&credit_buf_[i], 1, MPI_UINT64_T, peer_, tag_of(spec_, kTagCredit), comm_,

@@ -186,7 +186,10 @@ void check_same_on_all_ranks(const char* what, uint64_t value, const std::string
   for (size_t gi = 0; gi < groups.size(); ++gi) {
     const auto& ranks = groups[gi].second;
     std::string list;
-    for (size_t i = 0; i < ranks.size(); ++i) list += (i ? "," : "") + std::to_string(ranks[i]);
+    for (size_t i = 0; i < ranks.size(); ++i) {
+      if (i) list += ',';
+      list += std::to_string(ranks[i]);
+    }
     const char* desc = &all[static_cast<size_t>(ranks[0]) * kDescBytes];
     msg += strfmt("%s rank%s %s %s %.*s", gi ? ";" : "", ranks.size() > 1 ? "s" : "", list.c_str(),
                   ranks.size() > 1 ? "have" : "has", kDescBytes, desc);
@@ -199,7 +202,7 @@ void check_same_model_on_all_ranks(const std::string& model_path, uint32_t forma
   uint64_t value = fingerprint_file(model_path);
   value = fnv1a(value, &format_version, sizeof format_version);
   check_same_on_all_ranks("model file", value,
-                          strfmt("%s (format %u)", model_path.c_str(), format_version));
+                          strfmt("%s, format %u", model_path.c_str(), format_version));
 }
 
 }  // namespace gptoss::comm

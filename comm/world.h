@@ -73,8 +73,8 @@ uint64_t fingerprint_file(const std::string& path);
 // Collective over comm (default MPI_COMM_WORLD). Every rank passes its value (e.g. fingerprint_file(model) mixed
 // with the format version) and a short description of it (e.g. "/data/20b.bin (format 3)").
 // If all values are equal, returns. Otherwise EVERY rank throws the same WorldError:
-//   "<what> differs between ranks: rank 0 and 1 have /a/m.bin (format 3, fingerprint 0x...);
-//    rank 2 has /b/m.bin (format 2, fingerprint 0x...)"
+//   "<what> differs between ranks: ranks 0,1 have /a/m.bin, format 3 (fingerprint ...);
+//    rank 2 has /b/m.bin, format 2 (fingerprint ...); every rank must be given the same file"
 void check_same_on_all_ranks(const char* what, uint64_t value, const std::string& description,
                              MPI_Comm comm = MPI_COMM_WORLD);
 

@@ -52,7 +52,7 @@ struct DevBuf {
   DevBuf(const DevBuf&) = delete;
   DevBuf& operator=(const DevBuf&) = delete;
   ~DevBuf() {
-    if (p) gpuFree(p);
+    if (p) (void)gpuFree(p);  // destructor: nothing to do on failure
   }
   void upload(const T* h) { GPU_CHECK(gpuMemcpy(p, h, n * sizeof(T), gpuMemcpyHostToDevice)); }
   void upload(const std::vector<T>& h) { upload(h.data()); }

@@ -11,8 +11,8 @@ namespace gptoss::comm {
 [[noreturn]] void fail_mpi(const char* call, int code, const char* file, int line);
 }  // namespace gptoss::comm
 
-#define CHECK_MPI(call)                                                                         \
-  do {                                                                                          \
-    int rc_ = (call);                                                                           \
-    if (rc_ != MPI_SUCCESS) ::gptoss::comm::fail_mpi(#call, rc_, __FILE__, __LINE__);          \
+#define CHECK_MPI(call)                                                               \
+  do {                                                                                \
+    int rc_ = (call);                                                                 \
+    if (rc_ != MPI_SUCCESS) ::gptoss::comm::fail_mpi(#call, rc_, __FILE__, __LINE__); \
   } while (0)

@@ -51,10 +51,12 @@ void check_spec(const LinkSpec& s) {
   if (s.max_payload_bytes > static_cast<size_t>(INT_MAX))
     fail("transport: max_payload_bytes %zu exceeds the MPI message limit of %d bytes",
          s.max_payload_bytes, INT_MAX);
-  if (header_capacity_bytes(s) > static_cast<size_t>(INT_MAX)) fail("transport: max_rows too large");
+  if (header_capacity_bytes(s) > static_cast<size_t>(INT_MAX))
+    fail("transport: max_rows too large");
   if (s.payload_memory != MemoryKind::Host)
-    fail("transport: the MPI transport stages through host memory; payload_memory must be Host "
-         "(device payloads need the GPU IPC transport or a host staging copy)");
+    fail(
+        "transport: the MPI transport stages through host memory; payload_memory must be Host "
+        "(device payloads need the GPU IPC transport or a host staging copy)");
   if (!(s.timeout_s > 0)) fail("transport: timeout_s must be positive");
 }
 
@@ -83,7 +85,9 @@ void wait_until(const LinkSpec& spec, double* wait_us, Ready&& ready, What&& wha
       throw Error(what());
     }
     if (el > spec.spin_us) {
-      struct timespec ts {0, 20000};
+      struct timespec ts {
+        0, 20000
+      };
       nanosleep(&ts, nullptr);
     }
   }
@@ -141,7 +145,9 @@ void close_requests(std::vector<MPI_Request>& reqs, bool cancel) {
     for (int i = 0; i < 20000 && !done; ++i) {  // <= ~1 s
       MPI_Test(&r, &done, MPI_STATUS_IGNORE);
       if (!done) {
-        struct timespec ts {0, 50000};
+        struct timespec ts {
+          0, 50000
+        };
         nanosleep(&ts, nullptr);
       }
     }
@@ -200,10 +206,11 @@ class MpiSendLink final : public SendLink {
     wait_until(
         spec_, &stats_.wait_us, [&] { return (got = try_acquire()) != nullptr; },
         [&] {
-          return strfmt("no credit from rank %d for %.0f s (link %d->%d, %llu messages "
-                        "posted, %llu released): rank %d is stuck or dead",
-                        peer_, spec_.timeout_s, me_, peer_, (unsigned long long)posted_,
-                        (unsigned long long)released_, peer_);
+          return strfmt(
+              "no credit from rank %d for %.0f s (link %d->%d, %llu messages "
+              "posted, %llu released): rank %d is stuck or dead",
+              peer_, spec_.timeout_s, me_, peer_, (unsigned long long)posted_,
+              (unsigned long long)released_, peer_);
         });
     return *got;
   }
@@ -211,8 +218,10 @@ class MpiSendLink final : public SendLink {
   void post(Slot& slot) override {
     const size_t i = posted_ % static_cast<uint64_t>(spec_.slots);
     if (posted_ >= acquired_ || &slot != &arena_.slots[i])
-      fail("transport: post() of slot %d out of order (expected slot %zu, %llu acquired, %llu "
-           "posted)", slot.index, i, (unsigned long long)acquired_, (unsigned long long)posted_);
+      fail(
+          "transport: post() of slot %d out of order (expected slot %zu, %llu acquired, %llu "
+          "posted)",
+          slot.index, i, (unsigned long long)acquired_, (unsigned long long)posted_);
     MsgHeader& h = *slot.header;
     if (h.rows > slot.row_capacity)
       fail("transport: message with %u rows exceeds the slot capacity of %u rows", h.rows,
@@ -241,15 +250,17 @@ class MpiSendLink final : public SendLink {
           return released_ == posted_;
         },
         [&] {
-          return strfmt("rank %d did not release %llu messages within %.0f s (link "
-                        "%d->%d): rank %d is stuck or dead",
-                        peer_, (unsigned long long)(posted_ - released_), spec_.timeout_s,
-                        me_, peer_, peer_);
+          return strfmt(
+              "rank %d did not release %llu messages within %.0f s (link "
+              "%d->%d): rank %d is stuck or dead",
+              peer_, (unsigned long long)(posted_ - released_), spec_.timeout_s, me_, peer_, peer_);
         });
     for (size_t i = 0; i < header_req_.size(); ++i) {
       wait_until(
           spec_, &stats_.wait_us, [&] { return test(header_req_[i]) && test(payload_req_[i]); },
-          [&] { return strfmt("sends to rank %d did not complete (link %d->%d)", peer_, me_, peer_); });
+          [&] {
+            return strfmt("sends to rank %d did not complete (link %d->%d)", peer_, me_, peer_);
+          });
     }
   }
 
@@ -284,10 +295,10 @@ class MpiSendLink final : public SendLink {
   LinkSpec spec_;
   SlotArena arena_;
   std::vector<MPI_Request> header_req_, payload_req_;  // [K] sends in flight per slot
-  std::vector<uint64_t> credit_buf_;                    // [K] credit receive buffers
-  std::vector<MPI_Request> credit_req_;                 // [K] persistent credit receives
+  std::vector<uint64_t> credit_buf_;                   // [K] credit receive buffers
+  std::vector<MPI_Request> credit_req_;                // [K] persistent credit receives
   size_t next_credit_ = 0;
-  uint64_t acquired_ = 0, posted_ = 0, released_ = 0;   // message counts
+  uint64_t acquired_ = 0, posted_ = 0, released_ = 0;  // message counts
   LinkStats stats_;
 };
 
@@ -351,11 +362,11 @@ class MpiRecvLink final : public RecvLink {
     if (h.magic != kMsgMagic || h.seq_no != received_ || h.rows > s.row_capacity ||
         static_cast<size_t>(header_count_[i]) != want_header ||
         static_cast<uint64_t>(payload_count) != h.payload_bytes)
-      fail("transport: corrupt message from rank %d (link %d->%d): magic %08x seq %llu (expected "
-           "%llu), %u rows in %d header bytes, %d payload bytes (header says %llu)",
-           peer_, peer_, me_, h.magic, (unsigned long long)h.seq_no,
-           (unsigned long long)received_, h.rows, header_count_[i], payload_count,
-           (unsigned long long)h.payload_bytes);
+      fail(
+          "transport: corrupt message from rank %d (link %d->%d): magic %08x seq %llu (expected "
+          "%llu), %u rows in %d header bytes, %d payload bytes (header says %llu)",
+          peer_, peer_, me_, h.magic, (unsigned long long)h.seq_no, (unsigned long long)received_,
+          h.rows, header_count_[i], payload_count, (unsigned long long)h.payload_bytes);
     ++received_;
     ++stats_.messages;
     stats_.payload_bytes += h.payload_bytes;
@@ -369,12 +380,14 @@ class MpiRecvLink final : public RecvLink {
         spec_, &stats_.wait_us, [&] { return (got = try_receive()) != nullptr; },
         [&] {
           if (received_ - released_ >= static_cast<uint64_t>(spec_.slots))
-            return strfmt("receive() with all %d slots held: release slots first "
-                          "(link %d->%d)", spec_.slots, peer_, me_);
-          return strfmt("no message from rank %d for %.0f s (link %d->%d, waiting for "
-                        "message %llu): rank %d is stuck or dead",
-                        peer_, spec_.timeout_s, peer_, me_, (unsigned long long)received_,
-                        peer_);
+            return strfmt(
+                "receive() with all %d slots held: release slots first "
+                "(link %d->%d)",
+                spec_.slots, peer_, me_);
+          return strfmt(
+              "no message from rank %d for %.0f s (link %d->%d, waiting for "
+              "message %llu): rank %d is stuck or dead",
+              peer_, spec_.timeout_s, peer_, me_, (unsigned long long)received_, peer_);
         });
     return *got;
   }
@@ -382,9 +395,10 @@ class MpiRecvLink final : public RecvLink {
   void release(const Slot& slot) override {
     const size_t i = released_ % static_cast<uint64_t>(spec_.slots);
     if (released_ >= received_ || &slot != &arena_.slots[i])
-      fail("transport: release() of slot %d out of order (expected slot %zu, %llu received, %llu "
-           "released)", slot.index, i, (unsigned long long)received_,
-           (unsigned long long)released_);
+      fail(
+          "transport: release() of slot %d out of order (expected slot %zu, %llu received, %llu "
+          "released)",
+          slot.index, i, (unsigned long long)received_, (unsigned long long)released_);
     // Re-post this slot's receives first (they match message released_ + K), then return the
     // credit that allows the sender to send that message.
     CHECK_MPI(MPI_Start(&header_req_[i]));
@@ -401,8 +415,10 @@ class MpiRecvLink final : public RecvLink {
           return done != 0;
         },
         [&] {
-          return strfmt("credit to rank %d not delivered for %.0f s (link %d->%d): rank %d is "
-                        "stuck or dead", peer_, spec_.timeout_s, peer_, me_, peer_);
+          return strfmt(
+              "credit to rank %d not delivered for %.0f s (link %d->%d): rank %d is "
+              "stuck or dead",
+              peer_, spec_.timeout_s, peer_, me_, peer_);
         });
     credit_buf_[i] = released_;
     CHECK_MPI(MPI_Isend(&credit_buf_[i], 1, MPI_UINT64_T, peer_, tag_of(spec_, kTagCredit), comm_,
@@ -439,9 +455,12 @@ class MpiRing final : public Ring {
     CHECK_MPI(MPI_Comm_rank(comm, &rank_));
     CHECK_MPI(MPI_Comm_size(comm, &size_));
     // Every rank must agree on the spec (the receiver's slots must fit what the sender sends).
-    const uint64_t words[6] = {static_cast<uint64_t>(spec.slots), spec.max_rows,
-                               spec.max_payload_bytes, static_cast<uint64_t>(spec.payload_memory),
-                               static_cast<uint64_t>(spec.channel), 0x7269ull};
+    const uint64_t words[6] = {static_cast<uint64_t>(spec.slots),
+                               spec.max_rows,
+                               spec.max_payload_bytes,
+                               static_cast<uint64_t>(spec.payload_memory),
+                               static_cast<uint64_t>(spec.channel),
+                               0x7269ull};
     uint64_t h = 0xcbf29ce484222325ull;
     for (uint64_t w : words) h = (h ^ w) * 0x100000001b3ull;
     check_same_on_all_ranks("ring transport spec", h, describe_spec());
@@ -462,7 +481,8 @@ class MpiRing final : public Ring {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string describe() const override {
-    return strfmt("mpi (host-staged) %d->%d, %s", rank_, (rank_ + 1) % size_, describe_spec().c_str());
+    return strfmt("mpi (host-staged) %d->%d, %s", rank_, (rank_ + 1) % size_,
+                  describe_spec().c_str());
   }
 
  private:

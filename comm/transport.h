@@ -32,7 +32,7 @@ enum class MemoryKind : uint8_t { Host = 0, Device = 1 };
 
 // Per-row flags of a micro-batch (RowHeader::flags).
 enum RowFlags : uint32_t {
-  kRowNewSequence = 1u << 0,      // first row of a new sequence in this seq_slot: reset its KV cache
+  kRowNewSequence = 1u << 0,  // first row of a new sequence in this seq_slot: reset its KV cache
   kRowLastPromptToken = 1u << 1,  // last token of the prompt (prefill ends here)
   kRowNeedsLogits = 1u << 2,      // rank 0 must compute logits and sample for this row
   kRowEndSequence = 1u << 3,      // the sequence ends after this row: its slot's cache may be freed
@@ -59,8 +59,8 @@ struct MsgHeader {
   uint64_t seq_no;          // per-link message number 0, 1, 2, ...; written by post()
   uint32_t micro_batch_id;  // set by the caller
   uint32_t rows;            // set by the caller: rows used, <= Slot::row_capacity
-  uint64_t payload_bytes;   // set by the caller: payload bytes used, <= Slot::payload_capacity_bytes
-  uint64_t user[4];         // free for the pipeline (e.g. step number); carried unchanged
+  uint64_t payload_bytes;  // set by the caller: payload bytes used, <= Slot::payload_capacity_bytes
+  uint64_t user[4];        // free for the pipeline (e.g. step number); carried unchanged
 };
 static_assert(sizeof(MsgHeader) == 64);
 inline constexpr uint32_t kMsgMagic = 0x6d627467;  // "gtbm"
@@ -69,25 +69,25 @@ inline constexpr uint32_t kMsgMagic = 0x6d627467;  // "gtbm"
 // is writable between acquire() and post(); on the receiver readable between receive() and
 // release(). Payload on the CPU backend: hidden states, fp32 [rows, hidden].
 struct Slot {
-  MsgHeader* header = nullptr;          // host memory
-  RowHeader* rows = nullptr;            // [row_capacity], host memory
-  void* payload = nullptr;              // [payload_capacity_bytes] in payload_memory
+  MsgHeader* header = nullptr;  // host memory
+  RowHeader* rows = nullptr;    // [row_capacity], host memory
+  void* payload = nullptr;      // [payload_capacity_bytes] in payload_memory
   uint32_t row_capacity = 0;
   size_t payload_capacity_bytes = 0;
   MemoryKind payload_memory = MemoryKind::Host;
-  int index = 0;                        // 0 .. slots-1 within the ring of slots
+  int index = 0;  // 0 .. slots-1 within the ring of slots
 };
 
 // Both ends of a link must be opened with the same spec (checked when a ring opens).
 struct LinkSpec {
-  int slots = 4;                  // K: receiver slot buffers = sender credits (1 .. 64)
-  uint32_t max_rows = 64;         // row capacity of each slot
-  size_t max_payload_bytes = 0;   // payload capacity of each slot, e.g. max_rows * hidden * 4
+  int slots = 4;                 // K: receiver slot buffers = sender credits (1 .. 64)
+  uint32_t max_rows = 64;        // row capacity of each slot
+  size_t max_payload_bytes = 0;  // payload capacity of each slot, e.g. max_rows * hidden * 4
   MemoryKind payload_memory = MemoryKind::Host;
-  double timeout_s = 300;         // a blocking acquire/receive/drain waiting longer fails, naming
-                                  // the peer (dead or stuck peers end the job, never a hang)
-  double spin_us = 50;            // blocking waits spin this long, then poll with short sleeps
-  int channel = 0;                // separates several rings over one communicator (0 .. 63)
+  double timeout_s = 300;  // a blocking acquire/receive/drain waiting longer fails, naming
+                           // the peer (dead or stuck peers end the job, never a hang)
+  double spin_us = 50;     // blocking waits spin this long, then poll with short sleeps
+  int channel = 0;         // separates several rings over one communicator (0 .. 63)
 };
 
 // Counters for the pipeline's per-rank timing report.

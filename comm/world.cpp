@@ -26,7 +26,8 @@ bool mpi_active() {
 
 // "rank 2/4 (node17)", or "" before MPI is up.
 std::string rank_label() {
-  if (g_world) return strfmt("rank %d/%d (%s)", g_world->rank(), g_world->size(), g_world->host().c_str());
+  if (g_world)
+    return strfmt("rank %d/%d (%s)", g_world->rank(), g_world->size(), g_world->host().c_str());
   if (mpi_active()) {
     int r = 0, n = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &r);
@@ -49,7 +50,8 @@ uint64_t fnv1a(uint64_t h, const void* data, size_t n) {
 void fail_mpi(const char* call, int code, const char* file, int line) {
   char msg[MPI_MAX_ERROR_STRING + 1] = {0};
   int len = 0;
-  if (MPI_Error_string(code, msg, &len) != MPI_SUCCESS) std::snprintf(msg, sizeof msg, "code %d", code);
+  if (MPI_Error_string(code, msg, &len) != MPI_SUCCESS)
+    std::snprintf(msg, sizeof msg, "code %d", code);
   std::string who = rank_label();
   fail("%s failed%s%s: %s (%s:%d)", call, who.empty() ? "" : " on ", who.c_str(), msg, file, line);
 }
@@ -57,7 +59,8 @@ void fail_mpi(const char* call, int code, const char* file, int line) {
 World::World(int* argc, char*** argv, int thread_level) {
   int provided = 0;
   int rc = MPI_Init_thread(argc, argv, thread_level, &provided);
-  if (rc != MPI_SUCCESS) fail("MPI_Init_thread failed (code %d): is the MPI runtime installed?", rc);
+  if (rc != MPI_SUCCESS)
+    fail("MPI_Init_thread failed (code %d): is the MPI runtime installed?", rc);
   g_world = this;
   CHECK_MPI(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
   CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));

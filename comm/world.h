@@ -6,8 +6,8 @@
 #include <mpi.h>
 
 #include <cstdint>
-#include <new>
 #include <cstdio>
+#include <new>
 #include <string>
 
 #include "common/error.h"
@@ -33,7 +33,7 @@ class World {
   World(const World&) = delete;
   World& operator=(const World&) = delete;
 
-  int rank() const { return rank_; }              // 0 .. size-1 in MPI_COMM_WORLD
+  int rank() const { return rank_; }  // 0 .. size-1 in MPI_COMM_WORLD
   int size() const { return size_; }
   int local_rank() const { return local_rank_; }  // index among the ranks on this node
   int local_size() const { return local_size_; }  // ranks on this node
@@ -70,9 +70,10 @@ int mpi_guarded_main(const char* prog, int* argc, char*** argv, F&& body,
 // Different exports, versions or truncated copies differ; it is not a full checksum.
 uint64_t fingerprint_file(const std::string& path);
 
-// Collective over comm (default MPI_COMM_WORLD). Every rank passes its value (e.g. fingerprint_file(model) mixed
-// with the format version) and a short description of it (e.g. "/data/20b.bin (format 3)").
-// If all values are equal, returns. Otherwise EVERY rank throws the same WorldError:
+// Collective over comm (default MPI_COMM_WORLD). Every rank passes its value (e.g.
+// fingerprint_file(model) mixed with the format version) and a short description of it (e.g.
+// "/data/20b.bin (format 3)"). If all values are equal, returns. Otherwise EVERY rank throws the
+// same WorldError:
 //   "<what> differs between ranks: ranks 0,1 have /a/m.bin, format 3 (fingerprint ...);
 //    rank 2 has /b/m.bin, format 2 (fingerprint ...); every rank must be given the same file"
 void check_same_on_all_ranks(const char* what, uint64_t value, const std::string& description,

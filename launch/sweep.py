@@ -22,6 +22,7 @@ import datetime
 import json
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -93,9 +94,10 @@ def launch_command(args, ranks, micro_batches, batch, out_path):
     if args.mb_flag:
         prog += [args.mb_flag, str(micro_batches)]
     prog += args.extra
+    opts = shlex.split(args.launcher_args)
     if args.launcher == "srun":
-        return [os.path.join(HERE, "srun.sh"), "-n", str(ranks), "--"] + prog
-    return [os.path.join(HERE, "mpirun.sh"), "-n", str(ranks), "--"] + prog
+        return [os.path.join(HERE, "srun.sh"), "-n", str(ranks)] + opts + ["--"] + prog
+    return [os.path.join(HERE, "mpirun.sh"), "-n", str(ranks)] + opts + ["--"] + prog
 
 
 def append_row(path, row):
@@ -150,7 +152,8 @@ def plot(csv_path, png_path):
     for ax in (ax1, ax2):
         ax.set_xticks(all_ranks)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_lines()[1:] or ax is ax1:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(png_path, dpi=120)
     print("sweep: wrote %s" % png_path)
@@ -168,6 +171,8 @@ def main():
     ap.add_argument("--mb-flag", default="--micro-batches",
                     help="run's option for the micro-batch count ('' = do not pass one)")
     ap.add_argument("--launcher", choices=["mpirun", "srun"], default="mpirun")
+    ap.add_argument("--launcher-args", default="",
+                    help="extra options for mpirun/srun; write --launcher-args=-O (srun: more ranks than cores)")
     ap.add_argument("--csv", default="sweep.csv")
     ap.add_argument("--png", default=None, help="default: the CSV name with .png")
     ap.add_argument("--repeat", type=int, default=1, help="runs per configuration")

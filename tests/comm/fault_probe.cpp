@@ -3,8 +3,8 @@
 // the rank and the cause):
 //   fault_probe kill R     rank R SIGKILLs itself after 50 messages of a relay around the ring
 //   fault_probe throw R    rank R throws an Error after 50 messages
-//   fault_probe stall R    rank R stops taking part (sleeps) after 50 messages; peers time out (2 s)
-//   fault_probe model A B R   every rank checks model file A (format 1), rank R checks file B
+//   fault_probe stall R    rank R stops taking part (sleeps) after 50 messages; peers time out (2
+//   s) fault_probe model A B R   every rank checks model file A (format 1), rank R checks file B
 //   fault_probe ok         relays 200 messages and exits 0
 #include <signal.h>
 #include <unistd.h>
@@ -73,7 +73,8 @@ int main(int argc, char** argv) {
       });
     } else if (mode == "throw") {
       relay(w, 1000000000, 600, [&](uint64_t n) {
-        if (w.rank() == target && n == 50) fail("injected failure after %llu messages", (unsigned long long)n);
+        if (w.rank() == target && n == 50)
+          fail("injected failure after %llu messages", (unsigned long long)n);
       });
     } else if (mode == "stall") {
       relay(w, 1000000000, 2, [&](uint64_t n) {

@@ -2,6 +2,8 @@
 // comm_transport_mpi_np*). Every message's header, rows and payload are generated from
 // (sender, sequence number) by make_message() and checked field by field on receipt, so order,
 // content and sizes are checked against an independent oracle.
+#include "comm/transport.h"
+
 #include <gtest/gtest.h>
 #include <mpi.h>
 #include <sched.h>
@@ -13,7 +15,6 @@
 #include <thread>
 #include <vector>
 
-#include "comm/transport.h"
 #include "comm/world.h"
 
 using namespace gptoss;
@@ -44,7 +45,9 @@ uint32_t rows_of(uint64_t seq, uint32_t max_rows) {
 }
 
 float value_at(int sender, uint64_t seq, size_t i) {
-  return static_cast<float>(sender * 1000003 + static_cast<int64_t>(seq) * 7919 + static_cast<int64_t>(i % 100003)) * 0.5f;
+  return static_cast<float>(sender * 1000003 + static_cast<int64_t>(seq) * 7919 +
+                            static_cast<int64_t>(i % 100003)) *
+         0.5f;
 }
 
 void make_message(Slot& s, int sender, uint64_t seq, uint32_t rows, uint32_t hidden) {
@@ -57,7 +60,8 @@ void make_message(Slot& s, int sender, uint64_t seq, uint32_t rows, uint32_t hid
   for (uint32_t r = 0; r < rows; ++r) {
     s.rows[r].seq_slot = static_cast<int32_t>((seq + r) % 97);
     s.rows[r].position = static_cast<int32_t>(seq * 5 + r);
-    s.rows[r].flags = (r == 0 ? uint32_t{kRowNewSequence} : 0u) | (r + 1 == rows ? uint32_t{kRowLastPromptToken | kRowNeedsLogits} : 0u);
+    s.rows[r].flags = (r == 0 ? uint32_t{kRowNewSequence} : 0u) |
+                      (r + 1 == rows ? uint32_t{kRowLastPromptToken | kRowNeedsLogits} : 0u);
     s.rows[r].user = static_cast<uint32_t>(sender);
   }
   auto* x = static_cast<float*>(s.payload);  // [rows, hidden]
@@ -76,7 +80,9 @@ void expect_message(const Slot& s, int sender, uint64_t seq, uint32_t rows, uint
   for (uint32_t r = 0; r < rows; ++r) {
     ASSERT_EQ(s.rows[r].seq_slot, static_cast<int32_t>((seq + r) % 97));
     ASSERT_EQ(s.rows[r].position, static_cast<int32_t>(seq * 5 + r));
-    ASSERT_EQ(s.rows[r].flags, (r == 0 ? uint32_t{kRowNewSequence} : 0u) | (r + 1 == rows ? uint32_t{kRowLastPromptToken | kRowNeedsLogits} : 0u));
+    ASSERT_EQ(s.rows[r].flags,
+              (r == 0 ? uint32_t{kRowNewSequence} : 0u) |
+                  (r + 1 == rows ? uint32_t{kRowLastPromptToken | kRowNeedsLogits} : 0u));
     ASSERT_EQ(s.rows[r].user, static_cast<uint32_t>(sender));
   }
   const auto* x = static_cast<const float*>(s.payload);
@@ -265,7 +271,8 @@ TEST(Transport, RelayAroundTheRingLikeThePipeline) {
       ASSERT_EQ(r.header->rows, rows);
       const auto* x = static_cast<const float*>(r.payload);
       size_t bad = 0;
-      for (size_t i = 0; i < size_t(rows) * kHidden; ++i) bad += x[i] != value_at(0, returned, i) + added;
+      for (size_t i = 0; i < size_t(rows) * kHidden; ++i)
+        bad += x[i] != value_at(0, returned, i) + added;
       ASSERT_EQ(bad, 0u);
       ring->prev().release(r);
       ++returned;
@@ -278,7 +285,8 @@ TEST(Transport, RelayAroundTheRingLikeThePipeline) {
       std::memcpy(out.rows, in.rows, sizeof(RowHeader) * in.header->rows);
       const auto* x = static_cast<const float*>(in.payload);
       auto* y = static_cast<float*>(out.payload);
-      for (size_t i = 0; i < size_t(in.header->rows) * kHidden; ++i) y[i] = x[i] + static_cast<float>(me);
+      for (size_t i = 0; i < size_t(in.header->rows) * kHidden; ++i)
+        y[i] = x[i] + static_cast<float>(me);
       ring->next().post(out);
       ring->prev().release(in);
     }
@@ -315,7 +323,9 @@ TEST(Transport, ReceiveTimesOutNamingThePeer) {
     ring->prev().receive();
     ADD_FAILURE() << "receive() returned without a message";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("no message from rank " + std::to_string(from)), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("no message from rank " + std::to_string(from)),
+              std::string::npos)
+        << e.what();
   }
   MPI_Barrier(MPI_COMM_WORLD);
 }
@@ -330,7 +340,9 @@ TEST(Transport, MismatchedSpecIsRefusedOnEveryRank) {
   } catch (const WorldError& e) {
     std::string msg = e.what();
     EXPECT_NE(msg.find("ring transport spec differs between ranks"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("rank " + std::to_string(world_size() - 1) + " has 3 slots"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("rank " + std::to_string(world_size() - 1) + " has 3 slots"),
+              std::string::npos)
+        << msg;
   }
 }
 

@@ -1,5 +1,7 @@
 // world_test.cpp: world.h and device_pick.h: file fingerprints, the world-consistency check,
 // local-rank device choice. Runs as 1 and 3 ranks (comm_world_np1/np3).
+#include "comm/world.h"
+
 #include <gtest/gtest.h>
 #include <mpi.h>
 #include <stdlib.h>
@@ -12,7 +14,6 @@
 
 #include "comm/device_pick.h"
 #include "comm/stage_timing.h"
-#include "comm/world.h"
 
 using namespace gptoss;
 using namespace gptoss::comm;
@@ -21,7 +22,8 @@ namespace {
 
 std::string temp_file(const std::string& tag, const std::vector<char>& bytes) {
   std::string path = testing::TempDir() + "comm_world_" + tag + "_" + std::to_string(getpid());
-  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   return path;
 }
 
@@ -76,12 +78,15 @@ TEST(WorldCheck, DifferentValueOnLastRankIsNamedOnEveryRank) {
   if (n < 2) GTEST_SKIP() << "needs two ranks";
   const bool odd = me == n - 1;
   try {
-    check_same_on_all_ranks("model file", odd ? 7 : 42, odd ? "/b/m.bin (format 2)" : "/a/m.bin (format 3)");
+    check_same_on_all_ranks("model file", odd ? 7 : 42,
+                            odd ? "/b/m.bin (format 2)" : "/a/m.bin (format 3)");
     ADD_FAILURE() << "mismatch not detected";
   } catch (const WorldError& e) {
     std::string msg = e.what();
     EXPECT_NE(msg.find("model file differs between ranks"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("rank " + std::to_string(n - 1) + " has /b/m.bin (format 2"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("rank " + std::to_string(n - 1) + " has /b/m.bin (format 2"),
+              std::string::npos)
+        << msg;
     EXPECT_NE(msg.find("/a/m.bin (format 3"), std::string::npos) << msg;
   }
 }
@@ -120,7 +125,7 @@ TEST(World, RanksAndLocalRanks) {
 
 TEST(DevicePick, FromLocalRank) {
   EXPECT_EQ(pick_local_device(0, 3), -1);
-  EXPECT_EQ(pick_local_device(1, 5), 0);   // wrapper narrowed visibility to one device
+  EXPECT_EQ(pick_local_device(1, 5), 0);  // wrapper narrowed visibility to one device
   EXPECT_EQ(pick_local_device(8, 0), 0);
   EXPECT_EQ(pick_local_device(8, 7), 7);
   EXPECT_EQ(pick_local_device(8, 9), 1);   // more ranks than devices: round-robin
@@ -140,8 +145,14 @@ TEST(DevicePick, EnvironmentOrder) {
   EXPECT_EQ(local_rank_from_env(), 2);
   setenv("OMPI_COMM_WORLD_LOCAL_RANK", "x", 1);
   EXPECT_EQ(local_rank_from_env(), 5);  // not a number: next variable
-  if (saved) setenv("OMPI_COMM_WORLD_LOCAL_RANK", keep.c_str(), 1); else unsetenv("OMPI_COMM_WORLD_LOCAL_RANK");
-  if (saved2) setenv("SLURM_LOCALID", keep2.c_str(), 1); else unsetenv("SLURM_LOCALID");
+  if (saved)
+    setenv("OMPI_COMM_WORLD_LOCAL_RANK", keep.c_str(), 1);
+  else
+    unsetenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  if (saved2)
+    setenv("SLURM_LOCALID", keep2.c_str(), 1);
+  else
+    unsetenv("SLURM_LOCALID");
 }
 
 }  // namespace
@@ -167,6 +178,8 @@ TEST(StageTiming, GatheredOnRankZeroAndFormatted) {
   for (int r = 0; r < n; ++r) EXPECT_NEAR(pct[r], 100.0 * (r + 1) / (n + 1), 1e-9);
   const std::string rep = format_stage_report(all);
   EXPECT_NE(rep.find(strfmt("stage 0 busy %.1f%% idle %.1f%% sent 0.0 MB in 7 messages\n",
-                            100.0 / (n + 1), 100.0 - 100.0 / (n + 1))), std::string::npos) << rep;
+                            100.0 / (n + 1), 100.0 - 100.0 / (n + 1))),
+            std::string::npos)
+      << rep;
 }
 }  // namespace

@@ -125,6 +125,12 @@ void convert_safetensors(const Config& c, Layout layout, const TensorSet& set, M
   const char* kind = layout == Layout::HF ? "Hugging Face" : "original";
   for (const SourcePiece& p : source_pieces(c, layout)) {
     auto it = set.by_name.find(p.src_name);
+    if (it == set.by_name.end() && p.u8 && layout == Layout::HF) {
+      const std::string base = p.src_name.substr(0, p.src_name.rfind('_'));  // ..._proj
+      if (set.by_name.count(base))
+        fail("%s: tensor %s is not quantized (%s): only MXFP4 expert checkpoints are supported",
+             set.dir.c_str(), base.c_str(), set.by_name.at(base)->dtype.c_str());
+    }
     if (it == set.by_name.end())
       fail("%s: missing tensor %s (expected in a %s checkpoint of this config)", set.dir.c_str(),
            p.src_name.c_str(), kind);

@@ -280,7 +280,7 @@ ModelFile::ModelFile(const std::string& path) {
     fail("%s: corrupt header: description contains a NUL byte", P);
 
   tensors_.reserve(n_tensors);
-  std::unordered_map<std::string, size_t> index;
+  std::unordered_map<std::string, size_t>& index = index_;
   for (uint32_t i = 0; i < n_tensors; i++) {
     TensorInfo t;
     d.what = "tensor directory";
@@ -370,9 +370,8 @@ ModelFile::ModelFile(const std::string& path) {
 }
 
 const TensorInfo* ModelFile::find(const std::string& name) const {
-  for (const TensorInfo& t : tensors_)
-    if (t.name == name) return &t;
-  return nullptr;
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &tensors_[it->second];
 }
 
 const TensorInfo& ModelFile::get(const std::string& name, DType dtype,

@@ -29,6 +29,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/mapped_file.h"
@@ -84,6 +85,7 @@ class ModelFile {
   std::string description_;
   uint64_t fingerprint_ = 0;
   std::vector<TensorInfo> tensors_;
+  std::unordered_map<std::string, size_t> index_;  // name -> position in tensors_
 };
 
 // Write side: add tensors (any order), then finish(). Data is written as it is added, so a

@@ -13,9 +13,11 @@
 #include <set>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string_view>
 
 #include "common/bf16.h"
 #include "common/error.h"
+#include "common/mapped_file.h"
 #include "model/model_file.h"
 
 using namespace gptoss;
@@ -71,10 +73,12 @@ void expect_fails(const std::string& args, const std::string& dir, const std::st
 
 // --- an independent safetensors reader ---
 struct St {
-  std::string bytes;
+  MappedFile file;
+  std::string_view bytes;
   json header;
   size_t data_start = 0;
-  explicit St(const std::string& path) : bytes(slurp(path)) {
+  explicit St(const std::string& path)
+      : file(path), bytes(reinterpret_cast<const char*>(file.data()), file.size()) {
     uint64_t n;
     std::memcpy(&n, bytes.data(), 8);
     header = json::parse(bytes.substr(8, n));
@@ -86,7 +90,7 @@ struct St {
     if (dtype) *dtype = t["dtype"];
     if (shape) *shape = t["shape"].get<std::vector<int64_t>>();
     const uint64_t b = t["data_offsets"][0], e = t["data_offsets"][1];
-    return bytes.substr(data_start + b, e - b);
+    return std::string(bytes.substr(data_start + b, e - b));
   }
 };
 
@@ -278,7 +282,8 @@ TEST(Export, LegacyFp32DecodesToTheSameValues) {
   const ModelFile tiny(kTiny);
   const Config& c = tiny.config();
   // The legacy header (spec: 15 little-endian fields) and size, read independently.
-  const std::string raw = slurp(bin);
+  const MappedFile raw_file(bin);
+  const std::string_view raw(reinterpret_cast<const char*>(raw_file.data()), raw_file.size());
   int32_t h[15];
   std::memcpy(h, raw.data(), 60);
   EXPECT_EQ(h[0], 201088);
@@ -500,6 +505,19 @@ TEST_F(BadSource, SafetensorsBadEntries) {
   h2["model.layers.0.mlp.router.bias"]["shape"] = {2, 2};
   rewrite(h2);
   fails("tensor model.layers.0.mlp.router.bias has shape [2, 2], expected [4] from the config");
+}
+
+TEST_F(BadSource, UnquantizedExperts) {
+  uint64_t n;
+  std::memcpy(&n, st.data(), 8);
+  json h = json::parse(st.substr(8, n));
+  const std::string data = st.substr(8 + n);
+  h["model.layers.0.mlp.experts.gate_up_proj"] = h["model.layers.0.mlp.experts.gate_up_proj_blocks"];
+  h.erase("model.layers.0.mlp.experts.gate_up_proj_blocks");
+  std::string t = h.dump();
+  uint64_t m = t.size();
+  spit(st_path, std::string(reinterpret_cast<const char*>(&m), 8) + t + data);
+  fails("tensor model.layers.0.mlp.experts.gate_up_proj is not quantized (U8): only MXFP4 expert checkpoints are supported");
 }
 
 TEST_F(BadSource, ConfigJson) {

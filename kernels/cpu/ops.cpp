@@ -294,28 +294,24 @@ float mxfp4_lut(uint8_t code) { return kMxfp4Lut[code & 15]; }
 float e8m0_to_f32(uint8_t scale) { return kE8m0.v[scale]; }
 
 namespace {
-// Decodes block b (32 values) into 4 vectors of 8, exactly.
+// Decodes one block (32 values) into 4 vectors of 8, exactly. Vector g holds elements 8g..8g+7,
+// the 8 nibbles of little-endian dword g (nibble j = element 8g + j: low nibble of a byte first).
+// The dword is broadcast to all lanes and shifted so that lane j's nibble sits in bits 28..31:
+// bits 28..30 index the magnitude table, bit 31 is the sign. One shuffle per 8 values.
 struct Mxfp4Decoder {
   const __m256 lut = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
-  const __m128i lo_mask = _mm_set1_epi8(0x0f);
+  const __m256i shifts = _mm256_setr_epi32(28, 24, 20, 16, 12, 8, 4, 0);
   const __m256i sign_mask = _mm256_set1_epi32(static_cast<int>(0x80000000u));
-  inline __m256 one(__m128i part, __m256 sc) const {
-    __m256i codes = _mm256_cvtepu8_epi32(part);
-    __m256 mag = _mm256_permutevar8x32_ps(lut, codes);
-    __m256i sign = _mm256_and_si256(_mm256_slli_epi32(codes, 28), sign_mask);
-    return _mm256_mul_ps(_mm256_xor_ps(mag, _mm256_castsi256_ps(sign)), sc);
-  }
   inline void block(const uint8_t* blk16, uint8_t scale, __m256 v[4]) const {
-    __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk16));
-    __m128i lo = _mm_and_si128(bytes, lo_mask);
-    __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), lo_mask);
-    __m128i e0 = _mm_unpacklo_epi8(lo, hi);  // elements 0..15
-    __m128i e1 = _mm_unpackhi_epi8(lo, hi);  // elements 16..31
     const __m256 sc = _mm256_set1_ps(kE8m0.v[scale]);
-    v[0] = one(e0, sc);
-    v[1] = one(_mm_srli_si128(e0, 8), sc);
-    v[2] = one(e1, sc);
-    v[3] = one(_mm_srli_si128(e1, 8), sc);
+    for (int g = 0; g < 4; ++g) {
+      int32_t d;
+      std::memcpy(&d, blk16 + 4 * g, 4);
+      const __m256i t = _mm256_sllv_epi32(_mm256_set1_epi32(d), shifts);
+      const __m256 mag = _mm256_permutevar8x32_ps(lut, _mm256_srli_epi32(t, 28));
+      const __m256 sgn = _mm256_castsi256_ps(_mm256_and_si256(t, sign_mask));
+      v[g] = _mm256_mul_ps(_mm256_xor_ps(mag, sgn), sc);
+    }
   }
 };
 }  // namespace
@@ -408,6 +404,7 @@ void f32_mf4w_moe(const MoeWeights& w, const float* x, int rows, float* residual
   s.logits.resize(static_cast<size_t>(rows) * E);
   s.experts.resize(pairs);
   s.weights.resize(pairs);
+  const double t_start = omp_get_wtime();
   f32_bf16w_matmul(x, w.router_w, w.router_b, s.logits.data(), rows, H, E);
   for (int n = 0; n < rows; ++n)
     f32_router_topk_softmax(s.logits.data() + static_cast<size_t>(n) * E, E, k,
@@ -449,6 +446,8 @@ void f32_mf4w_moe(const MoeWeights& w, const float* x, int rows, float* residual
     for (int g = 0; g < pairs; ++g)
       std::memcpy(s.xg.data() + static_cast<size_t>(g) * H,
                   x + static_cast<size_t>(s.order[g] / k) * H, sizeof(float) * H);
+#pragma omp master
+    s.t_mlp1_start = omp_get_wtime();
 #pragma omp for schedule(dynamic, 1)
     for (int t = 0; t < n_active * nb1; ++t) {
       const int e = active[t / nb1], blk = t % nb1;
@@ -459,10 +458,14 @@ void f32_mf4w_moe(const MoeWeights& w, const float* x, int rows, float* residual
                             w.mlp1_bias + er, s.h.data() + static_cast<size_t>(g0) * 2 * I, cnt, H,
                             2 * I, blk * kBlock, std::min(2 * I, (blk + 1) * kBlock), wrow);
     }
+#pragma omp master
+    s.t_mlp1_end = omp_get_wtime();
 #pragma omp for schedule(static)
     for (int g = 0; g < pairs; ++g)
       f32_swiglu_clamped(s.h.data() + static_cast<size_t>(g) * 2 * I,
                          s.a.data() + static_cast<size_t>(g) * I, 1, I, w.swiglu_limit);
+#pragma omp master
+    s.t_mlp2_start = omp_get_wtime();
 #pragma omp for schedule(dynamic, 1)
     for (int t = 0; t < n_active * nb2; ++t) {
       const int e = active[t / nb2], blk = t % nb2;
@@ -473,6 +476,8 @@ void f32_mf4w_moe(const MoeWeights& w, const float* x, int rows, float* residual
                             w.mlp2_bias + er, s.y.data() + static_cast<size_t>(g0) * H, cnt, I, H,
                             blk * kBlock, std::min(H, (blk + 1) * kBlock), wrow);
     }
+#pragma omp master
+    s.t_mlp2_end = omp_get_wtime();
 #pragma omp for schedule(static)
     for (int n = 0; n < rows; ++n) {
       float* res = residual + static_cast<size_t>(n) * H;
@@ -488,6 +493,11 @@ void f32_mf4w_moe(const MoeWeights& w, const float* x, int rows, float* residual
       }
     }
   }
+  const double t_end = omp_get_wtime();
+  s.router_s += s.t_mlp1_start - t_start;
+  s.mlp1_s += s.t_mlp1_end - s.t_mlp1_start;
+  s.mlp2_s += s.t_mlp2_end - s.t_mlp2_start;
+  s.total_s += t_end - t_start;
 }
 
 // ============================================================================ misc

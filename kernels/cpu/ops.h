@@ -164,6 +164,9 @@ struct MoeWeights {
 struct MoeScratch {
   std::vector<float> logits, weights, xg, h, a, y, sum, wrow;
   std::vector<int32_t> experts, order, offsets;
+  // Profiling: wall seconds accumulated over calls (router + grouping, mlp1, mlp2, whole call).
+  double router_s = 0, mlp1_s = 0, mlp2_s = 0, total_s = 0;
+  double t_mlp1_start = 0, t_mlp1_end = 0, t_mlp2_start = 0, t_mlp2_end = 0;  // internal
 };
 void f32_mf4w_moe(const MoeWeights& w, const float* x, int rows, float* residual, MoeScratch& s);
 

@@ -84,9 +84,19 @@ class CpuModel {
   // Wall seconds spent per part since construction (or reset_times()), for profiling.
   struct Times {
     double norm_qkv_rope_s = 0, attention_s = 0, out_proj_s = 0, moe_s = 0, head_s = 0;
+    double moe_router_s = 0, moe_mlp1_s = 0, moe_mlp2_s = 0;  // parts of moe_s
   };
-  const Times& times() const { return times_; }
-  void reset_times() { times_ = Times{}; }
+  Times times() const {
+    Times t = times_;
+    t.moe_router_s = moe_.router_s;
+    t.moe_mlp1_s = moe_.mlp1_s;
+    t.moe_mlp2_s = moe_.mlp2_s;
+    return t;
+  }
+  void reset_times() {
+    times_ = Times{};
+    moe_.router_s = moe_.mlp1_s = moe_.mlp2_s = moe_.total_s = 0;
+  }
 
  private:
   void attention(int layer, std::span<const RowPos> rows, float* x);

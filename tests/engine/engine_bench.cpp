@@ -220,11 +220,13 @@ int main(int argc, char** argv) {
         model.run_layers(0, c.n_layers, pos, x.data());
         model.head(x.data(), b, lg.data());
       }
-      const auto& t = model.times();
+      const auto t = model.times();
       std::printf("{\"what\":\"profile\",\"batch\":%d,\"ms_per_step\":{\"norm_qkv_rope\":%.2f,\"attention\":%.2f,"
-                  "\"out_proj\":%.2f,\"moe\":%.2f,\"head\":%.2f}}\n",
+                  "\"out_proj\":%.2f,\"moe\":%.2f,\"moe_router\":%.2f,\"moe_mlp1\":%.2f,\"moe_mlp2\":%.2f,"
+                  "\"head\":%.2f}}\n",
                   b, 1e3 * t.norm_qkv_rope_s / steps, 1e3 * t.attention_s / steps,
-                  1e3 * t.out_proj_s / steps, 1e3 * t.moe_s / steps, 1e3 * t.head_s / steps);
+                  1e3 * t.out_proj_s / steps, 1e3 * t.moe_s / steps, 1e3 * t.moe_router_s / steps,
+                  1e3 * t.moe_mlp1_s / steps, 1e3 * t.moe_mlp2_s / steps, 1e3 * t.head_s / steps);
       std::fflush(stdout);
     }
     return 0;

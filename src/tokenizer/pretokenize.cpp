@@ -172,6 +172,10 @@ size_t match_at(const unsigned char* s, size_t n, size_t i) {
 
 }  // namespace
 
+size_t pretokenize_next(std::string_view text, size_t i) {
+  return match_at(reinterpret_cast<const unsigned char*>(text.data()), text.size(), i);
+}
+
 void pretokenize(std::string_view text, std::vector<size_t>& piece_ends) {
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());
   size_t n = text.size(), i = 0;

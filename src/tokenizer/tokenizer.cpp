@@ -144,7 +144,7 @@ struct Tokenizer::Impl {
         if (parts[i].rank < best) { best = parts[i].rank; bi = i; }
       if (best == kNoRank) break;
       // Merge parts bi and bi+1: drop boundary bi+1, then refresh the two affected pair ranks.
-      std::memmove(parts + bi + 1, parts + bi + 2, (np - bi - 2) * sizeof(Part));
+      for (size_t k = bi + 1; k + 1 < np; ++k) parts[k] = parts[k + 1];
       --np;
       parts[bi].rank = (bi + 2 < np) ? rank_of(p + parts[bi].start, parts[bi + 2].start - parts[bi].start) : kNoRank;
       if (bi > 0)
@@ -194,21 +194,32 @@ struct Tokenizer::Impl {
     }
   }
 
-  void encode_piece(const char* p, size_t n, std::vector<int32_t>& out) const {
-    int32_t id = ranks.find(p, n);
-    if (id >= 0) { out.push_back(id); return; }
-    if (n <= 128) bpe_small(p, n, out);
-    else bpe_large(p, n, out);
-  }
+  // Pieces that needed merging, remembered for the rest of one encode call (text repeats words).
+  struct PieceHash {
+    size_t operator()(std::string_view v) const {
+      return hash_bytes(v.data(), v.size(), load_prefix8(v.data(), v.size()));
+    }
+  };
+  using PieceCache = std::unordered_map<std::string_view, std::pair<size_t, uint32_t>, PieceHash>;
 
-  void encode_ordinary(std::string_view text, std::vector<int32_t>& out,
-                       std::vector<size_t>& ends) const {
-    ends.clear();
-    pretokenize(text, ends);
-    size_t start = 0;
-    for (size_t e : ends) {
-      encode_piece(text.data() + start, e - start, out);
-      start = e;
+  void encode_ordinary(std::string_view text, std::vector<int32_t>& out, PieceCache& cache) const {
+    for (size_t start = 0, e; start < text.size(); start = e) {
+      e = pretokenize_next(text, start);
+      const char* p = text.data() + start;
+      size_t n = e - start;
+      int32_t id = ranks.find(p, n);
+      if (id >= 0) { out.push_back(id); continue; }
+      std::string_view key(p, n);
+      auto it = cache.find(key);
+      if (it != cache.end()) {
+        // Copy through an index: out may reallocate while inserting from itself.
+        for (uint32_t k = 0; k < it->second.second; ++k) out.push_back(out[it->second.first + k]);
+        continue;
+      }
+      size_t before = out.size();
+      if (n <= 128) bpe_small(p, n, out);
+      else bpe_large(p, n, out);
+      if (cache.size() < (1u << 20)) cache.emplace(key, std::pair{before, uint32_t(out.size() - before)});
     }
   }
 };
@@ -250,9 +261,9 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool allow_special
   }
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 4);
-  std::vector<size_t> ends;
+  Impl::PieceCache cache;
   if (!allow_special) {
-    impl_->encode_ordinary(text, out, ends);
+    impl_->encode_ordinary(text, out, cache);
     return out;
   }
   // Split at special-token texts (all have the form <|...|>), encode the text in between.
@@ -266,11 +277,11 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool allow_special
     int32_t id = -1;
     if (len <= impl_->max_special_len) id = special_id(text.substr(open, len));
     if (id < 0) { pos = open + 1; continue; }
-    impl_->encode_ordinary(text.substr(start, open - start), out, ends);
+    impl_->encode_ordinary(text.substr(start, open - start), out, cache);
     out.push_back(id);
     start = pos = open + len;
   }
-  impl_->encode_ordinary(text.substr(start), out, ends);
+  impl_->encode_ordinary(text.substr(start), out, cache);
   return out;
 }
 

@@ -95,6 +95,8 @@ bool utf8_valid(std::string_view s);
 std::string utf8_sanitize(std::string_view s);
 // Splits valid UTF-8 text into o200k pre-tokenizer pieces; appends each piece's end offset.
 void pretokenize(std::string_view valid_utf8, std::vector<size_t>& piece_ends);
+// End of the piece that starts at byte i < size (same split, one piece at a time).
+size_t pretokenize_next(std::string_view valid_utf8, size_t i);
 // The same split through PCRE2 (JIT) with the regex of gpt-oss-spec.md; PCRE2's Unicode tables
 // may be older than ours, so this is a cross-check for tests, not the encoder's path.
 void pretokenize_pcre2(std::string_view valid_utf8, std::vector<size_t>& piece_ends);

@@ -229,13 +229,19 @@ TEST(Transport, BlockingAcquireWaitsForCredit) {
   MPI_Barrier(MPI_COMM_WORLD);
   EXPECT_EQ(ring->next().try_acquire(), nullptr);  // nobody released yet
   MPI_Barrier(MPI_COMM_WORLD);
-  // Every rank releases 100 ms after leaving the barrier, so my acquire() (which needs my
-  // successor's release) cannot return much earlier than that.
+  // Every rank releases 200 ms after leaving the barrier. For the first 30 ms no credit may
+  // arrive (my successor has not released), then the blocking acquire() gets the credit as soon
+  // as it does.
   const auto t0 = std::chrono::steady_clock::now();
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  uint64_t polls = 0;
+  while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(30)) {
+    ASSERT_EQ(ring->next().try_acquire(), nullptr) << "credit before the receiver released";
+    ++polls;
+  }
+  EXPECT_GT(polls, 0u);
+  std::this_thread::sleep_until(t0 + std::chrono::milliseconds(200));
   ring->prev().release(a);
   Slot& c = ring->next().acquire();
-  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(80));
   EXPECT_EQ(c.index, 0);  // slot 0 again: wraparound
   make_message(c, me, 2, 1, kHidden);
   ring->next().post(c);

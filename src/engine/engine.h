@@ -10,6 +10,15 @@
 //   - Output does not depend on batch composition: a row gets bit-identical logits whatever
 //     other rows share its step.
 //   - Rows with kLogits set get a logits vector [vocab] (fp32), in row order.
+//   - forward() checks every row before touching any state and throws Error (one line naming the
+//     row, slot and what is wrong) for: slot outside [0, max_slots), pos outside [0, ctx), token
+//     outside [0, vocab), kNewSeq with pos != 0, a pos that neither is 0 (restart) nor continues the
+//     slot's sequence (next position = last position + 1), or a restart after other rows of the
+//     same slot in the same step. After an Error the engine is unchanged and usable.
+//   - CPU engine: KV cache in fp32; kv_cache_bytes() = sum over layers of 2 * 4 * max_slots *
+//     cap * kv_heads * head_dim, cap = min(sliding_window, ctx) on sliding layers, ctx on full
+//     ones. make_cpu_engine throws Error for ctx < 1, ctx > config.max_context, max_slots < 1,
+//     threads < 0; threads > 0 sets the OpenMP thread count (omp_set_num_threads).
 #pragma once
 #include <cstdint>
 #include <memory>

@@ -322,7 +322,10 @@ ModelFile::ModelFile(const std::string& path) {
       fail("%s: corrupt directory: tensor %s offset %llu lies inside the header (data starts at "
            "%llu)", P, N, static_cast<unsigned long long>(t.offset),
            static_cast<unsigned long long>(data_offset));
-    if (t.offset > size || t.bytes > size - t.offset)
+    if (t.offset >= size)
+      fail("%s: truncated or corrupt: tensor %s starts at byte %llu but the file has %llu bytes", P,
+           N, static_cast<unsigned long long>(t.offset), static_cast<unsigned long long>(size));
+    if (t.bytes > size - t.offset)
       fail("%s: truncated: tensor %s ends at byte %llu but the file has %llu bytes", P, N,
            static_cast<unsigned long long>(t.offset + t.bytes), static_cast<unsigned long long>(size));
     t.data = p + t.offset;

@@ -407,12 +407,13 @@ TEST_F(Corrupt, OffsetPastTheEnd) {
   wr<uint64_t>(bytes, entry(d, "norm").offset_at, off);
   fix_checksum(bytes);
   save();
-  expect_load_error(path, "truncated: tensor norm ends at byte " + std::to_string(off + 128) +
+  expect_load_error(path, "truncated or corrupt: tensor norm starts at byte " + std::to_string(off) +
                               " but the file has " + std::to_string(bytes.size()) + " bytes");
-  wr<uint64_t>(bytes, entry(d, "norm").offset_at, ~uint64_t{0} / 4096 * 4096);  // would overflow
+  const uint64_t huge = ~uint64_t{0} / 4096 * 4096;  // offset + bytes would overflow
+  wr<uint64_t>(bytes, entry(d, "norm").offset_at, huge);
   fix_checksum(bytes);
   save();
-  expect_load_error(path, "truncated: tensor norm ends at byte ");
+  expect_load_error(path, "truncated or corrupt: tensor norm starts at byte " + std::to_string(huge));
 }
 
 TEST_F(Corrupt, MisalignedOffset) {

@@ -55,7 +55,10 @@ const Tokenizer& T() {
 
 std::string id_string(const std::vector<int32_t>& ids) {
   std::string s;
-  for (size_t i = 0; i < ids.size(); ++i) s += (i ? " " : "") + std::to_string(ids[i]);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i) s += ' ';
+    s += std::to_string(ids[i]);
+  }
   return s;
 }
 
@@ -174,15 +177,20 @@ TEST(Pretokenize, ExamplePieces) {
 TEST(Utf8, SanitizeLikeTextDecoder) {
   // One U+FFFD per maximal invalid subpart (WHATWG): C0 80 -> 2, ED A0 80 -> 3, E2 82 cut -> 1.
   const std::string r = "\xEF\xBF\xBD";
-  EXPECT_EQ(utf8_sanitize("a\xC0\x80" "b"), "a" + r + r + "b");
-  EXPECT_EQ(utf8_sanitize("\xED\xA0\x80"), r + r + r);
-  EXPECT_EQ(utf8_sanitize("\xE2\x82" "d"), r + "d");
-  EXPECT_EQ(utf8_sanitize("\xF0\x9F\x98"), r);
-  EXPECT_EQ(utf8_sanitize("\xF4\x90\x80\x80"), r + r + r + r);
+  auto rep = [&](int k) {
+    std::string s;
+    for (int i = 0; i < k; ++i) s.append(r);
+    return s;
+  };
+  EXPECT_EQ(utf8_sanitize("a\xC0\x80" "b"), std::string("a").append(rep(2)).append("b"));
+  EXPECT_EQ(utf8_sanitize("\xED\xA0\x80"), rep(3));
+  EXPECT_EQ(utf8_sanitize("\xE2\x82" "d"), rep(1).append("d"));
+  EXPECT_EQ(utf8_sanitize("\xF0\x9F\x98"), rep(1));
+  EXPECT_EQ(utf8_sanitize("\xF4\x90\x80\x80"), rep(4));
   EXPECT_EQ(utf8_sanitize("ok \xE6\x97\xA5"), "ok \xE6\x97\xA5");
   EXPECT_TRUE(utf8_valid("plain ascii and \xE6\x97\xA5"));
   EXPECT_FALSE(utf8_valid("\xFF"));
-  EXPECT_EQ(T().encode("a\xFF" "b"), T().encode("a" + r + "b"));
+  EXPECT_EQ(T().encode("a\xFF" "b"), T().encode(std::string("a").append(r).append("b")));
 }
 
 // --- BPE: fast merges vs a plain quadratic implementation ---

@@ -303,14 +303,15 @@ struct Mxfp4Decoder {
   const __m256i shifts = _mm256_setr_epi32(28, 24, 20, 16, 12, 8, 4, 0);
   const __m256i sign_mask = _mm256_set1_epi32(static_cast<int>(0x80000000u));
   inline void block(const uint8_t* blk16, uint8_t scale, __m256 v[4]) const {
-    const __m256 sc = _mm256_set1_ps(kE8m0.v[scale]);
+    // The table is scaled once per block (LUT * 2^(s-127) is exact, see ops.h), then each lane
+    // picks its magnitude and gets its sign.
+    const __m256 lut_s = _mm256_mul_ps(lut, _mm256_set1_ps(kE8m0.v[scale]));
     for (int g = 0; g < 4; ++g) {
       int32_t d;
       std::memcpy(&d, blk16 + 4 * g, 4);
       const __m256i t = _mm256_sllv_epi32(_mm256_set1_epi32(d), shifts);
-      const __m256 mag = _mm256_permutevar8x32_ps(lut, _mm256_srli_epi32(t, 28));
-      const __m256 sgn = _mm256_castsi256_ps(_mm256_and_si256(t, sign_mask));
-      v[g] = _mm256_mul_ps(_mm256_xor_ps(mag, sgn), sc);
+      const __m256 mag = _mm256_permutevar8x32_ps(lut_s, _mm256_srli_epi32(t, 28));
+      v[g] = _mm256_xor_ps(mag, _mm256_castsi256_ps(_mm256_and_si256(t, sign_mask)));
     }
   }
 };

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "common/error.h"
@@ -317,7 +318,88 @@ struct Mxfp4Decoder {
 };
 }  // namespace
 
+namespace {
+// Same values with AVX-512VL on 256-bit registers (used when the CPU has it; results are
+// bit-identical to the AVX2 path: same exact decoded values, same canonical order). vpermt2ps
+// looks the whole nibble up in a 16-entry table [LUT * S | -LUT * S], so a lane needs one shift
+// and one permute.
+#define GPTOSS_AVX512VL __attribute__((target("avx2,fma,avx512f,avx512vl")))
+
+struct Mxfp4Avx512Tables {
+  __m256 lo, hi;
+};
+GPTOSS_AVX512VL inline Mxfp4Avx512Tables mxfp4_tables(uint8_t scale) {
+  const __m256 lut = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
+  const __m256 lo = _mm256_mul_ps(lut, _mm256_set1_ps(kE8m0.v[scale]));
+  const __m256 hi = _mm256_xor_ps(lo, _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(0x80000000u))));
+  return {lo, hi};
+}
+GPTOSS_AVX512VL inline __m256 mxfp4_chunk(const uint8_t* dword, const Mxfp4Avx512Tables& t,
+                                          __m256i shifts) {
+  int32_t d;
+  std::memcpy(&d, dword, 4);
+  const __m256i idx = _mm256_srlv_epi32(_mm256_set1_epi32(d), shifts);
+  return _mm256_permutex2var_ps(t.lo, idx, t.hi);
+}
+
+GPTOSS_AVX512VL void mxfp4_decode_row_avx512(const uint8_t* blocks, const uint8_t* scales, int K,
+                                              float* out) {
+  const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+  for (int b = 0; b < K / 32; ++b) {
+    const Mxfp4Avx512Tables t = mxfp4_tables(scales[b]);
+    for (int g = 0; g < 4; ++g)
+      _mm256_storeu_ps(out + 32 * b + 8 * g, mxfp4_chunk(blocks + 16 * b + 4 * g, t, shifts));
+  }
+}
+
+// rows == 1 fused decode + dot over outputs [m0, m1) (see f32_mf4w_matmul_range).
+GPTOSS_AVX512VL void mf4_gemv_avx512(const float* x, const uint8_t* blocks, const uint8_t* scales,
+                                     const bf16_t* bias, float* y, int K, int m0, int m1) {
+  const size_t row_bytes = static_cast<size_t>(K) / 2, row_scales = static_cast<size_t>(K) / 32;
+  const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+  int m = m0;
+  for (; m + 4 <= m1; m += 4) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    for (int b = 0; b < K / 32; ++b) {
+      const __m256 x0 = _mm256_loadu_ps(x + 32 * b), x1 = _mm256_loadu_ps(x + 32 * b + 8);
+      const __m256 x2 = _mm256_loadu_ps(x + 32 * b + 16), x3 = _mm256_loadu_ps(x + 32 * b + 24);
+      for (int c = 0; c < 4; ++c) {
+        const uint8_t* blk = blocks + (m + c) * row_bytes + 16 * b;
+        const Mxfp4Avx512Tables t = mxfp4_tables(scales[(m + c) * row_scales + b]);
+        acc[c] = _mm256_fmadd_ps(x0, mxfp4_chunk(blk, t, shifts), acc[c]);
+        acc[c] = _mm256_fmadd_ps(x1, mxfp4_chunk(blk + 4, t, shifts), acc[c]);
+        acc[c] = _mm256_fmadd_ps(x2, mxfp4_chunk(blk + 8, t, shifts), acc[c]);
+        acc[c] = _mm256_fmadd_ps(x3, mxfp4_chunk(blk + 12, t, shifts), acc[c]);
+      }
+    }
+    for (int c = 0; c < 4; ++c) {
+      float r = hsum_canonical(acc[c]);
+      if (bias) r = r + bf16_to_f32(bias[m + c]);
+      y[m + c] = r;
+    }
+  }
+  for (; m < m1; ++m) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < K / 32; ++b) {
+      const Mxfp4Avx512Tables t = mxfp4_tables(scales[m * row_scales + b]);
+      for (int g = 0; g < 4; ++g)
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + 32 * b + 8 * g),
+                              mxfp4_chunk(blocks + m * row_bytes + 16 * b + 4 * g, t, shifts), acc);
+    }
+    float r = hsum_canonical(acc);
+    if (bias) r = r + bf16_to_f32(bias[m]);
+    y[m] = r;
+  }
+}
+
+// GPTOSS_NO_AVX512=1 in the environment forces the AVX2 path (for comparing the two).
+const bool kUseAvx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                        !(std::getenv("GPTOSS_NO_AVX512") && std::getenv("GPTOSS_NO_AVX512")[0] == '1');
+}  // namespace
+
 void mxfp4_decode_row(const uint8_t* blocks, const uint8_t* scales, int K, float* out) {
+  if (kUseAvx512) return mxfp4_decode_row_avx512(blocks, scales, K, out);
   const Mxfp4Decoder dec;
   for (int b = 0; b < K / 32; ++b) {
     __m256 v[4];
@@ -330,6 +412,7 @@ void f32_mf4w_matmul_range(const float* x, const uint8_t* blocks, const uint8_t*
                            const bf16_t* bias, float* y, int rows, int K, int M, int m0, int m1,
                            float* wrow) {
   const size_t row_bytes = static_cast<size_t>(K) / 2, row_scales = static_cast<size_t>(K) / 32;
+  if (rows == 1 && kUseAvx512) return mf4_gemv_avx512(x, blocks, scales, bias, y, K, m0, m1);
   if (rows == 1) {
     // Fused decode + dot (the batch-1 decode path), 4 output rows at a time for independent FMA
     // chains; each output's chunks still go into one accumulator in increasing k (canonical).

@@ -14,6 +14,8 @@ const o200kBase = require('js-tiktoken/ranks/o200k_base');
 const outDir = process.argv[2];
 if (!outDir) { console.error('usage: node make_corpus.js OUT_DIR'); process.exit(2); }
 fs.mkdirSync(outDir, { recursive: true });
+for (const f of fs.readdirSync(outDir))  // drop cases of an older corpus
+  if (/\.(txt|ids|tsv|json|out)$/.test(f)) fs.unlinkSync(path.join(outDir, f));
 
 // o200k_harmony specials as gpt-tokenizer defines them (its encoder map, id -> text).
 const specialMap = new Map();  // text -> id
@@ -121,11 +123,14 @@ addCase('specials', specialText, { special: true });
 addCase('specials_edge', 'x<|<|end|>|>y<|start|><|start|>', { special: true });
 
 // Random strings over a mixed alphabet (every class the splitter distinguishes).
-const alphabet = [...'aZzQ \t\n\r\'\'sStTdDlLrReEvVmM09٣!?.,/-_()"', '\u00a0', '\u3000', 'ж', 'Ж', 'σ', 'Σ', 'ǅ', 'ʰ',
-  '字', 'の', 'ー', '\u0301', '\u0903', '\u20dd', 'Ⅻ', '½', '😀', '\u200d', '\u0085', '\u2028', 'ſ', 'ﬁ', '\ufffd'];
-for (let k = 0; k < 300; k++) {
+const alphabet = [...'aZzQ \t\n\r\'\'sStTdDlLrReEvVmM09!?.,/-_()"\\\u000b\u000c', '\u00a0', '\u3000', 'ж', 'Ж', 'σ', 'Σ',
+  'ǅ', 'ᾈ', 'ʰ', 'ー', 'ꜰ', '字', 'の', '\u0301', '\u0903', '\u20dd', '\u0488', 'Ⅻ', '½', '²', '٣', '😀', '\u200d',
+  '\u0085', '\u2028', '\u2029', 'ſ', 'ﬁ', '\ufffd', '\ue000', '\u{10ffff}', '\u0378', '\u00ad', '\u061c', '\u180e',
+  '\u200b', '\u2060', '\u{1f1ef}', '\u{1d400}', '\u{20000}', 'İ', 'ı', 'K', 'ß', 'ẞ', '\u{11f00}', '\u{1e4d0}', 'ⓐ',
+  'Ⓐ', '〇', '々', '\u3031', 'ﾞ'];
+for (let k = 0; k < 500; k++) {
   let s = '';
-  const len = 1 + rnd(40);
+  const len = 1 + rnd(50);
   for (let i = 0; i < len; i++) s += alphabet[rnd(alphabet.length)];
   addCase(`fuzz_${String(k).padStart(3, '0')}`, s);
 }

@@ -91,7 +91,7 @@ TEST(Parity, Corpus) {
     EXPECT_EQ(T().decode(got), back) << name;
     ++n;
   }
-  EXPECT_GT(n, 300);
+  EXPECT_GT(n, 500);
 }
 
 TEST(Parity, SpecialTable) {

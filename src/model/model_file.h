@@ -96,7 +96,9 @@ class ModelWriter {
   ModelWriter(const std::string& path, const Config& config, const std::string& description,
               const std::vector<std::pair<std::string, std::pair<DType, std::vector<int64_t>>>>&
                   tensor_plan);
-  ~ModelWriter();
+  ~ModelWriter();  // an unfinished writer removes PATH.tmp
+  ModelWriter(const ModelWriter&) = delete;
+  ModelWriter& operator=(const ModelWriter&) = delete;
   // Writes the bytes of a tensor named in the plan; bytes.size() must match. Thread-safe:
   // different tensors may be written from different threads.
   void write(const std::string& name, const void* data, size_t bytes);

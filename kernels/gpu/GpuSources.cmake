@@ -1,10 +1,14 @@
 # kernels/gpu/GpuSources.cmake: how GPU sources are compiled, for both backends.
-#   gptoss_gpu_sources(<target> <src>...): <src> (any extension) are compiled by the GPU compiler:
+#   gptoss_gpu_sources(<target> [HOST] <src>...): <src> (any extension) are compiled by the GPU compiler:
 #     CUDA: CMake's CUDA language (nvcc), CMAKE_CUDA_ARCHITECTURES (default 90; 80 also builds).
 #     HIP:  Debian's hipcc (ROCm 5.2) via a custom rule `hipcc -x hip --offload-arch=${GPTOSS_HIP_ARCH}`
 #           producing an object file linked into <target>; the rest of the project stays on the
 #           host C++ compiler (hipcc would compile every .cpp as HIP). CMake 3.25's HIP language
 #           does not find Debian's layout, hence the custom rule.
+#     HOST: the sources define no kernels (tests, engine, programs: they call launchers and the
+#           runtime API only). With HIP they are compiled by the host C++ compiler against
+#           hip_runtime.h (-D__HIP_PLATFORM_AMD__): Debian's clang 15 crashes compiling GoogleTest
+#           in HIP mode with -std=c++20, and host-only code needs no device pass anyway.
 #   gptoss_gpu_fix_dir_options(): the top-level add_compile_options(-Wall ...) are host-compiler
 #     flags; nvcc rejects them, so in GPU directories they are passed to CXX as is and to CUDA
 #     through -Xcompiler.
@@ -24,6 +28,21 @@ macro(gptoss_gpu_fix_dir_options)
 endmacro()
 
 function(gptoss_gpu_sources tgt)
+  set(_host_only OFF)
+  if(ARGN AND ARGV1 STREQUAL "HOST")
+    set(_host_only ON)
+    list(REMOVE_AT ARGN 0)
+  endif()
+  if(GPU_BACKEND STREQUAL "HIP" AND _host_only)
+    foreach(src IN LISTS ARGN)
+      get_filename_component(_abs "${src}" ABSOLUTE)
+      set_source_files_properties(${_abs} PROPERTIES LANGUAGE CXX COMPILE_OPTIONS "-x;c++")
+      target_sources(${tgt} PRIVATE ${_abs})
+    endforeach()
+    target_compile_definitions(${tgt} PRIVATE __HIP_PLATFORM_AMD__ GPTOSS_HIP)
+    target_link_libraries(${tgt} PUBLIC ${GPTOSS_AMDHIP64})
+    return()
+  endif()
   if(GPU_BACKEND STREQUAL "CUDA")
     foreach(src IN LISTS ARGN)
       get_filename_component(_abs "${src}" ABSOLUTE)

@@ -1,11 +1,14 @@
 // kernels/gpu/matmul.cu: y = x W^T + b over bf16 weights, fp32 accumulation.
-//   GEMV (rows <= 8): memory-bound; each wave owns kGemvOutPerWave output rows, lanes stride
-//     over K in 16-byte weight chunks (8 bf16), two chunks per lane in flight per output row;
+//   GEMV (rows <= 8): memory-bound; each wave owns 2 (4 for M >= kGemvWideM) output rows, lanes stride
+//     over K in 16-byte weight chunks (8 bf16), 2-4 chunks per lane in flight per output row;
+//     blocks of 2 waves so the waves spread evenly over the SMs (no tail of whole blocks);
 //     fp32 activations; per-lane partial sums in chunk order, then a wave butterfly: the order
 //     depends only on K, so a row's result is the same for any `rows`.
 //   GEMM (rows > 8): tensor cores through tile.h; block tile 64 rows x 64 outputs x 32 K,
 //     4 waves in 2 x 2, the next K tile prefetched into registers while the current one is
 //     multiplied; activations rounded to bf16 when staged.
+#include <type_traits>
+
 #include "gpu/device_utils.h"
 #include "gpu/ops.h"
 #include "gpu/tile.h"
@@ -13,8 +16,10 @@
 namespace gptoss::gpu {
 
 // ============================================================================ GEMV
-inline constexpr int kGemvOutPerWave = 4;
-inline constexpr int kGemvBlock = 256;
+// Output rows per wave: 4 for wide matrices (LM head), 2 below kGemvWideM outputs so small
+// matrices (qkv, o-proj) still put enough waves on every SM.
+inline constexpr int kGemvWideM = 16384;
+inline constexpr int kGemvBlock = 2 * kWaveSize;  // small blocks: even spread of waves over SMs
 
 __device__ __forceinline__ void fma8(float& acc, const uint4& w, const float4& xa,
                                      const float4& xb) {
@@ -28,12 +33,11 @@ __device__ __forceinline__ void fma8(float& acc, const uint4& w, const float4& x
   acc = fmaf(bf16_hi(w.w), xb.w, acc);
 }
 
-template <int ROWS>
+template <int ROWS, int NM>
 __global__ void __launch_bounds__(kGemvBlock)
     f32_bf16w_gemv_kernel(const float* __restrict__ x, const uint16_t* __restrict__ w,
                           const uint16_t* __restrict__ bias, float* __restrict__ y, int rows,
                           int K, int M, int accumulate) {
-  constexpr int NM = kGemvOutPerWave;
   const int wave = threadIdx.x / kWaveSize, lane = threadIdx.x % kWaveSize;
   const int m0 = (blockIdx.x * (kGemvBlock / kWaveSize) + wave) * NM;
   if (m0 >= M) return;
@@ -49,34 +53,37 @@ __global__ void __launch_bounds__(kGemvBlock)
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) acc[j][r] = 0.0f;
 
+  // UNROLL chunks per output row in flight per lane (fewer for many rows: registers).
+  constexpr int UNROLL = ROWS <= 2 ? 4 : 2;
   int c = lane;
-  for (; c + kWaveSize < n_chunks; c += 2 * kWaveSize) {
-    uint4 w0[NM], w1[NM];
+  for (; c + (UNROLL - 1) * kWaveSize < n_chunks; c += UNROLL * kWaveSize) {
+    uint4 wv[UNROLL][NM];
 #pragma unroll
-    for (int j = 0; j < NM; ++j) w0[j] = wp[j][c], w1[j] = wp[j][c + kWaveSize];
+    for (int u = 0; u < UNROLL; ++u)
 #pragma unroll
-    for (int r = 0; r < ROWS; ++r) {
-      if (r < rows) {
-        const size_t base = static_cast<size_t>(r) * (K / 4);
-        float4 xa = xp[base + 2 * c], xb = xp[base + 2 * c + 1];
-        float4 xc = xp[base + 2 * (c + kWaveSize)], xd = xp[base + 2 * (c + kWaveSize) + 1];
+      for (int j = 0; j < NM; ++j) wv[u][j] = wp[j][c + u * kWaveSize];
 #pragma unroll
-        for (int j = 0; j < NM; ++j) {
-          fma8(acc[j][r], w0[j], xa, xb);
-          fma8(acc[j][r], w1[j], xc, xd);
+    for (int u = 0; u < UNROLL; ++u) {
+#pragma unroll
+      for (int r = 0; r < ROWS; ++r) {
+        if (r < rows) {
+          const size_t xi = static_cast<size_t>(r) * (K / 4) + 2 * (c + u * kWaveSize);
+          const float4 xa = xp[xi], xb = xp[xi + 1];
+#pragma unroll
+          for (int j = 0; j < NM; ++j) fma8(acc[j][r], wv[u][j], xa, xb);
         }
       }
     }
   }
-  if (c < n_chunks) {
+  for (; c < n_chunks; c += kWaveSize) {
     uint4 w0[NM];
 #pragma unroll
     for (int j = 0; j < NM; ++j) w0[j] = wp[j][c];
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
       if (r < rows) {
-        const size_t base = static_cast<size_t>(r) * (K / 4);
-        float4 xa = xp[base + 2 * c], xb = xp[base + 2 * c + 1];
+        const size_t xi = static_cast<size_t>(r) * (K / 4) + 2 * c;
+        const float4 xa = xp[xi], xb = xp[xi + 1];
 #pragma unroll
         for (int j = 0; j < NM; ++j) fma8(acc[j][r], w0[j], xa, xb);
       }
@@ -100,18 +107,25 @@ void f32_bf16w_gemv(const float* x, const bf16_t* w, const bf16_t* bias, float* 
                     int K, int M, bool accumulate, gpuStream_t stream) {
   if (rows <= 0 || M <= 0) return;
   GPTOSS_ASSERT(rows <= kGemvMaxRows && K % 8 == 0);
-  static_assert(kGemvOutPerWave * kGemvMaxRows <= kWaveSize, "one writer lane per output");
-  const int outs_per_block = (kGemvBlock / kWaveSize) * kGemvOutPerWave;
-  const int blocks = ceil_div(M, outs_per_block);
+  static_assert(4 * kGemvMaxRows <= kWaveSize, "one writer lane per output");
   const int acc = accumulate ? 1 : 0;
-  if (rows == 1)
-    f32_bf16w_gemv_kernel<1><<<blocks, kGemvBlock, 0, stream>>>(x, w, bias, y, rows, K, M, acc);
-  else if (rows == 2)
-    f32_bf16w_gemv_kernel<2><<<blocks, kGemvBlock, 0, stream>>>(x, w, bias, y, rows, K, M, acc);
-  else if (rows <= 4)
-    f32_bf16w_gemv_kernel<4><<<blocks, kGemvBlock, 0, stream>>>(x, w, bias, y, rows, K, M, acc);
-  else
-    f32_bf16w_gemv_kernel<8><<<blocks, kGemvBlock, 0, stream>>>(x, w, bias, y, rows, K, M, acc);
+  const int bucket = rows == 1 ? 1 : rows == 2 ? 2 : rows <= 4 ? 4 : 8;
+  auto launch = [&](auto rows_c, auto nm_c) {
+    constexpr int R = decltype(rows_c)::value, NM = decltype(nm_c)::value;
+    const int blocks = ceil_div(M, (kGemvBlock / kWaveSize) * NM);
+    f32_bf16w_gemv_kernel<R, NM><<<blocks, kGemvBlock, 0, stream>>>(x, w, bias, y, rows, K, M, acc);
+  };
+  using I1 = std::integral_constant<int, 1>;
+  using I2 = std::integral_constant<int, 2>;
+  using I4 = std::integral_constant<int, 4>;
+  using I8 = std::integral_constant<int, 8>;
+  const bool wide = M >= kGemvWideM;
+  switch (bucket) {
+    case 1: wide ? launch(I1{}, I4{}) : launch(I1{}, I2{}); break;
+    case 2: wide ? launch(I2{}, I4{}) : launch(I2{}, I2{}); break;
+    case 4: wide ? launch(I4{}, I4{}) : launch(I4{}, I2{}); break;
+    default: wide ? launch(I8{}, I4{}) : launch(I8{}, I2{}); break;
+  }
   GPU_CHECK_LAUNCH();
 }
 

@@ -109,7 +109,7 @@ TEST(GpuKernels, gemv_vs_cpu_and_batch_invariant) {
   GPU_TEST_REQUIRE_DEVICE();
   Rng r(4);
   struct S { int K, M; };
-  for (S s : {S{2880, 1037}, S{4096, 203}, S{192, 61}}) {
+  for (S s : {S{2880, 1037}, S{4096, 203}, S{192, 61}, S{2880, 20011}}) {
     auto w = r.bf16s(size_t(s.M) * s.K, 0.05f);
     auto bias = r.bf16s(s.M, 0.5f);
     std::vector<float> ref8;

@@ -17,14 +17,14 @@
 // was made from (so stale data fails with a clear message instead of as logit noise), and our
 // tokenizer encodes each prompt text to the stored ids (independent npm tokenizer).
 //
-// Tolerance (kAbsTol + kRelTol * |reference|, on logits and logsumexp): both sides compute in
-// fp32 from the same weights (bf16 and MXFP4 values are exact in fp32) with fp32 accumulation;
-// they differ only in summation order (our canonical 4x8-lane FMA dot vs torch's BLAS, softmax
-// and RMSNorm reductions), i.e. a few ulp per op, which through 4 layers and the 201088-row LM
-// head stays around 1e-5..1e-4 absolute on logits of order 1..10 (make_golden.py's fp64
-// reference vs transformers fp32 measures this on the same data: checks.reference). 2e-3
-// absolute leaves >10x margin over that noise while any real error (wrong window edge, RoPE,
-// sink, routing or MXFP4 nibble) moves logits by far more and breaks the greedy sequence.
+// Tolerance (kAbsTol + kRelTol * |reference|, on logits and logsumexp; 1e-3 + 1e-4 |ref|): both
+// sides compute in fp32 from the same weights (bf16 and MXFP4 values are exact in fp32) with fp32
+// accumulation; they differ only in summation order (our canonical 4x8-lane FMA dot vs torch's
+// BLAS, softmax and RMSNorm reductions), a few ulp per op. Measured on tiny seed 1 (logits of
+// magnitude ~5): engine vs make_golden.py's independent fp64 reference differ by <= 6e-6 on
+// logits and <= 6e-7 on logsumexp; transformers fp32 vs that reference is recorded in the golden
+// file (checks.reference). 1e-3 leaves > 100x margin over that noise, while real errors (window
+// edge, RoPE, sinks, routing, nibble order, eps) move logits by far more and change greedy tokens.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -50,7 +50,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr double kAbsTol = 2e-3;  // see the header comment
+constexpr double kAbsTol = 1e-3;  // see the header comment
 constexpr double kRelTol = 1e-4;
 constexpr double kTieGap = 2 * kAbsTol;  // greedy steps closer than this may legitimately flip
 constexpr int kMaxReports = 12;          // mismatch lines printed per check

@@ -271,11 +271,13 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool allow_special
   while (pos < text.size()) {
     size_t open = text.find("<|", pos);
     if (open == std::string_view::npos) break;
-    size_t close = text.find("|>", open + 2);
-    if (close == std::string_view::npos) break;
-    size_t len = close + 2 - open;
+    // A special's text has no "|>" inside, so the only candidate ends at the first "|>"; look
+    // for it only within the longest special's length (keeps "<|<|<|..." linear).
+    std::string_view window = text.substr(open, impl_->max_special_len);
+    size_t close = window.find("|>", 2);
     int32_t id = -1;
-    if (len <= impl_->max_special_len) id = special_id(text.substr(open, len));
+    size_t len = close == std::string_view::npos ? 0 : close + 2;
+    if (len) id = special_id(window.substr(0, len));
     if (id < 0) { pos = open + 1; continue; }
     impl_->encode_ordinary(text.substr(start, open - start), out, cache);
     out.push_back(id);

@@ -129,6 +129,19 @@ TEST(Encode, SpecialsOnlyWhenAllowed) {
   EXPECT_EQ(T().decode(on), s);
 }
 
+TEST(Encode, ManyOpenersStayLinear) {
+  // 300 000 "<|" with one "|>" at the end: special search must not rescan the tail each time.
+  std::string s;
+  for (int i = 0; i < 300000; ++i) s += "<|";
+  s += "end|>";
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<int32_t> ids = T().encode(s, true);
+  double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(ids.back(), tok::kEnd);
+  EXPECT_EQ(T().decode(ids), s);
+  EXPECT_LT(sec, 5.0);
+}
+
 // --- pre-tokenizer: hand-written splitter vs PCRE2 running the spec's regex ---
 
 TEST(Pretokenize, MatchesPcre2OnRandomText) {

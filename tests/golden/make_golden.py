@@ -411,7 +411,11 @@ def set_exact_fp32(torch):
             fn()
         except Exception as e:  # noqa: BLE001 -- API differs across torch versions
             print(f"note: {e}")
-    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9 API
+    try:  # torch >= 2.9 API; older torch raises AssertionError (not AttributeError) on hasattr
+        new_api = hasattr(torch.backends.cuda.matmul, "fp32_precision")
+    except Exception:  # noqa: BLE001
+        new_api = False
+    if new_api:
         attempt(lambda: setattr(torch.backends.cuda.matmul, "fp32_precision", "ieee"))
         attempt(lambda: setattr(torch.backends.cudnn, "fp32_precision", "ieee"))
     else:

@@ -849,8 +849,13 @@ def main():
             print(f"transformers' MXFP4 loader: {len(diff)} parameters differ from the manual route, "
                   f"logits differ by {d:.3g}")
             if diff or extra or not d <= args.ref_tol:
-                failures.append(f"Mxfp4Config(dequantize=True) route disagrees: params differing {diff[:10]}, "
-                                f"extra {extra[:10]}, max logit diff {d:.3g}")
+                ref_ok = isinstance(checks.get("reference"), dict) and \
+                    checks["reference"]["max_abs_logit_diff"] <= args.ref_tol
+                failures.append(f"Mxfp4Config(dequantize=True) route disagrees with the manual route: "
+                                f"params differing {diff[:10]}, extra {extra[:10]}, max logit diff {d:.3g}; "
+                                f"the manual route {'AGREES' if ref_ok else 'does not agree'} with the fp64 "
+                                f"spec reference" + (" (if transformers' loader is the odd one out, rerun "
+                                                      "with --no-hf-loader and say so)" if ref_ok else ""))
             del m2
 
     near = {rec["name"]: [j for j, g in enumerate(rec["greedy_gap"]) if g < args.tie_eps]

@@ -24,3 +24,8 @@ timeout 120 "$B/bench-engine" --synthetic 20b --out /dev/shm/gptoss-20b-synth.bi
   --tg 64 --batch 1,8,64 > "$O/bench_engine.json" 2> "$O/bench_engine.err"; echo "rc=$?"
 cat "$O/bench_engine.json" "$O/bench_engine.err"
 rm -f /dev/shm/gptoss-20b-synth.bin
+echo "=== compute-sanitizer memcheck (engine tests on the tiny-config model, graphs off)"
+CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+GPTOSS_GPU_GRAPHS=0 timeout 150 "$CS" --tool memcheck --error-exitcode 9 "$B/gpu_engine_test" \
+  --gtest_filter='*bf16kv*:*errors*' > "$O/memcheck.log" 2>&1; echo "rc=$?"
+grep -E "ERROR SUMMARY|PASSED|FAILED|Invalid" "$O/memcheck.log" | head -10

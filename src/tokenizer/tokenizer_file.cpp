@@ -207,6 +207,13 @@ TokenTable table_from_tiktoken(const std::string& path) {
   return table_from_pairs(pairs, path);
 }
 
+namespace {
+// tokenizer.json files may name 200018 by o200k_base's <|endofprompt|>, an alias we accept.
+bool harmony_text_ok(int64_t id, const std::string& text) {
+  return text == harmony_special_text(int32_t(id)) || (id == 200018 && text == "<|endofprompt|>");
+}
+}  // namespace
+
 TokenTable table_from_hf_json(const std::string& path) {
   nlohmann::json j;
   try {
@@ -231,7 +238,7 @@ TokenTable table_from_hf_json(const std::string& path) {
     if (!val.is_number_integer()) fail("%s: vocab entry '%s' has no integer id", path.c_str(), key.c_str());
     int64_t id = val.get<int64_t>();
     if (id >= tok::kNumMergeable) {
-      if (key != harmony_special_text(int32_t(id)))
+      if (id >= tok::kVocabSize || !harmony_text_ok(id, key))
         fail("%s: vocab id %lld ('%s') collides with the harmony special %s", path.c_str(),
              (long long)id, key.c_str(), harmony_special_text(int32_t(id)).c_str());
       continue;
@@ -262,10 +269,10 @@ TokenTable table_from_hf_json(const std::string& path) {
       if (!a.contains("id") || !a.contains("content")) continue;
       int64_t id = a["id"].get<int64_t>();
       std::string content = a["content"].get<std::string>();
-      if (id >= int64_t(t.tokens.size()) && id < tok::kVocabSize &&
-          content != harmony_special_text(int32_t(id)))
+      if (id >= int64_t(t.tokens.size()) && (id >= tok::kVocabSize || !harmony_text_ok(id, content)))
         fail("%s: added token %lld is '%s' but o200k_harmony has %s there", path.c_str(),
-             (long long)id, content.c_str(), harmony_special_text(int32_t(id)).c_str());
+             (long long)id, content.c_str(),
+             id < tok::kVocabSize ? harmony_special_text(int32_t(id)).c_str() : "nothing");
     }
   }
   return t;

@@ -161,7 +161,7 @@ lap('mixed');
     const [b64, rank] = line.split(' ');
     vocab[[...Buffer.from(b64, 'base64')].map(b => byteToChar[b]).join('')] = Number(rank);
   }
-  const added = [...specialMap].filter(([t]) => t !== '<|endofprompt|>')
+  const added = [...specialMap].filter(([t]) => t !== '<|reserved_200018|>')
     .map(([content, id]) => ({ id, content, special: true }));
   fs.writeFileSync(path.join(outDir, 'o200k_tokenizer.json'), JSON.stringify({
     version: '1.0', added_tokens: added, model: { type: 'BPE', vocab, merges: [] } }));

@@ -416,6 +416,19 @@ TEST(Make, TinyHuggingFaceFixture) {
   write_tokenizer_file(p.string(), t);
   EXPECT_EQ(Tokenizer(p.string()).encode(" the"), (std::vector<int32_t>{258}));
   fs::remove(p);
+  // An added token that contradicts the harmony specials is an error naming the file.
+  std::string json = slurp(src);
+  json.replace(json.find("<|start|>"), 9, "<|bogus|>");
+  fs::path bad = tmp_dir() / "bad_tokenizer.json";
+  spit(bad, json);
+  try {
+    make_token_table(bad.string());
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(bad.string()), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("<|bogus|>"), std::string::npos) << e.what();
+  }
+  fs::remove(bad);
 }
 
 TEST(Make, TiktokenErrorsNameFileAndLine) {

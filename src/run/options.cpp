@@ -79,7 +79,8 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   app.add_option("-t,--threads", opt.threads, "CPU threads; 0 = OpenMP default");
   app.add_option("--stop", stop, "Stop token ids, comma separated ('none' = no stop ids)");
   app.add_flag("--ignore-eos", opt.ignore_eos, "Do not stop on the stop ids (benchmarks)");
-  app.add_option("--backend", opt.backend, "cpu | gpu");
+  app.add_option("--backend", opt.backend,
+                 "auto | cpu | gpu. auto: the GPU when this is a GPU build and one is present, else the CPU");
   app.add_option("--reasoning", opt.reasoning, "chat: reasoning effort low | medium | high");
   app.add_option("-y,--developer", opt.developer, "chat: developer instructions");
   app.add_flag("--show-reasoning", opt.show_reasoning,
@@ -134,8 +135,8 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
     fail("--chunk: per-step token budget must be in [1, %d], got %d", kMaxChunk, opt.chunk_tokens);
   if (opt.threads < 0 || opt.threads > kMaxThreads)
     fail("-t: threads must be in [0, %d], got %d", kMaxThreads, opt.threads);
-  if (opt.backend != "cpu" && opt.backend != "gpu")
-    fail("--backend: expected cpu or gpu, got '%s'", opt.backend.c_str());
+  if (opt.backend != "auto" && opt.backend != "cpu" && opt.backend != "gpu")
+    fail("--backend: expected auto, cpu or gpu, got '%s'", opt.backend.c_str());
 #ifndef GPTOSS_HAVE_GPU
   if (opt.backend == "gpu")
     fail("--backend gpu: this build has no GPU backend (configure with -DGPU_BACKEND=CUDA or HIP)");

@@ -29,7 +29,7 @@ struct RunOptions {
   int threads = 0;             // -t (0 = OpenMP default)
   std::vector<int32_t> stop_ids{199999, 200002, 200012};  // --stop
   bool ignore_eos = false;     // --ignore-eos
-  std::string backend = "cpu"; // --backend
+  std::string backend = "auto"; // --backend: auto | cpu | gpu
   std::string reasoning = "medium";  // --reasoning (chat)
   std::string developer;       // -y (chat)
   bool show_reasoning = false; // --show-reasoning (chat)

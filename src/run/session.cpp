@@ -5,6 +5,9 @@
 #include <cstdio>
 
 #include "common/error.h"
+#ifdef GPTOSS_HAVE_GPU
+#include "engine_gpu/gpu_engine.h"
+#endif
 
 namespace gptoss {
 
@@ -66,7 +69,17 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
   eo.max_slots = slots;
   eo.threads = opt.threads;
   eo.backend = opt.backend;
+#ifdef GPTOSS_HAVE_GPU
+  if (eo.backend == "auto") eo.backend = gpu_device_present() ? "gpu" : "cpu";
+  if (eo.backend == "gpu")
+    s.engine = make_gpu_engine(*s.model, eo);
+  else
+    s.engine = make_cpu_engine(*s.model, eo);
+#else
+  eo.backend = "cpu";
   s.engine = make_cpu_engine(*s.model, eo);
+#endif
+  s.backend = eo.backend;
   s.load_s = now_seconds() - t0;
 
   std::fprintf(stderr, "model: %s (%s)\n", s.model->description().c_str(), opt.model_path.c_str());
@@ -77,7 +90,7 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
                c.experts_per_tok, c.vocab, c.sliding_window, c.max_context);
   std::fprintf(stderr, "loaded in %.2f s; KV cache %.1f MiB (%d slot%s x %d positions); backend %s\n",
                s.load_s, static_cast<double>(s.engine->kv_cache_bytes()) / (1024.0 * 1024.0), slots,
-               slots == 1 ? "" : "s", opt.ctx, opt.backend.c_str());
+               slots == 1 ? "" : "s", opt.ctx, s.backend.c_str());
   return s;
 }
 

@@ -18,6 +18,7 @@ struct Session {
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<Engine> engine;
   double load_s = 0;  // model + tokenizer + engine set-up, seconds
+  std::string backend;  // "cpu" or "gpu": what --backend resolved to
 };
 
 // Loads the tokenizer (-z) alone, so a mode can check its input before loading the model.

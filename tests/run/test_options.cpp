@@ -97,7 +97,7 @@ TEST(RunOptions, BadValues) {
   EXPECT_EQ(err({"-i", "x", "-t", "-2"}), "-t: threads must be in [0, 4096], got -2");
   EXPECT_EQ(err({"-i", "x", "--stop", "1,abc"}),
             "--stop: 'abc' is not a token id (expected ids like 199999,200002)");
-  EXPECT_EQ(err({"-i", "x", "--backend", "tpu"}), "--backend: expected cpu or gpu, got 'tpu'");
+  EXPECT_EQ(err({"-i", "x", "--backend", "tpu"}), "--backend: expected auto, cpu or gpu, got 'tpu'");
   EXPECT_EQ(err({"-m", "chat", "--reasoning", "max"}),
             "--reasoning: expected low, medium or high, got 'max'");
   EXPECT_EQ(err({"-m", "train"}), "-m: unknown mode 'train' (expected generate, chat or getp)");

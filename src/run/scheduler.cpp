@@ -65,12 +65,16 @@ bool Scheduler::admit_one() {
   return true;
 }
 
-bool Scheduler::plan(Step& step) {
+bool Scheduler::plan(Step& step) { return plan(step, PlanLimits{}); }
+
+bool Scheduler::plan(Step& step, const PlanLimits& limits) {
   step.rows.clear();
   step.logit_slots.clear();
   while (admit_one()) {
   }
-  int budget = opt_.chunk_tokens;
+  const int chunk = limits.token_budget > 0 ? limits.token_budget : opt_.chunk_tokens;
+  int decode_left = limits.max_decode_rows > 0 ? limits.max_decode_rows : opt_.max_slots;
+  int budget = chunk;
   auto emit = [&](int slot, Seq& q, size_t n) {
     for (size_t k = 0; k < n; ++k) {
       Row row;
@@ -87,21 +91,28 @@ bool Scheduler::plan(Step& step) {
       }
       step.rows.push_back(row);
     }
-    q.inflight = true;
+    ++q.inflight;
     budget -= static_cast<int>(n);
   };
   // Decode rows first: one pending token, any budget.
   for (int s = 0; s < opt_.max_slots; ++s) {
     Seq& q = slots_[s];
-    if (q.active && !q.inflight && q.feed.size() - q.next == 1) emit(s, q, 1);
+    const bool free = !q.inflight || (limits.fifo_prefill && q.next < q.prompt_len);
+    if (decode_left > 0 && q.active && free && q.feed.size() - q.next == 1) {
+      emit(s, q, 1);
+      --decode_left;
+    }
   }
   // Prompt chunks in admission order, within what is left of the budget; at least chunk/8 (>= 1)
   // tokens so prefill is never starved when decode rows alone fill the budget (-b > --chunk).
-  budget = std::max(budget, std::max(1, opt_.chunk_tokens / 8));
+  budget = std::max(budget, std::max(1, chunk / 8));
   std::vector<int> prefill;
   for (int s = 0; s < opt_.max_slots; ++s) {
     Seq& q = slots_[s];
-    if (q.active && !q.inflight && q.feed.size() - q.next > 1) prefill.push_back(s);
+    if (!q.active || q.feed.size() - q.next <= 1) continue;
+    // In flight: only a FIFO engine may take more of its prompt (never a generated token).
+    if (q.inflight && !(limits.fifo_prefill && q.next < q.prompt_len)) continue;
+    prefill.push_back(s);
   }
   std::sort(prefill.begin(), prefill.end(),
             [&](int a, int b) { return slots_[a].admitted < slots_[b].admitted; });
@@ -118,7 +129,12 @@ bool Scheduler::plan(Step& step) {
 
 void Scheduler::commit(const Step& step, std::span<const float> logits, int vocab) {
   GPTOSS_ASSERT(logits.size() == step.logit_slots.size() * static_cast<size_t>(vocab));
-  for (const Row& r : step.rows) slots_[r.slot].inflight = false;
+  // A step holds the rows of a sequence as one contiguous run: one decrement per run.
+  for (size_t i = 0; i < step.rows.size(); ++i) {
+    const int slot = step.rows[i].slot;
+    if (i + 1 < step.rows.size() && step.rows[i + 1].slot == slot) continue;
+    if (slots_[slot].inflight > 0) --slots_[slot].inflight;
+  }
   for (size_t i = 0; i < step.logit_slots.size(); ++i) {
     int slot = step.logit_slots[i];
     Seq& q = slots_[slot];

@@ -70,6 +70,18 @@ class Scheduler {
     std::vector<int> logit_slots;  // slot of each kLogits row, in row order
   };
 
+  // Limits of one plan() call. The defaults (0) mean "the whole step": every generating
+  // sequence's decode row and --chunk prompt tokens. A pipelined engine that cuts a step into
+  // micro-batches plans each micro-batch with smaller limits.
+  struct PlanLimits {
+    int max_decode_rows = 0;  // decode rows at most (0 = max_slots)
+    int token_budget = 0;     // as SchedulerOptions::chunk_tokens (0 = chunk_tokens)
+    // A FIFO engine (every micro-batch passes every stage in plan order) may take further prompt
+    // chunks of a sequence whose earlier chunk is still in flight, so one long prompt pipelines.
+    // Generated tokens still wait for their step's commit.
+    bool fifo_prefill = false;
+  };
+
   Scheduler(const SchedulerOptions& opt, ChooserFactory chooser);
 
   // Queues a request (FIFO). Error if it cannot fit the context (needs tokens + 1 <= ctx).
@@ -77,6 +89,7 @@ class Scheduler {
   // Admits queued requests into free slots and plans the next step's rows. False if there is
   // nothing to run now (everything idle, or all active sequences in flight).
   bool plan(Step& step);
+  bool plan(Step& step, const PlanLimits& limits);
   // Samples the logits of a planned step ([rows with kLogits, vocab]), reports tokens and
   // finished sequences through the callbacks.
   void commit(const Step& step, std::span<const float> logits, int vocab);
@@ -93,7 +106,8 @@ class Scheduler {
 
  private:
   struct Seq {
-    bool active = false, inflight = false;
+    bool active = false;
+    int inflight = 0;             // planned steps holding rows of this sequence, not committed
     uint64_t id = 0, admitted = 0;
     int pos = 0;                  // tokens of this sequence in the KV cache (incl. history)
     size_t next = 0;              // index into feed of the next token to send

@@ -1,0 +1,219 @@
+// pipeline.cpp: the ring pipeline (pipeline.h; protocol in docs/pipeline.md).
+#include "pipeline/pipeline.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "comm/mpi_check.h"
+#include "common/error.h"
+#include "pipeline/layer_split.h"
+
+namespace gptoss {
+
+namespace {
+double now_us() { return omp_get_wtime() * 1e6; }
+}  // namespace
+
+Pipeline::Pipeline(MPI_Comm comm, const ModelWeights& w, const PipelineOptions& opt) : opt_(opt) {
+  CHECK_MPI(MPI_Comm_rank(comm, &rank_));
+  CHECK_MPI(MPI_Comm_size(comm, &size_));
+  const Config& c = w.config;
+  if (c.n_layers < size_)
+    fail("the model has %d layers: it cannot be split over %d ranks (each rank needs at least one "
+         "layer); run with at most %d ranks",
+         c.n_layers, size_, c.n_layers);
+  mb_ = opt.micro_batches > 0 ? opt.micro_batches : size_;
+  if (mb_ > 64) fail("--micro-batches %d: at most 64 (the link slots)", mb_);
+  // A micro-batch is 1/M of a step: at most ceil(slots / M) decode rows and ceil(chunk / M)
+  // prompt tokens (at least chunk/8 of them, as in a whole step).
+  limits_.max_decode_rows = std::max(1, (opt.max_slots + mb_ - 1) / mb_);
+  limits_.token_budget = std::max(1, (opt.chunk_tokens + mb_ - 1) / mb_);
+  limits_.fifo_prefill = true;
+  const int max_rows = limits_.max_decode_rows + std::max(limits_.token_budget, 1);
+  layers_ = opt.layers.empty() ? balanced_split(c, size_, limits_.max_decode_rows)
+                               : parse_layer_split(opt.layers, c.n_layers, size_);
+  int first = 0;
+  for (int r = 0; r < rank_; ++r) first += layers_[r];
+  stage_ = make_cpu_stage(w, opt.ctx, opt.max_slots, first, first + layers_[rank_]);
+  slot_len_.assign(opt.max_slots, 0);
+
+  comm::LinkSpec spec;
+  spec.slots = mb_;  // deadlock rule: micro-batches in flight M <= slots K (docs/transport.md)
+  spec.max_rows = static_cast<uint32_t>(max_rows);
+  spec.max_payload_bytes = static_cast<size_t>(max_rows) * c.hidden * sizeof(float);
+  spec.payload_memory = stage_->payload_memory();
+  spec.timeout_s = opt.timeout_s;
+  ring_ = comm::open_ring(comm, spec);  // collective
+}
+
+Pipeline::~Pipeline() = default;
+
+std::string Pipeline::describe() const {
+  return strfmt("pipeline: %d rank%s, %d micro-batch%s in flight (<= %d decode rows + %d prompt "
+                "tokens each); %s; %s",
+                size_, size_ == 1 ? "" : "s", mb_, mb_ == 1 ? "" : "es", limits_.max_decode_rows,
+                limits_.token_budget, describe_split(layers_).c_str(), ring_->describe().c_str());
+}
+
+// Rank 0: plan, embed, own layers, post to rank 1 (to itself with one rank).
+void Pipeline::send(const Scheduler::Step& step) {
+  const int n = static_cast<int>(step.rows.size());
+  const int H = stage_->config().hidden;
+  comm::Slot& s = ring_->next().acquire();
+  const double t0 = now_us();
+  if (static_cast<uint32_t>(n) > s.row_capacity)
+    fail("pipeline: micro-batch of %d rows exceeds the slot capacity %u", n, s.row_capacity);
+  tokens_.resize(n);
+  pos_.resize(n);
+  for (int i = 0; i < n; ++i) {
+    const Row& r = step.rows[i];
+    uint32_t f = 0;
+    if (r.flags & Row::kNewSeq) f |= comm::kRowNewSequence;
+    if (r.flags & Row::kLogits) f |= comm::kRowNeedsLogits | comm::kRowLastPromptToken;
+    s.rows[i] = comm::RowHeader{r.slot, r.pos, f, 0};
+    tokens_[i] = r.token;
+    pos_[i] = RowPos{r.slot, r.pos};
+  }
+  s.header->flags = 0;
+  s.header->micro_batch_id = next_id_++;
+  s.header->rows = static_cast<uint32_t>(n);
+  s.header->payload_bytes = static_cast<uint64_t>(n) * H * sizeof(float);
+  check_rows(s);
+  float* x = static_cast<float*>(s.payload);  // [rows, hidden]
+  stage_->embed(tokens_, x);
+  stage_->run_layers(pos_, x);
+  busy_us_ += now_us() - t0;
+  ring_->next().post(s);
+}
+
+// Rank 0: the micro-batch back from rank N-1: LM head on the rows that need logits, sample.
+void Pipeline::receive_and_commit(Scheduler& sch, const Scheduler::Step& step) {
+  const comm::Slot& s = ring_->prev().receive();
+  const double t0 = now_us();
+  const Config& c = stage_->config();
+  const size_t H = c.hidden;
+  const uint32_t expect_id = recv_id_++;
+  if (s.header->micro_batch_id != expect_id || (s.header->flags & comm::kMsgShutdown))
+    fail("pipeline: micro-batch %u came back from rank %d where %u was expected",
+         s.header->micro_batch_id, size_ - 1, expect_id);
+  const uint32_t n = s.header->rows;
+  if (n != step.rows.size())
+    fail("pipeline: micro-batch %u came back with %u rows, %zu were sent", s.header->micro_batch_id,
+         n, step.rows.size());
+  const float* x = static_cast<const float*>(s.payload);
+  size_t want = 0;
+  xl_.resize(step.logit_slots.size() * H);
+  for (uint32_t i = 0; i < n; ++i)
+    if (s.rows[i].flags & comm::kRowNeedsLogits) {
+      if (want >= step.logit_slots.size()) fail("pipeline: micro-batch has too many logit rows");
+      std::memcpy(xl_.data() + want * H, x + i * H, H * sizeof(float));
+      ++want;
+    }
+  if (want != step.logit_slots.size())
+    fail("pipeline: micro-batch %u came back with %zu logit rows, %zu expected",
+         s.header->micro_batch_id, want, step.logit_slots.size());
+  busy_us_ += now_us() - t0;
+  ring_->prev().release(s);
+  const double t1 = now_us();
+  logits_.resize(want * static_cast<size_t>(c.vocab));
+  stage_->head(xl_.data(), static_cast<int>(want), logits_.data());
+  sch.commit(step, logits_, c.vocab);
+  busy_us_ += now_us() - t1;
+}
+
+// Every rank keeps its own copy of each slot's length from the headers and refuses a row that
+// does not continue its sequence (a protocol error, never silent).
+void Pipeline::check_rows(const comm::Slot& s) {
+  const uint32_t n = s.header->rows;
+  for (uint32_t i = 0; i < n; ++i) {
+    const comm::RowHeader& r = s.rows[i];
+    if (r.seq_slot < 0 || r.seq_slot >= opt_.max_slots || r.position < 0 || r.position >= opt_.ctx)
+      fail("pipeline: micro-batch %u row %u: slot %d / position %d out of range (%d slots, ctx %d)",
+           s.header->micro_batch_id, i, r.seq_slot, r.position, opt_.max_slots, opt_.ctx);
+    const bool fresh = (r.flags & comm::kRowNewSequence) != 0;
+    if (fresh ? r.position != 0 : (r.position != 0 && r.position != slot_len_[r.seq_slot]))
+      fail("pipeline: micro-batch %u row %u: slot %d position %d does not continue its sequence "
+           "(next position %d)",
+           s.header->micro_batch_id, i, r.seq_slot, r.position, slot_len_[r.seq_slot]);
+    slot_len_[r.seq_slot] = r.position + 1;
+  }
+}
+
+void Pipeline::run(Scheduler& sch, const std::function<bool()>& should_stop,
+                   const std::function<void()>& after_commit) {
+  GPTOSS_ASSERT(rank_ == 0);
+  std::deque<Scheduler::Step> inflight;
+  for (;;) {
+    const bool stopping = should_stop && should_stop();
+    while (!stopping && static_cast<int>(inflight.size()) < mb_) {
+      Scheduler::Step st;
+      if (!sch.plan(st, limits_)) break;
+      send(st);
+      inflight.push_back(std::move(st));
+    }
+    if (inflight.empty()) {
+      if (!stopping && sch.busy()) fail("pipeline: the scheduler is busy but planned nothing");
+      return;
+    }
+    receive_and_commit(sch, inflight.front());
+    inflight.pop_front();
+    if (after_commit) after_commit();
+  }
+}
+
+void Pipeline::serve() {
+  GPTOSS_ASSERT(rank_ != 0);
+  const size_t H = stage_->config().hidden;
+  for (;;) {
+    const comm::Slot& in = ring_->prev().receive();
+    comm::Slot& out = ring_->next().acquire();
+    const double t0 = now_us();
+    const uint32_t n = in.header->rows;
+    out.header->flags = in.header->flags;
+    out.header->micro_batch_id = in.header->micro_batch_id;
+    out.header->rows = n;
+    out.header->payload_bytes = in.header->payload_bytes;
+    std::memcpy(out.header->user, in.header->user, sizeof out.header->user);
+    const bool shutdown = (in.header->flags & comm::kMsgShutdown) != 0;
+    if (!shutdown) {
+      if (in.header->payload_bytes != n * H * sizeof(float))
+        fail("pipeline: micro-batch %u: %llu payload bytes for %u rows of %zu floats",
+             in.header->micro_batch_id, (unsigned long long)in.header->payload_bytes, n, H);
+      check_rows(in);
+      std::memcpy(out.rows, in.rows, n * sizeof(comm::RowHeader));
+      pos_.resize(n);
+      for (uint32_t i = 0; i < n; ++i) pos_[i] = RowPos{in.rows[i].seq_slot, in.rows[i].position};
+      std::memcpy(out.payload, in.payload, n * H * sizeof(float));
+      stage_->run_layers(pos_, static_cast<float*>(out.payload));
+    }
+    busy_us_ += now_us() - t0;
+    ring_->next().post(out);
+    ring_->prev().release(in);
+    if (shutdown) return;
+  }
+}
+
+std::vector<comm::StageTiming> Pipeline::finish() {
+  GPTOSS_ASSERT(!finished_);
+  finished_ = true;
+  if (rank_ == 0) {
+    comm::Slot& s = ring_->next().acquire();
+    s.header->flags = comm::kMsgShutdown;
+    s.header->micro_batch_id = next_id_++;
+    s.header->rows = 0;
+    s.header->payload_bytes = 0;
+    ring_->next().post(s);
+    const comm::Slot& back = ring_->prev().receive();
+    const bool ok = (back.header->flags & comm::kMsgShutdown) != 0;
+    ring_->prev().release(back);
+    if (!ok) fail("pipeline: expected the shutdown message back from rank %d", size_ - 1);
+  }
+  ring_->next().drain();
+  auto t = comm::gather_stage_timing(comm::timing_from_ring(*ring_, busy_us_));
+  ring_.reset();
+  return t;
+}
+
+}  // namespace gptoss

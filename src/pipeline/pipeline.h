@@ -1,0 +1,85 @@
+// pipeline.h: the MPI ring pipeline (docs/pipeline.md). Every rank owns one contiguous block of
+// layers and their KV cache; rank 0 also owns the scheduler, embedding, final norm, LM head and
+// sampling. Micro-batches (scheduler steps) travel rank 0 -> 1 -> ... -> N-1 -> rank 0 as
+//   MsgHeader (micro_batch_id, rows) + RowHeader per row (slot, position, flags) +
+//   hidden states fp32 [rows, hidden]
+// and the later stages manage their KV caches from the headers alone. One rank is the same code
+// with a ring of one (rank 0 sends to itself).
+//
+// Life cycle (every call marked COLLECTIVE must be made by every rank, in this order):
+//   Pipeline p(opts, weights);         // COLLECTIVE: split, own stage, ring
+//   rank 0: p.run(scheduler, ...) any number of times; ranks > 0: p.serve();
+//   auto t = p.finish();               // COLLECTIVE: shutdown message round, timing to rank 0
+#pragma once
+#include <mpi.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "comm/stage_timing.h"
+#include "comm/transport.h"
+#include "engine/cpu_model.h"
+#include "pipeline/stage.h"
+#include "run/scheduler.h"
+
+namespace gptoss {
+
+struct PipelineOptions {
+  int ctx = 4096;          // positions per sequence
+  int max_slots = 1;       // KV-cache slots (concurrent sequences)
+  int chunk_tokens = 256;  // per-step token budget (--chunk); a micro-batch gets 1/M of it
+  int micro_batches = 0;   // M in flight (0 = default: number of ranks); also the link slots
+  std::string layers;      // --layers "4,7,7,6" ("" = balanced by the cost model)
+  double timeout_s = 300;  // a stage waiting longer for a message fails, naming the peer
+};
+
+class Pipeline {
+ public:
+  // COLLECTIVE over comm. w's pointers must outlive the pipeline.
+  Pipeline(MPI_Comm comm, const ModelWeights& w, const PipelineOptions& opt);
+  ~Pipeline();
+
+  int rank() const { return rank_; }
+  int ranks() const { return size_; }
+  int micro_batches() const { return mb_; }
+  const std::vector<int>& layers() const { return layers_; }  // layers per rank
+  size_t kv_cache_bytes() const { return stage_->kv_cache_bytes(); }
+  // One line for the start-up summary (split, micro-batches, transport).
+  std::string describe() const;
+
+  // Rank 0: runs the scheduler until it is idle, or until should_stop() returns true (checked
+  // before every plan; micro-batches already in flight still finish and are committed).
+  // after_commit() is called after every committed micro-batch.
+  void run(Scheduler& sch, const std::function<bool()>& should_stop = {},
+           const std::function<void()>& after_commit = {});
+  // Ranks > 0: processes micro-batches until rank 0's shutdown message.
+  void serve();
+  // COLLECTIVE: rank 0 sends the shutdown message round the ring; every rank drains its links
+  // and the per-stage timing is gathered. Rank 0 gets one entry per stage, the others {}.
+  std::vector<comm::StageTiming> finish();
+
+ private:
+  void send(const Scheduler::Step& step);
+  void receive_and_commit(Scheduler& sch, const Scheduler::Step& step);
+  void check_rows(const comm::Slot& s);
+
+  int rank_ = 0, size_ = 1, mb_ = 1;
+  std::vector<int> layers_;
+  PipelineOptions opt_;
+  Scheduler::PlanLimits limits_;
+  std::unique_ptr<Stage> stage_;
+  std::unique_ptr<comm::Ring> ring_;
+  uint32_t next_id_ = 0, recv_id_ = 0;  // micro-batch ids sent / expected back, rank 0
+  std::vector<int32_t> slot_len_;  // [max_slots] positions stored per slot (from the headers)
+  std::vector<int32_t> tokens_;
+  std::vector<RowPos> pos_;
+  std::vector<float> xl_, logits_;  // [logit rows, hidden], [logit rows, vocab]
+  double busy_us_ = 0;
+  bool finished_ = false;
+};
+
+}  // namespace gptoss

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "comm/mpi_check.h"
+#include "comm/world.h"
 #include "common/error.h"
 #include "pipeline/layer_split.h"
 
@@ -20,20 +21,28 @@ Pipeline::Pipeline(MPI_Comm comm, const ModelWeights& w, const PipelineOptions& 
   CHECK_MPI(MPI_Comm_rank(comm, &rank_));
   CHECK_MPI(MPI_Comm_size(comm, &size_));
   const Config& c = w.config;
-  if (c.n_layers < size_)
-    fail("the model has %d layers: it cannot be split over %d ranks (each rank needs at least one "
-         "layer); run with at most %d ranks",
-         c.n_layers, size_, c.n_layers);
-  mb_ = opt.micro_batches > 0 ? opt.micro_batches : size_;
-  if (mb_ > 64) fail("--micro-batches %d: at most 64 (the link slots)", mb_);
-  // A micro-batch is 1/M of a step: at most ceil(slots / M) decode rows and ceil(chunk / M)
-  // prompt tokens (at least chunk/8 of them, as in a whole step).
-  limits_.max_decode_rows = std::max(1, (opt.max_slots + mb_ - 1) / mb_);
-  limits_.token_budget = std::max(1, (opt.chunk_tokens + mb_ - 1) / mb_);
-  limits_.fifo_prefill = true;
-  const int max_rows = limits_.max_decode_rows + std::max(limits_.token_budget, 1);
-  layers_ = opt.layers.empty() ? balanced_split(c, size_, limits_.max_decode_rows)
-                               : parse_layer_split(opt.layers, c.n_layers, size_);
+  // Every rank makes these checks on the same options and model, so all of them fail alike:
+  // a WorldError, printed once by rank 0, and every rank exits 1 (no abort, no duplicates).
+  try {
+    if (c.n_layers < size_)
+      fail("the model has %d layers: it cannot be split over %d ranks (each rank needs at least "
+           "one layer); run with at most %d ranks",
+           c.n_layers, size_, c.n_layers);
+    mb_ = opt.micro_batches > 0 ? opt.micro_batches : size_;
+    if (mb_ > 64) fail("--micro-batches %d: at most 64 (the link slots)", mb_);
+    // A micro-batch is 1/M of a step: at most ceil(slots / M) decode rows and ceil(chunk / M)
+    // prompt tokens (at least chunk/8 of them, as in a whole step).
+    limits_.max_decode_rows = std::max(1, (opt.max_slots + mb_ - 1) / mb_);
+    limits_.token_budget = std::max(1, (opt.chunk_tokens + mb_ - 1) / mb_);
+    limits_.fifo_prefill = true;
+    layers_ = opt.layers.empty() ? balanced_split(c, size_, limits_.max_decode_rows)
+                                 : parse_layer_split(opt.layers, c.n_layers, size_);
+  } catch (const comm::WorldError&) {
+    throw;
+  } catch (const Error& e) {
+    throw comm::WorldError(e.what());
+  }
+  const int max_rows = limits_.max_decode_rows + limits_.token_budget;
   int first = 0;
   for (int r = 0; r < rank_; ++r) first += layers_[r];
   stage_ = make_cpu_stage(w, opt.ctx, opt.max_slots, first, first + layers_[rank_]);

@@ -1,17 +1,79 @@
-// main.cpp: `run [MODEL] -m generate|chat|getp ...` (see src/run/README.md).
+// main.cpp: `run [MODEL] -m generate|chat|getp ...` (see src/run/README.md), one MPI program:
+// rank 0 runs the mode (tokenizer, scheduler, I/O, embedding, LM head, sampling); ranks > 0
+// serve their block of layers in the ring pipeline (docs/pipeline.md). Without a launcher it is
+// a world of one, the same code path.
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "comm/world.h"
 #include "common/error.h"
 #include "run/modes.h"
 #include "run/options.h"
+#include "run/session.h"
+
+namespace {
+
+// This process's rank from the launcher's environment, before MPI is up (-1: no launcher).
+int launcher_rank() {
+  for (const char* v : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID", "PMI_RANK"})
+    if (const char* s = std::getenv(v)) return std::atoi(s);
+  return -1;
+}
+
+// Ranks > 0 leave SIGINT/SIGTERM to rank 0, which ends the ring cleanly; a second one kills.
+void on_signal_ignored(int) {}
+void ignore_first_signal() {
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal_ignored;
+  sa.sa_flags = SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+int run_mode(const gptoss::RunOptions& opt, gptoss::comm::World& world) {
+  if (world.rank() != 0) {
+    ignore_first_signal();
+    return gptoss::run_stage_worker(opt);
+  }
+  switch (opt.mode) {
+    case gptoss::Mode::Generate: return gptoss::run_generate(opt);
+    case gptoss::Mode::Chat: return gptoss::run_chat(opt);
+    case gptoss::Mode::Getp: return gptoss::run_getp(opt);
+  }
+  return 1;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  return gptoss::guarded_main("run", [&]() -> int {
-    gptoss::RunOptions opt;
+  // The command line is checked before MPI starts; every rank parses the same one, so only the
+  // future rank 0 prints the error.
+  gptoss::RunOptions opt;
+  try {
     int rc = gptoss::parse_cli(argc, argv, opt);
     if (rc >= 0) return rc;
-    switch (opt.mode) {
-      case gptoss::Mode::Generate: return gptoss::run_generate(opt);
-      case gptoss::Mode::Chat: return gptoss::run_chat(opt);
-      case gptoss::Mode::Getp: return gptoss::run_getp(opt);
+  } catch (const std::exception& e) {
+    if (launcher_rank() <= 0) std::fprintf(stderr, "run: error: %s\n", e.what());
+    return 1;
+  }
+  // One rank: errors are plain "run: error: ..." lines and exit 1. Several: the failing rank
+  // prints "run: error: rank R/N (host): ..." and the whole job is aborted (comm/world.h).
+  return gptoss::comm::mpi_guarded_main("run", &argc, &argv, [&](gptoss::comm::World& world) -> int {
+    if (world.size() > 1) return run_mode(opt, world);
+    try {
+      return run_mode(opt, world);
+    } catch (const gptoss::comm::WorldError&) {
+      throw;
+    } catch (const std::bad_alloc&) {
+      std::fprintf(stderr, "run: error: out of host memory\n");
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "run: error: %s\n", e.what());
     }
     return 1;
   });

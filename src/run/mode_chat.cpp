@@ -102,7 +102,7 @@ int run_chat(const RunOptions& opt) {
     sch.on_finish = [&](Finished&& f) { done = std::move(f); };
     double t0 = now_seconds();
     sch.submit(Request{turn, feed, opt.max_new, pos, 0});
-    while (sch.busy()) sch.run_step(*s.engine);
+    s.run(sch);
     double dt = now_seconds() - t0;
     std::string rest = dec.flush();
     if (parser.visible() || (opt.show_reasoning && labelled)) out(rest);
@@ -127,6 +127,7 @@ int run_chat(const RunOptions& opt) {
     ++turn;
   }
   if (tty) std::fputs("\n", stdout);
+  s.finish();
   return 0;
 }
 

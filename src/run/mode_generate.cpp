@@ -46,7 +46,7 @@ int run_generate(const RunOptions& opt) {
   };
   sch.on_finish = [&](Finished&& f) { reason = f.reason; };
   sch.submit(Request{0, prompt, opt.max_new, 0, -1});
-  while (sch.busy()) sch.run_step(*s.engine);
+  s.run(sch);
   double t_end = now_seconds();
   std::string rest = dec.flush();
   if (isatty(STDOUT_FILENO)) rest += "\n";
@@ -59,6 +59,7 @@ int run_generate(const RunOptions& opt) {
   std::fprintf(stderr, "generated: %zu tokens (%s), decode %.3f s (%.1f tok/s)\n", n_gen,
                finish_reason_name(reason), decode_s,
                n_gen > 1 ? (n_gen - 1) / std::max(decode_s, 1e-9) : 0.0);
+  s.finish();
   return 0;
 }
 

@@ -96,8 +96,12 @@ int run_getp(const RunOptions& opt) {
   job.sched.stop_ids = opt.stop_ids;
   job.sched.ignore_eos = opt.ignore_eos;
   job.progress = isatty(STDERR_FILENO);
-  GetpResult r = run_getp_job(*s.engine, sampler_factory(opt), prompts, job,
+  StepDriver drive = [&s](Scheduler& sch, const std::function<bool()>& stop,
+                          const std::function<void()>& after) { s.run(sch, stop, after); };
+  GetpResult r = run_getp_job(drive, sampler_factory(opt), prompts, job,
                               [] { return g_signal != 0; });
+  // Ends the ring on every rank (also after an interruption) and prints the stage report.
+  std::vector<double> busy = s.finish();
   if (r.done_before)
     std::fprintf(stderr, "getp: resumed: %zu/%zu prompts were already done in %s\n",
                  r.done_before, n, partial_path.c_str());
@@ -116,13 +120,16 @@ int run_getp(const RunOptions& opt) {
                "load %.2f s\n",
                (unsigned long long)r.generated, r.wall_s, r.generated / std::max(r.wall_s, 1e-9),
                s.load_s);
+  std::string busy_list;
+  for (size_t i = 0; i < busy.size(); ++i) busy_list += strfmt("%s%.1f", i ? ", " : "", busy[i]);
   // One machine-readable line (launch/sweep.py reads it).
   std::fprintf(stderr,
                "getp: {\"prompts\": %zu, \"prompt_tokens\": %zu, \"resumed_prompts\": %zu, "
                "\"generated_tokens\": %llu, \"wall_s\": %.4f, \"tok_s\": %.2f, \"load_s\": %.4f, "
-               "\"batch\": %d}\n",
+               "\"batch\": %d, \"ranks\": %d, \"micro_batches\": %d, \"stage_busy_pct\": [%s]}\n",
                n, prompt_tokens, r.done_before, (unsigned long long)r.generated, r.wall_s,
-               r.generated / std::max(r.wall_s, 1e-9), s.load_s, opt.max_slots);
+               r.generated / std::max(r.wall_s, 1e-9), s.load_s, opt.max_slots, s.ranks,
+               s.micro_batches, busy_list.c_str());
 
   if (!opt.verify_path.empty()) {
     VerifyReport r = verify_outputs(opt.output, opt.verify_path);

@@ -85,6 +85,12 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   app.add_option("-y,--developer", opt.developer, "chat: developer instructions");
   app.add_flag("--show-reasoning", opt.show_reasoning,
                "chat: also show the analysis/commentary channels");
+  app.add_option("--micro-batches", opt.micro_batches,
+                 "Pipeline: micro-batches in flight around the ring of ranks, 1..64 (0 = ranks)");
+  app.add_option("--layers", opt.layers,
+                 "Pipeline: layers per rank, e.g. 4,7,7,6 (default: balanced by the cost model)");
+  app.add_option("--ring-timeout", opt.ring_timeout_s,
+                 "Pipeline: seconds a rank waits for a message before failing (not in chat)");
   app.add_flag("--resume", opt.resume, "getp: continue an interrupted run from OUT.partial");
   app.add_option("--verify", opt.verify_path,
                  "getp: compare OUT with reference file REF; non-zero exit on any mismatch");
@@ -135,6 +141,10 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
     fail("--chunk: per-step token budget must be in [1, %d], got %d", kMaxChunk, opt.chunk_tokens);
   if (opt.threads < 0 || opt.threads > kMaxThreads)
     fail("-t: threads must be in [0, %d], got %d", kMaxThreads, opt.threads);
+  if (opt.micro_batches < 0 || opt.micro_batches > 64)
+    fail("--micro-batches: must be in [0, 64] (0 = one per rank), got %d", opt.micro_batches);
+  if (!std::isfinite(opt.ring_timeout_s) || opt.ring_timeout_s <= 0)
+    fail("--ring-timeout: must be a positive number of seconds, got %g", opt.ring_timeout_s);
   if (opt.backend != "auto" && opt.backend != "cpu" && opt.backend != "gpu")
     fail("--backend: expected auto, cpu or gpu, got '%s'", opt.backend.c_str());
 #ifndef GPTOSS_HAVE_GPU

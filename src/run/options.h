@@ -35,6 +35,9 @@ struct RunOptions {
   bool show_reasoning = false; // --show-reasoning (chat)
   bool resume = false;         // --resume (getp)
   std::string verify_path;     // --verify REF (getp)
+  int micro_batches = 0;       // --micro-batches: in flight around the ring (0 = ranks)
+  std::string layers;          // --layers 4,7,7,6: layers per rank ("" = by the cost model)
+  double ring_timeout_s = 300; // --ring-timeout: a stage waiting longer for a message fails
 };
 
 // Mode defaults (documented in --help and src/run/README.md).

@@ -1,10 +1,16 @@
-// session.cpp: loading and describing model, tokenizer and engine; per-request samplers.
+// session.cpp: loading and describing model, tokenizer and the ring pipeline (or the one-GPU
+// engine); the stage worker of ranks > 0; per-request samplers.
 #include "run/session.h"
+
+#include <omp.h>
 
 #include <chrono>
 #include <cstdio>
 
+#include "comm/world.h"
 #include "common/error.h"
+#include "engine/cpu_model.h"
+#include "pipeline/pipeline.h"
 #ifdef GPTOSS_HAVE_GPU
 #include "engine_gpu/gpu_engine.h"
 #endif
@@ -53,6 +59,75 @@ std::unique_ptr<Tokenizer> load_tokenizer(const RunOptions& opt, double* load_s)
   return tok;
 }
 
+Session::Session() = default;
+Session::Session(Session&&) noexcept = default;
+Session::~Session() = default;
+
+namespace {
+
+// Slots: getp's -b; generate and chat hold one sequence. The same on every rank.
+int session_slots(const RunOptions& opt) { return opt.mode == Mode::Getp ? opt.max_slots : 1; }
+
+MPI_Comm world_comm() { return MPI_COMM_WORLD; }
+
+int world_size() {
+  comm::World* w = comm::World::current();
+  return w ? w->size() : 1;
+}
+
+PipelineOptions pipeline_options(const RunOptions& opt) {
+  PipelineOptions po;
+  po.ctx = opt.ctx;
+  po.max_slots = session_slots(opt);
+  po.chunk_tokens = opt.chunk_tokens;
+  po.micro_batches = opt.micro_batches;
+  po.layers = opt.layers;
+  // chat waits on a person between turns: no time limit on the ring (a dead rank still ends the
+  // job through the launcher). Otherwise --ring-timeout.
+  po.timeout_s = opt.mode == Mode::Chat ? 1e9 : opt.ring_timeout_s;
+  return po;
+}
+
+void set_threads(const RunOptions& opt) {
+  if (opt.threads > 0) omp_set_num_threads(opt.threads);
+}
+
+}  // namespace
+
+void Session::run(Scheduler& sch, const std::function<bool()>& should_stop,
+                  const std::function<void()>& after_commit) {
+  if (pipeline) {
+    pipeline->run(sch, should_stop, after_commit);
+    return;
+  }
+  while (sch.busy()) {
+    if (should_stop && should_stop()) return;
+    sch.run_step(*engine);
+    if (after_commit) after_commit();
+  }
+}
+
+std::vector<double> Session::finish() {
+  if (finished) return busy_pct;
+  finished = true;
+  if (!pipeline) return busy_pct;
+  std::vector<comm::StageTiming> t = pipeline->finish();
+  std::fputs(comm::format_stage_report(t).c_str(), stderr);
+  busy_pct = comm::stage_busy_pct(t);
+  return busy_pct;
+}
+
+int run_stage_worker(const RunOptions& opt) {
+  // Rank 0 checks the options against the model (and aborts the job if they are wrong).
+  ModelFile model(opt.model_path);
+  set_threads(opt);
+  comm::check_same_model_on_all_ranks(opt.model_path, kFormatVersion);  // collective
+  Pipeline p(world_comm(), model_weights(model), pipeline_options(opt));  // collective
+  p.serve();
+  p.finish();  // collective
+  return 0;
+}
+
 Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer> tok,
                      double tok_load_s) {
   Session s;
@@ -64,22 +139,43 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
   if (s.tokenizer->vocab_size() != c.vocab)
     fail("%s: the tokenizer has %d ids but the model %s has a vocabulary of %d",
          opt.tokenizer_path.c_str(), s.tokenizer->vocab_size(), opt.model_path.c_str(), c.vocab);
-  EngineOptions eo;
-  eo.ctx = opt.ctx;
-  eo.max_slots = slots;
-  eo.threads = opt.threads;
-  eo.backend = opt.backend;
+  GPTOSS_ASSERT(slots == session_slots(opt));
+  s.ranks = world_size();
+  std::string backend = opt.backend;
 #ifdef GPTOSS_HAVE_GPU
-  if (eo.backend == "auto") eo.backend = gpu_device_present() ? "gpu" : "cpu";
-  if (eo.backend == "gpu")
-    s.engine = make_gpu_engine(*s.model, eo);
-  else
-    s.engine = make_cpu_engine(*s.model, eo);
+  if (backend == "auto") backend = s.ranks == 1 && gpu_device_present() ? "gpu" : "cpu";
+  if (backend == "gpu" && s.ranks > 1)
+    fail("--backend gpu: the GPU stage of the ring pipeline is not built yet; run the GPU backend "
+         "with one rank, or use --backend cpu with %d ranks", s.ranks);
 #else
-  eo.backend = "cpu";
-  s.engine = make_cpu_engine(*s.model, eo);
+  if (backend == "auto") backend = "cpu";
 #endif
-  s.backend = eo.backend;
+  s.backend = backend;
+  size_t kv_bytes = 0;
+  std::string plan;
+  if (backend == "gpu") {
+    // One engine, synchronous: the one-GPU engine (bypasses the pipeline until the GPU stage
+    // exists).
+    EngineOptions eo;
+    eo.ctx = opt.ctx;
+    eo.max_slots = slots;
+    eo.threads = opt.threads;
+    eo.backend = backend;
+#ifdef GPTOSS_HAVE_GPU
+    if (backend == "gpu") s.engine = make_gpu_engine(*s.model, eo);
+#endif
+    if (!s.engine) s.engine = make_cpu_engine(*s.model, eo);
+    kv_bytes = s.engine->kv_cache_bytes();
+    plan = strfmt("pipeline: none (one %s engine, 1 rank)", backend.c_str());
+  } else {
+    set_threads(opt);
+    comm::check_same_model_on_all_ranks(opt.model_path, kFormatVersion);  // collective
+    s.pipeline = std::make_unique<Pipeline>(world_comm(), model_weights(*s.model),
+                                            pipeline_options(opt));  // collective
+    s.micro_batches = s.pipeline->micro_batches();
+    kv_bytes = s.pipeline->kv_cache_bytes();
+    plan = s.pipeline->describe();
+  }
   s.load_s = now_seconds() - t0;
 
   std::fprintf(stderr, "model: %s (%s)\n", s.model->description().c_str(), opt.model_path.c_str());
@@ -88,8 +184,10 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
                "vocab %d, window %d, max context %d\n",
                c.n_layers, c.hidden, c.n_heads, c.n_kv_heads, c.head_dim, c.n_experts,
                c.experts_per_tok, c.vocab, c.sliding_window, c.max_context);
-  std::fprintf(stderr, "loaded in %.2f s; KV cache %.1f MiB (%d slot%s x %d positions); backend %s\n",
-               s.load_s, static_cast<double>(s.engine->kv_cache_bytes()) / (1024.0 * 1024.0), slots,
+  std::fprintf(stderr, "%s\n", plan.c_str());
+  std::fprintf(stderr,
+               "loaded in %.2f s; KV cache %.1f MiB on rank 0 (%d slot%s x %d positions); backend %s\n",
+               s.load_s, static_cast<double>(kv_bytes) / (1024.0 * 1024.0), slots,
                slots == 1 ? "" : "s", opt.ctx, s.backend.c_str());
   return s;
 }

@@ -1,9 +1,16 @@
-// session.h: what every mode of `run` starts with: the model file, the tokenizer and an engine,
-// loaded and described on stderr (model description, config, load time, KV-cache memory); and
-// the per-request sampler used by the scheduler.
+// session.h: what every mode of `run` starts with: the model file, the tokenizer and the ring
+// pipeline (src/pipeline: rank 0's stage plus the other ranks' stages, over MPI; one rank is a
+// ring of one), loaded and described on stderr (model description, config, layer split, load
+// time, KV-cache memory); and the per-request sampler used by the scheduler.
+// Ranks > 0 run run_stage_worker() instead: model file and their stage only, no tokenizer.
+// Exception: a GPU build with one rank and --backend gpu drives the one-GPU engine
+// (make_gpu_engine) synchronously, bypassing the pipeline until the GPU stage exists.
 #pragma once
+#include <functional>
 #include <memory>
+#include <vector>
 
+#include "comm/stage_timing.h"
 #include "engine/engine.h"
 #include "engine/sampler.h"
 #include "model/model_file.h"
@@ -13,13 +20,32 @@
 
 namespace gptoss {
 
+class Pipeline;
+
 struct Session {
+  Session();
+  Session(Session&&) noexcept;
+  ~Session();
   std::unique_ptr<ModelFile> model;
   std::unique_ptr<Tokenizer> tokenizer;
-  std::unique_ptr<Engine> engine;
+  std::unique_ptr<Pipeline> pipeline;  // the ring (CPU stages), or
+  std::unique_ptr<Engine> engine;      // the one-GPU engine (1 rank, --backend gpu)
   double load_s = 0;  // model + tokenizer + engine set-up, seconds
   std::string backend;  // "cpu" or "gpu": what --backend resolved to
+  int ranks = 1, micro_batches = 1;
+
+  // Runs the scheduler until it is idle or should_stop() (work in flight still finishes).
+  void run(Scheduler& sch, const std::function<bool()>& should_stop = {},
+           const std::function<void()>& after_commit = {});
+  // Ends the ring (COLLECTIVE: every rank's session or worker must reach it), prints the
+  // per-stage report on stderr and returns busy % per stage (rank 0 first). Idempotent.
+  std::vector<double> finish();
+  std::vector<double> busy_pct;
+  bool finished = false;
 };
+
+// Ranks > 0: load the model, own stage, serve micro-batches until rank 0 ends the ring.
+int run_stage_worker(const RunOptions& opt);
 
 // Loads the tokenizer (-z) alone, so a mode can check its input before loading the model.
 std::unique_ptr<Tokenizer> load_tokenizer(const RunOptions& opt, double* load_s = nullptr);

@@ -1,0 +1,159 @@
+// layer_split_test.cpp: the layer split. Oracle: an exhaustive search over every split of the
+// layers into contiguous blocks (each >= 1) for the smallest largest-stage cost under the same
+// cost model; balanced_split must reach it. Plus --layers parsing errors and the scheduler's
+// micro-batch plan limits (decode rows capped, FIFO prefill of a prompt already in flight).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <functional>
+
+#include "common/error.h"
+#include "model/config.h"
+#include "pipeline/layer_split.h"
+#include "run/scheduler.h"
+
+namespace gptoss {
+namespace {
+
+double stage_max(const Config& c, const std::vector<int>& split, double rows) {
+  double worst = 0;
+  for (size_t r = 0; r < split.size(); ++r) {
+    double cost = split[r] * layer_cost(c, rows);
+    if (r == 0) cost += head_cost(c, rows) + embed_cost(c, rows);
+    worst = std::max(worst, cost);
+  }
+  return worst;
+}
+
+double brute_force_best(const Config& c, int ranks, double rows) {
+  double best = 1e300;
+  std::vector<int> split(ranks);
+  std::function<void(int, int)> rec = [&](int r, int left) {
+    if (r == ranks - 1) {
+      if (left < 1) return;
+      split[r] = left;
+      best = std::min(best, stage_max(c, split, rows));
+      return;
+    }
+    for (int n = 1; n <= left - (ranks - 1 - r); ++n) {
+      split[r] = n;
+      rec(r + 1, left - n);
+    }
+  };
+  rec(0, c.n_layers);
+  return best;
+}
+
+TEST(LayerSplit, BalancedSplitReachesTheExhaustiveOptimum) {
+  for (const char* name : {"tiny", "20b", "120b"}) {
+    const Config c = named_config(name);
+    for (int ranks = 1; ranks <= std::min(c.n_layers, 5); ++ranks)
+      for (double rows : {1.0, 4.0, 8.0, 64.0}) {
+        std::vector<int> s = balanced_split(c, ranks, rows);
+        ASSERT_EQ(static_cast<int>(s.size()), ranks);
+        int sum = 0;
+        for (int n : s) {
+          EXPECT_GE(n, 1);
+          sum += n;
+        }
+        EXPECT_EQ(sum, c.n_layers);
+        EXPECT_NEAR(stage_max(c, s, rows), brute_force_best(c, ranks, rows),
+                    1e-9 * brute_force_best(c, ranks, rows))
+            << name << " ranks " << ranks << " rows " << rows;
+      }
+  }
+}
+
+TEST(LayerSplit, LmHeadWeighsOnRankZero) {
+  // 20b at batch 1: the LM head (1.16 GB of bf16) outweighs several layers (~0.1 GB read each),
+  // so rank 0 gets fewer layers than the others; with more rows per micro-batch the layers'
+  // expert traffic grows and rank 0 takes more.
+  const Config c = named_config("20b");
+  EXPECT_GT(head_cost(c, 1), 5 * layer_cost(c, 1));
+  std::vector<int> s1 = balanced_split(c, 4, 1), s8 = balanced_split(c, 4, 8);
+  EXPECT_LT(s1[0], s1[1]);
+  EXPECT_GT(s8[0], s1[0]);
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(LayerSplit, ParseAndErrors) {
+  EXPECT_EQ(parse_layer_split("4,7,7,6", 24, 4), (std::vector<int>{4, 7, 7, 6}));
+  EXPECT_EQ(error_of([] { parse_layer_split("4,7,7", 24, 4); }),
+            "--layers 4,7,7: 3 blocks for 4 ranks (give one layer count per rank)");
+  EXPECT_EQ(error_of([] { parse_layer_split("4,7,7,5", 24, 4); }),
+            "--layers 4,7,7,5: adds up to 23 layers, the model has 24");
+  EXPECT_EQ(error_of([] { parse_layer_split("0,8,8,8", 24, 4); }),
+            "--layers 0,8,8,8: rank 0 gets 0 layers (each rank needs at least one)");
+  EXPECT_EQ(error_of([] { parse_layer_split("4,x,7,6", 24, 4); }),
+            "--layers: '4,x,7,6' is not a list of layer counts like 4,7,7,6 (bad entry 'x')");
+  EXPECT_EQ(error_of([] { balanced_split(named_config("tiny"), 5, 1); }),
+            "the model has 4 layers: it cannot be split over 5 ranks (each rank needs at least one "
+            "layer); run with at most 4 ranks");
+}
+
+class Greedy : public TokenChooser {
+ public:
+  int32_t choose(const float*, int) override { return 7; }
+};
+
+TEST(SchedulerLimits, MicroBatchesTakeTurnsAndPrefillPipelines) {
+  SchedulerOptions so;
+  so.max_slots = 4;
+  so.chunk_tokens = 8;
+  so.ctx = 64;
+  Scheduler sch(so, [](uint64_t) { return std::make_unique<Greedy>(); });
+  // One long prompt (10 tokens): FIFO prefill sends it in chunks of 3 without waiting.
+  sch.submit(Request{0, std::vector<int32_t>(10, 1), 2, 0, -1});
+  Scheduler::PlanLimits lim;
+  lim.max_decode_rows = 2;
+  lim.token_budget = 3;
+  lim.fifo_prefill = true;
+  std::vector<Scheduler::Step> steps(4);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(sch.plan(steps[i], lim));
+    EXPECT_EQ(steps[i].rows.size(), 3u);
+    EXPECT_EQ(steps[i].rows[0].pos, 3 * i);
+  }
+  ASSERT_TRUE(sch.plan(steps[3], lim));  // the last prompt token, with logits
+  ASSERT_EQ(steps[3].rows.size(), 1u);
+  EXPECT_EQ(steps[3].rows[0].pos, 9);
+  EXPECT_TRUE(steps[3].rows[0].flags & Row::kLogits);
+  Scheduler::Step none;
+  EXPECT_FALSE(sch.plan(none, lim));  // its next token needs the commit
+  // Without FIFO prefill the prompt waits for each chunk's commit.
+  Scheduler sync(so, [](uint64_t) { return std::make_unique<Greedy>(); });
+  sync.submit(Request{0, std::vector<int32_t>(10, 1), 2, 0, -1});
+  lim.fifo_prefill = false;
+  Scheduler::Step a, b;
+  ASSERT_TRUE(sync.plan(a, lim));
+  EXPECT_FALSE(sync.plan(b, lim));
+  // Decode rows are capped per micro-batch: 4 generating sequences -> 2 + 2.
+  Scheduler dec(so, [](uint64_t) { return std::make_unique<Greedy>(); });
+  for (uint64_t i = 0; i < 4; ++i) dec.submit(Request{i, {5}, 3, 0, -1});
+  lim.fifo_prefill = true;
+  Scheduler::Step d1, d2, d3;
+  ASSERT_TRUE(dec.plan(d1, lim));
+  ASSERT_TRUE(dec.plan(d2, lim));
+  EXPECT_FALSE(dec.plan(d3, lim));
+  EXPECT_EQ(d1.rows.size(), 2u);
+  EXPECT_EQ(d2.rows.size(), 2u);
+  EXPECT_EQ(d1.rows[0].slot, 0);
+  EXPECT_EQ(d2.rows[0].slot, 2);
+  std::vector<float> logits(2 * 16, 0.0f);
+  dec.commit(d1, logits, 16);  // slots 0, 1 come back first and go again
+  ASSERT_TRUE(dec.plan(d3, lim));
+  EXPECT_EQ(d3.rows.size(), 2u);
+  EXPECT_EQ(d3.rows[0].slot, 0);
+  EXPECT_EQ(d3.rows[0].pos, 1);
+}
+
+}  // namespace
+}  // namespace gptoss

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# pipeline_test.sh: the `run` program as an MPI ring pipeline on the tiny model.
+# usage: pipeline_test.sh CASE NP RUN MODEL TOKENIZER WORKDIR
+#   same     getp OUT and generate text of NP ranks (several micro-batch counts, prompt chunking,
+#            a hand-given --layers split) equal the 1-rank ones byte for byte; only rank 0 prints;
+#            the getp JSON line has ranks, micro_batches and NP stage_busy_pct entries
+#   chat     chat output of NP ranks equals the 1-rank chat
+#   kill     SIGKILL of rank 1 mid-getp ends the whole job within 10 s naming rank 1; the finished
+#            prompts stay in OUT.partial and --resume on NP ranks completes OUT = 1-rank OUT
+#   sigterm  SIGTERM to rank 0 mid-getp: the ring is shut down cleanly (stage report printed,
+#            exit 143), OUT.partial kept; --resume completes OUT = 1-rank OUT
+#   mismatch rank NP-1 given another model file: every rank refuses to start, one message naming
+#            which ranks have which file
+#   errors   bad splits: one clear error line
+# mpirun as root with oversubscription: the environment comes from CTest (OMPI_ALLOW_RUN_AS_ROOT..).
+set -u
+case_name=$1 NP=$2 RUN=$3 MODEL=$4 TOK=$5 W=$6
+rm -rf "$W" && mkdir -p "$W" && cd "$W" || exit 1
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+die() { echo "FAIL ($case_name np$NP): $*"; for f in *.err; do [ -f "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }; done; exit 1; }
+has() { grep -Eq -- "$2" "$1" || die "$1 lacks /$2/"; }
+one() { "$RUN" "$MODEL" -z "$TOK" "$@"; }                      # a world of one, no launcher
+many() { timeout -k 5 120 mpirun --oversubscribe -np "$NP" "$RUN" "$MODEL" -z "$TOK" "$@"; }
+prompts() {  # prompts N: N distinct prompts, the last one long (it is prefilled in chunks)
+  echo "$1"; i=1
+  while [ "$i" -lt "$1" ]; do echo "Prompt number $i: the quick brown fox $i"; i=$((i+1)); done
+  echo "A much longer prompt that is cut into several chunks: one two three four five six seven eight nine ten eleven twelve"
+}
+count_done() { if [ -f out.txt.partial ]; then grep -c "	" out.txt.partial; else echo 0; fi; }
+# pid of rank R among the descendants of PID $1 (timeout -> mpirun -> ranks)
+rank_pid() {
+  for p in $(pgrep -P "$1") $(for c in $(pgrep -P "$1"); do pgrep -P "$c"; done); do
+    tr '\0' '\n' </proc/"$p"/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return; }
+  done
+}
+
+case $case_name in
+same)
+  prompts 5 >in.txt
+  one -m getp -i in.txt -o ref.txt -n 12 -b 3 2>ref.err || die "1 rank: exit $?"
+  [ "$(wc -l <ref.txt)" -eq 5 ] || die "ref.txt does not have 5 lines"
+  many -m getp -i in.txt -o a.txt -n 12 -b 3 >a.out 2>a.err || die "np$NP: exit $?"
+  cmp -s ref.txt a.txt || die "np$NP default micro-batches: OUT differs from 1 rank"
+  [ -s a.out ] && die "getp wrote to stdout"
+  [ "$(grep -c '^getp: {' a.err)" -eq 1 ] || die "not exactly one getp JSON line (only rank 0 prints)"
+  [ "$(grep -c '^model: ' a.err)" -eq 1 ] || die "start-up summary printed more than once"
+  has a.err "\"ranks\": $NP, \"micro_batches\": $NP, \"stage_busy_pct\": \\[[0-9.]+(, [0-9.]+){$((NP-1))}\\]"
+  [ "$(grep -c '^stage [0-9]* busy' a.err)" -eq "$NP" ] || die "stage report lacks $NP lines"
+  has a.err "pipeline: $NP ranks"
+  # More micro-batches than ranks, small prompt chunks (prefill pipelines) and one sequence slot.
+  many -m getp -i in.txt -o b.txt -n 12 -b 3 --micro-batches $((NP+2)) --chunk 8 2>b.err || die "np$NP M=$((NP+2)): exit $?"
+  cmp -s ref.txt b.txt || die "np$NP --micro-batches $((NP+2)) --chunk 8: OUT differs from 1 rank"
+  many -m getp -i in.txt -o c.txt -n 12 -b 1 --micro-batches 1 2>c.err || die "np$NP M=1: exit $?"
+  cmp -s ref.txt c.txt || die "np$NP --micro-batches 1 -b 1: OUT differs from 1 rank"
+  if [ "$NP" -eq 2 ]; then
+    many -m getp -i in.txt -o d.txt -n 12 -b 3 --layers 3,1 2>d.err || die "np2 --layers 3,1: exit $?"
+    cmp -s ref.txt d.txt || die "--layers 3,1: OUT differs from 1 rank"
+    has d.err "rank 0: layers \[0, 3\) \+ embedding \+ LM head; rank 1: layers \[3, 4\)"
+  fi
+  # generate: the same text; a prompt prefilled in chunks of 2 tokens across the ring.
+  one -m generate -i "Hello world, this is a test of the pipeline" -n 12 -T 0 --ignore-eos >g1.txt 2>g1.err || die "generate 1 rank: exit $?"
+  many -m generate -i "Hello world, this is a test of the pipeline" -n 12 -T 0 --ignore-eos --chunk 4 --micro-batches 2 >gn.txt 2>gn.err || die "generate np$NP: exit $?"
+  [ -s g1.txt ] || die "no generated text"
+  # (mpirun's output forwarding ends unterminated output with a newline: compare without it.)
+  [ "$(cat g1.txt)" = "$(cat gn.txt)" ] || die "generate np$NP: text differs from 1 rank"
+  # Sampling too (each request has its own seeded stream).
+  one -m generate -i "Once upon a time" -n 10 -T 0.9 -s 7 --ignore-eos >s1.txt 2>s1.err || die "sampled 1 rank: exit $?"
+  many -m generate -i "Once upon a time" -n 10 -T 0.9 -s 7 --ignore-eos >sn.txt 2>sn.err || die "sampled np$NP: exit $?"
+  [ "$(cat s1.txt)" = "$(cat sn.txt)" ] || die "sampled generate np$NP differs from 1 rank"
+  ;;
+chat)
+  printf 'Hello there\nWhat is 2+2?\n' >in.txt
+  one -m chat -n 10 <in.txt >c1.txt 2>c1.err || die "chat 1 rank: exit $?"
+  many -m chat -n 10 --chunk 16 <in.txt >cn.txt 2>cn.err || die "chat np$NP: exit $?"
+  [ "$(grep -c '^\[turn ' cn.err)" -eq 2 ] || die "expected 2 turns"
+  [ "$(cat c1.txt)" = "$(cat cn.txt)" ] || die "chat np$NP output differs from 1 rank"
+  ;;
+kill|sigterm)
+  prompts 10 >in.txt
+  args="-m getp -i in.txt -n 40 -b 1 --ignore-eos"
+  one $args -o ref.txt 2>ref.err || die "1 rank: exit $?"
+  timeout -k 5 120 mpirun --oversubscribe -np "$NP" "$RUN" "$MODEL" -z "$TOK" $args -o out.txt >job.out 2>job.err &
+  mp=$!
+  n=0
+  while [ "$(count_done)" -lt 2 ]; do
+    kill -0 $mp 2>/dev/null || die "the job ended before the fault"
+    sleep 0.05; n=$((n+1)); [ $n -lt 1200 ] || die "no progress in 60 s"
+  done
+  if [ "$case_name" = kill ]; then victim=$(rank_pid $mp 1); sig=KILL; else victim=$(rank_pid $mp 0); sig=TERM; fi
+  [ -n "$victim" ] || die "could not find the rank's process"
+  t0=$(date +%s.%N)
+  kill -$sig "$victim"
+  wait $mp; rc=$?
+  dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+  echo "job exit $rc, ${dt} s after SIG$sig"
+  awk -v d="$dt" 'BEGIN { exit !(d < 10) }' || die "the job took ${dt} s to end"
+  [ "$rc" -ne 0 ] || die "the job succeeded"
+  [ ! -e out.txt ] || die "OUT written by an interrupted job"
+  [ "$(count_done)" -ge 2 ] || die "finished prompts lost from out.txt.partial"
+  if [ "$case_name" = kill ]; then
+    has job.err "rank 1 .*(signal 9|Killed)"
+  else
+    has job.err "getp: interrupted by SIGTERM: [0-9]+/10 prompts done, kept in out.txt.partial"
+    [ "$(grep -c '^stage [0-9]* busy' job.err)" -eq "$NP" ] || die "the ring was not shut down cleanly (no stage report)"
+  fi
+  many $args -o out.txt --resume 2>resume.err || die "--resume: exit $?"
+  has resume.err "getp: resumed: [0-9]+/10 prompts were already done"
+  cmp -s ref.txt out.txt || die "resumed OUT differs from the 1-rank OUT"
+  ;;
+mismatch)
+  cp "$MODEL" other.bin
+  printf 'X' | dd of=other.bin bs=1 seek=$(( $(stat -c %s other.bin) - 100 )) conv=notrunc 2>/dev/null
+  printf '1\nhello\n' >in.txt
+  timeout -k 5 60 mpirun --oversubscribe -np $((NP-1)) "$RUN" "$MODEL" -z "$TOK" -m getp -i in.txt -o o.txt : \
+      -np 1 "$RUN" other.bin -z "$TOK" -m getp -i in.txt -o o.txt >job.out 2>job.err
+  rc=$?
+  [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || die "exit $rc"
+  has job.err "^run: error: model file differs between ranks: ranks 0(,[0-9])* have .*tiny.bin, format 1 .*; rank $((NP-1)) has other.bin, format 1 .*every rank must be given the same file"
+  [ "$(grep -c 'model file differs' job.err)" -eq 1 ] || die "the mismatch was reported more than once"
+  ;;
+errors)
+  printf '1\nhello\n' >in.txt
+  many -m getp -i in.txt -o o.txt --layers 1,1 >/dev/null 2>e1.err && die "--layers 1,1 accepted"
+  has e1.err "^run: error: --layers 1,1: (2 blocks for $NP ranks|adds up to 2 layers, the model has 4)"
+  [ "$(grep -c '^run: error' e1.err)" -eq 1 ] || die "not one error line"
+  timeout -k 5 60 mpirun --oversubscribe -np 5 "$RUN" "$MODEL" -z "$TOK" -m getp -i in.txt -o o.txt >/dev/null 2>e2.err && die "5 ranks for 4 layers accepted"
+  has e2.err "^run: error: the model has 4 layers: it cannot be split over 5 ranks"
+  [ "$(grep -c '^run: error' e2.err)" -eq 1 ] || die "not one error line"
+  many -m getp -i in.txt -o o.txt --micro-batches 65 >/dev/null 2>e3.err && die "--micro-batches 65 accepted"
+  has e3.err "^run: error: --micro-batches: must be in \[0, 64\]"
+  [ "$(grep -c '^run: error' e3.err)" -eq 1 ] || die "not one error line"
+  ;;
+*) die "unknown case" ;;
+esac
+echo "PASS $case_name np$NP"

@@ -6,7 +6,8 @@
 //     depends only on K, so a row's result is the same for any `rows`.
 //   GEMM (rows > 8): tensor cores through tile.h; block tile 64 rows x 64 outputs x 32 K,
 //     4 waves in 2 x 2, the next K tile prefetched into registers while the current one is
-//     multiplied; activations rounded to bf16 when staged.
+//     multiplied; activations staged as two bf16 tiles hi + lo (two MMAs per K step), so the
+//     activation operand keeps ~16 significant bits (fp32-quality products; see the kernel).
 #include <type_traits>
 
 #include "gpu/device_utils.h"
@@ -141,7 +142,11 @@ __global__ void __launch_bounds__(kGemmThreads)
     f32_bf16w_gemm_kernel(const float* __restrict__ x, const uint16_t* __restrict__ w,
                           const uint16_t* __restrict__ bias, float* __restrict__ y, int rows,
                           int K, int M, int accumulate) {
-  __shared__ __align__(16) uint16_t xs[kTileRows * kSmemLd];  // [64 rows][32 K + pad] bf16
+  // Activations as two bf16 tiles, hi = bf16(x) and lo = bf16(x - hi): x = hi + lo to ~2^-17
+  // relative (16 significant bits), so the tensor-core products (hi + lo) * w are fp32-quality
+  // rather than bf16-rounded (2^-9): the GEMM path stays within ~1e-5 of the GEMV path.
+  __shared__ __align__(16) uint16_t xs[kTileRows * kSmemLd];  // [64 rows][32 K + pad] bf16 hi
+  __shared__ __align__(16) uint16_t xs_lo[kTileRows * kSmemLd];  // [64 rows][32 K + pad] bf16 lo
   __shared__ __align__(16) uint16_t ws[kTileOut * kSmemLd];   // [64 outputs][32 K + pad] bf16
   const int row0 = blockIdx.y * kTileRows, out0 = blockIdx.x * kTileOut;
   const int wave = threadIdx.x / kWaveSize;
@@ -174,8 +179,11 @@ __global__ void __launch_bounds__(kGemmThreads)
     for (int i = 0; i < kXLoads; ++i) {
       const int idx = threadIdx.x + i * kGemmThreads;
       const int r = idx / (kTileK / 4), c4 = idx % (kTileK / 4);
-      uint2 v = make_uint2(pack_bf16x2(xr[i].x, xr[i].y), pack_bf16x2(xr[i].z, xr[i].w));
+      const uint2 v = make_uint2(pack_bf16x2(xr[i].x, xr[i].y), pack_bf16x2(xr[i].z, xr[i].w));
       *reinterpret_cast<uint2*>(xs + r * kSmemLd + 4 * c4) = v;
+      const uint2 lo = make_uint2(pack_bf16x2(xr[i].x - bf16_lo(v.x), xr[i].y - bf16_hi(v.x)),
+                                  pack_bf16x2(xr[i].z - bf16_lo(v.y), xr[i].w - bf16_hi(v.y)));
+      *reinterpret_cast<uint2*>(xs_lo + r * kSmemLd + 4 * c4) = lo;
     }
 #pragma unroll
     for (int i = 0; i < kWLoads; ++i) {
@@ -196,9 +204,13 @@ __global__ void __launch_bounds__(kGemmThreads)
     __syncthreads();
     if (k0 + kTileK < K) load(k0 + kTileK);
     const uint16_t* a = xs + (wm * tile32::kWaveTileM) * kSmemLd;
+    const uint16_t* a_lo = xs_lo + (wm * tile32::kWaveTileM) * kSmemLd;
     const uint16_t* b = ws + (wn * tile32::kWaveTileN) * kSmemLd;
 #pragma unroll
-    for (int kk = 0; kk < kTileK; kk += 16) tile32::mma_k16(acc, a, kSmemLd, b, kSmemLd, kk);
+    for (int kk = 0; kk < kTileK; kk += 16) {
+      tile32::mma_k16(acc, a_lo, kSmemLd, b, kSmemLd, kk);
+      tile32::mma_k16(acc, a, kSmemLd, b, kSmemLd, kk);
+    }
   }
   tile32::for_each(acc, [&](int i, int j, float v) {
     const int r = row0 + wm * tile32::kWaveTileM + i, m = out0 + wn * tile32::kWaveTileN + j;

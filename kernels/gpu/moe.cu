@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
+#include <string>
 
 #include "moe_tile.h"
 #include "tile.h"
@@ -35,7 +37,8 @@ constexpr int kWaveGridN = kWaves / kWaveGridM;                // waves along co
 constexpr int kWarpRows = tile32::kWaveTileM;
 constexpr int kWarpCols = kTileCols / kWaveGridN;
 constexpr int kWaveTilesN = kWarpCols / tile32::kWaveTileN;    // 32x32 wave tiles per wave
-constexpr int kAbBytes = 2 * (kTileRows + kTileCols) * kLds * 2;  // two stages of A and B, bf16
+// Two stages of A (hi and lo bf16 halves, see moe_mma_kernel) and B, bf16.
+constexpr int kAbBytes = 2 * (2 * kTileRows + kTileCols) * kLds * 2;
 constexpr int kCBytes = kTileRows * (kTileCols + 4) * 4;          // fp32 epilogue staging
 constexpr int kMmaSmem = kAbBytes > kCBytes ? kAbBytes : kCBytes;
 // Loaders: A: kThreads / kTileRows threads per row, kAF floats each; B: 2 threads per weight row,
@@ -235,6 +238,106 @@ __global__ __launch_bounds__(kBuildThreads) void moe_build_kernel(
 }
 #endif
 
+// Decode steps (rows <= kRouteSmallRows, rows * E logits fit kRouteSmallSmem): router logits, top-k +
+// softmax and the grouping in ONE block (one launch instead of two). A wave per (row, expert)
+// dot product, 16-byte weight loads, x read from global (L2); same arithmetic order per logit
+// as moe_router_kernel (lane partial sums over 8-element chunks, then the wave butterfly).
+// x rows are staged in shared memory and each lane has kRouteU 16-byte weight loads in flight
+// (a wave per (row, expert) dot product; one SM reads the whole router, 184 KB at 20b).
+constexpr int kRouteSmallRows = 16;
+constexpr int kRouteSmallSmem = 100 * 1024;  // rows * (E + H) floats
+constexpr int kRouteU = 6;
+inline size_t route_small_smem_bytes(int rows, int E, int H) {
+  return (static_cast<size_t>((rows * E + 3) / 4) * 4 + static_cast<size_t>(rows) * H) * sizeof(float);
+}
+__global__ __launch_bounds__(kBuildThreads) void moe_route_small_kernel(
+    const float* __restrict__ x, const uint16_t* __restrict__ rw, const uint16_t* __restrict__ rb,
+    int rows, int H, int E, int k, int gemv_max, int32_t* __restrict__ experts,
+    float* __restrict__ weights, int32_t* __restrict__ offsets, int32_t* __restrict__ active,
+    int32_t* __restrict__ meta, int32_t* __restrict__ slot_pair, int32_t* __restrict__ tile_expert,
+    int32_t* __restrict__ tile_slot0) {
+  extern __shared__ float4 route_smem4[];
+  float* route_logits = reinterpret_cast<float*>(route_smem4);  // [rows, E]
+  float* xs = route_logits + ((rows * E + 3) / 4) * 4;          // [rows, H], 16-byte aligned
+  constexpr int waves = kBuildThreads / kWaveSize;
+  const int tid = threadIdx.x, wave = tid / kWaveSize, lane = tid % kWaveSize;
+  for (int i = tid; i < rows * H / 4; i += kBuildThreads)
+    reinterpret_cast<float4*>(xs)[i] = reinterpret_cast<const float4*>(x)[i];
+  __syncthreads();
+  for (int it = wave; it < rows * E; it += waves) {
+    const int n = it / E, e = it % E;
+    const uint16_t* wr = rw + static_cast<size_t>(e) * H;
+    const float* xr = xs + static_cast<size_t>(n) * H;
+    float acc = 0.0f;
+    for (int c0 = lane; c0 < H / 8; c0 += kRouteU * kWaveSize) {
+      uint4 wv[kRouteU];
+#pragma unroll
+      for (int u = 0; u < kRouteU; ++u) {
+        const int c = c0 + u * kWaveSize;
+        wv[u] = c < H / 8 ? *reinterpret_cast<const uint4*>(wr + 8 * c) : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int u = 0; u < kRouteU; ++u) {
+      const int c = c0 + u * kWaveSize;
+      if (c >= H / 8) break;
+      const uint4 v = wv[u];
+      const float4 x0 = *reinterpret_cast<const float4*>(xr + 8 * c);
+      const float4 x1 = *reinterpret_cast<const float4*>(xr + 8 * c + 4);
+      acc = fmaf(x0.x, __uint_as_float(v.x << 16), acc);
+      acc = fmaf(x0.y, __uint_as_float(v.x & 0xffff0000u), acc);
+      acc = fmaf(x0.z, __uint_as_float(v.y << 16), acc);
+      acc = fmaf(x0.w, __uint_as_float(v.y & 0xffff0000u), acc);
+      acc = fmaf(x1.x, __uint_as_float(v.z << 16), acc);
+      acc = fmaf(x1.y, __uint_as_float(v.z & 0xffff0000u), acc);
+      acc = fmaf(x1.z, __uint_as_float(v.w << 16), acc);
+      acc = fmaf(x1.w, __uint_as_float(v.w & 0xffff0000u), acc);
+      }
+    }
+    acc = wave_sum(acc);
+    if (lane == 0) route_logits[it] = acc + bf16_bits_to_f32(rb[e]);
+  }
+  __syncthreads();
+  // Top-k: one wave per row, k rounds of a wave arg-max (larger logit, ties: lower expert), the
+  // same choice as topk_softmax's serial scan; then lane 0 does the softmax in rank order exactly
+  // as topk_softmax does.
+  for (int n = wave; n < rows; n += waves) {
+    const float* lg = route_logits + static_cast<size_t>(n) * E;
+    int32_t* ex = experts + static_cast<size_t>(n) * k;
+    uint32_t taken = 0;  // bit i: expert lane + i * kWaveSize chosen (E <= 32 * kWaveSize)
+    for (int r = 0; r < k; ++r) {
+      float bv = -INFINITY;
+      int be = INT_MAX;
+      for (int i = 0; lane + i * kWaveSize < E; ++i) {
+        const int e = lane + i * kWaveSize;
+        if ((taken >> i) & 1u) continue;
+        const float v = lg[e];
+        if (be == INT_MAX || v > bv) bv = v, be = e;
+      }
+#pragma unroll
+      for (int m = kWaveSize / 2; m > 0; m >>= 1) {
+        const float ov = gpu_shfl_xor(bv, m);
+        const int oe = gpu_shfl_xor(be, m);
+        if (oe != INT_MAX && (be == INT_MAX || ov > bv || (ov == bv && oe < be))) bv = ov, be = oe;
+      }
+      if (be % kWaveSize == lane) taken |= 1u << (be / kWaveSize);
+      if (lane == 0) ex[r] = be;
+    }
+    if (lane == 0) {
+      float* wt = weights + static_cast<size_t>(n) * k;
+      const float mx = lg[ex[0]];
+      float sum = 0.0f;
+      for (int r = 0; r < k; ++r) {
+        wt[r] = expf(lg[ex[r]] - mx);
+        sum = sum + wt[r];
+      }
+      for (int r = 0; r < k; ++r) wt[r] = wt[r] / sum;
+    }
+  }
+  __syncthreads();  // experts (global) visible to the whole block
+  build_groups(experts, rows * k, E, gemv_max, offsets, active, meta, slot_pair, tile_expert,
+               tile_slot0);
+}
+
 #if defined(GPTOSS_MOE_FUSED_ROUTE)
 // GPTOSS_MOE_FUSED_ROUTE (measured slower at batch 1 on H200, see moe_notes.md; kept for tuning).
 // Fused routing: grid (ceil(rows / kRouteRows), ceil(E / kRouteExperts)), kBuildThreads threads.
@@ -336,78 +439,109 @@ __device__ __forceinline__ void mxfp4_decode8_raw(uint32_t w, float (&raw)[8]) {
 
 // grid (min(E, pairs), ceil(M / (kWaves * kGemvRowsW))); each wave computes kGemvRowsW = 4
 // consecutive weight rows (mlp1: two gate/up pairs) for every row of its expert, RB rows at a
-// time. Lane l takes K elements [8 l, 8 l + 8) of each step of 8 * kWaveSize: 4 bytes of every
-// weight row (a wave reads contiguous 128/256-byte runs per row), its x values coalesced and
-// kept in registers for the 4 weight rows. Two steps of loads are in flight before use.
+// time. Lane l takes whole MXFP4 blocks (16-byte loads + their scale byte): blocks l, l + W,
+// l + 2W, ... (W = kWaveSize) of each of the 4 weight rows, so a wave reads contiguous 512-byte
+// runs per row and all kGemvU x 4 loads of a lane are in flight before the first use (K = 2880:
+// 90 blocks, one pass, 12 x 16 B per lane, ~48 KB in flight per block). The weight loads are
+// issued before the block stages its x rows into shared memory (fp32, padded to 36 floats per
+// 32 so the lanes' float4 reads of different blocks hit different banks); x is read from shared
+// memory once per 8 elements and reused for the 4 weight rows. Dynamic shared memory:
+// gemv_smem_bytes(RB, K).
 constexpr int kGemvRowsW = 4;
+constexpr int kGemvU = (96 + kWaveSize - 1) / kWaveSize;  // block slots per lane per pass
+constexpr int kXPad = 36;                                  // floats per 32 x values in shared
+inline size_t gemv_smem_bytes(int rb, int K) {
+  return static_cast<size_t>(rb) * (K / 32) * kXPad * sizeof(float);
+}
 template <int RB, bool kMlp1>
 __global__ __launch_bounds__(kThreads) void moe_gemv_kernel(ExpertArgs a) {
-  constexpr int kStep = 8 * kWaveSize;
-  constexpr int kU = 2;
+  extern __shared__ float4 gemv_xs4[];  // [RB][K / 32][kXPad] fp32
+  float* xs = reinterpret_cast<float*>(gemv_xs4);
   const int j = blockIdx.x;
-  if (j >= a.meta[0]) return;
+  if (j >= a.meta[0]) return;  // uniform per block
   const int e = a.active[j];
   const int g0 = a.offsets[e], cnt = a.offsets[e + 1] - g0;
-  if (cnt > a.max_cnt) return;
+  if (cnt > a.max_cnt) return;  // uniform per block
   const int wave = threadIdx.x / kWaveSize, lane = threadIdx.x % kWaveSize;
-  const int m0 = (blockIdx.y * kWaves + wave) * kGemvRowsW;
-  if (m0 >= a.M) return;
-  const int K = a.K, nb = K / 32, row_bytes = K / 2;
+  const int mw = (blockIdx.y * kWaves + wave) * kGemvRowsW;
+  const bool wave_ok = mw < a.M;  // M % 4 == 0; no early return: the block synchronises below
+  const int m0 = wave_ok ? mw : 0;
+  const int K = a.K, nb = K / 32, row_bytes = K / 2, xstride = nb * kXPad;
   const size_t wrow0 = static_cast<size_t>(e) * a.M + m0;
   const uint8_t* wb = a.blocks + wrow0 * row_bytes;
   const uint8_t* wsc = a.scales + wrow0 * nb;
 
   for (int c0 = 0; c0 < cnt; c0 += RB) {
-    const float* xr[RB];
-#pragma unroll
-    for (int r = 0; r < RB; ++r) {
-      const int g = g0 + min(c0 + r, cnt - 1);
-      const int row = kMlp1 ? a.slot_pair[g] / a.top_k : g;
-      xr[r] = a.x + static_cast<size_t>(row) * K;
-    }
     float acc[kGemvRowsW][RB];
 #pragma unroll
     for (int w = 0; w < kGemvRowsW; ++w)
 #pragma unroll
       for (int r = 0; r < RB; ++r) acc[w][r] = 0.0f;
 
-    for (int kb = 8 * lane; kb < K; kb += kU * kStep) {
-      uint32_t wv[kU][kGemvRowsW];
-      uint32_t sv[kU][kGemvRowsW];
+    for (int b0 = 0; b0 < nb; b0 += kGemvU * kWaveSize) {
+      uint4 wv[kGemvU][kGemvRowsW];
+      uint32_t sv[kGemvU][kGemvRowsW];
 #pragma unroll
-      for (int u = 0; u < kU; ++u) {
-        const int k0 = kb + u * kStep;
-        const bool ok = k0 < K;
+      for (int u = 0; u < kGemvU; ++u) {
+        const int b = b0 + u * kWaveSize + lane;
+        const bool ok = wave_ok && b < nb;
 #pragma unroll
         for (int w = 0; w < kGemvRowsW; ++w) {
-          wv[u][w] = ok ? *reinterpret_cast<const uint32_t*>(wb + static_cast<size_t>(w) * row_bytes + k0 / 2) : 0u;
-          sv[u][w] = ok ? wsc[w * nb + k0 / 32] : 127u;
+          wv[u][w] = ok ? *reinterpret_cast<const uint4*>(wb + static_cast<size_t>(w) * row_bytes + 16 * b)
+                        : make_uint4(0, 0, 0, 0);
+          sv[u][w] = ok ? wsc[w * nb + b] : 127u;
         }
       }
-#pragma unroll
-      for (int u = 0; u < kU; ++u) {
-        const int k0 = kb + u * kStep;
-        if (k0 >= K) continue;
-        float xv[RB][8];
-#pragma unroll
+      if (b0 == 0) {  // stage x rows c0 .. c0 + RB - 1 (clamped) while the weights are in flight
+        __syncthreads();  // the previous chunk's readers are done
         for (int r = 0; r < RB; ++r) {
-          const float4 lo = *reinterpret_cast<const float4*>(xr[r] + k0);
-          const float4 hi = *reinterpret_cast<const float4*>(xr[r] + k0 + 4);
-          xv[r][0] = lo.x; xv[r][1] = lo.y; xv[r][2] = lo.z; xv[r][3] = lo.w;
-          xv[r][4] = hi.x; xv[r][5] = hi.y; xv[r][6] = hi.z; xv[r][7] = hi.w;
+          const int g = g0 + min(c0 + r, cnt - 1);
+          const int row = kMlp1 ? a.slot_pair[g] / a.top_k : g;
+          const float4* xr = reinterpret_cast<const float4*>(a.x + static_cast<size_t>(row) * K);
+          for (int i = threadIdx.x; i < K / 4; i += kThreads)
+            *reinterpret_cast<float4*>(xs + r * xstride + (i / 8) * kXPad + 4 * (i % 8)) = xr[i];
+        }
+        __syncthreads();
+      }
+#pragma unroll
+      for (int u = 0; u < kGemvU; ++u) {
+        const int b = b0 + u * kWaveSize + lane;
+        if (!wave_ok || b >= nb) continue;
+        float part[kGemvRowsW][RB];
+#pragma unroll
+        for (int w = 0; w < kGemvRowsW; ++w)
+#pragma unroll
+          for (int r = 0; r < RB; ++r) part[w][r] = 0.0f;
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {  // word q of the block: elements 8q .. 8q + 7
+          float xv[RB][8];
+#pragma unroll
+          for (int r = 0; r < RB; ++r) {
+            const float* xp = xs + r * xstride + b * kXPad + 8 * q;
+            const float4 lo = *reinterpret_cast<const float4*>(xp);
+            const float4 hi = *reinterpret_cast<const float4*>(xp + 4);
+            xv[r][0] = lo.x; xv[r][1] = lo.y; xv[r][2] = lo.z; xv[r][3] = lo.w;
+            xv[r][4] = hi.x; xv[r][5] = hi.y; xv[r][6] = hi.z; xv[r][7] = hi.w;
+          }
+#pragma unroll
+          for (int w = 0; w < kGemvRowsW; ++w) {
+            const uint32_t word = q == 0 ? wv[u][w].x : q == 1 ? wv[u][w].y : q == 2 ? wv[u][w].z : wv[u][w].w;
+            float raw[8];
+            mxfp4_decode8_raw(word, raw);
+#pragma unroll
+            for (int r = 0; r < RB; ++r) {
+              float d = part[w][r];
+#pragma unroll
+              for (int i = 0; i < 8; ++i) d = fmaf(raw[i], xv[r][i], d);
+              part[w][r] = d;
+            }
+          }
         }
 #pragma unroll
         for (int w = 0; w < kGemvRowsW; ++w) {
-          float raw[8];
-          mxfp4_decode8_raw(wv[u][w], raw);
           const float sc = e8m0_to_f32(sv[u][w]);
 #pragma unroll
-          for (int r = 0; r < RB; ++r) {
-            float d = raw[0] * xv[r][0];
-#pragma unroll
-            for (int i = 1; i < 8; ++i) d = fmaf(raw[i], xv[r][i], d);
-            acc[w][r] = fmaf(d * 16384.0f, sc, acc[w][r]);  // raw = LUT * 2^-14
-          }
+          for (int r = 0; r < RB; ++r) acc[w][r] = fmaf(part[w][r] * 16384.0f, sc, acc[w][r]);  // raw = LUT * 2^-14
         }
       }
     }
@@ -415,7 +549,7 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_kernel(ExpertArgs a) {
     for (int w = 0; w < kGemvRowsW; ++w)
 #pragma unroll
       for (int r = 0; r < RB; ++r) acc[w][r] = wave_sum(acc[w][r]);
-    if (lane == 0) {
+    if (lane == 0 && wave_ok) {
       const uint16_t* bias = a.bias + wrow0;
 #pragma unroll
       for (int r = 0; r < RB; ++r) {
@@ -436,6 +570,192 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_kernel(ExpertArgs a) {
   }
 }
 
+#if !defined(GPTOSS_HIP)
+// ---- GEMV on tensor cores (NVIDIA; the default decode path there) ----------------------------
+// Why: the scalar GEMV above converts every MXFP4 element to fp32 (one cvt + one FMA per element)
+// and measured ~0.23 of HBM bandwidth on H100 at 1 row (decode-instruction bound, rows 1 and 8
+// alike). Here the codes become fp16 pairs with 2-3 integer ops per 2 elements (the exact fp16
+// placement of mxfp4_decode8_raw: LUT * 2^-14) and the tensor cores do the multiply-adds:
+// mma.sync m16n8k16 f16 x f16 -> f32, A = 16 weight rows, B = up to 8 activation rows (the
+// columns), so 1..8 rows of an expert cost the same instructions.
+// x enters as two fp16 halves hi = f16(x), lo = f16(x - hi) (x to ~2^-22 relative; |x| must
+// stay below 65504, true for RMSNorm outputs and the SwiGLU outputs, which are bounded by
+// limit * (limit + 1)); products are exact in fp32, so the result is fp32-quality like the
+// scalar path.
+// Layout: a wave owns 16 weight rows (g and g + 8 for lane (g = lane / 4, t = lane % 4)); one
+// MXFP4 block (32 codes) is one k32 step = two mma k16 steps; lane t holds word t (codes
+// 8t .. 8t+7) of its two rows, as fp16 pairs (8t + q, 8t + q + 4), q = 0..3, which fixes the k
+// order (the same for A and B, any order is a valid dot product). The block's partial sums D
+// (fp32, rows g, g + 8, columns 2t, 2t + 1) are scaled by the rows' E8M0 scales into fp32
+// accumulators, so no cross-lane reduction is needed.
+// x staging in shared memory: per activation row n, block b, lane t: uint4 of the 4 fp16 pairs,
+// hi and lo, row stride padded to 16 (mod 32) words so the 8 lanes of an LDS.128 phase hit
+// distinct banks. Dynamic shared memory: gemv_mma_smem_bytes(K).
+constexpr int kMmaGemvRows = 8;        // activation rows per chunk (the mma's N)
+constexpr int kMmaGemvWaveRows = 16;   // weight rows per wave (the mma's M)
+constexpr int kMmaGemvUnroll = 16;     // MXFP4 blocks loaded ahead per lane
+__host__ __device__ inline int gemv_mma_row_words(int K) {  // uint32 per staged activation row (hi or lo)
+  const int w = (K / 32) * 16;
+  return (w % 32 == 0) ? w + 16 : w;
+}
+inline size_t gemv_mma_smem_bytes(int nr, int K) {
+  return static_cast<size_t>(2) * nr * gemv_mma_row_words(K) * sizeof(uint32_t);
+}
+
+__device__ __forceinline__ void mma_f16_m16n8k16(float (&d)[4], uint32_t a0, uint32_t a1,
+                                                 uint32_t a2, uint32_t a3, uint32_t b0,
+                                                 uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint16_t f32_to_f16_bits(float f) {
+  uint16_t h;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+  return h;
+}
+// fp16 pair q of an MXFP4 word: (element q, element q + 4) = LUT * 2^-14 each (exact).
+__device__ __forceinline__ uint32_t mxfp4_pair_f16(uint32_t w, int q) {
+  const uint32_t sh = w << (12 - 4 * q);
+  return (sh & 0x80008000u) | ((sh >> 3) & 0x0E000E00u);
+}
+
+// NR: activation rows per chunk (1 for decode at batch 1: only column 0 is staged, the other
+// columns are zero registers; else kMmaGemvRows).
+template <int NR, bool kMlp1>
+__global__ __launch_bounds__(kThreads) void moe_gemv_mma_kernel(ExpertArgs a) {
+  extern __shared__ uint4 gemv_mma_xs[];
+  uint32_t* xs = reinterpret_cast<uint32_t*>(gemv_mma_xs);  // [2 (hi, lo)][NR rows][row_words]
+  const int j = blockIdx.x;
+  if (j >= a.meta[0]) return;  // uniform per block
+  const int e = a.active[j];
+  const int g0 = a.offsets[e], cnt = a.offsets[e + 1] - g0;
+  if (cnt > a.max_cnt) return;  // uniform per block
+  const int wave = threadIdx.x / kWaveSize, lane = threadIdx.x % kWaveSize;
+  const int g = lane / 4, t = lane % 4;
+  const int mw = (blockIdx.y * kWaves + wave) * kMmaGemvWaveRows;
+  const bool wave_ok = mw < a.M;  // M % 16 == 0 (checked by the launcher)
+  const int m0 = wave_ok ? mw : 0;
+  const int K = a.K, nb = K / 32, row_bytes = K / 2, rw = gemv_mma_row_words(K);
+  const size_t r0 = static_cast<size_t>(e) * a.M + m0 + g, r1 = r0 + 8;
+  const uint32_t* wb0 = reinterpret_cast<const uint32_t*>(a.blocks + r0 * row_bytes) + t;
+  const uint32_t* wb1 = reinterpret_cast<const uint32_t*>(a.blocks + r1 * row_bytes) + t;
+  const uint8_t* sc0 = a.scales + r0 * nb;
+  const uint8_t* sc1 = a.scales + r1 * nb;
+
+  for (int c0 = 0; c0 < cnt; c0 += NR) {
+    const int nrows = min(NR, cnt - c0);
+    __syncthreads();  // the previous chunk's readers are done
+    // Stage: item (n, b, t') -> 4 pairs (8t' + q, 8t' + q + 4), hi and lo; rows >= nrows are 0.
+    for (int it = threadIdx.x; it < NR * nb * 4; it += kThreads) {
+      const int n = it / (nb * 4), rem = it % (nb * 4), b = rem / 4, tt = rem % 4;
+      uint4 hi = make_uint4(0, 0, 0, 0), lo = make_uint4(0, 0, 0, 0);
+      if (n < nrows) {
+        const int gg = g0 + c0 + n;
+        const int row = kMlp1 ? a.slot_pair[gg] / a.top_k : gg;
+        const float* xp = a.x + static_cast<size_t>(row) * K + 32 * b + 8 * tt;
+        const float4 v0 = *reinterpret_cast<const float4*>(xp);
+        const float4 v1 = *reinterpret_cast<const float4*>(xp + 4);
+        const float xv[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+        uint32_t h[4], l[4];
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const uint16_t h0 = f32_to_f16_bits(xv[q]), h1 = f32_to_f16_bits(xv[q + 4]);
+          const uint16_t l0 = f32_to_f16_bits(xv[q] - tile::half_bits_to_f32(h0));
+          const uint16_t l1 = f32_to_f16_bits(xv[q + 4] - tile::half_bits_to_f32(h1));
+          h[q] = h0 | (static_cast<uint32_t>(h1) << 16);
+          l[q] = l0 | (static_cast<uint32_t>(l1) << 16);
+        }
+        hi = make_uint4(h[0], h[1], h[2], h[3]);
+        lo = make_uint4(l[0], l[1], l[2], l[3]);
+      }
+      *reinterpret_cast<uint4*>(xs + n * rw + 16 * b + 4 * tt) = hi;
+      *reinterpret_cast<uint4*>(xs + (NR + n) * rw + 16 * b + 4 * tt) = lo;
+    }
+    __syncthreads();
+
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    const bool col_ok = g < nrows;  // this lane's B column (activation row) exists
+    const uint32_t* xh = xs + min(g, NR - 1) * rw + 4 * t;
+    const uint32_t* xl = xs + (NR + min(g, NR - 1)) * rw + 4 * t;
+    if (wave_ok) {
+      for (int b0 = 0; b0 < nb; b0 += kMmaGemvUnroll) {
+        uint32_t w0[kMmaGemvUnroll], w1[kMmaGemvUnroll], s0[kMmaGemvUnroll], s1[kMmaGemvUnroll];
+#pragma unroll
+        for (int u = 0; u < kMmaGemvUnroll; ++u) {
+          const int b = b0 + u;
+          const bool ok = b < nb;
+          w0[u] = ok ? wb0[4 * b] : 0u;
+          w1[u] = ok ? wb1[4 * b] : 0u;
+          s0[u] = ok ? sc0[b] : 127u;
+          s1[u] = ok ? sc1[b] : 127u;
+        }
+#pragma unroll
+        for (int u = 0; u < kMmaGemvUnroll; ++u) {
+          const int b = b0 + u;
+          if (b >= nb) break;
+          uint4 bh = make_uint4(0, 0, 0, 0), bl = make_uint4(0, 0, 0, 0);
+          if (col_ok) {
+            bh = *reinterpret_cast<const uint4*>(xh + 16 * b);
+            bl = *reinterpret_cast<const uint4*>(xl + 16 * b);
+          }
+          const uint32_t p00 = mxfp4_pair_f16(w0[u], 0), p01 = mxfp4_pair_f16(w0[u], 1),
+                         p02 = mxfp4_pair_f16(w0[u], 2), p03 = mxfp4_pair_f16(w0[u], 3);
+          const uint32_t p10 = mxfp4_pair_f16(w1[u], 0), p11 = mxfp4_pair_f16(w1[u], 1),
+                         p12 = mxfp4_pair_f16(w1[u], 2), p13 = mxfp4_pair_f16(w1[u], 3);
+          float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+          mma_f16_m16n8k16(d, p00, p10, p01, p11, bl.x, bl.y);
+          mma_f16_m16n8k16(d, p02, p12, p03, p13, bl.z, bl.w);
+          mma_f16_m16n8k16(d, p00, p10, p01, p11, bh.x, bh.y);
+          mma_f16_m16n8k16(d, p02, p12, p03, p13, bh.z, bh.w);
+          const float f0 = e8m0_to_f32(s0[u]) * 16384.0f, f1 = e8m0_to_f32(s1[u]) * 16384.0f;
+          acc[0] = fmaf(d[0], f0, acc[0]);
+          acc[1] = fmaf(d[1], f0, acc[1]);
+          acc[2] = fmaf(d[2], f1, acc[2]);
+          acc[3] = fmaf(d[3], f1, acc[3]);
+        }
+      }
+    }
+    // acc: rows m0 + g (acc 0, 1) and m0 + g + 8 (acc 2, 3), activation rows 2t, 2t + 1.
+    const uint16_t* bias = a.bias + static_cast<size_t>(e) * a.M + m0;
+    if (kMlp1) {
+      // gate/up pairs are rows (2i, 2i + 1): the up value comes from lane + 4 (row g + 1).
+      float up[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) up[i] = gpu_shfl_down(acc[i], 4);
+      if (wave_ok && (g % 2) == 0) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {      // row g (h = 0) or g + 8 (h = 1)
+          const int mr = g + 8 * h;
+#pragma unroll
+          for (int c = 0; c < 2; ++c) {    // activation row 2t + c
+            const int n = 2 * t + c;
+            if (n >= nrows) continue;
+            const float gate = acc[2 * h + c] + bf16_bits_to_f32(bias[mr]);
+            const float upv = up[2 * h + c] + bf16_bits_to_f32(bias[mr + 1]);
+            a.out[static_cast<size_t>(g0 + c0 + n) * (a.M / 2) + (m0 + mr) / 2] = swiglu(gate, upv, a.limit);
+          }
+        }
+      }
+    } else if (wave_ok) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int mr = g + 8 * h;
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const int n = 2 * t + c;
+          if (n >= nrows) continue;
+          a.out[static_cast<size_t>(a.slot_pair[g0 + c0 + n]) * a.M + m0 + mr] =
+              acc[2 * h + c] + bf16_bits_to_f32(bias[mr]);
+        }
+      }
+    }
+  }
+}
+#endif  // !GPTOSS_HIP
+
 // ------------------------------------------------------------------------------ tensor-core experts
 // grid (ceil(pairs / kTileRows) + E, ceil(M / kTileCols)); block t takes tile t of the tile list
 // (exits if t >= n_tiles). A = activations rounded to bf16, B = MXFP4 decoded to bf16, two shared
@@ -455,6 +775,9 @@ __global__ __launch_bounds__(kThreads, 2) void moe_mma_kernel(ExpertArgs a) {
   const int K = a.K, M = a.M, nb = K / 32, nk = K / kTileK;
   uint16_t* As = reinterpret_cast<uint16_t*>(smem);          // [2][kTileRows][kLds]
   uint16_t* Bs = As + 2 * kTileRows * kLds;                   // [2][kTileCols][kLds]
+  // Activations enter as hi = bf16(x) and lo = bf16(x - hi) (x = hi + lo to ~2^-17 relative) and
+  // both are multiplied: fp32-quality products instead of bf16-rounded activations.
+  uint16_t* AsLo = Bs + 2 * kTileCols * kLds;                 // [2][kTileRows][kLds]
 
   // Loader roles: A row ar, kAF k values from aoff; B weight row br, kBBytes bytes from boff.
   const int ar = tid / kATpr, aoff = (tid % kATpr) * kAF, br = tid / 2, boff = (tid % 2) * kBBytes;
@@ -501,6 +824,16 @@ __global__ __launch_bounds__(kThreads, 2) void moe_mma_kernel(ExpertArgs a) {
       pa.z = f32_to_bf16_bits(ra[2 * i + 1].x) | (f32_to_bf16_bits(ra[2 * i + 1].y) << 16);
       pa.w = f32_to_bf16_bits(ra[2 * i + 1].z) | (f32_to_bf16_bits(ra[2 * i + 1].w) << 16);
       *reinterpret_cast<uint4*>(As + (buf * kTileRows + ar) * kLds + aoff + 8 * i) = pa;
+      uint4 pl;
+      pl.x = f32_to_bf16_bits(ra[2 * i].x - bf16_bits_to_f32(pa.x & 0xffffu)) |
+             (f32_to_bf16_bits(ra[2 * i].y - bf16_bits_to_f32(pa.x >> 16)) << 16);
+      pl.y = f32_to_bf16_bits(ra[2 * i].z - bf16_bits_to_f32(pa.y & 0xffffu)) |
+             (f32_to_bf16_bits(ra[2 * i].w - bf16_bits_to_f32(pa.y >> 16)) << 16);
+      pl.z = f32_to_bf16_bits(ra[2 * i + 1].x - bf16_bits_to_f32(pa.z & 0xffffu)) |
+             (f32_to_bf16_bits(ra[2 * i + 1].y - bf16_bits_to_f32(pa.z >> 16)) << 16);
+      pl.w = f32_to_bf16_bits(ra[2 * i + 1].z - bf16_bits_to_f32(pa.w & 0xffffu)) |
+             (f32_to_bf16_bits(ra[2 * i + 1].w - bf16_bits_to_f32(pa.w >> 16)) << 16);
+      *reinterpret_cast<uint4*>(AsLo + (buf * kTileRows + ar) * kLds + aoff + 8 * i) = pl;
     }
 #pragma unroll
     for (int i = 0; i < kBBytes / 8; ++i) {
@@ -525,12 +858,15 @@ __global__ __launch_bounds__(kThreads, 2) void moe_mma_kernel(ExpertArgs a) {
     const int buf = kt & 1;
     if (kt + 1 < nk) gload(kt + 1);
     const uint16_t* Ab = As + (buf * kTileRows + wm * kWarpRows) * kLds;
+    const uint16_t* AbLo = AsLo + (buf * kTileRows + wm * kWarpRows) * kLds;
     const uint16_t* Bb = Bs + (buf * kTileCols + wn * kWarpCols) * kLds;
 #pragma unroll
     for (int kk = 0; kk < kTileK; kk += 16)
 #pragma unroll
-      for (int j = 0; j < kWaveTilesN; ++j)
+      for (int j = 0; j < kWaveTilesN; ++j) {
+        tile32::mma_k16(acc[j], AbLo, kLds, Bb + j * tile32::kWaveTileN * kLds, kLds, kk);
         tile32::mma_k16(acc[j], Ab, kLds, Bb + j * tile32::kWaveTileN * kLds, kLds, kk);
+      }
     if (kt + 1 < nk) sstore(buf ^ 1);
     __syncthreads();
   }
@@ -594,6 +930,80 @@ __global__ __launch_bounds__(kThreads) void moe_combine_kernel(const float* __re
   *rp = res;
 }
 
+// Combine fused with the next RMSNorm (decode steps: one launch instead of two). grid (rows),
+// block kNormThreads: residual[n, i] += ((w0 y0 + w1 y1) + ...) as moe_combine_kernel, then
+// out[n, :] = residual[n, :] * rsqrt(mean(residual[n, :]^2) + eps) * scale (mean in fp64), in
+// float4 chunks with exactly the element order and reduction of ops.h's f32_bf16w_rmsnorm
+// (elementwise.cu, f32_bf16w_rmsnorm4_kernel), so the normalised row has the same bits.
+// H % 4 == 0 (checked by check_shape: H % 32 == 0).
+constexpr int kNormThreads = 256;
+__global__ __launch_bounds__(kNormThreads) void moe_combine_norm_kernel(
+    const float* __restrict__ y, const float* __restrict__ weights, int k, int H,
+    float* __restrict__ residual, const uint16_t* __restrict__ scale, float eps,
+    float* __restrict__ out) {
+  __shared__ double red[kNormThreads / 16];  // >= waves per block for any kWaveSize >= 16
+  const int n = blockIdx.x, tid = threadIdx.x, h4 = H / 4;
+  const float4* yr = reinterpret_cast<const float4*>(y + static_cast<size_t>(n) * k * H);
+  float4* rr = reinterpret_cast<float4*>(residual + static_cast<size_t>(n) * H);
+  const float w0 = weights[n * k];
+  double ss = 0.0;
+  for (int base = 0; base < h4; base += 4 * kNormThreads) {
+    float4 v[4];
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const int i = base + c * kNormThreads + tid;
+      if (i < h4) {
+        float4 yv = yr[i];
+        float4 acc = make_float4(w0 * yv.x, w0 * yv.y, w0 * yv.z, w0 * yv.w);
+        for (int r = 1; r < k; ++r) {
+          const float wr = weights[n * k + r];
+          yv = yr[static_cast<size_t>(r) * h4 + i];
+          acc.x = acc.x + wr * yv.x;
+          acc.y = acc.y + wr * yv.y;
+          acc.z = acc.z + wr * yv.z;
+          acc.w = acc.w + wr * yv.w;
+        }
+        float4 res = rr[i];
+        res.x = res.x + acc.x;
+        res.y = res.y + acc.y;
+        res.z = res.z + acc.z;
+        res.w = res.w + acc.w;
+        rr[i] = res;
+        v[c] = res;
+      } else {
+        v[c] = make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+    }
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      ss += static_cast<double>(v[c].x) * v[c].x;
+      ss += static_cast<double>(v[c].y) * v[c].y;
+      ss += static_cast<double>(v[c].z) * v[c].z;
+      ss += static_cast<double>(v[c].w) * v[c].w;
+    }
+  }
+  for (int m = kWaveSize / 2; m > 0; m >>= 1) ss += gpu_shfl_xor(ss, m);
+  const int wave = tid / kWaveSize, lane = tid % kWaveSize;
+  constexpr int n_waves = kNormThreads / kWaveSize;
+  __syncthreads();
+  if (lane == 0) red[wave] = ss;
+  __syncthreads();
+  double tot = 0.0;
+  for (int w = 0; w < n_waves; ++w) tot += red[w];
+  const float mean = static_cast<float>(tot / H);
+  const float rs = 1.0f / sqrtf(mean + eps);
+  float4* orow = reinterpret_cast<float4*>(out + static_cast<size_t>(n) * H);
+  const uint2* sc = reinterpret_cast<const uint2*>(scale);
+  for (int i = tid; i < h4; i += kNormThreads) {
+    const float4 v = rr[i];
+    const uint2 s = sc[i];
+    orow[i] = make_float4(__fmul_rn(__fmul_rn(v.x, rs), __uint_as_float(s.x << 16)),
+                          __fmul_rn(__fmul_rn(v.y, rs), __uint_as_float(s.x & 0xffff0000u)),
+                          __fmul_rn(__fmul_rn(v.z, rs), __uint_as_float(s.y << 16)),
+                          __fmul_rn(__fmul_rn(v.w, rs), __uint_as_float(s.y & 0xffff0000u)));
+  }
+}
+
 __global__ void moe_decode_test_kernel(const uint8_t* blocks, const uint8_t* scales, int n,
                                        float* out_f32, uint16_t* out_bf16) {
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
@@ -638,9 +1048,38 @@ void check_shape(const MoeGpuWeights& w) {
          w.n_experts, w.top_k, w.hidden, w.intermediate, kMaxTopK, kMaxExperts);
   if ((static_cast<size_t>(w.hidden) + w.n_experts) * 4 > 48 * 1024)
     fail("moe: hidden %d too large for the router's shared memory", w.hidden);
+  if (gemv_smem_bytes(4, std::max(w.hidden, w.intermediate)) > 160 * 1024)
+    fail("moe: hidden/intermediate %d/%d too large for the GEMV's shared x staging", w.hidden,
+         w.intermediate);
+}
+
+// The GEMV kernel for experts with <= kMoeGemvMaxRows rows: the scalar one (default) or the
+// tensor-core one (NVIDIA only; GPTOSS_MOE_GEMV=mma or moe_set_gemv_tensor_cores(true)). One
+// kernel for every row count keeps a row's result independent of the other rows of its step.
+int g_gemv_tc = -1;  // -1: not read yet
+bool gemv_tensor_cores() {
+#if defined(GPTOSS_HIP)
+  return false;
+#else
+  if (g_gemv_tc < 0) {
+    const char* v = std::getenv("GPTOSS_MOE_GEMV");
+    g_gemv_tc = (v && std::string(v) == "mma") ? 1 : 0;
+  }
+  return g_gemv_tc == 1;
+#endif
 }
 
 }  // namespace
+
+bool moe_set_gemv_tensor_cores(bool on) {
+#if defined(GPTOSS_HIP)
+  (void)on;
+  return false;
+#else
+  g_gemv_tc = on ? 1 : 0;
+  return on;
+#endif
+}
 
 MoeGpuScratch moe_scratch_create(const MoeGpuWeights& w, int max_rows) {
   check_shape(w);
@@ -656,6 +1095,19 @@ MoeGpuScratch moe_scratch_create(const MoeGpuWeights& w, int max_rows) {
   // Host-side, once, before any graph capture: the tensor-core kernels' dynamic shared memory.
   GPU_CHECK(gpuFuncSetAttribute(moe_mma_kernel<true>, gpuFuncAttributeMaxDynamicSharedMemorySize, kMmaSmem));
   GPU_CHECK(gpuFuncSetAttribute(moe_mma_kernel<false>, gpuFuncAttributeMaxDynamicSharedMemorySize, kMmaSmem));
+  const int gemv_smem4 = static_cast<int>(gemv_smem_bytes(4, std::max(w.hidden, w.intermediate)));
+  GPU_CHECK(gpuFuncSetAttribute((moe_gemv_kernel<1, true>), gpuFuncAttributeMaxDynamicSharedMemorySize, gemv_smem4));
+  GPU_CHECK(gpuFuncSetAttribute((moe_gemv_kernel<4, true>), gpuFuncAttributeMaxDynamicSharedMemorySize, gemv_smem4));
+  GPU_CHECK(gpuFuncSetAttribute((moe_gemv_kernel<1, false>), gpuFuncAttributeMaxDynamicSharedMemorySize, gemv_smem4));
+  GPU_CHECK(gpuFuncSetAttribute((moe_gemv_kernel<4, false>), gpuFuncAttributeMaxDynamicSharedMemorySize, gemv_smem4));
+  GPU_CHECK(gpuFuncSetAttribute(moe_route_small_kernel, gpuFuncAttributeMaxDynamicSharedMemorySize, kRouteSmallSmem));
+#if !defined(GPTOSS_HIP)
+  const int mma_smem = static_cast<int>(gemv_mma_smem_bytes(kMmaGemvRows, std::max(w.hidden, w.intermediate)));
+  GPU_CHECK(gpuFuncSetAttribute((moe_gemv_mma_kernel<1, true>), gpuFuncAttributeMaxDynamicSharedMemorySize, mma_smem));
+  GPU_CHECK(gpuFuncSetAttribute((moe_gemv_mma_kernel<1, false>), gpuFuncAttributeMaxDynamicSharedMemorySize, mma_smem));
+  GPU_CHECK(gpuFuncSetAttribute((moe_gemv_mma_kernel<kMmaGemvRows, true>), gpuFuncAttributeMaxDynamicSharedMemorySize, mma_smem));
+  GPU_CHECK(gpuFuncSetAttribute((moe_gemv_mma_kernel<kMmaGemvRows, false>), gpuFuncAttributeMaxDynamicSharedMemorySize, mma_smem));
+#endif
   s.experts = dev_alloc<int32_t>(pairs, s.bytes);
   s.weights = dev_alloc<float>(pairs, s.bytes);
   s.offsets = dev_alloc<int32_t>(w.n_experts + 1, s.bytes);
@@ -684,7 +1136,7 @@ void moe_scratch_destroy(MoeGpuScratch& s) {
 const char* moe_path_name(int rows) { return rows <= kMoeGemvMaxRows ? "gemv" : "gemv+mma"; }
 
 void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float* residual,
-                 MoeGpuScratch& s, gpuStream_t stream) {
+                 MoeGpuScratch& s, gpuStream_t stream, const MoeNextNorm* next_norm) {
   check_shape(w);
   if (s.n_experts != w.n_experts || s.top_k != w.top_k || s.hidden != w.hidden ||
       s.intermediate != w.intermediate)
@@ -696,6 +1148,14 @@ void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float*
   const bool use_mma = rows > kMoeGemvMaxRows;
 
 #if !defined(GPTOSS_MOE_FUSED_ROUTE)
+  const size_t route_smem = route_small_smem_bytes(rows, E, H);
+  if (rows <= kRouteSmallRows && route_smem <= kRouteSmallSmem && E <= 32 * kWaveSize) {
+    moe_route_small_kernel<<<1, kBuildThreads, route_smem, stream>>>(
+        x_normed, w.router_w, w.router_b, rows, H, E, k, use_mma ? kMoeGemvMaxRows : INT_MAX,
+        s.experts, s.weights, s.offsets, s.active, s.meta, s.slot_pair, s.tile_expert,
+        s.tile_slot0);
+    GPU_CHECK_LAUNCH();
+  } else {
   moe_router_kernel<<<rows, kThreads, (H + E) * sizeof(float), stream>>>(
       x_normed, w.router_w, w.router_b, H, E, k, s.experts, s.weights);
   GPU_CHECK_LAUNCH();
@@ -704,6 +1164,7 @@ void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float*
                                                     s.active, s.meta, s.slot_pair, s.tile_expert,
                                                     s.tile_slot0);
   GPU_CHECK_LAUNCH();
+  }
 #else
   const RouteArgs ra{x_normed, w.router_w, w.router_b, rows, H, E, k,
                      use_mma ? kMoeGemvMaxRows : INT_MAX, s.logits, s.counter, s.experts,
@@ -726,19 +1187,52 @@ void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float*
   const int tiles = (pairs + kTileRows - 1) / kTileRows + E;
   const dim3 m1(tiles, (2 * I + kTileCols - 1) / kTileCols), m2(tiles, (H + kTileCols - 1) / kTileCols);
 
-  if (rows == 1) moe_gemv_kernel<1, true><<<g1, kThreads, 0, stream>>>(a1);
-  else moe_gemv_kernel<4, true><<<g1, kThreads, 0, stream>>>(a1);
+#if !defined(GPTOSS_HIP)
+  // Measured on H100 (bench-moe, 20b layer): 1 row scalar 56 vs tensor cores 71 us, 8 rows
+  // 367 vs 217 us. Mixing them by row count would break batch invariance, so one is chosen per
+  // process (moe_set_gemv_tensor_cores); the default is the scalar one (batch-1 decode first).
+  const bool tc_gemv = gemv_tensor_cores() && (2 * I) % kMmaGemvWaveRows == 0 &&
+                       H % kMmaGemvWaveRows == 0;
+  constexpr int gwm = kWaves * kMmaGemvWaveRows;  // weight rows per tensor-core GEMV block
+  const dim3 t1(gx, (2 * I + gwm - 1) / gwm), t2(gx, (H + gwm - 1) / gwm);
+#else
+  const bool tc_gemv = false;
+#endif
+  if (tc_gemv) {
+#if !defined(GPTOSS_HIP)
+    if (rows == 1) moe_gemv_mma_kernel<1, true><<<t1, kThreads, gemv_mma_smem_bytes(1, H), stream>>>(a1);
+    else moe_gemv_mma_kernel<kMmaGemvRows, true><<<t1, kThreads, gemv_mma_smem_bytes(kMmaGemvRows, H), stream>>>(a1);
+#endif
+  } else if (rows == 1) {
+    moe_gemv_kernel<1, true><<<g1, kThreads, gemv_smem_bytes(1, H), stream>>>(a1);
+  } else {
+    moe_gemv_kernel<4, true><<<g1, kThreads, gemv_smem_bytes(4, H), stream>>>(a1);
+  }
   GPU_CHECK_LAUNCH();
   if (use_mma) {
     moe_mma_kernel<true><<<m1, kThreads, kMmaSmem, stream>>>(a1);
     GPU_CHECK_LAUNCH();
   }
-  if (rows == 1) moe_gemv_kernel<1, false><<<g2, kThreads, 0, stream>>>(a2);
-  else moe_gemv_kernel<4, false><<<g2, kThreads, 0, stream>>>(a2);
+  if (tc_gemv) {
+#if !defined(GPTOSS_HIP)
+    if (rows == 1) moe_gemv_mma_kernel<1, false><<<t2, kThreads, gemv_mma_smem_bytes(1, I), stream>>>(a2);
+    else moe_gemv_mma_kernel<kMmaGemvRows, false><<<t2, kThreads, gemv_mma_smem_bytes(kMmaGemvRows, I), stream>>>(a2);
+#endif
+  } else if (rows == 1) {
+    moe_gemv_kernel<1, false><<<g2, kThreads, gemv_smem_bytes(1, I), stream>>>(a2);
+  } else {
+    moe_gemv_kernel<4, false><<<g2, kThreads, gemv_smem_bytes(4, I), stream>>>(a2);
+  }
   GPU_CHECK_LAUNCH();
   if (use_mma) {
     moe_mma_kernel<false><<<m2, kThreads, kMmaSmem, stream>>>(a2);
     GPU_CHECK_LAUNCH();
+  }
+  if (next_norm) {
+    moe_combine_norm_kernel<<<rows, kNormThreads, 0, stream>>>(
+        s.y, s.weights, k, H, residual, next_norm->scale, next_norm->eps, next_norm->out);
+    GPU_CHECK_LAUNCH();
+    return;
   }
   const size_t n4 = static_cast<size_t>(rows) * (H / 4);
   moe_combine_kernel<<<static_cast<unsigned>((n4 + kThreads - 1) / kThreads), kThreads, 0, stream>>>(

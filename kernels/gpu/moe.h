@@ -89,8 +89,23 @@ void moe_scratch_destroy(MoeGpuScratch& s);
 //   x_normed: [rows, H] fp32 device; residual: [rows, H] fp32 device (may not alias x_normed).
 //   Requires H % 32 == 0, I % 32 == 0, 1 <= k <= E <= 1024, rows <= s.max_rows and s created for
 //   the same shape (throws gptoss::Error otherwise). Asynchronous on `stream`, graph-capturable.
+// next_norm (optional): also out[n, :] = RMSNorm(residual[n, :]) * scale after the update, fused
+// into the combine kernel (bit-identical to f32_bf16w_rmsnorm of ops.h; out must not alias residual;
+// it may alias x_normed, which is dead by then).
+struct MoeNextNorm {
+  const uint16_t* scale = nullptr;  // [H] bf16
+  float eps = 0;
+  float* out = nullptr;             // [rows, H] fp32
+};
 void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float* residual,
-                 MoeGpuScratch& s, gpuStream_t stream);
+                 MoeGpuScratch& s, gpuStream_t stream, const MoeNextNorm* next_norm = nullptr);
+
+// Selects the GEMV kernel for experts with <= kMoeGemvMaxRows rows, for the whole process:
+// false = scalar (default; fp32 FMAs, measured faster at 1 row), true = tensor cores (NVIDIA
+// only: mma.sync f16 with x as fp16 hi + lo halves; faster from 2 rows on). The environment
+// variable GPTOSS_MOE_GEMV=mma sets true at first use. Returns the setting in effect (always
+// false on HIP). Not thread-safe; call before enqueueing work.
+bool moe_set_gemv_tensor_cores(bool on);
 
 // ---- entry points for tests (same device code as moe_forward) --------------------------------
 // Top-k + softmax over given logits [rows, E] (device) -> experts [rows, k], weights [rows, k].

@@ -292,8 +292,11 @@ void GpuEngine::enqueue_step(int rows, int n_logit_rows) {
   const int32_t* d_slot = d_meta_ + 2 * kMaxStepRows;
   const int32_t* d_lrows = d_meta_ + 3 * kMaxStepRows;
   gpu::bf16_embed(emb_, d_tok, rows, H, d_x_, stream_);
-  for (const LayerW& l : layers_) {
-    gpu::f32_bf16w_rmsnorm(d_x_, l.attn_norm, d_xn_, rows, H, c.rms_eps, nullptr, stream_);
+  // Layer L's attention RMSNorm: layer 0 here, later layers fused into the previous layer's MoE
+  // combine (MoeNextNorm, bit-identical to f32_bf16w_rmsnorm).
+  gpu::f32_bf16w_rmsnorm(d_x_, layers_[0].attn_norm, d_xn_, rows, H, c.rms_eps, nullptr, stream_);
+  for (size_t L = 0; L < layers_.size(); ++L) {
+    const LayerW& l = layers_[L];
     gpu::f32_bf16w_matmul(d_xn_, l.qkv_w, l.qkv_b, d_qkv_, rows, H, R, false, stream_);
     gpu::f32_rope_kv_write(d_qkv_, d_rope_, d_pos, d_slot, rows, c.n_heads, c.n_kv_heads,
                            c.head_dim, l.k_cache, l.v_cache, l.cap, stream_);
@@ -302,7 +305,10 @@ void GpuEngine::enqueue_step(int rows, int n_logit_rows) {
                                     l.max_keys, l.kv_chunk, d_partial_, d_att_, stream_);
     gpu::f32_bf16w_matmul(d_att_, l.out_w, l.out_b, d_x_, rows, c.q_dim(), H, true, stream_);
     gpu::f32_bf16w_rmsnorm(d_x_, l.mlp_norm, d_xn_, rows, H, c.rms_eps, nullptr, stream_);
-    gpu::moe_forward(l.moe, d_xn_, rows, d_x_, moe_scratch_, stream_);
+    gpu::MoeNextNorm next;
+    if (L + 1 < layers_.size()) next = {layers_[L + 1].attn_norm, c.rms_eps, d_xn_};
+    gpu::moe_forward(l.moe, d_xn_, rows, d_x_, moe_scratch_, stream_,
+                     L + 1 < layers_.size() ? &next : nullptr);
   }
   if (n_logit_rows > 0) {
     gpu::f32_bf16w_rmsnorm(d_x_, norm_, d_xn_, n_logit_rows, H, c.rms_eps, d_lrows, stream_);

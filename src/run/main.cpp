@@ -45,6 +45,7 @@ int run_mode(const gptoss::RunOptions& opt, gptoss::comm::World& world) {
     case gptoss::Mode::Generate: return gptoss::run_generate(opt);
     case gptoss::Mode::Chat: return gptoss::run_chat(opt);
     case gptoss::Mode::Getp: return gptoss::run_getp(opt);
+    case gptoss::Mode::Bench: return gptoss::run_bench(opt);
   }
   return 1;
 }

@@ -7,5 +7,6 @@ namespace gptoss {
 int run_generate(const RunOptions& opt);
 int run_chat(const RunOptions& opt);
 int run_getp(const RunOptions& opt);
+int run_bench(const RunOptions& opt);
 
 }  // namespace gptoss

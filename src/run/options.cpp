@@ -14,6 +14,7 @@ const char* mode_name(Mode m) {
     case Mode::Generate: return "generate";
     case Mode::Chat: return "chat";
     case Mode::Getp: return "getp";
+    case Mode::Bench: return "bench";
   }
   return "?";
 }
@@ -92,6 +93,11 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   app.add_option("--ring-timeout", opt.ring_timeout_s,
                  "Pipeline: seconds a rank waits for a message before failing (not in chat)");
   app.add_flag("--resume", opt.resume, "getp: continue an interrupted run from OUT.partial");
+  app.add_option("--pp", opt.bench_pp, "bench: prompt tokens of the pp test (0 = skip)");
+  app.add_option("--getp-prompt", opt.bench_getp_prompt, "bench: prompt tokens per getp sequence");
+  app.add_option("--getp-new", opt.bench_getp_new, "bench: new tokens per getp sequence (0 = skip)");
+  app.add_option("-r,--reps", opt.bench_reps, "bench: repetitions per test (after one warm-up)");
+  app.add_option("--format", opt.bench_format, "bench: output md | csv | json");
   app.add_option("--verify", opt.verify_path,
                  "getp: compare OUT with reference file REF; non-zero exit on any mismatch");
 
@@ -110,15 +116,25 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   if (mode == "generate") opt.mode = Mode::Generate;
   else if (mode == "chat") opt.mode = Mode::Chat;
   else if (mode == "getp") opt.mode = Mode::Getp;
-  else fail("-m: unknown mode '%s' (expected generate, chat or getp)", mode.c_str());
+  else if (mode == "bench") opt.mode = Mode::Bench;
+  else fail("-m: unknown mode '%s' (expected generate, chat, getp or bench)", mode.c_str());
   const bool getp = opt.mode == Mode::Getp, chat = opt.mode == Mode::Chat;
   auto given = [&](const char* name) { return app.count(name) > 0; };
 
   // Mode defaults.
-  if (!given("--max-new"))
+  const bool bench = opt.mode == Mode::Bench;
+  if (bench) {
+    if (!given("--max-new")) opt.max_new = 128;
+    if (!given("--batch")) opt.max_slots = kDefaultSlotsGetp;
+    if (opt.bench_pp < 0 || opt.bench_getp_prompt < 1 || opt.bench_getp_new < 0 || opt.bench_reps < 1)
+      fail("-m bench: --pp >= 0, --getp-prompt >= 1, --getp-new >= 0 and -r >= 1 are required");
+    if (opt.bench_format != "md" && opt.bench_format != "csv" && opt.bench_format != "json")
+      fail("--format: expected md, csv or json, got '%s'", opt.bench_format.c_str());
+  }
+  if (!given("--max-new") && !bench)
     opt.max_new = getp ? kDefaultMaxNewGetp : chat ? kDefaultMaxNewChat : kDefaultMaxNewGenerate;
   if (!given("--temp")) opt.temperature = getp ? 0.0f : 1.0f;
-  if (!given("--batch")) opt.max_slots = getp ? kDefaultSlotsGetp : 1;
+  if (!given("--batch") && !bench) opt.max_slots = getp ? kDefaultSlotsGetp : 1;
   opt.stop_ids = parse_stop_ids(stop);
   if (seed.empty() || seed.size() > 20 || seed.find_first_not_of("0123456789") != std::string::npos ||
       (seed.size() == 20 && seed > "18446744073709551615"))
@@ -161,7 +177,7 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   only("--output", "-o", getp, "getp");
   only("--resume", "--resume", getp, "getp");
   only("--verify", "--verify", getp, "getp");
-  only("--batch", "-b", getp, "getp");
+  only("--batch", "-b", getp || bench, "getp and bench");
   only("--developer", "-y", chat, "chat");
   only("--reasoning", "--reasoning", chat, "chat");
   only("--show-reasoning", "--show-reasoning", chat, "chat");

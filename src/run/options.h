@@ -9,7 +9,7 @@
 
 namespace gptoss {
 
-enum class Mode { Generate, Chat, Getp };
+enum class Mode { Generate, Chat, Getp, Bench };
 const char* mode_name(Mode m);
 
 struct RunOptions {
@@ -35,6 +35,12 @@ struct RunOptions {
   bool show_reasoning = false; // --show-reasoning (chat)
   bool resume = false;         // --resume (getp)
   std::string verify_path;     // --verify REF (getp)
+  // -m bench (src/run/mode_bench.cpp); -n = tg tokens, -b = getp concurrency there.
+  int bench_pp = 512;           // --pp: prompt tokens of the pp test (0 = skip)
+  int bench_getp_prompt = 1024; // --getp-prompt
+  int bench_getp_new = 1024;    // --getp-new (0 = skip the getp test)
+  int bench_reps = 3;           // -r
+  std::string bench_format = "md";  // --format md | csv | json
   int micro_batches = 0;       // --micro-batches: in flight around the ring (0 = ranks)
   std::string layers;          // --layers 4,7,7,6: layers per rank ("" = by the cost model)
   double ring_timeout_s = 300; // --ring-timeout: a stage waiting longer for a message fails

@@ -1,0 +1,178 @@
+// mode_bench.cpp: `run MODEL -m bench`: engine throughput in the spirit of llama-bench.
+//   pp<P>       one prompt of P random tokens (--pp, default 512), prefilled in chunks of --chunk
+//               rows, batch 1; prompt tok/s.
+//   tg<N>       N decode steps at batch 1 (-n, default 128) after a 1-token prompt; tok/s.
+//   getp        -b sequences (default 32), each a synthetic prompt of --getp-prompt random tokens
+//               (default 1024) generating --getp-new tokens (default 1024, --ignore-eos implied,
+//               greedy), run through the same continuous-batching scheduler as -m getp; output
+//               (generated) tok/s over the whole run, prefill included.
+// Each test runs once as warm-up, then -r times (default 3); reported as mean +- sample std of
+// tok/s. Output (stdout) as --format md (default) | csv | json; progress on stderr.
+// Small values (-n 8 --pp 32 --getp-prompt 16 --getp-new 8 -b 2) make it usable on the CPU backend.
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "run/modes.h"
+#include "run/session.h"
+
+namespace gptoss {
+
+namespace {
+
+struct BenchResult {
+  std::string test;
+  int batch = 1;
+  std::vector<double> tok_s;
+  double mean() const {
+    double s = 0;
+    for (double v : tok_s) s += v;
+    return tok_s.empty() ? 0 : s / tok_s.size();
+  }
+  double stddev() const {
+    if (tok_s.size() < 2) return 0;
+    const double m = mean();
+    double s = 0;
+    for (double v : tok_s) s += (v - m) * (v - m);
+    return std::sqrt(s / (tok_s.size() - 1));
+  }
+};
+
+std::vector<int32_t> random_tokens(std::mt19937_64& rng, int n, int vocab) {
+  // Ids below 199998 (the special tokens live at the top of o200k_harmony's range).
+  const uint32_t hi = static_cast<uint32_t>(std::min(vocab, 199998));
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (auto& v : t) v = static_cast<int32_t>(rng() % hi);
+  return t;
+}
+
+// One prompt of n tokens in chunks of `chunk` rows (logits on the last row only); seconds.
+double time_pp(Engine& eng, const std::vector<int32_t>& prompt, int chunk) {
+  std::vector<float> logits;
+  std::vector<Row> rows;
+  const int n = static_cast<int>(prompt.size());
+  const double t0 = now_seconds();
+  for (int p0 = 0; p0 < n; p0 += chunk) {
+    rows.clear();
+    for (int p = p0; p < std::min(n, p0 + chunk); ++p)
+      rows.push_back(Row{prompt[size_t(p)], 0, p,
+                         (p == 0 ? uint32_t(Row::kNewSeq) : 0u) | (p == n - 1 ? uint32_t(Row::kLogits) : 0u)});
+    eng.forward(rows, logits);
+  }
+  return now_seconds() - t0;
+}
+
+int argmax(const float* x, int n) {
+  int b = 0;
+  for (int i = 1; i < n; ++i)
+    if (x[i] > x[b]) b = i;
+  return b;
+}
+
+// A 1-token prompt, then n greedy decode steps at batch 1; seconds for the n steps.
+double time_tg(Engine& eng, int first_token, int n) {
+  std::vector<float> logits;
+  Row r{first_token, 0, 0, Row::kNewSeq | Row::kLogits};
+  eng.forward(std::span<const Row>(&r, 1), logits);
+  const int V = eng.config().vocab;
+  const double t0 = now_seconds();
+  for (int i = 1; i <= n; ++i) {
+    r = Row{argmax(logits.data(), V), 0, i, Row::kLogits};
+    eng.forward(std::span<const Row>(&r, 1), logits);
+  }
+  return now_seconds() - t0;
+}
+
+// getp-style: B requests through the scheduler; returns {seconds, generated tokens}.
+std::pair<double, uint64_t> time_getp(Engine& eng, const RunOptions& opt, int B, int prompt_n,
+                                      int new_n, std::mt19937_64& rng) {
+  SchedulerOptions so;
+  so.max_slots = B;
+  so.chunk_tokens = opt.chunk_tokens;
+  so.ctx = opt.ctx;
+  so.stop_ids = opt.stop_ids;
+  so.ignore_eos = true;
+  RunOptions greedy = opt;
+  greedy.temperature = 0.0f;
+  Scheduler sch(so, sampler_factory(greedy));
+  uint64_t generated = 0;
+  sch.on_token = [&](uint64_t, int32_t) { ++generated; };
+  sch.on_finish = [](Finished&&) {};
+  for (int b = 0; b < B; ++b)
+    sch.submit(Request{uint64_t(b), random_tokens(rng, prompt_n, eng.config().vocab), new_n, 0, -1});
+  const double t0 = now_seconds();
+  while (sch.busy()) sch.run_step(eng);
+  return {now_seconds() - t0, generated};
+}
+
+}  // namespace
+
+int run_bench(const RunOptions& opt) {
+  if (opt.bench_pp + 1 > opt.ctx || opt.max_new + 1 > opt.ctx ||
+      opt.bench_getp_prompt + opt.bench_getp_new > opt.ctx)
+    fail("-m bench: the tests need a context of at least max(--pp + 1, -n + 1, --getp-prompt + "
+         "--getp-new) = %d positions; -c is %d",
+         std::max({opt.bench_pp + 1, opt.max_new + 1, opt.bench_getp_prompt + opt.bench_getp_new}),
+         opt.ctx);
+  Session s = open_session(opt, opt.max_slots);
+  Engine& eng = *s.engine;
+  const int V = eng.config().vocab;
+  std::mt19937_64 rng(opt.seed);
+  std::vector<BenchResult> results;
+
+  auto run = [&](const std::string& name, int batch, auto&& once) {
+    BenchResult r{name, batch, {}};
+    std::fprintf(stderr, "bench: %s (warm-up + %d reps)\n", name.c_str(), opt.bench_reps);
+    once();  // warm-up (graph capture, caches)
+    for (int i = 0; i < opt.bench_reps; ++i) r.tok_s.push_back(once());
+    results.push_back(r);
+  };
+  if (opt.bench_pp > 0) {
+    run("pp" + std::to_string(opt.bench_pp), 1, [&] {
+      const auto prompt = random_tokens(rng, opt.bench_pp, V);
+      return opt.bench_pp / time_pp(eng, prompt, opt.chunk_tokens);
+    });
+  }
+  run("tg" + std::to_string(opt.max_new), 1, [&] {
+    return opt.max_new / time_tg(eng, random_tokens(rng, 1, V)[0], opt.max_new);
+  });
+  if (opt.bench_getp_new > 0) {
+    run("getp p" + std::to_string(opt.bench_getp_prompt) + " n" + std::to_string(opt.bench_getp_new),
+        opt.max_slots, [&] {
+          const auto [sec, gen] =
+              time_getp(eng, opt, opt.max_slots, opt.bench_getp_prompt, opt.bench_getp_new, rng);
+          return double(gen) / sec;
+        });
+  }
+
+  const std::string model = s.model->description();
+  if (opt.bench_format == "json") {
+    std::printf("[\n");
+    for (size_t i = 0; i < results.size(); ++i) {
+      const auto& r = results[i];
+      std::printf("  {\"model\": \"%s\", \"backend\": \"%s\", \"test\": \"%s\", \"batch\": %d, "
+                  "\"reps\": %zu, \"tok_per_s_mean\": %.2f, \"tok_per_s_std\": %.2f, \"tok_per_s\": [",
+                  model.c_str(), s.backend.c_str(), r.test.c_str(), r.batch, r.tok_s.size(), r.mean(),
+                  r.stddev());
+      for (size_t j = 0; j < r.tok_s.size(); ++j) std::printf("%s%.2f", j ? ", " : "", r.tok_s[j]);
+      std::printf("]}%s\n", i + 1 < results.size() ? "," : "");
+    }
+    std::printf("]\n");
+  } else if (opt.bench_format == "csv") {
+    std::printf("model,backend,test,batch,reps,tok_per_s_mean,tok_per_s_std\n");
+    for (const auto& r : results)
+      std::printf("\"%s\",%s,%s,%d,%zu,%.2f,%.2f\n", model.c_str(), s.backend.c_str(), r.test.c_str(),
+                  r.batch, r.tok_s.size(), r.mean(), r.stddev());
+  } else {
+    std::printf("| model | backend | test | batch | t/s |\n|---|---|---|---:|---:|\n");
+    for (const auto& r : results)
+      std::printf("| %s | %s | %s | %d | %.2f ± %.2f |\n", model.c_str(), s.backend.c_str(),
+                  r.test.c_str(), r.batch, r.mean(), r.stddev());
+  }
+  return 0;
+}
+
+}  // namespace gptoss

@@ -9,6 +9,8 @@
 #            prompts stay in OUT.partial and --resume on NP ranks completes OUT = 1-rank OUT
 #   sigterm  SIGTERM to rank 0 mid-getp: the ring is shut down cleanly (stage report printed,
 #            exit 143), OUT.partial kept; --resume completes OUT = 1-rank OUT
+#   stall    rank 1 stopped (SIGSTOP) mid-getp with --ring-timeout 2: its neighbours give up after
+#            2 s naming rank 1 and the whole job ends (never a hang)
 #   mismatch rank NP-1 given another model file: every rank refuses to start, one message naming
 #            which ranks have which file
 #   errors   bad splits: one clear error line
@@ -75,9 +77,10 @@ chat)
   [ "$(grep -c '^\[turn ' cn.err)" -eq 2 ] || die "expected 2 turns"
   [ "$(cat c1.txt)" = "$(cat cn.txt)" ] || die "chat np$NP output differs from 1 rank"
   ;;
-kill|sigterm)
+kill|sigterm|stall)
   prompts 10 >in.txt
   args="-m getp -i in.txt -n 40 -b 1 --ignore-eos"
+  [ "$case_name" = stall ] && args="$args --ring-timeout 2"
   one $args -o ref.txt 2>ref.err || die "1 rank: exit $?"
   timeout -k 5 120 mpirun --oversubscribe -np "$NP" "$RUN" "$MODEL" -z "$TOK" $args -o out.txt >job.out 2>job.err &
   mp=$!
@@ -86,7 +89,11 @@ kill|sigterm)
     kill -0 $mp 2>/dev/null || die "the job ended before the fault"
     sleep 0.05; n=$((n+1)); [ $n -lt 1200 ] || die "no progress in 60 s"
   done
-  if [ "$case_name" = kill ]; then victim=$(rank_pid $mp 1); sig=KILL; else victim=$(rank_pid $mp 0); sig=TERM; fi
+  case $case_name in
+    kill) victim=$(rank_pid $mp 1); sig=KILL ;;
+    stall) victim=$(rank_pid $mp 1); sig=STOP ;;
+    *) victim=$(rank_pid $mp 0); sig=TERM ;;
+  esac
   [ -n "$victim" ] || die "could not find the rank's process"
   t0=$(date +%s.%N)
   kill -$sig "$victim"
@@ -99,10 +106,13 @@ kill|sigterm)
   [ "$(count_done)" -ge 2 ] || die "finished prompts lost from out.txt.partial"
   if [ "$case_name" = kill ]; then
     has job.err "rank 1 .*(signal 9|Killed)"
+  elif [ "$case_name" = stall ]; then
+    has job.err "run: error: rank [0-9]+/$NP .*no (message|credit) from rank 1 for 2 s"
   else
     has job.err "getp: interrupted by SIGTERM: [0-9]+/10 prompts done, kept in out.txt.partial"
     [ "$(grep -c '^stage [0-9]* busy' job.err)" -eq "$NP" ] || die "the ring was not shut down cleanly (no stage report)"
   fi
+  [ "$case_name" = stall ] && { kill -CONT "$victim" 2>/dev/null; kill -KILL "$victim" 2>/dev/null; }
   many $args -o out.txt --resume 2>resume.err || die "--resume: exit $?"
   has resume.err "getp: resumed: [0-9]+/10 prompts were already done"
   cmp -s ref.txt out.txt || die "resumed OUT differs from the 1-rank OUT"

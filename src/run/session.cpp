@@ -65,8 +65,10 @@ Session::~Session() = default;
 
 namespace {
 
-// Slots: getp's -b; generate and chat hold one sequence. The same on every rank.
-int session_slots(const RunOptions& opt) { return opt.mode == Mode::Getp ? opt.max_slots : 1; }
+// Slots: getp's (and bench's) -b; generate and chat hold one sequence. The same on every rank.
+int session_slots(const RunOptions& opt) {
+  return opt.mode == Mode::Getp || opt.mode == Mode::Bench ? opt.max_slots : 1;
+}
 
 MPI_Comm world_comm() { return MPI_COMM_WORLD; }
 
@@ -153,9 +155,11 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
   s.backend = backend;
   size_t kv_bytes = 0;
   std::string plan;
-  if (backend == "gpu") {
+  if (opt.mode == Mode::Bench && s.ranks > 1)
+    fail("-m bench measures one engine: run it with one rank (use getp for the ring pipeline)");
+  if (backend == "gpu" || opt.mode == Mode::Bench) {
     // One engine, synchronous: the one-GPU engine (bypasses the pipeline until the GPU stage
-    // exists).
+    // exists) and the engine benchmark.
     EngineOptions eo;
     eo.ctx = opt.ctx;
     eo.max_slots = slots;

@@ -602,20 +602,6 @@ inline size_t gemv_mma_smem_bytes(int nr, int K) {
   return static_cast<size_t>(2) * nr * gemv_mma_row_words(K) * sizeof(uint32_t);
 }
 
-__device__ __forceinline__ void mma_f16_m16n8k16(float (&d)[4], uint32_t a0, uint32_t a1,
-                                                 uint32_t a2, uint32_t a3, uint32_t b0,
-                                                 uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ uint16_t f32_to_f16_bits(float f) {
-  uint16_t h;
-  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
-  return h;
-}
 // fp16 pair q of an MXFP4 word: (element q, element q + 4) = LUT * 2^-14 each (exact).
 __device__ __forceinline__ uint32_t mxfp4_pair_f16(uint32_t w, int q) {
   const uint32_t sh = w << (12 - 4 * q);
@@ -662,9 +648,9 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_mma_kernel(ExpertArgs a) {
         uint32_t h[4], l[4];
 #pragma unroll
         for (int q = 0; q < 4; ++q) {
-          const uint16_t h0 = f32_to_f16_bits(xv[q]), h1 = f32_to_f16_bits(xv[q + 4]);
-          const uint16_t l0 = f32_to_f16_bits(xv[q] - tile::half_bits_to_f32(h0));
-          const uint16_t l1 = f32_to_f16_bits(xv[q + 4] - tile::half_bits_to_f32(h1));
+          const uint16_t h0 = tile::f32_to_f16_bits(xv[q]), h1 = tile::f32_to_f16_bits(xv[q + 4]);
+          const uint16_t l0 = tile::f32_to_f16_bits(xv[q] - tile::half_bits_to_f32(h0));
+          const uint16_t l1 = tile::f32_to_f16_bits(xv[q + 4] - tile::half_bits_to_f32(h1));
           h[q] = h0 | (static_cast<uint32_t>(h1) << 16);
           l[q] = l0 | (static_cast<uint32_t>(l1) << 16);
         }
@@ -706,10 +692,10 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_mma_kernel(ExpertArgs a) {
           const uint32_t p10 = mxfp4_pair_f16(w1[u], 0), p11 = mxfp4_pair_f16(w1[u], 1),
                          p12 = mxfp4_pair_f16(w1[u], 2), p13 = mxfp4_pair_f16(w1[u], 3);
           float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-          mma_f16_m16n8k16(d, p00, p10, p01, p11, bl.x, bl.y);
-          mma_f16_m16n8k16(d, p02, p12, p03, p13, bl.z, bl.w);
-          mma_f16_m16n8k16(d, p00, p10, p01, p11, bh.x, bh.y);
-          mma_f16_m16n8k16(d, p02, p12, p03, p13, bh.z, bh.w);
+          tile::mma_f16_m16n8k16(d, p00, p10, p01, p11, bl.x, bl.y);
+          tile::mma_f16_m16n8k16(d, p02, p12, p03, p13, bl.z, bl.w);
+          tile::mma_f16_m16n8k16(d, p00, p10, p01, p11, bh.x, bh.y);
+          tile::mma_f16_m16n8k16(d, p02, p12, p03, p13, bh.z, bh.w);
           const float f0 = e8m0_to_f32(s0[u]) * 16384.0f, f1 = e8m0_to_f32(s1[u]) * 16384.0f;
           acc[0] = fmaf(d[0], f0, acc[0]);
           acc[1] = fmaf(d[1], f0, acc[1]);

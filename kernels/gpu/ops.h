@@ -3,8 +3,9 @@
 // launch goes to `stream` and returns without synchronising.
 //
 // Activations: the residual stream and every activation buffer are fp32 (as on the CPU). The GEMV
-// (rows <= kGemvMaxRows) reads fp32 activations; the tensor-core GEMM rounds activations to bf16
-// when it stages a tile (bf16 x bf16 products, fp32 accumulation). The KV cache is bf16.
+// (rows <= kGemvMaxRows) reads fp32 activations; the tensor-core GEMM stages them as two bf16
+// halves hi + lo (x kept to 2^-17 relative; exact bf16 x bf16 products, fp32 accumulation), so
+// both paths are fp32-quality (~1e-5 apart). The KV cache is bf16.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -31,7 +32,7 @@ void f32_add_inplace(float* y, const float* x, size_t n, gpuStream_t stream);
 // ---- matmul ---------------------------------------------------------------------------------
 // y[n, m] (=|+=) sum_k x[n, k] W[m, k] + b[m]. x [rows, K] fp32, W [M, K] bf16, bias [M] bf16 or
 // nullptr, y [rows, M] fp32 (row stride M), accumulate: y += instead of y =. K % 32 == 0.
-// Dispatch: rows <= kGemvMaxRows -> GEMV (fp32 x), else the tensor-core GEMM (bf16 x).
+// Dispatch: rows <= kGemvMaxRows -> GEMV (fp32 x), else the tensor-core GEMM (bf16 hi + lo x).
 inline constexpr int kGemvMaxRows = 8;
 void f32_bf16w_matmul(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
                       int K, int M, bool accumulate, gpuStream_t stream);

@@ -100,7 +100,7 @@ TEST(RunOptions, BadValues) {
   EXPECT_EQ(err({"-i", "x", "--backend", "tpu"}), "--backend: expected auto, cpu or gpu, got 'tpu'");
   EXPECT_EQ(err({"-m", "chat", "--reasoning", "max"}),
             "--reasoning: expected low, medium or high, got 'max'");
-  EXPECT_EQ(err({"-m", "train"}), "-m: unknown mode 'train' (expected generate, chat or getp)");
+  EXPECT_EQ(err({"-m", "train"}), "-m: unknown mode 'train' (expected generate, chat, getp or bench)");
   EXPECT_NE(err({"-i", "x", "-n", "abc"}).find("(see --help)"), std::string::npos);
   EXPECT_NE(err({"-i", "x", "--bogus"}).find("(see --help)"), std::string::npos);
 }
@@ -118,7 +118,7 @@ TEST(RunOptions, ModeSpecificFlags) {
   EXPECT_EQ(err({"-m", "getp", "-i", "in"}), "-m getp needs the output file: -o OUT");
   EXPECT_EQ(err({"-m", "getp", "-i", "f", "-o", "f"}), "-o: output file must differ from the input file");
   EXPECT_EQ(err({"-i", "x", "-o", "out"}), "-o applies to -m getp only");
-  EXPECT_EQ(err({"-i", "x", "-b", "4"}), "-b applies to -m getp only");
+  EXPECT_EQ(err({"-i", "x", "-b", "4"}), "-b applies to -m getp and bench only");
   EXPECT_EQ(err({"-i", "x", "--resume"}), "--resume applies to -m getp only");
   EXPECT_EQ(err({"-i", "x", "-y", "be nice"}), "-y applies to -m chat only");
   EXPECT_EQ(err({"-m", "chat", "-i", "x"}),

@@ -57,6 +57,12 @@ void fail_mpi(const char* call, int code, const char* file, int line) {
 }
 
 World::World(int* argc, char*** argv, int thread_level) {
+  // Started by hand (no mpirun, no srun): a singleton. Open MPI then tries to start its own
+  // daemon, which fails where the installed orted/PMIx differ from the library the binary was
+  // built against (seen on the GPU machine). An isolated singleton needs no daemon.
+  if (!std::getenv("OMPI_COMM_WORLD_SIZE") && !std::getenv("PMIX_RANK") &&
+      !std::getenv("SLURM_STEP_ID") && !std::getenv("PMI_RANK"))
+    setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
   int provided = 0;
   int rc = MPI_Init_thread(argc, argv, thread_level, &provided);
   if (rc != MPI_SUCCESS)

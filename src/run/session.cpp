@@ -136,11 +136,11 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
   double t0 = now_seconds() - tok_load_s;
   s.model = std::make_unique<ModelFile>(opt.model_path);
   const Config& c = s.model->config();
-  check_against_model(opt, c);
   s.tokenizer = tok ? std::move(tok) : load_tokenizer(opt);
-  if (s.tokenizer->vocab_size() != c.vocab)
+  if (s.tokenizer->vocab_size() != c.vocab)  // before the flag checks: the root cause first
     fail("%s: the tokenizer has %d ids but the model %s has a vocabulary of %d",
          opt.tokenizer_path.c_str(), s.tokenizer->vocab_size(), opt.model_path.c_str(), c.vocab);
+  check_against_model(opt, c);
   GPTOSS_ASSERT(slots == session_slots(opt));
   s.ranks = world_size();
   std::string backend = opt.backend;

@@ -103,6 +103,11 @@ PumpResult pump(Ring& ring, uint64_t count, uint32_t max_rows, int recv_delay_us
   const int me = ring.rank(), from = (ring.rank() + ring.size() - 1) % ring.size();
   uint64_t sent = 0, received = 0;
   auto next_recv = std::chrono::steady_clock::now();
+  // A slow receiver (recv_delay_us > 0) also waits until its sender has been refused since its
+  // last receive (or has sent everything): on a loaded machine the process can sleep longer than
+  // the delay between two loop turns, and a time gate alone would then never let the sender fill
+  // its slots.
+  bool refused_since_recv = false;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (sent < count || received < count) {
     sched_yield();  // up to 4 ranks share 2 cores in CI
@@ -117,15 +122,18 @@ PumpResult pump(Ring& ring, uint64_t count, uint32_t max_rows, int recv_delay_us
         ++sent;
       } else {
         ++res.refused_acquires;
+        refused_since_recv = true;
       }
       res.max_in_flight = std::max(res.max_in_flight, ring.next().in_flight());
     }
-    if (received < count && std::chrono::steady_clock::now() >= next_recv) {
+    const bool gate_open = recv_delay_us == 0 || refused_since_recv || sent == count;
+    if (received < count && gate_open && std::chrono::steady_clock::now() >= next_recv) {
       if (const Slot* s = ring.prev().try_receive()) {
         expect_message(*s, from, received, rows_of(received, max_rows), kHidden);
         if (testing::Test::HasFatalFailure()) return res;
         ring.prev().release(*s);
         ++received;
+        refused_since_recv = false;
         next_recv = std::chrono::steady_clock::now() + std::chrono::microseconds(recv_delay_us);
       }
     }

@@ -1183,37 +1183,33 @@ void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float*
   const dim3 t1(gx, (2 * I + gwm - 1) / gwm), t2(gx, (H + gwm - 1) / gwm);
 #else
   const bool tc_gemv = false;
+  const dim3 t1 = g1, t2 = g2;  // unused: no tensor-core GEMV on this target
 #endif
-  if (tc_gemv) {
+  // One expert matmul: mlp1 (kFirst: SwiGLU epilogue, K = H) or mlp2 (K = I), by the path chosen
+  // above. The two calls below differ only in these arguments.
+  auto expert_matmul = [&]<bool kFirst>(const ExpertArgs& a, dim3 g, [[maybe_unused]] dim3 t, int K,
+                                        dim3 m) {
+    if (tc_gemv) {
 #if !defined(GPTOSS_HIP)
-    if (rows == 1) moe_gemv_mma_kernel<1, true><<<t1, kThreads, gemv_mma_smem_bytes(1, H), stream>>>(a1);
-    else moe_gemv_mma_kernel<kMmaGemvRows, true><<<t1, kThreads, gemv_mma_smem_bytes(kMmaGemvRows, H), stream>>>(a1);
+      if (rows == 1)
+        moe_gemv_mma_kernel<1, kFirst><<<t, kThreads, gemv_mma_smem_bytes(1, K), stream>>>(a);
+      else
+        moe_gemv_mma_kernel<kMmaGemvRows, kFirst>
+            <<<t, kThreads, gemv_mma_smem_bytes(kMmaGemvRows, K), stream>>>(a);
 #endif
-  } else if (rows == 1) {
-    moe_gemv_kernel<1, true><<<g1, kThreads, gemv_smem_bytes(1, H), stream>>>(a1);
-  } else {
-    moe_gemv_kernel<4, true><<<g1, kThreads, gemv_smem_bytes(4, H), stream>>>(a1);
-  }
-  GPU_CHECK_LAUNCH();
-  if (use_mma) {
-    moe_mma_kernel<true><<<m1, kThreads, kMmaSmem, stream>>>(a1);
+    } else if (rows == 1) {
+      moe_gemv_kernel<1, kFirst><<<g, kThreads, gemv_smem_bytes(1, K), stream>>>(a);
+    } else {
+      moe_gemv_kernel<4, kFirst><<<g, kThreads, gemv_smem_bytes(4, K), stream>>>(a);
+    }
     GPU_CHECK_LAUNCH();
-  }
-  if (tc_gemv) {
-#if !defined(GPTOSS_HIP)
-    if (rows == 1) moe_gemv_mma_kernel<1, false><<<t2, kThreads, gemv_mma_smem_bytes(1, I), stream>>>(a2);
-    else moe_gemv_mma_kernel<kMmaGemvRows, false><<<t2, kThreads, gemv_mma_smem_bytes(kMmaGemvRows, I), stream>>>(a2);
-#endif
-  } else if (rows == 1) {
-    moe_gemv_kernel<1, false><<<g2, kThreads, gemv_smem_bytes(1, I), stream>>>(a2);
-  } else {
-    moe_gemv_kernel<4, false><<<g2, kThreads, gemv_smem_bytes(4, I), stream>>>(a2);
-  }
-  GPU_CHECK_LAUNCH();
-  if (use_mma) {
-    moe_mma_kernel<false><<<m2, kThreads, kMmaSmem, stream>>>(a2);
-    GPU_CHECK_LAUNCH();
-  }
+    if (use_mma) {
+      moe_mma_kernel<kFirst><<<m, kThreads, kMmaSmem, stream>>>(a);
+      GPU_CHECK_LAUNCH();
+    }
+  };
+  expert_matmul.template operator()<true>(a1, g1, t1, H, m1);
+  expert_matmul.template operator()<false>(a2, g2, t2, I, m2);
   if (next_norm) {
     moe_combine_norm_kernel<<<rows, kNormThreads, 0, stream>>>(
         s.y, s.weights, k, H, residual, next_norm->scale, next_norm->eps, next_norm->out);

@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "engine/cpu_model.h"
 #include "engine/engine.h"
+#include "engine/sampler.h"
 #include "model/model_file.h"
 
 namespace gptoss {
@@ -87,6 +88,20 @@ std::unique_ptr<Engine> make_cpu_engine(const ModelWeights& w, const EngineOptio
 
 std::unique_ptr<Engine> make_cpu_engine(const ModelFile& model, const EngineOptions& opt) {
   return make_cpu_engine(model_weights(model), opt);
+}
+
+void Engine::forward_pick(std::span<const Row> rows, std::span<const TokenPick> picks,
+                          std::vector<int32_t>& tokens) {
+  size_t want = 0;
+  for (const Row& r : rows) want += (r.flags & Row::kLogits) ? 1 : 0;
+  if (picks.size() != want)
+    fail("forward_pick: %zu picks for %zu rows with logits", picks.size(), want);
+  std::vector<float> logits;
+  forward(rows, logits);
+  const size_t V = static_cast<size_t>(config().vocab);
+  tokens.resize(picks.size());
+  for (size_t i = 0; i < picks.size(); ++i)
+    tokens[i] = Sampler::pick(logits.data() + i * V, static_cast<int>(V), picks[i]);
 }
 
 }  // namespace gptoss

@@ -40,6 +40,20 @@ struct Row {
   uint32_t flags = 0;
 };
 
+// How to choose the next token from one row of logits, so an engine can choose on its own device
+// exactly as the host sampler would: the sampler's parameters plus the uniform draw u in [0, 1)
+// that Sampler::sample would use for this token (Sampler::next_pick). temperature 0 or top_k 1 is
+// greedy (u unused). The algorithm is Sampler::pick (engine/sampler.cpp). 24 bytes, no padding
+// surprises: the GPU copies an array of these as is.
+struct TokenPick {
+  float temperature = 0.0f;
+  int32_t top_k = 0;     // 0 = off
+  float top_p = 1.0f;    // 1 = off
+  int32_t reserved = 0;  // 0
+  double u = 0.0;
+};
+static_assert(sizeof(TokenPick) == 24);
+
 struct EngineOptions {
   int ctx = 4096;        // max positions per sequence (-c); <= config.max_context
   int max_slots = 1;     // concurrent sequences (-b)
@@ -57,6 +71,15 @@ class Engine {
   virtual size_t kv_cache_bytes() const = 0;
   // One forward step. logits is resized to [rows with kLogits, vocab].
   virtual void forward(std::span<const Row> rows, std::vector<float>& logits) = 0;
+  // One forward step that returns, instead of logits, the token chosen for each kLogits row i
+  // with picks[i] (picks.size() must equal the number of kLogits rows). Same result as forward()
+  // followed by Sampler::pick on each row. The default does exactly that on the host; the GPU
+  // engine chooses on the device and copies back only the tokens.
+  virtual void forward_pick(std::span<const Row> rows, std::span<const TokenPick> picks,
+                            std::vector<int32_t>& tokens);
+  // True when forward_pick() is cheaper than forward() + a host pick (the logits stay on the
+  // device). The scheduler then asks its choosers for TokenPicks.
+  virtual bool picks_on_device() const { return false; }
 };
 
 // The CPU engine (OpenMP, fp32 arithmetic over bf16 / MXFP4 weights). model must outlive it.

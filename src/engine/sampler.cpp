@@ -43,34 +43,48 @@ Sampler::Sampler(const SamplerParams& p) : p_(p), rng_state_(p.seed) {
   if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) fail("sampler: top-p %g must be in (0, 1]", p.top_p);
 }
 
-int32_t Sampler::sample(const float* logits, int vocab) {
+TokenPick Sampler::next_pick() {
+  TokenPick t;
+  t.temperature = p_.temperature;
+  t.top_k = p_.top_k;
+  t.top_p = p_.top_p;
+  if (!(p_.temperature == 0.0f || p_.top_k == 1))
+    t.u = static_cast<double>(splitmix64(rng_state_) >> 11) * 0x1.0p-53;
+  return t;
+}
+
+int32_t Sampler::sample(const float* logits, int vocab) { return pick(logits, vocab, next_pick()); }
+
+int32_t Sampler::argmax(const float* logits, int vocab) { return argmax_lowest(logits, vocab); }
+
+int32_t Sampler::pick(const float* logits, int vocab, const TokenPick& p) {
   GPTOSS_ASSERT(vocab > 0);
-  if (p_.temperature == 0.0f || p_.top_k == 1) return argmax_lowest(logits, vocab);
+  if (p.temperature == 0.0f || p.top_k == 1) return argmax_lowest(logits, vocab);
   auto before = [&](int32_t a, int32_t b) {
     return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
   };
   std::vector<int32_t> cand;
-  if (p_.top_k > 0 && p_.top_k < vocab) {
+  if (p.top_k > 0 && p.top_k < vocab) {
     cand.resize(vocab);
     std::iota(cand.begin(), cand.end(), 0);
-    std::partial_sort(cand.begin(), cand.begin() + p_.top_k, cand.end(), before);
-    cand.resize(p_.top_k);
+    std::partial_sort(cand.begin(), cand.begin() + p.top_k, cand.end(), before);
+    cand.resize(p.top_k);
   } else {
     cand.resize(vocab);
     std::iota(cand.begin(), cand.end(), 0);
-    if (p_.top_p < 1.0f) std::sort(cand.begin(), cand.end(), before);
+    if (p.top_p < 1.0f) std::sort(cand.begin(), cand.end(), before);
   }
   float mx = logits[cand[0]];
   for (int32_t id : cand) mx = std::max(mx, logits[id]);
   std::vector<double> prob(cand.size());
   double total = 0;
   for (size_t i = 0; i < cand.size(); ++i) {
-    prob[i] = std::exp((static_cast<double>(logits[cand[i]]) - mx) / p_.temperature);
+    prob[i] = std::exp((static_cast<double>(logits[cand[i]]) - mx) / p.temperature);
     total += prob[i];
   }
   size_t keep = cand.size();
-  if (p_.top_p < 1.0f) {
-    double need = p_.top_p * total, acc = 0;
+  if (p.top_p < 1.0f) {
+    double need = p.top_p * total, acc = 0;
     for (size_t i = 0; i < cand.size(); ++i) {
       acc += prob[i];
       if (acc >= need) {
@@ -80,8 +94,7 @@ int32_t Sampler::sample(const float* logits, int vocab) {
     }
     total = acc;
   }
-  const double u = static_cast<double>(splitmix64(rng_state_) >> 11) * 0x1.0p-53;
-  const double target = u * total;
+  const double target = p.u * total;
   double acc = 0;
   for (size_t i = 0; i < keep; ++i) {
     acc += prob[i];

@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "engine/engine.h"
+
 namespace gptoss {
 
 struct SamplerParams {
@@ -15,8 +17,16 @@ struct SamplerParams {
 class Sampler {
  public:
   explicit Sampler(const SamplerParams& p);
-  // logits: [vocab] fp32, not modified.
+  // logits: [vocab] fp32, not modified. Equals pick(logits, vocab, next_pick()).
   int32_t sample(const float* logits, int vocab);
+  // This token's parameters and uniform draw: advances the stream exactly as sample() would
+  // (one draw unless greedy), so host and device choices stay in step.
+  TokenPick next_pick();
+  // The sampling algorithm (sampler.cpp's comment) with the draw given: what every engine's
+  // forward_pick must reproduce.
+  static int32_t pick(const float* logits, int vocab, const TokenPick& p);
+  // Greedy: the first id with the largest logit; NaN never wins over a number.
+  static int32_t argmax(const float* logits, int vocab);
   const SamplerParams& params() const { return p_; }
 
  private:

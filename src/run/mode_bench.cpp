@@ -65,23 +65,17 @@ double time_pp(Engine& eng, const std::vector<int32_t>& prompt, int chunk) {
   return now_seconds() - t0;
 }
 
-int argmax(const float* x, int n) {
-  int b = 0;
-  for (int i = 1; i < n; ++i)
-    if (x[i] > x[b]) b = i;
-  return b;
-}
-
-// A 1-token prompt, then n greedy decode steps at batch 1; seconds for the n steps.
+// A 1-token prompt, then n greedy decode steps at batch 1 (the token chosen where the engine
+// chooses: on the device for the GPU engine); seconds for the n steps.
 double time_tg(Engine& eng, int first_token, int n) {
-  std::vector<float> logits;
+  const TokenPick greedy{};
+  std::vector<int32_t> next;
   Row r{first_token, 0, 0, Row::kNewSeq | Row::kLogits};
-  eng.forward(std::span<const Row>(&r, 1), logits);
-  const int V = eng.config().vocab;
+  eng.forward_pick(std::span<const Row>(&r, 1), std::span<const TokenPick>(&greedy, 1), next);
   const double t0 = now_seconds();
   for (int i = 1; i <= n; ++i) {
-    r = Row{argmax(logits.data(), V), 0, i, Row::kLogits};
-    eng.forward(std::span<const Row>(&r, 1), logits);
+    r = Row{next[0], 0, i, Row::kLogits};
+    eng.forward_pick(std::span<const Row>(&r, 1), std::span<const TokenPick>(&greedy, 1), next);
   }
   return now_seconds() - t0;
 }

@@ -129,6 +129,17 @@ bool Scheduler::plan(Step& step, const PlanLimits& limits) {
 
 void Scheduler::commit(const Step& step, std::span<const float> logits, int vocab) {
   GPTOSS_ASSERT(logits.size() == step.logit_slots.size() * static_cast<size_t>(vocab));
+  tokens_.resize(step.logit_slots.size());
+  for (size_t i = 0; i < step.logit_slots.size(); ++i) {
+    Seq& q = slots_[step.logit_slots[i]];
+    GPTOSS_ASSERT(q.active && q.next == q.feed.size());
+    tokens_[i] = q.chooser->choose(logits.data() + i * static_cast<size_t>(vocab), vocab);
+  }
+  commit_tokens(step, tokens_);  // commit_tokens never touches tokens_
+}
+
+void Scheduler::commit_tokens(const Step& step, std::span<const int32_t> tokens) {
+  GPTOSS_ASSERT(tokens.size() == step.logit_slots.size());
   // A step holds the rows of a sequence as one contiguous run: one decrement per run.
   for (size_t i = 0; i < step.rows.size(); ++i) {
     const int slot = step.rows[i].slot;
@@ -139,7 +150,7 @@ void Scheduler::commit(const Step& step, std::span<const float> logits, int voca
     int slot = step.logit_slots[i];
     Seq& q = slots_[slot];
     GPTOSS_ASSERT(q.active && q.next == q.feed.size());
-    int32_t t = q.chooser->choose(logits.data() + i * static_cast<size_t>(vocab), vocab);
+    const int32_t t = tokens[i];
     q.generated.push_back(t);
     ++stats_.generated;
     if (on_token) on_token(q.id, t);
@@ -168,6 +179,21 @@ void Scheduler::commit(const Step& step, std::span<const float> logits, int voca
 bool Scheduler::run_step(Engine& engine) {
   Step step;
   if (!plan(step)) return false;
+  if (engine.picks_on_device()) {
+    // One factory makes every chooser: either all of them give picks or none does (then the
+    // first refuses before any stream has advanced).
+    picks_.resize(step.logit_slots.size());
+    size_t given = 0;
+    while (given < picks_.size() &&
+           slots_[step.logit_slots[given]].chooser->next_pick(picks_[given]))
+      ++given;
+    if (given == picks_.size()) {
+      engine.forward_pick(step.rows, picks_, tokens_);
+      commit_tokens(step, tokens_);
+      return true;
+    }
+    GPTOSS_ASSERT(given == 0 && "choosers of one scheduler disagree on next_pick");
+  }
   engine.forward(step.rows, logits_);
   commit(step, logits_, engine.config().vocab);
   return true;

@@ -28,6 +28,10 @@ class TokenChooser {
  public:
   virtual ~TokenChooser() = default;
   virtual int32_t choose(const float* logits, int vocab) = 0;
+  // The same choice as parameters + draw for an engine that picks on its device
+  // (Engine::forward_pick): fills p, advances the chooser as choose() would, returns true. A
+  // chooser that cannot be expressed this way returns false (the logits then come to the host).
+  virtual bool next_pick(TokenPick& p) { (void)p; return false; }
 };
 using ChooserFactory = std::function<std::unique_ptr<TokenChooser>(uint64_t request_id)>;
 
@@ -93,6 +97,8 @@ class Scheduler {
   // Samples the logits of a planned step ([rows with kLogits, vocab]), reports tokens and
   // finished sequences through the callbacks.
   void commit(const Step& step, std::span<const float> logits, int vocab);
+  // The same with the tokens already chosen (one per kLogits row, e.g. by Engine::forward_pick).
+  void commit_tokens(const Step& step, std::span<const int32_t> tokens);
   // plan + forward + commit. False when there was nothing to do.
   bool run_step(Engine& engine);
 
@@ -129,6 +135,8 @@ class Scheduler {
   uint64_t admitted_count_ = 0;
   SchedulerStats stats_;
   std::vector<float> logits_;  // [rows with kLogits, vocab] for run_step
+  std::vector<TokenPick> picks_;
+  std::vector<int32_t> tokens_;
 };
 
 }  // namespace gptoss

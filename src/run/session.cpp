@@ -33,6 +33,10 @@ class SamplerChooser : public TokenChooser {
  public:
   explicit SamplerChooser(const SamplerParams& p) : s_(p) {}
   int32_t choose(const float* logits, int vocab) override { return s_.sample(logits, vocab); }
+  bool next_pick(TokenPick& p) override {
+    p = s_.next_pick();
+    return true;
+  }
 
  private:
   Sampler s_;

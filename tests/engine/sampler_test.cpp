@@ -97,5 +97,29 @@ TEST(Sampler, RejectsBadParameters) {
   EXPECT_THROW(Sampler(SamplerParams{1.0f, 0, 1.5f, 0}), Error);
 }
 
+
+// next_pick() + pick() is sample(): the same stream advance and the same choice, so an engine that
+// picks on its device from TokenPicks stays in step with host sampling.
+TEST(Sampler, NextPickThenPickIsSample) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd;
+  std::vector<float> l(3000);
+  for (auto params : {SamplerParams{0.0f, 0, 1.0f, 9}, SamplerParams{1.0f, 0, 1.0f, 9},
+                      SamplerParams{0.7f, 40, 1.0f, 9}, SamplerParams{1.3f, 0, 0.9f, 9},
+                      SamplerParams{1.0f, 1, 0.5f, 9}, SamplerParams{0.9f, 100, 0.95f, 9}}) {
+    Sampler a(params), b(params);
+    for (int i = 0; i < 100; ++i) {
+      for (auto& v : l) v = 2.0f * nd(rng);
+      const TokenPick p = b.next_pick();
+      EXPECT_EQ(p.temperature, params.temperature);
+      EXPECT_EQ(p.top_k, params.top_k);
+      EXPECT_EQ(p.top_p, params.top_p);
+      if (params.temperature == 0.0f || params.top_k == 1) EXPECT_EQ(p.u, 0.0);
+      else EXPECT_TRUE(p.u >= 0.0 && p.u < 1.0);
+      ASSERT_EQ(a.sample(l.data(), 3000), Sampler::pick(l.data(), 3000, p)) << i;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace gptoss

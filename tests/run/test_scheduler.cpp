@@ -8,6 +8,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "engine/sampler.h"
 #include "fake_engine.h"
 #include "run/scheduler.h"
 
@@ -270,6 +271,79 @@ TEST(RunScheduler, PrefillIsNotStarvedByDecodeRows) {
   }
   EXPECT_GT(finished7, 0);
   EXPECT_LT(finished7, 20);  // long before the decoders' 50 steps
+}
+
+
+// An engine that chooses tokens itself (as the GPU engine does on its device): the scheduler hands
+// it TokenPicks and commits the returned tokens. It must give every request exactly the tokens
+// that host sampling of the same logits gives (Sampler::sample == Sampler::pick(next_pick)).
+class PickingEngine : public FakeEngine {
+ public:
+  using FakeEngine::FakeEngine;
+  bool picks_on_device() const override { return true; }
+  void forward_pick(std::span<const Row> rows, std::span<const TokenPick> picks,
+                    std::vector<int32_t>& tokens) override {
+    ++pick_steps;
+    for (const TokenPick& p : picks) used_draw |= p.u != 0.0;
+    Engine::forward_pick(rows, picks, tokens);
+  }
+  int pick_steps = 0;
+  bool used_draw = false;
+};
+
+class SamplingChooser : public TokenChooser {
+ public:
+  SamplingChooser(const SamplerParams& p) : s_(p) {}
+  int32_t choose(const float* logits, int vocab) override { return s_.sample(logits, vocab); }
+  bool next_pick(TokenPick& p) override {
+    p = s_.next_pick();
+    return true;
+  }
+
+ private:
+  Sampler s_;
+};
+
+TEST(RunScheduler, DevicePicksGiveTheTokensOfHostSampling) {
+  const auto prompts = make_prompts(20);
+  for (SamplerParams base : {SamplerParams{0.0f, 0, 1.0f, 5}, SamplerParams{1.5f, 0, 1.0f, 5},
+                             SamplerParams{1.0f, 4, 1.0f, 5}, SamplerParams{2.0f, 0, 0.8f, 5}}) {
+    ChooserFactory factory = [base](uint64_t id) -> std::unique_ptr<TokenChooser> {
+      SamplerParams p = base;
+      p.seed = base.seed * 1000 + id;
+      return std::make_unique<SamplingChooser>(p);
+    };
+    std::map<uint64_t, std::vector<int32_t>> out[2];
+    int pick_steps = 0;
+    bool used_draw = false;
+    for (int mode = 0; mode < 2; ++mode) {
+      std::unique_ptr<FakeEngine> eng = mode ? std::make_unique<PickingEngine>(kVocab, 6, 4096)
+                                             : std::make_unique<FakeEngine>(kVocab, 6, 4096);
+      Scheduler sch(opts(6, 16), factory);
+      sch.on_finish = [&](Finished&& f) { out[mode][f.id] = f.generated; };
+      for (size_t i = 0; i < prompts.size(); ++i) sch.submit(Request{i, prompts[i], 12, 0, -1});
+      while (sch.busy()) ASSERT_TRUE(sch.run_step(*eng));
+      if (mode) {
+        pick_steps = static_cast<PickingEngine&>(*eng).pick_steps;
+        used_draw = static_cast<PickingEngine&>(*eng).used_draw;
+      }
+    }
+    EXPECT_GT(pick_steps, 0);
+    EXPECT_EQ(used_draw, base.temperature > 0.0f);  // greedy draws nothing
+    ASSERT_EQ(out[0].size(), prompts.size());
+    EXPECT_EQ(out[0], out[1]) << "T=" << base.temperature << " k=" << base.top_k;
+  }
+}
+
+TEST(RunScheduler, ForwardPickRejectsAWrongNumberOfPicks) {
+  FakeEngine eng(kVocab, 2, 64);
+  Row rows[2] = {Row{1, 0, 0, Row::kNewSeq | Row::kLogits}, Row{2, 1, 0, Row::kNewSeq}};
+  TokenPick picks[2];
+  std::vector<int32_t> tokens;
+  EXPECT_THROW(eng.forward_pick(rows, picks, tokens), Error);
+  EXPECT_TRUE(eng.steps.empty());  // refused before the step ran
+  eng.forward_pick(rows, std::span<const TokenPick>(picks, 1), tokens);
+  ASSERT_EQ(tokens.size(), 1u);
 }
 
 }  // namespace

@@ -13,11 +13,25 @@
 // overlap its compute with communication; both drive the transport's progress.
 //
 // Nothing is allocated per message: slots, requests and credit buffers are created when the link
-// opens. Implementations: MPI (mpi_transport.h, host memory, now) and, later, GPU IPC (issue 6:
-// slots in device memory exported to the sender, sequence-number flags written with system-scope
-// release ordering, credits flowing back the same way). The interface is the same for both: the
-// caller only ever writes into / reads from the Slot it was handed. The protocol (ordering,
-// credits, why it cannot deadlock, wraparound) is documented in docs/transport.md.
+// opens. Implementations: MPI (mpi_transport.h, host memory) and GPU IPC (ipc_transport.h, GPU
+// builds only: slots in device memory exported to the sender, sequence-number flags written with
+// system-scope release ordering, credits flowing back the same way). The interface is the same for
+// both: the caller only ever writes into / reads from the Slot it was handed. The protocol
+// (ordering, credits, why it cannot deadlock, wraparound) is documented in docs/transport.md.
+//
+// Stream-ordered forms (device payloads): post_on / try_receive_on / receive_on / release_on take
+// the caller's GPU stream as an opaque `void*` (a gpuStream_t; nullptr = the link's own stream).
+// They order the payload against the caller's stream instead of the host:
+//   sender:   Slot& s = link.acquire();            // header/rows: host; payload: device
+//             fill the header on the host, enqueue the kernels writing s.payload on `stream`;
+//             link.post_on(s, stream);             // payload leaves after that work, no host wait
+//   receiver: const Slot& s = link.receive_on(stream);  // header is readable now; work enqueued
+//             on `stream` from here on sees the payload (the link enqueued a device-side wait)
+//             enqueue kernels reading s.payload on `stream`;
+//             link.release_on(s, stream);          // the sender may overwrite the payload only
+//                                                  // after that work has finished
+// Host transports (MPI) implement them as the plain forms: their payload is complete when
+// receive() returns, and post()/release() need it complete when called.
 #pragma once
 #include <mpi.h>
 
@@ -119,6 +133,12 @@ class SendLink {
   // Messages posted and not yet released by the receiver (0 .. slots).
   virtual int in_flight() const = 0;
   virtual const LinkStats& stats() const = 0;
+  // post() ordered after the work enqueued on `stream` (a gpuStream_t; nullptr: the link's own
+  // stream, so the payload must be complete when called): the payload copy and its completion
+  // flag are enqueued on `stream`; returns at once. The slot's payload may be rewritten only by
+  // work ordered after this call's (same stream) once the slot is acquired again. Host links:
+  // same as post().
+  virtual void post_on(Slot& slot, void* stream) { post(slot); }
 };
 
 class RecvLink {
@@ -137,6 +157,16 @@ class RecvLink {
   // Messages received and not yet released (0 .. slots).
   virtual int held() const = 0;
   virtual const LinkStats& stats() const = 0;
+  // try_receive() that returns as soon as the header and rows are here: the payload is
+  // guaranteed only to work enqueued on `stream` (a gpuStream_t) after this call, the link having
+  // enqueued a device-side wait for it there. Host links: same as try_receive().
+  virtual const Slot* try_receive_on(void* stream) { return try_receive(); }
+  // Blocking form of try_receive_on (same timeout as receive()).
+  virtual const Slot& receive_on(void* stream) { return receive(); }
+  // release() for a payload still being read by work on `stream`: the sender may overwrite it
+  // only after the work enqueued on `stream` so far has finished (the credit is enqueued there).
+  // The header and rows may be reused by the sender at once. Host links: same as release().
+  virtual void release_on(const Slot& slot, void* stream) { release(slot); }
 };
 
 }  // namespace gptoss::comm
@@ -161,6 +191,8 @@ class Ring {
 // the same spec; a rank whose spec differs makes every rank throw WorldError naming it. The ring
 // works on its own duplicate of comm, so its messages never mix with the program's.
 // Transport choice per link is made here (today: always MPI, host memory); see describe().
+// GPU builds: comm/ipc_transport.h's open_gpu_ring() opens a ring with device payloads, GPU IPC
+// on links between GPUs of one host with peer access and MPI (host payload) on the others.
 std::unique_ptr<Ring> open_ring(MPI_Comm comm, const LinkSpec& spec);
 
 }  // namespace gptoss::comm

@@ -57,6 +57,23 @@ using gpuIpcMemHandle_t = hipIpcMemHandle_t;
 #define gpuIpcGetMemHandle hipIpcGetMemHandle
 #define gpuIpcOpenMemHandle(p, h) hipIpcOpenMemHandle((p), (h), hipIpcMemLazyEnablePeerAccess)
 #define gpuIpcCloseMemHandle hipIpcCloseMemHandle
+// Added for the IPC transport (comm/ipc_transport.cpp): peers, events, mapped host memory.
+#define gpuErrorNotReady hipErrorNotReady
+#define gpuEventQuery hipEventQuery
+#define gpuEventCreateNoTiming(e) hipEventCreateWithFlags((e), hipEventDisableTiming)
+#define gpuDeviceCanAccessPeer hipDeviceCanAccessPeer
+#define gpuDeviceGetPCIBusId hipDeviceGetPCIBusId
+#define gpuDeviceGetByPCIBusId hipDeviceGetByPCIBusId
+#define gpuHostAllocMapped(p, n) hipHostMalloc((p), (n), hipHostMallocMapped)
+#define gpuHostGetDevicePointer(d, h) hipHostGetDevicePointer((d), (h), 0)
+// Device side: a wall clock in ns (s_memrealtime counts at a constant 100 MHz on gfx9/gfx90a) and
+// a short sleep for polling loops.
+#if defined(__HIPCC__)  // hipcc (host and device passes); not host-compiler HOST sources
+__device__ inline unsigned long long gpu_wall_clock_ns() {
+  return static_cast<unsigned long long>(__builtin_amdgcn_s_memrealtime()) * 10ull;
+}
+__device__ inline void gpu_sleep_briefly() { __builtin_amdgcn_s_sleep(8); }
+#endif
 inline constexpr int kWaveSize = 64;
 using gpu_lane_mask_t = unsigned long long;
 inline constexpr gpu_lane_mask_t kAllLanes = ~0ull;
@@ -117,6 +134,24 @@ using gpuIpcMemHandle_t = cudaIpcMemHandle_t;
 #define gpuIpcGetMemHandle cudaIpcGetMemHandle
 #define gpuIpcOpenMemHandle(p, h) cudaIpcOpenMemHandle((p), (h), cudaIpcMemLazyEnablePeerAccess)
 #define gpuIpcCloseMemHandle cudaIpcCloseMemHandle
+// Added for the IPC transport (comm/ipc_transport.cpp): peers, events, mapped host memory.
+#define gpuErrorNotReady cudaErrorNotReady
+#define gpuEventQuery cudaEventQuery
+#define gpuEventCreateNoTiming(e) cudaEventCreateWithFlags((e), cudaEventDisableTiming)
+#define gpuDeviceCanAccessPeer cudaDeviceCanAccessPeer
+#define gpuDeviceGetPCIBusId cudaDeviceGetPCIBusId
+#define gpuDeviceGetByPCIBusId cudaDeviceGetByPCIBusId
+#define gpuHostAllocMapped(p, n) cudaHostAlloc((p), (n), cudaHostAllocMapped)
+#define gpuHostGetDevicePointer(d, h) cudaHostGetDevicePointer((d), (h), 0)
+// Device side: the global nanosecond timer and a short sleep for polling loops (sm_70+).
+#if defined(__CUDACC__)
+__device__ inline unsigned long long gpu_wall_clock_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+__device__ inline void gpu_sleep_briefly() { __nanosleep(100); }
+#endif
 inline constexpr int kWaveSize = 32;
 using gpu_lane_mask_t = unsigned int;
 inline constexpr gpu_lane_mask_t kAllLanes = ~0u;

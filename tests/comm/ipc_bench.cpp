@@ -1,0 +1,166 @@
+// ipc_bench.cpp: one-way time and bandwidth of the ring transport between two ranks (mpirun -np 2,
+// one GPU each), printed by rank 0 as a markdown table:
+//   ping-pong: rank 0 posts a message of R rows x 2880 fp32 to rank 1, which forwards it back with
+//     no host synchronisation (receive_on + post_on on one stream: the send waits for the payload
+//     on the device); rank 0 waits until the payload is back (receive_on + stream sync).
+//     one-way us = median round trip / 2 (host API calls, launches, device waits and the copy).
+//   streaming: rank 0 posts `iters` messages back to back (K slots in flight) to rank 1, which
+//     receives, waits for each payload on its stream and releases; GB/s = bytes / time at rank 1.
+// Usage: ipc_bench [--rows 1,16,64,256,512] [--iters N] [--slots K]. GPTOSS_IPC_DISABLE=1 measures
+// the MPI (host-staged) fallback instead.
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "comm/device_pick.h"
+#include "comm/ipc_transport.h"
+#include "comm/world.h"
+#include "gpu/vendor.h"
+
+using namespace gptoss;
+using namespace gptoss::comm;
+
+namespace {
+constexpr uint32_t kHidden = 2880;
+double now_us() {
+  return std::chrono::duration<double, std::micro>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  return mpi_guarded_main("ipc_bench", &argc, &argv, [&](World& w) {
+    std::vector<uint32_t> rows_list = {1, 16, 64, 256, 512};
+    int iters = 2000, slots = 4;
+    for (int i = 1; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a == "--rows" && i + 1 < argc) {
+        rows_list.clear();
+        for (const char* p = argv[++i]; *p;) {
+          rows_list.push_back(static_cast<uint32_t>(std::strtoul(p, const_cast<char**>(&p), 10)));
+          if (*p == ',') ++p;
+        }
+      } else if (a == "--iters" && i + 1 < argc) {
+        iters = std::atoi(argv[++i]);
+      } else if (a == "--slots" && i + 1 < argc) {
+        slots = std::atoi(argv[++i]);
+      } else {
+        fail("ipc_bench: unknown argument %s (usage: ipc_bench [--rows 1,64] [--iters N] "
+             "[--slots K])",
+             a.c_str());
+      }
+    }
+    if (w.size() != 2) fail("ipc_bench: run with exactly 2 ranks (mpirun -np 2)");
+    int count = 0;
+    if (gpuGetDeviceCount(&count) != gpuSuccess || count < 1) fail("ipc_bench: no GPU present");
+    GPU_CHECK(gpuSetDevice(pick_local_device(count)));
+    gpuDeviceProp prop;
+    int dev = 0;
+    GPU_CHECK(gpuGetDevice(&dev));
+    GPU_CHECK(gpuGetDeviceProperties(&prop, dev));
+    const uint32_t max_rows = *std::max_element(rows_list.begin(), rows_list.end());
+    LinkSpec spec;
+    spec.slots = slots;
+    spec.max_rows = max_rows;
+    spec.max_payload_bytes = size_t(max_rows) * kHidden * sizeof(float);
+    spec.payload_memory = MemoryKind::Device;
+    spec.timeout_s = 60;
+    spec.spin_us = 1e7;  // measure the transport, not the sleep granularity of blocking waits
+    auto ring = open_gpu_ring(w.comm(), spec);
+    const std::string desc = ring->describe();
+    std::vector<std::string> descs(2);
+    {
+      char buf[2][512] = {};
+      std::snprintf(buf[0], sizeof buf[0], "%s", desc.c_str());
+      MPI_Gather(buf[0], 512, MPI_CHAR, buf, 512, MPI_CHAR, 0, w.comm());
+      if (w.rank() == 0)
+        std::printf("rank 0 (%s): %s\nrank 1: %s\n", prop.name, buf[0], buf[1]);
+    }
+    gpuStream_t st;
+    GPU_CHECK(gpuStreamCreateNonBlocking(&st));
+    const bool dev_next = ring->next().spec().payload_memory == MemoryKind::Device;
+    if (w.rank() == 0) {
+      std::printf("\n| transport | rows | bytes | one-way us (median) | one-way us (p90) | "
+                  "GB/s one-way | streaming GB/s |\n|---|---|---|---|---|---|---|\n");
+    }
+    for (uint32_t rows : rows_list) {
+      const size_t bytes = size_t(rows) * kHidden * sizeof(float);
+      const int n = std::max(20, rows >= 256 ? iters / 4 : iters);
+      std::vector<double> rtt;
+      MPI_Barrier(w.comm());
+      // Ping-pong (the first 10 round trips are warm-up).
+      for (int it = 0; it < n + 10; ++it) {
+        if (w.rank() == 0) {
+          const double t0 = now_us();
+          Slot& s = ring->next().acquire();
+          s.header->rows = rows;
+          s.header->payload_bytes = bytes;
+          ring->next().post_on(s, st);
+          const Slot& r = ring->prev().receive_on(st);
+          if (r.header->rows != rows) fail("ipc_bench: wrong message back");
+          GPU_CHECK(gpuStreamSynchronize(st));  // the payload is here
+          const double t1 = now_us();
+          ring->prev().release_on(r, st);
+          if (it >= 10) rtt.push_back(t1 - t0);
+        } else {
+          const Slot& in = ring->prev().receive_on(st);
+          Slot& out = ring->next().acquire();
+          std::memcpy(out.header, in.header, sizeof(MsgHeader));
+          if (out.payload_memory == MemoryKind::Host && in.payload_memory == MemoryKind::Host)
+            std::memcpy(out.payload, in.payload, in.header->payload_bytes);
+          ring->next().post_on(out, st);
+          ring->prev().release_on(in, st);
+        }
+      }
+      ring->next().drain();
+      GPU_CHECK(gpuStreamSynchronize(st));
+      MPI_Barrier(w.comm());
+      // Streaming 0 -> 1.
+      double stream_gbs = 0;
+      const int ns = std::max(20, rows >= 256 ? iters / 4 : iters);
+      if (w.rank() == 0) {
+        for (int it = 0; it < ns; ++it) {
+          Slot& s = ring->next().acquire();
+          s.header->rows = rows;
+          s.header->payload_bytes = bytes;
+          ring->next().post_on(s, st);
+        }
+        ring->next().drain();
+        MPI_Recv(&stream_gbs, 1, MPI_DOUBLE, 1, 7, w.comm(), MPI_STATUS_IGNORE);
+      } else {
+        double t0 = 0;
+        for (int it = 0; it < ns; ++it) {
+          const Slot& in = ring->prev().receive_on(st);
+          if (it == 0) {
+            GPU_CHECK(gpuStreamSynchronize(st));
+            t0 = now_us();  // from the first payload's arrival
+          }
+          ring->prev().release_on(in, st);
+        }
+        GPU_CHECK(gpuStreamSynchronize(st));
+        const double t1 = now_us();
+        stream_gbs = double(bytes) * (ns - 1) / ((t1 - t0) * 1e3);
+        MPI_Send(&stream_gbs, 1, MPI_DOUBLE, 0, 7, w.comm());
+      }
+      ring->next().drain();
+      MPI_Barrier(w.comm());
+      if (w.rank() == 0) {
+        std::sort(rtt.begin(), rtt.end());
+        const double med = rtt[rtt.size() / 2] / 2, p90 = rtt[rtt.size() * 9 / 10] / 2;
+        std::printf("| %s | %u | %zu | %.1f | %.1f | %.2f | %.2f |\n",
+                    dev_next ? "gpu-ipc" : "mpi host-staged", rows, bytes, med, p90,
+                    double(bytes) / (med * 1e3), stream_gbs);
+        std::fflush(stdout);
+      }
+    }
+    gpuStreamDestroy(st);
+    return 0;
+  });
+}

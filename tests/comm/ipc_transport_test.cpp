@@ -1,0 +1,512 @@
+// ipc_transport_test.cpp: the GPU IPC transport (comm/ipc_transport.h) under mpirun, 1 rank (a
+// link to itself) and 2 ranks (two GPUs of one host; CTest names comm_ipc_transport_np*). Every
+// message's header, rows and payload are generated from (sender, sequence number) and checked
+// field by field after the payload came back from the device, so ordering, content, sizes and
+// stream ordering are checked against an independent oracle: a receive whose device-side wait did
+// not hold back the read would read the slot's previous message (a different sequence number).
+// Without a GPU every test skips ("no GPU present"). GPTOSS_IPC_DISABLE=1 runs the same tests over
+// the MPI fallback links (host payloads).
+#include <gtest/gtest.h>
+#include <mpi.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "comm/device_pick.h"
+#include "comm/ipc_transport.h"
+#include "comm/world.h"
+#include "gpu/vendor.h"
+
+using namespace gptoss;
+using namespace gptoss::comm;
+
+namespace {
+
+constexpr uint32_t kHidden = 2880;  // gpt-oss hidden size: payload = fp32 [rows, hidden]
+
+int world_rank() { return World::current()->rank(); }
+int world_size() { return World::current()->size(); }
+
+// Binds this rank's GPU (local rank modulo the visible GPUs); false without a GPU.
+bool bind_gpu() {
+  int count = 0;
+  if (gpuGetDeviceCount(&count) != gpuSuccess || count < 1) {
+    gpuGetLastError();
+    return false;
+  }
+  GPU_CHECK(gpuSetDevice(pick_local_device(count)));
+  return true;
+}
+#define REQUIRE_GPU() \
+  if (!bind_gpu()) GTEST_SKIP() << "no GPU present"
+
+bool ipc_disabled() {
+  const char* v = std::getenv("GPTOSS_IPC_DISABLE");
+  return v && *v && std::strcmp(v, "0") != 0;
+}
+
+LinkSpec spec_for(int slots, uint32_t max_rows, size_t row_bytes = kHidden * sizeof(float)) {
+  LinkSpec s;
+  s.slots = slots;
+  s.max_rows = max_rows;
+  s.max_payload_bytes = size_t(max_rows) * row_bytes;
+  s.payload_memory = MemoryKind::Device;
+  s.timeout_s = 20;
+  return s;
+}
+
+uint32_t rows_of(uint64_t seq, uint32_t max_rows) {
+  if (seq % 5 == 0) return max_rows;
+  if (seq % 5 == 1) return 1;
+  return 1 + static_cast<uint32_t>((seq * 37 + 11) % max_rows);
+}
+
+float value_at(int sender, uint64_t seq, size_t i) {
+  return static_cast<float>(sender * 1000003 + static_cast<int64_t>(seq) * 7919 +
+                            static_cast<int64_t>(i % 100003)) *
+         0.5f;
+}
+
+// Host-side mirror of a link's slots: pinned buffers the test fills / reads back through the
+// stream (payloads of device slots) or directly (host slots of the MPI fallback).
+struct HostBuffers {
+  std::vector<void*> bufs;
+  HostBuffers(int slots, size_t bytes) {
+    for (int i = 0; i < slots; ++i) {
+      void* p = nullptr;
+      GPU_CHECK(gpuHostAlloc(&p, std::max<size_t>(bytes, 16)));
+      bufs.push_back(p);
+    }
+  }
+  ~HostBuffers() {
+    for (void* p : bufs) gpuFreeHost(p);
+  }
+  float* at(int i) { return static_cast<float*>(bufs[static_cast<size_t>(i)]); }
+};
+
+struct Stream {
+  gpuStream_t s = nullptr;
+  Stream() { GPU_CHECK(gpuStreamCreateNonBlocking(&s)); }
+  ~Stream() { gpuStreamDestroy(s); }
+  void* ptr() const { return static_cast<void*>(s); }
+};
+
+void fill_header(Slot& s, int sender, uint64_t seq, uint32_t rows, size_t payload_bytes) {
+  MsgHeader& h = *s.header;
+  h.micro_batch_id = static_cast<uint32_t>(seq * 3 + static_cast<uint64_t>(sender));
+  h.rows = rows;
+  h.flags = 0;
+  h.payload_bytes = payload_bytes;
+  for (int k = 0; k < 4; ++k) h.user[k] = seq * 100 + static_cast<uint64_t>(k);
+  for (uint32_t r = 0; r < rows; ++r) {
+    s.rows[r].seq_slot = static_cast<int32_t>((seq + r) % 97);
+    s.rows[r].position = static_cast<int32_t>(seq * 5 + r);
+    s.rows[r].flags = (r == 0 ? uint32_t{kRowNewSequence} : 0u) |
+                      (r + 1 == rows ? uint32_t{kRowNeedsLogits} : 0u);
+    s.rows[r].user = static_cast<uint32_t>(sender);
+  }
+}
+
+void check_header(const Slot& s, int sender, uint64_t seq, uint32_t rows, size_t payload_bytes) {
+  const MsgHeader& h = *s.header;
+  ASSERT_EQ(h.seq_no, seq) << "out of order";
+  ASSERT_EQ(h.magic, kMsgMagic);
+  ASSERT_EQ(h.micro_batch_id, static_cast<uint32_t>(seq * 3 + static_cast<uint64_t>(sender)));
+  ASSERT_EQ(h.rows, rows);
+  ASSERT_EQ(h.payload_bytes, payload_bytes);
+  for (int k = 0; k < 4; ++k) ASSERT_EQ(h.user[k], seq * 100 + static_cast<uint64_t>(k));
+  for (uint32_t r = 0; r < rows; ++r) {
+    ASSERT_EQ(s.rows[r].seq_slot, static_cast<int32_t>((seq + r) % 97));
+    ASSERT_EQ(s.rows[r].position, static_cast<int32_t>(seq * 5 + r));
+    ASSERT_EQ(s.rows[r].user, static_cast<uint32_t>(sender));
+  }
+}
+
+// Writes message `seq` (fp32 [rows, hidden]) into the acquired slot: device slots through the
+// stream from a pinned host buffer (the H2D copy is ordered before post_on's send kernel).
+void put_message(Slot& s, HostBuffers& hb, gpuStream_t st, int sender, uint64_t seq,
+                 uint32_t rows) {
+  const size_t n = size_t(rows) * kHidden, bytes = n * sizeof(float);
+  fill_header(s, sender, seq, rows, bytes);
+  float* x = s.payload_memory == MemoryKind::Device ? hb.at(s.index) : static_cast<float*>(s.payload);
+  for (size_t i = 0; i < n; ++i) x[i] = value_at(sender, seq, i);
+  if (s.payload_memory == MemoryKind::Device)
+    GPU_CHECK(gpuMemcpyAsync(s.payload, x, bytes, gpuMemcpyHostToDevice, st));
+}
+
+// Reads the received slot's payload back through the stream (after receive_on's device wait)
+// and checks it.
+void check_message(const Slot& s, HostBuffers& hb, gpuStream_t st, int sender, uint64_t seq,
+                   uint32_t rows) {
+  const size_t n = size_t(rows) * kHidden, bytes = n * sizeof(float);
+  check_header(s, sender, seq, rows, bytes);
+  if (testing::Test::HasFatalFailure()) return;
+  const float* x = static_cast<const float*>(s.payload);
+  if (s.payload_memory == MemoryKind::Device) {
+    GPU_CHECK(gpuMemcpyAsync(hb.at(s.index), s.payload, bytes, gpuMemcpyDeviceToHost, st));
+    GPU_CHECK(gpuStreamSynchronize(st));
+    x = hb.at(s.index);
+  }
+  size_t bad = 0;
+  for (size_t i = 0; i < n; ++i) bad += x[i] != value_at(sender, seq, i);
+  ASSERT_EQ(bad, 0u) << "payload values differ in message " << seq;
+}
+
+struct PumpResult {
+  int max_in_flight = 0;
+  uint64_t refused_acquires = 0;
+};
+
+// Every rank sends `count` messages to its successor and receives `count` from its predecessor
+// with the non-blocking stream-ordered calls. recv_delay_us slows the receiver (back-pressure).
+PumpResult pump(Ring& ring, uint64_t count, uint32_t max_rows, int recv_delay_us) {
+  PumpResult res;
+  const int me = ring.rank(), from = (ring.rank() + ring.size() - 1) % ring.size();
+  const int k = ring.next().spec().slots;
+  HostBuffers send_hb(k, size_t(max_rows) * kHidden * 4), recv_hb(k, size_t(max_rows) * kHidden * 4);
+  Stream send_st, recv_st;
+  uint64_t sent = 0, received = 0;
+  auto next_recv = std::chrono::steady_clock::now();
+  bool refused_since_recv = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (sent < count || received < count) {
+    sched_yield();
+    if (std::chrono::steady_clock::now() > deadline) {
+      ADD_FAILURE() << "pump stuck at sent " << sent << " received " << received;
+      return res;
+    }
+    if (sent < count) {
+      if (Slot* s = ring.next().try_acquire()) {
+        put_message(*s, send_hb, send_st.s, me, sent, rows_of(sent, max_rows));
+        ring.next().post_on(*s, send_st.ptr());
+        ++sent;
+      } else {
+        ++res.refused_acquires;
+        refused_since_recv = true;
+      }
+      res.max_in_flight = std::max(res.max_in_flight, ring.next().in_flight());
+    }
+    const bool gate_open = recv_delay_us == 0 || refused_since_recv || sent == count;
+    if (received < count && gate_open && std::chrono::steady_clock::now() >= next_recv) {
+      if (const Slot* s = ring.prev().try_receive_on(recv_st.ptr())) {
+        check_message(*s, recv_hb, recv_st.s, from, received, rows_of(received, max_rows));
+        if (testing::Test::HasFatalFailure()) return res;
+        ring.prev().release_on(*s, recv_st.ptr());
+        ++received;
+        refused_since_recv = false;
+        next_recv = std::chrono::steady_clock::now() + std::chrono::microseconds(recv_delay_us);
+      }
+    }
+  }
+  ring.next().drain();
+  GPU_CHECK(gpuStreamSynchronize(recv_st.s));
+  EXPECT_EQ(ring.next().in_flight(), 0);
+  EXPECT_EQ(ring.prev().held(), 0);
+  return res;
+}
+
+TEST(IpcTransport, ChoosesIpcOnOneHostAndSaysSo) {
+  REQUIRE_GPU();
+  auto ring = open_gpu_ring(MPI_COMM_WORLD, spec_for(4, 16));
+  const std::string d = ring->describe();
+  if (world_rank() == 0) std::printf("ring: %s\n", d.c_str());
+  const char* want = ipc_disabled() ? "mpi (host-staged)" : "gpu-ipc";
+  EXPECT_NE(d.find(std::string("send ") + std::to_string(world_rank())), std::string::npos) << d;
+  // Both links of this rank use the expected transport (the test runs on one host).
+  size_t first = d.find(want);
+  ASSERT_NE(first, std::string::npos) << d;
+  EXPECT_NE(d.find(want, first + 1), std::string::npos) << d;
+  const MemoryKind mk = ipc_disabled() ? MemoryKind::Host : MemoryKind::Device;
+  Slot& s = ring->next().acquire();
+  EXPECT_EQ(s.payload_memory, mk);
+  s.header->rows = 0;
+  s.header->payload_bytes = 0;
+  ring->next().post(s);
+  const Slot& r = ring->prev().receive();
+  EXPECT_EQ(r.payload_memory, mk);
+  ring->prev().release(r);
+  ring->next().drain();
+}
+
+TEST(IpcTransport, OrderAndContent) {
+  REQUIRE_GPU();
+  auto ring = open_gpu_ring(MPI_COMM_WORLD, spec_for(4, 16));
+  pump(*ring, 300, 16, 0);
+  EXPECT_EQ(ring->next().stats().messages, 300u);
+  EXPECT_EQ(ring->prev().stats().messages, 300u);
+  uint64_t bytes = 0;
+  for (uint64_t q = 0; q < 300; ++q) bytes += uint64_t(rows_of(q, 16)) * kHidden * 4;
+  EXPECT_EQ(ring->next().stats().payload_bytes, bytes);
+  EXPECT_EQ(ring->prev().stats().payload_bytes, bytes);
+}
+
+TEST(IpcTransport, ManyWraparoundsWithFewSlots) {
+  REQUIRE_GPU();
+  // 1, 2 and 3 slots; with 3 slots 3000 messages: every slot's flag and credit words wrap 1000
+  // times (values i+1, i+K+1, ...).
+  for (int slots : {1, 2, 3}) {
+    auto ring = open_gpu_ring(MPI_COMM_WORLD, spec_for(slots, 2));
+    pump(*ring, slots == 3 ? 3000 : 500, 2, 0);
+    if (HasFailure()) return;
+  }
+}
+
+TEST(IpcTransport, MessageSizesFromOneRowToLargest) {
+  REQUIRE_GPU();
+  // Rows 1..64 and then up to 512 rows x 2880 fp32 (5.9 MB, larger than any micro-batch the
+  // pipeline cuts), every message checked.
+  const uint32_t max_rows = 512;
+  std::vector<uint32_t> sizes;
+  for (uint32_t r = 1; r <= 64; ++r) sizes.push_back(r);
+  for (uint32_t r : {65u, 127u, 128u, 255u, 256u, 384u, 511u, 512u, 1u, 512u}) sizes.push_back(r);
+  auto ring = open_gpu_ring(MPI_COMM_WORLD, spec_for(3, max_rows));
+  const int me = ring->rank(), from = (me + ring->size() - 1) % ring->size();
+  HostBuffers shb(3, size_t(max_rows) * kHidden * 4), rhb(3, size_t(max_rows) * kHidden * 4);
+  Stream sst, rst;
+  uint64_t sent = 0, received = 0;
+  const uint64_t total = sizes.size();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (sent < total || received < total) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "stuck at " << sent << "/" << received;
+    if (sent < total)
+      if (Slot* s = ring->next().try_acquire()) {
+        put_message(*s, shb, sst.s, me, sent, sizes[sent]);
+        ring->next().post_on(*s, sst.ptr());
+        ++sent;
+      }
+    if (const Slot* s = ring->prev().try_receive_on(rst.ptr())) {
+      check_message(*s, rhb, rst.s, from, received, sizes[received]);
+      if (HasFatalFailure()) return;
+      ring->prev().release_on(*s, rst.ptr());
+      ++received;
+    }
+  }
+  ring->next().drain();
+}
+
+TEST(IpcTransport, OddByteCountsAndEmptyPayloads) {
+  REQUIRE_GPU();
+  // Payloads of 0..100 bytes (the copy kernel's 16-byte body and byte tail), plain host-ordered
+  // calls: post() after a synchronous copy, receive() returns with the payload there.
+  auto ring = open_gpu_ring(MPI_COMM_WORLD, spec_for(2, 1, 100));
+  const int me = ring->rank(), from = (me + ring->size() - 1) % ring->size();
+  std::vector<uint8_t> out(100), in(100);
+  for (uint32_t n = 0; n <= 100; ++n) {
+    Slot& s = ring->next().acquire();
+    fill_header(s, me, n, 1, n);
+    for (uint32_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(me * 31 + n * 7 + i);
+    if (s.payload_memory == MemoryKind::Device) {
+      // Poison the whole slot first so that stale bytes beyond n would be seen as such.
+      GPU_CHECK(gpuMemset(s.payload, 0xEE, 100));
+      if (n) GPU_CHECK(gpuMemcpy(s.payload, out.data(), n, gpuMemcpyHostToDevice));
+    } else if (n) {
+      std::memcpy(s.payload, out.data(), n);
+    }
+    ring->next().post(s);
+    const Slot& r = ring->prev().receive();
+    check_header(r, from, n, 1, n);
+    if (HasFatalFailure()) return;
+    if (r.payload_memory == MemoryKind::Device) {
+      GPU_CHECK(gpuMemcpy(in.data(), r.payload, 100, gpuMemcpyDeviceToHost));
+    } else {
+      std::memcpy(in.data(), r.payload, n);
+    }
+    for (uint32_t i = 0; i < n; ++i)
+      ASSERT_EQ(in[i], static_cast<uint8_t>(from * 31 + n * 7 + i)) << "byte " << i << " of " << n;
+    ring->prev().release(r);
+  }
+  ring->next().drain();
+}
+
+TEST(IpcTransport, BackPressureWithSlowReceiver) {
+  REQUIRE_GPU();
+  const int slots = 3;
+  auto ring = open_gpu_ring(MPI_COMM_WORLD, spec_for(slots, 8));
+  PumpResult r = pump(*ring, 60, 8, 3000);
+  EXPECT_EQ(r.max_in_flight, slots);
+  EXPECT_GT(r.refused_acquires, 0u);
+}
+
+TEST(IpcTransport, BlockingAcquireWaitsForCredit) {
+  REQUIRE_GPU();
+  const int slots = 2;
+  auto ring = open_gpu_ring(MPI_COMM_WORLD, spec_for(slots, 1));
+  const int me = ring->rank(), from = (me + ring->size() - 1) % ring->size();
+  HostBuffers shb(slots, kHidden * 4), rhb(slots, kHidden * 4);
+  Stream st;
+  for (int q = 0; q < slots; ++q) {
+    Slot& s = ring->next().acquire();
+    put_message(s, shb, st.s, me, static_cast<uint64_t>(q), 1);
+    ring->next().post_on(s, st.ptr());
+  }
+  EXPECT_EQ(ring->next().try_acquire(), nullptr);
+  EXPECT_EQ(ring->next().in_flight(), slots);
+  const Slot& a = ring->prev().receive_on(st.ptr());
+  check_message(a, rhb, st.s, from, 0, 1);
+  const Slot& b = ring->prev().receive_on(st.ptr());
+  check_message(b, rhb, st.s, from, 1, 1);
+  EXPECT_EQ(ring->prev().try_receive_on(st.ptr()), nullptr);  // all slots held
+  MPI_Barrier(MPI_COMM_WORLD);
+  EXPECT_EQ(ring->next().try_acquire(), nullptr);
+  MPI_Barrier(MPI_COMM_WORLD);
+  const auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(30))
+    ASSERT_EQ(ring->next().try_acquire(), nullptr) << "credit before the receiver released";
+  std::this_thread::sleep_until(t0 + std::chrono::milliseconds(200));
+  ring->prev().release_on(a, st.ptr());
+  Slot& c = ring->next().acquire();
+  EXPECT_EQ(c.index, 0);  // slot 0 again: wraparound
+  put_message(c, shb, st.s, me, 2, 1);
+  ring->next().post_on(c, st.ptr());
+  ring->prev().release_on(b, st.ptr());
+  const Slot& d = ring->prev().receive_on(st.ptr());
+  check_message(d, rhb, st.s, from, 2, 1);
+  ring->prev().release_on(d, st.ptr());
+  ring->next().drain();
+}
+
+TEST(IpcTransport, DeviceOrderedRelayAroundTheRing) {
+  REQUIRE_GPU();
+  // Rank 0 injects micro-batches (M = K in flight); every other rank forwards each one with no
+  // host synchronisation at all: receive_on(stream), a device-to-device copy of the payload into
+  // its send slot and a 4-byte stamp (float number `rank` of row 0 set to bytes rank+1), post_on,
+  // release_on, all on one stream. Rank 0 checks every returning micro-batch, in order.
+  const int slots = 4, n = world_size(), me = world_rank();
+  const uint32_t max_rows = 8;
+  const uint64_t total = 400;
+  auto ring = open_gpu_ring(MPI_COMM_WORLD, spec_for(slots, max_rows));
+  HostBuffers shb(slots, max_rows * kHidden * 4), rhb(slots, max_rows * kHidden * 4);
+  Stream st;
+  if (me == 0) {
+    uint64_t injected = 0, returned = 0;
+    while (returned < total) {
+      while (injected < total && injected - returned < static_cast<uint64_t>(slots)) {
+        Slot& s = ring->next().acquire();
+        put_message(s, shb, st.s, 0, injected, rows_of(injected, max_rows));
+        ring->next().post_on(s, st.ptr());
+        ++injected;
+      }
+      const Slot& r = ring->prev().receive_on(st.ptr());
+      const uint32_t rows = rows_of(returned, max_rows);
+      ASSERT_EQ(r.header->micro_batch_id, static_cast<uint32_t>(returned * 3)) << "out of order";
+      ASSERT_EQ(r.header->rows, rows);
+      const float* x = static_cast<const float*>(r.payload);
+      if (r.payload_memory == MemoryKind::Device) {
+        GPU_CHECK(gpuMemcpyAsync(rhb.at(r.index), r.payload, size_t(rows) * kHidden * 4,
+                                 gpuMemcpyDeviceToHost, st.s));
+        GPU_CHECK(gpuStreamSynchronize(st.s));
+        x = rhb.at(r.index);
+      }
+      size_t bad = 0;
+      for (size_t i = 0; i < size_t(rows) * kHidden; ++i) {
+        float want = value_at(0, returned, i);
+        if (i >= 1 && i < static_cast<size_t>(n)) {
+          uint32_t bits = 0x01010101u * static_cast<uint32_t>(i + 1);
+          std::memcpy(&want, &bits, 4);
+        }
+        uint32_t got_bits, want_bits;
+        std::memcpy(&got_bits, &x[i], 4);
+        std::memcpy(&want_bits, &want, 4);
+        bad += got_bits != want_bits;
+      }
+      ASSERT_EQ(bad, 0u) << "micro-batch " << returned;
+      ring->prev().release_on(r, st.ptr());
+      ++returned;
+    }
+  } else {
+    for (uint64_t q = 0; q < total; ++q) {
+      const Slot& in = ring->prev().receive_on(st.ptr());
+      Slot& out = ring->next().acquire();
+      std::memcpy(out.header, in.header, sizeof(MsgHeader));
+      std::memcpy(out.rows, in.rows, sizeof(RowHeader) * in.header->rows);
+      const size_t bytes = in.header->payload_bytes;
+      const bool dev_in = in.payload_memory == MemoryKind::Device,
+                 dev_out = out.payload_memory == MemoryKind::Device;
+      GPU_CHECK(gpuMemcpyAsync(out.payload, in.payload, bytes,
+                               dev_in && dev_out   ? gpuMemcpyDeviceToDevice
+                               : dev_in            ? gpuMemcpyDeviceToHost
+                               : dev_out           ? gpuMemcpyHostToDevice
+                                                   : gpuMemcpyDeviceToDevice,
+                               st.s));
+      if (!dev_in && !dev_out) std::memcpy(out.payload, in.payload, bytes);
+      if (dev_out) {
+        GPU_CHECK(gpuMemsetAsync(static_cast<float*>(out.payload) + me, me + 1, 4, st.s));
+      } else {
+        GPU_CHECK(gpuStreamSynchronize(st.s));
+        std::memset(static_cast<float*>(out.payload) + me, me + 1, 4);
+      }
+      ring->next().post_on(out, st.ptr());
+      ring->prev().release_on(in, st.ptr());
+    }
+  }
+  ring->next().drain();
+  GPU_CHECK(gpuStreamSynchronize(st.s));
+}
+
+TEST(IpcTransport, CapacityAndOrderErrors) {
+  REQUIRE_GPU();
+  auto ring = open_gpu_ring(MPI_COMM_WORLD, spec_for(2, 4));
+  Slot& s = ring->next().acquire();
+  s.header->rows = 5;
+  s.header->payload_bytes = 0;
+  EXPECT_THROW(ring->next().post(s), Error);
+  s.header->rows = 1;
+  s.header->payload_bytes = s.payload_capacity_bytes + 1;
+  EXPECT_THROW(ring->next().post(s), Error);
+  s.header->payload_bytes = 4;
+  ring->next().post(s);
+  EXPECT_THROW(ring->next().post(s), Error);
+  const Slot& r = ring->prev().receive();
+  Slot copy = r;
+  EXPECT_THROW(ring->prev().release(copy), Error);
+  ring->prev().release(r);
+  EXPECT_THROW(ring->prev().release(r), Error);
+  ring->next().drain();
+}
+
+TEST(IpcTransport, ReceiveTimesOutNamingThePeer) {
+  REQUIRE_GPU();
+  LinkSpec spec = spec_for(2, 1);
+  spec.timeout_s = 0.3;
+  auto ring = open_gpu_ring(MPI_COMM_WORLD, spec);
+  const int from = (world_rank() + world_size() - 1) % world_size();
+  Stream st;
+  try {
+    ring->prev().receive_on(st.ptr());
+    ADD_FAILURE() << "receive_on() returned without a message";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no message from rank " + std::to_string(from)),
+              std::string::npos)
+        << e.what();
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+TEST(IpcTransport, MismatchedSpecIsRefusedOnEveryRank) {
+  REQUIRE_GPU();
+  if (world_size() < 2) GTEST_SKIP() << "needs two ranks";
+  LinkSpec spec = spec_for(4, 8);
+  if (world_rank() == world_size() - 1) spec.slots = 3;
+  try {
+    open_gpu_ring(MPI_COMM_WORLD, spec);
+    ADD_FAILURE() << "open_gpu_ring accepted different specs";
+  } catch (const WorldError& e) {
+    EXPECT_NE(std::string(e.what()).find("ring transport spec differs between ranks"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(IpcTransport, HostPayloadSpecIsRefused) {
+  REQUIRE_GPU();
+  LinkSpec spec = spec_for(2, 1);
+  spec.payload_memory = MemoryKind::Host;
+  EXPECT_THROW(open_gpu_ring(MPI_COMM_WORLD, spec), Error);
+}
+
+}  // namespace

@@ -214,7 +214,7 @@ struct ErrorWord {
     dev = static_cast<uint32_t*>(d);
   }
   ~ErrorWord() {
-    if (host) gpuFreeHost(host);
+    if (host) (void)gpuFreeHost(host);
   }
   uint32_t get() const { return *reinterpret_cast<volatile uint32_t*>(host); }
 };
@@ -262,12 +262,12 @@ class IpcRecvLink final : public RecvLink {
     }
   }
   ~IpcRecvLink() override {
-    if (stream_) gpuStreamSynchronize(stream_);
+    if (stream_) (void)gpuStreamSynchronize(stream_);
     for (auto e : events_)
-      if (e) gpuEventDestroy(e);
-    if (stream_) gpuStreamDestroy(stream_);
-    if (peer_sync_ && peer_sync_opened_) gpuIpcCloseMemHandle(peer_sync_);
-    if (dev_) gpuFree(dev_);
+      if (e) (void)gpuEventDestroy(e);
+    if (stream_) (void)gpuStreamDestroy(stream_);
+    if (peer_sync_ && peer_sync_opened_) (void)gpuIpcCloseMemHandle(peer_sync_);
+    if (dev_) (void)gpuFree(dev_);
   }
 
   void export_to(Exports& ex) const {
@@ -426,14 +426,14 @@ class IpcSendLink final : public SendLink {
   }
   ~IpcSendLink() override {
     for (size_t i = 0; i < events_.size(); ++i)
-      if (events_[i] && recorded_[i]) gpuEventSynchronize(events_[i]);
-    if (stream_) gpuStreamSynchronize(stream_);
+      if (events_[i] && recorded_[i]) (void)gpuEventSynchronize(events_[i]);
+    if (stream_) (void)gpuStreamSynchronize(stream_);
     for (auto e : events_)
-      if (e) gpuEventDestroy(e);
-    if (stream_) gpuStreamDestroy(stream_);
-    if (peer_slots_ && peer_slots_opened_) gpuIpcCloseMemHandle(peer_slots_);
-    if (staging_) gpuFree(staging_);
-    if (sync_) gpuFree(sync_);
+      if (e) (void)gpuEventDestroy(e);
+    if (stream_) (void)gpuStreamDestroy(stream_);
+    if (peer_slots_ && peer_slots_opened_) (void)gpuIpcCloseMemHandle(peer_slots_);
+    if (staging_) (void)gpuFree(staging_);
+    if (sync_) (void)gpuFree(sync_);
   }
 
   void export_to(Exports& ex) const { GPU_CHECK(gpuIpcGetMemHandle(&ex.sync, sync_)); }
@@ -658,10 +658,13 @@ class GpuRing final : public Ring {
       mine.has_gpu = 1;
       GPU_CHECK(gpuDeviceGetPCIBusId(mine.bus_id, sizeof mine.bus_id - 1, dev));
     } else {
-      gpuGetLastError();  // clear the no-device error
+      (void)gpuGetLastError();  // clear the no-device error
     }
     std::vector<RankInfo> all(static_cast<size_t>(n));
     CHECK_MPI(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE, comm_));
+    // can[a*n+b]: 0 rank a's GPU cannot reach rank b's, 1 it can (same GPU, or peer access),
+    // 2 unknown (b's GPU is not visible to a, e.g. narrowed CUDA_VISIBLE_DEVICES: IPC may still
+    // work, so it is tried).
     std::vector<uint8_t> row(static_cast<size_t>(n), 0), can(static_cast<size_t>(n) * n, 0);
     for (int j = 0; j < n; ++j) {
       const RankInfo& o = all[static_cast<size_t>(j)];
@@ -674,71 +677,111 @@ class GpuRing final : public Ring {
       }
       int other = -1, ok = 0;
       if (gpuDeviceGetByPCIBusId(&other, o.bus_id) != gpuSuccess) {
-        gpuGetLastError();  // not visible to this process: no IPC
+        (void)gpuGetLastError();
+        row[static_cast<size_t>(j)] = 2;
         continue;
       }
       if (gpuDeviceCanAccessPeer(&ok, dev, other) != gpuSuccess) {
-        gpuGetLastError();
+        (void)gpuGetLastError();
         ok = 0;
       }
       row[static_cast<size_t>(j)] = ok ? 1 : 0;
     }
     CHECK_MPI(MPI_Allgather(row.data(), n, MPI_BYTE, can.data(), n, MPI_BYTE, comm_));
-    auto link_ipc = [&](int a) {  // link a -> a+1, the same answer on every rank
+    // Why link a -> a+1 cannot use IPC ("" = it can try); the same answer on every rank.
+    auto no_ipc_reason = [&](int a) -> std::string {
       const int b = (a + 1) % n;
       const RankInfo &ra = all[static_cast<size_t>(a)], &rb = all[static_cast<size_t>(b)];
-      return !ra.ipc_disabled && !rb.ipc_disabled && can[static_cast<size_t>(a) * n + b] &&
-             can[static_cast<size_t>(b) * n + a];
+      if (ra.ipc_disabled || rb.ipc_disabled) return "GPTOSS_IPC_DISABLE";
+      if (!ra.has_gpu || !rb.has_gpu) return "no GPU";
+      if (std::strcmp(ra.host, rb.host) != 0 || std::strcmp(ra.boot_id, rb.boot_id) != 0)
+        return "different hosts";
+      if (!can[static_cast<size_t>(a) * n + b] || !can[static_cast<size_t>(b) * n + a])
+        return "no peer access";
+      return "";
     };
-    send_ipc_ = link_ipc(me);
-    recv_ipc_ = link_ipc(prev);
+    send_why_ = no_ipc_reason(me);
+    recv_why_ = no_ipc_reason(prev);
 
-    // 2. Create this rank's ends and export them.
+    // 2. Create this rank's IPC ends and export them.
     static std::atomic<unsigned> opened{0};
     Exports ex{};
-    IpcRecvLink* ipc_recv = nullptr;
-    IpcSendLink* ipc_send = nullptr;
-    if (recv_ipc_) {
+    std::unique_ptr<IpcRecvLink> ipc_recv;
+    std::unique_ptr<IpcSendLink> ipc_send;
+    if (recv_why_.empty()) {
       std::snprintf(ex.shm_name, sizeof ex.shm_name, "/gptoss-ipc-%d-%d-%d-%u", (int)getpid(), me,
                     spec.channel, opened.fetch_add(1));
-      auto r = std::make_unique<IpcRecvLink>(me, prev, spec, ex.shm_name);
-      r->export_to(ex);
-      ipc_recv = r.get();
-      recv_ = std::move(r);
+      ipc_recv = std::make_unique<IpcRecvLink>(me, prev, spec, ex.shm_name);
+      ipc_recv->export_to(ex);
     }
-    if (send_ipc_) {
-      auto s = std::make_unique<IpcSendLink>(me, next, spec);
-      s->export_to(ex);
-      ipc_send = s.get();
-      send_ = std::move(s);
+    if (send_why_.empty()) {
+      ipc_send = std::make_unique<IpcSendLink>(me, next, spec);
+      ipc_send->export_to(ex);
     }
     std::vector<Exports> exs(static_cast<size_t>(n));
     CHECK_MPI(MPI_Allgather(&ex, sizeof ex, MPI_BYTE, exs.data(), sizeof ex, MPI_BYTE, comm_));
 
-    // 3. Open the peers' ends (a link to itself uses its own pointers: a process cannot open
-    //    its own IPC handle), and the MPI links for the rest.
-    LinkSpec host_spec = spec;
-    host_spec.payload_memory = MemoryKind::Host;
+    // 3. Open the peers' ends (a link to itself uses its own pointers: a process cannot open its
+    //    own IPC handle). An open that fails turns that link into an MPI link on both ends.
+    struct Opened {
+      int32_t send_ok, recv_ok;  // this rank opened its send link's / receive link's peer end
+      char why[96];
+    };
+    Opened op{};
     if (ipc_recv) {
-      if (prev == me)
-        ipc_recv->connect_local(ipc_send->sync_block());
-      else
-        ipc_recv->connect(exs[static_cast<size_t>(prev)].sync);
-    } else {
-      recv_ = open_mpi_recv_link(comm_, prev, host_spec);
+      try {
+        if (prev == me)
+          ipc_recv->connect_local(ipc_send->sync_block());
+        else
+          ipc_recv->connect(exs[static_cast<size_t>(prev)].sync);
+        op.recv_ok = 1;
+      } catch (const Error& e) {
+        (void)gpuGetLastError();
+        std::snprintf(op.why, sizeof op.why, "%s", e.what());
+      }
     }
     if (ipc_send) {
       const Exports& theirs = exs[static_cast<size_t>(next)];
-      if (next == me)
-        ipc_send->connect_local(theirs.shm_name, ipc_recv->device_block());
-      else
-        ipc_send->connect(theirs.shm_name, theirs.slots);
+      try {
+        if (next == me)
+          ipc_send->connect_local(theirs.shm_name, ipc_recv->device_block());
+        else
+          ipc_send->connect(theirs.shm_name, theirs.slots);
+        op.send_ok = 1;
+      } catch (const Error& e) {
+        (void)gpuGetLastError();
+        std::snprintf(op.why, sizeof op.why, "%s", e.what());
+      }
+    }
+    std::vector<Opened> ops(static_cast<size_t>(n));
+    CHECK_MPI(MPI_Allgather(&op, sizeof op, MPI_BYTE, ops.data(), sizeof op, MPI_BYTE, comm_));
+    auto open_failed = [&](int a) -> std::string {  // link a -> a+1 after the attempt
+      const int b = (a + 1) % n;
+      const Opened &oa = ops[static_cast<size_t>(a)], &ob = ops[static_cast<size_t>(b)];
+      if (oa.send_ok && ob.recv_ok) return "";
+      return strfmt("IPC open failed on rank %d: %s", oa.send_ok ? b : a,
+                    oa.send_ok ? ob.why : oa.why);
+    };
+    if (send_why_.empty()) send_why_ = open_failed(me);
+    if (recv_why_.empty()) recv_why_ = open_failed(prev);
+
+    LinkSpec host_spec = spec;
+    host_spec.payload_memory = MemoryKind::Host;
+    if (recv_why_.empty()) {
+      recv_ = std::move(ipc_recv);
+    } else {
+      recv_ = open_mpi_recv_link(comm_, prev, host_spec);
+    }
+    if (send_why_.empty()) {
+      send_ = std::move(ipc_send);
     } else {
       send_ = open_mpi_send_link(comm_, next, host_spec);
     }
     // Every mapping is open and every MPI receive of the first K messages posted.
     CHECK_MPI(MPI_Barrier(comm_));
-    if (ipc_recv) ipc_recv->unlink_shm();
+    ipc_send.reset();  // ends of links that fell back to MPI
+    ipc_recv.reset();
+    if (auto* r = dynamic_cast<IpcRecvLink*>(recv_.get())) r->unlink_shm();
   }
   ~GpuRing() override {
     send_.reset();
@@ -751,13 +794,13 @@ class GpuRing final : public Ring {
   int size() const override { return size_; }
   std::string describe() const override {
     const int next = (rank_ + 1) % size_, prev = (rank_ + size_ - 1) % size_;
-    return strfmt("send %d->%d %s, receive %d->%d %s; %s", rank_, next, kind(send_ipc_), prev,
-                  rank_, kind(recv_ipc_), describe_spec().c_str());
+    return strfmt("send %d->%d %s, receive %d->%d %s; %s", rank_, next, kind(send_why_).c_str(),
+                  prev, rank_, kind(recv_why_).c_str(), describe_spec().c_str());
   }
 
  private:
-  static const char* kind(bool ipc) {
-    return ipc ? "gpu-ipc (device slots, peer copy)" : "mpi (host-staged)";
+  static std::string kind(const std::string& why) {
+    return why.empty() ? "gpu-ipc (device slots, peer copy)" : "mpi (host-staged: " + why + ")";
   }
   std::string describe_spec() const {
     return strfmt("%d slots x %u rows x %zu payload bytes, channel %d", spec_.slots, spec_.max_rows,
@@ -765,7 +808,7 @@ class GpuRing final : public Ring {
   }
   LinkSpec spec_;
   int rank_ = 0, size_ = 1;
-  bool send_ipc_ = false, recv_ipc_ = false;
+  std::string send_why_, recv_why_;  // why a link is not IPC ("" = it is)
   MPI_Comm comm_ = MPI_COMM_NULL;
   std::unique_ptr<SendLink> send_;
   std::unique_ptr<RecvLink> recv_;

@@ -75,13 +75,12 @@ int main(int argc, char** argv) {
     spec.spin_us = 1e7;  // measure the transport, not the sleep granularity of blocking waits
     auto ring = open_gpu_ring(w.comm(), spec);
     const std::string desc = ring->describe();
-    std::vector<std::string> descs(2);
     {
-      char buf[2][512] = {};
-      std::snprintf(buf[0], sizeof buf[0], "%s", desc.c_str());
-      MPI_Gather(buf[0], 512, MPI_CHAR, buf, 512, MPI_CHAR, 0, w.comm());
+      char mine[512] = {}, all[2][512] = {};
+      std::snprintf(mine, sizeof mine, "%s", desc.c_str());
+      MPI_Gather(mine, 512, MPI_CHAR, all, 512, MPI_CHAR, 0, w.comm());
       if (w.rank() == 0)
-        std::printf("rank 0 (%s): %s\nrank 1: %s\n", prop.name, buf[0], buf[1]);
+        std::printf("rank 0 (%s): %s\nrank 1: %s\n", prop.name, all[0], all[1]);
     }
     gpuStream_t st;
     GPU_CHECK(gpuStreamCreateNonBlocking(&st));
@@ -160,7 +159,7 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
       }
     }
-    gpuStreamDestroy(st);
+    (void)gpuStreamDestroy(st);
     return 0;
   });
 }

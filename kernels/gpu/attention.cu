@@ -1,4 +1,5 @@
-// kernels/gpu/attention.cu: attention with sinks and a sliding window over the bf16 KV cache,
+// kernels/gpu/attention.cu: attention with sinks and a sliding window over the KV cache (bf16, or
+// fp32 with --kv-cache f32),
 // split-K (flash-decoding) for every row: decode rows and prompt-chunk rows take the same path
 // (a prompt row is one more query at its own position; rows never wait for each other).
 //   pass 1 (f32_bf16kv_attention_partial_kernel): block = (kv head, piece, row); the G query heads
@@ -20,10 +21,23 @@ constexpr int kAttnThreads = 256;       // 8 heads x 32 sub-lanes (sub-lanes are
 constexpr int kPartStride = kHD + 2;    // out[64], m, l
 }  // namespace
 
+// 8 consecutive cache elements -> 8 floats (bf16: one 16-byte load; fp32: two).
+__device__ __forceinline__ void load8_f32(const uint16_t* p, float* d) {
+  const uint4 w = *reinterpret_cast<const uint4*>(p);
+  d[0] = bf16_lo(w.x), d[1] = bf16_hi(w.x), d[2] = bf16_lo(w.y), d[3] = bf16_hi(w.y);
+  d[4] = bf16_lo(w.z), d[5] = bf16_hi(w.z), d[6] = bf16_lo(w.w), d[7] = bf16_hi(w.w);
+}
+__device__ __forceinline__ void load8_f32(const float* p, float* d) {
+  const float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
+  d[0] = a.x, d[1] = a.y, d[2] = a.z, d[3] = a.w, d[4] = b.x, d[5] = b.y, d[6] = b.z, d[7] = b.w;
+}
+
+// KvT: uint16_t (bf16 bits) or float.
+template <class KvT>
 __global__ void __launch_bounds__(kAttnThreads)
-    f32_bf16kv_attention_partial_kernel(const float* __restrict__ qkv,
-                                        const uint16_t* __restrict__ k_cache,
-                                        const uint16_t* __restrict__ v_cache,
+    f32_kv_attention_partial_kernel(const float* __restrict__ qkv,
+                                        const KvT* __restrict__ k_cache,
+                                        const KvT* __restrict__ v_cache,
                                         const int32_t* __restrict__ pos,
                                         const int32_t* __restrict__ slot, int n_heads, int n_kv,
                                         int cap, int window, int kv_chunk, int n_pieces,
@@ -57,18 +71,14 @@ __global__ void __launch_bounds__(kAttnThreads)
     for (int c = threadIdx.x; c < kKeyTile * (kHD / 8); c += kAttnThreads) {
       const int key = c / (kHD / 8), part8 = c % (kHD / 8);
       const int j = t0 + key;
-      uint4 kw = make_uint4(0u, 0u, 0u, 0u), vw = kw;
+      float kd[8] = {0, 0, 0, 0, 0, 0, 0, 0}, vd[8] = {0, 0, 0, 0, 0, 0, 0, 0};
       if (j < je) {
         const size_t off = ((slot_base + static_cast<size_t>(j % cap)) * n_kv + kvh) * kHD + 8 * part8;
-        kw = *reinterpret_cast<const uint4*>(k_cache + off);
-        vw = *reinterpret_cast<const uint4*>(v_cache + off);
+        load8_f32(k_cache + off, kd);
+        load8_f32(v_cache + off, vd);
       }
-      float* kd = &ks[key][8 * part8];
-      kd[0] = bf16_lo(kw.x), kd[1] = bf16_hi(kw.x), kd[2] = bf16_lo(kw.y), kd[3] = bf16_hi(kw.y);
-      kd[4] = bf16_lo(kw.z), kd[5] = bf16_hi(kw.z), kd[6] = bf16_lo(kw.w), kd[7] = bf16_hi(kw.w);
-      float* vd = &vs[key][8 * part8];
-      vd[0] = bf16_lo(vw.x), vd[1] = bf16_hi(vw.x), vd[2] = bf16_lo(vw.y), vd[3] = bf16_hi(vw.y);
-      vd[4] = bf16_lo(vw.z), vd[5] = bf16_hi(vw.z), vd[6] = bf16_lo(vw.w), vd[7] = bf16_hi(vw.w);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) ks[key][8 * part8 + e] = kd[e], vs[key][8 * part8 + e] = vd[e];
     }
     __syncthreads();
     if (h < G) {
@@ -144,11 +154,12 @@ size_t attention_partial_floats(int n_heads, int max_keys, int kv_chunk) {
          kPartStride;
 }
 
-void f32_bf16kv_attention_sinks(const float* qkv, const bf16_t* k_cache, const bf16_t* v_cache,
-                                const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
-                                int rows, int n_heads, int n_kv_heads, int head_dim, int cap,
-                                int window, int max_keys, int kv_chunk, float* partial,
-                                float* out, gpuStream_t stream) {
+template <class KvT>
+static void attention_sinks(const float* qkv, const KvT* k_cache, const KvT* v_cache,
+                            const bf16_t* sinks, const int32_t* pos, const int32_t* slot, int rows,
+                            int n_heads, int n_kv_heads, int head_dim, int cap, int window,
+                            int max_keys, int kv_chunk, float* partial, float* out,
+                            gpuStream_t stream) {
   if (rows <= 0) return;
   GPTOSS_ASSERT(head_dim == kHD && n_heads % n_kv_heads == 0 &&
                 n_heads / n_kv_heads <= kAttnMaxGroup && kv_chunk % kKeyTile == 0);
@@ -157,7 +168,7 @@ void f32_bf16kv_attention_sinks(const float* qkv, const bf16_t* k_cache, const b
   for (int r0 = 0; r0 < rows; r0 += kAttnRowsPerLaunch) {
     const int nr = std::min(kAttnRowsPerLaunch, rows - r0);
     dim3 grid1(n_kv_heads, pieces, nr);
-    f32_bf16kv_attention_partial_kernel<<<grid1, kAttnThreads, 0, stream>>>(
+    f32_kv_attention_partial_kernel<KvT><<<grid1, kAttnThreads, 0, stream>>>(
         qkv + r0 * R, k_cache, v_cache, pos + r0, slot + r0, n_heads, n_kv_heads, cap, window,
         kv_chunk, pieces, partial);
     GPU_CHECK_LAUNCH();
@@ -166,6 +177,24 @@ void f32_bf16kv_attention_sinks(const float* qkv, const bf16_t* k_cache, const b
         partial, sinks, n_heads, pieces, out + static_cast<size_t>(r0) * n_heads * head_dim);
     GPU_CHECK_LAUNCH();
   }
+}
+
+void f32_bf16kv_attention_sinks(const float* qkv, const bf16_t* k_cache, const bf16_t* v_cache,
+                                const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
+                                int rows, int n_heads, int n_kv_heads, int head_dim, int cap,
+                                int window, int max_keys, int kv_chunk, float* partial,
+                                float* out, gpuStream_t stream) {
+  attention_sinks<uint16_t>(qkv, k_cache, v_cache, sinks, pos, slot, rows, n_heads, n_kv_heads,
+                            head_dim, cap, window, max_keys, kv_chunk, partial, out, stream);
+}
+
+void f32_f32kv_attention_sinks(const float* qkv, const float* k_cache, const float* v_cache,
+                               const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
+                               int rows, int n_heads, int n_kv_heads, int head_dim, int cap,
+                               int window, int max_keys, int kv_chunk, float* partial, float* out,
+                               gpuStream_t stream) {
+  attention_sinks<float>(qkv, k_cache, v_cache, sinks, pos, slot, rows, n_heads, n_kv_heads,
+                         head_dim, cap, window, max_keys, kv_chunk, partial, out, stream);
 }
 
 }  // namespace gptoss::gpu

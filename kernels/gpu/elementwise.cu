@@ -119,9 +119,14 @@ void f32_add_inplace(float* y, const float* x, size_t n, gpuStream_t stream) {
 // ============================================================================ RoPE + KV write
 // grid (rows), block 256. Work items: (n_heads + n_kv) * half rotation pairs, then n_kv * hd
 // value copies.
+__device__ __forceinline__ void store_kv(uint16_t* p, float v) { *p = f32_to_bf16_bits(v); }
+__device__ __forceinline__ void store_kv(float* p, float v) { *p = v; }
+
+// KvT: uint16_t (bf16 bits, round to nearest even) or float (exact).
+template <class KvT>
 __global__ void f32_rope_kv_write_kernel(float* qkv, const float* rope_cs, const int32_t* pos,
                                          const int32_t* slot, int n_heads, int n_kv, int hd,
-                                         uint16_t* k_cache, uint16_t* v_cache, int cap) {
+                                         KvT* k_cache, KvT* v_cache, int cap) {
   const int n = blockIdx.x;
   const int half = hd / 2;
   const int p = pos[n];
@@ -142,22 +147,31 @@ __global__ void f32_rope_kv_write_kernel(float* qkv, const float* rope_cs, const
       v[i] = o1;
       v[half + i] = o2;
     } else {
-      uint16_t* k = k_cache + cache_row + static_cast<size_t>(h - n_heads) * hd;
-      k[i] = f32_to_bf16_bits(o1);
-      k[half + i] = f32_to_bf16_bits(o2);
+      KvT* k = k_cache + cache_row + static_cast<size_t>(h - n_heads) * hd;
+      store_kv(k + i, o1);
+      store_kv(k + half + i, o2);
     }
   }
   const float* vsrc = row + static_cast<size_t>(n_heads + n_kv) * hd;
   for (int t = threadIdx.x; t < n_kv * hd; t += blockDim.x)
-    v_cache[cache_row + t] = f32_to_bf16_bits(vsrc[t]);
+    store_kv(v_cache + cache_row + t, vsrc[t]);
 }
 
 void f32_rope_kv_write(float* qkv, const float* rope_cs, const int32_t* pos, const int32_t* slot,
                        int rows, int n_heads, int n_kv_heads, int head_dim, bf16_t* k_cache,
                        bf16_t* v_cache, int cap, gpuStream_t stream) {
   if (rows <= 0) return;
-  f32_rope_kv_write_kernel<<<rows, 512, 0, stream>>>(qkv, rope_cs, pos, slot, n_heads,
-                                                     n_kv_heads, head_dim, k_cache, v_cache, cap);
+  f32_rope_kv_write_kernel<uint16_t><<<rows, 512, 0, stream>>>(
+      qkv, rope_cs, pos, slot, n_heads, n_kv_heads, head_dim, k_cache, v_cache, cap);
+  GPU_CHECK_LAUNCH();
+}
+
+void f32_rope_kv_write(float* qkv, const float* rope_cs, const int32_t* pos, const int32_t* slot,
+                       int rows, int n_heads, int n_kv_heads, int head_dim, float* k_cache,
+                       float* v_cache, int cap, gpuStream_t stream) {
+  if (rows <= 0) return;
+  f32_rope_kv_write_kernel<float><<<rows, 512, 0, stream>>>(
+      qkv, rope_cs, pos, slot, n_heads, n_kv_heads, head_dim, k_cache, v_cache, cap);
   GPU_CHECK_LAUNCH();
 }
 

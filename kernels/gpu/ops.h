@@ -5,7 +5,8 @@
 // Activations: the residual stream and every activation buffer are fp32 (as on the CPU). The GEMV
 // (rows <= kGemvMaxRows) reads fp32 activations; the tensor-core GEMM stages them as two bf16
 // halves hi + lo (x kept to 2^-17 relative; exact bf16 x bf16 products, fp32 accumulation), so
-// both paths are fp32-quality (~1e-5 apart). The KV cache is bf16.
+// both paths are fp32-quality (~1e-5 apart). The KV cache is bf16 (default) or fp32: every
+// cache op has both forms.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -52,6 +53,10 @@ void f32_bf16w_gemm(const float* x, const bf16_t* w, const bf16_t* bias, float* 
 void f32_rope_kv_write(float* qkv, const float* rope_cs, const int32_t* pos, const int32_t* slot,
                        int rows, int n_heads, int n_kv_heads, int head_dim, bf16_t* k_cache,
                        bf16_t* v_cache, int cap, gpuStream_t stream);
+// The same into an fp32 cache (stored exactly).
+void f32_rope_kv_write(float* qkv, const float* rope_cs, const int32_t* pos, const int32_t* slot,
+                       int rows, int n_heads, int n_kv_heads, int head_dim, float* k_cache,
+                       float* v_cache, int cap, gpuStream_t stream);
 
 // ---- attention with sinks -------------------------------------------------------------------
 // For every row n and query head h: the CPU twin's f32_attention_sinks_head over the bf16 cache
@@ -72,6 +77,12 @@ void f32_bf16kv_attention_sinks(const float* qkv, const bf16_t* k_cache, const b
                                 int rows, int n_heads, int n_kv_heads, int head_dim, int cap,
                                 int window, int max_keys, int kv_chunk, float* partial,
                                 float* out, gpuStream_t stream);
+// The same over an fp32 cache (same reduction order: only the loads differ).
+void f32_f32kv_attention_sinks(const float* qkv, const float* k_cache, const float* v_cache,
+                               const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
+                               int rows, int n_heads, int n_kv_heads, int head_dim, int cap,
+                               int window, int max_keys, int kv_chunk, float* partial, float* out,
+                               gpuStream_t stream);
 
 // ---- sampling -------------------------------------------------------------------------------
 // out[n] = index of the largest x[n, :] (ties: lowest index; NaN never wins; all NaN -> 0).

@@ -81,6 +81,8 @@ class CpuEngine final : public Engine {
 }  // namespace
 
 std::unique_ptr<Engine> make_cpu_engine(const ModelWeights& w, const EngineOptions& opt) {
+  if (!opt.kv_cache.empty() && opt.kv_cache != "f32")
+    fail("--kv-cache %s: the CPU engine keeps its KV cache in f32 only", opt.kv_cache.c_str());
   if (opt.threads < 0) fail("threads %d: must be >= 0 (0 = OpenMP default)", opt.threads);
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
   return std::make_unique<CpuEngine>(w, opt);

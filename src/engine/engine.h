@@ -59,6 +59,9 @@ struct EngineOptions {
   int max_slots = 1;     // concurrent sequences (-b)
   int threads = 0;       // CPU threads (-t); 0 = OpenMP default
   std::string backend = "cpu";  // "cpu" | "gpu"
+  // KV-cache element type: "" = the backend's default (CPU: f32, its only choice; GPU: bf16),
+  // "bf16" or "f32" (--kv-cache).
+  std::string kv_cache;
 };
 
 class Engine {

@@ -1,12 +1,15 @@
 // check_top1.cu: the `check-top1` program: issue 5's 20b correctness check. Teacher-forces N
 // random tokens (one sequence) through the CPU engine (one prefill chunk, logits on every row)
-// and through the GPU engine twice: as N batch-1 decode steps (the GEMV path) and as one prompt
-// chunk (the GEMM / tensor-core path, device steps of <= 256 rows). Reports, per GPU path, on how
-// many positions the GPU's top-1 token equals the CPU's, the median and worst relative L2 error
-// of the logits, and the CPU's top-1 vs top-2 margin at each mismatch (a near tie explains it).
-// A third oracle separates the GPU's arithmetic from its bf16 KV cache: the CPU reference forward
-// with a bf16 KV cache (tests/gpu/ref_bf16kv.h); printed: GPU vs it, and CPU engine vs it.
-// Exit code 1 when a path agrees on fewer than --min-agree (default 0.99) of the positions.
+// and through the GPU engine, each with an fp32 KV cache (--kv-cache f32, the CPU engine's) and
+// with the default bf16 one: as N batch-1 decode steps (the GEMV path) and as one prompt chunk
+// (the GEMM / tensor-core path, device steps of <= 256 rows). Reports, per GPU path, on how many
+// positions the GPU's top-1 token equals the CPU's, the median and worst relative L2 error of the
+// logits, and the CPU's top-1 vs top-2 margin at each mismatch (a near tie explains it).
+// The pass bar compares like with like: the fp32-KV GPU paths against the CPU engine. The bf16-KV
+// paths are printed against the CPU engine and against a third oracle, the CPU reference forward
+// with a bf16 KV cache (tests/gpu/ref_bf16kv.h), which separates the GPU's arithmetic from the
+// cache's rounding (on a random-weight model with flat logits bf16 K/V alone moves top-1 often).
+// Exit code 1 when an fp32-KV path agrees on fewer than --min-agree (default 0.99) of positions.
 // Usage: check-top1 MODEL [--n 256] [--seed 1] [--min-agree 0.99] [--threads 0]
 #include <algorithm>
 #include <chrono>
@@ -99,7 +102,7 @@ int main(int argc, char** argv) {
     opt.max_slots = 1;
     opt.threads = threads;
     using Clock = std::chrono::steady_clock;
-    std::vector<float> cpu_logits, ref_logits, gpu_dec, gpu_chunk, l;
+    std::vector<float> cpu_logits, ref_logits, l;
     auto t0 = Clock::now();
     {
       opt.backend = "cpu";
@@ -112,38 +115,41 @@ int main(int argc, char** argv) {
       ref.forward(rows, ref_logits);
     }
     opt.backend = "gpu";
-    auto gpu = make_gpu_engine(model, opt);
-    for (int p = 0; p < n; ++p) {
-      gpu->forward(std::span<const Row>(&rows[size_t(p)], 1), l);
-      gpu_dec.insert(gpu_dec.end(), l.begin(), l.end());
+    std::vector<float> dec[2], chunk[2];  // [0] fp32 KV, [1] bf16 KV
+    for (int kv = 0; kv < 2; ++kv) {
+      opt.kv_cache = kv == 0 ? "f32" : "bf16";
+      auto gpu = make_gpu_engine(model, opt);
+      for (int p = 0; p < n; ++p) {
+        gpu->forward(std::span<const Row>(&rows[size_t(p)], 1), l);
+        dec[kv].insert(dec[kv].end(), l.begin(), l.end());
+      }
+      gpu->forward(rows, chunk[kv]);
     }
-    gpu->forward(rows, gpu_chunk);
     std::printf("check-top1: %s, %d teacher-forced positions (seed %u), CPU engine %.1f s\n",
                 model.description().c_str(), n, seed, cpu_s);
     bool ok = true;
-    for (int path_i = 0; path_i < 2; ++path_i) {
-      const PathResult r = compare(cpu_logits, path_i == 0 ? gpu_dec : gpu_chunk, n, V);
+    auto report = [&](const char* name, const std::vector<float>& oracle,
+                      const std::vector<float>& got, bool gate) {
+      const PathResult r = compare(oracle, got, n, V);
       std::vector<double> s = r.rel;
       std::sort(s.begin(), s.end());
       const double frac = double(r.agree) / n;
-      std::printf("%s: top-1 equal %d/%d (%.2f%%), logits rel L2 median %.3g, worst %.3g\n",
-                  path_i == 0 ? "gpu decode (batch 1, GEMV)" : "gpu prompt chunk (GEMM)", r.agree, n,
-                  100.0 * frac, s[s.size() / 2], s.back());
-      for (const auto& note : r.notes) std::printf("  mismatch %s\n", note.c_str());
-      ok = ok && frac >= min_agree;
-    }
-    const char* names[3] = {"gpu decode vs CPU bf16-KV reference", "gpu prompt chunk vs CPU bf16-KV reference",
-                            "CPU engine (fp32 KV) vs CPU bf16-KV reference"};
-    const std::vector<float>* sides[3] = {&gpu_dec, &gpu_chunk, &cpu_logits};
-    for (int i = 0; i < 3; ++i) {
-      const PathResult r = compare(ref_logits, *sides[i], n, V);
-      std::vector<double> s = r.rel;
-      std::sort(s.begin(), s.end());
-      std::printf("%s: top-1 equal %d/%d (%.2f%%), logits rel L2 median %.3g, worst %.3g\n", names[i],
-                  r.agree, n, 100.0 * r.agree / n, s[s.size() / 2], s.back());
-    }
-    std::printf("check-top1: %s (bound: >= %.0f%% of positions on each path)\n", ok ? "PASS" : "FAIL",
-                100.0 * min_agree);
+      std::printf("%s: top-1 equal %d/%d (%.2f%%), logits rel L2 median %.3g, worst %.3g%s\n", name,
+                  r.agree, n, 100.0 * frac, s[s.size() / 2], s.back(),
+                  gate ? (frac >= min_agree ? "  [gate: pass]" : "  [gate: FAIL]") : "");
+      if (gate)
+        for (const auto& note : r.notes) std::printf("  mismatch %s\n", note.c_str());
+      if (gate) ok = ok && frac >= min_agree;
+    };
+    report("gpu decode (batch 1, GEMV), f32 KV vs CPU engine", cpu_logits, dec[0], true);
+    report("gpu prompt chunk (GEMM), f32 KV vs CPU engine", cpu_logits, chunk[0], true);
+    report("gpu decode, bf16 KV vs CPU engine", cpu_logits, dec[1], false);
+    report("gpu prompt chunk, bf16 KV vs CPU engine", cpu_logits, chunk[1], false);
+    report("gpu decode, bf16 KV vs CPU bf16-KV reference", ref_logits, dec[1], false);
+    report("gpu prompt chunk, bf16 KV vs CPU bf16-KV reference", ref_logits, chunk[1], false);
+    report("CPU engine (f32 KV) vs CPU bf16-KV reference", ref_logits, cpu_logits, false);
+    std::printf("check-top1: %s (bound: >= %.0f%% of positions on each f32-KV path)\n",
+                ok ? "PASS" : "FAIL", 100.0 * min_agree);
     return ok ? 0 : 1;
   });
 }

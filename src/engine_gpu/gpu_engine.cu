@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cpu/ops.h"
+#include "engine/sampler.h"
 #include "engine_gpu/gpu_engine.h"
 #include "gpu/moe.h"
 #include "gpu/ops.h"
@@ -35,7 +36,7 @@ constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 struct LayerW {
   const bf16_t *attn_norm, *qkv_w, *qkv_b, *sinks, *out_w, *out_b, *mlp_norm;
   gpu::MoeGpuWeights moe;
-  bf16_t *k_cache, *v_cache;  // [slots, cap, n_kv, head_dim]
+  void *k_cache, *v_cache;  // [slots, cap, n_kv, head_dim] bf16 or fp32 (kv_f32_)
   int cap, window, max_keys, kv_chunk;
 };
 
@@ -55,8 +56,15 @@ class GpuEngine final : public Engine {
   int max_slots() const override { return slots_; }
   size_t kv_cache_bytes() const override { return kv_bytes_; }
   void forward(std::span<const Row> rows, std::vector<float>& logits) override;
+  void forward_pick(std::span<const Row> rows, std::span<const TokenPick> picks,
+                    std::vector<int32_t>& tokens) override;
+  bool picks_on_device() const override { return true; }
 
  private:
+  // Checks rows, runs them in device steps of <= kMaxStepRows; after each step calls
+  // done(first row of the step, rows, logit rows of the step, logit rows before it).
+  template <class Done>
+  void run_rows(std::span<const Row> rows, Done&& done);
   void upload_weights(const ModelFile& model);
   void enqueue_step(int rows, int n_logit_rows);
   void run_step(int rows, int n_logit_rows);
@@ -64,6 +72,7 @@ class GpuEngine final : public Engine {
   Config cfg_;
   int ctx_ = 0, slots_ = 0;
   size_t kv_bytes_ = 0;
+  bool kv_f32_ = false;  // KV cache element: fp32 (--kv-cache f32) or bf16 (default)
   gpuStream_t stream_ = nullptr;
   bool use_graphs_ = true;
 
@@ -72,7 +81,7 @@ class GpuEngine final : public Engine {
   const ModelFile* model_ = nullptr;
   const bf16_t *emb_ = nullptr, *norm_ = nullptr, *unemb_ = nullptr;
   std::vector<LayerW> layers_;
-  bf16_t* d_kv_ = nullptr;
+  uint8_t* d_kv_ = nullptr;
   float* d_rope_ = nullptr;  // [ctx, head_dim] cos | sin
 
   // Activations for kMaxStepRows rows.
@@ -84,6 +93,8 @@ class GpuEngine final : public Engine {
   float *d_logits_ = nullptr;  // [rows, V]
   int32_t* d_meta_ = nullptr;  // [4, kMaxStepRows]: token, pos, slot, logit row index
   int32_t* h_meta_ = nullptr;  // pinned twin
+  int32_t* d_tokens_ = nullptr;  // [kMaxStepRows] chosen tokens (forward_pick)
+  int32_t* h_tokens_ = nullptr;  // pinned twin
   gpu::MoeGpuScratch moe_scratch_{};
   std::map<std::pair<int, int>, gpuGraphExec_t> graphs_;
 };
@@ -111,6 +122,9 @@ GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt)
     fail("context %d out of range [1, %d] for %s", ctx_, c.max_context, model.path().c_str());
   if (slots_ < 1) fail("max_slots must be >= 1 (got %d)", slots_);
   if (const char* g = std::getenv("GPTOSS_GPU_GRAPHS")) use_graphs_ = std::string(g) != "0";
+  if (opt.kv_cache != "" && opt.kv_cache != "bf16" && opt.kv_cache != "f32")
+    fail("--kv-cache %s: expected bf16 or f32", opt.kv_cache.c_str());
+  kv_f32_ = opt.kv_cache == "f32";
 
   GPU_CHECK(gpuSetDevice(0));
   gpuDeviceProp prop;
@@ -134,7 +148,8 @@ GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt)
     l.kv_chunk = sliding ? 64 : std::max(128, ((ctx_ + 31) / 32 + 63) / 64 * 64);
     kv_elems += 2ull * slots_ * l.cap * kv_dim;
   }
-  kv_bytes_ = kv_elems * sizeof(bf16_t);
+  const size_t kv_elem_bytes = kv_f32_ ? sizeof(float) : sizeof(bf16_t);
+  kv_bytes_ = kv_elems * kv_elem_bytes;
   const int H = c.hidden, R = c.qkv_rows(), Q = c.q_dim(), V = c.vocab;
   size_t partial_floats = 0;
   for (const auto& l : layers_)
@@ -143,7 +158,7 @@ GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt)
   const size_t act_bytes =
       sizeof(float) * (size_t(kMaxStepRows) * (2 * H + R + Q + size_t(V)) + partial_floats +
                        size_t(ctx_) * c.head_dim) +
-      4 * kMaxStepRows * sizeof(int32_t) +
+      5 * kMaxStepRows * sizeof(int32_t) +
       size_t(kMaxStepRows) * c.experts_per_tok * (H + c.intermediate) * sizeof(float) * 2;
   size_t free_b = 0, total_b = 0;
   GPU_CHECK(gpuMemGetInfo(&free_b, &total_b));
@@ -169,7 +184,7 @@ GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt)
   emb_ = P("embedding", DType::BF16, {V, H});
   norm_ = P("norm", DType::BF16, {H});
   unemb_ = P("unembedding", DType::BF16, {V, H});
-  d_kv_ = dalloc<bf16_t>(kv_elems);
+  d_kv_ = dalloc<uint8_t>(kv_bytes_);
   size_t kv_off = 0;
   for (int L = 0; L < c.n_layers; ++L) {
     LayerW& l = layers_[static_cast<size_t>(L)];
@@ -196,7 +211,7 @@ GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt)
     m.mlp2_scales =
         reinterpret_cast<const uint8_t*>(P(p + "mlp2.scales", DType::U8, {E, H, I / 32}));
     m.mlp2_bias = P(p + "mlp2.bias", DType::BF16, {E, H});
-    const size_t n = size_t(slots_) * l.cap * kv_dim;
+    const size_t n = size_t(slots_) * l.cap * kv_dim * kv_elem_bytes;
     l.k_cache = d_kv_ + kv_off;
     l.v_cache = d_kv_ + kv_off + n;
     kv_off += 2 * n;
@@ -224,14 +239,17 @@ GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt)
   d_logits_ = dalloc<float>(size_t(kMaxStepRows) * V);
   d_meta_ = dalloc<int32_t>(4 * kMaxStepRows);
   GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_meta_), 4 * kMaxStepRows * sizeof(int32_t)));
+  d_tokens_ = dalloc<int32_t>(kMaxStepRows);
+  GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_tokens_), kMaxStepRows * sizeof(int32_t)));
   moe_scratch_ = gpu::moe_scratch_create(layers_[0].moe, kMaxStepRows);
   GPU_CHECK(gpuStreamSynchronize(stream_));
 
   std::fprintf(stderr,
                "gpu: %s (%s), weights %.2f GiB uploaded in %.2f s (%.1f GB/s), KV cache %.2f GiB "
-               "(bf16, ctx %d x %d slots), graphs %s\n",
+               "(%s, ctx %d x %d slots), graphs %s\n",
                prop.name, GPU_RT_NAME, weight_bytes / kGiB, upload_s,
-               weight_bytes / 1e9 / std::max(upload_s, 1e-9), kv_bytes_ / kGiB, ctx_, slots_,
+               weight_bytes / 1e9 / std::max(upload_s, 1e-9), kv_bytes_ / kGiB,
+               kv_f32_ ? "f32" : "bf16", ctx_, slots_,
                use_graphs_ ? "on" : "off");
 }
 
@@ -276,9 +294,10 @@ GpuEngine::~GpuEngine() {
                   static_cast<void*>(d_rope_), static_cast<void*>(d_x_), static_cast<void*>(d_xn_),
                   static_cast<void*>(d_qkv_), static_cast<void*>(d_att_),
                   static_cast<void*>(d_partial_), static_cast<void*>(d_logits_),
-                  static_cast<void*>(d_meta_)})
+                  static_cast<void*>(d_meta_), static_cast<void*>(d_tokens_)})
     if (p) (void)gpuFree(p);
   if (h_meta_) (void)gpuFreeHost(h_meta_);
+  if (h_tokens_) (void)gpuFreeHost(h_tokens_);
   if (stream_) (void)gpuStreamDestroy(stream_);
 }
 
@@ -298,11 +317,23 @@ void GpuEngine::enqueue_step(int rows, int n_logit_rows) {
   for (size_t L = 0; L < layers_.size(); ++L) {
     const LayerW& l = layers_[L];
     gpu::f32_bf16w_matmul(d_xn_, l.qkv_w, l.qkv_b, d_qkv_, rows, H, R, false, stream_);
-    gpu::f32_rope_kv_write(d_qkv_, d_rope_, d_pos, d_slot, rows, c.n_heads, c.n_kv_heads,
-                           c.head_dim, l.k_cache, l.v_cache, l.cap, stream_);
-    gpu::f32_bf16kv_attention_sinks(d_qkv_, l.k_cache, l.v_cache, l.sinks, d_pos, d_slot, rows,
-                                    c.n_heads, c.n_kv_heads, c.head_dim, l.cap, l.window,
-                                    l.max_keys, l.kv_chunk, d_partial_, d_att_, stream_);
+    if (kv_f32_) {
+      float* kc = static_cast<float*>(l.k_cache);
+      float* vc = static_cast<float*>(l.v_cache);
+      gpu::f32_rope_kv_write(d_qkv_, d_rope_, d_pos, d_slot, rows, c.n_heads, c.n_kv_heads,
+                             c.head_dim, kc, vc, l.cap, stream_);
+      gpu::f32_f32kv_attention_sinks(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, rows, c.n_heads,
+                                     c.n_kv_heads, c.head_dim, l.cap, l.window, l.max_keys,
+                                     l.kv_chunk, d_partial_, d_att_, stream_);
+    } else {
+      bf16_t* kc = static_cast<bf16_t*>(l.k_cache);
+      bf16_t* vc = static_cast<bf16_t*>(l.v_cache);
+      gpu::f32_rope_kv_write(d_qkv_, d_rope_, d_pos, d_slot, rows, c.n_heads, c.n_kv_heads,
+                             c.head_dim, kc, vc, l.cap, stream_);
+      gpu::f32_bf16kv_attention_sinks(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, rows, c.n_heads,
+                                      c.n_kv_heads, c.head_dim, l.cap, l.window, l.max_keys,
+                                      l.kv_chunk, d_partial_, d_att_, stream_);
+    }
     gpu::f32_bf16w_matmul(d_att_, l.out_w, l.out_b, d_x_, rows, c.q_dim(), H, true, stream_);
     gpu::f32_bf16w_rmsnorm(d_x_, l.mlp_norm, d_xn_, rows, H, c.rms_eps, nullptr, stream_);
     gpu::MoeNextNorm next;
@@ -348,9 +379,9 @@ void GpuEngine::run_step(int rows, int n_logit_rows) {
   GPU_CHECK(gpuGraphLaunch(it->second, stream_));
 }
 
-void GpuEngine::forward(std::span<const Row> rows, std::vector<float>& logits) {
+template <class Done>
+void GpuEngine::run_rows(std::span<const Row> rows, Done&& done) {
   const Config& c = cfg_;
-  size_t n_logits = 0;
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
     if (r.token < 0 || r.token >= c.vocab)
@@ -359,10 +390,8 @@ void GpuEngine::forward(std::span<const Row> rows, std::vector<float>& logits) {
       fail("forward: row %zu: slot %d out of range [0, %d)", i, r.slot, slots_);
     if (r.pos < 0 || r.pos >= ctx_)
       fail("forward: row %zu: position %d out of range [0, %d) (context full)", i, r.pos, ctx_);
-    if (r.flags & Row::kLogits) ++n_logits;
   }
-  logits.resize(n_logits * size_t(c.vocab));
-  size_t logit_out = 0;
+  size_t logits_before = 0;
   for (size_t r0 = 0; r0 < rows.size(); r0 += kMaxStepRows) {
     const int n = static_cast<int>(std::min<size_t>(kMaxStepRows, rows.size() - r0));
     int nl = 0;
@@ -374,14 +403,54 @@ void GpuEngine::forward(std::span<const Row> rows, std::vector<float>& logits) {
       if (r.flags & Row::kLogits) h_meta_[3 * kMaxStepRows + nl++] = i;
     }
     run_step(n, nl);
-    if (nl > 0)
-      GPU_CHECK(gpuMemcpyAsync(logits.data() + logit_out * c.vocab, d_logits_,
-                               size_t(nl) * c.vocab * sizeof(float), gpuMemcpyDeviceToHost,
-                               stream_));
-    // h_meta_ is rewritten by the next sub-step and logits must be complete on return.
+    done(nl, logits_before);
+    // h_meta_ is rewritten by the next sub-step and results must be complete on return.
     GPU_CHECK(gpuStreamSynchronize(stream_));
-    logit_out += nl;
+    logits_before += nl;
   }
+}
+
+void GpuEngine::forward(std::span<const Row> rows, std::vector<float>& logits) {
+  const size_t V = static_cast<size_t>(cfg_.vocab);
+  size_t n_logits = 0;
+  for (const Row& r : rows) n_logits += (r.flags & Row::kLogits) ? 1 : 0;
+  logits.resize(n_logits * V);
+  run_rows(rows, [&](int nl, size_t before) {
+    if (nl > 0)
+      GPU_CHECK(gpuMemcpyAsync(logits.data() + before * V, d_logits_, size_t(nl) * V * sizeof(float),
+                               gpuMemcpyDeviceToHost, stream_));
+  });
+}
+
+// Greedy rows are chosen on the device (f32_argmax: the same rule as Sampler::argmax) and only
+// the token ids come back; a sampled row's logits come to the host for Sampler::pick.
+void GpuEngine::forward_pick(std::span<const Row> rows, std::span<const TokenPick> picks,
+                             std::vector<int32_t>& tokens) {
+  const size_t V = static_cast<size_t>(cfg_.vocab);
+  size_t n_logits = 0;
+  for (const Row& r : rows) n_logits += (r.flags & Row::kLogits) ? 1 : 0;
+  if (picks.size() != n_logits)
+    fail("forward_pick: %zu picks for %zu rows with logits", picks.size(), n_logits);
+  tokens.resize(n_logits);
+  std::vector<float> row_logits;
+  run_rows(rows, [&](int nl, size_t before) {
+    if (nl == 0) return;
+    gpu::f32_argmax(d_logits_, nl, cfg_.vocab, d_tokens_, stream_);
+    GPU_CHECK(gpuMemcpyAsync(h_tokens_, d_tokens_, size_t(nl) * sizeof(int32_t),
+                             gpuMemcpyDeviceToHost, stream_));
+    GPU_CHECK(gpuStreamSynchronize(stream_));
+    for (int i = 0; i < nl; ++i) {
+      const TokenPick& p = picks[before + i];
+      if (p.temperature == 0.0f || p.top_k == 1) {
+        tokens[before + i] = h_tokens_[i];
+        continue;
+      }
+      row_logits.resize(V);
+      GPU_CHECK(gpuMemcpy(row_logits.data(), d_logits_ + size_t(i) * V, V * sizeof(float),
+                          gpuMemcpyDeviceToHost));
+      tokens[before + i] = Sampler::pick(row_logits.data(), static_cast<int>(V), p);
+    }
+  });
 }
 
 }  // namespace

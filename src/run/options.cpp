@@ -82,6 +82,8 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   app.add_flag("--ignore-eos", opt.ignore_eos, "Do not stop on the stop ids (benchmarks)");
   app.add_option("--backend", opt.backend,
                  "auto | cpu | gpu. auto: the GPU when this is a GPU build and one is present, else the CPU");
+  app.add_option("--kv-cache", opt.kv_cache,
+                 "KV-cache element type: bf16 | f32. Default: GPU bf16, CPU f32 (its only choice)");
   app.add_option("--reasoning", opt.reasoning, "chat: reasoning effort low | medium | high");
   app.add_option("-y,--developer", opt.developer, "chat: developer instructions");
   app.add_flag("--show-reasoning", opt.show_reasoning,
@@ -167,6 +169,8 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   if (opt.backend == "gpu")
     fail("--backend gpu: this build has no GPU backend (configure with -DGPU_BACKEND=CUDA or HIP)");
 #endif
+  if (!opt.kv_cache.empty() && opt.kv_cache != "bf16" && opt.kv_cache != "f32")
+    fail("--kv-cache: expected bf16 or f32, got '%s'", opt.kv_cache.c_str());
   if (opt.reasoning != "low" && opt.reasoning != "medium" && opt.reasoning != "high")
     fail("--reasoning: expected low, medium or high, got '%s'", opt.reasoning.c_str());
 

@@ -30,6 +30,7 @@ struct RunOptions {
   std::vector<int32_t> stop_ids{199999, 200002, 200012};  // --stop
   bool ignore_eos = false;     // --ignore-eos
   std::string backend = "auto"; // --backend: auto | cpu | gpu
+  std::string kv_cache;          // --kv-cache: "" (backend default) | bf16 | f32
   std::string reasoning = "medium";  // --reasoning (chat)
   std::string developer;       // -y (chat)
   bool show_reasoning = false; // --show-reasoning (chat)

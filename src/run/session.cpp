@@ -169,6 +169,7 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
     eo.max_slots = slots;
     eo.threads = opt.threads;
     eo.backend = backend;
+    eo.kv_cache = opt.kv_cache;
 #ifdef GPTOSS_HAVE_GPU
     if (backend == "gpu") s.engine = make_gpu_engine(*s.model, eo);
 #endif
@@ -176,6 +177,8 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
     kv_bytes = s.engine->kv_cache_bytes();
     plan = strfmt("pipeline: none (one %s engine, 1 rank)", backend.c_str());
   } else {
+    if (!opt.kv_cache.empty() && opt.kv_cache != "f32")
+      fail("--kv-cache %s: the CPU backend keeps its KV cache in f32 only", opt.kv_cache.c_str());
     set_threads(opt);
     comm::check_same_model_on_all_ranks(opt.model_path, kFormatVersion);  // collective
     s.pipeline = std::make_unique<Pipeline>(world_comm(), model_weights(*s.model),

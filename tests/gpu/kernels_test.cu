@@ -168,15 +168,28 @@ TEST(GpuKernels, rope_kv_write_exact) {
   gpu::f32_rope_kv_write(dq.p, dcs.p, dp.p, dsl.p, rows, nh, nkv, hd, dk.p, dv.p, cap, nullptr);
   auto gq = dq.download();
   auto gk = dk.download(), gv = dv.download();
+  // The fp32-cache form (--kv-cache f32): the same rotation, K and V stored exactly.
+  DevBuf<float> dq32(qkv);
+  DevBuf<float> dk32(size_t(slots) * cap * nkv * hd), dv32(size_t(slots) * cap * nkv * hd);
+  gpu::f32_rope_kv_write(dq32.p, dcs.p, dp.p, dsl.p, rows, nh, nkv, hd, dk32.p, dv32.p, cap,
+                         nullptr);
+  auto gq32 = dq32.download();
+  auto gk32 = dk32.download(), gv32 = dv32.download();
   for (int n = 0; n < rows; ++n) {
     std::vector<float> row(qkv.begin() + size_t(n) * R, qkv.begin() + size_t(n + 1) * R);
     cpu::f32_rope_apply(rt, cs.data() + size_t(pos[n]) * hd, row.data(), nh + nkv);
     EXPECT_EQ(0, std::memcmp(row.data(), gq.data() + size_t(n) * R, size_t(nh) * hd * 4)) << n;
+    EXPECT_EQ(0, std::memcmp(row.data(), gq32.data() + size_t(n) * R, size_t(nh) * hd * 4)) << n;
     const size_t c0 = (size_t(slot[n]) * cap + pos[n] % cap) * nkv * hd;
     for (int i = 0; i < nkv * hd; ++i) {
       ASSERT_EQ(f32_to_bf16(row[size_t(nh) * hd + i]), gk[c0 + i]) << "k row " << n << " i " << i;
       ASSERT_EQ(f32_to_bf16(row[size_t(nh + nkv) * hd + i]), gv[c0 + i]) << "v row " << n;
     }
+    EXPECT_EQ(0, std::memcmp(row.data() + size_t(nh) * hd, gk32.data() + c0, size_t(nkv) * hd * 4))
+        << "f32 k row " << n;
+    EXPECT_EQ(0, std::memcmp(row.data() + size_t(nh + nkv) * hd, gv32.data() + c0,
+                             size_t(nkv) * hd * 4))
+        << "f32 v row " << n;
   }
 }
 
@@ -222,6 +235,27 @@ TEST(GpuKernels, attention_sinks_window_splitk) {
                 1e-5)
           << "nh " << s.nh << " cap " << s.cap << " window " << s.window << " row " << n
           << " pos " << pos[n];
+    // fp32 cache (values not bf16-representable, so a bf16 load would show): same bound.
+    auto kc32 = r.normals(kf.size(), 1.0f), vc32 = r.normals(vf.size(), 1.0f);
+    DevBuf<float> dk32(kc32), dv32(vc32), dout32(g.size());
+    gpu::f32_f32kv_attention_sinks(dq.p, dk32.p, dv32.p, ds.p, dp.p, dsl.p, rows, s.nh, s.nkv, hd,
+                                   s.cap, s.window, max_keys, s.kv_chunk, dpart.p, dout32.p,
+                                   nullptr);
+    auto g32 = dout32.download();
+    for (int n = 0; n < rows; ++n)
+      for (int h = 0; h < s.nh; ++h) {
+        const size_t so = size_t(slot[n]) * s.cap * s.nkv * hd;
+        cpu::f32_attention_sinks_head(qkv.data() + size_t(n) * R + size_t(h) * hd,
+                                      kc32.data() + so, vc32.data() + so, s.cap, s.nkv, hd,
+                                      cpu::gqa_kv_head(h, s.nh, s.nkv), pos[n], s.window,
+                                      bf16_to_f32(sinks[h]), ref.data() + (size_t(n) * s.nh + h) * hd,
+                                      scratch.data());
+      }
+    for (int n = 0; n < rows; ++n)
+      EXPECT_LE(rel_l2(g32.data() + size_t(n) * s.nh * hd, ref.data() + size_t(n) * s.nh * hd,
+                       size_t(s.nh) * hd),
+                1e-5)
+          << "f32 KV: nh " << s.nh << " cap " << s.cap << " window " << s.window << " row " << n;
   }
 }
 

@@ -133,10 +133,14 @@ int main(int argc, char** argv) {
         for (int p = 0; p < 8; ++p)
           rows.push_back(Row{int32_t(rng() % V), b, p, (p == 0 ? Row::kNewSeq : 0u) | (p == 7 ? Row::kLogits : 0u)});
       eng->forward(rows, logits);
+      // Decode steps choose greedily on the device (forward_pick): only B token ids come back,
+      // as in `run`; the next inputs stay random tokens so every step does the same work.
+      const std::vector<TokenPick> greedy(static_cast<size_t>(B));
+      std::vector<int32_t> chosen;
       auto decode = [&](int p) {
         rows.clear();
         for (int b = 0; b < B; ++b) rows.push_back(Row{int32_t(rng() % V), b, p, Row::kLogits});
-        eng->forward(rows, logits);
+        eng->forward_pick(rows, greedy, chosen);
       };
       for (int w = 0; w < 3; ++w) decode(8 + w);  // graph capture + warm-up
       t0 = Clock::now();

@@ -28,7 +28,7 @@
 namespace gptoss {
 namespace {
 
-constexpr int kMaxStepRows = 256;   // rows per device step (forward() splits larger calls)
+constexpr int kMaxStepRows = 512;   // rows per device step (forward() splits larger calls)
 constexpr int kGraphMaxRows = 64;   // steps with at most this many rows replay a captured graph
 constexpr size_t kStagingBytes = size_t(64) << 20;
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;

@@ -117,28 +117,42 @@ int run_bench(const RunOptions& opt) {
   std::mt19937_64 rng(opt.seed);
   std::vector<BenchResult> results;
 
-  auto run = [&](const std::string& name, int batch, auto&& once) {
+  // warm(): one untimed run first (graph capture, caches); then the timed repetitions, each
+  // printed on stderr as it finishes (a getp repetition can take minutes).
+  auto run = [&](const std::string& name, int batch, auto&& once, auto&& warm) {
     BenchResult r{name, batch, {}};
     std::fprintf(stderr, "bench: %s (warm-up + %d reps)\n", name.c_str(), opt.bench_reps);
-    once();  // warm-up (graph capture, caches)
-    for (int i = 0; i < opt.bench_reps; ++i) r.tok_s.push_back(once());
+    warm();
+    for (int i = 0; i < opt.bench_reps; ++i) {
+      r.tok_s.push_back(once());
+      std::fprintf(stderr, "bench: %s rep %d/%d: %.2f tok/s\n", name.c_str(), i + 1,
+                   opt.bench_reps, r.tok_s.back());
+    }
     results.push_back(r);
   };
   if (opt.bench_pp > 0) {
-    run("pp" + std::to_string(opt.bench_pp), 1, [&] {
+    auto pp = [&] {
       const auto prompt = random_tokens(rng, opt.bench_pp, V);
       return opt.bench_pp / time_pp(eng, prompt, opt.chunk_tokens);
-    });
+    };
+    run("pp" + std::to_string(opt.bench_pp), 1, pp, pp);
   }
-  run("tg" + std::to_string(opt.max_new), 1, [&] {
-    return opt.max_new / time_tg(eng, random_tokens(rng, 1, V)[0], opt.max_new);
-  });
+  auto tg = [&] { return opt.max_new / time_tg(eng, random_tokens(rng, 1, V)[0], opt.max_new); };
+  run("tg" + std::to_string(opt.max_new), 1, tg, tg);
   if (opt.bench_getp_new > 0) {
+    // Warm-up: the same concurrency with short prompts and few new tokens (the same step shapes,
+    // a fraction of the time).
     run("getp p" + std::to_string(opt.bench_getp_prompt) + " n" + std::to_string(opt.bench_getp_new),
-        opt.max_slots, [&] {
+        opt.max_slots,
+        [&] {
           const auto [sec, gen] =
               time_getp(eng, opt, opt.max_slots, opt.bench_getp_prompt, opt.bench_getp_new, rng);
           return double(gen) / sec;
+        },
+        [&] {
+          time_getp(eng, opt, opt.max_slots, std::min(opt.bench_getp_prompt, 64),
+                    std::min(opt.bench_getp_new, 8), rng);
+          return 0.0;
         });
   }
 

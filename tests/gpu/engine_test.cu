@@ -193,9 +193,9 @@ void chunk_steps(Engine& g, Engine& c, Compare& cmp) {
     rows.push_back(Row{int32_t(rng() % 2000), 1, p, (p == 19 ? Row::kLogits : 0u) | (p == 0 ? Row::kNewSeq : 0u)});
   rows.push_back(Row{int32_t(rng() % 2000), 0, 40, Row::kLogits});
   cmp.step(g, c, rows, 0);
-  // Steps 3..: decode both, and a 300-row call (split into device steps) for slot 2.
+  // Steps 3..: decode both, and a 600-row call (split into device steps of 512 + 88) for slot 2.
   rows.clear();
-  for (int p = 0; p < 300; ++p)
+  for (int p = 0; p < 600; ++p)
     rows.push_back(Row{int32_t(rng() % 2000), 2, p, (p % 50 == 49 ? Row::kLogits : 0u) | (p == 0 ? Row::kNewSeq : 0u)});
   cmp.step(g, c, rows, 0);
   for (int s = 0; s < 10; ++s) {
@@ -207,8 +207,8 @@ void chunk_steps(Engine& g, Engine& c, Compare& cmp) {
 
 TEST(GpuEngine, prompt_chunks_mixed_with_decode_vs_bf16kv_reference) {
   GPU_TEST_REQUIRE_DEVICE();
-  auto g = make_gpu_engine(model(), options(512, 3));
-  RefBf16Kv c(model(), 512, 3);
+  auto g = make_gpu_engine(model(), options(1024, 3));
+  RefBf16Kv c(model(), 1024, 3);
   Compare cmp;
   chunk_steps(*g, c, cmp);
   cmp.check_statistical("prompt chunks vs bf16-KV reference", 1e-2, 0.95);
@@ -216,8 +216,8 @@ TEST(GpuEngine, prompt_chunks_mixed_with_decode_vs_bf16kv_reference) {
 
 TEST(GpuEngine, prompt_chunks_f32kv_vs_cpu_engine) {
   GPU_TEST_REQUIRE_DEVICE();
-  auto g = make_gpu_engine(model(), options(512, 3, "f32"));
-  auto c = make_cpu_engine(model(), options(512, 3));
+  auto g = make_gpu_engine(model(), options(1024, 3, "f32"));
+  auto c = make_cpu_engine(model(), options(1024, 3));
   Compare cmp;
   chunk_steps(*g, *c, cmp);
   cmp.check_statistical("prompt chunks, f32 KV, vs CPU engine", 1e-2, 0.95);

@@ -22,6 +22,7 @@
 #include "engine_gpu/gpu_engine.h"
 #include "gpu/moe.h"
 #include "gpu/ops.h"
+#include "gpu/sample.h"
 #include "gpu/vendor.h"
 #include "model/model_file.h"
 
@@ -59,6 +60,8 @@ class GpuEngine final : public Engine {
   void forward_pick(std::span<const Row> rows, std::span<const TokenPick> picks,
                     std::vector<int32_t>& tokens) override;
   bool picks_on_device() const override { return true; }
+  // Rows forward_pick() handed to the host (device result -1); for tests and reports.
+  uint64_t host_picks() const { return host_picks_; }
 
  private:
   // Checks rows, runs them in device steps of <= kMaxStepRows; after each step calls
@@ -95,6 +98,10 @@ class GpuEngine final : public Engine {
   int32_t* h_meta_ = nullptr;  // pinned twin
   int32_t* d_tokens_ = nullptr;  // [kMaxStepRows] chosen tokens (forward_pick)
   int32_t* h_tokens_ = nullptr;  // pinned twin
+  TokenPick* d_picks_ = nullptr;  // [kMaxStepRows] (forward_pick)
+  TokenPick* h_picks_ = nullptr;  // pinned twin
+  gpu::PickScratch pick_scratch_{};
+  uint64_t host_picks_ = 0;
   gpu::MoeGpuScratch moe_scratch_{};
   std::map<std::pair<int, int>, gpuGraphExec_t> graphs_;
 };
@@ -241,6 +248,9 @@ GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt)
   GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_meta_), 4 * kMaxStepRows * sizeof(int32_t)));
   d_tokens_ = dalloc<int32_t>(kMaxStepRows);
   GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_tokens_), kMaxStepRows * sizeof(int32_t)));
+  d_picks_ = dalloc<TokenPick>(kMaxStepRows);
+  GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_picks_), kMaxStepRows * sizeof(TokenPick)));
+  pick_scratch_ = gpu::pick_scratch_create(kMaxStepRows, V);
   moe_scratch_ = gpu::moe_scratch_create(layers_[0].moe, kMaxStepRows);
   GPU_CHECK(gpuStreamSynchronize(stream_));
 
@@ -294,10 +304,13 @@ GpuEngine::~GpuEngine() {
                   static_cast<void*>(d_rope_), static_cast<void*>(d_x_), static_cast<void*>(d_xn_),
                   static_cast<void*>(d_qkv_), static_cast<void*>(d_att_),
                   static_cast<void*>(d_partial_), static_cast<void*>(d_logits_),
-                  static_cast<void*>(d_meta_), static_cast<void*>(d_tokens_)})
+                  static_cast<void*>(d_meta_), static_cast<void*>(d_tokens_),
+                  static_cast<void*>(d_picks_)})
     if (p) (void)gpuFree(p);
   if (h_meta_) (void)gpuFreeHost(h_meta_);
   if (h_tokens_) (void)gpuFreeHost(h_tokens_);
+  if (h_picks_) (void)gpuFreeHost(h_picks_);
+  gpu::pick_scratch_destroy(pick_scratch_);
   if (stream_) (void)gpuStreamDestroy(stream_);
 }
 
@@ -422,8 +435,10 @@ void GpuEngine::forward(std::span<const Row> rows, std::vector<float>& logits) {
   });
 }
 
-// Greedy rows are chosen on the device (f32_argmax: the same rule as Sampler::argmax) and only
-// the token ids come back; a sampled row's logits come to the host for Sampler::pick.
+// Tokens are chosen on the device (gpu::pick_tokens = Sampler::pick) and only their ids come
+// back. A row the device leaves undecided (-1: a draw within rounding of a boundary, or a nucleus
+// beyond the device's candidate cap; see sample.h) has its logits copied to the host for
+// Sampler::pick, so the result is always Sampler::pick's.
 void GpuEngine::forward_pick(std::span<const Row> rows, std::span<const TokenPick> picks,
                              std::vector<int32_t>& tokens) {
   const size_t V = static_cast<size_t>(cfg_.vocab);
@@ -435,20 +450,23 @@ void GpuEngine::forward_pick(std::span<const Row> rows, std::span<const TokenPic
   std::vector<float> row_logits;
   run_rows(rows, [&](int nl, size_t before) {
     if (nl == 0) return;
-    gpu::f32_argmax(d_logits_, nl, cfg_.vocab, d_tokens_, stream_);
+    std::memcpy(h_picks_, picks.data() + before, size_t(nl) * sizeof(TokenPick));
+    GPU_CHECK(gpuMemcpyAsync(d_picks_, h_picks_, size_t(nl) * sizeof(TokenPick),
+                             gpuMemcpyHostToDevice, stream_));
+    gpu::pick_tokens(d_logits_, nl, cfg_.vocab, d_picks_, d_tokens_, pick_scratch_, stream_);
     GPU_CHECK(gpuMemcpyAsync(h_tokens_, d_tokens_, size_t(nl) * sizeof(int32_t),
                              gpuMemcpyDeviceToHost, stream_));
     GPU_CHECK(gpuStreamSynchronize(stream_));
     for (int i = 0; i < nl; ++i) {
-      const TokenPick& p = picks[before + i];
-      if (p.temperature == 0.0f || p.top_k == 1) {
-        tokens[before + i] = h_tokens_[i];
-        continue;
+      int32_t t = h_tokens_[i];
+      if (t < 0) {
+        ++host_picks_;
+        row_logits.resize(V);
+        GPU_CHECK(gpuMemcpy(row_logits.data(), d_logits_ + size_t(i) * V, V * sizeof(float),
+                            gpuMemcpyDeviceToHost));
+        t = Sampler::pick(row_logits.data(), static_cast<int>(V), picks[before + i]);
       }
-      row_logits.resize(V);
-      GPU_CHECK(gpuMemcpy(row_logits.data(), d_logits_ + size_t(i) * V, V * sizeof(float),
-                          gpuMemcpyDeviceToHost));
-      tokens[before + i] = Sampler::pick(row_logits.data(), static_cast<int>(V), p);
+      tokens[before + i] = t;
     }
   });
 }

@@ -49,6 +49,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include "comm/ipc_kernels.h"
@@ -643,7 +644,7 @@ class GpuRing final : public Ring {
                                0x6970636eull};
     uint64_t hsh = 0xcbf29ce484222325ull;
     for (uint64_t w : words) hsh = (hsh ^ w) * 0x100000001b3ull;
-    check_same_on_all_ranks("ring transport spec", hsh, describe_spec());
+    check_same_on_all_ranks("ring transport spec", hsh, describe_spec(), comm);
     CHECK_MPI(MPI_Comm_dup(comm, &comm_));
     CHECK_MPI(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
     const int n = size_, me = rank_, next = (me + 1) % n, prev = (me + n - 1) % n;

@@ -238,6 +238,106 @@ __global__ __launch_bounds__(kBuildThreads) void moe_build_kernel(
 }
 #endif
 
+// Top-k of one row by one wave: k rounds of a wave arg-max (larger logit, ties: lower expert), the
+// same choice as topk_softmax's serial scan; then lane 0 does the softmax in rank order exactly as
+// topk_softmax does. lg: the row's E logits (shared memory), E <= 32 * kWaveSize.
+__device__ void wave_topk_softmax(const float* lg, int E, int k, int lane, int32_t* ex, float* wt) {
+  uint32_t taken = 0;  // bit i: expert lane + i * kWaveSize chosen
+  for (int r = 0; r < k; ++r) {
+    float bv = -INFINITY;
+    int be = INT_MAX;
+    for (int i = 0; lane + i * kWaveSize < E; ++i) {
+      const int e = lane + i * kWaveSize;
+      if ((taken >> i) & 1u) continue;
+      const float v = lg[e];
+      if (be == INT_MAX || v > bv) bv = v, be = e;
+    }
+#pragma unroll
+    for (int m = kWaveSize / 2; m > 0; m >>= 1) {
+      const float ov = gpu_shfl_xor(bv, m);
+      const int oe = gpu_shfl_xor(be, m);
+      if (oe != INT_MAX && (be == INT_MAX || ov > bv || (ov == bv && oe < be))) bv = ov, be = oe;
+    }
+    if (be % kWaveSize == lane) taken |= 1u << (be / kWaveSize);
+    if (lane == 0) ex[r] = be;
+  }
+  if (lane == 0) {
+    const float mx = lg[ex[0]];
+    float sum = 0.0f;
+    for (int r = 0; r < k; ++r) {
+      wt[r] = expf(lg[ex[r]] - mx);
+      sum = sum + wt[r];
+    }
+    for (int r = 0; r < k; ++r) wt[r] = wt[r] / sum;
+  }
+}
+
+// Steps of more rows: kRouterRows rows per block, so each router weight load (16 bytes, from L2)
+// serves kRouterRows rows instead of one (moe_router_kernel: one block per row read the whole
+// router per row: 38 us at 256 rows, 203 us at 4096 on H100). Per logit exactly the arithmetic
+// of moe_router_kernel / moe_route_small_kernel (lane partial sums over 8-element chunks
+// c = lane, lane + W, ..., 8 FMAs per chunk in element order, then the wave butterfly, + bias),
+// and the top-k of moe_route_small_kernel: the same experts and weights for a row at any row
+// count. Dynamic shared memory router_rows_smem_bytes(H, E).
+constexpr int kRouterRows = 8;
+inline size_t router_rows_smem_bytes(int H, int E) {
+  return static_cast<size_t>(kRouterRows) * (H + E) * sizeof(float);
+}
+inline bool router_rows_ok(int H, int E) {
+  return E <= 32 * kWaveSize && router_rows_smem_bytes(H, E) <= 160 * 1024;
+}
+__global__ __launch_bounds__(kThreads) void moe_router_rows_kernel(
+    const float* __restrict__ x, const uint16_t* __restrict__ rw, const uint16_t* __restrict__ rb,
+    int rows, int H, int E, int k, int32_t* __restrict__ experts, float* __restrict__ weights) {
+  extern __shared__ float4 router_rows_smem4[];
+  float* xs = reinterpret_cast<float*>(router_rows_smem4);  // [kRouterRows][H]
+  float* lgs = xs + kRouterRows * H;                          // [kRouterRows][E]
+  const int r0 = blockIdx.x * kRouterRows, nr = min(kRouterRows, rows - r0);
+  const int tid = threadIdx.x, wave = tid / kWaveSize, lane = tid % kWaveSize;
+  const float4* xg = reinterpret_cast<const float4*>(x + static_cast<size_t>(r0) * H);
+  for (int i = tid; i < kRouterRows * H / 4; i += kThreads)
+    router_rows_smem4[i] = i < nr * H / 4 ? xg[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+  __syncthreads();
+  for (int e = wave; e < E; e += kWaves) {
+    const uint16_t* wr = rw + static_cast<size_t>(e) * H;
+    float acc[kRouterRows];
+#pragma unroll
+    for (int r = 0; r < kRouterRows; ++r) acc[r] = 0.0f;
+    for (int c = lane; c < H / 8; c += kWaveSize) {
+      const uint4 v = *reinterpret_cast<const uint4*>(wr + 8 * c);
+      const float w8[8] = {__uint_as_float(v.x << 16), __uint_as_float(v.x & 0xffff0000u),
+                           __uint_as_float(v.y << 16), __uint_as_float(v.y & 0xffff0000u),
+                           __uint_as_float(v.z << 16), __uint_as_float(v.z & 0xffff0000u),
+                           __uint_as_float(v.w << 16), __uint_as_float(v.w & 0xffff0000u)};
+#pragma unroll
+      for (int r = 0; r < kRouterRows; ++r) {
+        const float4 x0 = *reinterpret_cast<const float4*>(xs + r * H + 8 * c);
+        const float4 x1 = *reinterpret_cast<const float4*>(xs + r * H + 8 * c + 4);
+        float a = acc[r];
+        a = fmaf(x0.x, w8[0], a);
+        a = fmaf(x0.y, w8[1], a);
+        a = fmaf(x0.z, w8[2], a);
+        a = fmaf(x0.w, w8[3], a);
+        a = fmaf(x1.x, w8[4], a);
+        a = fmaf(x1.y, w8[5], a);
+        a = fmaf(x1.z, w8[6], a);
+        a = fmaf(x1.w, w8[7], a);
+        acc[r] = a;
+      }
+    }
+    const float bias = bf16_bits_to_f32(rb[e]);
+#pragma unroll
+    for (int r = 0; r < kRouterRows; ++r) {
+      const float sum = wave_sum(acc[r]);
+      if (lane == 0) lgs[r * E + e] = sum + bias;
+    }
+  }
+  __syncthreads();
+  for (int n = wave; n < nr; n += kWaves)
+    wave_topk_softmax(lgs + n * E, E, k, lane, experts + static_cast<size_t>(r0 + n) * k,
+                      weights + static_cast<size_t>(r0 + n) * k);
+}
+
 // Decode steps (rows <= kRouteSmallRows, rows * E logits fit kRouteSmallSmem): router logits, top-k +
 // softmax and the grouping in ONE block (one launch instead of two). A wave per (row, expert)
 // dot product, 16-byte weight loads, x read from global (L2); same arithmetic order per logit
@@ -297,42 +397,9 @@ __global__ __launch_bounds__(kBuildThreads) void moe_route_small_kernel(
     if (lane == 0) route_logits[it] = acc + bf16_bits_to_f32(rb[e]);
   }
   __syncthreads();
-  // Top-k: one wave per row, k rounds of a wave arg-max (larger logit, ties: lower expert), the
-  // same choice as topk_softmax's serial scan; then lane 0 does the softmax in rank order exactly
-  // as topk_softmax does.
-  for (int n = wave; n < rows; n += waves) {
-    const float* lg = route_logits + static_cast<size_t>(n) * E;
-    int32_t* ex = experts + static_cast<size_t>(n) * k;
-    uint32_t taken = 0;  // bit i: expert lane + i * kWaveSize chosen (E <= 32 * kWaveSize)
-    for (int r = 0; r < k; ++r) {
-      float bv = -INFINITY;
-      int be = INT_MAX;
-      for (int i = 0; lane + i * kWaveSize < E; ++i) {
-        const int e = lane + i * kWaveSize;
-        if ((taken >> i) & 1u) continue;
-        const float v = lg[e];
-        if (be == INT_MAX || v > bv) bv = v, be = e;
-      }
-#pragma unroll
-      for (int m = kWaveSize / 2; m > 0; m >>= 1) {
-        const float ov = gpu_shfl_xor(bv, m);
-        const int oe = gpu_shfl_xor(be, m);
-        if (oe != INT_MAX && (be == INT_MAX || ov > bv || (ov == bv && oe < be))) bv = ov, be = oe;
-      }
-      if (be % kWaveSize == lane) taken |= 1u << (be / kWaveSize);
-      if (lane == 0) ex[r] = be;
-    }
-    if (lane == 0) {
-      float* wt = weights + static_cast<size_t>(n) * k;
-      const float mx = lg[ex[0]];
-      float sum = 0.0f;
-      for (int r = 0; r < k; ++r) {
-        wt[r] = expf(lg[ex[r]] - mx);
-        sum = sum + wt[r];
-      }
-      for (int r = 0; r < k; ++r) wt[r] = wt[r] / sum;
-    }
-  }
+  for (int n = wave; n < rows; n += waves)
+    wave_topk_softmax(route_logits + static_cast<size_t>(n) * E, E, k, lane,
+                      experts + static_cast<size_t>(n) * k, weights + static_cast<size_t>(n) * k);
   __syncthreads();  // experts (global) visible to the whole block
   build_groups(experts, rows * k, E, gemv_max, offsets, active, meta, slot_pair, tile_expert,
                tile_slot0);
@@ -421,6 +488,11 @@ struct ExpertArgs {
   const int32_t* tile_slot0;
   int K, M, top_k, max_cnt;
   float limit;
+  // Grouped tensor-core GEMM (NVIDIA, moe_tc_kernel) only: its B operand, fp16 hi/lo pairs in the
+  // staged layout (mlp1: x by token row, mlp2: SwiGLU output by grouped slot), and mlp1's output
+  // in that layout for mlp2.
+  const uint32_t* xq = nullptr;
+  uint16_t* outq = nullptr;
 };
 
 // GEMV decode: an E2M1 code placed as an fp16 (sign -> bit 15, exponent/mantissa bits -> 9..11)
@@ -602,6 +674,24 @@ inline size_t gemv_mma_smem_bytes(int nr, int K) {
   return static_cast<size_t>(2) * nr * gemv_mma_row_words(K) * sizeof(uint32_t);
 }
 
+// 8 consecutive x values (elements 8t' .. 8t' + 7 of a block) -> the 4 fp16 pairs (q, q + 4),
+// q = 0..3, as hi = f16(x) and lo = f16(x - hi) words (the B-fragment order of both tensor-core
+// kernels).
+__device__ __forceinline__ void f16_hilo8(float4 v0, float4 v1, uint4& hi, uint4& lo) {
+  const float xv[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+  uint32_t h[4], l[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    const uint16_t h0 = tile::f32_to_f16_bits(xv[q]), h1 = tile::f32_to_f16_bits(xv[q + 4]);
+    const uint16_t l0 = tile::f32_to_f16_bits(xv[q] - tile::half_bits_to_f32(h0));
+    const uint16_t l1 = tile::f32_to_f16_bits(xv[q + 4] - tile::half_bits_to_f32(h1));
+    h[q] = h0 | (static_cast<uint32_t>(h1) << 16);
+    l[q] = l0 | (static_cast<uint32_t>(l1) << 16);
+  }
+  hi = make_uint4(h[0], h[1], h[2], h[3]);
+  lo = make_uint4(l[0], l[1], l[2], l[3]);
+}
+
 // fp16 pair q of an MXFP4 word: (element q, element q + 4) = LUT * 2^-14 each (exact).
 __device__ __forceinline__ uint32_t mxfp4_pair_f16(uint32_t w, int q) {
   const uint32_t sh = w << (12 - 4 * q);
@@ -644,18 +734,7 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_mma_kernel(ExpertArgs a) {
         const float* xp = a.x + static_cast<size_t>(row) * K + 32 * b + 8 * tt;
         const float4 v0 = *reinterpret_cast<const float4*>(xp);
         const float4 v1 = *reinterpret_cast<const float4*>(xp + 4);
-        const float xv[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
-        uint32_t h[4], l[4];
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          const uint16_t h0 = tile::f32_to_f16_bits(xv[q]), h1 = tile::f32_to_f16_bits(xv[q + 4]);
-          const uint16_t l0 = tile::f32_to_f16_bits(xv[q] - tile::half_bits_to_f32(h0));
-          const uint16_t l1 = tile::f32_to_f16_bits(xv[q + 4] - tile::half_bits_to_f32(h1));
-          h[q] = h0 | (static_cast<uint32_t>(h1) << 16);
-          l[q] = l0 | (static_cast<uint32_t>(l1) << 16);
-        }
-        hi = make_uint4(h[0], h[1], h[2], h[3]);
-        lo = make_uint4(l[0], l[1], l[2], l[3]);
+        f16_hilo8(v0, v1, hi, lo);
       }
       *reinterpret_cast<uint4*>(xs + n * rw + 16 * b + 4 * tt) = hi;
       *reinterpret_cast<uint4*>(xs + (NR + n) * rw + 16 * b + 4 * tt) = lo;
@@ -739,6 +818,265 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_mma_kernel(ExpertArgs a) {
       }
     }
   }
+}
+
+// ---- grouped GEMM on tensor cores (NVIDIA; experts with > kMoeGemvMaxRows rows) -----------------
+// The tensor-core GEMV's arithmetic (weights = A as exact fp16 placements LUT * 2^-14, x = B as
+// fp16 hi + lo, mma.sync m16n8k16 f16 -> f32, each MXFP4 block's partial sums scaled by the
+// rows' E8M0 scales into fp32 accumulators) on a GEMM tile with a cp.async pipeline:
+//   block = kTcBM (256) weight rows x kTcBN (64 = kTileRows, one tile of the tile list) grouped
+//   rows; warp w owns weight rows 32w .. 32w + 31 (two m16 tiles) x all 64 columns (8 n8 tiles,
+//   only ceil(rows / 8) of them computed: the count is uniform per block).
+//   K advances kTcKB (2) MXFP4 blocks per stage, kTcStages (4) stages in flight: per stage the raw
+//   MXFP4 bytes (256 rows x 32 B) and the B operand (64 rows x 256 B of pre-staged hi/lo pairs)
+//   arrive by cp.async; the scales of the block's rows for all K are copied once at the start.
+//   No decode to shared memory: each lane turns its own 2 words per m16 tile into 8 fp16 pairs
+//   (2-3 integer ops per pair) and feeds 8 n-tiles x 4 mma with them.
+// B comes pre-staged (moe_stage_x_kernel for mlp1; mlp1's epilogue for mlp2) as, per row and
+// MXFP4 block b, 128 bytes: [hi: lanes t = 0..3 x 4 words][lo: same], word q of lane t = the fp16
+// pair (32b + 8t + q, 32b + 8t + q + 4): the B fragment of lane (g, t) is one 16-byte load.
+// Results: a row's outputs depend on that row only (columns of an mma are independent, the K
+// order is fixed), so they do not depend on the other rows of the step or on the tiling.
+constexpr int kTcBM = 256, kTcBN = 64, kTcKB = 2;
+// Shared stage: weights [kTcBM rows][kTcKB blocks x 16 B], block slot b of row r at
+// b ^ ((r >> 2) & 1); B [kTcBN rows][16 chunks of 16 B], chunk j of row n at j ^ (4 (n & 1)).
+// The XOR swizzles make the fragment reads conflict-free without padding. Two configurations
+// (template kStages, kMinBlocks): 3 stages + scales = 95 KB with registers capped at 128 (two
+// blocks per SM), or 4 stages = 119 KB, uncapped (146 registers, one block per SM);
+// GPTOSS_MOE_TC=1 picks the second (see tc_config()).
+constexpr int kTcWRow = kTcKB * 16;   // bytes per weight row per stage
+constexpr int kTcXRow = kTcKB * 128;  // bytes per B row per stage
+constexpr int kTcStageBytes = kTcBM * kTcWRow + kTcBN * kTcXRow;
+static_assert(kTcKB == 2, "the swizzles assume two MXFP4 blocks per stage");
+static_assert(kTcBN == kTileRows, "one block per tile of the tile list");
+static_assert(kTcBM == 32 * kWaves && kThreads == 256, "warp w owns weight rows 32w..32w+31");
+inline size_t tc_smem_bytes(int K, int stages = 4) {
+  return static_cast<size_t>(stages) * kTcStageBytes + ((static_cast<size_t>(kTcBM) * (K / 32) + 15) / 16) * 16;
+}
+// Shapes the grouped GEMM takes (else the bf16 tile kernel moe_mma_kernel): K in whole stages,
+// M in whole warp tiles, shared memory within two blocks per SM on sm_90 / one on sm_80.
+inline bool tc_shape_ok(int K, int M) {
+  return K % (32 * kTcKB) == 0 && M % 32 == 0 && tc_smem_bytes(K) <= 160 * 1024;
+}
+
+// [rows, K] fp32 -> [rows, K / 32, 2 (hi, lo), 4 (t), 4 (q)] fp16-pair words (see above).
+__global__ __launch_bounds__(kThreads) void moe_stage_x_kernel(const float* __restrict__ x, int rows,
+                                                               int K, uint32_t* __restrict__ xq) {
+  const int nb = K / 32;
+  const size_t item = static_cast<size_t>(blockIdx.x) * kThreads + threadIdx.x;
+  if (item >= static_cast<size_t>(rows) * nb * 4) return;
+  const int n = static_cast<int>(item / (nb * 4)), rem = static_cast<int>(item % (nb * 4));
+  const int b = rem / 4, tt = rem % 4;
+  const float* xp = x + static_cast<size_t>(n) * K + 32 * b + 8 * tt;
+  uint4 hi, lo;
+  f16_hilo8(*reinterpret_cast<const float4*>(xp), *reinterpret_cast<const float4*>(xp + 4), hi, lo);
+  uint32_t* o = xq + static_cast<size_t>(n) * nb * 32 + 32 * b + 4 * tt;
+  *reinterpret_cast<uint4*>(o) = hi;
+  *reinterpret_cast<uint4*>(o + 16) = lo;
+}
+
+template <bool kMlp1, int kTcStages, int kMinBlocks>
+__global__ __launch_bounds__(kThreads, kMinBlocks) void moe_tc_kernel(ExpertArgs a) {
+  extern __shared__ uint4 tc_smem4[];
+  unsigned char* smem = reinterpret_cast<unsigned char*>(tc_smem4);
+  const int tile = blockIdx.x;
+  if (tile >= a.meta[1]) return;  // uniform per block
+  const int tid = threadIdx.x, warp = tid / kWaveSize, lane = tid % kWaveSize;
+  const int g = lane / 4, t = lane % 4;
+  const int e = a.tile_expert[tile], s0 = a.tile_slot0[tile];
+  const int nrows = min(kTcBN, a.offsets[e + 1] - s0);
+  const int K = a.K, M = a.M, nb = K / 32, nk = nb / kTcKB;
+  const int m0 = blockIdx.y * kTcBM;
+  const int mrows = min(kTcBM, M - m0);  // a multiple of 32 (tc_shape_ok)
+  unsigned char* scs = smem + kTcStages * kTcStageBytes;  // [mrows][nb] E8M0 bytes
+
+  // Scales of rows m0 .. m0 + mrows - 1: one contiguous span of the [E, M, nb] array.
+  {
+    const uint8_t* src = a.scales + (static_cast<size_t>(e) * M + m0) * nb;
+    const int nbytes = mrows * nb;
+    if ((reinterpret_cast<uintptr_t>(src) & 15u) == 0 && nbytes % 16 == 0) {
+      for (int i = tid; i < nbytes / 16; i += kThreads) tile::cp_async16(scs + 16 * i, src + 16 * i);
+    } else {
+      for (int i = tid; i < nbytes; i += kThreads) scs[i] = src[i];
+    }
+  }
+  // Loader roles. A: kTcBM rows x kTcKB blocks of 16 B = 2 chunks per thread; B: kTcBN rows x
+  // 16 chunks of 16 B = 4 chunks per thread. Weight rows past M are not loaded (their warps do
+  // not compute); B rows past the tile's rows are not loaded either (only their columns' outputs,
+  // which are dropped, read them).
+  // Kept compact (registers): thread tid copies weight rows r = tid / 2 + 128 i (block tid % 2)
+  // and B rows n = tid / 16 + 16 i (chunk tid % 16); the swizzle bits are the same for all i.
+  constexpr int kAChunks = kTcBM * kTcKB / kThreads, kBChunks = kTcBN * kTcKB * 8 / kThreads;
+  static_assert(kAChunks == 2 && kBChunks == 4, "loader mapping");
+  const int ar = tid / 2, ab = tid % 2;
+  const unsigned char* asrc = a.blocks + ((static_cast<size_t>(e) * M + m0 + ar) * nb + ab) * 16;
+  const size_t astep = static_cast<size_t>(128) * nb * 16;  // 128 rows further
+  const int adst = ar * kTcWRow + ((ab ^ ((ar >> 2) & 1)) << 4);
+  const int bn = tid / 16, bj = tid % 16;
+  const int bdst = kTcBM * kTcWRow + bn * kTcXRow + ((bj ^ ((bn & 1) << 2)) << 4);
+  uint32_t boff[kBChunks];  // byte offset of the chunk's row in xq / 16, or ~0u: not loaded
+#pragma unroll
+  for (int i = 0; i < kBChunks; ++i) {
+    const int n = bn + 16 * i;
+    boff[i] = ~0u;
+    if (n < nrows) {
+      const int gs = s0 + n;
+      const int src_row = kMlp1 ? a.slot_pair[gs] / a.top_k : gs;
+      boff[i] = static_cast<uint32_t>(src_row) * static_cast<uint32_t>(nb * 8) + bj;
+    }
+  }
+  const uint4* xq = reinterpret_cast<const uint4*>(a.xq);
+  auto load_stage = [&](int kt, int st) {
+    unsigned char* base = smem + st * kTcStageBytes;
+#pragma unroll
+    for (int i = 0; i < kAChunks; ++i)
+      if (ar + 128 * i < mrows)
+        tile::cp_async16(base + adst + i * 128 * kTcWRow, asrc + i * astep + static_cast<size_t>(kt) * kTcKB * 16);
+#pragma unroll
+    for (int i = 0; i < kBChunks; ++i)
+      if (boff[i] != ~0u)
+        tile::cp_async16(base + bdst + i * 16 * kTcXRow, xq + boff[i] + static_cast<size_t>(kt) * kTcKB * 8);
+  };
+#pragma unroll
+  for (int st = 0; st < kTcStages - 1; ++st) {
+    if (st < nk) load_stage(st, st);
+    tile::cp_async_commit();
+  }
+
+  const int wm = 32 * warp;  // the warp's first weight row in the block
+  const bool wact = wm < mrows;
+  const uint16_t* bias = a.bias + static_cast<size_t>(e) * M + m0 + wm;
+
+  // The main loop and epilogue for NT computed n8 tiles (NT = ceil(rows / 8), uniform per block):
+  // a compile-time count keeps all 2 x NT accumulator chains in one basic block, so the mma of
+  // different tiles interleave (a run-time `break` per tile serialised them: 2 chains in flight).
+  auto run = [&]<int NT>() {
+    float acc[2][NT][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.0f;
+
+    for (int kt = 0; kt < nk; ++kt) {
+      tile::cp_async_wait<kTcStages - 2>();
+      __syncthreads();  // stage kt (and the scales) visible; stage kt - 1 free for reuse
+      {
+        const int nx = kt + kTcStages - 1;
+        if (nx < nk) load_stage(nx, nx % kTcStages);
+        tile::cp_async_commit();
+      }
+      if (!wact) continue;
+      const unsigned char* Ws = smem + (kt % kTcStages) * kTcStageBytes;
+      const unsigned char* Xs = Ws + kTcBM * kTcWRow;
+#pragma unroll
+      for (int b = 0; b < kTcKB; ++b) {
+        const int bg = kt * kTcKB + b;
+        uint32_t ap[2][8];
+        float sc[2][2];
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+          const int r = wm + 16 * mt + g;  // rows r and r + 8 have the same (r >> 2) & 1
+          const int wo = ((b ^ ((r >> 2) & 1)) << 4) + 4 * t;
+          const uint32_t w0 = *reinterpret_cast<const uint32_t*>(Ws + r * kTcWRow + wo);
+          const uint32_t w1 = *reinterpret_cast<const uint32_t*>(Ws + (r + 8) * kTcWRow + wo);
+#pragma unroll
+          for (int q = 0; q < 4; ++q) {
+            ap[mt][q] = mxfp4_pair_f16(w0, q);
+            ap[mt][4 + q] = mxfp4_pair_f16(w1, q);
+          }
+          sc[mt][0] = e8m0_to_f32(scs[r * nb + bg]) * 16384.0f;
+          sc[mt][1] = e8m0_to_f32(scs[(r + 8) * nb + bg]) * 16384.0f;
+        }
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+          const int n = 8 * nt + g;
+          const unsigned char* xr = Xs + n * kTcXRow;
+          const int sw = (n & 1) << 2;
+          const uint4 bh = *reinterpret_cast<const uint4*>(xr + (((8 * b + t) ^ sw) << 4));
+          const uint4 bl = *reinterpret_cast<const uint4*>(xr + (((8 * b + 4 + t) ^ sw) << 4));
+#pragma unroll
+          for (int mt = 0; mt < 2; ++mt) {
+            float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            tile::mma_f16_m16n8k16(d, ap[mt][0], ap[mt][4], ap[mt][1], ap[mt][5], bl.x, bl.y);
+            tile::mma_f16_m16n8k16(d, ap[mt][2], ap[mt][6], ap[mt][3], ap[mt][7], bl.z, bl.w);
+            tile::mma_f16_m16n8k16(d, ap[mt][0], ap[mt][4], ap[mt][1], ap[mt][5], bh.x, bh.y);
+            tile::mma_f16_m16n8k16(d, ap[mt][2], ap[mt][6], ap[mt][3], ap[mt][7], bh.z, bh.w);
+            acc[mt][nt][0] = fmaf(d[0], sc[mt][0], acc[mt][nt][0]);
+            acc[mt][nt][1] = fmaf(d[1], sc[mt][0], acc[mt][nt][1]);
+            acc[mt][nt][2] = fmaf(d[2], sc[mt][1], acc[mt][nt][2]);
+            acc[mt][nt][3] = fmaf(d[3], sc[mt][1], acc[mt][nt][3]);
+          }
+        }
+      }
+    }
+    if (!wact) return;
+
+    // acc[mt][nt]: weight rows m0 + wm + 16 mt + g (0, 1) / + 8 (2, 3), grouped rows 8 nt + 2t
+    // (0, 2) / + 1 (1, 3).
+    if (kMlp1) {
+      // gate/up pairs are rows (2i, 2i + 1): the up value comes from lane + 4 (row g + 1). The
+      // SwiGLU output goes out as fp16 hi/lo pairs in mlp2's B layout (K = I = M / 2).
+      const int I = M / 2;
+      uint16_t* outq = a.outq;
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+          float up[4];
+#pragma unroll
+          for (int i = 0; i < 4; ++i) up[i] = gpu_shfl_down(acc[mt][nt][i], 4);
+          if (g % 2 != 0) continue;
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int mr = 16 * mt + g + 8 * h;
+            const float bgate = bf16_bits_to_f32(bias[mr]), bup = bf16_bits_to_f32(bias[mr + 1]);
+            const int io = (m0 + wm + mr) / 2;  // SwiGLU output index = mlp2's k
+            const int ob = io / 32, oe = io % 32, ot = oe / 8, oq = oe % 4, ohalf = (oe % 8) / 4;
+            const size_t opos = static_cast<size_t>(ob) * 64 + ot * 8 + oq * 2 + ohalf;
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+              const int n = 8 * nt + 2 * t + c;
+              if (n >= nrows) continue;
+              const float v = swiglu(acc[mt][nt][2 * h + c] + bgate, up[2 * h + c] + bup, a.limit);
+              const uint16_t vh = tile::f32_to_f16_bits(v);
+              const uint16_t vl = tile::f32_to_f16_bits(v - tile::half_bits_to_f32(vh));
+              uint16_t* o = outq + static_cast<size_t>(s0 + n) * (2 * I) + opos;
+              o[0] = vh;
+              o[32] = vl;
+            }
+          }
+        }
+    } else {
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int mr = 16 * mt + g + 8 * h;
+            const float bv = bf16_bits_to_f32(bias[mr]);
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+              const int n = 8 * nt + 2 * t + c;
+              if (n >= nrows) continue;
+              a.out[static_cast<size_t>(a.slot_pair[s0 + n]) * M + m0 + wm + mr] = acc[mt][nt][2 * h + c] + bv;
+            }
+          }
+    }
+  };
+  switch ((nrows + 7) / 8) {
+    case 1: run.template operator()<1>(); break;
+    case 2: run.template operator()<2>(); break;
+    case 3: run.template operator()<3>(); break;
+    case 4: run.template operator()<4>(); break;
+    case 5: run.template operator()<5>(); break;
+    case 6: run.template operator()<6>(); break;
+    case 7: run.template operator()<7>(); break;
+    default: run.template operator()<8>(); break;
+  }
+  tile::cp_async_wait<0>();
 }
 #endif  // !GPTOSS_HIP
 
@@ -1055,6 +1393,30 @@ bool gemv_tensor_cores() {
 #endif
 }
 
+// Experts with > kMoeGemvMaxRows rows: the grouped fp16 hi/lo GEMM (moe_tc_kernel, NVIDIA, the
+// default there) or the bf16 hi/lo tile kernel (moe_mma_kernel: HIP, shapes tc_shape_ok rejects,
+// or GPTOSS_MOE_MMA=bf16 for comparisons). Read once per process.
+#if !defined(GPTOSS_HIP)
+int g_mma_bf16 = -1;
+bool mma_bf16_tiles() {
+  if (g_mma_bf16 < 0) {
+    const char* v = std::getenv("GPTOSS_MOE_MMA");
+    g_mma_bf16 = (v && std::string(v) == "bf16") ? 1 : 0;
+  }
+  return g_mma_bf16 == 1;
+}
+// The grouped GEMM's configuration: 0 = 3 stages, two blocks per SM (default); 1 = 4 stages, one
+// block per SM (GPTOSS_MOE_TC=1). Read once per process.
+int g_tc_config = -1;
+int tc_config() {
+  if (g_tc_config < 0) {
+    const char* v = std::getenv("GPTOSS_MOE_TC");
+    g_tc_config = (v && std::string(v) == "1") ? 1 : 0;
+  }
+  return g_tc_config;
+}
+#endif
+
 }  // namespace
 
 bool moe_set_gemv_tensor_cores(bool on) {
@@ -1087,6 +1449,9 @@ MoeGpuScratch moe_scratch_create(const MoeGpuWeights& w, int max_rows) {
   GPU_CHECK(gpuFuncSetAttribute((moe_gemv_kernel<1, false>), gpuFuncAttributeMaxDynamicSharedMemorySize, gemv_smem4));
   GPU_CHECK(gpuFuncSetAttribute((moe_gemv_kernel<4, false>), gpuFuncAttributeMaxDynamicSharedMemorySize, gemv_smem4));
   GPU_CHECK(gpuFuncSetAttribute(moe_route_small_kernel, gpuFuncAttributeMaxDynamicSharedMemorySize, kRouteSmallSmem));
+  if (router_rows_ok(w.hidden, w.n_experts))
+    GPU_CHECK(gpuFuncSetAttribute(moe_router_rows_kernel, gpuFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(router_rows_smem_bytes(w.hidden, w.n_experts))));
 #if !defined(GPTOSS_HIP)
   const int mma_smem = static_cast<int>(gemv_mma_smem_bytes(kMmaGemvRows, std::max(w.hidden, w.intermediate)));
   GPU_CHECK(gpuFuncSetAttribute((moe_gemv_mma_kernel<1, true>), gpuFuncAttributeMaxDynamicSharedMemorySize, mma_smem));
@@ -1106,6 +1471,18 @@ MoeGpuScratch moe_scratch_create(const MoeGpuWeights& w, int max_rows) {
   s.y = dev_alloc<float>(pairs * w.hidden, s.bytes);
   s.logits = dev_alloc<float>(static_cast<size_t>(max_rows) * w.n_experts, s.bytes);
   s.counter = dev_alloc<int32_t>(1, s.bytes);
+#if !defined(GPTOSS_HIP)
+  s.xq = dev_alloc<uint32_t>(static_cast<size_t>(max_rows) * w.hidden, s.bytes);
+  s.actq = dev_alloc<uint32_t>(pairs * w.intermediate, s.bytes);
+  if (tc_shape_ok(w.hidden, 2 * w.intermediate) && tc_shape_ok(w.intermediate, w.hidden)) {
+    const int sh = static_cast<int>(tc_smem_bytes(w.hidden, 3)), si = static_cast<int>(tc_smem_bytes(w.intermediate, 3));
+    const int sh4 = static_cast<int>(tc_smem_bytes(w.hidden, 4)), si4 = static_cast<int>(tc_smem_bytes(w.intermediate, 4));
+    GPU_CHECK(gpuFuncSetAttribute((moe_tc_kernel<true, 3, 2>), gpuFuncAttributeMaxDynamicSharedMemorySize, sh));
+    GPU_CHECK(gpuFuncSetAttribute((moe_tc_kernel<false, 3, 2>), gpuFuncAttributeMaxDynamicSharedMemorySize, si));
+    GPU_CHECK(gpuFuncSetAttribute((moe_tc_kernel<true, 4, 1>), gpuFuncAttributeMaxDynamicSharedMemorySize, sh4));
+    GPU_CHECK(gpuFuncSetAttribute((moe_tc_kernel<false, 4, 1>), gpuFuncAttributeMaxDynamicSharedMemorySize, si4));
+  }
+#endif
   GPU_CHECK(gpuMemset(s.counter, 0, sizeof(int32_t)));
   GPU_CHECK(gpuDeviceSynchronize());  // the counter is zero before any stream uses the scratch
   return s;
@@ -1113,13 +1490,20 @@ MoeGpuScratch moe_scratch_create(const MoeGpuWeights& w, int max_rows) {
 
 void moe_scratch_destroy(MoeGpuScratch& s) {
   void* ptrs[] = {s.experts, s.weights, s.offsets, s.active, s.meta,
-                  s.slot_pair, s.tile_expert, s.tile_slot0, s.act, s.y, s.logits, s.counter};
+                  s.slot_pair, s.tile_expert, s.tile_slot0, s.act, s.y, s.logits, s.counter,
+                  s.xq, s.actq};
   for (void* p : ptrs)
     if (p) GPU_CHECK(gpuFree(p));
   s = MoeGpuScratch{};
 }
 
-const char* moe_path_name(int rows) { return rows <= kMoeGemvMaxRows ? "gemv" : "gemv+mma"; }
+const char* moe_path_name(int rows) {
+  if (rows <= kMoeGemvMaxRows) return "gemv";
+#if !defined(GPTOSS_HIP)
+  if (!mma_bf16_tiles()) return "mma";  // tc_shape_ok holds for the shapes the project runs
+#endif
+  return "gemv+mma";
+}
 
 void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float* residual,
                  MoeGpuScratch& s, gpuStream_t stream, const MoeNextNorm* next_norm) {
@@ -1132,28 +1516,42 @@ void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float*
   const int E = w.n_experts, k = w.top_k, H = w.hidden, I = w.intermediate;
   const int pairs = rows * k;
   const bool use_mma = rows > kMoeGemvMaxRows;
+  // NVIDIA: steps of > kMoeGemvMaxRows rows put EVERY expert on the grouped fp16 GEMM (it computes
+  // only ceil(rows / 8) n8 tiles per expert, so experts with few rows cost little; the scalar
+  // GEMV with 4 rows per pass cost 444 us of a 256-row step on H100, run 4 of moe_notes.md).
+  // Elsewhere (HIP, GPTOSS_MOE_MMA=bf16, shapes tc_shape_ok rejects): experts with <=
+  // kMoeGemvMaxRows rows take the GEMV, the others the bf16 tile kernel, as before.
+#if !defined(GPTOSS_HIP)
+  const bool tc_tiles = use_mma && !mma_bf16_tiles() && tc_shape_ok(H, 2 * I) && tc_shape_ok(I, H);
+#else
+  constexpr bool tc_tiles = false;
+#endif
+  const int gemv_max = !use_mma ? INT_MAX : tc_tiles ? 0 : kMoeGemvMaxRows;
 
 #if !defined(GPTOSS_MOE_FUSED_ROUTE)
   const size_t route_smem = route_small_smem_bytes(rows, E, H);
   if (rows <= kRouteSmallRows && route_smem <= kRouteSmallSmem && E <= 32 * kWaveSize) {
     moe_route_small_kernel<<<1, kBuildThreads, route_smem, stream>>>(
-        x_normed, w.router_w, w.router_b, rows, H, E, k, use_mma ? kMoeGemvMaxRows : INT_MAX,
-        s.experts, s.weights, s.offsets, s.active, s.meta, s.slot_pair, s.tile_expert,
-        s.tile_slot0);
+        x_normed, w.router_w, w.router_b, rows, H, E, k, gemv_max, s.experts, s.weights,
+        s.offsets, s.active, s.meta, s.slot_pair, s.tile_expert, s.tile_slot0);
     GPU_CHECK_LAUNCH();
   } else {
-  moe_router_kernel<<<rows, kThreads, (H + E) * sizeof(float), stream>>>(
-      x_normed, w.router_w, w.router_b, H, E, k, s.experts, s.weights);
-  GPU_CHECK_LAUNCH();
-  moe_build_kernel<<<1, kBuildThreads, 0, stream>>>(s.experts, pairs, E,
-                                                    use_mma ? kMoeGemvMaxRows : INT_MAX, s.offsets,
-                                                    s.active, s.meta, s.slot_pair, s.tile_expert,
-                                                    s.tile_slot0);
-  GPU_CHECK_LAUNCH();
+    if (router_rows_ok(H, E)) {
+      moe_router_rows_kernel<<<(rows + kRouterRows - 1) / kRouterRows, kThreads,
+                               router_rows_smem_bytes(H, E), stream>>>(
+          x_normed, w.router_w, w.router_b, rows, H, E, k, s.experts, s.weights);
+    } else {
+      moe_router_kernel<<<rows, kThreads, (H + E) * sizeof(float), stream>>>(
+          x_normed, w.router_w, w.router_b, H, E, k, s.experts, s.weights);
+    }
+    GPU_CHECK_LAUNCH();
+    moe_build_kernel<<<1, kBuildThreads, 0, stream>>>(s.experts, pairs, E, gemv_max, s.offsets,
+                                                      s.active, s.meta, s.slot_pair, s.tile_expert,
+                                                      s.tile_slot0);
+    GPU_CHECK_LAUNCH();
   }
 #else
-  const RouteArgs ra{x_normed, w.router_w, w.router_b, rows, H, E, k,
-                     use_mma ? kMoeGemvMaxRows : INT_MAX, s.logits, s.counter, s.experts,
+  const RouteArgs ra{x_normed, w.router_w, w.router_b, rows, H, E, k, gemv_max, s.logits, s.counter, s.experts,
                      s.weights, s.offsets, s.active, s.meta, s.slot_pair, s.tile_expert,
                      s.tile_slot0};
   const dim3 rg((rows + kRouteRows - 1) / kRouteRows, (E + kRouteExperts - 1) / kRouteExperts);
@@ -1162,11 +1560,11 @@ void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float*
 #endif
 
   ExpertArgs a1{w.mlp1_blocks, w.mlp1_scales, w.mlp1_bias, x_normed, s.act, s.offsets, s.active,
-                s.meta, s.slot_pair, s.tile_expert, s.tile_slot0, H, 2 * I, k,
-                use_mma ? kMoeGemvMaxRows : INT_MAX, w.swiglu_limit};
+                s.meta, s.slot_pair, s.tile_expert, s.tile_slot0, H, 2 * I, k, gemv_max,
+                w.swiglu_limit};
   ExpertArgs a2{w.mlp2_blocks, w.mlp2_scales, w.mlp2_bias, s.act, s.y, s.offsets, s.active,
-                s.meta, s.slot_pair, s.tile_expert, s.tile_slot0, I, H, k,
-                use_mma ? kMoeGemvMaxRows : INT_MAX, w.swiglu_limit};
+                s.meta, s.slot_pair, s.tile_expert, s.tile_slot0, I, H, k, gemv_max,
+                w.swiglu_limit};
   const int gx = std::min(E, pairs);
   constexpr int gw = kWaves * kGemvRowsW;  // weight rows per GEMV block
   const dim3 g1(gx, (2 * I + gw - 1) / gw), g2(gx, (H + gw - 1) / gw);
@@ -1187,8 +1585,30 @@ void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float*
 #endif
   // One expert matmul: mlp1 (kFirst: SwiGLU epilogue, K = H) or mlp2 (K = I), by the path chosen
   // above. The two calls below differ only in these arguments.
+#if !defined(GPTOSS_HIP)
+  if (tc_tiles) {
+    a1.xq = s.xq;
+    a1.outq = reinterpret_cast<uint16_t*>(s.actq);
+    a2.xq = s.actq;
+    const size_t items = static_cast<size_t>(rows) * (H / 32) * 4;
+    moe_stage_x_kernel<<<static_cast<unsigned>((items + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
+        x_normed, rows, H, s.xq);
+    GPU_CHECK_LAUNCH();
+  }
+  const dim3 c1(tiles, (2 * I + kTcBM - 1) / kTcBM), c2(tiles, (H + kTcBM - 1) / kTcBM);
+#endif
   auto expert_matmul = [&]<bool kFirst>(const ExpertArgs& a, dim3 g, [[maybe_unused]] dim3 t, int K,
                                         dim3 m) {
+#if !defined(GPTOSS_HIP)
+    if (tc_tiles) {  // every expert
+      if (tc_config() == 1)
+        moe_tc_kernel<kFirst, 4, 1><<<kFirst ? c1 : c2, kThreads, tc_smem_bytes(K, 4), stream>>>(a);
+      else
+        moe_tc_kernel<kFirst, 3, 2><<<kFirst ? c1 : c2, kThreads, tc_smem_bytes(K, 3), stream>>>(a);
+      GPU_CHECK_LAUNCH();
+      return;
+    }
+#endif
     if (tc_gemv) {
 #if !defined(GPTOSS_HIP)
       if (rows == 1)

@@ -78,6 +78,9 @@ struct MoeGpuScratch {
   float* y = nullptr;            // [max_rows, k, H] expert outputs incl. mlp2 bias, per (row, rank)
   float* logits = nullptr;       // [max_rows, E] router logits (GPTOSS_MOE_FUSED_ROUTE only)
   int32_t* counter = nullptr;    // [1] blocks-done ticket of the fused routing kernel
+  // NVIDIA grouped tensor-core GEMM only (nullptr on HIP): its B operands as fp16 hi/lo pairs.
+  uint32_t* xq = nullptr;        // [max_rows, H] x_normed staged (4 bytes per element)
+  uint32_t* actq = nullptr;      // [max_rows * k, I] SwiGLU output staged, grouped order
   size_t bytes = 0;              // device bytes held
 };
 

@@ -1,7 +1,8 @@
 // moe_tile.h: the per-architecture pieces the MoE kernels need beyond kernels/gpu/tile.h (whose
 // tile32 wave tile, mma.sync bf16 on NVIDIA / MFMA on gfx90a, the tensor-core path uses):
 //   half_bits_to_f32: fp16 bits -> fp32 (exact, subnormals kept), used by the MXFP4 GEMV decode;
-//   (NVIDIA) mma_f16_m16n8k16 and f32_to_f16_bits for the tensor-core MoE GEMV.
+//   (NVIDIA) mma_f16_m16n8k16 and f32_to_f16_bits for the tensor-core MoE GEMV and grouped GEMM,
+//   cp_async16 / cp_async_commit / cp_async_wait for the grouped GEMM's shared-memory pipeline.
 // Device code only; include from .cu sources after vendor.h.
 #pragma once
 #include <cstdint>
@@ -37,6 +38,19 @@ __device__ __forceinline__ uint16_t f32_to_f16_bits(float f) {
   uint16_t h;
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
   return h;
+}
+// Asynchronous global -> shared copies (sm_80+) for the MoE grouped GEMM's multi-stage pipeline:
+//   cp_async16: 16 bytes, both addresses 16-byte aligned, bypassing L1 (.cg);
+//   cp_async_commit: closes the group of copies issued so far by this thread;
+//   cp_async_wait<N>: waits until at most N of this thread's groups are still in flight.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 #endif
 

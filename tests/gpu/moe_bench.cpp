@@ -5,7 +5,9 @@
 //   3.0 TB/s (H100 measured copy bandwidth), TFLOP/s (2 x rows x k x 3 H I).
 // Inputs rotate over 8 random x sets per row count so routing (and the experts read) changes
 // between replays and the L2 cache (50 MB) does not hold the weights of one routing.
-// Usage: bench-moe [--reps N] [--rows a,b,c]
+// Usage: bench-moe [--reps N] [--rows a,b,c]. GPTOSS_MOE_GEMV=mma (tensor-core GEMV) and
+// GPTOSS_MOE_MMA=bf16 (the older bf16 tile kernel instead of the grouped fp16 GEMM) select kernels;
+// each line says which ("gemv", "tiles").
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -21,7 +23,7 @@ using moetest::DevBuf;
 int main(int argc, char** argv) {
   return guarded_main("bench-moe", [&]() -> int {
     int reps = 50;
-    std::vector<int> rows_list = {1, 8, 64, 512, 4096};
+    std::vector<int> rows_list = {1, 8, 64, 256, 512, 4096};
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
       if (a == "--reps" && i + 1 < argc) {
@@ -44,6 +46,16 @@ int main(int argc, char** argv) {
     gpuDeviceProp prop;
     GPU_CHECK(gpuGetDeviceProperties(&prop, 0));
     std::fprintf(stderr, "bench-moe: device %s\n", prop.name);
+    // Kernel choices in effect (read by moe.cu from the environment, see moe.h / moe.cu).
+    const char* ev_gemv = std::getenv("GPTOSS_MOE_GEMV");
+    const char* ev_mma = std::getenv("GPTOSS_MOE_MMA");
+    const char* gemv_kind = (ev_gemv && std::string(ev_gemv) == "mma") ? "mma" : "scalar";
+#if defined(GPTOSS_HIP)
+    const char* tiles_kind = "bf16";
+#else
+    const char* tiles_kind = (ev_mma && std::string(ev_mma) == "bf16") ? "bf16" : "f16tc";
+#endif
+    (void)ev_mma;
     const moetest::MoeShape sh{32, 4, 2880, 2880, 7.0f};
     moetest::HostMoe hm(sh, 1);
     moetest::DevMoe dm(hm);
@@ -103,11 +115,12 @@ int main(int argc, char** argv) {
       const double bytes = bytes_sum / kSets;
       const double gbps = bytes / (t_us * 1e-6) / 1e9;
       const double flops = 2.0 * rows * sh.k * 3.0 * sh.H * sh.I;
-      std::printf("{\"rows\": %d, \"path\": \"%s\", \"time_us\": %.2f, \"time_us_min\": %.2f, "
+      std::printf("{\"rows\": %d, \"path\": \"%s\", \"gemv\": \"%s\", \"tiles\": \"%s\", "
+                  "\"time_us\": %.2f, \"time_us_min\": %.2f, "
                   "\"weight_bytes\": %.0f, \"GBps\": %.1f, \"frac_3TBps\": %.3f, \"TFLOPs\": %.2f, "
                   "\"device\": \"%s\"}\n",
-                  rows, gpu::moe_path_name(rows), t_us, times_us.front(), bytes, gbps,
-                  gbps / 3000.0, flops / (t_us * 1e-6) / 1e12, prop.name);
+                  rows, gpu::moe_path_name(rows), gemv_kind, tiles_kind, t_us, times_us.front(), bytes,
+                  gbps, gbps / 3000.0, flops / (t_us * 1e-6) / 1e12, prop.name);
       std::fflush(stdout);
       for (auto ge : graphs) GPU_CHECK(gpuGraphExecDestroy(ge));
       for (auto* x : xs) delete x;

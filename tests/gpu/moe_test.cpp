@@ -5,9 +5,12 @@
 //   - GEMV path (experts with <= kMoeGemvMaxRows rows, all rows <= 16): fp32 products of exactly
 //     decoded weights and fp32 inputs, fp32 accumulation in another order than the CPU; error
 //     ~ 2^-24 * sqrt(K) ~ 1e-5 at K = 2880, through SwiGLU and the second matmul. Bound 1e-4.
-//   - tensor-core path (rows > 16): activations enter as hi = bf16(x) plus lo = bf16(x - hi)
-//     (x kept to 2^-17 relative), weights exact in bf16, products exact, fp32 accumulation:
-//     ~8e-6 per stage, two stages ~1e-5. Bound 1e-4 (bf16-only activations gave 4.7e-3).
+//   - tensor-core path (experts with > 16 rows): NVIDIA's grouped GEMM takes x as fp16 hi =
+//     f16(x) plus lo = f16(x - hi) (2^-22 relative), weights as exact fp16 placements with the
+//     E8M0 scale applied to each block's fp32 partial sums; the bf16 tile kernel (HIP, or
+//     GPTOSS_MOE_MMA=bf16) takes hi = bf16(x) plus lo = bf16(x - hi) (2^-17 relative), weights
+//     exact in bf16. Products exact, fp32 accumulation: ~8e-6 per stage, two stages ~1e-5.
+//     Bound 1e-4 (bf16-only activations gave 4.7e-3).
 //   Rows whose top-k set differs from the CPU's are allowed only where the CPU logits at ranks k-1
 //   and k are within 1e-4 (a near tie computed in another summation order), and at most 1% of rows.
 #include <gtest/gtest.h>
@@ -220,7 +223,8 @@ TEST(GpuMoe, ForwardTinyShape) {
 
 TEST(GpuMoe, Forward20bShape) {
   REQUIRE_GPU();
-  check_moe({32, 4, 2880, 2880, 7.0f}, {1, 3, 16, 64, 300}, 12);
+  // 600 rows: ~75 rows per expert, so experts span two 64-row tiles (the second partial).
+  check_moe({32, 4, 2880, 2880, 7.0f}, {1, 3, 16, 64, 300, 600}, 12);
 }
 
 // The tensor-core GEMV (moe_set_gemv_tensor_cores(true); NVIDIA only) against the CPU with the

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gpu/ops.h"
+#include "gpu/sample.h"
 #include "gpu/vendor.h"
 
 using namespace gptoss;
@@ -206,6 +207,34 @@ int main(int argc, char** argv) {
       }
       for (void* p : {(void*)x, (void*)y, (void*)scale, (void*)emb, (void*)dtok, (void*)logits})
         GPU_CHECK(gpuFree(p));
+    }
+    {  // Token choice on the device (sample.h): logits N(0, 1), every row with the same pick.
+      const int V = 201088, max_rows = 256;
+      float* logits = dalloc_f32(size_t(max_rows) * V, 13);
+      int32_t* dtok;
+      TokenPick* dpick;
+      GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&dtok), max_rows * 4));
+      GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&dpick), max_rows * sizeof(TokenPick)));
+      gpu::PickScratch ps = gpu::pick_scratch_create(max_rows, V);
+      struct Mode {
+        const char* name;
+        TokenPick p;
+      };
+      const Mode modes[] = {{"greedy", {0.0f, 0, 1.0f, 0, 0.0}},
+                            {"T=1", {1.0f, 0, 1.0f, 0, 0.5}},
+                            {"top_k=40", {1.0f, 40, 1.0f, 0, 0.5}},
+                            {"top_p=0.9", {1.0f, 0, 0.9f, 0, 0.5}}};
+      for (const Mode& m : modes)
+        for (int rows : {1, 64, 256}) {
+          std::vector<TokenPick> hp(rows, m.p);
+          GPU_CHECK(gpuMemcpy(dpick, hp.data(), rows * sizeof(TokenPick), gpuMemcpyHostToDevice));
+          double us = time_us(
+              [&](int) { gpu::pick_tokens(logits, rows, V, dpick, dtok, ps, g_stream); });
+          report((std::string("pick_tokens ") + m.name).c_str(), "201088", rows, us,
+                 4.0 * rows * V, 0);
+        }
+      gpu::pick_scratch_destroy(ps);
+      for (void* p : {(void*)logits, (void*)dtok, (void*)dpick}) GPU_CHECK(gpuFree(p));
     }
     GPU_CHECK(gpuStreamDestroy(g_stream));
     return 0;

@@ -279,8 +279,11 @@ TEST(GpuSample, flat_distribution_minus_one) {
   const auto got = run_gpu(x, n, picks).tokens;
   const std::vector<int32_t> want = {-1, 101, -1, 500, 6};
   EXPECT_EQ(want, got);
-  for (size_t k = 0; k < picks.size(); ++k)
-    if (want[k] >= 0) EXPECT_EQ(Sampler::pick(x.data() + k * n, n, picks[k]), want[k]) << k;
+  for (size_t k = 0; k < picks.size(); ++k) {
+    if (want[k] >= 0) {
+      EXPECT_EQ(Sampler::pick(x.data() + k * n, n, picks[k]), want[k]) << k;
+    }
+  }
 }
 
 // sample.h's -1 rule 1 and 3 on constructed rows: exact ties between u * mass and a running sum,
@@ -339,8 +342,9 @@ TEST(GpuSample, margin_rule) {
   const auto got = run_gpu(x, n, picks).tokens;
   for (size_t k = 0; k < rs.size(); ++k) {
     const int32_t want = rs[k].want;
-    if (want >= 0 && picks[k].temperature == picks[k].temperature && picks[k].temperature >= 0)
+    if (want >= 0 && picks[k].temperature == picks[k].temperature && picks[k].temperature >= 0) {
       EXPECT_EQ(Sampler::pick(rs[k].row->data(), n, picks[k]), want) << "test table row " << k;
+    }
     EXPECT_EQ(want, got[k]) << "row " << k << " top_k " << picks[k].top_k << " top_p "
                             << picks[k].top_p << " u " << picks[k].u;
   }

@@ -49,6 +49,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <new>
 #include <vector>
 
@@ -229,6 +230,15 @@ struct Exports {
   gpuIpcMemHandle_t sync;   // sender side: credit words
 };
 
+// Progress shared by the ends of one ring: the host-staged (MPI fallback) ends forward posts and
+// releases once their stream work is done, which needs calls on the link. The ring gives every end
+// a hook that progresses both of its ends, so that e.g. next().drain() also hands on a release
+// still pending on prev(). The hook returns true when nothing is pending anywhere.
+struct RingProgress {
+  std::function<bool()> hook;
+  bool run() const { return hook ? hook() : true; }
+};
+
 class IpcSendLink;
 
 // ---------------------------------------------------------------------------------------------
@@ -288,8 +298,11 @@ class IpcRecvLink final : public RecvLink {
   int held() const override { return static_cast<int>(received_ - released_); }
   const LinkStats& stats() const override { return stats_; }
 
+  RingProgress progress;
+
   const Slot* try_receive_on(void* stream) override {
     check_error();
+    progress.run();
     if (pending_) {  // a legacy try_receive() already waits for this message: wait on `stream` too
       const size_t i = received_ % static_cast<uint64_t>(spec_.slots);
       enqueue_wait(stream ? as_stream(stream) : stream_, i);
@@ -304,6 +317,7 @@ class IpcRecvLink final : public RecvLink {
 
   const Slot* try_receive() override {
     check_error();
+    progress.run();
     const size_t i = received_ % static_cast<uint64_t>(spec_.slots);
     if (!pending_) {
       if (!header_ready()) return nullptr;
@@ -456,14 +470,18 @@ class IpcSendLink final : public SendLink {
   }
   const LinkStats& stats() const override { return stats_; }
 
+  RingProgress progress;
+
   int poll() override {
     check_error();
+    progress.run();
     released_ = ctrl_->released.load(std::memory_order_acquire);
     return spec_.slots - static_cast<int>(acquired_ - released_);
   }
 
   Slot* try_acquire() override {
     check_error();
+    progress.run();
     const uint64_t k = static_cast<uint64_t>(spec_.slots);
     if (acquired_ - released_ >= k) {
       released_ = ctrl_->released.load(std::memory_order_acquire);
@@ -543,7 +561,7 @@ class IpcSendLink final : public SendLink {
     wait_until(spec_, &stats_.wait_us,
                [&] {
                  poll();
-                 if (released_ != posted_) return false;
+                 if (released_ != posted_ || !progress.run()) return false;
                  for (size_t i = 0; i < events_.size(); ++i) {
                    if (!recorded_[i]) continue;
                    gpuError_t e = gpuEventQuery(events_[i]);
@@ -605,6 +623,261 @@ class IpcSendLink final : public SendLink {
   int max_blocks_ = 64;
   uint64_t acquired_ = 0, posted_ = 0, released_ = 0;
   LinkStats stats_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The MPI fallback for device payloads ("host-staged"): an MPI link with host slots, wrapped so
+// that the caller sees device slots like on an IPC link. Sender: post_on enqueues the copy of the
+// payload from the device slot into the MPI host slot on the stream and records an event; the MPI
+// send starts once the event has completed (progress). Receiver: try_receive_on enqueues the copy
+// from the MPI host slot into the device slot on the stream; release_on records an event and the
+// MPI slot is released (its credit sent) once the event has completed. The host slots are
+// page-locked (gpuHostRegister) when first used so the copies are asynchronous.
+void register_host(void* p, size_t bytes, std::vector<char>& done, size_t i) {
+  if (done[i]) return;
+  done[i] = 1;
+  if (gpuHostRegister(p, bytes) != gpuSuccess) {
+    (void)gpuGetLastError();  // still correct unregistered, only synchronous
+    done[i] = 2;
+  }
+}
+
+class StagedSendLink final : public SendLink {
+ public:
+  StagedSendLink(std::unique_ptr<SendLink> inner, const LinkSpec& spec)
+      : inner_(std::move(inner)), spec_(spec), layout_(spec) {
+    const size_t k = static_cast<size_t>(spec.slots);
+    GPU_CHECK(gpuMalloc(&staging_, layout_.payload_stride * k));
+    GPU_CHECK(gpuStreamCreate(&stream_));
+    events_.assign(k, nullptr);
+    for (auto& e : events_) GPU_CHECK(gpuEventCreateNoTiming(&e));
+    host_.assign(k, nullptr);
+    registered_.assign(k, 0);
+    slots_.resize(k);
+  }
+  ~StagedSendLink() override {
+    if (stream_) (void)gpuStreamSynchronize(stream_);
+    for (size_t i = 0; i < events_.size(); ++i) {
+      if (events_[i]) (void)gpuEventSynchronize(events_[i]);
+      if (events_[i]) (void)gpuEventDestroy(events_[i]);
+      if (registered_[i] == 1) (void)gpuHostUnregister(host_[i]->payload);
+    }
+    if (stream_) (void)gpuStreamDestroy(stream_);
+    if (staging_) (void)gpuFree(staging_);
+  }
+  RingProgress progress;
+
+  // Starts the MPI sends whose device-to-host copies have finished, in post order.
+  bool forward() {
+    const uint64_t k = static_cast<uint64_t>(spec_.slots);
+    while (forwarded_ < posted_) {
+      const size_t i = forwarded_ % k;
+      gpuError_t e = gpuEventQuery(events_[i]);
+      if (e == gpuErrorNotReady) break;
+      GPU_CHECK(e);
+      inner_->post(*host_[i]);
+      ++forwarded_;
+    }
+    inner_->poll();
+    return forwarded_ == posted_;
+  }
+
+  int peer() const override { return inner_->peer(); }
+  const LinkSpec& spec() const override { return spec_; }
+  int in_flight() const override {
+    return inner_->in_flight() + static_cast<int>(posted_ - forwarded_);
+  }
+  const LinkStats& stats() const override { return inner_->stats(); }
+  int poll() override {
+    progress.run();
+    return inner_->poll();
+  }
+  Slot* try_acquire() override {
+    progress.run();
+    Slot* h = inner_->try_acquire();
+    if (!h) return nullptr;
+    const size_t i = static_cast<size_t>(h->index);
+    host_[i] = h;
+    register_host(h->payload, layout_.payload_stride, registered_, i);
+    Slot& s = slots_[i];
+    s = *h;
+    s.payload = static_cast<uint8_t*>(staging_) + layout_.payload_stride * i;
+    s.payload_memory = MemoryKind::Device;
+    ++acquired_;
+    return &s;
+  }
+  Slot& acquire() override {
+    Slot* got = nullptr;
+    wait_until(spec_, &wait_us_, [&] { return (got = try_acquire()) != nullptr; },
+               [&] {
+                 return strfmt("no credit from rank %d for %.0f s (link %d->%d, host-staged): "
+                               "rank %d is stuck or dead",
+                               peer(), spec_.timeout_s, World::current() ? World::current()->rank() : 0,
+                               peer(), peer());
+               });
+    return *got;
+  }
+  void post_on(Slot& slot, void* stream) override {
+    const uint64_t k = static_cast<uint64_t>(spec_.slots);
+    const size_t i = posted_ % k;
+    if (posted_ >= acquired_ || &slot != &slots_[i])
+      fail("transport: post() of slot %d out of order (expected slot %zu, %llu acquired, %llu "
+           "posted)",
+           slot.index, i, (unsigned long long)acquired_, (unsigned long long)posted_);
+    if (slot.header->rows > slot.row_capacity)
+      fail("transport: message with %u rows exceeds the slot capacity of %u rows",
+           slot.header->rows, slot.row_capacity);
+    if (slot.header->payload_bytes > slot.payload_capacity_bytes)
+      fail("transport: message with %llu payload bytes exceeds the slot capacity of %zu bytes",
+           (unsigned long long)slot.header->payload_bytes, slot.payload_capacity_bytes);
+    gpuStream_t st = stream ? as_stream(stream) : stream_;
+    if (slot.header->payload_bytes)
+      GPU_CHECK(gpuMemcpyAsync(host_[i]->payload, slot.payload, slot.header->payload_bytes,
+                               gpuMemcpyDeviceToHost, st));
+    GPU_CHECK(gpuEventRecord(events_[i], st));
+    ++posted_;
+    progress.run();
+  }
+  void post(Slot& slot) override { post_on(slot, nullptr); }
+  void drain() override {
+    wait_until(spec_, &wait_us_, [&] { return progress.run() && forwarded_ == posted_; },
+               [&] {
+                 return strfmt("device copies of the host-staged links (send to rank %d) did not "
+                               "finish within %.0f s",
+                               peer(), spec_.timeout_s);
+               });
+    // Both ends of this rank are flushed (sends started, releases handed on) before the MPI
+    // drain, which makes no progress calls of its own: a peer draining at the same time gets
+    // its credits.
+    inner_->drain();
+  }
+
+ private:
+  std::unique_ptr<SendLink> inner_;  // MPI, host slots
+  LinkSpec spec_;
+  Layout layout_;
+  void* staging_ = nullptr;  // [K payload slots] device: Slot::payload
+  gpuStream_t stream_ = nullptr;
+  std::vector<gpuEvent_t> events_;  // [K] device-to-host copy done
+  std::vector<Slot*> host_;         // [K] the MPI slots
+  std::vector<char> registered_;
+  std::vector<Slot> slots_;
+  uint64_t acquired_ = 0, posted_ = 0, forwarded_ = 0;
+  double wait_us_ = 0;
+};
+
+class StagedRecvLink final : public RecvLink {
+ public:
+  StagedRecvLink(std::unique_ptr<RecvLink> inner, const LinkSpec& spec)
+      : inner_(std::move(inner)), spec_(spec), layout_(spec) {
+    const size_t k = static_cast<size_t>(spec.slots);
+    GPU_CHECK(gpuMalloc(&dev_, layout_.payload_stride * k));
+    GPU_CHECK(gpuStreamCreate(&stream_));
+    events_.assign(k, nullptr);
+    for (auto& e : events_) GPU_CHECK(gpuEventCreateNoTiming(&e));
+    host_.assign(k, nullptr);
+    registered_.assign(k, 0);
+    slots_.resize(k);
+  }
+  ~StagedRecvLink() override {
+    if (stream_) (void)gpuStreamSynchronize(stream_);
+    for (size_t i = 0; i < events_.size(); ++i) {
+      if (events_[i]) (void)gpuEventSynchronize(events_[i]);
+      if (events_[i]) (void)gpuEventDestroy(events_[i]);
+      if (registered_[i] == 1) (void)gpuHostUnregister(host_[i]->payload);
+    }
+    if (stream_) (void)gpuStreamDestroy(stream_);
+    if (dev_) (void)gpuFree(dev_);
+  }
+  RingProgress progress;
+
+  // Releases the MPI slots whose readers have finished, in release order.
+  bool forward() {
+    const uint64_t k = static_cast<uint64_t>(spec_.slots);
+    while (forwarded_ < released_) {
+      const size_t i = forwarded_ % k;
+      gpuError_t e = gpuEventQuery(events_[i]);
+      if (e == gpuErrorNotReady) break;
+      GPU_CHECK(e);
+      inner_->release(*host_[i]);
+      ++forwarded_;
+    }
+    return forwarded_ == released_;
+  }
+
+  int peer() const override { return inner_->peer(); }
+  const LinkSpec& spec() const override { return spec_; }
+  int held() const override { return static_cast<int>(received_ - released_); }
+  const LinkStats& stats() const override { return inner_->stats(); }
+
+  const Slot* try_receive_on(void* stream) override {
+    progress.run();
+    if (received_ - released_ >= static_cast<uint64_t>(spec_.slots)) return nullptr;
+    const Slot* h = inner_->try_receive();
+    if (!h) return nullptr;
+    const size_t i = static_cast<size_t>(h->index);
+    host_[i] = h;
+    register_host(h->payload, layout_.payload_stride, registered_, i);
+    Slot& s = slots_[i];
+    s = *h;
+    s.payload = static_cast<uint8_t*>(dev_) + layout_.payload_stride * i;
+    s.payload_memory = MemoryKind::Device;
+    if (h->header->payload_bytes)
+      GPU_CHECK(gpuMemcpyAsync(s.payload, h->payload, h->header->payload_bytes,
+                               gpuMemcpyHostToDevice, stream ? as_stream(stream) : stream_));
+    ++received_;
+    return &s;
+  }
+  const Slot* try_receive() override {
+    const Slot* s = try_receive_on(nullptr);
+    if (s) GPU_CHECK(gpuStreamSynchronize(stream_));
+    return s;
+  }
+  const Slot& receive_on(void* stream) override {
+    const Slot* got = nullptr;
+    wait_until(spec_, &wait_us_, [&] { return (got = try_receive_on(stream)) != nullptr; },
+               [&] { return timeout_message(); });
+    return *got;
+  }
+  const Slot& receive() override {
+    const Slot* got = nullptr;
+    wait_until(spec_, &wait_us_, [&] { return (got = try_receive()) != nullptr; },
+               [&] { return timeout_message(); });
+    return *got;
+  }
+  void release_on(const Slot& slot, void* stream) override {
+    const size_t i = released_ % static_cast<uint64_t>(spec_.slots);
+    if (released_ >= received_ || &slot != &slots_[i])
+      fail("transport: release() of slot %d out of order (expected slot %zu, %llu received, %llu "
+           "released)",
+           slot.index, i, (unsigned long long)received_, (unsigned long long)released_);
+    GPU_CHECK(gpuEventRecord(events_[i], stream ? as_stream(stream) : stream_));
+    ++released_;
+    progress.run();
+  }
+  void release(const Slot& slot) override { release_on(slot, nullptr); }
+
+ private:
+  std::string timeout_message() const {
+    if (received_ - released_ >= static_cast<uint64_t>(spec_.slots))
+      return strfmt("receive() with all %d slots held: release slots first (link %d->%d)",
+                    spec_.slots, peer(), World::current() ? World::current()->rank() : 0);
+    return strfmt("no message from rank %d for %.0f s (link %d->%d, host-staged, waiting for "
+                  "message %llu): rank %d is stuck or dead",
+                  peer(), spec_.timeout_s, peer(), World::current() ? World::current()->rank() : 0,
+                  (unsigned long long)received_, peer());
+  }
+  std::unique_ptr<RecvLink> inner_;  // MPI, host slots
+  LinkSpec spec_;
+  Layout layout_;
+  void* dev_ = nullptr;  // [K payload slots] device: Slot::payload
+  gpuStream_t stream_ = nullptr;
+  std::vector<gpuEvent_t> events_;  // [K] readers of the slot done (release_on)
+  std::vector<const Slot*> host_;   // [K] the MPI slots
+  std::vector<char> registered_;
+  std::vector<Slot> slots_;
+  uint64_t received_ = 0, released_ = 0, forwarded_ = 0;
+  double wait_us_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -703,6 +976,7 @@ class GpuRing final : public Ring {
     };
     send_why_ = no_ipc_reason(me);
     recv_why_ = no_ipc_reason(prev);
+    has_gpu_ = mine.has_gpu != 0;
 
     // 2. Create this rank's IPC ends and export them.
     static std::atomic<unsigned> opened{0};
@@ -766,17 +1040,39 @@ class GpuRing final : public Ring {
     if (send_why_.empty()) send_why_ = open_failed(me);
     if (recv_why_.empty()) recv_why_ = open_failed(prev);
 
+    // MPI links: host slots, wrapped into device slots (host-staged) when this rank has a GPU.
     LinkSpec host_spec = spec;
     host_spec.payload_memory = MemoryKind::Host;
+    StagedRecvLink* staged_recv = nullptr;
+    StagedSendLink* staged_send = nullptr;
     if (recv_why_.empty()) {
       recv_ = std::move(ipc_recv);
+    } else if (mine.has_gpu) {
+      auto r = std::make_unique<StagedRecvLink>(open_mpi_recv_link(comm_, prev, host_spec), spec);
+      staged_recv = r.get();
+      recv_ = std::move(r);
     } else {
       recv_ = open_mpi_recv_link(comm_, prev, host_spec);
     }
     if (send_why_.empty()) {
       send_ = std::move(ipc_send);
+    } else if (mine.has_gpu) {
+      auto t = std::make_unique<StagedSendLink>(open_mpi_send_link(comm_, next, host_spec), spec);
+      staged_send = t.get();
+      send_ = std::move(t);
     } else {
       send_ = open_mpi_send_link(comm_, next, host_spec);
+    }
+    if (staged_recv || staged_send) {
+      std::function<bool()> hook = [staged_send, staged_recv] {
+        const bool a = staged_send ? staged_send->forward() : true;
+        const bool b = staged_recv ? staged_recv->forward() : true;
+        return a && b;
+      };
+      if (auto* l = dynamic_cast<IpcSendLink*>(send_.get())) l->progress.hook = hook;
+      if (auto* l = dynamic_cast<IpcRecvLink*>(recv_.get())) l->progress.hook = hook;
+      if (staged_send) staged_send->progress.hook = hook;
+      if (staged_recv) staged_recv->progress.hook = hook;
     }
     // Every mapping is open and every MPI receive of the first K messages posted.
     CHECK_MPI(MPI_Barrier(comm_));
@@ -800,8 +1096,9 @@ class GpuRing final : public Ring {
   }
 
  private:
-  static std::string kind(const std::string& why) {
-    return why.empty() ? "gpu-ipc (device slots, peer copy)" : "mpi (host-staged: " + why + ")";
+  std::string kind(const std::string& why) const {
+    if (why.empty()) return "gpu-ipc (device slots, peer copy)";
+    return (has_gpu_ ? "mpi (host-staged: " : "mpi (host payload: ") + why + ")";
   }
   std::string describe_spec() const {
     return strfmt("%d slots x %u rows x %zu payload bytes, channel %d", spec_.slots, spec_.max_rows,
@@ -810,6 +1107,7 @@ class GpuRing final : public Ring {
   LinkSpec spec_;
   int rank_ = 0, size_ = 1;
   std::string send_why_, recv_why_;  // why a link is not IPC ("" = it is)
+  bool has_gpu_ = false;
   MPI_Comm comm_ = MPI_COMM_NULL;
   std::unique_ptr<SendLink> send_;
   std::unique_ptr<RecvLink> recv_;

@@ -25,9 +25,12 @@ namespace gptoss::comm {
 //  - gpu-ipc: both ranks on the same host, each GPU visible to and peer-accessible from the other
 //    (or the same GPU), and neither rank has GPTOSS_IPC_DISABLE=1 in its environment. Slots have
 //    payload_memory Device. One rank: a link to itself, same code path.
-//  - mpi (host-staged) otherwise: the link is the MPI transport with host payloads; its Slots
-//    (and its spec()) say payload_memory Host, and the caller stages the payload through host
-//    memory for that link.
+//  - mpi (host-staged) otherwise: the MPI transport, wrapped so that its Slots are device slots
+//    too: post_on copies the payload to the MPI host slot on the stream and the MPI send starts
+//    once that copy is done; receive_on copies it into a device slot on the stream; release_on
+//    hands the MPI slot back once the stream's readers are done. Only a rank without any GPU gets
+//    plain MPI links with host payloads ("mpi (host payload: no GPU)").
+//  The ends of one ring progress each other: call next().drain() before destroying the ring.
 // Environment: GPTOSS_IPC_DISABLE=1 forces MPI; GPTOSS_IPC_BLOCKS=n caps the copy grid (def. 64).
 std::unique_ptr<Ring> open_gpu_ring(MPI_Comm comm, const LinkSpec& spec);
 

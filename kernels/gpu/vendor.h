@@ -66,6 +66,8 @@ using gpuIpcMemHandle_t = hipIpcMemHandle_t;
 #define gpuDeviceGetByPCIBusId hipDeviceGetByPCIBusId
 #define gpuHostAllocMapped(p, n) hipHostMalloc((p), (n), hipHostMallocMapped)
 #define gpuHostGetDevicePointer(d, h) hipHostGetDevicePointer((d), (h), 0)
+#define gpuHostRegister(p, n) hipHostRegister((p), (n), hipHostRegisterDefault)
+#define gpuHostUnregister hipHostUnregister
 // Device side: a wall clock in ns (s_memrealtime counts at a constant 100 MHz on gfx9/gfx90a) and
 // a short sleep for polling loops.
 #if defined(__HIPCC__)  // hipcc (host and device passes); not host-compiler HOST sources
@@ -143,6 +145,8 @@ using gpuIpcMemHandle_t = cudaIpcMemHandle_t;
 #define gpuDeviceGetByPCIBusId cudaDeviceGetByPCIBusId
 #define gpuHostAllocMapped(p, n) cudaHostAlloc((p), (n), cudaHostAllocMapped)
 #define gpuHostGetDevicePointer(d, h) cudaHostGetDevicePointer((d), (h), 0)
+#define gpuHostRegister(p, n) cudaHostRegister((p), (n), cudaHostRegisterDefault)
+#define gpuHostUnregister cudaHostUnregister
 // Device side: the global nanosecond timer and a short sleep for polling loops (sm_70+).
 #if defined(__CUDACC__)
 __device__ inline unsigned long long gpu_wall_clock_ns() {

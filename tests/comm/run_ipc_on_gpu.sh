@@ -34,14 +34,15 @@ t() {  # name, timeout_s, command...: runs it, keeps the log, prints a summary
   timeout -k 10 "$tt" "$@" > "$O/$name.log" 2>&1
   local rc=$?
   echo "rc=$rc wall_s=$((SECONDS - t0))" >> "$O/$name.log"
-  grep -E "^ring:|^\[  (FAILED|PASSED|SKIPPED) |FAILED  \]|Failure|error:|^rc=" "$O/$name.log" | head -40
+  grep -E "^ring:|^\[       OK \]|^\[  (FAILED|PASSED) |^\[  SKIPPED \] [0-9]+ test|FAILED  \]|Failure|error:|^rc=" \
+    "$O/$name.log" | head -40
   [ $rc = 124 ] && echo "$name: TIMED OUT after $tt s"
   return 0
 }
 
-t np2 240 "${MPI[@]}" -np 2 "$B/comm_ipc_transport_test"
-t np1 180 "${MPI[@]}" -np 1 "$B/comm_ipc_transport_test"
-t fallback 240 "${MPI[@]}" -np 2 -x GPTOSS_IPC_DISABLE=1 "$B/comm_ipc_transport_test"
+t np2 240 "${MPI[@]}" -np 2 "$B/comm_ipc_transport_test" --gtest_color=no
+t np1 180 "${MPI[@]}" -np 1 "$B/comm_ipc_transport_test" --gtest_color=no
+t fallback 240 "${MPI[@]}" -np 2 -x GPTOSS_IPC_DISABLE=1 "$B/comm_ipc_transport_test" --gtest_color=no
 
 echo "=== bench ($(date +%T))"
 timeout -k 10 150 "${MPI[@]}" -np 2 "$B/comm_ipc_bench" --rows 1,16,64,256,512 --iters 2000 \

@@ -509,3 +509,51 @@ TEST(IpcTransport, HostPayloadSpecIsRefused) {
 }
 
 }  // namespace
+
+namespace {
+
+// Runs where there is NO GPU (CTest comm_ipc_transport_nogpu_np*, here and in GPU-build CI): the
+// ring's start-up (rank info, per-link choice, MPI links) and describe() on the CPU; every link
+// is plain MPI with host payloads.
+TEST(IpcTransportNoGpu, RingWithoutGpusIsPlainMpi) {
+  int count = 0;
+  if (gpuGetDeviceCount(&count) == gpuSuccess && count > 0) GTEST_SKIP() << "a GPU is present";
+  (void)gpuGetLastError();
+  auto ring = open_gpu_ring(MPI_COMM_WORLD, spec_for(3, 4));
+  const std::string d = ring->describe();
+  const std::string want = "mpi (host payload: no GPU)";
+  const size_t first = d.find(want);
+  ASSERT_NE(first, std::string::npos) << d;
+  EXPECT_NE(d.find(want, first + want.size()), std::string::npos) << d;
+  const int me = ring->rank(), from = (me + ring->size() - 1) % ring->size();
+  uint64_t sent = 0, received = 0;
+  const uint64_t total = 100;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (sent < total || received < total) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "stuck at " << sent << "/" << received;
+    if (sent < total)
+      if (Slot* s = ring->next().try_acquire()) {
+        ASSERT_EQ(s->payload_memory, MemoryKind::Host);
+        const uint32_t rows = rows_of(sent, 4);
+        fill_header(*s, me, sent, rows, size_t(rows) * kHidden * 4);
+        auto* x = static_cast<float*>(s->payload);
+        for (size_t i = 0; i < size_t(rows) * kHidden; ++i) x[i] = value_at(me, sent, i);
+        ring->next().post_on(*s, nullptr);
+        ++sent;
+      }
+    if (const Slot* s = ring->prev().try_receive_on(nullptr)) {
+      const uint32_t rows = rows_of(received, 4);
+      check_header(*s, from, received, rows, size_t(rows) * kHidden * 4);
+      if (HasFatalFailure()) return;
+      const auto* x = static_cast<const float*>(s->payload);
+      size_t bad = 0;
+      for (size_t i = 0; i < size_t(rows) * kHidden; ++i) bad += x[i] != value_at(from, received, i);
+      ASSERT_EQ(bad, 0u);
+      ring->prev().release_on(*s, nullptr);
+      ++received;
+    }
+  }
+  ring->next().drain();
+}
+
+}  // namespace

@@ -56,7 +56,7 @@ LinkSpec spec_for(int slots, uint32_t max_rows, size_t row_bytes = kHidden * siz
   s.max_rows = max_rows;
   s.max_payload_bytes = size_t(max_rows) * row_bytes;
   s.payload_memory = MemoryKind::Device;
-  s.timeout_s = 20;
+  s.timeout_s = 10;
   return s;
 }
 
@@ -173,7 +173,7 @@ PumpResult pump(Ring& ring, uint64_t count, uint32_t max_rows, int recv_delay_us
   uint64_t sent = 0, received = 0;
   auto next_recv = std::chrono::steady_clock::now();
   bool refused_since_recv = false;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (sent < count || received < count) {
     sched_yield();
     if (std::chrono::steady_clock::now() > deadline) {
@@ -271,7 +271,7 @@ TEST(IpcTransport, MessageSizesFromOneRowToLargest) {
   Stream sst, rst;
   uint64_t sent = 0, received = 0;
   const uint64_t total = sizes.size();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (sent < total || received < total) {
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "stuck at " << sent << "/" << received;
     if (sent < total)

@@ -40,21 +40,21 @@ t() {  # name, timeout_s, command...: runs it, keeps the log, prints a summary
   return 0
 }
 
-t np2 240 "${MPI[@]}" -np 2 "$B/comm_ipc_transport_test" --gtest_color=no
-t np1 180 "${MPI[@]}" -np 1 "$B/comm_ipc_transport_test" --gtest_color=no
-t fallback 240 "${MPI[@]}" -np 2 -x GPTOSS_IPC_DISABLE=1 "$B/comm_ipc_transport_test" --gtest_color=no
+t np2 120 "${MPI[@]}" -np 2 "$B/comm_ipc_transport_test" --gtest_color=no
+t np1 90 "${MPI[@]}" -np 1 "$B/comm_ipc_transport_test" --gtest_color=no
+t fallback 120 "${MPI[@]}" -np 2 -x GPTOSS_IPC_DISABLE=1 "$B/comm_ipc_transport_test" --gtest_color=no
 
 echo "=== bench ($(date +%T))"
-timeout -k 10 150 "${MPI[@]}" -np 2 "$B/comm_ipc_bench" --rows 1,16,64,256,512 --iters 2000 \
+timeout -k 10 90 "${MPI[@]}" -np 2 "$B/comm_ipc_bench" --rows 1,16,64,256,512 --iters 2000 \
   > "$O/bench.log" 2>&1; echo "rc=$?" >> "$O/bench.log"
-timeout -k 10 150 "${MPI[@]}" -np 2 -x GPTOSS_IPC_DISABLE=1 "$B/comm_ipc_bench" --rows 1,64,512 \
+timeout -k 10 60 "${MPI[@]}" -np 2 -x GPTOSS_IPC_DISABLE=1 "$B/comm_ipc_bench" --rows 1,64,512 \
   --iters 500 > "$O/bench_mpi.log" 2>&1; echo "rc=$?" >> "$O/bench_mpi.log"
 grep -E "^rank|^\||^rc=|error" "$O/bench.log"
 grep -E "^\| mpi|^rc=|error" "$O/bench_mpi.log"
 
 echo "=== deadpeer ($(date +%T))"
 t0=$SECONDS
-timeout -k 5 60 "${MPI[@]}" -np 2 "$B/comm_ipc_bench" --rows 64 --iters 100000000 \
+timeout -k 5 40 "${MPI[@]}" -np 2 "$B/comm_ipc_bench" --rows 64 --iters 100000000 \
   > "$O/deadpeer.log" 2>&1 &
 JOB=$!
 sleep 8

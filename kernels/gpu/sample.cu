@@ -141,7 +141,7 @@ struct SampleShared {
   double red[kWaves];
   float redf[kWaves];
   int redi[kWaves];
-  int sel_bin, sel_cum, count, chunk, result;
+  int sel_bin, sel_cum, count, chunk, bad;
   double excl, total, t;
 };
 
@@ -149,17 +149,20 @@ struct SampleShared {
 // elements have cand_key >= low, where M <= cnt <= limit and the M largest keys are among them
 // (8-bit digits from the top; stops as soon as the elements at or above the boundary digit are
 // <= limit; keys are unique, so the last digit always leaves cnt == M).
+// check_finite: the first pass sets sh.bad when a logit is NaN or +-inf.
 __device__ uint64_t radix_select(const float* __restrict__ x, int n, int M, int limit,
-                                 SampleShared& sh, int* cnt_out) {
+                                 SampleShared& sh, int* cnt_out, bool check_finite) {
   uint64_t prefix = 0;
   int need = M, above = 0;
   for (int shift = 56;; shift -= 8) {
     for (int b = threadIdx.x; b < 256; b += kThreads) sh.hist[b] = 0;
     __syncthreads();
     const uint64_t hi_mask = shift == 56 ? 0ull : (~0ull << (shift + 8));
+    const bool check = check_finite && shift == 56;
     for_row(x, n, [&](float v, int i) {
       const uint64_t c = cand_key(v, i);
       if ((c & hi_mask) == prefix) atomicAdd(&sh.hist[(c >> shift) & 255u], 1u);
+      if (check && !(fabsf(v) <= FLT_MAX)) sh.bad = 1;
     });
     __syncthreads();
     if (threadIdx.x == 0) {
@@ -208,31 +211,34 @@ __global__ void __launch_bounds__(kThreads)
   const float T = pk.temperature;
   const int tid = threadIdx.x, wave = tid / kWaveSize, lane = tid % kWaveSize;
 
-  // Pass 0: the max and finiteness.
-  float mx = -FLT_MAX;
-  int bad = 0;
-  for_row(x, n, [&](float v, int) {
-    if (!(fabsf(v) <= FLT_MAX)) bad = 1;
-    mx = fmaxf(mx, v);
-  });
-  for (int m = kWaveSize / 2; m > 0; m >>= 1) {
-    mx = fmaxf(mx, gpu_shfl_xor(mx, m));
-    bad |= gpu_shfl_xor(bad, m);
-  }
-  if (lane == 0) sh.redf[wave] = mx, sh.redi[wave] = bad;
-  __syncthreads();
-  for (int w = 0; w < kWaves; ++w) mx = fmaxf(mx, sh.redf[w]), bad |= sh.redi[w];
-  if (bad || !(T > 0.0f)) {
+  if (!(T > 0.0f)) {  // uniform: negative or NaN temperature
     if (tid == 0) tokens[blockIdx.x] = -1;
     return;
   }
-
   const bool topk_on = pk.top_k > 0 && pk.top_k < n;
   const bool sorted = topk_on || pk.top_p < 1.0f;
   const int K = topk_on ? pk.top_k : n;
   const Margin mg{(2.0 * K + 64.0) * 0x1p-53};
 
   if (!sorted) {
+    // Pass 0: the max and finiteness.
+    float mx = -FLT_MAX;
+    int bad = 0;
+    for_row(x, n, [&](float v, int) {
+      if (!(fabsf(v) <= FLT_MAX)) bad = 1;
+      mx = fmaxf(mx, v);
+    });
+    for (int m = kWaveSize / 2; m > 0; m >>= 1) {
+      mx = fmaxf(mx, gpu_shfl_xor(mx, m));
+      bad |= gpu_shfl_xor(bad, m);
+    }
+    if (lane == 0) sh.redf[wave] = mx, sh.redi[wave] = bad;
+    __syncthreads();
+    for (int w = 0; w < kWaves; ++w) mx = fmaxf(mx, sh.redf[w]), bad |= sh.redi[w];
+    if (bad) {
+      if (tid == 0) tokens[blockIdx.x] = -1;
+      return;
+    }
     // (c) all ids in id order. Chunk sums (any order inside a chunk: the margin covers it).
     double* csum = dyn;
     const int n_chunks = (n + kChunk - 1) / kChunk;
@@ -307,12 +313,18 @@ __global__ void __launch_bounds__(kThreads)
     return;
   }
 
-  // (b) / (d): the M = min(K, cap) first candidates, sorted.
+  // (b) / (d): the M = min(K, cap) first candidates, sorted. The first radix pass also checks
+  // finiteness (a NaN's key sorts above +inf; the select still ends, its result is unused).
   uint64_t* keys = reinterpret_cast<uint64_t*>(dyn);
   double* P = dyn + kGather;
   const int M = min(K, kPickMaxTopK);
   int cnt = 0;
-  const uint64_t low = radix_select(x, n, M, kGather, sh, &cnt);
+  if (tid == 0) sh.bad = 0;
+  const uint64_t low = radix_select(x, n, M, kGather, sh, &cnt, true);
+  if (sh.bad) {  // uniform: set in the first pass, read after its barriers
+    if (tid == 0) tokens[blockIdx.x] = -1;
+    return;
+  }
   if (tid == 0) sh.count = 0;
   __syncthreads();
   for_row(x, n, [&](float v, int i) {
@@ -335,13 +347,14 @@ __global__ void __launch_bounds__(kThreads)
       __syncthreads();
     }
   }
+  const float mx = cand_logit(keys[0]);  // the row's max (a -0 max reads +0: same p values)
   for (int j = tid; j < M; j += kThreads) P[j] = unnorm_prob(cand_logit(keys[j]), mx, T);
   double total_all = 0.0;
   if (K > M) {  // (d): the total over all K candidates, another summation order
     uint64_t lowK = 0;
     if (K < n) {
       int cntK = 0;
-      lowK = radix_select(x, n, K, K, sh, &cntK);
+      lowK = radix_select(x, n, K, K, sh, &cntK, false);
     }
     total_all = mass_at_least(x, n, lowK, mx, T, sh);
   }

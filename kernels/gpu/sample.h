@@ -41,9 +41,10 @@
 // Greedy rows never give -1.
 //
 // Cost (one block of 512 threads per row): greedy reads the row once (HBM speed with 8 loads in
-// flight per thread). Sampling reads it 4-6 times (max + finiteness; 2-3 radix histogram passes
-// for typical logits, up to 8 for massive ties; the gather; in (d) one more for the total; (c):
-// max and one exp pass, no radix).
+// flight per thread). (c) reads it twice (max + finiteness, then exp sums) plus one chunk. (b)
+// reads it 3-4 times for typical logits: 2-3 radix histogram passes (8-bit digits, shared-memory
+// atomics; the first also checks finiteness; up to 8 passes when thousands of logits tie) and
+// the gather; (d) adds the total (and, for top_k in (kPickMaxTopK, vocab), a second select).
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -10,10 +10,12 @@
 //    - receiver release(s): released = s+1 (release store) = the host credit; the sender may
 //      rewrite header slot i (message s+K) once released > s: the host never reuses a header
 //      that the other host may still read.
-//  DEVICE plane (receiver's device block, exported with gpuIpcGetMemHandle; sender's small
-//  sync block, exported the other way):
-//    receiver block: [K payload slots, 4 KiB aligned][K ready words, 64 B apart]
-//    sender sync:    [K credit words, 64 B apart][K block counters, 64 B apart]
+//  DEVICE plane (the receiver's payload slots and ready words, exported with gpuIpcGetMemHandle;
+//  the sender's small sync block, exported the other way):
+//    receiver:    [K payload slots, 4 KiB aligned] and [K ready words, 64 B apart]
+//    sender sync: [K credit words, 64 B apart][K block counters, 64 B apart]
+//    (the words are polled by kernels while the other GPU writes them: gpuMallocSignal, which is
+//    fine-grained memory on AMD)
 //    - post_on(s, stream): ONE kernel on the sender's stream: waits until credit[i] >= s-K+1
 //      (message s-K, the slot's previous one, was released by the receiver's STREAM: only then
 //      may its payload be overwritten; skipped for s < K), copies the payload from the sender's
@@ -184,15 +186,15 @@ class ShmSegment {
 
 // Sizes and offsets both ends compute from the spec.
 struct Layout {
-  size_t header_stride, payload_stride, shm_bytes, slots_bytes, ready_offset, sync_bytes,
+  size_t header_stride, payload_stride, shm_bytes, slots_bytes, ready_bytes, sync_bytes,
       counter_offset;
   explicit Layout(const LinkSpec& s) {
     const size_t k = static_cast<size_t>(s.slots);
     header_stride = round_up(header_capacity_bytes(s), 64);
     payload_stride = round_up(std::max<size_t>(s.max_payload_bytes, 1), kAlign);
     shm_bytes = kControlBytes + round_up(header_stride * k, kAlign);
-    ready_offset = payload_stride * k;
-    slots_bytes = ready_offset + round_up(kWordStride * k, kAlign);
+    slots_bytes = payload_stride * k;
+    ready_bytes = round_up(kWordStride * k, kAlign);
     counter_offset = round_up(kWordStride * k, kAlign);
     sync_bytes = counter_offset + round_up(kWordStride * k, kAlign);
   }
@@ -226,8 +228,9 @@ gpuStream_t as_stream(void* s) { return static_cast<gpuStream_t>(s); }
 // What one rank exports to the others at open (fixed size, exchanged with MPI_Allgather).
 struct Exports {
   char shm_name[64];        // receiver side: its header segment
-  gpuIpcMemHandle_t slots;  // receiver side: payload slots + ready words
-  gpuIpcMemHandle_t sync;   // sender side: credit words
+  gpuIpcMemHandle_t slots;  // receiver side: payload slots
+  gpuIpcMemHandle_t ready;  // receiver side: ready words (gpuMallocSignal)
+  gpuIpcMemHandle_t sync;   // sender side: credit words (gpuMallocSignal)
 };
 
 // Progress shared by the ends of one ring: the host-staged (MPI fallback) ends forward posts and
@@ -254,7 +257,9 @@ class IpcRecvLink final : public RecvLink {
     ctrl_->slots = k;
     ctrl_->header_stride = layout_.header_stride;
     GPU_CHECK(gpuMalloc(&dev_, layout_.slots_bytes));
+    GPU_CHECK(gpuMallocSignal(&ready_, layout_.ready_bytes));
     GPU_CHECK(gpuMemset(dev_, 0, layout_.slots_bytes));
+    GPU_CHECK(gpuMemset(ready_, 0, layout_.ready_bytes));
     GPU_CHECK(gpuDeviceSynchronize());
     GPU_CHECK(gpuStreamCreate(&stream_));  // blocking: ordered after the legacy default stream
     events_.assign(k, nullptr);
@@ -279,10 +284,12 @@ class IpcRecvLink final : public RecvLink {
     if (stream_) (void)gpuStreamDestroy(stream_);
     if (peer_sync_ && peer_sync_opened_) (void)gpuIpcCloseMemHandle(peer_sync_);
     if (dev_) (void)gpuFree(dev_);
+    if (ready_) (void)gpuFree(ready_);
   }
 
   void export_to(Exports& ex) const {
     GPU_CHECK(gpuIpcGetMemHandle(&ex.slots, dev_));
+    GPU_CHECK(gpuIpcGetMemHandle(&ex.ready, ready_));
   }
   // The sender's credit words: opened from its handle, or (link to itself) its own pointer.
   void connect(const gpuIpcMemHandle_t& sync) {
@@ -291,7 +298,8 @@ class IpcRecvLink final : public RecvLink {
   }
   void connect_local(void* sync) { peer_sync_ = sync; }
   void unlink_shm() { shm_.unlink(); }
-  void* device_block() const { return dev_; }
+  void* device_slots() const { return dev_; }
+  void* device_ready() const { return ready_; }
 
   int peer() const override { return peer_; }
   const LinkSpec& spec() const override { return spec_; }
@@ -378,7 +386,7 @@ class IpcRecvLink final : public RecvLink {
     return &s;
   }
   void enqueue_wait(gpuStream_t st, size_t i) {
-    ipc::launch_wait(st, word_at(dev_, layout_.ready_offset, i), received_ + 1, timeout_ns(),
+    ipc::launch_wait(st, word_at(ready_, 0, i), received_ + 1, timeout_ns(),
                      err_.dev, ipc::kErrPayloadWaitTimedOut);
   }
   const Slot* commit(size_t i) {
@@ -411,7 +419,8 @@ class IpcRecvLink final : public RecvLink {
   Layout layout_;
   ShmSegment shm_;
   ShmControl* ctrl_ = nullptr;
-  void* dev_ = nullptr;        // [K payload slots][K ready words]: exported
+  void* dev_ = nullptr;        // [K payload slots]: exported
+  void* ready_ = nullptr;      // [K ready words, 64 B apart]: exported
   void* peer_sync_ = nullptr;  // the sender's [K credit words]
   bool peer_sync_opened_ = false;
   gpuStream_t stream_ = nullptr;     // the link's own stream (plain receive/release)
@@ -430,7 +439,7 @@ class IpcSendLink final : public SendLink {
       : me_(me), peer_(peer), spec_(spec), layout_(spec) {
     const size_t k = static_cast<size_t>(spec.slots);
     GPU_CHECK(gpuMalloc(&staging_, layout_.payload_stride * k));
-    GPU_CHECK(gpuMalloc(&sync_, layout_.sync_bytes));
+    GPU_CHECK(gpuMallocSignal(&sync_, layout_.sync_bytes));
     GPU_CHECK(gpuMemset(sync_, 0, layout_.sync_bytes));
     GPU_CHECK(gpuDeviceSynchronize());
     GPU_CHECK(gpuStreamCreate(&stream_));
@@ -447,18 +456,23 @@ class IpcSendLink final : public SendLink {
       if (e) (void)gpuEventDestroy(e);
     if (stream_) (void)gpuStreamDestroy(stream_);
     if (peer_slots_ && peer_slots_opened_) (void)gpuIpcCloseMemHandle(peer_slots_);
+    if (peer_ready_ && peer_ready_opened_) (void)gpuIpcCloseMemHandle(peer_ready_);
     if (staging_) (void)gpuFree(staging_);
     if (sync_) (void)gpuFree(sync_);
   }
 
   void export_to(Exports& ex) const { GPU_CHECK(gpuIpcGetMemHandle(&ex.sync, sync_)); }
-  void connect(const std::string& shm_name, const gpuIpcMemHandle_t& slots) {
+  void connect(const std::string& shm_name, const gpuIpcMemHandle_t& slots,
+               const gpuIpcMemHandle_t& ready) {
     GPU_CHECK(gpuIpcOpenMemHandle(&peer_slots_, slots));
     peer_slots_opened_ = true;
+    GPU_CHECK(gpuIpcOpenMemHandle(&peer_ready_, ready));
+    peer_ready_opened_ = true;
     map_headers(shm_name);
   }
-  void connect_local(const std::string& shm_name, void* slots) {
+  void connect_local(const std::string& shm_name, void* slots, void* ready) {
     peer_slots_ = slots;
+    peer_ready_ = ready;
     map_headers(shm_name);
   }
   void* sync_block() const { return sync_; }
@@ -539,7 +553,7 @@ class IpcSendLink final : public SendLink {
     a.bytes = h.payload_bytes;
     a.credit = word_at(sync_, 0, i);
     a.credit_needed = s >= k ? s - k + 1 : 0;
-    a.ready = word_at(peer_slots_, layout_.ready_offset, i);
+    a.ready = word_at(peer_ready_, 0, i);
     a.ready_value = s + 1;
     a.blocks_done = reinterpret_cast<unsigned int*>(word_at(sync_, layout_.counter_offset, i));
     a.timeout_ns = static_cast<uint64_t>(spec_.timeout_s * 1e9);
@@ -613,8 +627,9 @@ class IpcSendLink final : public SendLink {
   ShmControl* ctrl_ = nullptr;
   void* staging_ = nullptr;     // [K payload slots] local: Slot::payload on the sender
   void* sync_ = nullptr;        // [K credit words][K block counters]: exported
-  void* peer_slots_ = nullptr;  // the receiver's [K payload slots][K ready words]
-  bool peer_slots_opened_ = false;
+  void* peer_slots_ = nullptr;  // the receiver's [K payload slots]
+  void* peer_ready_ = nullptr;  // the receiver's [K ready words]
+  bool peer_slots_opened_ = false, peer_ready_opened_ = false;
   gpuStream_t stream_ = nullptr;     // the link's own stream (plain post)
   std::vector<gpuEvent_t> events_;  // [K] the slot's last send kernel done
   std::vector<char> recorded_;      // [K] events_[i] was recorded and not yet seen complete
@@ -1019,9 +1034,10 @@ class GpuRing final : public Ring {
       const Exports& theirs = exs[static_cast<size_t>(next)];
       try {
         if (next == me)
-          ipc_send->connect_local(theirs.shm_name, ipc_recv->device_block());
+          ipc_send->connect_local(theirs.shm_name, ipc_recv->device_slots(),
+                                  ipc_recv->device_ready());
         else
-          ipc_send->connect(theirs.shm_name, theirs.slots);
+          ipc_send->connect(theirs.shm_name, theirs.slots, theirs.ready);
         op.send_ok = 1;
       } catch (const Error& e) {
         (void)gpuGetLastError();

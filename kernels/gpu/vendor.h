@@ -68,6 +68,8 @@ using gpuIpcMemHandle_t = hipIpcMemHandle_t;
 #define gpuHostGetDevicePointer(d, h) hipHostGetDevicePointer((d), (h), 0)
 #define gpuHostRegister(p, n) hipHostRegister((p), (n), hipHostRegisterDefault)
 #define gpuHostUnregister hipHostUnregister
+// Device memory that kernels poll while another device writes it (flags): fine-grained on AMD.
+#define gpuMallocSignal(p, n) hipExtMallocWithFlags((p), (n), hipDeviceMallocFinegrained)
 // Device side: a wall clock in ns (s_memrealtime counts at a constant 100 MHz on gfx9/gfx90a) and
 // a short sleep for polling loops.
 #if defined(__HIPCC__)  // hipcc (host and device passes); not host-compiler HOST sources
@@ -147,6 +149,8 @@ using gpuIpcMemHandle_t = cudaIpcMemHandle_t;
 #define gpuHostGetDevicePointer(d, h) cudaHostGetDevicePointer((d), (h), 0)
 #define gpuHostRegister(p, n) cudaHostRegister((p), (n), cudaHostRegisterDefault)
 #define gpuHostUnregister cudaHostUnregister
+// Device memory that kernels poll while another device writes it (flags): plain on NVIDIA.
+#define gpuMallocSignal(p, n) cudaMalloc((p), (n))
 // Device side: the global nanosecond timer and a short sleep for polling loops (sm_70+).
 #if defined(__CUDACC__)
 __device__ inline unsigned long long gpu_wall_clock_ns() {

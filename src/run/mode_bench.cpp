@@ -81,11 +81,11 @@ double time_tg(Engine& eng, int first_token, int n) {
 }
 
 // getp-style: B requests through the scheduler; returns {seconds, generated tokens}.
-std::pair<double, uint64_t> time_getp(Engine& eng, const RunOptions& opt, int B, int prompt_n,
-                                      int new_n, std::mt19937_64& rng) {
+std::pair<double, uint64_t> time_getp(Engine& eng, const RunOptions& opt, int chunk, int B,
+                                      int prompt_n, int new_n, std::mt19937_64& rng) {
   SchedulerOptions so;
   so.max_slots = B;
-  so.chunk_tokens = opt.chunk_tokens;
+  so.chunk_tokens = chunk;
   so.ctx = opt.ctx;
   so.stop_ids = opt.stop_ids;
   so.ignore_eos = true;
@@ -133,7 +133,7 @@ int run_bench(const RunOptions& opt) {
   if (opt.bench_pp > 0) {
     auto pp = [&] {
       const auto prompt = random_tokens(rng, opt.bench_pp, V);
-      return opt.bench_pp / time_pp(eng, prompt, opt.chunk_tokens);
+      return opt.bench_pp / time_pp(eng, prompt, s.chunk_tokens);
     };
     run("pp" + std::to_string(opt.bench_pp), 1, pp, pp);
   }
@@ -146,11 +146,11 @@ int run_bench(const RunOptions& opt) {
         opt.max_slots,
         [&] {
           const auto [sec, gen] =
-              time_getp(eng, opt, opt.max_slots, opt.bench_getp_prompt, opt.bench_getp_new, rng);
+              time_getp(eng, opt, s.chunk_tokens, opt.max_slots, opt.bench_getp_prompt, opt.bench_getp_new, rng);
           return double(gen) / sec;
         },
         [&] {
-          time_getp(eng, opt, opt.max_slots, std::min(opt.bench_getp_prompt, 64),
+          time_getp(eng, opt, s.chunk_tokens, opt.max_slots, std::min(opt.bench_getp_prompt, 64),
                     std::min(opt.bench_getp_new, 8), rng);
           return 0.0;
         });

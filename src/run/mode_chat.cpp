@@ -29,7 +29,7 @@ int run_chat(const RunOptions& opt) {
 
   SchedulerOptions so;
   so.max_slots = 1;
-  so.chunk_tokens = opt.chunk_tokens;
+  so.chunk_tokens = s.chunk_tokens;
   so.ctx = opt.ctx;
   so.stop_ids = opt.stop_ids;
   so.ignore_eos = opt.ignore_eos;

@@ -91,7 +91,7 @@ int run_getp(const RunOptions& opt) {
   job.resume = opt.resume;
   job.max_new = opt.max_new;
   job.sched.max_slots = opt.max_slots;
-  job.sched.chunk_tokens = opt.chunk_tokens;
+  job.sched.chunk_tokens = s.chunk_tokens;
   job.sched.ctx = opt.ctx;
   job.sched.stop_ids = opt.stop_ids;
   job.sched.ignore_eos = opt.ignore_eos;

@@ -76,7 +76,9 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
                  "getp: max concurrent sequences (KV-cache slots). Default: getp 32, else 1")
       ->default_str("mode default");
   app.add_option("--chunk", opt.chunk_tokens,
-                 "Per-step token budget: decode rows plus prompt chunks being prefilled");
+                 "Per-step token budget: decode rows plus prompt chunks being prefilled. Default: CPU "
+                 "256, GPU 512")
+      ->default_str("backend default");
   app.add_option("-t,--threads", opt.threads, "CPU threads; 0 = OpenMP default");
   app.add_option("--stop", stop, "Stop token ids, comma separated ('none' = no stop ids)");
   app.add_flag("--ignore-eos", opt.ignore_eos, "Do not stop on the stop ids (benchmarks)");
@@ -136,6 +138,7 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   if (!given("--max-new") && !bench)
     opt.max_new = getp ? kDefaultMaxNewGetp : chat ? kDefaultMaxNewChat : kDefaultMaxNewGenerate;
   if (!given("--temp")) opt.temperature = getp ? 0.0f : 1.0f;
+  opt.chunk_given = given("--chunk");
   if (!given("--batch") && !bench) opt.max_slots = getp ? kDefaultSlotsGetp : 1;
   opt.stop_ids = parse_stop_ids(stop);
   if (seed.empty() || seed.size() > 20 || seed.find_first_not_of("0123456789") != std::string::npos ||

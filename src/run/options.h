@@ -26,6 +26,7 @@ struct RunOptions {
   int ctx = 4096;              // -c
   int max_slots = 1;           // -b
   int chunk_tokens = 256;      // --chunk: per-step token budget (decode rows + prompt chunks)
+  bool chunk_given = false;    // --chunk was given (else the session picks the backend's default)
   int threads = 0;             // -t (0 = OpenMP default)
   std::vector<int32_t> stop_ids{199999, 200002, 200012};  // --stop
   bool ignore_eos = false;     // --ignore-eos

@@ -157,6 +157,7 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
   if (backend == "auto") backend = "cpu";
 #endif
   s.backend = backend;
+  s.chunk_tokens = opt.chunk_given ? opt.chunk_tokens : backend == "gpu" ? 512 : opt.chunk_tokens;
   size_t kv_bytes = 0;
   std::string plan;
   if (opt.mode == Mode::Bench && s.ranks > 1)

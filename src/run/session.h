@@ -33,6 +33,9 @@ struct Session {
   double load_s = 0;  // model + tokenizer + engine set-up, seconds
   std::string backend;  // "cpu" or "gpu": what --backend resolved to
   int ranks = 1, micro_batches = 1;
+  // The per-step token budget the modes use: --chunk, or the backend's default (CPU 256; GPU 512,
+  // one device step: its steps cost little more at 512 rows than at 256, so bigger is faster).
+  int chunk_tokens = 256;
 
   // Runs the scheduler until it is idle or should_stop() (work in flight still finishes).
   void run(Scheduler& sch, const std::function<bool()>& should_stop = {},

@@ -172,7 +172,8 @@ TEST(GpuEngine, teacher_forced_decode_f32kv_vs_cpu_engine) {
   GPU_TEST_REQUIRE_DEVICE();
   auto g = make_gpu_engine(model(), options(128, 2, "f32"));
   auto c = make_cpu_engine(model(), options(128, 2));
-  EXPECT_EQ(g->kv_cache_bytes(), c->kv_cache_bytes());  // same cache, fp32
+  // fp32 cache: twice the bytes of the default bf16 one.
+  EXPECT_EQ(g->kv_cache_bytes(), 2 * make_gpu_engine(model(), options(128, 2))->kv_cache_bytes());
   Compare cmp;
   for (const auto& rows : decode_steps(48, 2, 3)) cmp.step(*g, *c, rows, 5e-3);
   cmp.print("decode, f32 KV, vs CPU engine");

@@ -702,7 +702,11 @@ class StagedSendLink final : public SendLink {
   int in_flight() const override {
     return inner_->in_flight() + static_cast<int>(posted_ - forwarded_);
   }
-  const LinkStats& stats() const override { return inner_->stats(); }
+  const LinkStats& stats() const override {  // the MPI link's counters + this link's waits
+    merged_ = inner_->stats();
+    merged_.wait_us += wait_us_;
+    return merged_;
+  }
   int poll() override {
     progress.run();
     return inner_->poll();
@@ -779,6 +783,7 @@ class StagedSendLink final : public SendLink {
   std::vector<Slot> slots_;
   uint64_t acquired_ = 0, posted_ = 0, forwarded_ = 0;
   double wait_us_ = 0;
+  mutable LinkStats merged_;
 };
 
 class StagedRecvLink final : public RecvLink {
@@ -823,7 +828,11 @@ class StagedRecvLink final : public RecvLink {
   int peer() const override { return inner_->peer(); }
   const LinkSpec& spec() const override { return spec_; }
   int held() const override { return static_cast<int>(received_ - released_); }
-  const LinkStats& stats() const override { return inner_->stats(); }
+  const LinkStats& stats() const override {  // the MPI link's counters + this link's waits
+    merged_ = inner_->stats();
+    merged_.wait_us += wait_us_;
+    return merged_;
+  }
 
   const Slot* try_receive_on(void* stream) override {
     progress.run();
@@ -893,6 +902,7 @@ class StagedRecvLink final : public RecvLink {
   std::vector<Slot> slots_;
   uint64_t received_ = 0, released_ = 0, forwarded_ = 0;
   double wait_us_ = 0;
+  mutable LinkStats merged_;
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -229,12 +229,23 @@ __device__ void build_groups(const int32_t* __restrict__ experts, int pairs, int
 }
 
 #if !defined(GPTOSS_MOE_FUSED_ROUTE)
+// The experts array is first copied into shared memory (dynamic, pairs * 4 bytes, when
+// stage_smem): build_groups scans it E + E times, and from global memory each of those wave loops
+// was a chain of dependent L2 round trips (13.5 us at 256 rows, 114 us at 4096 on H100).
+constexpr int kBuildSmemPairs = 16384;  // pairs staged in shared memory (64 KB) at most
 __global__ __launch_bounds__(kBuildThreads) void moe_build_kernel(
     const int32_t* __restrict__ experts, int pairs, int E, int gemv_max,
     int32_t* __restrict__ offsets, int32_t* __restrict__ active, int32_t* __restrict__ meta,
     int32_t* __restrict__ slot_pair, int32_t* __restrict__ tile_expert,
-    int32_t* __restrict__ tile_slot0) {
-  build_groups(experts, pairs, E, gemv_max, offsets, active, meta, slot_pair, tile_expert, tile_slot0);
+    int32_t* __restrict__ tile_slot0, int stage_smem) {
+  extern __shared__ int32_t build_ex_s[];  // [pairs] when stage_smem
+  const int32_t* ex = experts;
+  if (stage_smem) {
+    for (int i = threadIdx.x; i < pairs; i += kBuildThreads) build_ex_s[i] = experts[i];
+    __syncthreads();
+    ex = build_ex_s;
+  }
+  build_groups(ex, pairs, E, gemv_max, offsets, active, meta, slot_pair, tile_expert, tile_slot0);
 }
 #endif
 
@@ -274,12 +285,15 @@ __device__ void wave_topk_softmax(const float* lg, int E, int k, int lane, int32
 
 // Steps of more rows: kRouterRows rows per block, so each router weight load (16 bytes, from L2)
 // serves kRouterRows rows instead of one (moe_router_kernel: one block per row read the whole
-// router per row: 38 us at 256 rows, 203 us at 4096 on H100). Per logit exactly the arithmetic
+// router per row: 38 us at 256 rows, 203 us at 4096 on H100), with all kRouterU loads of a lane
+// in flight before the first use (8 rows per block with one load at a time measured 49 us at 256
+// rows: 45 dependent L2 round trips per wave). Per logit exactly the arithmetic
 // of moe_router_kernel / moe_route_small_kernel (lane partial sums over 8-element chunks
 // c = lane, lane + W, ..., 8 FMAs per chunk in element order, then the wave butterfly, + bias),
 // and the top-k of moe_route_small_kernel: the same experts and weights for a row at any row
 // count. Dynamic shared memory router_rows_smem_bytes(H, E).
-constexpr int kRouterRows = 8;
+constexpr int kRouterRows = 4;
+constexpr int kRouterU = (384 + kWaveSize - 1) / kWaveSize;  // 16-byte loads per lane per batch (H 2880: one)
 inline size_t router_rows_smem_bytes(int H, int E) {
   return static_cast<size_t>(kRouterRows) * (H + E) * sizeof(float);
 }
@@ -303,26 +317,37 @@ __global__ __launch_bounds__(kThreads) void moe_router_rows_kernel(
     float acc[kRouterRows];
 #pragma unroll
     for (int r = 0; r < kRouterRows; ++r) acc[r] = 0.0f;
-    for (int c = lane; c < H / 8; c += kWaveSize) {
-      const uint4 v = *reinterpret_cast<const uint4*>(wr + 8 * c);
-      const float w8[8] = {__uint_as_float(v.x << 16), __uint_as_float(v.x & 0xffff0000u),
-                           __uint_as_float(v.y << 16), __uint_as_float(v.y & 0xffff0000u),
-                           __uint_as_float(v.z << 16), __uint_as_float(v.z & 0xffff0000u),
-                           __uint_as_float(v.w << 16), __uint_as_float(v.w & 0xffff0000u)};
+    for (int c0 = lane; c0 < H / 8; c0 += kRouterU * kWaveSize) {
+      uint4 wv[kRouterU];  // all of a lane's weight loads in flight before the first use
 #pragma unroll
-      for (int r = 0; r < kRouterRows; ++r) {
-        const float4 x0 = *reinterpret_cast<const float4*>(xs + r * H + 8 * c);
-        const float4 x1 = *reinterpret_cast<const float4*>(xs + r * H + 8 * c + 4);
-        float a = acc[r];
-        a = fmaf(x0.x, w8[0], a);
-        a = fmaf(x0.y, w8[1], a);
-        a = fmaf(x0.z, w8[2], a);
-        a = fmaf(x0.w, w8[3], a);
-        a = fmaf(x1.x, w8[4], a);
-        a = fmaf(x1.y, w8[5], a);
-        a = fmaf(x1.z, w8[6], a);
-        a = fmaf(x1.w, w8[7], a);
-        acc[r] = a;
+      for (int u = 0; u < kRouterU; ++u) {
+        const int c = c0 + u * kWaveSize;
+        wv[u] = c < H / 8 ? *reinterpret_cast<const uint4*>(wr + 8 * c) : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int u = 0; u < kRouterU; ++u) {
+        const int c = c0 + u * kWaveSize;
+        if (c >= H / 8) break;
+        const uint4 v = wv[u];
+        const float w8[8] = {__uint_as_float(v.x << 16), __uint_as_float(v.x & 0xffff0000u),
+                             __uint_as_float(v.y << 16), __uint_as_float(v.y & 0xffff0000u),
+                             __uint_as_float(v.z << 16), __uint_as_float(v.z & 0xffff0000u),
+                             __uint_as_float(v.w << 16), __uint_as_float(v.w & 0xffff0000u)};
+#pragma unroll
+        for (int r = 0; r < kRouterRows; ++r) {
+          const float4 x0 = *reinterpret_cast<const float4*>(xs + r * H + 8 * c);
+          const float4 x1 = *reinterpret_cast<const float4*>(xs + r * H + 8 * c + 4);
+          float a = acc[r];
+          a = fmaf(x0.x, w8[0], a);
+          a = fmaf(x0.y, w8[1], a);
+          a = fmaf(x0.z, w8[2], a);
+          a = fmaf(x0.w, w8[3], a);
+          a = fmaf(x1.x, w8[4], a);
+          a = fmaf(x1.y, w8[5], a);
+          a = fmaf(x1.z, w8[6], a);
+          a = fmaf(x1.w, w8[7], a);
+          acc[r] = a;
+        }
       }
     }
     const float bias = bf16_bits_to_f32(rb[e]);
@@ -820,7 +845,7 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_mma_kernel(ExpertArgs a) {
   }
 }
 
-// ---- grouped GEMM on tensor cores (NVIDIA; experts with > kMoeGemvMaxRows rows) -----------------
+// ---- grouped GEMM on tensor cores (NVIDIA; every expert of steps of > kMoeStepGemvMaxRows rows) --
 // The tensor-core GEMV's arithmetic (weights = A as exact fp16 placements LUT * 2^-14, x = B as
 // fp16 hi + lo, mma.sync m16n8k16 f16 -> f32, each MXFP4 block's partial sums scaled by the
 // rows' E8M0 scales into fp32 accumulators) on a GEMM tile with a cp.async pipeline:
@@ -842,8 +867,8 @@ constexpr int kTcBM = 256, kTcBN = 64, kTcKB = 2;
 // b ^ ((r >> 2) & 1); B [kTcBN rows][16 chunks of 16 B], chunk j of row n at j ^ (4 (n & 1)).
 // The XOR swizzles make the fragment reads conflict-free without padding. Two configurations
 // (template kStages, kMinBlocks): 3 stages + scales = 95 KB with registers capped at 128 (two
-// blocks per SM), or 4 stages = 119 KB, uncapped (146 registers, one block per SM);
-// GPTOSS_MOE_TC=1 picks the second (see tc_config()).
+// blocks per SM), or 4 / 6 stages = 119 / 167 KB, uncapped (one block per SM);
+// GPTOSS_MOE_TC=1 / 2 pick those (see tc_config()).
 constexpr int kTcWRow = kTcKB * 16;   // bytes per weight row per stage
 constexpr int kTcXRow = kTcKB * 128;  // bytes per B row per stage
 constexpr int kTcStageBytes = kTcBM * kTcWRow + kTcBN * kTcXRow;
@@ -856,7 +881,7 @@ inline size_t tc_smem_bytes(int K, int stages = 4) {
 // Shapes the grouped GEMM takes (else the bf16 tile kernel moe_mma_kernel): K in whole stages,
 // M in whole warp tiles, shared memory within two blocks per SM on sm_90 / one on sm_80.
 inline bool tc_shape_ok(int K, int M) {
-  return K % (32 * kTcKB) == 0 && M % 32 == 0 && tc_smem_bytes(K) <= 160 * 1024;
+  return K % (32 * kTcKB) == 0 && M % 32 == 0 && tc_smem_bytes(K, 4) <= 160 * 1024;
 }
 
 // [rows, K] fp32 -> [rows, K / 32, 2 (hi, lo), 4 (t), 4 (q)] fp16-pair words (see above).
@@ -1377,7 +1402,8 @@ void check_shape(const MoeGpuWeights& w) {
          w.intermediate);
 }
 
-// The GEMV kernel for experts with <= kMoeGemvMaxRows rows: the scalar one (default) or the
+// The GEMV kernel (steps of <= kMoeStepGemvMaxRows rows on NVIDIA; experts with <=
+// kMoeGemvMaxRows rows on HIP / GPTOSS_MOE_MMA=bf16): the scalar one (default) or the
 // tensor-core one (NVIDIA only; GPTOSS_MOE_GEMV=mma or moe_set_gemv_tensor_cores(true)). One
 // kernel for every row count keeps a row's result independent of the other rows of its step.
 int g_gemv_tc = -1;  // -1: not read yet
@@ -1393,9 +1419,10 @@ bool gemv_tensor_cores() {
 #endif
 }
 
-// Experts with > kMoeGemvMaxRows rows: the grouped fp16 hi/lo GEMM (moe_tc_kernel, NVIDIA, the
-// default there) or the bf16 hi/lo tile kernel (moe_mma_kernel: HIP, shapes tc_shape_ok rejects,
-// or GPTOSS_MOE_MMA=bf16 for comparisons). Read once per process.
+// Larger steps: the grouped fp16 hi/lo GEMM for every expert (moe_tc_kernel, NVIDIA, the default
+// there) or the bf16 hi/lo tile kernel for experts with > kMoeGemvMaxRows rows (moe_mma_kernel:
+// HIP, shapes tc_shape_ok rejects, or GPTOSS_MOE_MMA=bf16 for comparisons). Read once per
+// process.
 #if !defined(GPTOSS_HIP)
 int g_mma_bf16 = -1;
 bool mma_bf16_tiles() {
@@ -1405,13 +1432,29 @@ bool mma_bf16_tiles() {
   }
   return g_mma_bf16 == 1;
 }
+// Steps of more than this many rows take the grouped GEMM for every expert (default
+// kMoeStepGemvMaxRows = 8, the dense GEMV/GEMM boundary too; GPTOSS_MOE_TC_FROM=<n>: steps of
+// >= n rows, n >= 2, for measurements). Read once per process: one choice per process keeps a
+// row's result independent of the other rows of a step as long as the steps stay on one side of
+// it (see moe.h). H100, bench-moe (run 4 of moe_notes.md): the grouped GEMM vs the scalar GEMV
+// at 2 / 4 / 8 / 16 rows: 138.7 / 174.6 / 219.6 / 273.3 vs 137.2 / 246.5 / 368.6 / 533.3 us.
+int g_tc_step_gemv_max = -1;
+int tc_step_gemv_max() {
+  if (g_tc_step_gemv_max < 0) {
+    const char* v = std::getenv("GPTOSS_MOE_TC_FROM");
+    const int n = v ? std::atoi(v) : 0;
+    g_tc_step_gemv_max = n >= 2 ? n - 1 : kMoeStepGemvMaxRows;
+  }
+  return g_tc_step_gemv_max;
+}
 // The grouped GEMM's configuration: 0 = 3 stages, two blocks per SM (default); 1 = 4 stages, one
-// block per SM (GPTOSS_MOE_TC=1). Read once per process.
+// block per SM (GPTOSS_MOE_TC=1); 2 = 6 stages, one block per SM (GPTOSS_MOE_TC=2). Read once
+// per process.
 int g_tc_config = -1;
 int tc_config() {
   if (g_tc_config < 0) {
     const char* v = std::getenv("GPTOSS_MOE_TC");
-    g_tc_config = (v && std::string(v) == "1") ? 1 : 0;
+    g_tc_config = (v && std::string(v) == "1") ? 1 : (v && std::string(v) == "2") ? 2 : 0;
   }
   return g_tc_config;
 }
@@ -1449,6 +1492,10 @@ MoeGpuScratch moe_scratch_create(const MoeGpuWeights& w, int max_rows) {
   GPU_CHECK(gpuFuncSetAttribute((moe_gemv_kernel<1, false>), gpuFuncAttributeMaxDynamicSharedMemorySize, gemv_smem4));
   GPU_CHECK(gpuFuncSetAttribute((moe_gemv_kernel<4, false>), gpuFuncAttributeMaxDynamicSharedMemorySize, gemv_smem4));
   GPU_CHECK(gpuFuncSetAttribute(moe_route_small_kernel, gpuFuncAttributeMaxDynamicSharedMemorySize, kRouteSmallSmem));
+#if !defined(GPTOSS_MOE_FUSED_ROUTE)
+  GPU_CHECK(gpuFuncSetAttribute(moe_build_kernel, gpuFuncAttributeMaxDynamicSharedMemorySize,
+                                kBuildSmemPairs * static_cast<int>(sizeof(int32_t))));
+#endif
   if (router_rows_ok(w.hidden, w.n_experts))
     GPU_CHECK(gpuFuncSetAttribute(moe_router_rows_kernel, gpuFuncAttributeMaxDynamicSharedMemorySize,
                                   static_cast<int>(router_rows_smem_bytes(w.hidden, w.n_experts))));
@@ -1481,6 +1528,11 @@ MoeGpuScratch moe_scratch_create(const MoeGpuWeights& w, int max_rows) {
     GPU_CHECK(gpuFuncSetAttribute((moe_tc_kernel<false, 3, 2>), gpuFuncAttributeMaxDynamicSharedMemorySize, si));
     GPU_CHECK(gpuFuncSetAttribute((moe_tc_kernel<true, 4, 1>), gpuFuncAttributeMaxDynamicSharedMemorySize, sh4));
     GPU_CHECK(gpuFuncSetAttribute((moe_tc_kernel<false, 4, 1>), gpuFuncAttributeMaxDynamicSharedMemorySize, si4));
+    if (tc_config() == 2) {  // 167 KB: more than sm_80 allows, so only when asked for
+      const int sh6 = static_cast<int>(tc_smem_bytes(w.hidden, 6)), si6 = static_cast<int>(tc_smem_bytes(w.intermediate, 6));
+      GPU_CHECK(gpuFuncSetAttribute((moe_tc_kernel<true, 6, 1>), gpuFuncAttributeMaxDynamicSharedMemorySize, sh6));
+      GPU_CHECK(gpuFuncSetAttribute((moe_tc_kernel<false, 6, 1>), gpuFuncAttributeMaxDynamicSharedMemorySize, si6));
+    }
   }
 #endif
   GPU_CHECK(gpuMemset(s.counter, 0, sizeof(int32_t)));
@@ -1498,11 +1550,10 @@ void moe_scratch_destroy(MoeGpuScratch& s) {
 }
 
 const char* moe_path_name(int rows) {
-  if (rows <= kMoeGemvMaxRows) return "gemv";
 #if !defined(GPTOSS_HIP)
-  if (!mma_bf16_tiles()) return "mma";  // tc_shape_ok holds for the shapes the project runs
+  if (!mma_bf16_tiles()) return rows > tc_step_gemv_max() ? "mma" : "gemv";  // tc_shape_ok shapes
 #endif
-  return "gemv+mma";
+  return rows <= kMoeGemvMaxRows ? "gemv" : "gemv+mma";
 }
 
 void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float* residual,
@@ -1515,16 +1566,19 @@ void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float*
   if (rows <= 0) return;
   const int E = w.n_experts, k = w.top_k, H = w.hidden, I = w.intermediate;
   const int pairs = rows * k;
-  const bool use_mma = rows > kMoeGemvMaxRows;
-  // NVIDIA: steps of > kMoeGemvMaxRows rows put EVERY expert on the grouped fp16 GEMM (it computes
-  // only ceil(rows / 8) n8 tiles per expert, so experts with few rows cost little; the scalar
-  // GEMV with 4 rows per pass cost 444 us of a 256-row step on H100, run 4 of moe_notes.md).
-  // Elsewhere (HIP, GPTOSS_MOE_MMA=bf16, shapes tc_shape_ok rejects): experts with <=
-  // kMoeGemvMaxRows rows take the GEMV, the others the bf16 tile kernel, as before.
+  // NVIDIA: steps of > tc_step_gemv_max() (8) rows put EVERY expert on the grouped fp16 GEMM (it
+  // computes only ceil(rows / 8) n8 tiles per expert, so experts with few rows cost little; the
+  // scalar GEMV with 4 rows per pass cost 444 us of a 256-row step on H100, run 4 of
+  // moe_notes.md). Elsewhere (HIP, GPTOSS_MOE_MMA=bf16, shapes tc_shape_ok rejects): steps of
+  // > kMoeGemvMaxRows rows send experts with <= kMoeGemvMaxRows rows to the GEMV and the others
+  // to the bf16 tile kernel, as before.
 #if !defined(GPTOSS_HIP)
-  const bool tc_tiles = use_mma && !mma_bf16_tiles() && tc_shape_ok(H, 2 * I) && tc_shape_ok(I, H);
+  const bool tc_ok = !mma_bf16_tiles() && tc_shape_ok(H, 2 * I) && tc_shape_ok(I, H);
+  const bool tc_tiles = tc_ok && rows > tc_step_gemv_max();
+  const bool use_mma = tc_tiles || (!tc_ok && rows > kMoeGemvMaxRows);
 #else
   constexpr bool tc_tiles = false;
+  const bool use_mma = rows > kMoeGemvMaxRows;
 #endif
   const int gemv_max = !use_mma ? INT_MAX : tc_tiles ? 0 : kMoeGemvMaxRows;
 
@@ -1545,9 +1599,10 @@ void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float*
           x_normed, w.router_w, w.router_b, H, E, k, s.experts, s.weights);
     }
     GPU_CHECK_LAUNCH();
-    moe_build_kernel<<<1, kBuildThreads, 0, stream>>>(s.experts, pairs, E, gemv_max, s.offsets,
-                                                      s.active, s.meta, s.slot_pair, s.tile_expert,
-                                                      s.tile_slot0);
+    const bool stage = pairs <= kBuildSmemPairs;
+    moe_build_kernel<<<1, kBuildThreads, stage ? pairs * sizeof(int32_t) : 0, stream>>>(
+        s.experts, pairs, E, gemv_max, s.offsets, s.active, s.meta, s.slot_pair, s.tile_expert,
+        s.tile_slot0, stage ? 1 : 0);
     GPU_CHECK_LAUNCH();
   }
 #else
@@ -1603,6 +1658,8 @@ void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float*
     if (tc_tiles) {  // every expert
       if (tc_config() == 1)
         moe_tc_kernel<kFirst, 4, 1><<<kFirst ? c1 : c2, kThreads, tc_smem_bytes(K, 4), stream>>>(a);
+      else if (tc_config() == 2)
+        moe_tc_kernel<kFirst, 6, 1><<<kFirst ? c1 : c2, kThreads, tc_smem_bytes(K, 6), stream>>>(a);
       else
         moe_tc_kernel<kFirst, 3, 2><<<kFirst ? c1 : c2, kThreads, tc_smem_bytes(K, 3), stream>>>(a);
       GPU_CHECK_LAUNCH();

@@ -5,7 +5,8 @@
 // BUILD WIRING (for kernels/gpu/CMakeLists.txt and tests/gpu/CMakeLists.txt):
 //   library sources : kernels/gpu/moe.cu           (CUDA language; with HIP compile it with hipcc
 //                                                  as C++: -x hip --offload-arch=gfx90a -DGPTOSS_HIP)
-//   headers         : kernels/gpu/moe.h, kernels/gpu/moe_tile.h (fp16 convert), kernels/gpu/tile.h
+//   headers         : kernels/gpu/moe.h, kernels/gpu/moe_tile.h (fp16 convert, f16 mma, cp.async),
+//                     kernels/gpu/tile.h
 //                     (GPU-core's tile32 mma.sync/MFMA wave tile), kernels/gpu/vendor.h
 //   include dirs    : ${CMAKE_SOURCE_DIR}/kernels and ${CMAKE_SOURCE_DIR}/src (common/error.h)
 //   test            : tests/gpu/moe_test.cpp   (GoogleTest, host C++ only; links the GPU kernels
@@ -16,26 +17,37 @@
 //   with the host C++ compiler plus the CUDA include dir (CUDA) or with hipcc (HIP).
 //
 // Design:
-//   1. router kernel: one block per row; logits = x . router_w^T + b in fp32 (shared memory),
-//      top-k (ties: lower expert index first) and softmax over the k, as the CPU twin.
-//   2. build kernel (one block): per-expert counts, offsets, active-expert list, (row, rank)
-//      pairs grouped by expert with rows ascending (deterministic warp scans, no atomics), and a
-//      tile list for experts with more than kMoeGemvMaxRows rows.
-//      (-DGPTOSS_MOE_FUSED_ROUTE: one kernel for 1+2, logits over many blocks, the last block to
+//   1. routing. Steps of <= 16 rows: ONE block does the router logits (x in shared memory), the
+//      top-k (a wave per row) + softmax and the grouping. Larger steps: router kernel with 4 rows
+//      per block (each 16-byte router load serves 4 rows, a lane's loads all in flight), then the
+//      build kernel (one block). Same arithmetic per logit and the same top-k either way (ties:
+//      lower expert index first), as the CPU twin.
+//      build: per-expert counts, offsets, active-expert list, (row, rank) pairs grouped by expert
+//      with rows ascending (deterministic warp scans, no atomics), and a tile list (64 grouped
+//      rows per tile) of the experts the tile kernels take.
+//      (-DGPTOSS_MOE_FUSED_ROUTE: one kernel for both, logits over many blocks, the last block to
 //      finish does top-k + grouping; tested, measured slower at batch 1, kept for tuning.)
-//   3. experts with <= kMoeGemvMaxRows rows: GEMV kernels, one wave per 4 weight rows (mlp1: two
-//      gate/up pairs), each lane 8 K-elements (4 bytes) of every row per step so a wave reads
-//      contiguous runs, x coalesced and reused from registers for the 4 rows, MXFP4 decoded in
-//      registers (E2M1 -> fp16 bit placement, exact), fp32 math throughout.
-//      experts with more rows: grouped GEMM on tensor cores (tile.h's tile32: mma.sync m16n8k16
-//      bf16 / MFMA 32x32x8 bf16), tile 64 rows x 128 outputs x 32 k (-DGPTOSS_MOE_TILE128:
-//      128 x 128 x 64, gfx90a 64 x 128 x 64; tested, measured slower on H200), MXFP4
-//      decoded to bf16 in shared memory, activations rounded to bf16, fp32 accumulation,
-//      double-buffered shared stages with register prefetch.
-//      mlp1 epilogue applies bias + clamped SwiGLU -> act [pairs, I] fp32 (grouped order);
-//      mlp2 epilogue adds bias -> y [rows, k, H] fp32 indexed by (row, rank).
-//   4. combine kernel: residual[n] += ((w0 y0 + w1 y1) + w2 y2) + ... in rank order. No atomics:
-//      results are deterministic run to run and independent of the grouping order.
+//   2. expert matmuls, by step size (kMoeStepGemvMaxRows / kMoeGemvMaxRows below):
+//      GEMV kernels (small steps): one wave per 4 weight rows (mlp1: two gate/up pairs), lane =
+//      whole 16-byte MXFP4 blocks, x in padded shared memory, MXFP4 decoded in registers (E2M1 ->
+//      fp16 bit placement, exact), fp32 math throughout; or the tensor-core GEMV (option).
+//      NVIDIA, larger steps: grouped GEMM on tensor cores for every expert (moe_tc_kernel):
+//      x staged once as fp16 hi + lo pairs (moe_stage_x_kernel), a block = 256 weight rows x one
+//      64-row tile, mma.sync m16n8k16 f16 -> f32 with the weights as A (exact fp16 placements of
+//      the E2M1 codes) and the activations as B (so only ceil(rows / 8) n8 tiles are computed),
+//      each MXFP4 block's partial sums scaled by the rows' E8M0 scales into fp32 accumulators,
+//      3-stage cp.async pipeline, XOR-swizzled shared memory. mlp1's epilogue writes the SwiGLU
+//      output directly as mlp2's fp16 hi/lo B operand.
+//      HIP (or GPTOSS_MOE_MMA=bf16), larger steps: experts with > kMoeGemvMaxRows rows on the bf16
+//      tile kernel (tile.h's tile32: mma.sync m16n8k16 bf16 / MFMA 32x32x8 bf16), 64 rows x 128
+//      outputs x 32 k, MXFP4 decoded to bf16 in shared memory, activations as bf16 hi + lo,
+//      fp32 accumulation; the other experts on the GEMV.
+//      mlp1 epilogues apply bias + clamped SwiGLU -> act (grouped order); mlp2 epilogues add bias
+//      -> y [rows, k, H] fp32 indexed by (row, rank).
+//   3. combine kernel: residual[n] += ((w0 y0 + w1 y1) + w2 y2) + ... in rank order (optionally
+//      fused with the next RMSNorm). No atomics: results are deterministic run to run and
+//      independent of the grouping order; a row's result does not depend on the other rows of
+//      its step as long as the step stays on the same side of the GEMV / GEMM boundary.
 //   All launches have grids fixed by (rows, shape); data-dependent work exits early on device, so
 //   moe_forward does no host synchronisation, no allocation, and can be captured into a graph.
 #pragma once
@@ -59,7 +71,17 @@ struct MoeGpuWeights {
   const uint16_t* mlp2_bias = nullptr;   // [E, H] bf16
 };
 
-// Experts that receive at most this many rows take the GEMV path; more, the tensor-core path.
+// Steps of at most kMoeStepGemvMaxRows rows take the GEMV path for every expert (one GEMV kernel
+// per process: scalar by default, see moe_set_gemv_tensor_cores). Larger steps:
+//   NVIDIA (sm_80+): every expert on the grouped tensor-core GEMM (fp16 hi/lo activations,
+//     exact fp16 MXFP4 placements, per-block E8M0 scaling of fp32 partial sums; moe.cu
+//     moe_tc_kernel). GPTOSS_MOE_TC_FROM=<n> moves the boundary (steps of >= n rows) for
+//     measurements; GPTOSS_MOE_MMA=bf16 restores the older split below.
+//   HIP (and GPTOSS_MOE_MMA=bf16): steps of > kMoeGemvMaxRows rows send experts with at most
+//     kMoeGemvMaxRows rows to the GEMV and the others to the bf16 hi/lo tile kernel.
+// So a row's result can differ (~1e-6 relative, both fp32-quality) between a step of <= 8 rows
+// and one of > 8 rows on NVIDIA: the same boundary as the dense GEMV/GEMM (ops.h).
+inline constexpr int kMoeStepGemvMaxRows = 8;
 inline constexpr int kMoeGemvMaxRows = 16;
 
 // Device scratch for up to max_rows rows (one stream at a time).
@@ -118,7 +140,8 @@ void moe_router_topk_logits(const float* logits, int rows, int E, int k, int32_t
 // GEMV path's decode, out_bf16 [n, 32] (bf16 bits) with the tensor-core path's decode.
 void moe_mxfp4_decode(const uint8_t* blocks, const uint8_t* scales, int n_blocks, float* out_f32,
                       uint16_t* out_bf16, gpuStream_t stream);
-// The mlp path moe_forward takes for `rows`: "gemv" (rows <= kMoeGemvMaxRows) or "gemv+mma".
+// The mlp path moe_forward takes for `rows`: "gemv", "mma" (NVIDIA grouped GEMM for every
+// expert) or "gemv+mma" (HIP / GPTOSS_MOE_MMA=bf16: GEMV and bf16 tiles by expert row count).
 const char* moe_path_name(int rows);
 
 }  // namespace gptoss::gpu

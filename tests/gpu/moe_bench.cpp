@@ -5,9 +5,11 @@
 //   3.0 TB/s (H100 measured copy bandwidth), TFLOP/s (2 x rows x k x 3 H I).
 // Inputs rotate over 8 random x sets per row count so routing (and the experts read) changes
 // between replays and the L2 cache (50 MB) does not hold the weights of one routing.
-// Usage: bench-moe [--reps N] [--rows a,b,c]. GPTOSS_MOE_GEMV=mma (tensor-core GEMV) and
-// GPTOSS_MOE_MMA=bf16 (the older bf16 tile kernel instead of the grouped fp16 GEMM) select kernels;
-// each line says which ("gemv", "tiles").
+// Usage: bench-moe [--reps N] [--rows a,b,c]. GPTOSS_MOE_GEMV=mma (tensor-core GEMV),
+// GPTOSS_MOE_MMA=bf16 (the older bf16 tile kernel instead of the grouped fp16 GEMM),
+// GPTOSS_MOE_TC=0|1|2 (the grouped GEMM's configuration) and GPTOSS_MOE_TC_FROM=n (steps of >= n
+// rows on the grouped GEMM) select kernels; each line says which ("gemv", "tiles", "tc_cfg",
+// "tc_from").
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -56,6 +58,8 @@ int main(int argc, char** argv) {
     const char* tiles_kind = (ev_mma && std::string(ev_mma) == "bf16") ? "bf16" : "f16tc";
 #endif
     (void)ev_mma;
+    const char* ev_cfg = std::getenv("GPTOSS_MOE_TC");        // grouped GEMM configuration
+    const char* ev_from = std::getenv("GPTOSS_MOE_TC_FROM");  // first step size on the GEMM
     const moetest::MoeShape sh{32, 4, 2880, 2880, 7.0f};
     moetest::HostMoe hm(sh, 1);
     moetest::DevMoe dm(hm);
@@ -116,10 +120,12 @@ int main(int argc, char** argv) {
       const double gbps = bytes / (t_us * 1e-6) / 1e9;
       const double flops = 2.0 * rows * sh.k * 3.0 * sh.H * sh.I;
       std::printf("{\"rows\": %d, \"path\": \"%s\", \"gemv\": \"%s\", \"tiles\": \"%s\", "
+                  "\"tc_cfg\": \"%s\", \"tc_from\": \"%s\", "
                   "\"time_us\": %.2f, \"time_us_min\": %.2f, "
                   "\"weight_bytes\": %.0f, \"GBps\": %.1f, \"frac_3TBps\": %.3f, \"TFLOPs\": %.2f, "
                   "\"device\": \"%s\"}\n",
-                  rows, gpu::moe_path_name(rows), gemv_kind, tiles_kind, t_us, times_us.front(), bytes,
+                  rows, gpu::moe_path_name(rows), gemv_kind, tiles_kind, ev_cfg ? ev_cfg : "0",
+                  ev_from ? ev_from : "-", t_us, times_us.front(), bytes,
                   gbps, gbps / 3000.0, flops / (t_us * 1e-6) / 1e12, prop.name);
       std::fflush(stdout);
       for (auto ge : graphs) GPU_CHECK(gpuGraphExecDestroy(ge));

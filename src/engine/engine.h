@@ -56,7 +56,8 @@ static_assert(sizeof(TokenPick) == 24);
 
 struct EngineOptions {
   int ctx = 4096;        // max positions per sequence (-c); <= config.max_context
-  int max_slots = 1;     // concurrent sequences (-b)
+  int max_slots = 1;     // concurrent sequences (-b); GPU engine: 0 = as many as free memory holds
+                         // at ctx (at most 256); max_slots() then says how many
   int threads = 0;       // CPU threads (-t); 0 = OpenMP default
   std::string backend = "cpu";  // "cpu" | "gpu"
   // KV-cache element type: "" = the backend's default (CPU: f32, its only choice; GPU: bf16),

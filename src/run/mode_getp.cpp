@@ -90,7 +90,7 @@ int run_getp(const RunOptions& opt) {
   job.header = partial_header(n, run_key(input, s, opt));
   job.resume = opt.resume;
   job.max_new = opt.max_new;
-  job.sched.max_slots = opt.max_slots;
+  job.sched.max_slots = s.slots;
   job.sched.chunk_tokens = s.chunk_tokens;
   job.sched.ctx = opt.ctx;
   job.sched.stop_ids = opt.stop_ids;

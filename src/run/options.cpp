@@ -73,7 +73,8 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
                  "Sampling seed (getp: prompt i samples with its own stream derived from it)");
   app.add_option("-c,--ctx", opt.ctx, "Context length per sequence (max 131072 and the model's)");
   app.add_option("-b,--batch", opt.max_slots,
-                 "getp: max concurrent sequences (KV-cache slots). Default: getp 32, else 1")
+                 "getp: max concurrent sequences (KV-cache slots). Default: getp on the CPU 32, on the GPU as "
+                 "many as its free memory holds at -c (at most 256); else 1")
       ->default_str("mode default");
   app.add_option("--chunk", opt.chunk_tokens,
                  "Per-step token budget: decode rows plus prompt chunks being prefilled. Default: CPU "
@@ -139,6 +140,7 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
     opt.max_new = getp ? kDefaultMaxNewGetp : chat ? kDefaultMaxNewChat : kDefaultMaxNewGenerate;
   if (!given("--temp")) opt.temperature = getp ? 0.0f : 1.0f;
   opt.chunk_given = given("--chunk");
+  opt.batch_given = given("--batch");
   if (!given("--batch") && !bench) opt.max_slots = getp ? kDefaultSlotsGetp : 1;
   opt.stop_ids = parse_stop_ids(stop);
   if (seed.empty() || seed.size() > 20 || seed.find_first_not_of("0123456789") != std::string::npos ||

@@ -25,6 +25,7 @@ struct RunOptions {
   uint64_t seed = 1;           // -s
   int ctx = 4096;              // -c
   int max_slots = 1;           // -b
+  bool batch_given = false;    // -b was given (getp on the GPU otherwise sizes it from memory)
   int chunk_tokens = 256;      // --chunk: per-step token budget (decode rows + prompt chunks)
   bool chunk_given = false;    // --chunk was given (else the session picks the backend's default)
   int threads = 0;             // -t (0 = OpenMP default)

@@ -159,6 +159,7 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
   s.backend = backend;
   s.chunk_tokens = opt.chunk_given ? opt.chunk_tokens : backend == "gpu" ? 512 : opt.chunk_tokens;
   size_t kv_bytes = 0;
+  bool auto_slots = false;
   std::string plan;
   if (opt.mode == Mode::Bench && s.ranks > 1)
     fail("-m bench measures one engine: run it with one rank (use getp for the ring pipeline)");
@@ -167,7 +168,9 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
     // exists) and the engine benchmark.
     EngineOptions eo;
     eo.ctx = opt.ctx;
-    eo.max_slots = slots;
+    // getp on the GPU without -b: as many slots as fit (the engine sizes them from free memory).
+    auto_slots = backend == "gpu" && opt.mode == Mode::Getp && !opt.batch_given;
+    eo.max_slots = auto_slots ? 0 : slots;
     eo.threads = opt.threads;
     eo.backend = backend;
     eo.kv_cache = opt.kv_cache;
@@ -176,6 +179,7 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
 #endif
     if (!s.engine) s.engine = make_cpu_engine(*s.model, eo);
     kv_bytes = s.engine->kv_cache_bytes();
+    slots = s.engine->max_slots();
     plan = strfmt("pipeline: none (one %s engine, 1 rank)", backend.c_str());
   } else {
     if (!opt.kv_cache.empty() && opt.kv_cache != "f32")
@@ -189,6 +193,7 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
     plan = s.pipeline->describe();
   }
   s.load_s = now_seconds() - t0;
+  s.slots = slots;
 
   std::fprintf(stderr, "model: %s (%s)\n", s.model->description().c_str(), opt.model_path.c_str());
   std::fprintf(stderr,
@@ -198,9 +203,12 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
                c.experts_per_tok, c.vocab, c.sliding_window, c.max_context);
   std::fprintf(stderr, "%s\n", plan.c_str());
   std::fprintf(stderr,
-               "loaded in %.2f s; KV cache %.1f MiB on rank 0 (%d slot%s x %d positions); backend %s\n",
+               "loaded in %.2f s; KV cache %.1f MiB on rank 0 (%d slot%s x %d positions%s); backend "
+               "%s\n",
                s.load_s, static_cast<double>(kv_bytes) / (1024.0 * 1024.0), slots,
-               slots == 1 ? "" : "s", opt.ctx, s.backend.c_str());
+               slots == 1 ? "" : "s", opt.ctx,
+               auto_slots ? ": as many as GPU memory holds, at most 256; -b sets it" : "",
+               s.backend.c_str());
   return s;
 }
 

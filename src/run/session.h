@@ -36,6 +36,9 @@ struct Session {
   // The per-step token budget the modes use: --chunk, or the backend's default (CPU 256; GPU 512,
   // one device step: its steps cost little more at 512 rows than at 256, so bigger is faster).
   int chunk_tokens = 256;
+  // Concurrent sequences (KV-cache slots): the slots asked for, or for getp on the GPU without -b
+  // as many as the GPU's free memory holds at -c (at most 256).
+  int slots = 1;
 
   // Runs the scheduler until it is idle or should_stop() (work in flight still finishes).
   void run(Scheduler& sch, const std::function<bool()>& should_stop = {},

@@ -1433,7 +1433,7 @@ bool mma_bf16_tiles() {
   return g_mma_bf16 == 1;
 }
 // Steps of more than this many rows take the grouped GEMM for every expert (default
-// kMoeStepGemvMaxRows = 8, the dense GEMV/GEMM boundary too; GPTOSS_MOE_TC_FROM=<n>: steps of
+// kMoeStepGemvMaxRows = 3: steps of >= 4 rows; GPTOSS_MOE_TC_FROM=<n>: steps of
 // >= n rows, n >= 2, for measurements). Read once per process: one choice per process keeps a
 // row's result independent of the other rows of a step as long as the steps stay on one side of
 // it (see moe.h). H100, bench-moe (run 4 of moe_notes.md): the grouped GEMM vs the scalar GEMV
@@ -1566,7 +1566,7 @@ void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float*
   if (rows <= 0) return;
   const int E = w.n_experts, k = w.top_k, H = w.hidden, I = w.intermediate;
   const int pairs = rows * k;
-  // NVIDIA: steps of > tc_step_gemv_max() (8) rows put EVERY expert on the grouped fp16 GEMM (it
+  // NVIDIA: steps of > tc_step_gemv_max() (3) rows put EVERY expert on the grouped fp16 GEMM (it
   // computes only ceil(rows / 8) n8 tiles per expert, so experts with few rows cost little; the
   // scalar GEMV with 4 rows per pass cost 444 us of a 256-row step on H100, run 4 of
   // moe_notes.md). Elsewhere (HIP, GPTOSS_MOE_MMA=bf16, shapes tc_shape_ok rejects): steps of

@@ -79,9 +79,11 @@ struct MoeGpuWeights {
 //     measurements; GPTOSS_MOE_MMA=bf16 restores the older split below.
 //   HIP (and GPTOSS_MOE_MMA=bf16): steps of > kMoeGemvMaxRows rows send experts with at most
 //     kMoeGemvMaxRows rows to the GEMV and the others to the bf16 hi/lo tile kernel.
-// So a row's result can differ (~1e-6 relative, both fp32-quality) between a step of <= 8 rows
-// and one of > 8 rows on NVIDIA: the same boundary as the dense GEMV/GEMM (ops.h).
-inline constexpr int kMoeStepGemvMaxRows = 8;
+// So a row's result can differ (~1e-6 relative, both fp32-quality) between a step of <= 3 rows
+// and one of >= 4 rows on NVIDIA (the dense GEMV/GEMM boundary of ops.h is 8 | 9). Why 3: the
+// grouped GEMM measured faster from 4 rows on (H100, bench-moe: 4 / 8 / 16 rows 175 / 220 / 273
+// vs scalar GEMV 247 / 369 / 533 us; 2 rows 139 vs 137), and the batch-1 path stays the GEMV.
+inline constexpr int kMoeStepGemvMaxRows = 3;
 inline constexpr int kMoeGemvMaxRows = 16;
 
 // Device scratch for up to max_rows rows (one stream at a time).

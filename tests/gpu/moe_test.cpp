@@ -2,7 +2,7 @@
 // Skips (GTEST_SKIP) when no GPU is present at run time.
 //
 // Tolerances (relative L2 error per row of the MoE update sum_r w_r y_r, against the CPU):
-//   - GEMV path (steps of <= 8 rows on NVIDIA; on HIP experts with <= 16 rows): fp32 products of exactly
+//   - GEMV path (steps of <= 3 rows on NVIDIA; on HIP experts with <= 16 rows): fp32 products of exactly
 //     decoded weights and fp32 inputs, fp32 accumulation in another order than the CPU; error
 //     ~ 2^-24 * sqrt(K) ~ 1e-5 at K = 2880, through SwiGLU and the second matmul. Bound 1e-4.
 //   - tensor-core path (larger steps): NVIDIA's grouped GEMM (every expert) takes x as fp16 hi =

@@ -232,7 +232,8 @@ __device__ void build_groups(const int32_t* __restrict__ experts, int pairs, int
 // The experts array is first copied into shared memory (dynamic, pairs * 4 bytes, when
 // stage_smem): build_groups scans it E + E times, and from global memory each of those wave loops
 // was a chain of dependent L2 round trips (13.5 us at 256 rows, 114 us at 4096 on H100).
-constexpr int kBuildSmemPairs = 16384;  // pairs staged in shared memory (64 KB) at most
+// At most 48 KB (+ build_groups' 8 KB static) so the block also fits gfx90a's 64 KB of LDS.
+constexpr int kBuildSmemPairs = 12288;  // pairs staged in shared memory at most
 __global__ __launch_bounds__(kBuildThreads) void moe_build_kernel(
     const int32_t* __restrict__ experts, int pairs, int E, int gemv_max,
     int32_t* __restrict__ offsets, int32_t* __restrict__ active, int32_t* __restrict__ meta,

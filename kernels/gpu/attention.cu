@@ -39,7 +39,8 @@ __global__ void __launch_bounds__(kAttnThreads)
                                         const KvT* __restrict__ k_cache,
                                         const KvT* __restrict__ v_cache,
                                         const int32_t* __restrict__ pos,
-                                        const int32_t* __restrict__ slot, int n_heads, int n_kv,
+                                        const int32_t* __restrict__ slot,
+                                        const int32_t* __restrict__ skip, int n_heads, int n_kv,
                                         int cap, int window, int kv_chunk, int n_pieces,
                                         float* __restrict__ partial) {
   __shared__ float qs[kAttnMaxGroup][kHD];
@@ -47,6 +48,7 @@ __global__ void __launch_bounds__(kAttnThreads)
   __shared__ float vs[kKeyTile][kHD];
   __shared__ float sp[kAttnMaxGroup][kKeyTile];  // scores, then probabilities
   const int kvh = blockIdx.x, piece = blockIdx.y, n = blockIdx.z;
+  if (skip && skip[n]) return;  // a row of a prompt tile: the flash-attention kernel owns it
   const int G = n_heads / n_kv;
   const int h = threadIdx.x / 32, l = threadIdx.x % 32;
   const int p = pos[n];
@@ -129,9 +131,11 @@ __global__ void __launch_bounds__(kAttnThreads)
 
 // grid (rows, n_heads), block 64 (one thread per output dimension).
 __global__ void f32_attention_combine_kernel(const float* __restrict__ partial,
-                                             const uint16_t* __restrict__ sinks, int n_heads,
+                                             const uint16_t* __restrict__ sinks,
+                                             const int32_t* __restrict__ skip, int n_heads,
                                              int n_pieces, float* __restrict__ out) {
   const int n = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
+  if (skip && skip[n]) return;
   const float* part = partial + (static_cast<size_t>(n) * n_heads + h) * n_pieces * kPartStride;
   const float sink = bf16_bits_to_f32(sinks[h]);
   float m = sink;
@@ -156,10 +160,10 @@ size_t attention_partial_floats(int n_heads, int max_keys, int kv_chunk) {
 
 template <class KvT>
 static void attention_sinks(const float* qkv, const KvT* k_cache, const KvT* v_cache,
-                            const bf16_t* sinks, const int32_t* pos, const int32_t* slot, int rows,
-                            int n_heads, int n_kv_heads, int head_dim, int cap, int window,
-                            int max_keys, int kv_chunk, float* partial, float* out,
-                            gpuStream_t stream) {
+                            const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
+                            const int32_t* skip, int rows, int n_heads, int n_kv_heads,
+                            int head_dim, int cap, int window, int max_keys, int kv_chunk,
+                            float* partial, float* out, gpuStream_t stream) {
   if (rows <= 0) return;
   GPTOSS_ASSERT(head_dim == kHD && n_heads % n_kv_heads == 0 &&
                 n_heads / n_kv_heads <= kAttnMaxGroup && kv_chunk % kKeyTile == 0);
@@ -169,12 +173,13 @@ static void attention_sinks(const float* qkv, const KvT* k_cache, const KvT* v_c
     const int nr = std::min(kAttnRowsPerLaunch, rows - r0);
     dim3 grid1(n_kv_heads, pieces, nr);
     f32_kv_attention_partial_kernel<KvT><<<grid1, kAttnThreads, 0, stream>>>(
-        qkv + r0 * R, k_cache, v_cache, pos + r0, slot + r0, n_heads, n_kv_heads, cap, window,
-        kv_chunk, pieces, partial);
+        qkv + r0 * R, k_cache, v_cache, pos + r0, slot + r0, skip ? skip + r0 : nullptr, n_heads,
+        n_kv_heads, cap, window, kv_chunk, pieces, partial);
     GPU_CHECK_LAUNCH();
     dim3 grid2(nr, n_heads);
     f32_attention_combine_kernel<<<grid2, kHD, 0, stream>>>(
-        partial, sinks, n_heads, pieces, out + static_cast<size_t>(r0) * n_heads * head_dim);
+        partial, sinks, skip ? skip + r0 : nullptr, n_heads, pieces,
+        out + static_cast<size_t>(r0) * n_heads * head_dim);
     GPU_CHECK_LAUNCH();
   }
 }
@@ -183,18 +188,20 @@ void f32_bf16kv_attention_sinks(const float* qkv, const bf16_t* k_cache, const b
                                 const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
                                 int rows, int n_heads, int n_kv_heads, int head_dim, int cap,
                                 int window, int max_keys, int kv_chunk, float* partial,
-                                float* out, gpuStream_t stream) {
-  attention_sinks<uint16_t>(qkv, k_cache, v_cache, sinks, pos, slot, rows, n_heads, n_kv_heads,
-                            head_dim, cap, window, max_keys, kv_chunk, partial, out, stream);
+                                float* out, gpuStream_t stream, const int32_t* skip_rows) {
+  attention_sinks<uint16_t>(qkv, k_cache, v_cache, sinks, pos, slot, skip_rows, rows, n_heads,
+                            n_kv_heads, head_dim, cap, window, max_keys, kv_chunk, partial, out,
+                            stream);
 }
 
 void f32_f32kv_attention_sinks(const float* qkv, const float* k_cache, const float* v_cache,
                                const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
                                int rows, int n_heads, int n_kv_heads, int head_dim, int cap,
                                int window, int max_keys, int kv_chunk, float* partial, float* out,
-                               gpuStream_t stream) {
-  attention_sinks<float>(qkv, k_cache, v_cache, sinks, pos, slot, rows, n_heads, n_kv_heads,
-                         head_dim, cap, window, max_keys, kv_chunk, partial, out, stream);
+                               gpuStream_t stream, const int32_t* skip_rows) {
+  attention_sinks<float>(qkv, k_cache, v_cache, sinks, pos, slot, skip_rows, rows, n_heads,
+                         n_kv_heads, head_dim, cap, window, max_keys, kv_chunk, partial, out,
+                         stream);
 }
 
 }  // namespace gptoss::gpu

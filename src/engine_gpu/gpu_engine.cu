@@ -31,6 +31,16 @@ namespace {
 
 constexpr int kMaxStepRows = 512;   // rows per device step (forward() splits larger calls)
 constexpr int kGraphMaxRows = 64;   // steps with at most this many rows replay a captured graph
+// Runs of at least this many consecutive positions of one sequence in a step (prompt chunks) go
+// to the flash-attention kernel in tiles of 64; other rows to split-K decoding.
+constexpr int kMinTileRows = 16;
+// max_slots 0: as many KV-cache slots as free memory holds at the context, at most this many
+// (256 sequences decoding fill a 512-row step together with 256 prompt rows).
+constexpr int kAutoMaxSlots = 256;
+// Row metadata uploaded per step, kMetaSlices x kMaxStepRows int32: token, pos, slot, logit row
+// index, in-a-tile flag, tiles (row0, n_rows pairs: two slices), tile count (first element).
+constexpr int kMetaSlices = 8;
+constexpr int max_tiles_for(int rows) { return rows / kMinTileRows + 1; }
 constexpr size_t kStagingBytes = size_t(64) << 20;
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
@@ -60,8 +70,6 @@ class GpuEngine final : public Engine {
   void forward_pick(std::span<const Row> rows, std::span<const TokenPick> picks,
                     std::vector<int32_t>& tokens) override;
   bool picks_on_device() const override { return true; }
-  // Rows forward_pick() handed to the host (device result -1); for tests and reports.
-  uint64_t host_picks() const { return host_picks_; }
 
  private:
   // Checks rows, runs them in device steps of <= kMaxStepRows; after each step calls
@@ -94,14 +102,15 @@ class GpuEngine final : public Engine {
   float *d_att_ = nullptr;     // [rows, Q]
   float *d_partial_ = nullptr; // attention split-K scratch
   float *d_logits_ = nullptr;  // [rows, V]
-  int32_t* d_meta_ = nullptr;  // [4, kMaxStepRows]: token, pos, slot, logit row index
+  int32_t* d_meta_ = nullptr;  // [kMetaSlices, kMaxStepRows], see kMetaSlices
+  bool use_tiles_ = true;      // GPTOSS_ATTN_TILES=0: every row through split-K
   int32_t* h_meta_ = nullptr;  // pinned twin
   int32_t* d_tokens_ = nullptr;  // [kMaxStepRows] chosen tokens (forward_pick)
   int32_t* h_tokens_ = nullptr;  // pinned twin
   TokenPick* d_picks_ = nullptr;  // [kMaxStepRows] (forward_pick)
   TokenPick* h_picks_ = nullptr;  // pinned twin
   gpu::PickScratch pick_scratch_{};
-  uint64_t host_picks_ = 0;
+  uint64_t host_picks_ = 0;  // rows forward_pick() handed to the host (device result -1)
   gpu::MoeGpuScratch moe_scratch_{};
   std::map<std::pair<int, int>, gpuGraphExec_t> graphs_;
 };
@@ -127,8 +136,9 @@ GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt)
          model.path().c_str());
   if (ctx_ < 1 || ctx_ > c.max_context)
     fail("context %d out of range [1, %d] for %s", ctx_, c.max_context, model.path().c_str());
-  if (slots_ < 1) fail("max_slots must be >= 1 (got %d)", slots_);
+  if (slots_ < 0) fail("max_slots must be >= 1, or 0 = as many as fit (got %d)", slots_);
   if (const char* g = std::getenv("GPTOSS_GPU_GRAPHS")) use_graphs_ = std::string(g) != "0";
+  if (const char* g = std::getenv("GPTOSS_ATTN_TILES")) use_tiles_ = std::string(g) != "0";
   if (opt.kv_cache != "" && opt.kv_cache != "bf16" && opt.kv_cache != "f32")
     fail("--kv-cache %s: expected bf16 or f32", opt.kv_cache.c_str());
   kv_f32_ = opt.kv_cache == "f32";
@@ -145,7 +155,7 @@ GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt)
   const size_t weight_bytes = hi - lo;
   layers_.resize(static_cast<size_t>(c.n_layers));
   const int kv_dim = c.kv_dim();
-  size_t kv_elems = 0;
+  size_t kv_elems_per_slot = 0;
   for (int L = 0; L < c.n_layers; ++L) {
     LayerW& l = layers_[static_cast<size_t>(L)];
     const bool sliding = c.sliding[static_cast<size_t>(L)] != 0 && c.sliding_window > 0;
@@ -153,10 +163,10 @@ GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt)
     l.cap = sliding ? std::min(ctx_, c.sliding_window + kMaxStepRows) : ctx_;
     l.max_keys = sliding ? std::min(l.cap, c.sliding_window) : l.cap;
     l.kv_chunk = sliding ? 64 : std::max(128, ((ctx_ + 31) / 32 + 63) / 64 * 64);
-    kv_elems += 2ull * slots_ * l.cap * kv_dim;
+    kv_elems_per_slot += 2ull * l.cap * kv_dim;
   }
   const size_t kv_elem_bytes = kv_f32_ ? sizeof(float) : sizeof(bf16_t);
-  kv_bytes_ = kv_elems * kv_elem_bytes;
+  const size_t kv_slot_bytes = kv_elems_per_slot * kv_elem_bytes;
   const int H = c.hidden, R = c.qkv_rows(), Q = c.q_dim(), V = c.vocab;
   size_t partial_floats = 0;
   for (const auto& l : layers_)
@@ -170,6 +180,17 @@ GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt)
   size_t free_b = 0, total_b = 0;
   GPU_CHECK(gpuMemGetInfo(&free_b, &total_b));
   const size_t reserve = size_t(512) << 20;
+  if (slots_ == 0) {  // as many sequences as fit at this context, at most kAutoMaxSlots
+    const size_t fixed = weight_bytes + act_bytes + reserve;
+    const size_t fit = free_b > fixed ? (free_b - fixed) / kv_slot_bytes : 0;
+    slots_ = static_cast<int>(std::min<size_t>(fit, kAutoMaxSlots));
+    if (slots_ < 1)
+      fail("GPU %s: the model needs %.2f GiB (weights %.2f, KV cache %.2f for one sequence of ctx "
+           "%d, buffers %.2f, reserve 0.5), %.2f GiB free; lower -c",
+           prop.name, (fixed + kv_slot_bytes) / kGiB, weight_bytes / kGiB, kv_slot_bytes / kGiB,
+           ctx_, act_bytes / kGiB, free_b / kGiB);
+  }
+  kv_bytes_ = kv_slot_bytes * size_t(slots_);
   const size_t need = weight_bytes + kv_bytes_ + act_bytes + reserve;
   if (need > free_b)
     fail("GPU %s: the model needs %.2f GiB (weights %.2f, KV cache %.2f for ctx %d x %d slots, "
@@ -244,8 +265,9 @@ GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt)
   d_att_ = dalloc<float>(size_t(kMaxStepRows) * Q);
   d_partial_ = dalloc<float>(partial_floats);
   d_logits_ = dalloc<float>(size_t(kMaxStepRows) * V);
-  d_meta_ = dalloc<int32_t>(4 * kMaxStepRows);
-  GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_meta_), 4 * kMaxStepRows * sizeof(int32_t)));
+  d_meta_ = dalloc<int32_t>(kMetaSlices * kMaxStepRows);
+  GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_meta_),
+                         kMetaSlices * kMaxStepRows * sizeof(int32_t)));
   d_tokens_ = dalloc<int32_t>(kMaxStepRows);
   GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_tokens_), kMaxStepRows * sizeof(int32_t)));
   d_picks_ = dalloc<TokenPick>(kMaxStepRows);
@@ -323,6 +345,7 @@ void GpuEngine::enqueue_step(int rows, int n_logit_rows) {
   const int32_t* d_pos = d_meta_ + kMaxStepRows;
   const int32_t* d_slot = d_meta_ + 2 * kMaxStepRows;
   const int32_t* d_lrows = d_meta_ + 3 * kMaxStepRows;
+  const int32_t* d_skip = nullptr;  // prompt tiles: not wired yet (flash-attention kernel pending)
   gpu::bf16_embed(emb_, d_tok, rows, H, d_x_, stream_);
   // Layer L's attention RMSNorm: layer 0 here, later layers fused into the previous layer's MoE
   // combine (MoeNextNorm, bit-identical to f32_bf16w_rmsnorm).
@@ -337,7 +360,7 @@ void GpuEngine::enqueue_step(int rows, int n_logit_rows) {
                              c.head_dim, kc, vc, l.cap, stream_);
       gpu::f32_f32kv_attention_sinks(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, rows, c.n_heads,
                                      c.n_kv_heads, c.head_dim, l.cap, l.window, l.max_keys,
-                                     l.kv_chunk, d_partial_, d_att_, stream_);
+                                     l.kv_chunk, d_partial_, d_att_, stream_, d_skip);
     } else {
       bf16_t* kc = static_cast<bf16_t*>(l.k_cache);
       bf16_t* vc = static_cast<bf16_t*>(l.v_cache);
@@ -345,7 +368,7 @@ void GpuEngine::enqueue_step(int rows, int n_logit_rows) {
                              c.head_dim, kc, vc, l.cap, stream_);
       gpu::f32_bf16kv_attention_sinks(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, rows, c.n_heads,
                                       c.n_kv_heads, c.head_dim, l.cap, l.window, l.max_keys,
-                                      l.kv_chunk, d_partial_, d_att_, stream_);
+                                      l.kv_chunk, d_partial_, d_att_, stream_, d_skip);
     }
     gpu::f32_bf16w_matmul(d_att_, l.out_w, l.out_b, d_x_, rows, c.q_dim(), H, true, stream_);
     gpu::f32_bf16w_rmsnorm(d_x_, l.mlp_norm, d_xn_, rows, H, c.rms_eps, nullptr, stream_);
@@ -361,7 +384,7 @@ void GpuEngine::enqueue_step(int rows, int n_logit_rows) {
 }
 
 void GpuEngine::run_step(int rows, int n_logit_rows) {
-  GPU_CHECK(gpuMemcpyAsync(d_meta_, h_meta_, 4 * kMaxStepRows * sizeof(int32_t),
+  GPU_CHECK(gpuMemcpyAsync(d_meta_, h_meta_, kMetaSlices * kMaxStepRows * sizeof(int32_t),
                            gpuMemcpyHostToDevice, stream_));
   if (!use_graphs_ || rows > kGraphMaxRows) {
     enqueue_step(rows, n_logit_rows);
@@ -415,6 +438,28 @@ void GpuEngine::run_rows(std::span<const Row> rows, Done&& done) {
       h_meta_[2 * kMaxStepRows + i] = r.slot;
       if (r.flags & Row::kLogits) h_meta_[3 * kMaxStepRows + nl++] = i;
     }
+    // Prompt tiles: runs of >= kMinTileRows consecutive positions of one slot, cut into tiles of
+    // at most 64 rows; their rows are flagged so split-K leaves them alone.
+    int32_t* skip = h_meta_ + 4 * kMaxStepRows;
+    int32_t* tiles = h_meta_ + 5 * kMaxStepRows;
+    int n_tiles = 0;
+    for (int i = 0; i < n;) {
+      int j = i + 1;
+      while (j < n && rows[r0 + j].slot == rows[r0 + i].slot &&
+             rows[r0 + j].pos == rows[r0 + j - 1].pos + 1)
+        ++j;
+      const bool tiled = use_tiles_ && n >= kMinTileRows && j - i >= kMinTileRows;
+      for (int k = i; k < j; ++k) skip[k] = tiled ? 1 : 0;
+      if (tiled)
+        for (int t0 = i; t0 < j; t0 += 64) {
+          tiles[2 * n_tiles] = t0;
+          tiles[2 * n_tiles + 1] = std::min(64, j - t0);
+          ++n_tiles;
+        }
+      i = j;
+    }
+    GPTOSS_ASSERT(n_tiles <= max_tiles_for(n));
+    h_meta_[7 * kMaxStepRows] = n_tiles;
     run_step(n, nl);
     done(nl, logits_before);
     // h_meta_ is rewritten by the next sub-step and results must be complete on return.

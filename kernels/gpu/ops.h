@@ -114,34 +114,6 @@ void f32_f32kv_attention_sinks_tiles(const float* qkv, const float* k_cache, con
                                      int n_heads, int n_kv_heads, int head_dim, int cap,
                                      int window, float* out, gpuStream_t stream);
 
-// ---- attention for prompt tiles (flash attention, kernels/gpu/attention_prefill.cu) ----------
-// A query tile: rows row0 .. row0+n_rows-1 of the step are consecutive positions of one sequence
-// (same slot, pos[row0 + i] = pos[row0] + i), 1 <= n_rows <= kAttnTileRows.
-struct AttnTile {
-  int32_t row0, n_rows;
-};
-inline constexpr int kAttnTileRows = 64;
-// For every row of every tile (tiles[0 .. *n_tiles), n_tiles a DEVICE int so the launch is
-// graph-capturable; the grid is sized by max_tiles, blocks beyond *n_tiles exit): out[row] = the
-// same function as f32_bf16kv_attention_sinks (sinks, window, GQA; head_dim 64, G <= 8), computed
-// as flash attention: a block per (tile, kv head, 128 query vectors (64 on AMD) of the tile's
-// rows x G heads) stages each K/V tile once for those rows and heads; online softmax starting at
-// the sink, causal within the tile, window per row; tensor cores with every non-bf16 operand split
-// into bf16 hi + lo (fp32-quality). Rows not in any tile are not touched. Every key a tile row
-// sees must still be in the ring (the chunk's newest key - the oldest visible key < cap).
-void f32_bf16kv_attention_sinks_tiles(const float* qkv, const bf16_t* k_cache,
-                                      const bf16_t* v_cache, const bf16_t* sinks,
-                                      const int32_t* pos, const int32_t* slot,
-                                      const AttnTile* tiles, const int32_t* n_tiles, int max_tiles,
-                                      int n_heads, int n_kv_heads, int head_dim, int cap,
-                                      int window, float* out, gpuStream_t stream);
-// The same over an fp32 cache (K and V split into hi + lo as well).
-void f32_f32kv_attention_sinks_tiles(const float* qkv, const float* k_cache, const float* v_cache,
-                                     const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
-                                     const AttnTile* tiles, const int32_t* n_tiles, int max_tiles,
-                                     int n_heads, int n_kv_heads, int head_dim, int cap,
-                                     int window, float* out, gpuStream_t stream);
-
 // ---- sampling -------------------------------------------------------------------------------
 // out[n] = index of the largest x[n, :] (ties: lowest index; NaN never wins; all NaN -> 0).
 void f32_argmax(const float* x, int rows, int n, int32_t* out, gpuStream_t stream);

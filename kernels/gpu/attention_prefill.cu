@@ -9,22 +9,25 @@
 // key range is short); a chunk has kPfM = kPfWaves x 32 of them, each wave owns 32 (one tile32
 // wave tile of rows). Per key tile of kPfKeys keys (keys j_lo .. j_hi of the chunk's rows):
 //   1. stage K as [key][dim] and V transposed as [dim][key] in bf16 (fp32 cache: hi + lo halves);
-//   2. S = Q K^T on tensor cores (tile32::mma_k16), Q as bf16 hi + lo (x2 MMAs; fp32 cache: all
-//      four hi/lo products, x4), scaled by 1/8 and masked (causal, window per row) into shared
-//      memory (fp32);
+//   2. S = Q K^T on tensor cores (tile32::mma_k16), Q as bf16 hi + mid + lo (x3 MMAs; fp32 cache:
+//      K as hi + mid + lo too, the 6 products of order <= 2^-16: x6), scaled by 1/8 and masked
+//      (causal, window per row) into shared memory (fp32);
 //   3. online softmax, one lane (NVIDIA) or two (AMD) per query vector: running max m and sum l
 //      start at the sink (m = sink, l = exp(0) = 1), p = exp(s - m) written in place over the row
 //      as bf16 hi + lo, alpha = exp(m_old - m_new) for the output rescale;
-//   4. O = alpha O + P V on tensor cores (P hi + lo x V; fp32 cache: x V hi + lo, 4 products).
-// Finally out = O / l. Products are exact bf16 x bf16 in fp32 and every operand that is not a bf16
-// value is carried as hi + lo: x = hi + lo to 2^-16 relative at worst (16 significant bits), so a
-// score is off by ~2^-17 |q| |k| / 8 and a probability by ~2^-17 relative. This is near, not at,
-// the fp32 split-K path: a CPU emulation of this kernel against an fp64 reference gave rel L2 per
-// row <= 7.6e-6 (bf16 cache) and <= 1.2e-5 (fp32 cache: K and V carry the split error too) on
-// the test's cases, whose sharp rows (|q| x 3, logits up to ~10) show the error growing with the
-// logit scale. A third bf16 part for Q and P (2^-24) would close the gap at 1.5x the MMAs.
-// Shared memory: NVIDIA (4 waves of 32, 64-key tiles) 90 KiB (bf16 cache) / 107 KiB (fp32);
-// AMD gfx90a (2 waves of 64, 32-key tiles, fits the 64 KiB LDS) 37 / 47 KiB.
+//   4. O = alpha O + P V on tensor cores (P hi + lo x V: x2; fp32 cache: x V hi + lo, x4).
+// Finally out = O / l. Products are exact bf16 x bf16 in fp32. Why three parts for the scores and
+// two for P V: a two-part split keeps x to 2^-16 relative, which on the scores is an absolute
+// error ~2^-17 |q| |k| / 8 that grows with the logit scale, while on P it is a relative error of
+// each weight that averages out. A CPU emulation of this kernel against an fp64 reference, on
+// the test's cases (sharp rows: |q| x 3, logits up to ~10): rel L2 per row, worst
+//   Q, P two parts (the first version):    bf16 cache 7.6e-6, fp32 cache 1.7e-5
+//   this kernel (Q three parts; fp32 cache: K three parts, V two): bf16 cache 2.8e-6, fp32 4.0e-6
+//   (Q and P both three parts would give 1.7e-6 at one more MMA per PV step: not worth it)
+// so the scores' split was the error; the split-K path (all fp32) is at ~1e-6.
+// Shared memory: NVIDIA (4 waves of 32, 64-key tiles) 108.5 KiB (bf16 cache: 2 blocks per H100
+// SM) / 135.5 KiB (fp32: 1 block); AMD gfx90a (2 waves of 64, 32-key tiles, within the 64 KiB LDS)
+// 46.75 / 60.75 KiB.
 #include <atomic>
 #include <type_traits>
 
@@ -60,9 +63,11 @@ static_assert(kLanesPerRow == 1 || kLanesPerRow == 2, "wave size 32 or 64");
 template <bool kSplit>
 struct PfSmem {
   static constexpr size_t q_hi = 0;
-  static constexpr size_t q_lo = q_hi + size_t(kPfM) * kQLd * 2;
+  static constexpr size_t q_mid = q_hi + size_t(kPfM) * kQLd * 2;
+  static constexpr size_t q_lo = q_mid + size_t(kPfM) * kQLd * 2;
   static constexpr size_t k_hi = q_lo + size_t(kPfM) * kQLd * 2;
-  static constexpr size_t k_lo = k_hi + size_t(kPfKeys) * kQLd * 2;
+  static constexpr size_t k_mid = k_hi + size_t(kPfKeys) * kQLd * 2;
+  static constexpr size_t k_lo = k_mid + (kSplit ? size_t(kPfKeys) * kQLd * 2 : 0);
   static constexpr size_t vt_hi = k_lo + (kSplit ? size_t(kPfKeys) * kQLd * 2 : 0);
   static constexpr size_t vt_lo = vt_hi + size_t(kHD) * kVtLd * 2;
   static constexpr size_t sp = vt_lo + (kSplit ? size_t(kHD) * kVtLd * 2 : 0);
@@ -72,31 +77,41 @@ struct PfSmem {
   static constexpr size_t jmin = alpha + kPfM * 4;
   static constexpr size_t jmax = jmin + kPfM * 4;
   static constexpr size_t bytes = jmax + kPfM * 4;
-  static_assert(q_lo % 16 == 0 && k_hi % 16 == 0 && k_lo % 16 == 0 && vt_hi % 16 == 0 &&
+  static_assert(bytes <= (kWaveSize == 64 ? 65536 : 227 * 1024), "shared memory per block");
+  static_assert(q_mid % 16 == 0 && q_lo % 16 == 0 && k_hi % 16 == 0 && k_mid % 16 == 0 &&
+                    k_lo % 16 == 0 && vt_hi % 16 == 0 &&
                     vt_lo % 16 == 0 && sp % 16 == 0,
                 "aligned regions");
 };
 
-// 8 consecutive cache elements -> bf16 hi (and lo = bf16(x - hi)) bits. A bf16 cache is exact:
-// lo = 0 (and not used).
-__device__ __forceinline__ void split8(const uint16_t* p, uint16_t* hi, uint16_t* lo) {
+// x = hi + mid + lo in bf16: hi = bf16(x), mid = bf16(x - hi), lo = bf16(x - hi - mid) (each
+// difference exact in fp32): hi + mid keeps x to 2^-16, hi + mid + lo to 2^-24 relative.
+__device__ __forceinline__ void split3(float x, uint16_t& hi, uint16_t& mid, uint16_t& lo) {
+  hi = f32_to_bf16_bits(x);
+  const float r = x - bf16_bits_to_f32(hi);
+  mid = f32_to_bf16_bits(r);
+  lo = f32_to_bf16_bits(r - bf16_bits_to_f32(mid));
+}
+
+// 8 consecutive cache elements -> bf16 hi, mid, lo bits. A bf16 cache is exact: mid = lo = 0
+// (and not used).
+__device__ __forceinline__ void split8(const uint16_t* p, uint16_t* hi, uint16_t* mid,
+                                       uint16_t* lo) {
   const uint4 w = *reinterpret_cast<const uint4*>(p);
   const uint32_t a[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
   for (int e = 0; e < 4; ++e) {
     hi[2 * e] = static_cast<uint16_t>(a[e] & 0xffffu);
     hi[2 * e + 1] = static_cast<uint16_t>(a[e] >> 16);
-    lo[2 * e] = lo[2 * e + 1] = 0;
+    mid[2 * e] = mid[2 * e + 1] = lo[2 * e] = lo[2 * e + 1] = 0;
   }
 }
-__device__ __forceinline__ void split8(const float* p, uint16_t* hi, uint16_t* lo) {
+__device__ __forceinline__ void split8(const float* p, uint16_t* hi, uint16_t* mid,
+                                       uint16_t* lo) {
   const float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
   const float x[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
 #pragma unroll
-  for (int e = 0; e < 8; ++e) {
-    hi[e] = f32_to_bf16_bits(x[e]);
-    lo[e] = f32_to_bf16_bits(x[e] - bf16_bits_to_f32(hi[e]));
-  }
+  for (int e = 0; e < 8; ++e) split3(x[e], hi[e], mid[e], lo[e]);
 }
 
 __device__ __forceinline__ uint4 pack8(const uint16_t* h) {
@@ -139,11 +154,13 @@ __global__ void __launch_bounds__(kPfThreads)
 
   extern __shared__ __align__(16) unsigned char pf_smem[];
   uint16_t* q_hi = reinterpret_cast<uint16_t*>(pf_smem + L::q_hi);  // [kPfM][kQLd]
+  uint16_t* q_mid = reinterpret_cast<uint16_t*>(pf_smem + L::q_mid);  // [kPfM][kQLd]
   uint16_t* q_lo = reinterpret_cast<uint16_t*>(pf_smem + L::q_lo);  // [kPfM][kQLd]
   uint16_t* k_hi = reinterpret_cast<uint16_t*>(pf_smem + L::k_hi);  // [kPfKeys][kQLd]
+  uint16_t* k_mid = reinterpret_cast<uint16_t*>(pf_smem + L::k_mid);  // fp32 cache only
   uint16_t* k_lo = reinterpret_cast<uint16_t*>(pf_smem + L::k_lo);  // fp32 cache only
   uint16_t* vt_hi = reinterpret_cast<uint16_t*>(pf_smem + L::vt_hi);  // [kHD][kVtLd]
-  uint16_t* vt_lo = reinterpret_cast<uint16_t*>(pf_smem + L::vt_lo);  // fp32 cache only
+  uint16_t* vt_lo = reinterpret_cast<uint16_t*>(pf_smem + L::vt_lo);  // fp32 cache only: V - hi
   float* sp = reinterpret_cast<float*>(pf_smem + L::sp);  // [kPfM][kSLd] scores, then P hi|lo
   float* m_run = reinterpret_cast<float*>(pf_smem + L::m_run);  // [kPfM]
   float* l_run = reinterpret_cast<float*>(pf_smem + L::l_run);  // [kPfM]
@@ -155,7 +172,7 @@ __global__ void __launch_bounds__(kPfThreads)
   const int pos0 = pos[tile.row0];
   const size_t slot_base = static_cast<size_t>(slot[tile.row0]) * cap;
 
-  // Q of the chunk's query vectors as bf16 hi + lo; padding vectors are zero.
+  // Q of the chunk's query vectors as bf16 hi + mid + lo; padding vectors are zero.
   for (int c = threadIdx.x; c < kPfM * (kHD / 4); c += kPfThreads) {
     const int u = c / (kHD / 4), d4 = c % (kHD / 4);
     const int ug = u_begin + u;
@@ -165,11 +182,16 @@ __global__ void __launch_bounds__(kPfThreads)
       q = *reinterpret_cast<const float4*>(qkv + static_cast<size_t>(tile.row0 + r) * R +
                                            static_cast<size_t>(kvh * G + g) * kHD + 4 * d4);
     }
-    const uint2 hi = make_uint2(pack_bf16x2(q.x, q.y), pack_bf16x2(q.z, q.w));
-    const uint2 lo = make_uint2(pack_bf16x2(q.x - bf16_lo(hi.x), q.y - bf16_hi(hi.x)),
-                                pack_bf16x2(q.z - bf16_lo(hi.y), q.w - bf16_hi(hi.y)));
-    *reinterpret_cast<uint2*>(q_hi + u * kQLd + 4 * d4) = hi;
-    *reinterpret_cast<uint2*>(q_lo + u * kQLd + 4 * d4) = lo;
+    const float x[4] = {q.x, q.y, q.z, q.w};
+    uint16_t h[4], m[4], l[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) split3(x[e], h[e], m[e], l[e]);
+    *reinterpret_cast<uint2*>(q_hi + u * kQLd + 4 * d4) =
+        make_uint2(h[0] | (uint32_t(h[1]) << 16), h[2] | (uint32_t(h[3]) << 16));
+    *reinterpret_cast<uint2*>(q_mid + u * kQLd + 4 * d4) =
+        make_uint2(m[0] | (uint32_t(m[1]) << 16), m[2] | (uint32_t(m[3]) << 16));
+    *reinterpret_cast<uint2*>(q_lo + u * kQLd + 4 * d4) =
+        make_uint2(l[0] | (uint32_t(l[1]) << 16), l[2] | (uint32_t(l[3]) << 16));
   }
   for (int u = threadIdx.x; u < kPfM; u += kPfThreads) {
     const int ug = u_begin + u;
@@ -204,42 +226,52 @@ __global__ void __launch_bounds__(kPfThreads)
     for (int c = threadIdx.x; c < kPfKeys * (kHD / 8); c += kPfThreads) {
       const int key = c / (kHD / 8), d8 = c % (kHD / 8);
       const int j = t0 + key;
-      uint16_t kh[8], kl[8], vh[8], vl[8];
+      uint16_t kh[8], km[8], kl[8], vh[8], vm[8], vl[8];
       if (j <= j_hi) {
         const size_t off =
             ((slot_base + static_cast<size_t>(j % cap)) * n_kv + kvh) * kHD + 8 * d8;
-        split8(k_cache + off, kh, kl);
-        split8(v_cache + off, vh, vl);
+        split8(k_cache + off, kh, km, kl);
+        split8(v_cache + off, vh, vm, vl);  // V: hi + mid (= bf16(v - hi)) only
       } else {
 #pragma unroll
-        for (int e = 0; e < 8; ++e) kh[e] = kl[e] = vh[e] = vl[e] = 0;
+        for (int e = 0; e < 8; ++e) kh[e] = km[e] = kl[e] = vh[e] = vm[e] = vl[e] = 0;
       }
       *reinterpret_cast<uint4*>(k_hi + key * kQLd + 8 * d8) = pack8(kh);
-      if constexpr (kSplit) *reinterpret_cast<uint4*>(k_lo + key * kQLd + 8 * d8) = pack8(kl);
+      if constexpr (kSplit) {
+        *reinterpret_cast<uint4*>(k_mid + key * kQLd + 8 * d8) = pack8(km);
+        *reinterpret_cast<uint4*>(k_lo + key * kQLd + 8 * d8) = pack8(kl);
+      }
 #pragma unroll
       for (int e = 0; e < 8; ++e) {
         vt_hi[(8 * d8 + e) * kVtLd + key] = vh[e];
-        if constexpr (kSplit) vt_lo[(8 * d8 + e) * kVtLd + key] = vl[e];
+        if constexpr (kSplit) vt_lo[(8 * d8 + e) * kVtLd + key] = vm[e];
       }
     }
     __syncthreads();
     // 2. S = Q K^T (this wave's 32 query vectors x kPfKeys keys), scaled, masked.
     if (wave_active) {
       const uint16_t* qh = q_hi + wave * kWT * kQLd;
+      const uint16_t* qm = q_mid + wave * kWT * kQLd;
       const uint16_t* ql = q_lo + wave * kWT * kQLd;
 #pragma unroll
       for (int nt = 0; nt < kPfKeys / kWT; ++nt) {
         tile32::Acc s;
         tile32::zero(s);
         const uint16_t* kb = k_hi + nt * kWT * kQLd;
+        // Small products first; every product of order <= 2^-16 relative (fp32 cache: all hi/mid/lo
+        // pairs with i + j <= 2), so a score is exact to ~2^-24 |q| |k| before fp32 summation.
 #pragma unroll
         for (int k0 = 0; k0 < kHD; k0 += 16) {
-          tile32::mma_k16(s, qh, kQLd, kb, kQLd, k0);
-          tile32::mma_k16(s, ql, kQLd, kb, kQLd, k0);
           if constexpr (kSplit) {
-            tile32::mma_k16(s, qh, kQLd, k_lo + nt * kWT * kQLd, kQLd, k0);
-            tile32::mma_k16(s, ql, kQLd, k_lo + nt * kWT * kQLd, kQLd, k0);
+            const uint16_t* km = k_mid + nt * kWT * kQLd;
+            const uint16_t* kl = k_lo + nt * kWT * kQLd;
+            tile32::mma_k16(s, qh, kQLd, kl, kQLd, k0);
+            tile32::mma_k16(s, qm, kQLd, km, kQLd, k0);
+            tile32::mma_k16(s, qh, kQLd, km, kQLd, k0);
           }
+          tile32::mma_k16(s, ql, kQLd, kb, kQLd, k0);
+          tile32::mma_k16(s, qm, kQLd, kb, kQLd, k0);
+          tile32::mma_k16(s, qh, kQLd, kb, kQLd, k0);
         }
         tile32::for_each(s, [&](int i, int jj, float v) {
           const int u = wave * kWT + i, key = t0 + nt * kWT + jj;

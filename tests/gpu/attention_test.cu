@@ -6,10 +6,13 @@
 // wraparound, positions up to 131071); GQA 64/8 and 8/2; bf16 and fp32 caches; *n_tiles <
 // max_tiles (the unused tile entries point at rows that must stay untouched, as must every row
 // outside the tiles); a captured graph replayed with another *n_tiles.
-// Bound: 1e-5 rel L2 per row over all its heads, as the split-K test in kernels_test.cu: the
-// tensor-core products take Q and P as bf16 hi + lo (2^-17 relative each; bf16 K/V exact, fp32 K/V
-// also hi + lo with the lo x lo term dropped, 2^-18), fp32 accumulation in another order, and the
-// division by the sum at the end instead of per probability: a few 1e-6 expected.
+// Bound: 1e-5 rel L2 per row over all its heads, as the split-K test in kernels_test.cu. The
+// tensor-core scores take Q as bf16 hi + mid + lo (2^-24 relative; bf16 K exact, fp32 K also in
+// three parts), P V takes P (and an fp32 V) as bf16 hi + lo (2^-16 relative per weight, averaging
+// out), fp32 accumulation in another order, the division by the sum at the end instead of per
+// probability. A CPU emulation of the kernel against fp64 on these cases: worst 2.8e-6 (bf16
+// cache) and 4.0e-6 (fp32 cache); with Q in two parts it was 7.6e-6 / 1.7e-5 (the sharp rows'
+// large logits amplify the score error), which this bound would catch for the fp32 cache.
 // Timing (printed, not asserted): one 512-row prompt chunk at positions 3584..4095 (full
 // attention, 64/8 heads, bf16 cache) through the tile kernel vs the split-K kernel.
 #include <gtest/gtest.h>

@@ -189,6 +189,9 @@ TEST(GpuAttentionTiles, graph_replay_n_tiles) {
                                         nkv, kHd, cap, 0, d_direct.p, nullptr);
   auto direct = d_direct.download();
 
+  // The uploads and the poisoning go through the legacy stream, which a non-blocking stream does
+  // not wait for: synchronise the device before each graph launch.
+  GPU_CHECK(gpuDeviceSynchronize());
   gpuStream_t s;
   GPU_CHECK(gpuStreamCreateNonBlocking(&s));
   gpuGraph_t graph;
@@ -199,6 +202,7 @@ TEST(GpuAttentionTiles, graph_replay_n_tiles) {
   GPU_CHECK(gpuStreamEndCapture(s, &graph));
   GPU_CHECK(gpuGraphInstantiate(&exec, graph));
   dnt.upload({0});
+  GPU_CHECK(gpuDeviceSynchronize());
   GPU_CHECK(gpuGraphLaunch(exec, s));
   GPU_CHECK(gpuStreamSynchronize(s));
   auto none = d_graph.download();
@@ -206,6 +210,7 @@ TEST(GpuAttentionTiles, graph_replay_n_tiles) {
   for (float x : none) written += !std::isnan(x);
   EXPECT_EQ(written, 0u) << "*n_tiles = 0 must write nothing";
   dnt.upload({1});  // first tile only
+  GPU_CHECK(gpuDeviceSynchronize());
   GPU_CHECK(gpuGraphLaunch(exec, s));
   GPU_CHECK(gpuStreamSynchronize(s));
   auto one = d_graph.download();
@@ -215,6 +220,7 @@ TEST(GpuAttentionTiles, graph_replay_n_tiles) {
   for (size_t i = split; i < one.size(); ++i) written += !std::isnan(one[i]);
   EXPECT_EQ(written, 0u) << "tile 1 is past *n_tiles = 1";
   dnt.upload({2});
+  GPU_CHECK(gpuDeviceSynchronize());
   GPU_CHECK(gpuGraphLaunch(exec, s));
   GPU_CHECK(gpuStreamSynchronize(s));
   auto both = d_graph.download();

@@ -32,7 +32,7 @@ namespace {
 constexpr int kMaxStepRows = 512;   // rows per device step (forward() splits larger calls)
 constexpr int kGraphMaxRows = 64;   // steps with at most this many rows replay a captured graph
 // Runs of at least this many consecutive positions of one sequence in a step (prompt chunks) go
-// to the flash-attention kernel in tiles of 64; other rows to split-K decoding.
+// to the flash-attention kernel in tiles of gpu::kAttnTileRows; other rows to split-K decoding.
 constexpr int kMinTileRows = 16;
 // max_slots 0: as many KV-cache slots as free memory holds at the context, at most this many
 // (256 sequences decoding fill a 512-row step together with 256 prompt rows).
@@ -345,7 +345,10 @@ void GpuEngine::enqueue_step(int rows, int n_logit_rows) {
   const int32_t* d_pos = d_meta_ + kMaxStepRows;
   const int32_t* d_slot = d_meta_ + 2 * kMaxStepRows;
   const int32_t* d_lrows = d_meta_ + 3 * kMaxStepRows;
-  const int32_t* d_skip = nullptr;  // prompt tiles: not wired yet (flash-attention kernel pending)
+  const int32_t* d_skip = use_tiles_ && rows >= kMinTileRows ? d_meta_ + 4 * kMaxStepRows : nullptr;
+  const auto* d_tiles = reinterpret_cast<const gpu::AttnTile*>(d_meta_ + 5 * kMaxStepRows);
+  const int32_t* d_ntiles = d_meta_ + 7 * kMaxStepRows;
+  const int max_tiles = max_tiles_for(rows);
   gpu::bf16_embed(emb_, d_tok, rows, H, d_x_, stream_);
   // Layer L's attention RMSNorm: layer 0 here, later layers fused into the previous layer's MoE
   // combine (MoeNextNorm, bit-identical to f32_bf16w_rmsnorm).
@@ -361,6 +364,10 @@ void GpuEngine::enqueue_step(int rows, int n_logit_rows) {
       gpu::f32_f32kv_attention_sinks(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, rows, c.n_heads,
                                      c.n_kv_heads, c.head_dim, l.cap, l.window, l.max_keys,
                                      l.kv_chunk, d_partial_, d_att_, stream_, d_skip);
+      if (d_skip)
+        gpu::f32_f32kv_attention_sinks_tiles(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, d_tiles,
+                                             d_ntiles, max_tiles, c.n_heads, c.n_kv_heads,
+                                             c.head_dim, l.cap, l.window, d_att_, stream_);
     } else {
       bf16_t* kc = static_cast<bf16_t*>(l.k_cache);
       bf16_t* vc = static_cast<bf16_t*>(l.v_cache);
@@ -369,6 +376,10 @@ void GpuEngine::enqueue_step(int rows, int n_logit_rows) {
       gpu::f32_bf16kv_attention_sinks(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, rows, c.n_heads,
                                       c.n_kv_heads, c.head_dim, l.cap, l.window, l.max_keys,
                                       l.kv_chunk, d_partial_, d_att_, stream_, d_skip);
+      if (d_skip)
+        gpu::f32_bf16kv_attention_sinks_tiles(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, d_tiles,
+                                              d_ntiles, max_tiles, c.n_heads, c.n_kv_heads,
+                                              c.head_dim, l.cap, l.window, d_att_, stream_);
     }
     gpu::f32_bf16w_matmul(d_att_, l.out_w, l.out_b, d_x_, rows, c.q_dim(), H, true, stream_);
     gpu::f32_bf16w_rmsnorm(d_x_, l.mlp_norm, d_xn_, rows, H, c.rms_eps, nullptr, stream_);
@@ -439,7 +450,7 @@ void GpuEngine::run_rows(std::span<const Row> rows, Done&& done) {
       if (r.flags & Row::kLogits) h_meta_[3 * kMaxStepRows + nl++] = i;
     }
     // Prompt tiles: runs of >= kMinTileRows consecutive positions of one slot, cut into tiles of
-    // at most 64 rows; their rows are flagged so split-K leaves them alone.
+    // at most gpu::kAttnTileRows rows; their rows are flagged so split-K leaves them alone.
     int32_t* skip = h_meta_ + 4 * kMaxStepRows;
     int32_t* tiles = h_meta_ + 5 * kMaxStepRows;
     int n_tiles = 0;
@@ -451,9 +462,9 @@ void GpuEngine::run_rows(std::span<const Row> rows, Done&& done) {
       const bool tiled = use_tiles_ && n >= kMinTileRows && j - i >= kMinTileRows;
       for (int k = i; k < j; ++k) skip[k] = tiled ? 1 : 0;
       if (tiled)
-        for (int t0 = i; t0 < j; t0 += 64) {
+        for (int t0 = i; t0 < j; t0 += gpu::kAttnTileRows) {
           tiles[2 * n_tiles] = t0;
-          tiles[2 * n_tiles + 1] = std::min(64, j - t0);
+          tiles[2 * n_tiles + 1] = std::min(gpu::kAttnTileRows, j - t0);
           ++n_tiles;
         }
       i = j;

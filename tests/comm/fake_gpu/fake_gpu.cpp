@@ -15,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <set>
 #include <thread>
 
 #include "comm/ipc_kernels.h"
@@ -129,7 +130,15 @@ gpuError_t gpuMalloc(void** p, size_t n) {
   return gpuSuccess;
 }
 gpuError_t gpuMallocSignal(void** p, size_t n) { return gpuMalloc(p, n); }
+// Live streams: gpuFree waits for all of them first, as cudaFree / hipFree synchronise the device
+// (without it a stream thread could still run a queued copy into memory being unmapped).
+std::mutex g_streams_mu;
+std::set<FakeStream*> g_streams;
 gpuError_t gpuFree(void* p) {
+  {
+    std::lock_guard<std::mutex> lk(g_streams_mu);
+    for (FakeStream* st : g_streams) st->sync();
+  }
   std::lock_guard<std::mutex> lk(g_mu);
   auto it = g_maps.find(p);
   if (it == g_maps.end() || !it->second.owner) return gpuErrorFake;
@@ -174,10 +183,16 @@ gpuError_t gpuMemsetAsync(void* p, int v, size_t n, gpuStream_t s) {
 gpuError_t gpuDeviceSynchronize() { return gpuSuccess; }
 gpuError_t gpuStreamCreate(gpuStream_t* s) {
   *s = new FakeStream;
+  std::lock_guard<std::mutex> lk(g_streams_mu);
+  g_streams.insert(*s);
   return gpuSuccess;
 }
 gpuError_t gpuStreamCreateNonBlocking(gpuStream_t* s) { return gpuStreamCreate(s); }
 gpuError_t gpuStreamDestroy(gpuStream_t s) {
+  {
+    std::lock_guard<std::mutex> lk(g_streams_mu);
+    g_streams.erase(s);
+  }
   delete s;
   return gpuSuccess;
 }

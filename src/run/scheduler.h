@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/sampler.h"
 
 namespace gptoss {
 
@@ -34,6 +35,20 @@ class TokenChooser {
   virtual bool next_pick(TokenPick& p) { (void)p; return false; }
 };
 using ChooserFactory = std::function<std::unique_ptr<TokenChooser>(uint64_t request_id)>;
+
+// The chooser of every mode: one Sampler (engine/sampler.h), on the host or as device picks.
+class SamplerChooser : public TokenChooser {
+ public:
+  explicit SamplerChooser(const SamplerParams& p) : s_(p) {}
+  int32_t choose(const float* logits, int vocab) override { return s_.sample(logits, vocab); }
+  bool next_pick(TokenPick& p) override {
+    p = s_.next_pick();
+    return true;
+  }
+
+ private:
+  Sampler s_;
+};
 
 struct Request {
   uint64_t id = 0;

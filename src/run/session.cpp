@@ -28,20 +28,6 @@ uint64_t request_seed(uint64_t seed, uint64_t id) {
   return z ^ (z >> 31);
 }
 
-namespace {
-class SamplerChooser : public TokenChooser {
- public:
-  explicit SamplerChooser(const SamplerParams& p) : s_(p) {}
-  int32_t choose(const float* logits, int vocab) override { return s_.sample(logits, vocab); }
-  bool next_pick(TokenPick& p) override {
-    p = s_.next_pick();
-    return true;
-  }
-
- private:
-  Sampler s_;
-};
-}  // namespace
 
 ChooserFactory sampler_factory(const RunOptions& opt) {
   SamplerParams base;

@@ -291,18 +291,6 @@ class PickingEngine : public FakeEngine {
   bool used_draw = false;
 };
 
-class SamplingChooser : public TokenChooser {
- public:
-  SamplingChooser(const SamplerParams& p) : s_(p) {}
-  int32_t choose(const float* logits, int vocab) override { return s_.sample(logits, vocab); }
-  bool next_pick(TokenPick& p) override {
-    p = s_.next_pick();
-    return true;
-  }
-
- private:
-  Sampler s_;
-};
 
 TEST(RunScheduler, DevicePicksGiveTheTokensOfHostSampling) {
   const auto prompts = make_prompts(20);
@@ -311,7 +299,7 @@ TEST(RunScheduler, DevicePicksGiveTheTokensOfHostSampling) {
     ChooserFactory factory = [base](uint64_t id) -> std::unique_ptr<TokenChooser> {
       SamplerParams p = base;
       p.seed = base.seed * 1000 + id;
-      return std::make_unique<SamplingChooser>(p);
+      return std::make_unique<SamplerChooser>(p);
     };
     std::map<uint64_t, std::vector<int32_t>> out[2];
     int pick_steps = 0;

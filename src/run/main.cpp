@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <string>
 
 #include "comm/world.h"
 #include "common/error.h"
@@ -53,19 +54,33 @@ int run_mode(const gptoss::RunOptions& opt, gptoss::comm::World& world) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // The command line is checked before MPI starts; every rank parses the same one, so only the
-  // future rank 0 prints the error.
+  // The command line is checked before MPI starts; every rank parses the same one, so every rank
+  // fails the same way. Without a launcher the error is printed and we are done. Under mpirun or
+  // srun a rank that exits at once can make the launcher kill rank 0 before it has printed (seen
+  // under ASan, where start-up is slow), so the ranks meet first: rank 0 prints, then all exit 1.
   gptoss::RunOptions opt;
+  std::string cli_error;
   try {
     int rc = gptoss::parse_cli(argc, argv, opt);
     if (rc >= 0) return rc;
   } catch (const std::exception& e) {
-    if (launcher_rank() <= 0) std::fprintf(stderr, "run: error: %s\n", e.what());
-    return 1;
+    cli_error = e.what();
+    if (launcher_rank() < 0) {
+      std::fprintf(stderr, "run: error: %s\n", e.what());
+      return 1;
+    }
   }
   // One rank: errors are plain "run: error: ..." lines and exit 1. Several: the failing rank
   // prints "run: error: rank R/N (host): ..." and the whole job is aborted (comm/world.h).
   return gptoss::comm::mpi_guarded_main("run", &argc, &argv, [&](gptoss::comm::World& world) -> int {
+    if (!cli_error.empty()) {
+      if (world.rank() == 0) {
+        std::fprintf(stderr, "run: error: %s\n", cli_error.c_str());
+        std::fflush(stderr);
+      }
+      MPI_Barrier(world.comm());
+      return 1;
+    }
     if (world.size() > 1) return run_mode(opt, world);
     try {
       return run_mode(opt, world);

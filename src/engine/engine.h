@@ -63,6 +63,7 @@ struct EngineOptions {
   // KV-cache element type: "" = the backend's default (CPU: f32, its only choice; GPU: bf16),
   // "bf16" or "f32" (--kv-cache).
   std::string kv_cache;
+  int device = 0;  // GPU engine: index of the device to use among those visible
 };
 
 class Engine {

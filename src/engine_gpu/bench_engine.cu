@@ -7,7 +7,7 @@
 //   batch : --tg decode steps with B sequences per step for each B in --batch (output tok/s)
 // Prints one JSON object per line. Usage:
 //   bench-engine MODEL [--ctx N] [--pp N] [--tg N] [--batch 1,16,64]
-//   bench-engine --synthetic 20b --out PATH [...]
+//   bench-engine --synthetic 20b --out PATH [--write-only] [...]   (--write-only: stop after writing)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -67,6 +67,7 @@ int main(int argc, char** argv) {
   return guarded_main("bench-engine", [&] {
     std::string model_path, synthetic, out;
     int ctx = 4096, pp = 512, tg = 128;
+    bool write_only = false;
     std::vector<int> batches = {1, 16, 64};
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
@@ -76,6 +77,7 @@ int main(int argc, char** argv) {
       };
       if (a == "--synthetic") synthetic = next();
       else if (a == "--out") out = next();
+      else if (a == "--write-only") write_only = true;
       else if (a == "--ctx") ctx = std::atoi(next().c_str());
       else if (a == "--pp") pp = std::atoi(next().c_str());
       else if (a == "--tg") tg = std::atoi(next().c_str());
@@ -93,6 +95,7 @@ int main(int argc, char** argv) {
       std::printf("{\"step\": \"write_synthetic\", \"config\": \"%s\", \"s\": %.2f}\n",
                   synthetic.c_str(), since_s(t0));
       model_path = out;
+      if (write_only) return 0;
     }
     if (model_path.empty()) fail("usage: bench-engine MODEL | --synthetic NAME --out PATH");
     ModelFile model(model_path);

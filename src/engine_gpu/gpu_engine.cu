@@ -14,6 +14,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -25,6 +26,8 @@
 #include "gpu/sample.h"
 #include "gpu/vendor.h"
 #include "model/model_file.h"
+#include "pipeline/stage.h"
+#include "comm/ipc_transport.h"
 
 namespace gptoss {
 namespace {
@@ -42,6 +45,9 @@ constexpr int kAutoMaxSlots = 256;
 constexpr int kMetaSlices = 8;
 constexpr int max_tiles_for(int rows) { return rows / kMinTileRows + 1; }
 constexpr size_t kStagingBytes = size_t(64) << 20;
+// Pinned metadata buffers used in turn: a pipeline stage enqueues the next micro-batch while the
+// device still runs (or has not yet copied) the previous one's.
+constexpr int kMetaBufs = 4;
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
 struct LayerW {
@@ -58,9 +64,21 @@ T* dalloc(size_t count) {
   return static_cast<T*>(p);
 }
 
+// The weights this engine needs (all of them, or a pipeline stage's layers plus, on rank 0, the
+// embedding and head), packed into one device buffer as ranges of the file: tensors closer than
+// kRangeGap in the file share a range (one copy), so the whole model is one range.
+struct WeightRange {
+  uint64_t lo, hi;  // file offsets [lo, hi)
+  size_t dev;       // offset in the device buffer
+};
+constexpr uint64_t kRangeGap = uint64_t(1) << 20;
+
+// One engine serves two uses: the whole model on one GPU (the Engine interface, make_gpu_engine),
+// or one stage of the ring pipeline (layers [first, last), with the embedding and head only on
+// rank 0: the stage_* calls, make_gpu_stage).
 class GpuEngine final : public Engine {
  public:
-  GpuEngine(const ModelFile& model, const EngineOptions& opt);
+  GpuEngine(const ModelFile& model, const EngineOptions& opt, int first, int last, bool ends);
   ~GpuEngine() override;
   const Config& config() const override { return cfg_; }
   int ctx() const override { return ctx_; }
@@ -71,24 +89,51 @@ class GpuEngine final : public Engine {
                     std::vector<int32_t>& tokens) override;
   bool picks_on_device() const override { return true; }
 
+  // ---- pipeline stage (stage.h): enqueued on stream_, no host wait unless said ----
+  gpuStream_t stream() const { return stream_; }
+  int first_layer() const { return first_; }
+  int last_layer() const { return last_; }
+  // tokens given: embed them (rank 0); else copy in (device) first. Result copied to out.
+  void stage_run(std::span<const int32_t> tokens, std::span<const RowPos> rows, const float* in,
+                 float* out);
+  // Final norm + LM head of x's rows logit_rows into d_logits_ (rank 0), enqueued.
+  void stage_enqueue_head(const float* x, std::span<const int32_t> logit_rows);
+  void stage_head(const float* x, std::span<const int32_t> logit_rows, float* logits);
+  void stage_head_pick(const float* x, std::span<const int32_t> logit_rows,
+                       std::span<const TokenPick> picks, std::vector<int32_t>& tokens);
+  double device_busy_us();
+
  private:
   // Checks rows, runs them in device steps of <= kMaxStepRows; after each step calls
   // done(first row of the step, rows, logit rows of the step, logit rows before it).
   template <class Done>
   void run_rows(std::span<const Row> rows, Done&& done);
-  void upload_weights(const ModelFile& model);
-  void enqueue_step(int rows, int n_logit_rows);
-  void run_step(int rows, int n_logit_rows);
+  void upload_weights(const ModelFile& model, const std::vector<const TensorInfo*>& need);
+  const uint8_t* dev_ptr(const TensorInfo& t) const;
+  // The next pinned metadata buffer (waits until its previous upload has been done).
+  int32_t* next_meta();
+  // Fills token/pos/slot and the prompt-tile slices of meta for n rows; returns the tile count.
+  template <class SlotOf, class PosOf>
+  int fill_tiles(int32_t* meta, int n, SlotOf&& slot_of, PosOf&& pos_of) const;
+  void enqueue_step(int rows, int n_logit_rows, bool embed);
+  // Uploads meta (from next_meta()) and runs one step (graph when small enough).
+  void run_step(const int32_t* meta, int rows, int n_logit_rows, bool embed);
+  void pick_into(int nl, std::span<const TokenPick> picks, size_t before,
+                 std::vector<int32_t>& tokens);
+  void harvest_busy(bool wait);
 
   Config cfg_;
+  int first_ = 0, last_ = 0;  // layers [first_, last_) live here
+  bool ends_ = true;          // embedding, final norm and LM head live here
+  int device_ = 0;
   int ctx_ = 0, slots_ = 0;
   size_t kv_bytes_ = 0;
   bool kv_f32_ = false;  // KV cache element: fp32 (--kv-cache f32) or bf16 (default)
   gpuStream_t stream_ = nullptr;
   bool use_graphs_ = true;
 
-  uint8_t* d_weights_ = nullptr;  // the file's tensor region
-  uint64_t region0_ = 0;          // file offset of d_weights_[0]
+  uint8_t* d_weights_ = nullptr;  // the ranges_ of the file, packed
+  std::vector<WeightRange> ranges_;
   const ModelFile* model_ = nullptr;
   const bf16_t *emb_ = nullptr, *norm_ = nullptr, *unemb_ = nullptr;
   std::vector<LayerW> layers_;
@@ -104,7 +149,12 @@ class GpuEngine final : public Engine {
   float *d_logits_ = nullptr;  // [rows, V]
   int32_t* d_meta_ = nullptr;  // [kMetaSlices, kMaxStepRows], see kMetaSlices
   bool use_tiles_ = true;      // GPTOSS_ATTN_TILES=0: every row through split-K
-  int32_t* h_meta_ = nullptr;  // pinned twin
+  int32_t* h_meta_ = nullptr;  // kMetaBufs pinned twins, used in turn
+  gpuEvent_t meta_ev_[kMetaBufs] = {};
+  int meta_next_ = 0;
+  // Stage timing: (start, end) event pairs of enqueued work, summed once complete.
+  std::vector<std::pair<gpuEvent_t, gpuEvent_t>> busy_ev_, busy_free_;
+  double busy_us_ = 0;
   int32_t* d_tokens_ = nullptr;  // [kMaxStepRows] chosen tokens (forward_pick)
   int32_t* h_tokens_ = nullptr;  // pinned twin
   TokenPick* d_picks_ = nullptr;  // [kMaxStepRows] (forward_pick)
@@ -112,17 +162,20 @@ class GpuEngine final : public Engine {
   gpu::PickScratch pick_scratch_{};
   uint64_t host_picks_ = 0;  // rows forward_pick() handed to the host (device result -1)
   gpu::MoeGpuScratch moe_scratch_{};
-  std::map<std::pair<int, int>, gpuGraphExec_t> graphs_;
+  std::map<std::tuple<int, int, bool>, gpuGraphExec_t> graphs_;
 };
 
-const bf16_t* wptr(const ModelFile& m, uint8_t* base, uint64_t region0, const std::string& name,
-                   DType dt, const std::vector<int64_t>& shape) {
-  const TensorInfo& t = m.get(name, dt, shape);
-  return reinterpret_cast<const bf16_t*>(base + (t.offset - region0));
+const uint8_t* GpuEngine::dev_ptr(const TensorInfo& t) const {
+  for (const WeightRange& r : ranges_)
+    if (t.offset >= r.lo && t.offset + t.bytes <= r.hi) return d_weights_ + r.dev + (t.offset - r.lo);
+  fail("gpu engine: tensor %s is not on this GPU (layers %d..%d)", t.name.c_str(), first_,
+       last_ - 1);
 }
 
-GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt)
-    : cfg_(model.config()), ctx_(opt.ctx), slots_(opt.max_slots), model_(&model) {
+GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt, int first, int last,
+                     bool ends)
+    : cfg_(model.config()), first_(first), last_(last), ends_(ends), device_(opt.device),
+      ctx_(opt.ctx), slots_(opt.max_slots), model_(&model) {
   gpu::require_device();
   const Config& c = cfg_;
   if (c.head_dim != gpu::kAttnHeadDim)
@@ -143,21 +196,45 @@ GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt)
     fail("--kv-cache %s: expected bf16 or f32", opt.kv_cache.c_str());
   kv_f32_ = opt.kv_cache == "f32";
 
-  GPU_CHECK(gpuSetDevice(0));
+  if (first_ < 0 || last_ > c.n_layers || first_ >= last_)
+    fail("gpu engine: layers [%d, %d) out of range for %d layers", first_, last_, c.n_layers);
+  int n_dev = 0;
+  GPU_CHECK(gpuGetDeviceCount(&n_dev));
+  if (device_ < 0 || device_ >= n_dev)
+    fail("gpu engine: device %d out of range (%d visible)", device_, n_dev);
+  GPU_CHECK(gpuSetDevice(device_));
   gpuDeviceProp prop;
-  GPU_CHECK(gpuGetDeviceProperties(&prop, 0));
+  GPU_CHECK(gpuGetDeviceProperties(&prop, device_));
 
   // ---- sizes and the memory check (before any large allocation) ----
-  const auto& ts = model.tensors();
-  uint64_t lo = UINT64_MAX, hi = 0;
-  for (const auto& t : ts) lo = std::min(lo, t.offset), hi = std::max(hi, t.offset + t.bytes);
-  region0_ = lo;
-  const size_t weight_bytes = hi - lo;
-  layers_.resize(static_cast<size_t>(c.n_layers));
+  // The tensors this engine needs, packed as file ranges (see WeightRange).
+  std::vector<const TensorInfo*> needed;
+  for (const auto& t : model.tensors()) {
+    bool mine = ends_ && (t.name == "embedding" || t.name == "norm" || t.name == "unembedding");
+    if (t.name.rfind("layers.", 0) == 0) {
+      const int L = std::atoi(t.name.c_str() + 7);
+      mine = L >= first_ && L < last_;
+    }
+    if (mine) needed.push_back(&t);
+  }
+  std::sort(needed.begin(), needed.end(),
+            [](const TensorInfo* a, const TensorInfo* b) { return a->offset < b->offset; });
+  size_t weight_bytes = 0;
+  for (const TensorInfo* t : needed) {
+    if (!ranges_.empty() && t->offset <= ranges_.back().hi + kRangeGap) {
+      ranges_.back().hi = std::max(ranges_.back().hi, t->offset + t->bytes);
+      continue;
+    }
+    if (!ranges_.empty()) weight_bytes += ranges_.back().hi - ranges_.back().lo;
+    weight_bytes = (weight_bytes + 255) / 256 * 256;
+    ranges_.push_back({t->offset, t->offset + t->bytes, weight_bytes});
+  }
+  if (!ranges_.empty()) weight_bytes += ranges_.back().hi - ranges_.back().lo;
+  layers_.resize(static_cast<size_t>(last_ - first_));
   const int kv_dim = c.kv_dim();
   size_t kv_elems_per_slot = 0;
-  for (int L = 0; L < c.n_layers; ++L) {
-    LayerW& l = layers_[static_cast<size_t>(L)];
+  for (int L = first_; L < last_; ++L) {
+    LayerW& l = layers_[static_cast<size_t>(L - first_)];
     const bool sliding = c.sliding[static_cast<size_t>(L)] != 0 && c.sliding_window > 0;
     l.window = sliding ? c.sliding_window : 0;
     l.cap = sliding ? std::min(ctx_, c.sliding_window + kMaxStepRows) : ctx_;
@@ -168,12 +245,13 @@ GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt)
   const size_t kv_elem_bytes = kv_f32_ ? sizeof(float) : sizeof(bf16_t);
   const size_t kv_slot_bytes = kv_elems_per_slot * kv_elem_bytes;
   const int H = c.hidden, R = c.qkv_rows(), Q = c.q_dim(), V = c.vocab;
+  const size_t logit_floats = ends_ ? size_t(kMaxStepRows) * V : 0;
   size_t partial_floats = 0;
   for (const auto& l : layers_)
     partial_floats = std::max(partial_floats,
                               gpu::attention_partial_floats(c.n_heads, l.max_keys, l.kv_chunk));
   const size_t act_bytes =
-      sizeof(float) * (size_t(kMaxStepRows) * (2 * H + R + Q + size_t(V)) + partial_floats +
+      sizeof(float) * (size_t(kMaxStepRows) * (2 * H + R + Q) + logit_floats + partial_floats +
                        size_t(ctx_) * c.head_dim) +
       5 * kMaxStepRows * sizeof(int32_t) +
       size_t(kMaxStepRows) * c.experts_per_tok * (H + c.intermediate) * sizeof(float) * 2;
@@ -200,22 +278,24 @@ GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt)
 
   GPU_CHECK(gpuStreamCreateNonBlocking(&stream_));
   const auto t0 = std::chrono::steady_clock::now();
-  upload_weights(model);
+  upload_weights(model, needed);
   const double upload_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   // ---- weight pointers ----
   const int E = c.n_experts, I = c.intermediate;
   auto P = [&](const std::string& name, DType dt, const std::vector<int64_t>& shape) {
-    return wptr(model, d_weights_, region0_, name, dt, shape);
+    return reinterpret_cast<const bf16_t*>(dev_ptr(model.get(name, dt, shape)));
   };
-  emb_ = P("embedding", DType::BF16, {V, H});
-  norm_ = P("norm", DType::BF16, {H});
-  unemb_ = P("unembedding", DType::BF16, {V, H});
+  if (ends_) {
+    emb_ = P("embedding", DType::BF16, {V, H});
+    norm_ = P("norm", DType::BF16, {H});
+    unemb_ = P("unembedding", DType::BF16, {V, H});
+  }
   d_kv_ = dalloc<uint8_t>(kv_bytes_);
   size_t kv_off = 0;
-  for (int L = 0; L < c.n_layers; ++L) {
-    LayerW& l = layers_[static_cast<size_t>(L)];
+  for (int L = first_; L < last_; ++L) {
+    LayerW& l = layers_[static_cast<size_t>(L - first_)];
     const std::string p = "layers." + std::to_string(L) + ".";
     l.attn_norm = P(p + "attn_norm", DType::BF16, {H});
     l.qkv_w = P(p + "qkv.weight", DType::BF16, {R, H});
@@ -264,38 +344,39 @@ GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt)
   d_qkv_ = dalloc<float>(size_t(kMaxStepRows) * R);
   d_att_ = dalloc<float>(size_t(kMaxStepRows) * Q);
   d_partial_ = dalloc<float>(partial_floats);
-  d_logits_ = dalloc<float>(size_t(kMaxStepRows) * V);
+  d_logits_ = dalloc<float>(logit_floats);
   d_meta_ = dalloc<int32_t>(kMetaSlices * kMaxStepRows);
   GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_meta_),
-                         kMetaSlices * kMaxStepRows * sizeof(int32_t)));
+                         kMetaBufs * kMetaSlices * kMaxStepRows * sizeof(int32_t)));
+  for (auto& e : meta_ev_) GPU_CHECK(gpuEventCreateNoTiming(&e));
   d_tokens_ = dalloc<int32_t>(kMaxStepRows);
   GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_tokens_), kMaxStepRows * sizeof(int32_t)));
   d_picks_ = dalloc<TokenPick>(kMaxStepRows);
   GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_picks_), kMaxStepRows * sizeof(TokenPick)));
-  pick_scratch_ = gpu::pick_scratch_create(kMaxStepRows, V);
+  if (ends_) pick_scratch_ = gpu::pick_scratch_create(kMaxStepRows, V);
   moe_scratch_ = gpu::moe_scratch_create(layers_[0].moe, kMaxStepRows);
   GPU_CHECK(gpuStreamSynchronize(stream_));
 
+  const std::string what =
+      first_ == 0 && last_ == c.n_layers && ends_
+          ? std::string("weights")
+          : strfmt("layers %d..%d%s", first_, last_ - 1, ends_ ? " + embedding/head" : "");
   std::fprintf(stderr,
-               "gpu: %s (%s), weights %.2f GiB uploaded in %.2f s (%.1f GB/s), KV cache %.2f GiB "
+               "gpu %d: %s (%s), %s %.2f GiB uploaded in %.2f s (%.1f GB/s), KV cache %.2f GiB "
                "(%s, ctx %d x %d slots), graphs %s\n",
-               prop.name, GPU_RT_NAME, weight_bytes / kGiB, upload_s,
+               device_, prop.name, GPU_RT_NAME, what.c_str(), weight_bytes / kGiB, upload_s,
                weight_bytes / 1e9 / std::max(upload_s, 1e-9), kv_bytes_ / kGiB,
                kv_f32_ ? "f32" : "bf16", ctx_, slots_,
                use_graphs_ ? "on" : "off");
 }
 
-// One linear copy of the file's tensor region: mmap -> pinned staging (host memcpy) -> device
-// (async), two staging buffers alternating so the host copy of one overlaps the DMA of the other.
-void GpuEngine::upload_weights(const ModelFile& model) {
-  const auto& ts = model.tensors();
-  uint64_t hi = 0;
-  const uint8_t* file_base = nullptr;
-  for (const auto& t : ts) {
-    hi = std::max(hi, t.offset + t.bytes);
-    if (!file_base) file_base = t.data - t.offset;
-  }
-  const size_t bytes = hi - region0_;
+// One copy per weight range: mmap -> pinned staging (host memcpy) -> device (async), two staging
+// buffers alternating so the host copy of one overlaps the DMA of the other.
+void GpuEngine::upload_weights(const ModelFile& model, const std::vector<const TensorInfo*>& need) {
+  size_t bytes = 0;
+  for (const WeightRange& r : ranges_) bytes = std::max(bytes, r.dev + (r.hi - r.lo));
+  const uint8_t* file_base = need.empty() ? nullptr : need[0]->data - need[0]->offset;
+  (void)model;
   d_weights_ = dalloc<uint8_t>(bytes);
   uint8_t* staging[2] = {nullptr, nullptr};
   gpuEvent_t done[2];
@@ -304,13 +385,15 @@ void GpuEngine::upload_weights(const ModelFile& model) {
     GPU_CHECK(gpuEventCreate(&done[i]));
   }
   int b = 0;
-  for (size_t off = 0; off < bytes; off += kStagingBytes, b ^= 1) {
-    const size_t n = std::min(kStagingBytes, bytes - off);
-    GPU_CHECK(gpuEventSynchronize(done[b]));  // this buffer's previous DMA finished
-    std::memcpy(staging[b], file_base + region0_ + off, n);
-    GPU_CHECK(gpuMemcpyAsync(d_weights_ + off, staging[b], n, gpuMemcpyHostToDevice, stream_));
-    GPU_CHECK(gpuEventRecord(done[b], stream_));
-  }
+  for (const WeightRange& r : ranges_)
+    for (uint64_t off = r.lo; off < r.hi; off += kStagingBytes, b ^= 1) {
+      const size_t n = std::min<uint64_t>(kStagingBytes, r.hi - off);
+      GPU_CHECK(gpuEventSynchronize(done[b]));  // this buffer's previous DMA finished
+      std::memcpy(staging[b], file_base + off, n);
+      GPU_CHECK(gpuMemcpyAsync(d_weights_ + r.dev + (off - r.lo), staging[b], n,
+                               gpuMemcpyHostToDevice, stream_));
+      GPU_CHECK(gpuEventRecord(done[b], stream_));
+    }
   GPU_CHECK(gpuStreamSynchronize(stream_));
   for (int i = 0; i < 2; ++i) {
     GPU_CHECK(gpuEventDestroy(done[i]));
@@ -330,15 +413,19 @@ GpuEngine::~GpuEngine() {
                   static_cast<void*>(d_picks_)})
     if (p) (void)gpuFree(p);
   if (h_meta_) (void)gpuFreeHost(h_meta_);
+  for (auto& e : meta_ev_)
+    if (e) (void)gpuEventDestroy(e);
+  for (auto* v : {&busy_ev_, &busy_free_})
+    for (auto& [a, b] : *v) (void)gpuEventDestroy(a), (void)gpuEventDestroy(b);
   if (h_tokens_) (void)gpuFreeHost(h_tokens_);
   if (h_picks_) (void)gpuFreeHost(h_picks_);
-  gpu::pick_scratch_destroy(pick_scratch_);
+  if (ends_) gpu::pick_scratch_destroy(pick_scratch_);
   if (stream_) (void)gpuStreamDestroy(stream_);
 }
 
 // The whole forward of one step, enqueued on stream_ (no host synchronisation; capturable).
 // Reads the metadata already in d_meta_.
-void GpuEngine::enqueue_step(int rows, int n_logit_rows) {
+void GpuEngine::enqueue_step(int rows, int n_logit_rows, bool embed) {
   const Config& c = cfg_;
   const int H = c.hidden, R = c.qkv_rows(), V = c.vocab;
   const int32_t* d_tok = d_meta_;
@@ -349,7 +436,7 @@ void GpuEngine::enqueue_step(int rows, int n_logit_rows) {
   const auto* d_tiles = reinterpret_cast<const gpu::AttnTile*>(d_meta_ + 5 * kMaxStepRows);
   const int32_t* d_ntiles = d_meta_ + 7 * kMaxStepRows;
   const int max_tiles = max_tiles_for(rows);
-  gpu::bf16_embed(emb_, d_tok, rows, H, d_x_, stream_);
+  if (embed) gpu::bf16_embed(emb_, d_tok, rows, H, d_x_, stream_);
   // Layer L's attention RMSNorm: layer 0 here, later layers fused into the previous layer's MoE
   // combine (MoeNextNorm, bit-identical to f32_bf16w_rmsnorm).
   gpu::f32_bf16w_rmsnorm(d_x_, layers_[0].attn_norm, d_xn_, rows, H, c.rms_eps, nullptr, stream_);
@@ -394,14 +481,23 @@ void GpuEngine::enqueue_step(int rows, int n_logit_rows) {
   }
 }
 
-void GpuEngine::run_step(int rows, int n_logit_rows) {
-  GPU_CHECK(gpuMemcpyAsync(d_meta_, h_meta_, kMetaSlices * kMaxStepRows * sizeof(int32_t),
+int32_t* GpuEngine::next_meta() {
+  const int i = meta_next_;
+  meta_next_ = (meta_next_ + 1) % kMetaBufs;
+  GPU_CHECK(gpuEventSynchronize(meta_ev_[i]));  // its last upload has been done
+  return h_meta_ + size_t(i) * kMetaSlices * kMaxStepRows;
+}
+
+void GpuEngine::run_step(const int32_t* meta, int rows, int n_logit_rows, bool embed) {
+  GPTOSS_ASSERT(n_logit_rows == 0 || ends_);
+  GPU_CHECK(gpuMemcpyAsync(d_meta_, meta, kMetaSlices * kMaxStepRows * sizeof(int32_t),
                            gpuMemcpyHostToDevice, stream_));
+  GPU_CHECK(gpuEventRecord(meta_ev_[(meta - h_meta_) / (kMetaSlices * kMaxStepRows)], stream_));
   if (!use_graphs_ || rows > kGraphMaxRows) {
-    enqueue_step(rows, n_logit_rows);
+    enqueue_step(rows, n_logit_rows, embed);
     return;
   }
-  const auto key = std::make_pair(rows, n_logit_rows);
+  const auto key = std::make_tuple(rows, n_logit_rows, embed);
   auto it = graphs_.find(key);
   if (it == graphs_.end()) {
     if (graphs_.size() >= 512) {  // bound the cache: drop everything, recapture on demand
@@ -412,7 +508,7 @@ void GpuEngine::run_step(int rows, int n_logit_rows) {
     gpuGraph_t graph;
     GPU_CHECK(gpuStreamBeginCapture(stream_));
     try {
-      enqueue_step(rows, n_logit_rows);
+      enqueue_step(rows, n_logit_rows, embed);
     } catch (...) {
       (void)gpuStreamEndCapture(stream_, &graph);
       throw;
@@ -441,42 +537,51 @@ void GpuEngine::run_rows(std::span<const Row> rows, Done&& done) {
   size_t logits_before = 0;
   for (size_t r0 = 0; r0 < rows.size(); r0 += kMaxStepRows) {
     const int n = static_cast<int>(std::min<size_t>(kMaxStepRows, rows.size() - r0));
+    int32_t* meta = next_meta();
     int nl = 0;
     for (int i = 0; i < n; ++i) {
       const Row& r = rows[r0 + i];
-      h_meta_[i] = r.token;
-      h_meta_[kMaxStepRows + i] = r.pos;
-      h_meta_[2 * kMaxStepRows + i] = r.slot;
-      if (r.flags & Row::kLogits) h_meta_[3 * kMaxStepRows + nl++] = i;
+      meta[i] = r.token;
+      if (r.flags & Row::kLogits) meta[3 * kMaxStepRows + nl++] = i;
     }
-    // Prompt tiles: runs of >= kMinTileRows consecutive positions of one slot, cut into tiles of
-    // at most gpu::kAttnTileRows rows; their rows are flagged so split-K leaves them alone.
-    int32_t* skip = h_meta_ + 4 * kMaxStepRows;
-    int32_t* tiles = h_meta_ + 5 * kMaxStepRows;
-    int n_tiles = 0;
-    for (int i = 0; i < n;) {
-      int j = i + 1;
-      while (j < n && rows[r0 + j].slot == rows[r0 + i].slot &&
-             rows[r0 + j].pos == rows[r0 + j - 1].pos + 1)
-        ++j;
-      const bool tiled = use_tiles_ && n >= kMinTileRows && j - i >= kMinTileRows;
-      for (int k = i; k < j; ++k) skip[k] = tiled ? 1 : 0;
-      if (tiled)
-        for (int t0 = i; t0 < j; t0 += gpu::kAttnTileRows) {
-          tiles[2 * n_tiles] = t0;
-          tiles[2 * n_tiles + 1] = std::min(gpu::kAttnTileRows, j - t0);
-          ++n_tiles;
-        }
-      i = j;
-    }
-    GPTOSS_ASSERT(n_tiles <= max_tiles_for(n));
-    h_meta_[7 * kMaxStepRows] = n_tiles;
-    run_step(n, nl);
+    fill_tiles(meta, n, [&](int i) { return rows[r0 + i].slot; },
+               [&](int i) { return rows[r0 + i].pos; });
+    run_step(meta, n, nl, true);
     done(nl, logits_before);
-    // h_meta_ is rewritten by the next sub-step and results must be complete on return.
+    // Results must be complete on return.
     GPU_CHECK(gpuStreamSynchronize(stream_));
     logits_before += nl;
   }
+}
+
+// pos and slot slices, and the prompt tiles: runs of >= kMinTileRows consecutive positions of one
+// slot, cut into tiles of at most gpu::kAttnTileRows rows; their rows are flagged so split-K
+// leaves them alone.
+template <class SlotOf, class PosOf>
+int GpuEngine::fill_tiles(int32_t* meta, int n, SlotOf&& slot_of, PosOf&& pos_of) const {
+  for (int i = 0; i < n; ++i) {
+    meta[kMaxStepRows + i] = pos_of(i);
+    meta[2 * kMaxStepRows + i] = slot_of(i);
+  }
+  int32_t* skip = meta + 4 * kMaxStepRows;
+  int32_t* tiles = meta + 5 * kMaxStepRows;
+  int n_tiles = 0;
+  for (int i = 0; i < n;) {
+    int j = i + 1;
+    while (j < n && slot_of(j) == slot_of(i) && pos_of(j) == pos_of(j - 1) + 1) ++j;
+    const bool tiled = use_tiles_ && n >= kMinTileRows && j - i >= kMinTileRows;
+    for (int k = i; k < j; ++k) skip[k] = tiled ? 1 : 0;
+    if (tiled)
+      for (int t0 = i; t0 < j; t0 += gpu::kAttnTileRows) {
+        tiles[2 * n_tiles] = t0;
+        tiles[2 * n_tiles + 1] = std::min(gpu::kAttnTileRows, j - t0);
+        ++n_tiles;
+      }
+    i = j;
+  }
+  GPTOSS_ASSERT(n_tiles <= max_tiles_for(n));
+  meta[7 * kMaxStepRows] = n_tiles;
+  return n_tiles;
 }
 
 void GpuEngine::forward(std::span<const Row> rows, std::vector<float>& logits) {
@@ -497,42 +602,194 @@ void GpuEngine::forward(std::span<const Row> rows, std::vector<float>& logits) {
 // Sampler::pick, so the result is always Sampler::pick's.
 void GpuEngine::forward_pick(std::span<const Row> rows, std::span<const TokenPick> picks,
                              std::vector<int32_t>& tokens) {
-  const size_t V = static_cast<size_t>(cfg_.vocab);
   size_t n_logits = 0;
   for (const Row& r : rows) n_logits += (r.flags & Row::kLogits) ? 1 : 0;
   if (picks.size() != n_logits)
     fail("forward_pick: %zu picks for %zu rows with logits", picks.size(), n_logits);
   tokens.resize(n_logits);
-  std::vector<float> row_logits;
-  run_rows(rows, [&](int nl, size_t before) {
-    if (nl == 0) return;
-    std::memcpy(h_picks_, picks.data() + before, size_t(nl) * sizeof(TokenPick));
-    GPU_CHECK(gpuMemcpyAsync(d_picks_, h_picks_, size_t(nl) * sizeof(TokenPick),
-                             gpuMemcpyHostToDevice, stream_));
-    gpu::pick_tokens(d_logits_, nl, cfg_.vocab, d_picks_, d_tokens_, pick_scratch_, stream_);
-    GPU_CHECK(gpuMemcpyAsync(h_tokens_, d_tokens_, size_t(nl) * sizeof(int32_t),
-                             gpuMemcpyDeviceToHost, stream_));
-    GPU_CHECK(gpuStreamSynchronize(stream_));
-    for (int i = 0; i < nl; ++i) {
-      int32_t t = h_tokens_[i];
-      if (t < 0) {
-        ++host_picks_;
-        row_logits.resize(V);
-        GPU_CHECK(gpuMemcpy(row_logits.data(), d_logits_ + size_t(i) * V, V * sizeof(float),
-                            gpuMemcpyDeviceToHost));
-        t = Sampler::pick(row_logits.data(), static_cast<int>(V), picks[before + i]);
-      }
-      tokens[before + i] = t;
-    }
-  });
+  run_rows(rows, [&](int nl, size_t before) { pick_into(nl, picks, before, tokens); });
 }
+
+// Chooses tokens[before + i] for the nl rows of logits in d_logits_ (enqueued before), with
+// picks[before + i]. Complete on return.
+void GpuEngine::pick_into(int nl, std::span<const TokenPick> picks, size_t before,
+                          std::vector<int32_t>& tokens) {
+  if (nl == 0) return;
+  const size_t V = static_cast<size_t>(cfg_.vocab);
+  std::memcpy(h_picks_, picks.data() + before, size_t(nl) * sizeof(TokenPick));
+  GPU_CHECK(gpuMemcpyAsync(d_picks_, h_picks_, size_t(nl) * sizeof(TokenPick),
+                           gpuMemcpyHostToDevice, stream_));
+  gpu::pick_tokens(d_logits_, nl, cfg_.vocab, d_picks_, d_tokens_, pick_scratch_, stream_);
+  GPU_CHECK(gpuMemcpyAsync(h_tokens_, d_tokens_, size_t(nl) * sizeof(int32_t),
+                           gpuMemcpyDeviceToHost, stream_));
+  GPU_CHECK(gpuStreamSynchronize(stream_));
+  std::vector<float> row_logits;
+  for (int i = 0; i < nl; ++i) {
+    int32_t t = h_tokens_[i];
+    if (t < 0) {
+      ++host_picks_;
+      row_logits.resize(V);
+      GPU_CHECK(gpuMemcpy(row_logits.data(), d_logits_ + size_t(i) * V, V * sizeof(float),
+                          gpuMemcpyDeviceToHost));
+      t = Sampler::pick(row_logits.data(), static_cast<int>(V), picks[before + i]);
+    }
+    tokens[before + i] = t;
+  }
+}
+
+// ---- pipeline stage ----
+
+// Sums the device time of completed (start, end) pairs; wait: all of them.
+void GpuEngine::harvest_busy(bool wait) {
+  size_t done = 0;
+  for (; done < busy_ev_.size(); ++done) {
+    auto [a, b] = busy_ev_[done];
+    if (wait) GPU_CHECK(gpuEventSynchronize(b));
+    else if (gpuEventQuery(b) == gpuErrorNotReady) break;
+    float ms = 0;
+    GPU_CHECK(gpuEventElapsedTime(&ms, a, b));
+    busy_us_ += 1e3 * ms;
+    busy_free_.push_back(busy_ev_[done]);
+  }
+  busy_ev_.erase(busy_ev_.begin(), busy_ev_.begin() + static_cast<std::ptrdiff_t>(done));
+}
+
+double GpuEngine::device_busy_us() {
+  harvest_busy(true);
+  return busy_us_;
+}
+
+void GpuEngine::stage_run(std::span<const int32_t> tokens, std::span<const RowPos> rows,
+                          const float* in, float* out) {
+  const Config& c = cfg_;
+  const size_t H = static_cast<size_t>(c.hidden);
+  const bool embed = !tokens.empty();
+  GPTOSS_ASSERT(embed ? ends_ && tokens.size() == rows.size() && !in : in != nullptr);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (embed && (tokens[i] < 0 || tokens[i] >= c.vocab))
+      fail("stage: row %zu: token %d out of range [0, %d)", i, tokens[i], c.vocab);
+    if (rows[i].slot < 0 || rows[i].slot >= slots_ || rows[i].pos < 0 || rows[i].pos >= ctx_)
+      fail("stage: row %zu: slot %d / position %d out of range (%d slots, ctx %d)", i,
+           rows[i].slot, rows[i].pos, slots_, ctx_);
+  }
+  harvest_busy(false);
+  std::pair<gpuEvent_t, gpuEvent_t> ev;
+  if (busy_free_.empty()) {
+    GPU_CHECK(gpuEventCreate(&ev.first));
+    GPU_CHECK(gpuEventCreate(&ev.second));
+  } else {
+    ev = busy_free_.back();
+    busy_free_.pop_back();
+  }
+  GPU_CHECK(gpuEventRecord(ev.first, stream_));
+  for (size_t r0 = 0; r0 < rows.size(); r0 += kMaxStepRows) {
+    const int n = static_cast<int>(std::min<size_t>(kMaxStepRows, rows.size() - r0));
+    int32_t* meta = next_meta();
+    if (embed)
+      for (int i = 0; i < n; ++i) meta[i] = tokens[r0 + i];
+    fill_tiles(meta, n, [&](int i) { return rows[r0 + i].slot; },
+               [&](int i) { return rows[r0 + i].pos; });
+    if (!embed)
+      GPU_CHECK(gpuMemcpyAsync(d_x_, in + r0 * H, size_t(n) * H * sizeof(float),
+                               gpuMemcpyDeviceToDevice, stream_));
+    run_step(meta, n, 0, embed);
+    GPU_CHECK(gpuMemcpyAsync(out + r0 * H, d_x_, size_t(n) * H * sizeof(float),
+                             gpuMemcpyDeviceToDevice, stream_));
+  }
+  GPU_CHECK(gpuEventRecord(ev.second, stream_));
+  busy_ev_.push_back(ev);
+}
+
+void GpuEngine::stage_enqueue_head(const float* x, std::span<const int32_t> logit_rows) {
+  GPTOSS_ASSERT(ends_ && logit_rows.size() <= size_t(kMaxStepRows));
+  const int nl = static_cast<int>(logit_rows.size());
+  int32_t* meta = next_meta();
+  std::copy(logit_rows.begin(), logit_rows.end(), meta + 3 * kMaxStepRows);
+  GPU_CHECK(gpuMemcpyAsync(d_meta_ + 3 * kMaxStepRows, meta + 3 * kMaxStepRows,
+                           size_t(nl) * sizeof(int32_t), gpuMemcpyHostToDevice, stream_));
+  GPU_CHECK(gpuEventRecord(meta_ev_[(meta - h_meta_) / (kMetaSlices * kMaxStepRows)], stream_));
+  const Config& c = cfg_;
+  gpu::f32_bf16w_rmsnorm(x, norm_, d_xn_, nl, c.hidden, c.rms_eps, d_meta_ + 3 * kMaxStepRows,
+                         stream_);
+  gpu::f32_bf16w_matmul(d_xn_, unemb_, nullptr, d_logits_, nl, c.hidden, c.vocab, false, stream_);
+}
+
+void GpuEngine::stage_head(const float* x, std::span<const int32_t> logit_rows, float* logits) {
+  const size_t V = static_cast<size_t>(cfg_.vocab);
+  for (size_t i0 = 0; i0 < logit_rows.size(); i0 += kMaxStepRows) {
+    const size_t nl = std::min<size_t>(kMaxStepRows, logit_rows.size() - i0);
+    stage_enqueue_head(x, logit_rows.subspan(i0, nl));
+    GPU_CHECK(gpuMemcpyAsync(logits + i0 * V, d_logits_, nl * V * sizeof(float),
+                             gpuMemcpyDeviceToHost, stream_));
+  }
+  GPU_CHECK(gpuStreamSynchronize(stream_));
+}
+
+void GpuEngine::stage_head_pick(const float* x, std::span<const int32_t> logit_rows,
+                                std::span<const TokenPick> picks, std::vector<int32_t>& tokens) {
+  GPTOSS_ASSERT(picks.size() == logit_rows.size());
+  tokens.resize(logit_rows.size());
+  for (size_t i0 = 0; i0 < logit_rows.size(); i0 += kMaxStepRows) {
+    const size_t nl = std::min<size_t>(kMaxStepRows, logit_rows.size() - i0);
+    stage_enqueue_head(x, logit_rows.subspan(i0, nl));
+    pick_into(static_cast<int>(nl), picks, i0, tokens);
+  }
+}
+
+// The pipeline stage over a GpuEngine holding layers [first, last) (and on rank 0 the ends).
+class GpuStage final : public Stage {
+ public:
+  GpuStage(const ModelFile& model, const EngineOptions& opt, int first, int last, bool rank0)
+      : e_(model, opt, first, last, rank0), device_(opt.device) {}
+  const Config& config() const override { return e_.config(); }
+  int first_layer() const override { return e_.first_layer(); }
+  int last_layer() const override { return e_.last_layer(); }
+  size_t kv_cache_bytes() const override { return e_.kv_cache_bytes(); }
+  comm::MemoryKind payload_memory() const override { return comm::MemoryKind::Device; }
+  std::unique_ptr<comm::Ring> open_ring(MPI_Comm comm, const comm::LinkSpec& spec) override {
+    GPU_CHECK(gpuSetDevice(device_));  // the links use the current device
+    return comm::open_gpu_ring(comm, spec);
+  }
+  void* stream() override { return e_.stream(); }
+  // A GPU rank owns its core: spin 100 ms before sleeping between polls (hop latency).
+  double link_spin_us() const override { return 1e5; }
+  void run(std::span<const int32_t> tokens, std::span<const RowPos> rows, const float* in,
+           float* out) override {
+    e_.stage_run(tokens, rows, in, out);
+  }
+  void head(const float* x, std::span<const int32_t> logit_rows, float* logits) override {
+    e_.stage_head(x, logit_rows, logits);
+  }
+  bool picks_on_device() const override { return true; }
+  void head_pick(const float* x, std::span<const int32_t> logit_rows,
+                 std::span<const TokenPick> picks, std::vector<int32_t>& tokens) override {
+    e_.stage_head_pick(x, logit_rows, picks, tokens);
+  }
+  double device_busy_us() override { return e_.device_busy_us(); }
+
+ private:
+  GpuEngine e_;
+  int device_;
+};
 
 }  // namespace
 
 std::unique_ptr<Engine> make_gpu_engine(const ModelFile& model, const EngineOptions& opt) {
-  return std::make_unique<GpuEngine>(model, opt);
+  return std::make_unique<GpuEngine>(model, opt, 0, model.config().n_layers, true);
+}
+
+std::unique_ptr<Stage> make_gpu_stage(const ModelFile& model, const EngineOptions& opt, int first,
+                                      int last, bool rank0) {
+  return std::make_unique<GpuStage>(model, opt, first, last, rank0);
 }
 
 bool gpu_device_present() { return gpu::device_present(); }
+
+int gpu_device_count() {
+  int n = 0;
+  if (!gpu::device_present()) return 0;
+  GPU_CHECK(gpuGetDeviceCount(&n));
+  return n;
+}
 
 }  // namespace gptoss

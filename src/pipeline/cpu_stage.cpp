@@ -1,8 +1,11 @@
 // cpu_stage.cpp: the CPU backend's pipeline stage (stage.h) over CpuModel.
+#include <cstring>
+
 #include "engine/cpu_model.h"
 #include "pipeline/stage.h"
 
 namespace gptoss {
+
 namespace {
 
 class CpuStage final : public Stage {
@@ -13,15 +16,24 @@ class CpuStage final : public Stage {
   int first_layer() const override { return first_; }
   int last_layer() const override { return last_; }
   size_t kv_cache_bytes() const override { return model_.kv_cache_bytes(); }
-  void embed(std::span<const int32_t> tokens, float* x) override { model_.embed(tokens, x); }
-  void run_layers(std::span<const RowPos> rows, float* x) override {
-    model_.run_layers(first_, last_, rows, x);
+  void run(std::span<const int32_t> tokens, std::span<const RowPos> rows, const float* in,
+           float* out) override {
+    if (!tokens.empty()) model_.embed(tokens, out);
+    else if (in != out) std::memcpy(out, in, rows.size() * config().hidden * sizeof(float));
+    model_.run_layers(first_, last_, rows, out);
   }
-  void head(const float* x, int rows, float* logits) override { model_.head(x, rows, logits); }
+  void head(const float* x, std::span<const int32_t> logit_rows, float* logits) override {
+    const size_t H = static_cast<size_t>(config().hidden);
+    xl_.resize(logit_rows.size() * H);
+    for (size_t i = 0; i < logit_rows.size(); ++i)
+      std::memcpy(xl_.data() + i * H, x + static_cast<size_t>(logit_rows[i]) * H, H * sizeof(float));
+    model_.head(xl_.data(), static_cast<int>(logit_rows.size()), logits);
+  }
 
  private:
   CpuModel model_;
   int first_, last_;
+  std::vector<float> xl_;  // the logit rows, gathered
 };
 
 }  // namespace

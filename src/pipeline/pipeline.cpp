@@ -4,6 +4,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "comm/mpi_check.h"
@@ -17,10 +19,11 @@ namespace {
 double now_us() { return omp_get_wtime() * 1e6; }
 }  // namespace
 
-Pipeline::Pipeline(MPI_Comm comm, const ModelWeights& w, const PipelineOptions& opt) : opt_(opt) {
+Pipeline::Pipeline(MPI_Comm comm, const Config& c, const StageFactory& make_stage,
+                   const PipelineOptions& opt)
+    : opt_(opt) {
   CHECK_MPI(MPI_Comm_rank(comm, &rank_));
   CHECK_MPI(MPI_Comm_size(comm, &size_));
-  const Config& c = w.config;
   // Every rank makes these checks on the same options and model, so all of them fail alike:
   // a WorldError, printed once by rank 0, and every rank exits 1 (no abort, no duplicates).
   try {
@@ -45,7 +48,7 @@ Pipeline::Pipeline(MPI_Comm comm, const ModelWeights& w, const PipelineOptions& 
   const int max_rows = limits_.max_decode_rows + limits_.token_budget;
   int first = 0;
   for (int r = 0; r < rank_; ++r) first += layers_[r];
-  stage_ = make_cpu_stage(w, opt.ctx, opt.max_slots, first, first + layers_[rank_]);
+  stage_ = make_stage(first, first + layers_[rank_], rank_ == 0);
   slot_len_.assign(opt.max_slots, 0);
 
   comm::LinkSpec spec;
@@ -54,7 +57,8 @@ Pipeline::Pipeline(MPI_Comm comm, const ModelWeights& w, const PipelineOptions& 
   spec.max_payload_bytes = static_cast<size_t>(max_rows) * c.hidden * sizeof(float);
   spec.payload_memory = stage_->payload_memory();
   spec.timeout_s = opt.timeout_s;
-  ring_ = comm::open_ring(comm, spec);  // collective
+  spec.spin_us = stage_->link_spin_us();
+  ring_ = stage_->open_ring(comm, spec);  // collective
 }
 
 Pipeline::~Pipeline() = default;
@@ -70,6 +74,8 @@ std::string Pipeline::describe() const {
 void Pipeline::send(const Scheduler::Step& step) {
   const int n = static_cast<int>(step.rows.size());
   const int H = stage_->config().hidden;
+  const double ta = now_us();
+  if (first_us_ < 0) first_us_ = ta;
   comm::Slot& s = ring_->next().acquire();
   const double t0 = now_us();
   if (static_cast<uint32_t>(n) > s.row_capacity)
@@ -90,19 +96,21 @@ void Pipeline::send(const Scheduler::Step& step) {
   s.header->rows = static_cast<uint32_t>(n);
   s.header->payload_bytes = static_cast<uint64_t>(n) * H * sizeof(float);
   check_rows(s);
-  float* x = static_cast<float*>(s.payload);  // [rows, hidden]
-  stage_->embed(tokens_, x);
-  stage_->run_layers(pos_, x);
+  stage_->run(tokens_, pos_, nullptr, static_cast<float*>(s.payload));  // [rows, hidden]
   busy_us_ += now_us() - t0;
-  ring_->next().post(s);
+  ring_->next().post_on(s, stage_->stream());
+  prof_[1] += now_us() - ta;
+  ++prof_mb_;
+  prof_rows_ += static_cast<uint64_t>(n);
 }
 
-// Rank 0: the micro-batch back from rank N-1: LM head on the rows that need logits, sample.
+// Rank 0: the micro-batch back from rank N-1: LM head on the rows that need logits, choose.
 void Pipeline::receive_and_commit(Scheduler& sch, const Scheduler::Step& step) {
-  const comm::Slot& s = ring_->prev().receive();
+  const double tw = now_us();
+  const comm::Slot& s = ring_->prev().receive_on(stage_->stream());
   const double t0 = now_us();
+  prof_[2] += t0 - tw;
   const Config& c = stage_->config();
-  const size_t H = c.hidden;
   const uint32_t expect_id = recv_id_++;
   if (s.header->micro_batch_id != expect_id || (s.header->flags & comm::kMsgShutdown))
     fail("pipeline: micro-batch %u came back from rank %d where %u was expected",
@@ -111,25 +119,30 @@ void Pipeline::receive_and_commit(Scheduler& sch, const Scheduler::Step& step) {
   if (n != step.rows.size())
     fail("pipeline: micro-batch %u came back with %u rows, %zu were sent", s.header->micro_batch_id,
          n, step.rows.size());
-  const float* x = static_cast<const float*>(s.payload);
-  size_t want = 0;
-  xl_.resize(step.logit_slots.size() * H);
+  logit_rows_.clear();
   for (uint32_t i = 0; i < n; ++i)
-    if (s.rows[i].flags & comm::kRowNeedsLogits) {
-      if (want >= step.logit_slots.size()) fail("pipeline: micro-batch has too many logit rows");
-      std::memcpy(xl_.data() + want * H, x + i * H, H * sizeof(float));
-      ++want;
-    }
-  if (want != step.logit_slots.size())
+    if (s.rows[i].flags & comm::kRowNeedsLogits) logit_rows_.push_back(static_cast<int32_t>(i));
+  if (logit_rows_.size() != step.logit_slots.size())
     fail("pipeline: micro-batch %u came back with %zu logit rows, %zu expected",
-         s.header->micro_batch_id, want, step.logit_slots.size());
-  busy_us_ += now_us() - t0;
-  ring_->prev().release(s);
+         s.header->micro_batch_id, logit_rows_.size(), step.logit_slots.size());
+  const float* x = static_cast<const float*>(s.payload);
+  double th = 0;
+  if (stage_->picks_on_device() && sch.next_picks(step, picks_)) {
+    stage_->head_pick(x, logit_rows_, picks_, picked_);  // complete on return
+    ring_->prev().release_on(s, stage_->stream());
+    th = now_us();
+    sch.commit_tokens(step, picked_);
+  } else {
+    logits_.resize(logit_rows_.size() * static_cast<size_t>(c.vocab));
+    stage_->head(x, logit_rows_, logits_.data());  // complete on return
+    ring_->prev().release_on(s, stage_->stream());
+    th = now_us();
+    sch.commit(step, logits_, c.vocab);
+  }
   const double t1 = now_us();
-  logits_.resize(want * static_cast<size_t>(c.vocab));
-  stage_->head(xl_.data(), static_cast<int>(want), logits_.data());
-  sch.commit(step, logits_, c.vocab);
-  busy_us_ += now_us() - t1;
+  prof_[3] += th - t0;
+  prof_[4] += t1 - th;
+  busy_us_ += t1 - t0;
 }
 
 // Every rank keeps its own copy of each slot's length from the headers and refuses a row that
@@ -158,7 +171,10 @@ void Pipeline::run(Scheduler& sch, const std::function<bool()>& should_stop,
     const bool stopping = should_stop && should_stop();
     while (!stopping && static_cast<int>(inflight.size()) < mb_) {
       Scheduler::Step st;
-      if (!sch.plan(st, limits_)) break;
+      const double tp = now_us();
+      const bool planned = sch.plan(st, limits_);
+      prof_[0] += now_us() - tp;
+      if (!planned) break;
       send(st);
       inflight.push_back(std::move(st));
     }
@@ -175,8 +191,10 @@ void Pipeline::run(Scheduler& sch, const std::function<bool()>& should_stop,
 void Pipeline::serve() {
   GPTOSS_ASSERT(rank_ != 0);
   const size_t H = stage_->config().hidden;
+  void* stream = stage_->stream();
   for (;;) {
-    const comm::Slot& in = ring_->prev().receive();
+    const comm::Slot& in = ring_->prev().receive_on(stream);
+    if (first_us_ < 0) first_us_ = now_us();
     comm::Slot& out = ring_->next().acquire();
     const double t0 = now_us();
     const uint32_t n = in.header->rows;
@@ -194,12 +212,11 @@ void Pipeline::serve() {
       std::memcpy(out.rows, in.rows, n * sizeof(comm::RowHeader));
       pos_.resize(n);
       for (uint32_t i = 0; i < n; ++i) pos_[i] = RowPos{in.rows[i].seq_slot, in.rows[i].position};
-      std::memcpy(out.payload, in.payload, n * H * sizeof(float));
-      stage_->run_layers(pos_, static_cast<float*>(out.payload));
+      stage_->run({}, pos_, static_cast<const float*>(in.payload), static_cast<float*>(out.payload));
     }
     busy_us_ += now_us() - t0;
-    ring_->next().post(out);
-    ring_->prev().release(in);
+    ring_->next().post_on(out, stream);
+    ring_->prev().release_on(in, stream);
     if (shutdown) return;
   }
 }
@@ -213,14 +230,30 @@ std::vector<comm::StageTiming> Pipeline::finish() {
     s.header->micro_batch_id = next_id_++;
     s.header->rows = 0;
     s.header->payload_bytes = 0;
-    ring_->next().post(s);
-    const comm::Slot& back = ring_->prev().receive();
+    ring_->next().post_on(s, stage_->stream());
+    const comm::Slot& back = ring_->prev().receive_on(stage_->stream());
     const bool ok = (back.header->flags & comm::kMsgShutdown) != 0;
     ring_->prev().release(back);
     if (!ok) fail("pipeline: expected the shutdown message back from rank %d", size_ - 1);
   }
   ring_->next().drain();
-  auto t = comm::gather_stage_timing(comm::timing_from_ring(*ring_, busy_us_));
+  const double end_us = now_us();
+  // A GPU stage's busy time is measured on its device, and its idle time is the rest of the wall
+  // time since its first message (its host waits say little: it runs ahead of the device).
+  const double device_us = stage_->device_busy_us();
+  comm::StageTiming mine = comm::timing_from_ring(*ring_, device_us >= 0 ? device_us : busy_us_);
+  if (device_us >= 0)
+    mine.idle_us = std::max(0.0, (first_us_ < 0 ? 0.0 : end_us - first_us_) - device_us);
+  if (rank_ == 0 && std::getenv("GPTOSS_PIPE_PROFILE"))
+    std::fprintf(stderr,
+                 "pipeline profile rank 0 (host ms): plan %.1f, acquire+send %.1f, wait back "
+                 "%.1f, head+choice %.1f, commit %.1f; %llu micro-batches, %.1f rows each; wall "
+                 "%.1f ms, device busy %.1f ms\n",
+                 prof_[0] / 1e3, prof_[1] / 1e3, prof_[2] / 1e3, prof_[3] / 1e3, prof_[4] / 1e3,
+                 (unsigned long long)prof_mb_,
+                 prof_mb_ ? double(prof_rows_) / double(prof_mb_) : 0.0,
+                 first_us_ < 0 ? 0.0 : (end_us - first_us_) / 1e3, device_us / 1e3);
+  auto t = comm::gather_stage_timing(mine);
   ring_.reset();
   return t;
 }

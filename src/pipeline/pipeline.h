@@ -7,7 +7,7 @@
 // with a ring of one (rank 0 sends to itself).
 //
 // Life cycle (every call marked COLLECTIVE must be made by every rank, in this order):
-//   Pipeline p(opts, weights);         // COLLECTIVE: split, own stage, ring
+//   Pipeline p(comm, config, make_stage, opts);  // COLLECTIVE: split, own stage, ring
 //   rank 0: p.run(scheduler, ...) any number of times; ranks > 0: p.serve();
 //   auto t = p.finish();               // COLLECTIVE: shutdown message round, timing to rank 0
 #pragma once
@@ -39,8 +39,10 @@ struct PipelineOptions {
 
 class Pipeline {
  public:
-  // COLLECTIVE over comm. w's pointers must outlive the pipeline.
-  Pipeline(MPI_Comm comm, const ModelWeights& w, const PipelineOptions& opt);
+  // COLLECTIVE over comm. make_stage builds this rank's stage once the split is known (CPU:
+  // make_cpu_stage; GPU: make_gpu_stage); the ring is the stage's (Stage::open_ring).
+  Pipeline(MPI_Comm comm, const Config& c, const StageFactory& make_stage,
+           const PipelineOptions& opt);
   ~Pipeline();
 
   int rank() const { return rank_; }
@@ -77,8 +79,15 @@ class Pipeline {
   std::vector<int32_t> slot_len_;  // [max_slots] positions stored per slot (from the headers)
   std::vector<int32_t> tokens_;
   std::vector<RowPos> pos_;
-  std::vector<float> xl_, logits_;  // [logit rows, hidden], [logit rows, vocab]
+  std::vector<int32_t> logit_rows_, picked_;  // rows needing logits, tokens chosen for them
+  std::vector<TokenPick> picks_;
+  std::vector<float> logits_;  // [logit rows, vocab]
   double busy_us_ = 0;
+  double first_us_ = -1;  // first message handled (wall time base of a GPU stage's idle time)
+  // Rank 0's host time by phase (GPTOSS_PIPE_PROFILE=1 prints it at finish): plan, acquire+send,
+  // wait for the micro-batch back, head + token choice (device sync), commit; micro-batches, rows.
+  double prof_[5] = {0, 0, 0, 0, 0};
+  uint64_t prof_mb_ = 0, prof_rows_ = 0;
   bool finished_ = false;
 };
 

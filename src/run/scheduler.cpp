@@ -176,23 +176,25 @@ void Scheduler::commit_tokens(const Step& step, std::span<const int32_t> tokens)
   }
 }
 
+bool Scheduler::next_picks(const Step& step, std::vector<TokenPick>& picks) {
+  // One factory makes every chooser: either all of them give picks or none does (then the first
+  // refuses before any stream has advanced).
+  picks.resize(step.logit_slots.size());
+  size_t given = 0;
+  while (given < picks.size() && slots_[step.logit_slots[given]].chooser->next_pick(picks[given]))
+    ++given;
+  if (given == picks.size()) return true;
+  GPTOSS_ASSERT(given == 0 && "choosers of one scheduler disagree on next_pick");
+  return false;
+}
+
 bool Scheduler::run_step(Engine& engine) {
   Step step;
   if (!plan(step)) return false;
-  if (engine.picks_on_device()) {
-    // One factory makes every chooser: either all of them give picks or none does (then the
-    // first refuses before any stream has advanced).
-    picks_.resize(step.logit_slots.size());
-    size_t given = 0;
-    while (given < picks_.size() &&
-           slots_[step.logit_slots[given]].chooser->next_pick(picks_[given]))
-      ++given;
-    if (given == picks_.size()) {
-      engine.forward_pick(step.rows, picks_, tokens_);
-      commit_tokens(step, tokens_);
-      return true;
-    }
-    GPTOSS_ASSERT(given == 0 && "choosers of one scheduler disagree on next_pick");
+  if (engine.picks_on_device() && next_picks(step, picks_)) {
+    engine.forward_pick(step.rows, picks_, tokens_);
+    commit_tokens(step, tokens_);
+    return true;
   }
   engine.forward(step.rows, logits_);
   commit(step, logits_, engine.config().vocab);

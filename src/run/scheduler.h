@@ -114,6 +114,11 @@ class Scheduler {
   void commit(const Step& step, std::span<const float> logits, int vocab);
   // The same with the tokens already chosen (one per kLogits row, e.g. by Engine::forward_pick).
   void commit_tokens(const Step& step, std::span<const int32_t> tokens);
+  // The device-pick form of the choices a commit() of this step would make (Engine::forward_pick,
+  // Stage::head_pick): fills picks (one per kLogits row), advancing each request's chooser as
+  // commit() would, and returns true; false (nothing advanced) if the choosers cannot be expressed
+  // as picks. Call once per step, then commit_tokens() with the chosen tokens.
+  bool next_picks(const Step& step, std::vector<TokenPick>& picks);
   // plan + forward + commit. False when there was nothing to do.
   bool run_step(Engine& engine);
 

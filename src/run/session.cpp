@@ -4,13 +4,16 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
+#include "comm/device_pick.h"
 #include "comm/world.h"
 #include "common/error.h"
 #include "engine/cpu_model.h"
 #include "pipeline/pipeline.h"
+#include "pipeline/stage.h"
 #ifdef GPTOSS_HAVE_GPU
 #include "engine_gpu/gpu_engine.h"
 #endif
@@ -67,11 +70,22 @@ int world_size() {
   return w ? w->size() : 1;
 }
 
-PipelineOptions pipeline_options(const RunOptions& opt) {
+// The per-step token budget: --chunk, else the backend's default. CPU: 256. GPU: one 512-row
+// device step per step (its steps cost little more at 512 rows than at 256); with several ranks
+// each micro-batch gets that whole 512 (the pipeline divides the budget among the M micro-batches
+// in flight), since a GPU stage's cost per micro-batch barely shrinks with its rows: 2 ranks at
+// 128 prompt tokens per micro-batch measured no faster than one GPU (docs/performance.md).
+int chunk_tokens_for(const RunOptions& opt, const std::string& backend, int ranks) {
+  if (opt.chunk_given || backend != "gpu") return opt.chunk_tokens;
+  const int m = ranks == 1 ? 1 : opt.micro_batches > 0 ? opt.micro_batches : ranks;
+  return std::min(kMaxChunk, 512 * m);
+}
+
+PipelineOptions pipeline_options(const RunOptions& opt, const std::string& backend) {
   PipelineOptions po;
   po.ctx = opt.ctx;
   po.max_slots = session_slots(opt);
-  po.chunk_tokens = opt.chunk_tokens;
+  po.chunk_tokens = chunk_tokens_for(opt, backend, world_size());
   po.micro_batches = opt.micro_batches;
   po.layers = opt.layers;
   // chat waits on a person between turns: no time limit on the ring (a dead rank still ends the
@@ -82,6 +96,43 @@ PipelineOptions pipeline_options(const RunOptions& opt) {
 
 void set_threads(const RunOptions& opt) {
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
+}
+
+// This rank's stage of the ring: the CPU stage over the mapped weights, or (GPU builds, --backend
+// gpu) the GPU stage on the rank's own device (its local rank among the visible GPUs).
+StageFactory stage_factory(const RunOptions& opt, const ModelFile& model, const std::string& backend) {
+  const int ctx = opt.ctx, slots = session_slots(opt);
+#ifdef GPTOSS_HAVE_GPU
+  if (backend == "gpu") {
+    EngineOptions eo;
+    eo.ctx = ctx;
+    eo.max_slots = slots;
+    eo.kv_cache = opt.kv_cache;
+    eo.device = comm::pick_local_device(gpu_device_count());
+    if (eo.device < 0) fail("--backend gpu: this rank sees no GPU");
+    return [&model, eo](int first, int last, bool rank0) {
+      return make_gpu_stage(model, eo, first, last, rank0);
+    };
+  }
+#endif
+  // Every rank checks the same options: a WorldError, printed once by rank 0.
+  if (!opt.kv_cache.empty() && opt.kv_cache != "f32")
+    throw comm::WorldError(strfmt("--kv-cache %s: the CPU backend keeps its KV cache in f32 only",
+                                  opt.kv_cache.c_str()));
+  (void)backend;
+  return [&model, ctx, slots](int first, int last, bool) {
+    return make_cpu_stage(model_weights(model), ctx, slots, first, last);
+  };
+}
+
+// The backend every rank uses: --backend, with auto = the GPU when this rank sees one.
+std::string resolve_backend(const RunOptions& opt) {
+#ifdef GPTOSS_HAVE_GPU
+  if (opt.backend == "auto") return gpu_device_present() ? "gpu" : "cpu";
+#else
+  if (opt.backend == "auto") return "cpu";
+#endif
+  return opt.backend;
 }
 
 }  // namespace
@@ -113,8 +164,11 @@ int run_stage_worker(const RunOptions& opt) {
   // Rank 0 checks the options against the model (and aborts the job if they are wrong).
   ModelFile model(opt.model_path);
   set_threads(opt);
+  // Same order as rank 0's open_session: the factory's checks, then the collectives.
+  const std::string backend = resolve_backend(opt);
+  StageFactory make_stage = stage_factory(opt, model, backend);
   comm::check_same_model_on_all_ranks(opt.model_path, kFormatVersion);  // collective
-  Pipeline p(world_comm(), model_weights(model), pipeline_options(opt));  // collective
+  Pipeline p(world_comm(), model.config(), make_stage, pipeline_options(opt, backend));  // collective
   p.serve();
   p.finish();  // collective
   return 0;
@@ -133,25 +187,17 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
   check_against_model(opt, c);
   GPTOSS_ASSERT(slots == session_slots(opt));
   s.ranks = world_size();
-  std::string backend = opt.backend;
-#ifdef GPTOSS_HAVE_GPU
-  if (backend == "auto") backend = s.ranks == 1 && gpu_device_present() ? "gpu" : "cpu";
-  if (backend == "gpu" && s.ranks > 1)
-    fail("--backend gpu: the GPU stage of the ring pipeline is not built yet; run the GPU backend "
-         "with one rank, or use --backend cpu with %d ranks", s.ranks);
-#else
-  if (backend == "auto") backend = "cpu";
-#endif
+  const std::string backend = resolve_backend(opt);
   s.backend = backend;
-  s.chunk_tokens = opt.chunk_given ? opt.chunk_tokens : backend == "gpu" ? 512 : opt.chunk_tokens;
+  s.chunk_tokens = chunk_tokens_for(opt, backend, s.ranks);
   size_t kv_bytes = 0;
   bool auto_slots = false;
   std::string plan;
   if (opt.mode == Mode::Bench && s.ranks > 1)
     fail("-m bench measures one engine: run it with one rank (use getp for the ring pipeline)");
-  if (backend == "gpu" || opt.mode == Mode::Bench) {
-    // One engine, synchronous: the one-GPU engine (bypasses the pipeline until the GPU stage
-    // exists) and the engine benchmark.
+  if ((backend == "gpu" && s.ranks == 1) || opt.mode == Mode::Bench) {
+    // One engine, synchronous: the one-GPU engine (one rank needs no ring: the engine's own
+    // device-side step is the fastest path) and the engine benchmark.
     EngineOptions eo;
     eo.ctx = opt.ctx;
     // getp on the GPU without -b: as many slots as fit (the engine sizes them from free memory).
@@ -168,12 +214,11 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
     slots = s.engine->max_slots();
     plan = strfmt("pipeline: none (one %s engine, 1 rank)", backend.c_str());
   } else {
-    if (!opt.kv_cache.empty() && opt.kv_cache != "f32")
-      fail("--kv-cache %s: the CPU backend keeps its KV cache in f32 only", opt.kv_cache.c_str());
     set_threads(opt);
+    StageFactory make_stage = stage_factory(opt, *s.model, backend);
     comm::check_same_model_on_all_ranks(opt.model_path, kFormatVersion);  // collective
-    s.pipeline = std::make_unique<Pipeline>(world_comm(), model_weights(*s.model),
-                                            pipeline_options(opt));  // collective
+    s.pipeline = std::make_unique<Pipeline>(world_comm(), c, make_stage,
+                                            pipeline_options(opt, backend));  // collective
     s.micro_batches = s.pipeline->micro_batches();
     kv_bytes = s.pipeline->kv_cache_bytes();
     plan = s.pipeline->describe();

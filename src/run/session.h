@@ -3,8 +3,9 @@
 // ring of one), loaded and described on stderr (model description, config, layer split, load
 // time, KV-cache memory); and the per-request sampler used by the scheduler.
 // Ranks > 0 run run_stage_worker() instead: model file and their stage only, no tokenizer.
-// Exception: a GPU build with one rank and --backend gpu drives the one-GPU engine
-// (make_gpu_engine) synchronously, bypassing the pipeline until the GPU stage exists.
+// Backends: the CPU stage on every rank, or (GPU builds, --backend gpu or auto with a GPU) the GPU
+// stage, one GPU per rank from its local rank, over the GPU IPC ring. One rank on the GPU needs no
+// ring: it drives the one-GPU engine (make_gpu_engine) directly, the fastest path there.
 #pragma once
 #include <functional>
 #include <memory>
@@ -28,13 +29,14 @@ struct Session {
   ~Session();
   std::unique_ptr<ModelFile> model;
   std::unique_ptr<Tokenizer> tokenizer;
-  std::unique_ptr<Pipeline> pipeline;  // the ring (CPU stages), or
+  std::unique_ptr<Pipeline> pipeline;  // the ring (CPU or GPU stages), or
   std::unique_ptr<Engine> engine;      // the one-GPU engine (1 rank, --backend gpu)
   double load_s = 0;  // model + tokenizer + engine set-up, seconds
   std::string backend;  // "cpu" or "gpu": what --backend resolved to
   int ranks = 1, micro_batches = 1;
   // The per-step token budget the modes use: --chunk, or the backend's default (CPU 256; GPU 512,
-  // one device step: its steps cost little more at 512 rows than at 256, so bigger is faster).
+  // one device step: its steps cost little more at 512 rows than at 256, so bigger is faster; a
+  // GPU ring 512 per micro-batch in flight).
   int chunk_tokens = 256;
   // Concurrent sequences (KV-cache slots): the slots asked for, or for getp on the GPU without -b
   // as many as the GPU's free memory holds at -c (at most 256).

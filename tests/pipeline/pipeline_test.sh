@@ -139,6 +139,9 @@ errors)
   many -m getp -i in.txt -o o.txt --micro-batches 65 >/dev/null 2>e3.err && die "--micro-batches 65 accepted"
   has e3.err "^run: error: --micro-batches: must be in \[0, 64\]"
   [ "$(grep -c '^run: error' e3.err)" -eq 1 ] || die "not one error line"
+  many -m getp -i in.txt -o o.txt --kv-cache bf16 >/dev/null 2>e4.err && die "--kv-cache bf16 accepted on the CPU"
+  has e4.err "^run: error: --kv-cache bf16: the CPU backend keeps its KV cache in f32 only"
+  [ "$(grep -c '^run: error' e4.err)" -eq 1 ] || die "not one error line"
   ;;
 *) die "unknown case" ;;
 esac

@@ -1,0 +1,242 @@
+#!/bin/bash
+# run_gpu_pipeline.sh: issue 6's checks and measurements of the ring pipeline on GPUs, on a machine
+# with two GPUs of one host, from binaries built here with -DGPU_BACKEND=CUDA and copied into one
+# folder BINDIR (run, export-model, bench-engine, tokenizer.bin; mpi/lib used only if the
+# machine's Open MPI libraries are missing). Logs go to $OUT (or ./gpupipe-out).
+# Usage: tests/pipeline/run_gpu_pipeline.sh BINDIR [steps...]
+# Steps (default: all but 120b1; each under `timeout`, so nothing can hang):
+#   engine gpu_engine_test (the one-GPU engine, whose code the stage shares)
+#   tiny   greedy output of 2 ranks (and 3 ranks on 2 GPUs, and the MPI fallback) equals 1 GPU
+#   20b    the same on a synthetic 20b (bench-engine --synthetic 20b: fast, patterned weights)
+#   kill   rank 1 of a running 2-GPU getp is SIGKILLed: the job must end within 30 s
+#   perf   20b: batch-1 decode (generate) and getp throughput, 1 rank vs 2 ranks
+#   getp   20b getp throughput for a few rank:batch[:layers] settings (GETP_RUNS), with profile
+#   sweep  launch/sweep.py over 1 and 2 ranks (CSV; the PNG is drawn on the dev machine)
+#   120b   synthetic 120b (bench-engine --synthetic 120b) on 2 GPUs: decode and getp
+#   120b1  the same 120b on one GPU (reference tokens for the 2-GPU run; it fits one 80 GB card)
+B=${1:?usage: run_gpu_pipeline.sh BINDIR [steps...]}
+B=$(cd "$B" && pwd)
+shift
+STEPS=${*:-engine tiny 20b perf kill sweep 120b}
+has() { [[ " $STEPS " == *" $1 "* ]]; }
+R=${OUT:-gpupipe-out}
+mkdir -p "$R"
+R=$(cd "$R" && pwd)
+HERE=$(cd "$(dirname "$0")/../.." && pwd)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+if ldd "$B/run" | grep -q "not found"; then export LD_LIBRARY_PATH="$B/mpi/lib"; fi
+MPI=(mpirun --bind-to none)
+[ -n "${LD_LIBRARY_PATH:-}" ] && MPI+=(-x LD_LIBRARY_PATH)
+TOK=$B/tokenizer.bin
+W=/dev/shm/gpupipe
+O=$W/logs  # one log per step; each is appended to $R/all.log as it ends (one file comes back)
+mkdir -p $W $O
+cd $W || exit 1
+{
+  date; hostname
+  nvidia-smi --query-gpu=index,name,pci.bus_id,memory.total --format=csv 2>&1
+  nvidia-smi topo -m 2>&1 | head -5
+  mpirun --version 2>&1 | head -1
+  free -g | head -2; df -h /dev/shm | tail -1
+} > "$O/env.log" 2>&1
+head -5 "$O/env.log"
+keep() { { echo "##### $1"; cat "$O/$1.log"; } >> "$R/all.log"; }
+keep env
+
+fails=0
+ok() { echo "PASS $*"; }
+bad() { echo "FAIL $*"; fails=$((fails + 1)); }
+# name, timeout_s, command...: runs it with its log in $O/name.log; returns its exit code
+t() {
+  local name=$1 tt=$2; shift 2
+  local t0=$SECONDS
+  timeout -k 10 "$tt" "$@" > "$O/$name.log" 2>&1
+  local rc=$?
+  echo "rc=$rc wall_s=$((SECONDS - t0))" >> "$O/$name.log"
+  [ $rc = 124 ] && echo "$name: TIMED OUT after $tt s"
+  keep "$name"
+  return $rc
+}
+# the same with the command's stdout in file $3 (name, timeout_s, outfile, command...)
+t_out() {
+  local name=$1 tt=$2 out=$3; shift 3
+  local t0=$SECONDS
+  timeout -k 10 "$tt" "$@" > "$out" 2> "$O/$name.log"
+  local rc=$?
+  echo "rc=$rc wall_s=$((SECONDS - t0))" >> "$O/$name.log"
+  [ $rc = 124 ] && echo "$name: TIMED OUT after $tt s"
+  keep "$name"
+  return $rc
+}
+same() {  # what, file_a, file_b
+  if cmp -s "$2" "$3"; then ok "$1"; else bad "$1 ($(diff "$2" "$3" | grep -c '^<') lines differ)"; return 1; fi
+}
+prompts() {  # n tokens file: n prompts of about `tokens` tokens (" item 12 of 34," is 5)
+  python3 - "$1" "$2" "$3" <<'PY'
+import sys
+n, tok, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+with open(path, "w") as f:
+    f.write(f"{n}\n")
+    for i in range(1, n + 1):
+        f.write(f"Prompt {i}:" + "".join(f" item {j % 997} of {i % 997}," for j in range(max(1, tok // 5))) + "\n")
+PY
+}
+
+# ---- models ----
+if has tiny && [ ! -f tiny.bin ]; then
+  "$B/export-model" --synthetic tiny tiny-hf --seed 1 > /dev/null && "$B/export-model" tiny-hf tiny.bin > /dev/null
+  rm -rf tiny-hf
+fi
+if { has 20b || has kill || has perf || has sweep || has getp; } && [ ! -f 20b.bin ]; then
+  t write20b 300 "$B/bench-engine" --synthetic 20b --out 20b.bin --write-only
+  tail -2 "$O/write20b.log"
+fi
+if has engine; then  # the one-GPU engine's own tests (the stage shares its code)
+  t engine_test 120 "$B/gpu_engine_test" --gtest_color=no
+  grep -E "^\[  (PASSED|FAILED) |FAILED  \]" "$O/engine_test.log"
+  grep -q "^\[  PASSED" "$O/engine_test.log" && ok "gpu_engine_test" || bad "gpu_engine_test"
+fi
+
+# ---- greedy equality: 1 GPU (the engine) vs the ring on 2 GPUs ----
+equal_runs() {  # label model n_new batch [quick: no fallback / generate runs]
+  local L=$1 M=$2 N=$3 Bt=$4 quick=${5:-}
+  local args=(-z "$TOK" -T 0 --ignore-eos -c 1024)
+  t "$L-1gpu" 300 "$B/run" "$M" "${args[@]}" --backend gpu -m getp -i in.txt -o "$L-ref.txt" -n "$N" -b "$Bt"
+  t "$L-np2" 300 "${MPI[@]}" -np 2 "$B/run" "$M" "${args[@]}" --backend gpu -m getp -i in.txt \
+      -o "$L-np2.txt" -n "$N" -b "$Bt" || bad "$L np2 exit"
+  grep -m1 "^pipeline:" "$O/$L-np2.log"
+  same "$L: 2 ranks (getp -b $Bt) equal 1 GPU" "$L-ref.txt" "$L-np2.txt"
+  [ -n "$quick" ] && return
+  # Sampling: each request's draws are made when its token is chosen (rank 0, after the ring).
+  local sargs=(-z "$TOK" -T 0.8 -p 0.95 -s 7 --ignore-eos -c 1024 --backend gpu -m getp -i in.txt -n "$N" -b "$Bt")
+  t "$L-s1" 300 "$B/run" "$M" "${sargs[@]}" -o "$L-s1.txt"
+  t "$L-s2" 300 "${MPI[@]}" -np 2 "$B/run" "$M" "${sargs[@]}" -o "$L-s2.txt" || bad "$L sampled np2 exit"
+  same "$L: 2 ranks equal 1 GPU when sampling (-T 0.8 -p 0.95)" "$L-s1.txt" "$L-s2.txt"
+  t "$L-mpi" 300 "${MPI[@]}" -x GPTOSS_IPC_DISABLE=1 -np 2 "$B/run" "$M" "${args[@]}" --backend gpu \
+      -m getp -i in.txt -o "$L-mpi.txt" -n "$N" -b "$Bt" || bad "$L fallback exit"
+  grep -m1 "^pipeline:" "$O/$L-mpi.log"
+  same "$L: 2 ranks over the MPI fallback equal 1 GPU" "$L-ref.txt" "$L-mpi.txt"
+  t_out "$L-gen1" 300 "$L-g1.txt" "$B/run" "$M" "${args[@]}" --backend gpu -m generate -i "The pipeline on GPUs" -n "$N"
+  t_out "$L-gen2" 300 "$L-g2.txt" "${MPI[@]}" -np 2 "$B/run" "$M" "${args[@]}" --backend gpu -m generate \
+      -i "The pipeline on GPUs" -n "$N"
+  [ -s "$L-g1.txt" ] || bad "$L: generate printed nothing"
+  # mpirun's output forwarding ends a last line that has no newline with one: add it to both.
+  sed -i -e '$a\' "$L-g1.txt" "$L-g2.txt"
+  same "$L: generate on 2 ranks equals 1 GPU" "$L-g1.txt" "$L-g2.txt" ||
+    { echo "##### $L generate: 1 GPU vs 2 ranks"; diff "$L-g1.txt" "$L-g2.txt"; } >> "$R/all.log"
+}
+if has tiny; then
+  echo "=== tiny ($(date +%T))"
+  prompts 6 30 in.txt
+  equal_runs tiny tiny.bin 24 1
+  # Batched: micro-batches of other sizes than the engine's steps may take other kernel paths
+  # (GEMV vs GEMM, see docs/gpu.md "Batch invariance"): reported, not a gate.
+  t tiny-b4-1gpu 120 "$B/run" tiny.bin -z "$TOK" -T 0 --ignore-eos -c 1024 --backend gpu -m getp -i in.txt -o b4-ref.txt -n 24 -b 4 --chunk 8
+  t tiny-b4-np3 120 "${MPI[@]}" -np 3 "$B/run" tiny.bin -z "$TOK" -T 0 --ignore-eos -c 1024 --backend gpu -m getp \
+      -i in.txt -o b4-np3.txt -n 24 -b 4 --chunk 8 --micro-batches 5 || bad "tiny np3 exit"
+  grep -m1 "^pipeline:" "$O/tiny-b4-np3.log"
+  echo "info: 3 ranks on 2 GPUs, -b 4 --micro-batches 5 --chunk 8 vs 1 GPU -b 4 --chunk 8:" \
+       "$(diff b4-ref.txt b4-np3.txt | grep -c '^<') of $(wc -l < b4-ref.txt) lines differ"
+fi
+if has 20b; then
+  echo "=== 20b ($(date +%T))"
+  prompts 3 50 in.txt
+  equal_runs 20b 20b.bin 32 1 quick
+fi
+
+# ---- a rank that dies ----
+if has kill; then
+  echo "=== kill ($(date +%T))"
+  prompts 64 200 in.txt
+  t0=$SECONDS
+  timeout -k 5 120 "${MPI[@]}" -np 2 "$B/run" 20b.bin -z "$TOK" --backend gpu -m getp -i in.txt \
+      -o kill.txt -n 2000 -b 64 -c 4096 --ignore-eos > "$O/kill.log" 2>&1 &
+  JOB=$!
+  victim=""
+  for _ in $(seq 1 60); do
+    sleep 1
+    for p in $(pgrep -f "run 20b.bin"); do
+      tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$p
+    done
+    [ -n "$victim" ] && grep -q "pipeline:" "$O/kill.log" && break
+  done
+  sleep 5
+  tk=$SECONDS
+  [ -n "$victim" ] && kill -9 "$victim"
+  wait $JOB
+  rc=$?
+  echo "rc=$rc killed_pid=$victim end_after_kill_s=$((SECONDS - tk))" >> "$O/kill.log"
+  keep kill
+  if [ -n "$victim" ] && [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $((SECONDS - tk)) -le 30 ]; then
+    ok "kill: rank 1 SIGKILLed, job ended in $((SECONDS - tk)) s with exit $rc"
+  else
+    bad "kill: victim '$victim' rc=$rc after $((SECONDS - tk)) s"
+  fi
+  pgrep -f "run 20b.bin" && bad "kill: processes left over"
+  nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader
+fi
+
+# ---- throughput ----
+tps() { grep -oE "[0-9.]+ tok/s" "$1" | tail -1; }
+if has perf; then  # batch-1 decode: 1 GPU vs 2 ranks (the difference is the two hops per token)
+  echo "=== perf ($(date +%T))"
+  for r in 1 2; do
+    pre=(); [ $r = 2 ] && pre=("${MPI[@]}" -np 2)
+    t_out dec$r 200 dec$r.txt "${pre[@]}" "$B/run" 20b.bin -z "$TOK" --backend gpu -m generate \
+      -i "Tell me a long story." -n 512 --ignore-eos -T 0 -c 2048
+    echo "batch-1 decode, $r rank(s): $(grep -E 'tok/s' "$O/dec$r.log" | tail -1)"
+  done
+  grep -E "^pipeline|busy|stage" "$O/dec2.log" | head -5
+fi
+if has sweep; then  # getp throughput over 1 and 2 ranks (launch/sweep.py, CSV)
+  echo "=== sweep ($(date +%T))"
+  prompts ${SWEEP_PROMPTS:-256} 500 big.txt
+  GPTOSS_BIND=none timeout 560 python3 "$HERE/launch/sweep.py" --run "$B/run" --model 20b.bin \
+    --prompts big.txt --ranks 1,2 --micro-batches 2 --batch ${SWEEP_BATCH:-256} \
+    --csv "$R/scaling-gpu.csv" --png /tmp/none.png --timeout 240 \
+    -- -z "$TOK" --backend gpu -n 256 -c 2048 --ignore-eos > "$O/sweep.log" 2>&1
+  echo "sweep rc=$?" >> "$O/sweep.log"; keep sweep
+  cat "$R/scaling-gpu.csv"
+fi
+# getp at one batch per rank count (GETP_RUNS: "ranks:batch[:layers]" ...), with rank 0's host
+# profile (GPTOSS_PIPE_PROFILE=1)
+if has getp; then
+  echo "=== getp ($(date +%T))"
+  prompts ${GETP_PROMPTS:-1024} 500 big.txt
+  for spec in ${GETP_RUNS:-1:256 1:512 2:512 2:1024}; do
+    IFS=: read -r nr bt lay <<<"$spec"
+    pre=(); [ "$nr" -gt 1 ] && pre=("${MPI[@]}" -x GPTOSS_PIPE_PROFILE=1 -np "$nr")
+    extra=(); [ -n "$lay" ] && extra=(--layers "$lay")
+    name=getp-r$nr-b$bt${lay:+-l${lay/,/-}}
+    t "$name" 240 "${pre[@]}" "$B/run" 20b.bin -z "$TOK" --backend gpu -m getp -i big.txt -o g.txt \
+      -n 256 -b "$bt" -c 2048 --ignore-eos "${extra[@]}"
+    echo "$name: $(grep -E '^getp: generated' "$O/$name.log")"
+    grep -E "^pipeline|^stage|profile" "$O/$name.log"
+  done
+fi
+rm -f 20b.bin
+
+# ---- 120b ----
+if has 120b || has 120b1; then
+  echo "=== 120b ($(date +%T))"
+  t write120b 300 "$B/bench-engine" --synthetic 120b --out 120b.bin --write-only
+  tail -2 "$O/write120b.log"
+  ls -la 120b.bin
+  G=(-z "$TOK" --backend gpu -m generate -i "The pipeline on GPUs" -n 128 -T 0 --ignore-eos -c 1024)
+  if has 120b1; then
+    t_out 120b-gen1 300 g1.txt "$B/run" 120b.bin "${G[@]}"
+    echo "120b 1 GPU: $(grep -E 'tok/s' "$O/120b-gen1.log" | tail -1)"
+  fi
+  t_out 120b-gen2 300 g2.txt "${MPI[@]}" -np 2 "$B/run" 120b.bin "${G[@]}" || bad "120b np2 exit"
+  grep -E "^gpu|^pipeline" "$O/120b-gen2.log"
+  echo "120b 2 GPUs batch-1 decode: $(grep -E 'tok/s' "$O/120b-gen2.log" | tail -1)"
+  has 120b1 && same "120b: generate on 2 GPUs equals 1 GPU" g1.txt g2.txt
+  prompts 128 500 p120.txt
+  t 120b-getp 400 "${MPI[@]}" -np 2 "$B/run" 120b.bin -z "$TOK" --backend gpu -m getp -i p120.txt -o o120.txt -n 256 -b 128 -c 1024 --ignore-eos
+  echo "120b 2 GPUs getp: $(grep -E 'tok/s' "$O/120b-getp.log" | tail -1)"
+  grep -E "stage [0-9]|busy" "$O/120b-getp.log" | head -4
+  rm -f 120b.bin
+fi
+cd / && rm -rf $W
+echo "run_gpu_pipeline: $fails failure(s)"
+[ $fails = 0 ]

@@ -5,10 +5,10 @@
 #   local rank  <- SLURM_LOCALID | OMPI_COMM_WORLD_LOCAL_RANK | MPI_LOCALRANKID | PMI_LOCAL_RANK
 #   ranks/node  <- SLURM_NTASKS_PER_NODE | OMPI_COMM_WORLD_LOCAL_SIZE | MPI_LOCALNRANKS | 1
 #   device      <- the local-rank-th GPU of this node (of the list already in ROCR_VISIBLE_DEVICES /
-#                  CUDA_VISIBLE_DEVICES if the launcher narrowed it; round-robin if more ranks):
-#                    AMD:    ROCR_VISIBLE_DEVICES=<id>, HIP_VISIBLE_DEVICES=0 (HIP numbers the
-#                            devices ROCR left visible, so 0 is the one we chose)
-#                    NVIDIA: CUDA_VISIBLE_DEVICES=<id>
+#                  CUDA_VISIBLE_DEVICES if the launcher narrowed it; round-robin if more ranks),
+#                  given to the program as GPTOSS_DEVICE=<index among the visible GPUs>. The
+#                  visible list itself is left alone: the GPU IPC transport needs each rank to see
+#                  its neighbours' GPUs (peer access), which narrowing to one GPU would hide.
 #                  GPUs are found through /sys/class/kfd (AMD, in ROCR's order) or nvidia-smi.
 #   CPU cores   <- the local_cpulist of the GPU's PCI device in /sys (NUMA node of the GPU), or, on
 #                  the CPU backend / when that is unknown, an even split of the cores this process
@@ -60,11 +60,10 @@ if [ -n "$vendor" ]; then
     ids=()
     for i in "${!pci[@]}"; do ids+=("$i"); done
   fi
-  device=${ids[$((local_rank % ${#ids[@]}))]}
-  export "$var=$device"
-  [ "$vendor" = amd ] && export HIP_VISIBLE_DEVICES=0
+  index=$((local_rank % ${#ids[@]}))
+  device=${ids[$index]}
   [ "$local_size" -gt "${#ids[@]}" ] && note=" (more ranks than GPUs: shared)"
-  export GPTOSS_DEVICE=$device
+  export GPTOSS_DEVICE=$index
 fi
 
 # ---- CPU cores ----

@@ -98,6 +98,24 @@ void set_threads(const RunOptions& opt) {
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
 }
 
+#ifdef GPTOSS_HAVE_GPU
+// The GPU this rank uses: GPTOSS_DEVICE (launch/bind.sh sets it: an index among the visible GPUs),
+// else the one of its local rank (comm::pick_local_device).
+int gpu_for_this_rank() {
+  const int n = gpu_device_count();
+  if (n <= 0) fail("--backend gpu: this rank sees no GPU");
+  if (const char* v = std::getenv("GPTOSS_DEVICE"); v && *v) {
+    char* end = nullptr;
+    const long d = std::strtol(v, &end, 10);
+    if (*end != '\0' || d < 0 || d >= n)
+      fail("GPTOSS_DEVICE=%s: expected a GPU index in [0, %d) (this rank sees %d GPU%s)", v, n, n,
+           n == 1 ? "" : "s");
+    return static_cast<int>(d);
+  }
+  return comm::pick_local_device(n);
+}
+#endif
+
 // This rank's stage of the ring: the CPU stage over the mapped weights, or (GPU builds, --backend
 // gpu) the GPU stage on the rank's own device (its local rank among the visible GPUs).
 StageFactory stage_factory(const RunOptions& opt, const ModelFile& model, const std::string& backend) {
@@ -108,8 +126,7 @@ StageFactory stage_factory(const RunOptions& opt, const ModelFile& model, const 
     eo.ctx = ctx;
     eo.max_slots = slots;
     eo.kv_cache = opt.kv_cache;
-    eo.device = comm::pick_local_device(gpu_device_count());
-    if (eo.device < 0) fail("--backend gpu: this rank sees no GPU");
+    eo.device = gpu_for_this_rank();
     return [&model, eo](int first, int last, bool rank0) {
       return make_gpu_stage(model, eo, first, last, rank0);
     };
@@ -207,7 +224,10 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
     eo.backend = backend;
     eo.kv_cache = opt.kv_cache;
 #ifdef GPTOSS_HAVE_GPU
-    if (backend == "gpu") s.engine = make_gpu_engine(*s.model, eo);
+    if (backend == "gpu") {
+      eo.device = gpu_for_this_rank();
+      s.engine = make_gpu_engine(*s.model, eo);
+    }
 #endif
     if (!s.engine) s.engine = make_cpu_engine(*s.model, eo);
     kv_bytes = s.engine->kv_cache_bytes();

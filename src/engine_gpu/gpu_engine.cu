@@ -119,8 +119,11 @@ class GpuEngine final : public Engine {
   // Uploads meta (from next_meta()) and runs one step (graph when small enough).
   void run_step(const int32_t* meta, int rows, int n_logit_rows, bool embed);
   void pick_into(int nl, std::span<const TokenPick> picks, size_t before,
-                 std::vector<int32_t>& tokens);
+                 std::vector<int32_t>& tokens, bool timed = false);
   void harvest_busy(bool wait);
+  // Brackets a stage call's device work with timing events (device_busy_us).
+  void begin_busy();
+  void end_busy();
 
   Config cfg_;
   int first_ = 0, last_ = 0;  // layers [first_, last_) live here
@@ -613,13 +616,17 @@ void GpuEngine::forward_pick(std::span<const Row> rows, std::span<const TokenPic
 // Chooses tokens[before + i] for the nl rows of logits in d_logits_ (enqueued before), with
 // picks[before + i]. Complete on return.
 void GpuEngine::pick_into(int nl, std::span<const TokenPick> picks, size_t before,
-                          std::vector<int32_t>& tokens) {
-  if (nl == 0) return;
+                          std::vector<int32_t>& tokens, bool timed) {
+  if (nl == 0) {
+    if (timed) end_busy();
+    return;
+  }
   const size_t V = static_cast<size_t>(cfg_.vocab);
   std::memcpy(h_picks_, picks.data() + before, size_t(nl) * sizeof(TokenPick));
   GPU_CHECK(gpuMemcpyAsync(d_picks_, h_picks_, size_t(nl) * sizeof(TokenPick),
                            gpuMemcpyHostToDevice, stream_));
   gpu::pick_tokens(d_logits_, nl, cfg_.vocab, d_picks_, d_tokens_, pick_scratch_, stream_);
+  if (timed) end_busy();
   GPU_CHECK(gpuMemcpyAsync(h_tokens_, d_tokens_, size_t(nl) * sizeof(int32_t),
                            gpuMemcpyDeviceToHost, stream_));
   GPU_CHECK(gpuStreamSynchronize(stream_));
@@ -654,6 +661,22 @@ void GpuEngine::harvest_busy(bool wait) {
   busy_ev_.erase(busy_ev_.begin(), busy_ev_.begin() + static_cast<std::ptrdiff_t>(done));
 }
 
+void GpuEngine::begin_busy() {
+  harvest_busy(false);
+  std::pair<gpuEvent_t, gpuEvent_t> ev;
+  if (busy_free_.empty()) {
+    GPU_CHECK(gpuEventCreate(&ev.first));
+    GPU_CHECK(gpuEventCreate(&ev.second));
+  } else {
+    ev = busy_free_.back();
+    busy_free_.pop_back();
+  }
+  GPU_CHECK(gpuEventRecord(ev.first, stream_));
+  busy_ev_.push_back(ev);
+}
+
+void GpuEngine::end_busy() { GPU_CHECK(gpuEventRecord(busy_ev_.back().second, stream_)); }
+
 double GpuEngine::device_busy_us() {
   harvest_busy(true);
   return busy_us_;
@@ -672,16 +695,7 @@ void GpuEngine::stage_run(std::span<const int32_t> tokens, std::span<const RowPo
       fail("stage: row %zu: slot %d / position %d out of range (%d slots, ctx %d)", i,
            rows[i].slot, rows[i].pos, slots_, ctx_);
   }
-  harvest_busy(false);
-  std::pair<gpuEvent_t, gpuEvent_t> ev;
-  if (busy_free_.empty()) {
-    GPU_CHECK(gpuEventCreate(&ev.first));
-    GPU_CHECK(gpuEventCreate(&ev.second));
-  } else {
-    ev = busy_free_.back();
-    busy_free_.pop_back();
-  }
-  GPU_CHECK(gpuEventRecord(ev.first, stream_));
+  begin_busy();
   for (size_t r0 = 0; r0 < rows.size(); r0 += kMaxStepRows) {
     const int n = static_cast<int>(std::min<size_t>(kMaxStepRows, rows.size() - r0));
     int32_t* meta = next_meta();
@@ -696,8 +710,7 @@ void GpuEngine::stage_run(std::span<const int32_t> tokens, std::span<const RowPo
     GPU_CHECK(gpuMemcpyAsync(out + r0 * H, d_x_, size_t(n) * H * sizeof(float),
                              gpuMemcpyDeviceToDevice, stream_));
   }
-  GPU_CHECK(gpuEventRecord(ev.second, stream_));
-  busy_ev_.push_back(ev);
+  end_busy();
 }
 
 void GpuEngine::stage_enqueue_head(const float* x, std::span<const int32_t> logit_rows) {
@@ -716,12 +729,14 @@ void GpuEngine::stage_enqueue_head(const float* x, std::span<const int32_t> logi
 
 void GpuEngine::stage_head(const float* x, std::span<const int32_t> logit_rows, float* logits) {
   const size_t V = static_cast<size_t>(cfg_.vocab);
+  begin_busy();
   for (size_t i0 = 0; i0 < logit_rows.size(); i0 += kMaxStepRows) {
     const size_t nl = std::min<size_t>(kMaxStepRows, logit_rows.size() - i0);
     stage_enqueue_head(x, logit_rows.subspan(i0, nl));
     GPU_CHECK(gpuMemcpyAsync(logits + i0 * V, d_logits_, nl * V * sizeof(float),
                              gpuMemcpyDeviceToHost, stream_));
   }
+  end_busy();
   GPU_CHECK(gpuStreamSynchronize(stream_));
 }
 
@@ -731,8 +746,9 @@ void GpuEngine::stage_head_pick(const float* x, std::span<const int32_t> logit_r
   tokens.resize(logit_rows.size());
   for (size_t i0 = 0; i0 < logit_rows.size(); i0 += kMaxStepRows) {
     const size_t nl = std::min<size_t>(kMaxStepRows, logit_rows.size() - i0);
+    begin_busy();  // ended by pick_into after the pick kernel, before its sync
     stage_enqueue_head(x, logit_rows.subspan(i0, nl));
-    pick_into(static_cast<int>(nl), picks, i0, tokens);
+    pick_into(static_cast<int>(nl), picks, i0, tokens, true);
   }
 }
 

@@ -64,6 +64,9 @@ struct EngineOptions {
   // "bf16" or "f32" (--kv-cache).
   std::string kv_cache;
   int device = 0;  // GPU engine: index of the device to use among those visible
+  // GPU engine with max_slots 0: at most this many slots (256 decoding sequences fill a 512-row
+  // device step together with 256 prompt rows; a ring of M micro-batches takes 256 x M).
+  int max_auto_slots = 256;
 };
 
 class Engine {

@@ -37,9 +37,6 @@ constexpr int kGraphMaxRows = 64;   // steps with at most this many rows replay 
 // Runs of at least this many consecutive positions of one sequence in a step (prompt chunks) go
 // to the flash-attention kernel in tiles of gpu::kAttnTileRows; other rows to split-K decoding.
 constexpr int kMinTileRows = 16;
-// max_slots 0: as many KV-cache slots as free memory holds at the context, at most this many
-// (256 sequences decoding fill a 512-row step together with 256 prompt rows).
-constexpr int kAutoMaxSlots = 256;
 // Row metadata uploaded per step, kMetaSlices x kMaxStepRows int32: token, pos, slot, logit row
 // index, in-a-tile flag, tiles (row0, n_rows pairs: two slices), tile count (first element).
 constexpr int kMetaSlices = 8;
@@ -261,10 +258,10 @@ GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt, int first
   size_t free_b = 0, total_b = 0;
   GPU_CHECK(gpuMemGetInfo(&free_b, &total_b));
   const size_t reserve = size_t(512) << 20;
-  if (slots_ == 0) {  // as many sequences as fit at this context, at most kAutoMaxSlots
+  if (slots_ == 0) {  // as many sequences as fit at this context, at most opt.max_auto_slots
     const size_t fixed = weight_bytes + act_bytes + reserve;
     const size_t fit = free_b > fixed ? (free_b - fixed) / kv_slot_bytes : 0;
-    slots_ = static_cast<int>(std::min<size_t>(fit, kAutoMaxSlots));
+    slots_ = static_cast<int>(std::min<size_t>(fit, size_t(opt.max_auto_slots)));
     if (slots_ < 1)
       fail("GPU %s: the model needs %.2f GiB (weights %.2f, KV cache %.2f for one sequence of ctx "
            "%d, buffers %.2f, reserve 0.5), %.2f GiB free; lower -c",
@@ -761,6 +758,7 @@ class GpuStage final : public Stage {
   int first_layer() const override { return e_.first_layer(); }
   int last_layer() const override { return e_.last_layer(); }
   size_t kv_cache_bytes() const override { return e_.kv_cache_bytes(); }
+  int max_slots() const override { return e_.max_slots(); }
   comm::MemoryKind payload_memory() const override { return comm::MemoryKind::Device; }
   std::unique_ptr<comm::Ring> open_ring(MPI_Comm comm, const comm::LinkSpec& spec) override {
     GPU_CHECK(gpuSetDevice(device_));  // the links use the current device

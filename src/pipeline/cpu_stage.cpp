@@ -11,11 +11,12 @@ namespace {
 class CpuStage final : public Stage {
  public:
   CpuStage(const ModelWeights& w, int ctx, int max_slots, int first, int last)
-      : model_(w, ctx, max_slots, first, last), first_(first), last_(last) {}
+      : model_(w, ctx, max_slots, first, last), first_(first), last_(last), slots_(max_slots) {}
   const Config& config() const override { return model_.config(); }
   int first_layer() const override { return first_; }
   int last_layer() const override { return last_; }
   size_t kv_cache_bytes() const override { return model_.kv_cache_bytes(); }
+  int max_slots() const override { return slots_; }
   void run(std::span<const int32_t> tokens, std::span<const RowPos> rows, const float* in,
            float* out) override {
     if (!tokens.empty()) model_.embed(tokens, out);
@@ -32,7 +33,7 @@ class CpuStage final : public Stage {
 
  private:
   CpuModel model_;
-  int first_, last_;
+  int first_, last_, slots_;
   std::vector<float> xl_;  // the logit rows, gathered
 };
 

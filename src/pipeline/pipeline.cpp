@@ -33,23 +33,31 @@ Pipeline::Pipeline(MPI_Comm comm, const Config& c, const StageFactory& make_stag
            c.n_layers, size_, c.n_layers);
     mb_ = opt.micro_batches > 0 ? opt.micro_batches : size_;
     if (mb_ > 64) fail("--micro-batches %d: at most 64 (the link slots)", mb_);
-    // A micro-batch is 1/M of a step: at most ceil(slots / M) decode rows and ceil(chunk / M)
-    // prompt tokens (at least chunk/8 of them, as in a whole step).
-    limits_.max_decode_rows = std::max(1, (opt.max_slots + mb_ - 1) / mb_);
-    limits_.token_budget = std::max(1, (opt.chunk_tokens + mb_ - 1) / mb_);
-    limits_.fifo_prefill = true;
-    layers_ = opt.layers.empty() ? balanced_split(c, size_, limits_.max_decode_rows)
-                                 : parse_layer_split(opt.layers, c.n_layers, size_);
+    if (opt.max_slots < 0) fail("pipeline: max_slots %d", opt.max_slots);
+    // The split is costed at the decode rows of a micro-batch (with auto slots: the cap's).
+    const int slots_guess = opt.max_slots > 0 ? opt.max_slots : opt.max_auto_slots;
+    layers_ = opt.layers.empty()
+                  ? balanced_split(c, size_, std::max(1, (slots_guess + mb_ - 1) / mb_))
+                  : parse_layer_split(opt.layers, c.n_layers, size_);
   } catch (const comm::WorldError&) {
     throw;
   } catch (const Error& e) {
     throw comm::WorldError(e.what());
   }
-  const int max_rows = limits_.max_decode_rows + limits_.token_budget;
   int first = 0;
   for (int r = 0; r < rank_; ++r) first += layers_[r];
   stage_ = make_stage(first, first + layers_[rank_], rank_ == 0);
-  slot_len_.assign(opt.max_slots, 0);
+  if (opt.max_slots == 0) {  // auto: what every stage's memory holds (COLLECTIVE)
+    const int mine = stage_->max_slots();
+    CHECK_MPI(MPI_Allreduce(&mine, &opt_.max_slots, 1, MPI_INT, MPI_MIN, comm));
+  }
+  // A micro-batch is 1/M of a step: at most ceil(slots / M) decode rows and ceil(chunk / M)
+  // prompt tokens (at least chunk/8 of them, as in a whole step).
+  limits_.max_decode_rows = std::max(1, (opt_.max_slots + mb_ - 1) / mb_);
+  limits_.token_budget = std::max(1, (opt.chunk_tokens + mb_ - 1) / mb_);
+  limits_.fifo_prefill = true;
+  const int max_rows = limits_.max_decode_rows + limits_.token_budget;
+  slot_len_.assign(opt_.max_slots, 0);
 
   comm::LinkSpec spec;
   spec.slots = mb_;  // deadlock rule: micro-batches in flight M <= slots K (docs/transport.md)

@@ -30,7 +30,9 @@ namespace gptoss {
 
 struct PipelineOptions {
   int ctx = 4096;          // positions per sequence
-  int max_slots = 1;       // KV-cache slots (concurrent sequences)
+  int max_slots = 1;       // KV-cache slots (concurrent sequences); 0 = auto: the least any
+                           // stage holds (Stage::max_slots, e.g. a GPU stage's free memory)
+  int max_auto_slots = 256;  // with max_slots 0: the cap the stages were given (costs the split)
   int chunk_tokens = 256;  // per-step token budget (--chunk); a micro-batch gets 1/M of it
   int micro_batches = 0;   // M in flight (0 = default: number of ranks); also the link slots
   std::string layers;      // --layers "4,7,7,6" ("" = balanced by the cost model)
@@ -48,6 +50,7 @@ class Pipeline {
   int rank() const { return rank_; }
   int ranks() const { return size_; }
   int micro_batches() const { return mb_; }
+  int max_slots() const { return opt_.max_slots; }  // agreed by every rank (auto resolved)
   const std::vector<int>& layers() const { return layers_; }  // layers per rank
   size_t kv_cache_bytes() const { return stage_->kv_cache_bytes(); }
   // One line for the start-up summary (split, micro-batches, transport).

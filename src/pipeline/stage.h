@@ -32,6 +32,8 @@ class Stage {
   virtual int first_layer() const = 0;  // this stage's layers are [first_layer, last_layer)
   virtual int last_layer() const = 0;
   virtual size_t kv_cache_bytes() const = 0;
+  // Sequences its KV cache holds (a GPU stage made with max_slots 0 sizes it from free memory).
+  virtual int max_slots() const = 0;
   // Where run/head expect x: host memory for the CPU backend, device memory for the GPU.
   virtual comm::MemoryKind payload_memory() const { return comm::MemoryKind::Host; }
   // COLLECTIVE: the ring for this backend's payloads (every rank's stage is of one backend).

@@ -128,7 +128,7 @@ int run_getp(const RunOptions& opt) {
                "\"generated_tokens\": %llu, \"wall_s\": %.4f, \"tok_s\": %.2f, \"load_s\": %.4f, "
                "\"batch\": %d, \"ranks\": %d, \"micro_batches\": %d, \"stage_busy_pct\": [%s]}\n",
                n, prompt_tokens, r.done_before, (unsigned long long)r.generated, r.wall_s,
-               r.generated / std::max(r.wall_s, 1e-9), s.load_s, opt.max_slots, s.ranks,
+               r.generated / std::max(r.wall_s, 1e-9), s.load_s, s.slots, s.ranks,
                s.micro_batches, busy_list.c_str());
 
   if (!opt.verify_path.empty()) {

@@ -75,16 +75,28 @@ int world_size() {
 // each micro-batch gets that whole 512 (the pipeline divides the budget among the M micro-batches
 // in flight), since a GPU stage's cost per micro-batch barely shrinks with its rows: 2 ranks at
 // 128 prompt tokens per micro-batch measured no faster than one GPU (docs/performance.md).
+// getp on GPUs without -b sizes the batch from free memory (0 = auto), at most 256 per
+// micro-batch in flight (one rank: 256).
+bool auto_slots_for(const RunOptions& opt, const std::string& backend) {
+  return backend == "gpu" && opt.mode == Mode::Getp && !opt.batch_given;
+}
+int micro_batches_for(const RunOptions& opt, int ranks) {
+  return ranks == 1 ? 1 : opt.micro_batches > 0 ? opt.micro_batches : ranks;
+}
+int auto_slots_cap(const RunOptions& opt, int ranks) {
+  return std::min(kMaxSlots, 256 * micro_batches_for(opt, ranks));
+}
+
 int chunk_tokens_for(const RunOptions& opt, const std::string& backend, int ranks) {
   if (opt.chunk_given || backend != "gpu") return opt.chunk_tokens;
-  const int m = ranks == 1 ? 1 : opt.micro_batches > 0 ? opt.micro_batches : ranks;
-  return std::min(kMaxChunk, 512 * m);
+  return std::min(kMaxChunk, 512 * micro_batches_for(opt, ranks));
 }
 
 PipelineOptions pipeline_options(const RunOptions& opt, const std::string& backend) {
   PipelineOptions po;
   po.ctx = opt.ctx;
-  po.max_slots = session_slots(opt);
+  po.max_slots = auto_slots_for(opt, backend) ? 0 : session_slots(opt);
+  po.max_auto_slots = auto_slots_cap(opt, world_size());
   po.chunk_tokens = chunk_tokens_for(opt, backend, world_size());
   po.micro_batches = opt.micro_batches;
   po.layers = opt.layers;
@@ -124,7 +136,8 @@ StageFactory stage_factory(const RunOptions& opt, const ModelFile& model, const 
   if (backend == "gpu") {
     EngineOptions eo;
     eo.ctx = ctx;
-    eo.max_slots = slots;
+    eo.max_slots = auto_slots_for(opt, backend) ? 0 : slots;  // 0: the pipeline agrees on the least
+    eo.max_auto_slots = auto_slots_cap(opt, world_size());
     eo.kv_cache = opt.kv_cache;
     eo.device = gpu_for_this_rank();
     return [&model, eo](int first, int last, bool rank0) {
@@ -218,7 +231,7 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
     EngineOptions eo;
     eo.ctx = opt.ctx;
     // getp on the GPU without -b: as many slots as fit (the engine sizes them from free memory).
-    auto_slots = backend == "gpu" && opt.mode == Mode::Getp && !opt.batch_given;
+    auto_slots = auto_slots_for(opt, backend);
     eo.max_slots = auto_slots ? 0 : slots;
     eo.threads = opt.threads;
     eo.backend = backend;
@@ -241,6 +254,8 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
                                             pipeline_options(opt, backend));  // collective
     s.micro_batches = s.pipeline->micro_batches();
     kv_bytes = s.pipeline->kv_cache_bytes();
+    auto_slots = auto_slots_for(opt, backend);
+    slots = s.pipeline->max_slots();
     plan = s.pipeline->describe();
   }
   s.load_s = now_seconds() - t0;
@@ -258,7 +273,9 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
                "%s\n",
                s.load_s, static_cast<double>(kv_bytes) / (1024.0 * 1024.0), slots,
                slots == 1 ? "" : "s", opt.ctx,
-               auto_slots ? ": as many as GPU memory holds, at most 256; -b sets it" : "",
+               auto_slots ? strfmt(": as many as GPU memory holds, at most %d; -b sets it",
+                                   auto_slots_cap(opt, s.ranks)).c_str()
+                          : "",
                s.backend.c_str());
   return s;
 }

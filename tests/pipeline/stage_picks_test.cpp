@@ -33,6 +33,7 @@ class PickingStage final : public Stage {
   int first_layer() const override { return s_->first_layer(); }
   int last_layer() const override { return s_->last_layer(); }
   size_t kv_cache_bytes() const override { return s_->kv_cache_bytes(); }
+  int max_slots() const override { return s_->max_slots(); }
   void run(std::span<const int32_t> tokens, std::span<const RowPos> rows, const float* in,
            float* out) override {
     s_->run(tokens, rows, in, out);

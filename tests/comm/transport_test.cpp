@@ -205,6 +205,18 @@ TEST(Transport, ZeroPayloadHeaderOnlyMessage) {
   ring->next().drain();
 }
 
+// Posts one message per credit (ids 0 .. slots-1, from this rank), then checks that the sender
+// is out of credits: try_acquire() refuses and every slot is in flight.
+void fill_every_credit(Ring& ring, int slots) {
+  for (int q = 0; q < slots; ++q) {
+    Slot& s = ring.next().acquire();
+    make_message(s, ring.rank(), static_cast<uint64_t>(q), 1, kHidden);
+    ring.next().post(s);
+  }
+  EXPECT_EQ(ring.next().try_acquire(), nullptr);
+  EXPECT_EQ(ring.next().in_flight(), slots);
+}
+
 TEST(Transport, BackPressureWithSlowReceiver) {
   const int slots = 3;
   {
@@ -212,13 +224,7 @@ TEST(Transport, BackPressureWithSlowReceiver) {
     // receives, so the next try_acquire() must refuse.
     auto ring = open_ring(MPI_COMM_WORLD, spec_for(slots, 8));
     const int me = ring->rank(), from = (me + ring->size() - 1) % ring->size();
-    for (int q = 0; q < slots; ++q) {
-      Slot& s = ring->next().acquire();
-      make_message(s, me, static_cast<uint64_t>(q), 1, kHidden);
-      ring->next().post(s);
-    }
-    EXPECT_EQ(ring->next().try_acquire(), nullptr);
-    EXPECT_EQ(ring->next().in_flight(), slots);
+    fill_every_credit(*ring, slots);
     MPI_Barrier(MPI_COMM_WORLD);  // nobody receives before every rank has checked the refusal
     for (int q = 0; q < slots; ++q) {
       const Slot& r = ring->prev().receive();
@@ -239,13 +245,7 @@ TEST(Transport, BlockingAcquireWaitsForCredit) {
   const int slots = 2;
   auto ring = open_ring(MPI_COMM_WORLD, spec_for(slots, 1));
   const int me = ring->rank(), from = (me + ring->size() - 1) % ring->size();
-  for (int q = 0; q < slots; ++q) {
-    Slot& s = ring->next().acquire();
-    make_message(s, me, static_cast<uint64_t>(q), 1, kHidden);
-    ring->next().post(s);
-  }
-  EXPECT_EQ(ring->next().try_acquire(), nullptr);
-  EXPECT_EQ(ring->next().in_flight(), slots);
+  fill_every_credit(*ring, slots);
   // Everyone has posted both; wait until each rank has received both, then release one with a
   // delay: the sender's acquire() blocks until then.
   const Slot& a = ring->prev().receive();

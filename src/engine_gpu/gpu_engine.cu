@@ -105,7 +105,7 @@ class GpuEngine final : public Engine {
   // done(first row of the step, rows, logit rows of the step, logit rows before it).
   template <class Done>
   void run_rows(std::span<const Row> rows, Done&& done);
-  void upload_weights(const ModelFile& model, const std::vector<const TensorInfo*>& need);
+  void upload_weights(const std::vector<const TensorInfo*>& need);
   const uint8_t* dev_ptr(const TensorInfo& t) const;
   // The next pinned metadata buffer (waits until its previous upload has been done).
   int32_t* next_meta();
@@ -278,7 +278,7 @@ GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt, int first
 
   GPU_CHECK(gpuStreamCreateNonBlocking(&stream_));
   const auto t0 = std::chrono::steady_clock::now();
-  upload_weights(model, needed);
+  upload_weights(needed);
   const double upload_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
@@ -372,11 +372,10 @@ GpuEngine::GpuEngine(const ModelFile& model, const EngineOptions& opt, int first
 
 // One copy per weight range: mmap -> pinned staging (host memcpy) -> device (async), two staging
 // buffers alternating so the host copy of one overlaps the DMA of the other.
-void GpuEngine::upload_weights(const ModelFile& model, const std::vector<const TensorInfo*>& need) {
+void GpuEngine::upload_weights(const std::vector<const TensorInfo*>& need) {
   size_t bytes = 0;
   for (const WeightRange& r : ranges_) bytes = std::max(bytes, r.dev + (r.hi - r.lo));
   const uint8_t* file_base = need.empty() ? nullptr : need[0]->data - need[0]->offset;
-  (void)model;
   d_weights_ = dalloc<uint8_t>(bytes);
   uint8_t* staging[2] = {nullptr, nullptr};
   gpuEvent_t done[2];

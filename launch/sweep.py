@@ -5,13 +5,27 @@ Each run is launched through launch/mpirun.sh (workstation) or launch/srun.sh (i
 or salloc allocation), its final report is parsed (parse_getp_report below), and one CSV row is
 appended per run:
     time, host, launcher, ranks, micro_batches, batch, prompts, generated_tokens, wall_s, tok_s,
-    stage_busy_pct (per stage, ';'-separated), exit_code
-Then a PNG is drawn from the whole CSV: throughput (tok/s) and parallel efficiency
-(tok_s(N) / (N * tok_s(1)) at the same micro-batches and batch) against ranks.
+    stage_busy_pct (per stage, ';'-separated), exit_code, mode
+mode is "getp", or "decode" for the batch-1 decode runs of --decode N (`run -m generate -n N`,
+one per rank count; tok_s is its decode rate).
+Then a PNG is drawn from the whole CSV: getp throughput (tok/s) against ranks, one line per
+micro-batch count (the best batch of each) and one for the best of all; the parallel efficiency
+of the best, best(N) * N0 / (N * best(N0)) against the smallest rank count N0 in the CSV (1, or
+the fewest GPUs a big model fits); and the batch-1 decode rate if the CSV has decode rows.
+
+Batches: --batch B1,B2 runs each B at every micro-batch count; --batch-per-mb R1,R2 runs batch
+R x M at M micro-batches (R rows per micro-batch, each rank count at its best concurrency).
+--mb-max-per-rank K keeps the micro-batch counts M <= K x ranks (one rank: M = 1 only, it has no
+ring to fill).
 
 Example (CPU backend, workstation):
     launch/sweep.py --run build/run --model build/tiny.bin --prompts prompts.txt \
         --ranks 1,2,3,4 --micro-batches 1,2,4 --batch 8,32 --csv sweep.csv --png sweep.png
+Example (GPUs, 20b, M from 1 to 2 x ranks, 512 rows per micro-batch, batch-1 decode too):
+    launch/sweep.py --run build/run --model 20b.bin --prompts p.txt --ranks 1,2,4 \
+        --micro-batches 1,2,3,4,5,6,7,8 --mb-max-per-rank 2 --batch-per-mb 512 \
+        --decode 256 --decode-args "-z tokenizer.bin --backend gpu -c 2048" \
+        --csv s.csv -- -z tokenizer.bin --backend gpu -n 128 -c 512 --ignore-eos
 Inside an sbatch allocation: add --launcher srun. Redraw only: --plot-only --csv sweep.csv.
 Python 3 standard library; matplotlib for the PNG (Debian: python3-matplotlib). If the running
 python lacks matplotlib but /usr/bin/python3 has it, the script re-runs itself with that one.
@@ -31,7 +45,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIELDS = ["time", "host", "launcher", "ranks", "micro_batches", "batch", "prompts",
-          "generated_tokens", "wall_s", "tok_s", "stage_busy_pct", "exit_code"]
+          "generated_tokens", "wall_s", "tok_s", "stage_busy_pct", "exit_code", "mode"]
 
 
 def parse_getp_report(text):
@@ -84,24 +98,59 @@ def parse_getp_report(text):
     }
 
 
+def parse_decode_report(text):
+    """Parses `run -m generate`'s closing line on stderr,
+        generated: 256 tokens (length), decode 0.750 s (340.0 tok/s)
+    into {"generated_tokens", "wall_s", "tok_s"}; None if it is not there."""
+    m = re.findall(r"generated: (\d+) tokens \([^)]*\), decode ([0-9.]+) s \(([0-9.]+) tok/s\)", text)
+    if not m:
+        return None
+    n, wall, tps = m[-1]
+    return {"prompts": 1, "generated_tokens": int(n), "wall_s": float(wall), "tok_s": float(tps),
+            "stage_busy_pct": []}
+
+
 def int_list(s):
     return [int(x) for x in s.split(",") if x.strip()]
 
 
-def launch_command(args, ranks, micro_batches, batch, out_path):
-    prog = [args.run, args.model, "-m", "getp", "-i", args.prompts, "-o", out_path,
-            "-b", str(batch)]
-    if args.mb_flag:
-        prog += [args.mb_flag, str(micro_batches)]
-    prog += args.extra
+def launch_command(args, ranks, micro_batches, batch, out_path, decode=False):
+    if decode:
+        prog = [args.run, args.model, "-m", "generate", "-i", args.decode_prompt,
+                "-n", str(args.decode), "-T", "0", "--ignore-eos"] + shlex.split(args.decode_args)
+    else:
+        prog = [args.run, args.model, "-m", "getp", "-i", args.prompts, "-o", out_path,
+                "-b", str(batch)]
+        if args.mb_flag:
+            prog += [args.mb_flag, str(micro_batches)]
+        prog += args.extra
     opts = shlex.split(args.launcher_args)
     if args.launcher == "srun":
         return [os.path.join(HERE, "srun.sh"), "-n", str(ranks)] + opts + ["--"] + prog
     return [os.path.join(HERE, "mpirun.sh"), "-n", str(ranks)] + opts + ["--"] + prog
 
 
+def configurations(args):
+    """(ranks, micro_batches, batch) of every getp run, in order."""
+    out = []
+    for ranks in args.ranks:
+        mbs = args.micro_batches
+        if args.mb_max_per_rank > 0:
+            mbs = [1] if ranks == 1 else [m for m in mbs if m <= args.mb_max_per_rank * ranks]
+        for mb in mbs:
+            batches = [r * mb for r in args.batch_per_mb] if args.batch_per_mb else args.batch
+            for batch in batches:
+                out.append((ranks, mb, batch))
+    return out
+
+
 def append_row(path, row):
     new = not os.path.exists(path) or os.path.getsize(path) == 0
+    if not new:
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
+        if header != FIELDS:
+            sys.exit("sweep: %s has other columns (%s): write to a new CSV" % (path, ",".join(header)))
     with open(path, "a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS)
         if new:
@@ -112,6 +161,28 @@ def append_row(path, row):
 def read_rows(path):
     with open(path, newline="") as f:
         return [r for r in csv.DictReader(f) if r.get("exit_code") == "0" and r.get("tok_s")]
+
+
+def summarize(rows):
+    """From successful CSV rows: per_mb {M: {ranks: best getp tok/s}}, best {ranks: best getp
+    tok/s}, eff {ranks: best(N) * N0 / (N * best(N0))} with N0 the fewest ranks, decode
+    {ranks: best batch-1 decode tok/s}."""
+    per_mb, best, decode = {}, {}, {}
+    for r in rows:
+        n, tps = int(r["ranks"]), float(r["tok_s"])
+        if (r.get("mode") or "getp") == "decode":
+            decode[n] = max(decode.get(n, 0.0), tps)
+            continue
+        m = int(r["micro_batches"])
+        per_mb.setdefault(m, {})
+        per_mb[m][n] = max(per_mb[m].get(n, 0.0), tps)
+        best[n] = max(best.get(n, 0.0), tps)
+    eff = {}
+    if best:
+        n0 = min(best)
+        if best[n0] > 0:
+            eff = {n: best[n] * n0 / (n * best[n0]) for n in best}
+    return per_mb, best, eff, decode
 
 
 def plot(csv_path, png_path):
@@ -126,38 +197,102 @@ def plot(csv_path, png_path):
     if not rows:
         print("sweep: no successful runs in %s: no PNG" % csv_path, file=sys.stderr)
         return False
-    series = {}  # (micro_batches, batch) -> {ranks: best tok/s}
-    for r in rows:
-        key = (int(r["micro_batches"]), int(r["batch"]))
-        n = int(r["ranks"])
-        series.setdefault(key, {})
-        series[key][n] = max(series[key].get(n, 0.0), float(r["tok_s"]))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    all_ranks = sorted({n for s in series.values() for n in s})
-    for (mb, b), pts in sorted(series.items()):
+    per_mb, best, eff, decode = summarize(rows)
+    panels = 3 if decode else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.2))
+    ax1, ax2 = axes[0], axes[1]
+    all_ranks = sorted(set(best) | set(decode))
+    for m, pts in sorted(per_mb.items()):
         ns = sorted(pts)
-        label = "micro-batches %d, batch %d" % (mb, b)
-        ax1.plot(ns, [pts[n] for n in ns], marker="o", label=label)
-        if 1 in pts and pts[1] > 0:
-            ax2.plot(ns, [pts[n] / (n * pts[1]) for n in ns], marker="o", label=label)
-    ax1.set_xlabel("ranks")
-    ax1.set_ylabel("throughput (generated tok/s)")
+        ax1.plot(ns, [pts[n] for n in ns], marker="o", ms=4, lw=1, alpha=0.7,
+                 label="%d micro-batch%s" % (m, "" if m == 1 else "es"))
+    if best:
+        ns = sorted(best)
+        ax1.plot(ns, [best[n] for n in ns], color="black", marker="s", lw=2, label="best")
+        ax2.plot(ns, [eff[n] for n in ns], color="black", marker="s", lw=2, label="best")
+        for n in ns:
+            ax2.annotate("%.2f" % eff[n], (n, eff[n]), textcoords="offset points", xytext=(4, 6),
+                         fontsize=8)
+    ax1.set_xlabel("ranks (one GPU or core set each)")
+    ax1.set_ylabel("getp throughput (generated tok/s)")
     ax1.set_title("getp throughput")
+    n0 = min(best) if best else 1
     ax2.set_xlabel("ranks")
-    ax2.set_ylabel("parallel efficiency  tok/s(N) / (N x tok/s(1))")
-    ax2.set_title("parallel efficiency")
+    ax2.set_ylabel("efficiency  best(N) x %d / (N x best(%d))" % (n0, n0))
+    ax2.set_title("parallel efficiency of the best run")
     ax2.axhline(1.0, color="gray", lw=0.8, ls="--")
     ax2.set_ylim(0, max(1.1, ax2.get_ylim()[1]))
     ax1.set_ylim(0, None)
-    for ax in (ax1, ax2):
+    if decode:
+        ax3 = axes[2]
+        ns = sorted(decode)
+        ax3.plot(ns, [decode[n] for n in ns], marker="o", color="tab:red")
+        for n in ns:
+            ax3.annotate("%.0f" % decode[n], (n, decode[n]), textcoords="offset points",
+                         xytext=(4, 6), fontsize=8)
+        ax3.set_xlabel("ranks")
+        ax3.set_ylabel("batch-1 decode (tok/s)")
+        ax3.set_title("batch-1 decode")
+        ax3.set_ylim(0, max(decode.values()) * 1.2)
+    for ax in axes:
         ax.set_xticks(all_ranks)
         ax.grid(alpha=0.3)
-        if ax.get_lines()[1:] or ax is ax1:
-            ax.legend(fontsize=7)
+    ax1.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(png_path, dpi=120)
     print("sweep: wrote %s" % png_path)
     return True
+
+
+def run_one(args, ranks, mb, batch, decode=False):
+    fd, out_path = tempfile.mkstemp(prefix="sweep-", suffix=".out")
+    os.close(fd)
+    cmd = launch_command(args, ranks, mb, batch, out_path, decode)
+    print("sweep: " + shlex.join(cmd), flush=True)
+    if args.dry_run:
+        os.unlink(out_path)
+        return
+    t0 = time.time()
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=args.timeout)
+        text, rc = p.stdout, p.returncode
+    except subprocess.TimeoutExpired as e:
+        text, rc = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or ""), 124
+    for suffix in ("", ".partial"):
+        if os.path.exists(out_path + suffix):
+            os.unlink(out_path + suffix)
+    if rc == 0:
+        rep = parse_decode_report(text) if decode else parse_getp_report(text)
+    else:
+        rep = None
+    if rc == 0 and rep is None:
+        rc = -1  # ran, but printed no report
+    if rc != 0:
+        sys.stderr.write(text[-3000:])
+        print("sweep: run failed (exit %d) after %.1f s" % (rc, time.time() - t0),
+              file=sys.stderr)
+    if args.log_dir:
+        name = "%s-r%d-m%d-b%d.log" % ("decode" if decode else "getp", ranks, mb, batch)
+        with open(os.path.join(args.log_dir, name), "w") as f:
+            f.write(shlex.join(cmd) + "\n" + text)
+    rep = rep or {}
+    row = {
+        "time": datetime.datetime.now().isoformat(timespec="seconds"),
+        "host": socket.gethostname(), "launcher": args.launcher,
+        "ranks": ranks, "micro_batches": mb, "batch": batch,
+        "prompts": rep.get("prompts", ""),
+        "generated_tokens": rep.get("generated_tokens", ""),
+        "wall_s": "%.3f" % rep["wall_s"] if rep.get("wall_s") is not None else "",
+        "tok_s": "%.2f" % rep["tok_s"] if rep.get("tok_s") is not None else "",
+        "stage_busy_pct": ";".join("%.1f" % x for x in rep.get("stage_busy_pct", [])),
+        "exit_code": rc,
+        "mode": "decode" if decode else "getp",
+    }
+    append_row(args.csv, row)
+    if rc == 0:
+        print("sweep: %s, ranks %d, micro-batches %d, batch %d: %s tok/s" %
+              ("batch-1 decode" if decode else "getp", ranks, mb, batch, row["tok_s"]), flush=True)
 
 
 def main():
@@ -168,6 +303,16 @@ def main():
     ap.add_argument("--ranks", default="1,2,4", type=int_list)
     ap.add_argument("--micro-batches", default="1", type=int_list)
     ap.add_argument("--batch", default="32", type=int_list)
+    ap.add_argument("--batch-per-mb", default="", type=int_list,
+                    help="rows per micro-batch: batch = R x M (instead of --batch)")
+    ap.add_argument("--mb-max-per-rank", type=int, default=0,
+                    help="keep micro-batch counts M <= K x ranks (one rank: M = 1); 0 = all")
+    ap.add_argument("--decode", type=int, default=0,
+                    help="also measure batch-1 decode per rank count: `run -m generate -n N`")
+    ap.add_argument("--decode-args", default="", help="run's options for the decode runs")
+    ap.add_argument("--decode-prompt", default="Tell me a long story about a lighthouse keeper.")
+    ap.add_argument("--decode-only", action="store_true", help="only the --decode runs")
+    ap.add_argument("--log-dir", default="", help="keep each run's output here")
     ap.add_argument("--mb-flag", default="--micro-batches",
                     help="run's option for the micro-batch count ('' = do not pass one)")
     ap.add_argument("--launcher", choices=["mpirun", "srun"], default="mpirun")
@@ -185,56 +330,28 @@ def main():
     png = args.png or os.path.splitext(args.csv)[0] + ".png"
 
     if not args.plot_only:
-        if not args.model or not args.prompts:
+        if not args.model or (not args.prompts and not args.decode_only):
             ap.error("--model and --prompts are needed (or --plot-only)")
         if not args.mb_flag and len(args.micro_batches) > 1:
             ap.error("several --micro-batches values but no --mb-flag to pass them")
-        for ranks in args.ranks:
-            for mb in args.micro_batches:
-                for batch in args.batch:
-                    for _ in range(args.repeat):
-                        fd, out_path = tempfile.mkstemp(prefix="sweep-", suffix=".out")
-                        os.close(fd)
-                        cmd = launch_command(args, ranks, mb, batch, out_path)
-                        print("sweep: " + " ".join(cmd), flush=True)
-                        if args.dry_run:
-                            os.unlink(out_path)
-                            continue
-                        t0 = time.time()
-                        try:
-                            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                               text=True, timeout=args.timeout)
-                            text, rc = p.stdout, p.returncode
-                        except subprocess.TimeoutExpired as e:
-                            text, rc = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or ""), 124
-                        for suffix in ("", ".partial"):
-                            if os.path.exists(out_path + suffix):
-                                os.unlink(out_path + suffix)
-                        rep = parse_getp_report(text) if rc == 0 else None
-                        if rc == 0 and rep is None:
-                            rc = -1  # ran, but printed no report
-                        if rc != 0:
-                            sys.stderr.write(text[-3000:])
-                            print("sweep: run failed (exit %d) after %.1f s" % (rc, time.time() - t0),
-                                  file=sys.stderr)
-                        rep = rep or {}
-                        row = {
-                            "time": datetime.datetime.now().isoformat(timespec="seconds"),
-                            "host": socket.gethostname(), "launcher": args.launcher,
-                            "ranks": ranks, "micro_batches": mb, "batch": batch,
-                            "prompts": rep.get("prompts", ""),
-                            "generated_tokens": rep.get("generated_tokens", ""),
-                            "wall_s": "%.3f" % rep["wall_s"] if rep.get("wall_s") is not None else "",
-                            "tok_s": "%.2f" % rep["tok_s"] if rep.get("tok_s") is not None else "",
-                            "stage_busy_pct": ";".join("%.1f" % x for x in rep.get("stage_busy_pct", [])),
-                            "exit_code": rc,
-                        }
-                        append_row(args.csv, row)
-                        if rc == 0:
-                            print("sweep: ranks %d, micro-batches %d, batch %d: %s tok/s" %
-                                  (ranks, mb, batch, row["tok_s"]), flush=True)
+        if args.decode_only and not args.decode:
+            ap.error("--decode-only needs --decode N")
+        if args.log_dir:
+            os.makedirs(args.log_dir, exist_ok=True)
+        for ranks in args.ranks if args.decode else []:
+            for _ in range(args.repeat):
+                run_one(args, ranks, 1, 1, decode=True)
+        for ranks, mb, batch in [] if args.decode_only else configurations(args):
+            for _ in range(args.repeat):
+                run_one(args, ranks, mb, batch)
         if args.dry_run:
             return 0
+    else:
+        per_mb, best, eff, decode = summarize(read_rows(args.csv))
+        for n in sorted(best):
+            print("sweep: %d rank(s): best getp %.1f tok/s, efficiency %.3f" % (n, best[n], eff[n]))
+        for n in sorted(decode):
+            print("sweep: %d rank(s): batch-1 decode %.1f tok/s" % (n, decode[n]))
     plot(args.csv, png)
     return 0
 

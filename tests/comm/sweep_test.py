@@ -35,6 +35,51 @@ class Parse(unittest.TestCase):
 
     def test_no_report(self):
         self.assertIsNone(sweep.parse_getp_report("run: error: model.bin: no such file\n"))
+        self.assertIsNone(sweep.parse_decode_report("run: error: model.bin: no such file\n"))
+
+    def test_decode_line(self):
+        text = ("prompt: 11 tokens, prefill 0.031 s (354.8 tok/s); time to first token 0.031 s\n"
+                "generated: 256 tokens (length), decode 0.752 s (339.9 tok/s)\n")
+        r = sweep.parse_decode_report(text)
+        self.assertEqual(r["generated_tokens"], 256)
+        self.assertEqual(r["wall_s"], 0.752)
+        self.assertEqual(r["tok_s"], 339.9)
+
+
+class Plan(unittest.TestCase):
+    def args(self, **kw):
+        ns = dict(ranks=[1, 2, 4], micro_batches=[1, 2, 3, 4, 5, 6, 7, 8], mb_max_per_rank=2,
+                  batch_per_mb=[512], batch=[32])
+        ns.update(kw)
+        return type("A", (), ns)
+
+    def test_m_up_to_twice_ranks_and_rows_per_micro_batch(self):
+        c = sweep.configurations(self.args())
+        self.assertEqual(c[0], (1, 1, 512))  # one rank: M = 1 only
+        self.assertEqual([m for r, m, b in c if r == 2], [1, 2, 3, 4])
+        self.assertEqual([m for r, m, b in c if r == 4], [1, 2, 3, 4, 5, 6, 7, 8])
+        self.assertTrue(all(b == 512 * m for r, m, b in c))
+        self.assertEqual(len(c), 13)
+
+    def test_plain_cross_product(self):
+        c = sweep.configurations(self.args(ranks=[1, 3], micro_batches=[1, 2], mb_max_per_rank=0,
+                                           batch_per_mb=[], batch=[4, 8]))
+        self.assertEqual(c, [(1, 1, 4), (1, 1, 8), (1, 2, 4), (1, 2, 8), (3, 1, 4), (3, 1, 8),
+                             (3, 2, 4), (3, 2, 8)])
+
+    def test_efficiency_against_the_fewest_ranks(self):
+        rows = [{"ranks": "2", "micro_batches": "2", "tok_s": "100", "mode": "getp"},
+                {"ranks": "2", "micro_batches": "4", "tok_s": "120", "mode": "getp"},
+                {"ranks": "4", "micro_batches": "4", "tok_s": "216", "mode": "getp"},
+                {"ranks": "4", "micro_batches": "1", "tok_s": "50", "mode": ""},
+                {"ranks": "2", "micro_batches": "1", "tok_s": "200", "mode": "decode"}]
+        per_mb, best, eff, decode = sweep.summarize(rows)
+        self.assertEqual(best, {2: 120.0, 4: 216.0})
+        self.assertAlmostEqual(eff[4], 216 * 2 / (4 * 120))
+        self.assertEqual(eff[2], 1.0)
+        self.assertEqual(per_mb[4], {2: 120.0, 4: 216.0})
+        self.assertEqual(per_mb[1], {4: 50.0})  # no mode column: a getp row
+        self.assertEqual(decode, {2: 200.0})
 
 
 class Sweep(unittest.TestCase):
@@ -55,8 +100,9 @@ class Sweep(unittest.TestCase):
                 n = int(r["ranks"])
                 self.assertEqual(r["exit_code"], "0")
                 self.assertEqual(r["generated_tokens"], "800")
-                self.assertAlmostEqual(float(r["tok_s"]), 100 * n * 0.9 ** (n - 1), places=1)
+                self.assertAlmostEqual(float(r["tok_s"]), 100 * n * 0.9 ** (n - 1) * min(1, 2 / n), places=1)
                 self.assertEqual(r["stage_busy_pct"], "95.0;80.0")
+                self.assertEqual(r["mode"], "getp")
             try:
                 import matplotlib  # noqa: F401
                 have_mpl = True
@@ -68,6 +114,45 @@ class Sweep(unittest.TestCase):
                 if os.environ.get("SWEEP_TEST_KEEP_PNG"):
                     import shutil
                     shutil.copy(os.path.join(d, "s.png"), os.environ["SWEEP_TEST_KEEP_PNG"])
+
+
+    def test_decode_and_rows_per_micro_batch(self):
+        with tempfile.TemporaryDirectory() as d:
+            csv_path = os.path.join(d, "s.csv")
+            p = subprocess.run([sys.executable, os.path.join(ROOT, "launch", "sweep.py"),
+                                "--run", os.path.join(ROOT, "tests", "comm", "fake_getp.sh"),
+                                "--model", "m.bin", "--prompts", "p.txt", "--ranks", "1,2",
+                                "--micro-batches", "1,2,3,4,5", "--mb-max-per-rank", "2",
+                                "--batch-per-mb", "8", "--decode", "64", "--csv", csv_path,
+                                "--log-dir", os.path.join(d, "logs")],
+                               capture_output=True, text=True, timeout=180)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            rows = list(csv.DictReader(open(csv_path)))
+            self.assertEqual([(r["mode"], r["ranks"], r["micro_batches"], r["batch"]) for r in rows],
+                             [("decode", "1", "1", "1"), ("decode", "2", "1", "1"),
+                              ("getp", "1", "1", "8"), ("getp", "2", "1", "8"),
+                              ("getp", "2", "2", "16"), ("getp", "2", "3", "24"),
+                              ("getp", "2", "4", "32")])
+            self.assertEqual([r["tok_s"] for r in rows],
+                             ["300.00", "290.00", "100.00", "90.00", "180.00", "180.00", "180.00"])
+            self.assertTrue(all(r["exit_code"] == "0" for r in rows))
+            self.assertEqual(len(os.listdir(os.path.join(d, "logs"))), 7)
+            # Appending rows of another layout to it is refused, not mixed.
+            old = os.path.join(d, "old.csv")
+            with open(old, "w") as f:
+                f.write("time,host,ranks\n")
+            p = subprocess.run([sys.executable, os.path.join(ROOT, "launch", "sweep.py"),
+                                "--run", os.path.join(ROOT, "tests", "comm", "fake_getp.sh"),
+                                "--model", "m.bin", "--prompts", "p.txt", "--ranks", "1",
+                                "--csv", old], capture_output=True, text=True, timeout=60)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("other columns", p.stderr)
+            p = subprocess.run([sys.executable, os.path.join(ROOT, "launch", "sweep.py"),
+                                "--plot-only", "--csv", csv_path, "--png", os.path.join(d, "x.png")],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            self.assertIn("2 rank(s): best getp 180.0 tok/s, efficiency 0.900", p.stdout)
+            self.assertIn("2 rank(s): batch-1 decode 290.0 tok/s", p.stdout)
 
 
 if __name__ == "__main__":

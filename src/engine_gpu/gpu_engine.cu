@@ -99,6 +99,10 @@ class GpuEngine final : public Engine {
   void stage_head_pick(const float* x, std::span<const int32_t> logit_rows,
                        std::span<const TokenPick> picks, std::vector<int32_t>& tokens);
   double device_busy_us();
+  double device_head_busy_us() {  // the part of device_busy_us() in the LM head and choice
+    harvest_busy(true);
+    return head_busy_us_;
+  }
 
  private:
   // Checks rows, runs them in device steps of <= kMaxStepRows; after each step calls
@@ -119,7 +123,7 @@ class GpuEngine final : public Engine {
                  std::vector<int32_t>& tokens, bool timed = false);
   void harvest_busy(bool wait);
   // Brackets a stage call's device work with timing events (device_busy_us).
-  void begin_busy();
+  void begin_busy(bool head = false);
   void end_busy();
 
   Config cfg_;
@@ -153,8 +157,12 @@ class GpuEngine final : public Engine {
   gpuEvent_t meta_ev_[kMetaBufs] = {};
   int meta_next_ = 0;
   // Stage timing: (start, end) event pairs of enqueued work, summed once complete.
-  std::vector<std::pair<gpuEvent_t, gpuEvent_t>> busy_ev_, busy_free_;
-  double busy_us_ = 0;
+  struct BusyEvents {
+    gpuEvent_t start, end;
+    bool head;  // LM head and token choice (else: layers)
+  };
+  std::vector<BusyEvents> busy_ev_, busy_free_;
+  double busy_us_ = 0, head_busy_us_ = 0;
   int32_t* d_tokens_ = nullptr;  // [kMaxStepRows] chosen tokens (forward_pick)
   int32_t* h_tokens_ = nullptr;  // pinned twin
   TokenPick* d_picks_ = nullptr;  // [kMaxStepRows] (forward_pick)
@@ -415,7 +423,7 @@ GpuEngine::~GpuEngine() {
   for (auto& e : meta_ev_)
     if (e) (void)gpuEventDestroy(e);
   for (auto* v : {&busy_ev_, &busy_free_})
-    for (auto& [a, b] : *v) (void)gpuEventDestroy(a), (void)gpuEventDestroy(b);
+    for (auto& e : *v) (void)gpuEventDestroy(e.start), (void)gpuEventDestroy(e.end);
   if (h_tokens_) (void)gpuFreeHost(h_tokens_);
   if (h_picks_) (void)gpuFreeHost(h_picks_);
   if (ends_) gpu::pick_scratch_destroy(pick_scratch_);
@@ -646,32 +654,34 @@ void GpuEngine::pick_into(int nl, std::span<const TokenPick> picks, size_t befor
 void GpuEngine::harvest_busy(bool wait) {
   size_t done = 0;
   for (; done < busy_ev_.size(); ++done) {
-    auto [a, b] = busy_ev_[done];
-    if (wait) GPU_CHECK(gpuEventSynchronize(b));
-    else if (gpuEventQuery(b) == gpuErrorNotReady) break;
+    const BusyEvents& e = busy_ev_[done];
+    if (wait) GPU_CHECK(gpuEventSynchronize(e.end));
+    else if (gpuEventQuery(e.end) == gpuErrorNotReady) break;
     float ms = 0;
-    GPU_CHECK(gpuEventElapsedTime(&ms, a, b));
+    GPU_CHECK(gpuEventElapsedTime(&ms, e.start, e.end));
     busy_us_ += 1e3 * ms;
+    if (e.head) head_busy_us_ += 1e3 * ms;
     busy_free_.push_back(busy_ev_[done]);
   }
   busy_ev_.erase(busy_ev_.begin(), busy_ev_.begin() + static_cast<std::ptrdiff_t>(done));
 }
 
-void GpuEngine::begin_busy() {
+void GpuEngine::begin_busy(bool head) {
   harvest_busy(false);
-  std::pair<gpuEvent_t, gpuEvent_t> ev;
+  BusyEvents ev;
   if (busy_free_.empty()) {
-    GPU_CHECK(gpuEventCreate(&ev.first));
-    GPU_CHECK(gpuEventCreate(&ev.second));
+    GPU_CHECK(gpuEventCreate(&ev.start));
+    GPU_CHECK(gpuEventCreate(&ev.end));
   } else {
     ev = busy_free_.back();
     busy_free_.pop_back();
   }
-  GPU_CHECK(gpuEventRecord(ev.first, stream_));
+  ev.head = head;
+  GPU_CHECK(gpuEventRecord(ev.start, stream_));
   busy_ev_.push_back(ev);
 }
 
-void GpuEngine::end_busy() { GPU_CHECK(gpuEventRecord(busy_ev_.back().second, stream_)); }
+void GpuEngine::end_busy() { GPU_CHECK(gpuEventRecord(busy_ev_.back().end, stream_)); }
 
 double GpuEngine::device_busy_us() {
   harvest_busy(true);
@@ -725,7 +735,7 @@ void GpuEngine::stage_enqueue_head(const float* x, std::span<const int32_t> logi
 
 void GpuEngine::stage_head(const float* x, std::span<const int32_t> logit_rows, float* logits) {
   const size_t V = static_cast<size_t>(cfg_.vocab);
-  begin_busy();
+  begin_busy(true);
   for (size_t i0 = 0; i0 < logit_rows.size(); i0 += kMaxStepRows) {
     const size_t nl = std::min<size_t>(kMaxStepRows, logit_rows.size() - i0);
     stage_enqueue_head(x, logit_rows.subspan(i0, nl));
@@ -742,7 +752,7 @@ void GpuEngine::stage_head_pick(const float* x, std::span<const int32_t> logit_r
   tokens.resize(logit_rows.size());
   for (size_t i0 = 0; i0 < logit_rows.size(); i0 += kMaxStepRows) {
     const size_t nl = std::min<size_t>(kMaxStepRows, logit_rows.size() - i0);
-    begin_busy();  // ended by pick_into after the pick kernel, before its sync
+    begin_busy(true);  // ended by pick_into after the pick kernel, before its sync
     stage_enqueue_head(x, logit_rows.subspan(i0, nl));
     pick_into(static_cast<int>(nl), picks, i0, tokens, true);
   }
@@ -779,6 +789,7 @@ class GpuStage final : public Stage {
     e_.stage_head_pick(x, logit_rows, picks, tokens);
   }
   double device_busy_us() override { return e_.device_busy_us(); }
+  double device_head_busy_us() override { return e_.device_head_busy_us(); }
 
  private:
   GpuEngine e_;

@@ -130,6 +130,7 @@ void Pipeline::receive_and_commit(Scheduler& sch, const Scheduler::Step& step) {
   logit_rows_.clear();
   for (uint32_t i = 0; i < n; ++i)
     if (s.rows[i].flags & comm::kRowNeedsLogits) logit_rows_.push_back(static_cast<int32_t>(i));
+  prof_logit_rows_ += logit_rows_.size();
   if (logit_rows_.size() != step.logit_slots.size())
     fail("pipeline: micro-batch %u came back with %zu logit rows, %zu expected",
          s.header->micro_batch_id, logit_rows_.size(), step.logit_slots.size());
@@ -252,15 +253,27 @@ std::vector<comm::StageTiming> Pipeline::finish() {
   comm::StageTiming mine = comm::timing_from_ring(*ring_, device_us >= 0 ? device_us : busy_us_);
   if (device_us >= 0)
     mine.idle_us = std::max(0.0, (first_us_ < 0 ? 0.0 : end_us - first_us_) - device_us);
-  if (rank_ == 0 && std::getenv("GPTOSS_PIPE_PROFILE"))
+  if (rank_ == 0 && std::getenv("GPTOSS_PIPE_PROFILE")) {
     std::fprintf(stderr,
                  "pipeline profile rank 0 (host ms): plan %.1f, acquire+send %.1f, wait back "
-                 "%.1f, head+choice %.1f, commit %.1f; %llu micro-batches, %.1f rows each; wall "
-                 "%.1f ms, device busy %.1f ms\n",
+                 "%.1f, head+choice %.1f, commit %.1f; %llu micro-batches, %.1f rows and %.1f "
+                 "logit rows each; wall %.1f ms, device busy %.1f ms\n",
                  prof_[0] / 1e3, prof_[1] / 1e3, prof_[2] / 1e3, prof_[3] / 1e3, prof_[4] / 1e3,
                  (unsigned long long)prof_mb_,
                  prof_mb_ ? double(prof_rows_) / double(prof_mb_) : 0.0,
+                 prof_mb_ ? double(prof_logit_rows_) / double(prof_mb_) : 0.0,
                  first_us_ < 0 ? 0.0 : (end_us - first_us_) / 1e3, device_us / 1e3);
+    // What the layer split's cost model needs: the device time of rank 0's layers per layer
+    // against its LM head's, over the same micro-batches.
+    const double head_us = stage_->device_head_busy_us();
+    if (head_us >= 0 && device_us > 0)
+      std::fprintf(stderr,
+                   "pipeline profile rank 0 (device ms): %d layers %.1f (%.2f per layer), LM head "
+                   "+ choice %.1f (= %.2f layers)\n",
+                   layers_[0], (device_us - head_us) / 1e3,
+                   (device_us - head_us) / 1e3 / layers_[0], head_us / 1e3,
+                   device_us > head_us ? head_us * layers_[0] / (device_us - head_us) : 0.0);
+  }
   auto t = comm::gather_stage_timing(mine);
   ring_.reset();
   return t;

@@ -90,7 +90,7 @@ class Pipeline {
   // Rank 0's host time by phase (GPTOSS_PIPE_PROFILE=1 prints it at finish): plan, acquire+send,
   // wait for the micro-batch back, head + token choice (device sync), commit; micro-batches, rows.
   double prof_[5] = {0, 0, 0, 0, 0};
-  uint64_t prof_mb_ = 0, prof_rows_ = 0;
+  uint64_t prof_mb_ = 0, prof_rows_ = 0, prof_logit_rows_ = 0;
   bool finished_ = false;
 };
 

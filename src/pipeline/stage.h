@@ -72,6 +72,8 @@ class Stage {
   // Time the stage's device spent on its work so far, in us, or < 0 when the stage computes on
   // the calling thread (the pipeline then times the calls). Waits for work in flight.
   virtual double device_busy_us() { return -1; }
+  // The part of device_busy_us() spent in head()/head_pick() (rank 0); -1 if not measured.
+  virtual double device_head_busy_us() { return -1; }
 };
 
 // Makes this rank's stage for layers [first, last); rank0 says whether it also owns the

@@ -14,6 +14,11 @@
 #   sweep  launch/sweep.py over 1 and 2 ranks (CSV; the PNG is drawn on the dev machine)
 #   120b   synthetic 120b (bench-engine --synthetic 120b) on 2 GPUs: decode and getp
 #   120b1  the same 120b on one GPU (reference tokens for the 2-GPU run; it fits one 80 GB card)
+#   scale20b, scale120b  issue 7's sweep (launch/sweep.py through launch/mpirun.sh, so bind.sh
+#          picks each rank's GPU): batch-1 decode and getp for SCALE_RANKS ranks (default 1,2,4 up
+#          to the GPU count), micro-batches 1..2 x ranks, SCALE_ROWS rows per micro-batch (20b 512,
+#          120b 256), SCALE_PROMPTS prompts of ~100 tokens, SCALE_NEW new tokens, -c 512. CSV in
+#          $OUT/scaling-MODEL.csv, each run's log in $OUT/sweep-MODEL/.
 B=${1:?usage: run_gpu_pipeline.sh BINDIR [steps...]}
 B=$(cd "$B" && pwd)
 shift
@@ -87,7 +92,7 @@ if has tiny && [ ! -f tiny.bin ]; then
   "$B/export-model" --synthetic tiny tiny-hf --seed 1 > /dev/null && "$B/export-model" tiny-hf tiny.bin > /dev/null
   rm -rf tiny-hf
 fi
-if { has 20b || has kill || has perf || has sweep || has getp; } && [ ! -f 20b.bin ]; then
+if { has 20b || has kill || has perf || has sweep || has getp || has scale20b; } && [ ! -f 20b.bin ]; then
   t write20b 300 "$B/bench-engine" --synthetic 20b --out 20b.bin --write-only
   tail -2 "$O/write20b.log"
 fi
@@ -214,14 +219,43 @@ if has getp; then
     grep -E "^pipeline|^stage|profile" "$O/$name.log"
   done
 fi
+
+# ---- issue 7: the scaling sweep over 1..4 (or 8) GPUs ----
+NGPU=$(nvidia-smi -L 2>/dev/null | grep -c "^GPU")
+scale() {  # model rows_per_mb prompts new_tokens per_run_timeout_s
+  local M=$1 rows=$2 np=$3 nn=$4 tt=$5
+  local ranks=${SCALE_RANKS:-}
+  if [ -z "$ranks" ]; then
+    ranks=1; for n in 2 4 8; do [ "$n" -le "$NGPU" ] && ranks+=",$n"; done
+  fi
+  echo "=== scale $M ($(date +%T)): ranks $ranks, $rows rows per micro-batch, $np prompts, $nn new"
+  prompts "$np" 100 scale.txt
+  local base=${M%.bin}
+  GPTOSS_BIND_VERBOSE=1 timeout -k 10 "${SCALE_TIMEOUT:-560}" python3 "$HERE/launch/sweep.py" \
+    --run "$B/run" --model "$M" --prompts scale.txt --ranks "$ranks" \
+    --micro-batches 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16 --mb-max-per-rank 2 \
+    --batch-per-mb "$rows" --decode 256 --decode-args "-z $TOK --backend gpu -c 1024" \
+    --csv "$R/scaling-$base.csv" --png /tmp/none.png --timeout "$tt" --log-dir "$R/sweep-$base" \
+    -- -z "$TOK" --backend gpu -n "$nn" -c 512 --ignore-eos > "$O/scale-$base.log" 2>&1
+  echo "sweep rc=$?" >> "$O/scale-$base.log"; keep "scale-$base"
+  grep -E "^sweep: (getp|batch-1)|failed" "$O/scale-$base.log"
+}
+if has scale20b; then
+  scale 20b.bin "${SCALE_ROWS:-512}" "${SCALE_PROMPTS:-2048}" "${SCALE_NEW:-128}" 150
+fi
 rm -f 20b.bin
 
 # ---- 120b ----
-if has 120b || has 120b1; then
+if has 120b || has 120b1 || has scale120b; then
   echo "=== 120b ($(date +%T))"
   t write120b 300 "$B/bench-engine" --synthetic 120b --out 120b.bin --write-only
   tail -2 "$O/write120b.log"
   ls -la 120b.bin
+fi
+if has scale120b; then
+  scale 120b.bin "${SCALE_ROWS:-256}" "${SCALE_PROMPTS:-1024}" "${SCALE_NEW:-64}" 200
+fi
+if has 120b || has 120b1; then
   G=(-z "$TOK" --backend gpu -m generate -i "The pipeline on GPUs" -n 128 -T 0 --ignore-eos -c 1024)
   if has 120b1; then
     t_out 120b-gen1 300 g1.txt "$B/run" 120b.bin "${G[@]}"

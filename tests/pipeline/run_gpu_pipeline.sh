@@ -231,7 +231,7 @@ scale() {  # model rows_per_mb prompts new_tokens per_run_timeout_s
   echo "=== scale $M ($(date +%T)): ranks $ranks, $rows rows per micro-batch, $np prompts, $nn new"
   prompts "$np" 100 scale.txt
   local base=${M%.bin}
-  GPTOSS_BIND_VERBOSE=1 timeout -k 10 "${SCALE_TIMEOUT:-560}" python3 "$HERE/launch/sweep.py" \
+  GPTOSS_PIPE_PROFILE=1 GPTOSS_BIND_VERBOSE=1 timeout -k 10 "${SCALE_TIMEOUT:-560}" python3 "$HERE/launch/sweep.py" \
     --run "$B/run" --model "$M" --prompts scale.txt --ranks "$ranks" \
     --micro-batches 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16 --mb-max-per-rank 2 \
     --batch-per-mb "$rows" --decode 256 --decode-args "-z $TOK --backend gpu -c 1024" \

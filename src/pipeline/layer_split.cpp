@@ -26,7 +26,14 @@ double head_cost(const Config& c, double rows) {
 
 double embed_cost(const Config& c, double rows) { return rows * c.hidden * 2.0; }
 
-std::vector<int> balanced_split(const Config& c, int ranks, double rows) {
+SplitRows split_rows(int decode_rows, int prompt_tokens) {
+  const double d = std::max(1, decode_rows);
+  if (d <= 1) return {1.0, 1.0};
+  return {d + std::min<double>(d, std::max(0, prompt_tokens)), d};
+}
+
+std::vector<int> balanced_split(const Config& c, int ranks, double rows, double logit_rows) {
+  if (logit_rows < 0) logit_rows = rows;
   const int L = c.n_layers;
   if (ranks < 1) fail("pipeline: %d ranks", ranks);
   if (L < ranks)
@@ -34,7 +41,7 @@ std::vector<int> balanced_split(const Config& c, int ranks, double rows) {
          "layer); run with at most %d ranks",
          L, ranks, L);
   if (ranks == 1) return {L};
-  const double lc = layer_cost(c, rows), extra = head_cost(c, rows) + embed_cost(c, rows);
+  const double lc = layer_cost(c, rows), extra = head_cost(c, logit_rows) + embed_cost(c, rows);
   int best_n0 = 1;
   double best = 1e300;
   for (int n0 = 1; n0 <= L - (ranks - 1); ++n0) {

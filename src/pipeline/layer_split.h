@@ -29,9 +29,21 @@ double layer_cost(const Config& c, double rows);
 double head_cost(const Config& c, double rows);   // final norm + LM head, every row needs logits
 double embed_cost(const Config& c, double rows);
 
-// Layers per rank (size ranks, each >= 1, sum n_layers) minimising the largest stage cost.
-// Throws Error when n_layers < ranks.
-std::vector<int> balanced_split(const Config& c, int ranks, double rows_per_micro_batch);
+// Layers per rank (size ranks, each >= 1, sum n_layers) minimising the largest stage cost of a
+// micro-batch of `rows` rows through the layers, `logit_rows` of which (default: all) go
+// through rank 0's LM head. Throws Error when n_layers < ranks.
+std::vector<int> balanced_split(const Config& c, int ranks, double rows, double logit_rows = -1);
+
+// The rows the split is costed at for micro-batches of up to `decode_rows` decode rows and
+// `prompt_tokens` prompt tokens: one row (generate, chat) is all decode; a batch is assumed to
+// prefill as many prompt tokens as it generates (the 1k-in / 1k-out shape of offline throughput
+// runs), so rows = 2 x decode rows (at most decode + prompt_tokens), logit rows = decode rows.
+// (On 2 x H100, 20b getp with 145-token prompts and 128 new tokens measured rank 0's LM head at
+// 2.2 layers of device time; this model says 2.2 at that mix. docs/pipeline.md.)
+struct SplitRows {
+  double rows, logit_rows;
+};
+SplitRows split_rows(int decode_rows, int prompt_tokens);
 
 // "4,7,7,6" -> {4,7,7,6}; checks: one block per rank, each >= 1, adding up to n_layers. Throws
 // Error with a one-line message naming --layers.

@@ -34,11 +34,13 @@ Pipeline::Pipeline(MPI_Comm comm, const Config& c, const StageFactory& make_stag
     mb_ = opt.micro_batches > 0 ? opt.micro_batches : size_;
     if (mb_ > 64) fail("--micro-batches %d: at most 64 (the link slots)", mb_);
     if (opt.max_slots < 0) fail("pipeline: max_slots %d", opt.max_slots);
-    // The split is costed at the decode rows of a micro-batch (with auto slots: the cap's).
+    // The split is costed at a micro-batch's decode rows (with auto slots: the cap's) and prompt
+    // tokens (split_rows).
     const int slots_guess = opt.max_slots > 0 ? opt.max_slots : opt.max_auto_slots;
-    layers_ = opt.layers.empty()
-                  ? balanced_split(c, size_, std::max(1, (slots_guess + mb_ - 1) / mb_))
-                  : parse_layer_split(opt.layers, c.n_layers, size_);
+    const SplitRows sr = split_rows(std::max(1, (slots_guess + mb_ - 1) / mb_),
+                                    std::max(1, (opt.chunk_tokens + mb_ - 1) / mb_));
+    layers_ = opt.layers.empty() ? balanced_split(c, size_, sr.rows, sr.logit_rows)
+                                 : parse_layer_split(opt.layers, c.n_layers, size_);
   } catch (const comm::WorldError&) {
     throw;
   } catch (const Error& e) {

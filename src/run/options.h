@@ -52,7 +52,7 @@ struct RunOptions {
 // Mode defaults (documented in --help and src/run/README.md).
 inline constexpr int kDefaultMaxNewGenerate = 256, kDefaultMaxNewChat = 1024,
                      kDefaultMaxNewGetp = 256, kDefaultSlotsGetp = 32;
-inline constexpr int kMaxContext = 131072, kMaxSlots = 1024, kMaxChunk = 65536,
+inline constexpr int kMaxContext = 131072, kMaxSlots = 16384, kMaxChunk = 65536,
                      kMaxThreads = 4096;
 
 // Parses argv into opt. Returns -1 to go on, or an exit code (0 after --help, which it prints to

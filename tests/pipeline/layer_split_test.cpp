@@ -15,24 +15,26 @@
 namespace gptoss {
 namespace {
 
-double stage_max(const Config& c, const std::vector<int>& split, double rows) {
+double stage_max(const Config& c, const std::vector<int>& split, double rows,
+                 double logit_rows = -1) {
+  if (logit_rows < 0) logit_rows = rows;
   double worst = 0;
   for (size_t r = 0; r < split.size(); ++r) {
     double cost = split[r] * layer_cost(c, rows);
-    if (r == 0) cost += head_cost(c, rows) + embed_cost(c, rows);
+    if (r == 0) cost += head_cost(c, logit_rows) + embed_cost(c, rows);
     worst = std::max(worst, cost);
   }
   return worst;
 }
 
-double brute_force_best(const Config& c, int ranks, double rows) {
+double brute_force_best(const Config& c, int ranks, double rows, double logit_rows = -1) {
   double best = 1e300;
   std::vector<int> split(ranks);
   std::function<void(int, int)> rec = [&](int r, int left) {
     if (r == ranks - 1) {
       if (left < 1) return;
       split[r] = left;
-      best = std::min(best, stage_max(c, split, rows));
+      best = std::min(best, stage_max(c, split, rows, logit_rows));
       return;
     }
     for (int n = 1; n <= left - (ranks - 1 - r); ++n) {
@@ -60,8 +62,39 @@ TEST(LayerSplit, BalancedSplitReachesTheExhaustiveOptimum) {
         EXPECT_NEAR(stage_max(c, s, rows), brute_force_best(c, ranks, rows),
                     1e-9 * brute_force_best(c, ranks, rows))
             << name << " ranks " << ranks << " rows " << rows;
+        // Fewer rows through the LM head than through the layers (prompt tokens).
+        const SplitRows sr = split_rows(static_cast<int>(rows), 512);
+        std::vector<int> m = balanced_split(c, ranks, sr.rows, sr.logit_rows);
+        EXPECT_NEAR(stage_max(c, m, sr.rows, sr.logit_rows),
+                    brute_force_best(c, ranks, sr.rows, sr.logit_rows),
+                    1e-9 * brute_force_best(c, ranks, sr.rows, sr.logit_rows))
+            << name << " ranks " << ranks << " decode rows " << rows;
       }
   }
+}
+
+TEST(LayerSplit, RowsOfTheCostedMicroBatch) {
+  EXPECT_EQ(split_rows(1, 512).rows, 1.0);  // generate / chat: decode only
+  EXPECT_EQ(split_rows(1, 512).logit_rows, 1.0);
+  EXPECT_EQ(split_rows(512, 512).rows, 1024.0);  // as many prompt tokens as generated ones
+  EXPECT_EQ(split_rows(512, 512).logit_rows, 512.0);
+  EXPECT_EQ(split_rows(512, 100).rows, 612.0);  // at most the token budget
+  EXPECT_EQ(split_rows(0, 0).rows, 1.0);
+}
+
+TEST(LayerSplit, HeadAgainstLayersAsMeasuredOnH100) {
+  // 2 x H100, 20b getp (2048 prompts of ~145 tokens, 128 new, -b 1024, 2 micro-batches; the
+  // sweep of 2026-11-26 14:11 UTC): micro-batches of 434.1 rows, 204.6 of them through the LM
+  // head, which took 2.20 layers of rank 0's device time. The model must be near that, or the
+  // split it picks is off by a layer.
+  const Config c = named_config("20b");
+  const double ratio = head_cost(c, 204.6) / layer_cost(c, 434.1);
+  EXPECT_GT(ratio, 1.9);
+  EXPECT_LT(ratio, 2.5);
+  // With the head at ~2.2 layers, 11 + head vs 13 is the best 2-rank split (10,14 measured rank
+  // 1 at 99.8% busy and rank 0 at 87.1%).
+  const SplitRows sr = split_rows(512, 512);
+  EXPECT_EQ(balanced_split(c, 2, sr.rows, sr.logit_rows), (std::vector<int>{11, 13}));
 }
 
 TEST(LayerSplit, LmHeadWeighsOnRankZero) {

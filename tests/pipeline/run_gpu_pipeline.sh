@@ -18,7 +18,8 @@
 #          picks each rank's GPU): batch-1 decode and getp for SCALE_RANKS ranks (default 1,2,4 up
 #          to the GPU count), micro-batches 1..2 x ranks, SCALE_ROWS rows per micro-batch (20b 512,
 #          120b 256), SCALE_PROMPTS prompts of ~100 tokens, SCALE_NEW new tokens, -c 512. CSV in
-#          $OUT/scaling-MODEL.csv, each run's log in $OUT/sweep-MODEL/.
+#          $OUT/scaling-MODEL.csv, each run's log in $OUT/sweep-MODEL/. SCALE_ONE_GPU_BATCHES="256,1024"
+#          adds one-GPU runs at those -b (after the rest).
 B=${1:?usage: run_gpu_pipeline.sh BINDIR [steps...]}
 B=$(cd "$B" && pwd)
 shift
@@ -237,7 +238,15 @@ scale() {  # model rows_per_mb prompts new_tokens per_run_timeout_s
     --batch-per-mb "$rows" --decode 256 --decode-args "-z $TOK --backend gpu -c 1024" \
     --csv "$R/scaling-$base.csv" --png /tmp/none.png --timeout "$tt" --log-dir "$R/sweep-$base" \
     -- -z "$TOK" --backend gpu -n "$nn" -c 512 --ignore-eos > "$O/scale-$base.log" 2>&1
-  echo "sweep rc=$?" >> "$O/scale-$base.log"; keep "scale-$base"
+  echo "sweep rc=$?" >> "$O/scale-$base.log"
+  if [ -n "${SCALE_ONE_GPU_BATCHES:-}" ]; then  # one GPU at other batches too (its best concurrency)
+    GPTOSS_PIPE_PROFILE=1 timeout -k 10 "${SCALE_TIMEOUT:-560}" python3 "$HERE/launch/sweep.py" \
+      --run "$B/run" --model "$M" --prompts scale.txt --ranks 1 --batch "$SCALE_ONE_GPU_BATCHES" \
+      --csv "$R/scaling-$base.csv" --png /tmp/none.png --timeout "$tt" --log-dir "$R/sweep-$base" \
+      -- -z "$TOK" --backend gpu -n "$nn" -c 512 --ignore-eos >> "$O/scale-$base.log" 2>&1
+    echo "sweep (one GPU) rc=$?" >> "$O/scale-$base.log"
+  fi
+  keep "scale-$base"
   grep -E "^sweep: (getp|batch-1)|failed" "$O/scale-$base.log"
 }
 if has scale20b; then

@@ -49,8 +49,8 @@ expect "-n: max new tokens must be in [1, 131072], got 0" "$MODEL" -z "$TOK" -i 
 expect "-n: max new tokens must be in [1, 131072], got -1" "$MODEL" -z "$TOK" -i hi -n -1
 expect "-n: max new tokens must be in [1, 131072], got 1000000000" "$MODEL" -z "$TOK" -i hi -n 1000000000
 expect "Could not convert: --max-new = 99999999999999999999 (see --help)" "$MODEL" -z "$TOK" -i hi -n 99999999999999999999
-expect "-b: max concurrent sequences must be in [1, 1024], got 0" "$MODEL" -z "$TOK" -m getp -i in.txt -o o.txt -b 0
-expect "-b: max concurrent sequences must be in [1, 1024], got -4" "$MODEL" -z "$TOK" -m getp -i in.txt -o o.txt -b -4
+expect "-b: max concurrent sequences must be in [1, 16384], got 0" "$MODEL" -z "$TOK" -m getp -i in.txt -o o.txt -b 0
+expect "-b: max concurrent sequences must be in [1, 16384], got -4" "$MODEL" -z "$TOK" -m getp -i in.txt -o o.txt -b -4
 expect "-c: context must be in [2, 131072], got 1" "$MODEL" -z "$TOK" -i hi -c 1
 expect "--chunk: per-step token budget must be in [1, 65536], got 100000000" "$MODEL" -z "$TOK" -i hi --chunk 100000000
 expect "-t: threads must be in [0, 4096], got -1" "$MODEL" -z "$TOK" -i hi -t -1

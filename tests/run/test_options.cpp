@@ -91,7 +91,7 @@ TEST(RunOptions, BadValues) {
   EXPECT_EQ(err({"-i", "x", "--top-k", "-1"}), "--top-k: must be >= 0, got -1");
   EXPECT_EQ(err({"-i", "x", "-c", "200000"}), "-c: context must be in [2, 131072], got 200000");
   EXPECT_EQ(err({"-m", "getp", "-i", "a", "-o", "b", "-b", "0"}),
-            "-b: max concurrent sequences must be in [1, 1024], got 0");
+            "-b: max concurrent sequences must be in [1, 16384], got 0");
   EXPECT_EQ(err({"-i", "x", "--chunk", "0"}),
             "--chunk: per-step token budget must be in [1, 65536], got 0");
   EXPECT_EQ(err({"-i", "x", "-t", "-2"}), "-t: threads must be in [0, 4096], got -2");

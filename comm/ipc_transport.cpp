@@ -648,37 +648,69 @@ class IpcSendLink final : public SendLink {
 // from the MPI host slot into the device slot on the stream; release_on records an event and the
 // MPI slot is released (its credit sent) once the event has completed. The host slots are
 // page-locked (gpuHostRegister) when first used so the copies are asynchronous.
-void register_host(void* p, size_t bytes, std::vector<char>& done, size_t i) {
-  if (done[i]) return;
-  done[i] = 1;
-  if (gpuHostRegister(p, bytes) != gpuSuccess) {
-    (void)gpuGetLastError();  // still correct unregistered, only synchronous
-    done[i] = 2;
+// The device side of a host-staged link, either direction: K device payload slots, a copy
+// stream, one event per slot, and the MPI slots' host payloads page-locked on first use. Declare
+// it after the MPI link it wraps: it unregisters that link's host memory when destroyed.
+class StagedSlots {
+ public:
+  explicit StagedSlots(const LinkSpec& spec) : layout(spec) {
+    const size_t k = static_cast<size_t>(spec.slots);
+    GPU_CHECK(gpuMalloc(&dev_, layout.payload_stride * k));
+    GPU_CHECK(gpuStreamCreate(&stream));
+    events.assign(k, nullptr);
+    for (auto& e : events) GPU_CHECK(gpuEventCreateNoTiming(&e));
+    host_payload_.assign(k, nullptr);
+    registered_.assign(k, 0);
+    slots.resize(k);
   }
-}
+  ~StagedSlots() {
+    if (stream) (void)gpuStreamSynchronize(stream);
+    for (size_t i = 0; i < events.size(); ++i) {
+      if (events[i]) (void)gpuEventSynchronize(events[i]);
+      if (events[i]) (void)gpuEventDestroy(events[i]);
+      if (registered_[i] == 1) (void)gpuHostUnregister(host_payload_[i]);
+    }
+    if (stream) (void)gpuStreamDestroy(stream);
+    if (dev_) (void)gpuFree(dev_);
+  }
+  StagedSlots(const StagedSlots&) = delete;
+  StagedSlots& operator=(const StagedSlots&) = delete;
+
+  // The MPI slot h as the caller sees it: the same header and rows, its payload in device slot
+  // h.index. Page-locks h's payload the first time its index comes by.
+  Slot& wrap(const Slot& h) {
+    const size_t i = static_cast<size_t>(h.index);
+    if (!registered_[i]) {
+      host_payload_[i] = h.payload;
+      registered_[i] = 1;
+      if (gpuHostRegister(h.payload, layout.payload_stride) != gpuSuccess) {
+        (void)gpuGetLastError();  // still correct unregistered, only synchronous
+        registered_[i] = 2;
+      }
+    }
+    Slot& s = slots[i];
+    s = h;
+    s.payload = static_cast<uint8_t*>(dev_) + layout.payload_stride * i;
+    s.payload_memory = MemoryKind::Device;
+    return s;
+  }
+
+  const Layout layout;
+  gpuStream_t stream = nullptr;     // the link's own stream (the plain, stream-less calls)
+  std::vector<gpuEvent_t> events;   // [K] send: device-to-host copy done; receive: readers done
+  std::vector<Slot> slots;          // [K] what the caller holds (wrap)
+
+ private:
+  void* dev_ = nullptr;             // [K payload slots] device: Slot::payload
+  std::vector<void*> host_payload_; // [K] the MPI slots' payloads, as registered
+  std::vector<char> registered_;    // [K] 0 not yet seen, 1 page-locked, 2 left pageable
+};
 
 class StagedSendLink final : public SendLink {
  public:
   StagedSendLink(std::unique_ptr<SendLink> inner, const LinkSpec& spec)
-      : inner_(std::move(inner)), spec_(spec), layout_(spec) {
-    const size_t k = static_cast<size_t>(spec.slots);
-    GPU_CHECK(gpuMalloc(&staging_, layout_.payload_stride * k));
-    GPU_CHECK(gpuStreamCreate(&stream_));
-    events_.assign(k, nullptr);
-    for (auto& e : events_) GPU_CHECK(gpuEventCreateNoTiming(&e));
-    host_.assign(k, nullptr);
-    registered_.assign(k, 0);
-    slots_.resize(k);
-  }
-  ~StagedSendLink() override {
-    if (stream_) (void)gpuStreamSynchronize(stream_);
-    for (size_t i = 0; i < events_.size(); ++i) {
-      if (events_[i]) (void)gpuEventSynchronize(events_[i]);
-      if (events_[i]) (void)gpuEventDestroy(events_[i]);
-      if (registered_[i] == 1) (void)gpuHostUnregister(host_[i]->payload);
-    }
-    if (stream_) (void)gpuStreamDestroy(stream_);
-    if (staging_) (void)gpuFree(staging_);
+      : inner_(std::move(inner)), spec_(spec), dev_(spec) {
+    host_.assign(static_cast<size_t>(spec.slots), nullptr);
   }
   RingProgress progress;
 
@@ -687,7 +719,7 @@ class StagedSendLink final : public SendLink {
     const uint64_t k = static_cast<uint64_t>(spec_.slots);
     while (forwarded_ < posted_) {
       const size_t i = forwarded_ % k;
-      gpuError_t e = gpuEventQuery(events_[i]);
+      gpuError_t e = gpuEventQuery(dev_.events[i]);
       if (e == gpuErrorNotReady) break;
       GPU_CHECK(e);
       inner_->post(*host_[i]);
@@ -715,13 +747,8 @@ class StagedSendLink final : public SendLink {
     progress.run();
     Slot* h = inner_->try_acquire();
     if (!h) return nullptr;
-    const size_t i = static_cast<size_t>(h->index);
-    host_[i] = h;
-    register_host(h->payload, layout_.payload_stride, registered_, i);
-    Slot& s = slots_[i];
-    s = *h;
-    s.payload = static_cast<uint8_t*>(staging_) + layout_.payload_stride * i;
-    s.payload_memory = MemoryKind::Device;
+    host_[static_cast<size_t>(h->index)] = h;
+    Slot& s = dev_.wrap(*h);
     ++acquired_;
     return &s;
   }
@@ -739,7 +766,7 @@ class StagedSendLink final : public SendLink {
   void post_on(Slot& slot, void* stream) override {
     const uint64_t k = static_cast<uint64_t>(spec_.slots);
     const size_t i = posted_ % k;
-    if (posted_ >= acquired_ || &slot != &slots_[i])
+    if (posted_ >= acquired_ || &slot != &dev_.slots[i])
       fail("transport: post() of slot %d out of order (expected slot %zu, %llu acquired, %llu "
            "posted)",
            slot.index, i, (unsigned long long)acquired_, (unsigned long long)posted_);
@@ -749,11 +776,11 @@ class StagedSendLink final : public SendLink {
     if (slot.header->payload_bytes > slot.payload_capacity_bytes)
       fail("transport: message with %llu payload bytes exceeds the slot capacity of %zu bytes",
            (unsigned long long)slot.header->payload_bytes, slot.payload_capacity_bytes);
-    gpuStream_t st = stream ? as_stream(stream) : stream_;
+    gpuStream_t st = stream ? as_stream(stream) : dev_.stream;
     if (slot.header->payload_bytes)
       GPU_CHECK(gpuMemcpyAsync(host_[i]->payload, slot.payload, slot.header->payload_bytes,
                                gpuMemcpyDeviceToHost, st));
-    GPU_CHECK(gpuEventRecord(events_[i], st));
+    GPU_CHECK(gpuEventRecord(dev_.events[i], st));
     ++posted_;
     progress.run();
   }
@@ -774,13 +801,8 @@ class StagedSendLink final : public SendLink {
  private:
   std::unique_ptr<SendLink> inner_;  // MPI, host slots
   LinkSpec spec_;
-  Layout layout_;
-  void* staging_ = nullptr;  // [K payload slots] device: Slot::payload
-  gpuStream_t stream_ = nullptr;
-  std::vector<gpuEvent_t> events_;  // [K] device-to-host copy done
-  std::vector<Slot*> host_;         // [K] the MPI slots
-  std::vector<char> registered_;
-  std::vector<Slot> slots_;
+  StagedSlots dev_;                  // after inner_: its host memory is unregistered first
+  std::vector<Slot*> host_;          // [K] the MPI slots
   uint64_t acquired_ = 0, posted_ = 0, forwarded_ = 0;
   double wait_us_ = 0;
   mutable LinkStats merged_;
@@ -789,25 +811,8 @@ class StagedSendLink final : public SendLink {
 class StagedRecvLink final : public RecvLink {
  public:
   StagedRecvLink(std::unique_ptr<RecvLink> inner, const LinkSpec& spec)
-      : inner_(std::move(inner)), spec_(spec), layout_(spec) {
-    const size_t k = static_cast<size_t>(spec.slots);
-    GPU_CHECK(gpuMalloc(&dev_, layout_.payload_stride * k));
-    GPU_CHECK(gpuStreamCreate(&stream_));
-    events_.assign(k, nullptr);
-    for (auto& e : events_) GPU_CHECK(gpuEventCreateNoTiming(&e));
-    host_.assign(k, nullptr);
-    registered_.assign(k, 0);
-    slots_.resize(k);
-  }
-  ~StagedRecvLink() override {
-    if (stream_) (void)gpuStreamSynchronize(stream_);
-    for (size_t i = 0; i < events_.size(); ++i) {
-      if (events_[i]) (void)gpuEventSynchronize(events_[i]);
-      if (events_[i]) (void)gpuEventDestroy(events_[i]);
-      if (registered_[i] == 1) (void)gpuHostUnregister(host_[i]->payload);
-    }
-    if (stream_) (void)gpuStreamDestroy(stream_);
-    if (dev_) (void)gpuFree(dev_);
+      : inner_(std::move(inner)), spec_(spec), dev_(spec) {
+    host_.assign(static_cast<size_t>(spec.slots), nullptr);
   }
   RingProgress progress;
 
@@ -816,7 +821,7 @@ class StagedRecvLink final : public RecvLink {
     const uint64_t k = static_cast<uint64_t>(spec_.slots);
     while (forwarded_ < released_) {
       const size_t i = forwarded_ % k;
-      gpuError_t e = gpuEventQuery(events_[i]);
+      gpuError_t e = gpuEventQuery(dev_.events[i]);
       if (e == gpuErrorNotReady) break;
       GPU_CHECK(e);
       inner_->release(*host_[i]);
@@ -839,22 +844,17 @@ class StagedRecvLink final : public RecvLink {
     if (received_ - released_ >= static_cast<uint64_t>(spec_.slots)) return nullptr;
     const Slot* h = inner_->try_receive();
     if (!h) return nullptr;
-    const size_t i = static_cast<size_t>(h->index);
-    host_[i] = h;
-    register_host(h->payload, layout_.payload_stride, registered_, i);
-    Slot& s = slots_[i];
-    s = *h;
-    s.payload = static_cast<uint8_t*>(dev_) + layout_.payload_stride * i;
-    s.payload_memory = MemoryKind::Device;
+    host_[static_cast<size_t>(h->index)] = h;
+    Slot& s = dev_.wrap(*h);
     if (h->header->payload_bytes)
       GPU_CHECK(gpuMemcpyAsync(s.payload, h->payload, h->header->payload_bytes,
-                               gpuMemcpyHostToDevice, stream ? as_stream(stream) : stream_));
+                               gpuMemcpyHostToDevice, stream ? as_stream(stream) : dev_.stream));
     ++received_;
     return &s;
   }
   const Slot* try_receive() override {
     const Slot* s = try_receive_on(nullptr);
-    if (s) GPU_CHECK(gpuStreamSynchronize(stream_));
+    if (s) GPU_CHECK(gpuStreamSynchronize(dev_.stream));
     return s;
   }
   const Slot& receive_on(void* stream) override {
@@ -871,11 +871,11 @@ class StagedRecvLink final : public RecvLink {
   }
   void release_on(const Slot& slot, void* stream) override {
     const size_t i = released_ % static_cast<uint64_t>(spec_.slots);
-    if (released_ >= received_ || &slot != &slots_[i])
+    if (released_ >= received_ || &slot != &dev_.slots[i])
       fail("transport: release() of slot %d out of order (expected slot %zu, %llu received, %llu "
            "released)",
            slot.index, i, (unsigned long long)received_, (unsigned long long)released_);
-    GPU_CHECK(gpuEventRecord(events_[i], stream ? as_stream(stream) : stream_));
+    GPU_CHECK(gpuEventRecord(dev_.events[i], stream ? as_stream(stream) : dev_.stream));
     ++released_;
     progress.run();
   }
@@ -893,13 +893,8 @@ class StagedRecvLink final : public RecvLink {
   }
   std::unique_ptr<RecvLink> inner_;  // MPI, host slots
   LinkSpec spec_;
-  Layout layout_;
-  void* dev_ = nullptr;  // [K payload slots] device: Slot::payload
-  gpuStream_t stream_ = nullptr;
-  std::vector<gpuEvent_t> events_;  // [K] readers of the slot done (release_on)
-  std::vector<const Slot*> host_;   // [K] the MPI slots
-  std::vector<char> registered_;
-  std::vector<Slot> slots_;
+  StagedSlots dev_;                  // after inner_: its host memory is unregistered first
+  std::vector<const Slot*> host_;    // [K] the MPI slots
   uint64_t received_ = 0, released_ = 0, forwarded_ = 0;
   double wait_us_ = 0;
   mutable LinkStats merged_;

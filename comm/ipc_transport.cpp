@@ -56,6 +56,7 @@
 #include <vector>
 
 #include "comm/ipc_kernels.h"
+#include "comm/link_common.h"
 #include "comm/mpi_check.h"
 #include "comm/mpi_transport.h"
 #include "comm/world.h"
@@ -65,51 +66,17 @@ namespace gptoss::comm {
 
 namespace {
 
+using namespace detail;
+
 constexpr size_t kAlign = 4096;
 constexpr size_t kWordStride = 64;  // one flag/credit word per 64-byte line
 constexpr uint64_t kShmMagic = 0x6770746f73736970ull;
 
-size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
-
-size_t header_capacity_bytes(const LinkSpec& s) {
-  return sizeof(MsgHeader) + sizeof(RowHeader) * static_cast<size_t>(s.max_rows);
-}
-
 void check_gpu_spec(const LinkSpec& s) {
-  if (s.slots < 1 || s.slots > 64) fail("transport: slots must be 1..64 (got %d)", s.slots);
-  if (s.max_rows < 1) fail("transport: max_rows must be at least 1");
-  if (s.channel < 0 || s.channel > 63) fail("transport: channel must be 0..63 (got %d)", s.channel);
+  check_common_spec(s);
   if (s.payload_memory != MemoryKind::Device)
     fail("transport: open_gpu_ring is for device payloads (payload_memory Device); host payloads "
          "use open_ring");
-  if (!(s.timeout_s > 0)) fail("transport: timeout_s must be positive");
-}
-
-using Clock = std::chrono::steady_clock;
-double us_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
-}
-
-// Blocking wait as in the MPI transport: spin spin_us, then poll with 20 us sleeps.
-template <class Ready, class What>
-void wait_until(const LinkSpec& spec, double* wait_us, Ready&& ready, What&& what) {
-  if (ready()) return;
-  const auto t0 = Clock::now();
-  for (;;) {
-    if (ready()) break;
-    double el = us_since(t0);
-    if (el > spec.timeout_s * 1e6) {
-      *wait_us += el;
-      throw Error(what());
-    }
-    if (el > spec.spin_us) {
-      struct timespec ts {
-        0, 20000
-      };
-      nanosleep(&ts, nullptr);
-    }
-  }
-  *wait_us += us_since(t0);
 }
 
 // Host control words at the start of the shm segment, each on its own cache line.

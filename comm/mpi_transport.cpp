@@ -26,6 +26,7 @@
 #include <cstring>
 #include <vector>
 
+#include "comm/link_common.h"
 #include "comm/mpi_check.h"
 #include "comm/world.h"
 
@@ -33,21 +34,15 @@ namespace gptoss::comm {
 
 namespace {
 
+using namespace detail;
+
 constexpr int kTagHeader = 0, kTagPayload = 1, kTagCredit = 2;
 constexpr size_t kAlign = 4096;
 
 int tag_of(const LinkSpec& s, int kind) { return 4 * s.channel + kind; }
 
-size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
-
-size_t header_capacity_bytes(const LinkSpec& s) {
-  return sizeof(MsgHeader) + sizeof(RowHeader) * static_cast<size_t>(s.max_rows);
-}
-
 void check_spec(const LinkSpec& s) {
-  if (s.slots < 1 || s.slots > 64) fail("transport: slots must be 1..64 (got %d)", s.slots);
-  if (s.max_rows < 1) fail("transport: max_rows must be at least 1");
-  if (s.channel < 0 || s.channel > 63) fail("transport: channel must be 0..63 (got %d)", s.channel);
+  check_common_spec(s);
   if (s.max_payload_bytes > static_cast<size_t>(INT_MAX))
     fail("transport: max_payload_bytes %zu exceeds the MPI message limit of %d bytes",
          s.max_payload_bytes, INT_MAX);
@@ -57,7 +52,6 @@ void check_spec(const LinkSpec& s) {
     fail(
         "transport: the MPI transport stages through host memory; payload_memory must be Host "
         "(device payloads need the GPU IPC transport or a host staging copy)");
-  if (!(s.timeout_s > 0)) fail("transport: timeout_s must be positive");
 }
 
 int my_rank(MPI_Comm comm) {
@@ -66,33 +60,6 @@ int my_rank(MPI_Comm comm) {
   return r;
 }
 
-using Clock = std::chrono::steady_clock;
-double us_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
-}
-
-// Blocking wait: calls ready() (which must drive MPI progress) until it returns true; spins for
-// spin_us, then sleeps 20 us between polls (ranks may share cores). Throws `what()` on timeout.
-template <class Ready, class What>
-void wait_until(const LinkSpec& spec, double* wait_us, Ready&& ready, What&& what) {
-  if (ready()) return;
-  const auto t0 = Clock::now();
-  for (;;) {
-    if (ready()) break;
-    double el = us_since(t0);
-    if (el > spec.timeout_s * 1e6) {
-      *wait_us += el;
-      throw Error(what());
-    }
-    if (el > spec.spin_us) {
-      struct timespec ts {
-        0, 20000
-      };
-      nanosleep(&ts, nullptr);
-    }
-  }
-  *wait_us += us_since(t0);
-}
 
 // K slots in host memory: headers [K, header_stride] and payloads [K, payload_stride], allocated
 // and touched once when the link opens.

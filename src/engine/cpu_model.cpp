@@ -40,16 +40,26 @@ ModelWeights model_weights(const ModelFile& m) {
     L.out_w = bf(p + "out.weight", {H, Q});
     L.out_b = bf(p + "out.bias", {H});
     L.mlp_norm = bf(p + "mlp_norm", {H});
-    L.router_w = bf(p + "router.weight", {E, H});
-    L.router_b = bf(p + "router.bias", {E});
-    L.mlp1_blocks = u8(p + "mlp1.blocks", {E, 2 * I, H / 32, 16});
-    L.mlp1_scales = u8(p + "mlp1.scales", {E, 2 * I, H / 32});
-    L.mlp1_bias = bf(p + "mlp1.bias", {E, 2 * I});
-    L.mlp2_blocks = u8(p + "mlp2.blocks", {E, H, I / 32, 16});
-    L.mlp2_scales = u8(p + "mlp2.scales", {E, H, I / 32});
-    L.mlp2_bias = bf(p + "mlp2.bias", {E, H});
+    cpu::MoeWeights& m = L.moe;
+    moe_shapes(m, c);
+    m.router_w = bf(p + "router.weight", {E, H});
+    m.router_b = bf(p + "router.bias", {E});
+    m.mlp1_blocks = u8(p + "mlp1.blocks", {E, 2 * I, H / 32, 16});
+    m.mlp1_scales = u8(p + "mlp1.scales", {E, 2 * I, H / 32});
+    m.mlp1_bias = bf(p + "mlp1.bias", {E, 2 * I});
+    m.mlp2_blocks = u8(p + "mlp2.blocks", {E, H, I / 32, 16});
+    m.mlp2_scales = u8(p + "mlp2.scales", {E, H, I / 32});
+    m.mlp2_bias = bf(p + "mlp2.bias", {E, H});
   }
   return w;
+}
+
+void moe_shapes(cpu::MoeWeights& m, const Config& c) {
+  m.n_experts = c.n_experts;
+  m.top_k = c.experts_per_tok;
+  m.hidden = c.hidden;
+  m.intermediate = c.intermediate;
+  m.swiglu_limit = c.swiglu_limit;
 }
 
 // ============================================================================ construction
@@ -194,21 +204,7 @@ void CpuModel::run_layers(int first, int last, std::span<const RowPos> rows, flo
     const double t0 = omp_get_wtime();
     xn_.resize(static_cast<size_t>(n) * c.hidden);
     cpu::f32_bf16w_rmsnorm(x, L.mlp_norm, xn_.data(), n, c.hidden, c.rms_eps);
-    cpu::MoeWeights mw;
-    mw.n_experts = c.n_experts;
-    mw.top_k = c.experts_per_tok;
-    mw.hidden = c.hidden;
-    mw.intermediate = c.intermediate;
-    mw.swiglu_limit = c.swiglu_limit;
-    mw.router_w = L.router_w;
-    mw.router_b = L.router_b;
-    mw.mlp1_blocks = L.mlp1_blocks;
-    mw.mlp1_scales = L.mlp1_scales;
-    mw.mlp1_bias = L.mlp1_bias;
-    mw.mlp2_blocks = L.mlp2_blocks;
-    mw.mlp2_scales = L.mlp2_scales;
-    mw.mlp2_bias = L.mlp2_bias;
-    cpu::f32_mf4w_moe(mw, xn_.data(), n, x, moe_);
+    cpu::f32_mf4w_moe(L.moe, xn_.data(), n, x, moe_);
     times_.moe_s += omp_get_wtime() - t0;
   }
 }

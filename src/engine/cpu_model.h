@@ -28,15 +28,11 @@ struct LayerWeights {
   const bf16_t* out_w = nullptr;         // [H, Q]
   const bf16_t* out_b = nullptr;         // [H]
   const bf16_t* mlp_norm = nullptr;      // [H]
-  const bf16_t* router_w = nullptr;      // [E, H]
-  const bf16_t* router_b = nullptr;      // [E]
-  const uint8_t* mlp1_blocks = nullptr;  // [E, 2I, H/32, 16]
-  const uint8_t* mlp1_scales = nullptr;  // [E, 2I, H/32]
-  const bf16_t* mlp1_bias = nullptr;     // [E, 2I]
-  const uint8_t* mlp2_blocks = nullptr;  // [E, H, I/32, 16]
-  const uint8_t* mlp2_scales = nullptr;  // [E, H, I/32]
-  const bf16_t* mlp2_bias = nullptr;     // [E, H]
+  cpu::MoeWeights moe;                   // router + experts (its shapes: moe_shapes)
 };
+
+// The MoE block's shape fields from the config (the weight pointers are left alone).
+void moe_shapes(cpu::MoeWeights& m, const Config& c);
 
 struct ModelWeights {
   Config config;

@@ -81,14 +81,15 @@ ModelWeights random_weights(const Config& c, Arena& a) {
     L.out_w = a.bf16(H * Q);
     L.out_b = a.bf16(H);
     L.mlp_norm = a.bf16(H, true);
-    L.router_w = a.bf16(E * H);
-    L.router_b = a.bf16(E);
-    L.mlp1_blocks = a.u8(E * 2 * I * H / 2, 0, 0);
-    L.mlp1_scales = a.u8(E * 2 * I * H / 32, 118, 122);
-    L.mlp1_bias = a.bf16(E * 2 * I);
-    L.mlp2_blocks = a.u8(E * H * I / 2, 0, 0);
-    L.mlp2_scales = a.u8(E * H * I / 32, 118, 122);
-    L.mlp2_bias = a.bf16(E * H);
+    moe_shapes(L.moe, c);
+    L.moe.router_w = a.bf16(E * H);
+    L.moe.router_b = a.bf16(E);
+    L.moe.mlp1_blocks = a.u8(E * 2 * I * H / 2, 0, 0);
+    L.moe.mlp1_scales = a.u8(E * 2 * I * H / 32, 118, 122);
+    L.moe.mlp1_bias = a.bf16(E * 2 * I);
+    L.moe.mlp2_blocks = a.u8(E * H * I / 2, 0, 0);
+    L.moe.mlp2_scales = a.u8(E * H * I / 32, 118, 122);
+    L.moe.mlp2_bias = a.bf16(E * H);
     w.layers.push_back(L);
   }
   return w;
@@ -122,8 +123,8 @@ int main(int argc, char** argv) {
         const size_t e1 = static_cast<size_t>(c.n_experts) * 2 * c.intermediate * c.hidden / 2;
         const size_t e2 = static_cast<size_t>(c.n_experts) * c.hidden * c.intermediate / 2;
         for (const auto& L : w.layers) {
-          spans.push_back({reinterpret_cast<const uint64_t*>(L.mlp1_blocks), e1 / 8});
-          spans.push_back({reinterpret_cast<const uint64_t*>(L.mlp2_blocks), e2 / 8});
+          spans.push_back({reinterpret_cast<const uint64_t*>(L.moe.mlp1_blocks), e1 / 8});
+          spans.push_back({reinterpret_cast<const uint64_t*>(L.moe.mlp2_blocks), e2 / 8});
         }
         spans.push_back({reinterpret_cast<const uint64_t*>(w.unembedding),
                          static_cast<size_t>(c.vocab) * c.hidden * 2 / 8});

@@ -98,14 +98,15 @@ struct RandomModel {
       lw.out_w = L.out_w.data();
       lw.out_b = L.out_b.data();
       lw.mlp_norm = L.mlp_norm.data();
-      lw.router_w = L.router_w.data();
-      lw.router_b = L.router_b.data();
-      lw.mlp1_blocks = L.mlp1_blocks.data();
-      lw.mlp1_scales = L.mlp1_scales.data();
-      lw.mlp1_bias = L.mlp1_bias.data();
-      lw.mlp2_blocks = L.mlp2_blocks.data();
-      lw.mlp2_scales = L.mlp2_scales.data();
-      lw.mlp2_bias = L.mlp2_bias.data();
+      moe_shapes(lw.moe, c);
+      lw.moe.router_w = L.router_w.data();
+      lw.moe.router_b = L.router_b.data();
+      lw.moe.mlp1_blocks = L.mlp1_blocks.data();
+      lw.moe.mlp1_scales = L.mlp1_scales.data();
+      lw.moe.mlp1_bias = L.mlp1_bias.data();
+      lw.moe.mlp2_blocks = L.mlp2_blocks.data();
+      lw.moe.mlp2_scales = L.mlp2_scales.data();
+      lw.moe.mlp2_bias = L.mlp2_bias.data();
       w.layers.push_back(lw);
     }
     return w;

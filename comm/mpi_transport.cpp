@@ -103,24 +103,26 @@ struct SlotArena {
   SlotArena& operator=(const SlotArena&) = delete;
 };
 
-// Frees requests at close without hanging: cancels receives, gives sends a short grace period.
-void close_requests(std::vector<MPI_Request>& reqs, bool cancel) {
+// Frees requests at close without hanging: cancels receives, gives sends a grace period that
+// ends at `deadline` (one deadline for all of a link's requests: a link closing with every send to
+// a stopped peer still pending waits that long once, not once per request).
+void close_requests(std::vector<MPI_Request>& reqs, bool cancel, Clock::time_point deadline) {
   for (auto& r : reqs) {
     if (r == MPI_REQUEST_NULL) continue;
     if (cancel) MPI_Cancel(&r);
     int done = 0;
-    for (int i = 0; i < 20000 && !done; ++i) {  // <= ~1 s
+    for (;;) {
       MPI_Test(&r, &done, MPI_STATUS_IGNORE);
-      if (!done) {
-        struct timespec ts {
-          0, 50000
-        };
-        nanosleep(&ts, nullptr);
-      }
+      if (done || Clock::now() >= deadline) break;
+      struct timespec ts {
+        0, 50000
+      };
+      nanosleep(&ts, nullptr);
     }
     if (r != MPI_REQUEST_NULL) MPI_Request_free(&r);
   }
 }
+Clock::time_point close_deadline() { return Clock::now() + std::chrono::seconds(1); }
 
 // ---------------------------------------------------------------------------------------------
 class MpiSendLink final : public SendLink {
@@ -140,9 +142,10 @@ class MpiSendLink final : public SendLink {
     me_ = my_rank(comm);
   }
   ~MpiSendLink() override {
-    close_requests(header_req_, false);
-    close_requests(payload_req_, false);
-    close_requests(credit_req_, true);
+    const auto deadline = close_deadline();
+    close_requests(header_req_, false, deadline);
+    close_requests(payload_req_, false, deadline);
+    close_requests(credit_req_, true, deadline);
   }
 
   int peer() const override { return peer_; }
@@ -294,9 +297,10 @@ class MpiRecvLink final : public RecvLink {
     me_ = my_rank(comm);
   }
   ~MpiRecvLink() override {
-    close_requests(header_req_, true);
-    close_requests(payload_req_, true);
-    close_requests(credit_req_, false);
+    const auto deadline = close_deadline();
+    close_requests(header_req_, true, deadline);
+    close_requests(payload_req_, true, deadline);
+    close_requests(credit_req_, false, deadline);
   }
 
   int peer() const override { return peer_; }

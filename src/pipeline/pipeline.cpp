@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 
 #include "comm/mpi_check.h"
 #include "comm/world.h"
@@ -117,7 +118,7 @@ void Pipeline::send(const Scheduler::Step& step) {
 // Rank 0: the micro-batch back from rank N-1: LM head on the rows that need logits, choose.
 void Pipeline::receive_and_commit(Scheduler& sch, const Scheduler::Step& step) {
   const double tw = now_us();
-  const comm::Slot& s = ring_->prev().receive_on(stage_->stream());
+  const comm::Slot& s = receive_back();
   const double t0 = now_us();
   prof_[2] += t0 - tw;
   const Config& c = stage_->config();
@@ -154,6 +155,29 @@ void Pipeline::receive_and_commit(Scheduler& sch, const Scheduler::Step& step) {
   prof_[3] += th - t0;
   prof_[4] += t1 - th;
   busy_us_ += t1 - t0;
+}
+
+// Rank 0: the next micro-batch back from rank N-1, within turn_timeout_s when that is the
+// tighter bound (the link's own wait would allow timeout_s).
+const comm::Slot& Pipeline::receive_back() {
+  comm::RecvLink& link = ring_->prev();
+  const double limit_s = opt_.turn_timeout_s;
+  if (!(limit_s > 0) || limit_s >= opt_.timeout_s) return link.receive_on(stage_->stream());
+  const double t0 = now_us();
+  for (;;) {
+    if (const comm::Slot* s = link.try_receive_on(stage_->stream())) return *s;
+    const double waited_us = now_us() - t0;
+    if (waited_us > limit_s * 1e6)
+      fail("pipeline: micro-batch %u has not come back from rank %d after %.0f s "
+           "(--ring-timeout): a rank is stuck",
+           recv_id_, size_ - 1, limit_s);
+    if (waited_us > stage_->link_spin_us()) {
+      struct timespec ts {
+        0, 20000
+      };
+      nanosleep(&ts, nullptr);
+    }
+  }
 }
 
 // Every rank keeps its own copy of each slot's length from the headers and refuses a row that

@@ -37,6 +37,10 @@ struct PipelineOptions {
   int micro_batches = 0;   // M in flight (0 = default: number of ranks); also the link slots
   std::string layers;      // --layers "4,7,7,6" ("" = balanced by the cost model)
   double timeout_s = 300;  // a stage waiting longer for a message fails, naming the peer
+  // > 0: rank 0 fails when a micro-batch it sent has not come back within this many seconds,
+  // even where timeout_s is unlimited (chat: the ring may idle while a person types, but a turn
+  // stuck on a stopped rank still ends the job).
+  double turn_timeout_s = 0;
 };
 
 class Pipeline {
@@ -70,6 +74,7 @@ class Pipeline {
  private:
   void send(const Scheduler::Step& step);
   void receive_and_commit(Scheduler& sch, const Scheduler::Step& step);
+  const comm::Slot& receive_back();
   void check_rows(const comm::Slot& s);
 
   int rank_ = 0, size_ = 1, mb_ = 1;

@@ -96,7 +96,8 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   app.add_option("--layers", opt.layers,
                  "Pipeline: layers per rank, e.g. 4,7,7,6 (default: balanced by the cost model)");
   app.add_option("--ring-timeout", opt.ring_timeout_s,
-                 "Pipeline: seconds a rank waits for a message before failing (not in chat)");
+                 "Pipeline: seconds a rank waits for a message before failing (chat: only within a "
+                 "turn)");
   app.add_flag("--resume", opt.resume, "getp: continue an interrupted run from OUT.partial");
   app.add_option("--pp", opt.bench_pp, "bench: prompt tokens of the pp test (0 = skip)");
   app.add_option("--getp-prompt", opt.bench_getp_prompt, "bench: prompt tokens per getp sequence");

@@ -100,9 +100,11 @@ PipelineOptions pipeline_options(const RunOptions& opt, const std::string& backe
   po.chunk_tokens = chunk_tokens_for(opt, backend, world_size());
   po.micro_batches = opt.micro_batches;
   po.layers = opt.layers;
-  // chat waits on a person between turns: no time limit on the ring (a dead rank still ends the
-  // job through the launcher). Otherwise --ring-timeout.
+  // chat waits on a person between turns: no time limit on the ring's waits (a dead rank still
+  // ends the job through the launcher), but rank 0 gives a turn's micro-batches --ring-timeout to
+  // come back, so a stuck rank ends the job too. Otherwise --ring-timeout everywhere.
   po.timeout_s = opt.mode == Mode::Chat ? 1e9 : opt.ring_timeout_s;
+  po.turn_timeout_s = opt.ring_timeout_s;
   return po;
 }
 

@@ -11,6 +11,9 @@
 #            exit 143), OUT.partial kept; --resume completes OUT = 1-rank OUT
 #   stall    rank 1 stopped (SIGSTOP) mid-getp with --ring-timeout 2: its neighbours give up after
 #            2 s naming rank 1 and the whole job ends (never a hang)
+#   chatstall chat with --ring-timeout 2: idling 3 s between turns is fine (the ring waits on a
+#            person without limit), but rank 1 stopped (SIGSTOP) before a turn ends the job within
+#            a few seconds, rank 0 naming the micro-batch that did not come back
 #   mismatch rank NP-1 given another model file: every rank refuses to start, one message naming
 #            which ranks have which file
 #   errors   bad splits: one clear error line
@@ -116,6 +119,43 @@ kill|sigterm|stall)
   many $args -o out.txt --resume 2>resume.err || die "--resume: exit $?"
   has resume.err "getp: resumed: [0-9]+/10 prompts were already done"
   cmp -s ref.txt out.txt || die "resumed OUT differs from the 1-rank OUT"
+  ;;
+chatstall)
+  mkfifo in.fifo
+  timeout -k 5 120 mpirun --oversubscribe -np "$NP" "$RUN" "$MODEL" -z "$TOK" -m chat -n 8 \
+      --ring-timeout 2 <in.fifo >chat.out 2>job.err &
+  mp=$!
+  exec 3>in.fifo
+  turns() { grep -c '^\[turn ' job.err 2>/dev/null || true; }
+  wait_turns() {  # wait_turns N: until N turns are reported (60 s at most)
+    local n=0
+    while [ "$(turns)" -lt "$1" ]; do
+      kill -0 $mp 2>/dev/null || { exec 3>&-; die "the job ended before turn $1"; }
+      sleep 0.05; n=$((n+1)); [ $n -lt 1200 ] || { exec 3>&-; die "turn $1 did not finish in 60 s"; }
+    done
+  }
+  echo "Hello there" >&3
+  wait_turns 1
+  sleep 3  # idle for longer than --ring-timeout: no rank may give up
+  echo "What is 2+2?" >&3
+  wait_turns 2
+  victim=$(rank_pid $mp 1)
+  [ -n "$victim" ] || { exec 3>&-; die "could not find rank 1's process"; }
+  kill -STOP "$victim"
+  t0=$(date +%s.%N)
+  echo "And 3+3?" >&3
+  while kill -0 $mp 2>/dev/null && ! grep -q "^run: error" job.err; do sleep 0.05; done
+  te=$(date +%s.%N)
+  wait $mp; rc=$?
+  echo "error printed $(awk -v a="$t0" -v b="$te" 'BEGIN { printf "%.1f", b - a }') s after the third turn was typed"
+  exec 3>&-
+  kill -CONT "$victim" 2>/dev/null; kill -KILL "$victim" 2>/dev/null
+  dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+  echo "job exit $rc, ${dt} s after the third turn was typed"
+  [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || die "exit $rc"
+  awk -v d="$dt" 'BEGIN { exit !(d < 10) }' || die "the job took ${dt} s to end"
+  has job.err "run: error: rank 0/$NP .*micro-batch [0-9]+ has not come back from rank $((NP-1)) after 2 s \(--ring-timeout\): a rank is stuck"
+  [ "$(turns)" -eq 2 ] || die "expected 2 finished turns, got $(turns)"
   ;;
 mismatch)
   cp "$MODEL" other.bin

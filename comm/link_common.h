@@ -1,5 +1,6 @@
-// link_common.h: what the MPI and the GPU IPC transports share inside comm/ (not an interface):
-// slot sizes, the LinkSpec checks both make, and the blocking wait with its timeout.
+// link_common.h: what the MPI and the GPU IPC transports share (not part of the transport
+// interface): slot sizes, the LinkSpec checks both make, and the blocking wait with its timeout
+// (which the pipeline also uses for rank 0's bounded wait in a chat turn).
 #pragma once
 #include <time.h>
 

@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 
+#include "comm/link_common.h"
 #include "comm/mpi_check.h"
 #include "comm/world.h"
 #include "common/error.h"
@@ -163,21 +163,18 @@ const comm::Slot& Pipeline::receive_back() {
   comm::RecvLink& link = ring_->prev();
   const double limit_s = opt_.turn_timeout_s;
   if (!(limit_s > 0) || limit_s >= opt_.timeout_s) return link.receive_on(stage_->stream());
-  const double t0 = now_us();
-  for (;;) {
-    if (const comm::Slot* s = link.try_receive_on(stage_->stream())) return *s;
-    const double waited_us = now_us() - t0;
-    if (waited_us > limit_s * 1e6)
-      fail("pipeline: micro-batch %u has not come back from rank %d after %.0f s "
-           "(--ring-timeout): a rank is stuck",
-           recv_id_, size_ - 1, limit_s);
-    if (waited_us > stage_->link_spin_us()) {
-      struct timespec ts {
-        0, 20000
-      };
-      nanosleep(&ts, nullptr);
-    }
-  }
+  comm::LinkSpec bound = link.spec();
+  bound.timeout_s = limit_s;
+  double waited_us = 0;
+  const comm::Slot* got = nullptr;
+  comm::detail::wait_until(
+      bound, &waited_us, [&] { return (got = link.try_receive_on(stage_->stream())) != nullptr; },
+      [&] {
+        return strfmt("pipeline: micro-batch %u has not come back from rank %d after %.0f s "
+                      "(--ring-timeout): a rank is stuck",
+                      recv_id_, size_ - 1, limit_s);
+      });
+  return *got;
 }
 
 // Every rank keeps its own copy of each slot's length from the headers and refuses a row that

@@ -40,9 +40,11 @@
 #include <memory>
 #include <string>
 
+#include "common/types.h"
+
 namespace gptoss::comm {
 
-enum class MemoryKind : uint8_t { Host = 0, Device = 1 };
+using MemoryKind = ::gptoss::MemoryKind;  // common/types.h
 
 // Per-row flags of a micro-batch (RowHeader::flags).
 enum RowFlags : uint32_t {

@@ -49,7 +49,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "engine/engine.h"
+#include "common/types.h"
 #include "gpu/vendor.h"
 
 namespace gptoss::gpu {

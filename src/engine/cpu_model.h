@@ -45,12 +45,6 @@ struct ModelWeights {
 // Pointers into the mapped file (shapes checked by ModelFile::get). model must outlive the result.
 ModelWeights model_weights(const ModelFile& model);
 
-// Where one row of a micro-batch sits: its KV-cache slot and position.
-struct RowPos {
-  int32_t slot = 0;
-  int32_t pos = 0;
-};
-
 class CpuModel {
  public:
   // Layers [first_layer, last_layer) get a KV cache of `ctx` positions x `max_slots` slots.

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "common/types.h"
 #include "model/config.h"
 
 namespace gptoss {
@@ -39,20 +40,6 @@ struct Row {
   int32_t pos = 0;
   uint32_t flags = 0;
 };
-
-// How to choose the next token from one row of logits, so an engine can choose on its own device
-// exactly as the host sampler would: the sampler's parameters plus the uniform draw u in [0, 1)
-// that Sampler::sample would use for this token (Sampler::next_pick). temperature 0 or top_k 1 is
-// greedy (u unused). The algorithm is Sampler::pick (engine/sampler.cpp). 24 bytes, no padding
-// surprises: the GPU copies an array of these as is.
-struct TokenPick {
-  float temperature = 0.0f;
-  int32_t top_k = 0;     // 0 = off
-  float top_p = 1.0f;    // 1 = off
-  int32_t reserved = 0;  // 0
-  double u = 0.0;
-};
-static_assert(sizeof(TokenPick) == 24);
 
 struct EngineOptions {
   int ctx = 4096;        // max positions per sequence (-c); <= config.max_context

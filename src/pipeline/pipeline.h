@@ -22,9 +22,9 @@
 
 #include "comm/stage_timing.h"
 #include "comm/transport.h"
-#include "engine/cpu_model.h"
-#include "pipeline/stage.h"
-#include "run/scheduler.h"
+#include "backend_cpu/cpu_model.h"
+#include "backend/backend.h"
+#include "sched/scheduler.h"
 
 namespace gptoss {
 

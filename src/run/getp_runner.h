@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "run/scheduler.h"
+#include "sched/scheduler.h"
 
 namespace gptoss {
 

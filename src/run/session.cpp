@@ -11,11 +11,11 @@
 #include "comm/device_pick.h"
 #include "comm/world.h"
 #include "common/error.h"
-#include "engine/cpu_model.h"
+#include "backend_cpu/cpu_model.h"
 #include "pipeline/pipeline.h"
-#include "pipeline/stage.h"
+#include "backend/backend.h"
 #ifdef GPTOSS_HAVE_GPU
-#include "engine_gpu/gpu_engine.h"
+#include "backend_gpu/gpu_backend.h"
 #endif
 
 namespace gptoss {

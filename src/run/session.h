@@ -12,11 +12,11 @@
 #include <vector>
 
 #include "comm/stage_timing.h"
-#include "engine/engine.h"
-#include "engine/sampler.h"
+#include "backend/engine.h"
+#include "backend/sampler.h"
 #include "model/model_file.h"
 #include "run/options.h"
-#include "run/scheduler.h"
+#include "sched/scheduler.h"
 #include "tokenizer/tokenizer.h"
 
 namespace gptoss {

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "common/error.h"
-#include "engine/cpu_model.h"
+#include "backend_cpu/cpu_model.h"
 #include "model/config.h"
 
 using namespace gptoss;

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "common/error.h"
-#include "engine/cpu_model.h"
+#include "backend_cpu/cpu_model.h"
 #include "random_model.h"
 
 namespace gptoss {

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "common/bf16.h"
-#include "engine/cpu_model.h"
+#include "backend_cpu/cpu_model.h"
 
 namespace gptoss::testing {
 

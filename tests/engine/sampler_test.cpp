@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "common/error.h"
-#include "engine/sampler.h"
+#include "backend/sampler.h"
 
 namespace gptoss {
 namespace {

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "cpu/ops.h"
-#include "engine/engine.h"
+#include "backend/engine.h"
 #include "model/model_file.h"
 
 namespace gptoss {

@@ -41,7 +41,7 @@
 
 #include "common/bf16.h"
 #include "common/error.h"
-#include "engine/engine.h"
+#include "backend/engine.h"
 #include "model/model_file.h"
 #ifdef GOLDEN_WITH_TOKENIZER
 #include "tokenizer/tokenizer.h"

@@ -32,10 +32,10 @@
 #include <string>
 
 #include "common/bf16.h"
-#include "engine/sampler.h"
+#include "backend/sampler.h"
 #include "cpu/ops.h"
-#include "engine/engine.h"
-#include "engine_gpu/gpu_engine.h"
+#include "backend/engine.h"
+#include "backend_gpu/gpu_backend.h"
 #include "gpu_test_util.h"
 #include "ref_bf16kv.h"
 #include "model/config.h"

@@ -9,7 +9,7 @@
 
 #include "common/bf16.h"
 #include "cpu/ops.h"
-#include "engine/engine.h"
+#include "backend/engine.h"
 #include "model/config.h"
 #include "model/model_file.h"
 

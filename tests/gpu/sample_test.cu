@@ -13,7 +13,7 @@
 #include <numeric>
 #include <vector>
 
-#include "engine/sampler.h"
+#include "backend/sampler.h"
 #include "gpu/sample.h"
 #include "gpu_test_util.h"
 

@@ -10,7 +10,7 @@
 #include "common/error.h"
 #include "model/config.h"
 #include "pipeline/layer_split.h"
-#include "run/scheduler.h"
+#include "sched/scheduler.h"
 
 namespace gptoss {
 namespace {

@@ -14,11 +14,11 @@
 #include <vector>
 
 #include "comm/world.h"
-#include "engine/cpu_model.h"
+#include "backend_cpu/cpu_model.h"
 #include "model/model_file.h"
 #include "pipeline/pipeline.h"
-#include "pipeline/stage.h"
-#include "run/scheduler.h"
+#include "backend/backend.h"
+#include "sched/scheduler.h"
 
 namespace gptoss {
 namespace {

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/engine.h"
-#include "run/scheduler.h"
+#include "backend/engine.h"
+#include "sched/scheduler.h"
 
 namespace gptoss::test {
 

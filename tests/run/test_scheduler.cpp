@@ -8,9 +8,9 @@
 #include <set>
 
 #include "common/error.h"
-#include "engine/sampler.h"
+#include "backend/sampler.h"
 #include "fake_engine.h"
-#include "run/scheduler.h"
+#include "sched/scheduler.h"
 
 namespace gptoss {
 namespace {

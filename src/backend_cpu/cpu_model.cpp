@@ -1,6 +1,6 @@
 // cpu_model.cpp: the CPU forward pass (embed / run_layers / head) over ModelWeights, and
 // model_weights() which points ModelWeights into a ModelFile.
-#include "engine/cpu_model.h"
+#include "backend_cpu/cpu_model.h"
 
 #include <omp.h>
 

@@ -1,5 +1,5 @@
 // scheduler.cpp: continuous batching (see scheduler.h for the contract).
-#include "run/scheduler.h"
+#include "sched/scheduler.h"
 
 #include <algorithm>
 

@@ -19,8 +19,8 @@
 
 #include "common/bf16.h"
 #include "common/error.h"
-#include "engine/engine.h"
-#include "engine_gpu/gpu_engine.h"
+#include "backend/engine.h"
+#include "backend_gpu/gpu_backend.h"
 #include "model/config.h"
 #include "model/model_file.h"
 

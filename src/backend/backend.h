@@ -18,9 +18,9 @@
 #include <vector>
 
 #include "comm/transport.h"
-#include "engine/cpu_model.h"
-#include "engine/engine.h"
-#include "engine/sampler.h"
+#include "backend_cpu/cpu_model.h"
+#include "backend/engine.h"
+#include "backend/sampler.h"
 #include "model/config.h"
 
 namespace gptoss {

@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "common/error.h"
-#include "engine/cpu_model.h"
-#include "engine/engine.h"
-#include "engine/sampler.h"
+#include "backend_cpu/cpu_model.h"
+#include "backend/engine.h"
+#include "backend/sampler.h"
 #include "model/model_file.h"
 
 namespace gptoss {

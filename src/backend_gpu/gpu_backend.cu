@@ -19,14 +19,14 @@
 #include <vector>
 
 #include "cpu/ops.h"
-#include "engine/sampler.h"
-#include "engine_gpu/gpu_engine.h"
+#include "backend/sampler.h"
+#include "backend_gpu/gpu_backend.h"
 #include "gpu/moe.h"
 #include "gpu/ops.h"
 #include "gpu/sample.h"
 #include "gpu/vendor.h"
 #include "model/model_file.h"
-#include "pipeline/stage.h"
+#include "backend/backend.h"
 #include "comm/ipc_transport.h"
 
 namespace gptoss {

@@ -4,7 +4,7 @@
 #pragma once
 #include <memory>
 
-#include "engine/engine.h"
+#include "backend/engine.h"
 
 namespace gptoss {
 

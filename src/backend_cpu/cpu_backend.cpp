@@ -1,8 +1,8 @@
 // cpu_stage.cpp: the CPU backend's pipeline stage (stage.h) over CpuModel.
 #include <cstring>
 
-#include "engine/cpu_model.h"
-#include "pipeline/stage.h"
+#include "backend_cpu/cpu_model.h"
+#include "backend/backend.h"
 
 namespace gptoss {
 

@@ -8,7 +8,7 @@
 //   2. p_i = exp((l_i - l_max) / T) in double (unnormalised).
 //   3. top_p < 1: keep the shortest prefix whose mass >= top_p * total mass (at least one).
 //   4. u = next_double() in [0, 1); pick the first candidate whose running mass exceeds u * mass.
-#include "engine/sampler.h"
+#include "backend/sampler.h"
 
 #include <algorithm>
 #include <cmath>

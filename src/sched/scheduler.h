@@ -19,8 +19,8 @@
 #include <span>
 #include <vector>
 
-#include "engine/engine.h"
-#include "engine/sampler.h"
+#include "backend/engine.h"
+#include "backend/sampler.h"
 
 namespace gptoss {
 

@@ -3,7 +3,7 @@
 #pragma once
 #include <cstdint>
 
-#include "engine/engine.h"
+#include "backend/engine.h"
 
 namespace gptoss {
 

@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "common/error.h"
-#include "engine/engine.h"
-#include "engine_gpu/gpu_engine.h"
+#include "backend/engine.h"
+#include "backend_gpu/gpu_backend.h"
 #include "model/model_file.h"
 #include "ref_bf16kv.h"  // tests/gpu: the CPU reference with a bf16 KV cache
 

@@ -1,88 +1,127 @@
-// stage.h: what one pipeline stage computes, behind one small interface so the ring code does not
-// care which backend runs it: run (rank 0's first stage embeds token ids; every stage runs its
-// contiguous block of layers on a micro-batch, using and updating only those layers' KV cache)
-// and head (final norm + LM head on the rows that need logits, rank 0 only; or the token choice
-// itself, on the device, for a stage that can).
+// backend.h: the one interface every backend implements: "run layers [first, last) on these
+// rows; head; pick". A backend holds one contiguous block of layers with their KV cache and, on
+// the rank that owns them (rank 0), the embedding, the final norm and the LM head. One process is
+// a ring of one whose backend holds everything; the ring pipeline (src/pipeline) drives one backend
+// per rank and moves hidden states between them; the Engine (engine.h) drives one backend that
+// holds the whole model step by step (tests, tools). Backends know nothing of ranks or transports:
+// the pipeline chooses each link's transport from payload_memory().
 //
-// Backends: the CPU stage (make_cpu_stage over CpuModel; host payloads, MPI ring) and the GPU
-// stage (src/engine_gpu, make_gpu_stage; device payloads, the GPU IPC ring of comm/ipc_transport.h).
-// A GPU stage enqueues its work on its stream() and returns at once; the ring orders payloads
-// against that stream (post_on / receive_on / release_on in comm/transport.h).
+// Backends: the CPU (src/backend_cpu, make_cpu_backend; host payloads) and the GPU
+// (src/backend_gpu, make_gpu_backend; device payloads, work enqueued on stream()).
 #pragma once
-#include <mpi.h>
-
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
-#include "comm/transport.h"
-#include "backend_cpu/cpu_model.h"
-#include "backend/engine.h"
 #include "backend/sampler.h"
+#include "common/types.h"
 #include "model/config.h"
 
 namespace gptoss {
 
-class Stage {
- public:
-  virtual ~Stage() = default;
-  virtual const Config& config() const = 0;
-  virtual int first_layer() const = 0;  // this stage's layers are [first_layer, last_layer)
-  virtual int last_layer() const = 0;
-  virtual size_t kv_cache_bytes() const = 0;
-  // Sequences its KV cache holds (a GPU stage made with max_slots 0 sizes it from free memory).
-  virtual int max_slots() const = 0;
-  // Where run/head expect x: host memory for the CPU backend, device memory for the GPU.
-  virtual comm::MemoryKind payload_memory() const { return comm::MemoryKind::Host; }
-  // COLLECTIVE: the ring for this backend's payloads (every rank's stage is of one backend).
-  virtual std::unique_ptr<comm::Ring> open_ring(MPI_Comm comm, const comm::LinkSpec& spec) {
-    return comm::open_ring(comm, spec);
-  }
-  // The GPU stream the stage's work goes to (a gpuStream_t), nullptr for host stages.
-  virtual void* stream() { return nullptr; }
-  // Micro-seconds a blocking ring wait spins before it sleeps between polls (latency vs. a core).
-  virtual double link_spin_us() const { return 50; }
+class ModelFile;
+struct ModelWeights;
 
-  // Layers [first_layer, last_layer) on a micro-batch of rows.size() rows, out [rows, hidden]
-  // fp32. Rank 0's first stage passes the token ids (tokens.size() == rows.size(), in == nullptr)
-  // and embeds them first; later stages pass in (the received hidden states; in may equal out)
-  // and no tokens. Rows of one slot come in increasing consecutive positions, continuing what
-  // earlier micro-batches stored.
+// One row of a step, as the scheduler plans it: one token of one sequence at its position.
+//   - A sequence lives in a KV-cache slot in [0, max_slots). Its first row has pos 0 and kNewSeq;
+//     its rows in later steps continue at increasing positions. A slot is reused for a new
+//     sequence by sending a row with pos 0 again.
+//   - Rows of one step may mix prompt chunks (several consecutive positions of one slot, in
+//     order) and single decode tokens of other slots.
+//   - Rows with kLogits set get logits (or a picked token), in row order.
+// SequenceCheck (sequence_check.h) enforces these rules for every backend.
+struct Row {
+  enum : uint32_t { kNewSeq = 1u, kLogits = 2u };
+  int32_t token = 0;
+  int32_t slot = 0;
+  int32_t pos = 0;
+  uint32_t flags = 0;
+};
+
+// What a backend is made with (the command line's -c, -b, -t, --kv-cache, the GPU knobs).
+struct BackendOptions {
+  int ctx = 4096;        // max positions per sequence (-c); <= config.max_context
+  int max_slots = 1;     // concurrent sequences (-b); GPU: 0 = as many as free memory holds at
+                         // ctx, at most max_auto_slots (max_slots() then says how many)
+  int max_auto_slots = 256;
+  int threads = 0;       // CPU threads (-t); 0 = OpenMP default
+  // KV-cache element type: "" = the backend's default (CPU: f32, its only choice; GPU: bf16),
+  // "bf16" or "f32" (--kv-cache).
+  std::string kv_cache;
+  int device = 0;          // GPU: index of the device among those visible
+  bool gpu_graphs = true;  // GPU: replay small steps as captured graphs (--gpu-graphs)
+  bool attn_tiles = true;  // GPU: prompt runs through the flash-attention tile kernel
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const Config& config() const = 0;
+  virtual int first_layer() const = 0;  // this backend's layers are [first_layer, last_layer)
+  virtual int last_layer() const = 0;
+  virtual bool has_ends() const = 0;    // embedding, final norm and LM head live here
+  virtual int ctx() const = 0;
+  // Sequences its KV cache holds (a GPU backend made with max_slots 0 sizes it from free memory).
+  virtual int max_slots() const = 0;
+  virtual size_t kv_cache_bytes() const = 0;
+  // Where run/head take and leave hidden states: host memory (CPU) or the GPU's memory.
+  virtual MemoryKind payload_memory() const { return MemoryKind::Host; }
+  // The GPU the payloads live on (payload_memory() == Device), else -1.
+  virtual int device() const { return -1; }
+  // The GPU stream the backend's work goes to (a gpuStream_t), nullptr for host backends.
+  virtual void* stream() { return nullptr; }
+  // Micro-seconds a blocking ring wait spins before it sleeps between polls (latency vs a core).
+  virtual double link_spin_us() const { return 50; }
+  // Rows one run() call takes in one pass (larger calls are split inside run()); the Engine cuts
+  // its steps to this when it keeps results in the backend's own buffer (out == nullptr).
+  virtual int max_rows_per_pass() const { return 1 << 30; }
+
+  // Layers [first_layer, last_layer) on rows.size() rows. The owner of the embedding passes the
+  // token ids (tokens.size() == rows.size(), in == nullptr) and they are embedded first; other
+  // backends pass in = the received hidden states [rows, hidden] fp32 in payload memory (in may
+  // equal out). The result, [rows, hidden] fp32, goes to out (payload memory), or stays in the
+  // backend's own buffer when out == nullptr (then rows.size() <= max_rows_per_pass()), for a
+  // head() with x == nullptr. Rows of one slot come in increasing consecutive positions,
+  // continuing what earlier calls stored (the caller checks this: SequenceCheck). A GPU backend
+  // enqueues the work on stream() and returns; the result is ordered before later work there.
   virtual void run(std::span<const int32_t> tokens, std::span<const RowPos> rows, const float* in,
                    float* out) = 0;
-  // logits[i, :] = LM head of final-norm(x[logit_rows[i]]). x: [rows, hidden] (payload memory),
-  // logits: host [logit_rows.size(), vocab]. Complete on return.
+  // logits[i, :] = LM head of final-norm(x[logit_rows[i]]) (has_ends() only). x: [rows, hidden]
+  // in payload memory, or nullptr for the result of the last run() with out == nullptr; logits:
+  // host [logit_rows.size(), vocab]. Complete on return.
   virtual void head(const float* x, std::span<const int32_t> logit_rows, float* logits) = 0;
   // True when head_pick chooses tokens on the device (only ids come back to the host).
   virtual bool picks_on_device() const { return false; }
   // tokens[i] = Sampler::pick(head logits of row logit_rows[i], picks[i]). Complete on return.
-  // Default: head() to host logits, then Sampler::pick. (Inline: Stage has no key function, so
-  // a backend library needs only this header.)
+  // Default: head() to host logits, then Sampler::pick.
   virtual void head_pick(const float* x, std::span<const int32_t> logit_rows,
                          std::span<const TokenPick> picks, std::vector<int32_t>& tokens) {
     const size_t V = static_cast<size_t>(config().vocab);
-    std::vector<float> logits(logit_rows.size() * V);
-    head(x, logit_rows, logits.data());
+    logits_.resize(logit_rows.size() * V);
+    head(x, logit_rows, logits_.data());
     tokens.resize(logit_rows.size());
     for (size_t i = 0; i < logit_rows.size(); ++i)
-      tokens[i] = Sampler::pick(logits.data() + i * V, static_cast<int>(V), picks[i]);
+      tokens[i] = Sampler::pick(logits_.data() + i * V, static_cast<int>(V), picks[i]);
   }
-  // Time the stage's device spent on its work so far, in us, or < 0 when the stage computes on
-  // the calling thread (the pipeline then times the calls). Waits for work in flight.
+  // Device time spent on this backend's work so far, in us, or < 0 when it computes on the
+  // calling thread (the pipeline then times the calls). Waits for work in flight.
   virtual double device_busy_us() { return -1; }
-  // The part of device_busy_us() spent in head()/head_pick() (rank 0); -1 if not measured.
+  // The part of device_busy_us() spent in head()/head_pick(); -1 if not measured.
   virtual double device_head_busy_us() { return -1; }
+
+ private:
+  std::vector<float> logits_;  // head_pick's default: [logit rows, vocab]
 };
 
-// Makes this rank's stage for layers [first, last); rank0 says whether it also owns the
-// embedding and the head. Called once per rank by the pipeline, after the split is known.
-using StageFactory = std::function<std::unique_ptr<Stage>(int first, int last, bool rank0)>;
-
-// The CPU stage: a CpuModel owning the KV cache of layers [first, last) only. w's pointers must
-// outlive the stage. Throws Error on bad options (e.g. a KV cache that does not fit in memory).
-std::unique_ptr<Stage> make_cpu_stage(const ModelWeights& w, int ctx, int max_slots, int first,
-                                      int last);
+// The CPU backend (OpenMP, fp32 arithmetic over bf16 / MXFP4 weights, KV cache f32) for layers
+// [first, last), with the ends when `ends`. w's pointers (or model) must outlive it. Throws a
+// one-line Error on bad options: ctx < 1 or > config.max_context, max_slots < 1, threads < 0, a
+// --kv-cache other than f32; threads > 0 sets the OpenMP thread count.
+std::unique_ptr<Backend> make_cpu_backend(const ModelWeights& w, const BackendOptions& opt,
+                                          int first, int last, bool ends);
+std::unique_ptr<Backend> make_cpu_backend(const ModelFile& model, const BackendOptions& opt,
+                                          int first, int last, bool ends);
 
 }  // namespace gptoss

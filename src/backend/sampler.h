@@ -3,7 +3,7 @@
 #pragma once
 #include <cstdint>
 
-#include "backend/engine.h"
+#include "common/types.h"
 
 namespace gptoss {
 

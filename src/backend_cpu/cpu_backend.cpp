@@ -1,29 +1,49 @@
-// cpu_stage.cpp: the CPU backend's pipeline stage (stage.h) over CpuModel.
+// cpu_backend.cpp: the CPU backend (backend.h) over CpuModel: host payloads, computed on the
+// calling thread with OpenMP.
+#include <omp.h>
+
 #include <cstring>
 
-#include "backend_cpu/cpu_model.h"
 #include "backend/backend.h"
+#include "backend_cpu/cpu_model.h"
+#include "common/error.h"
+#include "model/model_file.h"
 
 namespace gptoss {
 
 namespace {
 
-class CpuStage final : public Stage {
+class CpuBackend final : public Backend {
  public:
-  CpuStage(const ModelWeights& w, int ctx, int max_slots, int first, int last)
-      : model_(w, ctx, max_slots, first, last), first_(first), last_(last), slots_(max_slots) {}
+  CpuBackend(const ModelWeights& w, const BackendOptions& opt, int first, int last, bool ends)
+      : model_(w, opt.ctx, opt.max_slots, first, last), first_(first), last_(last), ends_(ends) {}
   const Config& config() const override { return model_.config(); }
   int first_layer() const override { return first_; }
   int last_layer() const override { return last_; }
+  bool has_ends() const override { return ends_; }
+  int ctx() const override { return model_.ctx(); }
+  int max_slots() const override { return model_.max_slots(); }
   size_t kv_cache_bytes() const override { return model_.kv_cache_bytes(); }
-  int max_slots() const override { return slots_; }
+
   void run(std::span<const int32_t> tokens, std::span<const RowPos> rows, const float* in,
            float* out) override {
-    if (!tokens.empty()) model_.embed(tokens, out);
-    else if (in != out) std::memcpy(out, in, rows.size() * config().hidden * sizeof(float));
+    const size_t H = static_cast<size_t>(config().hidden);
+    if (!out) {
+      own_.resize(rows.size() * H);
+      out = own_.data();
+    }
+    if (!tokens.empty()) {
+      GPTOSS_ASSERT(ends_ && tokens.size() == rows.size());
+      model_.embed(tokens, out);
+    } else if (in != out) {
+      std::memcpy(out, in, rows.size() * H * sizeof(float));
+    }
     model_.run_layers(first_, last_, rows, out);
   }
+
   void head(const float* x, std::span<const int32_t> logit_rows, float* logits) override {
+    GPTOSS_ASSERT(ends_);
+    if (!x) x = own_.data();
     const size_t H = static_cast<size_t>(config().hidden);
     xl_.resize(logit_rows.size() * H);
     for (size_t i = 0; i < logit_rows.size(); ++i)
@@ -33,15 +53,26 @@ class CpuStage final : public Stage {
 
  private:
   CpuModel model_;
-  int first_, last_, slots_;
-  std::vector<float> xl_;  // the logit rows, gathered
+  int first_, last_;
+  bool ends_;
+  std::vector<float> own_;  // [rows, H]: run() results kept here when out == nullptr
+  std::vector<float> xl_;   // [logit rows, H]: the logit rows, gathered
 };
 
 }  // namespace
 
-std::unique_ptr<Stage> make_cpu_stage(const ModelWeights& w, int ctx, int max_slots, int first,
-                                      int last) {
-  return std::make_unique<CpuStage>(w, ctx, max_slots, first, last);
+std::unique_ptr<Backend> make_cpu_backend(const ModelWeights& w, const BackendOptions& opt,
+                                          int first, int last, bool ends) {
+  if (!opt.kv_cache.empty() && opt.kv_cache != "f32")
+    fail("--kv-cache %s: the CPU backend keeps its KV cache in f32 only", opt.kv_cache.c_str());
+  if (opt.threads < 0) fail("threads %d: must be >= 0 (0 = OpenMP default)", opt.threads);
+  if (opt.threads > 0) omp_set_num_threads(opt.threads);
+  return std::make_unique<CpuBackend>(w, opt, first, last, ends);
+}
+
+std::unique_ptr<Backend> make_cpu_backend(const ModelFile& model, const BackendOptions& opt,
+                                          int first, int last, bool ends) {
+  return make_cpu_backend(model_weights(model), opt, first, last, ends);
 }
 
 }  // namespace gptoss

@@ -15,10 +15,12 @@
 
 #include "common/bf16.h"
 #include "cpu/ops.h"
-#include "backend/engine.h"
+#include "common/types.h"
 #include "model/config.h"
 
 namespace gptoss {
+
+class ModelFile;
 
 struct LayerWeights {
   const bf16_t* attn_norm = nullptr;     // [H]
@@ -107,9 +109,5 @@ class CpuModel {
   cpu::MoeScratch moe_;
   Times times_;
 };
-
-// The CPU engine over in-memory weights (tests; make_cpu_engine(ModelFile) calls this).
-// w's pointers must outlive the engine.
-std::unique_ptr<Engine> make_cpu_engine(const ModelWeights& w, const EngineOptions& opt);
 
 }  // namespace gptoss

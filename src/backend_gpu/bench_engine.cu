@@ -101,10 +101,9 @@ int main(int argc, char** argv) {
     ModelFile model(model_path);
     int max_b = 1;
     for (int b : batches) max_b = std::max(max_b, b);
-    EngineOptions opt;
+    BackendOptions opt;
     opt.ctx = ctx;
     opt.max_slots = max_b;
-    opt.backend = "gpu";
     auto t0 = Clock::now();
     auto eng = make_gpu_engine(model, opt);
     std::printf("{\"step\": \"load\", \"model\": \"%s\", \"GB\": %.2f, \"s\": %.2f, \"kv_GiB\": %.2f}\n",

@@ -1,27 +1,25 @@
-// gpu_engine.h: the GPU engine (CUDA or HIP build, one GPU): the Engine interface of
-// engine/engine.h over the kernels of kernels/gpu. Include it only in a GPU build
-// (GPU_BACKEND=CUDA|HIP, link target gptoss_gpu_engine); the header itself names no GPU API.
+// gpu_backend.h: the GPU backend (CUDA or HIP build, one GPU): backend.h's Backend over the kernels
+// of kernels/gpu. Include it only in a GPU build (GPU_BACKEND=CUDA|HIP, link target
+// gptoss_gpu_engine); the header itself names no GPU API.
 #pragma once
 #include <memory>
 
+#include "backend/backend.h"
 #include "backend/engine.h"
 
 namespace gptoss {
 
-class Stage;
-
-// Uploads the model's weights to the current GPU (device 0 of what the process sees) and sizes
-// the KV cache for opt.ctx positions x opt.max_slots sequences (bf16). model must outlive the
-// engine. Throws a one-line Error when no GPU is present, when the model does not fit ("needs X
-// GiB, Y GiB free"), or when the model's shape is unsupported. Prints one line to stderr with
-// the device, the upload time and the KV-cache size.
-std::unique_ptr<Engine> make_gpu_engine(const ModelFile& model, const EngineOptions& opt);
-
-// The pipeline stage (pipeline/stage.h) for layers [first, last) on GPU opt.device: only those
-// layers' weights and KV cache are uploaded (and on rank0 the embedding, final norm and LM head).
-// Payloads are device memory, the ring is comm/ipc_transport.h's (GPU IPC within a host).
-std::unique_ptr<Stage> make_gpu_stage(const ModelFile& model, const EngineOptions& opt, int first,
-                                      int last, bool rank0);
+// Layers [first, last) (and with `ends` the embedding, final norm and LM head) on GPU opt.device:
+// only those tensors are uploaded, and only those layers' KV cache (bf16, or f32 with
+// --kv-cache f32) is allocated, for opt.ctx positions x opt.max_slots sequences (0: as many as
+// free memory holds, at most opt.max_auto_slots). model must outlive the backend. Payloads are
+// device memory. Throws a one-line Error when no GPU is present, when the model does not fit
+// ("needs X GiB, Y GiB free"), or when the model's shape is unsupported. Prints one line to
+// stderr with the device, the upload time and the KV-cache size.
+std::unique_ptr<Backend> make_gpu_backend(const ModelFile& model, const BackendOptions& opt,
+                                          int first, int last, bool ends);
+// The whole model on one GPU, as an Engine (tests, tools).
+std::unique_ptr<Engine> make_gpu_engine(const ModelFile& model, const BackendOptions& opt);
 
 // True when the GPU runtime sees at least one device.
 bool gpu_device_present();

@@ -13,6 +13,9 @@
 #include "comm/world.h"
 #include "common/error.h"
 #include "pipeline/layer_split.h"
+#ifdef GPTOSS_HAVE_GPU
+#include "comm/ipc_transport.h"
+#endif
 
 namespace gptoss {
 
@@ -20,7 +23,7 @@ namespace {
 double now_us() { return omp_get_wtime() * 1e6; }
 }  // namespace
 
-Pipeline::Pipeline(MPI_Comm comm, const Config& c, const StageFactory& make_stage,
+Pipeline::Pipeline(MPI_Comm comm, const Config& c, const BackendFactory& make_backend,
                    const PipelineOptions& opt)
     : opt_(opt) {
   CHECK_MPI(MPI_Comm_rank(comm, &rank_));
@@ -49,9 +52,9 @@ Pipeline::Pipeline(MPI_Comm comm, const Config& c, const StageFactory& make_stag
   }
   int first = 0;
   for (int r = 0; r < rank_; ++r) first += layers_[r];
-  stage_ = make_stage(first, first + layers_[rank_], rank_ == 0);
-  if (opt.max_slots == 0) {  // auto: what every stage's memory holds (COLLECTIVE)
-    const int mine = stage_->max_slots();
+  backend_ = make_backend(first, first + layers_[rank_], rank_ == 0);
+  if (opt.max_slots == 0) {  // auto: what every backend's memory holds (COLLECTIVE)
+    const int mine = backend_->max_slots();
     CHECK_MPI(MPI_Allreduce(&mine, &opt_.max_slots, 1, MPI_INT, MPI_MIN, comm));
   }
   // A micro-batch is 1/M of a step: at most ceil(slots / M) decode rows and ceil(chunk / M)
@@ -60,16 +63,29 @@ Pipeline::Pipeline(MPI_Comm comm, const Config& c, const StageFactory& make_stag
   limits_.token_budget = std::max(1, (opt.chunk_tokens + mb_ - 1) / mb_);
   limits_.fifo_prefill = true;
   const int max_rows = limits_.max_decode_rows + limits_.token_budget;
-  slot_len_.assign(opt_.max_slots, 0);
+  check_ = std::make_unique<SequenceCheck>(opt_.max_slots, opt_.ctx, 0);
 
   comm::LinkSpec spec;
   spec.slots = mb_;  // deadlock rule: micro-batches in flight M <= slots K (docs/transport.md)
   spec.max_rows = static_cast<uint32_t>(max_rows);
   spec.max_payload_bytes = static_cast<size_t>(max_rows) * c.hidden * sizeof(float);
-  spec.payload_memory = stage_->payload_memory();
+  spec.payload_memory = backend_->payload_memory();
   spec.timeout_s = opt.timeout_s;
-  spec.spin_us = stage_->link_spin_us();
-  ring_ = stage_->open_ring(comm, spec);  // collective
+  spec.spin_us = backend_->link_spin_us();
+  ring_ = open_ring(comm, spec);  // collective
+}
+
+// The transport follows the payloads: device payloads GPU to GPU (the GPU ring picks IPC or
+// host-staged MPI per link), host payloads over MPI. Every rank's backend is of one kind.
+std::unique_ptr<comm::Ring> Pipeline::open_ring(MPI_Comm comm, const comm::LinkSpec& spec) {
+  if (spec.payload_memory == MemoryKind::Device) {
+#ifdef GPTOSS_HAVE_GPU
+    return comm::open_gpu_ring(comm, spec);
+#else
+    fail("pipeline: a backend with device payloads in a build without a GPU backend");
+#endif
+  }
+  return comm::open_ring(comm, spec);
 }
 
 Pipeline::~Pipeline() = default;
@@ -84,7 +100,7 @@ std::string Pipeline::describe() const {
 // Rank 0: plan, embed, own layers, post to rank 1 (to itself with one rank).
 void Pipeline::send(const Scheduler::Step& step) {
   const int n = static_cast<int>(step.rows.size());
-  const int H = stage_->config().hidden;
+  const int H = backend_->config().hidden;
   const double ta = now_us();
   if (first_us_ < 0) first_us_ = ta;
   comm::Slot& s = ring_->next().acquire();
@@ -107,9 +123,9 @@ void Pipeline::send(const Scheduler::Step& step) {
   s.header->rows = static_cast<uint32_t>(n);
   s.header->payload_bytes = static_cast<uint64_t>(n) * H * sizeof(float);
   check_rows(s);
-  stage_->run(tokens_, pos_, nullptr, static_cast<float*>(s.payload));  // [rows, hidden]
+  backend_->run(tokens_, pos_, nullptr, static_cast<float*>(s.payload));  // [rows, hidden]
   busy_us_ += now_us() - t0;
-  ring_->next().post_on(s, stage_->stream());
+  ring_->next().post_on(s, backend_->stream());
   prof_[1] += now_us() - ta;
   ++prof_mb_;
   prof_rows_ += static_cast<uint64_t>(n);
@@ -121,7 +137,7 @@ void Pipeline::receive_and_commit(Scheduler& sch, const Scheduler::Step& step) {
   const comm::Slot& s = receive_back();
   const double t0 = now_us();
   prof_[2] += t0 - tw;
-  const Config& c = stage_->config();
+  const Config& c = backend_->config();
   const uint32_t expect_id = recv_id_++;
   if (s.header->micro_batch_id != expect_id || (s.header->flags & comm::kMsgShutdown))
     fail("pipeline: micro-batch %u came back from rank %d where %u was expected",
@@ -139,15 +155,15 @@ void Pipeline::receive_and_commit(Scheduler& sch, const Scheduler::Step& step) {
          s.header->micro_batch_id, logit_rows_.size(), step.logit_slots.size());
   const float* x = static_cast<const float*>(s.payload);
   double th = 0;
-  if (stage_->picks_on_device() && sch.next_picks(step, picks_)) {
-    stage_->head_pick(x, logit_rows_, picks_, picked_);  // complete on return
-    ring_->prev().release_on(s, stage_->stream());
+  if (backend_->picks_on_device() && sch.next_picks(step, picks_)) {
+    backend_->head_pick(x, logit_rows_, picks_, picked_);  // complete on return
+    ring_->prev().release_on(s, backend_->stream());
     th = now_us();
     sch.commit_tokens(step, picked_);
   } else {
     logits_.resize(logit_rows_.size() * static_cast<size_t>(c.vocab));
-    stage_->head(x, logit_rows_, logits_.data());  // complete on return
-    ring_->prev().release_on(s, stage_->stream());
+    backend_->head(x, logit_rows_, logits_.data());  // complete on return
+    ring_->prev().release_on(s, backend_->stream());
     th = now_us();
     sch.commit(step, logits_, c.vocab);
   }
@@ -162,13 +178,13 @@ void Pipeline::receive_and_commit(Scheduler& sch, const Scheduler::Step& step) {
 const comm::Slot& Pipeline::receive_back() {
   comm::RecvLink& link = ring_->prev();
   const double limit_s = opt_.turn_timeout_s;
-  if (!(limit_s > 0) || limit_s >= opt_.timeout_s) return link.receive_on(stage_->stream());
+  if (!(limit_s > 0) || limit_s >= opt_.timeout_s) return link.receive_on(backend_->stream());
   comm::LinkSpec bound = link.spec();
   bound.timeout_s = limit_s;
   double waited_us = 0;
   const comm::Slot* got = nullptr;
   comm::detail::wait_until(
-      bound, &waited_us, [&] { return (got = link.try_receive_on(stage_->stream())) != nullptr; },
+      bound, &waited_us, [&] { return (got = link.try_receive_on(backend_->stream())) != nullptr; },
       [&] {
         return strfmt("pipeline: micro-batch %u has not come back from rank %d after %.0f s "
                       "(--ring-timeout): a rank is stuck",
@@ -177,22 +193,18 @@ const comm::Slot& Pipeline::receive_back() {
   return *got;
 }
 
-// Every rank keeps its own copy of each slot's length from the headers and refuses a row that
-// does not continue its sequence (a protocol error, never silent).
+// Every rank checks the rows of each micro-batch it sees against its own record of each slot
+// (SequenceCheck, from the headers alone) and refuses a row that does not continue its sequence:
+// a protocol error, never silent.
 void Pipeline::check_rows(const comm::Slot& s) {
   const uint32_t n = s.header->rows;
+  check_rows_.resize(n);
   for (uint32_t i = 0; i < n; ++i) {
     const comm::RowHeader& r = s.rows[i];
-    if (r.seq_slot < 0 || r.seq_slot >= opt_.max_slots || r.position < 0 || r.position >= opt_.ctx)
-      fail("pipeline: micro-batch %u row %u: slot %d / position %d out of range (%d slots, ctx %d)",
-           s.header->micro_batch_id, i, r.seq_slot, r.position, opt_.max_slots, opt_.ctx);
-    const bool fresh = (r.flags & comm::kRowNewSequence) != 0;
-    if (fresh ? r.position != 0 : (r.position != 0 && r.position != slot_len_[r.seq_slot]))
-      fail("pipeline: micro-batch %u row %u: slot %d position %d does not continue its sequence "
-           "(next position %d)",
-           s.header->micro_batch_id, i, r.seq_slot, r.position, slot_len_[r.seq_slot]);
-    slot_len_[r.seq_slot] = r.position + 1;
+    check_rows_[i] = Row{0, r.seq_slot, r.position,
+                         (r.flags & comm::kRowNewSequence) ? uint32_t(Row::kNewSeq) : 0u};
   }
+  check_->apply(check_rows_, strfmt("pipeline: micro-batch %u", s.header->micro_batch_id));
 }
 
 void Pipeline::run(Scheduler& sch, const std::function<bool()>& should_stop,
@@ -222,8 +234,8 @@ void Pipeline::run(Scheduler& sch, const std::function<bool()>& should_stop,
 
 void Pipeline::serve() {
   GPTOSS_ASSERT(rank_ != 0);
-  const size_t H = stage_->config().hidden;
-  void* stream = stage_->stream();
+  const size_t H = backend_->config().hidden;
+  void* stream = backend_->stream();
   for (;;) {
     const comm::Slot& in = ring_->prev().receive_on(stream);
     if (first_us_ < 0) first_us_ = now_us();
@@ -244,7 +256,7 @@ void Pipeline::serve() {
       std::memcpy(out.rows, in.rows, n * sizeof(comm::RowHeader));
       pos_.resize(n);
       for (uint32_t i = 0; i < n; ++i) pos_[i] = RowPos{in.rows[i].seq_slot, in.rows[i].position};
-      stage_->run({}, pos_, static_cast<const float*>(in.payload), static_cast<float*>(out.payload));
+      backend_->run({}, pos_, static_cast<const float*>(in.payload), static_cast<float*>(out.payload));
     }
     busy_us_ += now_us() - t0;
     ring_->next().post_on(out, stream);
@@ -262,8 +274,8 @@ std::vector<comm::StageTiming> Pipeline::finish() {
     s.header->micro_batch_id = next_id_++;
     s.header->rows = 0;
     s.header->payload_bytes = 0;
-    ring_->next().post_on(s, stage_->stream());
-    const comm::Slot& back = ring_->prev().receive_on(stage_->stream());
+    ring_->next().post_on(s, backend_->stream());
+    const comm::Slot& back = ring_->prev().receive_on(backend_->stream());
     const bool ok = (back.header->flags & comm::kMsgShutdown) != 0;
     ring_->prev().release(back);
     if (!ok) fail("pipeline: expected the shutdown message back from rank %d", size_ - 1);
@@ -272,7 +284,7 @@ std::vector<comm::StageTiming> Pipeline::finish() {
   const double end_us = now_us();
   // A GPU stage's busy time is measured on its device, and its idle time is the rest of the wall
   // time since its first message (its host waits say little: it runs ahead of the device).
-  const double device_us = stage_->device_busy_us();
+  const double device_us = backend_->device_busy_us();
   comm::StageTiming mine = comm::timing_from_ring(*ring_, device_us >= 0 ? device_us : busy_us_);
   if (device_us >= 0)
     mine.idle_us = std::max(0.0, (first_us_ < 0 ? 0.0 : end_us - first_us_) - device_us);
@@ -288,7 +300,7 @@ std::vector<comm::StageTiming> Pipeline::finish() {
                  first_us_ < 0 ? 0.0 : (end_us - first_us_) / 1e3, device_us / 1e3);
     // What the layer split's cost model needs: the device time of rank 0's layers per layer
     // against its LM head's, over the same micro-batches.
-    const double head_us = stage_->device_head_busy_us();
+    const double head_us = backend_->device_head_busy_us();
     if (head_us >= 0 && device_us > 0)
       std::fprintf(stderr,
                    "pipeline profile rank 0 (device ms): %d layers %.1f (%.2f per layer), LM head "

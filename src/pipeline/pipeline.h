@@ -1,5 +1,5 @@
 // pipeline.h: the MPI ring pipeline (docs/pipeline.md). Every rank owns one contiguous block of
-// layers and their KV cache; rank 0 also owns the scheduler, embedding, final norm, LM head and
+// layers and their KV cache (its Backend, backend/backend.h); rank 0 also owns the scheduler, embedding, final norm, LM head and
 // sampling. Micro-batches (scheduler steps) travel rank 0 -> 1 -> ... -> N-1 -> rank 0 as
 //   MsgHeader (micro_batch_id, rows) + RowHeader per row (slot, position, flags) +
 //   hidden states fp32 [rows, hidden]
@@ -7,7 +7,7 @@
 // with a ring of one (rank 0 sends to itself).
 //
 // Life cycle (every call marked COLLECTIVE must be made by every rank, in this order):
-//   Pipeline p(comm, config, make_stage, opts);  // COLLECTIVE: split, own stage, ring
+//   Pipeline p(comm, config, make_backend, opts);  // COLLECTIVE: split, own backend, ring
 //   rank 0: p.run(scheduler, ...) any number of times; ranks > 0: p.serve();
 //   auto t = p.finish();               // COLLECTIVE: shutdown message round, timing to rank 0
 #pragma once
@@ -22,16 +22,20 @@
 
 #include "comm/stage_timing.h"
 #include "comm/transport.h"
-#include "backend_cpu/cpu_model.h"
 #include "backend/backend.h"
+#include "backend/sequence_check.h"
 #include "sched/scheduler.h"
 
 namespace gptoss {
 
+// Makes this rank's backend for layers [first, last); rank0 says whether it also owns the
+// embedding and the head. Called once per rank by the pipeline, after the split is known.
+using BackendFactory = std::function<std::unique_ptr<Backend>(int first, int last, bool rank0)>;
+
 struct PipelineOptions {
   int ctx = 4096;          // positions per sequence
   int max_slots = 1;       // KV-cache slots (concurrent sequences); 0 = auto: the least any
-                           // stage holds (Stage::max_slots, e.g. a GPU stage's free memory)
+                           // backend holds (Backend::max_slots, e.g. a GPU's free memory)
   int max_auto_slots = 256;  // with max_slots 0: the cap the stages were given (costs the split)
   int chunk_tokens = 256;  // per-step token budget (--chunk); a micro-batch gets 1/M of it
   int micro_batches = 0;   // M in flight (0 = default: number of ranks); also the link slots
@@ -45,9 +49,11 @@ struct PipelineOptions {
 
 class Pipeline {
  public:
-  // COLLECTIVE over comm. make_stage builds this rank's stage once the split is known (CPU:
-  // make_cpu_stage; GPU: make_gpu_stage); the ring is the stage's (Stage::open_ring).
-  Pipeline(MPI_Comm comm, const Config& c, const StageFactory& make_stage,
+  // COLLECTIVE over comm. make_backend builds this rank's backend once the split is known (CPU:
+  // make_cpu_backend; GPU: make_gpu_backend). The ring's transport follows the backend's payload
+  // memory: host payloads go over MPI (comm::open_ring), device payloads GPU to GPU
+  // (comm::open_gpu_ring, GPU builds). One rank is a ring of one.
+  Pipeline(MPI_Comm comm, const Config& c, const BackendFactory& make_backend,
            const PipelineOptions& opt);
   ~Pipeline();
 
@@ -56,7 +62,8 @@ class Pipeline {
   int micro_batches() const { return mb_; }
   int max_slots() const { return opt_.max_slots; }  // agreed by every rank (auto resolved)
   const std::vector<int>& layers() const { return layers_; }  // layers per rank
-  size_t kv_cache_bytes() const { return stage_->kv_cache_bytes(); }
+  size_t kv_cache_bytes() const { return backend_->kv_cache_bytes(); }
+  Backend& backend() { return *backend_; }
   // One line for the start-up summary (split, micro-batches, transport).
   std::string describe() const;
 
@@ -76,15 +83,17 @@ class Pipeline {
   void receive_and_commit(Scheduler& sch, const Scheduler::Step& step);
   const comm::Slot& receive_back();
   void check_rows(const comm::Slot& s);
+  std::unique_ptr<comm::Ring> open_ring(MPI_Comm comm, const comm::LinkSpec& spec);
 
   int rank_ = 0, size_ = 1, mb_ = 1;
   std::vector<int> layers_;
   PipelineOptions opt_;
   Scheduler::PlanLimits limits_;
-  std::unique_ptr<Stage> stage_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<SequenceCheck> check_;  // every rank checks the rows it sees (headers)
   std::unique_ptr<comm::Ring> ring_;
   uint32_t next_id_ = 0, recv_id_ = 0;  // micro-batch ids sent / expected back, rank 0
-  std::vector<int32_t> slot_len_;  // [max_slots] positions stored per slot (from the headers)
+  std::vector<Row> check_rows_;  // the headers as Rows, for check_
   std::vector<int32_t> tokens_;
   std::vector<RowPos> pos_;
   std::vector<int32_t> logit_rows_, picked_;  // rows needing logits, tokens chosen for them

@@ -1,4 +1,5 @@
-// mode_bench.cpp: `run MODEL -m bench`: engine throughput in the spirit of llama-bench.
+// mode_bench.cpp: `run MODEL -m bench`: throughput in the spirit of llama-bench, through the same
+// session, pipeline and scheduler as the other modes (any number of ranks).
 //   pp<P>       one prompt of P random tokens (--pp, default 512), prefilled in chunks of --chunk
 //               rows, batch 1; prompt tok/s.
 //   tg<N>       N decode steps at batch 1 (-n, default 128) after a 1-token prompt; tok/s.
@@ -49,56 +50,57 @@ std::vector<int32_t> random_tokens(std::mt19937_64& rng, int n, int vocab) {
   return t;
 }
 
-// One prompt of n tokens in chunks of `chunk` rows (logits on the last row only); seconds.
-double time_pp(Engine& eng, const std::vector<int32_t>& prompt, int chunk) {
-  std::vector<float> logits;
-  std::vector<Row> rows;
-  const int n = static_cast<int>(prompt.size());
-  const double t0 = now_seconds();
-  for (int p0 = 0; p0 < n; p0 += chunk) {
-    rows.clear();
-    for (int p = p0; p < std::min(n, p0 + chunk); ++p)
-      rows.push_back(Row{prompt[size_t(p)], 0, p,
-                         (p == 0 ? uint32_t(Row::kNewSeq) : 0u) | (p == n - 1 ? uint32_t(Row::kLogits) : 0u)});
-    eng.forward(rows, logits);
-  }
-  return now_seconds() - t0;
-}
-
-// A 1-token prompt, then n greedy decode steps at batch 1 (the token chosen where the engine
-// chooses: on the device for the GPU engine); seconds for the n steps.
-double time_tg(Engine& eng, int first_token, int n) {
-  const TokenPick greedy{};
-  std::vector<int32_t> next;
-  Row r{first_token, 0, 0, Row::kNewSeq | Row::kLogits};
-  eng.forward_pick(std::span<const Row>(&r, 1), std::span<const TokenPick>(&greedy, 1), next);
-  const double t0 = now_seconds();
-  for (int i = 1; i <= n; ++i) {
-    r = Row{next[0], 0, i, Row::kLogits};
-    eng.forward_pick(std::span<const Row>(&r, 1), std::span<const TokenPick>(&greedy, 1), next);
-  }
-  return now_seconds() - t0;
-}
-
-// getp-style: B requests through the scheduler; returns {seconds, generated tokens}.
-std::pair<double, uint64_t> time_getp(Engine& eng, const RunOptions& opt, int chunk, int B,
-                                      int prompt_n, int new_n, std::mt19937_64& rng) {
+// A scheduler over the session for `slots` sequences, greedy, ignoring end-of-sequence tokens.
+Scheduler bench_scheduler(const Session& s, const RunOptions& opt, int slots) {
   SchedulerOptions so;
-  so.max_slots = B;
-  so.chunk_tokens = chunk;
+  so.max_slots = slots;
+  so.chunk_tokens = s.chunk_tokens;
   so.ctx = opt.ctx;
   so.stop_ids = opt.stop_ids;
   so.ignore_eos = true;
   RunOptions greedy = opt;
   greedy.temperature = 0.0f;
-  Scheduler sch(so, sampler_factory(greedy));
+  return Scheduler(so, sampler_factory(greedy));
+}
+
+// One prompt of n tokens prefilled in chunks of --chunk rows, batch 1, up to its first token;
+// seconds.
+double time_pp(Session& s, const RunOptions& opt, const std::vector<int32_t>& prompt) {
+  Scheduler sch = bench_scheduler(s, opt, 1);
+  sch.on_finish = [](Finished&&) {};
+  sch.submit(Request{0, prompt, 1, 0, -1});
+  const double t0 = now_seconds();
+  s.run(sch);
+  return now_seconds() - t0;
+}
+
+// A 1-token prompt, then n greedy decode steps at batch 1 (the token chosen where the backend
+// chooses: on the device for the GPU); seconds for the n steps after the first token.
+double time_tg(Session& s, const RunOptions& opt, int first_token, int n) {
+  Scheduler sch = bench_scheduler(s, opt, 1);
+  double t_first = 0;
+  int got = 0;
+  sch.on_token = [&](uint64_t, int32_t) {
+    if (got++ == 0) t_first = now_seconds();
+  };
+  sch.on_finish = [](Finished&&) {};
+  sch.submit(Request{0, {first_token}, n + 1, 0, -1});
+  s.run(sch);
+  return now_seconds() - t_first;
+}
+
+// getp-style: B requests through the scheduler; returns {seconds, generated tokens}.
+std::pair<double, uint64_t> time_getp(Session& s, const RunOptions& opt, int B, int prompt_n,
+                                      int new_n, std::mt19937_64& rng) {
+  Scheduler sch = bench_scheduler(s, opt, B);
   uint64_t generated = 0;
   sch.on_token = [&](uint64_t, int32_t) { ++generated; };
   sch.on_finish = [](Finished&&) {};
+  const int V = s.model->config().vocab;
   for (int b = 0; b < B; ++b)
-    sch.submit(Request{uint64_t(b), random_tokens(rng, prompt_n, eng.config().vocab), new_n, 0, -1});
+    sch.submit(Request{uint64_t(b), random_tokens(rng, prompt_n, V), new_n, 0, -1});
   const double t0 = now_seconds();
-  while (sch.busy()) sch.run_step(eng);
+  s.run(sch);
   return {now_seconds() - t0, generated};
 }
 
@@ -112,8 +114,7 @@ int run_bench(const RunOptions& opt) {
          std::max({opt.bench_pp + 1, opt.max_new + 1, opt.bench_getp_prompt + opt.bench_getp_new}),
          opt.ctx);
   Session s = open_session(opt, opt.max_slots);
-  Engine& eng = *s.engine;
-  const int V = eng.config().vocab;
+  const int V = s.model->config().vocab;
   std::mt19937_64 rng(opt.seed);
   std::vector<BenchResult> results;
 
@@ -133,24 +134,24 @@ int run_bench(const RunOptions& opt) {
   if (opt.bench_pp > 0) {
     auto pp = [&] {
       const auto prompt = random_tokens(rng, opt.bench_pp, V);
-      return opt.bench_pp / time_pp(eng, prompt, s.chunk_tokens);
+      return opt.bench_pp / time_pp(s, opt, prompt);
     };
     run("pp" + std::to_string(opt.bench_pp), 1, pp, pp);
   }
-  auto tg = [&] { return opt.max_new / time_tg(eng, random_tokens(rng, 1, V)[0], opt.max_new); };
+  auto tg = [&] { return opt.max_new / time_tg(s, opt, random_tokens(rng, 1, V)[0], opt.max_new); };
   run("tg" + std::to_string(opt.max_new), 1, tg, tg);
   if (opt.bench_getp_new > 0) {
     // Warm-up: the same concurrency with short prompts and few new tokens (the same step shapes,
     // a fraction of the time).
     run("getp p" + std::to_string(opt.bench_getp_prompt) + " n" + std::to_string(opt.bench_getp_new),
-        opt.max_slots,
+        s.slots,
         [&] {
           const auto [sec, gen] =
-              time_getp(eng, opt, s.chunk_tokens, opt.max_slots, opt.bench_getp_prompt, opt.bench_getp_new, rng);
+              time_getp(s, opt, s.slots, opt.bench_getp_prompt, opt.bench_getp_new, rng);
           return double(gen) / sec;
         },
         [&] {
-          time_getp(eng, opt, s.chunk_tokens, opt.max_slots, std::min(opt.bench_getp_prompt, 64),
+          time_getp(s, opt, s.slots, std::min(opt.bench_getp_prompt, 64),
                     std::min(opt.bench_getp_new, 8), rng);
           return 0.0;
         });
@@ -180,6 +181,7 @@ int run_bench(const RunOptions& opt) {
       std::printf("| %s | %s | %s | %d | %.2f ± %.2f |\n", model.c_str(), s.backend.c_str(),
                   r.test.c_str(), r.batch, r.mean(), r.stddev());
   }
+  s.finish();
   return 0;
 }
 

@@ -1,5 +1,5 @@
-// session.cpp: loading and describing model, tokenizer and the ring pipeline (or the one-GPU
-// engine); the stage worker of ranks > 0; per-request samplers.
+// session.cpp: loading and describing model, tokenizer and the ring pipeline (one process is a
+// ring of one); the stage worker of ranks > 0; per-request samplers.
 #include "run/session.h"
 
 #include <omp.h>
@@ -11,9 +11,8 @@
 #include "comm/device_pick.h"
 #include "comm/world.h"
 #include "common/error.h"
-#include "backend_cpu/cpu_model.h"
-#include "pipeline/pipeline.h"
 #include "backend/backend.h"
+#include "pipeline/pipeline.h"
 #ifdef GPTOSS_HAVE_GPU
 #include "backend_gpu/gpu_backend.h"
 #endif
@@ -130,20 +129,21 @@ int gpu_for_this_rank() {
 }
 #endif
 
-// This rank's stage of the ring: the CPU stage over the mapped weights, or (GPU builds, --backend
-// gpu) the GPU stage on the rank's own device (its local rank among the visible GPUs).
-StageFactory stage_factory(const RunOptions& opt, const ModelFile& model, const std::string& backend) {
-  const int ctx = opt.ctx, slots = session_slots(opt);
+// This rank's backend: the CPU over the mapped weights, or (GPU builds, --backend gpu) the GPU
+// backend on the rank's own device (GPTOSS_DEVICE, else its local rank among the visible GPUs).
+BackendFactory backend_factory(const RunOptions& opt, const ModelFile& model,
+                               const std::string& backend) {
+  BackendOptions bo;
+  bo.ctx = opt.ctx;
+  bo.max_slots = auto_slots_for(opt, backend) ? 0 : session_slots(opt);  // 0: the ranks agree
+  bo.max_auto_slots = auto_slots_cap(opt, world_size());                 // on the least
+  bo.threads = opt.threads;
+  bo.kv_cache = opt.kv_cache;
 #ifdef GPTOSS_HAVE_GPU
   if (backend == "gpu") {
-    EngineOptions eo;
-    eo.ctx = ctx;
-    eo.max_slots = auto_slots_for(opt, backend) ? 0 : slots;  // 0: the pipeline agrees on the least
-    eo.max_auto_slots = auto_slots_cap(opt, world_size());
-    eo.kv_cache = opt.kv_cache;
-    eo.device = gpu_for_this_rank();
-    return [&model, eo](int first, int last, bool rank0) {
-      return make_gpu_stage(model, eo, first, last, rank0);
+    bo.device = gpu_for_this_rank();
+    return [&model, bo](int first, int last, bool rank0) {
+      return make_gpu_backend(model, bo, first, last, rank0);
     };
   }
 #endif
@@ -152,8 +152,8 @@ StageFactory stage_factory(const RunOptions& opt, const ModelFile& model, const 
     throw comm::WorldError(strfmt("--kv-cache %s: the CPU backend keeps its KV cache in f32 only",
                                   opt.kv_cache.c_str()));
   (void)backend;
-  return [&model, ctx, slots](int first, int last, bool) {
-    return make_cpu_stage(model_weights(model), ctx, slots, first, last);
+  return [&model, bo](int first, int last, bool rank0) {
+    return make_cpu_backend(model, bo, first, last, rank0);
   };
 }
 
@@ -171,23 +171,15 @@ std::string resolve_backend(const RunOptions& opt) {
 
 void Session::run(Scheduler& sch, const std::function<bool()>& should_stop,
                   const std::function<void()>& after_commit) {
-  if (pipeline) {
-    pipeline->run(sch, should_stop, after_commit);
-    return;
-  }
-  while (sch.busy()) {
-    if (should_stop && should_stop()) return;
-    sch.run_step(*engine);
-    if (after_commit) after_commit();
-  }
+  pipeline->run(sch, should_stop, after_commit);
 }
 
 std::vector<double> Session::finish() {
   if (finished) return busy_pct;
   finished = true;
-  if (!pipeline) return busy_pct;
   std::vector<comm::StageTiming> t = pipeline->finish();
-  std::fputs(comm::format_stage_report(t).c_str(), stderr);
+  // One process reads like one program: the ring's report belongs to runs that have a ring.
+  if (ranks > 1) std::fputs(comm::format_stage_report(t).c_str(), stderr);
   busy_pct = comm::stage_busy_pct(t);
   return busy_pct;
 }
@@ -198,9 +190,9 @@ int run_stage_worker(const RunOptions& opt) {
   set_threads(opt);
   // Same order as rank 0's open_session: the factory's checks, then the collectives.
   const std::string backend = resolve_backend(opt);
-  StageFactory make_stage = stage_factory(opt, model, backend);
+  BackendFactory make_backend = backend_factory(opt, model, backend);
   comm::check_same_model_on_all_ranks(opt.model_path, kFormatVersion);  // collective
-  Pipeline p(world_comm(), model.config(), make_stage, pipeline_options(opt, backend));  // collective
+  Pipeline p(world_comm(), model.config(), make_backend, pipeline_options(opt, backend));  // collective
   p.serve();
   p.finish();  // collective
   return 0;
@@ -222,44 +214,15 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
   const std::string backend = resolve_backend(opt);
   s.backend = backend;
   s.chunk_tokens = chunk_tokens_for(opt, backend, s.ranks);
-  size_t kv_bytes = 0;
-  bool auto_slots = false;
-  std::string plan;
-  if (opt.mode == Mode::Bench && s.ranks > 1)
-    fail("-m bench measures one engine: run it with one rank (use getp for the ring pipeline)");
-  if ((backend == "gpu" && s.ranks == 1) || opt.mode == Mode::Bench) {
-    // One engine, synchronous: the one-GPU engine (one rank needs no ring: the engine's own
-    // device-side step is the fastest path) and the engine benchmark.
-    EngineOptions eo;
-    eo.ctx = opt.ctx;
-    // getp on the GPU without -b: as many slots as fit (the engine sizes them from free memory).
-    auto_slots = auto_slots_for(opt, backend);
-    eo.max_slots = auto_slots ? 0 : slots;
-    eo.threads = opt.threads;
-    eo.backend = backend;
-    eo.kv_cache = opt.kv_cache;
-#ifdef GPTOSS_HAVE_GPU
-    if (backend == "gpu") {
-      eo.device = gpu_for_this_rank();
-      s.engine = make_gpu_engine(*s.model, eo);
-    }
-#endif
-    if (!s.engine) s.engine = make_cpu_engine(*s.model, eo);
-    kv_bytes = s.engine->kv_cache_bytes();
-    slots = s.engine->max_slots();
-    plan = strfmt("pipeline: none (one %s engine, 1 rank)", backend.c_str());
-  } else {
-    set_threads(opt);
-    StageFactory make_stage = stage_factory(opt, *s.model, backend);
-    comm::check_same_model_on_all_ranks(opt.model_path, kFormatVersion);  // collective
-    s.pipeline = std::make_unique<Pipeline>(world_comm(), c, make_stage,
-                                            pipeline_options(opt, backend));  // collective
-    s.micro_batches = s.pipeline->micro_batches();
-    kv_bytes = s.pipeline->kv_cache_bytes();
-    auto_slots = auto_slots_for(opt, backend);
-    slots = s.pipeline->max_slots();
-    plan = s.pipeline->describe();
-  }
+  set_threads(opt);
+  BackendFactory make_backend = backend_factory(opt, *s.model, backend);
+  comm::check_same_model_on_all_ranks(opt.model_path, kFormatVersion);  // collective
+  s.pipeline = std::make_unique<Pipeline>(world_comm(), c, make_backend,
+                                          pipeline_options(opt, backend));  // collective
+  s.micro_batches = s.pipeline->micro_batches();
+  const size_t kv_bytes = s.pipeline->kv_cache_bytes();
+  const bool auto_slots = auto_slots_for(opt, backend);
+  slots = s.pipeline->max_slots();
   s.load_s = now_seconds() - t0;
   s.slots = slots;
 
@@ -269,11 +232,12 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
                "vocab %d, window %d, max context %d\n",
                c.n_layers, c.hidden, c.n_heads, c.n_kv_heads, c.head_dim, c.n_experts,
                c.experts_per_tok, c.vocab, c.sliding_window, c.max_context);
-  std::fprintf(stderr, "%s\n", plan.c_str());
+  if (s.ranks > 1) std::fprintf(stderr, "%s\n", s.pipeline->describe().c_str());
   std::fprintf(stderr,
-               "loaded in %.2f s; KV cache %.1f MiB on rank 0 (%d slot%s x %d positions%s); backend "
+               "loaded in %.2f s; KV cache %.1f MiB%s (%d slot%s x %d positions%s); backend "
                "%s\n",
-               s.load_s, static_cast<double>(kv_bytes) / (1024.0 * 1024.0), slots,
+               s.load_s, static_cast<double>(kv_bytes) / (1024.0 * 1024.0),
+               s.ranks > 1 ? " on rank 0" : "", slots,
                slots == 1 ? "" : "s", opt.ctx,
                auto_slots ? strfmt(": as many as GPU memory holds, at most %d; -b sets it",
                                    auto_slots_cap(opt, s.ranks)).c_str()

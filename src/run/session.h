@@ -1,18 +1,16 @@
 // session.h: what every mode of `run` starts with: the model file, the tokenizer and the ring
-// pipeline (src/pipeline: rank 0's stage plus the other ranks' stages, over MPI; one rank is a
-// ring of one), loaded and described on stderr (model description, config, layer split, load
-// time, KV-cache memory); and the per-request sampler used by the scheduler.
-// Ranks > 0 run run_stage_worker() instead: model file and their stage only, no tokenizer.
-// Backends: the CPU stage on every rank, or (GPU builds, --backend gpu or auto with a GPU) the GPU
-// stage, one GPU per rank from its local rank, over the GPU IPC ring. One rank on the GPU needs no
-// ring: it drives the one-GPU engine (make_gpu_engine) directly, the fastest path there.
+// pipeline (src/pipeline: rank 0's backend plus the other ranks' backends; one process is a ring
+// of one, the same code), loaded and described on stderr (model description, config, load time,
+// KV-cache memory; with several ranks the layer split and the links); and the per-request sampler
+// used by the scheduler. Ranks > 0 run run_stage_worker() instead: model file and their backend
+// only, no tokenizer. Backends: the CPU on every rank, or (GPU builds, --backend gpu or auto with a
+// GPU) the GPU backend, one GPU per rank.
 #pragma once
 #include <functional>
 #include <memory>
 #include <vector>
 
 #include "comm/stage_timing.h"
-#include "backend/engine.h"
 #include "backend/sampler.h"
 #include "model/model_file.h"
 #include "run/options.h"
@@ -29,9 +27,8 @@ struct Session {
   ~Session();
   std::unique_ptr<ModelFile> model;
   std::unique_ptr<Tokenizer> tokenizer;
-  std::unique_ptr<Pipeline> pipeline;  // the ring (CPU or GPU stages), or
-  std::unique_ptr<Engine> engine;      // the one-GPU engine (1 rank, --backend gpu)
-  double load_s = 0;  // model + tokenizer + engine set-up, seconds
+  std::unique_ptr<Pipeline> pipeline;  // the ring (CPU or GPU backends); one rank: a ring of one
+  double load_s = 0;  // model + tokenizer + backend set-up, seconds
   std::string backend;  // "cpu" or "gpu": what --backend resolved to
   int ranks = 1, micro_batches = 1;
   // The per-step token budget the modes use: --chunk, or the backend's default (CPU 256; GPU 512,
@@ -46,7 +43,8 @@ struct Session {
   void run(Scheduler& sch, const std::function<bool()>& should_stop = {},
            const std::function<void()>& after_commit = {});
   // Ends the ring (COLLECTIVE: every rank's session or worker must reach it), prints the
-  // per-stage report on stderr and returns busy % per stage (rank 0 first). Idempotent.
+  // per-stage report on stderr (several ranks) and returns busy % per stage (rank 0 first).
+  // Idempotent.
   std::vector<double> finish();
   std::vector<double> busy_pct;
   bool finished = false;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "backend/engine.h"
 #include "backend_cpu/cpu_model.h"
 #include "model/config.h"
 
@@ -143,7 +144,7 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
 
-    EngineOptions opt;
+    BackendOptions opt;
     opt.ctx = ctx;
     opt.max_slots = batch;
     auto eng = make_cpu_engine(w, opt);

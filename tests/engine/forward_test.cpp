@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "backend/engine.h"
 #include "backend_cpu/cpu_model.h"
 #include "random_model.h"
 
@@ -59,7 +60,7 @@ constexpr double kAbsTol = 3e-5, kRelTol = 3e-6;
 
 TEST(EngineForward, MatchesNaiveDoubleReference) {
   RandomModel m(testing::small_config(), 1);
-  EngineOptions opt;
+  BackendOptions opt;
   opt.ctx = 32;
   opt.max_slots = 2;
   auto eng = make_cpu_engine(m.weights(), opt);
@@ -83,7 +84,7 @@ TEST(EngineForward, MatchesNaiveDoubleReference) {
 
 TEST(EngineForward, DecodeEqualsChunkAndRingEqualsFullRecompute) {
   RandomModel m(testing::small_config(), 2);
-  EngineOptions opt;
+  BackendOptions opt;
   opt.ctx = 32;
   opt.max_slots = 3;
   auto eng = make_cpu_engine(m.weights(), opt);
@@ -108,7 +109,7 @@ TEST(EngineForward, DecodeEqualsChunkAndRingEqualsFullRecompute) {
 
 TEST(EngineForward, BatchInvariantWithMixedChunksAndDecodes) {
   RandomModel m(testing::small_config(), 3);
-  EngineOptions opt;
+  BackendOptions opt;
   opt.ctx = 40;
   opt.max_slots = 16;
   const auto target = test_tokens(9, m.c.vocab, 7);
@@ -173,7 +174,7 @@ TEST(EngineForward, BatchInvariantWithMixedChunksAndDecodes) {
 TEST(EngineForward, RejectsBadOptionsAndRows) {
   RandomModel m(testing::small_config(), 4);
   auto w = m.weights();
-  EngineOptions opt;
+  BackendOptions opt;
   opt.ctx = 0;
   EXPECT_THROW(make_cpu_engine(w, opt), Error);
   opt.ctx = m.c.max_context + 1;

@@ -24,7 +24,7 @@ TEST(EngineTinyModel, GreedyAndLogitsBatchInvariantWith63Others) {
   const int V = model.config().vocab;
   const auto prompt = toks(10, 0);
   const int gen = 12;  // 10 + 12 positions: past the sliding window (16) of the even layers
-  EngineOptions opt;
+  BackendOptions opt;
   opt.ctx = 64;
 
   // Alone.

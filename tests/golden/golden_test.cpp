@@ -406,7 +406,7 @@ TEST(Golden, EngineMatchesTransformers) {
   gptoss::ModelFile m(g_args.model);
   size_t longest = 0;
   for (const auto& p : g.prompts) longest = std::max(longest, p.ids.size() + p.greedy.size());
-  gptoss::EngineOptions opt;
+  gptoss::BackendOptions opt;
   opt.ctx = static_cast<int>(longest) + 8;
   opt.max_slots = 1;
   auto eng = gptoss::make_cpu_engine(m, opt);

@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
     std::vector<Row> rows;
     for (int p = 0; p < n; ++p)
       rows.push_back(Row{int32_t(rng() % uint32_t(V)), 0, p, (p == 0 ? Row::kNewSeq : 0u) | Row::kLogits});
-    EngineOptions opt;
+    BackendOptions opt;
     opt.ctx = n;
     opt.max_slots = 1;
     opt.threads = threads;
@@ -105,7 +105,6 @@ int main(int argc, char** argv) {
     std::vector<float> cpu_logits, ref_logits, l;
     auto t0 = Clock::now();
     {
-      opt.backend = "cpu";
       auto cpu = make_cpu_engine(model, opt);
       cpu->forward(rows, cpu_logits);
     }
@@ -114,7 +113,6 @@ int main(int argc, char** argv) {
       RefBf16Kv ref(model, n, 1);
       ref.forward(rows, ref_logits);
     }
-    opt.backend = "gpu";
     std::vector<float> dec[2], chunk[2];  // [0] fp32 KV, [1] bf16 KV
     for (int kv = 0; kv < 2; ++kv) {
       opt.kv_cache = kv == 0 ? "f32" : "bf16";

@@ -91,8 +91,8 @@ const ModelFile& model() {
   return m;
 }
 
-EngineOptions options(int ctx, int slots, const char* kv_cache = "") {
-  EngineOptions o;
+BackendOptions options(int ctx, int slots, const char* kv_cache = "") {
+  BackendOptions o;
   o.ctx = ctx;
   o.max_slots = slots;
   o.kv_cache = kv_cache;
@@ -104,7 +104,7 @@ EngineOptions options(int ctx, int slots, const char* kv_cache = "") {
 struct Compare {
   std::vector<double> errs;
   int rows = 0, top1_diff = 0;
-  void step(Engine& g, Engine& c, const std::vector<Row>& rows_in, double bound) {
+  void step(Engine& g, auto& c, const std::vector<Row>& rows_in, double bound) {
     std::vector<float> lg, lc;
     g.forward(rows_in, lg);
     c.forward(rows_in, lc);
@@ -181,7 +181,7 @@ TEST(GpuEngine, teacher_forced_decode_f32kv_vs_cpu_engine) {
 }
 
 // Prompt chunks mixed with decode rows (see the file comment for the statistical criterion).
-void chunk_steps(Engine& g, Engine& c, Compare& cmp) {
+void chunk_steps(Engine& g, auto& c, Compare& cmp) {
   std::mt19937 rng(4);
   // Step 1: slot 0 prompt of 40 tokens (GEMM path), all rows with logits.
   std::vector<Row> rows;
@@ -263,7 +263,7 @@ TEST(GpuEngine, forward_pick_equals_host_pick) {
                Error);
 }
 
-std::vector<int32_t> greedy(Engine& e, const std::vector<int32_t>& prompt, int n_new) {
+std::vector<int32_t> greedy(auto& e, const std::vector<int32_t>& prompt, int n_new) {
   std::vector<Row> rows;
   for (size_t i = 0; i < prompt.size(); ++i)
     rows.push_back(Row{prompt[i], 0, int32_t(i),

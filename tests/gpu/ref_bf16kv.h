@@ -1,7 +1,7 @@
 // ref_bf16kv.h: a CPU reference forward with a bf16 KV cache (kernels/cpu ops, one row at a
 // time), the oracle of the GPU engine's numerics (the GPU engine stores K/V as bf16; the CPU
 // engine keeps them fp32). Used by tests/gpu/engine_test.cu and by check-top1
-// (src/engine_gpu/check_top1.cu). Host code only.
+// (tests/gpu/check_top1.cu). Host code only.
 #pragma once
 #include <span>
 #include <string>
@@ -16,19 +16,20 @@
 namespace gptoss {
 
 // The CPU reference with a bf16 KV cache: one row at a time, in order (a row only sees earlier
-// positions of its own slot, so row order within a step is all that matters).
-class RefBf16Kv final : public Engine {
+// positions of its own slot, so row order within a step is all that matters). It has Engine's
+// forward() but is written independently of every backend (an oracle, not a backend).
+class RefBf16Kv final {
  public:
   RefBf16Kv(const ModelFile& m, int ctx, int slots) : m_(m), c_(m.config()), ctx_(ctx), slots_(slots) {
     rope_ = cpu::rope_yarn_table(c_.head_dim, c_.rope_theta, c_.rope_factor, c_.initial_context,
                                  c_.rope_beta_fast, c_.rope_beta_slow);
     kv_.assign(size_t(c_.n_layers) * slots * ctx * c_.kv_dim() * 2, 0.0f);
   }
-  const Config& config() const override { return c_; }
-  int ctx() const override { return ctx_; }
-  int max_slots() const override { return slots_; }
-  size_t kv_cache_bytes() const override { return kv_.size() * 2; }
-  void forward(std::span<const Row> rows, std::vector<float>& logits) override {
+  const Config& config() const { return c_; }
+  int ctx() const { return ctx_; }
+  int max_slots() const { return slots_; }
+  size_t kv_cache_bytes() const { return kv_.size() * 2; }
+  void forward(std::span<const Row> rows, std::vector<float>& logits) {
     const int H = c_.hidden, R = c_.qkv_rows(), Q = c_.q_dim(), V = c_.vocab, hd = c_.head_dim;
     const int E = c_.n_experts, I = c_.intermediate, kvd = c_.kv_dim();
     auto B = [&](const std::string& n, std::vector<int64_t> shape) {

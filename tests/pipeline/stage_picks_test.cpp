@@ -1,8 +1,8 @@
-// stage_picks_test.cpp: the pipeline's device-pick path (Stage::picks_on_device -> head_pick, the
+// stage_picks_test.cpp: the pipeline's device-pick path (Backend::picks_on_device -> head_pick, the
 // draws made by Scheduler::next_picks when a micro-batch comes back) must give the tokens of the
 // host path (head -> logits -> commit) and of the synchronous engine (Scheduler::run_step), for
-// sampled requests with several micro-batches in flight. The GPU stage takes the pick path; here a
-// CPU stage that claims device picks runs Stage's default head_pick (host logits + Sampler::pick),
+// sampled requests with several micro-batches in flight. The GPU backend takes the pick path; here
+// a CPU backend that claims device picks runs Backend's default head_pick (host logits + pick),
 // so the pipeline's bookkeeping is checked without a GPU. One process: a ring of one.
 // Usage: pipeline_stage_picks_test TINY.bin (gtest flags after it).
 #include <gtest/gtest.h>
@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "comm/world.h"
+#include "backend/engine.h"
 #include "backend_cpu/cpu_model.h"
 #include "model/model_file.h"
 #include "pipeline/pipeline.h"
@@ -25,13 +26,16 @@ namespace {
 
 std::string g_model;
 
-// A CPU stage that says it picks on its device: the pipeline then calls head_pick (Stage's default).
-class PickingStage final : public Stage {
+// A CPU backend that says it picks on its device: the pipeline then calls head_pick (Backend's
+// default).
+class PickingStage final : public Backend {
  public:
-  explicit PickingStage(std::unique_ptr<Stage> s) : s_(std::move(s)) {}
+  explicit PickingStage(std::unique_ptr<Backend> s) : s_(std::move(s)) {}
   const Config& config() const override { return s_->config(); }
   int first_layer() const override { return s_->first_layer(); }
   int last_layer() const override { return s_->last_layer(); }
+  bool has_ends() const override { return s_->has_ends(); }
+  int ctx() const override { return s_->ctx(); }
   size_t kv_cache_bytes() const override { return s_->kv_cache_bytes(); }
   int max_slots() const override { return s_->max_slots(); }
   void run(std::span<const int32_t> tokens, std::span<const RowPos> rows, const float* in,
@@ -45,12 +49,12 @@ class PickingStage final : public Stage {
   void head_pick(const float* x, std::span<const int32_t> logit_rows,
                  std::span<const TokenPick> picks, std::vector<int32_t>& tokens) override {
     ++head_pick_calls;
-    Stage::head_pick(x, logit_rows, picks, tokens);
+    Backend::head_pick(x, logit_rows, picks, tokens);
   }
   static inline int head_pick_calls = 0;
 
  private:
-  std::unique_ptr<Stage> s_;
+  std::unique_ptr<Backend> s_;
 };
 
 constexpr int kSlots = 3, kCtx = 96;
@@ -90,8 +94,11 @@ using Tokens = std::map<uint64_t, std::vector<int32_t>>;
 
 Tokens run_pipeline(const ModelFile& m, bool picks, int micro_batches) {
   const ModelWeights w = model_weights(m);
-  StageFactory f = [&](int first, int last, bool) -> std::unique_ptr<Stage> {
-    auto s = make_cpu_stage(w, kCtx, kSlots, first, last);
+  BackendOptions bo;
+  bo.ctx = kCtx;
+  bo.max_slots = kSlots;
+  BackendFactory f = [&](int first, int last, bool rank0) -> std::unique_ptr<Backend> {
+    auto s = make_cpu_backend(w, bo, first, last, rank0);
     if (picks) return std::make_unique<PickingStage>(std::move(s));
     return s;
   };
@@ -111,7 +118,7 @@ Tokens run_pipeline(const ModelFile& m, bool picks, int micro_batches) {
 }
 
 Tokens run_engine(const ModelFile& m) {
-  EngineOptions eo;
+  BackendOptions eo;
   eo.ctx = kCtx;
   eo.max_slots = kSlots;
   auto e = make_cpu_engine(m, eo);

@@ -274,24 +274,9 @@ TEST(RunScheduler, PrefillIsNotStarvedByDecodeRows) {
 }
 
 
-// An engine that chooses tokens itself (as the GPU engine does on its device): the scheduler hands
-// it TokenPicks and commits the returned tokens. It must give every request exactly the tokens
-// that host sampling of the same logits gives (Sampler::sample == Sampler::pick(next_pick)).
-class PickingEngine : public FakeEngine {
- public:
-  using FakeEngine::FakeEngine;
-  bool picks_on_device() const override { return true; }
-  void forward_pick(std::span<const Row> rows, std::span<const TokenPick> picks,
-                    std::vector<int32_t>& tokens) override {
-    ++pick_steps;
-    for (const TokenPick& p : picks) used_draw |= p.u != 0.0;
-    Engine::forward_pick(rows, picks, tokens);
-  }
-  int pick_steps = 0;
-  bool used_draw = false;
-};
-
-
+// An engine that chooses tokens itself (as the GPU backend does on its device): the scheduler
+// hands it TokenPicks and commits the returned tokens. It must give every request exactly the
+// tokens that host sampling of the same logits gives (Sampler::sample == Sampler::pick(next_pick)).
 TEST(RunScheduler, DevicePicksGiveTheTokensOfHostSampling) {
   const auto prompts = make_prompts(20);
   for (SamplerParams base : {SamplerParams{0.0f, 0, 1.0f, 5}, SamplerParams{1.5f, 0, 1.0f, 5},
@@ -305,15 +290,14 @@ TEST(RunScheduler, DevicePicksGiveTheTokensOfHostSampling) {
     int pick_steps = 0;
     bool used_draw = false;
     for (int mode = 0; mode < 2; ++mode) {
-      std::unique_ptr<FakeEngine> eng = mode ? std::make_unique<PickingEngine>(kVocab, 6, 4096)
-                                             : std::make_unique<FakeEngine>(kVocab, 6, 4096);
+      auto eng = std::make_unique<FakeEngine>(kVocab, 6, 4096, /*picking=*/mode == 1);
       Scheduler sch(opts(6, 16), factory);
       sch.on_finish = [&](Finished&& f) { out[mode][f.id] = f.generated; };
       for (size_t i = 0; i < prompts.size(); ++i) sch.submit(Request{i, prompts[i], 12, 0, -1});
       while (sch.busy()) ASSERT_TRUE(sch.run_step(*eng));
       if (mode) {
-        pick_steps = static_cast<PickingEngine&>(*eng).pick_steps;
-        used_draw = static_cast<PickingEngine&>(*eng).used_draw;
+        pick_steps = eng->fake.pick_steps;
+        used_draw = eng->fake.used_draw;
       }
     }
     EXPECT_GT(pick_steps, 0);

@@ -1,0 +1,160 @@
+// gpu_backend_impl.h: the GPU backend's class, shared by its three sources:
+//   gpu_setup.cu   : sizes, the memory check, the weight upload, KV cache and buffers (constructor,
+//                    destructor);
+//   gpu_forward.cu : one device step of <= kMaxStepRows rows enqueued on the stream (row
+//                    metadata, prompt tiles, the layers), replayed as a graph when small;
+//   gpu_backend.cu : the Backend calls (run, head, head_pick), device-time accounting, factories.
+// Weights live on the device exactly as in the model file (ranges of the file packed into one
+// allocation), the KV cache is bf16 (or fp32) [slots, cap, kv_heads, head_dim] per layer (cap =
+// ctx on full layers, window + kMaxStepRows on sliding layers so a chunk never overwrites a key
+// one of its own rows still sees), the residual stream and activations are fp32.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "backend/backend.h"
+#include "gpu/moe.h"
+#include "gpu/ops.h"
+#include "gpu/sample.h"
+#include "gpu/vendor.h"
+#include "model/model_file.h"
+
+namespace gptoss::gpu_backend {
+
+inline constexpr int kMaxStepRows = 512;   // rows per device step (run() splits larger calls)
+inline constexpr int kGraphMaxRows = 64;   // steps with at most this many rows replay a graph
+// Runs of at least this many consecutive positions of one sequence in a step (prompt chunks) go
+// to the flash-attention kernel in tiles of gpu::kAttnTileRows; other rows to split-K decoding.
+inline constexpr int kMinTileRows = 16;
+// Row metadata uploaded per step, kMetaSlices x kMaxStepRows int32: token, pos, slot, logit row
+// index, in-a-tile flag, tiles (row0, n_rows pairs: two slices), tile count (first element).
+inline constexpr int kMetaSlices = 8;
+inline constexpr int kMetaToken = 0, kMetaPos = 1, kMetaSlot = 2, kMetaLogitRow = 3,
+                     kMetaInTile = 4, kMetaTiles = 5, kMetaTileCount = 7;
+constexpr int max_tiles_for(int rows) { return rows / kMinTileRows + 1; }
+// Pinned metadata buffers used in turn: the next step is enqueued while the device still runs
+// (or has not yet copied) the previous one's.
+inline constexpr int kMetaBufs = 4;
+inline constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+struct LayerW {
+  const bf16_t *attn_norm, *qkv_w, *qkv_b, *sinks, *out_w, *out_b, *mlp_norm;
+  gpu::MoeGpuWeights moe;
+  void *k_cache, *v_cache;  // [slots, cap, n_kv, head_dim] bf16 or fp32 (kv_f32_)
+  int cap, window, max_keys, kv_chunk;
+};
+
+// The weights this backend needs (its layers plus, with the ends, the embedding and head), packed
+// into one device buffer as ranges of the file: tensors closer than kRangeGap in the file share a
+// range (one copy), so the whole model is one range.
+struct WeightRange {
+  uint64_t lo, hi;  // file offsets [lo, hi)
+  size_t dev;       // offset in the device buffer
+};
+inline constexpr uint64_t kRangeGap = uint64_t(1) << 20;
+
+class GpuBackend final : public Backend {
+ public:
+  GpuBackend(const ModelFile& model, const BackendOptions& opt, int first, int last, bool ends);
+  ~GpuBackend() override;
+  const Config& config() const override { return cfg_; }
+  int first_layer() const override { return first_; }
+  int last_layer() const override { return last_; }
+  bool has_ends() const override { return ends_; }
+  int ctx() const override { return ctx_; }
+  int max_slots() const override { return slots_; }
+  size_t kv_cache_bytes() const override { return kv_bytes_; }
+  MemoryKind payload_memory() const override { return MemoryKind::Device; }
+  int device() const override { return device_; }
+  void* stream() override { return stream_; }
+  // A GPU rank owns its core: spin 100 ms before sleeping between polls (hop latency).
+  double link_spin_us() const override { return 1e5; }
+  int max_rows_per_pass() const override { return kMaxStepRows; }
+  void run(std::span<const int32_t> tokens, std::span<const RowPos> rows, const float* in,
+           float* out) override;
+  void head(const float* x, std::span<const int32_t> logit_rows, float* logits) override;
+  bool picks_on_device() const override { return true; }
+  void head_pick(const float* x, std::span<const int32_t> logit_rows,
+                 std::span<const TokenPick> picks, std::vector<int32_t>& tokens) override;
+  double device_busy_us() override;
+  double device_head_busy_us() override {
+    harvest_busy(true);
+    return head_busy_us_;
+  }
+
+ private:
+  // ---- gpu_setup.cu ----
+  void upload_weights(const std::vector<const TensorInfo*>& need);
+  const uint8_t* dev_ptr(const TensorInfo& t) const;
+  // ---- gpu_forward.cu ----
+  // The next pinned metadata buffer (waits until its previous upload has been done).
+  int32_t* next_meta();
+  // Fills the pos/slot slices and the prompt-tile slices of meta for n rows.
+  void fill_tiles(int32_t* meta, std::span<const RowPos> rows) const;
+  // Uploads meta (from next_meta()) and runs one step's layers (a graph when small enough).
+  void run_step(const int32_t* meta, int rows, bool embed);
+  void enqueue_step(int rows, bool embed);
+  // Final norm + LM head of x's rows logit_rows into d_logits_, enqueued.
+  void enqueue_head(const float* x, std::span<const int32_t> logit_rows);
+  // ---- gpu_backend.cu ----
+  // Chooses tokens[before + i] for the nl rows of logits in d_logits_ (enqueued before), with
+  // picks[before + i]. Ends the busy interval begun by the caller. Complete on return.
+  void pick_into(int nl, std::span<const TokenPick> picks, size_t before,
+                 std::vector<int32_t>& tokens);
+  void harvest_busy(bool wait);
+  // Brackets a call's device work with timing events (device_busy_us).
+  void begin_busy(bool head = false);
+  void end_busy();
+
+  Config cfg_;
+  int first_ = 0, last_ = 0;  // layers [first_, last_) live here
+  bool ends_ = true;          // embedding, final norm and LM head live here
+  int device_ = 0;
+  int ctx_ = 0, slots_ = 0;
+  size_t kv_bytes_ = 0;
+  bool kv_f32_ = false;  // KV cache element: fp32 (--kv-cache f32) or bf16 (default)
+  gpuStream_t stream_ = nullptr;
+  bool use_graphs_ = true;
+  bool use_tiles_ = true;  // prompt runs through the flash-attention tile kernel
+
+  uint8_t* d_weights_ = nullptr;  // the ranges_ of the file, packed
+  std::vector<WeightRange> ranges_;
+  const bf16_t *emb_ = nullptr, *norm_ = nullptr, *unemb_ = nullptr;
+  std::vector<LayerW> layers_;
+  uint8_t* d_kv_ = nullptr;
+  float* d_rope_ = nullptr;  // [ctx, head_dim] cos | sin
+
+  // Activations for kMaxStepRows rows.
+  float* d_x_ = nullptr;        // [rows, H] residual stream
+  float* d_xn_ = nullptr;       // [rows, H] normalised
+  float* d_qkv_ = nullptr;      // [rows, R]
+  float* d_att_ = nullptr;      // [rows, Q]
+  float* d_partial_ = nullptr;  // attention split-K scratch
+  float* d_logits_ = nullptr;   // [rows, V]
+  int32_t* d_meta_ = nullptr;   // [kMetaSlices, kMaxStepRows], see kMetaSlices
+  int32_t* h_meta_ = nullptr;   // kMetaBufs pinned twins, used in turn
+  gpuEvent_t meta_ev_[kMetaBufs] = {};
+  int meta_next_ = 0;
+  // Device time: (start, end) event pairs of enqueued work, summed once complete.
+  struct BusyEvents {
+    gpuEvent_t start, end;
+    bool head;  // LM head and token choice (else: layers)
+  };
+  std::vector<BusyEvents> busy_ev_, busy_free_;
+  double busy_us_ = 0, head_busy_us_ = 0;
+  int32_t* d_tokens_ = nullptr;   // [kMaxStepRows] chosen tokens (head_pick)
+  int32_t* h_tokens_ = nullptr;   // pinned twin
+  TokenPick* d_picks_ = nullptr;  // [kMaxStepRows] (head_pick)
+  TokenPick* h_picks_ = nullptr;  // pinned twin
+  gpu::PickScratch pick_scratch_{};
+  uint64_t host_picks_ = 0;  // rows head_pick() handed to the host (device result -1)
+  gpu::MoeGpuScratch moe_scratch_{};
+  std::map<std::tuple<int, bool>, gpuGraphExec_t> graphs_;  // (rows, embed) -> graph
+  std::vector<float> row_logits_;  // [V]: a row's logits for a host pick
+};
+
+}  // namespace gptoss::gpu_backend

@@ -1,0 +1,153 @@
+// gpu_forward.cu: one device step of the GPU backend (gpu_backend_impl.h): the row metadata
+// (token, position, slot, prompt tiles) uploaded in one copy from pinned memory, then embedding
+// and the layers enqueued on the stream with no host synchronisation (replayed as a graph for each
+// distinct (rows, embed) with rows <= kGraphMaxRows); and the LM head on the logit rows.
+#include <algorithm>
+
+#include "backend_gpu/gpu_backend_impl.h"
+
+namespace gptoss::gpu_backend {
+
+// The whole forward of one step's layers, enqueued on stream_ (no host synchronisation;
+// capturable). Reads the metadata already in d_meta_; leaves the result in d_x_.
+void GpuBackend::enqueue_step(int rows, bool embed) {
+  const Config& c = cfg_;
+  const int H = c.hidden, R = c.qkv_rows();
+  const int32_t* d_tok = d_meta_ + kMetaToken * kMaxStepRows;
+  const int32_t* d_pos = d_meta_ + kMetaPos * kMaxStepRows;
+  const int32_t* d_slot = d_meta_ + kMetaSlot * kMaxStepRows;
+  const int32_t* d_skip =
+      use_tiles_ && rows >= kMinTileRows ? d_meta_ + kMetaInTile * kMaxStepRows : nullptr;
+  const auto* d_tiles =
+      reinterpret_cast<const gpu::AttnTile*>(d_meta_ + kMetaTiles * kMaxStepRows);
+  const int32_t* d_ntiles = d_meta_ + kMetaTileCount * kMaxStepRows;
+  const int max_tiles = max_tiles_for(rows);
+  if (embed) gpu::bf16_embed(emb_, d_tok, rows, H, d_x_, stream_);
+  // Layer L's attention RMSNorm: layer 0 here, later layers fused into the previous layer's MoE
+  // combine (MoeNextNorm, bit-identical to f32_bf16w_rmsnorm).
+  gpu::f32_bf16w_rmsnorm(d_x_, layers_[0].attn_norm, d_xn_, rows, H, c.rms_eps, nullptr, stream_);
+  for (size_t L = 0; L < layers_.size(); ++L) {
+    const LayerW& l = layers_[L];
+    gpu::f32_bf16w_matmul(d_xn_, l.qkv_w, l.qkv_b, d_qkv_, rows, H, R, false, stream_);
+    if (kv_f32_) {
+      float* kc = static_cast<float*>(l.k_cache);
+      float* vc = static_cast<float*>(l.v_cache);
+      gpu::f32_rope_kv_write(d_qkv_, d_rope_, d_pos, d_slot, rows, c.n_heads, c.n_kv_heads,
+                             c.head_dim, kc, vc, l.cap, stream_);
+      gpu::f32_f32kv_attention_sinks(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, rows, c.n_heads,
+                                     c.n_kv_heads, c.head_dim, l.cap, l.window, l.max_keys,
+                                     l.kv_chunk, d_partial_, d_att_, stream_, d_skip);
+      if (d_skip)
+        gpu::f32_f32kv_attention_sinks_tiles(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, d_tiles,
+                                             d_ntiles, max_tiles, c.n_heads, c.n_kv_heads,
+                                             c.head_dim, l.cap, l.window, d_att_, stream_);
+    } else {
+      bf16_t* kc = static_cast<bf16_t*>(l.k_cache);
+      bf16_t* vc = static_cast<bf16_t*>(l.v_cache);
+      gpu::f32_rope_kv_write(d_qkv_, d_rope_, d_pos, d_slot, rows, c.n_heads, c.n_kv_heads,
+                             c.head_dim, kc, vc, l.cap, stream_);
+      gpu::f32_bf16kv_attention_sinks(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, rows, c.n_heads,
+                                      c.n_kv_heads, c.head_dim, l.cap, l.window, l.max_keys,
+                                      l.kv_chunk, d_partial_, d_att_, stream_, d_skip);
+      if (d_skip)
+        gpu::f32_bf16kv_attention_sinks_tiles(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, d_tiles,
+                                              d_ntiles, max_tiles, c.n_heads, c.n_kv_heads,
+                                              c.head_dim, l.cap, l.window, d_att_, stream_);
+    }
+    gpu::f32_bf16w_matmul(d_att_, l.out_w, l.out_b, d_x_, rows, c.q_dim(), H, true, stream_);
+    gpu::f32_bf16w_rmsnorm(d_x_, l.mlp_norm, d_xn_, rows, H, c.rms_eps, nullptr, stream_);
+    gpu::MoeNextNorm next;
+    if (L + 1 < layers_.size()) next = {layers_[L + 1].attn_norm, c.rms_eps, d_xn_};
+    gpu::moe_forward(l.moe, d_xn_, rows, d_x_, moe_scratch_, stream_,
+                     L + 1 < layers_.size() ? &next : nullptr);
+  }
+}
+
+int32_t* GpuBackend::next_meta() {
+  const int i = meta_next_;
+  meta_next_ = (meta_next_ + 1) % kMetaBufs;
+  GPU_CHECK(gpuEventSynchronize(meta_ev_[i]));  // its last upload has been done
+  return h_meta_ + size_t(i) * kMetaSlices * kMaxStepRows;
+}
+
+void GpuBackend::run_step(const int32_t* meta, int rows, bool embed) {
+  GPU_CHECK(gpuMemcpyAsync(d_meta_, meta, kMetaSlices * kMaxStepRows * sizeof(int32_t),
+                           gpuMemcpyHostToDevice, stream_));
+  GPU_CHECK(gpuEventRecord(meta_ev_[(meta - h_meta_) / (kMetaSlices * kMaxStepRows)], stream_));
+  if (!use_graphs_ || rows > kGraphMaxRows) {
+    enqueue_step(rows, embed);
+    return;
+  }
+  const auto key = std::make_tuple(rows, embed);
+  auto it = graphs_.find(key);
+  if (it == graphs_.end()) {
+    if (graphs_.size() >= 512) {  // bound the cache: drop everything, recapture on demand
+      GPU_CHECK(gpuStreamSynchronize(stream_));
+      for (auto& [k, g] : graphs_) GPU_CHECK(gpuGraphExecDestroy(g));
+      graphs_.clear();
+    }
+    gpuGraph_t graph;
+    GPU_CHECK(gpuStreamBeginCapture(stream_));
+    try {
+      enqueue_step(rows, embed);
+    } catch (...) {
+      (void)gpuStreamEndCapture(stream_, &graph);
+      throw;
+    }
+    GPU_CHECK(gpuStreamEndCapture(stream_, &graph));
+    gpuGraphExec_t exec;
+    GPU_CHECK(gpuGraphInstantiate(&exec, graph));
+    GPU_CHECK(gpuGraphDestroy(graph));
+    it = graphs_.emplace(key, exec).first;
+  }
+  GPU_CHECK(gpuGraphLaunch(it->second, stream_));
+}
+
+// pos and slot slices, and the prompt tiles: runs of >= kMinTileRows consecutive positions of one
+// slot, cut into tiles of at most gpu::kAttnTileRows rows; their rows are flagged so split-K
+// leaves them alone.
+void GpuBackend::fill_tiles(int32_t* meta, std::span<const RowPos> rows) const {
+  const int n = static_cast<int>(rows.size());
+  for (int i = 0; i < n; ++i) {
+    meta[kMetaPos * kMaxStepRows + i] = rows[size_t(i)].pos;
+    meta[kMetaSlot * kMaxStepRows + i] = rows[size_t(i)].slot;
+  }
+  int32_t* skip = meta + kMetaInTile * kMaxStepRows;
+  int32_t* tiles = meta + kMetaTiles * kMaxStepRows;
+  int n_tiles = 0;
+  for (int i = 0; i < n;) {
+    int j = i + 1;
+    while (j < n && rows[size_t(j)].slot == rows[size_t(i)].slot &&
+           rows[size_t(j)].pos == rows[size_t(j - 1)].pos + 1)
+      ++j;
+    const bool tiled = use_tiles_ && n >= kMinTileRows && j - i >= kMinTileRows;
+    for (int k = i; k < j; ++k) skip[k] = tiled ? 1 : 0;
+    if (tiled)
+      for (int t0 = i; t0 < j; t0 += gpu::kAttnTileRows) {
+        tiles[2 * n_tiles] = t0;
+        tiles[2 * n_tiles + 1] = std::min(gpu::kAttnTileRows, j - t0);
+        ++n_tiles;
+      }
+    i = j;
+  }
+  GPTOSS_ASSERT(n_tiles <= max_tiles_for(n));
+  meta[kMetaTileCount * kMaxStepRows] = n_tiles;
+}
+
+// Final norm (on the logit rows only, gathered) + LM head into d_logits_ [nl, V], enqueued.
+void GpuBackend::enqueue_head(const float* x, std::span<const int32_t> logit_rows) {
+  GPTOSS_ASSERT(ends_ && logit_rows.size() <= size_t(kMaxStepRows));
+  const int nl = static_cast<int>(logit_rows.size());
+  int32_t* meta = next_meta();
+  int32_t* lrows = meta + kMetaLogitRow * kMaxStepRows;
+  std::copy(logit_rows.begin(), logit_rows.end(), lrows);
+  int32_t* d_lrows = d_meta_ + kMetaLogitRow * kMaxStepRows;
+  GPU_CHECK(gpuMemcpyAsync(d_lrows, lrows, size_t(nl) * sizeof(int32_t), gpuMemcpyHostToDevice,
+                           stream_));
+  GPU_CHECK(gpuEventRecord(meta_ev_[(meta - h_meta_) / (kMetaSlices * kMaxStepRows)], stream_));
+  const Config& c = cfg_;
+  gpu::f32_bf16w_rmsnorm(x, norm_, d_xn_, nl, c.hidden, c.rms_eps, d_lrows, stream_);
+  gpu::f32_bf16w_matmul(d_xn_, unemb_, nullptr, d_logits_, nl, c.hidden, c.vocab, false, stream_);
+}
+
+}  // namespace gptoss::gpu_backend

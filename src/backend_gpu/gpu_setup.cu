@@ -1,0 +1,289 @@
+// gpu_setup.cu: the GPU backend's construction (gpu_backend_impl.h): which tensors this backend
+// needs, the memory check before any large allocation, the weight upload (one copy per file range
+// through two pinned staging buffers), the KV cache, the RoPE table and the step buffers; and the
+// destructor.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "backend_gpu/gpu_backend_impl.h"
+#include "cpu/ops.h"
+
+namespace gptoss::gpu_backend {
+
+namespace {
+constexpr size_t kStagingBytes = size_t(64) << 20;
+
+template <class T>
+T* dalloc(size_t count) {
+  void* p = nullptr;
+  GPU_CHECK(gpuMalloc(&p, std::max<size_t>(count, 1) * sizeof(T)));
+  return static_cast<T*>(p);
+}
+}  // namespace
+
+const uint8_t* GpuBackend::dev_ptr(const TensorInfo& t) const {
+  for (const WeightRange& r : ranges_)
+    if (t.offset >= r.lo && t.offset + t.bytes <= r.hi) return d_weights_ + r.dev + (t.offset - r.lo);
+  fail("gpu engine: tensor %s is not on this GPU (layers %d..%d)", t.name.c_str(), first_,
+       last_ - 1);
+}
+
+GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int first, int last,
+                     bool ends)
+    : cfg_(model.config()), first_(first), last_(last), ends_(ends), device_(opt.device),
+      ctx_(opt.ctx), slots_(opt.max_slots) {
+  gpu::require_device();
+  const Config& c = cfg_;
+  if (c.head_dim != gpu::kAttnHeadDim)
+    fail("%s: the GPU backend supports head_dim %d only (model has %d)", model.path().c_str(),
+         gpu::kAttnHeadDim, c.head_dim);
+  if (c.n_heads % c.n_kv_heads != 0 || c.n_heads / c.n_kv_heads > gpu::kAttnMaxGroup)
+    fail("%s: the GPU backend supports up to %d query heads per kv head (model: %d / %d)",
+         model.path().c_str(), gpu::kAttnMaxGroup, c.n_heads, c.n_kv_heads);
+  if (c.hidden % 32 != 0 || c.intermediate % 32 != 0)
+    fail("%s: the GPU backend needs hidden and intermediate sizes divisible by 32",
+         model.path().c_str());
+  if (ctx_ < 1 || ctx_ > c.max_context)
+    fail("context %d out of range [1, %d] for %s", ctx_, c.max_context, model.path().c_str());
+  if (slots_ < 0) fail("max_slots must be >= 1, or 0 = as many as fit (got %d)", slots_);
+  use_graphs_ = opt.gpu_graphs;
+  use_tiles_ = opt.attn_tiles;
+  if (opt.kv_cache != "" && opt.kv_cache != "bf16" && opt.kv_cache != "f32")
+    fail("--kv-cache %s: expected bf16 or f32", opt.kv_cache.c_str());
+  kv_f32_ = opt.kv_cache == "f32";
+
+  if (first_ < 0 || last_ > c.n_layers || first_ >= last_)
+    fail("gpu engine: layers [%d, %d) out of range for %d layers", first_, last_, c.n_layers);
+  int n_dev = 0;
+  GPU_CHECK(gpuGetDeviceCount(&n_dev));
+  if (device_ < 0 || device_ >= n_dev)
+    fail("gpu engine: device %d out of range (%d visible)", device_, n_dev);
+  GPU_CHECK(gpuSetDevice(device_));
+  gpuDeviceProp prop;
+  GPU_CHECK(gpuGetDeviceProperties(&prop, device_));
+
+  // ---- sizes and the memory check (before any large allocation) ----
+  // The tensors this engine needs, packed as file ranges (see WeightRange).
+  std::vector<const TensorInfo*> needed;
+  for (const auto& t : model.tensors()) {
+    bool mine = ends_ && (t.name == "embedding" || t.name == "norm" || t.name == "unembedding");
+    if (t.name.rfind("layers.", 0) == 0) {
+      const int L = std::atoi(t.name.c_str() + 7);
+      mine = L >= first_ && L < last_;
+    }
+    if (mine) needed.push_back(&t);
+  }
+  std::sort(needed.begin(), needed.end(),
+            [](const TensorInfo* a, const TensorInfo* b) { return a->offset < b->offset; });
+  size_t weight_bytes = 0;
+  for (const TensorInfo* t : needed) {
+    if (!ranges_.empty() && t->offset <= ranges_.back().hi + kRangeGap) {
+      ranges_.back().hi = std::max(ranges_.back().hi, t->offset + t->bytes);
+      continue;
+    }
+    if (!ranges_.empty()) weight_bytes += ranges_.back().hi - ranges_.back().lo;
+    weight_bytes = (weight_bytes + 255) / 256 * 256;
+    ranges_.push_back({t->offset, t->offset + t->bytes, weight_bytes});
+  }
+  if (!ranges_.empty()) weight_bytes += ranges_.back().hi - ranges_.back().lo;
+  layers_.resize(static_cast<size_t>(last_ - first_));
+  const int kv_dim = c.kv_dim();
+  size_t kv_elems_per_slot = 0;
+  for (int L = first_; L < last_; ++L) {
+    LayerW& l = layers_[static_cast<size_t>(L - first_)];
+    const bool sliding = c.sliding[static_cast<size_t>(L)] != 0 && c.sliding_window > 0;
+    l.window = sliding ? c.sliding_window : 0;
+    l.cap = sliding ? std::min(ctx_, c.sliding_window + kMaxStepRows) : ctx_;
+    l.max_keys = sliding ? std::min(l.cap, c.sliding_window) : l.cap;
+    l.kv_chunk = sliding ? 64 : std::max(128, ((ctx_ + 31) / 32 + 63) / 64 * 64);
+    kv_elems_per_slot += 2ull * l.cap * kv_dim;
+  }
+  const size_t kv_elem_bytes = kv_f32_ ? sizeof(float) : sizeof(bf16_t);
+  const size_t kv_slot_bytes = kv_elems_per_slot * kv_elem_bytes;
+  const int H = c.hidden, R = c.qkv_rows(), Q = c.q_dim(), V = c.vocab;
+  const size_t logit_floats = ends_ ? size_t(kMaxStepRows) * V : 0;
+  size_t partial_floats = 0;
+  for (const auto& l : layers_)
+    partial_floats = std::max(partial_floats,
+                              gpu::attention_partial_floats(c.n_heads, l.max_keys, l.kv_chunk));
+  const size_t act_bytes =
+      sizeof(float) * (size_t(kMaxStepRows) * (2 * H + R + Q) + logit_floats + partial_floats +
+                       size_t(ctx_) * c.head_dim) +
+      5 * kMaxStepRows * sizeof(int32_t) +
+      size_t(kMaxStepRows) * c.experts_per_tok * (H + c.intermediate) * sizeof(float) * 2;
+  size_t free_b = 0, total_b = 0;
+  GPU_CHECK(gpuMemGetInfo(&free_b, &total_b));
+  const size_t reserve = size_t(512) << 20;
+  if (slots_ == 0) {  // as many sequences as fit at this context, at most opt.max_auto_slots
+    const size_t fixed = weight_bytes + act_bytes + reserve;
+    const size_t fit = free_b > fixed ? (free_b - fixed) / kv_slot_bytes : 0;
+    slots_ = static_cast<int>(std::min<size_t>(fit, size_t(opt.max_auto_slots)));
+    if (slots_ < 1)
+      fail("GPU %s: the model needs %.2f GiB (weights %.2f, KV cache %.2f for one sequence of ctx "
+           "%d, buffers %.2f, reserve 0.5), %.2f GiB free; lower -c",
+           prop.name, (fixed + kv_slot_bytes) / kGiB, weight_bytes / kGiB, kv_slot_bytes / kGiB,
+           ctx_, act_bytes / kGiB, free_b / kGiB);
+  }
+  kv_bytes_ = kv_slot_bytes * size_t(slots_);
+  const size_t need = weight_bytes + kv_bytes_ + act_bytes + reserve;
+  if (need > free_b)
+    fail("GPU %s: the model needs %.2f GiB (weights %.2f, KV cache %.2f for ctx %d x %d slots, "
+         "buffers %.2f, reserve 0.5), %.2f GiB free; lower -c or -b",
+         prop.name, need / kGiB, weight_bytes / kGiB, kv_bytes_ / kGiB, ctx_, slots_,
+         act_bytes / kGiB, free_b / kGiB);
+
+  GPU_CHECK(gpuStreamCreateNonBlocking(&stream_));
+  const auto t0 = std::chrono::steady_clock::now();
+  upload_weights(needed);
+  const double upload_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  // ---- weight pointers ----
+  const int E = c.n_experts, I = c.intermediate;
+  auto P = [&](const std::string& name, DType dt, const std::vector<int64_t>& shape) {
+    return reinterpret_cast<const bf16_t*>(dev_ptr(model.get(name, dt, shape)));
+  };
+  if (ends_) {
+    emb_ = P("embedding", DType::BF16, {V, H});
+    norm_ = P("norm", DType::BF16, {H});
+    unemb_ = P("unembedding", DType::BF16, {V, H});
+  }
+  d_kv_ = dalloc<uint8_t>(kv_bytes_);
+  size_t kv_off = 0;
+  for (int L = first_; L < last_; ++L) {
+    LayerW& l = layers_[static_cast<size_t>(L - first_)];
+    const std::string p = "layers." + std::to_string(L) + ".";
+    l.attn_norm = P(p + "attn_norm", DType::BF16, {H});
+    l.qkv_w = P(p + "qkv.weight", DType::BF16, {R, H});
+    l.qkv_b = P(p + "qkv.bias", DType::BF16, {R});
+    l.sinks = P(p + "sinks", DType::BF16, {c.n_heads});
+    l.out_w = P(p + "out.weight", DType::BF16, {H, Q});
+    l.out_b = P(p + "out.bias", DType::BF16, {H});
+    l.mlp_norm = P(p + "mlp_norm", DType::BF16, {H});
+    gpu::MoeGpuWeights& m = l.moe;
+    m.n_experts = E, m.top_k = c.experts_per_tok, m.hidden = H, m.intermediate = I;
+    m.swiglu_limit = c.swiglu_limit;
+    m.router_w = P(p + "router.weight", DType::BF16, {E, H});
+    m.router_b = P(p + "router.bias", DType::BF16, {E});
+    m.mlp1_blocks = reinterpret_cast<const uint8_t*>(
+        P(p + "mlp1.blocks", DType::U8, {E, 2 * I, H / 32, 16}));
+    m.mlp1_scales =
+        reinterpret_cast<const uint8_t*>(P(p + "mlp1.scales", DType::U8, {E, 2 * I, H / 32}));
+    m.mlp1_bias = P(p + "mlp1.bias", DType::BF16, {E, 2 * I});
+    m.mlp2_blocks =
+        reinterpret_cast<const uint8_t*>(P(p + "mlp2.blocks", DType::U8, {E, H, I / 32, 16}));
+    m.mlp2_scales =
+        reinterpret_cast<const uint8_t*>(P(p + "mlp2.scales", DType::U8, {E, H, I / 32}));
+    m.mlp2_bias = P(p + "mlp2.bias", DType::BF16, {E, H});
+    const size_t n = size_t(slots_) * l.cap * kv_dim * kv_elem_bytes;
+    l.k_cache = d_kv_ + kv_off;
+    l.v_cache = d_kv_ + kv_off + n;
+    kv_off += 2 * n;
+  }
+  // Unwritten cache positions are never read (a row sees only positions its sequence wrote),
+  // but zero them once so a bug reads zeros, not garbage from a previous process.
+  GPU_CHECK(gpuMemsetAsync(d_kv_, 0, kv_bytes_, stream_));
+
+  // ---- RoPE table: exactly the CPU twin's cos/sin per position ----
+  {
+    cpu::RopeTable rt = cpu::rope_yarn_table(c.head_dim, c.rope_theta, c.rope_factor,
+                                             c.initial_context, c.rope_beta_fast,
+                                             c.rope_beta_slow);
+    std::vector<float> cs(size_t(ctx_) * c.head_dim);
+    for (int p = 0; p < ctx_; ++p) cpu::rope_cos_sin(rt, p, cs.data() + size_t(p) * c.head_dim);
+    d_rope_ = dalloc<float>(cs.size());
+    GPU_CHECK(gpuMemcpy(d_rope_, cs.data(), cs.size() * sizeof(float), gpuMemcpyHostToDevice));
+  }
+
+  d_x_ = dalloc<float>(size_t(kMaxStepRows) * H);
+  d_xn_ = dalloc<float>(size_t(kMaxStepRows) * H);
+  d_qkv_ = dalloc<float>(size_t(kMaxStepRows) * R);
+  d_att_ = dalloc<float>(size_t(kMaxStepRows) * Q);
+  d_partial_ = dalloc<float>(partial_floats);
+  d_logits_ = dalloc<float>(logit_floats);
+  d_meta_ = dalloc<int32_t>(kMetaSlices * kMaxStepRows);
+  GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_meta_),
+                         kMetaBufs * kMetaSlices * kMaxStepRows * sizeof(int32_t)));
+  for (auto& e : meta_ev_) GPU_CHECK(gpuEventCreateNoTiming(&e));
+  d_tokens_ = dalloc<int32_t>(kMaxStepRows);
+  GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_tokens_), kMaxStepRows * sizeof(int32_t)));
+  d_picks_ = dalloc<TokenPick>(kMaxStepRows);
+  GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_picks_), kMaxStepRows * sizeof(TokenPick)));
+  if (ends_) pick_scratch_ = gpu::pick_scratch_create(kMaxStepRows, V);
+  moe_scratch_ = gpu::moe_scratch_create(layers_[0].moe, kMaxStepRows);
+  GPU_CHECK(gpuStreamSynchronize(stream_));
+
+  const std::string what =
+      first_ == 0 && last_ == c.n_layers && ends_
+          ? std::string("weights")
+          : strfmt("layers %d..%d%s", first_, last_ - 1, ends_ ? " + embedding/head" : "");
+  std::fprintf(stderr,
+               "gpu %d: %s (%s), %s %.2f GiB uploaded in %.2f s (%.1f GB/s), KV cache %.2f GiB "
+               "(%s, ctx %d x %d slots), graphs %s\n",
+               device_, prop.name, GPU_RT_NAME, what.c_str(), weight_bytes / kGiB, upload_s,
+               weight_bytes / 1e9 / std::max(upload_s, 1e-9), kv_bytes_ / kGiB,
+               kv_f32_ ? "f32" : "bf16", ctx_, slots_,
+               use_graphs_ ? "on" : "off");
+}
+
+// One copy per weight range: mmap -> pinned staging (host memcpy) -> device (async), two staging
+// buffers alternating so the host copy of one overlaps the DMA of the other.
+void GpuBackend::upload_weights(const std::vector<const TensorInfo*>& need) {
+  size_t bytes = 0;
+  for (const WeightRange& r : ranges_) bytes = std::max(bytes, r.dev + (r.hi - r.lo));
+  const uint8_t* file_base = need.empty() ? nullptr : need[0]->data - need[0]->offset;
+  d_weights_ = dalloc<uint8_t>(bytes);
+  uint8_t* staging[2] = {nullptr, nullptr};
+  gpuEvent_t done[2];
+  for (int i = 0; i < 2; ++i) {
+    GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&staging[i]), kStagingBytes));
+    GPU_CHECK(gpuEventCreate(&done[i]));
+  }
+  int b = 0;
+  for (const WeightRange& r : ranges_)
+    for (uint64_t off = r.lo; off < r.hi; off += kStagingBytes, b ^= 1) {
+      const size_t n = std::min<uint64_t>(kStagingBytes, r.hi - off);
+      GPU_CHECK(gpuEventSynchronize(done[b]));  // this buffer's previous DMA finished
+      std::memcpy(staging[b], file_base + off, n);
+      GPU_CHECK(gpuMemcpyAsync(d_weights_ + r.dev + (off - r.lo), staging[b], n,
+                               gpuMemcpyHostToDevice, stream_));
+      GPU_CHECK(gpuEventRecord(done[b], stream_));
+    }
+  GPU_CHECK(gpuStreamSynchronize(stream_));
+  for (int i = 0; i < 2; ++i) {
+    GPU_CHECK(gpuEventDestroy(done[i]));
+    GPU_CHECK(gpuFreeHost(staging[i]));
+  }
+}
+
+GpuBackend::~GpuBackend() {
+  if (stream_) (void)gpuStreamSynchronize(stream_);
+  for (auto& [k, g] : graphs_) (void)gpuGraphExecDestroy(g);
+  if (moe_scratch_.bytes) gpu::moe_scratch_destroy(moe_scratch_);
+  for (void* p : {static_cast<void*>(d_weights_), static_cast<void*>(d_kv_),
+                  static_cast<void*>(d_rope_), static_cast<void*>(d_x_), static_cast<void*>(d_xn_),
+                  static_cast<void*>(d_qkv_), static_cast<void*>(d_att_),
+                  static_cast<void*>(d_partial_), static_cast<void*>(d_logits_),
+                  static_cast<void*>(d_meta_), static_cast<void*>(d_tokens_),
+                  static_cast<void*>(d_picks_)})
+    if (p) (void)gpuFree(p);
+  if (h_meta_) (void)gpuFreeHost(h_meta_);
+  for (auto& e : meta_ev_)
+    if (e) (void)gpuEventDestroy(e);
+  for (auto* v : {&busy_ev_, &busy_free_})
+    for (auto& e : *v) (void)gpuEventDestroy(e.start), (void)gpuEventDestroy(e.end);
+  if (h_tokens_) (void)gpuFreeHost(h_tokens_);
+  if (h_picks_) (void)gpuFreeHost(h_picks_);
+  if (ends_) gpu::pick_scratch_destroy(pick_scratch_);
+  if (stream_) (void)gpuStreamDestroy(stream_);
+}
+
+// The whole forward of one step, enqueued on stream_ (no host synchronisation; capturable).
+// Reads the metadata already in d_meta_.
+
+}  // namespace gptoss::gpu_backend

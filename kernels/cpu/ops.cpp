@@ -393,10 +393,14 @@ GPTOSS_AVX512VL void mf4_gemv_avx512(const float* x, const uint8_t* blocks, cons
   }
 }
 
-// GPTOSS_NO_AVX512=1 in the environment forces the AVX2 path (for comparing the two).
-const bool kUseAvx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                        !(std::getenv("GPTOSS_NO_AVX512") && std::getenv("GPTOSS_NO_AVX512")[0] == '1');
+const bool kHaveAvx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+bool kUseAvx512 = kHaveAvx512;  // set_avx512(false) forces the AVX2 path
 }  // namespace
+
+bool set_avx512(bool allow) {
+  kUseAvx512 = allow && kHaveAvx512;
+  return kUseAvx512;
+}
 
 void mxfp4_decode_row(const uint8_t* blocks, const uint8_t* scales, int K, float* out) {
   if (kUseAvx512) return mxfp4_decode_row_avx512(blocks, scales, K, out);

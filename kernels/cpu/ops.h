@@ -122,6 +122,10 @@ float e8m0_to_f32(uint8_t scale);  // 2^(scale - 127)
 // Decodes one weight row of K values (K % 32 == 0): blocks [K/32, 16] bytes, scales [K/32].
 // Exact. serial.
 void mxfp4_decode_row(const uint8_t* blocks, const uint8_t* scales, int K, float* out);
+// The MXFP4 kernels use AVX-512VL where the CPU has it (same results as the AVX2 path, faster);
+// set_avx512(false) forces the AVX2 path for the whole process (tests compare the two). Returns
+// whether AVX-512 is in use. Not thread-safe: call before running kernels.
+bool set_avx512(bool allow);
 
 // y[n, m] = sum_k x[n, k] * decode(W)[m, k] + b[m], outputs [m0, m1), canonical dot order.
 //   x: [rows, K], blocks: [M, K/32, 16], scales: [M, K/32], bias [M] bf16 or nullptr,

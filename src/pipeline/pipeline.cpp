@@ -288,7 +288,7 @@ std::vector<comm::StageTiming> Pipeline::finish() {
   comm::StageTiming mine = comm::timing_from_ring(*ring_, device_us >= 0 ? device_us : busy_us_);
   if (device_us >= 0)
     mine.idle_us = std::max(0.0, (first_us_ < 0 ? 0.0 : end_us - first_us_) - device_us);
-  if (rank_ == 0 && std::getenv("GPTOSS_PIPE_PROFILE")) {
+  if (rank_ == 0 && opt_.profile) {
     std::fprintf(stderr,
                  "pipeline profile rank 0 (host ms): plan %.1f, acquire+send %.1f, wait back "
                  "%.1f, head+choice %.1f, commit %.1f; %llu micro-batches, %.1f rows and %.1f "

@@ -45,6 +45,7 @@ struct PipelineOptions {
   // even where timeout_s is unlimited (chat: the ring may idle while a person types, but a turn
   // stuck on a stopped rank still ends the job).
   double turn_timeout_s = 0;
+  bool profile = false;  // rank 0 prints its host time by phase at finish (--profile)
 };
 
 class Pipeline {
@@ -101,7 +102,7 @@ class Pipeline {
   std::vector<float> logits_;  // [logit rows, vocab]
   double busy_us_ = 0;
   double first_us_ = -1;  // first message handled (wall time base of a GPU stage's idle time)
-  // Rank 0's host time by phase (GPTOSS_PIPE_PROFILE=1 prints it at finish): plan, acquire+send,
+  // Rank 0's host time by phase (--profile prints it at finish): plan, acquire+send,
   // wait for the micro-batch back, head + token choice (device sync), commit; micro-batches, rows.
   double prof_[5] = {0, 0, 0, 0, 0};
   uint64_t prof_mb_ = 0, prof_rows_ = 0, prof_logit_rows_ = 0;

@@ -95,6 +95,13 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
                  "Pipeline: micro-batches in flight around the ring of ranks, 1..64 (0 = ranks)");
   app.add_option("--layers", opt.layers,
                  "Pipeline: layers per rank, e.g. 4,7,7,6 (default: balanced by the cost model)");
+  bool no_graphs = false;
+  app.add_flag("--no-graphs", no_graphs,
+               "GPU: run every step without captured graphs (slower; for compute-sanitizer and "
+               "debuggers)");
+  app.add_flag("--profile", opt.profile,
+               "Print rank 0's host time by phase and the LM head's share of its device time at "
+               "the end");
   app.add_option("--ring-timeout", opt.ring_timeout_s,
                  "Pipeline: seconds a rank waits for a message before failing (chat: only within a "
                  "turn)");
@@ -118,6 +125,7 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   } catch (const CLI::ParseError& e) {
     fail("%s (see --help)", e.what());
   }
+  opt.gpu_graphs = !no_graphs;
 
   if (mode == "generate") opt.mode = Mode::Generate;
   else if (mode == "chat") opt.mode = Mode::Chat;

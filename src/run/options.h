@@ -47,6 +47,8 @@ struct RunOptions {
   int micro_batches = 0;       // --micro-batches: in flight around the ring (0 = ranks)
   std::string layers;          // --layers 4,7,7,6: layers per rank ("" = by the cost model)
   double ring_timeout_s = 300; // --ring-timeout: a stage waiting longer for a message fails
+  bool gpu_graphs = true;      // --no-graphs: GPU steps without captured graphs (debuggers)
+  bool profile = false;        // --profile: rank 0's time by phase at the end (pipeline)
 };
 
 // Mode defaults (documented in --help and src/run/README.md).

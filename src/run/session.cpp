@@ -104,6 +104,7 @@ PipelineOptions pipeline_options(const RunOptions& opt, const std::string& backe
   // come back, so a stuck rank ends the job too. Otherwise --ring-timeout everywhere.
   po.timeout_s = opt.mode == Mode::Chat ? 1e9 : opt.ring_timeout_s;
   po.turn_timeout_s = opt.ring_timeout_s;
+  po.profile = opt.profile;
   return po;
 }
 
@@ -139,6 +140,7 @@ BackendFactory backend_factory(const RunOptions& opt, const ModelFile& model,
   bo.max_auto_slots = auto_slots_cap(opt, world_size());                 // on the least
   bo.threads = opt.threads;
   bo.kv_cache = opt.kv_cache;
+  bo.gpu_graphs = opt.gpu_graphs;
 #ifdef GPTOSS_HAVE_GPU
   if (backend == "gpu") {
     bo.device = gpu_for_this_rank();

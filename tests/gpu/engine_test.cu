@@ -91,11 +91,15 @@ const ModelFile& model() {
   return m;
 }
 
+// GPTOSS_GPU_GRAPHS=0 runs every step without graphs (compute-sanitizer does not follow graphs'
+// kernels as well as plain launches; tests/gpu/run_on_gpu.sh's memcheck step sets it).
 BackendOptions options(int ctx, int slots, const char* kv_cache = "") {
   BackendOptions o;
   o.ctx = ctx;
   o.max_slots = slots;
   o.kv_cache = kv_cache;
+  const char* g = std::getenv("GPTOSS_GPU_GRAPHS");
+  o.gpu_graphs = !(g && std::string(g) == "0");
   return o;
 }
 

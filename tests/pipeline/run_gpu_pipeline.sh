@@ -205,17 +205,17 @@ if has sweep; then  # getp throughput over 1 and 2 ranks (launch/sweep.py, CSV)
   cat "$R/scaling-gpu.csv"
 fi
 # getp at one batch per rank count (GETP_RUNS: "ranks:batch[:layers]" ...), with rank 0's host
-# profile (GPTOSS_PIPE_PROFILE=1)
+# profile (--profile)
 if has getp; then
   echo "=== getp ($(date +%T))"
   prompts ${GETP_PROMPTS:-1024} 500 big.txt
   for spec in ${GETP_RUNS:-1:256 1:512 2:512 2:1024}; do
     IFS=: read -r nr bt lay <<<"$spec"
-    pre=(); [ "$nr" -gt 1 ] && pre=("${MPI[@]}" -x GPTOSS_PIPE_PROFILE=1 -np "$nr")
+    pre=(); [ "$nr" -gt 1 ] && pre=("${MPI[@]}" -np "$nr")
     extra=(); [ -n "$lay" ] && extra=(--layers "$lay")
     name=getp-r$nr-b$bt${lay:+-l${lay/,/-}}
     t "$name" 240 "${pre[@]}" "$B/run" 20b.bin -z "$TOK" --backend gpu -m getp -i big.txt -o g.txt \
-      -n 256 -b "$bt" -c 2048 --ignore-eos "${extra[@]}"
+      -n 256 -b "$bt" -c 2048 --ignore-eos --profile "${extra[@]}"
     echo "$name: $(grep -E '^getp: generated' "$O/$name.log")"
     grep -E "^pipeline|^stage|profile" "$O/$name.log"
   done
@@ -232,18 +232,18 @@ scale() {  # model rows_per_mb prompts new_tokens per_run_timeout_s
   echo "=== scale $M ($(date +%T)): ranks $ranks, $rows rows per micro-batch, $np prompts, $nn new"
   prompts "$np" 100 scale.txt
   local base=${M%.bin}
-  GPTOSS_PIPE_PROFILE=1 GPTOSS_BIND_VERBOSE=1 timeout -k 10 "${SCALE_TIMEOUT:-560}" python3 "$HERE/launch/sweep.py" \
+  GPTOSS_BIND_VERBOSE=1 timeout -k 10 "${SCALE_TIMEOUT:-560}" python3 "$HERE/launch/sweep.py" \
     --run "$B/run" --model "$M" --prompts scale.txt --ranks "$ranks" \
     --micro-batches 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16 --mb-max-per-rank 2 \
     --batch-per-mb "$rows" --decode 256 --decode-args "-z $TOK --backend gpu -c 1024" \
     --csv "$R/scaling-$base.csv" --png /tmp/none.png --timeout "$tt" --log-dir "$R/sweep-$base" \
-    -- -z "$TOK" --backend gpu -n "$nn" -c 512 --ignore-eos > "$O/scale-$base.log" 2>&1
+    -- -z "$TOK" --backend gpu -n "$nn" -c 512 --ignore-eos --profile > "$O/scale-$base.log" 2>&1
   echo "sweep rc=$?" >> "$O/scale-$base.log"
   if [ -n "${SCALE_ONE_GPU_BATCHES:-}" ]; then  # one GPU at other batches too (its best concurrency)
-    GPTOSS_PIPE_PROFILE=1 timeout -k 10 "${SCALE_TIMEOUT:-560}" python3 "$HERE/launch/sweep.py" \
+    timeout -k 10 "${SCALE_TIMEOUT:-560}" python3 "$HERE/launch/sweep.py" \
       --run "$B/run" --model "$M" --prompts scale.txt --ranks 1 --batch "$SCALE_ONE_GPU_BATCHES" \
       --csv "$R/scaling-$base.csv" --png /tmp/none.png --timeout "$tt" --log-dir "$R/sweep-$base" \
-      -- -z "$TOK" --backend gpu -n "$nn" -c 512 --ignore-eos >> "$O/scale-$base.log" 2>&1
+      -- -z "$TOK" --backend gpu -n "$nn" -c 512 --ignore-eos --profile >> "$O/scale-$base.log" 2>&1
     echo "sweep (one GPU) rc=$?" >> "$O/scale-$base.log"
   fi
   keep "scale-$base"

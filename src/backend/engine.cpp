@@ -3,9 +3,7 @@
 
 #include <algorithm>
 
-#include "backend_cpu/cpu_model.h"
 #include "common/error.h"
-#include "model/model_file.h"
 
 namespace gptoss {
 
@@ -62,14 +60,6 @@ void Engine::forward_pick(std::span<const Row> rows, std::span<const TokenPick> 
     b_->head_pick(nullptr, lr, picks.subspan(before, lr.size()), picked_);
     std::copy(picked_.begin(), picked_.end(), tokens.begin() + static_cast<std::ptrdiff_t>(before));
   });
-}
-
-std::unique_ptr<Engine> make_cpu_engine(const ModelWeights& w, const BackendOptions& opt) {
-  return std::make_unique<Engine>(make_cpu_backend(w, opt, 0, w.config.n_layers, true));
-}
-
-std::unique_ptr<Engine> make_cpu_engine(const ModelFile& model, const BackendOptions& opt) {
-  return std::make_unique<Engine>(make_cpu_backend(model, opt, 0, model.config().n_layers, true));
 }
 
 }  // namespace gptoss

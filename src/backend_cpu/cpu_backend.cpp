@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "backend/backend.h"
+#include "backend/engine.h"
 #include "backend_cpu/cpu_model.h"
 #include "common/error.h"
 #include "model/model_file.h"
@@ -73,6 +74,14 @@ std::unique_ptr<Backend> make_cpu_backend(const ModelWeights& w, const BackendOp
 std::unique_ptr<Backend> make_cpu_backend(const ModelFile& model, const BackendOptions& opt,
                                           int first, int last, bool ends) {
   return make_cpu_backend(model_weights(model), opt, first, last, ends);
+}
+
+std::unique_ptr<Engine> make_cpu_engine(const ModelWeights& w, const BackendOptions& opt) {
+  return std::make_unique<Engine>(make_cpu_backend(w, opt, 0, w.config.n_layers, true));
+}
+
+std::unique_ptr<Engine> make_cpu_engine(const ModelFile& model, const BackendOptions& opt) {
+  return std::make_unique<Engine>(make_cpu_backend(model, opt, 0, model.config().n_layers, true));
 }
 
 }  // namespace gptoss

@@ -2,7 +2,11 @@
 # run_on_gpu.sh: what one call on the GPU machine runs, from binaries built here (CUDA, sm_90,
 # build-gpu2) and copied with tokenizer.bin (and, for `run`, the Open MPI runtime: mpi/) into one
 # git-ignored folder (see docs/gpu.md). Logs go to $OUT (or ./gpu-out).
-# Usage: tests/gpu/run_on_gpu.sh [.dev/gpu2] [steps...]   steps: tests bench top1 runbench getp ncu memcheck
+# Usage: tests/gpu/run_on_gpu.sh [.dev/gpu2] [steps...]
+#   steps: tests bench top1 runbench getp compare ncu memcheck
+#   compare: batch-1 decode (generate) and getp (-m bench, 256 x 1024 in / 1024 out) with this
+#            build's `run` and with $BEFORE/run (another build, e.g. the previous commit), twice each,
+#            interleaved, in the same call: compare.csv
 B=${1:-.dev/gpu2}; shift
 STEPS=${*:-tests bench top1 runbench ncu memcheck}
 O=${OUT:-gpu-out}
@@ -23,6 +27,7 @@ if [ -x "$B/export-model" ]; then  # the project's calibrated synthetic 20b (std
 fi
 if has tests; then
   t kernels 60 "$B/gpu_kernels_test"
+  [ -x "$B/gpu_attention_test" ] && t attention 90 "$B/gpu_attention_test"
   t moe 60 "$B/gpu_moe_test"
   [ -x "$B/gpu_sample_test" ] && t sample 90 "$B/gpu_sample_test"
   t engine 120 "$B/gpu_engine_test"
@@ -56,12 +61,51 @@ if has getp; then  # a real getp job with the GPU defaults (-b sized from free m
   t getp 120 "$B/run" $M -z "$B/tokenizer.bin" --backend gpu -m getp -i /tmp/p64.txt -o /tmp/o64.txt -n 64 -c 1024
   grep -E "KV cache|getp:" "$O/getp.log" | head -3
 fi
-if has ncu; then  # per-kernel device time of batch-1 decode steps (graph nodes), H100 counters
+if has compare; then
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_ess_singleton_isolated=1
+  if ldd "$B/run" | grep -q "not found"; then export LD_LIBRARY_PATH="$B/mpi/lib"; fi
+  echo "build,rep,test,tok_s" > "$O/compare.csv"
+  for rep in 1 2; do
+    for side in before after; do
+      R="$B/run"; [ $side = before ] && R="$BEFORE/run"
+      timeout 120 "$R" $M -z "$B/tokenizer.bin" --backend gpu -m generate -i "Tell me a long story." \
+        -n 256 -T 0 --ignore-eos -c 1024 > "$O/gen-$side-$rep.log" 2>&1
+      d=$(grep -oE "decode [0-9.]+ s \([0-9.]+ tok/s" "$O/gen-$side-$rep.log" | grep -oE "[0-9.]+ tok/s" | cut -d' ' -f1)
+      echo "$side,$rep,decode_b1,$d" >> "$O/compare.csv"
+      timeout ${COMPARE_GETP_TIMEOUT:-200} "$R" $M -z "$B/tokenizer.bin" --backend gpu -m bench --pp 0 -n 128 \
+        -b 256 --getp-prompt 1024 --getp-new 1024 -r 1 -c 2048 --format csv > "$O/bench-$side-$rep.log" 2>&1
+      for k in tg128 getp; do
+        v=$(grep -E "^\".*,$k" "$O/bench-$side-$rep.log" | awk -F, '{print $(NF-1)}')
+        echo "$side,$rep,$k,$v" >> "$O/compare.csv"
+      done
+    done
+  done
+  cat "$O/compare.csv"
+fi
+if has ncu; then  # per-kernel device time and DRAM bytes of batch-1 decode steps (graph nodes)
   NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
-  timeout 200 $NCU --clock-control none --metrics gpu__time_duration.sum --launch-skip 1200 \
-    --launch-count 250 --print-summary per-kernel "$B/bench-engine" $M --ctx 4096 --pp 0 --tg 8 \
-    --batch 1 > "$O/ncu.log" 2>&1; echo "ncu rc=$?"
-  grep -E "^  [a-zA-Z_].*\(|gpu__time_duration.sum|Invocations" "$O/ncu.log" | head -80
+  timeout 300 $NCU --clock-control none --csv --print-units base --metrics \
+    gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum --launch-skip ${NCU_SKIP:-2000} \
+    --launch-count ${NCU_COUNT:-300} "$B/bench-engine" $M --ctx 4096 --pp 0 --tg 16 --batch 1 \
+    > "$O/ncu.csv" 2> "$O/ncu.err"; echo "ncu rc=$?"; tail -3 "$O/ncu.err"
+  python3 - "$O/ncu.csv" <<'PY' | tee "$O/ncu-summary.txt"
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+hdr = rows[0]; rows = rows[1:]
+ki, mi, vi, ii = hdr.index("Kernel Name"), hdr.index("Metric Name"), hdr.index("Metric Value"), hdr.index("ID")
+per = collections.defaultdict(dict)
+for r in rows:
+    per[r[ii]][r[mi]] = float(r[vi].replace(",", "")); per[r[ii]]["name"] = r[ki]
+agg = collections.OrderedDict()
+for k, m in per.items():
+    a = agg.setdefault(m["name"].split("(")[0][:60], [0, 0.0, 0.0])
+    a[0] += 1; a[1] += m.get("gpu__time_duration.sum", 0); a[2] += m.get("dram__bytes_read.sum", 0)
+tot = sum(a[1] for a in agg.values())
+print("kernel,calls,time_us,share,read_MB,GB_s")
+for n, (c, t, b) in sorted(agg.items(), key=lambda x: -x[1][1]):
+    print(f"{n},{c},{t/1e3:.1f},{t/tot:.3f},{b/1e6:.1f},{b/max(t,1):.0f}")
+print(f"total,{sum(a[0] for a in agg.values())},{tot/1e3:.1f},1,{sum(a[2] for a in agg.values())/1e6:.1f},")
+PY
 fi
 rm -f $M
 if has memcheck; then
@@ -70,7 +114,10 @@ if has memcheck; then
     --gtest_filter='*bf16kv*:*errors*'
   grep -E "ERROR SUMMARY|Invalid" "$O/memcheck.log" | head -5
 fi
-# At most 8 files come back from the machine: fold the small logs into one.
-for f in gpu.txt export.log kernels.log moe.log sample.log bench_moe_scalar.log memcheck.log; do
-  [ -f "$O/$f" ] && { echo "##### $f"; cat "$O/$f"; rm -f "$O/$f"; }
-done > "$O/misc.log"
+# At most 8 files come back from the machine: keep the main ones, fold the other logs into one.
+KEEP=" compare.csv ncu.csv ncu-summary.txt engine.log top1.log runbench.log getp.log misc.log misc.log.tmp "
+( cd "$O" && for f in *; do
+    [[ "$KEEP" == *" $f "* ]] && continue
+    [ -f "$f" ] && { echo "##### $f"; cat "$f"; rm -f "$f"; }
+  done ) > "$O/misc.log.tmp"
+mv "$O/misc.log.tmp" "$O/misc.log"

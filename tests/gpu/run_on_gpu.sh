@@ -21,7 +21,15 @@ t() {  # name, timeout, command...
   grep -E "^\[  (FAILED|PASSED|SKIPPED) |^rc=|Failure|Expected|Which is|rel L2|decode:|chunks:|time_us|tok_per_s|top-1|PASS|FAIL|^\|" "$O/$name.log" | head -60
 }
 M=/dev/shm/20b.bin
-if [ -x "$B/export-model" ]; then  # the project's calibrated synthetic 20b (std ~ 1/sqrt(fan_in))
+# The model: kept from an earlier invocation (KEEP_MODEL=1 there), else written: SYNTH=fast writes
+# bench-engine's patterned random 20b in one pass; otherwise the project's calibrated synthetic 20b
+# (std ~ 1/sqrt(fan_in)) through export-model.
+if [ -f $M ]; then
+  echo "=== using the existing $M"
+elif [ "${SYNTH:-}" = fast ]; then
+  echo "=== write synthetic 20b ($(date +%T))"
+  "$B/bench-engine" --synthetic 20b --out $M --write-only > "$O/export.log" 2>&1 || tail -3 "$O/export.log"
+elif [ -x "$B/export-model" ]; then  # the project's calibrated synthetic 20b (std ~ 1/sqrt(fan_in))
   echo "=== export synthetic 20b ($(date +%T))"
   ( "$B/export-model" --synthetic 20b /dev/shm/20b-hf && "$B/export-model" /dev/shm/20b-hf $M && rm -rf /dev/shm/20b-hf ) > "$O/export.log" 2>&1 || tail -3 "$O/export.log"
 fi
@@ -65,13 +73,14 @@ if has compare; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_ess_singleton_isolated=1
   if ldd "$B/run" | grep -q "not found"; then export LD_LIBRARY_PATH="$B/mpi/lib"; fi
   echo "build,rep,test,tok_s" > "$O/compare.csv"
-  for rep in 1 2; do
+  for rep in $(seq 1 ${COMPARE_REPS:-2}); do
     for side in before after; do
       R="$B/run"; [ $side = before ] && R="$BEFORE/run"
       timeout 120 "$R" $M -z "$B/tokenizer.bin" --backend gpu -m generate -i "Tell me a long story." \
         -n 256 -T 0 --ignore-eos -c 1024 > "$O/gen-$side-$rep.log" 2>&1
       d=$(grep -oE "decode [0-9.]+ s \([0-9.]+ tok/s" "$O/gen-$side-$rep.log" | grep -oE "[0-9.]+ tok/s" | cut -d' ' -f1)
       echo "$side,$rep,decode_b1,$d" >> "$O/compare.csv"
+      [ "$rep" -le "${COMPARE_GETP_REPS:-1}" ] || continue
       timeout ${COMPARE_GETP_TIMEOUT:-200} "$R" $M -z "$B/tokenizer.bin" --backend gpu -m bench --pp 0 -n 128 \
         -b 256 --getp-prompt 1024 --getp-new 1024 -r 1 -c 2048 --format csv > "$O/bench-$side-$rep.log" 2>&1
       for k in tg128 getp; do
@@ -107,7 +116,7 @@ for n, (c, t, b) in sorted(agg.items(), key=lambda x: -x[1][1]):
 print(f"total,{sum(a[0] for a in agg.values())},{tot/1e3:.1f},1,{sum(a[2] for a in agg.values())/1e6:.1f},")
 PY
 fi
-rm -f $M
+[ -n "${KEEP_MODEL:-}" ] || rm -f $M
 if has memcheck; then
   CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   GPTOSS_GPU_GRAPHS=0 t memcheck 150 "$CS" --tool memcheck --error-exitcode 9 "$B/gpu_engine_test" \

@@ -17,12 +17,12 @@ class SequenceCheck {
   SequenceCheck(int max_slots, int ctx, int vocab);
 
   // Checks one step's rows in order against what each slot holds, and records them when all are
-  // valid. Throws Error "<where> row i (slot s): what is wrong" for the first bad row, with
-  // nothing recorded: slot outside [0, max_slots), pos outside [0, ctx), token outside
+  // valid. Throws Error "<what> [micro-batch id] row i (slot s): what is wrong" for the first bad
+  // row (id >= 0 names the micro-batch), with nothing recorded: slot outside [0, max_slots), pos outside [0, ctx), token outside
   // [0, vocab), kNewSeq with pos != 0, a pos that neither is 0 (a restart) nor continues the
   // slot's sequence (last position + 1), or a restart after other rows of the same slot in the
   // same step.
-  void apply(std::span<const Row> rows, const std::string& where);
+  void apply(std::span<const Row> rows, const char* what, int64_t id = -1);
 
   // Positions a slot holds (its next position).
   int32_t length(int slot) const { return len_[static_cast<size_t>(slot)]; }

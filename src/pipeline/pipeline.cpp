@@ -204,7 +204,7 @@ void Pipeline::check_rows(const comm::Slot& s) {
     check_rows_[i] = Row{0, r.seq_slot, r.position,
                          (r.flags & comm::kRowNewSequence) ? uint32_t(Row::kNewSeq) : 0u};
   }
-  check_->apply(check_rows_, strfmt("pipeline: micro-batch %u", s.header->micro_batch_id));
+  check_->apply(check_rows_, "pipeline: micro-batch", s.header->micro_batch_id);
 }
 
 void Pipeline::run(Scheduler& sch, const std::function<bool()>& should_stop,

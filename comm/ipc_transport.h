@@ -1,13 +1,8 @@
-// ipc_transport.h: the GPU IPC transport (GPU builds only: library gptoss_comm_ipc) and the ring
-// that picks, per link, GPU IPC or MPI. Device payloads move GPU to GPU with no host staging and
-// no host round trip, allocation or MPI call per message:
-//  - host plane: MsgHeader + RowHeaders live in a POSIX shared-memory segment mapped by both
-//    processes of the link (same host), with the host's sequence and credit words;
-//  - device plane: the receiver's K payload slots and ready flags live in its device memory,
-//    exported to the sender with gpuIpcGetMemHandle at open; the sender's stream copies the
-//    payload into the peer slot and publishes the slot's sequence number (system-scope release);
-//    the receiver's stream waits for it on the device; device credits flow back the same way.
-// Protocol, ordering, deadlock freedom and wraparound: docs/transport.md and ipc_transport.cpp.
+// ipc_transport.h: the ring for DEVICE payloads (GPU builds only: library gptoss_comm_ipc). Per
+// link it picks GPU IPC (ipc_links.h: device payloads move GPU to GPU with no host staging and no
+// host round trip, allocation or MPI call per message) or, where IPC cannot work, the MPI transport
+// behind device slots (staged_links.h); one rank gets the loopback (loopback_transport.h).
+// Protocols, ordering, deadlock freedom and wraparound: docs/transport.md, ipc_links.cpp.
 #pragma once
 #include <mpi.h>
 
@@ -18,20 +13,25 @@
 
 namespace gptoss::comm {
 
-// Opens the ring 0 -> 1 -> ... -> N-1 -> 0 for DEVICE payloads. COLLECTIVE over comm; every
-// rank calls it with the same spec (spec.payload_memory must be Device) after selecting its GPU
-// (gpuSetDevice): the current device is the one the links use.
-// Per link (decided identically on both ends, at open, and printed by Ring::describe()):
+// Opens the ring 0 -> 1 -> ... -> N-1 -> 0 for DEVICE payloads (spec.payload_memory must be
+// Device). COLLECTIVE over comm; every rank calls it with the same shared fields of spec (see
+// LinkSpec; a rank whose differ makes every rank throw WorldError naming it). The links use GPU
+// spec.device: when it is >= 0 this calls gpuSetDevice(spec.device) first, else the current
+// device is used. Per link (decided identically on both ends, at open, and printed by
+// Ring::describe()):
 //  - gpu-ipc: both ranks on the same host, each GPU visible to and peer-accessible from the other
-//    (or the same GPU), and neither rank has GPTOSS_IPC_DISABLE=1 in its environment. Slots have
-//    payload_memory Device. One rank: a link to itself, same code path.
-//  - mpi (host-staged) otherwise: the MPI transport, wrapped so that its Slots are device slots
-//    too: post_on copies the payload to the MPI host slot on the stream and the MPI send starts
-//    once that copy is done; receive_on copies it into a device slot on the stream; release_on
-//    hands the MPI slot back once the stream's readers are done. Only a rank without any GPU gets
-//    plain MPI links with host payloads ("mpi (host payload: no GPU)").
-//  The ends of one ring progress each other: call next().drain() before destroying the ring.
-// Environment: GPTOSS_IPC_DISABLE=1 forces MPI; GPTOSS_IPC_BLOCKS=n caps the copy grid (def. 64).
+//    (or the same GPU), and both ranks allow it (spec.allow_ipc). Slots have payload_memory
+//    Device; the copy kernel uses at most spec.copy_blocks blocks.
+//  - mpi (host-staged: <why>) otherwise: the MPI transport, wrapped so that its Slots are device
+//    slots too: post_on copies the payload to the MPI host slot on the stream and the MPI send
+//    starts once that copy is done; receive_on copies it into a device slot on the stream;
+//    release_on hands the MPI slot back once the stream's readers are done. Only a rank without
+//    any GPU gets plain MPI links with host payloads ("mpi (host payload: no GPU)").
+//  - one rank: "local (one rank, device slots)", the loopback: receive_on returns the slot that
+//    post_on filled (same device pointer), with no copy and, when post_on, receive_on and
+//    release_on use one stream, no device work at all (comm/loopback_device.cpp). Without a GPU:
+//    "local (one rank, host payload: no GPU)".
+// The ends of one ring progress each other: call next().drain() before destroying the ring.
 std::unique_ptr<Ring> open_gpu_ring(MPI_Comm comm, const LinkSpec& spec);
 
 }  // namespace gptoss::comm

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "comm/link_common.h"
+#include "comm/loopback_transport.h"
 #include "comm/mpi_check.h"
 #include "comm/world.h"
 
@@ -483,8 +484,11 @@ std::unique_ptr<Ring> open_mpi_ring(MPI_Comm comm, const LinkSpec& spec) {
 }
 
 std::unique_ptr<Ring> open_ring(MPI_Comm comm, const LinkSpec& spec) {
-  // Transport choice per link happens here. Today: MPI everywhere. The GPU IPC transport (issue 6)
-  // will pick IPC for same-node links with peer access and MPI otherwise, and say so in describe().
+  // One rank: the loopback, after the MPI ring's checks (one rank refuses what N ranks refuse).
+  check_spec(spec);
+  int size = 0;
+  CHECK_MPI(MPI_Comm_size(comm, &size));
+  if (size == 1) return open_loopback_ring(spec, host_loopback_payloads(spec));
   return open_mpi_ring(comm, spec);
 }
 

@@ -13,11 +13,13 @@
 // overlap its compute with communication; both drive the transport's progress.
 //
 // Nothing is allocated per message: slots, requests and credit buffers are created when the link
-// opens. Implementations: MPI (mpi_transport.h, host memory) and GPU IPC (ipc_transport.h, GPU
-// builds only: slots in device memory exported to the sender, sequence-number flags written with
-// system-scope release ordering, credits flowing back the same way). The interface is the same for
-// both: the caller only ever writes into / reads from the Slot it was handed. The protocol
-// (ordering, credits, why it cannot deadlock, wraparound) is documented in docs/transport.md.
+// opens. Implementations: MPI (mpi_transport.h, host memory), GPU IPC (ipc_links.h, GPU builds
+// only: slots in device memory exported to the sender, sequence-number flags written with
+// system-scope release ordering, credits flowing back the same way), the host-staged wrapper of MPI
+// for device payloads (staged_links.h), and the loopback of a one-rank ring (loopback_transport.h:
+// the receiver gets the very slot the sender filled, no copy). The interface is the same for all:
+// the caller only ever writes into / reads from the Slot it was handed. The protocol (ordering,
+// credits, why it cannot deadlock, wraparound) is documented in docs/transport.md.
 //
 // Stream-ordered forms (device payloads): post_on / try_receive_on / receive_on / release_on take
 // the caller's GPU stream as an opaque `void*` (a gpuStream_t; nullptr = the link's own stream).
@@ -94,16 +96,24 @@ struct Slot {
   int index = 0;  // 0 .. slots-1 within the ring of slots
 };
 
-// Both ends of a link must be opened with the same spec (checked when a ring opens).
+// The first five fields must be the same on every rank (checked when a ring opens); the others
+// are this rank's own choices and may differ between ranks.
 struct LinkSpec {
   int slots = 4;                 // K: receiver slot buffers = sender credits (1 .. 64)
   uint32_t max_rows = 64;        // row capacity of each slot
   size_t max_payload_bytes = 0;  // payload capacity of each slot, e.g. max_rows * hidden * 4
   MemoryKind payload_memory = MemoryKind::Host;
+  int channel = 0;         // separates several rings over one communicator (0 .. 63)
+  // ---- per rank ----
   double timeout_s = 300;  // a blocking acquire/receive/drain waiting longer fails, naming
                            // the peer (dead or stuck peers end the job, never a hang)
   double spin_us = 50;     // blocking waits spin this long, then poll with short sleeps
-  int channel = 0;         // separates several rings over one communicator (0 .. 63)
+  // Device payloads only (open_gpu_ring, comm/ipc_transport.h):
+  int device = -1;         // the GPU this rank's links use: open_gpu_ring calls gpuSetDevice with
+                           // it first; -1: the current device
+  bool allow_ipc = true;   // false: this rank's links never use GPU IPC (host-staged MPI instead;
+                           // a link is IPC only if both of its ranks allow it)
+  int copy_blocks = 64;    // grid-size cap of the IPC copy kernel (>= 1)
 };
 
 // Counters for the pipeline's per-rank timing report.
@@ -177,7 +187,8 @@ class RecvLink {
 namespace gptoss::comm {
 
 // This rank's two links in the ring 0 -> 1 -> ... -> N-1 -> 0. With one rank, next() and prev()
-// are the two ends of the same link to itself: the one-rank case is the same code path.
+// are the two ends of a loopback (loopback_transport.h): the same calls, the same credits and
+// errors, but receive() returns the very slot that was posted (no copy, no device work).
 class Ring {
  public:
   virtual ~Ring() = default;
@@ -185,16 +196,19 @@ class Ring {
   virtual RecvLink& prev() = 0;  // from (rank - 1) mod N
   virtual int rank() const = 0;
   virtual int size() const = 0;
-  // e.g. "mpi (host-staged) 2->3, 4 slots x 64 rows x 737280 B"
+  // e.g. "mpi (host-staged) 2->3, 4 slots x 64 rows x 737280 payload bytes, channel 0", or for
+  // one rank "local (one rank), 4 slots x ..."
   virtual std::string describe() const = 0;
 };
 
-// Opens the ring over comm (usually MPI_COMM_WORLD). COLLECTIVE: every rank of comm calls it with
-// the same spec; a rank whose spec differs makes every rank throw WorldError naming it. The ring
-// works on its own duplicate of comm, so its messages never mix with the program's.
-// Transport choice per link is made here (today: always MPI, host memory); see describe().
-// GPU builds: comm/ipc_transport.h's open_gpu_ring() opens a ring with device payloads, GPU IPC
-// on links between GPUs of one host with peer access and MPI (host payload) on the others.
+// Opens the ring for HOST payloads (spec.payload_memory Host; the payload slots are plain host
+// memory) over comm (usually MPI_COMM_WORLD). COLLECTIVE: every rank of comm calls it with the
+// same spec; a rank whose spec differs makes every rank throw WorldError naming it. The ring works
+// on its own duplicate of comm, so its messages never mix with the program's.
+//  - one rank: the loopback ("local (one rank)"): no MPI call after open, no copy;
+//  - otherwise every link is MPI ("mpi (host-staged) r->r+1").
+// The device-only fields of spec (device, allow_ipc, copy_blocks) are ignored. Device payloads:
+// open_gpu_ring (comm/ipc_transport.h, GPU builds).
 std::unique_ptr<Ring> open_ring(MPI_Comm comm, const LinkSpec& spec);
 
 }  // namespace gptoss::comm

@@ -6,8 +6,9 @@
 //     one-way us = median round trip / 2 (host API calls, launches, device waits and the copy).
 //   streaming: rank 0 posts `iters` messages back to back (K slots in flight) to rank 1, which
 //     receives, waits for each payload on its stream and releases; GB/s = bytes / time at rank 1.
-// Usage: ipc_bench [--rows 1,16,64,256,512] [--iters N] [--slots K]. GPTOSS_IPC_DISABLE=1 measures
-// the MPI (host-staged) fallback instead.
+// Usage: ipc_bench [--rows 1,16,64,256,512] [--iters N] [--slots K] [--transport auto|mpi]
+// [--copy-blocks N]. --transport mpi (LinkSpec::allow_ipc = false) measures the MPI (host-staged)
+// fallback instead; --copy-blocks caps the IPC copy kernel's grid (LinkSpec::copy_blocks, 64).
 #include <mpi.h>
 
 #include <algorithm>
@@ -38,7 +39,8 @@ double now_us() {
 int main(int argc, char** argv) {
   return mpi_guarded_main("ipc_bench", &argc, &argv, [&](World& w) {
     std::vector<uint32_t> rows_list = {1, 16, 64, 256, 512};
-    int iters = 2000, slots = 4;
+    int iters = 2000, slots = 4, copy_blocks = 64;
+    bool allow_ipc = true;
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
       if (a == "--rows" && i + 1 < argc) {
@@ -51,19 +53,23 @@ int main(int argc, char** argv) {
         iters = std::atoi(argv[++i]);
       } else if (a == "--slots" && i + 1 < argc) {
         slots = std::atoi(argv[++i]);
+      } else if (a == "--copy-blocks" && i + 1 < argc) {
+        copy_blocks = std::atoi(argv[++i]);
+      } else if (a == "--transport" && i + 1 < argc) {
+        const std::string t = argv[++i];
+        if (t != "auto" && t != "mpi") fail("ipc_bench: --transport must be auto or mpi (got %s)", t.c_str());
+        allow_ipc = t == "auto";
       } else {
         fail("ipc_bench: unknown argument %s (usage: ipc_bench [--rows 1,64] [--iters N] "
-             "[--slots K])",
+             "[--slots K] [--transport auto|mpi] [--copy-blocks N])",
              a.c_str());
       }
     }
     if (w.size() != 2) fail("ipc_bench: run with exactly 2 ranks (mpirun -np 2)");
     int count = 0;
     if (gpuGetDeviceCount(&count) != gpuSuccess || count < 1) fail("ipc_bench: no GPU present");
-    GPU_CHECK(gpuSetDevice(pick_local_device(count)));
+    const int dev = pick_local_device(count);
     gpuDeviceProp prop;
-    int dev = 0;
-    GPU_CHECK(gpuGetDevice(&dev));
     GPU_CHECK(gpuGetDeviceProperties(&prop, dev));
     const uint32_t max_rows = *std::max_element(rows_list.begin(), rows_list.end());
     LinkSpec spec;
@@ -73,6 +79,9 @@ int main(int argc, char** argv) {
     spec.payload_memory = MemoryKind::Device;
     spec.timeout_s = 60;
     spec.spin_us = 1e7;  // measure the transport, not the sleep granularity of blocking waits
+    spec.device = dev;   // open_gpu_ring selects it
+    spec.allow_ipc = allow_ipc;
+    spec.copy_blocks = copy_blocks;
     auto ring = open_gpu_ring(w.comm(), spec);
     const std::string desc = ring->describe();
     {

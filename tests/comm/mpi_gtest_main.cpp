@@ -2,13 +2,27 @@
 // Every rank runs every test. Rank 0 prints gtest's usual report; the other ranks print only
 // their failures, prefixed with the rank. After each test all ranks agree on pass/fail (rank 0
 // names the failing ranks), and the exit code is non-zero on every rank if any rank failed.
+// Arguments other than GoogleTest's are kept for the tests (mpi_gtest_main.h).
+#include "mpi_gtest_main.h"
+
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "comm/world.h"
+
+namespace {
+std::vector<std::string> g_args;
+}  // namespace
+
+namespace gptoss::comm::testing_args {
+const std::vector<std::string>& args() { return g_args; }
+bool has(const std::string& arg) { return std::find(g_args.begin(), g_args.end(), arg) != g_args.end(); }
+}  // namespace gptoss::comm::testing_args
 
 namespace {
 class RankFailurePrinter : public testing::EmptyTestEventListener {
@@ -47,6 +61,7 @@ class AgreeOnResult : public testing::EmptyTestEventListener {
 
 int main(int argc, char** argv) {
   testing::InitGoogleTest(&argc, argv);
+  for (int i = 1; i < argc; ++i) g_args.emplace_back(argv[i]);
   return gptoss::comm::mpi_guarded_main("comm_test", &argc, &argv, [&](gptoss::comm::World& w) {
     auto& listeners = testing::UnitTest::GetInstance()->listeners();
     if (w.rank() != 0) {

@@ -1,5 +1,6 @@
-// transport_test.cpp: the ring transport over MPI, run as 1, 2, 3 and 4 ranks (CTest names
-// comm_transport_mpi_np*). Every message's header, rows and payload are generated from
+// transport_test.cpp: the ring for host payloads (open_ring), run as 1, 2, 3 and 4 ranks (CTest
+// names comm_transport_mpi_np*): MPI links, and on one rank the loopback (the same tests, plus
+// Transport.OneRankIsALoopback). Every message's header, rows and payload are generated from
 // (sender, sequence number) by make_message() and checked field by field on receipt, so order,
 // content and sizes are checked against an independent oracle.
 #include "comm/transport.h"
@@ -221,10 +222,16 @@ TEST(Transport, BackPressureWithSlowReceiver) {
   const int slots = 3;
   {
     // Deterministic refusal (no timing): every rank fills all its credits before any rank
-    // receives, so the next try_acquire() must refuse.
+    // receives, so the next try_acquire() must refuse (BlockingAcquireWaitsForCredit checks that
+    // acquire() then waits for the release). On one rank nothing but this rank's own release
+    // could return a credit: a blocking acquire() is refused at once.
     auto ring = open_ring(MPI_COMM_WORLD, spec_for(slots, 8));
     const int me = ring->rank(), from = (me + ring->size() - 1) % ring->size();
     fill_every_credit(*ring, slots);
+    EXPECT_EQ(ring->next().poll(), 0);
+    if (ring->size() == 1) {
+      EXPECT_THROW(ring->next().acquire(), Error);
+    }
     MPI_Barrier(MPI_COMM_WORLD);  // nobody receives before every rank has checked the refusal
     for (int q = 0; q < slots; ++q) {
       const Slot& r = ring->prev().receive();
@@ -233,11 +240,14 @@ TEST(Transport, BackPressureWithSlowReceiver) {
     }
     ring->next().drain();
   }
-  // The receiver takes one message per 3 ms; the sender never has more than `slots` in flight.
+  // The receiver takes one message per 3 ms, and only after its sender was refused since its
+  // last receive (pump's gate). Until the first receive nothing is released, so the sender's
+  // first refusal comes with every credit out: max_in_flight reaches the slot count exactly, and
+  // never exceeds it.
   auto ring = open_ring(MPI_COMM_WORLD, spec_for(slots, 8));
   PumpResult r = pump(*ring, 40, 8, 3000);
-  EXPECT_LE(r.max_in_flight, slots);
-  EXPECT_GE(r.max_in_flight, 1);
+  EXPECT_EQ(r.max_in_flight, slots);
+  EXPECT_GT(r.refused_acquires, 0u);
 }
 
 TEST(Transport, BlockingAcquireWaitsForCredit) {
@@ -377,6 +387,76 @@ TEST(Transport, MismatchedSpecIsRefusedOnEveryRank) {
               std::string::npos)
         << msg;
   }
+}
+
+TEST(Transport, OneRankIsALoopback) {
+  if (world_size() != 1) GTEST_SKIP() << "the one-rank ring";
+  // The receiver gets the very slot the sender filled: same header, rows and payload pointer (no
+  // copy), in post order, with the same credits as a link between ranks; a wait nothing can end
+  // (every credit out, nothing posted, drain with messages held) fails at once.
+  LinkSpec spec = spec_for(2, 4);
+  spec.timeout_s = 20;
+  auto ring = open_ring(MPI_COMM_WORLD, spec);
+  EXPECT_EQ(ring->describe().find("local (one rank), 2 slots x 4 rows"), 0u) << ring->describe();
+  EXPECT_EQ(ring->rank(), 0);
+  EXPECT_EQ(ring->size(), 1);
+  SendLink& tx = ring->next();
+  RecvLink& rx = ring->prev();
+  EXPECT_EQ(tx.peer(), 0);
+  EXPECT_EQ(rx.peer(), 0);
+  for (uint64_t q = 0; q < 7; ++q) {  // one at a time: slots 0, 1, 0, ...
+    Slot& s = tx.acquire();
+    EXPECT_EQ(s.index, static_cast<int>(q % 2));
+    EXPECT_EQ(s.payload_memory, MemoryKind::Host);
+    make_message(s, 0, q, rows_of(q, 4), kHidden);
+    tx.post(s);
+    const Slot& r = rx.receive();
+    ASSERT_EQ(&r, &s);
+    EXPECT_EQ(r.payload, s.payload);
+    expect_message(r, 0, q, rows_of(q, 4), kHidden);
+    if (HasFatalFailure()) return;
+    static_cast<float*>(s.payload)[0] = -1.0f;  // the receiver reads the sender's memory itself
+    EXPECT_EQ(static_cast<const float*>(r.payload)[0], -1.0f);
+    rx.release(r);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  auto fast = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < 2;
+  };
+  Slot& a = tx.acquire();
+  Slot& b = tx.acquire();
+  EXPECT_EQ(tx.try_acquire(), nullptr);
+  EXPECT_EQ(tx.poll(), 0);
+  EXPECT_THROW(tx.acquire(), Error);
+  EXPECT_EQ(rx.try_receive(), nullptr);
+  try {
+    rx.receive();
+    ADD_FAILURE() << "receive() with nothing posted returned";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no message from rank 0"), std::string::npos) << e.what();
+  }
+  make_message(a, 0, 7, 1, kHidden);
+  make_message(b, 0, 8, 4, kHidden);
+  tx.post(a);
+  tx.post(b);
+  EXPECT_EQ(tx.in_flight(), 2);
+  EXPECT_THROW(tx.drain(), Error);
+  const Slot& ra = rx.receive();
+  const Slot& rb = rx.receive();
+  EXPECT_EQ(rx.held(), 2);
+  EXPECT_EQ(rx.try_receive(), nullptr);
+  EXPECT_THROW(rx.receive(), Error);  // all slots held
+  EXPECT_TRUE(fast()) << "a wait nothing can end must fail at once, not after timeout_s";
+  expect_message(ra, 0, 7, 1, kHidden);
+  expect_message(rb, 0, 8, 4, kHidden);
+  rx.release(ra);
+  rx.release(rb);
+  tx.drain();
+  EXPECT_EQ(tx.in_flight(), 0);
+  EXPECT_EQ(tx.stats().messages, 9u);
+  EXPECT_EQ(rx.stats().messages, 9u);
+  EXPECT_EQ(tx.stats().payload_bytes, rx.stats().payload_bytes);
+  EXPECT_EQ(tx.stats().header_bytes, rx.stats().header_bytes);
 }
 
 TEST(Transport, DeviceMemoryIsRefusedByMpi) {

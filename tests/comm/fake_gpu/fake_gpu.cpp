@@ -21,6 +21,10 @@
 #include "comm/ipc_kernels.h"
 #include "gpu/vendor.h"
 
+namespace {
+std::atomic<uint64_t> g_device_ops{0};  // fake_gpu_device_ops()
+}  // namespace
+
 struct FakeStream {
   std::mutex m;
   std::condition_variable cv;
@@ -45,6 +49,7 @@ struct FakeStream {
     });
   }
   void push(std::function<void()> f) {
+    g_device_ops.fetch_add(1);
     std::lock_guard<std::mutex> lk(m);
     q.push_back(std::move(f));
     cv.notify_all();
@@ -211,6 +216,7 @@ gpuError_t gpuEventDestroy(gpuEvent_t e) {
 gpuError_t gpuEventRecord(gpuEvent_t e, gpuStream_t s) {
   const uint64_t gen = ++e->recorded;
   if (!s) {
+    g_device_ops.fetch_add(1);
     e->done = gen;
     return gpuSuccess;
   }
@@ -224,6 +230,22 @@ gpuError_t gpuEventQuery(gpuEvent_t e) {
 gpuError_t gpuEventSynchronize(gpuEvent_t e) {
   while (gpuEventQuery(e) == gpuErrorNotReady) std::this_thread::yield();
   return gpuSuccess;
+}
+// Work enqueued on s after this waits until the work recorded in e (at the time of this call)
+// has run; an event never recorded is complete.
+gpuError_t gpuStreamWaitEvent(gpuStream_t s, gpuEvent_t e, unsigned) {
+  const uint64_t gen = e->recorded.load();
+  if (!s) return gpuEventSynchronize(e);
+  s->push([e, gen] {
+    while (e->done.load(std::memory_order_acquire) < gen) std::this_thread::yield();
+  });
+  return gpuSuccess;
+}
+uint64_t fake_gpu_device_ops() { return g_device_ops.load(); }
+void fake_gpu_gate(gpuStream_t s, const std::atomic<bool>* open) {
+  s->push([open] {
+    while (!open->load(std::memory_order_acquire)) std::this_thread::yield();
+  });
 }
 gpuError_t gpuIpcGetMemHandle(gpuIpcMemHandle_t* h, void* p) {
   std::lock_guard<std::mutex> lk(g_mu);

@@ -7,14 +7,18 @@
 //  - streams: one worker thread each, running enqueued work in order; events: markers in it.
 //  - kernels (fake_gpu.cpp implements comm/ipc_kernels.h): host functions run by the stream's
 //    thread with std::atomic_ref acquire/release on the flag words.
+//  - test hooks (no real runtime has them, hence GPTOSS_FAKE_GPU): a count of the device work
+//    enqueued, and a gate that holds a stream until the test opens it.
 // It does not model GPU memory ordering or performance: that is what the GPU run checks.
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
 #include "common/error.h"
 
 #define GPU_RT_NAME "fake GPU"
+#define GPTOSS_FAKE_GPU 1
 using gpuError_t = int;
 struct FakeStream;
 struct FakeEvent;
@@ -60,9 +64,16 @@ gpuError_t gpuEventDestroy(gpuEvent_t e);
 gpuError_t gpuEventRecord(gpuEvent_t e, gpuStream_t s);
 gpuError_t gpuEventQuery(gpuEvent_t e);
 gpuError_t gpuEventSynchronize(gpuEvent_t e);
+gpuError_t gpuStreamWaitEvent(gpuStream_t s, gpuEvent_t e, unsigned flags);
 gpuError_t gpuIpcGetMemHandle(gpuIpcMemHandle_t* h, void* p);
 gpuError_t gpuIpcOpenMemHandle(void** p, const gpuIpcMemHandle_t& h);
 gpuError_t gpuIpcCloseMemHandle(void* p);
+
+// Test hooks. fake_gpu_device_ops(): operations enqueued on streams (copies, memsets, kernels,
+// event records, event waits) plus events recorded on the null stream, by this process so far.
+// fake_gpu_gate(s, open): enqueues on s a wait until *open is true (later work on s waits too).
+uint64_t fake_gpu_device_ops();
+void fake_gpu_gate(gpuStream_t s, const std::atomic<bool>* open);
 
 #define GPU_CHECK(call)                                                                         \
   do {                                                                                          \

@@ -1,13 +1,14 @@
 #!/bin/bash
-# run_ipc_on_gpu.sh: the GPU IPC transport's checks on a machine with two GPUs of one host
+# run_ipc_on_gpu.sh: the device ring's checks (GPU IPC, host-staged MPI, the one-rank loopback)
+# on a machine with two GPUs of one host
 # (issue 6, "Transport"), from binaries built here with -DGPU_BACKEND=CUDA and copied into one
 # folder BINDIR: comm_ipc_transport_test, comm_ipc_bench (and mpi/lib, Open MPI's libraries, used
 # only if the machine's own are missing). Logs go to $OUT (or ./ipc-out); the summary to stdout.
 # Usage: tests/comm/run_ipc_on_gpu.sh BINDIR
 # Steps (each under `timeout`, so nothing can hang; mpirun ends the job when a rank dies):
 #   np2      the test suite on 2 ranks, one GPU each (links 0->1 and 1->0 over GPU IPC)
-#   np1      the test suite on 1 rank (a link to itself, same code path)
-#   fallback the test suite on 2 ranks with GPTOSS_IPC_DISABLE=1 (MPI host-staged links)
+#   np1      the test suite on 1 rank (the loopback with device slots, IpcTransportLoopback.*)
+#   fallback the test suite on 2 ranks with --transport=mpi (MPI host-staged links)
 #   bench    one-way time / bandwidth table, GPU IPC and the MPI fallback
 #   deadpeer rank 1 of a running benchmark is SIGKILLed: the job must end within 30 s
 B=${1:?usage: run_ipc_on_gpu.sh BINDIR}
@@ -42,12 +43,12 @@ t() {  # name, timeout_s, command...: runs it, keeps the log, prints a summary
 
 t np2 120 "${MPI[@]}" -np 2 "$B/comm_ipc_transport_test" --gtest_color=no
 t np1 90 "${MPI[@]}" -np 1 "$B/comm_ipc_transport_test" --gtest_color=no
-t fallback 120 "${MPI[@]}" -np 2 -x GPTOSS_IPC_DISABLE=1 "$B/comm_ipc_transport_test" --gtest_color=no
+t fallback 120 "${MPI[@]}" -np 2 "$B/comm_ipc_transport_test" --gtest_color=no --transport=mpi
 
 echo "=== bench ($(date +%T))"
 timeout -k 10 90 "${MPI[@]}" -np 2 "$B/comm_ipc_bench" --rows 1,16,64,256,512 --iters 2000 \
   > "$O/bench.log" 2>&1; echo "rc=$?" >> "$O/bench.log"
-timeout -k 10 60 "${MPI[@]}" -np 2 -x GPTOSS_IPC_DISABLE=1 "$B/comm_ipc_bench" --rows 1,64,512 \
+timeout -k 10 60 "${MPI[@]}" -np 2 "$B/comm_ipc_bench" --transport mpi --rows 1,64,512 \
   --iters 500 > "$O/bench_mpi.log" 2>&1; echo "rc=$?" >> "$O/bench_mpi.log"
 grep -E "^rank|^\||^rc=|error" "$O/bench.log"
 grep -E "^\| mpi|^rc=|error" "$O/bench_mpi.log"

@@ -118,9 +118,10 @@ equal_runs() {  # label model n_new batch [quick: no fallback / generate runs]
   t "$L-s1" 300 "$B/run" "$M" "${sargs[@]}" -o "$L-s1.txt"
   t "$L-s2" 300 "${MPI[@]}" -np 2 "$B/run" "$M" "${sargs[@]}" -o "$L-s2.txt" || bad "$L sampled np2 exit"
   same "$L: 2 ranks equal 1 GPU when sampling (-T 0.8 -p 0.95)" "$L-s1.txt" "$L-s2.txt"
-  t "$L-mpi" 300 "${MPI[@]}" -x GPTOSS_IPC_DISABLE=1 -np 2 "$B/run" "$M" "${args[@]}" --backend gpu \
+  t "$L-mpi" 300 "${MPI[@]}" -np 2 "$B/run" "$M" "${args[@]}" --backend gpu --transport mpi \
       -m getp -i in.txt -o "$L-mpi.txt" -n "$N" -b "$Bt" || bad "$L fallback exit"
   grep -m1 "^pipeline:" "$O/$L-mpi.log"
+  grep -q "host-staged: IPC disabled" "$O/$L-mpi.log" || bad "$L: --transport mpi gave no host-staged links"
   same "$L: 2 ranks over the MPI fallback equal 1 GPU" "$L-ref.txt" "$L-mpi.txt"
   t_out "$L-gen1" 300 "$L-g1.txt" "$B/run" "$M" "${args[@]}" --backend gpu -m generate -i "The pipeline on GPUs" -n "$N"
   t_out "$L-gen2" 300 "$L-g2.txt" "${MPI[@]}" -np 2 "$B/run" "$M" "${args[@]}" --backend gpu -m generate \

@@ -6,157 +6,29 @@
 // not hold back the read would read the slot's previous message (a different sequence number).
 // Without a GPU every test skips ("no GPU present"). --transport=mpi (LinkSpec::allow_ipc = false
 // on this rank) runs the same tests over the MPI fallback links (host-staged: device slots copied
-// through the MPI link's host slots). The IpcTransportLoopback tests are the one-rank ring's.
+// through the MPI link's host slots). The one-rank ring's own tests: ipc_loopback_test.cpp.
 #include <gtest/gtest.h>
 #include <mpi.h>
 #include <sched.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <vector>
 
-#include "comm/device_pick.h"
 #include "comm/ipc_transport.h"
 #include "comm/world.h"
 #include "gpu/vendor.h"
-#include "mpi_gtest_main.h"
+#include "ipc_test_util.h"
 
 using namespace gptoss;
 using namespace gptoss::comm;
+using namespace gptoss::comm::ipc_test;
 
 namespace {
 
-constexpr uint32_t kHidden = 2880;  // gpt-oss hidden size: payload = fp32 [rows, hidden]
-
-int world_rank() { return World::current()->rank(); }
-int world_size() { return World::current()->size(); }
-
-// Binds this rank's GPU (local rank modulo the visible GPUs); false without a GPU.
-bool bind_gpu() {
-  int count = 0;
-  if (gpuGetDeviceCount(&count) != gpuSuccess || count < 1) {
-    (void)gpuGetLastError();
-    return false;
-  }
-  GPU_CHECK(gpuSetDevice(pick_local_device(count)));
-  return true;
-}
-#define REQUIRE_GPU() \
-  if (!bind_gpu()) GTEST_SKIP() << "no GPU present"
-
-bool ipc_disabled() { return testing_args::has("--transport=mpi"); }
-
-LinkSpec spec_for(int slots, uint32_t max_rows, size_t row_bytes = kHidden * sizeof(float)) {
-  LinkSpec s;
-  s.slots = slots;
-  s.max_rows = max_rows;
-  s.max_payload_bytes = size_t(max_rows) * row_bytes;
-  s.payload_memory = MemoryKind::Device;
-  s.timeout_s = 10;
-  s.allow_ipc = !ipc_disabled();
-  return s;
-}
-
-uint32_t rows_of(uint64_t seq, uint32_t max_rows) {
-  if (seq % 5 == 0) return max_rows;
-  if (seq % 5 == 1) return 1;
-  return 1 + static_cast<uint32_t>((seq * 37 + 11) % max_rows);
-}
-
-float value_at(int sender, uint64_t seq, size_t i) {
-  return static_cast<float>(sender * 1000003 + static_cast<int64_t>(seq) * 7919 +
-                            static_cast<int64_t>(i % 100003)) *
-         0.5f;
-}
-
-// Host-side mirror of a link's slots: pinned buffers the test fills / reads back through the
-// stream (payloads of device slots) or directly (host slots of the MPI fallback).
-struct HostBuffers {
-  std::vector<void*> bufs;
-  HostBuffers(int slots, size_t bytes) {
-    for (int i = 0; i < slots; ++i) {
-      void* p = nullptr;
-      GPU_CHECK(gpuHostAlloc(&p, std::max<size_t>(bytes, 16)));
-      bufs.push_back(p);
-    }
-  }
-  ~HostBuffers() {
-    for (void* p : bufs) (void)gpuFreeHost(p);
-  }
-  float* at(int i) { return static_cast<float*>(bufs[static_cast<size_t>(i)]); }
-};
-
-struct Stream {
-  gpuStream_t s = nullptr;
-  Stream() { GPU_CHECK(gpuStreamCreateNonBlocking(&s)); }
-  ~Stream() { (void)gpuStreamDestroy(s); }
-  void* ptr() const { return static_cast<void*>(s); }
-};
-
-void fill_header(Slot& s, int sender, uint64_t seq, uint32_t rows, size_t payload_bytes) {
-  MsgHeader& h = *s.header;
-  h.micro_batch_id = static_cast<uint32_t>(seq * 3 + static_cast<uint64_t>(sender));
-  h.rows = rows;
-  h.flags = 0;
-  h.payload_bytes = payload_bytes;
-  for (int k = 0; k < 4; ++k) h.user[k] = seq * 100 + static_cast<uint64_t>(k);
-  for (uint32_t r = 0; r < rows; ++r) {
-    s.rows[r].seq_slot = static_cast<int32_t>((seq + r) % 97);
-    s.rows[r].position = static_cast<int32_t>(seq * 5 + r);
-    s.rows[r].flags = (r == 0 ? uint32_t{kRowNewSequence} : 0u) |
-                      (r + 1 == rows ? uint32_t{kRowNeedsLogits} : 0u);
-    s.rows[r].user = static_cast<uint32_t>(sender);
-  }
-}
-
-void check_header(const Slot& s, int sender, uint64_t seq, uint32_t rows, size_t payload_bytes) {
-  const MsgHeader& h = *s.header;
-  ASSERT_EQ(h.seq_no, seq) << "out of order";
-  ASSERT_EQ(h.magic, kMsgMagic);
-  ASSERT_EQ(h.micro_batch_id, static_cast<uint32_t>(seq * 3 + static_cast<uint64_t>(sender)));
-  ASSERT_EQ(h.rows, rows);
-  ASSERT_EQ(h.payload_bytes, payload_bytes);
-  for (int k = 0; k < 4; ++k) ASSERT_EQ(h.user[k], seq * 100 + static_cast<uint64_t>(k));
-  for (uint32_t r = 0; r < rows; ++r) {
-    ASSERT_EQ(s.rows[r].seq_slot, static_cast<int32_t>((seq + r) % 97));
-    ASSERT_EQ(s.rows[r].position, static_cast<int32_t>(seq * 5 + r));
-    ASSERT_EQ(s.rows[r].user, static_cast<uint32_t>(sender));
-  }
-}
-
-// Writes message `seq` (fp32 [rows, hidden]) into the acquired slot: device slots through the
-// stream from a pinned host buffer (the H2D copy is ordered before post_on's send kernel).
-void put_message(Slot& s, HostBuffers& hb, gpuStream_t st, int sender, uint64_t seq,
-                 uint32_t rows) {
-  const size_t n = size_t(rows) * kHidden, bytes = n * sizeof(float);
-  fill_header(s, sender, seq, rows, bytes);
-  float* x = s.payload_memory == MemoryKind::Device ? hb.at(s.index) : static_cast<float*>(s.payload);
-  for (size_t i = 0; i < n; ++i) x[i] = value_at(sender, seq, i);
-  if (s.payload_memory == MemoryKind::Device)
-    GPU_CHECK(gpuMemcpyAsync(s.payload, x, bytes, gpuMemcpyHostToDevice, st));
-}
-
-// Reads the received slot's payload back through the stream (after receive_on's device wait)
-// and checks it.
-void check_message(const Slot& s, HostBuffers& hb, gpuStream_t st, int sender, uint64_t seq,
-                   uint32_t rows) {
-  const size_t n = size_t(rows) * kHidden, bytes = n * sizeof(float);
-  check_header(s, sender, seq, rows, bytes);
-  if (testing::Test::HasFatalFailure()) return;
-  const float* x = static_cast<const float*>(s.payload);
-  if (s.payload_memory == MemoryKind::Device) {
-    GPU_CHECK(gpuMemcpyAsync(hb.at(s.index), s.payload, bytes, gpuMemcpyDeviceToHost, st));
-    GPU_CHECK(gpuStreamSynchronize(st));
-    x = hb.at(s.index);
-  }
-  size_t bad = 0;
-  for (size_t i = 0; i < n; ++i) bad += x[i] != value_at(sender, seq, i);
-  ASSERT_EQ(bad, 0u) << "payload values differ in message " << seq;
-}
 
 struct PumpResult {
   int max_in_flight = 0;
@@ -513,204 +385,6 @@ TEST(IpcTransport, HostPayloadSpecIsRefused) {
   EXPECT_THROW(open_gpu_ring(MPI_COMM_WORLD, spec), Error);
 }
 
-// ---- the one-rank ring: the loopback with device slots (np1 only) ----
-#define REQUIRE_ONE_RANK() \
-  if (world_size() != 1) GTEST_SKIP() << "the one-rank ring (loopback)"
-
-double ms_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// A stream held back until the test opens it (the fake runtime only; a no-op on a real GPU, where
-// the checks that need it are left out). Opens on scope exit so no stream is left blocked.
-struct Gate {
-  std::atomic<bool> open{false};
-  explicit Gate(gpuStream_t s) {
-#ifdef GPTOSS_FAKE_GPU
-    fake_gpu_gate(s, &open);
-#else
-    (void)s;
-#endif
-  }
-  void release() { open.store(true); }
-  ~Gate() { release(); }
-};
-
-uint64_t device_ops() {
-#ifdef GPTOSS_FAKE_GPU
-  return fake_gpu_device_ops();
-#else
-  return 0;  // not countable on a real GPU: only the pointer checks run there
-#endif
-}
-
-TEST(IpcTransportLoopback, ReceiverGetsTheSenderSlotWithNoCopyAndNoDeviceWork) {
-  REQUIRE_GPU();
-  REQUIRE_ONE_RANK();
-  const int slots = 3;
-  const uint32_t max_rows = 4;
-  for (bool allow_ipc : {true, false}) {  // allow_ipc is about links between ranks: no effect
-    LinkSpec spec = spec_for(slots, max_rows);
-    spec.allow_ipc = allow_ipc;
-    EXPECT_EQ(open_gpu_ring(MPI_COMM_WORLD, spec)->describe().find("local (one rank, device slots)"),
-              0u);
-  }
-  auto ring = open_gpu_ring(MPI_COMM_WORLD, spec_for(slots, max_rows));
-  HostBuffers shb(slots, max_rows * kHidden * 4), rhb(slots, max_rows * kHidden * 4);
-  Stream st;
-  for (uint64_t q = 0; q < 20; ++q) {
-    Slot& s = ring->next().acquire();
-    EXPECT_EQ(s.index, static_cast<int>(q % slots));
-    EXPECT_EQ(s.payload_memory, MemoryKind::Device);
-    const uint32_t rows = rows_of(q, max_rows);
-    put_message(s, shb, st.s, 0, q, rows);  // the "stage" writes the payload on st
-    const uint64_t ops = device_ops();
-    ring->next().post_on(s, st.ptr());
-    const Slot& r = ring->prev().receive_on(st.ptr());
-    EXPECT_EQ(device_ops(), ops) << "post_on + receive_on on one stream enqueued device work";
-    ASSERT_EQ(&r, &s) << "the receiver must get the sender's slot";
-    EXPECT_EQ(r.payload, s.payload);
-    EXPECT_EQ(r.header, s.header);
-    check_message(r, rhb, st.s, 0, q, rows);  // read in place, through the stream
-    if (HasFatalFailure()) return;
-    const uint64_t ops2 = device_ops();
-    ring->prev().release_on(r, st.ptr());
-    EXPECT_EQ(device_ops(), ops2) << "release_on on the post_on stream enqueued device work";
-  }
-  ring->next().drain();
-  EXPECT_EQ(ring->next().stats().messages, 20u);
-  EXPECT_EQ(ring->prev().stats().messages, 20u);
-  EXPECT_EQ(ring->next().stats().payload_bytes, ring->prev().stats().payload_bytes);
-}
-
-TEST(IpcTransportLoopback, CreditsBackPressureAndErrorsWithoutWaiting) {
-  REQUIRE_GPU();
-  REQUIRE_ONE_RANK();
-  LinkSpec spec = spec_for(2, 4);
-  spec.timeout_s = 20;  // every refusal below must come at once, not after this
-  auto ring = open_gpu_ring(MPI_COMM_WORLD, spec);
-  SendLink& tx = ring->next();
-  RecvLink& rx = ring->prev();
-  Slot& a = tx.acquire();
-  Slot& b = tx.acquire();
-  EXPECT_EQ(tx.try_acquire(), nullptr);
-  EXPECT_EQ(tx.poll(), 0);
-  auto t0 = std::chrono::steady_clock::now();
-  try {
-    tx.acquire();
-    ADD_FAILURE() << "acquire() with every credit out returned";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("all 2 slots acquired"), std::string::npos) << e.what();
-  }
-  EXPECT_LT(ms_since(t0), 2000.0) << "a wait nothing can end must fail at once";
-  EXPECT_EQ(rx.try_receive(), nullptr);
-  t0 = std::chrono::steady_clock::now();
-  EXPECT_THROW(rx.receive(), Error);  // nothing posted
-  EXPECT_LT(ms_since(t0), 2000.0);
-  for (Slot* s : {&a, &b}) {
-    s->header->rows = 1;
-    s->header->payload_bytes = 4;
-  }
-  tx.post(a);
-  tx.post(b);
-  EXPECT_EQ(tx.in_flight(), 2);
-  EXPECT_THROW(tx.drain(), Error);  // posted, not released: drain could never end
-  const Slot& ra = rx.receive();
-  const Slot& rb = rx.receive();
-  EXPECT_EQ(&ra, &a);
-  EXPECT_EQ(&rb, &b);
-  EXPECT_EQ(rx.held(), 2);
-  EXPECT_EQ(rx.try_receive(), nullptr);
-  EXPECT_THROW(rx.receive(), Error);       // all slots held
-  EXPECT_THROW(rx.release(rb), Error);     // out of order
-  rx.release(ra);
-  EXPECT_EQ(tx.in_flight(), 1);
-  Slot& c = tx.acquire();
-  EXPECT_EQ(&c, &a) << "slot 0 again: wraparound";
-  EXPECT_EQ(c.header->magic, 0u) << "acquire() clears the header";
-  c.header->rows = 5;  // capacity 4
-  EXPECT_THROW(tx.post(c), Error);
-  c.header->rows = 0;
-  tx.post(c);
-  EXPECT_THROW(tx.post(c), Error);  // posted twice
-  rx.release(rb);
-  const Slot& rc = rx.receive();
-  EXPECT_EQ(rc.header->seq_no, 2u);
-  rx.release(rc);
-  EXPECT_THROW(rx.release(rc), Error);  // released twice
-  tx.drain();
-  EXPECT_EQ(tx.in_flight(), 0);
-  EXPECT_EQ(rx.held(), 0);
-  EXPECT_EQ(tx.stats().messages, 3u);
-  EXPECT_EQ(rx.stats().messages, 3u);
-}
-
-TEST(IpcTransportLoopback, OtherStreamsAndTheHostWaitForTheProducer) {
-  REQUIRE_GPU();
-  REQUIRE_ONE_RANK();
-  // One slot, so every acquire is the slot just released. On the fake runtime a gate holds the
-  // producer's (or reader's) stream to prove that the other side waits; on a GPU the data checks
-  // run without the gates.
-  auto ring = open_gpu_ring(MPI_COMM_WORLD, spec_for(1, 1));
-  HostBuffers shb(1, kHidden * 4), rhb(1, kHidden * 4);
-  Stream a, b;
-  const size_t bytes = kHidden * 4;
-  auto values_ok = [&](uint64_t seq) {
-    size_t bad = 0;
-    for (size_t i = 0; i < kHidden; ++i) bad += rhb.at(0)[i] != value_at(0, seq, i);
-    return bad == 0;
-  };
-  // 1. Produced on a, read on b: b waits for a on the device.
-  {
-    Gate gate(a.s);
-    Slot& s = ring->next().acquire();
-    put_message(s, shb, a.s, 0, 0, 1);
-    ring->next().post_on(s, a.ptr());
-    const Slot& r = ring->prev().receive_on(b.ptr());  // the header is here at once
-    ASSERT_EQ(&r, &s);
-    std::memset(rhb.at(0), 0, bytes);
-    GPU_CHECK(gpuMemcpyAsync(rhb.at(0), r.payload, bytes, gpuMemcpyDeviceToHost, b.s));
-    gpuEvent_t done;
-    GPU_CHECK(gpuEventCreateNoTiming(&done));
-    GPU_CHECK(gpuEventRecord(done, b.s));
-#ifdef GPTOSS_FAKE_GPU
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    EXPECT_EQ(gpuEventQuery(done), gpuErrorNotReady) << "stream b read before stream a wrote";
-#endif
-    gate.release();
-    GPU_CHECK(gpuEventSynchronize(done));
-    GPU_CHECK(gpuEventDestroy(done));
-    EXPECT_TRUE(values_ok(0));
-    // 2. Released on b (not the post_on stream): the slot goes back to the sender only after b's
-    //    reads, whoever writes it next.
-    Gate reads(b.s);
-    GPU_CHECK(gpuMemcpyAsync(rhb.at(0), r.payload, bytes, gpuMemcpyDeviceToHost, b.s));
-    ring->prev().release_on(r, b.ptr());
-#ifdef GPTOSS_FAKE_GPU
-    const auto t0 = std::chrono::steady_clock::now();
-    while (ms_since(t0) < 30)
-      ASSERT_EQ(ring->next().try_acquire(), nullptr) << "slot handed out before b's reads";
-#endif
-    reads.release();
-  }
-  // 3. Produced on a, received by the host (plain receive): it returns with the payload there.
-  Gate gate(a.s);
-  Slot& s = ring->next().acquire();
-  put_message(s, shb, a.s, 0, 1, 1);
-  ring->next().post_on(s, a.ptr());
-#ifdef GPTOSS_FAKE_GPU
-  const auto t0 = std::chrono::steady_clock::now();
-  while (ms_since(t0) < 30)
-    ASSERT_EQ(ring->prev().try_receive(), nullptr) << "host receive before stream a wrote";
-#endif
-  gate.release();
-  const Slot& r = ring->prev().receive();
-  std::memset(rhb.at(0), 0, bytes);
-  GPU_CHECK(gpuMemcpy(rhb.at(0), r.payload, bytes, gpuMemcpyDeviceToHost));
-  EXPECT_TRUE(values_ok(1));
-  ring->prev().release(r);
-  ring->next().drain();
-}
 
 }  // namespace
 

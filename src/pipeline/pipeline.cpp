@@ -72,6 +72,8 @@ Pipeline::Pipeline(MPI_Comm comm, const Config& c, const BackendFactory& make_ba
   spec.payload_memory = backend_->payload_memory();
   spec.timeout_s = opt.timeout_s;
   spec.spin_us = backend_->link_spin_us();
+  spec.device = backend_->device();
+  spec.allow_ipc = opt.allow_ipc;
   ring_ = open_ring(comm, spec);  // collective
 }
 

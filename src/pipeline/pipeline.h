@@ -46,6 +46,7 @@ struct PipelineOptions {
   // stuck on a stopped rank still ends the job).
   double turn_timeout_s = 0;
   bool profile = false;  // rank 0 prints its host time by phase at finish (--profile)
+  bool allow_ipc = true;  // device payloads may go GPU to GPU (--transport auto); false: MPI
 };
 
 class Pipeline {

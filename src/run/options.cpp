@@ -102,6 +102,9 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   app.add_flag("--profile", opt.profile,
                "Print rank 0's host time by phase and the LM head's share of its device time at "
                "the end");
+  app.add_option("--transport", opt.transport,
+                 "Pipeline: links between GPU ranks: auto (GPU to GPU where the GPUs can reach each "
+                 "other, else through MPI) | mpi (always through host memory and MPI)");
   app.add_option("--ring-timeout", opt.ring_timeout_s,
                  "Pipeline: seconds a rank waits for a message before failing (chat: only within a "
                  "turn)");
@@ -126,6 +129,8 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
     fail("%s (see --help)", e.what());
   }
   opt.gpu_graphs = !no_graphs;
+  if (opt.transport != "auto" && opt.transport != "mpi")
+    fail("--transport: expected auto or mpi, got '%s'", opt.transport.c_str());
 
   if (mode == "generate") opt.mode = Mode::Generate;
   else if (mode == "chat") opt.mode = Mode::Chat;

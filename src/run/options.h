@@ -49,6 +49,7 @@ struct RunOptions {
   double ring_timeout_s = 300; // --ring-timeout: a stage waiting longer for a message fails
   bool gpu_graphs = true;      // --no-graphs: GPU steps without captured graphs (debuggers)
   bool profile = false;        // --profile: rank 0's time by phase at the end (pipeline)
+  std::string transport = "auto";  // --transport auto | mpi: links between GPU ranks
 };
 
 // Mode defaults (documented in --help and src/run/README.md).

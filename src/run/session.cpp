@@ -105,6 +105,7 @@ PipelineOptions pipeline_options(const RunOptions& opt, const std::string& backe
   po.timeout_s = opt.mode == Mode::Chat ? 1e9 : opt.ring_timeout_s;
   po.turn_timeout_s = opt.ring_timeout_s;
   po.profile = opt.profile;
+  po.allow_ipc = opt.transport != "mpi";
   return po;
 }
 

@@ -78,8 +78,11 @@ std::string harmony_special_text(int32_t id);
 TokenTable table_from_tiktoken(const std::string& path);
 // Mergeable tokens (id = rank) from a Hugging Face tokenizer.json (byte-level BPE vocab with the
 // GPT-2 byte-to-unicode mapping). Added tokens at ids >= the mergeable count must agree with
-// the harmony specials.
+// the harmony specials. Every malformed or wrong-typed input is a one-line Error naming the file
+// and the key path ("model.vocab[\"abc\"] is a string, expected an integer token id").
 TokenTable table_from_hf_json(const std::string& path);
+// The same on the file's contents; `name` starts every message (the fuzz target's entry point).
+TokenTable table_from_hf_json_text(std::string_view text, const std::string& name);
 // Makes a full o200k_harmony table from mergeable tokens ids 0..N-1 (N <= 199998): every id
 // from N to 201087 becomes a special (the named harmony ones, else <|reserved_N|>).
 void add_harmony_specials(TokenTable& table, const std::string& src);

@@ -9,6 +9,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string_view>
 #include <unordered_map>
 
 #include "common/error.h"
@@ -149,16 +150,17 @@ int b64_value(unsigned char c) {
   return -1;
 }
 
-// Mergeable tokens given as (id, bytes) in any order -> table with ids 0..N-1.
+// Mergeable tokens given as (id, bytes) in any order -> table with ids 0..N-1. `what` names the
+// ids in messages ("token ranks", "model.vocab ids").
 TokenTable table_from_pairs(std::vector<std::pair<int64_t, std::string>>& pairs,
-                            const std::string& path) {
+                            const std::string& path, const char* what) {
   std::sort(pairs.begin(), pairs.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
   TokenTable t;
   for (size_t i = 0; i < pairs.size(); ++i) {
     if (pairs[i].first != int64_t(i))
-      fail("%s: token ranks must be 0..N-1 without gaps or repeats (rank %zu %s)", path.c_str(),
-           i, (i < pairs.size() && pairs[i].first < int64_t(i)) ? "repeated" : "missing");
+      fail("%s: %s must be 0..N-1 without gaps or repeats (%zu is %s)", path.c_str(), what, i,
+           pairs[i].first < int64_t(i) ? "repeated" : "missing");
     t.tokens.push_back(std::move(pairs[i].second));
     t.special.push_back(0);
   }
@@ -204,7 +206,7 @@ TokenTable table_from_tiktoken(const std::string& path) {
     }
     pairs.emplace_back(rank, std::move(bytes));
   }
-  return table_from_pairs(pairs, path);
+  return table_from_pairs(pairs, path, "token ranks");
 }
 
 namespace {
@@ -214,18 +216,70 @@ bool harmony_text_ok(int64_t id, const std::string& text) {
 }
 }  // namespace
 
-TokenTable table_from_hf_json(const std::string& path) {
+namespace {
+// A JSON object key for a one-line message: quoted, control characters, '"' and '\' escaped,
+// cut after 40 bytes on a character boundary.
+std::string quoted_key(std::string_view key) {
+  std::string out = "\"";
+  size_t n = key.size() <= 40 ? key.size() : 40;
+  while (n < key.size() && n > 0 && (static_cast<unsigned char>(key[n]) & 0xC0) == 0x80) --n;
+  for (char ch : key.substr(0, n)) {
+    unsigned char u = static_cast<unsigned char>(ch);
+    if (ch == '"' || ch == '\\') out += '\\', out += ch;
+    else if (u < 0x20 || u == 0x7f) out += strfmt("\\u%04x", u);
+    else out += ch;
+  }
+  return out + (n < key.size() ? "\"..." : "\"");
+}
+
+// The JSON type of v in messages ("a string", "an array", ...).
+std::string a_type(const nlohmann::json& v) {
+  if (v.is_number_float()) return "a non-integer number (" + v.dump() + ")";
+  const std::string t = v.type_name();
+  return (t == "array" || t == "object" ? "an " : "a ") + t;
+}
+
+// v as an id in [0, kVocabSize); Error "NAME: PATH is ...: ..." otherwise.
+int64_t json_id(const nlohmann::json& v, const std::string& name, const std::string& key_path) {
+  if (!v.is_number_integer())
+    fail("%s: %s is %s, expected an integer token id", name.c_str(), key_path.c_str(),
+         a_type(v).c_str());
+  const bool in_range = v.is_number_unsigned() ? v.get<uint64_t>() < uint64_t(tok::kVocabSize)
+                                               : v.get<int64_t>() >= 0 && v.get<int64_t>() < tok::kVocabSize;
+  if (!in_range)
+    fail("%s: %s = %s is not a token id of o200k_harmony (0..%d)", name.c_str(), key_path.c_str(),
+         v.dump().c_str(), tok::kVocabSize - 1);
+  return v.get<int64_t>();
+}
+}  // namespace
+
+TokenTable table_from_hf_json_text(std::string_view text, const std::string& name) {
+  const char* N = name.c_str();
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(read_whole(path));
+    j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
-    fail("%s: not valid JSON: %s", path.c_str(), e.what());
+    std::string why = e.what();  // one line ("... at line L, column C: ..."); may quote the input
+    if (why.size() > 200) why = why.substr(0, 200) + "...";
+    fail("%s: not valid JSON: %s", N, why.c_str());
   }
-  if (!j.contains("model") || !j["model"].is_object() || !j["model"].contains("vocab") ||
-      !j["model"]["vocab"].is_object())
-    fail("%s: no model.vocab object (expected a byte-level BPE tokenizer.json)", path.c_str());
-  if (j["model"].contains("type") && j["model"]["type"] != "BPE")
-    fail("%s: model.type is not BPE", path.c_str());
+  if (!j.is_object()) fail("%s: the top level is %s, expected an object", N, a_type(j).c_str());
+  auto model = j.find("model");
+  if (model == j.end())
+    fail("%s: no \"model\" object (expected a byte-level BPE tokenizer.json)", N);
+  if (!model->is_object())
+    fail("%s: model is %s, expected an object", N, a_type(*model).c_str());
+  if (auto type = model->find("type"); type != model->end()) {
+    if (!type->is_string())
+      fail("%s: model.type is %s, expected the string \"BPE\"", N, a_type(*type).c_str());
+    if (*type != "BPE")
+      fail("%s: model.type is %s; only byte-level \"BPE\" is supported", N,
+           quoted_key(type->get_ref<const std::string&>()).c_str());
+  }
+  auto vocab = model->find("vocab");
+  if (vocab == model->end()) fail("%s: no model.vocab object", N);
+  if (!vocab->is_object())
+    fail("%s: model.vocab is %s, expected an object of token -> id", N, a_type(*vocab).c_str());
   // GPT-2 byte-to-unicode: printable bytes map to themselves, the rest to U+0100 upwards.
   std::unordered_map<uint32_t, unsigned char> to_byte;
   uint32_t extra = 0;
@@ -234,15 +288,16 @@ TokenTable table_from_hf_json(const std::string& path) {
     to_byte[printable ? uint32_t(b) : 256 + extra++] = (unsigned char)b;
   }
   std::vector<std::pair<int64_t, std::string>> pairs;
-  for (auto& [key, val] : j["model"]["vocab"].items()) {
-    if (!val.is_number_integer()) fail("%s: vocab entry '%s' has no integer id", path.c_str(), key.c_str());
-    int64_t id = val.get<int64_t>();
+  for (const auto& [key, val] : vocab->items()) {
+    const std::string where = "model.vocab[" + quoted_key(key) + "]";
+    const int64_t id = json_id(val, name, where);
     if (id >= tok::kNumMergeable) {
-      if (id >= tok::kVocabSize || !harmony_text_ok(id, key))
-        fail("%s: vocab id %lld ('%s') collides with the harmony special %s", path.c_str(),
-             (long long)id, key.c_str(), harmony_special_text(int32_t(id)).c_str());
+      if (!harmony_text_ok(id, key))
+        fail("%s: %s = %lld collides with the harmony special %s", N, where.c_str(),
+             (long long)id, harmony_special_text(int32_t(id)).c_str());
       continue;
     }
+    if (key.empty()) fail("%s: %s = %lld is an empty token", N, where.c_str(), (long long)id);
     std::string bytes;
     const auto* s = reinterpret_cast<const unsigned char*>(key.data());
     size_t i = 0;
@@ -256,26 +311,39 @@ TokenTable table_from_hf_json(const std::string& path) {
       }
       auto it = to_byte.find(cp);
       if (st != 0 || it == to_byte.end())
-        fail("%s: vocab entry %lld is not in the GPT-2 byte-to-unicode alphabet", path.c_str(),
-             (long long)id);
+        fail("%s: %s: character %zu (U+%04X) is not in the GPT-2 byte-to-unicode alphabet", N,
+             where.c_str(), bytes.size() + 1, cp);
       bytes.push_back(char(it->second));
       i += len;
     }
     pairs.emplace_back(id, std::move(bytes));
   }
-  TokenTable t = table_from_pairs(pairs, path);
-  if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
-    for (auto& a : j["added_tokens"]) {
-      if (!a.contains("id") || !a.contains("content")) continue;
-      int64_t id = a["id"].get<int64_t>();
-      std::string content = a["content"].get<std::string>();
-      if (id >= int64_t(t.tokens.size()) && (id >= tok::kVocabSize || !harmony_text_ok(id, content)))
-        fail("%s: added token %lld is '%s' but o200k_harmony has %s there", path.c_str(),
-             (long long)id, content.c_str(),
-             id < tok::kVocabSize ? harmony_special_text(int32_t(id)).c_str() : "nothing");
-    }
+  TokenTable t = table_from_pairs(pairs, name, "model.vocab ids");
+  auto added = j.find("added_tokens");
+  if (added == j.end() || added->is_null()) return t;
+  if (!added->is_array())
+    fail("%s: added_tokens is %s, expected an array", N, a_type(*added).c_str());
+  for (size_t k = 0; k < added->size(); ++k) {
+    const nlohmann::json& a = (*added)[k];
+    const std::string where = "added_tokens[" + std::to_string(k) + "]";
+    if (!a.is_object()) fail("%s: %s is %s, expected an object", N, where.c_str(), a_type(a).c_str());
+    auto id_it = a.find("id"), content_it = a.find("content");
+    if (id_it == a.end()) fail("%s: %s has no \"id\"", N, where.c_str());
+    if (content_it == a.end()) fail("%s: %s has no \"content\"", N, where.c_str());
+    const int64_t id = json_id(*id_it, name, where + ".id");
+    if (!content_it->is_string())
+      fail("%s: %s.content is %s, expected a string", N, where.c_str(),
+           a_type(*content_it).c_str());
+    const std::string& content = content_it->get_ref<const std::string&>();
+    if (id >= int64_t(t.tokens.size()) && !harmony_text_ok(id, content))
+      fail("%s: %s is %s at id %lld but o200k_harmony has %s there", N, where.c_str(),
+           quoted_key(content).c_str(), (long long)id, harmony_special_text(int32_t(id)).c_str());
   }
   return t;
+}
+
+TokenTable table_from_hf_json(const std::string& path) {
+  return table_from_hf_json_text(read_whole(path), path);
 }
 
 void add_harmony_specials(TokenTable& t, const std::string& src) {

@@ -431,6 +431,62 @@ TEST(Make, TinyHuggingFaceFixture) {
   fs::remove(bad);
 }
 
+// Every malformed or wrong-typed tokenizer.json is a one-line Error naming the file and the key
+// path of what is wrong (the fuzz target fuzz_tokenizer_json checks the same on random input).
+TEST(Make, HuggingFaceJsonErrorsNameFileAndKeyPath) {
+  const std::string ok_vocab = R"({"a": 0, "b": 1})";
+  auto with_vocab = [](const std::string& vocab, const std::string& rest = "") {
+    return R"({"model": {"type": "BPE", "vocab": )" + vocab + "}" + rest + "}";
+  };
+  const std::pair<std::string, std::string> cases[] = {
+      {"{\"model\": ", "not valid JSON: [json.exception.parse_error.101] parse error at line 1, column 11"},
+      {"[1, 2]", "the top level is an array, expected an object"},
+      {R"({"version": "1.0"})", "no \"model\" object"},
+      {R"({"model": "BPE"})", "model is a string, expected an object"},
+      {R"({"model": {"type": 1, "vocab": {}}})", "model.type is a number, expected the string \"BPE\""},
+      {R"({"model": {"type": "Unigram", "vocab": {}}})", "model.type is \"Unigram\"; only byte-level \"BPE\" is supported"},
+      {R"({"model": {"type": "BPE"}})", "no model.vocab object"},
+      {with_vocab(R"(["a", "b"])"), "model.vocab is an array, expected an object of token -> id"},
+      {with_vocab(R"({"a": 0, "b": "1"})"), "model.vocab[\"b\"] is a string, expected an integer token id"},
+      {with_vocab(R"({"a": 0, "b": 1.5})"), "model.vocab[\"b\"] is a non-integer number (1.5), expected an integer token id"},
+      {with_vocab(R"({"a": 0, "b": null})"), "model.vocab[\"b\"] is a null, expected an integer token id"},
+      {with_vocab(R"({"a": 0, "b": -3})"), "model.vocab[\"b\"] = -3 is not a token id of o200k_harmony (0..201087)"},
+      {with_vocab(R"({"a": 0, "b": 201088})"), "model.vocab[\"b\"] = 201088 is not a token id of o200k_harmony (0..201087)"},
+      {with_vocab(R"({"a": 0, "b": 18446744073709551615})"), "model.vocab[\"b\"] = 18446744073709551615 is not a token id"},
+      {with_vocab(R"({"a": 0, "": 1})"), "model.vocab[\"\"] = 1 is an empty token"},
+      {with_vocab(R"({"a": 0, "x\ny": 1})"), "model.vocab[\"x\\u000ay\"]: character 2 (U+000A) is not in the GPT-2 byte-to-unicode alphabet"},
+      {with_vocab(R"({"a": 0, "<|bogus|>": 200006})"), "model.vocab[\"<|bogus|>\"] = 200006 collides with the harmony special <|start|>"},
+      {with_vocab(R"({"a": 0, "b": 0})"), "model.vocab ids must be 0..N-1 without gaps or repeats (1 is repeated)"},
+      {with_vocab(R"({"a": 0, "b": 2})"), "model.vocab ids must be 0..N-1 without gaps or repeats (1 is missing)"},
+      {with_vocab(ok_vocab, R"(, "added_tokens": {"id": 200006})"), "added_tokens is an object, expected an array"},
+      {with_vocab(ok_vocab, R"(, "added_tokens": ["<|start|>"])"), "added_tokens[0] is a string, expected an object"},
+      {with_vocab(ok_vocab, R"(, "added_tokens": [{"id": 200006, "content": "<|start|>"}, {"content": "x"}])"), "added_tokens[1] has no \"id\""},
+      {with_vocab(ok_vocab, R"(, "added_tokens": [{"id": 200006}])"), "added_tokens[0] has no \"content\""},
+      {with_vocab(ok_vocab, R"(, "added_tokens": [{"id": "200006", "content": "<|start|>"}])"), "added_tokens[0].id is a string, expected an integer token id"},
+      {with_vocab(ok_vocab, R"(, "added_tokens": [{"id": -1, "content": "x"}])"), "added_tokens[0].id = -1 is not a token id"},
+      {with_vocab(ok_vocab, R"(, "added_tokens": [{"id": 200006, "content": ["<|start|>"]}])"), "added_tokens[0].content is an array, expected a string"},
+      {with_vocab(ok_vocab, R"(, "added_tokens": [{"id": 200006, "content": "<|bogus|>"}])"), "added_tokens[0] is \"<|bogus|>\" at id 200006 but o200k_harmony has <|start|> there"},
+  };
+  fs::path p = tmp_dir() / "wrong.json";
+  for (const auto& [json, want] : cases) {
+    spit(p, json);
+    try {
+      table_from_hf_json(p.string());
+      ADD_FAILURE() << "no error for " << json;
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_EQ(msg.rfind(p.string() + ": ", 0), 0u) << msg;
+      EXPECT_NE(msg.find(want), std::string::npos) << "want: " << want << "\ngot:  " << msg;
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    }
+  }
+  // The same text in memory: the name given starts the message; a valid file still reads.
+  EXPECT_THROW(table_from_hf_json_text("[]", "mem"), Error);
+  spit(p, with_vocab(ok_vocab, R"(, "added_tokens": null)"));
+  EXPECT_EQ(table_from_hf_json(p.string()).tokens, (std::vector<std::string>{"a", "b"}));
+  fs::remove(p);
+}
+
 TEST(Make, TiktokenErrorsNameFileAndLine) {
   fs::path p = tmp_dir() / "bad.tiktoken";
   spit(p, "IQ== 0\nnot base64! 1\n");

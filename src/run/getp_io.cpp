@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -50,6 +51,13 @@ std::vector<std::string_view> split_lines(std::string_view data) {
   return lines;
 }
 
+// "1 GiB", "16 MiB", "100 bytes": a limit in the unit that states it exactly.
+std::string bytes_str(uint64_t b) {
+  if (b >= (1ull << 30) && b % (1ull << 30) == 0) return strfmt("%llu GiB", (unsigned long long)(b >> 30));
+  if (b >= (1ull << 20) && b % (1ull << 20) == 0) return strfmt("%llu MiB", (unsigned long long)(b >> 20));
+  return strfmt("%llu bytes", (unsigned long long)b);
+}
+
 std::string printable(std::string_view s) {
   std::string out;
   for (char c : s.substr(0, 40)) {
@@ -85,12 +93,33 @@ size_t first_invalid_utf8(std::string_view s) {
   return std::string_view::npos;
 }
 
-std::vector<PromptLine> parse_prompts(std::string_view data, const std::string& where) {
+std::string getp_limits_text(const GetpLimits& lim) {
+  return strfmt("at most %s, %llu prompts, %s per prompt", bytes_str(lim.file_bytes).c_str(),
+                (unsigned long long)lim.prompts, bytes_str(lim.prompt_bytes).c_str());
+}
+
+std::vector<PromptLine> parse_prompts(std::string_view data, const std::string& where,
+                                      const GetpLimits& lim) {
   const char* w = where.c_str();
+  if (data.size() > lim.file_bytes)
+    fail("%s: the file is %zu bytes; a getp input may be at most %s", w, data.size(),
+         bytes_str(lim.file_bytes).c_str());
   if (data.substr(0, 3) == "\xEF\xBB\xBF") data.remove_prefix(3);
-  std::vector<std::string_view> lines = split_lines(data);
-  if (lines.empty()) fail("%s: empty file (expected the number of prompts on line 1)", w);
-  std::string_view first = lines[0];
+  // Lines are read one at a time (a file of a billion empty lines needs no line table).
+  size_t pos = 0, line_no = 0;
+  auto next_line = [&](std::string_view& l) {
+    if (pos >= data.size()) return false;
+    size_t j = data.find('\n', pos);
+    if (j == std::string_view::npos) j = data.size();
+    l = data.substr(pos, j - pos);
+    if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+    pos = j + 1;
+    ++line_no;
+    return true;
+  };
+  std::string_view line1;
+  if (!next_line(line1)) fail("%s: empty file (expected the number of prompts on line 1)", w);
+  std::string_view first = line1;
   while (!first.empty() && (first.front() == ' ' || first.front() == '\t')) first.remove_prefix(1);
   while (!first.empty() && (first.back() == ' ' || first.back() == '\t')) first.remove_suffix(1);
   uint64_t n = 0;
@@ -102,37 +131,50 @@ std::vector<PromptLine> parse_prompts(std::string_view data, const std::string& 
   }
   if (!ok)
     fail("%s:1: the first line must be the number of prompts, a positive integer (got '%s')", w,
-         printable(lines[0]).c_str());
+         printable(line1).c_str());
+  if (n > lim.prompts)
+    fail("%s:1: %llu prompts announced; a getp input may hold at most %llu (split it into several "
+         "files)", w, (unsigned long long)n, (unsigned long long)lim.prompts);
   std::vector<PromptLine> prompts;
-  prompts.reserve(static_cast<size_t>(std::min<uint64_t>(n, lines.size())));
-  size_t li = 1;
-  for (; li < lines.size() && prompts.size() < n; ++li) {
-    std::string_view l = lines[li];
-    int line_no = static_cast<int>(li + 1);
-    if (l.empty()) fail("%s:%d: empty prompt (prompt %zu of %llu)", w, line_no, prompts.size() + 1,
-                        (unsigned long long)n);
+  prompts.reserve(static_cast<size_t>(std::min<uint64_t>(n, data.size() / 2 + 1)));
+  std::string_view l;
+  while (prompts.size() < n && next_line(l)) {
+    if (l.empty())
+      fail("%s:%zu: empty prompt (prompt %zu of %llu)", w, line_no, prompts.size() + 1,
+           (unsigned long long)n);
+    if (l.size() > lim.prompt_bytes)
+      fail("%s:%zu: the prompt is %zu bytes; a prompt may be at most %s", w, line_no, l.size(),
+           bytes_str(lim.prompt_bytes).c_str());
     size_t bad = first_invalid_utf8(l);
     if (bad != std::string_view::npos)
-      fail("%s:%d: invalid UTF-8 at byte %zu of the line", w, line_no, bad + 1);
-    prompts.push_back(PromptLine{line_no, std::string(l)});
+      fail("%s:%zu: invalid UTF-8 at byte %zu of the line", w, line_no, bad + 1);
+    prompts.push_back(PromptLine{static_cast<int>(line_no), std::string(l)});
   }
   if (prompts.size() < n)
     fail("%s: expected %llu prompts, found %zu", w, (unsigned long long)n, prompts.size());
-  for (; li < lines.size(); ++li)
-    if (!lines[li].empty())
-      fail("%s:%zu: more prompts than the %llu announced on line 1", w, li + 1,
+  while (next_line(l))
+    if (!l.empty())
+      fail("%s:%zu: more prompts than the %llu announced on line 1", w, line_no,
            (unsigned long long)n);
   return prompts;
 }
 
-std::string read_file(const std::string& path) {
+std::string read_file(const std::string& path, uint64_t max_bytes, const char* what) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   CHECK_SYS(fd, "%s: cannot open", path.c_str());
   struct stat st;
-  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+  const bool have_stat = ::fstat(fd, &st) == 0;
+  if (have_stat && S_ISDIR(st.st_mode)) {
     ::close(fd);
     fail("%s: is a directory", path.c_str());
   }
+  auto too_big = [&](const char* more_than, uint64_t bytes) {
+    ::close(fd);
+    fail("%s: the file is %s%llu bytes; %s may be at most %s", path.c_str(), more_than,
+         (unsigned long long)bytes, what, bytes_str(max_bytes).c_str());
+  };
+  if (have_stat && S_ISREG(st.st_mode) && uint64_t(st.st_size) > max_bytes)
+    too_big("", uint64_t(st.st_size));
   std::string s;
   char buf[1 << 16];
   for (;;) {
@@ -144,6 +186,8 @@ std::string read_file(const std::string& path) {
       fail("%s: read: %s", path.c_str(), std::strerror(e));
     }
     if (r == 0) break;
+    // A pipe, a device or a file that grows while read: stop one byte past the limit.
+    if (static_cast<uint64_t>(r) > max_bytes - s.size()) too_big("more than ", max_bytes);
     s.append(buf, static_cast<size_t>(r));
   }
   ::close(fd);
@@ -155,8 +199,12 @@ bool file_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
-std::vector<PromptLine> read_prompt_file(const std::string& path) {
-  return parse_prompts(read_file(path), path);
+std::string read_prompt_input(const std::string& path, const GetpLimits& lim) {
+  return read_file(path, lim.file_bytes, "a getp input");
+}
+
+std::vector<PromptLine> read_prompt_file(const std::string& path, const GetpLimits& lim) {
+  return parse_prompts(read_prompt_input(path, lim), path, lim);
 }
 
 std::string format_ids(const std::vector<int32_t>& ids) {

@@ -15,14 +15,31 @@ struct PromptLine {
   std::string text;  // '\r' stripped, valid UTF-8, non-empty
 };
 
+// Size limits of a getp input, far above any real evaluation (a full 131072-token context is
+// about 0.5 MiB of text); they turn a wrong file (a model, a log, /dev/zero) into a one-line
+// error instead of memory exhaustion. Documented in src/run/README.md and `run --help`.
+struct GetpLimits {
+  uint64_t file_bytes = uint64_t{1} << 30;     // the whole file: 1 GiB
+  uint64_t prompts = 1000000;                  // N on line 1
+  uint64_t prompt_bytes = uint64_t{16} << 20;  // one prompt line: 16 MiB
+};
+
+// "at most 1 GiB, 1000000 prompts, 16 MiB per prompt" (for --help).
+std::string getp_limits_text(const GetpLimits& limits);
+
 // Parses the contents of a getp input file; `where` (the path) prefixes every message.
 //   line 1: N, a positive integer (spaces around it allowed; a UTF-8 BOM before it is skipped)
 //   lines 2..N+1: one prompt each; a trailing '\r' is stripped (CRLF files work)
 // Errors: "PATH:1: ..." count not a positive integer; "PATH:L: empty prompt"; "PATH:L: invalid
 // UTF-8 ..."; "PATH: expected N prompts, found M"; "PATH:L: more prompts than the N announced
-// on line 1" (empty lines after the N prompts are ignored).
-std::vector<PromptLine> parse_prompts(std::string_view data, const std::string& where);
-std::vector<PromptLine> read_prompt_file(const std::string& path);
+// on line 1" (empty lines after the N prompts are ignored); over a limit: "PATH: the file is B
+// bytes; ...", "PATH:1: N prompts announced; ...", "PATH:L: the prompt is B bytes; ...".
+std::vector<PromptLine> parse_prompts(std::string_view data, const std::string& where,
+                                      const GetpLimits& limits = {});
+// The raw bytes of a getp input (Error naming it if unreadable or over limits.file_bytes; a pipe
+// or device is read only up to the limit).
+std::string read_prompt_input(const std::string& path, const GetpLimits& limits = {});
+std::vector<PromptLine> read_prompt_file(const std::string& path, const GetpLimits& limits = {});
 
 // Offset of the first invalid UTF-8 byte of s, or npos if s is valid (strict: no overlong forms,
 // no surrogates, nothing above U+10FFFF).
@@ -87,8 +104,10 @@ struct VerifyReport {
 };
 VerifyReport verify_outputs(const std::string& out_path, const std::string& ref_path);
 
-// Reads a whole file; Error naming it if it cannot be read.
-std::string read_file(const std::string& path);
+// Reads a whole file; Error naming it if it cannot be read or holds more than max_bytes
+// ("PATH: the file is B bytes; WHAT may be at most 1 GiB").
+std::string read_file(const std::string& path, uint64_t max_bytes = UINT64_MAX,
+                      const char* what = "it");
 bool file_exists(const std::string& path);
 
 }  // namespace gptoss

@@ -56,7 +56,7 @@ uint64_t run_key(const std::string& input, const Session& s, const RunOptions& o
 
 int run_getp(const RunOptions& opt) {
   // The input is checked completely before the model is loaded.
-  std::string input = read_file(opt.input);
+  std::string input = read_prompt_input(opt.input);
   std::vector<PromptLine> lines = parse_prompts(input, opt.input);
   const size_t n = lines.size();
   const std::string partial_path = opt.output + ".partial";

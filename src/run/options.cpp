@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common/error.h"
+#include "run/getp_io.h"
 
 namespace gptoss {
 
@@ -58,7 +59,8 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   app.add_option("model", opt.model_path, "Model file (the project's format, export-model)");
   app.add_option("-m,--mode", mode, "generate | chat | getp");
   app.add_option("-i,--input", opt.input,
-                 "generate: the prompt text; getp: the prompt file (line 1: N, then N prompts)");
+                 "generate: the prompt text; getp: the prompt file (line 1: N, then N prompts, one "
+                 "per line; " + getp_limits_text(GetpLimits{}) + ")");
   app.add_option("-o,--output", opt.output, "getp: output file (line i = generated ids of prompt i)");
   app.add_option("-z,--tokenizer", opt.tokenizer_path, "Tokenizer file");
   app.add_option("-n,--max-new", opt.max_new,

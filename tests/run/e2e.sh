@@ -120,6 +120,8 @@ errors)
   expect_error -m getp -i empty.txt -o o.txt;     has err.txt "run: error: empty.txt:3: empty prompt"
   printf '1\nab\377\n' >utf.txt
   expect_error -m getp -i utf.txt -o o.txt;       has err.txt "run: error: utf.txt:2: invalid UTF-8"
+  printf '1000001\na\n' >many.txt
+  expect_error -m getp -i many.txt -o o.txt;      has err.txt "run: error: many.txt:1: 1000001 prompts announced; a getp input may hold at most 1000000"
   printf '2\nshort\nthis prompt is certainly longer than sixteen tokens of context, it goes on and on and on\n' >long.txt
   expect_error -m getp -i long.txt -o o.txt -c 16; has err.txt "run: error: long.txt:3: the prompt is .* tokens; it must be shorter than the context (-c 16)"
   [ "$(wc -l < err.txt)" -eq 1 ] || die "prompt too long: reported after loading the model"

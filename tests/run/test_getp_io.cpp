@@ -99,6 +99,64 @@ TEST(RunGetpParse, ReadsFileAndNamesIt) {
   }
 }
 
+// The size limits (GetpLimits): each a one-line error naming the file (and the line where there
+// is one); small limits here, the real defaults below on a sparse file and in memory.
+TEST(RunGetpParse, LimitsNameFileAndLine) {
+  auto err = [](std::string_view data, const GetpLimits& lim) {
+    try {
+      parse_prompts(data, "in.txt", lim);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  GetpLimits lim{.file_bytes = 12, .prompts = 3, .prompt_bytes = 5};
+  EXPECT_EQ(err("3\nabcde\nb\nc\n", lim), "(no error)");  // exactly at every limit
+  EXPECT_EQ(err("3\nabcde\nb\nc\n\n", lim),
+            "in.txt: the file is 13 bytes; a getp input may be at most 12 bytes");
+  lim.file_bytes = 100;
+  EXPECT_EQ(err("4\na\nb\nc\nd\n", lim),
+            "in.txt:1: 4 prompts announced; a getp input may hold at most 3 (split it into several files)");
+  EXPECT_EQ(err("2\nab\nabcdef\n", lim), "in.txt:3: the prompt is 6 bytes; a prompt may be at most 5 bytes");
+  EXPECT_EQ(err("1\nabcde\r\n", lim), "(no error)");  // the stripped '\r' does not count
+  // The defaults: 1000000 prompts, 16 MiB per prompt.
+  const GetpLimits def;
+  EXPECT_EQ(def.prompts, 1000000u);
+  EXPECT_EQ(err("1000001\na\n", def),
+            "in.txt:1: 1000001 prompts announced; a getp input may hold at most 1000000 (split it "
+            "into several files)");
+  std::string big = "2\nfirst\n" + std::string((16u << 20) + 1, 'x') + "\n";
+  EXPECT_EQ(err(big, def), "in.txt:3: the prompt is 16777217 bytes; a prompt may be at most 16 MiB");
+  big.pop_back(), big.pop_back();  // exactly 16 MiB
+  EXPECT_EQ(parse_prompts(big, "in.txt").at(1).text.size(), size_t{16} << 20);
+  EXPECT_EQ(getp_limits_text(def), "at most 1 GiB, 1000000 prompts, 16 MiB per prompt");
+}
+
+TEST(RunGetpParse, FileOverOneGiBIsRefusedBeforeReading) {
+  char tmpl[] = "/tmp/run_test_big_XXXXXX";
+  int fd = mkstemp(tmpl);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, (off_t{1} << 30) + 1), 0);  // sparse: no disk space used
+  close(fd);
+  try {
+    read_prompt_file(tmpl);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), std::string(tmpl) +
+                                         ": the file is 1073741825 bytes; a getp input may be at "
+                                         "most 1 GiB");
+  }
+  unlink(tmpl);
+  // A device is read only up to the limit: /dev/zero stops one read past it.
+  try {
+    read_prompt_file("/dev/zero", GetpLimits{.file_bytes = 100000});
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "/dev/zero: the file is more than 100000 bytes; a getp input may be at most 100000 bytes");
+  }
+}
+
 TEST(RunGetpIds, FormatAndParse) {
   EXPECT_EQ(format_ids({1, 200002, 3}), "1 200002 3");
   EXPECT_EQ(*parse_ids("1 200002 3"), (std::vector<int32_t>{1, 200002, 3}));

@@ -1,4 +1,7 @@
-// mapped_file.h: read-only memory map of a whole file (RAII). Errors name the file.
+// mapped_file.h: read-only memory map of a whole file (RAII). Errors name the file. A file
+// truncated by another process while mapped is reported, not a crash: a read of the lost pages
+// prints "<program>: error: <file>: the file shrank from M to N bytes while in use ..." and
+// exits 1 (a SIGBUS handler that knows every live mapping; mapped_file.cpp).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -21,6 +24,8 @@ class MappedFile {
   const std::string& path() const { return path_; }
 
  private:
+  void release();  // unmaps (and forgets the mapping in the SIGBUS check)
+
   std::string path_;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;

@@ -7,6 +7,9 @@
 #   diskfull  OUT on a full disk (a tmpfs of 8 KiB; needs root for mount, else exit 77 = skipped):
 #             one clear error line, exit 1, no OUT, every complete line of OUT.partial equal to the
 #             uninterrupted run; after space is freed, --resume finishes and OUT equals it
+#   truncate  the model file truncated (by another process) while getp reads it: the exact line
+#             "run: error: MODEL: the file shrank from M to 4096 bytes while in use (read at
+#             byte B); ...", exit 1 (not a SIGBUS crash), finished lines kept in OUT.partial
 case_name=$1 RUN=$2 MODEL=$3 TOK=$4 W=$5
 mnt=""
 cleanup() { [ -n "$mnt" ] && umount "$mnt" 2>/dev/null; }
@@ -74,6 +77,28 @@ diskfull)
     run -m getp -i in.txt -o resume$kib/out.txt -n 40 -b 3 --ignore-eos --resume 2>resume$kib.err || die "${kib}k: resume exit $?"
     cmp -s resume$kib/out.txt full.txt || die "${kib}k disk: resumed output differs from the uninterrupted run"
   done
+  ;;
+truncate)
+  # A private copy of the model: truncating it must not touch the shared test model.
+  cp "$MODEL" model.bin || die "cannot copy the model"
+  size=$(wc -c <model.bin)
+  prompts 16 >in.txt
+  "$RUN" model.bin -z "$TOK" -m getp -i in.txt -o out.txt -n 64 -b 1 --ignore-eos 2>trunc.err &
+  pid=$!; n=0
+  until [ -f out.txt.partial ] && [ "$(grep -c '	' out.txt.partial)" -ge 2 ]; do
+    kill -0 $pid 2>/dev/null || die "run ended before the model could be truncated"
+    sleep 0.05; n=$((n+1)); [ $n -lt 2400 ] || die "no progress in 120 s"
+  done
+  truncate -s 4096 model.bin
+  wait $pid; rc=$?
+  [ $rc -eq 1 ] || die "exit $rc after the model was truncated (expected 1; 135 = killed by SIGBUS)"
+  [ "$(wc -l <trunc.err | tr -d ' ')" -ge 1 ] && [ "$(grep -c '^run: error: ' trunc.err)" -eq 1 ] || die "not one error line"
+  tail -n 1 trunc.err | grep -q "^run: error: model.bin: the file shrank from $size to 4096 bytes while in use (read at byte [0-9]*); do not modify or replace a file while a program uses it$" ||
+    die "last line is not the truncation error: $(tail -n 1 trunc.err)"
+  [ ! -e out.txt ] || die "OUT exists after a failed run"
+  d=$(grep -c '	' out.txt.partial)
+  [ "$d" -ge 2 ] && [ "$d" -lt 16 ] || die "$d lines in the partial"
+  echo "truncate: $(tail -n 1 trunc.err) ($d/16 prompts kept in OUT.partial)"
   ;;
 *) die "unknown case" ;;
 esac

@@ -15,41 +15,35 @@ namespace gptoss {
 
 // ============================================================================ weights
 ModelWeights model_weights(const ModelFile& m) {
-  const Config& c = m.config();
-  const int64_t V = c.vocab, H = c.hidden, E = c.n_experts, I = c.intermediate;
-  const int64_t R = c.qkv_rows(), Q = c.q_dim();
-  auto bf = [&](const std::string& name, std::vector<int64_t> shape) {
-    return m.data<bf16_t>(name, DType::BF16, shape);
-  };
-  auto u8 = [&](const std::string& name, std::vector<int64_t> shape) {
-    return m.data<uint8_t>(name, DType::U8, shape);
-  };
+  // Dtypes and shapes come from the schema (model/schema.h), checked when the file was loaded.
+  using K = TensorKind;
+  auto bf = [&](K kind, int layer = -1) { return m.data<bf16_t>(kind, layer); };
+  auto u8 = [&](K kind, int layer) { return m.data<uint8_t>(kind, layer); };
   ModelWeights w;
-  w.config = c;
-  w.embedding = bf("embedding", {V, H});
-  w.norm = bf("norm", {H});
-  w.unembedding = bf("unembedding", {V, H});
-  w.layers.resize(c.n_layers);
-  for (int l = 0; l < c.n_layers; ++l) {
-    const std::string p = "layers." + std::to_string(l) + ".";
+  w.config = m.config();
+  w.embedding = bf(K::Embedding);
+  w.norm = bf(K::Norm);
+  w.unembedding = bf(K::Unembedding);
+  w.layers.resize(w.config.n_layers);
+  for (int l = 0; l < w.config.n_layers; ++l) {
     LayerWeights& L = w.layers[l];
-    L.attn_norm = bf(p + "attn_norm", {H});
-    L.qkv_w = bf(p + "qkv.weight", {R, H});
-    L.qkv_b = bf(p + "qkv.bias", {R});
-    L.sinks = bf(p + "sinks", {c.n_heads});
-    L.out_w = bf(p + "out.weight", {H, Q});
-    L.out_b = bf(p + "out.bias", {H});
-    L.mlp_norm = bf(p + "mlp_norm", {H});
-    cpu::MoeWeights& m = L.moe;
-    moe_shapes(m, c);
-    m.router_w = bf(p + "router.weight", {E, H});
-    m.router_b = bf(p + "router.bias", {E});
-    m.mlp1_blocks = u8(p + "mlp1.blocks", {E, 2 * I, H / 32, 16});
-    m.mlp1_scales = u8(p + "mlp1.scales", {E, 2 * I, H / 32});
-    m.mlp1_bias = bf(p + "mlp1.bias", {E, 2 * I});
-    m.mlp2_blocks = u8(p + "mlp2.blocks", {E, H, I / 32, 16});
-    m.mlp2_scales = u8(p + "mlp2.scales", {E, H, I / 32});
-    m.mlp2_bias = bf(p + "mlp2.bias", {E, H});
+    L.attn_norm = bf(K::AttnNorm, l);
+    L.qkv_w = bf(K::QkvWeight, l);
+    L.qkv_b = bf(K::QkvBias, l);
+    L.sinks = bf(K::Sinks, l);
+    L.out_w = bf(K::OutWeight, l);
+    L.out_b = bf(K::OutBias, l);
+    L.mlp_norm = bf(K::MlpNorm, l);
+    cpu::MoeWeights& e = L.moe;
+    moe_shapes(e, w.config);
+    e.router_w = bf(K::RouterWeight, l);
+    e.router_b = bf(K::RouterBias, l);
+    e.mlp1_blocks = u8(K::Mlp1Blocks, l);
+    e.mlp1_scales = u8(K::Mlp1Scales, l);
+    e.mlp1_bias = bf(K::Mlp1Bias, l);
+    e.mlp2_blocks = u8(K::Mlp2Blocks, l);
+    e.mlp2_scales = u8(K::Mlp2Scales, l);
+    e.mlp2_bias = bf(K::Mlp2Bias, l);
   }
   return w;
 }

@@ -44,7 +44,8 @@ struct ModelWeights {
   const bf16_t* unembedding = nullptr;  // [V, H]
 };
 
-// Pointers into the mapped file (shapes checked by ModelFile::get). model must outlive the result.
+// Pointers into the mapped file, by schema kind (model/schema.h; dtypes and shapes checked at
+// load). model must outlive the result.
 ModelWeights model_weights(const ModelFile& model);
 
 class CpuModel {

@@ -143,43 +143,41 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   const double upload_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  // ---- weight pointers ----
+  // ---- weight pointers (by schema kind: model/schema.h; dtypes and shapes checked at load) ----
   const int E = c.n_experts, I = c.intermediate;
-  auto P = [&](const std::string& name, DType dt, const std::vector<int64_t>& shape) {
-    return reinterpret_cast<const bf16_t*>(dev_ptr(model.get(name, dt, shape)));
+  auto P = [&](TensorKind kind, int layer = -1) {
+    return reinterpret_cast<const bf16_t*>(dev_ptr(model.tensor(kind, layer)));
+  };
+  auto P8 = [&](TensorKind kind, int layer) {
+    return reinterpret_cast<const uint8_t*>(dev_ptr(model.tensor(kind, layer)));
   };
   if (ends_) {
-    emb_ = P("embedding", DType::BF16, {V, H});
-    norm_ = P("norm", DType::BF16, {H});
-    unemb_ = P("unembedding", DType::BF16, {V, H});
+    emb_ = P(TensorKind::Embedding);
+    norm_ = P(TensorKind::Norm);
+    unemb_ = P(TensorKind::Unembedding);
   }
   d_kv_ = dalloc<uint8_t>(kv_bytes_);
   size_t kv_off = 0;
   for (int L = first_; L < last_; ++L) {
     LayerW& l = layers_[static_cast<size_t>(L - first_)];
-    const std::string p = "layers." + std::to_string(L) + ".";
-    l.attn_norm = P(p + "attn_norm", DType::BF16, {H});
-    l.qkv_w = P(p + "qkv.weight", DType::BF16, {R, H});
-    l.qkv_b = P(p + "qkv.bias", DType::BF16, {R});
-    l.sinks = P(p + "sinks", DType::BF16, {c.n_heads});
-    l.out_w = P(p + "out.weight", DType::BF16, {H, Q});
-    l.out_b = P(p + "out.bias", DType::BF16, {H});
-    l.mlp_norm = P(p + "mlp_norm", DType::BF16, {H});
+    l.attn_norm = P(TensorKind::AttnNorm, L);
+    l.qkv_w = P(TensorKind::QkvWeight, L);
+    l.qkv_b = P(TensorKind::QkvBias, L);
+    l.sinks = P(TensorKind::Sinks, L);
+    l.out_w = P(TensorKind::OutWeight, L);
+    l.out_b = P(TensorKind::OutBias, L);
+    l.mlp_norm = P(TensorKind::MlpNorm, L);
     gpu::MoeGpuWeights& m = l.moe;
     m.n_experts = E, m.top_k = c.experts_per_tok, m.hidden = H, m.intermediate = I;
     m.swiglu_limit = c.swiglu_limit;
-    m.router_w = P(p + "router.weight", DType::BF16, {E, H});
-    m.router_b = P(p + "router.bias", DType::BF16, {E});
-    m.mlp1_blocks = reinterpret_cast<const uint8_t*>(
-        P(p + "mlp1.blocks", DType::U8, {E, 2 * I, H / 32, 16}));
-    m.mlp1_scales =
-        reinterpret_cast<const uint8_t*>(P(p + "mlp1.scales", DType::U8, {E, 2 * I, H / 32}));
-    m.mlp1_bias = P(p + "mlp1.bias", DType::BF16, {E, 2 * I});
-    m.mlp2_blocks =
-        reinterpret_cast<const uint8_t*>(P(p + "mlp2.blocks", DType::U8, {E, H, I / 32, 16}));
-    m.mlp2_scales =
-        reinterpret_cast<const uint8_t*>(P(p + "mlp2.scales", DType::U8, {E, H, I / 32}));
-    m.mlp2_bias = P(p + "mlp2.bias", DType::BF16, {E, H});
+    m.router_w = P(TensorKind::RouterWeight, L);
+    m.router_b = P(TensorKind::RouterBias, L);
+    m.mlp1_blocks = P8(TensorKind::Mlp1Blocks, L);
+    m.mlp1_scales = P8(TensorKind::Mlp1Scales, L);
+    m.mlp1_bias = P(TensorKind::Mlp1Bias, L);
+    m.mlp2_blocks = P8(TensorKind::Mlp2Blocks, L);
+    m.mlp2_scales = P8(TensorKind::Mlp2Scales, L);
+    m.mlp2_bias = P(TensorKind::Mlp2Bias, L);
     const size_t n = size_t(slots_) * l.cap * kv_dim * kv_elem_bytes;
     l.k_cache = d_kv_ + kv_off;
     l.v_cache = d_kv_ + kv_off + n;

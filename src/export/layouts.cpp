@@ -1,4 +1,5 @@
-// layouts.cpp: checkpoint name tables (HF, original, legacy) and config.json reading/writing.
+// layouts.cpp: each checkpoint layout's names mapped onto the tensor schema (model/schema.h: the
+// shapes and dtypes come from there), and config.json reading/writing.
 #include "export/layouts.h"
 
 #include <cmath>
@@ -7,104 +8,148 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "model/schema.h"
 
 namespace gptoss {
 
+namespace {
+
+// Which rows (dim 0) of a schema tensor one checkpoint tensor holds: all, or the q / k / v part
+// of qkv.weight and qkv.bias (rows [0, Q), [Q, Q + KV), [Q + KV, R)).
+enum class Rows { All, Q, K, V };
+
+// One checkpoint tensor name per schema kind (and row range): "%d" stands for the layer.
+struct SourceName {
+  TensorKind kind;
+  Rows rows;
+  const char* pattern;
+};
+
+using K = TensorKind;
+
+// Hugging Face (transformers GptOssForCausalLM, MXFP4 experts).
+constexpr SourceName kHfNames[] = {
+    {K::Embedding, Rows::All, "model.embed_tokens.weight"},
+    {K::AttnNorm, Rows::All, "model.layers.%d.input_layernorm.weight"},
+    {K::QkvWeight, Rows::Q, "model.layers.%d.self_attn.q_proj.weight"},
+    {K::QkvWeight, Rows::K, "model.layers.%d.self_attn.k_proj.weight"},
+    {K::QkvWeight, Rows::V, "model.layers.%d.self_attn.v_proj.weight"},
+    {K::QkvBias, Rows::Q, "model.layers.%d.self_attn.q_proj.bias"},
+    {K::QkvBias, Rows::K, "model.layers.%d.self_attn.k_proj.bias"},
+    {K::QkvBias, Rows::V, "model.layers.%d.self_attn.v_proj.bias"},
+    {K::Sinks, Rows::All, "model.layers.%d.self_attn.sinks"},
+    {K::OutWeight, Rows::All, "model.layers.%d.self_attn.o_proj.weight"},
+    {K::OutBias, Rows::All, "model.layers.%d.self_attn.o_proj.bias"},
+    {K::MlpNorm, Rows::All, "model.layers.%d.post_attention_layernorm.weight"},
+    {K::RouterWeight, Rows::All, "model.layers.%d.mlp.router.weight"},
+    {K::RouterBias, Rows::All, "model.layers.%d.mlp.router.bias"},
+    {K::Mlp1Blocks, Rows::All, "model.layers.%d.mlp.experts.gate_up_proj_blocks"},
+    {K::Mlp1Scales, Rows::All, "model.layers.%d.mlp.experts.gate_up_proj_scales"},
+    {K::Mlp1Bias, Rows::All, "model.layers.%d.mlp.experts.gate_up_proj_bias"},
+    {K::Mlp2Blocks, Rows::All, "model.layers.%d.mlp.experts.down_proj_blocks"},
+    {K::Mlp2Scales, Rows::All, "model.layers.%d.mlp.experts.down_proj_scales"},
+    {K::Mlp2Bias, Rows::All, "model.layers.%d.mlp.experts.down_proj_bias"},
+    {K::Norm, Rows::All, "model.norm.weight"},
+    {K::Unembedding, Rows::All, "lm_head.weight"},
+};
+
+// OpenAI's original/ checkpoint (gpt_oss torch reference).
+constexpr SourceName kOriginalNames[] = {
+    {K::Embedding, Rows::All, "embedding.weight"},
+    {K::AttnNorm, Rows::All, "block.%d.attn.norm.scale"},
+    {K::QkvWeight, Rows::All, "block.%d.attn.qkv.weight"},
+    {K::QkvBias, Rows::All, "block.%d.attn.qkv.bias"},
+    {K::Sinks, Rows::All, "block.%d.attn.sinks"},
+    {K::OutWeight, Rows::All, "block.%d.attn.out.weight"},
+    {K::OutBias, Rows::All, "block.%d.attn.out.bias"},
+    {K::MlpNorm, Rows::All, "block.%d.mlp.norm.scale"},
+    {K::RouterWeight, Rows::All, "block.%d.mlp.gate.weight"},
+    {K::RouterBias, Rows::All, "block.%d.mlp.gate.bias"},
+    {K::Mlp1Blocks, Rows::All, "block.%d.mlp.mlp1_weight.blocks"},
+    {K::Mlp1Scales, Rows::All, "block.%d.mlp.mlp1_weight.scales"},
+    {K::Mlp1Bias, Rows::All, "block.%d.mlp.mlp1_bias"},
+    {K::Mlp2Blocks, Rows::All, "block.%d.mlp.mlp2_weight.blocks"},
+    {K::Mlp2Scales, Rows::All, "block.%d.mlp.mlp2_weight.scales"},
+    {K::Mlp2Bias, Rows::All, "block.%d.mlp.mlp2_bias"},
+    {K::Norm, Rows::All, "norm.scale"},
+    {K::Unembedding, Rows::All, "unembedding.weight"},
+};
+
+// Legacy fp32 .bin: each kind over all layers (or the global tensor), in this file order. The
+// expert weights (mlp1 / mlp2) are one fp32 [E, rows, cols] array per layer that becomes the
+// schema's .blocks and .scales; their scales kinds have no array of their own.
+constexpr TensorKind kLegacyOrder[] = {
+    K::Embedding, K::Unembedding, K::AttnNorm, K::MlpNorm,     K::Norm,       K::QkvWeight,
+    K::QkvBias,   K::OutWeight,   K::OutBias,  K::Sinks,       K::RouterWeight, K::RouterBias,
+    K::Mlp1Blocks, K::Mlp1Bias,   K::Mlp2Blocks, K::Mlp2Bias,
+};
+
+}  // namespace
+
 std::vector<SourcePiece> source_pieces(const Config& c, Layout layout) {
-  const int64_t V = c.vocab, H = c.hidden, I = c.intermediate, E = c.n_experts;
-  const int64_t Q = c.q_dim(), KV = c.kv_dim(), R = c.qkv_rows();
+  GPTOSS_ASSERT(layout == Layout::HF || layout == Layout::Original);
+  const int64_t Q = c.q_dim(), KV = c.kv_dim();
   std::vector<SourcePiece> v;
-  auto add = [&](std::string src, std::vector<int64_t> shape, std::string dst, uint64_t at,
-                 bool u8 = false) {
-    uint64_t n = 1;
-    for (int64_t d : shape) n *= static_cast<uint64_t>(d);
-    v.push_back({std::move(src), std::move(shape), std::move(dst), at, n, u8});
-  };
-  const bool hf = layout == Layout::HF;
-  add(hf ? "model.embed_tokens.weight" : "embedding.weight", {V, H}, "embedding", 0);
-  for (int l = 0; l < c.n_layers; l++) {
-    const std::string D = "layers." + std::to_string(l) + ".";
-    if (hf) {
-      const std::string S = "model.layers." + std::to_string(l) + ".";
-      add(S + "input_layernorm.weight", {H}, D + "attn_norm", 0);
-      add(S + "self_attn.q_proj.weight", {Q, H}, D + "qkv.weight", 0);
-      add(S + "self_attn.k_proj.weight", {KV, H}, D + "qkv.weight", static_cast<uint64_t>(Q * H));
-      add(S + "self_attn.v_proj.weight", {KV, H}, D + "qkv.weight",
-          static_cast<uint64_t>((Q + KV) * H));
-      add(S + "self_attn.q_proj.bias", {Q}, D + "qkv.bias", 0);
-      add(S + "self_attn.k_proj.bias", {KV}, D + "qkv.bias", static_cast<uint64_t>(Q));
-      add(S + "self_attn.v_proj.bias", {KV}, D + "qkv.bias", static_cast<uint64_t>(Q + KV));
-      add(S + "self_attn.sinks", {c.n_heads}, D + "sinks", 0);
-      add(S + "self_attn.o_proj.weight", {H, Q}, D + "out.weight", 0);
-      add(S + "self_attn.o_proj.bias", {H}, D + "out.bias", 0);
-      add(S + "post_attention_layernorm.weight", {H}, D + "mlp_norm", 0);
-      add(S + "mlp.router.weight", {E, H}, D + "router.weight", 0);
-      add(S + "mlp.router.bias", {E}, D + "router.bias", 0);
-      add(S + "mlp.experts.gate_up_proj_blocks", {E, 2 * I, H / 32, 16}, D + "mlp1.blocks", 0, true);
-      add(S + "mlp.experts.gate_up_proj_scales", {E, 2 * I, H / 32}, D + "mlp1.scales", 0, true);
-      add(S + "mlp.experts.gate_up_proj_bias", {E, 2 * I}, D + "mlp1.bias", 0);
-      add(S + "mlp.experts.down_proj_blocks", {E, H, I / 32, 16}, D + "mlp2.blocks", 0, true);
-      add(S + "mlp.experts.down_proj_scales", {E, H, I / 32}, D + "mlp2.scales", 0, true);
-      add(S + "mlp.experts.down_proj_bias", {E, H}, D + "mlp2.bias", 0);
+  for (const TensorSpec& t : tensor_schema(c)) {
+    const uint64_t row_elems = t.elems() / static_cast<uint64_t>(t.shape[0]);
+    uint64_t covered = 0;
+    auto add = [&](const SourceName& s) {
+      int64_t r0 = 0, rows = t.shape[0];
+      if (s.rows == Rows::Q) r0 = 0, rows = Q;
+      if (s.rows == Rows::K) r0 = Q, rows = KV;
+      if (s.rows == Rows::V) r0 = Q + KV, rows = KV;
+      std::vector<int64_t> shape = t.shape;
+      shape[0] = rows;
+      std::string name = s.pattern;
+      if (size_t at = name.find("%d"); at != std::string::npos)
+        name.replace(at, 2, std::to_string(t.layer));
+      const uint64_t n = static_cast<uint64_t>(rows) * row_elems;
+      v.push_back({name, std::move(shape), t.name, static_cast<uint64_t>(r0) * row_elems, n,
+                   t.dtype == DType::U8});
+      covered += n;
+    };
+    if (layout == Layout::HF) {
+      for (const SourceName& s : kHfNames)
+        if (s.kind == t.kind) add(s);
     } else {
-      const std::string S = "block." + std::to_string(l) + ".";
-      add(S + "attn.norm.scale", {H}, D + "attn_norm", 0);
-      add(S + "attn.qkv.weight", {R, H}, D + "qkv.weight", 0);
-      add(S + "attn.qkv.bias", {R}, D + "qkv.bias", 0);
-      add(S + "attn.sinks", {c.n_heads}, D + "sinks", 0);
-      add(S + "attn.out.weight", {H, Q}, D + "out.weight", 0);
-      add(S + "attn.out.bias", {H}, D + "out.bias", 0);
-      add(S + "mlp.norm.scale", {H}, D + "mlp_norm", 0);
-      add(S + "mlp.gate.weight", {E, H}, D + "router.weight", 0);
-      add(S + "mlp.gate.bias", {E}, D + "router.bias", 0);
-      add(S + "mlp.mlp1_weight.blocks", {E, 2 * I, H / 32, 16}, D + "mlp1.blocks", 0, true);
-      add(S + "mlp.mlp1_weight.scales", {E, 2 * I, H / 32}, D + "mlp1.scales", 0, true);
-      add(S + "mlp.mlp1_bias", {E, 2 * I}, D + "mlp1.bias", 0);
-      add(S + "mlp.mlp2_weight.blocks", {E, H, I / 32, 16}, D + "mlp2.blocks", 0, true);
-      add(S + "mlp.mlp2_weight.scales", {E, H, I / 32}, D + "mlp2.scales", 0, true);
-      add(S + "mlp.mlp2_bias", {E, H}, D + "mlp2.bias", 0);
+      for (const SourceName& s : kOriginalNames)
+        if (s.kind == t.kind) add(s);
     }
+    GPTOSS_ASSERT(covered == t.elems());  // every schema tensor comes whole from the checkpoint
   }
-  add(hf ? "model.norm.weight" : "norm.scale", {H}, "norm", 0);
-  add(hf ? "lm_head.weight" : "unembedding.weight", {V, H}, "unembedding", 0);
   return v;
 }
 
 std::vector<LegacyPiece> legacy_pieces(const Config& c) {
-  const int64_t V = c.vocab, H = c.hidden, I = c.intermediate, E = c.n_experts;
-  const int64_t Q = c.q_dim(), R = c.qkv_rows();
   std::vector<LegacyPiece> v;
-  uint64_t at = kLegacyHeaderBytes;
-  auto add = [&](std::string dst, uint64_t n) {
-    v.push_back({std::move(dst), false, 0, 0, 0, n, at});
-    at += 4 * n;
-  };
-  auto per_layer = [&](const char* suffix, uint64_t n) {
-    for (int l = 0; l < c.n_layers; l++) add("layers." + std::to_string(l) + "." + suffix, n);
-  };
-  auto experts = [&](const char* suffix, int64_t rows, int64_t cols) {
-    for (int l = 0; l < c.n_layers; l++) {
-      const uint64_t n = static_cast<uint64_t>(E * rows * cols);
-      v.push_back({"layers." + std::to_string(l) + "." + suffix, true, E, rows, cols, n, at});
-      at += 4 * n;
+  uint64_t at = kLegacyHeaderBytes, covered_bytes = 0;
+  for (TensorKind kind : kLegacyOrder) {
+    for (int l = is_layer_kind(kind) ? 0 : -1; l < (is_layer_kind(kind) ? c.n_layers : 0); l++) {
+      const TensorSpec t = tensor_spec(c, kind, l);
+      LegacyPiece p;
+      p.dst_name = t.name;
+      p.elems = t.elems();
+      p.file_offset = at;
+      covered_bytes += t.bytes();
+      if (kind == K::Mlp1Blocks || kind == K::Mlp2Blocks) {
+        // [E, rows, H/32 or I/32, 16] blocks of 32 values: fp32 [E, rows, cols].
+        const TensorSpec scales =
+            tensor_spec(c, kind == K::Mlp1Blocks ? K::Mlp1Scales : K::Mlp2Scales, l);
+        covered_bytes += scales.bytes();
+        p.dst_name = t.name.substr(0, t.name.size() - std::string(".blocks").size());
+        p.expert = true;
+        p.experts = t.shape[0];
+        p.rows = t.shape[1];
+        p.cols = t.shape[2] * 32;
+        p.elems = static_cast<uint64_t>(p.experts * p.rows * p.cols);
+      }
+      at += 4 * p.elems;
+      v.push_back(std::move(p));
     }
-  };
-  add("embedding", static_cast<uint64_t>(V * H));
-  add("unembedding", static_cast<uint64_t>(V * H));
-  per_layer("attn_norm", H);
-  per_layer("mlp_norm", H);
-  add("norm", H);
-  per_layer("qkv.weight", static_cast<uint64_t>(R * H));
-  per_layer("qkv.bias", R);
-  per_layer("out.weight", static_cast<uint64_t>(H * Q));
-  per_layer("out.bias", H);
-  per_layer("sinks", c.n_heads);
-  per_layer("router.weight", static_cast<uint64_t>(E * H));
-  per_layer("router.bias", E);
-  experts("mlp1", 2 * I, H);
-  per_layer("mlp1.bias", static_cast<uint64_t>(E * 2 * I));
-  experts("mlp2", H, I);
-  per_layer("mlp2.bias", static_cast<uint64_t>(E * H));
+  }
+  uint64_t schema_bytes = 0;
+  for (const TensorSpec& t : tensor_schema(c)) schema_bytes += t.bytes();
+  GPTOSS_ASSERT(covered_bytes == schema_bytes);  // every schema tensor has its legacy array
   return v;
 }
 

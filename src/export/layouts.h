@@ -1,5 +1,6 @@
-// layouts.h: where each of our tensors lives in the three checkpoint layouts we read (Hugging
-// Face, OpenAI original/, legacy fp32 .bin), and reading/writing their config files. The same
+// layouts.h: where each of our tensors (model/schema.h) lives in the three checkpoint layouts we
+// read (Hugging Face, OpenAI original/, legacy fp32 .bin): each layout maps its names onto the
+// schema's, shapes come from the schema. Also reading/writing their config files. The same
 // tables drive the exporter (checkpoint -> our file) and the synthetic checkpoint writer (our
 // canonical random values -> checkpoint), so the two cannot disagree.
 #pragma once
@@ -19,7 +20,7 @@ enum class Layout { HF, Original, Legacy };
 struct SourcePiece {
   std::string src_name;            // name in the checkpoint
   std::vector<int64_t> src_shape;  // its expected shape
-  std::string dst_name;            // our tensor (model_file.h)
+  std::string dst_name;            // our tensor (model/schema.h)
   uint64_t dst_elem = 0;           // first element of the range in our tensor
   uint64_t elems = 0;
   bool u8 = false;                 // MXFP4 blocks/scales (U8); else a float tensor (-> bf16)

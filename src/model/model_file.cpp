@@ -146,52 +146,9 @@ std::string guess_foreign(const uint8_t* p, size_t n) {
 
 }  // namespace
 
-const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::BF16: return "bf16";
-    case DType::F32: return "f32";
-    case DType::U8: return "u8";
-  }
-  return "invalid";
-}
-
-size_t dtype_bytes(DType t) {
-  switch (t) {
-    case DType::BF16: return 2;
-    case DType::F32: return 4;
-    case DType::U8: return 1;
-  }
-  return 0;
-}
-
 Plan tensor_plan(const Config& c) {
-  const int64_t V = c.vocab, H = c.hidden, I = c.intermediate, E = c.n_experts;
-  const int64_t R = c.qkv_rows(), Q = c.q_dim();
   Plan p;
-  auto add = [&](std::string name, DType t, std::vector<int64_t> shape) {
-    p.push_back({std::move(name), {t, std::move(shape)}});
-  };
-  add("embedding", DType::BF16, {V, H});
-  for (int l = 0; l < c.n_layers; l++) {
-    const std::string L = "layers." + std::to_string(l) + ".";
-    add(L + "attn_norm", DType::BF16, {H});
-    add(L + "qkv.weight", DType::BF16, {R, H});
-    add(L + "qkv.bias", DType::BF16, {R});
-    add(L + "sinks", DType::BF16, {c.n_heads});
-    add(L + "out.weight", DType::BF16, {H, Q});
-    add(L + "out.bias", DType::BF16, {H});
-    add(L + "mlp_norm", DType::BF16, {H});
-    add(L + "router.weight", DType::BF16, {E, H});
-    add(L + "router.bias", DType::BF16, {E});
-    add(L + "mlp1.blocks", DType::U8, {E, 2 * I, H / 32, 16});
-    add(L + "mlp1.scales", DType::U8, {E, 2 * I, H / 32});
-    add(L + "mlp1.bias", DType::BF16, {E, 2 * I});
-    add(L + "mlp2.blocks", DType::U8, {E, H, I / 32, 16});
-    add(L + "mlp2.scales", DType::U8, {E, H, I / 32});
-    add(L + "mlp2.bias", DType::BF16, {E, H});
-  }
-  add("norm", DType::BF16, {H});
-  add("unembedding", DType::BF16, {V, H});
+  for (TensorSpec& t : tensor_schema(c)) p.push_back({std::move(t.name), {t.dtype, std::move(t.shape)}});
   return p;
 }
 
@@ -361,15 +318,37 @@ ModelFile::ModelFile(const std::string& path) {
          static_cast<unsigned long long>(header_file_bytes));
   }
 
-  // Every tensor the engine needs, with the right dtype and shape; nothing else.
-  const Plan plan = tensor_plan(c);
-  for (const auto& [name, ts] : plan) get(name, ts.first, ts.second);
-  if (tensors_.size() != plan.size()) {
+  // Every tensor of the schema, with its dtype and shape; nothing else.
+  const std::vector<TensorSpec> schema = tensor_schema(c);
+  by_kind_.assign(static_cast<size_t>(c.n_layers + 1) * kTensorKinds, SIZE_MAX);
+  for (const TensorSpec& s : schema) {
+    get(s.name, s.dtype, s.shape);
+    const size_t slot = is_layer_kind(s.kind)
+                            ? static_cast<size_t>(s.layer + 1) * kTensorKinds + size_t(s.kind)
+                            : size_t(s.kind);
+    by_kind_[slot] = index_.at(s.name);
+  }
+  if (tensors_.size() != schema.size()) {
     std::unordered_map<std::string, int> wanted;
-    for (const auto& e : plan) wanted[e.first] = 1;
+    for (const TensorSpec& s : schema) wanted[s.name] = 1;
     for (const TensorInfo& t : tensors_)
       if (!wanted.count(t.name)) fail("%s: unexpected tensor %s", P, t.name.c_str());
   }
+}
+
+const TensorInfo& ModelFile::tensor(TensorKind kind, int layer) const {
+  const bool per_layer = is_layer_kind(kind);
+  GPTOSS_ASSERT(per_layer ? layer >= 0 && layer < config_.n_layers : layer == -1);
+  const size_t slot = per_layer ? static_cast<size_t>(layer + 1) * kTensorKinds + size_t(kind)
+                                : size_t(kind);
+  GPTOSS_ASSERT(slot < by_kind_.size() && by_kind_[slot] < tensors_.size());
+  return tensors_[by_kind_[slot]];
+}
+
+const void* ModelFile::typed_data(TensorKind kind, int layer, size_t elem_bytes) const {
+  const TensorInfo& t = tensor(kind, layer);
+  GPTOSS_ASSERT(elem_bytes == dtype_bytes(t.dtype));
+  return t.data;
 }
 
 const TensorInfo* ModelFile::find(const std::string& name) const {

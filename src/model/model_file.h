@@ -6,26 +6,7 @@
 // tensor is bf16. Loading validates everything before anything is used; any problem is an
 // Error naming the file and what is wrong.
 //
-// Tensor names and shapes (E experts, I intermediate, H hidden, V vocab, Q = heads*head_dim,
-// R = (heads + 2 kv_heads) * head_dim):
-//   embedding                 bf16 [V, H]
-//   layers.L.attn_norm        bf16 [H]
-//   layers.L.qkv.weight       bf16 [R, H]      rows = [Q | K | V]
-//   layers.L.qkv.bias         bf16 [R]
-//   layers.L.sinks            bf16 [heads]
-//   layers.L.out.weight       bf16 [H, Q]
-//   layers.L.out.bias         bf16 [H]
-//   layers.L.mlp_norm         bf16 [H]
-//   layers.L.router.weight    bf16 [E, H]
-//   layers.L.router.bias      bf16 [E]
-//   layers.L.mlp1.blocks      u8   [E, 2I, H/32, 16]   rows interleaved: even = gate, odd = up
-//   layers.L.mlp1.scales      u8   [E, 2I, H/32]
-//   layers.L.mlp1.bias        bf16 [E, 2I]
-//   layers.L.mlp2.blocks      u8   [E, H, I/32, 16]
-//   layers.L.mlp2.scales      u8   [E, H, I/32]
-//   layers.L.mlp2.bias        bf16 [E, H]
-//   norm                      bf16 [H]
-//   unembedding               bf16 [V, H]
+// The tensors (names, dtypes, shapes) are those of model/schema.h, in its order.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -34,12 +15,9 @@
 
 #include "common/mapped_file.h"
 #include "model/config.h"
+#include "model/schema.h"
 
 namespace gptoss {
-
-enum class DType : uint32_t { BF16 = 1, F32 = 2, U8 = 3 };
-const char* dtype_name(DType t);
-size_t dtype_bytes(DType t);
 
 inline constexpr uint64_t kTensorAlign = 4096;
 inline constexpr uint32_t kFormatVersion = 1;
@@ -79,13 +57,27 @@ class ModelFile {
     return reinterpret_cast<const T*>(get(name, dtype, shape).data);
   }
 
+  // A tensor of the schema (model/schema.h), whose dtype and shape were checked at load:
+  // `layer` in [0, n_layers) for per-layer kinds, -1 for the global ones.
+  const TensorInfo& tensor(TensorKind kind, int layer = -1) const;
+  // Its data as T, whose size must be the schema dtype's (bf16_t for BF16, uint8_t for U8).
+  template <class T>
+  const T* data(TensorKind kind, int layer = -1) const {
+    return static_cast<const T*>(typed_data(kind, layer, sizeof(T)));
+  }
+
  private:
+  const void* typed_data(TensorKind kind, int layer, size_t elem_bytes) const;
+
   MappedFile file_;
   Config config_;
   std::string description_;
   uint64_t fingerprint_ = 0;
   std::vector<TensorInfo> tensors_;
   std::unordered_map<std::string, size_t> index_;  // name -> position in tensors_
+  // Schema slot -> position in tensors_: slot = kind for global kinds, (layer + 1) *
+  // kTensorKinds + kind for per-layer kinds. [(n_layers + 1) * kTensorKinds]
+  std::vector<size_t> by_kind_;
 };
 
 // Write side: add tensors (any order), then finish(). Data is written as it is added, so a
@@ -111,7 +103,8 @@ class ModelWriter {
   Impl* impl_;
 };
 
-// The full tensor plan (names, dtypes, shapes) for a config, in file order.
+// The full tensor plan (names, dtypes, shapes) for a config, in file order: tensor_schema(c) in
+// the form ModelWriter takes.
 std::vector<std::pair<std::string, std::pair<DType, std::vector<int64_t>>>> tensor_plan(
     const Config& c);
 

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "common/error.h"
+#include "common/version.h"
 #include "export/convert.h"
 #include "export/synthetic.h"
 
@@ -17,12 +18,16 @@ int main(int argc, char** argv) {
         "  export-model --synthetic NAME OUT_DIR [--seed S] [--layout hf|original|legacy] "
         "[--shards N]",
         "export-model"};
+    app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    app.set_version_flag("--version", gptoss::version_text("export-model"));
+    app.footer("Exit status: 0 ok, 1 error.");
     std::vector<std::string> args;
     std::string info, synthetic, layout = "hf";
     uint64_t seed = 1;
     int shards = 1;
     bool list = false;
-    app.add_option("args", args, "SRC OUT.bin, or OUT_DIR with --synthetic");
+    app.add_option("args", args, "SRC OUT.bin, or OUT_DIR with --synthetic")
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     app.add_option("--info", info, "Validate a model file and print its summary");
     app.add_flag("--tensors", list, "With --info: list every tensor");
     app.add_option("--synthetic", synthetic,
@@ -33,7 +38,7 @@ int main(int argc, char** argv) {
     app.add_option("--shards", shards, "Synthetic: number of safetensors files (default 1)");
     try {
       app.parse(argc, argv);
-    } catch (const CLI::CallForHelp& e) {
+    } catch (const CLI::Success& e) {  // --help, --version: printed to stdout, exit 0
       return app.exit(e);
     } catch (const CLI::ParseError& e) {
       std::string msg = e.what();

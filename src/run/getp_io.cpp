@@ -2,6 +2,7 @@
 #include "run/getp_io.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "run/paths.h"
 
 namespace gptoss {
 
@@ -27,13 +29,6 @@ void write_all(int fd, const std::string& s, const std::string& path) {
     CHECK_SYS(w, "%s: write", path.c_str());
     off += static_cast<size_t>(w);
   }
-}
-
-std::string dir_of(const std::string& path) {
-  size_t p = path.rfind('/');
-  if (p == std::string::npos) return ".";
-  if (p == 0) return "/";
-  return path.substr(0, p);
 }
 
 // Splits on '\n'; a final line without '\n' counts as a line. Each line loses one trailing '\r'.
@@ -235,28 +230,84 @@ std::optional<std::vector<int32_t>> parse_ids(std::string_view line) {
   return ids;
 }
 
-std::string partial_header(size_t n, uint64_t key) {
-  return strfmt("# gptoss getp partial v1 n=%zu key=%016llx", n, (unsigned long long)key);
+std::string partial_header(size_t n, uint64_t key, uint64_t seed) {
+  return strfmt("# gptoss getp partial v1 n=%zu key=%016llx seed=%llu", n, (unsigned long long)key,
+                (unsigned long long)seed);
 }
 
-PartialWriter::PartialWriter(const std::string& path, const std::string& header, bool append,
-                             uint64_t keep_bytes, double sync_interval_s)
+std::optional<uint64_t> partial_seed(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  char buf[256];
+  ssize_t r = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (r <= 0) return std::nullopt;
+  std::string_view head(buf, static_cast<size_t>(r));
+  head = head.substr(0, head.find('\n'));
+  const size_t at = head.find(" seed=");
+  if (head.rfind("# gptoss getp partial ", 0) != 0 || at == std::string_view::npos)
+    return std::nullopt;
+  std::string_view digits = head.substr(at + 6);
+  if (digits.empty() || digits.size() > 20 ||
+      digits.find_first_not_of("0123456789") != std::string_view::npos)
+    return std::nullopt;
+  uint64_t v = 0;
+  for (char c : digits) {
+    const uint64_t d = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - d) / 10) return std::nullopt;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+PartialWriter::PartialWriter(const std::string& path, const std::string& header, bool existing,
+                             double sync_interval_s, double lock_wait_s)
     : path_(path), sync_interval_s_(sync_interval_s) {
-  if (append) {
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (existing) {
+    fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
     CHECK_SYS(fd_, "%s: cannot open for appending", path.c_str());
-    CHECK_SYS(::ftruncate(fd_, static_cast<off_t>(keep_bytes)), "%s: truncate", path.c_str());
-    CHECK_SYS(::lseek(fd_, 0, SEEK_END), "%s: seek", path.c_str());
   } else {
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd_ < 0 && errno == EEXIST)
       fail("%s: exists (left by an interrupted run): use --resume to continue it, or delete it",
            path.c_str());
     CHECK_SYS(fd_, "%s: cannot create", path.c_str());
+  }
+  // The lock: another process may still hold it for a moment (see getp_io.h).
+  const double t0 = now_s();
+  bool told = false;
+  while (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    if (e == EINTR) continue;
+    if (e != EWOULDBLOCK) {
+      ::close(fd_);
+      fd_ = -1;
+      fail("%s: lock: %s", path.c_str(), std::strerror(e));
+    }
+    if (now_s() - t0 >= lock_wait_s) {
+      ::close(fd_);
+      fd_ = -1;
+      fail("%s: still being written by another run after %g s (an interrupted job whose "
+           "processes have not ended?); try again once it has ended",
+           path.c_str(), lock_wait_s);
+    }
+    if (!told && now_s() - t0 >= 0.5) {
+      std::fprintf(stderr, "getp: %s is still being written by another run; waiting for it to end\n",
+                   path.c_str());
+      told = true;
+    }
+    ::usleep(20000);
+  }
+  if (!existing) {
     write_all(fd_, header + "\n", path_);
     sync();
   }
   last_sync_s_ = now_s();
+}
+
+void PartialWriter::truncate_to(uint64_t keep_bytes) {
+  GPTOSS_ASSERT(fd_ >= 0);
+  CHECK_SYS(::ftruncate(fd_, static_cast<off_t>(keep_bytes)), "%s: truncate", path_.c_str());
 }
 
 PartialWriter::~PartialWriter() {
@@ -337,28 +388,10 @@ std::string format_output(const std::vector<std::vector<int32_t>>& outputs) {
 }
 
 void write_file_atomic(const std::string& path, const std::string& contents) {
-  std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  CHECK_SYS(fd, "%s: cannot create", tmp.c_str());
-  try {
-    write_all(fd, contents, tmp);
-    CHECK_SYS(::fsync(fd), "%s: fsync", tmp.c_str());
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) < 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    fail("%s: rename from %s: %s", path.c_str(), tmp.c_str(), std::strerror(e));
-  }
-  int dfd = ::open(dir_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  OutputTarget t;
+  t.kind = OutputTarget::Kind::File;
+  t.path = t.file = path;
+  write_output(t, contents);
 }
 
 std::string VerifyReport::summary() const {
@@ -371,20 +404,19 @@ std::string VerifyReport::summary() const {
   return s;
 }
 
-VerifyReport verify_outputs(const std::string& out_path, const std::string& ref_path) {
-  auto load = [](const std::string& path) {
-    std::string data = read_file(path);
-    std::vector<std::vector<int32_t>> rows;
-    int line_no = 0;
-    for (std::string_view l : split_lines(data)) {
-      ++line_no;
-      auto ids = parse_ids(l);
-      if (!ids) fail("%s:%d: not a line of token ids", path.c_str(), line_no);
-      rows.push_back(std::move(*ids));
-    }
-    return rows;
-  };
-  auto out = load(out_path), ref = load(ref_path);
+IdRows parse_id_rows(std::string_view data, const std::string& where) {
+  IdRows rows;
+  int line_no = 0;
+  for (std::string_view l : split_lines(data)) {
+    ++line_no;
+    auto ids = parse_ids(l);
+    if (!ids) fail("%s:%d: not a line of token ids", where.c_str(), line_no);
+    rows.push_back(std::move(*ids));
+  }
+  return rows;
+}
+
+VerifyReport verify_rows(const IdRows& out, const IdRows& ref) {
   VerifyReport r;
   r.out_lines = out.size();
   r.ref_lines = ref.size();
@@ -408,6 +440,11 @@ VerifyReport verify_outputs(const std::string& out_path, const std::string& ref_
     r.ref_tok = j < b.size() ? std::to_string(b[j]) : "end of line";
   }
   return r;
+}
+
+VerifyReport verify_outputs(const std::string& out_path, const std::string& ref_path) {
+  return verify_rows(parse_id_rows(read_file(out_path), out_path),
+                     parse_id_rows(read_file(ref_path), ref_path));
 }
 
 }  // namespace gptoss

@@ -50,22 +50,30 @@ std::string format_ids(const std::vector<int32_t>& ids);
 // Parses a line of space/tab separated non-negative ids; nullopt if anything else is in it.
 std::optional<std::vector<int32_t>> parse_ids(std::string_view line);
 
-// OUT.partial: line 1 is the header `# gptoss getp partial v1 n=N key=HEX` (key: a hash of the
-// input file and of every flag that changes the outputs); then one line per finished prompt, in
+// OUT.partial: line 1 is the header `# gptoss getp partial v1 n=N key=HEX seed=S` (key: a hash of
+// the input file and of every flag that changes the outputs, the seed included; the seed also in
+// clear, so --resume of a run that drew a random seed can take it again); then one line per finished prompt, in
 // finishing order: `INDEX<TAB>ids` with INDEX the 0-based prompt index. Each line goes out with a
-// single write(2) as soon as the prompt finishes (a killed process loses nothing finished); the
-// file is fsynced at most once per sync_interval_s and when closed.
-std::string partial_header(size_t n, uint64_t key);
+// single write(2) (O_APPEND) as soon as the prompt finishes (a killed process loses nothing
+// finished); the file is fsynced at most once per sync_interval_s and when closed.
+// One writer at a time: the writer holds an exclusive flock(2) on the file from open to close,
+// and a second one waits for it (lock_wait_s at most): a run whose launcher has quit (mpirun
+// interrupted twice) may still be appending for a moment while its --resume starts.
+std::string partial_header(size_t n, uint64_t key, uint64_t seed = 1);
+// The seed= of an existing OUT.partial's header; nullopt if it has none or cannot be read.
+std::optional<uint64_t> partial_seed(const std::string& path);
 
 class PartialWriter {
  public:
-  // Fresh: creates path (error if it exists) and writes the header. Append: opens the existing
-  // file (resume) after truncating it to keep_bytes (drops a torn last line).
-  PartialWriter(const std::string& path, const std::string& header, bool append,
-                uint64_t keep_bytes = 0, double sync_interval_s = 1.0);
+  // Fresh (existing = false): creates path (error if it exists) and writes the header.
+  // Existing (resume): opens the file; call truncate_to() once it has been read.
+  PartialWriter(const std::string& path, const std::string& header, bool existing,
+                double sync_interval_s = 1.0, double lock_wait_s = 30.0);
   ~PartialWriter();
   PartialWriter(const PartialWriter&) = delete;
   PartialWriter& operator=(const PartialWriter&) = delete;
+  // Resume: drops everything after keep_bytes (a torn last line); lines are appended after it.
+  void truncate_to(uint64_t keep_bytes);
   void add(size_t index, const std::vector<int32_t>& ids);
   void sync();
   void close();
@@ -89,7 +97,7 @@ struct PartialState {
 PartialState load_partial(const std::string& path, const std::string& expected_header, size_t n);
 
 // Writes path.tmp, fsyncs it, renames it to path and fsyncs the folder: the file appears complete
-// or not at all.
+// or not at all (write_output of paths.h for a regular file).
 void write_file_atomic(const std::string& path, const std::string& contents);
 std::string format_output(const std::vector<std::vector<int32_t>>& outputs);
 
@@ -102,6 +110,11 @@ struct VerifyReport {
   std::string out_tok, ref_tok;
   std::string summary() const;  // one line
 };
+using IdRows = std::vector<std::vector<int32_t>>;
+// The lines of an OUT-format file (ids separated by spaces); `where` prefixes errors
+// ("REF:3: not a line of token ids").
+IdRows parse_id_rows(std::string_view data, const std::string& where);
+VerifyReport verify_rows(const IdRows& out, const IdRows& ref);
 VerifyReport verify_outputs(const std::string& out_path, const std::string& ref_path);
 
 // Reads a whole file; Error naming it if it cannot be read or holds more than max_bytes

@@ -44,24 +44,26 @@ GetpResult run_getp_job(const StepDriver& drive, const ChooserFactory& chooser,
                         const std::vector<std::vector<int32_t>>& prompts, const GetpJob& job,
                         const std::function<bool()>& should_stop) {
   const size_t n = prompts.size();
-  const std::string partial_path = job.out_path + ".partial";
+  const std::string& partial_path = job.partial_path;
   GetpResult res;
   res.n = n;
   std::vector<std::optional<std::vector<int32_t>>> results(n);
-  uint64_t keep_bytes = 0;
-  bool append = false;
-  if (job.resume && file_exists(partial_path)) {
-    PartialState st = load_partial(partial_path, job.header, n);
-    results = std::move(st.done);
-    res.done = res.done_before = st.count;
-    keep_bytes = st.valid_bytes;
-    append = true;
+  std::optional<PartialWriter> writer;
+  if (!partial_path.empty()) {
+    // Locked before it is read: no other run appends while this one decides where to go on.
+    const bool existing = job.resume && file_exists(partial_path);
+    writer.emplace(partial_path, job.header, existing, job.sync_interval_s, job.lock_wait_s);
+    if (existing) {
+      PartialState st = load_partial(partial_path, job.header, n);
+      results = std::move(st.done);
+      res.done = res.done_before = st.count;
+      writer->truncate_to(st.valid_bytes);
+    }
   }
-  PartialWriter writer(partial_path, job.header, append, keep_bytes, job.sync_interval_s);
 
   Scheduler sch(job.sched, chooser);
   sch.on_finish = [&](Finished&& f) {
-    writer.add(f.id, f.generated);
+    if (writer) writer->add(f.id, f.generated);
     res.generated += f.generated.size();
     results[f.id] = std::move(f.generated);
     ++res.done;
@@ -72,15 +74,18 @@ GetpResult run_getp_job(const StepDriver& drive, const ChooserFactory& chooser,
   const double t0 = now_s();
   double last_print = t0;
   auto progress = [&] {
-    double t = now_s();
-    if (job.progress && t - last_print >= 0.5) {
-      last_print = t;
-      double el = t - t0;
-      size_t this_run = res.done - res.done_before;
-      std::string eta = this_run ? hms(el / this_run * (n - res.done)) : "?";
-      std::fprintf(stderr, "\rgetp: %zu/%zu prompts, %.1f tok/s, ETA %s   ", res.done, n,
-                   sch.stats().generated / std::max(el, 1e-9), eta.c_str());
-    }
+    const double t = now_s();
+    const double every = job.progress_tty ? 0.5 : job.progress_lines_s;
+    if (!(every > 0) || t - last_print < every) return;
+    last_print = t;
+    const double el = t - t0;
+    const size_t this_run = res.done - res.done_before;
+    const std::string eta = this_run ? hms(el / this_run * (n - res.done)) : "?";
+    const std::string line =
+        strfmt("getp: %zu/%zu prompts done, %.1f tok/s, %s elapsed, ETA %s", res.done, n,
+               sch.stats().generated / std::max(el, 1e-9), hms(el).c_str(), eta.c_str());
+    if (job.progress_tty) std::fprintf(stderr, "\r%s   ", line.c_str());
+    else std::fprintf(stderr, "%s\n", line.c_str());
   };
   bool stopped = false;
   auto stop = [&] {
@@ -91,17 +96,17 @@ GetpResult run_getp_job(const StepDriver& drive, const ChooserFactory& chooser,
   res.interrupted = stopped && sch.busy();
   res.wall_s = now_s() - t0;
   res.prompt_rows = sch.stats().prompt_rows;
-  if (job.progress) std::fputs("\r\033[K", stderr);
-  writer.close();
+  if (job.progress_tty) std::fputs("\r\033[K", stderr);
+  if (writer) writer->close();  // fsynced; the lock is released
   if (res.interrupted) return res;
 
-  std::vector<std::vector<int32_t>> outputs(n);
+  res.outputs.resize(n);
   for (size_t i = 0; i < n; ++i) {
     GPTOSS_ASSERT(results[i].has_value());
-    outputs[i] = std::move(*results[i]);
+    res.outputs[i] = std::move(*results[i]);
   }
-  write_file_atomic(job.out_path, format_output(outputs));
-  if (::unlink(partial_path.c_str()) < 0 && errno != ENOENT)
+  write_output(job.out, format_output(res.outputs));
+  if (!partial_path.empty() && ::unlink(partial_path.c_str()) < 0 && errno != ENOENT)
     std::fprintf(stderr, "getp: warning: could not remove %s: %s\n", partial_path.c_str(),
                  std::strerror(errno));
   return res;

@@ -21,8 +21,12 @@
 
 namespace gptoss {
 
-int run_chat(const RunOptions& opt) {
+int run_chat(const RunOptions& options) {
+  RunOptions opt = options;
+  check_model_paths(opt);
+  const std::string seed_note = pick_fresh_seed(opt);
   Session s = open_session(opt, 1);
+  if (!seed_note.empty()) std::fprintf(stderr, "%s\n", seed_note.c_str());
   const Tokenizer& tk = *s.tokenizer;
   TextEncoder enc = [&](std::string_view t) { return tk.encode(t, /*allow_special=*/false); };
   HarmonyParser parser([&](int32_t id) -> const std::string& { return tk.token_bytes(id); });

@@ -1,5 +1,6 @@
-// mode_generate.cpp: `run -m generate -i TEXT`: raw completion (no chat template) streamed to
-// stdout; prompt/prefill, time to first token and decode speed on stderr.
+// mode_generate.cpp: `run -m generate -i TEXT` (or -f FILE, or the text on stdin): raw completion
+// (no chat template) streamed to stdout; prompt/prefill, time to first token and decode speed on
+// stderr.
 #include <unistd.h>
 
 #include <algorithm>
@@ -7,19 +8,46 @@
 
 #include "common/error.h"
 #include "run/modes.h"
+#include "run/paths.h"
 #include "run/session.h"
 
 namespace gptoss {
 
-int run_generate(const RunOptions& opt) {
+namespace {
+
+// The prompt: -i TEXT; -i - or no -i/-f: stdin (not a terminal); -f FILE. Text read from a file
+// or stdin loses one final newline ("\n" or "\r\n"), as `echo text |` adds one.
+std::string read_prompt(const RunOptions& opt, const char** flag) {
+  *flag = opt.prompt_file.empty() ? "-i" : "-f";
+  if (opt.input_given && opt.input != "-") return opt.input;
+  const std::string path = opt.prompt_file.empty() ? "-" : opt.prompt_file;
+  if (path == "-" && isatty(STDIN_FILENO))
+    fail("-m generate needs a prompt: -i \"text\", -f FILE, or the text on stdin");
+  check_input_file(path, *flag);
+  std::string text = read_input(path);
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  if (!text.empty() && text.back() == '\r') text.pop_back();
+  return text;
+}
+
+}  // namespace
+
+int run_generate(const RunOptions& options) {
+  RunOptions opt = options;
+  const char* flag = "-i";
+  const std::string text = read_prompt(opt, &flag);  // before anything is loaded
+  if (text.empty()) fail("%s: the prompt is empty", flag);
+  check_model_paths(opt);
+  const std::string seed_note = pick_fresh_seed(opt);
   Session s = open_session(opt, 1);
+  if (!seed_note.empty()) std::fprintf(stderr, "%s\n", seed_note.c_str());
   double t0 = now_seconds();
   // Special-token texts in the prompt (e.g. "<|start|>") become their ids: a hand-written
   // harmony prompt works in generate mode too.
-  std::vector<int32_t> prompt = s.tokenizer->encode(opt.input, /*allow_special=*/true);
-  if (prompt.empty()) fail("-i: the prompt encodes to no tokens");
+  std::vector<int32_t> prompt = s.tokenizer->encode(text, /*allow_special=*/true);
+  if (prompt.empty()) fail("%s: the prompt encodes to no tokens", flag);
   if (static_cast<int>(prompt.size()) >= opt.ctx)
-    fail("-i: the prompt is %zu tokens; it must be shorter than the context (-c %d)",
+    fail("%s: the prompt is %zu tokens; it must be shorter than the context (-c %d)", flag,
          prompt.size(), opt.ctx);
 
   SchedulerOptions so;
@@ -48,16 +76,18 @@ int run_generate(const RunOptions& opt) {
   sch.submit(Request{0, prompt, opt.max_new, 0, -1});
   s.run(sch);
   double t_end = now_seconds();
-  std::string rest = dec.flush();
-  if (isatty(STDOUT_FILENO)) rest += "\n";
+  // The text always ends with one newline of our own (the completion is everything before it), so
+  // the stats on stderr start on a line of their own.
+  std::string rest = dec.flush() + "\n";
   std::fwrite(rest.data(), 1, rest.size(), stdout);
   std::fflush(stdout);
 
   double prefill_s = t_first - t0, decode_s = t_end - t_first;
-  std::fprintf(stderr, "prompt: %zu tokens, prefill %.3f s (%.1f tok/s); time to first token %.3f s\n",
-               prompt.size(), prefill_s, prompt.size() / std::max(prefill_s, 1e-9), prefill_s);
-  std::fprintf(stderr, "generated: %zu tokens (%s), decode %.3f s (%.1f tok/s)\n", n_gen,
-               finish_reason_name(reason), decode_s,
+  std::fprintf(stderr, "prompt: %s, prefill %.3f s (%.1f tok/s); time to first token %.3f s\n",
+               count_of(prompt.size(), "token").c_str(), prefill_s,
+               prompt.size() / std::max(prefill_s, 1e-9), prefill_s);
+  std::fprintf(stderr, "generated: %s (%s), decode %.3f s (%.1f tok/s)\n",
+               count_of(n_gen, "token").c_str(), finish_reason_name(reason), decode_s,
                n_gen > 1 ? (n_gen - 1) / std::max(decode_s, 1e-9) : 0.0);
   s.finish();
   return 0;

@@ -1,18 +1,23 @@
 // mode_getp.cpp: `run -m getp -i IN -o OUT`: batch evaluation with continuous batching.
-// Input rules, the OUT.partial format, resume and verify: getp_io.h and src/run/README.md.
+// Input rules, the OUT.partial format, resume and verify: getp_io.h and src/run/README.md; where
+// OUT goes: paths.h.
 // SIGINT/SIGTERM: the current step finishes, OUT.partial is fsynced and kept, the run says how
 // far it got and exits with 128 + signal; a second signal kills at once.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
+#include "comm/world.h"
 #include "common/error.h"
 #include "run/getp_io.h"
 #include "run/getp_runner.h"
 #include "run/modes.h"
+#include "run/paths.h"
 #include "run/session.h"
 
 namespace gptoss {
@@ -54,18 +59,60 @@ uint64_t run_key(const std::string& input, const Session& s, const RunOptions& o
 
 }  // namespace
 
-int run_getp(const RunOptions& opt) {
-  // The input is checked completely before the model is loaded.
+int run_getp(const RunOptions& options) {
+  RunOptions opt = options;
+  // Every path is checked before anything is loaded: IN read and parsed, REF read and parsed,
+  // where OUT goes (and that it is neither IN nor REF), OUT.partial, the model and tokenizer.
+  check_model_paths(opt);
+  const std::string in_name = opt.input == "-" ? "stdin" : opt.input;
+  check_input_file(opt.input, "-i");
+  const OutputTarget out = resolve_output(opt.output, "-o");
+  if (same_file(opt.input, opt.output))
+    fail("-o %s: is the input file (-i %s)", opt.output.c_str(), opt.input.c_str());
+  IdRows ref;
+  if (!opt.verify_path.empty()) {
+    check_input_file(opt.verify_path, "--verify");
+    if (same_file(opt.verify_path, opt.output))
+      fail("--verify %s: is the output file (-o %s); the reference must be another file",
+           opt.verify_path.c_str(), opt.output.c_str());
+    const std::string ref_name = opt.verify_path == "-" ? "stdin" : opt.verify_path;
+    ref = parse_id_rows(read_input(opt.verify_path), ref_name);
+  }
   std::string input = read_prompt_input(opt.input);
-  std::vector<PromptLine> lines = parse_prompts(input, opt.input);
+  std::vector<PromptLine> lines = parse_prompts(input, in_name);
   const size_t n = lines.size();
-  const std::string partial_path = opt.output + ".partial";
-  const bool have_partial = file_exists(partial_path);
-  if (!opt.resume && have_partial)
-    fail("%s: exists (left by an interrupted run): use --resume to continue it, or delete it",
-         partial_path.c_str());
-  if (opt.resume && !have_partial)
-    std::fprintf(stderr, "getp: --resume: no %s, starting from the beginning\n", partial_path.c_str());
+  std::string partial_path;
+  bool have_partial = false;
+  if (out.resumable()) {
+    partial_path = opt.output + ".partial";
+    struct stat st;
+    have_partial = ::lstat(partial_path.c_str(), &st) == 0;
+    if (have_partial && !S_ISREG(st.st_mode))
+      fail("%s: exists and is not a regular file", partial_path.c_str());
+    if (!opt.resume && have_partial)
+      fail("%s: exists (left by an interrupted run): use --resume to continue it, or delete it",
+           partial_path.c_str());
+    if (opt.resume && !have_partial)
+      std::fprintf(stderr, "getp: --resume: no %s, starting from the beginning\n",
+                   partial_path.c_str());
+  } else if (opt.resume) {
+    fail("--resume needs -o to be a regular file (%s is not: nothing is kept to resume from)",
+         opt.output.c_str());
+  }
+  // Sampling without -s: a resumed run takes the seed its OUT.partial was started with.
+  std::string seed_note;
+  if (!opt.seed_given && opt.temperature > 0 && have_partial && opt.resume) {
+    if (std::optional<uint64_t> seed = partial_seed(partial_path)) {
+      opt.seed = *seed;
+      seed_note = strfmt("seed: %llu (from %s)", (unsigned long long)opt.seed, partial_path.c_str());
+    }
+  }
+  if (seed_note.empty()) seed_note = pick_fresh_seed(opt);
+  // Slots: without -b one process reserves no more than the prompts need (a ring keeps the
+  // default: every rank must size its KV cache alike, and only rank 0 reads the prompts).
+  comm::World* world = comm::World::current();
+  if (!opt.batch_given && (!world || world->size() == 1))
+    opt.max_slots = static_cast<int>(std::min<size_t>(static_cast<size_t>(opt.max_slots), n));
 
   // Prompts are tokenized and checked against the context before the model is loaded.
   double tok_load_s = 0;
@@ -76,18 +123,20 @@ int run_getp(const RunOptions& opt) {
     // Special-token texts become their ids (a harmony-formatted prompt line works).
     prompts[i] = tokenizer->encode(lines[i].text, /*allow_special=*/true);
     if (prompts[i].empty())
-      fail("%s:%d: the prompt encodes to no tokens", opt.input.c_str(), lines[i].line);
+      fail("%s:%d: the prompt encodes to no tokens", in_name.c_str(), lines[i].line);
     if (static_cast<int>(prompts[i].size()) >= opt.ctx)
       fail("%s:%d: the prompt is %zu tokens; it must be shorter than the context (-c %d)",
-           opt.input.c_str(), lines[i].line, prompts[i].size(), opt.ctx);
+           in_name.c_str(), lines[i].line, prompts[i].size(), opt.ctx);
     prompt_tokens += prompts[i].size();
   }
 
   Session s = open_session(opt, opt.max_slots, std::move(tokenizer), tok_load_s);
+  if (!seed_note.empty()) std::fprintf(stderr, "%s\n", seed_note.c_str());
   install_handlers();  // before OUT.partial exists
   GetpJob job;
-  job.out_path = opt.output;
-  job.header = partial_header(n, run_key(input, s, opt));
+  job.out = out;
+  job.partial_path = partial_path;
+  job.header = partial_header(n, run_key(input, s, opt), opt.seed);
   job.resume = opt.resume;
   job.max_new = opt.max_new;
   job.sched.max_slots = s.slots;
@@ -95,11 +144,26 @@ int run_getp(const RunOptions& opt) {
   job.sched.ctx = opt.ctx;
   job.sched.stop_ids = opt.stop_ids;
   job.sched.ignore_eos = opt.ignore_eos;
-  job.progress = isatty(STDERR_FILENO);
+  job.progress_tty = isatty(STDERR_FILENO);
+  job.progress_lines_s = opt.progress_s;
+  // Under Open MPI a rank's parent is its launcher (mpirun, or orted on other nodes). mpirun
+  // interrupted twice quits without waiting for the ranks; rank 0 then stops at the next step
+  // instead of computing on and appending to OUT.partial while a --resume may already start
+  // (src/run/README.md, "Interrupting").
+  const pid_t launcher = std::getenv("OMPI_COMM_WORLD_RANK") ? ::getppid() : 0;
+  auto launcher_gone = [launcher] { return launcher > 1 && ::getppid() != launcher; };
   StepDriver drive = [&s](Scheduler& sch, const std::function<bool()>& stop,
                           const std::function<void()>& after) { s.run(sch, stop, after); };
   GetpResult r = run_getp_job(drive, sampler_factory(opt), prompts, job,
-                              [] { return g_signal != 0; });
+                              [&] { return g_signal != 0 || launcher_gone(); });
+  if (r.interrupted && g_signal == 0) {
+    // OUT.partial is closed; nobody waits for this job any more: end now, without the ring.
+    std::fprintf(stderr,
+                 "getp: the launcher (pid %d) has exited: stopping; %zu/%zu done, kept in %s\n",
+                 static_cast<int>(launcher), r.done, n, partial_path.c_str());
+    std::fflush(stderr);
+    std::_Exit(kExitError);
+  }
   // Ends the ring on every rank (also after an interruption) and prints the stage report.
   std::vector<double> busy = s.finish();
   if (r.done_before)
@@ -107,19 +171,24 @@ int run_getp(const RunOptions& opt) {
                  r.done_before, n, partial_path.c_str());
   if (r.interrupted) {
     int sig = g_signal;
-    std::fprintf(stderr,
-                 "getp: interrupted by %s: %zu/%zu prompts done, kept in %s; rerun with --resume "
-                 "to finish\n",
-                 sig == SIGINT ? "SIGINT" : "SIGTERM", r.done, n, partial_path.c_str());
+    if (partial_path.empty())
+      std::fprintf(stderr, "getp: interrupted by %s: %zu/%zu prompts were done; nothing is kept "
+                   "(-o %s is not a regular file)\n",
+                   sig == SIGINT ? "SIGINT" : "SIGTERM", r.done, n, opt.output.c_str());
+    else
+      std::fprintf(stderr,
+                   "getp: interrupted by %s: %zu/%zu prompts done, kept in %s; rerun with --resume "
+                   "to finish\n",
+                   sig == SIGINT ? "SIGINT" : "SIGTERM", r.done, n, partial_path.c_str());
     return 128 + sig;
   }
-  std::fprintf(stderr, "getp: %zu prompts (%zu prompt tokens) -> %s\n", n, prompt_tokens,
-               opt.output.c_str());
+  std::fprintf(stderr, "getp: %s (%s) -> %s\n", count_of(n, "prompt").c_str(),
+               count_of(prompt_tokens, "prompt token").c_str(),
+               out.kind == OutputTarget::Kind::Stdout ? "stdout" : opt.output.c_str());
   std::fprintf(stderr,
-               "getp: generated %llu tokens in %.2f s of inference (%.1f tok/s output); "
-               "load %.2f s\n",
-               (unsigned long long)r.generated, r.wall_s, r.generated / std::max(r.wall_s, 1e-9),
-               s.load_s);
+               "getp: generated %s in %.2f s of inference (%.1f tok/s output); load %.2f s\n",
+               count_of(r.generated, "token").c_str(), r.wall_s,
+               r.generated / std::max(r.wall_s, 1e-9), s.load_s);
   std::string busy_list;
   for (size_t i = 0; i < busy.size(); ++i) busy_list += strfmt("%s%.1f", i ? ", " : "", busy[i]);
   // One machine-readable line (launch/sweep.py reads it).
@@ -132,12 +201,16 @@ int run_getp(const RunOptions& opt) {
                s.micro_batches, busy_list.c_str());
 
   if (!opt.verify_path.empty()) {
-    VerifyReport r = verify_outputs(opt.output, opt.verify_path);
-    std::fprintf(stderr, "verify: %s\n", r.summary().c_str());
-    if (!r.all_match || r.out_lines != r.ref_lines)
-      fail("verify: %s differs from %s", opt.output.c_str(), opt.verify_path.c_str());
+    VerifyReport v = verify_rows(r.outputs, ref);
+    std::fprintf(stderr, "verify: %s\n", v.summary().c_str());
+    if (!v.all_match || v.out_lines != v.ref_lines) {
+      std::fprintf(stderr, "verify: %s differs from %s (exit status %d)\n",
+                   out.kind == OutputTarget::Kind::Stdout ? "stdout" : opt.output.c_str(),
+                   opt.verify_path.c_str(), kExitVerifyMismatch);
+      return kExitVerifyMismatch;
+    }
   }
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace gptoss

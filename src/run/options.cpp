@@ -3,10 +3,14 @@
 
 #include <cmath>
 #include <cstdio>
+#include <random>
 #include <CLI/CLI.hpp>
 
+#include "common/data_paths.h"
 #include "common/error.h"
+#include "common/version.h"
 #include "run/getp_io.h"
+#include "run/paths.h"
 
 namespace gptoss {
 
@@ -46,22 +50,33 @@ std::vector<int32_t> parse_stop_ids(const std::string& s) {
 int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   CLI::App app{
       "run: gpt-oss inference.\n"
-      "  run [MODEL] -m generate -i \"text\"     raw completion streamed to stdout\n"
-      "  run [MODEL] -m chat [-y \"instructions\"] harmony chat, one user turn per stdin line\n"
-      "  run [MODEL] -m getp -i IN -o OUT       batch evaluation with continuous batching\n"
+      "  run [MODEL] -m generate -i \"text\"       raw completion streamed to stdout (or -f FILE,\n"
+      "                                          or the text on stdin)\n"
+      "  run [MODEL] -m chat [-y \"instructions\"]  interactive harmony chat (Ctrl-C stops a turn)\n"
+      "  run [MODEL] -m getp -i IN -o OUT         batch evaluation with continuous batching\n"
+      "  run [MODEL] -m bench                     prefill, decode and getp throughput\n"
       "Details: src/run/README.md",
       "run"};
-  app.option_defaults()->always_capture_default();
-  opt.model_path = GPTOSS_DATA_DIR "/tiny.bin";
-  opt.tokenizer_path = GPTOSS_DATA_DIR "/tokenizer.bin";
+  app.option_defaults()->always_capture_default()->multi_option_policy(
+      CLI::MultiOptionPolicy::TakeLast);  // a flag given twice takes its last value
+  app.set_version_flag("--version", version_text("run"));
+  app.footer(
+      "Defaults found at run time: MODEL is $GPTOSS_MODEL, else tiny.bin beside this program;\n"
+      "-z is $GPTOSS_TOKENIZER, else tokenizer.bin beside this program (" + program_dir() + ").\n"
+      "Exit status: 0 ok; 1 error; 2 getp --verify found a difference; 130 interrupted by\n"
+      "SIGINT (Ctrl-C), 143 by SIGTERM.");
+  opt.model_path = default_model_path();
+  opt.tokenizer_path = default_tokenizer_path();
   std::string mode = "generate", stop = "199999,200002,200012", seed = "1";
 
   app.add_option("model", opt.model_path, "Model file (the project's format, export-model)");
-  app.add_option("-m,--mode", mode, "generate | chat | getp");
+  app.add_option("-m,--mode", mode, "generate | chat | getp | bench");
   app.add_option("-i,--input", opt.input,
                  "generate: the prompt text; getp: the prompt file (line 1: N, then N prompts, one "
-                 "per line; " + getp_limits_text(GetpLimits{}) + ")");
-  app.add_option("-o,--output", opt.output, "getp: output file (line i = generated ids of prompt i)");
+                 "per line; " + getp_limits_text(GetpLimits{}) + "). - = stdin");
+  app.add_option("-f,--file", opt.prompt_file, "generate: read the prompt from this file");
+  app.add_option("-o,--output", opt.output,
+                 "getp: output file (line i = generated ids of prompt i); - = stdout");
   app.add_option("-z,--tokenizer", opt.tokenizer_path, "Tokenizer file");
   app.add_option("-n,--max-new", opt.max_new,
                  "Max new tokens (chat: per turn). Default: generate 256, chat 1024, getp 256")
@@ -72,7 +87,9 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   app.add_option("-p,--top-p", opt.top_p, "Nucleus sampling mass in (0, 1]; 1 = off");
   app.add_option("--top-k", opt.top_k, "Keep the k most likely tokens; 0 = off");
   app.add_option("-s,--seed", seed,
-                 "Sampling seed (getp: prompt i samples with its own stream derived from it)");
+                 "Sampling seed (getp: prompt i samples with its own stream derived from it). "
+                 "Default at -T > 0: a fresh random seed, printed on stderr")
+      ->default_str("random");
   app.add_option("-c,--ctx", opt.ctx, "Context length per sequence (max 131072 and the model's)");
   app.add_option("-b,--batch", opt.max_slots,
                  "getp: max concurrent sequences (KV-cache slots). Default: getp on the CPU 32, on the GPU as "
@@ -117,7 +134,11 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   app.add_option("-r,--reps", opt.bench_reps, "bench: repetitions per test (after one warm-up)");
   app.add_option("--format", opt.bench_format, "bench: output md | csv | json");
   app.add_option("--verify", opt.verify_path,
-                 "getp: compare OUT with reference file REF; non-zero exit on any mismatch");
+                 "getp: compare OUT with reference file REF (read before the model loads); exit 2 on any "
+                 "difference");
+
+  app.add_option("--progress", opt.progress_s,
+                 "getp: seconds between progress lines when stderr is not a terminal (0 = none)");
 
   try {
     app.parse(argc, argv);
@@ -127,8 +148,14 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   } catch (const CLI::CallForAllHelp&) {
     std::fputs(app.help().c_str(), stdout);
     return 0;
+  } catch (const CLI::CallForVersion& e) {
+    std::printf("%s\n", e.what());
+    return 0;
   } catch (const CLI::ParseError& e) {
-    fail("%s (see --help)", e.what());
+    std::string msg = e.what();
+    for (char& ch : msg)
+      if (ch == '\n') ch = ' ';
+    fail("%s (see --help)", msg.c_str());
   }
   opt.gpu_graphs = !no_graphs;
   if (opt.transport != "auto" && opt.transport != "mpi")
@@ -163,6 +190,8 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
       (seed.size() == 20 && seed > "18446744073709551615"))
     fail("-s: the seed must be an integer in [0, 2^64), got '%s'", seed.c_str());
   opt.seed = std::stoull(seed);
+  opt.seed_given = given("--seed");
+  opt.input_given = given("--input");
 
   // Ranges.
   if (opt.max_new < 1 || opt.max_new > kMaxContext)
@@ -182,6 +211,8 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
     fail("-t: threads must be in [0, %d], got %d", kMaxThreads, opt.threads);
   if (opt.micro_batches < 0 || opt.micro_batches > 64)
     fail("--micro-batches: must be in [0, 64] (0 = one per rank), got %d", opt.micro_batches);
+  if (!std::isfinite(opt.progress_s) || opt.progress_s < 0)
+    fail("--progress: must be a number of seconds >= 0, got %g", opt.progress_s);
   if (!std::isfinite(opt.ring_timeout_s) || opt.ring_timeout_s <= 0)
     fail("--ring-timeout: must be a positive number of seconds, got %g", opt.ring_timeout_s);
   if (opt.backend != "auto" && opt.backend != "cpu" && opt.backend != "gpu")
@@ -202,20 +233,53 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   only("--output", "-o", getp, "getp");
   only("--resume", "--resume", getp, "getp");
   only("--verify", "--verify", getp, "getp");
+  only("--progress", "--progress", getp, "getp");
+  only("--file", "-f", opt.mode == Mode::Generate, "generate");
   only("--batch", "-b", getp || bench, "getp and bench");
   only("--developer", "-y", chat, "chat");
   only("--reasoning", "--reasoning", chat, "chat");
   only("--show-reasoning", "--show-reasoning", chat, "chat");
   if (chat && given("--input"))
     fail("-i does not apply to -m chat (type the user messages on stdin, one per line)");
-  if (opt.mode == Mode::Generate && opt.input.empty())
-    fail("-m generate needs a prompt: -i \"text\"");
+  // generate without -i or -f reads its prompt from stdin (the mode refuses a terminal there).
+  if (opt.mode == Mode::Generate && given("--input") && given("--file"))
+    fail("-i and -f both give the prompt: use one");
   if (getp) {
-    if (opt.input.empty()) fail("-m getp needs the prompt file: -i IN");
-    if (opt.output.empty()) fail("-m getp needs the output file: -o OUT");
-    if (opt.output == opt.input) fail("-o: output file must differ from the input file");
+    if (opt.input.empty()) fail("-m getp needs the prompt file: -i IN (- = stdin)");
+    if (opt.output.empty()) fail("-m getp needs the output file: -o OUT (- = stdout)");
+    if (opt.output == opt.input && opt.output != "-")
+      fail("-o: output file must differ from the input file");
+    if (opt.resume && opt.output == "-") fail("--resume needs -o to be a file (not stdout)");
+    if (!opt.verify_path.empty() && opt.verify_path == opt.output && opt.output != "-")
+      fail("--verify: the reference must be another file than -o %s", opt.output.c_str());
+    if (opt.input == "-" && opt.verify_path == "-")
+      fail("-i - and --verify -: stdin can be read once only");
   }
   return -1;
+}
+
+std::string pick_fresh_seed(RunOptions& opt) {
+  if (opt.seed_given || !(opt.temperature > 0)) return "";
+  std::random_device rd;
+  opt.seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  return strfmt("seed: %llu (random; -s %llu repeats this run)", (unsigned long long)opt.seed,
+                (unsigned long long)opt.seed);
+}
+
+void check_model_paths(const RunOptions& opt) {
+  auto check = [](const std::string& path, const std::string& dflt, const char* what,
+                  const char* how) {
+    try {
+      check_input_file(path, what);
+    } catch (const Error& e) {
+      if (path != dflt) throw;
+      fail("%s (the default: %s)", e.what(), how);
+    }
+  };
+  check(opt.model_path, default_model_path(), "model",
+        "give MODEL, or set GPTOSS_MODEL; launch/setup.sh builds tiny.bin");
+  check(opt.tokenizer_path, default_tokenizer_path(), "tokenizer",
+        "give -z FILE, or set GPTOSS_TOKENIZER; launch/setup.sh builds tokenizer.bin");
 }
 
 void check_against_model(const RunOptions& opt, const Config& c) {

@@ -15,14 +15,17 @@ const char* mode_name(Mode m);
 struct RunOptions {
   std::string model_path;      // positional MODEL
   Mode mode = Mode::Generate;  // -m
-  std::string input;           // -i: prompt text (generate) or prompt file (getp)
-  std::string output;          // -o: getp output file
+  std::string input;           // -i: prompt text (generate) or prompt file (getp); "-" = stdin
+  bool input_given = false;    // -i was given
+  std::string prompt_file;     // -f: generate's prompt from a file ("-" = stdin)
+  std::string output;          // -o: getp output file ("-" = stdout)
   std::string tokenizer_path;  // -z
   int max_new = 0;             // -n: max new tokens (per turn in chat); mode default if not given
   float temperature = 0.0f;    // -T
   float top_p = 1.0f;          // -p
   int top_k = 0;               // --top-k
   uint64_t seed = 1;           // -s
+  bool seed_given = false;     // -s was given (else sampling at T > 0 takes a fresh seed)
   int ctx = 4096;              // -c
   int max_slots = 1;           // -b
   bool batch_given = false;    // -b was given (getp on the GPU otherwise sizes it from memory)
@@ -38,6 +41,7 @@ struct RunOptions {
   bool show_reasoning = false; // --show-reasoning (chat)
   bool resume = false;         // --resume (getp)
   std::string verify_path;     // --verify REF (getp)
+  double progress_s = 5;       // --progress: getp, seconds between progress lines in a log
   // -m bench (src/run/mode_bench.cpp); -n = tg tokens, -b = getp concurrency there.
   int bench_pp = 512;           // --pp: prompt tokens of the pp test (0 = skip)
   int bench_getp_prompt = 1024; // --getp-prompt
@@ -52,15 +56,28 @@ struct RunOptions {
   std::string transport = "auto";  // --transport auto | mpi: links between GPU ranks
 };
 
+// Exit status of `run` (documented in --help and src/run/README.md); a signal ends it with
+// 128 + the signal (130 SIGINT, 143 SIGTERM).
+inline constexpr int kExitOk = 0, kExitError = 1, kExitVerifyMismatch = 2;
+
 // Mode defaults (documented in --help and src/run/README.md).
 inline constexpr int kDefaultMaxNewGenerate = 256, kDefaultMaxNewChat = 1024,
                      kDefaultMaxNewGetp = 256, kDefaultSlotsGetp = 32;
 inline constexpr int kMaxContext = 131072, kMaxSlots = 16384, kMaxChunk = 65536,
                      kMaxThreads = 4096;
 
-// Parses argv into opt. Returns -1 to go on, or an exit code (0 after --help, which it prints to
-// stdout). A bad flag or value throws Error with a one-line message.
+// Parses argv into opt. Returns -1 to go on, or an exit code (0 after --help or --version, which
+// it prints to stdout). A bad flag or value throws Error with a one-line message. A flag given
+// twice takes its last value.
 int parse_cli(int argc, const char* const* argv, RunOptions& opt);
+
+// Sampling (T > 0) without -s: sets opt.seed to a fresh random seed and returns the line that
+// says so on stderr ("seed: S (random; -s S repeats this run)"); "" when there is nothing to do.
+std::string pick_fresh_seed(RunOptions& opt);
+
+// The model and tokenizer files exist and can be read (before anything is loaded); a default that
+// is missing says how to give one.
+void check_model_paths(const RunOptions& opt);
 
 // The checks that need the model's config: ctx <= max_context, stop ids and top-k < vocab,
 // -n fits the context. Throws Error naming the flag.

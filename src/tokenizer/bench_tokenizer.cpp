@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/data_paths.h"
 #include "common/error.h"
 #include "tokenizer/tokenizer.h"
 
@@ -38,7 +39,7 @@ static std::string make_text(size_t bytes) {
 int main(int argc, char** argv) {
   return guarded_main("bench-tokenizer", [&] {
     CLI::App app{"bench-tokenizer: encode MB/s of our tokenizer and of gpt-tokenizer (node)"};
-    std::string tok_path = std::string(GPTOSS_DATA_DIR) + "/tokenizer.bin";
+    std::string tok_path = default_tokenizer_path();
     std::string text_path, node_dir, node_script;
     double mb = 8;
     int reps = 3;

@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "common/data_paths.h"
 #include "common/error.h"
+#include "common/version.h"
 #include "tokenizer/tokenizer.h"
 
 using namespace gptoss;
@@ -52,18 +54,31 @@ int main(int argc, char** argv) {
         "  tokenize --make SRC OUT          build the tokenizer file OUT from SRC, an\n"
         "                                   o200k_base.tiktoken file or a Hugging Face\n"
         "                                   tokenizer.json, adding the harmony specials"};
-    std::string tok_path = std::string(GPTOSS_DATA_DIR) + "/tokenizer.bin";
+    app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    app.set_version_flag("--version", version_text("tokenize"));
+    app.footer("Exit status: 0 ok, 1 error.");
+    std::string tok_path = default_tokenizer_path();
     bool special = false, decode = false;
     std::vector<std::string> make;
-    app.add_option("-z,--tokenizer", tok_path, "tokenizer file")->capture_default_str();
+    app.add_option("-z,--tokenizer", tok_path,
+                   "tokenizer file (default: $GPTOSS_TOKENIZER, else tokenizer.bin beside this "
+                   "program)")
+        ->capture_default_str();
     app.add_flag("--special", special,
                  "encode special-token texts such as <|start|> as their ids (default: as text)");
     app.add_flag("--decode", decode, "decode ids to text");
-    app.add_option("--make", make, "build a tokenizer file: --make SRC OUT")->expected(2);
+    app.add_option("--make", make, "build a tokenizer file: --make SRC OUT")
+        ->expected(2)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     try {
       app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
+    } catch (const CLI::Success& e) {  // --help, --version: printed to stdout, exit 0
       return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+      std::string msg = e.what();
+      for (char& ch : msg)
+        if (ch == '\n') ch = ' ';
+      fail("%s (see --help)", msg.c_str());
     }
     if (!make.empty()) {
       if (decode || special) fail("--make cannot be combined with --decode or --special");

@@ -127,8 +127,6 @@ equal_runs() {  # label model n_new batch [quick: no fallback / generate runs]
   t_out "$L-gen2" 300 "$L-g2.txt" "${MPI[@]}" -np 2 "$B/run" "$M" "${args[@]}" --backend gpu -m generate \
       -i "The pipeline on GPUs" -n "$N"
   [ -s "$L-g1.txt" ] || bad "$L: generate printed nothing"
-  # mpirun's output forwarding ends a last line that has no newline with one: add it to both.
-  sed -i -e '$a\' "$L-g1.txt" "$L-g2.txt"
   same "$L: generate on 2 ranks equals 1 GPU" "$L-g1.txt" "$L-g2.txt" ||
     { echo "##### $L generate: 1 GPU vs 2 ranks"; diff "$L-g1.txt" "$L-g2.txt"; } >> "$R/all.log"
 }

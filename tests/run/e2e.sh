@@ -28,6 +28,8 @@ generate)
   has gen.err "prompt: 2 tokens, prefill .* tok/s); time to first token"
   has gen.err "generated: 8 tokens (max new tokens), decode .* tok/s"
   [ -s out.txt ] || die "no text on stdout"
+  # The text ends with one newline, so the stats on stderr never share the last line of text.
+  [ "$(tail -c 1 out.txt | od -An -tx1 | tr -d ' ')" = 0a ] || die "the text does not end with a newline"
   # Greedy is reproducible.
   run -m generate -i "Hello world" -n 8 -T 0 --ignore-eos >out2.txt 2>/dev/null || die "exit $?"
   cmp -s out.txt out2.txt || die "two greedy runs differ"

@@ -1,10 +1,13 @@
 // test_getp_io.cpp: getp prompt parser (each malformed case with its exact message), the UTF-8
-// check, OUT.partial writing / loading (torn last line, foreign header), atomic write, --verify.
+// check, OUT.partial writing / loading (torn last line, foreign header, one writer at a time, the
+// seed in the header), atomic write, --verify.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <thread>
 
 #include "common/error.h"
 #include "run/getp_io.h"
@@ -207,10 +210,56 @@ TEST(RunGetpPartial, TornLastLineIsDroppedOnResume) {
   EXPECT_EQ(st.count, 1u);
   EXPECT_EQ(st.valid_bytes, h.size() + 1 + 6);
   {
-    PartialWriter w(path, h, true, st.valid_bytes);
+    PartialWriter w(path, h, true);
+    w.truncate_to(st.valid_bytes);
     w.add(2, {8});
   }
   EXPECT_EQ(read_file(path), h + "\n1\t4 5\n2\t8\n");
+}
+
+// One writer at a time: a second writer of the same file waits for the first to close it, and
+// gives up with a one-line error after lock_wait_s.
+TEST(RunGetpPartial, SecondWriterWaitsForTheFirst) {
+  TmpDir d;
+  std::string path = d / "o.partial", h = partial_header(4, 1);
+  auto first = std::make_unique<PartialWriter>(path, h, false);
+  first->add(0, {1});
+  try {
+    PartialWriter w(path, h, true, 1.0, /*lock_wait_s=*/0.2);
+    FAIL() << "a second writer got the lock";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              path + ": still being written by another run after 0.2 s (an interrupted job whose "
+                     "processes have not ended?); try again once it has ended");
+  }
+  // The first writer ends while the second waits: the second then appends after its lines.
+  std::thread ender([&] {
+    usleep(300 * 1000);
+    first->add(1, {2});
+    first.reset();
+  });
+  {
+    PartialWriter w(path, h, true, 1.0, /*lock_wait_s=*/10);
+    PartialState st = load_partial(path, h, 4);
+    EXPECT_EQ(st.count, 2u);  // read after the lock: everything the first one wrote
+    w.truncate_to(st.valid_bytes);
+    w.add(2, {3});
+  }
+  ender.join();
+  EXPECT_EQ(read_file(path), h + "\n0\t1\n1\t2\n2\t3\n");
+}
+
+TEST(RunGetpPartial, SeedInTheHeader) {
+  TmpDir d;
+  std::string path = d / "o.partial";
+  const uint64_t seed = 18446744073709551557ull;
+  std::ofstream(path) << partial_header(3, 0xabc, seed) << "\n0\t1\n";
+  EXPECT_EQ(partial_header(3, 0xabc, seed),
+            "# gptoss getp partial v1 n=3 key=0000000000000abc seed=18446744073709551557");
+  EXPECT_EQ(partial_seed(path), std::optional<uint64_t>(seed));
+  std::ofstream(path, std::ios::trunc) << "# gptoss getp partial v1 n=3 key=0000000000000abc\n";
+  EXPECT_EQ(partial_seed(path), std::nullopt);
+  EXPECT_EQ(partial_seed(d / "missing"), std::nullopt);
 }
 
 TEST(RunGetpPartial, LoadErrors) {
@@ -267,6 +316,10 @@ TEST(RunGetpVerify, Reports) {
   EXPECT_EQ(verify_outputs(out, ref).summary(),
             "2/3 prompts match (OUT has 2 lines, REF 3); first divergence: prompt 2 (0-based), "
             "token 0: OUT missing line, REF a line");
+
+  // The in-memory form compares what getp computed with REF's rows.
+  EXPECT_EQ(verify_rows({{1, 2, 3}, {4, 5}, {6}}, parse_id_rows("1 2 3\n4 5\n6\n", "REF")).summary(),
+            "3/3 prompts match");
 
   std::ofstream(out, std::ios::trunc) << "1 2 x\n";
   try {

@@ -33,7 +33,8 @@ struct Fixture {
   std::string out() const { return (dir / "out.txt").string(); }
   GetpJob job(int slots, bool resume) const {
     GetpJob j;
-    j.out_path = out();
+    j.out = resolve_output(out());
+    j.partial_path = out() + ".partial";
     j.header = partial_header(prompts.size(), 42);
     j.resume = resume;
     j.max_new = 20;
@@ -108,6 +109,19 @@ TEST(RunGetpJob, ResumeAfterTornLine) {
   GetpResult r = f.run(3, true);
   EXPECT_FALSE(r.interrupted);
   EXPECT_EQ(read_file(f.out()), f.expected_out());
+}
+
+// OUT through a symlink: the file it names is replaced, the link stays a link.
+TEST(RunGetpJob, SymlinkedOutputStaysALink) {
+  Fixture f;
+  const std::string real = (f.dir / "real.txt").string();
+  std::ofstream(real) << "old\n";
+  std::filesystem::create_symlink("real.txt", f.out());
+  GetpResult r = f.run(4, false);
+  EXPECT_FALSE(r.interrupted);
+  EXPECT_TRUE(std::filesystem::is_symlink(f.out()));
+  EXPECT_EQ(read_file(real), f.expected_out());
+  EXPECT_EQ(r.outputs.size(), f.prompts.size());
 }
 
 TEST(RunGetpJob, ResumeWithoutPartialRunsEverything) {

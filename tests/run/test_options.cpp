@@ -1,6 +1,11 @@
-// test_options.cpp: the `run` command line: mode defaults and the one-line errors for bad values.
+// test_options.cpp: the `run` command line: mode defaults (the model and tokenizer found at run
+// time), --help and --version, a repeated flag, the fresh seed, and the one-line errors for bad
+// values.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
+#include "common/data_paths.h"
 #include "common/error.h"
 #include "run/options.h"
 
@@ -34,8 +39,22 @@ TEST(RunOptions, ModeDefaults) {
   EXPECT_EQ(parse({"-m", "chat"}, c), -1);
   EXPECT_EQ(c.max_new, 1024);
   EXPECT_EQ(c.reasoning, "medium");
-  EXPECT_EQ(c.model_path, GPTOSS_DATA_DIR "/tiny.bin");
-  EXPECT_EQ(c.tokenizer_path, GPTOSS_DATA_DIR "/tokenizer.bin");
+  // The defaults are found at run time: beside the program, unless the environment says.
+  unsetenv("GPTOSS_MODEL");
+  unsetenv("GPTOSS_TOKENIZER");
+  RunOptions d;
+  EXPECT_EQ(parse({"-m", "chat"}, d), -1);
+  EXPECT_EQ(d.model_path, program_dir() + "/tiny.bin");
+  EXPECT_EQ(d.tokenizer_path, program_dir() + "/tokenizer.bin");
+  setenv("GPTOSS_MODEL", "/data/20b.bin", 1);
+  setenv("GPTOSS_TOKENIZER", "/data/tok.bin", 1);
+  RunOptions e;
+  EXPECT_EQ(parse({"-m", "chat"}, e), -1);
+  EXPECT_EQ(e.model_path, "/data/20b.bin");
+  EXPECT_EQ(e.tokenizer_path, "/data/tok.bin");
+  unsetenv("GPTOSS_MODEL");
+  unsetenv("GPTOSS_TOKENIZER");
+  EXPECT_FALSE(c.seed_given);
   RunOptions p;
   EXPECT_EQ(parse({"-m", "getp", "-i", "in", "-o", "out"}, p), -1);
   EXPECT_EQ(p.max_new, 256);
@@ -75,6 +94,60 @@ TEST(RunOptions, HelpExitsZero) {
   std::string out = testing::internal::GetCapturedStdout();
   EXPECT_NE(out.find("--max-new"), std::string::npos);
   EXPECT_NE(out.find("getp: max concurrent sequences"), std::string::npos);
+  EXPECT_NE(out.find("run [MODEL] -m bench"), std::string::npos);
+  EXPECT_NE(out.find("-m,--mode TEXT=generate     generate | chat | getp | bench"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("MODEL is $GPTOSS_MODEL, else tiny.bin beside this program"), std::string::npos);
+  EXPECT_NE(out.find("Exit status: 0 ok; 1 error; 2 getp --verify found a difference; 130 "
+                     "interrupted by\nSIGINT (Ctrl-C), 143 by SIGTERM."),
+            std::string::npos);
+}
+
+TEST(RunOptions, VersionExitsZero) {
+  RunOptions o;
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(parse({"--version"}, o), 0);
+  std::string out = testing::internal::GetCapturedStdout();
+  EXPECT_EQ(out.rfind("run ", 0), 0u) << out;
+  EXPECT_NE(out.find("\nbuild: "), std::string::npos) << out;
+  EXPECT_NE(out.find("; GPU backend: "), std::string::npos) << out;
+}
+
+// A flag given twice takes its last value, as in most tools.
+TEST(RunOptions, RepeatedFlagTakesTheLastValue) {
+  RunOptions o;
+  EXPECT_EQ(parse({"-i", "a", "-n", "5", "-n", "7", "-T", "0.5", "--temp", "0", "--ignore-eos",
+                   "--ignore-eos", "-m", "chat", "-m", "generate"},
+                  o),
+            -1);
+  EXPECT_EQ(o.max_new, 7);
+  EXPECT_EQ(o.temperature, 0.0f);
+  EXPECT_TRUE(o.ignore_eos);
+  EXPECT_EQ(o.mode, Mode::Generate);
+  RunOptions p;
+  EXPECT_EQ(parse({"-m", "getp", "-i", "a", "-o", "b", "-o", "c", "-b", "2", "-b", "9"}, p), -1);
+  EXPECT_EQ(p.output, "c");
+  EXPECT_EQ(p.max_slots, 9);
+}
+
+TEST(RunOptions, SeedGivenOrFresh) {
+  RunOptions o;
+  EXPECT_EQ(parse({"-i", "a", "-s", "5"}, o), -1);
+  EXPECT_TRUE(o.seed_given);
+  EXPECT_EQ(pick_fresh_seed(o), "");  // -s given: kept
+  EXPECT_EQ(o.seed, 5u);
+  RunOptions g;
+  EXPECT_EQ(parse({"-i", "a", "-T", "0"}, g), -1);
+  EXPECT_EQ(pick_fresh_seed(g), "");  // greedy: no seed needed
+  RunOptions a, b;
+  EXPECT_EQ(parse({"-i", "a"}, a), -1);
+  EXPECT_EQ(parse({"-i", "a"}, b), -1);
+  const std::string note = pick_fresh_seed(a);
+  pick_fresh_seed(b);
+  EXPECT_NE(a.seed, b.seed);  // 2^-64 to fail by chance
+  EXPECT_EQ(note, "seed: " + std::to_string(a.seed) + " (random; -s " + std::to_string(a.seed) +
+                      " repeats this run)");
 }
 
 TEST(RunOptions, BadValues) {
@@ -113,10 +186,21 @@ TEST(RunOptions, GpuBackendNotInThisBuild) {
 }
 
 TEST(RunOptions, ModeSpecificFlags) {
-  EXPECT_EQ(err({"-m", "generate"}), "-m generate needs a prompt: -i \"text\"");
-  EXPECT_EQ(err({"-m", "getp", "-o", "out"}), "-m getp needs the prompt file: -i IN");
-  EXPECT_EQ(err({"-m", "getp", "-i", "in"}), "-m getp needs the output file: -o OUT");
+  EXPECT_EQ(err({"-m", "generate", "-i", "x", "-f", "p.txt"}), "-i and -f both give the prompt: use one");
+  EXPECT_EQ(err({"-m", "getp", "-i", "a", "-o", "b", "-f", "p.txt"}), "-f applies to -m generate only");
+  EXPECT_EQ(err({"-m", "getp", "-o", "out"}), "-m getp needs the prompt file: -i IN (- = stdin)");
+  EXPECT_EQ(err({"-m", "getp", "-i", "in"}), "-m getp needs the output file: -o OUT (- = stdout)");
   EXPECT_EQ(err({"-m", "getp", "-i", "f", "-o", "f"}), "-o: output file must differ from the input file");
+  EXPECT_EQ(err({"-m", "getp", "-i", "-", "-o", "-"}), "(no error)");
+  EXPECT_EQ(err({"-m", "getp", "-i", "a", "-o", "-", "--resume"}),
+            "--resume needs -o to be a file (not stdout)");
+  EXPECT_EQ(err({"-m", "getp", "-i", "a", "-o", "x", "--verify", "x"}),
+            "--verify: the reference must be another file than -o x");
+  EXPECT_EQ(err({"-m", "getp", "-i", "-", "-o", "x", "--verify", "-"}),
+            "-i - and --verify -: stdin can be read once only");
+  EXPECT_EQ(err({"-m", "getp", "-i", "a", "-o", "b", "--progress", "-1"}),
+            "--progress: must be a number of seconds >= 0, got -1");
+  EXPECT_EQ(err({"-i", "a", "--progress", "1"}), "--progress applies to -m getp only");
   EXPECT_EQ(err({"-i", "x", "-o", "out"}), "-o applies to -m getp only");
   EXPECT_EQ(err({"-i", "x", "-b", "4"}), "-b applies to -m getp and bench only");
   EXPECT_EQ(err({"-i", "x", "--resume"}), "--resume applies to -m getp only");

@@ -1,0 +1,190 @@
+// paths.cpp: default data paths, input checks, output targets (see paths.h).
+#include "run/paths.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/error.h"
+
+namespace gptoss {
+
+namespace {
+
+std::string dir_of(const std::string& path) {
+  size_t p = path.rfind('/');
+  if (p == std::string::npos) return ".";
+  if (p == 0) return "/";
+  return path.substr(0, p);
+}
+
+void write_all(int fd, const std::string& s, const std::string& what) {
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t w = ::write(fd, s.data() + off, s.size() - off);
+    if (w < 0 && errno == EINTR) continue;
+    CHECK_SYS(w, "%s: write", what.c_str());
+    off += static_cast<size_t>(w);
+  }
+}
+
+// Follows symlinks from path to the name they end at (which may not exist yet). Sets via_proc when
+// a step leads into /proc (a file descriptor's magic link such as /dev/stdout -> /proc/self/fd/1).
+std::string follow_links(const std::string& given, bool& via_proc, const char* flag) {
+  std::string path = given;
+  via_proc = path.rfind("/proc/", 0) == 0;
+  for (int hops = 0; hops < 40; ++hops) {
+    char buf[PATH_MAX];
+    ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
+    if (n < 0) return path;  // not a link (or missing)
+    std::string target(buf, static_cast<size_t>(n));
+    path = target.front() == '/' ? target : dir_of(path) + "/" + target;
+    if (path.rfind("/proc/", 0) == 0) via_proc = true;
+  }
+  fail("%s %s: too many levels of symbolic links", flag, given.c_str());
+}
+
+// The folder `file` would be created in must exist and be writable.
+void check_folder_writable(const std::string& file, const std::string& given, const char* flag) {
+  const std::string d = dir_of(file);
+  struct stat st;
+  if (::stat(d.c_str(), &st) != 0)
+    fail("%s %s: folder %s: %s", flag, given.c_str(), d.c_str(), std::strerror(errno));
+  if (!S_ISDIR(st.st_mode)) fail("%s %s: %s is not a folder", flag, given.c_str(), d.c_str());
+  if (::access(d.c_str(), W_OK | X_OK) != 0)
+    fail("%s %s: cannot write in folder %s: %s", flag, given.c_str(), d.c_str(),
+         std::strerror(errno));
+}
+
+}  // namespace
+
+void check_input_file(const std::string& path, const char* what) {
+  if (path == "-") return;
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) fail("%s %s: %s", what, path.c_str(), std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) fail("%s %s: is a folder", what, path.c_str());
+  if (::access(path.c_str(), R_OK) != 0)
+    fail("%s %s: %s", what, path.c_str(), std::strerror(errno));
+}
+
+std::string read_input(const std::string& path) {
+  const bool in = path == "-";
+  const std::string name = in ? "stdin" : path;
+  int fd = in ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  CHECK_SYS(fd, "%s: cannot open", name.c_str());
+  struct stat st;
+  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    fail("%s: is a folder", name.c_str());
+  }
+  std::string s;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t r = ::read(fd, buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int e = errno;
+      if (!in) ::close(fd);
+      fail("%s: read: %s", name.c_str(), std::strerror(e));
+    }
+    if (r == 0) break;
+    s.append(buf, static_cast<size_t>(r));
+  }
+  if (!in) ::close(fd);
+  return s;
+}
+
+bool same_file(const std::string& a, const std::string& b) {
+  struct stat sa, sb;
+  if (a == "-" || b == "-") return false;
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
+OutputTarget resolve_output(const std::string& path, const char* flag) {
+  OutputTarget t;
+  t.path = path;
+  if (path == "-") {
+    t.kind = OutputTarget::Kind::Stdout;
+    return t;
+  }
+  if (path.empty()) fail("%s: empty path", flag);
+  if (path.back() == '/') fail("%s %s: names a folder (expected a file)", flag, path.c_str());
+  bool via_proc = false;
+  const std::string final_path = follow_links(path, via_proc, flag);
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) fail("%s %s: is a folder (expected a file)", flag, path.c_str());
+    if (::access(path.c_str(), W_OK) != 0)
+      fail("%s %s: cannot write: %s", flag, path.c_str(), std::strerror(errno));
+    if (!S_ISREG(st.st_mode) || via_proc) {
+      t.kind = OutputTarget::Kind::Direct;
+      t.file = path;
+      return t;
+    }
+  } else if (errno != ENOENT) {
+    fail("%s %s: %s", flag, path.c_str(), std::strerror(errno));
+  } else if (via_proc) {
+    fail("%s %s: %s does not exist", flag, path.c_str(), final_path.c_str());
+  }
+  t.kind = OutputTarget::Kind::File;
+  t.file = final_path;
+  check_folder_writable(final_path, path, flag);
+  return t;
+}
+
+void write_output(const OutputTarget& t, const std::string& contents) {
+  switch (t.kind) {
+    case OutputTarget::Kind::Stdout:
+      std::fflush(stdout);
+      write_all(STDOUT_FILENO, contents, "stdout");
+      return;
+    case OutputTarget::Kind::Direct: {
+      int fd = ::open(t.file.c_str(), O_WRONLY | O_CLOEXEC);
+      CHECK_SYS(fd, "%s: cannot open for writing", t.path.c_str());
+      try {
+        write_all(fd, contents, t.path);
+      } catch (...) {
+        ::close(fd);
+        throw;
+      }
+      ::close(fd);
+      return;
+    }
+    case OutputTarget::Kind::File: {
+      const std::string tmp = t.file + ".tmp";
+      int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      CHECK_SYS(fd, "%s: cannot create", tmp.c_str());
+      try {
+        write_all(fd, contents, tmp);
+        CHECK_SYS(::fsync(fd), "%s: fsync", tmp.c_str());
+      } catch (...) {
+        ::close(fd);
+        ::unlink(tmp.c_str());
+        throw;
+      }
+      ::close(fd);
+      if (::rename(tmp.c_str(), t.file.c_str()) < 0) {
+        int e = errno;
+        ::unlink(tmp.c_str());
+        fail("%s: rename from %s: %s", t.file.c_str(), tmp.c_str(), std::strerror(e));
+      }
+      int dfd = ::open(dir_of(t.file).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (dfd >= 0) {
+        ::fsync(dfd);
+        ::close(dfd);
+      }
+      return;
+    }
+  }
+}
+
+std::string count_of(size_t n, const char* noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
+
+}  // namespace gptoss

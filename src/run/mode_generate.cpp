@@ -18,12 +18,12 @@ namespace {
 // The prompt: -i TEXT; -i - or no -i/-f: stdin (not a terminal); -f FILE. Text read from a file
 // or stdin loses one final newline ("\n" or "\r\n"), as `echo text |` adds one.
 std::string read_prompt(const RunOptions& opt, const char** flag) {
-  *flag = opt.prompt_file.empty() ? "-i" : "-f";
+  *flag = !opt.prompt_file.empty() ? "-f" : opt.input_given ? "-i" : "stdin";
   if (opt.input_given && opt.input != "-") return opt.input;
   const std::string path = opt.prompt_file.empty() ? "-" : opt.prompt_file;
   if (path == "-" && isatty(STDIN_FILENO))
     fail("-m generate needs a prompt: -i \"text\", -f FILE, or the text on stdin");
-  check_input_file(path, *flag);
+  check_input_file(path, opt.prompt_file.empty() ? "-i" : "-f");
   std::string text = read_input(path);
   if (!text.empty() && text.back() == '\n') text.pop_back();
   if (!text.empty() && text.back() == '\r') text.pop_back();

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "common/error.h"
@@ -32,12 +33,26 @@ void write_all(int fd, const std::string& s, const std::string& what) {
   }
 }
 
+// N when path is /proc/self/fd/N or /dev/fd/N (one of this process's descriptors), else -1.
+int own_descriptor(const std::string& path) {
+  for (const char* prefix : {"/proc/self/fd/", "/dev/fd/"}) {
+    const size_t n = std::strlen(prefix);
+    if (path.compare(0, n, prefix) != 0 || path.size() == n || path.size() > n + 6) continue;
+    if (path.find_first_not_of("0123456789", n) != std::string::npos) continue;
+    return std::atoi(path.c_str() + n);
+  }
+  return -1;
+}
+
 // Follows symlinks from path to the name they end at (which may not exist yet). Sets via_proc when
-// a step leads into /proc (a file descriptor's magic link such as /dev/stdout -> /proc/self/fd/1).
-std::string follow_links(const std::string& given, bool& via_proc, const char* flag) {
+// a step leads into /proc (a file descriptor's magic link such as /dev/stdout -> /proc/self/fd/1),
+// and fd when a step names one of this process's descriptors (/dev/stdout, /dev/fd/2).
+std::string follow_links(const std::string& given, bool& via_proc, int& fd, const char* flag) {
   std::string path = given;
   via_proc = path.rfind("/proc/", 0) == 0;
+  fd = -1;
   for (int hops = 0; hops < 40; ++hops) {
+    if ((fd = own_descriptor(path)) >= 0) return path;
     char buf[PATH_MAX];
     ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
     if (n < 0) return path;  // not a link (or missing)
@@ -115,7 +130,19 @@ OutputTarget resolve_output(const std::string& path, const char* flag) {
   if (path.empty()) fail("%s: empty path", flag);
   if (path.back() == '/') fail("%s %s: names a folder (expected a file)", flag, path.c_str());
   bool via_proc = false;
-  const std::string final_path = follow_links(path, via_proc, flag);
+  int fd = -1;
+  const std::string final_path = follow_links(path, via_proc, fd, flag);
+  if (fd >= 0) {
+    // One of our descriptors (e.g. a shell's `>> log` as /dev/stdout): written through it, so
+    // its offset and append mode hold. Reopening the name would start at offset 0.
+    const int fl = ::fcntl(fd, F_GETFL);
+    if (fl < 0 || (fl & O_ACCMODE) == O_RDONLY)
+      fail("%s %s: file descriptor %d is not open for writing", flag, path.c_str(), fd);
+    t.kind = OutputTarget::Kind::Direct;
+    t.file = path;
+    t.fd = fd;
+    return t;
+  }
   struct stat st;
   if (::stat(path.c_str(), &st) == 0) {
     if (S_ISDIR(st.st_mode)) fail("%s %s: is a folder (expected a file)", flag, path.c_str());
@@ -144,6 +171,12 @@ void write_output(const OutputTarget& t, const std::string& contents) {
       write_all(STDOUT_FILENO, contents, "stdout");
       return;
     case OutputTarget::Kind::Direct: {
+      if (t.fd >= 0) {
+        if (t.fd == STDOUT_FILENO) std::fflush(stdout);
+        if (t.fd == STDERR_FILENO) std::fflush(stderr);
+        write_all(t.fd, contents, t.path);
+        return;
+      }
       int fd = ::open(t.file.c_str(), O_WRONLY | O_CLOEXEC);
       CHECK_SYS(fd, "%s: cannot open for writing", t.path.c_str());
       try {

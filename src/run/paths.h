@@ -20,12 +20,15 @@ bool same_file(const std::string& a, const std::string& b);
 //           replaced and the link stays a link.
 //   Stdout: "-".
 //   Direct: an existing path that is not a regular file (a device, a FIFO, a symlink to one) or
-//           that leads into /proc (/dev/stdout, /dev/fd/N): opened and written, never replaced.
+//           that leads into /proc: opened and written, never replaced; one of this process's own
+//           descriptors (/dev/stdout, /dev/fd/N, /proc/self/fd/N, or a link to them) is written
+//           through that descriptor, so a shell's `>> log` appends.
 struct OutputTarget {
   enum class Kind { File, Stdout, Direct };
   Kind kind = Kind::File;
   std::string path;  // as given (for messages; OUT.partial is path + ".partial")
   std::string file;  // File: the regular file to replace (links resolved); Direct: path
+  int fd = -1;       // Direct through one of this process's descriptors
   bool resumable() const { return kind == Kind::File; }
 };
 // Resolves and checks path (flag: "-o" for messages): a folder, a missing folder, or a file or

@@ -68,8 +68,7 @@ int main(int argc, char** argv) {
                  "encode special-token texts such as <|start|> as their ids (default: as text)");
     app.add_flag("--decode", decode, "decode ids to text");
     app.add_option("--make", make, "build a tokenizer file: --make SRC OUT")
-        ->expected(2)
-        ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     try {
       app.parse(argc, argv);
     } catch (const CLI::Success& e) {  // --help, --version: printed to stdout, exit 0
@@ -81,6 +80,7 @@ int main(int argc, char** argv) {
       fail("%s (see --help)", msg.c_str());
     }
     if (!make.empty()) {
+      if (make.size() != 2) fail("--make takes two files: --make SRC OUT (see --help)");
       if (decode || special) fail("--make cannot be combined with --decode or --special");
       TokenTable t = make_token_table(make[0]);
       write_tokenizer_file(make[1], t);

@@ -1,7 +1,22 @@
 #!/bin/sh
 # e2e.sh: end-to-end tests of the `run` program on the tiny synthetic model.
-# usage: e2e.sh CASE RUN MODEL TOKENIZER WORKDIR   (CASE: generate chat getp_batch getp_resume errors)
+# usage: e2e.sh CASE RUN MODEL TOKENIZER WORKDIR
+#   generate chat getp_batch getp_resume errors: the modes and their one-line errors
+#   outputs   getp's OUT: -o - is stdout, a FIFO and a link into /proc are written directly (a
+#             shell's >> still appends), a symlink to a file stays a link; bad paths (a folder, a
+#             missing folder, a missing REF, OUT == REF or IN) fail before the model loads, with
+#             nothing written; a --verify difference exits 2
+#   prompts   generate's prompt from -i, -f FILE, stdin and -i -; getp -i -; a fresh printed seed
+#             at -T > 0 without -s (runs differ; -s SEED repeats one); getp --resume takes the seed
+#             of its OUT.partial
+#   cli       --version and --help of the three programs, tokenize's one-line errors, a repeated
+#             flag, grammatical counts, a 1-prompt getp reserving 1 slot, progress lines in a log,
+#             SIGINT -> 130, the defaults found at run time (environment, then beside the program)
+#   version   the version is git describe of the source (at build time); from a `git archive`
+#             tarball, the commit it records; else "unknown"
 case_name=$1 RUN=$2 MODEL=$3 TOK=$4 W=$5
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=$(dirname "$RUN")
 rm -rf "$W" && mkdir -p "$W" || exit 1
 cd "$W" || exit 1
 die() { echo "FAIL: $*"; for f in *.err; do [ -f "$f" ] && { echo "--- $f"; cat "$f"; }; done; exit 1; }
@@ -14,6 +29,11 @@ expect_error() {
   [ $rc -eq 1 ] || die "exit $rc (expected 1) for: $*"
   [ "$(grep -c '^run: error: ' err.txt)" -eq 1 ] || die "not one error line for: $*: $(cat err.txt)"
   tail -n 1 err.txt | grep -q '^run: error: ' || die "error is not the last line for: $*"
+}
+# expect_early_error ARGS...: as expect_error, and found before anything was loaded: one line
+expect_early_error() {
+  expect_error "$@"
+  [ "$(wc -l < err.txt)" -eq 1 ] || die "error reported after loading for: $*: $(cat err.txt)"
 }
 count_done() { if [ -f out.txt.partial ]; then grep -c "	" out.txt.partial; else echo 0; fi; }
 prompts() {  # prompts N: a getp input of N distinct prompts
@@ -134,6 +154,191 @@ errors)
   [ $rc -eq 1 ] && [ "$(wc -l < err.txt)" -eq 1 ] || die "directory model: exit $rc: $(cat err.txt)"
   run -m generate -i "hi" --stop 5000000 >/dev/null 2>err.txt && die "stop id out of vocab accepted"
   has err.txt "run: error: --stop: token id 5000000 is outside the vocabulary"
+  ;;
+outputs)
+  prompts 3 >in.txt
+  run -m getp -i in.txt -o ref.txt -n 4 2>ref.err || die "exit $?"
+  # -o - writes OUT to stdout; no file named "-".
+  run -m getp -i in.txt -o - -n 4 >stdout.txt 2>o1.err || die "-o -: exit $?"
+  cmp -s ref.txt stdout.txt || die "-o -: stdout differs from OUT"
+  [ ! -e ./- ] && [ ! -e ./-.partial ] || die "-o - created a file"
+  has o1.err "getp: 3 prompts (.* prompt tokens) -> stdout"
+  # A link into /proc (as /dev/stdout is) is written through, never replaced: >> still appends.
+  ln -s /proc/self/fd/1 my_stdout
+  echo "first line" >log.txt
+  run -m getp -i in.txt -o my_stdout -n 4 >>log.txt 2>o2.err || die "-o my_stdout: exit $?"
+  [ -L my_stdout ] || die "the link to /proc/self/fd/1 was replaced"
+  { echo "first line"; cat ref.txt; } | cmp -s - log.txt || die "-o my_stdout >>log.txt: not appended"
+  # A FIFO is written directly.
+  mkfifo fifo
+  cat fifo >fifo.txt & reader=$!
+  run -m getp -i in.txt -o fifo -n 4 2>o3.err || die "-o fifo: exit $?"
+  wait $reader
+  [ -p fifo ] || die "the FIFO was replaced"
+  cmp -s ref.txt fifo.txt || die "-o fifo: the reader got other text"
+  # A symlink to a regular file: the file is replaced atomically, the link stays a link.
+  mkdir data && echo old >data/real.txt && ln -s data/real.txt link.txt
+  run -m getp -i in.txt -o link.txt -n 4 2>o4.err || die "-o link.txt: exit $?"
+  [ -L link.txt ] || die "the symlink was replaced by a file"
+  cmp -s ref.txt data/real.txt || die "the file behind the symlink does not hold OUT"
+  # Bad paths: one line, before the model loads; nothing written.
+  mkdir odir
+  expect_early_error -m getp -i in.txt -o odir -n 4
+  has err.txt "^run: error: -o odir: is a folder (expected a file)$"
+  [ ! -e odir.partial ] || die "odir.partial written"
+  expect_early_error -m getp -i in.txt -o nodir/out.txt -n 4
+  has err.txt "^run: error: -o nodir/out.txt: folder nodir: No such file or directory$"
+  expect_early_error -m getp -i in.txt -o v.txt -n 4 --verify missing.txt
+  has err.txt "^run: error: --verify missing.txt: No such file or directory$"
+  [ ! -e v.txt ] && [ ! -e v.txt.partial ] || die "output written although REF is missing"
+  cp ref.txt same.txt && ln -s same.txt alias.txt
+  expect_early_error -m getp -i in.txt -o same.txt -n 4 --verify alias.txt
+  has err.txt "^run: error: --verify alias.txt: is the output file (-o same.txt); the reference must be another file$"
+  expect_early_error -m getp -i in.txt -o same.txt -n 4 --verify same.txt
+  has err.txt "^run: error: --verify: the reference must be another file than -o same.txt$"
+  cmp -s ref.txt same.txt || die "the reference was overwritten"
+  ln in.txt in_hard.txt
+  expect_early_error -m getp -i in.txt -o in_hard.txt -n 4
+  has err.txt "^run: error: -o in_hard.txt: is the input file (-i in.txt)$"
+  printf '1 2\nx\n' >bad_ref.txt
+  expect_early_error -m getp -i in.txt -o v.txt -n 4 --verify bad_ref.txt
+  has err.txt "^run: error: bad_ref.txt:2: not a line of token ids$"
+  # --verify: equal -> 0; a difference -> exit 2 (not 1, the error status).
+  run -m getp -i in.txt -o v.txt -n 4 --verify ref.txt 2>v.err || die "verify of equal outputs: exit $?"
+  awk 'NR==2 {$1 = ($1 == 5 ? 6 : 5)} {print}' ref.txt >ref2.txt
+  run -m getp -i in.txt -o v2.txt -n 4 --verify ref2.txt 2>v2.err; rc=$?
+  [ $rc -eq 2 ] || die "verify of a changed reference: exit $rc (expected 2)"
+  has v2.err "verify: 2/3 prompts match; first divergence: prompt 1 (0-based), token 0"
+  cmp -s ref.txt v2.txt || die "OUT not written when verify found a difference"
+  ;;
+prompts)
+  run -m generate -i "Hello world" -n 6 -T 0 --ignore-eos >a.txt 2>a.err || die "-i: exit $?"
+  has a.err "prompt: 2 tokens,"
+  printf 'Hello world\n' >p.txt
+  run -m generate -f p.txt -n 6 -T 0 --ignore-eos >b.txt 2>b.err || die "-f: exit $?"
+  cmp -s a.txt b.txt || die "-f FILE: other text than -i (the final newline is not part of the prompt)"
+  printf 'Hello world\r\n' | run -m generate -n 6 -T 0 --ignore-eos >c.txt 2>c.err || die "stdin: exit $?"
+  cmp -s a.txt c.txt || die "prompt on stdin: other text than -i"
+  printf 'Hello world' | run -m generate -i - -n 6 -T 0 --ignore-eos >d.txt 2>d.err || die "-i -: exit $?"
+  cmp -s a.txt d.txt || die "-i -: other text than -i"
+  expect_early_error -m generate -f nothere.txt
+  has err.txt "^run: error: -f nothere.txt: No such file or directory$"
+  printf '' | run -m generate >/dev/null 2>err.txt && die "an empty prompt on stdin accepted"
+  has err.txt "^run: error: stdin: the prompt is empty$"
+  # getp reads IN from stdin with -i -.
+  prompts 3 >in.txt
+  run -m getp -i in.txt -o f.txt -n 4 2>f.err || die "getp: exit $?"
+  run -m getp -i - -o s.txt -n 4 <in.txt 2>s.err || die "getp -i -: exit $?"
+  cmp -s f.txt s.txt || die "getp -i -: other OUT"
+  # Sampling without -s: a fresh seed each run, printed; -s SEED repeats that run.
+  run -m generate -i "Once upon a time" -n 12 --ignore-eos >r1.txt 2>r1.err || die "exit $?"
+  run -m generate -i "Once upon a time" -n 12 --ignore-eos >r2.txt 2>r2.err || die "exit $?"
+  seed=$(sed -n 's/^seed: \([0-9]*\) (random; -s \1 repeats this run)$/\1/p' r1.err)
+  [ -n "$seed" ] || die "no 'seed: S (random; -s S repeats this run)' line"
+  cmp -s r1.txt r2.txt && die "two runs at -T 1 without -s gave the same text"
+  run -m generate -i "Once upon a time" -n 12 --ignore-eos -s "$seed" >r3.txt 2>r3.err || die "exit $?"
+  cmp -s r1.txt r3.txt || die "-s $seed did not repeat the run that printed it"
+  grep -q '^seed:' r3.err && die "a seed line although -s was given"
+  # getp at -T > 0 without -s, interrupted: --resume takes OUT.partial's seed, and the result is
+  # the run that seed gives.
+  prompts 8 >in8.txt
+  "$RUN" "$MODEL" -z "$TOK" -m getp -i in8.txt -o out.txt -n 8 -b 1 -T 0.9 --ignore-eos 2>k.err &
+  pid=$!
+  n=0
+  while [ "$(count_done)" -lt 2 ]; do
+    kill -0 $pid 2>/dev/null || die "run ended before it could be interrupted"
+    sleep 0.05; n=$((n+1)); [ $n -lt 1200 ] || die "no progress in 60 s"
+  done
+  kill -INT $pid; wait $pid; rc=$?
+  [ $rc -eq 130 ] || die "exit $rc after SIGINT (expected 130)"
+  has k.err "interrupted by SIGINT: .*/8 prompts done, kept in out.txt.partial"
+  seed=$(sed -n 's/^seed: \([0-9]*\) (random; .*$/\1/p' k.err)
+  [ -n "$seed" ] || die "getp printed no seed"
+  run -m getp -i in8.txt -o out.txt -n 8 -b 3 -T 0.9 --ignore-eos --resume 2>res.err || die "resume: exit $?"
+  has res.err "^seed: $seed (from out.txt.partial)$"
+  run -m getp -i in8.txt -o full.txt -n 8 -T 0.9 --ignore-eos -s "$seed" 2>full.err || die "exit $?"
+  cmp -s out.txt full.txt || die "resumed sampled OUT differs from the run with -s $seed"
+  ;;
+cli)
+  for p in run tokenize export-model; do
+    "$BIN/$p" --version >v.txt 2>v.err || die "$p --version: exit $?"
+    [ "$(wc -l <v.txt)" -eq 2 ] && [ ! -s v.err ] || die "$p --version: $(cat v.txt v.err)"
+    has v.txt "^$p [0-9a-f]\{7,\}.* (\|^$p unknown"
+    has v.txt "^build: [A-Za-z]*.*; GPU backend: "
+    "$BIN/$p" --help >h.txt 2>h.err || die "$p --help: exit $?"
+    has h.txt "Exit status: 0 ok"
+  done
+  "$RUN" --help >h.txt || die "run --help: exit $?"
+  has h.txt "run \[MODEL\] -m bench "
+  has h.txt "generate | chat | getp | bench"
+  has h.txt "MODEL is \$GPTOSS_MODEL, else tiny.bin beside this program"
+  # tokenize: errors in the one form, exit 1.
+  "$BIN/tokenize" --bogus >/dev/null 2>err.txt; rc=$?
+  [ $rc -eq 1 ] || die "tokenize --bogus: exit $rc"
+  [ "$(cat err.txt)" = "tokenize: error: The following argument was not expected: --bogus (see --help)" ] ||
+    die "tokenize --bogus: $(cat err.txt)"
+  "$BIN/tokenize" --make a >/dev/null 2>err.txt; rc=$?
+  [ $rc -eq 1 ] && [ "$(cat err.txt)" = "tokenize: error: --make takes two files: --make SRC OUT (see --help)" ] ||
+    die "tokenize --make a: exit $rc: $(cat err.txt)"
+  "$BIN/tokenize" -z >/dev/null 2>err.txt; rc=$?
+  [ $rc -eq 1 ] && [ "$(wc -l <err.txt)" -eq 1 ] || die "tokenize -z: exit $rc: $(cat err.txt)"
+  has err.txt "^tokenize: error: .*(see --help)$"
+  echo hi | "$BIN/tokenize" -z nothere.bin -z "$TOK" >ids.txt 2>err.txt || die "tokenize: a repeated -z: $(cat err.txt)"
+  echo hi | "$BIN/tokenize" -z "$TOK" >ids1.txt || die "tokenize: exit $?"
+  [ -s ids.txt ] && cmp -s ids.txt ids1.txt || die "tokenize: a repeated -z gave $(cat ids.txt)"
+  "$BIN/export-model" --info "$MODEL" --info "$MODEL" >/dev/null 2>err.txt || die "export-model: a repeated --info: $(cat err.txt)"
+  # run: a repeated flag takes its last value; counts read right.
+  run -m generate -i hi -n 5 -n 1 -T 0 --ignore-eos >/dev/null 2>g.err || die "exit $?"
+  has g.err "^prompt: 1 token, "
+  has g.err "^generated: 1 token (max new tokens)"
+  printf '1\nHello world\n' >one.txt
+  run -m getp -i one.txt -o o1.txt -n 3 2>one.err || die "exit $?"
+  has one.err "^getp: 1 prompt (2 prompt tokens) -> o1.txt$"
+  has one.err "(1 slot x 4096 positions)"  # a 1-prompt getp reserves one slot, not 32
+  # Progress lines when stderr is not a terminal (a log file): lines, no carriage returns.
+  prompts 6 >in.txt
+  run -m getp -i in.txt -o p.txt -n 24 -b 2 --ignore-eos --progress 0.1 2>p.err || die "exit $?"
+  [ "$(grep -c '^getp: [0-9]*/6 prompts done, .* tok/s, .* elapsed, ETA ' p.err)" -ge 2 ] ||
+    die "fewer than 2 progress lines in the log"
+  grep -q "$(printf '\r')" p.err && die "carriage returns in a log"
+  run -m getp -i in.txt -o q.txt -n 2 --progress 0 2>q.err || die "exit $?"
+  grep -q 'prompts done' q.err && die "progress lines with --progress 0"
+  # The defaults are found at run time: the environment, else beside the program.
+  GPTOSS_MODEL="$MODEL" GPTOSS_TOKENIZER="$TOK" "$RUN" -m generate -i hi -n 1 >/dev/null 2>env.err ||
+    die "GPTOSS_MODEL / GPTOSS_TOKENIZER: $(cat env.err)"
+  has env.err "^model: .*($MODEL)$"
+  GPTOSS_MODEL=/nonexistent/m.bin "$RUN" -m generate -i hi >/dev/null 2>err.txt && die "a missing default model accepted"
+  [ "$(cat err.txt)" = "run: error: model /nonexistent/m.bin: No such file or directory (the default: give MODEL, or set GPTOSS_MODEL; launch/setup.sh builds tiny.bin)" ] ||
+    die "missing default model: $(cat err.txt)"
+  mkdir moved && cp "$RUN" moved/run && ln -s "$MODEL" moved/tiny.bin && ln -s "$TOK" moved/tokenizer.bin
+  (unset GPTOSS_MODEL GPTOSS_TOKENIZER; moved/run -m generate -i hi -n 1 >/dev/null 2>moved.err) ||
+    die "a moved build folder: $(cat moved.err)"
+  has moved.err "^model: .*($W/moved/tiny.bin)$"
+  ;;
+version)
+  "$RUN" --version >v.txt || die "exit $?"
+  v=$(sed -n '1s/^run //p' v.txt)
+  if [ -e "$SRC/.git" ] && command -v git >/dev/null && git -C "$SRC" rev-parse HEAD >/dev/null 2>&1; then
+    # The program's version names a commit of this source (the one it was built from).
+    hash=$(echo "$v" | sed -n 's/^\([0-9a-f]\{7,\}\).*/\1/p')
+    [ -n "$hash" ] && git -C "$SRC" cat-file -e "$hash^{commit}" || die "version '$v' names no commit of $SRC"
+    # The build step writes git describe of the tree as it is now.
+    cmake -DSRC="$SRC" -DOUT=now.h -DGIT="$(command -v git)" -P "$SRC/src/common/version.cmake" || die "version.cmake failed"
+    want="$(git -C "$SRC" describe --always --dirty --abbrev=10) ($(git -C "$SRC" log -1 --format=%cs))"
+    has now.h "^#define GPTOSS_SOURCE_VERSION \"$want\"$"
+    # A source tarball (git archive, as GitHub's) has no .git: the commit comes from the archive.
+    if git -C "$SRC" cat-file -e HEAD:src/common/version_archive.txt 2>/dev/null; then
+      mkdir tarball
+      git -C "$SRC" archive --format=tar HEAD src/common/version.cmake src/common/version_archive.txt | tar -x -C tarball ||
+        die "git archive failed"
+      cmake -DSRC="$W/tarball" -DOUT=tar.h -DGIT="$(command -v git)" -P tarball/src/common/version.cmake || die "version.cmake failed"
+      has tar.h "^#define GPTOSS_SOURCE_VERSION \"$(git -C "$SRC" log -1 --format='%h (%cs, source archive)')\"$"
+    fi
+  fi
+  # Neither a checkout nor an archive: "unknown".
+  mkdir -p bare/src/common && printf '$Format:%%h %%cs$\n' >bare/src/common/version_archive.txt
+  cmake -DSRC="$W/bare" -DOUT=bare.h -DGIT="$(command -v git)" -P "$SRC/src/common/version.cmake" || die "version.cmake failed"
+  has bare.h "^#define GPTOSS_SOURCE_VERSION \"unknown (neither a git checkout nor a git archive)\"$"
   ;;
 *) die "unknown case $case_name" ;;
 esac

@@ -90,8 +90,27 @@ TEST(RunPaths, NonRegularOutputsAreWrittenDirectly) {
   // /dev/stdout leads into /proc: written directly whatever fd 1 is (here: a regular file), so a
   // shell's `>> log` is appended to, never replaced.
   EXPECT_EQ(resolve_output("/dev/stdout").kind, OutputTarget::Kind::Direct);
+  EXPECT_EQ(resolve_output("/dev/stdout").fd, 1);
+  EXPECT_EQ(resolve_output("/dev/fd/2").fd, 2);
   fs::create_symlink("/proc/self/fd/1", d / "my_stdout");
   EXPECT_EQ(resolve_output(d / "my_stdout").kind, OutputTarget::Kind::Direct);
+  EXPECT_EQ(resolve_output(d / "my_stdout").fd, 1);
+  // Written through the descriptor: its offset and append mode hold (no reopening at offset 0).
+  {
+    std::ofstream(d / "log.txt") << "first\n";
+    const int fd = ::open((d / "log.txt").c_str(), O_WRONLY | O_APPEND);
+    ASSERT_GE(fd, 0);
+    OutputTarget l = resolve_output("/dev/fd/" + std::to_string(fd));
+    EXPECT_EQ(l.fd, fd);
+    write_output(l, "second\n");
+    ::close(fd);
+    EXPECT_EQ(read_file(d / "log.txt"), "first\nsecond\n");
+    const int rd = ::open((d / "log.txt").c_str(), O_RDONLY);
+    EXPECT_EQ(err_of("/dev/fd/" + std::to_string(rd)),
+              "-o /dev/fd/" + std::to_string(rd) + ": file descriptor " + std::to_string(rd) +
+                  " is not open for writing");
+    ::close(rd);
+  }
   EXPECT_EQ(resolve_output("-").kind, OutputTarget::Kind::Stdout);
   // A FIFO: written directly (a reader gets the text).
   ASSERT_EQ(::mkfifo((d / "fifo").c_str(), 0644), 0);

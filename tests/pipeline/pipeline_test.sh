@@ -14,6 +14,11 @@
 #   chatstall chat with --ring-timeout 2: idling 3 s between turns is fine (the ring waits on a
 #            person without limit), but rank 1 stopped (SIGSTOP) before a turn ends the job within
 #            a few seconds, rank 0 naming the micro-batch that did not come back
+#   interrupt Ctrl-C (SIGINT) to mpirun at random times, 5 times, each run a --resume of the one
+#            before; half of them twice in a row (mpirun then quits at once and its ranks end on
+#            their own while the next --resume starts: the partial file's lock makes it wait). The
+#            final OUT equals one process's, and no prompt is computed twice in the last run
+#            (INTERRUPT_SEED=S repeats a sequence of times)
 #   mismatch rank NP-1 given another model file: every rank refuses to start, one message naming
 #            which ranks have which file
 #   errors   bad splits: one clear error line
@@ -157,6 +162,41 @@ chatstall)
   awk -v d="$dt" 'BEGIN { exit !(d < 10) }' || die "the job took ${dt} s to end"
   has job.err "run: error: rank 0/$NP .*micro-batch [0-9]+ has not come back from rank $((NP-1)) after 2 s \(--ring-timeout\): a rank is stuck"
   [ "$(turns)" -eq 2 ] || die "expected 2 finished turns, got $(turns)"
+  ;;
+interrupt)
+  prompts 10 >in.txt
+  args="-m getp -i in.txt -n 16 -b 2 --ignore-eos"
+  one $args -o ref.txt 2>ref.err || die "1 rank: exit $?"
+  seed=${INTERRUPT_SEED:-$$}
+  echo "random seed $seed (INTERRUPT_SEED=$seed repeats the sequence)"
+  RANDOM=$seed
+  k=0
+  while [ ! -e out.txt ] && [ $k -lt 5 ]; do
+    k=$((k+1))
+    before=$(count_done)
+    mpirun --oversubscribe -np "$NP" "$RUN" "$MODEL" -z "$TOK" $args -o out.txt --resume >/dev/null 2>run$k.err &
+    mp=$!
+    # After 0, 1 or 2 more prompts are done, then 0 to 300 ms more: within a step, or in start-up.
+    more=$((RANDOM % 3)) ms=$((RANDOM % 300)) twice=$((RANDOM % 2)) n=0
+    while [ "$(count_done)" -lt $((before + more)) ] && kill -0 $mp 2>/dev/null; do
+      sleep 0.02; n=$((n+1)); [ $n -lt 3000 ] || die "no progress in 60 s"
+    done
+    sleep "$(awk -v m=$ms 'BEGIN { print m / 1000 }')"
+    kill -INT $mp 2>/dev/null
+    [ $twice = 1 ] && { sleep 0.05; kill -INT $mp 2>/dev/null; }
+    wait $mp; rc=$?
+    echo "interrupt $k ($([ $twice = 1 ] && echo twice || echo once)) after $more more prompts + $ms ms: mpirun exit $rc, $(count_done) done"
+  done
+  if [ ! -e out.txt ]; then
+    many $args -o out.txt --resume 2>final.err || die "the last --resume: exit $?"
+    # Every prompt once: the last run generated 16 tokens for each prompt it did not resume.
+    resumed=$(sed -n 's/.*"resumed_prompts": \([0-9]*\).*/\1/p' final.err)
+    generated=$(sed -n 's/.*"generated_tokens": \([0-9]*\).*/\1/p' final.err)
+    echo "last run: $resumed prompts resumed, $generated tokens generated"
+    [ "$generated" -eq $(( (10 - resumed) * 16 )) ] || die "the last run generated $generated tokens for $((10 - resumed)) prompts"
+  fi
+  [ ! -e out.txt.partial ] || die "out.txt.partial left behind"
+  cmp -s ref.txt out.txt || die "OUT after $k interrupts differs from the uninterrupted OUT"
   ;;
 mismatch)
   cp "$MODEL" other.bin

@@ -13,7 +13,8 @@ build=${BUILD_DIR:-$root/build}
 cd "$root"
 
 packages=(build-essential cmake pkg-config git libopenmpi-dev openmpi-bin
-          libomp-dev libcli11-dev libgtest-dev libpcre2-dev nlohmann-json3-dev python3-matplotlib)
+          libomp-dev libcli11-dev libgtest-dev libpcre2-dev nlohmann-json3-dev libedit-dev
+          python3-matplotlib)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

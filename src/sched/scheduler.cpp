@@ -12,6 +12,7 @@ const char* finish_reason_name(FinishReason r) {
     case FinishReason::Stop: return "stop token";
     case FinishReason::MaxTokens: return "max new tokens";
     case FinishReason::Context: return "context full";
+    case FinishReason::Cancelled: return "interrupted";
   }
   return "?";
 }
@@ -174,6 +175,36 @@ void Scheduler::commit_tokens(const Step& step, std::span<const int32_t> tokens)
     --active_;
     if (on_finish) on_finish(std::move(f));
   }
+}
+
+bool Scheduler::cancel(uint64_t id) {
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    if (it->id != id) continue;
+    Finished f;
+    f.id = id;
+    f.slot = it->slot;
+    f.end_pos = it->start_pos;
+    f.reason = FinishReason::Cancelled;
+    queue_.erase(it);
+    if (on_finish) on_finish(std::move(f));
+    return true;
+  }
+  for (int slot = 0; slot < opt_.max_slots; ++slot) {
+    Seq& q = slots_[slot];
+    if (!q.active || q.id != id) continue;
+    GPTOSS_ASSERT(q.inflight == 0);
+    Finished f;
+    f.id = q.id;
+    f.slot = slot;
+    f.end_pos = q.pos;
+    f.generated = std::move(q.generated);
+    f.reason = FinishReason::Cancelled;
+    q = Seq{};
+    --active_;
+    if (on_finish) on_finish(std::move(f));
+    return true;
+  }
+  return false;
 }
 
 bool Scheduler::next_picks(const Step& step, std::vector<TokenPick>& picks) {

@@ -58,7 +58,7 @@ struct Request {
   int slot = -1;                // -1: any free slot; required when start_pos > 0
 };
 
-enum class FinishReason { Stop, MaxTokens, Context };
+enum class FinishReason { Stop, MaxTokens, Context, Cancelled };
 const char* finish_reason_name(FinishReason r);
 
 struct Finished {
@@ -121,6 +121,12 @@ class Scheduler {
   bool next_picks(const Step& step, std::vector<TokenPick>& picks);
   // plan + forward + commit. False when there was nothing to do.
   bool run_step(Engine& engine);
+  // Ends request `id` now (e.g. a chat turn stopped by Ctrl-C): on_finish gets what it has
+  // generated so far, reason Cancelled, as a -n cut would (end_pos: the tokens in the KV cache;
+  // the last generated token is not, and prompt tokens not yet sent are dropped). A queued request
+  // finishes with nothing generated. The request must have no step in flight (call it between
+  // runs). False if no such request is queued or active.
+  bool cancel(uint64_t id);
 
   bool busy() const { return active_ > 0 || !queue_.empty(); }
   int active() const { return active_; }

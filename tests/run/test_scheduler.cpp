@@ -1,9 +1,11 @@
 // test_scheduler.cpp: the continuous-batching scheduler against the fake engine: every sequence
 // gets exactly the tokens it gets alone (reference_tokens), whatever -b and --chunk; slots are
 // refilled at once; prompts are chunked within the step budget and mixed with decode rows; stop
-// tokens, max tokens and the context end sequences; chat continuations; pipelined plans.
+// tokens, max tokens and the context end sequences; chat continuations; a cancelled turn; pipelined
+// plans.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -222,6 +224,50 @@ TEST(RunScheduler, ChatContinuationReusesTheSlot) {
   history.insert(history.end(), t2.begin(), t2.end());
   EXPECT_EQ(f2.generated, test::reference_tokens(history, 1, 4, 4096, {}, false, false, kVocab));
   EXPECT_EQ(f2.end_pos, static_cast<int>(history.size()) + 4 - 1);
+}
+
+// A chat turn stopped by Ctrl-C: cancel() ends it between steps with what it generated (a prefix of
+// the uninterrupted turn), and the next turn continues the sequence exactly as after a -n cut.
+TEST(RunScheduler, CancelEndsATurnAndTheNextContinuesIt) {
+  FakeEngine eng(kVocab, 2, 4096);
+  SchedulerOptions so = opts(2, 4);
+  so.stop_ids = {};
+  Scheduler sch(so, test::fake_factory(false));
+  std::vector<Finished> done;
+  sch.on_finish = [&](Finished&& f) { done.push_back(std::move(f)); };
+  std::vector<int32_t> t1{1, 2, 3, 4, 5, 6}, t2{7, 8};
+  sch.submit(Request{0, t1, 50, 0, 0});
+  sch.submit(Request{9, {3}, 50, 0, 1});
+  sch.submit(Request{8, {3}, 5, 0, 1});  // queued behind request 9's slot
+  int got0 = 0;
+  sch.on_token = [&](uint64_t id, int32_t) { got0 += id == 0; };
+  while (got0 < 3) sch.run_step(eng);
+  EXPECT_TRUE(sch.cancel(8));                      // queued: ends with nothing generated
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].id, 8u);
+  EXPECT_TRUE(done[0].generated.empty());
+  EXPECT_EQ(done[0].reason, FinishReason::Cancelled);
+  EXPECT_TRUE(sch.cancel(0));
+  EXPECT_FALSE(sch.cancel(0));
+  ASSERT_EQ(done.size(), 2u);
+  const Finished f1 = done[1];
+  EXPECT_EQ(f1.reason, FinishReason::Cancelled);
+  EXPECT_STREQ(finish_reason_name(f1.reason), "interrupted");
+  ASSERT_EQ(f1.generated.size(), 3u);
+  std::vector<int32_t> whole = test::reference_tokens(t1, 0, 50, 4096, {}, false, false, kVocab);
+  EXPECT_TRUE(std::equal(f1.generated.begin(), f1.generated.end(), whole.begin()));
+  EXPECT_EQ(f1.end_pos, 6 + 3 - 1);  // the last generated token is not in the cache yet
+  // The slot is free again: the next turn feeds that last token, then its own.
+  std::vector<int32_t> feed2{f1.generated.back()};
+  feed2.insert(feed2.end(), t2.begin(), t2.end());
+  sch.submit(Request{1, feed2, 4, f1.end_pos, 0});
+  while (sch.busy()) sch.run_step(eng);  // the fake engine throws on a wrong position
+  std::vector<int32_t> history = t1;
+  history.insert(history.end(), f1.generated.begin(), f1.generated.end());
+  history.insert(history.end(), t2.begin(), t2.end());
+  auto turn2 = std::find_if(done.begin(), done.end(), [](const Finished& f) { return f.id == 1; });
+  ASSERT_NE(turn2, done.end());
+  EXPECT_EQ(turn2->generated, test::reference_tokens(history, 1, 4, 4096, {}, false, false, kVocab));
 }
 
 TEST(RunScheduler, PipelinedPlansLeaveInFlightSequencesOut) {

@@ -37,9 +37,8 @@ class FdLines {
       }
       char chunk[1 << 16];
       const ssize_t r = ::read(fd_, chunk, sizeof chunk);
-      if (r < 0 && errno == EINTR) {
-        typed = !buf_.empty();
-        buf_.clear();
+      if (r < 0 && errno == EINTR) {  // nothing is typed here: what was read stays
+        typed = false;
         return LineResult::Interrupted;
       }
       CHECK_SYS(r, "stdin: read");

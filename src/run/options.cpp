@@ -1,8 +1,12 @@
 // options.cpp: CLI11 definition of the `run` command line, mode defaults and range checks.
 #include "run/options.h"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <CLI/CLI.hpp>
 
@@ -267,14 +271,14 @@ std::string pick_fresh_seed(RunOptions& opt) {
 }
 
 void check_model_paths(const RunOptions& opt) {
+  // Only that they exist and can be read: what they are (a folder, a GGUF file) the loaders say
+  // in more detail.
   auto check = [](const std::string& path, const std::string& dflt, const char* what,
                   const char* how) {
-    try {
-      check_input_file(path, what);
-    } catch (const Error& e) {
-      if (path != dflt) throw;
-      fail("%s (the default: %s)", e.what(), how);
-    }
+    if (::access(path.c_str(), R_OK) == 0) return;
+    const int e = errno;
+    if (path != dflt) fail("%s %s: %s", what, path.c_str(), std::strerror(e));
+    fail("%s %s: %s (the default: %s)", what, path.c_str(), std::strerror(e), how);
   };
   check(opt.model_path, default_model_path(), "model",
         "give MODEL, or set GPTOSS_MODEL; launch/setup.sh builds tiny.bin");

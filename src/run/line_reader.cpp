@@ -42,8 +42,10 @@ class FdLines {
         return LineResult::Interrupted;
       }
       CHECK_SYS(r, "stdin: read");
-      if (r == 0) eof_ = true;
-      else buf_.append(chunk, static_cast<size_t>(r));
+      if (r == 0)
+        eof_ = true;
+      else
+        buf_.append(chunk, static_cast<size_t>(r));
     }
   }
 
@@ -123,8 +125,10 @@ struct LineReader::Impl {
 };
 
 LineReader::LineReader(bool terminal) : impl_(std::make_unique<Impl>()) {
-  if (terminal) impl_->edit = std::make_unique<EditLines>();
-  else impl_->plain = std::make_unique<FdLines>(STDIN_FILENO);
+  if (terminal)
+    impl_->edit = std::make_unique<EditLines>();
+  else
+    impl_->plain = std::make_unique<FdLines>(STDIN_FILENO);
 }
 
 LineReader::~LineReader() = default;

@@ -2,8 +2,8 @@
 // (through a symlink, which stays one), "-" is stdout, devices, FIFOs and /dev/stdout are written
 // directly and never replaced; folders, missing folders and unwritable targets are one-line errors
 // before anything runs. Also input checks, same-file detection and the default data paths.
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -130,9 +130,8 @@ TEST(RunPaths, BadOutputsAreOneLineErrors) {
   fs::create_directory(d / "odir");
   EXPECT_EQ(err_of(d / "odir"), "-o " + (d / "odir") + ": is a folder (expected a file)");
   EXPECT_EQ(err_of(d / "odir/"), "-o " + (d / "odir/") + ": names a folder (expected a file)");
-  EXPECT_EQ(err_of(d / "missing/out.txt"),
-            "-o " + (d / "missing/out.txt") + ": folder " + (d / "missing") +
-                ": No such file or directory");
+  EXPECT_EQ(err_of(d / "missing/out.txt"), "-o " + (d / "missing/out.txt") + ": folder " +
+                                               (d / "missing") + ": No such file or directory");
   std::ofstream(d / "file") << "x";
   EXPECT_EQ(err_of(d / "file/out.txt"), "-o " + (d / "file/out.txt") + ": Not a directory");
   if (geteuid() != 0) {  // root may write anywhere
@@ -155,7 +154,8 @@ TEST(RunPaths, InputsAndSameFile) {
     check_input_file(d / "none.txt", "--verify");
     FAIL();
   } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), "--verify " + (d / "none.txt") + ": No such file or directory");
+    EXPECT_EQ(std::string(e.what()),
+              "--verify " + (d / "none.txt") + ": No such file or directory");
   }
   try {
     check_input_file(d / "", "-i");

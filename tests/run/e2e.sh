@@ -157,56 +157,56 @@ errors)
   ;;
 outputs)
   prompts 3 >in.txt
-  run -m getp -i in.txt -o ref.txt -n 4 2>ref.err || die "exit $?"
+  run -m getp -i in.txt -o ref.txt -n 2 2>ref.err || die "exit $?"
   # -o - writes OUT to stdout; no file named "-".
-  run -m getp -i in.txt -o - -n 4 >stdout.txt 2>o1.err || die "-o -: exit $?"
+  run -m getp -i in.txt -o - -n 2 >stdout.txt 2>o1.err || die "-o -: exit $?"
   cmp -s ref.txt stdout.txt || die "-o -: stdout differs from OUT"
   [ ! -e ./- ] && [ ! -e ./-.partial ] || die "-o - created a file"
   has o1.err "getp: 3 prompts (.* prompt tokens) -> stdout"
   # A link into /proc (as /dev/stdout is) is written through, never replaced: >> still appends.
   ln -s /proc/self/fd/1 my_stdout
   echo "first line" >log.txt
-  run -m getp -i in.txt -o my_stdout -n 4 >>log.txt 2>o2.err || die "-o my_stdout: exit $?"
+  run -m getp -i in.txt -o my_stdout -n 2 >>log.txt 2>o2.err || die "-o my_stdout: exit $?"
   [ -L my_stdout ] || die "the link to /proc/self/fd/1 was replaced"
   { echo "first line"; cat ref.txt; } | cmp -s - log.txt || die "-o my_stdout >>log.txt: not appended"
   # A FIFO is written directly.
   mkfifo fifo
   cat fifo >fifo.txt & reader=$!
-  run -m getp -i in.txt -o fifo -n 4 2>o3.err || die "-o fifo: exit $?"
+  run -m getp -i in.txt -o fifo -n 2 2>o3.err || die "-o fifo: exit $?"
   wait $reader
   [ -p fifo ] || die "the FIFO was replaced"
   cmp -s ref.txt fifo.txt || die "-o fifo: the reader got other text"
   # A symlink to a regular file: the file is replaced atomically, the link stays a link.
   mkdir data && echo old >data/real.txt && ln -s data/real.txt link.txt
-  run -m getp -i in.txt -o link.txt -n 4 2>o4.err || die "-o link.txt: exit $?"
+  run -m getp -i in.txt -o link.txt -n 2 2>o4.err || die "-o link.txt: exit $?"
   [ -L link.txt ] || die "the symlink was replaced by a file"
   cmp -s ref.txt data/real.txt || die "the file behind the symlink does not hold OUT"
   # Bad paths: one line, before the model loads; nothing written.
   mkdir odir
-  expect_early_error -m getp -i in.txt -o odir -n 4
+  expect_early_error -m getp -i in.txt -o odir -n 2
   has err.txt "^run: error: -o odir: is a folder (expected a file)$"
   [ ! -e odir.partial ] || die "odir.partial written"
-  expect_early_error -m getp -i in.txt -o nodir/out.txt -n 4
+  expect_early_error -m getp -i in.txt -o nodir/out.txt -n 2
   has err.txt "^run: error: -o nodir/out.txt: folder nodir: No such file or directory$"
-  expect_early_error -m getp -i in.txt -o v.txt -n 4 --verify missing.txt
+  expect_early_error -m getp -i in.txt -o v.txt -n 2 --verify missing.txt
   has err.txt "^run: error: --verify missing.txt: No such file or directory$"
   [ ! -e v.txt ] && [ ! -e v.txt.partial ] || die "output written although REF is missing"
   cp ref.txt same.txt && ln -s same.txt alias.txt
-  expect_early_error -m getp -i in.txt -o same.txt -n 4 --verify alias.txt
+  expect_early_error -m getp -i in.txt -o same.txt -n 2 --verify alias.txt
   has err.txt "^run: error: --verify alias.txt: is the output file (-o same.txt); the reference must be another file$"
-  expect_early_error -m getp -i in.txt -o same.txt -n 4 --verify same.txt
+  expect_early_error -m getp -i in.txt -o same.txt -n 2 --verify same.txt
   has err.txt "^run: error: --verify: the reference must be another file than -o same.txt$"
   cmp -s ref.txt same.txt || die "the reference was overwritten"
   ln in.txt in_hard.txt
-  expect_early_error -m getp -i in.txt -o in_hard.txt -n 4
+  expect_early_error -m getp -i in.txt -o in_hard.txt -n 2
   has err.txt "^run: error: -o in_hard.txt: is the input file (-i in.txt)$"
   printf '1 2\nx\n' >bad_ref.txt
-  expect_early_error -m getp -i in.txt -o v.txt -n 4 --verify bad_ref.txt
+  expect_early_error -m getp -i in.txt -o v.txt -n 2 --verify bad_ref.txt
   has err.txt "^run: error: bad_ref.txt:2: not a line of token ids$"
   # --verify: equal -> 0; a difference -> exit 2 (not 1, the error status).
-  run -m getp -i in.txt -o v.txt -n 4 --verify ref.txt 2>v.err || die "verify of equal outputs: exit $?"
+  run -m getp -i in.txt -o v.txt -n 2 --verify ref.txt 2>v.err || die "verify of equal outputs: exit $?"
   awk 'NR==2 {$1 = ($1 == 5 ? 6 : 5)} {print}' ref.txt >ref2.txt
-  run -m getp -i in.txt -o v2.txt -n 4 --verify ref2.txt 2>v2.err; rc=$?
+  run -m getp -i in.txt -o v2.txt -n 2 --verify ref2.txt 2>v2.err; rc=$?
   [ $rc -eq 2 ] || die "verify of a changed reference: exit $rc (expected 2)"
   has v2.err "verify: 2/3 prompts match; first divergence: prompt 1 (0-based), token 0"
   cmp -s ref.txt v2.txt || die "OUT not written when verify found a difference"
@@ -231,18 +231,18 @@ prompts)
   run -m getp -i - -o s.txt -n 4 <in.txt 2>s.err || die "getp -i -: exit $?"
   cmp -s f.txt s.txt || die "getp -i -: other OUT"
   # Sampling without -s: a fresh seed each run, printed; -s SEED repeats that run.
-  run -m generate -i "Once upon a time" -n 12 --ignore-eos >r1.txt 2>r1.err || die "exit $?"
-  run -m generate -i "Once upon a time" -n 12 --ignore-eos >r2.txt 2>r2.err || die "exit $?"
+  run -m generate -i "Once upon a time" -n 8 --ignore-eos >r1.txt 2>r1.err || die "exit $?"
+  run -m generate -i "Once upon a time" -n 8 --ignore-eos >r2.txt 2>r2.err || die "exit $?"
   seed=$(sed -n 's/^seed: \([0-9]*\) (random; -s \1 repeats this run)$/\1/p' r1.err)
   [ -n "$seed" ] || die "no 'seed: S (random; -s S repeats this run)' line"
   cmp -s r1.txt r2.txt && die "two runs at -T 1 without -s gave the same text"
-  run -m generate -i "Once upon a time" -n 12 --ignore-eos -s "$seed" >r3.txt 2>r3.err || die "exit $?"
+  run -m generate -i "Once upon a time" -n 8 --ignore-eos -s "$seed" >r3.txt 2>r3.err || die "exit $?"
   cmp -s r1.txt r3.txt || die "-s $seed did not repeat the run that printed it"
   grep -q '^seed:' r3.err && die "a seed line although -s was given"
   # getp at -T > 0 without -s, interrupted: --resume takes OUT.partial's seed, and the result is
   # the run that seed gives.
-  prompts 8 >in8.txt
-  "$RUN" "$MODEL" -z "$TOK" -m getp -i in8.txt -o out.txt -n 8 -b 1 -T 0.9 --ignore-eos 2>k.err &
+  prompts 6 >in6.txt
+  "$RUN" "$MODEL" -z "$TOK" -m getp -i in6.txt -o out.txt -n 6 -b 1 -T 0.9 --ignore-eos 2>k.err &
   pid=$!
   n=0
   while [ "$(count_done)" -lt 2 ]; do
@@ -251,12 +251,12 @@ prompts)
   done
   kill -INT $pid; wait $pid; rc=$?
   [ $rc -eq 130 ] || die "exit $rc after SIGINT (expected 130)"
-  has k.err "interrupted by SIGINT: .*/8 prompts done, kept in out.txt.partial"
+  has k.err "interrupted by SIGINT: .*/6 prompts done, kept in out.txt.partial"
   seed=$(sed -n 's/^seed: \([0-9]*\) (random; .*$/\1/p' k.err)
   [ -n "$seed" ] || die "getp printed no seed"
-  run -m getp -i in8.txt -o out.txt -n 8 -b 3 -T 0.9 --ignore-eos --resume 2>res.err || die "resume: exit $?"
+  run -m getp -i in6.txt -o out.txt -n 6 -b 3 -T 0.9 --ignore-eos --resume 2>res.err || die "resume: exit $?"
   has res.err "^seed: $seed (from out.txt.partial)$"
-  run -m getp -i in8.txt -o full.txt -n 8 -T 0.9 --ignore-eos -s "$seed" 2>full.err || die "exit $?"
+  run -m getp -i in6.txt -o full.txt -n 6 -T 0.9 --ignore-eos -s "$seed" 2>full.err || die "exit $?"
   cmp -s out.txt full.txt || die "resumed sampled OUT differs from the run with -s $seed"
   ;;
 cli)

@@ -154,17 +154,22 @@ std::vector<PromptLine> parse_prompts(std::string_view data, const std::string& 
   return prompts;
 }
 
-std::string read_file(const std::string& path, uint64_t max_bytes, const char* what) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+std::string read_file(const std::string& path_or_dash, uint64_t max_bytes, const char* what) {
+  const bool in = path_or_dash == "-";
+  const std::string path = in ? "stdin" : path_or_dash;
+  int fd = in ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   CHECK_SYS(fd, "%s: cannot open", path.c_str());
+  auto close_fd = [&] {
+    if (!in) ::close(fd);
+  };
   struct stat st;
   const bool have_stat = ::fstat(fd, &st) == 0;
   if (have_stat && S_ISDIR(st.st_mode)) {
-    ::close(fd);
+    close_fd();
     fail("%s: is a directory", path.c_str());
   }
   auto too_big = [&](const char* more_than, uint64_t bytes) {
-    ::close(fd);
+    close_fd();
     fail("%s: the file is %s%llu bytes; %s may be at most %s", path.c_str(), more_than,
          (unsigned long long)bytes, what, bytes_str(max_bytes).c_str());
   };
@@ -177,7 +182,7 @@ std::string read_file(const std::string& path, uint64_t max_bytes, const char* w
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) {
       int e = errno;
-      ::close(fd);
+      close_fd();
       fail("%s: read: %s", path.c_str(), std::strerror(e));
     }
     if (r == 0) break;
@@ -185,7 +190,7 @@ std::string read_file(const std::string& path, uint64_t max_bytes, const char* w
     if (static_cast<uint64_t>(r) > max_bytes - s.size()) too_big("more than ", max_bytes);
     s.append(buf, static_cast<size_t>(r));
   }
-  ::close(fd);
+  close_fd();
   return s;
 }
 

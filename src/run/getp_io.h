@@ -117,8 +117,8 @@ IdRows parse_id_rows(std::string_view data, const std::string& where);
 VerifyReport verify_rows(const IdRows& out, const IdRows& ref);
 VerifyReport verify_outputs(const std::string& out_path, const std::string& ref_path);
 
-// Reads a whole file; Error naming it if it cannot be read or holds more than max_bytes
-// ("PATH: the file is B bytes; WHAT may be at most 1 GiB").
+// Reads a whole file ("-": stdin); Error naming it if it cannot be read or holds more than
+// max_bytes ("PATH: the file is B bytes; WHAT may be at most 1 GiB").
 std::string read_file(const std::string& path, uint64_t max_bytes = UINT64_MAX,
                       const char* what = "it");
 bool file_exists(const std::string& path);

@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "common/error.h"
+#include "run/getp_io.h"
 #include "run/modes.h"
 #include "run/paths.h"
 #include "run/session.h"
@@ -24,7 +25,8 @@ std::string read_prompt(const RunOptions& opt, const char** flag) {
   if (path == "-" && isatty(STDIN_FILENO))
     fail("-m generate needs a prompt: -i \"text\", -f FILE, or the text on stdin");
   check_input_file(path, opt.prompt_file.empty() ? "-i" : "-f");
-  std::string text = read_input(path);
+  // As a getp prompt line: at most 16 MiB (a wrong file is an error, not memory exhaustion).
+  std::string text = read_file(path, GetpLimits{}.prompt_bytes, "a prompt");
   if (!text.empty() && text.back() == '\n') text.pop_back();
   if (!text.empty() && text.back() == '\r') text.pop_back();
   return text;

@@ -76,7 +76,7 @@ int run_getp(const RunOptions& options) {
       fail("--verify %s: is the output file (-o %s); the reference must be another file",
            opt.verify_path.c_str(), opt.output.c_str());
     const std::string ref_name = opt.verify_path == "-" ? "stdin" : opt.verify_path;
-    ref = parse_id_rows(read_input(opt.verify_path), ref_name);
+    ref = parse_id_rows(read_file(opt.verify_path, UINT64_MAX, "a reference"), ref_name);
   }
   std::string input = read_prompt_input(opt.input);
   std::vector<PromptLine> lines = parse_prompts(input, in_name);

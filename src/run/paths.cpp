@@ -63,15 +63,15 @@ std::string follow_links(const std::string& given, bool& via_proc, int& fd, cons
   fail("%s %s: too many levels of symbolic links", flag, given.c_str());
 }
 
-// The folder `file` would be created in must exist and be writable.
-void check_folder_writable(const std::string& file, const std::string& given, const char* flag) {
+// The directory `file` would be created in must exist and be writable.
+void check_dir_writable(const std::string& file, const std::string& given, const char* flag) {
   const std::string d = dir_of(file);
   struct stat st;
   if (::stat(d.c_str(), &st) != 0)
-    fail("%s %s: folder %s: %s", flag, given.c_str(), d.c_str(), std::strerror(errno));
-  if (!S_ISDIR(st.st_mode)) fail("%s %s: %s is not a folder", flag, given.c_str(), d.c_str());
+    fail("%s %s: directory %s: %s", flag, given.c_str(), d.c_str(), std::strerror(errno));
+  if (!S_ISDIR(st.st_mode)) fail("%s %s: %s is not a directory", flag, given.c_str(), d.c_str());
   if (::access(d.c_str(), W_OK | X_OK) != 0)
-    fail("%s %s: cannot write in folder %s: %s", flag, given.c_str(), d.c_str(),
+    fail("%s %s: cannot write in directory %s: %s", flag, given.c_str(), d.c_str(),
          std::strerror(errno));
 }
 
@@ -81,36 +81,9 @@ void check_input_file(const std::string& path, const char* what) {
   if (path == "-") return;
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) fail("%s %s: %s", what, path.c_str(), std::strerror(errno));
-  if (S_ISDIR(st.st_mode)) fail("%s %s: is a folder", what, path.c_str());
+  if (S_ISDIR(st.st_mode)) fail("%s %s: is a directory", what, path.c_str());
   if (::access(path.c_str(), R_OK) != 0)
     fail("%s %s: %s", what, path.c_str(), std::strerror(errno));
-}
-
-std::string read_input(const std::string& path) {
-  const bool in = path == "-";
-  const std::string name = in ? "stdin" : path;
-  int fd = in ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  CHECK_SYS(fd, "%s: cannot open", name.c_str());
-  struct stat st;
-  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-    ::close(fd);
-    fail("%s: is a folder", name.c_str());
-  }
-  std::string s;
-  char buf[1 << 16];
-  for (;;) {
-    ssize_t r = ::read(fd, buf, sizeof buf);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      int e = errno;
-      if (!in) ::close(fd);
-      fail("%s: read: %s", name.c_str(), std::strerror(e));
-    }
-    if (r == 0) break;
-    s.append(buf, static_cast<size_t>(r));
-  }
-  if (!in) ::close(fd);
-  return s;
 }
 
 bool same_file(const std::string& a, const std::string& b) {
@@ -128,7 +101,7 @@ OutputTarget resolve_output(const std::string& path, const char* flag) {
     return t;
   }
   if (path.empty()) fail("%s: empty path", flag);
-  if (path.back() == '/') fail("%s %s: names a folder (expected a file)", flag, path.c_str());
+  if (path.back() == '/') fail("%s %s: names a directory (expected a file)", flag, path.c_str());
   bool via_proc = false;
   int fd = -1;
   const std::string final_path = follow_links(path, via_proc, fd, flag);
@@ -145,7 +118,7 @@ OutputTarget resolve_output(const std::string& path, const char* flag) {
   }
   struct stat st;
   if (::stat(path.c_str(), &st) == 0) {
-    if (S_ISDIR(st.st_mode)) fail("%s %s: is a folder (expected a file)", flag, path.c_str());
+    if (S_ISDIR(st.st_mode)) fail("%s %s: is a directory (expected a file)", flag, path.c_str());
     if (::access(path.c_str(), W_OK) != 0)
       fail("%s %s: cannot write: %s", flag, path.c_str(), std::strerror(errno));
     if (!S_ISREG(st.st_mode) || via_proc) {
@@ -160,7 +133,7 @@ OutputTarget resolve_output(const std::string& path, const char* flag) {
   }
   t.kind = OutputTarget::Kind::File;
   t.file = final_path;
-  check_folder_writable(final_path, path, flag);
+  check_dir_writable(final_path, path, flag);
   return t;
 }
 

@@ -9,8 +9,6 @@ namespace gptoss {
 // Fails unless path names a readable file that is not a folder:
 // "<what> PATH: No such file or directory" ("-" is stdin and always passes).
 void check_input_file(const std::string& path, const char* what);
-// Reads a whole input: the file, or stdin for "-". Error naming it if it cannot be read.
-std::string read_input(const std::string& path);
 // True when both name one existing file (same device and inode; links followed).
 bool same_file(const std::string& a, const std::string& b);
 

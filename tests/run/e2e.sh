@@ -3,8 +3,8 @@
 # usage: e2e.sh CASE RUN MODEL TOKENIZER WORKDIR
 #   generate chat getp_batch getp_resume errors: the modes and their one-line errors
 #   outputs   getp's OUT: -o - is stdout, a FIFO and a link into /proc are written directly (a
-#             shell's >> still appends), a symlink to a file stays a link; bad paths (a folder, a
-#             missing folder, a missing REF, OUT == REF or IN) fail before the model loads, with
+#             shell's >> still appends), a symlink to a file stays a link; bad paths (a directory, a
+#             missing directory, a missing REF, OUT == REF or IN) fail before the model loads, with
 #             nothing written; a --verify difference exits 2
 #   prompts   generate's prompt from -i, -f FILE, stdin and -i -; getp -i -; a fresh printed seed
 #             at -T > 0 without -s (runs differ; -s SEED repeats one); getp --resume takes the seed
@@ -184,10 +184,10 @@ outputs)
   # Bad paths: one line, before the model loads; nothing written.
   mkdir odir
   expect_early_error -m getp -i in.txt -o odir -n 2
-  has err.txt "^run: error: -o odir: is a folder (expected a file)$"
+  has err.txt "^run: error: -o odir: is a directory (expected a file)$"
   [ ! -e odir.partial ] || die "odir.partial written"
   expect_early_error -m getp -i in.txt -o nodir/out.txt -n 2
-  has err.txt "^run: error: -o nodir/out.txt: folder nodir: No such file or directory$"
+  has err.txt "^run: error: -o nodir/out.txt: directory nodir: No such file or directory$"
   expect_early_error -m getp -i in.txt -o v.txt -n 2 --verify missing.txt
   has err.txt "^run: error: --verify missing.txt: No such file or directory$"
   [ ! -e v.txt ] && [ ! -e v.txt.partial ] || die "output written although REF is missing"

@@ -1,7 +1,7 @@
 // test_paths.cpp: where getp's OUT goes (run/paths.h): a regular file is replaced atomically
 // (through a symlink, which stays one), "-" is stdout, devices, FIFOs and /dev/stdout are written
-// directly and never replaced; folders, missing folders and unwritable targets are one-line errors
-// before anything runs. Also input checks, same-file detection and the default data paths.
+// directly and never replaced; directories, missing directories and unwritable targets are one-line
+// errors before anything runs. Also input checks, same-file detection and the default data paths.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -128,17 +128,18 @@ TEST(RunPaths, NonRegularOutputsAreWrittenDirectly) {
 TEST(RunPaths, BadOutputsAreOneLineErrors) {
   TmpDir d;
   fs::create_directory(d / "odir");
-  EXPECT_EQ(err_of(d / "odir"), "-o " + (d / "odir") + ": is a folder (expected a file)");
-  EXPECT_EQ(err_of(d / "odir/"), "-o " + (d / "odir/") + ": names a folder (expected a file)");
-  EXPECT_EQ(err_of(d / "missing/out.txt"), "-o " + (d / "missing/out.txt") + ": folder " +
+  EXPECT_EQ(err_of(d / "odir"), "-o " + (d / "odir") + ": is a directory (expected a file)");
+  EXPECT_EQ(err_of(d / "odir/"), "-o " + (d / "odir/") + ": names a directory (expected a file)");
+  EXPECT_EQ(err_of(d / "missing/out.txt"), "-o " + (d / "missing/out.txt") + ": directory " +
                                                (d / "missing") + ": No such file or directory");
   std::ofstream(d / "file") << "x";
   EXPECT_EQ(err_of(d / "file/out.txt"), "-o " + (d / "file/out.txt") + ": Not a directory");
   if (geteuid() != 0) {  // root may write anywhere
     fs::create_directory(d / "ro");
     ::chmod((d / "ro").c_str(), 0555);
-    EXPECT_EQ(err_of(d / "ro/out.txt"), "-o " + (d / "ro/out.txt") + ": cannot write in folder " +
-                                            (d / "ro") + ": Permission denied");
+    EXPECT_EQ(err_of(d / "ro/out.txt"), "-o " + (d / "ro/out.txt") +
+                                            ": cannot write in directory " + (d / "ro") +
+                                            ": Permission denied");
   }
   fs::create_symlink("b", d / "a");
   fs::create_symlink("a", d / "b");
@@ -161,7 +162,7 @@ TEST(RunPaths, InputsAndSameFile) {
     check_input_file(d / "", "-i");
     FAIL();
   } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), "-i " + (d / "") + ": is a folder");
+    EXPECT_EQ(std::string(e.what()), "-i " + (d / "") + ": is a directory");
   }
   fs::create_symlink("in.txt", d / "alias.txt");
   fs::create_hard_link(d / "in.txt", d / "hard.txt");

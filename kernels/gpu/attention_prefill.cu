@@ -6,10 +6,10 @@
 //
 // Block = (tile, kv head, chunk of kPfM query vectors). The tile's query vectors are numbered
 // u = row_in_tile * G + head_in_group (consecutive rows, so a chunk covers few rows and its causal
-// key range is short); a chunk has kPfM = kPfWaves x 32 of them, each wave owns 32 (one tile32
+// key range is short); a chunk has kPfM = kPfWaves x 32 of them, each wave owns 32 (one tile
 // wave tile of rows). Per key tile of kPfKeys keys (keys j_lo .. j_hi of the chunk's rows):
 //   1. stage K as [key][dim] and V transposed as [dim][key] in bf16 (fp32 cache: hi + lo halves);
-//   2. S = Q K^T on tensor cores (tile32::mma_k16), Q as bf16 hi + mid + lo (x3 MMAs; fp32 cache:
+//   2. S = Q K^T on tensor cores (tile::mma_k16), Q as bf16 hi + mid + lo (x3 MMAs; fp32 cache:
 //      K as hi + mid + lo too, the 6 products of order <= 2^-16: x6), scaled by 1/8 and masked
 //      (causal, window per row) into shared memory (fp32);
 //   3. online softmax, one lane (NVIDIA) or two (AMD) per query vector: running max m and sum l
@@ -39,8 +39,8 @@ namespace gptoss::gpu {
 
 namespace {
 constexpr int kHD = kAttnHeadDim;  // 64
-constexpr int kWT = tile32::kWaveTileM;  // 32 query vectors per wave (rows of a wave tile)
-static_assert(tile32::kWaveTileN == kWT, "square wave tiles");
+constexpr int kWT = tile::kWaveTileM;  // 32 query vectors per wave (rows of a wave tile)
+static_assert(tile::kWaveTileN == kWT, "square wave tiles");
 #if defined(GPTOSS_HIP)
 constexpr int kPfWaves = 2;   // waves per block
 constexpr int kPfKeys = 32;   // keys per staged tile
@@ -119,12 +119,12 @@ __device__ __forceinline__ uint4 pack8(const uint16_t* h) {
                     h[4] | (uint32_t(h[5]) << 16), h[6] | (uint32_t(h[7]) << 16));
 }
 
-// c[i][j] *= f[i] for every accumulator of this lane. tile32::for_each visits this lane's
+// c[i][j] *= f[i] for every accumulator of this lane. tile::for_each visits this lane's
 // accumulators in register order r = 0, 1, ... on both architectures, so the r-th call of the
 // lambda belongs to c.v[r] (the value is read before it is replaced).
-__device__ __forceinline__ void scale_rows(tile32::Acc& c, const float* f) {
+__device__ __forceinline__ void scale_rows(tile::Acc& c, const float* f) {
   int r = 0;
-  tile32::for_each(c, [&](int i, int, float v) {
+  tile::for_each(c, [&](int i, int, float v) {
     c.v[r] = v * f[i];
     ++r;
   });
@@ -216,9 +216,9 @@ __global__ void __launch_bounds__(kPfThreads)
   const int wave = threadIdx.x / kWaveSize, lane = threadIdx.x % kWaveSize;
   const bool wave_active = u_begin + wave * kWT < u_total;  // block-uniform loop, per-wave work
   const float scale = 1.0f / sqrtf(static_cast<float>(kHD));
-  tile32::Acc o[kHD / kWT];
+  tile::Acc o[kHD / kWT];
 #pragma unroll
-  for (int dh = 0; dh < kHD / kWT; ++dh) tile32::zero(o[dh]);
+  for (int dh = 0; dh < kHD / kWT; ++dh) tile::zero(o[dh]);
 
   for (int t0 = j_lo; t0 <= j_hi; t0 += kPfKeys) {
     __syncthreads();  // previous tile's K/V and P consumed (and Q, stats written on the first)
@@ -255,8 +255,8 @@ __global__ void __launch_bounds__(kPfThreads)
       const uint16_t* ql = q_lo + wave * kWT * kQLd;
 #pragma unroll
       for (int nt = 0; nt < kPfKeys / kWT; ++nt) {
-        tile32::Acc s;
-        tile32::zero(s);
+        tile::Acc s;
+        tile::zero(s);
         const uint16_t* kb = k_hi + nt * kWT * kQLd;
         // Small products first; every product of order <= 2^-16 relative (fp32 cache: all hi/mid/lo
         // pairs with i + j <= 2), so a score is exact to ~2^-24 |q| |k| before fp32 summation.
@@ -265,15 +265,15 @@ __global__ void __launch_bounds__(kPfThreads)
           if constexpr (kSplit) {
             const uint16_t* km = k_mid + nt * kWT * kQLd;
             const uint16_t* kl = k_lo + nt * kWT * kQLd;
-            tile32::mma_k16(s, qh, kQLd, kl, kQLd, k0);
-            tile32::mma_k16(s, qm, kQLd, km, kQLd, k0);
-            tile32::mma_k16(s, qh, kQLd, km, kQLd, k0);
+            tile::mma_k16(s, qh, kQLd, kl, kQLd, k0);
+            tile::mma_k16(s, qm, kQLd, km, kQLd, k0);
+            tile::mma_k16(s, qh, kQLd, km, kQLd, k0);
           }
-          tile32::mma_k16(s, ql, kQLd, kb, kQLd, k0);
-          tile32::mma_k16(s, qm, kQLd, kb, kQLd, k0);
-          tile32::mma_k16(s, qh, kQLd, kb, kQLd, k0);
+          tile::mma_k16(s, ql, kQLd, kb, kQLd, k0);
+          tile::mma_k16(s, qm, kQLd, kb, kQLd, k0);
+          tile::mma_k16(s, qh, kQLd, kb, kQLd, k0);
         }
-        tile32::for_each(s, [&](int i, int jj, float v) {
+        tile::for_each(s, [&](int i, int jj, float v) {
           const int u = wave * kWT + i, key = t0 + nt * kWT + jj;
           sp[u * kSLd + nt * kWT + jj] = (key >= jmin[u] && key <= jmax[u]) ? v * scale : -INFINITY;
         });
@@ -326,11 +326,11 @@ __global__ void __launch_bounds__(kPfThreads)
         const uint16_t* vb = vt_hi + dh * kWT * kVtLd;
 #pragma unroll
         for (int k0 = 0; k0 < kPfKeys; k0 += 16) {
-          tile32::mma_k16(o[dh], ph, kPLd, vb, kVtLd, k0);
-          tile32::mma_k16(o[dh], pl, kPLd, vb, kVtLd, k0);
+          tile::mma_k16(o[dh], ph, kPLd, vb, kVtLd, k0);
+          tile::mma_k16(o[dh], pl, kPLd, vb, kVtLd, k0);
           if constexpr (kSplit) {
-            tile32::mma_k16(o[dh], ph, kPLd, vt_lo + dh * kWT * kVtLd, kVtLd, k0);
-            tile32::mma_k16(o[dh], pl, kPLd, vt_lo + dh * kWT * kVtLd, kVtLd, k0);
+            tile::mma_k16(o[dh], ph, kPLd, vt_lo + dh * kWT * kVtLd, kVtLd, k0);
+            tile::mma_k16(o[dh], pl, kPLd, vt_lo + dh * kWT * kVtLd, kVtLd, k0);
           }
         }
       }
@@ -340,7 +340,7 @@ __global__ void __launch_bounds__(kPfThreads)
   if (wave_active) {
 #pragma unroll
     for (int dh = 0; dh < kHD / kWT; ++dh) {
-      tile32::for_each(o[dh], [&](int i, int jj, float v) {
+      tile::for_each(o[dh], [&](int i, int jj, float v) {
         const int u = wave * kWT + i, ug = u_begin + u;
         if (ug < u_total) {
           const int r = ug / G, g = ug % G;

@@ -195,25 +195,25 @@ __global__ void __launch_bounds__(kGemmThreads)
     }
   };
 
-  tile32::Acc acc;
-  tile32::zero(acc);
+  tile::Acc acc;
+  tile::zero(acc);
   load(0);
   for (int k0 = 0; k0 < K; k0 += kTileK) {
     __syncthreads();
     store();
     __syncthreads();
     if (k0 + kTileK < K) load(k0 + kTileK);
-    const uint16_t* a = xs + (wm * tile32::kWaveTileM) * kSmemLd;
-    const uint16_t* a_lo = xs_lo + (wm * tile32::kWaveTileM) * kSmemLd;
-    const uint16_t* b = ws + (wn * tile32::kWaveTileN) * kSmemLd;
+    const uint16_t* a = xs + (wm * tile::kWaveTileM) * kSmemLd;
+    const uint16_t* a_lo = xs_lo + (wm * tile::kWaveTileM) * kSmemLd;
+    const uint16_t* b = ws + (wn * tile::kWaveTileN) * kSmemLd;
 #pragma unroll
     for (int kk = 0; kk < kTileK; kk += 16) {
-      tile32::mma_k16(acc, a_lo, kSmemLd, b, kSmemLd, kk);
-      tile32::mma_k16(acc, a, kSmemLd, b, kSmemLd, kk);
+      tile::mma_k16(acc, a_lo, kSmemLd, b, kSmemLd, kk);
+      tile::mma_k16(acc, a, kSmemLd, b, kSmemLd, kk);
     }
   }
-  tile32::for_each(acc, [&](int i, int j, float v) {
-    const int r = row0 + wm * tile32::kWaveTileM + i, m = out0 + wn * tile32::kWaveTileN + j;
+  tile::for_each(acc, [&](int i, int j, float v) {
+    const int r = row0 + wm * tile::kWaveTileM + i, m = out0 + wn * tile::kWaveTileN + j;
     if (r < rows && m < M) {
       v += bias ? bf16_bits_to_f32(bias[m]) : 0.0f;
       float* dst = y + static_cast<size_t>(r) * M + m;

@@ -8,8 +8,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "moe_tile.h"
-#include "tile.h"
+#include "gpu/tile.h"
 
 namespace gptoss::gpu {
 namespace {
@@ -32,11 +31,11 @@ constexpr int kTileRows = 128, kTileK = 64;
 constexpr int kTileRows = 64, kTileK = 32;
 #endif
 constexpr int kTileCols = 128, kLds = kTileK + 8;
-constexpr int kWaveGridM = kTileRows / tile32::kWaveTileM;    // waves along rows
+constexpr int kWaveGridM = kTileRows / tile::kWaveTileM;    // waves along rows
 constexpr int kWaveGridN = kWaves / kWaveGridM;                // waves along columns
-constexpr int kWarpRows = tile32::kWaveTileM;
+constexpr int kWarpRows = tile::kWaveTileM;
 constexpr int kWarpCols = kTileCols / kWaveGridN;
-constexpr int kWaveTilesN = kWarpCols / tile32::kWaveTileN;    // 32x32 wave tiles per wave
+constexpr int kWaveTilesN = kWarpCols / tile::kWaveTileN;    // 32x32 wave tiles per wave
 // Two stages of A (hi and lo bf16 halves, see moe_mma_kernel) and B, bf16.
 constexpr int kAbBytes = 2 * (2 * kTileRows + kTileCols) * kLds * 2;
 constexpr int kCBytes = kTileRows * (kTileCols + 4) * 4;          // fp32 epilogue staging
@@ -45,7 +44,7 @@ constexpr int kMmaSmem = kAbBytes > kCBytes ? kAbBytes : kCBytes;
 // kTileK / 4 bytes (kTileK / 2 codes) each.
 constexpr int kATpr = kThreads / kTileRows, kAF = kTileK / kATpr;
 constexpr int kBBytes = kTileK / 4;
-static_assert(kWaveGridM * kWaveGridN == kWaves && kWarpCols % tile32::kWaveTileN == 0, "tile split");
+static_assert(kWaveGridM * kWaveGridN == kWaves && kWarpCols % tile::kWaveTileN == 0, "tile split");
 static_assert(kThreads % kTileRows == 0 && kAF % 8 == 0 && kThreads == kTileCols * 2, "loader mapping");
 static_assert(kBBytes % 8 == 0, "B loader works in 8-byte pieces");
 
@@ -1196,9 +1195,9 @@ __global__ __launch_bounds__(kThreads, 2) void moe_mma_kernel(ExpertArgs a) {
   };
 
   const int wm = wave % kWaveGridM, wn = wave / kWaveGridM;
-  tile32::Acc acc[kWaveTilesN];
+  tile::Acc acc[kWaveTilesN];
 #pragma unroll
-  for (int j = 0; j < kWaveTilesN; ++j) tile32::zero(acc[j]);
+  for (int j = 0; j < kWaveTilesN; ++j) tile::zero(acc[j]);
 
   __syncthreads();  // lut ready
   gload(0);
@@ -1214,8 +1213,8 @@ __global__ __launch_bounds__(kThreads, 2) void moe_mma_kernel(ExpertArgs a) {
     for (int kk = 0; kk < kTileK; kk += 16)
 #pragma unroll
       for (int j = 0; j < kWaveTilesN; ++j) {
-        tile32::mma_k16(acc[j], AbLo, kLds, Bb + j * tile32::kWaveTileN * kLds, kLds, kk);
-        tile32::mma_k16(acc[j], Ab, kLds, Bb + j * tile32::kWaveTileN * kLds, kLds, kk);
+        tile::mma_k16(acc[j], AbLo, kLds, Bb + j * tile::kWaveTileN * kLds, kLds, kk);
+        tile::mma_k16(acc[j], Ab, kLds, Bb + j * tile::kWaveTileN * kLds, kLds, kk);
       }
     if (kt + 1 < nk) sstore(buf ^ 1);
     __syncthreads();
@@ -1226,8 +1225,8 @@ __global__ __launch_bounds__(kThreads, 2) void moe_mma_kernel(ExpertArgs a) {
   constexpr int ldc = kTileCols + 4;
 #pragma unroll
   for (int j = 0; j < kWaveTilesN; ++j) {
-    float* cb = Cs + (wm * kWarpRows) * ldc + wn * kWarpCols + j * tile32::kWaveTileN;
-    tile32::for_each(acc[j], [&](int i, int c, float v) { cb[i * ldc + c] = v; });
+    float* cb = Cs + (wm * kWarpRows) * ldc + wn * kWarpCols + j * tile::kWaveTileN;
+    tile::for_each(acc[j], [&](int i, int c, float v) { cb[i * ldc + c] = v; });
   }
   __syncthreads();
   const uint16_t* bias = a.bias + static_cast<size_t>(e) * M;

@@ -5,9 +5,8 @@
 // BUILD WIRING (for kernels/gpu/CMakeLists.txt and tests/gpu/CMakeLists.txt):
 //   library sources : kernels/gpu/moe.cu           (CUDA language; with HIP compile it with hipcc
 //                                                  as C++: -x hip --offload-arch=gfx90a -DGPTOSS_HIP)
-//   headers         : kernels/gpu/moe.h, kernels/gpu/moe_tile.h (fp16 convert, f16 mma, cp.async),
-//                     kernels/gpu/tile.h
-//                     (GPU-core's tile32 mma.sync/MFMA wave tile), kernels/gpu/vendor.h
+//   headers         : kernels/gpu/moe.h, kernels/gpu/tile.h (the mma.sync/MFMA wave tile, and
+//                     on NVIDIA the f16 mma, fp16 conversion and cp.async), kernels/gpu/vendor.h
 //   include dirs    : ${CMAKE_SOURCE_DIR}/kernels and ${CMAKE_SOURCE_DIR}/src (common/error.h)
 //   test            : tests/gpu/moe_test.cpp   (GoogleTest, host C++ only; links the GPU kernels
 //                     library, gptoss_cpu_kernels, gptoss_common, GTest::gtest_main; CTest names
@@ -39,7 +38,7 @@
 //      3-stage cp.async pipeline, XOR-swizzled shared memory. mlp1's epilogue writes the SwiGLU
 //      output directly as mlp2's fp16 hi/lo B operand.
 //      HIP (or GPTOSS_MOE_MMA=bf16), larger steps: experts with > kMoeGemvMaxRows rows on the bf16
-//      tile kernel (tile.h's tile32: mma.sync m16n8k16 bf16 / MFMA 32x32x8 bf16), 64 rows x 128
+//      tile kernel (tile.h's wave tile: mma.sync m16n8k16 bf16 / MFMA 32x32x8 bf16), 64 rows x 128
 //      outputs x 32 k, MXFP4 decoded to bf16 in shared memory, activations as bf16 hi + lo,
 //      fp32 accumulation; the other experts on the GEMV.
 //      mlp1 epilogues apply bias + clamped SwiGLU -> act (grouped order); mlp2 epilogues add bias

@@ -1,15 +1,22 @@
-// kernels/gpu/tile.h: the one per-architecture matrix-instruction interface. A wave computes a
-// 32 x 32 fp32 tile C[i][j] += sum_k A[i][k] * B[j][k] from bf16 operands in shared memory, both
-// K-contiguous (A = activations [rows][K], B = weights [outputs][K]).
+// kernels/gpu/tile.h: the per-architecture matrix pieces behind one interface (namespace tile).
+// Everything else in the GEMMs (tiling, staging, epilogues) is architecture-neutral.
+//
+// Wave tile (both targets): a wave computes a 32 x 32 fp32 tile C[i][j] += sum_k A[i][k] B[j][k]
+// from bf16 operands in shared memory, both K-contiguous (A = activations [rows][K], B = weights
+// [outputs][K]): Acc, zero, mma_k16, for_each.
 //   NVIDIA (sm_80+): mma.sync.m16n8k16 bf16 (2 x 4 instructions per 16-wide K step).
 //   AMD gfx90a:      __builtin_amdgcn_mfma_f32_32x32x8bf16_1k (2 per 16-wide K step).
-// Everything else in the GEMM (tiling, staging, epilogue) is architecture-neutral.
+// Scalars: half_bits_to_f32 (fp16 bits -> fp32, exact, subnormals kept; both targets).
+// NVIDIA only (the MoE tensor-core GEMV and grouped GEMM; HIP takes other paths):
+//   mma_f16_m16n8k16 (one m16n8k16 f16 mma on register fragments), f32_to_f16_bits,
+//   cp_async16 / cp_async_commit / cp_async_wait (sm_80+ asynchronous global -> shared copies).
+// Device code only; include from .cu sources.
 #pragma once
 #include <cstdint>
 
 #include "gpu/vendor.h"
 
-namespace gptoss::gpu::tile32 {
+namespace gptoss::gpu::tile {
 
 inline constexpr int kWaveTileM = 32;                        // rows of C per wave
 inline constexpr int kWaveTileN = 32;                        // columns of C per wave
@@ -54,6 +61,10 @@ __device__ __forceinline__ void for_each(const Acc& c, F&& f) {
   const int lane = threadIdx.x % kWaveSize;
 #pragma unroll
   for (int r = 0; r < 16; ++r) f(8 * (r / 4) + 4 * (lane / 32) + (r % 4), lane % 32, c.v[r]);
+}
+
+__device__ inline float half_bits_to_f32(uint16_t h) {
+  return static_cast<float>(__builtin_bit_cast(_Float16, h));
 }
 
 #else  // NVIDIA
@@ -103,6 +114,43 @@ __device__ __forceinline__ void for_each(const Acc& c, F&& f) {
     f(16 * mt + g + 8 * (e / 2), 8 * nt + 2 * t + (e % 2), c.v[r]);
   }
 }
+
+__device__ inline float half_bits_to_f32(uint16_t h) {
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+  return f;
+}
+
+// d += A (16 x 16 fp16, row) * B (16 x 8 fp16, col), fp32 accumulators, the fragment layout of
+// the bf16 mma above (a0..a3: rows g / g + 8, k 2t.. / 2t + 8..).
+__device__ __forceinline__ void mma_f16_m16n8k16(float (&d)[4], uint32_t a0, uint32_t a1,
+                                                 uint32_t a2, uint32_t a3, uint32_t b0,
+                                                 uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+// fp32 -> fp16 bits, round to nearest even.
+__device__ __forceinline__ uint16_t f32_to_f16_bits(float f) {
+  uint16_t h;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+  return h;
+}
+// Asynchronous global -> shared copies (sm_80+):
+//   cp_async16: 16 bytes, both addresses 16-byte aligned, bypassing L1 (.cg);
+//   cp_async_commit: closes the group of copies issued so far by this thread;
+//   cp_async_wait<N>: waits until at most N of this thread's groups are still in flight.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
 #endif
 
-}  // namespace gptoss::gpu::tile32
+}  // namespace gptoss::gpu::tile

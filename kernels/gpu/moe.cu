@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <climits>
-#include <cstdlib>
 #include <string>
 
 #include "gpu/tile.h"
@@ -13,39 +12,23 @@
 namespace gptoss::gpu {
 namespace {
 
-constexpr int kThreads = 256;                    // every kernel but build
-constexpr int kWaves = kThreads / kWaveSize;     // 8 (CUDA) or 4 (HIP)
-constexpr int kMaxTopK = 32;
-constexpr int kMaxExperts = 1024;
+constexpr int kWaves = kMoeThreads / kWaveSize;     // 8 (CUDA) or 4 (HIP)
 constexpr float kSwigluAlpha = 1.702f;
 
-// Tensor-core tile: kTileRows grouped rows x kTileCols outputs, k step kTileK (MXFP4 blocks of 32).
-// Default 64 x 128 x 32 (34 KB shared). GPTOSS_MOE_TILE128 selects 128 x 128 x 64 on NVIDIA
-// (73.7 KB) / 64 x 128 x 64 on gfx90a (55 KB): measured slower on H200 (see moe_notes.md), kept
-// as a tested alternative for tuning.
-#if defined(GPTOSS_MOE_TILE128) && defined(GPTOSS_HIP)
-constexpr int kTileRows = 64, kTileK = 64;
-#elif defined(GPTOSS_MOE_TILE128)
-constexpr int kTileRows = 128, kTileK = 64;
-#else
-constexpr int kTileRows = 64, kTileK = 32;
-#endif
-constexpr int kTileCols = 128, kLds = kTileK + 8;
-constexpr int kWaveGridM = kTileRows / tile::kWaveTileM;    // waves along rows
+// bf16 tile kernel (moe_mma_kernel): kMoeTileRows grouped rows x kMoeTileCols outputs, k step
+// kMoeTileK (MXFP4 blocks of 32), 64 x 128 x 32 (moe_plan.h). (A 128 x 128 x 64 variant measured
+// slower on H200, moe_notes.md run 2.)
+constexpr int kWaveGridM = kMoeTileRows / tile::kWaveTileM;    // waves along rows
 constexpr int kWaveGridN = kWaves / kWaveGridM;                // waves along columns
 constexpr int kWarpRows = tile::kWaveTileM;
-constexpr int kWarpCols = kTileCols / kWaveGridN;
+constexpr int kWarpCols = kMoeTileCols / kWaveGridN;
 constexpr int kWaveTilesN = kWarpCols / tile::kWaveTileN;    // 32x32 wave tiles per wave
-// Two stages of A (hi and lo bf16 halves, see moe_mma_kernel) and B, bf16.
-constexpr int kAbBytes = 2 * (2 * kTileRows + kTileCols) * kLds * 2;
-constexpr int kCBytes = kTileRows * (kTileCols + 4) * 4;          // fp32 epilogue staging
-constexpr int kMmaSmem = kAbBytes > kCBytes ? kAbBytes : kCBytes;
-// Loaders: A: kThreads / kTileRows threads per row, kAF floats each; B: 2 threads per weight row,
-// kTileK / 4 bytes (kTileK / 2 codes) each.
-constexpr int kATpr = kThreads / kTileRows, kAF = kTileK / kATpr;
-constexpr int kBBytes = kTileK / 4;
+// Loaders: A: kMoeThreads / kMoeTileRows threads per row, kAF floats each; B: 2 threads per weight row,
+// kMoeTileK / 4 bytes (kMoeTileK / 2 codes) each.
+constexpr int kATpr = kMoeThreads / kMoeTileRows, kAF = kMoeTileK / kATpr;
+constexpr int kBBytes = kMoeTileK / 4;
 static_assert(kWaveGridM * kWaveGridN == kWaves && kWarpCols % tile::kWaveTileN == 0, "tile split");
-static_assert(kThreads % kTileRows == 0 && kAF % 8 == 0 && kThreads == kTileCols * 2, "loader mapping");
+static_assert(kMoeThreads % kMoeTileRows == 0 && kAF % 8 == 0 && kMoeThreads == kMoeTileCols * 2, "loader mapping");
 static_assert(kBBytes % 8 == 0, "B loader works in 8-byte pieces");
 
 __device__ __forceinline__ float bf16_bits_to_f32(uint16_t h) {
@@ -102,7 +85,7 @@ __constant__ float kLut[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  
 // Top-k over logits[E] (ties: lower index first), softmax over the k in rank order. Serial.
 template <class P>  // const float* or const volatile float* (logits written by other blocks)
 __device__ void topk_softmax(P logits, int E, int k, int32_t* experts, float* weights) {
-  int chosen[kMaxTopK];
+  int chosen[kMoeMaxTopK];
   for (int r = 0; r < k; ++r) {
     int best = -1;
     for (int e = 0; e < E; ++e) {
@@ -116,7 +99,7 @@ __device__ void topk_softmax(P logits, int E, int k, int32_t* experts, float* we
   }
   const float mx = logits[chosen[0]];
   float sum = 0.0f;
-  float ew[kMaxTopK];
+  float ew[kMoeMaxTopK];
   for (int r = 0; r < k; ++r) {
     ew[r] = expf(logits[chosen[r]] - mx);
     sum = sum + ew[r];
@@ -124,9 +107,8 @@ __device__ void topk_softmax(P logits, int E, int k, int32_t* experts, float* we
   for (int r = 0; r < k; ++r) weights[r] = ew[r] / sum;
 }
 
-#if !defined(GPTOSS_MOE_FUSED_ROUTE)
 // One block per row: logits in shared memory, then top-k + softmax.
-__global__ __launch_bounds__(kThreads) void moe_router_kernel(
+__global__ __launch_bounds__(kMoeThreads) void moe_router_kernel(
     const float* __restrict__ x, const uint16_t* __restrict__ rw, const uint16_t* __restrict__ rb,
     int H, int E, int k, int32_t* __restrict__ experts, float* __restrict__ weights) {
   extern __shared__ float router_smem[];
@@ -134,7 +116,7 @@ __global__ __launch_bounds__(kThreads) void moe_router_kernel(
   float* logits = xs + H;       // [E]
   const int row = blockIdx.x, tid = threadIdx.x;
   const float4* xr = reinterpret_cast<const float4*>(x + static_cast<size_t>(row) * H);
-  for (int i = tid; i < H / 4; i += kThreads) reinterpret_cast<float4*>(xs)[i] = xr[i];
+  for (int i = tid; i < H / 4; i += kMoeThreads) reinterpret_cast<float4*>(xs)[i] = xr[i];
   __syncthreads();
   const int wave = tid / kWaveSize, lane = tid % kWaveSize;
   for (int e = wave; e < E; e += kWaves) {
@@ -159,8 +141,6 @@ __global__ __launch_bounds__(kThreads) void moe_router_kernel(
                  weights + static_cast<size_t>(row) * k);
 }
 
-#endif
-
 __global__ void moe_topk_logits_kernel(const float* logits, int rows, int E, int k,
                                        int32_t* experts, float* weights) {
   const int row = blockIdx.x * blockDim.x + threadIdx.x;
@@ -171,16 +151,15 @@ __global__ void moe_topk_logits_kernel(const float* logits, int rows, int E, int
 
 // ------------------------------------------------------------------------------ grouping
 // One block of 1024 threads. Pairs p = row * k + rank grouped by expert (rows ascending):
-// offsets[E+1], active[n_active], slot_pair[pairs], and tiles of kTileRows slots for experts
+// offsets[E+1], active[n_active], slot_pair[pairs], and tiles of kMoeTileRows slots for experts
 // with more than gemv_max rows. meta = {n_active, n_tiles}.
-constexpr int kBuildThreads = 1024;
 __device__ void build_groups(const int32_t* __restrict__ experts, int pairs, int E, int gemv_max,
                              int32_t* __restrict__ offsets, int32_t* __restrict__ active,
                              int32_t* __restrict__ meta, int32_t* __restrict__ slot_pair,
                              int32_t* __restrict__ tile_expert, int32_t* __restrict__ tile_slot0) {
-  __shared__ int cnt_s[kMaxExperts];
-  __shared__ int off_s[kMaxExperts];
-  constexpr int waves = kBuildThreads / kWaveSize;
+  __shared__ int cnt_s[kMoeMaxExperts];
+  __shared__ int off_s[kMoeMaxExperts];
+  constexpr int waves = kMoeBuildThreads / kWaveSize;
   const int tid = threadIdx.x, wave = tid / kWaveSize, lane = tid % kWaveSize;
   for (int e = wave; e < E; e += waves) {
     int c = 0;
@@ -197,7 +176,7 @@ __device__ void build_groups(const int32_t* __restrict__ experts, int pairs, int
       offsets[e] = off;
       if (c > 0) active[na++] = e;
       if (c > gemv_max)
-        for (int r0 = 0; r0 < c; r0 += kTileRows) {
+        for (int r0 = 0; r0 < c; r0 += kMoeTileRows) {
           tile_expert[nt] = e;
           tile_slot0[nt] = off + r0;
           ++nt;
@@ -227,13 +206,12 @@ __device__ void build_groups(const int32_t* __restrict__ experts, int pairs, int
   }
 }
 
-#if !defined(GPTOSS_MOE_FUSED_ROUTE)
 // The experts array is first copied into shared memory (dynamic, pairs * 4 bytes, when
 // stage_smem): build_groups scans it E + E times, and from global memory each of those wave loops
 // was a chain of dependent L2 round trips (13.5 us at 256 rows, 114 us at 4096 on H100).
-// At most 48 KB (+ build_groups' 8 KB static) so the block also fits gfx90a's 64 KB of LDS.
-constexpr int kBuildSmemPairs = 12288;  // pairs staged in shared memory at most
-__global__ __launch_bounds__(kBuildThreads) void moe_build_kernel(
+// At most kMoeBuildSmemPairs (48 KB, + build_groups' 8 KB static) so the block also fits
+// gfx90a's 64 KB of LDS; dynamic shared memory moe_build_smem_bytes(pairs).
+__global__ __launch_bounds__(kMoeBuildThreads) void moe_build_kernel(
     const int32_t* __restrict__ experts, int pairs, int E, int gemv_max,
     int32_t* __restrict__ offsets, int32_t* __restrict__ active, int32_t* __restrict__ meta,
     int32_t* __restrict__ slot_pair, int32_t* __restrict__ tile_expert,
@@ -241,13 +219,12 @@ __global__ __launch_bounds__(kBuildThreads) void moe_build_kernel(
   extern __shared__ int32_t build_ex_s[];  // [pairs] when stage_smem
   const int32_t* ex = experts;
   if (stage_smem) {
-    for (int i = threadIdx.x; i < pairs; i += kBuildThreads) build_ex_s[i] = experts[i];
+    for (int i = threadIdx.x; i < pairs; i += kMoeBuildThreads) build_ex_s[i] = experts[i];
     __syncthreads();
     ex = build_ex_s;
   }
   build_groups(ex, pairs, E, gemv_max, offsets, active, meta, slot_pair, tile_expert, tile_slot0);
 }
-#endif
 
 // Top-k of one row by one wave: k rounds of a wave arg-max (larger logit, ties: lower expert), the
 // same choice as topk_softmax's serial scan; then lane 0 does the softmax in rank order exactly as
@@ -283,40 +260,33 @@ __device__ void wave_topk_softmax(const float* lg, int E, int k, int lane, int32
   }
 }
 
-// Steps of more rows: kRouterRows rows per block, so each router weight load (16 bytes, from L2)
-// serves kRouterRows rows instead of one (moe_router_kernel: one block per row read the whole
+// Steps of more rows: kMoeRouterRows rows per block, so each router weight load (16 bytes, from L2)
+// serves kMoeRouterRows rows instead of one (moe_router_kernel: one block per row read the whole
 // router per row: 38 us at 256 rows, 203 us at 4096 on H100), with all kRouterU loads of a lane
 // in flight before the first use (8 rows per block with one load at a time measured 49 us at 256
 // rows: 45 dependent L2 round trips per wave). Per logit exactly the arithmetic
 // of moe_router_kernel / moe_route_small_kernel (lane partial sums over 8-element chunks
 // c = lane, lane + W, ..., 8 FMAs per chunk in element order, then the wave butterfly, + bias),
 // and the top-k of moe_route_small_kernel: the same experts and weights for a row at any row
-// count. Dynamic shared memory router_rows_smem_bytes(H, E).
-constexpr int kRouterRows = 4;
+// count. Dynamic shared memory moe_router_rows_smem_bytes(H, E).
 constexpr int kRouterU = (384 + kWaveSize - 1) / kWaveSize;  // 16-byte loads per lane per batch (H 2880: one)
-inline size_t router_rows_smem_bytes(int H, int E) {
-  return static_cast<size_t>(kRouterRows) * (H + E) * sizeof(float);
-}
-inline bool router_rows_ok(int H, int E) {
-  return E <= 32 * kWaveSize && router_rows_smem_bytes(H, E) <= 160 * 1024;
-}
-__global__ __launch_bounds__(kThreads) void moe_router_rows_kernel(
+__global__ __launch_bounds__(kMoeThreads) void moe_router_rows_kernel(
     const float* __restrict__ x, const uint16_t* __restrict__ rw, const uint16_t* __restrict__ rb,
     int rows, int H, int E, int k, int32_t* __restrict__ experts, float* __restrict__ weights) {
   extern __shared__ float4 router_rows_smem4[];
-  float* xs = reinterpret_cast<float*>(router_rows_smem4);  // [kRouterRows][H]
-  float* lgs = xs + kRouterRows * H;                          // [kRouterRows][E]
-  const int r0 = blockIdx.x * kRouterRows, nr = min(kRouterRows, rows - r0);
+  float* xs = reinterpret_cast<float*>(router_rows_smem4);  // [kMoeRouterRows][H]
+  float* lgs = xs + kMoeRouterRows * H;                          // [kMoeRouterRows][E]
+  const int r0 = blockIdx.x * kMoeRouterRows, nr = min(kMoeRouterRows, rows - r0);
   const int tid = threadIdx.x, wave = tid / kWaveSize, lane = tid % kWaveSize;
   const float4* xg = reinterpret_cast<const float4*>(x + static_cast<size_t>(r0) * H);
-  for (int i = tid; i < kRouterRows * H / 4; i += kThreads)
+  for (int i = tid; i < kMoeRouterRows * H / 4; i += kMoeThreads)
     router_rows_smem4[i] = i < nr * H / 4 ? xg[i] : make_float4(0.f, 0.f, 0.f, 0.f);
   __syncthreads();
   for (int e = wave; e < E; e += kWaves) {
     const uint16_t* wr = rw + static_cast<size_t>(e) * H;
-    float acc[kRouterRows];
+    float acc[kMoeRouterRows];
 #pragma unroll
-    for (int r = 0; r < kRouterRows; ++r) acc[r] = 0.0f;
+    for (int r = 0; r < kMoeRouterRows; ++r) acc[r] = 0.0f;
     for (int c0 = lane; c0 < H / 8; c0 += kRouterU * kWaveSize) {
       uint4 wv[kRouterU];  // all of a lane's weight loads in flight before the first use
 #pragma unroll
@@ -334,7 +304,7 @@ __global__ __launch_bounds__(kThreads) void moe_router_rows_kernel(
                              __uint_as_float(v.z << 16), __uint_as_float(v.z & 0xffff0000u),
                              __uint_as_float(v.w << 16), __uint_as_float(v.w & 0xffff0000u)};
 #pragma unroll
-        for (int r = 0; r < kRouterRows; ++r) {
+        for (int r = 0; r < kMoeRouterRows; ++r) {
           const float4 x0 = *reinterpret_cast<const float4*>(xs + r * H + 8 * c);
           const float4 x1 = *reinterpret_cast<const float4*>(xs + r * H + 8 * c + 4);
           float a = acc[r];
@@ -352,7 +322,7 @@ __global__ __launch_bounds__(kThreads) void moe_router_rows_kernel(
     }
     const float bias = bf16_bits_to_f32(rb[e]);
 #pragma unroll
-    for (int r = 0; r < kRouterRows; ++r) {
+    for (int r = 0; r < kMoeRouterRows; ++r) {
       const float sum = wave_sum(acc[r]);
       if (lane == 0) lgs[r * E + e] = sum + bias;
     }
@@ -363,19 +333,16 @@ __global__ __launch_bounds__(kThreads) void moe_router_rows_kernel(
                       weights + static_cast<size_t>(r0 + n) * k);
 }
 
-// Decode steps (rows <= kRouteSmallRows, rows * E logits fit kRouteSmallSmem): router logits, top-k +
+// Decode steps (rows <= kMoeRouteSmallRows whose logits and x fit the shared memory budget, see
+// moe_plan): router logits, top-k +
 // softmax and the grouping in ONE block (one launch instead of two). A wave per (row, expert)
 // dot product, 16-byte weight loads, x read from global (L2); same arithmetic order per logit
 // as moe_router_kernel (lane partial sums over 8-element chunks, then the wave butterfly).
 // x rows are staged in shared memory and each lane has kRouteU 16-byte weight loads in flight
 // (a wave per (row, expert) dot product; one SM reads the whole router, 184 KB at 20b).
-constexpr int kRouteSmallRows = 16;
-constexpr int kRouteSmallSmem = 100 * 1024;  // rows * (E + H) floats
+// Dynamic shared memory moe_route_small_smem_bytes(rows, E, H).
 constexpr int kRouteU = 6;
-inline size_t route_small_smem_bytes(int rows, int E, int H) {
-  return (static_cast<size_t>((rows * E + 3) / 4) * 4 + static_cast<size_t>(rows) * H) * sizeof(float);
-}
-__global__ __launch_bounds__(kBuildThreads) void moe_route_small_kernel(
+__global__ __launch_bounds__(kMoeBuildThreads) void moe_route_small_kernel(
     const float* __restrict__ x, const uint16_t* __restrict__ rw, const uint16_t* __restrict__ rb,
     int rows, int H, int E, int k, int gemv_max, int32_t* __restrict__ experts,
     float* __restrict__ weights, int32_t* __restrict__ offsets, int32_t* __restrict__ active,
@@ -384,9 +351,9 @@ __global__ __launch_bounds__(kBuildThreads) void moe_route_small_kernel(
   extern __shared__ float4 route_smem4[];
   float* route_logits = reinterpret_cast<float*>(route_smem4);  // [rows, E]
   float* xs = route_logits + ((rows * E + 3) / 4) * 4;          // [rows, H], 16-byte aligned
-  constexpr int waves = kBuildThreads / kWaveSize;
+  constexpr int waves = kMoeBuildThreads / kWaveSize;
   const int tid = threadIdx.x, wave = tid / kWaveSize, lane = tid % kWaveSize;
-  for (int i = tid; i < rows * H / 4; i += kBuildThreads)
+  for (int i = tid; i < rows * H / 4; i += kMoeBuildThreads)
     reinterpret_cast<float4*>(xs)[i] = reinterpret_cast<const float4*>(x)[i];
   __syncthreads();
   for (int it = wave; it < rows * E; it += waves) {
@@ -430,73 +397,6 @@ __global__ __launch_bounds__(kBuildThreads) void moe_route_small_kernel(
                tile_slot0);
 }
 
-#if defined(GPTOSS_MOE_FUSED_ROUTE)
-// GPTOSS_MOE_FUSED_ROUTE (measured slower at batch 1 on H200, see moe_notes.md; kept for tuning).
-// Fused routing: grid (ceil(rows / kRouteRows), ceil(E / kRouteExperts)), kBuildThreads threads.
-// Each block computes the logits of its (rows x experts) tile, one wave per dot; the last block
-// to finish (ticket counter, reset by that block for the next launch) does top-k + softmax for
-// every row and the grouping, as moe_router_kernel + moe_build_kernel do.
-constexpr int kRouteRows = 32, kRouteExperts = 8;
-struct RouteArgs {
-  const float* x;
-  const uint16_t* rw;
-  const uint16_t* rb;
-  int rows, H, E, k, gemv_max;
-  float* logits;     // [rows, E]
-  int32_t* counter;  // [1], 0 between launches
-  int32_t* experts;
-  float* weights;
-  int32_t* offsets;
-  int32_t* active;
-  int32_t* meta;
-  int32_t* slot_pair;
-  int32_t* tile_expert;
-  int32_t* tile_slot0;
-};
-__global__ __launch_bounds__(kBuildThreads) void moe_route_kernel(RouteArgs a) {
-  constexpr int waves = kBuildThreads / kWaveSize;
-  const int tid = threadIdx.x, wave = tid / kWaveSize, lane = tid % kWaveSize;
-  const int r0 = blockIdx.x * kRouteRows, e0 = blockIdx.y * kRouteExperts;
-  const int nr = min(kRouteRows, a.rows - r0), ne = min(kRouteExperts, a.E - e0);
-  const int H = a.H;
-  for (int it = wave; it < nr * ne; it += waves) {
-    const int e = e0 + it % ne, n = r0 + it / ne;
-    const uint16_t* wr = a.rw + static_cast<size_t>(e) * H;
-    const float* xr = a.x + static_cast<size_t>(n) * H;
-    float acc = 0.0f;
-    for (int c = lane; c < H / 8; c += kWaveSize) {
-      const uint4 v = *reinterpret_cast<const uint4*>(wr + 8 * c);
-      const float4 x0 = *reinterpret_cast<const float4*>(xr + 8 * c);
-      const float4 x1 = *reinterpret_cast<const float4*>(xr + 8 * c + 4);
-      acc = fmaf(x0.x, __uint_as_float(v.x << 16), acc);
-      acc = fmaf(x0.y, __uint_as_float(v.x & 0xffff0000u), acc);
-      acc = fmaf(x0.z, __uint_as_float(v.y << 16), acc);
-      acc = fmaf(x0.w, __uint_as_float(v.y & 0xffff0000u), acc);
-      acc = fmaf(x1.x, __uint_as_float(v.z << 16), acc);
-      acc = fmaf(x1.y, __uint_as_float(v.z & 0xffff0000u), acc);
-      acc = fmaf(x1.z, __uint_as_float(v.w << 16), acc);
-      acc = fmaf(x1.w, __uint_as_float(v.w & 0xffff0000u), acc);
-    }
-    acc = wave_sum(acc);
-    if (lane == 0) a.logits[static_cast<size_t>(n) * a.E + e] = acc + bf16_bits_to_f32(a.rb[e]);
-  }
-  __shared__ int is_last;
-  __threadfence();
-  __syncthreads();
-  if (tid == 0) is_last = atomicAdd(a.counter, 1) == static_cast<int>(gridDim.x * gridDim.y) - 1;
-  __syncthreads();
-  if (!is_last) return;
-  __threadfence();
-  if (tid == 0) *a.counter = 0;
-  const volatile float* lg = a.logits;
-  for (int n = tid; n < a.rows; n += kBuildThreads)
-    topk_softmax(lg + static_cast<size_t>(n) * a.E, a.E, a.k, a.experts + static_cast<size_t>(n) * a.k,
-                 a.weights + static_cast<size_t>(n) * a.k);
-  __syncthreads();
-  build_groups(a.experts, a.rows * a.k, a.E, a.gemv_max, a.offsets, a.active, a.meta, a.slot_pair,
-               a.tile_expert, a.tile_slot0);
-}
-#endif
 
 // ------------------------------------------------------------------------------ GEMV experts
 struct ExpertArgs {
@@ -534,7 +434,7 @@ __device__ __forceinline__ void mxfp4_decode8_raw(uint32_t w, float (&raw)[8]) {
   }
 }
 
-// grid (min(E, pairs), ceil(M / (kWaves * kGemvRowsW))); each wave computes kGemvRowsW = 4
+// grid (min(E, pairs), ceil(M / (kWaves * kMoeGemvRowsW))); each wave computes kMoeGemvRowsW = 4
 // consecutive weight rows (mlp1: two gate/up pairs) for every row of its expert, RB rows at a
 // time. Lane l takes whole MXFP4 blocks (16-byte loads + their scale byte): blocks l, l + W,
 // l + 2W, ... (W = kWaveSize) of each of the 4 weight rows, so a wave reads contiguous 512-byte
@@ -543,16 +443,11 @@ __device__ __forceinline__ void mxfp4_decode8_raw(uint32_t w, float (&raw)[8]) {
 // issued before the block stages its x rows into shared memory (fp32, padded to 36 floats per
 // 32 so the lanes' float4 reads of different blocks hit different banks); x is read from shared
 // memory once per 8 elements and reused for the 4 weight rows. Dynamic shared memory:
-// gemv_smem_bytes(RB, K).
-constexpr int kGemvRowsW = 4;
+// moe_gemv_smem_bytes(RB, K).
 constexpr int kGemvU = (96 + kWaveSize - 1) / kWaveSize;  // block slots per lane per pass
-constexpr int kXPad = 36;                                  // floats per 32 x values in shared
-inline size_t gemv_smem_bytes(int rb, int K) {
-  return static_cast<size_t>(rb) * (K / 32) * kXPad * sizeof(float);
-}
 template <int RB, bool kMlp1>
-__global__ __launch_bounds__(kThreads) void moe_gemv_kernel(ExpertArgs a) {
-  extern __shared__ float4 gemv_xs4[];  // [RB][K / 32][kXPad] fp32
+__global__ __launch_bounds__(kMoeThreads) void moe_gemv_kernel(ExpertArgs a) {
+  extern __shared__ float4 gemv_xs4[];  // [RB][K / 32][kMoeXPad] fp32
   float* xs = reinterpret_cast<float*>(gemv_xs4);
   const int j = blockIdx.x;
   if (j >= a.meta[0]) return;  // uniform per block
@@ -560,30 +455,30 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_kernel(ExpertArgs a) {
   const int g0 = a.offsets[e], cnt = a.offsets[e + 1] - g0;
   if (cnt > a.max_cnt) return;  // uniform per block
   const int wave = threadIdx.x / kWaveSize, lane = threadIdx.x % kWaveSize;
-  const int mw = (blockIdx.y * kWaves + wave) * kGemvRowsW;
+  const int mw = (blockIdx.y * kWaves + wave) * kMoeGemvRowsW;
   const bool wave_ok = mw < a.M;  // M % 4 == 0; no early return: the block synchronises below
   const int m0 = wave_ok ? mw : 0;
-  const int K = a.K, nb = K / 32, row_bytes = K / 2, xstride = nb * kXPad;
+  const int K = a.K, nb = K / 32, row_bytes = K / 2, xstride = nb * kMoeXPad;
   const size_t wrow0 = static_cast<size_t>(e) * a.M + m0;
   const uint8_t* wb = a.blocks + wrow0 * row_bytes;
   const uint8_t* wsc = a.scales + wrow0 * nb;
 
   for (int c0 = 0; c0 < cnt; c0 += RB) {
-    float acc[kGemvRowsW][RB];
+    float acc[kMoeGemvRowsW][RB];
 #pragma unroll
-    for (int w = 0; w < kGemvRowsW; ++w)
+    for (int w = 0; w < kMoeGemvRowsW; ++w)
 #pragma unroll
       for (int r = 0; r < RB; ++r) acc[w][r] = 0.0f;
 
     for (int b0 = 0; b0 < nb; b0 += kGemvU * kWaveSize) {
-      uint4 wv[kGemvU][kGemvRowsW];
-      uint32_t sv[kGemvU][kGemvRowsW];
+      uint4 wv[kGemvU][kMoeGemvRowsW];
+      uint32_t sv[kGemvU][kMoeGemvRowsW];
 #pragma unroll
       for (int u = 0; u < kGemvU; ++u) {
         const int b = b0 + u * kWaveSize + lane;
         const bool ok = wave_ok && b < nb;
 #pragma unroll
-        for (int w = 0; w < kGemvRowsW; ++w) {
+        for (int w = 0; w < kMoeGemvRowsW; ++w) {
           wv[u][w] = ok ? *reinterpret_cast<const uint4*>(wb + static_cast<size_t>(w) * row_bytes + 16 * b)
                         : make_uint4(0, 0, 0, 0);
           sv[u][w] = ok ? wsc[w * nb + b] : 127u;
@@ -595,8 +490,8 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_kernel(ExpertArgs a) {
           const int g = g0 + min(c0 + r, cnt - 1);
           const int row = kMlp1 ? a.slot_pair[g] / a.top_k : g;
           const float4* xr = reinterpret_cast<const float4*>(a.x + static_cast<size_t>(row) * K);
-          for (int i = threadIdx.x; i < K / 4; i += kThreads)
-            *reinterpret_cast<float4*>(xs + r * xstride + (i / 8) * kXPad + 4 * (i % 8)) = xr[i];
+          for (int i = threadIdx.x; i < K / 4; i += kMoeThreads)
+            *reinterpret_cast<float4*>(xs + r * xstride + (i / 8) * kMoeXPad + 4 * (i % 8)) = xr[i];
         }
         __syncthreads();
       }
@@ -604,9 +499,9 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_kernel(ExpertArgs a) {
       for (int u = 0; u < kGemvU; ++u) {
         const int b = b0 + u * kWaveSize + lane;
         if (!wave_ok || b >= nb) continue;
-        float part[kGemvRowsW][RB];
+        float part[kMoeGemvRowsW][RB];
 #pragma unroll
-        for (int w = 0; w < kGemvRowsW; ++w)
+        for (int w = 0; w < kMoeGemvRowsW; ++w)
 #pragma unroll
           for (int r = 0; r < RB; ++r) part[w][r] = 0.0f;
 #pragma unroll
@@ -614,14 +509,14 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_kernel(ExpertArgs a) {
           float xv[RB][8];
 #pragma unroll
           for (int r = 0; r < RB; ++r) {
-            const float* xp = xs + r * xstride + b * kXPad + 8 * q;
+            const float* xp = xs + r * xstride + b * kMoeXPad + 8 * q;
             const float4 lo = *reinterpret_cast<const float4*>(xp);
             const float4 hi = *reinterpret_cast<const float4*>(xp + 4);
             xv[r][0] = lo.x; xv[r][1] = lo.y; xv[r][2] = lo.z; xv[r][3] = lo.w;
             xv[r][4] = hi.x; xv[r][5] = hi.y; xv[r][6] = hi.z; xv[r][7] = hi.w;
           }
 #pragma unroll
-          for (int w = 0; w < kGemvRowsW; ++w) {
+          for (int w = 0; w < kMoeGemvRowsW; ++w) {
             const uint32_t word = q == 0 ? wv[u][w].x : q == 1 ? wv[u][w].y : q == 2 ? wv[u][w].z : wv[u][w].w;
             float raw[8];
             mxfp4_decode8_raw(word, raw);
@@ -635,7 +530,7 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_kernel(ExpertArgs a) {
           }
         }
 #pragma unroll
-        for (int w = 0; w < kGemvRowsW; ++w) {
+        for (int w = 0; w < kMoeGemvRowsW; ++w) {
           const float sc = e8m0_to_f32(sv[u][w]);
 #pragma unroll
           for (int r = 0; r < RB; ++r) acc[w][r] = fmaf(part[w][r] * 16384.0f, sc, acc[w][r]);  // raw = LUT * 2^-14
@@ -643,7 +538,7 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_kernel(ExpertArgs a) {
       }
     }
 #pragma unroll
-    for (int w = 0; w < kGemvRowsW; ++w)
+    for (int w = 0; w < kMoeGemvRowsW; ++w)
 #pragma unroll
       for (int r = 0; r < RB; ++r) acc[w][r] = wave_sum(acc[w][r]);
     if (lane == 0 && wave_ok) {
@@ -654,13 +549,13 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_kernel(ExpertArgs a) {
         const int g = g0 + c0 + r;
         if (kMlp1) {
 #pragma unroll
-          for (int w = 0; w < kGemvRowsW; w += 2)
+          for (int w = 0; w < kMoeGemvRowsW; w += 2)
             a.out[static_cast<size_t>(g) * (a.M / 2) + (m0 + w) / 2] =
                 swiglu(acc[w][r] + bf16_bits_to_f32(bias[w]), acc[w + 1][r] + bf16_bits_to_f32(bias[w + 1]), a.limit);
         } else {
           float* o = a.out + static_cast<size_t>(a.slot_pair[g]) * a.M + m0;
 #pragma unroll
-          for (int w = 0; w < kGemvRowsW; ++w) o[w] = acc[w][r] + bf16_bits_to_f32(bias[w]);
+          for (int w = 0; w < kMoeGemvRowsW; ++w) o[w] = acc[w][r] + bf16_bits_to_f32(bias[w]);
         }
       }
     }
@@ -687,17 +582,8 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_kernel(ExpertArgs a) {
 // accumulators, so no cross-lane reduction is needed.
 // x staging in shared memory: per activation row n, block b, lane t: uint4 of the 4 fp16 pairs,
 // hi and lo, row stride padded to 16 (mod 32) words so the 8 lanes of an LDS.128 phase hit
-// distinct banks. Dynamic shared memory: gemv_mma_smem_bytes(K).
-constexpr int kMmaGemvRows = 8;        // activation rows per chunk (the mma's N)
-constexpr int kMmaGemvWaveRows = 16;   // weight rows per wave (the mma's M)
+// distinct banks (moe_gemv_mma_row_words). Dynamic shared memory: moe_gemv_mma_smem_bytes(NR, K).
 constexpr int kMmaGemvUnroll = 16;     // MXFP4 blocks loaded ahead per lane
-__host__ __device__ inline int gemv_mma_row_words(int K) {  // uint32 per staged activation row (hi or lo)
-  const int w = (K / 32) * 16;
-  return (w % 32 == 0) ? w + 16 : w;
-}
-inline size_t gemv_mma_smem_bytes(int nr, int K) {
-  return static_cast<size_t>(2) * nr * gemv_mma_row_words(K) * sizeof(uint32_t);
-}
 
 // 8 consecutive x values (elements 8t' .. 8t' + 7 of a block) -> the 4 fp16 pairs (q, q + 4),
 // q = 0..3, as hi = f16(x) and lo = f16(x - hi) words (the B-fragment order of both tensor-core
@@ -724,9 +610,9 @@ __device__ __forceinline__ uint32_t mxfp4_pair_f16(uint32_t w, int q) {
 }
 
 // NR: activation rows per chunk (1 for decode at batch 1: only column 0 is staged, the other
-// columns are zero registers; else kMmaGemvRows).
+// columns are zero registers; else kMoeMmaGemvRows).
 template <int NR, bool kMlp1>
-__global__ __launch_bounds__(kThreads) void moe_gemv_mma_kernel(ExpertArgs a) {
+__global__ __launch_bounds__(kMoeThreads) void moe_gemv_mma_kernel(ExpertArgs a) {
   extern __shared__ uint4 gemv_mma_xs[];
   uint32_t* xs = reinterpret_cast<uint32_t*>(gemv_mma_xs);  // [2 (hi, lo)][NR rows][row_words]
   const int j = blockIdx.x;
@@ -736,10 +622,10 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_mma_kernel(ExpertArgs a) {
   if (cnt > a.max_cnt) return;  // uniform per block
   const int wave = threadIdx.x / kWaveSize, lane = threadIdx.x % kWaveSize;
   const int g = lane / 4, t = lane % 4;
-  const int mw = (blockIdx.y * kWaves + wave) * kMmaGemvWaveRows;
+  const int mw = (blockIdx.y * kWaves + wave) * kMoeMmaGemvWaveRows;
   const bool wave_ok = mw < a.M;  // M % 16 == 0 (checked by the launcher)
   const int m0 = wave_ok ? mw : 0;
-  const int K = a.K, nb = K / 32, row_bytes = K / 2, rw = gemv_mma_row_words(K);
+  const int K = a.K, nb = K / 32, row_bytes = K / 2, rw = moe_gemv_mma_row_words(K);
   const size_t r0 = static_cast<size_t>(e) * a.M + m0 + g, r1 = r0 + 8;
   const uint32_t* wb0 = reinterpret_cast<const uint32_t*>(a.blocks + r0 * row_bytes) + t;
   const uint32_t* wb1 = reinterpret_cast<const uint32_t*>(a.blocks + r1 * row_bytes) + t;
@@ -750,7 +636,7 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_mma_kernel(ExpertArgs a) {
     const int nrows = min(NR, cnt - c0);
     __syncthreads();  // the previous chunk's readers are done
     // Stage: item (n, b, t') -> 4 pairs (8t' + q, 8t' + q + 4), hi and lo; rows >= nrows are 0.
-    for (int it = threadIdx.x; it < NR * nb * 4; it += kThreads) {
+    for (int it = threadIdx.x; it < NR * nb * 4; it += kMoeThreads) {
       const int n = it / (nb * 4), rem = it % (nb * 4), b = rem / 4, tt = rem % 4;
       uint4 hi = make_uint4(0, 0, 0, 0), lo = make_uint4(0, 0, 0, 0);
       if (n < nrows) {
@@ -849,10 +735,10 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_mma_kernel(ExpertArgs a) {
 // The tensor-core GEMV's arithmetic (weights = A as exact fp16 placements LUT * 2^-14, x = B as
 // fp16 hi + lo, mma.sync m16n8k16 f16 -> f32, each MXFP4 block's partial sums scaled by the
 // rows' E8M0 scales into fp32 accumulators) on a GEMM tile with a cp.async pipeline:
-//   block = kTcBM (256) weight rows x kTcBN (64 = kTileRows, one tile of the tile list) grouped
+//   block = kMoeTcBM (256) weight rows x kMoeTcBN (64 = kMoeTileRows, one tile of the tile list) grouped
 //   rows; warp w owns weight rows 32w .. 32w + 31 (two m16 tiles) x all 64 columns (8 n8 tiles,
 //   only ceil(rows / 8) of them computed: the count is uniform per block).
-//   K advances kTcKB (2) MXFP4 blocks per stage, kTcStages (4) stages in flight: per stage the raw
+//   K advances kMoeTcKB (2) MXFP4 blocks per stage, kTcStages (4) stages in flight: per stage the raw
 //   MXFP4 bytes (256 rows x 32 B) and the B operand (64 rows x 256 B of pre-staged hi/lo pairs)
 //   arrive by cp.async; the scales of the block's rows for all K are copied once at the start.
 //   No decode to shared memory: each lane turns its own 2 words per m16 tile into 8 fp16 pairs
@@ -862,33 +748,21 @@ __global__ __launch_bounds__(kThreads) void moe_gemv_mma_kernel(ExpertArgs a) {
 // pair (32b + 8t + q, 32b + 8t + q + 4): the B fragment of lane (g, t) is one 16-byte load.
 // Results: a row's outputs depend on that row only (columns of an mma are independent, the K
 // order is fixed), so they do not depend on the other rows of the step or on the tiling.
-constexpr int kTcBM = 256, kTcBN = 64, kTcKB = 2;
-// Shared stage: weights [kTcBM rows][kTcKB blocks x 16 B], block slot b of row r at
-// b ^ ((r >> 2) & 1); B [kTcBN rows][16 chunks of 16 B], chunk j of row n at j ^ (4 (n & 1)).
+// Shared stage: weights [kMoeTcBM rows][kMoeTcKB blocks x 16 B], block slot b of row r at
+// b ^ ((r >> 2) & 1); B [kMoeTcBN rows][16 chunks of 16 B], chunk j of row n at j ^ (4 (n & 1)).
 // The XOR swizzles make the fragment reads conflict-free without padding. Two configurations
 // (template kStages, kMinBlocks): 3 stages + scales = 95 KB with registers capped at 128 (two
 // blocks per SM), or 4 / 6 stages = 119 / 167 KB, uncapped (one block per SM);
-// GPTOSS_MOE_TC=1 / 2 pick those (see tc_config()).
-constexpr int kTcWRow = kTcKB * 16;   // bytes per weight row per stage
-constexpr int kTcXRow = kTcKB * 128;  // bytes per B row per stage
-constexpr int kTcStageBytes = kTcBM * kTcWRow + kTcBN * kTcXRow;
-static_assert(kTcKB == 2, "the swizzles assume two MXFP4 blocks per stage");
-static_assert(kTcBN == kTileRows, "one block per tile of the tile list");
-static_assert(kTcBM == 32 * kWaves && kThreads == 256, "warp w owns weight rows 32w..32w+31");
-inline size_t tc_smem_bytes(int K, int stages = 4) {
-  return static_cast<size_t>(stages) * kTcStageBytes + ((static_cast<size_t>(kTcBM) * (K / 32) + 15) / 16) * 16;
-}
-// Shapes the grouped GEMM takes (else the bf16 tile kernel moe_mma_kernel): K in whole stages,
-// M in whole warp tiles, shared memory within two blocks per SM on sm_90 / one on sm_80.
-inline bool tc_shape_ok(int K, int M) {
-  return K % (32 * kTcKB) == 0 && M % 32 == 0 && tc_smem_bytes(K, 4) <= 160 * 1024;
-}
+// MoeOptions::grouped_config 1 / 2 pick those. Dynamic shared memory moe_tc_smem_bytes(K, stages).
+static_assert(kMoeTcKB == 2, "the swizzles assume two MXFP4 blocks per stage");
+static_assert(kMoeTcBN == kMoeTileRows, "one block per tile of the tile list");
+static_assert(kMoeTcBM == 32 * kWaves && kMoeThreads == 256, "warp w owns weight rows 32w..32w+31");
 
 // [rows, K] fp32 -> [rows, K / 32, 2 (hi, lo), 4 (t), 4 (q)] fp16-pair words (see above).
-__global__ __launch_bounds__(kThreads) void moe_stage_x_kernel(const float* __restrict__ x, int rows,
+__global__ __launch_bounds__(kMoeThreads) void moe_stage_x_kernel(const float* __restrict__ x, int rows,
                                                                int K, uint32_t* __restrict__ xq) {
   const int nb = K / 32;
-  const size_t item = static_cast<size_t>(blockIdx.x) * kThreads + threadIdx.x;
+  const size_t item = static_cast<size_t>(blockIdx.x) * kMoeThreads + threadIdx.x;
   if (item >= static_cast<size_t>(rows) * nb * 4) return;
   const int n = static_cast<int>(item / (nb * 4)), rem = static_cast<int>(item % (nb * 4));
   const int b = rem / 4, tt = rem % 4;
@@ -901,7 +775,7 @@ __global__ __launch_bounds__(kThreads) void moe_stage_x_kernel(const float* __re
 }
 
 template <bool kMlp1, int kTcStages, int kMinBlocks>
-__global__ __launch_bounds__(kThreads, kMinBlocks) void moe_tc_kernel(ExpertArgs a) {
+__global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(ExpertArgs a) {
   extern __shared__ uint4 tc_smem4[];
   unsigned char* smem = reinterpret_cast<unsigned char*>(tc_smem4);
   const int tile = blockIdx.x;
@@ -909,36 +783,36 @@ __global__ __launch_bounds__(kThreads, kMinBlocks) void moe_tc_kernel(ExpertArgs
   const int tid = threadIdx.x, warp = tid / kWaveSize, lane = tid % kWaveSize;
   const int g = lane / 4, t = lane % 4;
   const int e = a.tile_expert[tile], s0 = a.tile_slot0[tile];
-  const int nrows = min(kTcBN, a.offsets[e + 1] - s0);
-  const int K = a.K, M = a.M, nb = K / 32, nk = nb / kTcKB;
-  const int m0 = blockIdx.y * kTcBM;
-  const int mrows = min(kTcBM, M - m0);  // a multiple of 32 (tc_shape_ok)
-  unsigned char* scs = smem + kTcStages * kTcStageBytes;  // [mrows][nb] E8M0 bytes
+  const int nrows = min(kMoeTcBN, a.offsets[e + 1] - s0);
+  const int K = a.K, M = a.M, nb = K / 32, nk = nb / kMoeTcKB;
+  const int m0 = blockIdx.y * kMoeTcBM;
+  const int mrows = min(kMoeTcBM, M - m0);  // a multiple of 32 (moe_plan's shape check)
+  unsigned char* scs = smem + kTcStages * kMoeTcStageBytes;  // [mrows][nb] E8M0 bytes
 
   // Scales of rows m0 .. m0 + mrows - 1: one contiguous span of the [E, M, nb] array.
   {
     const uint8_t* src = a.scales + (static_cast<size_t>(e) * M + m0) * nb;
     const int nbytes = mrows * nb;
     if ((reinterpret_cast<uintptr_t>(src) & 15u) == 0 && nbytes % 16 == 0) {
-      for (int i = tid; i < nbytes / 16; i += kThreads) tile::cp_async16(scs + 16 * i, src + 16 * i);
+      for (int i = tid; i < nbytes / 16; i += kMoeThreads) tile::cp_async16(scs + 16 * i, src + 16 * i);
     } else {
-      for (int i = tid; i < nbytes; i += kThreads) scs[i] = src[i];
+      for (int i = tid; i < nbytes; i += kMoeThreads) scs[i] = src[i];
     }
   }
-  // Loader roles. A: kTcBM rows x kTcKB blocks of 16 B = 2 chunks per thread; B: kTcBN rows x
+  // Loader roles. A: kMoeTcBM rows x kMoeTcKB blocks of 16 B = 2 chunks per thread; B: kMoeTcBN rows x
   // 16 chunks of 16 B = 4 chunks per thread. Weight rows past M are not loaded (their warps do
   // not compute); B rows past the tile's rows are not loaded either (only their columns' outputs,
   // which are dropped, read them).
   // Kept compact (registers): thread tid copies weight rows r = tid / 2 + 128 i (block tid % 2)
   // and B rows n = tid / 16 + 16 i (chunk tid % 16); the swizzle bits are the same for all i.
-  constexpr int kAChunks = kTcBM * kTcKB / kThreads, kBChunks = kTcBN * kTcKB * 8 / kThreads;
+  constexpr int kAChunks = kMoeTcBM * kMoeTcKB / kMoeThreads, kBChunks = kMoeTcBN * kMoeTcKB * 8 / kMoeThreads;
   static_assert(kAChunks == 2 && kBChunks == 4, "loader mapping");
   const int ar = tid / 2, ab = tid % 2;
   const unsigned char* asrc = a.blocks + ((static_cast<size_t>(e) * M + m0 + ar) * nb + ab) * 16;
   const size_t astep = static_cast<size_t>(128) * nb * 16;  // 128 rows further
-  const int adst = ar * kTcWRow + ((ab ^ ((ar >> 2) & 1)) << 4);
+  const int adst = ar * kMoeTcWRow + ((ab ^ ((ar >> 2) & 1)) << 4);
   const int bn = tid / 16, bj = tid % 16;
-  const int bdst = kTcBM * kTcWRow + bn * kTcXRow + ((bj ^ ((bn & 1) << 2)) << 4);
+  const int bdst = kMoeTcBM * kMoeTcWRow + bn * kMoeTcXRow + ((bj ^ ((bn & 1) << 2)) << 4);
   uint32_t boff[kBChunks];  // byte offset of the chunk's row in xq / 16, or ~0u: not loaded
 #pragma unroll
   for (int i = 0; i < kBChunks; ++i) {
@@ -952,15 +826,15 @@ __global__ __launch_bounds__(kThreads, kMinBlocks) void moe_tc_kernel(ExpertArgs
   }
   const uint4* xq = reinterpret_cast<const uint4*>(a.xq);
   auto load_stage = [&](int kt, int st) {
-    unsigned char* base = smem + st * kTcStageBytes;
+    unsigned char* base = smem + st * kMoeTcStageBytes;
 #pragma unroll
     for (int i = 0; i < kAChunks; ++i)
       if (ar + 128 * i < mrows)
-        tile::cp_async16(base + adst + i * 128 * kTcWRow, asrc + i * astep + static_cast<size_t>(kt) * kTcKB * 16);
+        tile::cp_async16(base + adst + i * 128 * kMoeTcWRow, asrc + i * astep + static_cast<size_t>(kt) * kMoeTcKB * 16);
 #pragma unroll
     for (int i = 0; i < kBChunks; ++i)
       if (boff[i] != ~0u)
-        tile::cp_async16(base + bdst + i * 16 * kTcXRow, xq + boff[i] + static_cast<size_t>(kt) * kTcKB * 8);
+        tile::cp_async16(base + bdst + i * 16 * kMoeTcXRow, xq + boff[i] + static_cast<size_t>(kt) * kMoeTcKB * 8);
   };
 #pragma unroll
   for (int st = 0; st < kTcStages - 1; ++st) {
@@ -993,19 +867,19 @@ __global__ __launch_bounds__(kThreads, kMinBlocks) void moe_tc_kernel(ExpertArgs
         tile::cp_async_commit();
       }
       if (!wact) continue;
-      const unsigned char* Ws = smem + (kt % kTcStages) * kTcStageBytes;
-      const unsigned char* Xs = Ws + kTcBM * kTcWRow;
+      const unsigned char* Ws = smem + (kt % kTcStages) * kMoeTcStageBytes;
+      const unsigned char* Xs = Ws + kMoeTcBM * kMoeTcWRow;
 #pragma unroll
-      for (int b = 0; b < kTcKB; ++b) {
-        const int bg = kt * kTcKB + b;
+      for (int b = 0; b < kMoeTcKB; ++b) {
+        const int bg = kt * kMoeTcKB + b;
         uint32_t ap[2][8];
         float sc[2][2];
 #pragma unroll
         for (int mt = 0; mt < 2; ++mt) {
           const int r = wm + 16 * mt + g;  // rows r and r + 8 have the same (r >> 2) & 1
           const int wo = ((b ^ ((r >> 2) & 1)) << 4) + 4 * t;
-          const uint32_t w0 = *reinterpret_cast<const uint32_t*>(Ws + r * kTcWRow + wo);
-          const uint32_t w1 = *reinterpret_cast<const uint32_t*>(Ws + (r + 8) * kTcWRow + wo);
+          const uint32_t w0 = *reinterpret_cast<const uint32_t*>(Ws + r * kMoeTcWRow + wo);
+          const uint32_t w1 = *reinterpret_cast<const uint32_t*>(Ws + (r + 8) * kMoeTcWRow + wo);
 #pragma unroll
           for (int q = 0; q < 4; ++q) {
             ap[mt][q] = mxfp4_pair_f16(w0, q);
@@ -1017,7 +891,7 @@ __global__ __launch_bounds__(kThreads, kMinBlocks) void moe_tc_kernel(ExpertArgs
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {
           const int n = 8 * nt + g;
-          const unsigned char* xr = Xs + n * kTcXRow;
+          const unsigned char* xr = Xs + n * kMoeTcXRow;
           const int sw = (n & 1) << 2;
           const uint4 bh = *reinterpret_cast<const uint4*>(xr + (((8 * b + t) ^ sw) << 4));
           const uint4 bl = *reinterpret_cast<const uint4*>(xr + (((8 * b + 4 + t) ^ sw) << 4));
@@ -1106,11 +980,11 @@ __global__ __launch_bounds__(kThreads, kMinBlocks) void moe_tc_kernel(ExpertArgs
 #endif  // !GPTOSS_HIP
 
 // ------------------------------------------------------------------------------ tensor-core experts
-// grid (ceil(pairs / kTileRows) + E, ceil(M / kTileCols)); block t takes tile t of the tile list
+// grid (ceil(pairs / kMoeTileRows) + E, ceil(M / kMoeTileCols)); block t takes tile t of the tile list
 // (exits if t >= n_tiles). A = activations rounded to bf16, B = MXFP4 decoded to bf16, two shared
-// stages with register prefetch of the next k step. Dynamic shared memory: kMmaSmem bytes.
+// stages with register prefetch of the next k step. Dynamic shared memory: moe_tiles_smem_bytes().
 template <bool kMlp1>
-__global__ __launch_bounds__(kThreads, 2) void moe_mma_kernel(ExpertArgs a) {
+__global__ __launch_bounds__(kMoeThreads, 2) void moe_mma_kernel(ExpertArgs a) {
   extern __shared__ uint4 mma_smem_v4[];  // 16-byte aligned
   unsigned char* smem = reinterpret_cast<unsigned char*>(mma_smem_v4);
   __shared__ float lut[16];
@@ -1119,14 +993,14 @@ __global__ __launch_bounds__(kThreads, 2) void moe_mma_kernel(ExpertArgs a) {
   const int tid = threadIdx.x, wave = tid / kWaveSize;
   if (tid < 16) lut[tid] = kLut[tid];
   const int e = a.tile_expert[t], s0 = a.tile_slot0[t];
-  const int nrows = min(kTileRows, a.offsets[e + 1] - s0);
-  const int n0 = blockIdx.y * kTileCols;
-  const int K = a.K, M = a.M, nb = K / 32, nk = K / kTileK;
-  uint16_t* As = reinterpret_cast<uint16_t*>(smem);          // [2][kTileRows][kLds]
-  uint16_t* Bs = As + 2 * kTileRows * kLds;                   // [2][kTileCols][kLds]
+  const int nrows = min(kMoeTileRows, a.offsets[e + 1] - s0);
+  const int n0 = blockIdx.y * kMoeTileCols;
+  const int K = a.K, M = a.M, nb = K / 32, nk = K / kMoeTileK;
+  uint16_t* As = reinterpret_cast<uint16_t*>(smem);          // [2][kMoeTileRows][kMoeTileLds]
+  uint16_t* Bs = As + 2 * kMoeTileRows * kMoeTileLds;                   // [2][kMoeTileCols][kMoeTileLds]
   // Activations enter as hi = bf16(x) and lo = bf16(x - hi) (x = hi + lo to ~2^-17 relative) and
   // both are multiplied: fp32-quality products instead of bf16-rounded activations.
-  uint16_t* AsLo = Bs + 2 * kTileCols * kLds;                 // [2][kTileRows][kLds]
+  uint16_t* AsLo = Bs + 2 * kMoeTileCols * kMoeTileLds;                 // [2][kMoeTileRows][kMoeTileLds]
 
   // Loader roles: A row ar, kAF k values from aoff; B weight row br, kBBytes bytes from boff.
   const int ar = tid / kATpr, aoff = (tid % kATpr) * kAF, br = tid / 2, boff = (tid % 2) * kBBytes;
@@ -1154,13 +1028,13 @@ __global__ __launch_bounds__(kThreads, 2) void moe_mma_kernel(ExpertArgs a) {
   auto gload = [&](int kt) {
     if (arow) {
 #pragma unroll
-      for (int i = 0; i < kAF / 4; ++i) ra[i] = *reinterpret_cast<const float4*>(arow + kt * kTileK + 4 * i);
+      for (int i = 0; i < kAF / 4; ++i) ra[i] = *reinterpret_cast<const float4*>(arow + kt * kMoeTileK + 4 * i);
     }
     if (bvalid) {
 #pragma unroll
       for (int i = 0; i < kBBytes / 8; ++i) {
-        rb[i] = *reinterpret_cast<const uint2*>(bblk + static_cast<size_t>(kt) * (kTileK / 2) + 8 * i);
-        rs[i] = bsc[kt * (kTileK / 32) + i / 2];
+        rb[i] = *reinterpret_cast<const uint2*>(bblk + static_cast<size_t>(kt) * (kMoeTileK / 2) + 8 * i);
+        rs[i] = bsc[kt * (kMoeTileK / 32) + i / 2];
       }
     }
   };
@@ -1172,7 +1046,7 @@ __global__ __launch_bounds__(kThreads, 2) void moe_mma_kernel(ExpertArgs a) {
       pa.y = f32_to_bf16_bits(ra[2 * i].z) | (f32_to_bf16_bits(ra[2 * i].w) << 16);
       pa.z = f32_to_bf16_bits(ra[2 * i + 1].x) | (f32_to_bf16_bits(ra[2 * i + 1].y) << 16);
       pa.w = f32_to_bf16_bits(ra[2 * i + 1].z) | (f32_to_bf16_bits(ra[2 * i + 1].w) << 16);
-      *reinterpret_cast<uint4*>(As + (buf * kTileRows + ar) * kLds + aoff + 8 * i) = pa;
+      *reinterpret_cast<uint4*>(As + (buf * kMoeTileRows + ar) * kMoeTileLds + aoff + 8 * i) = pa;
       uint4 pl;
       pl.x = f32_to_bf16_bits(ra[2 * i].x - bf16_bits_to_f32(pa.x & 0xffffu)) |
              (f32_to_bf16_bits(ra[2 * i].y - bf16_bits_to_f32(pa.x >> 16)) << 16);
@@ -1182,13 +1056,13 @@ __global__ __launch_bounds__(kThreads, 2) void moe_mma_kernel(ExpertArgs a) {
              (f32_to_bf16_bits(ra[2 * i + 1].y - bf16_bits_to_f32(pa.z >> 16)) << 16);
       pl.w = f32_to_bf16_bits(ra[2 * i + 1].z - bf16_bits_to_f32(pa.w & 0xffffu)) |
              (f32_to_bf16_bits(ra[2 * i + 1].w - bf16_bits_to_f32(pa.w >> 16)) << 16);
-      *reinterpret_cast<uint4*>(AsLo + (buf * kTileRows + ar) * kLds + aoff + 8 * i) = pl;
+      *reinterpret_cast<uint4*>(AsLo + (buf * kMoeTileRows + ar) * kMoeTileLds + aoff + 8 * i) = pl;
     }
 #pragma unroll
     for (int i = 0; i < kBBytes / 8; ++i) {
       uint32_t d[8];
       mxfp4_decode16_bf16(rb[i], e8m0_to_f32(rs[i]), lut, d);
-      uint4* bp = reinterpret_cast<uint4*>(Bs + (buf * kTileCols + br) * kLds + 2 * boff + 16 * i);
+      uint4* bp = reinterpret_cast<uint4*>(Bs + (buf * kMoeTileCols + br) * kMoeTileLds + 2 * boff + 16 * i);
       bp[0] = make_uint4(d[0], d[1], d[2], d[3]);
       bp[1] = make_uint4(d[4], d[5], d[6], d[7]);
     }
@@ -1206,23 +1080,23 @@ __global__ __launch_bounds__(kThreads, 2) void moe_mma_kernel(ExpertArgs a) {
   for (int kt = 0; kt < nk; ++kt) {
     const int buf = kt & 1;
     if (kt + 1 < nk) gload(kt + 1);
-    const uint16_t* Ab = As + (buf * kTileRows + wm * kWarpRows) * kLds;
-    const uint16_t* AbLo = AsLo + (buf * kTileRows + wm * kWarpRows) * kLds;
-    const uint16_t* Bb = Bs + (buf * kTileCols + wn * kWarpCols) * kLds;
+    const uint16_t* Ab = As + (buf * kMoeTileRows + wm * kWarpRows) * kMoeTileLds;
+    const uint16_t* AbLo = AsLo + (buf * kMoeTileRows + wm * kWarpRows) * kMoeTileLds;
+    const uint16_t* Bb = Bs + (buf * kMoeTileCols + wn * kWarpCols) * kMoeTileLds;
 #pragma unroll
-    for (int kk = 0; kk < kTileK; kk += 16)
+    for (int kk = 0; kk < kMoeTileK; kk += 16)
 #pragma unroll
       for (int j = 0; j < kWaveTilesN; ++j) {
-        tile::mma_k16(acc[j], AbLo, kLds, Bb + j * tile::kWaveTileN * kLds, kLds, kk);
-        tile::mma_k16(acc[j], Ab, kLds, Bb + j * tile::kWaveTileN * kLds, kLds, kk);
+        tile::mma_k16(acc[j], AbLo, kMoeTileLds, Bb + j * tile::kWaveTileN * kMoeTileLds, kMoeTileLds, kk);
+        tile::mma_k16(acc[j], Ab, kMoeTileLds, Bb + j * tile::kWaveTileN * kMoeTileLds, kMoeTileLds, kk);
       }
     if (kt + 1 < nk) sstore(buf ^ 1);
     __syncthreads();
   }
 
   // Epilogue through shared memory (the stage buffers are free after the last barrier).
-  float* Cs = reinterpret_cast<float*>(smem);  // [kTileRows][kTileCols + 4]
-  constexpr int ldc = kTileCols + 4;
+  float* Cs = reinterpret_cast<float*>(smem);  // [kMoeTileRows][kMoeTileCols + 4]
+  constexpr int ldc = kMoeTileCols + 4;
 #pragma unroll
   for (int j = 0; j < kWaveTilesN; ++j) {
     float* cb = Cs + (wm * kWarpRows) * ldc + wn * kWarpCols + j * tile::kWaveTileN;
@@ -1232,16 +1106,16 @@ __global__ __launch_bounds__(kThreads, 2) void moe_mma_kernel(ExpertArgs a) {
   const uint16_t* bias = a.bias + static_cast<size_t>(e) * M;
   if (kMlp1) {
     const int I = M / 2;
-    for (int idx = tid; idx < kTileRows * kTileCols / 2; idx += kThreads) {
-      const int r = idx / (kTileCols / 2), qq = idx % (kTileCols / 2), n = n0 + 2 * qq;
+    for (int idx = tid; idx < kMoeTileRows * kMoeTileCols / 2; idx += kMoeThreads) {
+      const int r = idx / (kMoeTileCols / 2), qq = idx % (kMoeTileCols / 2), n = n0 + 2 * qq;
       if (r >= nrows || n >= M) continue;
       const float gate = Cs[r * ldc + 2 * qq] + bf16_bits_to_f32(bias[n]);
       const float up = Cs[r * ldc + 2 * qq + 1] + bf16_bits_to_f32(bias[n + 1]);
       a.out[static_cast<size_t>(s0 + r) * I + n / 2] = swiglu(gate, up, a.limit);
     }
   } else {
-    for (int idx = tid; idx < kTileRows * kTileCols; idx += kThreads) {
-      const int r = idx / kTileCols, c = idx % kTileCols, n = n0 + c;
+    for (int idx = tid; idx < kMoeTileRows * kMoeTileCols; idx += kMoeThreads) {
+      const int r = idx / kMoeTileCols, c = idx % kMoeTileCols, n = n0 + c;
       if (r >= nrows || n >= M) continue;
       a.out[static_cast<size_t>(a.slot_pair[s0 + r]) * M + n] = Cs[r * ldc + c] + bf16_bits_to_f32(bias[n]);
     }
@@ -1250,12 +1124,12 @@ __global__ __launch_bounds__(kThreads, 2) void moe_mma_kernel(ExpertArgs a) {
 
 // ------------------------------------------------------------------------------ combine
 // residual[n, i] += ((w0 y0 + w1 y1) + w2 y2) + ...   (rank order, as the CPU twin)
-__global__ __launch_bounds__(kThreads) void moe_combine_kernel(const float* __restrict__ y,
+__global__ __launch_bounds__(kMoeThreads) void moe_combine_kernel(const float* __restrict__ y,
                                                                 const float* __restrict__ weights,
                                                                 int rows, int k, int H,
                                                                 float* __restrict__ residual) {
   const int h4 = H / 4;
-  const size_t idx = static_cast<size_t>(blockIdx.x) * kThreads + threadIdx.x;
+  const size_t idx = static_cast<size_t>(blockIdx.x) * kMoeThreads + threadIdx.x;
   if (idx >= static_cast<size_t>(rows) * h4) return;
   const int n = static_cast<int>(idx / h4), i4 = static_cast<int>(idx % h4);
   const float4* yp = reinterpret_cast<const float4*>(y + static_cast<size_t>(n) * k * H) + i4;
@@ -1280,27 +1154,26 @@ __global__ __launch_bounds__(kThreads) void moe_combine_kernel(const float* __re
 }
 
 // Combine fused with the next RMSNorm (decode steps: one launch instead of two). grid (rows),
-// block kNormThreads: residual[n, i] += ((w0 y0 + w1 y1) + ...) as moe_combine_kernel, then
+// block kMoeNormThreads: residual[n, i] += ((w0 y0 + w1 y1) + ...) as moe_combine_kernel, then
 // out[n, :] = residual[n, :] * rsqrt(mean(residual[n, :]^2) + eps) * scale (mean in fp64), in
 // float4 chunks with exactly the element order and reduction of ops.h's f32_bf16w_rmsnorm
 // (elementwise.cu, f32_bf16w_rmsnorm4_kernel), so the normalised row has the same bits.
 // H % 4 == 0 (checked by check_shape: H % 32 == 0).
-constexpr int kNormThreads = 256;
-__global__ __launch_bounds__(kNormThreads) void moe_combine_norm_kernel(
+__global__ __launch_bounds__(kMoeNormThreads) void moe_combine_norm_kernel(
     const float* __restrict__ y, const float* __restrict__ weights, int k, int H,
     float* __restrict__ residual, const uint16_t* __restrict__ scale, float eps,
     float* __restrict__ out) {
-  __shared__ double red[kNormThreads / 16];  // >= waves per block for any kWaveSize >= 16
+  __shared__ double red[kMoeNormThreads / 16];  // >= waves per block for any kWaveSize >= 16
   const int n = blockIdx.x, tid = threadIdx.x, h4 = H / 4;
   const float4* yr = reinterpret_cast<const float4*>(y + static_cast<size_t>(n) * k * H);
   float4* rr = reinterpret_cast<float4*>(residual + static_cast<size_t>(n) * H);
   const float w0 = weights[n * k];
   double ss = 0.0;
-  for (int base = 0; base < h4; base += 4 * kNormThreads) {
+  for (int base = 0; base < h4; base += 4 * kMoeNormThreads) {
     float4 v[4];
 #pragma unroll
     for (int c = 0; c < 4; ++c) {
-      const int i = base + c * kNormThreads + tid;
+      const int i = base + c * kMoeNormThreads + tid;
       if (i < h4) {
         float4 yv = yr[i];
         float4 acc = make_float4(w0 * yv.x, w0 * yv.y, w0 * yv.z, w0 * yv.w);
@@ -1333,7 +1206,7 @@ __global__ __launch_bounds__(kNormThreads) void moe_combine_norm_kernel(
   }
   for (int m = kWaveSize / 2; m > 0; m >>= 1) ss += gpu_shfl_xor(ss, m);
   const int wave = tid / kWaveSize, lane = tid % kWaveSize;
-  constexpr int n_waves = kNormThreads / kWaveSize;
+  constexpr int n_waves = kMoeNormThreads / kWaveSize;
   __syncthreads();
   if (lane == 0) red[wave] = ss;
   __syncthreads();
@@ -1343,7 +1216,7 @@ __global__ __launch_bounds__(kNormThreads) void moe_combine_norm_kernel(
   const float rs = 1.0f / sqrtf(mean + eps);
   float4* orow = reinterpret_cast<float4*>(out + static_cast<size_t>(n) * H);
   const uint2* sc = reinterpret_cast<const uint2*>(scale);
-  for (int i = tid; i < h4; i += kNormThreads) {
+  for (int i = tid; i < h4; i += kMoeNormThreads) {
     const float4 v = rr[i];
     const uint2 s = sc[i];
     orow[i] = make_float4(__fmul_rn(__fmul_rn(v.x, rs), __uint_as_float(s.x << 16)),
@@ -1389,122 +1262,73 @@ T* dev_alloc(size_t n, size_t& bytes) {
   return static_cast<T*>(p);
 }
 
+MoeShape shape_of(const MoeGpuWeights& w) {
+  return MoeShape{w.n_experts, w.top_k, w.hidden, w.intermediate};
+}
+
 void check_shape(const MoeGpuWeights& w) {
-  if (w.hidden <= 0 || w.hidden % 32 != 0 || w.intermediate <= 0 || w.intermediate % 32 != 0 ||
-      w.top_k < 1 || w.top_k > w.n_experts || w.top_k > kMaxTopK || w.n_experts > kMaxExperts)
-    fail("moe: unsupported shape (E %d, k %d, H %d, I %d): need H, I multiples of 32, "
-         "1 <= k <= min(E, %d), E <= %d",
-         w.n_experts, w.top_k, w.hidden, w.intermediate, kMaxTopK, kMaxExperts);
+  const std::string err = moe_shape_error(shape_of(w));
+  if (!err.empty()) fail("moe: %s", err.c_str());
   if ((static_cast<size_t>(w.hidden) + w.n_experts) * 4 > 48 * 1024)
     fail("moe: hidden %d too large for the router's shared memory", w.hidden);
-  if (gemv_smem_bytes(4, std::max(w.hidden, w.intermediate)) > 160 * 1024)
+  if (moe_gemv_smem_bytes(4, std::max(w.hidden, w.intermediate)) > 160 * 1024)
     fail("moe: hidden/intermediate %d/%d too large for the GEMV's shared x staging", w.hidden,
          w.intermediate);
 }
 
-// The GEMV kernel (steps of <= kMoeStepGemvMaxRows rows on NVIDIA; experts with <=
-// kMoeGemvMaxRows rows on HIP / GPTOSS_MOE_MMA=bf16): the scalar one (default) or the
-// tensor-core one (NVIDIA only; GPTOSS_MOE_GEMV=mma or moe_set_gemv_tensor_cores(true)). One
-// kernel for every row count keeps a row's result independent of the other rows of its step.
-int g_gemv_tc = -1;  // -1: not read yet
-bool gemv_tensor_cores() {
-#if defined(GPTOSS_HIP)
-  return false;
-#else
-  if (g_gemv_tc < 0) {
-    const char* v = std::getenv("GPTOSS_MOE_GEMV");
-    g_gemv_tc = (v && std::string(v) == "mma") ? 1 : 0;
-  }
-  return g_gemv_tc == 1;
-#endif
+void set_max_dyn_smem(const void* kernel, size_t bytes) {
+  GPU_CHECK(gpuFuncSetAttribute(kernel, gpuFuncAttributeMaxDynamicSharedMemorySize,
+                                static_cast<int>(bytes)));
 }
-
-// Larger steps: the grouped fp16 hi/lo GEMM for every expert (moe_tc_kernel, NVIDIA, the default
-// there) or the bf16 hi/lo tile kernel for experts with > kMoeGemvMaxRows rows (moe_mma_kernel:
-// HIP, shapes tc_shape_ok rejects, or GPTOSS_MOE_MMA=bf16 for comparisons). Read once per
-// process.
-#if !defined(GPTOSS_HIP)
-int g_mma_bf16 = -1;
-bool mma_bf16_tiles() {
-  if (g_mma_bf16 < 0) {
-    const char* v = std::getenv("GPTOSS_MOE_MMA");
-    g_mma_bf16 = (v && std::string(v) == "bf16") ? 1 : 0;
-  }
-  return g_mma_bf16 == 1;
-}
-// Steps of more than this many rows take the grouped GEMM for every expert (default
-// kMoeStepGemvMaxRows = 3: steps of >= 4 rows; GPTOSS_MOE_TC_FROM=<n>: steps of
-// >= n rows, n >= 2, for measurements). Read once per process: one choice per process keeps a
-// row's result independent of the other rows of a step as long as the steps stay on one side of
-// it (see moe.h). H100, bench-moe (run 4 of moe_notes.md): the grouped GEMM vs the scalar GEMV
-// at 2 / 4 / 8 / 16 rows: 138.7 / 174.6 / 219.6 / 273.3 vs 137.2 / 246.5 / 368.6 / 533.3 us.
-int g_tc_step_gemv_max = -1;
-int tc_step_gemv_max() {
-  if (g_tc_step_gemv_max < 0) {
-    const char* v = std::getenv("GPTOSS_MOE_TC_FROM");
-    const int n = v ? std::atoi(v) : 0;
-    g_tc_step_gemv_max = n >= 2 ? n - 1 : kMoeStepGemvMaxRows;
-  }
-  return g_tc_step_gemv_max;
-}
-// The grouped GEMM's configuration: 0 = 3 stages, two blocks per SM (default); 1 = 4 stages, one
-// block per SM (GPTOSS_MOE_TC=1); 2 = 6 stages, one block per SM (GPTOSS_MOE_TC=2). Read once
-// per process.
-int g_tc_config = -1;
-int tc_config() {
-  if (g_tc_config < 0) {
-    const char* v = std::getenv("GPTOSS_MOE_TC");
-    g_tc_config = (v && std::string(v) == "1") ? 1 : (v && std::string(v) == "2") ? 2 : 0;
-  }
-  return g_tc_config;
-}
-#endif
 
 }  // namespace
 
-bool moe_set_gemv_tensor_cores(bool on) {
-#if defined(GPTOSS_HIP)
-  (void)on;
-  return false;
-#else
-  g_gemv_tc = on ? 1 : 0;
-  return on;
-#endif
-}
-
-MoeGpuScratch moe_scratch_create(const MoeGpuWeights& w, int max_rows) {
+MoeGpuScratch moe_scratch_create(const MoeGpuWeights& w, int max_rows, const MoeOptions& options) {
   check_shape(w);
   if (max_rows < 1) fail("moe: max_rows %d must be >= 1", max_rows);
+  const char* opt_err = moe_options_error(options, kTarget);
+  if (*opt_err) fail("moe: %s (%s build)", opt_err, GPU_RT_NAME);
   MoeGpuScratch s;
   s.max_rows = max_rows;
   s.n_experts = w.n_experts;
   s.top_k = w.top_k;
   s.hidden = w.hidden;
   s.intermediate = w.intermediate;
+  s.options = options;
   const size_t pairs = static_cast<size_t>(max_rows) * w.top_k;
-  s.max_tiles = static_cast<int>((pairs + kTileRows - 1) / kTileRows) + w.n_experts;
-  // Host-side, once, before any graph capture: the tensor-core kernels' dynamic shared memory.
-  GPU_CHECK(gpuFuncSetAttribute(moe_mma_kernel<true>, gpuFuncAttributeMaxDynamicSharedMemorySize, kMmaSmem));
-  GPU_CHECK(gpuFuncSetAttribute(moe_mma_kernel<false>, gpuFuncAttributeMaxDynamicSharedMemorySize, kMmaSmem));
-  const int gemv_smem4 = static_cast<int>(gemv_smem_bytes(4, std::max(w.hidden, w.intermediate)));
-  GPU_CHECK(gpuFuncSetAttribute((moe_gemv_kernel<1, true>), gpuFuncAttributeMaxDynamicSharedMemorySize, gemv_smem4));
-  GPU_CHECK(gpuFuncSetAttribute((moe_gemv_kernel<4, true>), gpuFuncAttributeMaxDynamicSharedMemorySize, gemv_smem4));
-  GPU_CHECK(gpuFuncSetAttribute((moe_gemv_kernel<1, false>), gpuFuncAttributeMaxDynamicSharedMemorySize, gemv_smem4));
-  GPU_CHECK(gpuFuncSetAttribute((moe_gemv_kernel<4, false>), gpuFuncAttributeMaxDynamicSharedMemorySize, gemv_smem4));
-  GPU_CHECK(gpuFuncSetAttribute(moe_route_small_kernel, gpuFuncAttributeMaxDynamicSharedMemorySize, kRouteSmallSmem));
-#if !defined(GPTOSS_MOE_FUSED_ROUTE)
-  GPU_CHECK(gpuFuncSetAttribute(moe_build_kernel, gpuFuncAttributeMaxDynamicSharedMemorySize,
-                                kBuildSmemPairs * static_cast<int>(sizeof(int32_t))));
-#endif
-  if (router_rows_ok(w.hidden, w.n_experts))
-    GPU_CHECK(gpuFuncSetAttribute(moe_router_rows_kernel, gpuFuncAttributeMaxDynamicSharedMemorySize,
-                                  static_cast<int>(router_rows_smem_bytes(w.hidden, w.n_experts))));
+  s.max_tiles = static_cast<int>((pairs + kMoeTileRows - 1) / kMoeTileRows) + w.n_experts;
+  // Host-side, once, before any graph capture: the kernels' dynamic shared memory limits.
+  const int K = std::max(w.hidden, w.intermediate);
+  set_max_dyn_smem(reinterpret_cast<const void*>(moe_mma_kernel<true>), moe_tiles_smem_bytes());
+  set_max_dyn_smem(reinterpret_cast<const void*>(moe_mma_kernel<false>), moe_tiles_smem_bytes());
+  const size_t gemv_smem4 = moe_gemv_smem_bytes(4, K);
+  set_max_dyn_smem(reinterpret_cast<const void*>(moe_gemv_kernel<1, true>), gemv_smem4);
+  set_max_dyn_smem(reinterpret_cast<const void*>(moe_gemv_kernel<4, true>), gemv_smem4);
+  set_max_dyn_smem(reinterpret_cast<const void*>(moe_gemv_kernel<1, false>), gemv_smem4);
+  set_max_dyn_smem(reinterpret_cast<const void*>(moe_gemv_kernel<4, false>), gemv_smem4);
+  set_max_dyn_smem(reinterpret_cast<const void*>(moe_route_small_kernel), kMoeRouteSmallSmem);
+  set_max_dyn_smem(reinterpret_cast<const void*>(moe_build_kernel), moe_build_smem_bytes(kMoeBuildSmemPairs));
+  const MoePlan big = moe_plan(shape_of(w), kMoeRouteSmallRows + 1, options, kTarget, false);
+  if (big.route == MoeRoute::rows)
+    set_max_dyn_smem(reinterpret_cast<const void*>(moe_router_rows_kernel), big.route_k.dyn_smem_bytes);
 #if !defined(GPTOSS_HIP)
-  const int mma_smem = static_cast<int>(gemv_mma_smem_bytes(kMmaGemvRows, std::max(w.hidden, w.intermediate)));
-  GPU_CHECK(gpuFuncSetAttribute((moe_gemv_mma_kernel<1, true>), gpuFuncAttributeMaxDynamicSharedMemorySize, mma_smem));
-  GPU_CHECK(gpuFuncSetAttribute((moe_gemv_mma_kernel<1, false>), gpuFuncAttributeMaxDynamicSharedMemorySize, mma_smem));
-  GPU_CHECK(gpuFuncSetAttribute((moe_gemv_mma_kernel<kMmaGemvRows, true>), gpuFuncAttributeMaxDynamicSharedMemorySize, mma_smem));
-  GPU_CHECK(gpuFuncSetAttribute((moe_gemv_mma_kernel<kMmaGemvRows, false>), gpuFuncAttributeMaxDynamicSharedMemorySize, mma_smem));
+  const size_t mma_smem = moe_gemv_mma_smem_bytes(kMoeMmaGemvRows, K);
+  set_max_dyn_smem(reinterpret_cast<const void*>(moe_gemv_mma_kernel<1, true>), mma_smem);
+  set_max_dyn_smem(reinterpret_cast<const void*>(moe_gemv_mma_kernel<1, false>), mma_smem);
+  set_max_dyn_smem(reinterpret_cast<const void*>(moe_gemv_mma_kernel<kMoeMmaGemvRows, true>), mma_smem);
+  set_max_dyn_smem(reinterpret_cast<const void*>(moe_gemv_mma_kernel<kMoeMmaGemvRows, false>), mma_smem);
+  // The grouped GEMM's kernels, when its shapes take it (a step of 64 rows is on it then).
+  if (moe_plan(shape_of(w), 64, MoeOptions{}, kTarget, false).mlp == MoeMlp::grouped) {
+    const int H = w.hidden, I = w.intermediate;
+    set_max_dyn_smem(reinterpret_cast<const void*>(moe_tc_kernel<true, 3, 2>), moe_tc_smem_bytes(H, 3));
+    set_max_dyn_smem(reinterpret_cast<const void*>(moe_tc_kernel<false, 3, 2>), moe_tc_smem_bytes(I, 3));
+    set_max_dyn_smem(reinterpret_cast<const void*>(moe_tc_kernel<true, 4, 1>), moe_tc_smem_bytes(H, 4));
+    set_max_dyn_smem(reinterpret_cast<const void*>(moe_tc_kernel<false, 4, 1>), moe_tc_smem_bytes(I, 4));
+    if (options.grouped_config == 2) {  // 167 KB: more than sm_80 allows, so only when asked for
+      set_max_dyn_smem(reinterpret_cast<const void*>(moe_tc_kernel<true, 6, 1>), moe_tc_smem_bytes(H, 6));
+      set_max_dyn_smem(reinterpret_cast<const void*>(moe_tc_kernel<false, 6, 1>), moe_tc_smem_bytes(I, 6));
+    }
+  }
 #endif
   s.experts = dev_alloc<int32_t>(pairs, s.bytes);
   s.weights = dev_alloc<float>(pairs, s.bytes);
@@ -1516,45 +1340,29 @@ MoeGpuScratch moe_scratch_create(const MoeGpuWeights& w, int max_rows) {
   s.tile_slot0 = dev_alloc<int32_t>(s.max_tiles, s.bytes);
   s.act = dev_alloc<float>(pairs * w.intermediate, s.bytes);
   s.y = dev_alloc<float>(pairs * w.hidden, s.bytes);
-  s.logits = dev_alloc<float>(static_cast<size_t>(max_rows) * w.n_experts, s.bytes);
-  s.counter = dev_alloc<int32_t>(1, s.bytes);
 #if !defined(GPTOSS_HIP)
   s.xq = dev_alloc<uint32_t>(static_cast<size_t>(max_rows) * w.hidden, s.bytes);
   s.actq = dev_alloc<uint32_t>(pairs * w.intermediate, s.bytes);
-  if (tc_shape_ok(w.hidden, 2 * w.intermediate) && tc_shape_ok(w.intermediate, w.hidden)) {
-    const int sh = static_cast<int>(tc_smem_bytes(w.hidden, 3)), si = static_cast<int>(tc_smem_bytes(w.intermediate, 3));
-    const int sh4 = static_cast<int>(tc_smem_bytes(w.hidden, 4)), si4 = static_cast<int>(tc_smem_bytes(w.intermediate, 4));
-    GPU_CHECK(gpuFuncSetAttribute((moe_tc_kernel<true, 3, 2>), gpuFuncAttributeMaxDynamicSharedMemorySize, sh));
-    GPU_CHECK(gpuFuncSetAttribute((moe_tc_kernel<false, 3, 2>), gpuFuncAttributeMaxDynamicSharedMemorySize, si));
-    GPU_CHECK(gpuFuncSetAttribute((moe_tc_kernel<true, 4, 1>), gpuFuncAttributeMaxDynamicSharedMemorySize, sh4));
-    GPU_CHECK(gpuFuncSetAttribute((moe_tc_kernel<false, 4, 1>), gpuFuncAttributeMaxDynamicSharedMemorySize, si4));
-    if (tc_config() == 2) {  // 167 KB: more than sm_80 allows, so only when asked for
-      const int sh6 = static_cast<int>(tc_smem_bytes(w.hidden, 6)), si6 = static_cast<int>(tc_smem_bytes(w.intermediate, 6));
-      GPU_CHECK(gpuFuncSetAttribute((moe_tc_kernel<true, 6, 1>), gpuFuncAttributeMaxDynamicSharedMemorySize, sh6));
-      GPU_CHECK(gpuFuncSetAttribute((moe_tc_kernel<false, 6, 1>), gpuFuncAttributeMaxDynamicSharedMemorySize, si6));
-    }
-  }
 #endif
-  GPU_CHECK(gpuMemset(s.counter, 0, sizeof(int32_t)));
-  GPU_CHECK(gpuDeviceSynchronize());  // the counter is zero before any stream uses the scratch
   return s;
 }
 
 void moe_scratch_destroy(MoeGpuScratch& s) {
-  void* ptrs[] = {s.experts, s.weights, s.offsets, s.active, s.meta,
-                  s.slot_pair, s.tile_expert, s.tile_slot0, s.act, s.y, s.logits, s.counter,
-                  s.xq, s.actq};
+  void* ptrs[] = {s.experts, s.weights,   s.offsets, s.active, s.meta, s.slot_pair, s.tile_expert,
+                  s.tile_slot0, s.act, s.y, s.xq, s.actq};
   for (void* p : ptrs)
     if (p) GPU_CHECK(gpuFree(p));
   s = MoeGpuScratch{};
 }
 
-const char* moe_path_name(int rows) {
-#if !defined(GPTOSS_HIP)
-  if (!mma_bf16_tiles()) return rows > tc_step_gemv_max() ? "mma" : "gemv";  // tc_shape_ok shapes
-#endif
-  return rows <= kMoeGemvMaxRows ? "gemv" : "gemv+mma";
+const char* moe_path_name(const MoeGpuScratch& s, int rows) {
+  const MoeShape sh{s.n_experts, s.top_k, s.hidden, s.intermediate};
+  return moe_mlp_name(moe_plan(sh, std::max(rows, 1), s.options, kTarget, false).mlp);
 }
+
+namespace {
+dim3 grid_of(const KernelLaunch& l) { return dim3(l.grid_x, l.grid_y, l.grid_z); }
+}  // namespace
 
 void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float* residual,
                  MoeGpuScratch& s, gpuStream_t stream, const MoeNextNorm* next_norm) {
@@ -1566,142 +1374,98 @@ void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float*
   if (rows <= 0) return;
   const int E = w.n_experts, k = w.top_k, H = w.hidden, I = w.intermediate;
   const int pairs = rows * k;
-  // NVIDIA: steps of > tc_step_gemv_max() (3) rows put EVERY expert on the grouped fp16 GEMM (it
-  // computes only ceil(rows / 8) n8 tiles per expert, so experts with few rows cost little; the
-  // scalar GEMV with 4 rows per pass cost 444 us of a 256-row step on H100, run 4 of
-  // moe_notes.md). Elsewhere (HIP, GPTOSS_MOE_MMA=bf16, shapes tc_shape_ok rejects): steps of
-  // > kMoeGemvMaxRows rows send experts with <= kMoeGemvMaxRows rows to the GEMV and the others
-  // to the bf16 tile kernel, as before.
-#if !defined(GPTOSS_HIP)
-  const bool tc_ok = !mma_bf16_tiles() && tc_shape_ok(H, 2 * I) && tc_shape_ok(I, H);
-  const bool tc_tiles = tc_ok && rows > tc_step_gemv_max();
-  const bool use_mma = tc_tiles || (!tc_ok && rows > kMoeGemvMaxRows);
-#else
-  constexpr bool tc_tiles = false;
-  const bool use_mma = rows > kMoeGemvMaxRows;
-#endif
-  const int gemv_max = !use_mma ? INT_MAX : tc_tiles ? 0 : kMoeGemvMaxRows;
+  // Kernels, grids and shared memory of this step: moe_plan (moe_plan.h), the same function the
+  // launch-limit test checks.
+  const MoePlan p = moe_plan(shape_of(w), rows, s.options, kTarget, next_norm != nullptr);
 
-#if !defined(GPTOSS_MOE_FUSED_ROUTE)
-  const size_t route_smem = route_small_smem_bytes(rows, E, H);
-  if (rows <= kRouteSmallRows && route_smem <= kRouteSmallSmem && E <= 32 * kWaveSize) {
-    moe_route_small_kernel<<<1, kBuildThreads, route_smem, stream>>>(
-        x_normed, w.router_w, w.router_b, rows, H, E, k, gemv_max, s.experts, s.weights,
+  const KernelLaunch& r = p.route_k;
+  if (p.route == MoeRoute::small) {
+    moe_route_small_kernel<<<grid_of(r), r.threads, r.dyn_smem_bytes, stream>>>(
+        x_normed, w.router_w, w.router_b, rows, H, E, k, p.gemv_max, s.experts, s.weights,
         s.offsets, s.active, s.meta, s.slot_pair, s.tile_expert, s.tile_slot0);
     GPU_CHECK_LAUNCH();
   } else {
-    if (router_rows_ok(H, E)) {
-      moe_router_rows_kernel<<<(rows + kRouterRows - 1) / kRouterRows, kThreads,
-                               router_rows_smem_bytes(H, E), stream>>>(
+    if (p.route == MoeRoute::rows)
+      moe_router_rows_kernel<<<grid_of(r), r.threads, r.dyn_smem_bytes, stream>>>(
           x_normed, w.router_w, w.router_b, rows, H, E, k, s.experts, s.weights);
-    } else {
-      moe_router_kernel<<<rows, kThreads, (H + E) * sizeof(float), stream>>>(
+    else
+      moe_router_kernel<<<grid_of(r), r.threads, r.dyn_smem_bytes, stream>>>(
           x_normed, w.router_w, w.router_b, H, E, k, s.experts, s.weights);
-    }
     GPU_CHECK_LAUNCH();
-    const bool stage = pairs <= kBuildSmemPairs;
-    moe_build_kernel<<<1, kBuildThreads, stage ? pairs * sizeof(int32_t) : 0, stream>>>(
-        s.experts, pairs, E, gemv_max, s.offsets, s.active, s.meta, s.slot_pair, s.tile_expert,
-        s.tile_slot0, stage ? 1 : 0);
+    const KernelLaunch& b = p.build_k;
+    moe_build_kernel<<<grid_of(b), b.threads, b.dyn_smem_bytes, stream>>>(
+        s.experts, pairs, E, p.gemv_max, s.offsets, s.active, s.meta, s.slot_pair, s.tile_expert,
+        s.tile_slot0, b.dyn_smem_bytes > 0 ? 1 : 0);
     GPU_CHECK_LAUNCH();
   }
-#else
-  const RouteArgs ra{x_normed, w.router_w, w.router_b, rows, H, E, k, gemv_max, s.logits, s.counter, s.experts,
-                     s.weights, s.offsets, s.active, s.meta, s.slot_pair, s.tile_expert,
-                     s.tile_slot0};
-  const dim3 rg((rows + kRouteRows - 1) / kRouteRows, (E + kRouteExperts - 1) / kRouteExperts);
-  moe_route_kernel<<<rg, kBuildThreads, 0, stream>>>(ra);
-  GPU_CHECK_LAUNCH();
-#endif
 
   ExpertArgs a1{w.mlp1_blocks, w.mlp1_scales, w.mlp1_bias, x_normed, s.act, s.offsets, s.active,
-                s.meta, s.slot_pair, s.tile_expert, s.tile_slot0, H, 2 * I, k, gemv_max,
+                s.meta, s.slot_pair, s.tile_expert, s.tile_slot0, H, 2 * I, k, p.gemv_max,
                 w.swiglu_limit};
   ExpertArgs a2{w.mlp2_blocks, w.mlp2_scales, w.mlp2_bias, s.act, s.y, s.offsets, s.active,
-                s.meta, s.slot_pair, s.tile_expert, s.tile_slot0, I, H, k, gemv_max,
+                s.meta, s.slot_pair, s.tile_expert, s.tile_slot0, I, H, k, p.gemv_max,
                 w.swiglu_limit};
-  const int gx = std::min(E, pairs);
-  constexpr int gw = kWaves * kGemvRowsW;  // weight rows per GEMV block
-  const dim3 g1(gx, (2 * I + gw - 1) / gw), g2(gx, (H + gw - 1) / gw);
-  const int tiles = (pairs + kTileRows - 1) / kTileRows + E;
-  const dim3 m1(tiles, (2 * I + kTileCols - 1) / kTileCols), m2(tiles, (H + kTileCols - 1) / kTileCols);
-
 #if !defined(GPTOSS_HIP)
-  // Measured on H100 (bench-moe, 20b layer): 1 row scalar 56 vs tensor cores 71 us, 8 rows
-  // 367 vs 217 us. Mixing them by row count would break batch invariance, so one is chosen per
-  // process (moe_set_gemv_tensor_cores); the default is the scalar one (batch-1 decode first).
-  const bool tc_gemv = gemv_tensor_cores() && (2 * I) % kMmaGemvWaveRows == 0 &&
-                       H % kMmaGemvWaveRows == 0;
-  constexpr int gwm = kWaves * kMmaGemvWaveRows;  // weight rows per tensor-core GEMV block
-  const dim3 t1(gx, (2 * I + gwm - 1) / gwm), t2(gx, (H + gwm - 1) / gwm);
-#else
-  const bool tc_gemv = false;
-  const dim3 t1 = g1, t2 = g2;  // unused: no tensor-core GEMV on this target
-#endif
-  // One expert matmul: mlp1 (kFirst: SwiGLU epilogue, K = H) or mlp2 (K = I), by the path chosen
-  // above. The two calls below differ only in these arguments.
-#if !defined(GPTOSS_HIP)
-  if (tc_tiles) {
+  if (p.mlp == MoeMlp::grouped) {
     a1.xq = s.xq;
     a1.outq = reinterpret_cast<uint16_t*>(s.actq);
     a2.xq = s.actq;
-    const size_t items = static_cast<size_t>(rows) * (H / 32) * 4;
-    moe_stage_x_kernel<<<static_cast<unsigned>((items + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
-        x_normed, rows, H, s.xq);
+    const KernelLaunch& l = p.stage_x_k;
+    moe_stage_x_kernel<<<grid_of(l), l.threads, l.dyn_smem_bytes, stream>>>(x_normed, rows, H, s.xq);
     GPU_CHECK_LAUNCH();
   }
-  const dim3 c1(tiles, (2 * I + kTcBM - 1) / kTcBM), c2(tiles, (H + kTcBM - 1) / kTcBM);
 #endif
-  auto expert_matmul = [&]<bool kFirst>(const ExpertArgs& a, dim3 g, [[maybe_unused]] dim3 t, int K,
-                                        dim3 m) {
+  // One expert matmul: mlp1 (kFirst: SwiGLU epilogue, K = H) or mlp2 (K = I), by the plan's path.
+  auto expert_matmul = [&]<bool kFirst>(const ExpertArgs& a) {
+    const KernelLaunch& l = p.mlp_k[kFirst ? 0 : 1];
+    const dim3 g = grid_of(l);
+    const size_t sm = l.dyn_smem_bytes;
 #if !defined(GPTOSS_HIP)
-    if (tc_tiles) {  // every expert
-      if (tc_config() == 1)
-        moe_tc_kernel<kFirst, 4, 1><<<kFirst ? c1 : c2, kThreads, tc_smem_bytes(K, 4), stream>>>(a);
-      else if (tc_config() == 2)
-        moe_tc_kernel<kFirst, 6, 1><<<kFirst ? c1 : c2, kThreads, tc_smem_bytes(K, 6), stream>>>(a);
+    if (p.mlp == MoeMlp::grouped) {  // every expert
+      if (p.tc_stages == 4)
+        moe_tc_kernel<kFirst, 4, 1><<<g, l.threads, sm, stream>>>(a);
+      else if (p.tc_stages == 6)
+        moe_tc_kernel<kFirst, 6, 1><<<g, l.threads, sm, stream>>>(a);
       else
-        moe_tc_kernel<kFirst, 3, 2><<<kFirst ? c1 : c2, kThreads, tc_smem_bytes(K, 3), stream>>>(a);
+        moe_tc_kernel<kFirst, 3, 2><<<g, l.threads, sm, stream>>>(a);
       GPU_CHECK_LAUNCH();
       return;
     }
-#endif
-    if (tc_gemv) {
-#if !defined(GPTOSS_HIP)
-      if (rows == 1)
-        moe_gemv_mma_kernel<1, kFirst><<<t, kThreads, gemv_mma_smem_bytes(1, K), stream>>>(a);
+    if (p.gemv_tensor_cores) {
+      if (p.gemv_rows == 1)
+        moe_gemv_mma_kernel<1, kFirst><<<g, l.threads, sm, stream>>>(a);
       else
-        moe_gemv_mma_kernel<kMmaGemvRows, kFirst>
-            <<<t, kThreads, gemv_mma_smem_bytes(kMmaGemvRows, K), stream>>>(a);
+        moe_gemv_mma_kernel<kMoeMmaGemvRows, kFirst><<<g, l.threads, sm, stream>>>(a);
+    } else
 #endif
-    } else if (rows == 1) {
-      moe_gemv_kernel<1, kFirst><<<g, kThreads, gemv_smem_bytes(1, K), stream>>>(a);
+    if (p.gemv_rows == 1) {
+      moe_gemv_kernel<1, kFirst><<<g, l.threads, sm, stream>>>(a);
     } else {
-      moe_gemv_kernel<4, kFirst><<<g, kThreads, gemv_smem_bytes(4, K), stream>>>(a);
+      moe_gemv_kernel<4, kFirst><<<g, l.threads, sm, stream>>>(a);
     }
     GPU_CHECK_LAUNCH();
-    if (use_mma) {
-      moe_mma_kernel<kFirst><<<m, kThreads, kMmaSmem, stream>>>(a);
+    if (p.mlp == MoeMlp::gemv_tiles) {
+      const KernelLaunch& t = p.tiles_k[kFirst ? 0 : 1];
+      moe_mma_kernel<kFirst><<<grid_of(t), t.threads, t.dyn_smem_bytes, stream>>>(a);
       GPU_CHECK_LAUNCH();
     }
   };
-  expert_matmul.template operator()<true>(a1, g1, t1, H, m1);
-  expert_matmul.template operator()<false>(a2, g2, t2, I, m2);
+  expert_matmul.template operator()<true>(a1);
+  expert_matmul.template operator()<false>(a2);
+  const KernelLaunch& c = p.combine_k;
   if (next_norm) {
-    moe_combine_norm_kernel<<<rows, kNormThreads, 0, stream>>>(
+    moe_combine_norm_kernel<<<grid_of(c), c.threads, c.dyn_smem_bytes, stream>>>(
         s.y, s.weights, k, H, residual, next_norm->scale, next_norm->eps, next_norm->out);
-    GPU_CHECK_LAUNCH();
-    return;
+  } else {
+    moe_combine_kernel<<<grid_of(c), c.threads, c.dyn_smem_bytes, stream>>>(s.y, s.weights, rows,
+                                                                             k, H, residual);
   }
-  const size_t n4 = static_cast<size_t>(rows) * (H / 4);
-  moe_combine_kernel<<<static_cast<unsigned>((n4 + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
-      s.y, s.weights, rows, k, H, residual);
   GPU_CHECK_LAUNCH();
 }
 
 void moe_router_topk_logits(const float* logits, int rows, int E, int k, int32_t* experts,
                             float* weights, gpuStream_t stream) {
-  if (k < 1 || k > E || k > kMaxTopK) fail("moe: top-k %d unsupported for %d experts", k, E);
+  if (k < 1 || k > E || k > kMoeMaxTopK) fail("moe: top-k %d unsupported for %d experts", k, E);
   if (rows <= 0) return;
   moe_topk_logits_kernel<<<(rows + 127) / 128, 128, 0, stream>>>(logits, rows, E, k, experts, weights);
   GPU_CHECK_LAUNCH();

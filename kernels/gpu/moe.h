@@ -24,9 +24,7 @@
 //      build: per-expert counts, offsets, active-expert list, (row, rank) pairs grouped by expert
 //      with rows ascending (deterministic warp scans, no atomics), and a tile list (64 grouped
 //      rows per tile) of the experts the tile kernels take.
-//      (-DGPTOSS_MOE_FUSED_ROUTE: one kernel for both, logits over many blocks, the last block to
-//      finish does top-k + grouping; tested, measured slower at batch 1, kept for tuning.)
-//   2. expert matmuls, by step size (kMoeStepGemvMaxRows / kMoeGemvMaxRows below):
+//   2. expert matmuls, by step size (kMoeStepGemvMaxRows / kMoeGemvMaxRows, moe_plan.h):
 //      GEMV kernels (small steps): one wave per 4 weight rows (mlp1: two gate/up pairs), lane =
 //      whole 16-byte MXFP4 blocks, x in padded shared memory, MXFP4 decoded in registers (E2M1 ->
 //      fp16 bit placement, exact), fp32 math throughout; or the tensor-core GEMV (option).
@@ -37,7 +35,7 @@
 //      each MXFP4 block's partial sums scaled by the rows' E8M0 scales into fp32 accumulators,
 //      3-stage cp.async pipeline, XOR-swizzled shared memory. mlp1's epilogue writes the SwiGLU
 //      output directly as mlp2's fp16 hi/lo B operand.
-//      HIP (or GPTOSS_MOE_MMA=bf16), larger steps: experts with > kMoeGemvMaxRows rows on the bf16
+//      HIP (or MoeOptions::bf16_tiles), larger steps: experts with > kMoeGemvMaxRows rows on the bf16
 //      tile kernel (tile.h's wave tile: mma.sync m16n8k16 bf16 / MFMA 32x32x8 bf16), 64 rows x 128
 //      outputs x 32 k, MXFP4 decoded to bf16 in shared memory, activations as bf16 hi + lo,
 //      fp32 accumulation; the other experts on the GEMV.
@@ -52,7 +50,8 @@
 #pragma once
 #include <cstdint>
 
-#include "vendor.h"
+#include "gpu/moe_plan.h"
+#include "gpu/vendor.h"
 
 namespace gptoss::gpu {
 
@@ -70,20 +69,10 @@ struct MoeGpuWeights {
   const uint16_t* mlp2_bias = nullptr;   // [E, H] bf16
 };
 
-// Steps of at most kMoeStepGemvMaxRows rows take the GEMV path for every expert (one GEMV kernel
-// per process: scalar by default, see moe_set_gemv_tensor_cores). Larger steps:
-//   NVIDIA (sm_80+): every expert on the grouped tensor-core GEMM (fp16 hi/lo activations,
-//     exact fp16 MXFP4 placements, per-block E8M0 scaling of fp32 partial sums; moe.cu
-//     moe_tc_kernel). GPTOSS_MOE_TC_FROM=<n> moves the boundary (steps of >= n rows) for
-//     measurements; GPTOSS_MOE_MMA=bf16 restores the older split below.
-//   HIP (and GPTOSS_MOE_MMA=bf16): steps of > kMoeGemvMaxRows rows send experts with at most
-//     kMoeGemvMaxRows rows to the GEMV and the others to the bf16 hi/lo tile kernel.
-// So a row's result can differ (~1e-6 relative, both fp32-quality) between a step of <= 3 rows
-// and one of >= 4 rows on NVIDIA (the dense GEMV/GEMM boundary of ops.h is 8 | 9). Why 3: the
-// grouped GEMM measured faster from 4 rows on (H100, bench-moe: 4 / 8 / 16 rows 175 / 220 / 273
-// vs scalar GEMV 247 / 369 / 533 us; 2 rows 139 vs 137), and the batch-1 path stays the GEMV.
-inline constexpr int kMoeStepGemvMaxRows = 3;
-inline constexpr int kMoeGemvMaxRows = 16;
+// Paths by step size: moe_plan.h (kMoeStepGemvMaxRows, kMoeGemvMaxRows, MoeOptions). A row's
+// result can differ (~1e-6 relative, both fp32-quality) between a step of <= 3 rows and one of
+// >= 4 rows on NVIDIA (GEMV vs grouped GEMM; the dense GEMV/GEMM boundary of ops.h is 8 | 9), and
+// on HIP for an expert with <= 16 vs > 16 rows of a step (GEMV vs bf16 tiles).
 
 // Device scratch for up to max_rows rows (one stream at a time).
 struct MoeGpuScratch {
@@ -99,16 +88,17 @@ struct MoeGpuScratch {
   int32_t* tile_slot0 = nullptr;   // [max_tiles] first grouped slot of the tile
   float* act = nullptr;          // [max_rows * k, I] SwiGLU output, grouped order
   float* y = nullptr;            // [max_rows, k, H] expert outputs incl. mlp2 bias, per (row, rank)
-  float* logits = nullptr;       // [max_rows, E] router logits (GPTOSS_MOE_FUSED_ROUTE only)
-  int32_t* counter = nullptr;    // [1] blocks-done ticket of the fused routing kernel
   // NVIDIA grouped tensor-core GEMM only (nullptr on HIP): its B operands as fp16 hi/lo pairs.
   uint32_t* xq = nullptr;        // [max_rows, H] x_normed staged (4 bytes per element)
   uint32_t* actq = nullptr;      // [max_rows * k, I] SwiGLU output staged, grouped order
   size_t bytes = 0;              // device bytes held
+  MoeOptions options;            // kernel choices (moe_plan.h), fixed at creation
 };
 
-// Allocates (gpuMalloc) the scratch for up to max_rows rows of this weights' shape.
-MoeGpuScratch moe_scratch_create(const MoeGpuWeights& w, int max_rows);
+// Allocates (gpuMalloc) the scratch for up to max_rows rows of this weights' shape, with the
+// kernel choices `options` (MoeOptions{} = the defaults). Sets the kernels' dynamic shared memory
+// limits. Throws a one-line gptoss::Error on an unsupported shape or options.
+MoeGpuScratch moe_scratch_create(const MoeGpuWeights& w, int max_rows, const MoeOptions& options);
 void moe_scratch_destroy(MoeGpuScratch& s);
 
 // residual[n, :] += sum_r w_r * expert_r(x_normed[n, :]) for n < rows (see file comment).
@@ -126,13 +116,6 @@ struct MoeNextNorm {
 void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float* residual,
                  MoeGpuScratch& s, gpuStream_t stream, const MoeNextNorm* next_norm = nullptr);
 
-// Selects the GEMV kernel for experts with <= kMoeGemvMaxRows rows, for the whole process:
-// false = scalar (default; fp32 FMAs, measured faster at 1 row), true = tensor cores (NVIDIA
-// only: mma.sync f16 with x as fp16 hi + lo halves; faster from 2 rows on). The environment
-// variable GPTOSS_MOE_GEMV=mma sets true at first use. Returns the setting in effect (always
-// false on HIP). Not thread-safe; call before enqueueing work.
-bool moe_set_gemv_tensor_cores(bool on);
-
 // ---- entry points for tests (same device code as moe_forward) --------------------------------
 // Top-k + softmax over given logits [rows, E] (device) -> experts [rows, k], weights [rows, k].
 void moe_router_topk_logits(const float* logits, int rows, int E, int k, int32_t* experts,
@@ -141,8 +124,9 @@ void moe_router_topk_logits(const float* logits, int rows, int E, int k, int32_t
 // GEMV path's decode, out_bf16 [n, 32] (bf16 bits) with the tensor-core path's decode.
 void moe_mxfp4_decode(const uint8_t* blocks, const uint8_t* scales, int n_blocks, float* out_f32,
                       uint16_t* out_bf16, gpuStream_t stream);
-// The mlp path moe_forward takes for `rows`: "gemv", "mma" (NVIDIA grouped GEMM for every
-// expert) or "gemv+mma" (HIP / GPTOSS_MOE_MMA=bf16: GEMV and bf16 tiles by expert row count).
-const char* moe_path_name(int rows);
+// The mlp path moe_forward takes for a step of `rows` rows with scratch s: "gemv", "mma" (NVIDIA
+// grouped GEMM for every expert) or "gemv+mma" (HIP / bf16_tiles: GEMV and bf16 tiles by expert
+// row count).
+const char* moe_path_name(const MoeGpuScratch& s, int rows);
 
 }  // namespace gptoss::gpu

@@ -1,7 +1,11 @@
 // vendor.h: the ONLY file that includes a GPU runtime header or names the CUDA/HIP API.
 // Kernels and host code use the gpu* names below; the same sources build with nvcc (CUDA) and with
 // hipcc (HIP, gfx90a). Wave size is a per-target constant (kWaveSize), never a literal 32.
+// Per-target limits (shared memory / LDS per block, threads per block, wave size): kTarget, one of
+// target.h's GpuTargets (kept there, free of the runtime, so the CPU build's tests see both).
 #pragma once
+#include "gpu/target.h"
+
 
 #if defined(GPTOSS_HIP)
 #include <hip/hip_runtime.h>
@@ -78,7 +82,10 @@ __device__ inline unsigned long long gpu_wall_clock_ns() {
 }
 __device__ inline void gpu_sleep_briefly() { __builtin_amdgcn_s_sleep(8); }
 #endif
-inline constexpr int kWaveSize = 64;
+namespace gptoss::gpu {
+inline constexpr const GpuTarget& kTarget = kGfx90a;
+}
+inline constexpr int kWaveSize = gptoss::gpu::kGfx90a.wave_size;  // 64
 using gpu_lane_mask_t = unsigned long long;
 inline constexpr gpu_lane_mask_t kAllLanes = ~0ull;
 // HIP's shuffles take no mask.
@@ -160,7 +167,10 @@ __device__ inline unsigned long long gpu_wall_clock_ns() {
 }
 __device__ inline void gpu_sleep_briefly() { __nanosleep(100); }
 #endif
-inline constexpr int kWaveSize = 32;
+namespace gptoss::gpu {
+inline constexpr const GpuTarget& kTarget = kSm90;  // also what sm_80 builds check against
+}
+inline constexpr int kWaveSize = gptoss::gpu::kSm90.wave_size;  // 32
 using gpu_lane_mask_t = unsigned int;
 inline constexpr gpu_lane_mask_t kAllLanes = ~0u;
 #define gpu_shfl_xor(v, m) __shfl_xor_sync(kAllLanes, (v), (m), kWaveSize)

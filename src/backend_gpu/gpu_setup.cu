@@ -213,7 +213,7 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   d_picks_ = dalloc<TokenPick>(kMaxStepRows);
   GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_picks_), kMaxStepRows * sizeof(TokenPick)));
   if (ends_) pick_scratch_ = gpu::pick_scratch_create(kMaxStepRows, V);
-  moe_scratch_ = gpu::moe_scratch_create(layers_[0].moe, kMaxStepRows);
+  moe_scratch_ = gpu::moe_scratch_create(layers_[0].moe, kMaxStepRows, gpu::MoeOptions{});
   GPU_CHECK(gpuStreamSynchronize(stream_));
 
   const std::string what =

@@ -5,14 +5,14 @@
 //   3.0 TB/s (H100 measured copy bandwidth), TFLOP/s (2 x rows x k x 3 H I).
 // Inputs rotate over 8 random x sets per row count so routing (and the experts read) changes
 // between replays and the L2 cache (50 MB) does not hold the weights of one routing.
-// Usage: bench-moe [--reps N] [--rows a,b,c]. GPTOSS_MOE_GEMV=mma (tensor-core GEMV),
-// GPTOSS_MOE_MMA=bf16 (the older bf16 tile kernel instead of the grouped fp16 GEMM),
-// GPTOSS_MOE_TC=0|1|2 (the grouped GEMM's configuration) and GPTOSS_MOE_TC_FROM=n (steps of >= n
-// rows on the grouped GEMM) select kernels; each line says which ("gemv", "tiles", "tc_cfg",
-// "tc_from").
+// Usage: bench-moe [--reps N] [--rows a,b,c] [--gemv scalar|mma] [--tiles f16|bf16]
+//                  [--grouped-config 0|1|2] [--grouped-from N]
+// The kernel choices are gpu::MoeOptions (moe_plan.h): --gemv mma = the tensor-core GEMV (NVIDIA),
+// --tiles bf16 = the bf16 tile kernel (HIP's path) instead of the grouped fp16 GEMM,
+// --grouped-config = the grouped GEMM's configuration, --grouped-from N = steps of >= N rows on
+// the grouped GEMM. Each line says which ("gemv", "tiles", "tc_cfg", "tc_from").
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <set>
 #include <string>
 #include <vector>
@@ -24,47 +24,64 @@ using moetest::DevBuf;
 
 int main(int argc, char** argv) {
   return guarded_main("bench-moe", [&]() -> int {
+    const char* usage =
+        "usage: bench-moe [--reps N] [--rows a,b,c] [--gemv scalar|mma] [--tiles f16|bf16] "
+        "[--grouped-config 0|1|2] [--grouped-from N]";
     int reps = 50;
     std::vector<int> rows_list = {1, 8, 64, 256, 512, 4096};
+    gpu::MoeOptions opt;
+    auto int_arg = [&](const std::string& flag, const std::string& v, int lo, int hi) {
+      size_t used = 0;
+      int n = 0;
+      try {
+        n = std::stoi(v, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != v.size() || v.empty() || n < lo || n > hi)
+        fail("%s: expected an integer in [%d, %d], got '%s'", flag.c_str(), lo, hi, v.c_str());
+      return n;
+    };
     for (int i = 1; i < argc; ++i) {
-      std::string a = argv[i];
-      if (a == "--reps" && i + 1 < argc) {
-        reps = std::atoi(argv[++i]);
-      } else if (a == "--rows" && i + 1 < argc) {
+      const std::string a = argv[i];
+      if (i + 1 >= argc) fail("%s (got '%s' without a value)", usage, a.c_str());
+      const std::string v = argv[++i];
+      if (a == "--reps") {
+        reps = int_arg(a, v, 1, 100000);
+      } else if (a == "--rows") {
         rows_list.clear();
-        std::string v = argv[++i];
         size_t p = 0;
-        while (p < v.size()) {
+        while (p <= v.size()) {
           size_t q = v.find(',', p);
           if (q == std::string::npos) q = v.size();
-          rows_list.push_back(std::atoi(v.substr(p, q - p).c_str()));
+          rows_list.push_back(int_arg(a, v.substr(p, q - p), 1, 1 << 20));
           p = q + 1;
         }
+      } else if (a == "--gemv" && (v == "scalar" || v == "mma")) {
+        opt.gemv_tensor_cores = v == "mma";
+      } else if (a == "--tiles" && (v == "f16" || v == "bf16")) {
+        opt.bf16_tiles = v == "bf16";
+      } else if (a == "--grouped-config") {
+        opt.grouped_config = int_arg(a, v, 0, 2);
+      } else if (a == "--grouped-from") {
+        opt.grouped_from_rows = int_arg(a, v, 2, 1 << 20);
       } else {
-        fail("usage: bench-moe [--reps N] [--rows a,b,c] (got '%s')", a.c_str());
+        fail("%s (got '%s %s')", usage, a.c_str(), v.c_str());
       }
     }
     if (!moetest::gpu_present()) fail("no GPU device present");
     gpuDeviceProp prop;
     GPU_CHECK(gpuGetDeviceProperties(&prop, 0));
     std::fprintf(stderr, "bench-moe: device %s\n", prop.name);
-    // Kernel choices in effect (read by moe.cu from the environment, see moe.h / moe.cu).
-    const char* ev_gemv = std::getenv("GPTOSS_MOE_GEMV");
-    const char* ev_mma = std::getenv("GPTOSS_MOE_MMA");
-    const char* gemv_kind = (ev_gemv && std::string(ev_gemv) == "mma") ? "mma" : "scalar";
-#if defined(GPTOSS_HIP)
-    const char* tiles_kind = "bf16";
-#else
-    const char* tiles_kind = (ev_mma && std::string(ev_mma) == "bf16") ? "bf16" : "f16tc";
-#endif
-    (void)ev_mma;
-    const char* ev_cfg = std::getenv("GPTOSS_MOE_TC");        // grouped GEMM configuration
-    const char* ev_from = std::getenv("GPTOSS_MOE_TC_FROM");  // first step size on the GEMM
+    const char* gemv_kind = opt.gemv_tensor_cores ? "mma" : "scalar";
+    const bool nvidia = gpu::kTarget.vendor == gpu::GpuVendor::nvidia;
+    const char* tiles_kind = (!nvidia || opt.bf16_tiles) ? "bf16" : "f16tc";
+    const std::string cfg = std::to_string(opt.grouped_config), from = std::to_string(opt.grouped_from_rows);
     const moetest::MoeShape sh{32, 4, 2880, 2880, 7.0f};
     moetest::HostMoe hm(sh, 1);
     moetest::DevMoe dm(hm);
     const int max_rows = *std::max_element(rows_list.begin(), rows_list.end());
-    gpu::MoeGpuScratch s = gpu::moe_scratch_create(dm.w, max_rows);
+    gpu::MoeGpuScratch s = gpu::moe_scratch_create(dm.w, max_rows, opt);
     constexpr int kSets = 8;
     gpuStream_t st;
     GPU_CHECK(gpuStreamCreate(&st));
@@ -124,8 +141,8 @@ int main(int argc, char** argv) {
                   "\"time_us\": %.2f, \"time_us_min\": %.2f, "
                   "\"weight_bytes\": %.0f, \"GBps\": %.1f, \"frac_3TBps\": %.3f, \"TFLOPs\": %.2f, "
                   "\"device\": \"%s\"}\n",
-                  rows, gpu::moe_path_name(rows), gemv_kind, tiles_kind, ev_cfg ? ev_cfg : "0",
-                  ev_from ? ev_from : "-", t_us, times_us.front(), bytes,
+                  rows, gpu::moe_path_name(s, rows), gemv_kind, tiles_kind, cfg.c_str(),
+                  from.c_str(), t_us, times_us.front(), bytes,
                   gbps, gbps / 3000.0, flops / (t_us * 1e-6) / 1e12, prop.name);
       std::fflush(stdout);
       for (auto ge : graphs) GPU_CHECK(gpuGraphExecDestroy(ge));

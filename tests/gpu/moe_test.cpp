@@ -8,7 +8,7 @@
 //   - tensor-core path (larger steps): NVIDIA's grouped GEMM (every expert) takes x as fp16 hi =
 //     f16(x) plus lo = f16(x - hi) (2^-22 relative), weights as exact fp16 placements with the
 //     E8M0 scale applied to each block's fp32 partial sums; the bf16 tile kernel (HIP, or
-//     GPTOSS_MOE_MMA=bf16) takes hi = bf16(x) plus lo = bf16(x - hi) (2^-17 relative), weights
+//     MoeOptions::bf16_tiles) takes hi = bf16(x) plus lo = bf16(x - hi) (2^-17 relative), weights
 //     exact in bf16. Products exact, fp32 accumulation: ~8e-6 per stage, two stages ~1e-5.
 //     Bound 1e-4 (bf16-only activations gave 4.7e-3).
 //   Rows whose top-k set differs from the CPU's are allowed only where the CPU logits at ranks k-1
@@ -196,11 +196,12 @@ MoeErr run_moe_case(const HostMoe& hm, const DevMoe& dm, gpu::MoeGpuScratch& s, 
   return err;
 }
 
-void check_moe(const MoeShape& sh, const std::vector<int>& rows_list, uint64_t seed) {
+void check_moe(const MoeShape& sh, const std::vector<int>& rows_list, uint64_t seed,
+               const gpu::MoeOptions& opt = {}) {
   HostMoe hm(sh, seed);
   DevMoe dm(hm);
   const int max_rows = *std::max_element(rows_list.begin(), rows_list.end());
-  gpu::MoeGpuScratch s = gpu::moe_scratch_create(dm.w, max_rows);
+  gpu::MoeGpuScratch s = gpu::moe_scratch_create(dm.w, max_rows, opt);
   for (int rows : rows_list) {
     MoeErr err = run_moe_case(hm, dm, s, rows, seed * 1000 + rows);
     // Both paths: fp32-quality activations (GEMV fp32; tensor cores on hi + lo bf16 halves of
@@ -208,7 +209,7 @@ void check_moe(const MoeShape& sh, const std::vector<int>& rows_list, uint64_t s
     const double tol = 1e-4;
     std::printf("[ moe ] E %d k %d H %d I %d rows %4d path %-8s max rel %.3g mean rel %.3g "
                 "route mismatches %d (tol %.0e)\n",
-                sh.E, sh.k, sh.H, sh.I, rows, gpu::moe_path_name(rows), err.max_rel, err.mean_rel,
+                sh.E, sh.k, sh.H, sh.I, rows, gpu::moe_path_name(s, rows), err.max_rel, err.mean_rel,
                 err.route_mismatch, tol);
     EXPECT_LE(err.max_rel, tol) << "rows " << rows;
     EXPECT_LE(err.route_mismatch, std::max(1, rows / 100)) << "rows " << rows;
@@ -227,14 +228,39 @@ TEST(GpuMoe, Forward20bShape) {
   check_moe({32, 4, 2880, 2880, 7.0f}, {1, 3, 8, 16, 64, 300, 600}, 12);
 }
 
-// The tensor-core GEMV (moe_set_gemv_tensor_cores(true); NVIDIA only) against the CPU with the
+// The tensor-core GEMV (MoeOptions::gemv_tensor_cores; NVIDIA only) against the CPU with the
 // same bound: its x is fp16 hi + lo (2^-22 relative), products exact, fp32 sums.
 TEST(GpuMoe, ForwardTensorCoreGemv) {
   REQUIRE_GPU();
-  if (!gpu::moe_set_gemv_tensor_cores(true)) GTEST_SKIP() << "no tensor-core GEMV on this target";
-  check_moe({8, 4, 192, 128, 7.0f}, {1, 3, 16, 64}, 13);
-  check_moe({32, 4, 2880, 2880, 7.0f}, {1, 3, 16, 64}, 14);
-  gpu::moe_set_gemv_tensor_cores(false);
+  gpu::MoeOptions opt;
+  opt.gemv_tensor_cores = true;
+  if (*gpu::moe_options_error(opt, gpu::kTarget)) GTEST_SKIP() << "no tensor-core GEMV on this target";
+  check_moe({8, 4, 192, 128, 7.0f}, {1, 3, 16, 64}, 13, opt);
+  check_moe({32, 4, 2880, 2880, 7.0f}, {1, 3, 16, 64}, 14, opt);
+}
+
+// HIP's path on any GPU (MoeOptions::bf16_tiles: experts with > 16 rows of a step on the bf16 tile
+// kernel, the others on the GEMV): on NVIDIA this runs the kernels MI250 runs, with the same bound.
+// 300 rows put experts on both sides of 16 rows; 17 is the first step that can use the tiles.
+TEST(GpuMoe, ForwardBf16TilesPath) {
+  REQUIRE_GPU();
+  gpu::MoeOptions opt;
+  opt.bf16_tiles = true;
+  check_moe({8, 4, 192, 128, 7.0f}, {1, 16, 17, 64, 300}, 15, opt);
+  check_moe({32, 4, 2880, 2880, 7.0f}, {5, 16, 17, 300}, 16, opt);
+}
+
+// The grouped GEMM's other configurations (4 and 6 stages, one block per SM) and an earlier
+// boundary (steps of >= 2 rows), NVIDIA only (elsewhere the options change nothing).
+TEST(GpuMoe, ForwardGroupedConfigs) {
+  REQUIRE_GPU();
+  if (gpu::kTarget.vendor != gpu::GpuVendor::nvidia) GTEST_SKIP() << "no grouped GEMM on this target";
+  for (int cfg : {1, 2}) {
+    gpu::MoeOptions opt;
+    opt.grouped_config = cfg;
+    opt.grouped_from_rows = 2;
+    check_moe({32, 4, 2880, 2880, 7.0f}, {2, 4, 64, 300}, 17 + cfg, opt);
+  }
 }
 
 // Same inputs twice, directly and replayed from a captured graph: bitwise equal results
@@ -245,7 +271,7 @@ TEST(GpuMoe, DeterministicAndGraphCapturable) {
   HostMoe hm(sh, 21);
   DevMoe dm(hm);
   for (int rows : {3, 100}) {
-    gpu::MoeGpuScratch s = gpu::moe_scratch_create(dm.w, rows);
+    gpu::MoeGpuScratch s = gpu::moe_scratch_create(dm.w, rows, gpu::MoeOptions{});
     Rng r(22 + rows);
     std::vector<float> x(static_cast<size_t>(rows) * sh.H), res0(x.size());
     for (auto& v : x) v = r.normal();
@@ -296,7 +322,7 @@ TEST(GpuMoe, FusedNextNormBitExact) {
   HostMoe hm(sh, 41);
   DevMoe dm(hm);
   for (int rows : {1, 5, 40}) {
-    gpu::MoeGpuScratch s = gpu::moe_scratch_create(dm.w, rows);
+    gpu::MoeGpuScratch s = gpu::moe_scratch_create(dm.w, rows, gpu::MoeOptions{});
     Rng r(42 + rows);
     std::vector<float> x(static_cast<size_t>(rows) * sh.H), res0(x.size());
     std::vector<uint16_t> scale(sh.H);
@@ -329,11 +355,22 @@ TEST(GpuMoe, RejectsBadArguments) {
   const MoeShape sh{8, 4, 192, 128, 7.0f};
   HostMoe hm(sh, 31);
   DevMoe dm(hm);
-  gpu::MoeGpuScratch s = gpu::moe_scratch_create(dm.w, 4);
+  gpu::MoeGpuScratch s = gpu::moe_scratch_create(dm.w, 4, gpu::MoeOptions{});
   EXPECT_THROW(gpu::moe_forward(dm.w, nullptr, 5, nullptr, s, nullptr), Error);
   gpu::MoeGpuWeights bad = dm.w;
   bad.hidden = 200;  // not a multiple of 32
-  EXPECT_THROW(gpu::moe_scratch_create(bad, 4), Error);
+  EXPECT_THROW(gpu::moe_scratch_create(bad, 4, gpu::MoeOptions{}), Error);
+  gpu::MoeOptions bad_opt;
+  bad_opt.grouped_from_rows = 1;
+  EXPECT_THROW(gpu::moe_scratch_create(dm.w, 4, bad_opt), Error);
+  bad_opt = gpu::MoeOptions{};
+  bad_opt.grouped_config = 3;
+  EXPECT_THROW(gpu::moe_scratch_create(dm.w, 4, bad_opt), Error);
+  if (gpu::kTarget.vendor == gpu::GpuVendor::amd) {  // the tensor-core GEMV is NVIDIA only
+    bad_opt = gpu::MoeOptions{};
+    bad_opt.gemv_tensor_cores = true;
+    EXPECT_THROW(gpu::moe_scratch_create(dm.w, 4, bad_opt), Error);
+  }
   gpu::moe_scratch_destroy(s);
 }
 

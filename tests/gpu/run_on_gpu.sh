@@ -42,7 +42,7 @@ if has tests; then
 fi
 if has bench; then
   t bench_moe 60 "$B/bench-moe" --reps 20
-  GPTOSS_MOE_GEMV=scalar t bench_moe_scalar 60 "$B/bench-moe" --reps 20 --rows 1,8
+  t bench_moe_scalar 60 "$B/bench-moe" --reps 20 --rows 1,8 --gemv scalar
   if [ -f $M ]; then
     t bench_engine 150 "$B/bench-engine" $M --ctx 4096 --pp 512 --tg 128 --batch 1,8,64,128,256
   else

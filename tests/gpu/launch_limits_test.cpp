@@ -1,0 +1,207 @@
+// launch_limits_test.cpp: CTest gpu_launch_limits. Runs in every build, the CPU build too (no GPU,
+// no GPU runtime): the launch shapes the GPU kernels would use (kernels/gpu/moe_plan.h, target.h)
+// for the tiny, 20b and 120b configs, every step size a device step can have (1..kMaxStepRows) and
+// every kernel path (each MoeOptions choice valid on the target, with and without the fused next
+// RMSNorm) must fit the limits of both targets, sm_90 and gfx90a: threads per block, whole waves,
+// shared memory (LDS) per block, grid.
+//
+// The oracle is the target's published limits (target.h), not the code under test: a plan that
+// asks for more shared memory than a gfx90a workgroup has fails here, before any run on an MI250.
+//
+//   launch_limits_test [gtest flags]
+//   launch_limits_test --dynamic-smem TARGET   one line per kernel: name, threads, the largest
+//                                              dynamic shared memory any checked launch passes
+//                                              (tests/gpu/hip_resource_report.py reads it)
+//   launch_limits_test --limits TARGET         the target's limits, one "key value" per line
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "gpu/moe_plan.h"
+#include "gpu/target.h"
+#include "model/config.h"
+
+namespace gptoss::gpu {
+namespace {
+
+// Step sizes a device step can have: the GPU engine's steps are <= 512 rows (gpu_engine.cu
+// kMaxStepRows); bench-moe's default list goes to 4096. Checked: every size up to 4096.
+constexpr int kMaxStepRows = 4096;
+
+struct Case {
+  std::string config;
+  MoeShape shape;
+};
+
+std::vector<Case> cases() {
+  std::vector<Case> v;
+  for (const char* name : {"tiny", "20b", "120b"}) {
+    const Config c = named_config(name);
+    v.push_back({name, MoeShape{c.n_experts, c.experts_per_tok, c.hidden, c.intermediate}});
+  }
+  return v;
+}
+
+// Every option set the target accepts (moe_options_error), over the choices each option has.
+std::vector<MoeOptions> option_sets(const GpuTarget& t) {
+  std::vector<MoeOptions> v;
+  for (bool tc_gemv : {false, true})
+    for (bool bf16 : {false, true})
+      for (int from : {2, kMoeStepGemvMaxRows + 1, kMoeGemvMaxRows + 1})
+        for (int cfg : {0, 1, 2}) {
+          MoeOptions o;
+          o.gemv_tensor_cores = tc_gemv;
+          o.bf16_tiles = bf16;
+          o.grouped_from_rows = from;
+          o.grouped_config = cfg;
+          if (!*moe_options_error(o, t)) v.push_back(o);
+        }
+  return v;
+}
+
+std::string describe(const MoeOptions& o) {
+  return strfmt("gemv %s, tiles %s, grouped from %d rows, grouped config %d",
+                o.gemv_tensor_cores ? "mma" : "scalar", o.bf16_tiles ? "bf16" : "f16",
+                o.grouped_from_rows, o.grouped_config);
+}
+
+// Calls f(case, options, rows, launch) for every launch of every plan checked here.
+template <class F>
+void for_each_checked_launch(const GpuTarget& t, F&& f) {
+  for (const Case& c : cases())
+    for (const MoeOptions& o : option_sets(t))
+      for (int rows = 1; rows <= kMaxStepRows; ++rows)
+        for (bool norm : {false, true})
+          moe_plan(c.shape, rows, o, t, norm).for_each_launch([&](const KernelLaunch& l) {
+            f(c, o, rows, l);
+          });
+}
+
+void check_target(const GpuTarget& t) {
+  // Per (kernel, config): the first failing launch in full, and how many fail.
+  struct Fail {
+    std::string first;
+    int count = 0;
+  };
+  std::map<std::string, Fail> fails;
+  long launches = 0, failures = 0;
+  for_each_checked_launch(t, [&](const Case& c, const MoeOptions& o, int rows, const KernelLaunch& l) {
+    ++launches;
+    const std::string err = launch_limit_error(l, t);
+    if (err.empty()) return;
+    ++failures;
+    Fail& f = fails[std::string(l.kernel) + " at " + c.config];
+    if (f.count++ == 0)
+      f.first = strfmt("%s, %s, a step of %d rows (%s): %s", t.name, c.config.c_str(), rows,
+                       describe(o).c_str(), err.c_str());
+  });
+  for (const auto& [key, f] : fails) ADD_FAILURE() << f.first << " (and " << f.count - 1 << " more launches of " << key << ")";
+  std::printf("[ limits ] %s: %ld launches checked, %ld over a limit\n", t.name, launches, failures);
+  EXPECT_EQ(failures, 0);
+}
+
+TEST(LaunchLimits, MoeFitsSm90) { check_target(kSm90); }
+TEST(LaunchLimits, MoeFitsGfx90a) { check_target(kGfx90a); }
+
+// The default options are accepted everywhere, and the tensor-core GEMV only on NVIDIA.
+TEST(LaunchLimits, OptionsPerTarget) {
+  for (const GpuTarget* t : kAllTargets) EXPECT_STREQ(moe_options_error(MoeOptions{}, *t), "") << t->name;
+  MoeOptions o;
+  o.gemv_tensor_cores = true;
+  EXPECT_STREQ(moe_options_error(o, kSm90), "");
+  EXPECT_STRNE(moe_options_error(o, kGfx90a), "");
+}
+
+// The checker itself catches each kind of violation (so a pass above means something).
+TEST(LaunchLimits, CheckerCatchesViolations) {
+  KernelLaunch ok;
+  ok.kernel = "k";
+  ok.grid_x = 1;
+  ok.threads = 256;
+  ok.dyn_smem_bytes = 60 * 1024;
+  ok.static_smem_bytes = 4 * 1024;
+  EXPECT_EQ(launch_limit_error(ok, kGfx90a), "");
+  KernelLaunch l = ok;
+  l.static_smem_bytes = 4 * 1024 + 1;  // one byte over gfx90a's 64 KiB
+  EXPECT_NE(launch_limit_error(l, kGfx90a), "");
+  EXPECT_EQ(launch_limit_error(l, kSm90), "");
+  l = ok;
+  l.threads = 1056;
+  EXPECT_NE(launch_limit_error(l, kSm90), "");
+  l = ok;
+  l.threads = 96;  // three 32-lane warps, one and a half 64-lane waves
+  EXPECT_EQ(launch_limit_error(l, kSm90), "");
+  EXPECT_NE(launch_limit_error(l, kGfx90a), "");
+  l = ok;
+  l.grid_y = 65536;
+  EXPECT_NE(launch_limit_error(l, kSm90), "");
+}
+
+// A plan is what moe_forward launches: spot checks of its choices against the documented paths.
+TEST(LaunchLimits, MoePlanPaths) {
+  const MoeShape s20{32, 4, 2880, 2880};
+  const MoeOptions def;
+  EXPECT_EQ(moe_plan(s20, 1, def, kSm90, false).mlp, MoeMlp::gemv);
+  EXPECT_EQ(moe_plan(s20, kMoeStepGemvMaxRows, def, kSm90, false).mlp, MoeMlp::gemv);
+  EXPECT_EQ(moe_plan(s20, kMoeStepGemvMaxRows + 1, def, kSm90, false).mlp, MoeMlp::grouped);
+  EXPECT_EQ(moe_plan(s20, kMoeGemvMaxRows, def, kGfx90a, false).mlp, MoeMlp::gemv);
+  EXPECT_EQ(moe_plan(s20, kMoeGemvMaxRows + 1, def, kGfx90a, false).mlp, MoeMlp::gemv_tiles);
+  EXPECT_EQ(moe_plan(s20, 1, def, kSm90, false).route, MoeRoute::small);
+  EXPECT_EQ(moe_plan(s20, 1, def, kGfx90a, false).route, MoeRoute::small);
+  EXPECT_EQ(moe_plan(s20, kMoeRouteSmallRows + 1, def, kSm90, false).route, MoeRoute::rows);
+  // The one-block routing kernel's launch carries what moe_route_small_smem_bytes says.
+  const MoePlan p = moe_plan(s20, 3, def, kSm90, false);
+  EXPECT_EQ(p.route_k.dyn_smem_bytes, moe_route_small_smem_bytes(3, 32, 2880));
+  EXPECT_EQ(p.route_k.static_smem_bytes, kMoeBuildStaticSmemBytes);
+}
+
+// --dynamic-smem TARGET: per kernel, the largest dynamic shared memory of any launch checked above.
+int print_dynamic_smem(const GpuTarget& t) {
+  struct Max {
+    int threads = 0;
+    size_t dyn = 0, stat = 0;
+  };
+  std::map<std::string, Max> m;
+  for_each_checked_launch(t, [&](const Case&, const MoeOptions&, int, const KernelLaunch& l) {
+    Max& x = m[l.kernel];
+    x.threads = std::max(x.threads, l.threads);
+    x.dyn = std::max(x.dyn, l.dyn_smem_bytes);
+    x.stat = std::max(x.stat, l.static_smem_bytes);
+  });
+  std::printf("# kernel\tthreads\tmax_dynamic_smem_bytes\tstatic_smem_bytes (%s; configs tiny, 20b, "
+              "120b; steps of 1..%d rows; every option)\n",
+              t.name, kMaxStepRows);
+  for (const auto& [k, x] : m) std::printf("%s\t%d\t%zu\t%zu\n", k.c_str(), x.threads, x.dyn, x.stat);
+  return 0;
+}
+
+int print_limits(const GpuTarget& t) {
+  std::printf("name %s\nwave_size %d\nmax_threads_per_block %d\nmax_smem_per_block %zu\n"
+              "smem_per_cu %zu\nmax_waves_per_simd %d\nsimds_per_cu %d\nvgprs_per_simd_lane %d\n"
+              "vgpr_granule %d\n",
+              t.name, t.wave_size, t.max_threads_per_block, t.max_smem_per_block, t.smem_per_cu,
+              t.max_waves_per_simd, t.simds_per_cu, t.vgprs_per_simd_lane, t.vgpr_granule);
+  return 0;
+}
+
+}  // namespace
+}  // namespace gptoss::gpu
+
+int main(int argc, char** argv) {
+  using namespace gptoss::gpu;
+  if (argc == 3 && (!std::strcmp(argv[1], "--dynamic-smem") || !std::strcmp(argv[1], "--limits"))) {
+    return gptoss::guarded_main("launch_limits_test", [&] {
+      const GpuTarget* t = find_target(argv[2]);
+      if (!t) gptoss::fail("%s: unknown target '%s' (known: sm_90, gfx90a)", argv[1], argv[2]);
+      return !std::strcmp(argv[1], "--limits") ? print_limits(*t) : print_dynamic_smem(*t);
+    });
+  }
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}

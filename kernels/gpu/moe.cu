@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <climits>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "gpu/tile.h"
 
@@ -1269,16 +1271,65 @@ MoeShape shape_of(const MoeGpuWeights& w) {
 void check_shape(const MoeGpuWeights& w) {
   const std::string err = moe_shape_error(shape_of(w));
   if (!err.empty()) fail("moe: %s", err.c_str());
-  if ((static_cast<size_t>(w.hidden) + w.n_experts) * 4 > 48 * 1024)
-    fail("moe: hidden %d too large for the router's shared memory", w.hidden);
-  if (moe_gemv_smem_bytes(4, std::max(w.hidden, w.intermediate)) > 160 * 1024)
-    fail("moe: hidden/intermediate %d/%d too large for the GEMV's shared x staging", w.hidden,
-         w.intermediate);
 }
 
-void set_max_dyn_smem(const void* kernel, size_t bytes) {
-  GPU_CHECK(gpuFuncSetAttribute(kernel, gpuFuncAttributeMaxDynamicSharedMemorySize,
-                                static_cast<int>(bytes)));
+// Every MoE kernel by the name moe_plan's launches give it, and its host handle.
+struct KernelFn {
+  const char* name;
+  const void* fn;
+};
+template <class K>
+KernelFn kfn(const char* name, K* kernel) {
+  return KernelFn{name, reinterpret_cast<const void*>(kernel)};
+}
+const std::vector<KernelFn>& kernel_fns() {
+  static const std::vector<KernelFn> v = {
+      kfn("moe_route_small_kernel", moe_route_small_kernel),
+      kfn("moe_router_rows_kernel", moe_router_rows_kernel),
+      kfn("moe_router_kernel", moe_router_kernel),
+      kfn("moe_build_kernel", moe_build_kernel),
+      kfn("moe_gemv_kernel<1, true>", moe_gemv_kernel<1, true>),
+      kfn("moe_gemv_kernel<1, false>", moe_gemv_kernel<1, false>),
+      kfn("moe_gemv_kernel<4, true>", moe_gemv_kernel<4, true>),
+      kfn("moe_gemv_kernel<4, false>", moe_gemv_kernel<4, false>),
+      kfn("moe_mma_kernel<true>", moe_mma_kernel<true>),
+      kfn("moe_mma_kernel<false>", moe_mma_kernel<false>),
+#if !defined(GPTOSS_HIP)
+      kfn("moe_gemv_mma_kernel<1, true>", moe_gemv_mma_kernel<1, true>),
+      kfn("moe_gemv_mma_kernel<1, false>", moe_gemv_mma_kernel<1, false>),
+      kfn("moe_gemv_mma_kernel<8, true>", moe_gemv_mma_kernel<kMoeMmaGemvRows, true>),
+      kfn("moe_gemv_mma_kernel<8, false>", moe_gemv_mma_kernel<kMoeMmaGemvRows, false>),
+      kfn("moe_tc_kernel<true, 3, 2>", moe_tc_kernel<true, 3, 2>),
+      kfn("moe_tc_kernel<false, 3, 2>", moe_tc_kernel<false, 3, 2>),
+      kfn("moe_tc_kernel<true, 4, 1>", moe_tc_kernel<true, 4, 1>),
+      kfn("moe_tc_kernel<false, 4, 1>", moe_tc_kernel<false, 4, 1>),
+      kfn("moe_tc_kernel<true, 6, 1>", moe_tc_kernel<true, 6, 1>),
+      kfn("moe_tc_kernel<false, 6, 1>", moe_tc_kernel<false, 6, 1>),
+#endif
+  };
+  return v;
+}
+
+// Host-side, once, before any graph capture: each kernel a step of 1..max_rows rows can launch
+// may use the largest dynamic shared memory its plans give it (moe_plan.h; the launch-limit test
+// checks the same plans against the target's limits).
+void set_smem_limits(const MoeShape& sh, int max_rows, const MoeOptions& o) {
+  std::map<std::string, size_t> most;
+  for (int rows = 1; rows <= max_rows; ++rows)
+    for (bool norm : {false, true})
+      moe_plan(sh, rows, o, kTarget, norm).for_each_launch([&](const KernelLaunch& l) {
+        size_t& m = most[l.kernel];
+        m = std::max(m, l.dyn_smem_bytes);
+      });
+  for (const auto& [name, bytes] : most) {
+    if (bytes == 0) continue;
+    const KernelFn* k = nullptr;
+    for (const KernelFn& f : kernel_fns())
+      if (name == f.name) k = &f;
+    if (!k) fail("moe: internal error: no kernel named %s", name.c_str());
+    GPU_CHECK(gpuFuncSetAttribute(k->fn, gpuFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(bytes)));
+  }
 }
 
 }  // namespace
@@ -1297,39 +1348,11 @@ MoeGpuScratch moe_scratch_create(const MoeGpuWeights& w, int max_rows, const Moe
   s.options = options;
   const size_t pairs = static_cast<size_t>(max_rows) * w.top_k;
   s.max_tiles = static_cast<int>((pairs + kMoeTileRows - 1) / kMoeTileRows) + w.n_experts;
-  // Host-side, once, before any graph capture: the kernels' dynamic shared memory limits.
-  const int K = std::max(w.hidden, w.intermediate);
-  set_max_dyn_smem(reinterpret_cast<const void*>(moe_mma_kernel<true>), moe_tiles_smem_bytes());
-  set_max_dyn_smem(reinterpret_cast<const void*>(moe_mma_kernel<false>), moe_tiles_smem_bytes());
-  const size_t gemv_smem4 = moe_gemv_smem_bytes(4, K);
-  set_max_dyn_smem(reinterpret_cast<const void*>(moe_gemv_kernel<1, true>), gemv_smem4);
-  set_max_dyn_smem(reinterpret_cast<const void*>(moe_gemv_kernel<4, true>), gemv_smem4);
-  set_max_dyn_smem(reinterpret_cast<const void*>(moe_gemv_kernel<1, false>), gemv_smem4);
-  set_max_dyn_smem(reinterpret_cast<const void*>(moe_gemv_kernel<4, false>), gemv_smem4);
-  set_max_dyn_smem(reinterpret_cast<const void*>(moe_route_small_kernel), kMoeRouteSmallSmem);
-  set_max_dyn_smem(reinterpret_cast<const void*>(moe_build_kernel), moe_build_smem_bytes(kMoeBuildSmemPairs));
-  const MoePlan big = moe_plan(shape_of(w), kMoeRouteSmallRows + 1, options, kTarget, false);
-  if (big.route == MoeRoute::rows)
-    set_max_dyn_smem(reinterpret_cast<const void*>(moe_router_rows_kernel), big.route_k.dyn_smem_bytes);
-#if !defined(GPTOSS_HIP)
-  const size_t mma_smem = moe_gemv_mma_smem_bytes(kMoeMmaGemvRows, K);
-  set_max_dyn_smem(reinterpret_cast<const void*>(moe_gemv_mma_kernel<1, true>), mma_smem);
-  set_max_dyn_smem(reinterpret_cast<const void*>(moe_gemv_mma_kernel<1, false>), mma_smem);
-  set_max_dyn_smem(reinterpret_cast<const void*>(moe_gemv_mma_kernel<kMoeMmaGemvRows, true>), mma_smem);
-  set_max_dyn_smem(reinterpret_cast<const void*>(moe_gemv_mma_kernel<kMoeMmaGemvRows, false>), mma_smem);
-  // The grouped GEMM's kernels, when its shapes take it (a step of 64 rows is on it then).
-  if (moe_plan(shape_of(w), 64, MoeOptions{}, kTarget, false).mlp == MoeMlp::grouped) {
-    const int H = w.hidden, I = w.intermediate;
-    set_max_dyn_smem(reinterpret_cast<const void*>(moe_tc_kernel<true, 3, 2>), moe_tc_smem_bytes(H, 3));
-    set_max_dyn_smem(reinterpret_cast<const void*>(moe_tc_kernel<false, 3, 2>), moe_tc_smem_bytes(I, 3));
-    set_max_dyn_smem(reinterpret_cast<const void*>(moe_tc_kernel<true, 4, 1>), moe_tc_smem_bytes(H, 4));
-    set_max_dyn_smem(reinterpret_cast<const void*>(moe_tc_kernel<false, 4, 1>), moe_tc_smem_bytes(I, 4));
-    if (options.grouped_config == 2) {  // 167 KB: more than sm_80 allows, so only when asked for
-      set_max_dyn_smem(reinterpret_cast<const void*>(moe_tc_kernel<true, 6, 1>), moe_tc_smem_bytes(H, 6));
-      set_max_dyn_smem(reinterpret_cast<const void*>(moe_tc_kernel<false, 6, 1>), moe_tc_smem_bytes(I, 6));
-    }
-  }
-#endif
+  // Every launch of every step size fits this target, or the scratch is refused now (one line
+  // naming the kernel, the step size and the limit) rather than a launch failing at some step.
+  const std::string limits = moe_limits_error(shape_of(w), max_rows, options, kTarget);
+  if (!limits.empty()) fail("%s", limits.c_str());
+  set_smem_limits(shape_of(w), max_rows, options);
   s.experts = dev_alloc<int32_t>(pairs, s.bytes);
   s.weights = dev_alloc<float>(pairs, s.bytes);
   s.offsets = dev_alloc<int32_t>(w.n_experts + 1, s.bytes);

@@ -16,7 +16,9 @@
 //   with the host C++ compiler plus the CUDA include dir (CUDA) or with hipcc (HIP).
 //
 // Design:
-//   1. routing. Steps of <= 16 rows: ONE block does the router logits (x in shared memory), the
+//   1. routing. Steps of <= 16 rows whose x and logits fit the block's shared memory budget
+//      (moe_plan.h moe_route_small_budget: 100 KiB on sm_90, 56 KiB on gfx90a; at 20b 8 rows on
+//      NVIDIA, 4 on MI250): ONE block does the router logits (x in shared memory), the
 //      top-k (a wave per row) + softmax and the grouping. Larger steps: router kernel with 4 rows
 //      per block (each 16-byte router load serves 4 rows, a lane's loads all in flight), then the
 //      build kernel (one block). Same arithmetic per logit and the same top-k either way (ties:

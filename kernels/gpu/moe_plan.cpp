@@ -11,7 +11,7 @@ namespace {
 int ceil_div(long long a, long long b) { return static_cast<int>((a + b - 1) / b); }
 
 bool router_rows_ok(int H, int E, const GpuTarget& t) {
-  return E <= 32 * t.wave_size && moe_router_rows_smem_bytes(H, E) <= 160 * 1024;
+  return E <= 32 * t.wave_size && moe_router_rows_smem_bytes(H, E) <= moe_router_rows_budget(t);
 }
 
 // Shapes the grouped GEMM takes (else the bf16 tile kernel): K in whole stages, M in whole warp
@@ -97,7 +97,7 @@ MoePlan moe_plan(const MoeShape& sh, int rows, const MoeOptions& o, const GpuTar
 
   // Routing: small steps in one block when their x and logits fit its shared memory budget.
   const size_t route_smem = moe_route_small_smem_bytes(rows, E, H);
-  if (rows <= kMoeRouteSmallRows && route_smem <= kMoeRouteSmallSmem && E <= 32 * t.wave_size) {
+  if (rows <= kMoeRouteSmallRows && route_smem <= moe_route_small_budget(t) && E <= 32 * t.wave_size) {
     p.route = MoeRoute::small;
     p.route_k = launch("moe_route_small_kernel", 1, 1, kMoeBuildThreads, route_smem,
                        kMoeBuildStaticSmemBytes);
@@ -162,7 +162,8 @@ std::string moe_limits_error(const MoeShape& sh, int max_rows, const MoeOptions&
       moe_plan(sh, rows, o, t, norm).for_each_launch([&](const KernelLaunch& l) {
         if (err.empty()) err = launch_limit_error(l, t);
       });
-      if (!err.empty()) return strfmt("moe: a step of %d rows: %s", rows, err.c_str());
+      if (!err.empty())
+        return strfmt("moe: a step of %d row%s: %s", rows, rows == 1 ? "" : "s", err.c_str());
     }
   return "";
 }

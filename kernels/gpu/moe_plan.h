@@ -69,7 +69,8 @@ inline constexpr size_t kMoeBuildStaticSmemBytes = 2 * kMoeMaxExperts * sizeof(i
 
 // Routing.
 inline constexpr int kMoeRouteSmallRows = 16;             // moe_route_small_kernel: at most
-inline constexpr size_t kMoeRouteSmallSmem = 100 * 1024;  // its dynamic shared memory budget
+inline constexpr size_t kMoeRouteSmallSmem = 100 * 1024;  // its dynamic shared memory budget (at
+                                                          // most; see moe_route_small_budget)
 inline constexpr int kMoeRouterRows = 4;                  // moe_router_rows_kernel: rows per block
 inline constexpr int kMoeBuildSmemPairs = 12288;          // moe_build_kernel: pairs staged at most
 // bf16 tile kernel (moe_mma_kernel): kMoeTileRows grouped rows x kMoeTileCols outputs, k step
@@ -132,6 +133,18 @@ constexpr size_t moe_tiles_smem_bytes() {
   const size_t ab = 2 * (2 * kMoeTileRows + kMoeTileCols) * kMoeTileLds * 2;
   const size_t c = static_cast<size_t>(kMoeTileRows) * (kMoeTileCols + 4) * 4;
   return ab > c ? ab : c;
+}
+
+// The one-block routing kernel takes a step when its dynamic shared memory fits this: 100 KiB on
+// sm_90 (measured choice), and on gfx90a what the 64 KiB LDS leaves next to build_groups' static
+// arrays (56 KiB: 4 rows at 20b and 120b). Larger steps take moe_router_rows + moe_build.
+constexpr size_t moe_route_small_budget(const GpuTarget& t) {
+  const size_t room = t.max_smem_per_block - kMoeBuildStaticSmemBytes;
+  return room < kMoeRouteSmallSmem ? room : kMoeRouteSmallSmem;
+}
+// moe_router_rows_kernel's budget: 160 KiB on sm_90, the whole block's LDS on gfx90a.
+constexpr size_t moe_router_rows_budget(const GpuTarget& t) {
+  return t.max_smem_per_block < 160 * 1024 ? t.max_smem_per_block : 160 * 1024;
 }
 
 // ---- the plan ---------------------------------------------------------------------------------

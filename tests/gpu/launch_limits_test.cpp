@@ -155,10 +155,28 @@ TEST(LaunchLimits, MoePlanPaths) {
   EXPECT_EQ(moe_plan(s20, 1, def, kSm90, false).route, MoeRoute::small);
   EXPECT_EQ(moe_plan(s20, 1, def, kGfx90a, false).route, MoeRoute::small);
   EXPECT_EQ(moe_plan(s20, kMoeRouteSmallRows + 1, def, kSm90, false).route, MoeRoute::rows);
+  // The one-block routing kernel takes steps whose x and logits fit: on gfx90a (64 KiB of LDS,
+  // 8 KiB of it static) 4 rows at 20b, on sm_90 (100 KiB budget) 8 rows.
+  EXPECT_EQ(moe_plan(s20, 4, def, kGfx90a, false).route, MoeRoute::small);
+  EXPECT_EQ(moe_plan(s20, 5, def, kGfx90a, false).route, MoeRoute::rows);
+  EXPECT_EQ(moe_plan(s20, 8, def, kSm90, false).route, MoeRoute::small);
+  EXPECT_EQ(moe_plan(s20, 9, def, kSm90, false).route, MoeRoute::rows);
   // The one-block routing kernel's launch carries what moe_route_small_smem_bytes says.
   const MoePlan p = moe_plan(s20, 3, def, kSm90, false);
   EXPECT_EQ(p.route_k.dyn_smem_bytes, moe_route_small_smem_bytes(3, 32, 2880));
   EXPECT_EQ(p.route_k.static_smem_bytes, kMoeBuildStaticSmemBytes);
+}
+
+// moe_scratch_create refuses a shape whose launches do not fit, naming the kernel and step size
+// (moe_limits_error). H = 16384: on gfx90a the per-row router's x alone is 64 KiB; on sm_90 the
+// GEMV's x staging at 2+ rows needs 288 KiB.
+TEST(LaunchLimits, TooLargeShapeRefusedAtStart) {
+  const MoeShape big{8, 4, 16384, 128};
+  const std::string amd = moe_limits_error(big, 16, MoeOptions{}, kGfx90a);
+  EXPECT_EQ(amd.find("moe: a step of 1 row: moe_router_kernel: 65568 bytes of shared memory"), 0u) << amd;
+  const std::string nv = moe_limits_error(big, 16, MoeOptions{}, kSm90);
+  EXPECT_EQ(nv.find("moe: a step of 2 rows: moe_gemv_kernel<4, true>: 294912 bytes"), 0u) << nv;
+  EXPECT_EQ(moe_limits_error({32, 4, 2880, 2880}, 4096, MoeOptions{}, kGfx90a), "");
 }
 
 // --dynamic-smem TARGET: per kernel, the largest dynamic shared memory of any launch checked above.

@@ -360,6 +360,8 @@ TEST(GpuMoe, RejectsBadArguments) {
   gpu::MoeGpuWeights bad = dm.w;
   bad.hidden = 200;  // not a multiple of 32
   EXPECT_THROW(gpu::moe_scratch_create(bad, 4, gpu::MoeOptions{}), Error);
+  bad.hidden = 16384;  // the GEMV's x staging would exceed the target's shared memory: refused
+  EXPECT_THROW(gpu::moe_scratch_create(bad, 4, gpu::MoeOptions{}), Error);  // at creation
   gpu::MoeOptions bad_opt;
   bad_opt.grouped_from_rows = 1;
   EXPECT_THROW(gpu::moe_scratch_create(dm.w, 4, bad_opt), Error);

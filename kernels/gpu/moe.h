@@ -2,18 +2,11 @@
 // fused into the first, weighted sum into the fp32 residual after the second). Same function as
 // cpu::f32_mf4w_moe (kernels/cpu/ops.h), compared with a tolerance, not bitwise.
 //
-// BUILD WIRING (for kernels/gpu/CMakeLists.txt and tests/gpu/CMakeLists.txt):
-//   library sources : kernels/gpu/moe.cu           (CUDA language; with HIP compile it with hipcc
-//                                                  as C++: -x hip --offload-arch=gfx90a -DGPTOSS_HIP)
-//   headers         : kernels/gpu/moe.h, kernels/gpu/tile.h (the mma.sync/MFMA wave tile, and
-//                     on NVIDIA the f16 mma, fp16 conversion and cp.async), kernels/gpu/vendor.h
-//   include dirs    : ${CMAKE_SOURCE_DIR}/kernels and ${CMAKE_SOURCE_DIR}/src (common/error.h)
-//   test            : tests/gpu/moe_test.cpp   (GoogleTest, host C++ only; links the GPU kernels
-//                     library, gptoss_cpu_kernels, gptoss_common, GTest::gtest_main; CTest names
-//                     gpu_moe_*; skips with GTEST_SKIP when no GPU is present)
-//   benchmark       : tests/gpu/moe_bench.cpp -> program `bench-moe` (same links minus GTest)
-//   The test/bench .cpp files include "gpu/moe.h" and "gpu/vendor.h" only (host API); they build
-//   with the host C++ compiler plus the CUDA include dir (CUDA) or with hipcc (HIP).
+// Files: moe.h (this API), moe_plan.h (kernel choices and launch shapes per step, MoeOptions;
+// host-only), moe_kernels.h (internal), moe.cu (scratch, moe_forward, combine), moe_route.cu,
+// moe_gemv.cu, moe_grouped_gemm.cu (NVIDIA), moe_tiles.cu. Tests: tests/gpu/moe_test.cpp (CTest
+// gpu_moe, against the CPU twin), tests/gpu/launch_limits_test.cpp (CTest gpu_launch_limits, no
+// GPU needed); benchmark: tests/gpu/moe_bench.cpp (bench-moe).
 //
 // Design:
 //   1. routing. Steps of <= 16 rows whose x and logits fit the block's shared memory budget

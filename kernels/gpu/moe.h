@@ -112,7 +112,8 @@ void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float*
                  MoeGpuScratch& s, gpuStream_t stream, const MoeNextNorm* next_norm = nullptr);
 
 // ---- entry points for tests (same device code as moe_forward) --------------------------------
-// Top-k + softmax over given logits [rows, E] (device) -> experts [rows, k], weights [rows, k].
+// Top-k + softmax over given logits [rows, E] (device) -> experts [rows, k], weights [rows, k]:
+// the routing kernels' wave top-k (E <= 32 * kWaveSize).
 void moe_router_topk_logits(const float* logits, int rows, int E, int k, int32_t* experts,
                             float* weights, gpuStream_t stream);
 // Decodes n_blocks MXFP4 blocks (blocks [n, 16], scales [n]) twice: out_f32 [n, 32] with the

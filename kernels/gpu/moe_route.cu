@@ -13,29 +13,39 @@ namespace gptoss::gpu {
 namespace {
 
 // ------------------------------------------------------------------------------ router
-// Top-k over logits[E] (ties: lower index first), softmax over the k in rank order. Serial.
-template <class P>  // const float* or const volatile float* (logits written by other blocks)
-__device__ void topk_softmax(P logits, int E, int k, int32_t* experts, float* weights) {
-  int chosen[kMoeMaxTopK];
+// Top-k of one row by one wave: k rounds of a wave arg-max (larger logit, ties: lower expert), the
+// choice of the CPU twin's serial scan (f32_router_topk_softmax); then lane 0 does the softmax in
+// rank order as the CPU twin does. lg: the row's E logits, E <= 32 * kWaveSize. Every routing
+// kernel uses it (no per-thread arrays: no scratch memory on either target).
+__device__ void wave_topk_softmax(const float* lg, int E, int k, int lane, int32_t* ex, float* wt) {
+  uint32_t taken = 0;  // bit i: expert lane + i * kWaveSize chosen
   for (int r = 0; r < k; ++r) {
-    int best = -1;
-    for (int e = 0; e < E; ++e) {
-      bool taken = false;
-      for (int q = 0; q < r; ++q) taken |= chosen[q] == e;
-      if (taken) continue;
-      if (best < 0 || logits[e] > logits[best]) best = e;
+    float bv = -INFINITY;
+    int be = INT_MAX;
+    for (int i = 0; lane + i * kWaveSize < E; ++i) {
+      const int e = lane + i * kWaveSize;
+      if ((taken >> i) & 1u) continue;
+      const float v = lg[e];
+      if (be == INT_MAX || v > bv) bv = v, be = e;
     }
-    chosen[r] = best;
-    experts[r] = best;
+#pragma unroll
+    for (int m = kWaveSize / 2; m > 0; m >>= 1) {
+      const float ov = gpu_shfl_xor(bv, m);
+      const int oe = gpu_shfl_xor(be, m);
+      if (oe != INT_MAX && (be == INT_MAX || ov > bv || (ov == bv && oe < be))) bv = ov, be = oe;
+    }
+    if (be % kWaveSize == lane) taken |= 1u << (be / kWaveSize);
+    if (lane == 0) ex[r] = be;
   }
-  const float mx = logits[chosen[0]];
-  float sum = 0.0f;
-  float ew[kMoeMaxTopK];
-  for (int r = 0; r < k; ++r) {
-    ew[r] = expf(logits[chosen[r]] - mx);
-    sum = sum + ew[r];
+  if (lane == 0) {
+    const float mx = lg[ex[0]];
+    float sum = 0.0f;
+    for (int r = 0; r < k; ++r) {
+      wt[r] = expf(lg[ex[r]] - mx);
+      sum = sum + wt[r];
+    }
+    for (int r = 0; r < k; ++r) wt[r] = wt[r] / sum;
   }
-  for (int r = 0; r < k; ++r) weights[r] = ew[r] / sum;
 }
 
 // One block per row: logits in shared memory, then top-k + softmax.
@@ -67,17 +77,19 @@ __global__ __launch_bounds__(kMoeThreads) void moe_router_kernel(
     if (lane == 0) logits[e] = acc + bf16_bits_to_f32(rb[e]);
   }
   __syncthreads();
-  if (tid == 0)
-    topk_softmax(logits, E, k, experts + static_cast<size_t>(row) * k,
-                 weights + static_cast<size_t>(row) * k);
+  if (wave == 0)
+    wave_topk_softmax(logits, E, k, lane, experts + static_cast<size_t>(row) * k,
+                      weights + static_cast<size_t>(row) * k);
 }
 
-__global__ void moe_topk_logits_kernel(const float* logits, int rows, int E, int k,
-                                       int32_t* experts, float* weights) {
-  const int row = blockIdx.x * blockDim.x + threadIdx.x;
-  if (row < rows)
-    topk_softmax(logits + static_cast<size_t>(row) * E, E, k, experts + static_cast<size_t>(row) * k,
-                 weights + static_cast<size_t>(row) * k);
+// Test entry point (moe_router_topk_logits): the routing kernels' top-k + softmax on given logits
+// [rows, E], one wave per row (grid rows, block kWaveSize).
+__global__ __launch_bounds__(kWaveSize) void moe_topk_logits_kernel(const float* logits, int E,
+                                                                    int k, int32_t* experts,
+                                                                    float* weights) {
+  const size_t row = blockIdx.x;
+  wave_topk_softmax(logits + row * E, E, k, static_cast<int>(threadIdx.x), experts + row * k,
+                    weights + row * k);
 }
 
 // ------------------------------------------------------------------------------ grouping
@@ -155,40 +167,6 @@ __global__ __launch_bounds__(kMoeBuildThreads) void moe_build_kernel(
     ex = build_ex_s;
   }
   build_groups(ex, pairs, E, gemv_max, offsets, active, meta, slot_pair, tile_expert, tile_slot0);
-}
-
-// Top-k of one row by one wave: k rounds of a wave arg-max (larger logit, ties: lower expert), the
-// same choice as topk_softmax's serial scan; then lane 0 does the softmax in rank order exactly as
-// topk_softmax does. lg: the row's E logits (shared memory), E <= 32 * kWaveSize.
-__device__ void wave_topk_softmax(const float* lg, int E, int k, int lane, int32_t* ex, float* wt) {
-  uint32_t taken = 0;  // bit i: expert lane + i * kWaveSize chosen
-  for (int r = 0; r < k; ++r) {
-    float bv = -INFINITY;
-    int be = INT_MAX;
-    for (int i = 0; lane + i * kWaveSize < E; ++i) {
-      const int e = lane + i * kWaveSize;
-      if ((taken >> i) & 1u) continue;
-      const float v = lg[e];
-      if (be == INT_MAX || v > bv) bv = v, be = e;
-    }
-#pragma unroll
-    for (int m = kWaveSize / 2; m > 0; m >>= 1) {
-      const float ov = gpu_shfl_xor(bv, m);
-      const int oe = gpu_shfl_xor(be, m);
-      if (oe != INT_MAX && (be == INT_MAX || ov > bv || (ov == bv && oe < be))) bv = ov, be = oe;
-    }
-    if (be % kWaveSize == lane) taken |= 1u << (be / kWaveSize);
-    if (lane == 0) ex[r] = be;
-  }
-  if (lane == 0) {
-    const float mx = lg[ex[0]];
-    float sum = 0.0f;
-    for (int r = 0; r < k; ++r) {
-      wt[r] = expf(lg[ex[r]] - mx);
-      sum = sum + wt[r];
-    }
-    for (int r = 0; r < k; ++r) wt[r] = wt[r] / sum;
-  }
 }
 
 // Steps of more rows: kMoeRouterRows rows per block, so each router weight load (16 bytes, from L2)
@@ -301,19 +279,22 @@ __global__ __launch_bounds__(kMoeBuildThreads) void moe_route_small_kernel(
       }
 #pragma unroll
       for (int u = 0; u < kRouteU; ++u) {
-      const int c = c0 + u * kWaveSize;
-      if (c >= H / 8) break;
-      const uint4 v = wv[u];
-      const float4 x0 = *reinterpret_cast<const float4*>(xr + 8 * c);
-      const float4 x1 = *reinterpret_cast<const float4*>(xr + 8 * c + 4);
-      acc = fmaf(x0.x, __uint_as_float(v.x << 16), acc);
-      acc = fmaf(x0.y, __uint_as_float(v.x & 0xffff0000u), acc);
-      acc = fmaf(x0.z, __uint_as_float(v.y << 16), acc);
-      acc = fmaf(x0.w, __uint_as_float(v.y & 0xffff0000u), acc);
-      acc = fmaf(x1.x, __uint_as_float(v.z << 16), acc);
-      acc = fmaf(x1.y, __uint_as_float(v.z & 0xffff0000u), acc);
-      acc = fmaf(x1.z, __uint_as_float(v.w << 16), acc);
-      acc = fmaf(x1.w, __uint_as_float(v.w & 0xffff0000u), acc);
+        // A guard, not a `break`: with a break the loop stays rolled on gfx90a and wv[] goes to
+        // scratch memory (112 bytes per lane); the chunks c past H / 8 are the last ones anyway.
+        const int c = c0 + u * kWaveSize;
+        if (c < H / 8) {
+          const uint4 v = wv[u];
+          const float4 x0 = *reinterpret_cast<const float4*>(xr + 8 * c);
+          const float4 x1 = *reinterpret_cast<const float4*>(xr + 8 * c + 4);
+          acc = fmaf(x0.x, __uint_as_float(v.x << 16), acc);
+          acc = fmaf(x0.y, __uint_as_float(v.x & 0xffff0000u), acc);
+          acc = fmaf(x0.z, __uint_as_float(v.y << 16), acc);
+          acc = fmaf(x0.w, __uint_as_float(v.y & 0xffff0000u), acc);
+          acc = fmaf(x1.x, __uint_as_float(v.z << 16), acc);
+          acc = fmaf(x1.y, __uint_as_float(v.z & 0xffff0000u), acc);
+          acc = fmaf(x1.z, __uint_as_float(v.w << 16), acc);
+          acc = fmaf(x1.w, __uint_as_float(v.w & 0xffff0000u), acc);
+        }
       }
     }
     acc = wave_sum(acc);
@@ -364,9 +345,10 @@ void moe_launch_route(const MoePlan& p, const MoeGpuWeights& w, const float* x, 
 
 void moe_router_topk_logits(const float* logits, int rows, int E, int k, int32_t* experts,
                             float* weights, gpuStream_t stream) {
-  if (k < 1 || k > E || k > kMoeMaxTopK) fail("moe: top-k %d unsupported for %d experts", k, E);
+  if (k < 1 || k > E || k > kMoeMaxTopK || E > 32 * kWaveSize)
+    fail("moe: top-k %d unsupported for %d experts", k, E);
   if (rows <= 0) return;
-  moe_topk_logits_kernel<<<(rows + 127) / 128, 128, 0, stream>>>(logits, rows, E, k, experts, weights);
+  moe_topk_logits_kernel<<<rows, kWaveSize, 0, stream>>>(logits, E, k, experts, weights);
   GPU_CHECK_LAUNCH();
 }
 

@@ -263,6 +263,20 @@ TEST(GpuMoe, ForwardGroupedConfigs) {
   }
 }
 
+// A hidden size too large for the 4-row router's shared memory: steps beyond the one-block
+// routing kernel take the per-row router (moe_router_kernel), which no model shape reaches.
+// H = 10496: 1 row routes in one block, 3 rows per row (GEMV), 20 rows per row + bf16 tiles (the
+// grouped GEMM's stages would not fit). Needs 185 KiB for the GEMV's x: NVIDIA only.
+TEST(GpuMoe, ForwardPerRowRouterLargeHidden) {
+  REQUIRE_GPU();
+  const MoeShape sh{8, 2, 10496, 64, 7.0f};
+  const gpu::MoeShape gs{sh.E, sh.k, sh.H, sh.I};
+  if (!gpu::moe_limits_error(gs, 20, gpu::MoeOptions{}, gpu::kTarget).empty())
+    GTEST_SKIP() << "shape over this target's shared memory: " << gpu::moe_limits_error(gs, 20, gpu::MoeOptions{}, gpu::kTarget);
+  ASSERT_EQ(gpu::moe_plan(gs, 3, gpu::MoeOptions{}, gpu::kTarget, false).route, gpu::MoeRoute::per_row);
+  check_moe(sh, {1, 3, 20}, 19);
+}
+
 // Same inputs twice, directly and replayed from a captured graph: bitwise equal results
 // (no atomics, no host synchronisation inside moe_forward).
 TEST(GpuMoe, DeterministicAndGraphCapturable) {

@@ -41,48 +41,27 @@ namespace {
 constexpr int kHD = kAttnHeadDim;  // 64
 constexpr int kWT = tile::kWaveTileM;  // 32 query vectors per wave (rows of a wave tile)
 static_assert(tile::kWaveTileN == kWT, "square wave tiles");
-#if defined(GPTOSS_HIP)
-constexpr int kPfWaves = 2;   // waves per block
-constexpr int kPfKeys = 32;   // keys per staged tile
-#else
-constexpr int kPfWaves = 4;
-constexpr int kPfKeys = 64;
-#endif
-constexpr int kPfM = kPfWaves * kWT;          // query vectors per block
-constexpr int kPfThreads = kPfWaves * kWaveSize;
-constexpr int kQLd = kHD + 8;      // bf16 per staged Q / K row ([vector or key][dim])
-constexpr int kVtLd = kPfKeys + 8;  // bf16 per staged V^T row ([dim][key])
-constexpr int kSLd = kPfKeys + 4;  // floats per score row; as bf16: P hi [0, kPfKeys), lo after
+// Block shape and shared-memory layout per target: launch_shapes.h (AttnTilesDims / AttnTilesSmem),
+// the same numbers the launch and the launch-limit test use.
+using Dims = AttnTilesDims<kWaveSize>;
+constexpr int kPfWaves = Dims::waves;  // waves per block
+constexpr int kPfKeys = Dims::keys;    // keys per staged tile
+constexpr int kPfM = Dims::m;          // query vectors per block
+constexpr int kPfThreads = Dims::threads;
+constexpr int kQLd = Dims::q_ld;       // bf16 per staged Q / K row ([vector or key][dim])
+constexpr int kVtLd = Dims::vt_ld;     // bf16 per staged V^T row ([dim][key])
+constexpr int kSLd = Dims::s_ld;       // floats per score row; as bf16: P hi [0, kPfKeys), lo after
 constexpr int kPLd = 2 * kSLd;     // the same row in bf16 elements
 constexpr int kLanesPerRow = kWaveSize / kWT;  // softmax lanes per query vector (1 or 2)
 constexpr int kKeysPerLane = kPfKeys / kLanesPerRow;
+static_assert(kPfM == kPfWaves * kWT && kPfThreads == kPfWaves * kWaveSize, "a wave tile per wave");
 static_assert(kPfKeys % kWT == 0 && kPfKeys % 16 == 0 && kKeysPerLane % 4 == 0, "key tile");
 static_assert(kLanesPerRow == 1 || kLanesPerRow == 2, "wave size 32 or 64");
 
 // Byte offsets of the shared-memory regions (all 16-byte aligned).
 template <bool kSplit>
-struct PfSmem {
-  static constexpr size_t q_hi = 0;
-  static constexpr size_t q_mid = q_hi + size_t(kPfM) * kQLd * 2;
-  static constexpr size_t q_lo = q_mid + size_t(kPfM) * kQLd * 2;
-  static constexpr size_t k_hi = q_lo + size_t(kPfM) * kQLd * 2;
-  static constexpr size_t k_mid = k_hi + size_t(kPfKeys) * kQLd * 2;
-  static constexpr size_t k_lo = k_mid + (kSplit ? size_t(kPfKeys) * kQLd * 2 : 0);
-  static constexpr size_t vt_hi = k_lo + (kSplit ? size_t(kPfKeys) * kQLd * 2 : 0);
-  static constexpr size_t vt_lo = vt_hi + size_t(kHD) * kVtLd * 2;
-  static constexpr size_t sp = vt_lo + (kSplit ? size_t(kHD) * kVtLd * 2 : 0);
-  static constexpr size_t m_run = sp + size_t(kPfM) * kSLd * 4;
-  static constexpr size_t l_run = m_run + kPfM * 4;
-  static constexpr size_t alpha = l_run + kPfM * 4;
-  static constexpr size_t jmin = alpha + kPfM * 4;
-  static constexpr size_t jmax = jmin + kPfM * 4;
-  static constexpr size_t bytes = jmax + kPfM * 4;
-  static_assert(bytes <= (kWaveSize == 64 ? 65536 : 227 * 1024), "shared memory per block");
-  static_assert(q_mid % 16 == 0 && q_lo % 16 == 0 && k_hi % 16 == 0 && k_mid % 16 == 0 &&
-                    k_lo % 16 == 0 && vt_hi % 16 == 0 &&
-                    vt_lo % 16 == 0 && sp % 16 == 0,
-                "aligned regions");
-};
+using PfSmem = AttnTilesSmem<kWaveSize, kSplit>;
+static_assert(PfSmem<true>::bytes <= kTarget.max_smem_per_block, "shared memory per block");
 
 // x = hi + mid + lo in bf16: hi = bf16(x), mid = bf16(x - hi), lo = bf16(x - hi - mid) (each
 // difference exact in fp32): hi + mid keeps x to 2^-16, hi + mid + lo to 2^-24 relative.
@@ -132,7 +111,7 @@ __device__ __forceinline__ void scale_rows(tile::Acc& c, const float* f) {
 }  // namespace
 
 // grid (max_tiles, n_kv, ceil(kAttnTileRows * G / kPfM)), block kPfThreads, dynamic shared memory
-// PfSmem<split>::bytes. KvT: uint16_t (bf16 bits) or float.
+// PfSmem<split>::bytes (attn_tiles_launch, launch_shapes.h). KvT: uint16_t (bf16 bits) or float.
 template <class KvT>
 __global__ void __launch_bounds__(kPfThreads)
     f32_kv_attention_tiles_kernel(const float* __restrict__ qkv, const KvT* __restrict__ k_cache,
@@ -361,8 +340,8 @@ static void attention_tiles(const float* qkv, const KvT* k_cache, const KvT* v_c
   if (max_tiles <= 0) return;
   GPTOSS_ASSERT(head_dim == kHD && n_kv_heads > 0 && n_heads % n_kv_heads == 0 &&
                 n_heads / n_kv_heads <= kAttnMaxGroup);
-  const int G = n_heads / n_kv_heads;
-  constexpr size_t smem = PfSmem<std::is_same_v<KvT, float>>::bytes;
+  const KernelLaunch l = attn_tiles_launch(kTarget, std::is_same_v<KvT, float>, max_tiles, n_heads,
+                                           n_kv_heads);
   // The shared-memory opt-in, once per device (not again inside a graph capture of later steps).
   static std::atomic<uint64_t> opted_in{0};
   int dev = 0;
@@ -371,11 +350,11 @@ static void attention_tiles(const float* qkv, const KvT* k_cache, const KvT* v_c
   if (!(opted_in.load() & bit)) {
     GPU_CHECK(gpuFuncSetAttribute(f32_kv_attention_tiles_kernel<KvT>,
                                   gpuFuncAttributeMaxDynamicSharedMemorySize,
-                                  static_cast<int>(smem)));
+                                  static_cast<int>(l.dyn_smem_bytes)));
     opted_in.fetch_or(bit);
   }
-  dim3 grid(max_tiles, n_kv_heads, ceil_div(kAttnTileRows * G, kPfM));
-  f32_kv_attention_tiles_kernel<KvT><<<grid, kPfThreads, smem, stream>>>(
+  f32_kv_attention_tiles_kernel<KvT><<<dim3(l.grid_x, l.grid_y, l.grid_z), l.threads,
+                                       l.dyn_smem_bytes, stream>>>(
       qkv, k_cache, v_cache, sinks, pos, slot, tiles, n_tiles, n_heads, n_kv_heads, cap, window,
       out);
   GPU_CHECK_LAUNCH();

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "common/bf16.h"
+#include "gpu/launch_shapes.h"
 #include "gpu/vendor.h"
 
 namespace gptoss::gpu {
@@ -70,8 +71,7 @@ void f32_rope_kv_write(float* qkv, const float* rope_cs, const int32_t* pos, con
 // (window if > 0, else cap); partial: scratch of attention_partial_floats(...) floats.
 // skip_rows (optional, device [rows]): rows with a non-zero flag are left alone (out not written):
 // the prompt-tile flash-attention kernel computes them.
-inline constexpr int kAttnHeadDim = 64;
-inline constexpr int kAttnMaxGroup = 8;
+// kAttnHeadDim, kAttnMaxGroup: launch_shapes.h.
 inline constexpr int kAttnRowsPerLaunch = 64;
 size_t attention_partial_floats(int n_heads, int max_keys, int kv_chunk);
 void f32_bf16kv_attention_sinks(const float* qkv, const bf16_t* k_cache, const bf16_t* v_cache,
@@ -92,7 +92,7 @@ void f32_f32kv_attention_sinks(const float* qkv, const float* k_cache, const flo
 struct AttnTile {
   int32_t row0, n_rows;
 };
-inline constexpr int kAttnTileRows = 64;
+// kAttnTileRows (64): launch_shapes.h.
 // For every row of every tile (tiles[0 .. *n_tiles), n_tiles a DEVICE int so the launch is
 // graph-capturable; the grid is sized by max_tiles, blocks beyond *n_tiles exit): out[row] = the
 // same function as f32_bf16kv_attention_sinks (sinks, window, GQA; head_dim 64, G <= 8), computed

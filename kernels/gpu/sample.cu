@@ -11,13 +11,12 @@
 namespace gptoss::gpu {
 namespace {
 
-constexpr int kThreads = 512;                   // per block (one block per row)
+constexpr int kThreads = kPickThreads;          // per block (one block per row): 512
 constexpr int kWaves = kThreads / kWaveSize;
 constexpr int kUnroll = 8;                      // loads in flight per thread in a row pass
-constexpr int kGather = 2 * kPickMaxTopK;       // radix select stops once <= this many remain
-constexpr int kChunkPerLane = 8;                // (c): ids per lane per chunk
+constexpr int kGather = kPickGather;            // radix select stops once <= this many remain
+constexpr int kChunkPerLane = kPickChunkPerLane;   // (c): ids per lane per chunk
 constexpr int kChunk = kChunkPerLane * kWaveSize;  // (c): ids per chunk
-constexpr int kSortSmemBytes = kGather * 8 + kPickMaxTopK * 8;  // gather keys + running sums
 
 // ---------------------------------------------------------------------------- row passes
 // f(v, i) for every element of the row; each thread sees ascending i; kUnroll loads in flight.
@@ -144,6 +143,7 @@ struct SampleShared {
   int sel_bin, sel_cum, count, chunk, bad;
   double excl, total, t;
 };
+static_assert(sizeof(SampleShared) <= kPickSampleStaticSmemBytes, "the launch record's static bound");
 
 // Exact radix select over the candidate keys of the row: returns low such that exactly `cnt`
 // elements have cand_key >= low, where M <= cnt <= limit and the M largest keys are among them
@@ -387,12 +387,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-int sample_smem_bytes(int vocab) {
-  const long long chunks = (static_cast<long long>(vocab) + kChunk - 1) / kChunk;
-  const long long c_bytes = (chunks + kChunk) * 8;
-  return static_cast<int>(c_bytes > kSortSmemBytes ? c_bytes : kSortSmemBytes);
-}
-
 }  // namespace
 
 PickScratch pick_scratch_create(int max_rows, int vocab) {
@@ -402,7 +396,7 @@ PickScratch pick_scratch_create(int max_rows, int vocab) {
   s.max_rows = max_rows;
   s.vocab = vocab;
   s.bytes = 0;
-  s.smem_bytes = sample_smem_bytes(vocab);
+  s.smem_bytes = static_cast<int>(pick_sample_launch(kTarget, max_rows, vocab).dyn_smem_bytes);
   if (s.smem_bytes > 48 * 1024)
     GPU_CHECK(gpuFuncSetAttribute(pick_sample_kernel, gpuFuncAttributeMaxDynamicSharedMemorySize,
                                   s.smem_bytes));

@@ -50,12 +50,13 @@
 #include <cstdint>
 
 #include "common/types.h"
+#include "gpu/launch_shapes.h"
 #include "gpu/vendor.h"
 
 namespace gptoss::gpu {
 
-// Largest candidate set handled exactly on the device ((b)); beyond it see (d).
-inline constexpr int kPickMaxTopK = 1024;
+// kPickMaxTopK (launch_shapes.h): the largest candidate set handled exactly on the device ((b));
+// beyond it see (d).
 
 struct PickScratch {
   // No device buffers are needed (everything lives in shared memory); the struct records the

@@ -1,9 +1,14 @@
 // launch_limits_test.cpp: CTest gpu_launch_limits. Runs in every build, the CPU build too (no GPU,
-// no GPU runtime): the launch shapes the GPU kernels would use (kernels/gpu/moe_plan.h, target.h)
-// for the tiny, 20b and 120b configs, every step size a device step can have (1..kMaxStepRows) and
-// every kernel path (each MoeOptions choice valid on the target, with and without the fused next
-// RMSNorm) must fit the limits of both targets, sm_90 and gfx90a: threads per block, whole waves,
-// shared memory (LDS) per block, grid.
+// no GPU runtime): the launch shapes the GPU kernels would use for the tiny, 20b and 120b configs
+// must fit the limits of both targets, sm_90 and gfx90a (target.h): threads per block, whole
+// waves, shared memory (LDS) per block, grid. Checked: every kernel with dynamic shared memory,
+//   MoE (kernels/gpu/moe_plan.h): every step size a device step can have (1..kMaxStepRows) and
+//     every kernel path (each MoeOptions choice valid on the target, with and without the fused
+//     next RMSNorm);
+//   prompt-tile attention and token sampling (kernels/gpu/launch_shapes.h): both KV-cache types,
+//     1..kMaxStepRows tiles / rows.
+// Kernels with fixed blocks and only static shared memory are covered by the HIP build's
+// resource report (tests/gpu/hip_resource_report.py) and, on CUDA, by nvcc itself.
 //
 // The oracle is the target's published limits (target.h), not the code under test: a plan that
 // asks for more shared memory than a gfx90a workgroup has fails here, before any run on an MI250.
@@ -23,6 +28,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "gpu/launch_shapes.h"
 #include "gpu/moe_plan.h"
 #include "gpu/target.h"
 #include "model/config.h"
@@ -36,6 +42,7 @@ constexpr int kMaxStepRows = 4096;
 
 struct Case {
   std::string config;
+  Config c;
   MoeShape shape;
 };
 
@@ -43,7 +50,7 @@ std::vector<Case> cases() {
   std::vector<Case> v;
   for (const char* name : {"tiny", "20b", "120b"}) {
     const Config c = named_config(name);
-    v.push_back({name, MoeShape{c.n_experts, c.experts_per_tok, c.hidden, c.intermediate}});
+    v.push_back({name, c, MoeShape{c.n_experts, c.experts_per_tok, c.hidden, c.intermediate}});
   }
   return v;
 }
@@ -71,16 +78,37 @@ std::string describe(const MoeOptions& o) {
                 o.grouped_from_rows, o.grouped_config);
 }
 
-// Calls f(case, options, rows, launch) for every launch of every plan checked here.
+// Where a launch comes from, for the failure messages.
+struct Where {
+  const Case* c;
+  int rows;                    // step rows (MoE, sampling) or prompt tiles (attention)
+  const MoeOptions* moe;       // MoE only
+  const char* what;            // other kernels
+};
+std::string describe(const Where& w) {
+  if (w.moe)
+    return strfmt("%s, a step of %d rows (%s)", w.c->config.c_str(), w.rows, describe(*w.moe).c_str());
+  return strfmt("%s, %s, %d", w.c->config.c_str(), w.what, w.rows);
+}
+
+// Calls f(where, launch) for every launch checked here. A new kernel with dynamic shared memory
+// adds its launch function's records below.
 template <class F>
 void for_each_checked_launch(const GpuTarget& t, F&& f) {
-  for (const Case& c : cases())
+  for (const Case& c : cases()) {
     for (const MoeOptions& o : option_sets(t))
       for (int rows = 1; rows <= kMaxStepRows; ++rows)
         for (bool norm : {false, true})
           moe_plan(c.shape, rows, o, t, norm).for_each_launch([&](const KernelLaunch& l) {
-            f(c, o, rows, l);
+            f(Where{&c, rows, &o, nullptr}, l);
           });
+    for (int n = 1; n <= kMaxStepRows; ++n) {
+      for (bool f32 : {false, true})
+        f(Where{&c, n, nullptr, f32 ? "prompt tiles (f32 KV cache)" : "prompt tiles (bf16 KV cache)"},
+          attn_tiles_launch(t, f32, n, c.c.n_heads, c.c.n_kv_heads));
+      f(Where{&c, n, nullptr, "rows sampled"}, pick_sample_launch(t, n, c.c.vocab));
+    }
+  }
 }
 
 void check_target(const GpuTarget& t) {
@@ -91,23 +119,21 @@ void check_target(const GpuTarget& t) {
   };
   std::map<std::string, Fail> fails;
   long launches = 0, failures = 0;
-  for_each_checked_launch(t, [&](const Case& c, const MoeOptions& o, int rows, const KernelLaunch& l) {
+  for_each_checked_launch(t, [&](const Where& w, const KernelLaunch& l) {
     ++launches;
     const std::string err = launch_limit_error(l, t);
     if (err.empty()) return;
     ++failures;
-    Fail& f = fails[std::string(l.kernel) + " at " + c.config];
-    if (f.count++ == 0)
-      f.first = strfmt("%s, %s, a step of %d rows (%s): %s", t.name, c.config.c_str(), rows,
-                       describe(o).c_str(), err.c_str());
+    Fail& f = fails[std::string(l.kernel) + " at " + w.c->config];
+    if (f.count++ == 0) f.first = strfmt("%s, %s: %s", t.name, describe(w).c_str(), err.c_str());
   });
   for (const auto& [key, f] : fails) ADD_FAILURE() << f.first << " (and " << f.count - 1 << " more launches of " << key << ")";
   std::printf("[ limits ] %s: %ld launches checked, %ld over a limit\n", t.name, launches, failures);
   EXPECT_EQ(failures, 0);
 }
 
-TEST(LaunchLimits, MoeFitsSm90) { check_target(kSm90); }
-TEST(LaunchLimits, MoeFitsGfx90a) { check_target(kGfx90a); }
+TEST(LaunchLimits, FitsSm90) { check_target(kSm90); }
+TEST(LaunchLimits, FitsGfx90a) { check_target(kGfx90a); }
 
 // The default options are accepted everywhere, and the tensor-core GEMV only on NVIDIA.
 TEST(LaunchLimits, OptionsPerTarget) {
@@ -179,6 +205,15 @@ TEST(LaunchLimits, TooLargeShapeRefusedAtStart) {
   EXPECT_EQ(moe_limits_error({32, 4, 2880, 2880}, 4096, MoeOptions{}, kGfx90a), "");
 }
 
+// Prompt attention's shared memory per target (the numbers attention_prefill.cu's comment states:
+// NVIDIA 108.5 / 135.5 KiB, gfx90a 46.75 / 60.75 KiB for bf16 / fp32 KV caches).
+TEST(LaunchLimits, AttentionTilesSharedMemory) {
+  EXPECT_EQ(attn_tiles_smem_bytes(kSm90, false), 111104u);
+  EXPECT_EQ(attn_tiles_smem_bytes(kSm90, true), 138752u);
+  EXPECT_EQ(attn_tiles_smem_bytes(kGfx90a, false), 47872u);
+  EXPECT_EQ(attn_tiles_smem_bytes(kGfx90a, true), 62208u);
+}
+
 // --dynamic-smem TARGET: per kernel, the largest dynamic shared memory of any launch checked above.
 int print_dynamic_smem(const GpuTarget& t) {
   struct Max {
@@ -186,14 +221,14 @@ int print_dynamic_smem(const GpuTarget& t) {
     size_t dyn = 0, stat = 0;
   };
   std::map<std::string, Max> m;
-  for_each_checked_launch(t, [&](const Case&, const MoeOptions&, int, const KernelLaunch& l) {
+  for_each_checked_launch(t, [&](const Where&, const KernelLaunch& l) {
     Max& x = m[l.kernel];
     x.threads = std::max(x.threads, l.threads);
     x.dyn = std::max(x.dyn, l.dyn_smem_bytes);
     x.stat = std::max(x.stat, l.static_smem_bytes);
   });
   std::printf("# kernel\tthreads\tmax_dynamic_smem_bytes\tstatic_smem_bytes (%s; configs tiny, 20b, "
-              "120b; steps of 1..%d rows; every option)\n",
+              "120b; steps of 1..%d rows; every MoE option)\n",
               t.name, kMaxStepRows);
   for (const auto& [k, x] : m) std::printf("%s\t%d\t%zu\t%zu\n", k.c_str(), x.threads, x.dyn, x.stat);
   return 0;

@@ -1,0 +1,74 @@
+// kernels/gpu/launch_shapes.h: launch shapes of the GPU kernels outside the MoE that take dynamic
+// shared memory: prompt-tile attention (attention_prefill.cu) and token sampling (sample.cu). The
+// MoE's are in moe_plan.h. Host-only plain C++, like moe_plan.h: the launches take grid, block and
+// shared memory from these functions, and the CPU build's gpu_launch_limits test checks the same
+// functions against both targets (target.h says how a new kernel joins).
+#pragma once
+#include <cstddef>
+
+#include "gpu/target.h"
+
+namespace gptoss::gpu {
+
+// ---- prompt-tile attention (f32_kv_attention_tiles_kernel<KvT>, ops.h) -------------------------
+inline constexpr int kAttnHeadDim = 64;   // the head_dim supported
+inline constexpr int kAttnMaxGroup = 8;   // query heads per kv head at most
+inline constexpr int kAttnTileRows = 64;  // rows of one prompt tile at most
+
+// Block shape for wave size W: NVIDIA 4 waves of 32 with 64-key tiles; AMD gfx90a 2 waves of 64
+// with 32-key tiles (within its 64 KiB of LDS). A wave owns 32 query vectors (one wave tile).
+template <int W>
+struct AttnTilesDims {
+  static constexpr int waves = W == 64 ? 2 : 4;   // per block
+  static constexpr int keys = W == 64 ? 32 : 64;  // keys per staged K/V tile
+  static constexpr int m = waves * 32;            // query vectors per block
+  static constexpr int threads = waves * W;
+  static constexpr int q_ld = kAttnHeadDim + 8;   // bf16 per staged Q / K row ([vector or key][dim])
+  static constexpr int vt_ld = keys + 8;          // bf16 per staged V^T row ([dim][key])
+  static constexpr int s_ld = keys + 4;           // floats per score row (as bf16: P hi, then lo)
+};
+
+// Byte offsets of the kernel's shared-memory regions (all 16-byte aligned). kSplit: fp32 KV cache
+// (K in hi + mid + lo parts, V in hi + lo); else bf16 (K, V exact in one part).
+template <int W, bool kSplit>
+struct AttnTilesSmem {
+  using D = AttnTilesDims<W>;
+  static constexpr size_t q_hi = 0;
+  static constexpr size_t q_mid = q_hi + size_t(D::m) * D::q_ld * 2;
+  static constexpr size_t q_lo = q_mid + size_t(D::m) * D::q_ld * 2;
+  static constexpr size_t k_hi = q_lo + size_t(D::m) * D::q_ld * 2;
+  static constexpr size_t k_mid = k_hi + size_t(D::keys) * D::q_ld * 2;
+  static constexpr size_t k_lo = k_mid + (kSplit ? size_t(D::keys) * D::q_ld * 2 : 0);
+  static constexpr size_t vt_hi = k_lo + (kSplit ? size_t(D::keys) * D::q_ld * 2 : 0);
+  static constexpr size_t vt_lo = vt_hi + size_t(kAttnHeadDim) * D::vt_ld * 2;
+  static constexpr size_t sp = vt_lo + (kSplit ? size_t(kAttnHeadDim) * D::vt_ld * 2 : 0);
+  static constexpr size_t m_run = sp + size_t(D::m) * D::s_ld * 4;
+  static constexpr size_t l_run = m_run + D::m * 4;
+  static constexpr size_t alpha = l_run + D::m * 4;
+  static constexpr size_t jmin = alpha + D::m * 4;
+  static constexpr size_t jmax = jmin + D::m * 4;
+  static constexpr size_t bytes = jmax + D::m * 4;
+  static_assert(q_mid % 16 == 0 && q_lo % 16 == 0 && k_hi % 16 == 0 && k_mid % 16 == 0 &&
+                    k_lo % 16 == 0 && vt_hi % 16 == 0 && vt_lo % 16 == 0 && sp % 16 == 0,
+                "aligned regions");
+};
+
+// The kernel's dynamic shared memory (it declares no static), and its launch for a grid of
+// max_tiles tiles: grid (max_tiles, n_kv_heads, ceil(kAttnTileRows * G / m)), G = n_heads / n_kv.
+size_t attn_tiles_smem_bytes(const GpuTarget& t, bool f32_cache);
+KernelLaunch attn_tiles_launch(const GpuTarget& t, bool f32_cache, int max_tiles, int n_heads,
+                               int n_kv_heads);
+
+// ---- token sampling (pick_sample_kernel, sample.h) ----------------------------------------------
+inline constexpr int kPickMaxTopK = 1024;        // largest candidate set handled exactly (sample.h)
+inline constexpr int kPickThreads = 512;         // per block, one block per row
+inline constexpr int kPickChunkPerLane = 8;      // ids per lane per chunk of the (c) path
+inline constexpr int kPickGather = 2 * kPickMaxTopK;  // radix select stops at <= this many
+// Bound on the kernel's static shared memory (sample.cu's SampleShared; static_assert there).
+inline constexpr size_t kPickSampleStaticSmemBytes = 2048;
+// Dynamic: the larger of (b)/(d)'s keys [kPickGather] u64 + P [kPickMaxTopK] double, and (c)'s
+// chunk sums [n_chunks] double + P [chunk] double, chunk = kPickChunkPerLane x wave size.
+size_t pick_sample_smem_bytes(const GpuTarget& t, int vocab);
+KernelLaunch pick_sample_launch(const GpuTarget& t, int rows, int vocab);
+
+}  // namespace gptoss::gpu

@@ -3,7 +3,11 @@
 // synthetic checkpoint. See tests/golden/README.md.
 //
 // usage: golden_test --golden tests/golden/tiny_seed1.json --model tiny.bin [--tokenizer tok.bin]
+//                    [--backend cpu|gpu] [--kv-cache f32|bf16]
 //        golden_test --prompts tests/golden/prompts.json --tokenizer tok.bin --gtest_filter=Prompts.*
+// --backend gpu (GPU builds; slurm/mi250-validate.sbatch): the GPU engine instead of the CPU one,
+// with --kv-cache f32 the same precision contract (fp32 KV cache; the default bf16 cache rounds
+// K/V and is not held to these tolerances).
 //
 // What is compared, for every prompt (prompt + transformers' greedy continuation fed to the
 // engine, prompt prefilled in one or several chunks, then one decode row per generated token):
@@ -43,6 +47,9 @@
 #include "common/error.h"
 #include "backend/engine.h"
 #include "model/model_file.h"
+#ifdef GOLDEN_WITH_GPU
+#include "engine_gpu/gpu_engine.h"
+#endif
 #ifdef GOLDEN_WITH_TOKENIZER
 #include "tokenizer/tokenizer.h"
 #endif
@@ -58,6 +65,7 @@ constexpr int kMaxReports = 12;          // mismatch lines printed per check
 
 struct Args {
   std::string golden, model, tokenizer, prompts;
+  std::string backend = "cpu", kv_cache;  // --backend, --kv-cache
 } g_args;
 
 const char* kHowToGenerate =
@@ -409,7 +417,20 @@ TEST(Golden, EngineMatchesTransformers) {
   gptoss::BackendOptions opt;
   opt.ctx = static_cast<int>(longest) + 8;
   opt.max_slots = 1;
-  auto eng = gptoss::make_cpu_engine(m, opt);
+  opt.backend = g_args.backend;
+  opt.kv_cache = g_args.kv_cache;
+  std::unique_ptr<gptoss::Engine> eng;
+  if (g_args.backend == "gpu") {
+#ifdef GOLDEN_WITH_GPU
+    eng = gptoss::make_gpu_engine(m, opt);
+#else
+    GTEST_FAIL() << "--backend gpu: golden_test was built without a GPU backend (-DGPU_BACKEND=CUDA|HIP)";
+#endif
+  } else {
+    eng = gptoss::make_cpu_engine(m, opt);
+  }
+  std::printf("[ info ] backend %s, KV cache %s\n", g_args.backend.c_str(),
+              g_args.kv_cache.empty() ? "(backend default)" : g_args.kv_cache.c_str());
   std::printf("[ info ] tolerance |d| <= %.g + %.g |ref| on logits and logsumexp; near-tie gap %.g\n",
               kAbsTol, kRelTol, kTieGap);
   Report greedy, logit, lse, top20;
@@ -464,10 +485,20 @@ int main(int argc, char** argv) {
     else if (a == "--model") next(g_args.model);
     else if (a == "--tokenizer") next(g_args.tokenizer);
     else if (a == "--prompts") next(g_args.prompts);
+    else if (a == "--backend") next(g_args.backend);
+    else if (a == "--kv-cache") next(g_args.kv_cache);
     else {
       std::fprintf(stderr, "golden_test: unknown argument %s\n", a.c_str());
       return 2;
     }
+  }
+  if (g_args.backend != "cpu" && g_args.backend != "gpu") {
+    std::fprintf(stderr, "golden_test: --backend: expected cpu or gpu, got '%s'\n", g_args.backend.c_str());
+    return 2;
+  }
+  if (!g_args.kv_cache.empty() && g_args.kv_cache != "f32" && g_args.kv_cache != "bf16") {
+    std::fprintf(stderr, "golden_test: --kv-cache: expected f32 or bf16, got '%s'\n", g_args.kv_cache.c_str());
+    return 2;
   }
   return gptoss::guarded_main("golden_test", [] { return RUN_ALL_TESTS(); });
 }

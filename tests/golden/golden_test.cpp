@@ -48,7 +48,7 @@
 #include "backend/engine.h"
 #include "model/model_file.h"
 #ifdef GOLDEN_WITH_GPU
-#include "engine_gpu/gpu_engine.h"
+#include "backend_gpu/gpu_backend.h"
 #endif
 #ifdef GOLDEN_WITH_TOKENIZER
 #include "tokenizer/tokenizer.h"
@@ -417,7 +417,6 @@ TEST(Golden, EngineMatchesTransformers) {
   gptoss::BackendOptions opt;
   opt.ctx = static_cast<int>(longest) + 8;
   opt.max_slots = 1;
-  opt.backend = g_args.backend;
   opt.kv_cache = g_args.kv_cache;
   std::unique_ptr<gptoss::Engine> eng;
   if (g_args.backend == "gpu") {

@@ -72,7 +72,7 @@ struct MoeGpuWeights {
 // Device scratch for up to max_rows rows (one stream at a time).
 struct MoeGpuScratch {
   int max_rows = 0, n_experts = 0, top_k = 0, hidden = 0, intermediate = 0;
-  int max_tiles = 0;             // ceil(max_rows * k / kTileRows) + E
+  int max_tiles = 0;             // ceil(max_rows * k / kMoeTileRows) + E
   int32_t* experts = nullptr;    // [max_rows, k] chosen experts, rank order
   float* weights = nullptr;      // [max_rows, k] softmax weights
   int32_t* offsets = nullptr;    // [E + 1] grouped slot offsets per expert

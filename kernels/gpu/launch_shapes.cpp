@@ -2,6 +2,9 @@
 // (launch_shapes.h).
 #include "gpu/launch_shapes.h"
 
+#include <algorithm>
+#include <cstdio>
+
 namespace gptoss::gpu {
 
 size_t attn_tiles_smem_bytes(const GpuTarget& t, bool f32_cache) {
@@ -40,6 +43,66 @@ KernelLaunch pick_sample_launch(const GpuTarget& t, int rows, int vocab) {
   l.threads = kPickThreads;
   l.dyn_smem_bytes = pick_sample_smem_bytes(t, vocab);
   l.static_smem_bytes = kPickSampleStaticSmemBytes;
+  return l;
+}
+
+int decode_rows_per_launch(const GpuTarget& t, int rows, int K) {
+  const size_t limit = t.max_smem_per_block - kDecodeStaticSmemBytes;
+  return size_t(decode_row_bucket(rows)) * K * sizeof(float) <= limit ? rows : 2;
+}
+
+KernelLaunch decode_matmul_launch(const GpuTarget& t, int rows, int K, int M, bool rope,
+                                  int sm_count) {
+  const int bucket = decode_row_bucket(rows);
+  const int wr = K <= kDecodeSmallK ? 2 : 1;  // weight rows per wave (a RoPE pair for qkv)
+  const int groups = (M + wr - 1) / wr, waves = kDecodeThreads / t.wave_size;
+  static char names[2][3][2][40];  // "matmul_decode_kernel<R, WR, NC, E>" by (rope, bucket, wr)
+  char* name = names[rope][bucket == 1 ? 0 : bucket == 2 ? 1 : 2][wr - 1];
+  std::snprintf(name, 40, "matmul_decode_kernel<%d, %d, %d, %d>", bucket, wr,
+                (wr == 2 ? kDecodeSmallK : kDecodeMaxK) / 8 / t.wave_size, rope ? 1 : 0);
+  KernelLaunch l;
+  l.kernel = name;
+  // Resident blocks per SM (NVIDIA: one row's kernel is held to 128 registers, two blocks per SM;
+  // more rows take more registers, one block): a grid of more would start a second round of
+  // blocks with their own staging; waves loop over the groups instead.
+  const int per_sm = t.vendor == GpuVendor::nvidia ? (bucket == 1 ? 2 : 1) : 2;
+  l.grid_x = std::max(1, std::min((groups + waves - 1) / waves, per_sm * sm_count));
+  l.threads = kDecodeThreads;
+  l.dyn_smem_bytes = size_t(bucket) * K * sizeof(float);
+  l.static_smem_bytes = kDecodeStaticSmemBytes;
+  return l;
+}
+
+KernelLaunch moe_decode_route_launch(const GpuTarget& t, int rows, int H, int E) {
+  const int bucket = decode_row_bucket(rows), waves = kDecodeThreads / t.wave_size;
+  static char names[3][40];
+  char* name = names[bucket == 1 ? 0 : bucket == 2 ? 1 : 2];
+  std::snprintf(name, 40, "moe_route_decode_kernel<%d>", bucket);
+  KernelLaunch l;
+  l.kernel = name;
+  l.grid_x = (E + 2 * waves - 1) / (2 * waves);
+  l.threads = kDecodeThreads;
+  l.dyn_smem_bytes = std::max(size_t(bucket) * H, size_t(rows) * E) * sizeof(float);
+  l.static_smem_bytes = kDecodeStaticSmemBytes;
+  return l;
+}
+
+KernelLaunch moe_decode_mlp_launch(const GpuTarget& t, bool first, int pairs, int K, int M) {
+  KernelLaunch l;
+  l.kernel = first ? "moe_mlp_decode_kernel<true>" : "moe_mlp_decode_kernel<false>";
+  l.grid_x = pairs;
+  l.grid_y = M / kMoeDecodeTileM;
+  const int nb = K / 32;
+  if (t.vendor == GpuVendor::nvidia) {  // 4 warps of 16 rows: input hi|lo, scales, cp.async ring
+    l.threads = 4 * t.wave_size;
+    const size_t row_pad = size_t(kMoeDecodeStageBlocks) * 16 + 16;
+    l.dyn_smem_bytes = size_t(nb) * 128 + size_t(4) * 16 * nb +
+                       size_t(4) * kMoeDecodeStages * 16 * row_pad;
+  } else {  // 4 waves of 16 rows, the input in fp32
+    l.threads = (kMoeDecodeTileM / 16) * t.wave_size;
+    l.dyn_smem_bytes = size_t(K) * sizeof(float);
+  }
+  l.static_smem_bytes = kDecodeStaticSmemBytes;
   return l;
 }
 

@@ -64,11 +64,35 @@ inline constexpr int kPickMaxTopK = 1024;        // largest candidate set handle
 inline constexpr int kPickThreads = 512;         // per block, one block per row
 inline constexpr int kPickChunkPerLane = 8;      // ids per lane per chunk of the (c) path
 inline constexpr int kPickGather = 2 * kPickMaxTopK;  // radix select stops at <= this many
+inline constexpr int kPickGreedySplit = 32;      // blocks per greedy row (pick_greedy_kernel)
 // Bound on the kernel's static shared memory (sample.cu's SampleShared; static_assert there).
 inline constexpr size_t kPickSampleStaticSmemBytes = 2048;
 // Dynamic: the larger of (b)/(d)'s keys [kPickGather] u64 + P [kPickMaxTopK] double, and (c)'s
 // chunk sums [n_chunks] double + P [chunk] double, chunk = kPickChunkPerLane x wave size.
 size_t pick_sample_smem_bytes(const GpuTarget& t, int vocab);
 KernelLaunch pick_sample_launch(const GpuTarget& t, int rows, int vocab);
+
+// ---- the decode path (decode.cu, moe_decode.cu; decode.h) --------------------------------------
+inline constexpr int kDecodeMaxRows = 4;      // rows of a decode step at most
+inline constexpr int kDecodeMaxK = 4096;      // input width of a decode matmul at most
+inline constexpr int kDecodeThreads = 256;    // dense matmuls and the router
+inline constexpr int kDecodeSmallK = 3072;    // K up to this: two weight rows per wave
+inline constexpr size_t kDecodeStaticSmemBytes = 128;  // the kernels' own small __shared__ arrays
+inline constexpr int kMoeDecodeTileM = 64;    // weight rows per block of the expert matmuls
+inline constexpr int kMoeDecodeStageBlocks = 8, kMoeDecodeStages = 4;  // NVIDIA's cp.async ring
+// The row bucket a decode kernel is instantiated for (1, 2 or 4 rows).
+inline int decode_row_bucket(int rows) { return rows <= 1 ? 1 : rows == 2 ? 2 : 4; }
+// Rows one launch of a decode matmul takes: all `rows`, or 2 when their staged inputs (the
+// bucket's rows x K fp32) do not fit the target's shared memory (gfx90a: 4 rows of K 4096); the
+// launcher then issues the rest as further launches.
+int decode_rows_per_launch(const GpuTarget& t, int rows, int K);
+// A dense decode matmul of `rows` (<= decode_rows_per_launch) rows, K inputs, M outputs (rope:
+// the qkv kernel, whose groups are RoPE pairs), on a grid of the blocks that fit the SMs at once.
+KernelLaunch decode_matmul_launch(const GpuTarget& t, int rows, int K, int M, bool rope,
+                                  int sm_count);
+// The router: ceil(E / (2 waves)) blocks; shared memory the bucket's rows of H, or the logits.
+KernelLaunch moe_decode_route_launch(const GpuTarget& t, int rows, int H, int E);
+// An expert matmul over `pairs` (row, rank) pairs, K inputs, M weight rows per expert.
+KernelLaunch moe_decode_mlp_launch(const GpuTarget& t, bool first, int pairs, int K, int M);
 
 }  // namespace gptoss::gpu

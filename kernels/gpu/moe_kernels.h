@@ -8,6 +8,8 @@
 //   moe_tiles.cu         bf16 tile kernel for experts with many rows (HIP; NVIDIA bf16_tiles)
 //   moe.cu               scratch, moe_forward (orchestration), combine, test entry points
 #pragma once
+#include <climits>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -103,6 +105,42 @@ __device__ __forceinline__ int wave_sum_int(int v) {
 #pragma unroll
   for (int off = kWaveSize / 2; off > 0; off >>= 1) v += gpu_shfl_xor(v, off);
   return v;
+}
+
+// ------------------------------------------------------------------------------ router
+// Top-k of one row by one wave: k rounds of a wave arg-max (larger logit, ties: lower expert), the
+// choice of the CPU twin's serial scan (f32_router_topk_softmax); then lane 0 does the softmax in
+// rank order as the CPU twin does. lg: the row's E logits, E <= 32 * kWaveSize. Every routing
+// kernel uses it, and the decode path's router (moe_decode.cu) (no per-thread arrays: no scratch memory on either target).
+__device__ inline void wave_topk_softmax(const float* lg, int E, int k, int lane, int32_t* ex, float* wt) {
+  uint32_t taken = 0;  // bit i: expert lane + i * kWaveSize chosen
+  for (int r = 0; r < k; ++r) {
+    float bv = -INFINITY;
+    int be = INT_MAX;
+    for (int i = 0; lane + i * kWaveSize < E; ++i) {
+      const int e = lane + i * kWaveSize;
+      if ((taken >> i) & 1u) continue;
+      const float v = lg[e];
+      if (be == INT_MAX || v > bv) bv = v, be = e;
+    }
+#pragma unroll
+    for (int m = kWaveSize / 2; m > 0; m >>= 1) {
+      const float ov = gpu_shfl_xor(bv, m);
+      const int oe = gpu_shfl_xor(be, m);
+      if (oe != INT_MAX && (be == INT_MAX || ov > bv || (ov == bv && oe < be))) bv = ov, be = oe;
+    }
+    if (be % kWaveSize == lane) taken |= 1u << (be / kWaveSize);
+    if (lane == 0) ex[r] = be;
+  }
+  if (lane == 0) {
+    const float mx = lg[ex[0]];
+    float sum = 0.0f;
+    for (int r = 0; r < k; ++r) {
+      wt[r] = expf(lg[ex[r]] - mx);
+      sum = sum + wt[r];
+    }
+    for (int r = 0; r < k; ++r) wt[r] = wt[r] / sum;
+  }
 }
 
 // ------------------------------------------------------------------------------ MXFP4 decode

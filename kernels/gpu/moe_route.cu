@@ -12,42 +12,6 @@
 namespace gptoss::gpu {
 namespace {
 
-// ------------------------------------------------------------------------------ router
-// Top-k of one row by one wave: k rounds of a wave arg-max (larger logit, ties: lower expert), the
-// choice of the CPU twin's serial scan (f32_router_topk_softmax); then lane 0 does the softmax in
-// rank order as the CPU twin does. lg: the row's E logits, E <= 32 * kWaveSize. Every routing
-// kernel uses it (no per-thread arrays: no scratch memory on either target).
-__device__ void wave_topk_softmax(const float* lg, int E, int k, int lane, int32_t* ex, float* wt) {
-  uint32_t taken = 0;  // bit i: expert lane + i * kWaveSize chosen
-  for (int r = 0; r < k; ++r) {
-    float bv = -INFINITY;
-    int be = INT_MAX;
-    for (int i = 0; lane + i * kWaveSize < E; ++i) {
-      const int e = lane + i * kWaveSize;
-      if ((taken >> i) & 1u) continue;
-      const float v = lg[e];
-      if (be == INT_MAX || v > bv) bv = v, be = e;
-    }
-#pragma unroll
-    for (int m = kWaveSize / 2; m > 0; m >>= 1) {
-      const float ov = gpu_shfl_xor(bv, m);
-      const int oe = gpu_shfl_xor(be, m);
-      if (oe != INT_MAX && (be == INT_MAX || ov > bv || (ov == bv && oe < be))) bv = ov, be = oe;
-    }
-    if (be % kWaveSize == lane) taken |= 1u << (be / kWaveSize);
-    if (lane == 0) ex[r] = be;
-  }
-  if (lane == 0) {
-    const float mx = lg[ex[0]];
-    float sum = 0.0f;
-    for (int r = 0; r < k; ++r) {
-      wt[r] = expf(lg[ex[r]] - mx);
-      sum = sum + wt[r];
-    }
-    for (int r = 0; r < k; ++r) wt[r] = wt[r] / sum;
-  }
-}
-
 // One block per row: logits in shared memory, then top-k + softmax.
 __global__ __launch_bounds__(kMoeThreads) void moe_router_kernel(
     const float* __restrict__ x, const uint16_t* __restrict__ rw, const uint16_t* __restrict__ rb,

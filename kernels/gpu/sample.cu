@@ -45,17 +45,24 @@ __device__ __forceinline__ bool is_greedy(const TokenPick& p) {
   return p.temperature == 0.0f || p.top_k == 1;
 }
 
+// Greedy rows: grid (rows, kPickGreedySplit); block b of a row takes a contiguous piece of it and
+// leaves its best (value, index) in cand; the block that finishes its row last (a ticket per row)
+// merges the pieces' candidates. argmax_better is a total order (ties: lower index; NaN never
+// wins), so the choice is the serial scan's whatever the split. The ticket returns to 0.
 __global__ void __launch_bounds__(kThreads)
     pick_greedy_kernel(const float* __restrict__ logits, int n, const TokenPick* picks,
-                       int32_t* tokens) {
+                       int32_t* tokens, float2* cand, uint32_t* tickets) {
   __shared__ float sv[kWaves];
   __shared__ int si[kWaves];
-  if (!is_greedy(picks[blockIdx.x])) return;
-  const float* x = logits + static_cast<size_t>(blockIdx.x) * n;
+  __shared__ int last;
+  const int row = blockIdx.x, piece = blockIdx.y, pieces = gridDim.y;
+  if (!is_greedy(picks[row])) return;  // uniform per block
+  const int per = (n + pieces - 1) / pieces, i0 = min(n, piece * per), i1 = min(n, i0 + per);
+  const float* x = logits + static_cast<size_t>(row) * n + i0;
   float bv = __int_as_float(0x7fc00000);  // NaN: loses to everything
   int bi = INT_MAX;
-  for_row(x, n, [&](float v, int i) {
-    if (argmax_better(v, i, bv, bi)) bv = v, bi = i;
+  for_row(x, i1 - i0, [&](float v, int i) {
+    if (argmax_better(v, i0 + i, bv, bi)) bv = v, bi = i0 + i;
   });
   for (int m = kWaveSize / 2; m > 0; m >>= 1) {
     const float ov = gpu_shfl_xor(bv, m);
@@ -68,7 +75,20 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) {
     for (int w = 1; w < kWaves; ++w)
       if (argmax_better(sv[w], si[w], bv, bi)) bv = sv[w], bi = si[w];
-    tokens[blockIdx.x] = bi == INT_MAX ? 0 : bi;
+    cand[static_cast<size_t>(row) * pieces + piece] = make_float2(bv, __int_as_float(bi));
+    __threadfence();
+    last = atomicAdd(tickets + row, 1u) == static_cast<unsigned>(pieces - 1);
+    if (last) {
+      __threadfence();
+      const volatile float2* c = cand + static_cast<size_t>(row) * pieces;
+      for (int p = 0; p < pieces; ++p) {
+        const float cv = c[p].x;
+        const int ci = __float_as_int(c[p].y);
+        if (argmax_better(cv, ci, bv, bi)) bv = cv, bi = ci;
+      }
+      tokens[row] = bi == INT_MAX ? 0 : bi;
+      tickets[row] = 0;
+    }
   }
 }
 
@@ -395,7 +415,11 @@ PickScratch pick_scratch_create(int max_rows, int vocab) {
   PickScratch s;
   s.max_rows = max_rows;
   s.vocab = vocab;
-  s.bytes = 0;
+  GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&s.cand),
+                      size_t(max_rows) * kPickGreedySplit * sizeof(float2)));
+  GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&s.tickets), size_t(max_rows) * sizeof(uint32_t)));
+  GPU_CHECK(gpuMemset(s.tickets, 0, size_t(max_rows) * sizeof(uint32_t)));
+  s.bytes = size_t(max_rows) * (kPickGreedySplit * sizeof(float2) + sizeof(uint32_t));
   s.smem_bytes = static_cast<int>(pick_sample_launch(kTarget, max_rows, vocab).dyn_smem_bytes);
   if (s.smem_bytes > 48 * 1024)
     GPU_CHECK(gpuFuncSetAttribute(pick_sample_kernel, gpuFuncAttributeMaxDynamicSharedMemorySize,
@@ -403,7 +427,11 @@ PickScratch pick_scratch_create(int max_rows, int vocab) {
   return s;
 }
 
-void pick_scratch_destroy(PickScratch& s) { s = PickScratch{}; }
+void pick_scratch_destroy(PickScratch& s) {
+  if (s.cand) (void)gpuFree(s.cand);
+  if (s.tickets) (void)gpuFree(s.tickets);
+  s = PickScratch{};
+}
 
 void pick_tokens(const float* logits, int rows, int vocab, const TokenPick* picks,
                  int32_t* tokens, PickScratch& s, gpuStream_t stream) {
@@ -411,7 +439,8 @@ void pick_tokens(const float* logits, int rows, int vocab, const TokenPick* pick
   if (rows > s.max_rows || vocab != s.vocab)
     fail("pick_tokens: %d rows of vocab %d, but the scratch was made for %d rows of vocab %d",
          rows, vocab, s.max_rows, s.vocab);
-  pick_greedy_kernel<<<rows, kThreads, 0, stream>>>(logits, vocab, picks, tokens);
+  pick_greedy_kernel<<<dim3(rows, kPickGreedySplit), kThreads, 0, stream>>>(logits, vocab, picks,
+                                                                             tokens, s.cand, s.tickets);
   GPU_CHECK_LAUNCH();
   pick_sample_kernel<<<rows, kThreads, s.smem_bytes, stream>>>(logits, vocab, picks, tokens);
   GPU_CHECK_LAUNCH();

@@ -1,12 +1,14 @@
 // kernels/gpu/sample.h: token choice on the GPU (issue 5): for each row of logits, the token that
-// Sampler::pick (src/engine/sampler.cpp) would choose with that row's TokenPick, so the engine
+// Sampler::pick (src/backend/sampler.cpp) would choose with that row's TokenPick, so the engine
 // copies back one int32 per row instead of [rows, vocab] fp32 logits.
 //
-// Algorithm, one block per row (pick_tokens launches two kernels, each with grid = rows; a block
-// whose row belongs to the other kernel returns at once):
-//   greedy (temperature == 0 or top_k == 1): arg-max, first id of the largest logit, NaN never
-//     wins, all NaN -> 0. Exact.
-//   sampling, with K = top_k if 0 < top_k < vocab else vocab ("candidates"):
+// Algorithm (pick_tokens launches two kernels; a block whose row belongs to the other kernel
+// returns at once):
+//   greedy (temperature == 0 or top_k == 1), kPickGreedySplit blocks per row: arg-max, first id of
+//     the largest logit, NaN never wins, all NaN -> 0; each block scans a piece, the last block of
+//     the row merges the pieces (a total order, so the serial scan's answer). Exact.
+//   sampling, one block per row:
+//     with K = top_k if 0 < top_k < vocab else vocab ("candidates"):
 //     (b) sorted candidates (top_k in (1, vocab) or top_p < 1), K <= kPickMaxTopK: the top K
 //         (logit desc, ties lower id first) are found by an exact radix select over the 64-bit key
 //         (ordered logit bits, ~id), gathered into shared memory and bitonic-sorted; p_j =
@@ -40,8 +42,8 @@
 //      Exact ties between u * mass and a running sum (e.g. equal logits, u = 0.5) do give -1.
 // Greedy rows never give -1.
 //
-// Cost (one block of 512 threads per row): greedy reads the row once (HBM speed with 8 loads in
-// flight per thread). (c) reads it twice (max + finiteness, then exp sums) plus one chunk. (b)
+// Cost: greedy reads the row once, spread over kPickGreedySplit blocks (a 201088-logit row took
+// 47 us on one block on an H200). Sampling (one block of 512 threads per row): (c) reads it twice (max + finiteness, then exp sums) plus one chunk. (b)
 // reads it 3-4 times for typical logits: 2-3 radix histogram passes (8-bit digits, shared-memory
 // atomics; the first also checks finiteness; up to 8 passes when thousands of logits tie) and
 // the gather; (d) adds the total (and, for top_k in (kPickMaxTopK, vocab), a second select).
@@ -59,11 +61,13 @@ namespace gptoss::gpu {
 // beyond it see (d).
 
 struct PickScratch {
-  // No device buffers are needed (everything lives in shared memory); the struct records the
-  // shape the launch was set up for and the dynamic shared memory per block.
+  // The shape the launches were set up for, the sampling kernel's dynamic shared memory, and the
+  // greedy arg-max's per-piece candidates and per-row tickets (kPickGreedySplit pieces per row).
   int max_rows = 0, vocab = 0;
-  size_t bytes = 0;      // device bytes allocated: 0
+  size_t bytes = 0;      // device bytes allocated
   int smem_bytes = 0;    // dynamic shared memory of the sampling kernel
+  float2* cand = nullptr;       // [max_rows, kPickGreedySplit] (value, index bits)
+  uint32_t* tickets = nullptr;  // [max_rows], 0 between launches
 };
 
 // Sets up picking for up to max_rows rows of `vocab` logits (once; sets the kernel's shared

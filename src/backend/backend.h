@@ -17,6 +17,7 @@
 
 #include "backend/sampler.h"
 #include "common/types.h"
+#include "gpu/moe_plan.h"  // gpu::MoeOptions (plain C++)
 #include "model/config.h"
 
 namespace gptoss {
@@ -53,6 +54,10 @@ struct BackendOptions {
   int device = 0;          // GPU: index of the device among those visible
   bool gpu_graphs = true;  // GPU: replay small steps as captured graphs (--gpu-graphs)
   bool attn_tiles = true;  // GPU: prompt runs through the flash-attention tile kernel
+  // GPU: steps of at most gpu::kDecodeMaxRows rows take the decode kernels (kernels/gpu/decode.h:
+  // fused RMSNorm / RoPE / KV write / router top-k / MoE combine); false: the batched kernels.
+  bool decode_kernels = true;
+  gpu::MoeOptions moe;  // GPU: the batched MoE's kernel choices (kernels/gpu/moe_plan.h)
 };
 
 class Backend {

@@ -6,7 +6,7 @@
 //   tg    : --tg decode steps at batch 1 (tok/s)
 //   batch : --tg decode steps with B sequences per step for each B in --batch (output tok/s)
 // Prints one JSON object per line. Usage:
-//   bench-engine MODEL [--ctx N] [--pp N] [--tg N] [--batch 1,16,64]
+//   bench-engine MODEL [--ctx N] [--pp N] [--tg N] [--batch 1,16,64] [--no-decode-kernels]
 //   bench-engine --synthetic 20b --out PATH [--write-only] [...]   (--write-only: stop after writing)
 #include <chrono>
 #include <cstdio>
@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
   return guarded_main("bench-engine", [&] {
     std::string model_path, synthetic, out;
     int ctx = 4096, pp = 512, tg = 128;
-    bool write_only = false;
+    bool write_only = false, decode_kernels = true;
     std::vector<int> batches = {1, 16, 64};
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
       if (a == "--synthetic") synthetic = next();
       else if (a == "--out") out = next();
       else if (a == "--write-only") write_only = true;
+      else if (a == "--no-decode-kernels") decode_kernels = false;
       else if (a == "--ctx") ctx = std::atoi(next().c_str());
       else if (a == "--pp") pp = std::atoi(next().c_str());
       else if (a == "--tg") tg = std::atoi(next().c_str());
@@ -104,6 +105,7 @@ int main(int argc, char** argv) {
     BackendOptions opt;
     opt.ctx = ctx;
     opt.max_slots = max_b;
+    opt.decode_kernels = decode_kernels;
     auto t0 = Clock::now();
     auto eng = make_gpu_engine(model, opt);
     std::printf("{\"step\": \"load\", \"model\": \"%s\", \"GB\": %.2f, \"s\": %.2f, \"kv_GiB\": %.2f}\n",

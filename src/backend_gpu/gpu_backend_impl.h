@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "gpu/decode.h"
 #include "gpu/moe.h"
 #include "gpu/ops.h"
 #include "gpu/sample.h"
@@ -98,6 +99,8 @@ class GpuBackend final : public Backend {
   // Uploads meta (from next_meta()) and runs one step's layers (a graph when small enough).
   void run_step(const int32_t* meta, int rows, bool embed);
   void enqueue_step(int rows, bool embed);
+  // The layers of a step of <= gpu::kDecodeMaxRows rows on the decode kernels.
+  void enqueue_decode_layers(int rows);
   // Final norm + LM head of x's rows logit_rows into d_logits_, enqueued.
   void enqueue_head(const float* x, std::span<const int32_t> logit_rows);
   // ---- gpu_backend.cu ----
@@ -120,6 +123,7 @@ class GpuBackend final : public Backend {
   gpuStream_t stream_ = nullptr;
   bool use_graphs_ = true;
   bool use_tiles_ = true;  // prompt runs through the flash-attention tile kernel
+  bool use_decode_ = true;  // steps of <= gpu::kDecodeMaxRows rows take the decode kernels
 
   uint8_t* d_weights_ = nullptr;  // the ranges_ of the file, packed
   std::vector<WeightRange> ranges_;
@@ -153,6 +157,7 @@ class GpuBackend final : public Backend {
   gpu::PickScratch pick_scratch_{};
   uint64_t host_picks_ = 0;  // rows head_pick() handed to the host (device result -1)
   gpu::MoeGpuScratch moe_scratch_{};
+  gpu::MoeDecodeScratch moe_decode_scratch_{};
   std::map<std::tuple<int, bool>, gpuGraphExec_t> graphs_;  // (rows, embed) -> graph
   std::vector<float> row_logits_;  // [V]: a row's logits for a host pick
 };

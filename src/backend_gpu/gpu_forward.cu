@@ -23,6 +23,10 @@ void GpuBackend::enqueue_step(int rows, bool embed) {
   const int32_t* d_ntiles = d_meta_ + kMetaTileCount * kMaxStepRows;
   const int max_tiles = max_tiles_for(rows);
   if (embed) gpu::bf16_embed(emb_, d_tok, rows, H, d_x_, stream_);
+  if (use_decode_ && rows <= gpu::kDecodeMaxRows) {
+    enqueue_decode_layers(rows);
+    return;
+  }
   // Layer L's attention RMSNorm: layer 0 here, later layers fused into the previous layer's MoE
   // combine (MoeNextNorm, bit-identical to f32_bf16w_rmsnorm).
   gpu::f32_bf16w_rmsnorm(d_x_, layers_[0].attn_norm, d_xn_, rows, H, c.rms_eps, nullptr, stream_);
@@ -60,6 +64,61 @@ void GpuBackend::enqueue_step(int rows, bool embed) {
     if (L + 1 < layers_.size()) next = {layers_[L + 1].attn_norm, c.rms_eps, d_xn_};
     gpu::moe_forward(l.moe, d_xn_, rows, d_x_, moe_scratch_, stream_,
                      L + 1 < layers_.size() ? &next : nullptr);
+  }
+}
+
+// The decode path (kernels/gpu/decode.h) for steps of <= gpu::kDecodeMaxRows rows: per layer the
+// fused RMSNorm + qkv + RoPE + KV write, the split-K attention (no prompt tiles at these sizes),
+// the output projection into the residual, and the MoE block in three kernels (router with top-k,
+// first expert matmul + SwiGLU, second + the weighted sum into the residual). Each layer's
+// RMSNorms live inside the kernels that consume them, so the residual d_x_ is all that passes
+// between layers.
+void GpuBackend::enqueue_decode_layers(int rows) {
+  const Config& c = cfg_;
+  const int32_t* d_pos = d_meta_ + kMetaPos * kMaxStepRows;
+  const int32_t* d_slot = d_meta_ + kMetaSlot * kMaxStepRows;
+  for (const LayerW& l : layers_) {
+    gpu::DecodeQkv q;
+    q.x = d_x_;
+    q.norm_w = l.attn_norm;
+    q.eps = c.rms_eps;
+    q.w = l.qkv_w;
+    q.bias = l.qkv_b;
+    q.rope_cs = d_rope_;
+    q.pos = d_pos;
+    q.slot = d_slot;
+    q.qkv = d_qkv_;
+    q.k_cache = l.k_cache;
+    q.v_cache = l.v_cache;
+    q.kv_f32 = kv_f32_;
+    q.rows = rows;
+    q.H = c.hidden;
+    q.n_heads = c.n_heads;
+    q.n_kv = c.n_kv_heads;
+    q.head_dim = c.head_dim;
+    q.cap = l.cap;
+    gpu::f32_bf16w_qkv_rope_decode(q, stream_);
+    if (kv_f32_)
+      gpu::f32_f32kv_attention_sinks(d_qkv_, static_cast<const float*>(l.k_cache),
+                                     static_cast<const float*>(l.v_cache), l.sinks, d_pos, d_slot,
+                                     rows, c.n_heads, c.n_kv_heads, c.head_dim, l.cap, l.window,
+                                     l.max_keys, l.kv_chunk, d_partial_, d_att_, stream_, nullptr);
+    else
+      gpu::f32_bf16kv_attention_sinks(d_qkv_, static_cast<const bf16_t*>(l.k_cache),
+                                      static_cast<const bf16_t*>(l.v_cache), l.sinks, d_pos, d_slot,
+                                      rows, c.n_heads, c.n_kv_heads, c.head_dim, l.cap, l.window,
+                                      l.max_keys, l.kv_chunk, d_partial_, d_att_, stream_, nullptr);
+    gpu::DecodeMatmul o;
+    o.x = d_att_;
+    o.w = l.out_w;
+    o.bias = l.out_b;
+    o.y = d_x_;
+    o.rows = rows;
+    o.K = c.q_dim();
+    o.M = c.hidden;
+    o.accumulate = true;
+    gpu::f32_bf16w_matmul_decode(o, stream_);
+    gpu::moe_forward_decode(l.moe, l.mlp_norm, c.rms_eps, d_x_, rows, moe_decode_scratch_, stream_);
   }
 }
 
@@ -146,6 +205,20 @@ void GpuBackend::enqueue_head(const float* x, std::span<const int32_t> logit_row
                            stream_));
   GPU_CHECK(gpuEventRecord(meta_ev_[(meta - h_meta_) / (kMetaSlices * kMaxStepRows)], stream_));
   const Config& c = cfg_;
+  if (use_decode_ && nl <= gpu::kDecodeMaxRows) {  // RMSNorm fused into the LM head's matmul
+    gpu::DecodeMatmul h;
+    h.x = x;
+    h.row_index = d_lrows;
+    h.norm_w = norm_;
+    h.eps = c.rms_eps;
+    h.w = unemb_;
+    h.y = d_logits_;
+    h.rows = nl;
+    h.K = c.hidden;
+    h.M = c.vocab;
+    gpu::f32_bf16w_matmul_decode(h, stream_);
+    return;
+  }
   gpu::f32_bf16w_rmsnorm(x, norm_, d_xn_, nl, c.hidden, c.rms_eps, d_lrows, stream_);
   gpu::f32_bf16w_matmul(d_xn_, unemb_, nullptr, d_logits_, nl, c.hidden, c.vocab, false, stream_);
 }

@@ -53,6 +53,7 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   if (slots_ < 0) fail("max_slots must be >= 1, or 0 = as many as fit (got %d)", slots_);
   use_graphs_ = opt.gpu_graphs;
   use_tiles_ = opt.attn_tiles;
+  use_decode_ = opt.decode_kernels;
   if (opt.kv_cache != "" && opt.kv_cache != "bf16" && opt.kv_cache != "f32")
     fail("--kv-cache %s: expected bf16 or f32", opt.kv_cache.c_str());
   kv_f32_ = opt.kv_cache == "f32";
@@ -213,7 +214,8 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   d_picks_ = dalloc<TokenPick>(kMaxStepRows);
   GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_picks_), kMaxStepRows * sizeof(TokenPick)));
   if (ends_) pick_scratch_ = gpu::pick_scratch_create(kMaxStepRows, V);
-  moe_scratch_ = gpu::moe_scratch_create(layers_[0].moe, kMaxStepRows, gpu::MoeOptions{});
+  moe_scratch_ = gpu::moe_scratch_create(layers_[0].moe, kMaxStepRows, opt.moe);
+  if (use_decode_) moe_decode_scratch_ = gpu::moe_decode_scratch_create(layers_[0].moe, gpu::kDecodeMaxRows);
   GPU_CHECK(gpuStreamSynchronize(stream_));
 
   const std::string what =
@@ -263,6 +265,7 @@ GpuBackend::~GpuBackend() {
   if (stream_) (void)gpuStreamSynchronize(stream_);
   for (auto& [k, g] : graphs_) (void)gpuGraphExecDestroy(g);
   if (moe_scratch_.bytes) gpu::moe_scratch_destroy(moe_scratch_);
+  if (moe_decode_scratch_.bytes) gpu::moe_decode_scratch_destroy(moe_decode_scratch_);
   for (void* p : {static_cast<void*>(d_weights_), static_cast<void*>(d_kv_),
                   static_cast<void*>(d_rope_), static_cast<void*>(d_x_), static_cast<void*>(d_xn_),
                   static_cast<void*>(d_qkv_), static_cast<void*>(d_att_),

@@ -119,6 +119,10 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   app.add_option("--layers", opt.layers,
                  "Pipeline: layers per rank, e.g. 4,7,7,6 (default: balanced by the cost model)");
   bool no_graphs = false;
+  bool no_decode = false;
+  app.add_flag("--no-decode-kernels", no_decode,
+               "GPU: run steps of up to 4 rows on the batched kernels instead of the fused decode "
+               "kernels (for comparisons)");
   app.add_flag("--no-graphs", no_graphs,
                "GPU: run every step without captured graphs (slower; for compute-sanitizer and "
                "debuggers)");
@@ -162,6 +166,7 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
     fail("%s (see --help)", msg.c_str());
   }
   opt.gpu_graphs = !no_graphs;
+  opt.decode_kernels = !no_decode;
   if (opt.transport != "auto" && opt.transport != "mpi")
     fail("--transport: expected auto or mpi, got '%s'", opt.transport.c_str());
 

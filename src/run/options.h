@@ -52,6 +52,7 @@ struct RunOptions {
   std::string layers;          // --layers 4,7,7,6: layers per rank ("" = by the cost model)
   double ring_timeout_s = 300; // --ring-timeout: a stage waiting longer for a message fails
   bool gpu_graphs = true;      // --no-graphs: GPU steps without captured graphs (debuggers)
+  bool decode_kernels = true;  // --no-decode-kernels: small GPU steps on the batched kernels
   bool profile = false;        // --profile: rank 0's time by phase at the end (pipeline)
   std::string transport = "auto";  // --transport auto | mpi: links between GPU ranks
 };

@@ -142,6 +142,7 @@ BackendFactory backend_factory(const RunOptions& opt, const ModelFile& model,
   bo.threads = opt.threads;
   bo.kv_cache = opt.kv_cache;
   bo.gpu_graphs = opt.gpu_graphs;
+  bo.decode_kernels = opt.decode_kernels;
 #ifdef GPTOSS_HAVE_GPU
   if (backend == "gpu") {
     bo.device = gpu_for_this_rank();

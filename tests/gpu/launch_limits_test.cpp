@@ -6,7 +6,8 @@
 //     every kernel path (each MoeOptions choice valid on the target, with and without the fused
 //     next RMSNorm);
 //   prompt-tile attention and token sampling (kernels/gpu/launch_shapes.h): both KV-cache types,
-//     1..kMaxStepRows tiles / rows.
+//     1..kMaxStepRows tiles / rows;
+//   the decode path (launch_shapes.h): its dense matmuls, router and expert matmuls at 1..4 rows.
 // Kernels with fixed blocks and only static shared memory are covered by the HIP build's
 // resource report (tests/gpu/hip_resource_report.py) and, on CUDA, by nvcc itself.
 //
@@ -107,6 +108,25 @@ void for_each_checked_launch(const GpuTarget& t, F&& f) {
         f(Where{&c, n, nullptr, f32 ? "prompt tiles (f32 KV cache)" : "prompt tiles (bf16 KV cache)"},
           attn_tiles_launch(t, f32, n, c.c.n_heads, c.c.n_kv_heads));
       f(Where{&c, n, nullptr, "rows sampled"}, pick_sample_launch(t, n, c.c.vocab));
+    }
+    // The decode path (steps of 1..kDecodeMaxRows rows): every matmul of a layer and the head
+    // (launches of decode_rows_per_launch rows each), the router, both expert matmuls.
+    const Config& k = c.c;
+    const int sms = t.vendor == GpuVendor::nvidia ? 132 : 104;
+    for (int rows = 1; rows <= kDecodeMaxRows; ++rows) {
+      auto dense = [&](const char* what, int K, int M, bool rope) {
+        const int per = decode_rows_per_launch(t, rows, K);
+        f(Where{&c, per, nullptr, what}, decode_matmul_launch(t, per, K, M, rope, sms));
+      };
+      dense("decode qkv", k.hidden, k.qkv_rows(), true);
+      dense("decode output projection", k.q_dim(), k.hidden, false);
+      dense("decode LM head", k.hidden, k.vocab, false);
+      f(Where{&c, rows, nullptr, "decode router"}, moe_decode_route_launch(t, rows, k.hidden, k.n_experts));
+      const int pairs = rows * k.experts_per_tok;
+      f(Where{&c, rows, nullptr, "decode mlp1"},
+        moe_decode_mlp_launch(t, true, pairs, k.hidden, 2 * k.intermediate));
+      f(Where{&c, rows, nullptr, "decode mlp2"},
+        moe_decode_mlp_launch(t, false, pairs, k.intermediate, k.hidden));
     }
   }
 }

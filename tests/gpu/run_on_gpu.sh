@@ -3,7 +3,8 @@
 # build-gpu2) and copied with tokenizer.bin (and, for `run`, the Open MPI runtime: mpi/) into one
 # git-ignored folder (see docs/gpu.md). Logs go to $OUT (or ./gpu-out).
 # Usage: tests/gpu/run_on_gpu.sh [.dev/gpu2] [steps...]
-#   steps: tests bench top1 runbench getp compare ncu memcheck
+#   steps: tests golden bench top1 runbench getp compare ncu memcheck
+#   golden: the tiny model's committed golden outputs on the GPU (--kv-cache f32), seeds 1 and 2
 #   compare: batch-1 decode (generate) and getp (-m bench, 256 x 1024 in / 1024 out) with this
 #            build's `run` and with $BEFORE/run (another build, e.g. the previous commit), twice each,
 #            interleaved, in the same call: compare.csv
@@ -38,7 +39,15 @@ if has tests; then
   [ -x "$B/gpu_attention_test" ] && t attention 90 "$B/gpu_attention_test"
   t moe 60 "$B/gpu_moe_test"
   [ -x "$B/gpu_sample_test" ] && t sample 90 "$B/gpu_sample_test"
+  [ -x "$B/gpu_decode_test" ] && t decode 120 "$B/gpu_decode_test"
   t engine 120 "$B/gpu_engine_test"
+fi
+if has golden && [ -x "$B/golden_test" ]; then
+  for seed in 1 2; do
+    ( "$B/export-model" --synthetic tiny /tmp/tiny$seed-hf --seed $seed && "$B/export-model" /tmp/tiny$seed-hf /tmp/tiny$seed.bin ) > /dev/null 2>&1
+    t golden$seed 120 "$B/golden_test" --gtest_filter='Golden.*' --golden tests/golden/tiny_seed$seed.json \
+      --model /tmp/tiny$seed.bin --tokenizer "$B/tokenizer.bin" --backend gpu --kv-cache f32
+  done
 fi
 if has bench; then
   t bench_moe 60 "$B/bench-moe" --reps 20
@@ -70,19 +79,26 @@ if has getp; then  # a real getp job with the GPU defaults (-b sized from free m
   grep -E "KV cache|getp:" "$O/getp.log" | head -3
 fi
 if has compare; then
+  # COMPARE_SIDES: builds / variants, each "name" of: before ($BEFORE/run), after (this build),
+  # nodecode (this build with --no-decode-kernels). Batch-1 decode COMPARE_REPS times per side
+  # (interleaved), getp (-m bench, 256 x 1024 in / 1024 out) once for the sides in
+  # COMPARE_GETP_SIDES.
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_ess_singleton_isolated=1
   if ldd "$B/run" | grep -q "not found"; then export LD_LIBRARY_PATH="$B/mpi/lib"; fi
   echo "build,rep,test,tok_s" > "$O/compare.csv"
   for rep in $(seq 1 ${COMPARE_REPS:-2}); do
-    for side in before after; do
-      R="$B/run"; [ $side = before ] && R="$BEFORE/run"
+    for side in ${COMPARE_SIDES:-before after}; do
+      R="$B/run"; extra=()
+      [ $side = before ] && R="$BEFORE/run"
+      [ $side = nodecode ] && extra=(--no-decode-kernels)
       timeout 120 "$R" $M -z "$B/tokenizer.bin" --backend gpu -m generate -i "Tell me a long story." \
-        -n 256 -T 0 --ignore-eos -c 1024 > "$O/gen-$side-$rep.log" 2>&1
+        -n 256 -T 0 --ignore-eos -c 1024 "${extra[@]}" > "$O/gen-$side-$rep.log" 2>&1
       d=$(grep -oE "decode [0-9.]+ s \([0-9.]+ tok/s" "$O/gen-$side-$rep.log" | grep -oE "[0-9.]+ tok/s" | cut -d' ' -f1)
       echo "$side,$rep,decode_b1,$d" >> "$O/compare.csv"
       [ "$rep" -le "${COMPARE_GETP_REPS:-1}" ] || continue
+      [[ " ${COMPARE_GETP_SIDES:-before after} " == *" $side "* ]] || continue
       timeout ${COMPARE_GETP_TIMEOUT:-200} "$R" $M -z "$B/tokenizer.bin" --backend gpu -m bench --pp 0 -n 128 \
-        -b 256 --getp-prompt 1024 --getp-new 1024 -r 1 -c 2048 --format csv > "$O/bench-$side-$rep.log" 2>&1
+        -b 256 --getp-prompt 1024 --getp-new 1024 -r 1 -c 2048 --format csv "${extra[@]}" > "$O/bench-$side-$rep.log" 2>&1
       for k in tg128 getp; do
         v=$(grep -E "^\".*,$k" "$O/bench-$side-$rep.log" | awk -F, '{print $(NF-1)}')
         echo "$side,$rep,$k,$v" >> "$O/compare.csv"
@@ -129,4 +145,4 @@ KEEP=" compare.csv ncu.csv ncu-summary.txt engine.log top1.log runbench.log getp
     [[ "$KEEP" == *" $f "* ]] && continue
     [ -f "$f" ] && { echo "##### $f"; cat "$f"; rm -f "$f"; }
   done ) > "$O/misc.log.tmp"
-mv "$O/misc.log.tmp" "$O/misc.log"
+cat "$O/misc.log.tmp" >> "$O/misc.log" && rm -f "$O/misc.log.tmp"  # a second invocation appends

@@ -1,0 +1,431 @@
+// kernels/gpu/moe_decode.cu: the decode path's MoE block (decode.h, moe_forward_decode): three
+// kernels per layer for steps of at most kDecodeMaxRows rows.
+//   route: every block stages the rows RMSNorm-ed (block 0 also stores them for the experts),
+//     computes its share of the router logits (a wave per two experts: the bf16 dot product of the
+//     router in moe_route.cu, bit for bit), and the block that finishes last (a ticket) does the
+//     top-k + softmax of every row (wave_topk_softmax, the routing kernels' choice).
+//   mlp1 / mlp2: one (row, rank) pair per grid column and kTileM weight rows per block, so all of
+//     the chosen experts' bytes stream from every SM. NVIDIA: a warp owns 16 weight rows and
+//     streams them through a cp.async ring in shared memory (kStageBlocks MXFP4 blocks per stage,
+//     kStages stages); per MXFP4 block, each lane turns its word of rows g and g + 8 into fp16
+//     pairs (the exact placements LUT * 2^-14) and two mma.sync m16n8k16 multiply them with the
+//     input as fp16 hi (column 0) and lo (column 1) halves; the block's sums are scaled by the
+//     rows' E8M0 scales into fp32 accumulators (fp32-quality, as moe_gemv.cu's tensor-core GEMV).
+//     HIP: the same grid with fp32 FMAs over the decoded codes (correct; not tuned).
+//   mlp1's epilogue: bias + clamped SwiGLU per (gate, up) row pair -> act[pair]. mlp2's: bias ->
+//     y[pair]; the last of the k pairs of a row to finish an output tile (a ticket per (row,
+//     tile)) adds w_0 y_0 + w_1 y_1 + ... in rank order into the residual: deterministic.
+// Every ticket returns to 0 in the launch that uses it, so graph replays reuse the counters.
+#include <algorithm>
+
+#include "gpu/decode.h"
+#include "gpu/decode_device.h"
+#include "gpu/moe_kernels.h"
+
+namespace gptoss::gpu {
+namespace {
+
+constexpr int kTileM = kMoeDecodeTileM;           // weight rows per block of mlp1 / mlp2
+constexpr int kStageBlocks = kMoeDecodeStageBlocks;  // MXFP4 blocks (of 32 codes) per stage
+constexpr int kStages = kMoeDecodeStages;            // stages in flight per warp
+constexpr int kMaxTopKDecode = 8;
+
+using decode_detail::kThreads;
+
+struct RouteArgs {
+  const float* x;          // [rows, H] residual
+  const uint16_t* norm_w;  // [H]
+  float eps;
+  const uint16_t* rw;      // [E, H]
+  const uint16_t* rb;      // [E]
+  float* xn;               // [rows, H] out: normalised rows
+  float* logits;           // [rows, E]
+  int32_t* experts;        // [rows, k]
+  float* weights;          // [rows, k]
+  uint32_t* ticket;
+  int rows, H, E, k;
+};
+
+// ---------------------------------------------------------------------------------- router
+// The wave butterfly of moe_kernels.h's / device_utils.h's wave_sum (both visible here), spelled
+// out: the routers' logits must come out bit-identical.
+__device__ __forceinline__ float route_wave_sum(float v) {
+#pragma unroll
+  for (int off = kWaveSize / 2; off > 0; off >>= 1) v += gpu_shfl_xor(v, off);
+  return v;
+}
+
+template <int R>
+__global__ __launch_bounds__(kThreads) void moe_route_decode_kernel(RouteArgs a) {
+  namespace dd = decode_detail;
+  constexpr int kRouteWaves = dd::kWaves;
+  extern __shared__ float4 route_smem4[];
+  float* xs = reinterpret_cast<float*>(route_smem4);  // [R][H] lo | hi, then [rows][E] logits
+  __shared__ double red[kRouteWaves];
+  __shared__ int last;
+  const int wave = threadIdx.x / kWaveSize, lane = threadIdx.x % kWaveSize;
+  const int H = a.H, n_chunks = H / 8;
+  const int e0 = (blockIdx.x * kRouteWaves + wave) * 2;
+  uint4 wv[2][dd::kSmallNC];
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+    const bool ok = e0 + j < a.E;
+    const uint4* wp = reinterpret_cast<const uint4*>(a.rw + static_cast<size_t>(ok ? e0 + j : 0) * H);
+#pragma unroll
+    for (int u = 0; u < dd::kSmallNC; ++u) {
+      const int c = lane + u * kWaveSize;
+      wv[j][u] = ok && c < n_chunks ? wp[c] : make_uint4(0, 0, 0, 0);
+    }
+  }
+  dd::stage_rows<R>(a.x, nullptr, a.rows, H, a.norm_w, a.eps, xs, red);
+  if (blockIdx.x == 0)  // the normalised rows for the expert matmuls, in plain row order
+    for (int r = 0; r < a.rows; ++r)
+      for (int i = threadIdx.x; i < H / 4; i += kThreads)
+        reinterpret_cast<float4*>(a.xn + static_cast<size_t>(r) * H)[i] =
+            ((i & 1) ? dd::xs_hi(xs, r, H) : dd::xs_lo(xs, r, H))[i >> 1];
+  float acc[2][R];
+#pragma unroll
+  for (int j = 0; j < 2; ++j)
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[j][r] = 0.0f;
+#pragma unroll
+  for (int u = 0; u < dd::kSmallNC; ++u) {
+    const int c = lane + u * kWaveSize;
+    if (c < n_chunks) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const float4 xa = dd::xs_lo(xs, r, H)[c], xb = dd::xs_hi(xs, r, H)[c];
+        dd::fma8(acc[0][r], wv[0][u], xa, xb);
+        dd::fma8(acc[1][r], wv[1][u], xa, xb);
+      }
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < 2; ++j)
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const float s = route_wave_sum(acc[j][r]);
+      if (lane == 0 && r < a.rows && e0 + j < a.E)
+        a.logits[static_cast<size_t>(r) * a.E + e0 + j] = s + bf16_bits_to_f32(a.rb[e0 + j]);
+    }
+  // The last block to finish does the top-k: every block's logits are visible to it.
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(a.ticket, 1u) == gridDim.x - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  float* lg = xs;  // the staged rows are no longer needed
+  const volatile float* src = a.logits;
+  for (int i = threadIdx.x; i < a.rows * a.E; i += kThreads) lg[i] = src[i];
+  __syncthreads();
+  for (int r = wave; r < a.rows; r += kRouteWaves)
+    wave_topk_softmax(lg + static_cast<size_t>(r) * a.E, a.E, a.k, lane,
+                      a.experts + static_cast<size_t>(r) * a.k, a.weights + static_cast<size_t>(r) * a.k);
+  if (threadIdx.x == 0) *a.ticket = 0;
+}
+
+// ---------------------------------------------------------------------------------- experts
+struct MlpArgs {
+  const uint8_t* blocks;   // [E, M, K/32, 16]
+  const uint8_t* scales;   // [E, M, K/32]
+  const uint16_t* bias;    // [E, M]
+  const float* x;          // mlp1: xn [rows, K] (row = pair / k); mlp2: act [pairs, K]
+  const int32_t* experts;  // [pairs]
+  const float* weights;    // [pairs] (mlp2)
+  float* out;              // mlp1: act [pairs, M / 2]; mlp2: y [pairs, M]
+  float* residual;         // mlp2: [rows, M]
+  uint32_t* tickets;       // mlp2: [rows, M / kTileM]
+  int K, M, k;
+  float limit;
+};
+
+// The epilogue of one weight row pair (rows m and m + 8 of a warp's 16, values v0, v8) for lane
+// (g, t = 0), shared by both implementations. mlp1: (gate, up) rows 2i, 2i + 1 -> act[i] (the up
+// value of row m comes from lane + 4, which holds row m + 1).
+template <bool kFirst>
+__device__ __forceinline__ void mlp_store(const MlpArgs& a, int pair, int e, int m0, int g, float v0,
+                                          float v8, float up0, float up8) {
+  const uint16_t* bias = a.bias + static_cast<size_t>(e) * a.M + m0;
+  if (kFirst) {
+    if (g % 2 == 0) {
+      float* act = a.out + static_cast<size_t>(pair) * (a.M / 2);
+      act[(m0 + g) / 2] =
+          swiglu(v0 + bf16_bits_to_f32(bias[g]), up0 + bf16_bits_to_f32(bias[g + 1]), a.limit);
+      act[(m0 + g + 8) / 2] =
+          swiglu(v8 + bf16_bits_to_f32(bias[g + 8]), up8 + bf16_bits_to_f32(bias[g + 9]), a.limit);
+    }
+  } else {
+    float* y = a.out + static_cast<size_t>(pair) * a.M + m0;
+    y[g] = v0 + bf16_bits_to_f32(bias[g]);
+    y[g + 8] = v8 + bf16_bits_to_f32(bias[g + 8]);
+  }
+}
+
+// mlp2: the last of a row's k pairs to finish tile `tile` adds the weighted sum into the residual.
+__device__ void mlp2_combine(const MlpArgs& a, int pair, int tile) {
+  __shared__ int last;
+  const int row = pair / a.k;
+  __threadfence();  // this thread's y writes, before the ticket
+  __syncthreads();
+  if (threadIdx.x == 0)
+    last = atomicAdd(a.tickets + static_cast<size_t>(row) * (a.M / kTileM) + tile, 1u) ==
+           static_cast<unsigned>(a.k - 1);
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  const int m = tile * kTileM + static_cast<int>(threadIdx.x);
+  if (threadIdx.x < kTileM) {
+    const volatile float* y = a.out;
+    const float* w = a.weights + static_cast<size_t>(row) * a.k;
+    float acc = w[0] * y[static_cast<size_t>(row) * a.k * a.M + m];
+    for (int r = 1; r < a.k; ++r)
+      acc = acc + w[r] * y[(static_cast<size_t>(row) * a.k + r) * a.M + m];
+    float* res = a.residual + static_cast<size_t>(row) * a.M + m;
+    *res = *res + acc;
+  }
+  if (threadIdx.x == 0) a.tickets[static_cast<size_t>(row) * (a.M / kTileM) + tile] = 0;
+}
+
+#if !defined(GPTOSS_HIP)
+// NVIDIA: 4 warps x 16 weight rows = kTileM rows per block (128 threads).
+constexpr int kMlpThreads = 4 * kWaveSize;
+constexpr int kRowPad = kStageBlocks * 16 + 16;  // bytes per staged weight row (conflict-free)
+constexpr int kWarpStage = 16 * kRowPad;         // bytes of one warp's stage
+struct MlpSmem {
+  __host__ __device__ static size_t x_bytes(int K) { return static_cast<size_t>(K / 32) * 128; }  // hi|lo per block
+  __host__ __device__ static size_t scale_bytes(int K) { return static_cast<size_t>(4) * 16 * (K / 32); }
+  __host__ __device__ static size_t ring_bytes() { return static_cast<size_t>(4) * kStages * kWarpStage; }
+  __host__ __device__ static size_t bytes(int K) { return x_bytes(K) + scale_bytes(K) + ring_bytes(); }
+};
+
+template <bool kFirst>
+__global__ __launch_bounds__(kMlpThreads) void moe_mlp_decode_kernel(MlpArgs a) {
+  extern __shared__ uint4 mlp_smem4[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>(mlp_smem4);
+  const int K = a.K, nb = K / 32;
+  uint8_t* xq = smem;                                // [nb][hi 4 x uint4 | lo 4 x uint4]
+  uint8_t* scs = xq + MlpSmem::x_bytes(K);           // [warp][16 rows][nb]
+  uint8_t* ring = scs + MlpSmem::scale_bytes(K);     // [warp][stage][16 rows][kRowPad]
+  const int pair = blockIdx.x, tile = blockIdx.y;
+  const int warp = threadIdx.x / kWaveSize, lane = threadIdx.x % kWaveSize;
+  const int g = lane / 4, t = lane % 4;
+  const int e = a.experts[pair];
+  const int m0 = tile * kTileM + warp * 16;  // this warp's first weight row
+  const size_t row0 = static_cast<size_t>(e) * a.M + m0;
+  const uint8_t* wsrc = a.blocks + row0 * (K / 2);
+  uint8_t* my_ring = ring + static_cast<size_t>(warp) * kStages * kWarpStage;
+  const int n_stages = (nb + kStageBlocks - 1) / kStageBlocks;
+
+  // Stage s: 16 rows x kStageBlocks blocks of 16 bytes = 8 x 16-byte copies per row; lane l copies
+  // pieces l, l + 32, l + 64, l + 96 (row piece / 8, block piece % 8).
+  auto issue = [&](int s) {
+    if (s < n_stages) {
+      uint8_t* dst = my_ring + static_cast<size_t>(s % kStages) * kWarpStage;
+      const int b0 = s * kStageBlocks;
+#pragma unroll
+      for (int i = 0; i < 16 * kStageBlocks / kWaveSize; ++i) {
+        const int piece = lane + i * kWaveSize, r = piece / kStageBlocks, b = piece % kStageBlocks;
+        if (b0 + b < nb)
+          tile::cp_async16(dst + r * kRowPad + 16 * b, wsrc + static_cast<size_t>(r) * (K / 2) + 16 * (b0 + b));
+      }
+    }
+    tile::cp_async_commit();
+  };
+  // This warp's scales (16 rows x nb bytes, contiguous and 16-byte aligned: M and the warp's first
+  // row are multiples of 16) ride in the first stage's copy group.
+  uint8_t* my_sc = scs + static_cast<size_t>(warp) * 16 * nb;
+  const uint8_t* scsrc = a.scales + row0 * nb;
+  for (int i = lane; i < nb; i += kWaveSize) tile::cp_async16(my_sc + 16 * i, scsrc + 16 * i);
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) issue(s);
+
+  // The input as fp16 hi / lo pairs in the B-fragment order (f16_hilo8): all of a thread's loads
+  // first (one round of latency), then the conversions.
+  const float* xsrc = kFirst ? a.x + static_cast<size_t>(pair / a.k) * K : a.x + static_cast<size_t>(pair) * K;
+  constexpr int kItems = kDecodeMaxK / 32 * 4 / kMlpThreads;  // 8-value items per thread, at most
+  float4 xv[kItems][2];
+#pragma unroll
+  for (int u = 0; u < kItems; ++u) {
+    const int it = threadIdx.x + u * kMlpThreads, b = it / 4, tt = it % 4;
+    const bool ok = it < nb * 4;
+    xv[u][0] = ok ? *reinterpret_cast<const float4*>(xsrc + 32 * b + 8 * tt) : make_float4(0.f, 0.f, 0.f, 0.f);
+    xv[u][1] = ok ? *reinterpret_cast<const float4*>(xsrc + 32 * b + 8 * tt + 4) : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+#pragma unroll
+  for (int u = 0; u < kItems; ++u) {
+    const int it = threadIdx.x + u * kMlpThreads, b = it / 4, tt = it % 4;
+    if (it >= nb * 4) continue;
+    uint4 hi, lo;
+    f16_hilo8(xv[u][0], xv[u][1], hi, lo);
+    reinterpret_cast<uint4*>(xq + static_cast<size_t>(b) * 128)[tt] = hi;
+    reinterpret_cast<uint4*>(xq + static_cast<size_t>(b) * 128 + 64)[tt] = lo;
+  }
+  __syncthreads();
+
+  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // rows g, g + 8 x columns 2t, 2t + 1
+  for (int s = 0; s < n_stages; ++s) {
+    tile::cp_async_wait<kStages - 2>();
+    __syncwarp();
+    issue(s + kStages - 1);  // into the slot the previous iteration finished reading
+    const uint8_t* st = my_ring + static_cast<size_t>(s % kStages) * kWarpStage;
+    const int nbs = min(kStageBlocks, nb - s * kStageBlocks);
+    for (int bi = 0; bi < nbs; ++bi) {
+      const int b = s * kStageBlocks + bi;
+      const uint32_t w0 = *reinterpret_cast<const uint32_t*>(st + g * kRowPad + 16 * bi + 4 * t);
+      const uint32_t w1 = *reinterpret_cast<const uint32_t*>(st + (g + 8) * kRowPad + 16 * bi + 4 * t);
+      uint4 bv = make_uint4(0, 0, 0, 0);  // column g: 0 = hi, 1 = lo, others zero
+      if (g < 2) bv = *reinterpret_cast<const uint4*>(xq + static_cast<size_t>(b) * 128 + 64 * g + 16 * t);
+      float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      tile::mma_f16_m16n8k16(d, mxfp4_pair_f16(w0, 0), mxfp4_pair_f16(w1, 0), mxfp4_pair_f16(w0, 1),
+                             mxfp4_pair_f16(w1, 1), bv.x, bv.y);
+      tile::mma_f16_m16n8k16(d, mxfp4_pair_f16(w0, 2), mxfp4_pair_f16(w1, 2), mxfp4_pair_f16(w0, 3),
+                             mxfp4_pair_f16(w1, 3), bv.z, bv.w);
+      const float f0 = e8m0_to_f32(my_sc[g * nb + b]) * 16384.0f;
+      const float f8 = e8m0_to_f32(my_sc[(g + 8) * nb + b]) * 16384.0f;
+      acc[0] = fmaf(d[0], f0, acc[0]);
+      acc[1] = fmaf(d[1], f0, acc[1]);
+      acc[2] = fmaf(d[2], f8, acc[2]);
+      acc[3] = fmaf(d[3], f8, acc[3]);
+    }
+  }
+  tile::cp_async_wait<0>();
+  // Lane (g, 0) holds columns 0 (hi part) and 1 (lo part) of rows g and g + 8.
+  const float v0 = acc[0] + acc[1], v8 = acc[2] + acc[3];
+  const float up0 = gpu_shfl_down(v0, 4), up8 = gpu_shfl_down(v8, 4);
+  if (t == 0) mlp_store<kFirst>(a, pair, e, m0, g, v0, v8, up0, up8);
+  if (!kFirst) mlp2_combine(a, pair, tile);
+}
+size_t mlp_smem_bytes(int K) { return MlpSmem::bytes(K); }
+
+#else  // HIP: fp32 FMAs over the decoded codes; a wave per 16 weight rows, as lanes (g, t) above
+// would hold them: here lane l takes row (l % 16) of the wave's 16 and MXFP4 blocks l / 16,
+// l / 16 + W / 16, ... (W = 64: 4 lanes per row), then the row's lanes are summed.
+constexpr int kMlpThreads = (kTileM / 16) * kWaveSize;
+size_t mlp_smem_bytes(int K) { return static_cast<size_t>(K) * sizeof(float); }
+
+template <bool kFirst>
+__global__ __launch_bounds__(kMlpThreads) void moe_mlp_decode_kernel(MlpArgs a) {
+  extern __shared__ float4 mlp_smem4[];
+  float* xs = reinterpret_cast<float*>(mlp_smem4);  // [K]
+  const int K = a.K, nb = K / 32;
+  const int pair = blockIdx.x, tile = blockIdx.y;
+  const int wave = threadIdx.x / kWaveSize, lane = threadIdx.x % kWaveSize;
+  constexpr int kLanesPerRow = kWaveSize / 16;
+  const int rr = lane % 16, part = lane / 16;
+  const int e = a.experts[pair];
+  const int m0 = tile * kTileM + wave * 16;
+  const float* xsrc = kFirst ? a.x + static_cast<size_t>(pair / a.k) * K : a.x + static_cast<size_t>(pair) * K;
+  for (int i = threadIdx.x; i < K; i += kMlpThreads) xs[i] = xsrc[i];
+  __syncthreads();
+  const size_t row = static_cast<size_t>(e) * a.M + m0 + rr;
+  const uint8_t* wb = a.blocks + row * (K / 2);
+  const uint8_t* sc = a.scales + row * nb;
+  float acc = 0.0f;
+  for (int b = part; b < nb; b += kLanesPerRow) {
+    const uint4 v = *reinterpret_cast<const uint4*>(wb + 16 * b);
+    const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+    float part_sum = 0.0f;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      float raw[8];
+      mxfp4_decode8_raw(words[q], raw);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) part_sum = fmaf(raw[i], xs[32 * b + 8 * q + i], part_sum);
+    }
+    acc = fmaf(part_sum * 16384.0f, e8m0_to_f32(sc[b]), acc);
+  }
+#pragma unroll
+  for (int off = 16; off < kWaveSize; off <<= 1) acc += gpu_shfl_xor(acc, off);
+  // Lane rr (< 16) now holds row m0 + rr; lanes g = rr < 8 hold rows g and g + 8 as the NVIDIA
+  // kernel's lane (g, 0) does, for the shared epilogue.
+  const float v8 = gpu_shfl(acc, rr + 8);
+  const float up0 = gpu_shfl(acc, rr + 1), up8 = gpu_shfl(acc, rr + 9);
+  if (lane < 8) mlp_store<kFirst>(a, pair, e, m0, lane, acc, v8, up0, up8);
+  if (!kFirst) mlp2_combine(a, pair, tile);
+}
+#endif
+
+template <class T>
+T* dev_alloc(size_t n, size_t& bytes) {
+  void* p = nullptr;
+  GPU_CHECK(gpuMalloc(&p, std::max<size_t>(n, 1) * sizeof(T)));
+  bytes += std::max<size_t>(n, 1) * sizeof(T);
+  return static_cast<T*>(p);
+}
+
+}  // namespace
+
+MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows) {
+  const int H = w.hidden, I = w.intermediate, E = w.n_experts, k = w.top_k;
+  if (H % kTileM || (2 * I) % kTileM || H % 32 || I % 32 || H > kDecodeMaxK || I > kDecodeMaxK ||
+      k > kMaxTopKDecode || k > E || E > 32 * kWaveSize)
+    fail("moe decode: shape unsupported (hidden %d, intermediate %d, experts %d top %d: hidden and "
+         "2 x intermediate multiples of %d, both <= %d, top-k <= %d)",
+         H, I, E, k, kTileM, kDecodeMaxK, kMaxTopKDecode);
+  MoeDecodeScratch s;
+  s.max_rows = max_rows, s.n_experts = E, s.top_k = k, s.hidden = H, s.intermediate = I;
+  const size_t pairs = static_cast<size_t>(max_rows) * k;
+  s.xn = dev_alloc<float>(static_cast<size_t>(max_rows) * H, s.bytes);
+  s.logits = dev_alloc<float>(static_cast<size_t>(max_rows) * E, s.bytes);
+  s.experts = dev_alloc<int32_t>(pairs, s.bytes);
+  s.weights = dev_alloc<float>(pairs, s.bytes);
+  s.act = dev_alloc<float>(pairs * I, s.bytes);
+  s.y = dev_alloc<float>(pairs * H, s.bytes);
+  const size_t n_tickets = 1 + static_cast<size_t>(max_rows) * (H / kTileM);
+  s.counters = dev_alloc<uint32_t>(n_tickets, s.bytes);
+  GPU_CHECK(gpuMemset(s.counters, 0, n_tickets * sizeof(uint32_t)));
+  decode_detail::decode_dense_init();
+  // Dynamic shared memory beyond 48 KiB needs the opt-in on NVIDIA (largest: the router at 4 rows).
+  const int route_smem = static_cast<int>(size_t(kDecodeMaxRows) * H * sizeof(float));
+  const int mlp_smem = static_cast<int>(std::max(mlp_smem_bytes(H), mlp_smem_bytes(I)));
+#if !defined(GPTOSS_HIP)
+  GPU_CHECK(gpuFuncSetAttribute(moe_route_decode_kernel<1>, gpuFuncAttributeMaxDynamicSharedMemorySize, route_smem));
+  GPU_CHECK(gpuFuncSetAttribute(moe_route_decode_kernel<2>, gpuFuncAttributeMaxDynamicSharedMemorySize, route_smem));
+  GPU_CHECK(gpuFuncSetAttribute(moe_route_decode_kernel<4>, gpuFuncAttributeMaxDynamicSharedMemorySize, route_smem));
+  GPU_CHECK(gpuFuncSetAttribute(moe_mlp_decode_kernel<true>, gpuFuncAttributeMaxDynamicSharedMemorySize, mlp_smem));
+  GPU_CHECK(gpuFuncSetAttribute(moe_mlp_decode_kernel<false>, gpuFuncAttributeMaxDynamicSharedMemorySize, mlp_smem));
+#else
+  (void)route_smem, (void)mlp_smem;
+#endif
+  return s;
+}
+
+void moe_decode_scratch_destroy(MoeDecodeScratch& s) {
+  for (void* p : {static_cast<void*>(s.xn), static_cast<void*>(s.logits), static_cast<void*>(s.experts),
+                  static_cast<void*>(s.weights), static_cast<void*>(s.act), static_cast<void*>(s.y),
+                  static_cast<void*>(s.counters)})
+    if (p) (void)gpuFree(p);
+  s = MoeDecodeScratch{};
+}
+
+void moe_forward_decode(const MoeGpuWeights& w, const bf16_t* norm_w, float eps, float* residual,
+                        int rows, MoeDecodeScratch& s, gpuStream_t stream) {
+  if (rows < 1 || rows > s.max_rows || rows > kDecodeMaxRows || s.hidden != w.hidden ||
+      s.intermediate != w.intermediate || s.n_experts != w.n_experts || s.top_k != w.top_k)
+    fail("moe_forward_decode: %d rows or a scratch of another shape (max %d rows)", rows, s.max_rows);
+  const int H = w.hidden, I = w.intermediate, E = w.n_experts, k = w.top_k;
+  RouteArgs ra{residual, norm_w, eps, w.router_w, w.router_b, s.xn, s.logits, s.experts, s.weights,
+               s.counters, rows, H, E, k};
+  const KernelLaunch lr = moe_decode_route_launch(kTarget, rows, H, E);
+  GPTOSS_ASSERT(lr.threads == kThreads);
+  if (rows == 1) moe_route_decode_kernel<1><<<lr.grid_x, lr.threads, lr.dyn_smem_bytes, stream>>>(ra);
+  else if (rows == 2) moe_route_decode_kernel<2><<<lr.grid_x, lr.threads, lr.dyn_smem_bytes, stream>>>(ra);
+  else moe_route_decode_kernel<4><<<lr.grid_x, lr.threads, lr.dyn_smem_bytes, stream>>>(ra);
+  GPU_CHECK_LAUNCH();
+  const int pairs = rows * k;
+  MlpArgs m1{w.mlp1_blocks, w.mlp1_scales, w.mlp1_bias, s.xn, s.experts, s.weights, s.act,
+             nullptr, nullptr, H, 2 * I, k, w.swiglu_limit};
+  const KernelLaunch l1 = moe_decode_mlp_launch(kTarget, true, pairs, H, 2 * I);
+  GPTOSS_ASSERT(l1.threads == kMlpThreads && l1.dyn_smem_bytes == mlp_smem_bytes(H));
+  moe_mlp_decode_kernel<true><<<moe_grid(l1), l1.threads, l1.dyn_smem_bytes, stream>>>(m1);
+  GPU_CHECK_LAUNCH();
+  MlpArgs m2{w.mlp2_blocks, w.mlp2_scales, w.mlp2_bias, s.act, s.experts, s.weights, s.y,
+             residual, s.counters + 1, I, H, k, w.swiglu_limit};
+  const KernelLaunch l2 = moe_decode_mlp_launch(kTarget, false, pairs, I, H);
+  GPTOSS_ASSERT(l2.threads == kMlpThreads && l2.dyn_smem_bytes == mlp_smem_bytes(I));
+  moe_mlp_decode_kernel<false><<<moe_grid(l2), l2.threads, l2.dyn_smem_bytes, stream>>>(m2);
+  GPU_CHECK_LAUNCH();
+}
+
+}  // namespace gptoss::gpu

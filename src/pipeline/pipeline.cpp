@@ -210,11 +210,13 @@ void Pipeline::check_rows(const comm::Slot& s) {
 }
 
 void Pipeline::run(Scheduler& sch, const std::function<bool()>& should_stop,
-                   const std::function<void()>& after_commit) {
+                   const std::function<void()>& after_commit,
+                   const std::function<void()>& before_plan) {
   GPTOSS_ASSERT(rank_ == 0);
   std::deque<Scheduler::Step> inflight;
   for (;;) {
     const bool stopping = should_stop && should_stop();
+    if (!stopping && before_plan) before_plan();
     while (!stopping && static_cast<int>(inflight.size()) < mb_) {
       Scheduler::Step st;
       const double tp = now_us();

@@ -71,9 +71,11 @@ class Pipeline {
 
   // Rank 0: runs the scheduler until it is idle, or until should_stop() returns true (checked
   // before every plan; micro-batches already in flight still finish and are committed).
-  // after_commit() is called after every committed micro-batch.
+  // after_commit() is called after every committed micro-batch; before_plan() before each round
+  // of planning (a server submits and cancels requests there, so they join the running batch).
   void run(Scheduler& sch, const std::function<bool()>& should_stop = {},
-           const std::function<void()>& after_commit = {});
+           const std::function<void()>& after_commit = {},
+           const std::function<void()>& before_plan = {});
   // Ranks > 0: processes micro-batches until rank 0's shutdown message.
   void serve();
   // COLLECTIVE: rank 0 sends the shutdown message round the ring; every rank drains its links

@@ -174,8 +174,9 @@ std::string resolve_backend(const RunOptions& opt) {
 }  // namespace
 
 void Session::run(Scheduler& sch, const std::function<bool()>& should_stop,
-                  const std::function<void()>& after_commit) {
-  pipeline->run(sch, should_stop, after_commit);
+                  const std::function<void()>& after_commit,
+                  const std::function<void()>& before_plan) {
+  pipeline->run(sch, should_stop, after_commit, before_plan);
 }
 
 std::vector<double> Session::finish() {

@@ -40,8 +40,11 @@ struct Session {
   int slots = 1;
 
   // Runs the scheduler until it is idle or should_stop() (work in flight still finishes).
+  // before_plan() runs before each planning round (Pipeline::run): requests submitted or
+  // cancelled there join or leave the running batch.
   void run(Scheduler& sch, const std::function<bool()>& should_stop = {},
-           const std::function<void()>& after_commit = {});
+           const std::function<void()>& after_commit = {},
+           const std::function<void()>& before_plan = {});
   // Ends the ring (COLLECTIVE: every rank's session or worker must reach it), prints the
   // per-stage report on stderr (several ranks) and returns busy % per stage (rank 0 first).
   // Idempotent.

@@ -99,7 +99,7 @@ bool Scheduler::plan(Step& step, const PlanLimits& limits) {
   for (int s = 0; s < opt_.max_slots; ++s) {
     Seq& q = slots_[s];
     const bool free = !q.inflight || (limits.fifo_prefill && q.next < q.prompt_len);
-    if (decode_left > 0 && q.active && free && q.feed.size() - q.next == 1) {
+    if (decode_left > 0 && q.active && !q.cancelled && free && q.feed.size() - q.next == 1) {
       emit(s, q, 1);
       --decode_left;
     }
@@ -110,7 +110,7 @@ bool Scheduler::plan(Step& step, const PlanLimits& limits) {
   std::vector<int> prefill;
   for (int s = 0; s < opt_.max_slots; ++s) {
     Seq& q = slots_[s];
-    if (!q.active || q.feed.size() - q.next <= 1) continue;
+    if (!q.active || q.cancelled || q.feed.size() - q.next <= 1) continue;
     // In flight: only a FIFO engine may take more of its prompt (never a generated token).
     if (q.inflight && !(limits.fifo_prefill && q.next < q.prompt_len)) continue;
     prefill.push_back(s);
@@ -141,16 +141,21 @@ void Scheduler::commit(const Step& step, std::span<const float> logits, int voca
 
 void Scheduler::commit_tokens(const Step& step, std::span<const int32_t> tokens) {
   GPTOSS_ASSERT(tokens.size() == step.logit_slots.size());
-  // A step holds the rows of a sequence as one contiguous run: one decrement per run.
+  // A step holds the rows of a sequence as one contiguous run: one decrement per run. A cancelled
+  // sequence whose last rows in flight came back is freed after the tokens are reported.
+  cancelled_done_.clear();
   for (size_t i = 0; i < step.rows.size(); ++i) {
     const int slot = step.rows[i].slot;
     if (i + 1 < step.rows.size() && step.rows[i + 1].slot == slot) continue;
-    if (slots_[slot].inflight > 0) --slots_[slot].inflight;
+    Seq& q = slots_[slot];
+    if (q.inflight > 0) --q.inflight;
+    if (q.active && q.cancelled && q.inflight == 0) cancelled_done_.push_back(slot);
   }
   for (size_t i = 0; i < step.logit_slots.size(); ++i) {
     int slot = step.logit_slots[i];
     Seq& q = slots_[slot];
     GPTOSS_ASSERT(q.active && q.next == q.feed.size());
+    if (q.cancelled) continue;  // its token is dropped
     const int32_t t = tokens[i];
     q.generated.push_back(t);
     ++stats_.generated;
@@ -165,16 +170,22 @@ void Scheduler::commit_tokens(const Step& step, std::span<const int32_t> tokens)
       q.feed.push_back(t);
       continue;
     }
-    Finished f;
-    f.id = q.id;
-    f.slot = slot;
-    f.end_pos = q.pos;
-    f.generated = std::move(q.generated);
-    f.reason = why;
-    q = Seq{};
-    --active_;
-    if (on_finish) on_finish(std::move(f));
+    finish_seq(slot, why);
   }
+  for (int slot : cancelled_done_) finish_seq(slot, FinishReason::Cancelled);
+}
+
+void Scheduler::finish_seq(int slot, FinishReason why) {
+  Seq& q = slots_[slot];
+  Finished f;
+  f.id = q.id;
+  f.slot = slot;
+  f.end_pos = q.pos;
+  f.generated = std::move(q.generated);
+  f.reason = why;
+  q = Seq{};
+  --active_;
+  if (on_finish) on_finish(std::move(f));
 }
 
 bool Scheduler::cancel(uint64_t id) {
@@ -191,17 +202,9 @@ bool Scheduler::cancel(uint64_t id) {
   }
   for (int slot = 0; slot < opt_.max_slots; ++slot) {
     Seq& q = slots_[slot];
-    if (!q.active || q.id != id) continue;
-    GPTOSS_ASSERT(q.inflight == 0);
-    Finished f;
-    f.id = q.id;
-    f.slot = slot;
-    f.end_pos = q.pos;
-    f.generated = std::move(q.generated);
-    f.reason = FinishReason::Cancelled;
-    q = Seq{};
-    --active_;
-    if (on_finish) on_finish(std::move(f));
+    if (!q.active || q.id != id || q.cancelled) continue;
+    q.cancelled = true;
+    if (q.inflight == 0) finish_seq(slot, FinishReason::Cancelled);
     return true;
   }
   return false;

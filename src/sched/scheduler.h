@@ -68,6 +68,8 @@ struct Finished {
   std::vector<int32_t> generated;  // stop token included when it ended the sequence
   FinishReason reason = FinishReason::MaxTokens;
 };
+// A request cancelled while still queued: Finished::slot is the request's (-1 unless it continues
+// a sequence) and nothing was generated.
 
 struct SchedulerOptions {
   int max_slots = 1;      // KV-cache slots (engine's max_slots)
@@ -121,11 +123,14 @@ class Scheduler {
   bool next_picks(const Step& step, std::vector<TokenPick>& picks);
   // plan + forward + commit. False when there was nothing to do.
   bool run_step(Engine& engine);
-  // Ends request `id` now (e.g. a chat turn stopped by Ctrl-C): on_finish gets what it has
-  // generated so far, reason Cancelled, as a -n cut would (end_pos: the tokens in the KV cache;
-  // the last generated token is not, and prompt tokens not yet sent are dropped). A queued request
-  // finishes with nothing generated. The request must have no step in flight (call it between
-  // runs). False if no such request is queued or active.
+  // Ends request `id` (a chat turn stopped by Ctrl-C, a client that went away): on_finish gets
+  // what it has generated so far, reason Cancelled, as a -n cut would (end_pos: the tokens in the
+  // KV cache; the last generated token is not, and prompt tokens not yet sent are dropped). A
+  // queued request finishes at once with nothing generated. An active sequence gets no further
+  // rows and finishes as soon as none of its rows is in flight: at once between runs, else at the
+  // commit of its last planned step (the tokens chosen there are dropped), so a pipelined engine
+  // never commits rows into a slot that has been given to another request. False if no such
+  // request is queued or active.
   bool cancel(uint64_t id);
 
   bool busy() const { return active_ > 0 || !queue_.empty(); }
@@ -148,9 +153,11 @@ class Scheduler {
     std::vector<int32_t> generated;
     int max_new = 1;
     bool new_seq = false;         // first row must carry kNewSeq
+    bool cancelled = false;       // cancel(): no more rows; freed once inflight is 0
     std::unique_ptr<TokenChooser> chooser;
   };
   bool admit_one();
+  void finish_seq(int slot, FinishReason why);
   bool is_stop(int32_t t) const;
 
   SchedulerOptions opt_;
@@ -163,6 +170,7 @@ class Scheduler {
   std::vector<float> logits_;  // [rows with kLogits, vocab] for run_step
   std::vector<TokenPick> picks_;
   std::vector<int32_t> tokens_;
+  std::vector<int> cancelled_done_;  // commit_tokens: cancelled slots to free
 };
 
 }  // namespace gptoss

@@ -366,3 +366,83 @@ TEST(RunScheduler, ForwardPickRejectsAWrongNumberOfPicks) {
 
 }  // namespace
 }  // namespace gptoss
+
+namespace gptoss {
+namespace {
+
+// cancel(): a queued request leaves at once; a running one gets no further rows and frees its slot
+// for the next queued request; the others' tokens are unchanged (reference_tokens).
+TEST(RunScheduler, CancelFreesTheSlotForTheNextRequest) {
+  FakeEngine eng(kVocab, 2, 4096);
+  SchedulerOptions so = opts(2, 64);
+  so.stop_ids = {};
+  Scheduler sch(so, test::fake_factory(false));
+  auto prompts = make_prompts(4);
+  std::map<uint64_t, Finished> done;
+  std::vector<uint64_t> token_ids;
+  sch.on_token = [&](uint64_t id, int32_t) { token_ids.push_back(id); };
+  sch.on_finish = [&](Finished&& f) { done[f.id] = std::move(f); };
+  for (uint64_t i = 0; i < 4; ++i) sch.submit(Request{i, prompts[i], 20, 0, -1});
+  ASSERT_TRUE(sch.run_step(eng));  // 0 and 1 admitted and prefilled; 2 and 3 queued
+  ASSERT_TRUE(sch.run_step(eng));
+  EXPECT_TRUE(sch.cancel(3));      // queued: gone at once, never had a slot
+  ASSERT_EQ(done.count(3), 1u);
+  EXPECT_EQ(done[3].reason, FinishReason::Cancelled);
+  EXPECT_EQ(done[3].slot, -1);
+  EXPECT_TRUE(done[3].generated.empty());
+  EXPECT_TRUE(sch.cancel(0));      // running, nothing in flight: freed at once with its 2 tokens
+  ASSERT_EQ(done.count(0), 1u);
+  EXPECT_EQ(done[0].reason, FinishReason::Cancelled);
+  EXPECT_EQ(done[0].generated.size(), 2u);
+  EXPECT_FALSE(sch.cancel(0));     // already gone
+  EXPECT_FALSE(sch.cancel(77));    // never existed
+  EXPECT_EQ(sch.active(), 1);
+  const size_t tokens_before = token_ids.size();
+  ASSERT_TRUE(sch.run_step(eng));  // request 2 takes slot 0 in this very step
+  bool two_admitted = false;
+  for (const Row& r : eng.steps.back())
+    if (r.slot == done[0].slot && (r.flags & Row::kNewSeq)) two_admitted = true;
+  EXPECT_TRUE(two_admitted);
+  for (size_t i = tokens_before; i < token_ids.size(); ++i) EXPECT_NE(token_ids[i], 0u);
+  while (sch.busy()) ASSERT_TRUE(sch.run_step(eng));
+  for (uint64_t i : {1u, 2u}) {
+    EXPECT_EQ(done[i].reason, FinishReason::MaxTokens);
+    EXPECT_EQ(done[i].generated,
+              test::reference_tokens(prompts[i], i, 20, 4096, {}, false, false, kVocab));
+  }
+}
+
+// A sequence cancelled while its rows are in flight (a pipelined engine) keeps its slot until that
+// step is committed; the token chosen there is dropped and then the slot is freed.
+TEST(RunScheduler, CancelWithRowsInFlightFreesAtTheCommit) {
+  FakeEngine eng(kVocab, 2, 4096);
+  SchedulerOptions so = opts(2, 64);
+  so.stop_ids = {};
+  Scheduler sch(so, test::fake_factory(false));
+  auto prompts = make_prompts(2);
+  std::map<uint64_t, Finished> done;
+  int tokens_of_0 = 0;
+  sch.on_token = [&](uint64_t id, int32_t) { tokens_of_0 += id == 0; };
+  sch.on_finish = [&](Finished&& f) { done[f.id] = std::move(f); };
+  for (uint64_t i = 0; i < 2; ++i) sch.submit(Request{i, prompts[i], 8, 0, -1});
+  std::vector<float> logits;
+  Scheduler::Step a;
+  ASSERT_TRUE(sch.plan(a));
+  eng.forward(a.rows, logits);
+  EXPECT_TRUE(sch.cancel(0));
+  EXPECT_EQ(done.count(0), 0u);  // rows in flight: not yet
+  EXPECT_EQ(sch.active(), 2);
+  Scheduler::Step b;
+  EXPECT_FALSE(sch.plan(b));     // nothing else may run meanwhile (1 is in flight too)
+  sch.commit(a, logits, kVocab);
+  ASSERT_EQ(done.count(0), 1u);
+  EXPECT_EQ(done[0].reason, FinishReason::Cancelled);
+  EXPECT_TRUE(done[0].generated.empty());
+  EXPECT_EQ(tokens_of_0, 0);
+  EXPECT_EQ(sch.active(), 1);
+  while (sch.busy()) ASSERT_TRUE(sch.run_step(eng));
+  EXPECT_EQ(done[1].generated, test::reference_tokens(prompts[1], 1, 8, 4096, {}, false, false, kVocab));
+}
+
+}  // namespace
+}  // namespace gptoss

@@ -24,8 +24,8 @@
 #include <string>
 
 #include "common/error.h"
+#include "harmony/harmony.h"
 #include "run/getp_io.h"
-#include "run/harmony.h"
 #include "run/line_reader.h"
 #include "run/modes.h"
 #include "run/paths.h"

@@ -1,4 +1,4 @@
-// main.cpp: `run [MODEL] -m generate|chat|getp ...` (see src/run/README.md), one MPI program:
+// main.cpp: `run [MODEL] -m generate|chat|getp|bench|serve ...` (see src/run/README.md), one MPI program:
 // rank 0 runs the mode (tokenizer, scheduler, I/O, embedding, LM head, sampling); ranks > 0
 // serve their block of layers in the ring pipeline (docs/pipeline.md). Without a launcher it is
 // a world of one, the same code path.
@@ -47,6 +47,7 @@ int run_mode(const gptoss::RunOptions& opt, gptoss::comm::World& world) {
     case gptoss::Mode::Chat: return gptoss::run_chat(opt);
     case gptoss::Mode::Getp: return gptoss::run_getp(opt);
     case gptoss::Mode::Bench: return gptoss::run_bench(opt);
+    case gptoss::Mode::Serve: return gptoss::run_serve(opt);
   }
   return 1;
 }

@@ -1,4 +1,4 @@
-// modes.h: the three modes of `run`; each returns the process exit code.
+// modes.h: the modes of `run`; each returns the process exit code.
 #pragma once
 #include "run/options.h"
 
@@ -8,5 +8,6 @@ int run_generate(const RunOptions& opt);
 int run_chat(const RunOptions& opt);
 int run_getp(const RunOptions& opt);
 int run_bench(const RunOptions& opt);
+int run_serve(const RunOptions& opt);
 
 }  // namespace gptoss

@@ -24,6 +24,7 @@ const char* mode_name(Mode m) {
     case Mode::Chat: return "chat";
     case Mode::Getp: return "getp";
     case Mode::Bench: return "bench";
+    case Mode::Serve: return "serve";
   }
   return "?";
 }
@@ -59,6 +60,7 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
       "  run [MODEL] -m chat [-y \"instructions\"]  interactive harmony chat (Ctrl-C stops a turn)\n"
       "  run [MODEL] -m getp -i IN -o OUT         batch evaluation with continuous batching\n"
       "  run [MODEL] -m bench                     prefill, decode and getp throughput\n"
+      "  run [MODEL] -m serve [--port 8080]       OpenAI-compatible HTTP server and chat page\n"
       "Details: src/run/README.md",
       "run"};
   app.option_defaults()->always_capture_default()->multi_option_policy(
@@ -74,7 +76,7 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   std::string mode = "generate", stop = "199999,200002,200012", seed = "1";
 
   app.add_option("model", opt.model_path, "Model file (the project's format, export-model)");
-  app.add_option("-m,--mode", mode, "generate | chat | getp | bench");
+  app.add_option("-m,--mode", mode, "generate | chat | getp | bench | serve");
   app.add_option("-i,--input", opt.input,
                  "generate: the prompt text; getp: the prompt file (line 1: N, then N prompts, one "
                  "per line; " + getp_limits_text(GetpLimits{}) + "). - = stdin");
@@ -83,7 +85,8 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
                  "getp: output file (line i = generated ids of prompt i); - = stdout");
   app.add_option("-z,--tokenizer", opt.tokenizer_path, "Tokenizer file");
   app.add_option("-n,--max-new", opt.max_new,
-                 "Max new tokens (chat: per turn). Default: generate 256, chat 1024, getp 256")
+                 "Max new tokens (chat: per turn; serve: when a request gives none). Default: "
+                 "generate 256, chat 1024, getp 256, serve what the context leaves")
       ->default_str("mode default");
   app.add_option("-T,--temp", opt.temperature,
                  "Sampling temperature, 0 = greedy. Default: getp 0, generate/chat 1.0")
@@ -96,8 +99,9 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
       ->default_str("random");
   app.add_option("-c,--ctx", opt.ctx, "Context length per sequence (max 131072 and the model's)");
   app.add_option("-b,--batch", opt.max_slots,
-                 "getp: max concurrent sequences (KV-cache slots). Default: getp on the CPU 32, on the GPU as "
-                 "many as its free memory holds at -c (at most 256); else 1")
+                 "getp, serve: max concurrent sequences (KV-cache slots). Default: getp on the CPU 32, "
+                 "serve on the CPU 8, on the GPU as many as its free memory holds at -c (at most "
+                 "256); else 1")
       ->default_str("mode default");
   app.add_option("--chunk", opt.chunk_tokens,
                  "Per-step token budget: decode rows plus prompt chunks being prefilled. Default: CPU "
@@ -110,7 +114,8 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
                  "auto | cpu | gpu. auto: the GPU when this is a GPU build and one is present, else the CPU");
   app.add_option("--kv-cache", opt.kv_cache,
                  "KV-cache element type: bf16 | f32. Default: GPU bf16, CPU f32 (its only choice)");
-  app.add_option("--reasoning", opt.reasoning, "chat: reasoning effort low | medium | high");
+  app.add_option("--reasoning", opt.reasoning,
+                 "chat, serve: reasoning effort low | medium | high (serve: when a request gives none)");
   app.add_option("-y,--developer", opt.developer, "chat: developer instructions");
   app.add_flag("--show-reasoning", opt.show_reasoning,
                "chat: also show the analysis/commentary channels");
@@ -141,6 +146,16 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   app.add_option("--getp-new", opt.bench_getp_new, "bench: new tokens per getp sequence (0 = skip)");
   app.add_option("-r,--reps", opt.bench_reps, "bench: repetitions per test (after one warm-up)");
   app.add_option("--format", opt.bench_format, "bench: output md | csv | json");
+  app.add_option("--host", opt.host, "serve: address to listen on (default loopback only)");
+  app.add_option("--port", opt.port, "serve: TCP port (0 = any free port, printed at start)");
+  app.add_option("--api-key", opt.api_key,
+                 "serve: require 'Authorization: Bearer KEY' on /v1/* (default: no key)");
+  app.add_option("--max-queue", opt.max_queue,
+                 "serve: requests waiting for a slot beyond the -b running ones; more get 429");
+  app.add_option("--model-name", opt.model_name,
+                 "serve: the model id clients send (default: MODEL's file name without .bin)");
+  app.add_option("--shutdown-grace", opt.shutdown_grace_s,
+                 "serve: seconds in-flight requests get to finish after SIGINT/SIGTERM");
   app.add_option("--verify", opt.verify_path,
                  "getp: compare OUT with reference file REF (read before the model loads); exit 2 on any "
                  "difference");
@@ -174,8 +189,10 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   else if (mode == "chat") opt.mode = Mode::Chat;
   else if (mode == "getp") opt.mode = Mode::Getp;
   else if (mode == "bench") opt.mode = Mode::Bench;
-  else fail("-m: unknown mode '%s' (expected generate, chat, getp or bench)", mode.c_str());
-  const bool getp = opt.mode == Mode::Getp, chat = opt.mode == Mode::Chat;
+  else if (mode == "serve") opt.mode = Mode::Serve;
+  else fail("-m: unknown mode '%s' (expected generate, chat, getp, bench or serve)", mode.c_str());
+  const bool getp = opt.mode == Mode::Getp, chat = opt.mode == Mode::Chat,
+             serve = opt.mode == Mode::Serve;
   auto given = [&](const char* name) { return app.count(name) > 0; };
 
   // Mode defaults.
@@ -189,11 +206,12 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
       fail("--format: expected md, csv or json, got '%s'", opt.bench_format.c_str());
   }
   if (!given("--max-new") && !bench)
-    opt.max_new = getp ? kDefaultMaxNewGetp : chat ? kDefaultMaxNewChat : kDefaultMaxNewGenerate;
+    opt.max_new = getp ? kDefaultMaxNewGetp : chat ? kDefaultMaxNewChat : serve ? opt.ctx
+                                                                            : kDefaultMaxNewGenerate;
   if (!given("--temp")) opt.temperature = getp ? 0.0f : 1.0f;
   opt.chunk_given = given("--chunk");
   opt.batch_given = given("--batch");
-  if (!given("--batch") && !bench) opt.max_slots = getp ? kDefaultSlotsGetp : 1;
+  if (!given("--batch") && !bench) opt.max_slots = getp ? kDefaultSlotsGetp : serve ? kDefaultSlotsServe : 1;
   opt.stop_ids = parse_stop_ids(stop);
   if (seed.empty() || seed.size() > 20 || seed.find_first_not_of("0123456789") != std::string::npos ||
       (seed.size() == 20 && seed > "18446744073709551615"))
@@ -244,9 +262,20 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   only("--verify", "--verify", getp, "getp");
   only("--progress", "--progress", getp, "getp");
   only("--file", "-f", opt.mode == Mode::Generate, "generate");
-  only("--batch", "-b", getp || bench, "getp and bench");
+  only("--batch", "-b", getp || bench || serve, "getp, bench and serve");
   only("--developer", "-y", chat, "chat");
-  only("--reasoning", "--reasoning", chat, "chat");
+  only("--reasoning", "--reasoning", chat || serve, "chat and serve");
+  for (const char* f : {"--host", "--port", "--api-key", "--max-queue", "--model-name", "--shutdown-grace"})
+    only(f, f, serve, "serve");
+  if (serve) {
+    if (given("--input")) fail("-i does not apply to -m serve (clients send the prompts)");
+    if (opt.port < 0 || opt.port > 65535) fail("--port: must be in [0, 65535], got %d", opt.port);
+    if (opt.max_queue < 0 || opt.max_queue > 100000)
+      fail("--max-queue: must be in [0, 100000], got %d", opt.max_queue);
+    if (!std::isfinite(opt.shutdown_grace_s) || opt.shutdown_grace_s < 0 || opt.shutdown_grace_s > 3600)
+      fail("--shutdown-grace: must be in [0, 3600] seconds, got %g", opt.shutdown_grace_s);
+    if (opt.host.empty()) fail("--host: empty address");
+  }
   only("--show-reasoning", "--show-reasoning", chat, "chat");
   if (chat && given("--input"))
     fail("-i does not apply to -m chat (type the user messages on stdin, one per line)");

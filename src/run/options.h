@@ -9,7 +9,7 @@
 
 namespace gptoss {
 
-enum class Mode { Generate, Chat, Getp, Bench };
+enum class Mode { Generate, Chat, Getp, Bench, Serve };
 const char* mode_name(Mode m);
 
 struct RunOptions {
@@ -55,6 +55,13 @@ struct RunOptions {
   bool decode_kernels = true;  // --no-decode-kernels: small GPU steps on the batched kernels
   bool profile = false;        // --profile: rank 0's time by phase at the end (pipeline)
   std::string transport = "auto";  // --transport auto | mpi: links between GPU ranks
+  // -m serve (src/serve, docs/server.md)
+  std::string host = "127.0.0.1";  // --host
+  int port = 8080;                 // --port (0 = any free port)
+  std::string api_key;             // --api-key ("" = none)
+  int max_queue = 64;              // --max-queue: requests waiting beyond the -b running ones
+  std::string model_name;          // --model-name: the id clients send ("" = MODEL's file name)
+  double shutdown_grace_s = 10;    // --shutdown-grace: in-flight requests' time to finish
 };
 
 // Exit status of `run` (documented in --help and src/run/README.md); a signal ends it with
@@ -63,7 +70,7 @@ inline constexpr int kExitOk = 0, kExitError = 1, kExitVerifyMismatch = 2;
 
 // Mode defaults (documented in --help and src/run/README.md).
 inline constexpr int kDefaultMaxNewGenerate = 256, kDefaultMaxNewChat = 1024,
-                     kDefaultMaxNewGetp = 256, kDefaultSlotsGetp = 32;
+                     kDefaultMaxNewGetp = 256, kDefaultSlotsGetp = 32, kDefaultSlotsServe = 8;
 inline constexpr int kMaxContext = 131072, kMaxSlots = 16384, kMaxChunk = 65536,
                      kMaxThreads = 4096;
 

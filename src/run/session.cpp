@@ -57,9 +57,12 @@ Session::~Session() = default;
 
 namespace {
 
-// Slots: getp's (and bench's) -b; generate and chat hold one sequence. The same on every rank.
+// Slots: getp's, bench's and serve's -b; generate and chat hold one sequence. The same on every
+// rank.
 int session_slots(const RunOptions& opt) {
-  return opt.mode == Mode::Getp || opt.mode == Mode::Bench ? opt.max_slots : 1;
+  return opt.mode == Mode::Getp || opt.mode == Mode::Bench || opt.mode == Mode::Serve
+             ? opt.max_slots
+             : 1;
 }
 
 MPI_Comm world_comm() { return MPI_COMM_WORLD; }
@@ -77,7 +80,7 @@ int world_size() {
 // getp on GPUs without -b sizes the batch from free memory (0 = auto), at most 256 per
 // micro-batch in flight (one rank: 256).
 bool auto_slots_for(const RunOptions& opt, const std::string& backend) {
-  return backend == "gpu" && opt.mode == Mode::Getp && !opt.batch_given;
+  return backend == "gpu" && (opt.mode == Mode::Getp || opt.mode == Mode::Serve) && !opt.batch_given;
 }
 int micro_batches_for(const RunOptions& opt, int ranks) {
   return ranks == 1 ? 1 : opt.micro_batches > 0 ? opt.micro_batches : ranks;
@@ -99,10 +102,12 @@ PipelineOptions pipeline_options(const RunOptions& opt, const std::string& backe
   po.chunk_tokens = chunk_tokens_for(opt, backend, world_size());
   po.micro_batches = opt.micro_batches;
   po.layers = opt.layers;
-  // chat waits on a person between turns: no time limit on the ring's waits (a dead rank still
-  // ends the job through the launcher), but rank 0 gives a turn's micro-batches --ring-timeout to
-  // come back, so a stuck rank ends the job too. Otherwise --ring-timeout everywhere.
-  po.timeout_s = opt.mode == Mode::Chat ? 1e9 : opt.ring_timeout_s;
+  // chat waits on a person between turns and serve on clients between requests: no time limit
+  // on the ring's waits (a dead rank still ends the job through the launcher), but rank 0 gives a
+  // turn's micro-batches --ring-timeout to come back, so a stuck rank ends the job too. Otherwise
+  // --ring-timeout everywhere.
+  const bool idles = opt.mode == Mode::Chat || opt.mode == Mode::Serve;
+  po.timeout_s = idles ? 1e9 : opt.ring_timeout_s;
   po.turn_timeout_s = opt.ring_timeout_s;
   po.profile = opt.profile;
   po.allow_ipc = opt.transport != "mpi";

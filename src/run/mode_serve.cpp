@@ -1,0 +1,111 @@
+// mode_serve.cpp: `run -m serve`: the OpenAI-compatible HTTP server (src/serve, docs/server.md)
+// on rank 0, in front of the same session (model, tokenizer, ring pipeline) and scheduler as getp;
+// ranks > 0 serve their layers as in every mode (main.cpp). This thread is the engine thread
+// (src/serve/engine_loop.h); HTTP runs on the server's own threads.
+//
+// Signals: the first SIGINT/SIGTERM stops accepting requests (503) and gives the ones in flight
+// --shutdown-grace seconds to finish, the second cuts them at once (their clients get an error),
+// a third kills. Then the ring is shut down and the process exits 0.
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+
+#include "common/error.h"
+#include "run/modes.h"
+#include "run/session.h"
+#include "serve/engine_loop.h"
+#include "serve/http_server.h"
+
+namespace gptoss {
+
+namespace {
+
+volatile sig_atomic_t g_signals = 0;
+void on_signal(int sig) {
+  g_signals = g_signals + 1;
+  if (g_signals >= 2) signal(sig, SIG_DFL);  // the third one kills
+}
+void install_handlers() {
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+// MODEL's file name without its folder and ".bin".
+std::string model_id_of(const RunOptions& opt) {
+  if (!opt.model_name.empty()) return opt.model_name;
+  std::string n = opt.model_path;
+  if (size_t slash = n.find_last_of('/'); slash != std::string::npos) n = n.substr(slash + 1);
+  if (n.size() > 4 && n.compare(n.size() - 4, 4, ".bin") == 0) n.resize(n.size() - 4);
+  return n.empty() ? "model" : n;
+}
+
+}  // namespace
+
+int run_serve(const RunOptions& opt) {
+  install_handlers();
+  Session s = open_session(opt, opt.max_slots);
+
+  serve::ServerConfig cfg;
+  cfg.host = opt.host;
+  cfg.port = opt.port;
+  cfg.api_key = opt.api_key;
+  cfg.slots = s.slots;
+  cfg.max_queue = opt.max_queue;
+  cfg.limits.model_id = model_id_of(opt);
+  cfg.limits.ctx = opt.ctx;
+  cfg.limits.vocab = s.tokenizer->vocab_size();
+  cfg.limits.default_max_tokens = opt.max_new;
+  cfg.limits.temperature = opt.temperature;
+  cfg.limits.top_p = opt.top_p;
+  cfg.limits.top_k = opt.top_k;
+  cfg.limits.reasoning = opt.reasoning;
+  cfg.stop_ids = opt.ignore_eos ? std::vector<int32_t>{} : opt.stop_ids;
+
+  serve::Inbox inbox;
+  serve::Metrics metrics;
+  serve::HttpServer http(cfg, *s.tokenizer, inbox, metrics);
+  http.start();
+  std::fprintf(stderr,
+               "serve: listening on http://%s:%d (model '%s', %d sequence%s at once, %d more may "
+               "wait%s); the chat page is at /\n",
+               cfg.host.find(':') != std::string::npos ? ("[" + cfg.host + "]").c_str() : cfg.host.c_str(),
+               http.port(), cfg.limits.model_id.c_str(), cfg.slots, cfg.slots == 1 ? "" : "s",
+               cfg.max_queue, cfg.api_key.empty() ? "" : "; API key required");
+  std::fflush(stderr);
+
+  SchedulerOptions so;
+  so.max_slots = s.slots;
+  so.chunk_tokens = s.chunk_tokens;
+  so.ctx = opt.ctx;
+  so.stop_ids = opt.stop_ids;
+  so.ignore_eos = opt.ignore_eos;
+  serve::EngineLoop loop(inbox, metrics, [&](uint64_t id) { return request_seed(opt.seed, id); });
+  Scheduler sch(so, loop.chooser_factory());
+  auto stop_level = [&] {
+    const int n = g_signals;
+    if (n >= 1) http.drain();
+    return n >= 2 ? 2 : n;
+  };
+  loop.run(sch,
+           [&](Scheduler& sc, const std::function<bool()>& should_stop,
+               const std::function<void()>& after_commit, const std::function<void()>& before_plan) {
+             s.run(sc, should_stop, after_commit, before_plan);
+           },
+           stop_level, opt.shutdown_grace_s);
+  std::fprintf(stderr, "serve: %s; stopping\n",
+               g_signals >= 2 ? "requests in flight were cut" : "no request in flight");
+  http.stop();
+  s.finish();
+  const SchedulerStats& st = sch.stats();
+  std::fprintf(stderr, "serve: stopped after %llu prompt and %llu generated tokens\n",
+               (unsigned long long)st.prompt_rows, (unsigned long long)st.generated);
+  return 0;
+}
+
+}  // namespace gptoss

@@ -1,0 +1,52 @@
+// engine_loop.h: the engine thread of the server (rank 0's main thread). It owns the Scheduler
+// (continuous batching, the same one as getp): jobs from the Inbox join the running batch between
+// micro-batches, cancellations free their slots, every generated token goes to its job's stream.
+// Each request samples with its own parameters (temperature, top-p, top-k, seed) through a
+// per-request Sampler, so a request's tokens do not depend on what runs beside it.
+//
+// Shutdown (stop_level(): 0 serve, 1 drain, 2 cut): at 1 the inbox closes (the HTTP side answers
+// 503) and requests in flight get `grace_s` seconds to finish; at 2, or when the grace is over,
+// every request still running is cancelled (its client gets the end it is owed); run() returns
+// when nothing is left in flight.
+#pragma once
+#include <functional>
+#include <map>
+#include <memory>
+
+#include "run/scheduler.h"
+#include "serve/bridge.h"
+#include "serve/metrics.h"
+
+namespace gptoss::serve {
+
+// Session::run's shape: runs the scheduler until idle or should_stop(), calling before_plan()
+// before each planning round and after_commit() after each committed step.
+using RunScheduler =
+    std::function<void(Scheduler& sch, const std::function<bool()>& should_stop,
+                        const std::function<void()>& after_commit,
+                        const std::function<void()>& before_plan)>;
+
+class EngineLoop {
+ public:
+  // default_seed(id): the seed of a request that gave none.
+  EngineLoop(Inbox& inbox, Metrics& metrics, std::function<uint64_t(uint64_t)> default_seed);
+  // The scheduler's chooser factory: a Sampler with the request's own parameters.
+  ChooserFactory chooser_factory();
+  void run(Scheduler& sch, const RunScheduler& run_scheduler,
+           const std::function<int()>& stop_level, double grace_s);
+
+ private:
+  void admit(Scheduler& sch);
+  void update_gauges(Scheduler& sch);
+
+  Inbox& inbox_;
+  Metrics& metrics_;
+  std::function<uint64_t(uint64_t)> default_seed_;
+  std::map<uint64_t, SamplerParams> params_;                 // by request id
+  std::map<uint64_t, std::shared_ptr<TokenStream>> streams_;  // requests admitted, not finished
+  std::vector<Job> jobs_;
+  std::vector<uint64_t> cancels_;
+  bool closing_ = false;
+};
+
+}  // namespace gptoss::serve

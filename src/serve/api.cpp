@@ -257,6 +257,12 @@ HarmonyFunction function_of(const Json& f, const std::string& where) {
 // Chat: [{"type":"function","function":{...}}]. Responses: [{"type":"function","name",...}].
 Tools parse_tools(const Json& b, bool responses) {
   Tools t;
+  bool none = false;
+  if (const Json* c = field(b, "tool_choice")) {
+    none = c->is_string() && c->get<std::string>() == "none";
+    if (!none && !(c->is_string() && c->get<std::string>() == "auto"))
+      bad("tool_choice", "only 'auto' and 'none' are supported (the model decides whether to call a tool)", "unsupported_value");
+  }
   const Json* tools = field(b, "tools");
   if (!tools) return t;
   if (!tools->is_array()) bad("tools", "must be an array");
@@ -274,12 +280,7 @@ Tools parse_tools(const Json& b, bool responses) {
       t.functions.push_back(function_of(*f, at + ".function"));
     }
   }
-  t.offered = !t.functions.empty();
-  if (const Json* c = field(b, "tool_choice")) {
-    if (c->is_string() && c->get<std::string>() == "none") t.offered = false;
-    else if (!(c->is_string() && c->get<std::string>() == "auto"))
-      bad("tool_choice", "only 'auto' and 'none' are supported (the model decides whether to call a tool)", "unsupported_value");
-  }
+  t.offered = !t.functions.empty() && !none;
   return t;
 }
 

@@ -15,8 +15,8 @@ Json ResponsesStream::response_shell(const char* status) {
 }
 
 std::string ResponsesStream::start() {
-  return event(Json{{"type", "response.created"}, {"response", response_shell("in_progress")}}) +
-         event(Json{{"type", "response.in_progress"}, {"response", response_shell("in_progress")}});
+  std::string out = event(Json{{"type", "response.created"}, {"response", response_shell("in_progress")}});
+  return out + event(Json{{"type", "response.in_progress"}, {"response", response_shell("in_progress")}});
 }
 
 std::string ResponsesStream::open(Item kind, const ReplyBuilder& r) {
@@ -80,18 +80,27 @@ std::string ResponsesStream::close(const ReplyBuilder& r) {
 std::string ResponsesStream::delta(const Delta& d, const ReplyBuilder& r) {
   std::string out;
   if (!d.reasoning.empty()) {
-    if (item_ != Item::Reasoning) out += close(r) + open(Item::Reasoning, r);
+    if (item_ != Item::Reasoning) {
+      out += close(r);
+      out += open(Item::Reasoning, r);
+    }
     text_ += d.reasoning;
     out += event(Json{{"type", "response.reasoning_text.delta"}, {"item_id", item_id_},
                       {"output_index", index_}, {"content_index", 0}, {"delta", d.reasoning}});
   }
   if (!d.content.empty()) {
-    if (item_ != Item::Message) out += close(r) + open(Item::Message, r);
+    if (item_ != Item::Message) {
+      out += close(r);
+      out += open(Item::Message, r);
+    }
     text_ += d.content;
     out += event(Json{{"type", "response.output_text.delta"}, {"item_id", item_id_},
                       {"output_index", index_}, {"content_index", 0}, {"delta", d.content}});
   }
-  if (d.tool_started) out += close(r) + open(Item::Call, r);
+  if (d.tool_started) {
+    out += close(r);
+    out += open(Item::Call, r);
+  }
   if (!d.tool_arguments.empty())
     out += event(Json{{"type", "response.function_call_arguments.delta"}, {"item_id", item_id_},
                       {"output_index", index_}, {"delta", d.tool_arguments}});
@@ -100,7 +109,10 @@ std::string ResponsesStream::delta(const Delta& d, const ReplyBuilder& r) {
 
 std::string ResponsesStream::finish(const ReplyBuilder& r) {
   std::string out = close(r);
-  if (items_.empty()) out += open(Item::Message, r) + close(r);  // an empty answer is a message too
+  if (items_.empty()) {  // an empty answer is a message too
+    out += open(Item::Message, r);
+    out += close(r);
+  }
   Json full = responses_json(m_, r, g_);
   full["output"] = items_;  // the items as streamed, with their ids
   const bool incomplete = r.finish_reason == "length";

@@ -93,6 +93,12 @@ void HttpServer::start() {
   Impl& s = *impl_;
   const int threads = s.cfg.slots + s.cfg.max_queue + 8;
   s.svr.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  // SO_REUSEADDR only: the library's default adds SO_REUSEPORT, which lets a second server bind a
+  // port that one is already listening on (and the kernel split the connections between them).
+  s.svr.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   s.svr.set_payload_max_length(s.cfg.max_body_bytes);
   s.svr.set_keep_alive_timeout(2);
   s.svr.set_read_timeout(30, 0);

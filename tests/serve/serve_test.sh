@@ -1,0 +1,90 @@
+#!/bin/sh
+# serve_test.sh: `run -m serve` on the tiny model, end to end with curl and bench-serve.
+# usage: serve_test.sh CASE RUN MODEL TOKENIZER BENCH WORKDIR
+#   load  bench-serve: 200 streamed requests at concurrency 16 (-b 16), none failed; its JSON
+#         report has the figures; SIGTERM then exits 0
+#   mpi   mpirun -np 2 run -m serve (rank 0 serves HTTP, rank 1 its layers): a greedy completion
+#         equals `run -m generate` on one process; a chat stream ends with [DONE]; SIGTERM to
+#         rank 0 shuts the ring down and the job exits 0
+#   errors bad serve flags: one error line, exit 1; a port in use is refused
+set -u
+case_name=$1 RUN=$2 MODEL=$3 TOK=$4 BENCH=$5 W=$6
+rm -rf "$W" && mkdir -p "$W" && cd "$W" || exit 1
+die() { echo "FAIL ($case_name): $*"; for f in *.err; do [ -f "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }; done; exit 1; }
+json() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);console.log(eval(process.argv[1]))})' "$1"; }
+# wait_url FILE: the URL from the "listening on" line (60 s at most)
+wait_url() {
+  n=0
+  until grep -q "listening on http" "$1" 2>/dev/null; do
+    sleep 0.1; n=$((n+1)); [ $n -lt 600 ] || die "no 'listening on' line in 60 s"
+  done
+  grep -o "http://[0-9.]*:[0-9]*" "$1" | head -n 1
+}
+# rank_pid PID R: rank R among the descendants of PID (mpirun -> ranks)
+rank_pid() {
+  for p in $(pgrep -P "$1") $(for c in $(pgrep -P "$1"); do pgrep -P "$c"; done); do
+    tr '\0' '\n' </proc/"$p"/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return; }
+  done
+}
+# wait_exit PID SECONDS: the exit status of a child, or die after SECONDS
+wait_exit() {
+  n=0
+  while kill -0 "$1" 2>/dev/null; do
+    sleep 0.1; n=$((n+1)); [ $n -lt $(($2 * 10)) ] || { kill -KILL "$1"; die "still running $2 s after SIGTERM"; }
+  done
+  wait "$1"
+}
+
+case $case_name in
+load)
+  "$RUN" "$MODEL" -z "$TOK" -m serve --port 0 -b 16 -c 256 2>serve.err &
+  pid=$!
+  url=$(wait_url serve.err)
+  "$BENCH" --url "$url" -n 200 -c 16 --max-tokens 8 >report.json 2>bench.err || die "bench-serve exit $?: $(cat report.json)"
+  cat report.json
+  [ "$(json 'j.failed' <report.json)" = 0 ] || die "failed requests"
+  [ "$(json 'j.requests' <report.json)" = 200 ] || die "not 200 requests"
+  [ "$(json 'j.output_tokens' <report.json)" -gt 0 ] || die "no tokens"
+  kill -TERM $pid
+  wait_exit $pid 30 || die "exit $? after SIGTERM"
+  grep -q "serve: stopped" serve.err || die "no 'serve: stopped' line"
+  ;;
+mpi)
+  "$RUN" "$MODEL" -z "$TOK" -m generate -i "Hello world" -n 8 -T 0 >gen.txt 2>gen.err || die "generate exit $?"
+  timeout -k 5 120 mpirun --oversubscribe -np 2 "$RUN" "$MODEL" -z "$TOK" -m serve --port 0 -b 4 2>serve.err &
+  mp=$!
+  url=$(wait_url serve.err)
+  grep -q "pipeline: 2 ranks" serve.err || die "not a ring of 2"
+  curl -sf "$url/v1/completions" -d '{"model":"tiny","prompt":"Hello world","max_tokens":8,"temperature":0}' >c.json || die "completion failed"
+  json 'j.choices[0].text' <c.json >c.txt
+  # generate prints the text without a newline when stdout is not a terminal; json() adds one.
+  printf '\n' >>gen.txt
+  cmp -s c.txt gen.txt || die "completion on the ring differs from generate: '$(cat c.txt)' vs '$(cat gen.txt)'"
+  curl -sfN "$url/v1/chat/completions" -d '{"model":"tiny","messages":[{"role":"user","content":"Hi"}],"max_tokens":6,"stream":true}' >s.txt || die "stream failed"
+  tail -n 2 s.txt | grep -q '^data: \[DONE\]' || die "stream without [DONE]: $(cat s.txt)"
+  r0=$(rank_pid $mp 0)
+  [ -n "$r0" ] || die "rank 0 not found"
+  kill -TERM "$r0"
+  wait_exit $mp 60 || die "the job exited $? after SIGTERM to rank 0"
+  grep -q "serve: stopped" serve.err || die "rank 0 did not stop cleanly"
+  grep -q "stage 1 busy" serve.err || die "no stage report (the ring was not shut down)"
+  ;;
+errors)
+  for args in "--port 70000" "--max-queue -1" "--shutdown-grace -2" "-i x" "--host ''"; do
+    eval "\"$RUN\" \"$MODEL\" -z \"$TOK\" -m serve $args" >/dev/null 2>e.err </dev/null && die "accepted: $args"
+    [ "$(grep -c '^run: error: ' e.err)" -eq 1 ] || die "not one error line for $args: $(cat e.err)"
+  done
+  "$RUN" "$MODEL" -z "$TOK" -m getp --port 80 -i x -o y >/dev/null 2>e.err && die "--port accepted by getp"
+  grep -q "applies to -m serve only" e.err || die "$(cat e.err)"
+  "$RUN" "$MODEL" -z "$TOK" -m serve --port 0 2>first.err &
+  pid=$!
+  url=$(wait_url first.err)
+  port=${url##*:}
+  timeout 20 "$RUN" "$MODEL" -z "$TOK" -m serve --port "$port" >/dev/null 2>second.err && die "a port in use was accepted"
+  grep -q "run: error: serve: cannot listen on 127.0.0.1:$port" second.err || die "$(cat second.err)"
+  kill -TERM $pid
+  wait_exit $pid 30 || die "exit $?"
+  ;;
+*) die "unknown case" ;;
+esac
+echo "ok ($case_name)"

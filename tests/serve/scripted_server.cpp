@@ -17,7 +17,6 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
-#include <map>
 #include <thread>
 
 #include "fake_engine.h"
@@ -32,40 +31,55 @@ using namespace gptoss;
 volatile sig_atomic_t g_signals = 0;
 void on_signal(int) { g_signals = g_signals + 1; }
 
-class ScriptedEngine : public Engine {
+// A Backend (the interface every backend implements) over the tests' FakeBackend: the same row
+// contract, with the logits of a scripted sequence replaced by its script's next token.
+class ScriptedBackend final : public Backend {
  public:
-  ScriptedEngine(const Tokenizer& tk, int slots, int ctx, int step_ms)
-      : tk_(tk), fake_(tk.vocab_size(), slots, ctx), hist_(slots), script_(slots), step_ms_(step_ms) {}
+  ScriptedBackend(const Tokenizer& tk, int slots, int ctx, int step_ms)
+      : tk_(tk), fake_(tk.vocab_size(), slots, ctx, false), hist_(slots), script_(slots),
+        prompt_len_(slots, -1), slow_(slots, false), step_ms_(step_ms) {}
   const Config& config() const override { return fake_.config(); }
+  int first_layer() const override { return 0; }
+  int last_layer() const override { return 1; }
+  bool has_ends() const override { return true; }
   int ctx() const override { return fake_.ctx(); }
   int max_slots() const override { return fake_.max_slots(); }
   size_t kv_cache_bytes() const override { return 0; }
-  void forward(std::span<const Row> rows, std::vector<float>& logits) override {
-    fake_.forward(rows, logits);  // checks the row contract, gives the default tokens
-    const int vocab = config().vocab;
-    size_t li = 0;
-    bool slow = false;
-    for (const Row& r : rows) {
-      auto& h = hist_[r.slot];
-      if (r.flags & Row::kNewSeq) {
-        h.clear();
-        script_[r.slot].clear();
-        prompt_len_[r.slot] = -1;
+  void run(std::span<const int32_t> tokens, std::span<const RowPos> rows, const float* in,
+           float* out) override {
+    fake_.run(tokens, rows, in, out);  // checks the rows, keeps the default tokens' history
+    rows_.assign(rows.begin(), rows.end());
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const int s = rows[i].slot;
+      if (rows[i].pos == 0) {
+        hist_[s].clear();
+        script_[s].clear();
+        prompt_len_[s] = -1;
+        slow_[s] = false;
       }
-      h.push_back(r.token);
-      if (!(r.flags & Row::kLogits)) continue;
+      hist_[s].push_back(tokens[i]);
+    }
+  }
+  void head(const float* x, std::span<const int32_t> logit_rows, float* logits) override {
+    fake_.head(x, logit_rows, logits);
+    const int vocab = config().vocab;
+    bool slow = false;
+    for (size_t i = 0; i < logit_rows.size(); ++i) {
+      const RowPos& r = rows_[static_cast<size_t>(logit_rows[i])];
+      const auto& h = hist_[r.slot];
       if (prompt_len_[r.slot] < 0) {  // the first logits row ends the prompt: pick the script
-        prompt_len_[r.slot] = static_cast<int>(h.size());
-        script_[r.slot] = choose(tk_.decode(h), &slow_[r.slot]);
+        prompt_len_[r.slot] = r.pos + 1;
+        bool slow_script = false;
+        script_[r.slot] = choose(tk_.decode(h), &slow_script);
+        slow_[r.slot] = slow_script;
       }
       slow = slow || slow_[r.slot];
-      const auto& s = script_[r.slot];
-      const size_t k = h.size() - static_cast<size_t>(prompt_len_[r.slot]);
-      float* row = logits.data() + (li++) * vocab;
-      if (!s.empty()) {
-        std::fill(row, row + vocab, 0.0f);
-        row[s[std::min(k, s.size() - 1)]] = 100.0f;
-      }
+      const auto& sc = script_[r.slot];
+      if (sc.empty()) continue;
+      const size_t k = static_cast<size_t>(r.pos + 1 - prompt_len_[r.slot]);
+      float* row = logits + i * static_cast<size_t>(vocab);
+      std::fill(row, row + vocab, 0.0f);
+      row[sc[std::min(k, sc.size() - 1)]] = 100.0f;
     }
     if (slow && step_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(step_ms_));
   }
@@ -103,11 +117,12 @@ class ScriptedEngine : public Engine {
   }
 
   const Tokenizer& tk_;
-  test::FakeEngine fake_;
-  std::vector<std::vector<int32_t>> hist_;
-  std::vector<std::vector<int32_t>> script_;
-  std::map<int, int> prompt_len_;
-  std::map<int, bool> slow_;
+  test::FakeBackend fake_;
+  std::vector<RowPos> rows_;                  // the rows of the step being run
+  std::vector<std::vector<int32_t>> hist_;    // [slot] prompt + generated tokens
+  std::vector<std::vector<int32_t>> script_;  // [slot] the script ("" = the fake's tokens)
+  std::vector<int> prompt_len_;
+  std::vector<char> slow_;
   int step_ms_;
 };
 
@@ -145,7 +160,7 @@ int main(int argc, char** argv) {
     http.start();
     std::fprintf(stderr, "serve: listening on http://127.0.0.1:%d\n", http.port());
     std::fflush(stderr);
-    ScriptedEngine engine(tk, slots, ctx, step_ms);
+    Engine engine(std::make_unique<ScriptedBackend>(tk, slots, ctx, step_ms));
     SchedulerOptions so;
     so.max_slots = slots;
     so.chunk_tokens = 256;

@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "run/modes.h"
 #include "run/session.h"
+#include "serve/connection.h"
 #include "serve/engine_loop.h"
 #include "serve/http_server.h"
 
@@ -49,6 +50,10 @@ std::string model_id_of(const RunOptions& opt) {
 
 int run_serve(const RunOptions& opt) {
   install_handlers();
+  // Before the model loads (minutes for a large one): is the address usable?
+  if (opt.port != 0)
+    if (std::string why = serve::cannot_listen(opt.host, opt.port); !why.empty())
+      fail("serve: cannot listen on %s:%d: %s", opt.host.c_str(), opt.port, why.c_str());
   Session s = open_session(opt, opt.max_slots);
 
   serve::ServerConfig cfg;

@@ -3,12 +3,14 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
@@ -80,6 +82,30 @@ bool peer_gone(int fd) {
     return n == 0;
   }
   return false;
+}
+
+std::string cannot_listen(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  const std::string service = std::to_string(port);
+  if (int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &res); rc != 0)
+    return "cannot resolve '" + host + "': " + gai_strerror(rc);
+  std::string why = "no usable address";
+  for (addrinfo* a = res; a; a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    if (fd < 0) continue;
+    int yes = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    const bool ok = bind(fd, a->ai_addr, a->ai_addrlen) == 0;
+    why = ok ? "" : std::strerror(errno);
+    close(fd);
+    if (ok) break;
+  }
+  freeaddrinfo(res);
+  return why;
 }
 
 }  // namespace gptoss::serve

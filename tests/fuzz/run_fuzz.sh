@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 status=0 total=0
-for t in model_file export_reader tokenizer tokenizer_json getp_input harmony; do
+for t in model_file export_reader tokenizer tokenizer_json getp_input harmony serve_request; do
   mkdir -p "$scratch/$t"
   GPTOSS_FUZZ_TOKENIZER=$tok "$build/fuzz_$t" -max_total_time="$secs" -print_final_stats=1 \
     -rss_limit_mb=2048 -timeout=10 -artifact_prefix="$scratch/$t-" "$scratch/$t" "$here/corpus/$t" \

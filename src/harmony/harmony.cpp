@@ -14,7 +14,9 @@ void append(std::vector<int32_t>& out, const std::vector<int32_t>& more) {
   out.insert(out.end(), more.begin(), more.end());
 }
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 std::vector<std::string> split_spaces(const std::string& s) {
   std::vector<std::string> parts;
@@ -32,10 +34,12 @@ std::vector<std::string> split_spaces(const std::string& s) {
 
 std::string harmony_system_content(const std::string& date, const std::string& reasoning,
                                    bool function_tools) {
-  std::string s = "You are ChatGPT, a large language model trained by OpenAI.\nKnowledge cutoff: "
-                  "2024-06\nCurrent date: " + date + "\n\nReasoning: " + reasoning +
-                  "\n\n# Valid channels: analysis, commentary, final. Channel must be included for "
-                  "every message.";
+  std::string s =
+      "You are ChatGPT, a large language model trained by OpenAI.\nKnowledge cutoff: "
+      "2024-06\nCurrent date: " +
+      date + "\n\nReasoning: " + reasoning +
+      "\n\n# Valid channels: analysis, commentary, final. Channel must be included for "
+      "every message.";
   if (function_tools) s += "\nCalls to these tools must go to the commentary channel: 'functions'.";
   return s;
 }
@@ -91,7 +95,8 @@ std::vector<int32_t> harmony_render_for_completion(const TextEncoder& enc,
 
 std::vector<int32_t> harmony_preamble(const TextEncoder& enc, const std::string& date,
                                       const std::string& reasoning, const std::string& developer) {
-  std::vector<int32_t> out = harmony_message(enc, "system", harmony_system_content(date, reasoning));
+  std::vector<int32_t> out =
+      harmony_message(enc, "system", harmony_system_content(date, reasoning));
   if (!developer.empty())
     append(out, harmony_message(enc, "developer", harmony_developer_content(developer, "")));
   return out;
@@ -161,8 +166,10 @@ bool HarmonyParser::parse_header() {
   }
   std::vector<std::string> parts = split_spaces(rest);
   size_t i = 0;
-  if (!parts.empty() && parts[0] == "assistant") ++i;
-  else if (!first_message_) return false;  // a later message must be the assistant's
+  if (!parts.empty() && parts[0] == "assistant")
+    ++i;
+  else if (!first_message_)
+    return false;  // a later message must be the assistant's
   std::string recipient, content_type;
   for (; i < parts.size(); ++i) {
     if (parts[i].rfind("to=", 0) == 0) {
@@ -215,7 +222,8 @@ HarmonyParser::Kind HarmonyParser::feed(int32_t id) {
       }
       if (id >= kFirstSpecial && id != kChannel && id != kConstrain) return to_raw(id);
       const std::string& b = bytes_(id);
-      if (header_ids_.size() + 1 > kMaxHeaderTokens || header_text_.size() + b.size() > kMaxHeaderBytes)
+      if (header_ids_.size() + 1 > kMaxHeaderTokens ||
+          header_text_.size() + b.size() > kMaxHeaderBytes)
         return to_raw(id);
       header_ids_.push_back(id);
       header_text_ += b;

@@ -58,10 +58,10 @@ std::vector<int32_t> harmony_message(const TextEncoder& enc, std::string_view ro
 // A conversation to complete: system message (date, reasoning effort), developer message (if its
 // content is not empty), the messages in order, then <|start|>assistant.
 struct HarmonyConversation {
-  std::string date;                 // YYYY-MM-DD
-  std::string reasoning = "medium"; // low | medium | high
-  bool function_tools = false;      // the developer content defines the functions namespace
-  std::string developer;            // harmony_developer_content(...), "" = none
+  std::string date;                  // YYYY-MM-DD
+  std::string reasoning = "medium";  // low | medium | high
+  bool function_tools = false;       // the developer content defines the functions namespace
+  std::string developer;             // harmony_developer_content(...), "" = none
   std::vector<HarmonyMessage> messages;
 };
 std::vector<int32_t> harmony_render_for_completion(const TextEncoder& enc,
@@ -81,7 +81,8 @@ std::string today_utc();
 // <|start|>assistant; later ones after <|start|>assistant), <|message|>, content tokens, then
 // <|end|> (another message follows) or <|return|> / <|call|> (the turn is over). A header names
 // a channel (analysis, commentary or final) and may name a recipient (to=...) in the role or the
-// channel section and a content type (<|constrain|>json). Special tokens inside content are content.
+// channel section and a content type (<|constrain|>json). Special tokens inside content are
+// content.
 //
 // Anything else (a header longer than kMaxHeaderTokens tokens or kMaxHeaderBytes bytes, a header
 // without a valid channel or with a role other than assistant, a special token where a header or

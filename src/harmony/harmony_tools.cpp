@@ -57,14 +57,16 @@ void one_of_property(const std::string& key, const Json& val, const Json& varian
     out += indent + "// " + property_desc + "\n";
     desc_above = true;
   }
-  if (const Json* d = member(val, "default")) out += indent + "// " + default_comment(val, *d) + "\n";
+  if (const Json* d = member(val, "default"))
+    out += indent + "// " + default_comment(val, *d) + "\n";
   out += indent + key + (required ? "" : "?") + ":\n";
   for (size_t i = 0; i < variants.size(); ++i) {
     const Json& v = variants[i];
     out += indent + " | " + with_null(v, harmony_schema_typescript(v, indent + "   "));
     std::vector<std::string> comments;
     const Json* vdesc = member(v, "description");
-    if (!(i == 0 && desc_above) && has_str(vdesc) && !(has_str(pdesc) && str_of(vdesc) == property_desc))
+    if (!(i == 0 && desc_above) && has_str(vdesc) &&
+        !(has_str(pdesc) && str_of(vdesc) == property_desc))
       comments.push_back(str_of(vdesc));
     if (const Json* d = member(v, "default")) comments.push_back(default_comment(v, *d));
     if (!comments.empty()) {
@@ -78,7 +80,8 @@ void one_of_property(const std::string& key, const Json& val, const Json& varian
 
 std::string object_type(const Json& s, const std::string& indent) {
   std::string out;
-  if (has_str(member(s, "description"))) out += indent + "// " + str_of(member(s, "description")) + "\n";
+  if (has_str(member(s, "description")))
+    out += indent + "// " + str_of(member(s, "description")) + "\n";
   out += "{\n";
   const Json* props = member(s, "properties");
   if (props && props->is_object()) {

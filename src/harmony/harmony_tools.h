@@ -4,18 +4,18 @@
 // written as an inline TypeScript type with descriptions, examples and defaults as comments.
 // Property order is the schema's own (parse requests with nlohmann::ordered_json).
 #pragma once
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace gptoss {
 
 struct HarmonyFunction {
   std::string name;
-  std::string description;                      // "" = none
-  std::optional<nlohmann::ordered_json> parameters;  // JSON Schema of the argument; none = no argument
+  std::string description;  // "" = none
+  std::optional<nlohmann::ordered_json>
+      parameters;  // JSON Schema of the argument; none = no argument
 };
 
 // "# Tools\n\n## functions\n\nnamespace functions {\n\n// DESCRIPTION\ntype NAME = ...;\n\n...

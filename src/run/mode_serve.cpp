@@ -76,12 +76,13 @@ int run_serve(const RunOptions& opt) {
   serve::Metrics metrics;
   serve::HttpServer http(cfg, *s.tokenizer, inbox, metrics);
   http.start();
-  std::fprintf(stderr,
-               "serve: listening on http://%s:%d (model '%s', %d sequence%s at once, %d more may "
-               "wait%s); the chat page is at /\n",
-               cfg.host.find(':') != std::string::npos ? ("[" + cfg.host + "]").c_str() : cfg.host.c_str(),
-               http.port(), cfg.limits.model_id.c_str(), cfg.slots, cfg.slots == 1 ? "" : "s",
-               cfg.max_queue, cfg.api_key.empty() ? "" : "; API key required");
+  std::fprintf(
+      stderr,
+      "serve: listening on http://%s:%d (model '%s', %d sequence%s at once, %d more may "
+      "wait%s); the chat page is at /\n",
+      cfg.host.find(':') != std::string::npos ? ("[" + cfg.host + "]").c_str() : cfg.host.c_str(),
+      http.port(), cfg.limits.model_id.c_str(), cfg.slots, cfg.slots == 1 ? "" : "s", cfg.max_queue,
+      cfg.api_key.empty() ? "" : "; API key required");
   std::fflush(stderr);
 
   SchedulerOptions so;
@@ -97,12 +98,13 @@ int run_serve(const RunOptions& opt) {
     if (n >= 1) http.drain();
     return n >= 2 ? 2 : n;
   };
-  loop.run(sch,
-           [&](Scheduler& sc, const std::function<bool()>& should_stop,
-               const std::function<void()>& after_commit, const std::function<void()>& before_plan) {
-             s.run(sc, should_stop, after_commit, before_plan);
-           },
-           stop_level, opt.shutdown_grace_s);
+  loop.run(
+      sch,
+      [&](Scheduler& sc, const std::function<bool()>& should_stop,
+          const std::function<void()>& after_commit, const std::function<void()>& before_plan) {
+        s.run(sc, should_stop, after_commit, before_plan);
+      },
+      stop_level, opt.shutdown_grace_s);
   std::fprintf(stderr, "serve: %s; stopping\n",
                g_signals >= 2 ? "requests in flight were cut" : "no request in flight");
   http.stop();

@@ -12,8 +12,11 @@ namespace gptoss::serve {
 
 ApiError::ApiError(int status_, std::string message, std::string param_, std::string code_,
                    std::string type_)
-    : std::runtime_error(std::move(message)), status(status_), param(std::move(param_)),
-      code(std::move(code_)), type(std::move(type_)) {
+    : std::runtime_error(std::move(message)),
+      status(status_),
+      param(std::move(param_)),
+      code(std::move(code_)),
+      type(std::move(type_)) {
   if (type.empty())
     type = status == 401   ? "authentication_error"
            : status == 429 ? "rate_limit_error"
@@ -33,9 +36,12 @@ Json ApiError::body() const {
 
 const char* endpoint_name(Endpoint e) {
   switch (e) {
-    case Endpoint::Completions: return "completions";
-    case Endpoint::Chat: return "chat";
-    case Endpoint::Responses: return "responses";
+    case Endpoint::Completions:
+      return "completions";
+    case Endpoint::Chat:
+      return "chat";
+    case Endpoint::Responses:
+      return "responses";
   }
   return "?";
 }
@@ -58,14 +64,22 @@ namespace {
 
 const char* type_name(const Json& j) {
   switch (j.type()) {
-    case Json::value_t::null: return "null";
-    case Json::value_t::boolean: return "a boolean";
-    case Json::value_t::string: return "a string";
-    case Json::value_t::array: return "an array";
-    case Json::value_t::object: return "an object";
-    case Json::value_t::binary: return "binary";
-    case Json::value_t::discarded: return "nothing";
-    default: return "a number";
+    case Json::value_t::null:
+      return "null";
+    case Json::value_t::boolean:
+      return "a boolean";
+    case Json::value_t::string:
+      return "a string";
+    case Json::value_t::array:
+      return "an array";
+    case Json::value_t::object:
+      return "an object";
+    case Json::value_t::binary:
+      return "binary";
+    case Json::value_t::discarded:
+      return "nothing";
+    default:
+      return "a number";
   }
 }
 
@@ -80,19 +94,23 @@ double number_field(const Json& b, const char* key, double lo, double hi, double
   if (!v) return dflt;
   if (!v->is_number()) bad(key, std::string("must be a number, got ") + type_name(*v));
   const double x = v->get<double>();
-  if (!(x >= lo && x <= hi)) bad(key, "must be in [" + Json(lo).dump() + ", " + Json(hi).dump() +
-                                          "], got " + v->dump());
+  if (!(x >= lo && x <= hi))
+    bad(key, "must be in [" + Json(lo).dump() + ", " + Json(hi).dump() + "], got " + v->dump());
   return x;
 }
 
 int64_t int_field(const Json& b, const char* key, int64_t lo, int64_t hi, int64_t dflt) {
   const Json* v = field(b, key);
   if (!v) return dflt;
-  if (!v->is_number_integer()) bad(key, std::string("must be an integer, got ") + v->dump(-1, ' ', false, Json::error_handler_t::replace).substr(0, 40));
+  if (!v->is_number_integer())
+    bad(key, std::string("must be an integer, got ") +
+                 v->dump(-1, ' ', false, Json::error_handler_t::replace).substr(0, 40));
   const int64_t x = v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(INT64_MAX)
-                        ? INT64_MAX : v->get<int64_t>();
+                        ? INT64_MAX
+                        : v->get<int64_t>();
   if (x < lo || x > hi)
-    bad(key, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v->dump());
+    bad(key,
+        "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v->dump());
   return x;
 }
 
@@ -118,7 +136,9 @@ std::string content_text(const Json& m, const std::string& where, bool allow_nul
     bad(where + ".content", "is required");
   }
   if (c->is_string()) return c->get<std::string>();
-  if (!c->is_array()) bad(where + ".content", std::string("must be a string or an array of text parts, got ") + type_name(*c));
+  if (!c->is_array())
+    bad(where + ".content",
+        std::string("must be a string or an array of text parts, got ") + type_name(*c));
   std::string s;
   for (size_t i = 0; i < c->size(); ++i) {
     const Json& p = (*c)[i];
@@ -126,7 +146,8 @@ std::string content_text(const Json& m, const std::string& where, bool allow_nul
     if (!p.is_object()) bad(at, "must be an object");
     const std::string t = string_field(p, "type", "");
     if (t != "text" && t != "input_text" && t != "output_text")
-      bad(at + ".type", "'" + t + "' is not supported: this model reads text only", "unsupported_content");
+      bad(at + ".type", "'" + t + "' is not supported: this model reads text only",
+          "unsupported_content");
     const Json* text = field(p, "text");
     if (!text || !text->is_string()) bad(at + ".text", "must be a string");
     s += text->get<std::string>();
@@ -140,8 +161,10 @@ void check_model(const Json& b, const ApiLimits& lim, GenRequest& g) {
   if (!m->is_string()) bad("model", std::string("must be a string, got ") + type_name(*m));
   g.model = m->get<std::string>();
   if (g.model != lim.model_id)
-    throw ApiError(400, "The model '" + g.model + "' does not exist: this server serves '" +
-                            lim.model_id + "'", "model", "model_not_found");
+    throw ApiError(
+        400,
+        "The model '" + g.model + "' does not exist: this server serves '" + lim.model_id + "'",
+        "model", "model_not_found");
 }
 
 // Fields common to the three endpoints that no endpoint supports beyond their defaults.
@@ -158,7 +181,8 @@ void refuse_unsupported(const Json& b) {
   if (const Json* v = field(b, "logprobs"); v && !(v->is_boolean() && !v->get<bool>()) &&
                                             !(v->is_number_integer() && v->get<int64_t>() == 0))
     bad("logprobs", "is not supported by this server", "unsupported_value");
-  if (const Json* v = field(b, "top_logprobs"); v && !(v->is_number_integer() && v->get<int64_t>() == 0))
+  if (const Json* v = field(b, "top_logprobs");
+      v && !(v->is_number_integer() && v->get<int64_t>() == 0))
     bad("top_logprobs", "is not supported by this server", "unsupported_value");
 }
 
@@ -170,8 +194,10 @@ void parse_sampling(const Json& b, const ApiLimits& lim, GenRequest& g) {
   const int64_t k = int_field(b, "top_k", -1, lim.vocab, lim.top_k);
   g.top_k = k < 0 ? 0 : static_cast<int>(k);
   if (const Json* s = field(b, "seed")) {
-    if (!s->is_number_integer()) bad("seed", std::string("must be an integer, got ") + type_name(*s));
-    g.seed = s->is_number_unsigned() ? s->get<uint64_t>() : static_cast<uint64_t>(s->get<int64_t>());
+    if (!s->is_number_integer())
+      bad("seed", std::string("must be an integer, got ") + type_name(*s));
+    g.seed =
+        s->is_number_unsigned() ? s->get<uint64_t>() : static_cast<uint64_t>(s->get<int64_t>());
   }
 }
 
@@ -207,22 +233,25 @@ void fit_context(const Json& b, const char* key, const char* alt_key, const ApiL
                  GenRequest& g) {
   const int64_t n = static_cast<int64_t>(g.prompt.size());
   if (n + 1 > lim.ctx)
-    throw ApiError(400, "This model's maximum context length is " + std::to_string(lim.ctx) +
-                            " tokens; the prompt is " + std::to_string(n) +
-                            " tokens (it must leave one position to generate)",
+    throw ApiError(400,
+                   "This model's maximum context length is " + std::to_string(lim.ctx) +
+                       " tokens; the prompt is " + std::to_string(n) +
+                       " tokens (it must leave one position to generate)",
                    "messages", "context_length_exceeded");
   const int64_t room = lim.ctx - n;
   const char* given = field(b, key) ? key : alt_key && field(b, alt_key) ? alt_key : nullptr;
   if (!given) {
-    g.max_tokens = static_cast<int>(lim.default_max_tokens > 0 ? std::min<int64_t>(room, lim.default_max_tokens) : room);
+    g.max_tokens = static_cast<int>(
+        lim.default_max_tokens > 0 ? std::min<int64_t>(room, lim.default_max_tokens) : room);
     return;
   }
   const int64_t m = int_field(b, given, 1, INT32_MAX, 1);
   if (m > room)
-    throw ApiError(400, std::string("'") + given + "' is too large: " + std::to_string(m) +
-                            " new tokens after a prompt of " + std::to_string(n) +
-                            " do not fit the context of " + std::to_string(lim.ctx) +
-                            " (at most " + std::to_string(room) + ")",
+    throw ApiError(400,
+                   std::string("'") + given + "' is too large: " + std::to_string(m) +
+                       " new tokens after a prompt of " + std::to_string(n) +
+                       " do not fit the context of " + std::to_string(lim.ctx) + " (at most " +
+                       std::to_string(room) + ")",
                    given, "context_length_exceeded");
   g.max_tokens = static_cast<int>(m);
 }
@@ -261,7 +290,9 @@ Tools parse_tools(const Json& b, bool responses) {
   if (const Json* c = field(b, "tool_choice")) {
     none = c->is_string() && c->get<std::string>() == "none";
     if (!none && !(c->is_string() && c->get<std::string>() == "auto"))
-      bad("tool_choice", "only 'auto' and 'none' are supported (the model decides whether to call a tool)", "unsupported_value");
+      bad("tool_choice",
+          "only 'auto' and 'none' are supported (the model decides whether to call a tool)",
+          "unsupported_value");
   }
   const Json* tools = field(b, "tools");
   if (!tools) return t;
@@ -271,7 +302,9 @@ Tools parse_tools(const Json& b, bool responses) {
     const std::string at = "tools[" + std::to_string(i) + "]";
     if (!x.is_object()) bad(at, "must be an object");
     const std::string type = string_field(x, "type", "function");
-    if (type != "function") bad(at + ".type", "'" + type + "' is not supported: only function tools", "unsupported_value");
+    if (type != "function")
+      bad(at + ".type", "'" + type + "' is not supported: only function tools",
+          "unsupported_value");
     if (responses) {
       t.functions.push_back(function_of(x, at));
     } else {
@@ -285,7 +318,8 @@ Tools parse_tools(const Json& b, bool responses) {
 }
 
 std::string reasoning_effort(const std::string& e, const char* key) {
-  if (e != "low" && e != "medium" && e != "high") bad(key, "must be low, medium or high, got '" + e + "'");
+  if (e != "low" && e != "medium" && e != "high")
+    bad(key, "must be low, medium or high, got '" + e + "'");
   return e;
 }
 
@@ -327,7 +361,9 @@ GenRequest parse_completion_request(const Json& b, const Tokenizer& tk, const Ap
   if (!p) bad("prompt", "is required");
   // A string (special-token texts such as <|start|> are recognised, as in `run -m generate`),
   // an array of one string, or an array of token ids.
-  const Json* text = p->is_string() ? p : (p->is_array() && p->size() == 1 && (*p)[0].is_string()) ? &(*p)[0] : nullptr;
+  const Json* text = p->is_string()                                             ? p
+                     : (p->is_array() && p->size() == 1 && (*p)[0].is_string()) ? &(*p)[0]
+                                                                                : nullptr;
   if (text) {
     g.prompt = tk.encode(text->get<std::string>(), /*allow_special=*/true);
   } else if (p->is_array() && !p->empty() && (*p)[0].is_number()) {
@@ -360,7 +396,8 @@ GenRequest parse_chat_request(const Json& b, const Tokenizer& tk, const ApiLimit
   Tools tools = parse_tools(b, false);
   g.tools = tools.offered;
   HarmonyConversation conv;
-  conv.reasoning = reasoning_effort(string_field(b, "reasoning_effort", lim.reasoning), "reasoning_effort");
+  conv.reasoning =
+      reasoning_effort(string_field(b, "reasoning_effort", lim.reasoning), "reasoning_effort");
   const Json* msgs = field(b, "messages");
   if (!msgs) bad("messages", "is required");
   if (!msgs->is_array() || msgs->empty()) bad("messages", "must be a non-empty array");
@@ -380,7 +417,8 @@ GenRequest parse_chat_request(const Json& b, const Tokenizer& tk, const ApiLimit
       conv.messages.push_back({"user", "", "", "", content_text(m, at, false)});
     } else if (role == "assistant") {
       // Reasoning is kept only in the ongoing tool-call chain (harmony drops it after a final).
-      std::string reasoning = string_field(m, "reasoning_content", string_field(m, "reasoning", ""));
+      std::string reasoning =
+          string_field(m, "reasoning_content", string_field(m, "reasoning", ""));
       if (!reasoning.empty() && i > last_user)
         conv.messages.push_back({"assistant", "", "analysis", "", reasoning});
       const std::string text = content_text(m, at, true);
@@ -395,7 +433,8 @@ GenRequest parse_chat_request(const Json& b, const Tokenizer& tk, const ApiLimit
           const Json* f = field(c, "function");
           if (!f || !f->is_object()) bad(cat + ".function", "is required");
           const std::string name = string_field(*f, "name", "");
-          if (!valid_tool_name(name)) bad(cat + ".function.name", "must be 1 to 64 letters, digits, '_' or '-'");
+          if (!valid_tool_name(name))
+            bad(cat + ".function.name", "must be 1 to 64 letters, digits, '_' or '-'");
           call_names[string_field(c, "id", "")] = name;
           conv.messages.push_back({"assistant", "functions." + name, "commentary",
                                    "<|constrain|>json", string_field(*f, "arguments", "{}")});
@@ -408,8 +447,10 @@ GenRequest parse_chat_request(const Json& b, const Tokenizer& tk, const ApiLimit
       auto it = call_names.find(id);
       std::string name = it != call_names.end() ? it->second : string_field(m, "name", "");
       if (name.empty())
-        bad(at + ".tool_call_id", "'" + id + "' matches no tool call of an earlier assistant message");
-      conv.messages.push_back({"functions." + name, "assistant", "commentary", "", content_text(m, at, false)});
+        bad(at + ".tool_call_id",
+            "'" + id + "' matches no tool call of an earlier assistant message");
+      conv.messages.push_back(
+          {"functions." + name, "assistant", "commentary", "", content_text(m, at, false)});
     } else {
       bad(at + ".role", "must be system, developer, user, assistant or tool, got '" + role + "'");
     }
@@ -427,7 +468,9 @@ GenRequest parse_responses_request(const Json& b, const Tokenizer& tk, const Api
   check_model(b, lim, g);
   refuse_unsupported(b);
   if (field(b, "previous_response_id"))
-    bad("previous_response_id", "is not supported: the server keeps no responses; send the whole conversation as 'input'", "unsupported_value");
+    bad("previous_response_id",
+        "is not supported: the server keeps no responses; send the whole conversation as 'input'",
+        "unsupported_value");
   if (const Json* t = field(b, "text")) {
     const Json* f = t->is_object() ? field(*t, "format") : nullptr;
     if (!t->is_object() || (f && !(f->is_object() && string_field(*f, "type", "") == "text")))
@@ -441,10 +484,12 @@ GenRequest parse_responses_request(const Json& b, const Tokenizer& tk, const Api
   conv.reasoning = lim.reasoning;
   if (const Json* r = field(b, "reasoning")) {
     if (!r->is_object()) bad("reasoning", "must be an object");
-    conv.reasoning = reasoning_effort(string_field(*r, "effort", lim.reasoning), "reasoning.effort");
+    conv.reasoning =
+        reasoning_effort(string_field(*r, "effort", lim.reasoning), "reasoning.effort");
   }
   std::vector<std::string> instructions;
-  if (std::string ins = string_field(b, "instructions", ""); !ins.empty()) instructions.push_back(ins);
+  if (std::string ins = string_field(b, "instructions", ""); !ins.empty())
+    instructions.push_back(ins);
   const Json* in = field(b, "input");
   if (!in) bad("input", "is required");
   if (in->is_string()) {
@@ -462,31 +507,41 @@ GenRequest parse_responses_request(const Json& b, const Tokenizer& tk, const Api
       if (type == "message") {
         const std::string role = string_field(it, "role", "");
         const std::string text = content_text(it, at, false);
-        if (role == "system" || role == "developer") instructions.push_back(text);
-        else if (role == "user") conv.messages.push_back({"user", "", "", "", text});
-        else if (role == "assistant") conv.messages.push_back({"assistant", "", "final", "", text});
-        else bad(at + ".role", "must be system, developer, user or assistant, got '" + role + "'");
+        if (role == "system" || role == "developer")
+          instructions.push_back(text);
+        else if (role == "user")
+          conv.messages.push_back({"user", "", "", "", text});
+        else if (role == "assistant")
+          conv.messages.push_back({"assistant", "", "final", "", text});
+        else
+          bad(at + ".role", "must be system, developer, user or assistant, got '" + role + "'");
       } else if (type == "reasoning") {
         std::string text;
         if (const Json* c = field(it, "content"); c && c->is_array())
           for (const Json& p : *c)
             if (p.is_object()) text += string_field(p, "text", "");
-        if (!text.empty() && i > last_user) conv.messages.push_back({"assistant", "", "analysis", "", text});
+        if (!text.empty() && i > last_user)
+          conv.messages.push_back({"assistant", "", "analysis", "", text});
       } else if (type == "function_call") {
         const std::string name = string_field(it, "name", "");
-        if (!valid_tool_name(name)) bad(at + ".name", "must be 1 to 64 letters, digits, '_' or '-'");
+        if (!valid_tool_name(name))
+          bad(at + ".name", "must be 1 to 64 letters, digits, '_' or '-'");
         call_names[string_field(it, "call_id", "")] = name;
-        conv.messages.push_back({"assistant", "functions." + name, "commentary", "<|constrain|>json",
-                                 string_field(it, "arguments", "{}")});
+        conv.messages.push_back({"assistant", "functions." + name, "commentary",
+                                 "<|constrain|>json", string_field(it, "arguments", "{}")});
       } else if (type == "function_call_output") {
         const std::string id = string_field(it, "call_id", "");
         auto c = call_names.find(id);
-        if (c == call_names.end()) bad(at + ".call_id", "'" + id + "' matches no earlier function_call item");
+        if (c == call_names.end())
+          bad(at + ".call_id", "'" + id + "' matches no earlier function_call item");
         const Json* out = field(it, "output");
         std::string text = !out ? "" : out->is_string() ? out->get<std::string>() : out->dump();
         conv.messages.push_back({"functions." + c->second, "assistant", "commentary", "", text});
       } else {
-        bad(at + ".type", "'" + type + "' is not supported (message, reasoning, function_call, function_call_output)", "unsupported_value");
+        bad(at + ".type",
+            "'" + type +
+                "' is not supported (message, reasoning, function_call, function_call_output)",
+            "unsupported_value");
       }
     }
   } else {

@@ -9,12 +9,11 @@
 // another type: a client can never cause a 500.
 #pragma once
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace gptoss {
 class Tokenizer;
@@ -38,30 +37,30 @@ const char* endpoint_name(Endpoint e);
 
 // What a server allows and defaults to (from the command line and the model).
 struct ApiLimits {
-  std::string model_id;         // the one model served (GET /v1/models)
-  int ctx = 4096;               // positions per sequence: prompt + generated
+  std::string model_id;  // the one model served (GET /v1/models)
+  int ctx = 4096;        // positions per sequence: prompt + generated
   int vocab = 201088;
-  int default_max_tokens = 0;   // when the request gives none (0 = what the context leaves)
-  float temperature = 1.0f;     // defaults of the sampling fields
+  int default_max_tokens = 0;  // when the request gives none (0 = what the context leaves)
+  float temperature = 1.0f;    // defaults of the sampling fields
   float top_p = 1.0f;
   int top_k = 0;
   std::string reasoning = "medium";
-  std::string date;             // harmony system message date, YYYY-MM-DD ("" = today, UTC)
+  std::string date;  // harmony system message date, YYYY-MM-DD ("" = today, UTC)
 };
 
 struct GenRequest {
   Endpoint endpoint = Endpoint::Chat;
-  std::vector<int32_t> prompt;    // token ids fed to the model
-  int max_tokens = 1;             // >= 1, prompt + max_tokens <= ctx
+  std::vector<int32_t> prompt;  // token ids fed to the model
+  int max_tokens = 1;           // >= 1, prompt + max_tokens <= ctx
   float temperature = 1.0f;
   float top_p = 1.0f;
   int top_k = 0;
   std::optional<uint64_t> seed;   // none: the server picks one per request
   std::vector<std::string> stop;  // stop strings (at most 4, each 1..256 bytes)
   bool stream = false;
-  bool include_usage = false;     // stream_options.include_usage
-  bool harmony = false;           // chat / responses: the output is parsed as harmony
-  bool tools = false;             // function tools were offered
+  bool include_usage = false;  // stream_options.include_usage
+  bool harmony = false;        // chat / responses: the output is parsed as harmony
+  bool tools = false;          // function tools were offered
   std::string model;
 };
 

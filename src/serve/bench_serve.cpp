@@ -33,8 +33,8 @@ struct Result {
 };
 
 struct Options {
-  std::string url = "http://127.0.0.1:8080", endpoint = "completions", prompts_path, api_key,
-              model, out_path;
+  std::string url = "http://127.0.0.1:8080", endpoint = "completions", prompts_path, api_key, model,
+              out_path;
   int n = 200, concurrency = 16, max_tokens = 64;
   double temperature = 0, timeout_s = 600;
 };
@@ -64,7 +64,8 @@ std::vector<std::string> load_prompts(const std::string& path) {
 std::string first_model(httplib::Client& cli, const httplib::Headers& h) {
   auto r = cli.Get("/v1/models", h);
   if (!r) throw std::runtime_error("cannot reach the server: " + httplib::to_string(r.error()));
-  if (r->status != 200) throw std::runtime_error("GET /v1/models: HTTP " + std::to_string(r->status) + ": " + r->body);
+  if (r->status != 200)
+    throw std::runtime_error("GET /v1/models: HTTP " + std::to_string(r->status) + ": " + r->body);
   return Json::parse(r->body).at("data").at(0).at("id").get<std::string>();
 }
 
@@ -73,11 +74,16 @@ Result one_request(const Options& o, const std::string& model, const std::string
   httplib::Client cli(o.url);
   cli.set_read_timeout(static_cast<time_t>(o.timeout_s), 0);
   cli.set_connection_timeout(10, 0);
-  Json body{{"model", model}, {"stream", true}, {"stream_options", {{"include_usage", true}}},
-            {"max_tokens", o.max_tokens}, {"temperature", o.temperature}};
+  Json body{{"model", model},
+            {"stream", true},
+            {"stream_options", {{"include_usage", true}}},
+            {"max_tokens", o.max_tokens},
+            {"temperature", o.temperature}};
   const bool chat = o.endpoint == "chat";
-  if (chat) body["messages"] = Json::array({Json{{"role", "user"}, {"content", prompt}}});
-  else body["prompt"] = prompt;
+  if (chat)
+    body["messages"] = Json::array({Json{{"role", "user"}, {"content", prompt}}});
+  else
+    body["prompt"] = prompt;
   httplib::Request req;
   req.method = "POST";
   req.path = chat ? "/v1/chat/completions" : "/v1/completions";
@@ -122,8 +128,10 @@ Result one_request(const Options& o, const std::string& model, const std::string
         res.finish_reason = c["finish_reason"].get<std::string>();
       if (piece.empty()) continue;
       const auto now = Clock::now();
-      if (res.ttft_s < 0) res.ttft_s = std::chrono::duration<double>(now - t0).count();
-      else res.gaps_s.push_back(std::chrono::duration<double>(now - last).count());
+      if (res.ttft_s < 0)
+        res.ttft_s = std::chrono::duration<double>(now - t0).count();
+      else
+        res.gaps_s.push_back(std::chrono::duration<double>(now - last).count());
       last = now;
       if (!chat || !c["delta"].contains("reasoning_content")) res.text += piece;
     }
@@ -133,9 +141,12 @@ Result one_request(const Options& o, const std::string& model, const std::string
   httplib::Error err = httplib::Error::Success;
   const bool sent = cli.send(req, resp, err);
   res.total_s = std::chrono::duration<double>(Clock::now() - t0).count();
-  if (!sent) res.error = "transport: " + httplib::to_string(err);
-  else if (resp.status != 200) res.error = "HTTP " + std::to_string(resp.status) + ": " + resp.body;
-  else if (!done && res.error.empty()) res.error = "stream ended without [DONE]";
+  if (!sent)
+    res.error = "transport: " + httplib::to_string(err);
+  else if (resp.status != 200)
+    res.error = "HTTP " + std::to_string(resp.status) + ": " + resp.body;
+  else if (!done && res.error.empty())
+    res.error = "stream ended without [DONE]";
   res.ok = res.error.empty();
   return res;
 }
@@ -143,27 +154,40 @@ Result one_request(const Options& o, const std::string& model, const std::string
 Json percentiles_ms(std::vector<double> v) {
   if (v.empty()) return Json{{"p50", nullptr}, {"p99", nullptr}, {"mean", nullptr}};
   std::sort(v.begin(), v.end());
-  auto at = [&](double q) { return 1e3 * v[std::min(v.size() - 1, static_cast<size_t>(q * (v.size() - 1) + 0.5))]; };
+  auto at = [&](double q) {
+    return 1e3 * v[std::min(v.size() - 1, static_cast<size_t>(q * (v.size() - 1) + 0.5))];
+  };
   double sum = 0;
   for (double x : v) sum += x;
-  return Json{{"p50", at(0.50)}, {"p99", at(0.99)}, {"mean", 1e3 * sum / static_cast<double>(v.size())}};
+  return Json{
+      {"p50", at(0.50)}, {"p99", at(0.99)}, {"mean", 1e3 * sum / static_cast<double>(v.size())}};
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   Options o;
-  CLI::App app{"bench-serve: load generator for `run -m serve`; prints one JSON object on stdout", "bench-serve"};
+  CLI::App app{"bench-serve: load generator for `run -m serve`; prints one JSON object on stdout",
+               "bench-serve"};
   app.add_option("--url", o.url, "Server base URL")->capture_default_str();
-  app.add_option("-n,--requests", o.n, "Requests in all")->capture_default_str()->check(CLI::Range(1, 10000000));
-  app.add_option("-c,--concurrency", o.concurrency, "Requests in flight at once")->capture_default_str()->check(CLI::Range(1, 4096));
-  app.add_option("--max-tokens", o.max_tokens, "max_tokens of each request")->capture_default_str()->check(CLI::Range(1, 131072));
-  app.add_option("--endpoint", o.endpoint, "completions (raw prompt, as getp) | chat")->capture_default_str()->check(CLI::IsMember({"completions", "chat"}));
+  app.add_option("-n,--requests", o.n, "Requests in all")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000000));
+  app.add_option("-c,--concurrency", o.concurrency, "Requests in flight at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--max-tokens", o.max_tokens, "max_tokens of each request")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 131072));
+  app.add_option("--endpoint", o.endpoint, "completions (raw prompt, as getp) | chat")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"completions", "chat"}));
   app.add_option("--prompts", o.prompts_path, "getp prompt file (default: built-in prompts)");
   app.add_option("-T,--temperature", o.temperature, "Sampling temperature")->capture_default_str();
   app.add_option("--api-key", o.api_key, "Bearer key");
   app.add_option("--model", o.model, "Model id (default: the server's)");
-  app.add_option("--out", o.out_path, "Write each request's text as JSON lines {index, text, finish_reason}");
+  app.add_option("--out", o.out_path,
+                 "Write each request's text as JSON lines {index, text, finish_reason}");
   app.add_option("--timeout", o.timeout_s, "Seconds a request may take")->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -183,7 +207,8 @@ int main(int argc, char** argv) {
     for (int w = 0; w < std::min(o.concurrency, o.n); ++w)
       workers.emplace_back([&] {
         for (int i; (i = next++) < o.n;)
-          results[static_cast<size_t>(i)] = one_request(o, model, prompts[static_cast<size_t>(i) % prompts.size()]);
+          results[static_cast<size_t>(i)] =
+              one_request(o, model, prompts[static_cast<size_t>(i) % prompts.size()]);
       });
     for (auto& t : workers) t.join();
     const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -205,9 +230,12 @@ int main(int argc, char** argv) {
     if (!o.out_path.empty()) {
       std::ofstream f(o.out_path);
       for (size_t i = 0; i < results.size(); ++i)
-        f << Json{{"index", i}, {"ok", results[i].ok}, {"text", results[i].text},
+        f << Json{{"index", i},
+                  {"ok", results[i].ok},
+                  {"text", results[i].text},
                   {"finish_reason", results[i].finish_reason},
-                  {"completion_tokens", results[i].completion_tokens}}.dump(-1, ' ', false, Json::error_handler_t::replace)
+                  {"completion_tokens", results[i].completion_tokens}}
+                 .dump(-1, ' ', false, Json::error_handler_t::replace)
           << "\n";
     }
     Json report{{"url", o.url},

@@ -19,7 +19,8 @@ void TokenStream::finish(EndKind why) {
   cv_.notify_one();
 }
 
-std::optional<EndKind> TokenStream::take(std::vector<int32_t>& out, std::chrono::milliseconds wait) {
+std::optional<EndKind> TokenStream::take(std::vector<int32_t>& out,
+                                         std::chrono::milliseconds wait) {
   std::unique_lock<std::mutex> lk(m_);
   cv_.wait_for(lk, wait, [&] { return !tokens_.empty() || end_.has_value(); });
   out.insert(out.end(), tokens_.begin(), tokens_.end());

@@ -13,7 +13,8 @@ double now_s() {
 }
 }  // namespace
 
-EngineLoop::EngineLoop(Inbox& inbox, Metrics& metrics, std::function<uint64_t(uint64_t)> default_seed)
+EngineLoop::EngineLoop(Inbox& inbox, Metrics& metrics,
+                       std::function<uint64_t(uint64_t)> default_seed)
     : inbox_(inbox), metrics_(metrics), default_seed_(std::move(default_seed)) {}
 
 ChooserFactory EngineLoop::chooser_factory() {

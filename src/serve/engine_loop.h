@@ -21,10 +21,9 @@ namespace gptoss::serve {
 
 // Session::run's shape: runs the scheduler until idle or should_stop(), calling before_plan()
 // before each planning round and after_commit() after each committed step.
-using RunScheduler =
-    std::function<void(Scheduler& sch, const std::function<bool()>& should_stop,
-                        const std::function<void()>& after_commit,
-                        const std::function<void()>& before_plan)>;
+using RunScheduler = std::function<void(Scheduler& sch, const std::function<bool()>& should_stop,
+                                        const std::function<void()>& after_commit,
+                                        const std::function<void()>& before_plan)>;
 
 class EngineLoop {
  public:
@@ -42,7 +41,7 @@ class EngineLoop {
   Inbox& inbox_;
   Metrics& metrics_;
   std::function<uint64_t(uint64_t)> default_seed_;
-  std::map<uint64_t, SamplerParams> params_;                 // by request id
+  std::map<uint64_t, SamplerParams> params_;                  // by request id
   std::map<uint64_t, std::shared_ptr<TokenStream>> streams_;  // requests admitted, not finished
   std::vector<Job> jobs_;
   std::vector<uint64_t> cancels_;

@@ -23,7 +23,8 @@ constexpr auto kPoll = std::chrono::milliseconds(100);  // how often a waiting h
 
 int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch()).count();
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 double mono_now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -49,10 +50,10 @@ struct Flight {
   std::shared_ptr<TokenStream> stream = std::make_shared<TokenStream>();
   std::unique_ptr<ReplyBuilder> reply;
   std::unique_ptr<ResponsesStream> rstream;
-  int fd = -1;              // the client's socket (connection.h), -1 if not found
-  bool started = false;     // stream: the opening chunk/events are sent
-  bool ended = false;       // the reply is complete (or given up)
-  bool cut = false;         // the engine cancelled it (shutdown)
+  int fd = -1;           // the client's socket (connection.h), -1 if not found
+  bool started = false;  // stream: the opening chunk/events are sent
+  bool ended = false;    // the reply is complete (or given up)
+  bool cut = false;      // the engine cancelled it (shutdown)
   std::vector<int32_t> toks;
 };
 
@@ -92,7 +93,9 @@ void HttpServer::drain() { impl_->draining = true; }
 void HttpServer::start() {
   Impl& s = *impl_;
   const int threads = s.cfg.slots + s.cfg.max_queue + 8;
-  s.svr.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  s.svr.new_task_queue = [threads] {
+    return new httplib::ThreadPool(static_cast<size_t>(threads));
+  };
   // SO_REUSEADDR only: the library's default adds SO_REUSEPORT, which lets a second server bind a
   // port that one is already listening on (and the kernel split the connections between them).
   s.svr.set_socket_options([](socket_t sock) {
@@ -125,9 +128,10 @@ void HttpServer::stop() {
 
 void HttpServer::Impl::routes() {
   // /v1/* needs the key when one is set; the page, /health and /metrics do not.
-  svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res)
-                                  -> httplib::Server::HandlerResponse {
-    if (cfg.api_key.empty() || req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
+  svr.set_pre_routing_handler([this](const httplib::Request& req,
+                                     httplib::Response& res) -> httplib::Server::HandlerResponse {
+    if (cfg.api_key.empty() || req.path.rfind("/v1/", 0) != 0)
+      return httplib::Server::HandlerResponse::Unhandled;
     if (req.get_header_value("Authorization") == "Bearer " + cfg.api_key)
       return httplib::Server::HandlerResponse::Unhandled;
     send_error(res, ApiError(401, "missing or wrong API key: send 'Authorization: Bearer KEY'", "",
@@ -136,54 +140,67 @@ void HttpServer::Impl::routes() {
     return httplib::Server::HandlerResponse::Handled;
   });
   // Errors the library answers itself (no route, body too large, bad HTTP) get an error object.
-  svr.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res)
-                            -> httplib::Server::HandlerResponse {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    std::string msg = res.status == 404   ? "no such endpoint: " + req.method + " " + req.path
-                      : res.status == 413 ? "the request body is larger than " +
-                                                std::to_string(cfg.max_body_bytes) + " bytes"
-                                          : "bad HTTP request";
-    send_error(res, ApiError(res.status, msg));
-    metrics.request_done("other", res.status);
-    return httplib::Server::HandlerResponse::Handled;
-  }));
-  svr.set_exception_handler([this](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-    std::string what = "unknown";
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    std::fprintf(stderr, "serve: internal error: %s\n", what.c_str());
-    send_error(res, ApiError(500, "internal error: " + what));
-    metrics.request_done("other", 500);
-  });
+  svr.set_error_handler(httplib::Server::HandlerWithResponse(
+      [this](const httplib::Request& req,
+             httplib::Response& res) -> httplib::Server::HandlerResponse {
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        std::string msg = res.status == 404   ? "no such endpoint: " + req.method + " " + req.path
+                          : res.status == 413 ? "the request body is larger than " +
+                                                    std::to_string(cfg.max_body_bytes) + " bytes"
+                                              : "bad HTTP request";
+        send_error(res, ApiError(res.status, msg));
+        metrics.request_done("other", res.status);
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  svr.set_exception_handler(
+      [this](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown";
+        try {
+          std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        std::fprintf(stderr, "serve: internal error: %s\n", what.c_str());
+        send_error(res, ApiError(500, "internal error: " + what));
+        metrics.request_done("other", 500);
+      });
 
   svr.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     send_json(res, draining ? 503 : 200, Json{{"status", draining ? "draining" : "ok"}});
   });
   auto model_json = [this] {
-    return Json{{"id", cfg.limits.model_id}, {"object", "model"}, {"created", 0}, {"owned_by", "gptoss"},
+    return Json{{"id", cfg.limits.model_id},
+                {"object", "model"},
+                {"created", 0},
+                {"owned_by", "gptoss"},
                 {"max_model_len", cfg.limits.ctx}};
   };
   svr.Get("/v1/models", [this, model_json](const httplib::Request&, httplib::Response& res) {
     send_json(res, 200, Json{{"object", "list"}, {"data", Json::array({model_json()})}});
     metrics.request_done("models", 200);
   });
-  svr.Get(R"(/v1/models/(.+))", [this, model_json](const httplib::Request& req, httplib::Response& res) {
+  svr.Get(R"(/v1/models/(.+))", [this, model_json](const httplib::Request& req,
+                                                   httplib::Response& res) {
     if (req.matches[1] == cfg.limits.model_id) {
       send_json(res, 200, model_json());
       metrics.request_done("models", 200);
     } else {
-      send_error(res, ApiError(404, "The model '" + std::string(req.matches[1]) + "' does not exist",
-                               "model", "model_not_found"));
+      send_error(res,
+                 ApiError(404, "The model '" + std::string(req.matches[1]) + "' does not exist",
+                          "model", "model_not_found"));
       metrics.request_done("models", 404);
     }
   });
-  svr.Post("/v1/completions", [this](const httplib::Request& q, httplib::Response& r) { generate(Endpoint::Completions, q, r); });
-  svr.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& r) { generate(Endpoint::Chat, q, r); });
-  svr.Post("/v1/responses", [this](const httplib::Request& q, httplib::Response& r) { generate(Endpoint::Responses, q, r); });
+  svr.Post("/v1/completions", [this](const httplib::Request& q, httplib::Response& r) {
+    generate(Endpoint::Completions, q, r);
+  });
+  svr.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& r) {
+    generate(Endpoint::Chat, q, r);
+  });
+  svr.Post("/v1/responses", [this](const httplib::Request& q, httplib::Response& r) {
+    generate(Endpoint::Responses, q, r);
+  });
   svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics.prometheus_text(mono_now()), "text/plain; version=0.0.4");
   });
@@ -208,8 +225,9 @@ void HttpServer::Impl::generate(Endpoint e, const httplib::Request& req, httplib
     const int cap = cfg.slots + cfg.max_queue;
     do {
       if (now >= cap)
-        throw ApiError(429, "too many requests: " + std::to_string(cfg.slots) + " running and " +
-                                std::to_string(cfg.max_queue) + " waiting (--max-queue); retry later",
+        throw ApiError(429,
+                       "too many requests: " + std::to_string(cfg.slots) + " running and " +
+                           std::to_string(cfg.max_queue) + " waiting (--max-queue); retry later",
                        "", "rate_limit_exceeded");
     } while (!outstanding.compare_exchange_weak(now, now + 1));
   } catch (const ApiError& err) {
@@ -218,7 +236,8 @@ void HttpServer::Impl::generate(Endpoint e, const httplib::Request& req, httplib
     return;
   }
   f->id = next_id++;
-  f->meta = ReplyMeta{new_reply_id(e), unix_now(), f->g.model, static_cast<int>(f->g.prompt.size())};
+  f->meta =
+      ReplyMeta{new_reply_id(e), unix_now(), f->g.model, static_cast<int>(f->g.prompt.size())};
   f->reply = std::make_unique<ReplyBuilder>(tk, f->g, cfg.stop_ids);
   f->fd = find_connection_socket(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
   Job j;
@@ -246,8 +265,7 @@ void HttpServer::Impl::generate(Endpoint e, const httplib::Request& req, httplib
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
   res.set_chunked_content_provider(
-      "text/event-stream",
-      [this, f](size_t, httplib::DataSink& sink) { return pump(*f, sink); },
+      "text/event-stream", [this, f](size_t, httplib::DataSink& sink) { return pump(*f, sink); },
       [this, f](bool) {  // the response is over, whatever happened: free what is still held
         if (!f->ended) give_up(*f);
         release();
@@ -285,8 +303,9 @@ void HttpServer::Impl::reply_whole(Flight& f, httplib::Response& res) {
   }
   f.ended = true;
   if (f.cut) {
-    send_error(res, ApiError(503, "the server shut down before the request finished (" +
-                                      std::to_string(r.completion_tokens) + " tokens generated)",
+    send_error(res, ApiError(503,
+                             "the server shut down before the request finished (" +
+                                 std::to_string(r.completion_tokens) + " tokens generated)",
                              "", "server_shutting_down"));
     return;
   }
@@ -325,15 +344,21 @@ bool HttpServer::Impl::pump(Flight& f, httplib::DataSink& sink) {
     final = true;
   }
   if (!d.empty()) {
-    if (resp) out += f.rstream->delta(d, r);
-    else if (chat) out += sse(chat_chunk(f.meta, d, r, false, nullptr, f.g.include_usage));
-    else out += sse(completion_chunk(f.meta, d.content, nullptr));
+    if (resp)
+      out += f.rstream->delta(d, r);
+    else if (chat)
+      out += sse(chat_chunk(f.meta, d, r, false, nullptr, f.g.include_usage));
+    else
+      out += sse(completion_chunk(f.meta, d.content, nullptr));
   }
   if (final) {
     f.ended = true;
     if (f.cut) {
-      Json err = ApiError(503, "the server shut down before the request finished", "", "server_shutting_down").body();
-      out += resp ? sse_event(Json{{"type", "error"}, {"code", "server_shutting_down"},
+      Json err = ApiError(503, "the server shut down before the request finished", "",
+                          "server_shutting_down")
+                     .body();
+      out += resp ? sse_event(Json{{"type", "error"},
+                                   {"code", "server_shutting_down"},
                                    {"message", err["error"]["message"]}})
                   : sse(err);
     } else if (resp) {

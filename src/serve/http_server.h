@@ -25,10 +25,10 @@ namespace gptoss::serve {
 
 struct ServerConfig {
   std::string host = "127.0.0.1";
-  int port = 8080;               // 0: any free port (port() says which)
-  std::string api_key;           // "" = no authentication
-  int slots = 1;                 // sequences running at once (-b)
-  int max_queue = 64;            // requests waiting beyond them
+  int port = 8080;      // 0: any free port (port() says which)
+  std::string api_key;  // "" = no authentication
+  int slots = 1;        // sequences running at once (-b)
+  int max_queue = 64;   // requests waiting beyond them
   size_t max_body_bytes = 8u << 20;
   ApiLimits limits;
   std::vector<int32_t> stop_ids;  // the scheduler's stop tokens (never shown as text)

@@ -38,12 +38,14 @@ double Metrics::tokens_per_second(double now_s) {
 std::string Metrics::prometheus_text(double now_s) {
   std::string out;
   char line[256];
-  out += "# HELP gptoss_requests_total HTTP requests answered, by endpoint and status code.\n"
-         "# TYPE gptoss_requests_total counter\n";
+  out +=
+      "# HELP gptoss_requests_total HTTP requests answered, by endpoint and status code.\n"
+      "# TYPE gptoss_requests_total counter\n";
   {
     std::lock_guard<std::mutex> lk(m_);
     for (const auto& [key, n] : requests_) {
-      std::snprintf(line, sizeof line, "gptoss_requests_total{endpoint=\"%s\",status=\"%d\"} %llu\n",
+      std::snprintf(line, sizeof line,
+                    "gptoss_requests_total{endpoint=\"%s\",status=\"%d\"} %llu\n",
                     key.first.c_str(), key.second, static_cast<unsigned long long>(n));
       out += line;
     }

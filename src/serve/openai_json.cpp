@@ -8,7 +8,9 @@ namespace gptoss::serve {
 std::string new_reply_id(Endpoint e) {
   static const char kHex[] = "0123456789abcdef";
   thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::string id = e == Endpoint::Chat ? "chatcmpl-" : e == Endpoint::Completions ? "cmpl-" : "resp_";
+  std::string id = e == Endpoint::Chat          ? "chatcmpl-"
+                   : e == Endpoint::Completions ? "cmpl-"
+                                                : "resp_";
   for (int i = 0; i < 24; ++i) id += kHex[rng() % 16];
   return id;
 }
@@ -34,10 +36,11 @@ Json usage_json(const ReplyMeta& m, const ReplyBuilder& r, bool responses) {
 }
 
 Json completion_json(const ReplyMeta& m, const ReplyBuilder& r) {
-  Json choice{{"index", 0}, {"text", r.content}, {"logprobs", nullptr}, {"finish_reason", r.finish_reason}};
-  return Json{{"id", m.id},        {"object", "text_completion"}, {"created", m.created},
-              {"model", m.model},  {"choices", Json::array({choice})},
-              {"usage", usage_json(m, r, false)}};
+  Json choice{
+      {"index", 0}, {"text", r.content}, {"logprobs", nullptr}, {"finish_reason", r.finish_reason}};
+  return Json{
+      {"id", m.id},       {"object", "text_completion"},      {"created", m.created},
+      {"model", m.model}, {"choices", Json::array({choice})}, {"usage", usage_json(m, r, false)}};
 }
 
 namespace {
@@ -56,20 +59,22 @@ Json chat_json(const ReplyMeta& m, const ReplyBuilder& r) {
   msg["content"] = r.content.empty() && !r.tool_calls.empty() ? Json() : Json(r.content);
   if (!r.reasoning.empty()) msg["reasoning_content"] = r.reasoning;
   if (!r.tool_calls.empty()) msg["tool_calls"] = tool_calls_json(r);
-  Json choice{{"index", 0}, {"message", msg}, {"logprobs", nullptr}, {"finish_reason", r.finish_reason}};
-  return Json{{"id", m.id},       {"object", "chat.completion"}, {"created", m.created},
-              {"model", m.model}, {"choices", Json::array({choice})},
-              {"usage", usage_json(m, r, false)}};
+  Json choice{
+      {"index", 0}, {"message", msg}, {"logprobs", nullptr}, {"finish_reason", r.finish_reason}};
+  return Json{
+      {"id", m.id},       {"object", "chat.completion"},      {"created", m.created},
+      {"model", m.model}, {"choices", Json::array({choice})}, {"usage", usage_json(m, r, false)}};
 }
 
 Json responses_json(const ReplyMeta& m, const ReplyBuilder& r, const GenRequest& g) {
   Json output = Json::array();
   const std::string suffix = m.id.substr(5);
   if (!r.reasoning.empty())
-    output.push_back(Json{{"type", "reasoning"},
-                          {"id", "rs_" + suffix},
-                          {"summary", Json::array()},
-                          {"content", Json::array({Json{{"type", "reasoning_text"}, {"text", r.reasoning}}})}});
+    output.push_back(
+        Json{{"type", "reasoning"},
+             {"id", "rs_" + suffix},
+             {"summary", Json::array()},
+             {"content", Json::array({Json{{"type", "reasoning_text"}, {"text", r.reasoning}}})}});
   if (!r.content.empty() || r.tool_calls.empty())
     output.push_back(Json{{"type", "message"},
                           {"id", "msg_" + suffix},
@@ -104,10 +109,15 @@ Json responses_json(const ReplyMeta& m, const ReplyBuilder& r, const GenRequest&
 }
 
 Json completion_chunk(const ReplyMeta& m, const std::string& text, const char* finish_reason) {
-  Json choice{{"index", 0}, {"text", text}, {"logprobs", nullptr},
+  Json choice{{"index", 0},
+              {"text", text},
+              {"logprobs", nullptr},
               {"finish_reason", finish_reason ? Json(finish_reason) : Json()}};
-  return Json{{"id", m.id}, {"object", "text_completion"}, {"created", m.created},
-              {"model", m.model}, {"choices", Json::array({choice})}};
+  return Json{{"id", m.id},
+              {"object", "text_completion"},
+              {"created", m.created},
+              {"model", m.model},
+              {"choices", Json::array({choice})}};
 }
 
 Json chat_chunk(const ReplyMeta& m, const Delta& d, const ReplyBuilder& r, bool first,
@@ -131,10 +141,15 @@ Json chat_chunk(const ReplyMeta& m, const Delta& d, const ReplyBuilder& r, bool 
     }
     delta["tool_calls"] = Json::array({call});
   }
-  Json choice{{"index", 0}, {"delta", delta}, {"logprobs", nullptr},
+  Json choice{{"index", 0},
+              {"delta", delta},
+              {"logprobs", nullptr},
               {"finish_reason", finish_reason ? Json(finish_reason) : Json()}};
-  Json j{{"id", m.id}, {"object", "chat.completion.chunk"}, {"created", m.created},
-         {"model", m.model}, {"choices", Json::array({choice})}};
+  Json j{{"id", m.id},
+         {"object", "chat.completion.chunk"},
+         {"created", m.created},
+         {"model", m.model},
+         {"choices", Json::array({choice})}};
   if (with_usage_field) j["usage"] = nullptr;
   return j;
 }

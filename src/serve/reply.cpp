@@ -14,7 +14,8 @@ std::string new_call_id() {
   return id;
 }
 
-ReplyBuilder::ReplyBuilder(const Tokenizer& tk, const GenRequest& req, std::vector<int32_t> stop_ids)
+ReplyBuilder::ReplyBuilder(const Tokenizer& tk, const GenRequest& req,
+                           std::vector<int32_t> stop_ids)
     : tk_(tk),
       req_(req),
       stop_ids_(std::move(stop_ids)),
@@ -27,7 +28,9 @@ ReplyBuilder::ReplyBuilder(const Tokenizer& tk, const GenRequest& req, std::vect
 void ReplyBuilder::emit(Route r, const std::string& text, Delta& d) {
   if (text.empty()) return;
   switch (r) {
-    case Route::Content: emit_content(text, d, false); break;
+    case Route::Content:
+      emit_content(text, d, false);
+      break;
     case Route::Reasoning:
       reasoning += text;
       d.reasoning += text;
@@ -36,7 +39,8 @@ void ReplyBuilder::emit(Route r, const std::string& text, Delta& d) {
       tool_calls.back().arguments += text;
       d.tool_arguments += text;
       break;
-    case Route::Drop: break;
+    case Route::Drop:
+      break;
   }
 }
 
@@ -68,9 +72,7 @@ void ReplyBuilder::emit_content(const std::string& text, Delta& d, bool final_fl
   held_.erase(0, cut);
 }
 
-void ReplyBuilder::close_message(Delta& d) {
-  emit(route_, msg_dec_.flush(), d);
-}
+void ReplyBuilder::close_message(Delta& d) { emit(route_, msg_dec_.flush(), d); }
 
 void ReplyBuilder::start_tool(Delta& d) {
   ToolCall c;
@@ -88,10 +90,12 @@ void ReplyBuilder::push(int32_t token, Delta& d) {
     if (!stop_id) emit_content(raw_dec_.push(token), d, false);
     return;
   }
-  if (stop_id && token != harmony_id::kReturn && token != harmony_id::kCall) return;  // e.g. <|endoftext|>
+  if (stop_id && token != harmony_id::kReturn && token != harmony_id::kCall)
+    return;  // e.g. <|endoftext|>
   if (token == harmony_id::kCall) last_was_call_ = parser_.in_content() && route_ == Route::Tool;
   switch (parser_.feed(token)) {
-    case HarmonyParser::Kind::None: break;
+    case HarmonyParser::Kind::None:
+      break;
     case HarmonyParser::Kind::MessageStart: {
       const std::string& ch = parser_.channel();
       const std::string& to = parser_.recipient();
@@ -135,10 +139,14 @@ void ReplyBuilder::finish(EndKind why, Delta& d) {
     emit_content(raw_dec_.flush(), d, true);
   }
   finished_ = true;
-  if (stopped_) finish_reason = "stop";
-  else if (why == EndKind::Length) finish_reason = "length";
-  else if (why == EndKind::Cancelled) finish_reason = "cancelled";
-  else finish_reason = last_was_call_ && !tool_calls.empty() ? "tool_calls" : "stop";
+  if (stopped_)
+    finish_reason = "stop";
+  else if (why == EndKind::Length)
+    finish_reason = "length";
+  else if (why == EndKind::Cancelled)
+    finish_reason = "cancelled";
+  else
+    finish_reason = last_was_call_ && !tool_calls.empty() ? "tool_calls" : "stop";
 }
 
 }  // namespace gptoss::serve

@@ -23,16 +23,18 @@
 namespace gptoss::serve {
 
 struct ToolCall {
-  std::string id;         // "call_" + 24 letters and digits
+  std::string id;  // "call_" + 24 letters and digits
   std::string name;
   std::string arguments;  // as generated (JSON when the model wrote JSON)
 };
 
 struct Delta {
   std::string content, reasoning;
-  bool tool_started = false;  // a tool call began here (tool_calls.back() has id and name)
+  bool tool_started = false;   // a tool call began here (tool_calls.back() has id and name)
   std::string tool_arguments;  // more arguments of tool_calls.back()
-  bool empty() const { return content.empty() && reasoning.empty() && !tool_started && tool_arguments.empty(); }
+  bool empty() const {
+    return content.empty() && reasoning.empty() && !tool_started && tool_arguments.empty();
+  }
 };
 
 enum class EndKind { Stop, Length, Cancelled };
@@ -67,8 +69,8 @@ class ReplyBuilder {
   HarmonyParser parser_;
   StreamDecoder msg_dec_, raw_dec_;
   Route route_ = Route::Content;
-  std::string held_;       // content held back: it may be the start of a stop string
-  size_t max_stop_ = 0;    // longest stop string, bytes
+  std::string held_;     // content held back: it may be the start of a stop string
+  size_t max_stop_ = 0;  // longest stop string, bytes
   bool stopped_ = false, finished_ = false;
   bool last_was_call_ = false;  // the turn ended with <|call|> on a tool-call message
 };

@@ -31,7 +31,7 @@ class ResponsesStream {
   GenRequest g_;
   int seq_ = 0, index_ = -1;  // sequence number, output index of the open item
   Item item_ = Item::None;
-  std::string text_;          // text of the open item so far
+  std::string text_;  // text of the open item so far
   std::string item_id_;
   Json items_ = Json::array();  // closed items, for response.completed
 };

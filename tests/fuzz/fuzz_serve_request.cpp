@@ -26,8 +26,9 @@ const gptoss::Tokenizer& tokenizer() {
     try {
       return std::make_unique<gptoss::Tokenizer>(path);
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "fuzz_serve_request: cannot load the tokenizer (%s); set GPTOSS_FUZZ_TOKENIZER\n",
-                   e.what());
+      std::fprintf(
+          stderr, "fuzz_serve_request: cannot load the tokenizer (%s); set GPTOSS_FUZZ_TOKENIZER\n",
+          e.what());
       std::exit(2);
     }
   }();
@@ -54,18 +55,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     const Json j = parse_body(body);
     switch (data[0] % 3) {
-      case 0: g = parse_chat_request(j, tokenizer(), lim); break;
-      case 1: g = parse_completion_request(j, tokenizer(), lim); break;
-      default: g = parse_responses_request(j, tokenizer(), lim); break;
+      case 0:
+        g = parse_chat_request(j, tokenizer(), lim);
+        break;
+      case 1:
+        g = parse_completion_request(j, tokenizer(), lim);
+        break;
+      default:
+        g = parse_responses_request(j, tokenizer(), lim);
+        break;
     }
   } catch (const ApiError& e) {
-    if (e.status != 400 || std::string(e.what()).empty()) fuzz::finding("an ApiError that is not a 400 with a message");
+    if (e.status != 400 || std::string(e.what()).empty())
+      fuzz::finding("an ApiError that is not a 400 with a message");
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fuzz: exception other than ApiError: %s\n", e.what());
     fuzz::finding("a client could cause a 500");
   }
-  if (g.prompt.empty() || g.max_tokens < 1 || static_cast<int64_t>(g.prompt.size()) + g.max_tokens > lim.ctx)
+  if (g.prompt.empty() || g.max_tokens < 1 ||
+      static_cast<int64_t>(g.prompt.size()) + g.max_tokens > lim.ctx)
     fuzz::finding("an accepted request does not fit the context");
   ReplyBuilder r(tokenizer(), g, {199999, 200002, 200012});
   std::string content, reasoning;
@@ -75,7 +84,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (r.stopped()) break;
   }
   r.finish(EndKind::Length, d);
-  if (d.content != r.content || d.reasoning != r.reasoning) fuzz::finding("deltas do not add up to the reply");
+  if (d.content != r.content || d.reasoning != r.reasoning)
+    fuzz::finding("deltas do not add up to the reply");
   if (!utf8_valid(r.content) || !utf8_valid(r.reasoning)) fuzz::finding("invalid UTF-8 in a reply");
   if (r.finish_reason != "stop" && r.finish_reason != "length" && r.finish_reason != "tool_calls")
     fuzz::finding("an unknown finish_reason");

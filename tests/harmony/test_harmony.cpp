@@ -26,8 +26,9 @@ const std::string& byte_of(int32_t id) {
     return t;
   }();
   static const std::map<int32_t, std::string> specials = {
-      {kReturn, "<|return|>"}, {kConstrain, "<|constrain|>"}, {kChannel, "<|channel|>"},
-      {kStart, "<|start|>"},   {kEnd, "<|end|>"},             {kMessage, "<|message|>"},
+      {kReturn, "<|return|>"},   {kConstrain, "<|constrain|>"},
+      {kChannel, "<|channel|>"}, {kStart, "<|start|>"},
+      {kEnd, "<|end|>"},         {kMessage, "<|message|>"},
       {kCall, "<|call|>"}};
   static const std::string other = "<|reserved|>";
   if (id >= 0 && id < 256) return table[id];
@@ -55,16 +56,27 @@ TEST(Harmony, SystemContentIsTheSpecText) {
 
 TEST(Harmony, PreambleAndUserTurnLayout) {
   auto sys = harmony_system_content("2026-01-02", "medium");
-  auto expect = cat({{kStart}, bytes_enc("system"), {kMessage}, bytes_enc(sys), {kEnd},
-                     {kStart}, bytes_enc("developer"), {kMessage},
-                     bytes_enc("# Instructions\n\nBe brief."), {kEnd}});
+  auto expect = cat({{kStart},
+                     bytes_enc("system"),
+                     {kMessage},
+                     bytes_enc(sys),
+                     {kEnd},
+                     {kStart},
+                     bytes_enc("developer"),
+                     {kMessage},
+                     bytes_enc("# Instructions\n\nBe brief."),
+                     {kEnd}});
   EXPECT_EQ(harmony_preamble(bytes_enc, "2026-01-02", "medium", "Be brief."), expect);
   // No developer message without -y.
   EXPECT_EQ(harmony_preamble(bytes_enc, "2026-01-02", "medium", ""),
             cat({{kStart}, bytes_enc("system"), {kMessage}, bytes_enc(sys), {kEnd}}));
-  EXPECT_EQ(harmony_user_turn(bytes_enc, "hi <|end|>"),
-            cat({{kStart}, bytes_enc("user"), {kMessage}, bytes_enc("hi <|end|>"), {kEnd},
-                 {kStart}, bytes_enc("assistant")}));
+  EXPECT_EQ(harmony_user_turn(bytes_enc, "hi <|end|>"), cat({{kStart},
+                                                             bytes_enc("user"),
+                                                             {kMessage},
+                                                             bytes_enc("hi <|end|>"),
+                                                             {kEnd},
+                                                             {kStart},
+                                                             bytes_enc("assistant")}));
 }
 
 TEST(Harmony, TodayIsIsoDate) {
@@ -128,9 +140,18 @@ Parsed parse(HarmonyParser& p, const std::vector<int32_t>& ids) {
 TEST(Harmony, ParsesAnalysisThenFinal) {
   HarmonyParser p(byte_of);
   // The guide's example output.
-  auto ids = cat({{kChannel}, bytes_enc("analysis"), {kMessage}, bytes_enc("think"), {kEnd},
-                  {kStart}, bytes_enc("assistant"), {kChannel}, bytes_enc("final"), {kMessage},
-                  bytes_enc("hi"), {kReturn}});
+  auto ids = cat({{kChannel},
+                  bytes_enc("analysis"),
+                  {kMessage},
+                  bytes_enc("think"),
+                  {kEnd},
+                  {kStart},
+                  bytes_enc("assistant"),
+                  {kChannel},
+                  bytes_enc("final"),
+                  {kMessage},
+                  bytes_enc("hi"),
+                  {kReturn}});
   Parsed r = parse(p, ids);
   EXPECT_EQ(r.by_channel["final"], "hi");
   EXPECT_EQ(r.by_channel["analysis"], "think");
@@ -146,12 +167,19 @@ TEST(Harmony, ParsesAnalysisThenFinal) {
 
 TEST(Harmony, RecipientAndConstraintInTheChannelOrTheRoleSection) {
   // Channel section (the guide's model output) and role section (the renderer's history form).
-  for (auto header : {cat({{kChannel}, bytes_enc("commentary to=functions.get_weather "),
-                           {kConstrain}, bytes_enc("json")}),
-                      cat({bytes_enc(" to=functions.get_weather"), {kChannel},
-                           bytes_enc("commentary "), {kConstrain}, bytes_enc("json")}),
-                      cat({{kChannel}, bytes_enc("commentary to=functions.get_weather"),
-                           {kConstrain}, bytes_enc("json")})}) {
+  for (auto header : {cat({{kChannel},
+                           bytes_enc("commentary to=functions.get_weather "),
+                           {kConstrain},
+                           bytes_enc("json")}),
+                      cat({bytes_enc(" to=functions.get_weather"),
+                           {kChannel},
+                           bytes_enc("commentary "),
+                           {kConstrain},
+                           bytes_enc("json")}),
+                      cat({{kChannel},
+                           bytes_enc("commentary to=functions.get_weather"),
+                           {kConstrain},
+                           bytes_enc("json")})}) {
     HarmonyParser p(byte_of);
     Parsed r = parse(p, cat({header, {kMessage}, bytes_enc("{}"), {kCall}}));
     EXPECT_EQ(p.channel(), "commentary");
@@ -163,8 +191,15 @@ TEST(Harmony, RecipientAndConstraintInTheChannelOrTheRoleSection) {
   }
   // A later message names its role first; a plain content type without the marker is kept too.
   HarmonyParser p(byte_of);
-  parse(p, cat({{kChannel}, bytes_enc("analysis"), {kMessage}, bytes_enc("x"), {kEnd}, {kStart},
-                bytes_enc("assistant to=functions.f"), {kChannel}, bytes_enc("commentary json"),
+  parse(p, cat({{kChannel},
+                bytes_enc("analysis"),
+                {kMessage},
+                bytes_enc("x"),
+                {kEnd},
+                {kStart},
+                bytes_enc("assistant to=functions.f"),
+                {kChannel},
+                bytes_enc("commentary json"),
                 {kMessage}}));
   EXPECT_EQ(p.recipient(), "functions.f");
   EXPECT_EQ(p.content_type(), "json");
@@ -182,8 +217,16 @@ TEST(Harmony, TextThatIsNotHarmonyTurnsRaw) {
       {cat({bytes_enc("hello"), {kMessage}, bytes_enc("ab")}), "hello<|message|>ab"},
       {cat({{kChannel}, bytes_enc("poetry"), {kMessage}, bytes_enc("x")}),
        "<|channel|>poetry<|message|>x"},
-      {cat({{kChannel}, bytes_enc("final"), {kMessage}, bytes_enc("ok"), {kEnd}, {kStart},
-            bytes_enc("user"), {kChannel}, bytes_enc("final"), {kMessage}}),
+      {cat({{kChannel},
+            bytes_enc("final"),
+            {kMessage},
+            bytes_enc("ok"),
+            {kEnd},
+            {kStart},
+            bytes_enc("user"),
+            {kChannel},
+            bytes_enc("final"),
+            {kMessage}}),
        "user<|channel|>final<|message|>"},
       {cat({bytes_enc("ab"), {kEnd}, bytes_enc("c")}), "ab<|end|>c"},
       {cat({{kChannel}, bytes_enc("final"), {kMessage}, bytes_enc("ok"), {kEnd}, bytes_enc("zz")}),
@@ -231,7 +274,12 @@ TEST(Harmony, HeaderBufferIsBounded) {
 
 TEST(Harmony, TurnCutInAHeaderLeavesItPending) {
   HarmonyParser p(byte_of);
-  parse(p, cat({{kChannel}, bytes_enc("final"), {kMessage}, bytes_enc("ok"), {kEnd}, {kStart},
+  parse(p, cat({{kChannel},
+                bytes_enc("final"),
+                {kMessage},
+                bytes_enc("ok"),
+                {kEnd},
+                {kStart},
                 bytes_enc("assis")}));
   EXPECT_FALSE(p.raw());
   EXPECT_FALSE(p.in_content());
@@ -243,11 +291,11 @@ TEST(Harmony, TurnCutInAHeaderLeavesItPending) {
 
 TEST(Harmony, SpecialsInsideContentAreContent) {
   HarmonyParser p(byte_of);
-  Parsed r = parse(p, cat({{kChannel}, bytes_enc("final"), {kMessage}, {200100, kStart, 'a'},
-                           {kEnd}}));
-  EXPECT_EQ(r.kinds, (std::vector<K>{K::None, K::None, K::None, K::None, K::None, K::None,
-                                     K::MessageStart, K::Content, K::Content, K::Content,
-                                     K::MessageEnd}));
+  Parsed r =
+      parse(p, cat({{kChannel}, bytes_enc("final"), {kMessage}, {200100, kStart, 'a'}, {kEnd}}));
+  EXPECT_EQ(r.kinds,
+            (std::vector<K>{K::None, K::None, K::None, K::None, K::None, K::None, K::MessageStart,
+                            K::Content, K::Content, K::Content, K::MessageEnd}));
   EXPECT_EQ(p.content_tokens(), 3);
 }
 

@@ -72,8 +72,9 @@ TEST(HarmonyTools, SchemaForms) {
             "}");
   EXPECT_EQ(harmony_schema_typescript(Json::parse(R"({"type":"string","enum":["a","b"]})")),
             "\"a\" | \"b\"");
-  EXPECT_EQ(harmony_schema_typescript(Json::parse(R"({"type":"array","items":{"type":"integer"}})")),
-            "number[]");
+  EXPECT_EQ(
+      harmony_schema_typescript(Json::parse(R"({"type":"array","items":{"type":"integer"}})")),
+      "number[]");
   EXPECT_EQ(harmony_schema_typescript(Json::parse(R"("not a schema")")), "any");
 }
 

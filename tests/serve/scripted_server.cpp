@@ -36,8 +36,13 @@ void on_signal(int) { g_signals = g_signals + 1; }
 class ScriptedBackend final : public Backend {
  public:
   ScriptedBackend(const Tokenizer& tk, int slots, int ctx, int step_ms)
-      : tk_(tk), fake_(tk.vocab_size(), slots, ctx, false), hist_(slots), script_(slots),
-        prompt_len_(slots, -1), slow_(slots, false), step_ms_(step_ms) {}
+      : tk_(tk),
+        fake_(tk.vocab_size(), slots, ctx, false),
+        hist_(slots),
+        script_(slots),
+        prompt_len_(slots, -1),
+        slow_(slots, false),
+        step_ms_(step_ms) {}
   const Config& config() const override { return fake_.config(); }
   int first_layer() const override { return 0; }
   int last_layer() const override { return 1; }
@@ -89,24 +94,31 @@ class ScriptedBackend final : public Backend {
     *slow = false;
     auto ids = [&](const std::string& t) { return tk_.encode(t, true); };
     const size_t at = prompt.rfind("SCRIPT:");
-    const std::string name = at == std::string::npos ? "" : prompt.substr(at + 7, prompt.find_first_of(" <", at) - at - 7);
+    const std::string name = at == std::string::npos
+                                 ? ""
+                                 : prompt.substr(at + 7, prompt.find_first_of(" <", at) - at - 7);
     if (prompt.find("to=assistant<|channel|>commentary<|message|>") != std::string::npos)
       return ids("<|channel|>final<|message|>It is sunny in Paris.<|return|>");
     if (name == "reason")
-      return ids("<|channel|>analysis<|message|>The user wants 2+2. That is 4.<|end|><|start|>assistant"
-                 "<|channel|>final<|message|>2 + 2 = 4.<|return|>");
+      return ids(
+          "<|channel|>analysis<|message|>The user wants 2+2. That is 4.<|end|><|start|>assistant"
+          "<|channel|>final<|message|>2 + 2 = 4.<|return|>");
     if (name == "tool")
-      return ids("<|channel|>analysis<|message|>Need the weather tool.<|end|><|start|>assistant"
-                 "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>"
-                 "{\"location\":\"Paris\"}<|call|>");
+      return ids(
+          "<|channel|>analysis<|message|>Need the weather tool.<|end|><|start|>assistant"
+          "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>"
+          "{\"location\":\"Paris\"}<|call|>");
     if (name == "preamble")
-      return ids("<|channel|>commentary<|message|>Let me check.<|end|><|start|>assistant to=functions.get_weather"
-                 "<|channel|>commentary <|constrain|>json<|message|>{\"location\":\"Paris\"}<|call|>");
+      return ids(
+          "<|channel|>commentary<|message|>Let me check.<|end|><|start|>assistant "
+          "to=functions.get_weather"
+          "<|channel|>commentary <|constrain|>json<|message|>{\"location\":\"Paris\"}<|call|>");
     if (name == "broken")
       return ids("<|channel|>analysis<|message|>Thinking.<|end|>not harmony at all<|return|>");
     if (name == "count")
-      return ids("<|channel|>final<|message|>one two three four five six seven eight nine ten eleven "
-                 "twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty<|return|>");
+      return ids(
+          "<|channel|>final<|message|>one two three four five six seven eight nine ten eleven "
+          "twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty<|return|>");
     if (name == "slow") {
       *slow = true;
       std::string text = "<|channel|>final<|message|>";
@@ -170,7 +182,8 @@ int main(int argc, char** argv) {
     Scheduler sch(so, loop.chooser_factory());
     // Session::run's one-engine loop.
     auto run = [&](Scheduler& s, const std::function<bool()>& should_stop,
-                   const std::function<void()>& after_commit, const std::function<void()>& before_plan) {
+                   const std::function<void()>& after_commit,
+                   const std::function<void()>& before_plan) {
       for (;;) {
         if (should_stop()) return;
         before_plan();
@@ -179,11 +192,14 @@ int main(int argc, char** argv) {
         after_commit();
       }
     };
-    loop.run(sch, run, [&] {
-      const int n = g_signals;
-      if (n >= 1) http.drain();
-      return n >= 2 ? 2 : n;
-    }, 5.0);
+    loop.run(
+        sch, run,
+        [&] {
+          const int n = g_signals;
+          if (n >= 1) http.drain();
+          return n >= 2 ? 2 : n;
+        },
+        5.0);
     http.stop();
     std::fprintf(stderr, "serve: stopped\n");
     return 0;

@@ -75,13 +75,15 @@ TEST(ServeApi, ChatToolsAndAToolCallChainRenderAsHarmony) {
   c.function_tools = true;
   c.developer = harmony_functions_section(
       {{"get_weather", "Gets the weather.",
-        Json::parse(R"({"type":"object","properties":{"city":{"type":"string"}},"required":["city"]})")}});
+        Json::parse(
+            R"({"type":"object","properties":{"city":{"type":"string"}},"required":["city"]})")}});
   // The old turn's reasoning is dropped (it ended with a final answer); the ongoing chain's kept.
   c.messages = {{"user", "", "", "", "Old question"},
                 {"assistant", "", "final", "", "Old answer"},
                 {"user", "", "", "", "Weather in Paris?"},
                 {"assistant", "", "analysis", "", "Need the tool."},
-                {"assistant", "functions.get_weather", "commentary", "<|constrain|>json", "{\"city\":\"Paris\"}"},
+                {"assistant", "functions.get_weather", "commentary", "<|constrain|>json",
+                 "{\"city\":\"Paris\"}"},
                 {"functions.get_weather", "assistant", "commentary", "", "{\"sunny\":true}"}};
   EXPECT_EQ(g.prompt, render_conv(c));
   // tool_choice "none": the tools are not offered to the model.
@@ -101,7 +103,8 @@ TEST(ServeApi, ResponsesInputItemsRenderLikeChat) {
   HarmonyConversation c;
   c.reasoning = "low";
   c.function_tools = true;
-  c.developer = harmony_developer_content("Be brief.", harmony_functions_section({{"get_weather", "w", std::nullopt}}));
+  c.developer = harmony_developer_content(
+      "Be brief.", harmony_functions_section({{"get_weather", "w", std::nullopt}}));
   c.messages = {{"user", "", "", "", "Weather?"},
                 {"assistant", "functions.get_weather", "commentary", "<|constrain|>json", "{}"},
                 {"functions.get_weather", "assistant", "commentary", "", "rainy"}};
@@ -111,7 +114,8 @@ TEST(ServeApi, ResponsesInputItemsRenderLikeChat) {
 
 TEST(ServeApi, CompletionsTakeTextWithSpecialsOrIds) {
   GenRequest g = parse_completion_request(
-      Json::parse(R"({"model":"tiny","prompt":"<|start|>user","max_tokens":3,"stop":"x","seed":5})"),
+      Json::parse(
+          R"({"model":"tiny","prompt":"<|start|>user","max_tokens":3,"stop":"x","seed":5})"),
       tk(), limits());
   EXPECT_EQ(g.prompt, special_ids("<|start|>user"));
   EXPECT_EQ(g.prompt[0], harmony_id::kStart);
@@ -136,26 +140,42 @@ TEST(ServeApi, BadRequestsAre400NamingTheField) {
       {R"({"model":"tiny","messages":[]})", "messages"},
       {R"({"model":"tiny","messages":"hi"})", "messages"},
       {R"({"model":"tiny","messages":[{"role":"wizard","content":"x"}]})", "messages[0].role"},
-      {R"({"model":"tiny","messages":[{"role":"user","content":[{"type":"image_url"}]}]})", "messages[0].content[0].type"},
-      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"temperature":"hot"})", "temperature"},
-      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"temperature":3})", "temperature"},
+      {R"({"model":"tiny","messages":[{"role":"user","content":[{"type":"image_url"}]}]})",
+       "messages[0].content[0].type"},
+      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"temperature":"hot"})",
+       "temperature"},
+      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"temperature":3})",
+       "temperature"},
       {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"top_p":1.5})", "top_p"},
-      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"max_tokens":0})", "max_tokens"},
-      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"max_tokens":1.5})", "max_tokens"},
-      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"max_tokens":999999})", "max_tokens"},
+      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"max_tokens":0})",
+       "max_tokens"},
+      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"max_tokens":1.5})",
+       "max_tokens"},
+      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"max_tokens":999999})",
+       "max_tokens"},
       {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"n":2})", "n"},
-      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]})", "stop"},
+      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]})",
+       "stop"},
       {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"stop":[""]})", "stop"},
       {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"stream":"yes"})", "stream"},
-      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}})", "stream_options"},
-      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"reasoning_effort":"max"})", "reasoning_effort"},
-      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"logprobs":true})", "logprobs"},
-      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"bad name"}}]})", "tools[0].function.name"},
-      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"tools":[{"type":"web_search"}]})", "tools[0].type"},
-      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"tool_choice":"required"})", "tool_choice"},
-      {R"({"model":"tiny","messages":[{"role":"tool","tool_call_id":"nope","content":"x"}]})", "messages[0].tool_call_id"},
-      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}})", "response_format"},
-      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"presence_penalty":0.5})", "presence_penalty"},
+      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}})",
+       "stream_options"},
+      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"reasoning_effort":"max"})",
+       "reasoning_effort"},
+      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"logprobs":true})",
+       "logprobs"},
+      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"bad name"}}]})",
+       "tools[0].function.name"},
+      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"tools":[{"type":"web_search"}]})",
+       "tools[0].type"},
+      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"tool_choice":"required"})",
+       "tool_choice"},
+      {R"({"model":"tiny","messages":[{"role":"tool","tool_call_id":"nope","content":"x"}]})",
+       "messages[0].tool_call_id"},
+      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}})",
+       "response_format"},
+      {R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"presence_penalty":0.5})",
+       "presence_penalty"},
   };
   for (const Case& c : chat) {
     try {
@@ -171,7 +191,10 @@ TEST(ServeApi, BadRequestsAre400NamingTheField) {
   ApiLimits small = limits();
   small.ctx = 64;
   try {
-    parse_completion_request(Json::parse(R"({"model":"tiny","prompt":")" + std::string(400, 'a') + " b c d e f g h i j k l m n o p q r s t u v w x y z" + R"("})"), tk(), small);
+    parse_completion_request(
+        Json::parse(R"({"model":"tiny","prompt":")" + std::string(400, 'a') +
+                    " b c d e f g h i j k l m n o p q r s t u v w x y z" + R"("})"),
+        tk(), small);
     ADD_FAILURE() << "a prompt beyond the context was accepted";
   } catch (const ApiError& e) {
     EXPECT_EQ(e.status, 400);
@@ -179,7 +202,10 @@ TEST(ServeApi, BadRequestsAre400NamingTheField) {
   }
   EXPECT_THROW(parse_body("{\"model\": "), ApiError);
   EXPECT_THROW(parse_chat_request(Json::parse("[1,2]"), tk(), limits()), ApiError);
-  EXPECT_THROW(parse_responses_request(Json::parse(R"({"model":"tiny","input":"x","previous_response_id":"r"})"), tk(), limits()), ApiError);
+  EXPECT_THROW(parse_responses_request(
+                   Json::parse(R"({"model":"tiny","input":"x","previous_response_id":"r"})"), tk(),
+                   limits()),
+               ApiError);
 }
 
 // --- replies ------------------------------------------------------------------------------------
@@ -228,8 +254,9 @@ GenRequest chat_req() {
 }
 
 TEST(ServeReply, AnalysisIsReasoningAndFinalIsContent) {
-  Fed r = feed(chat_req(), special_ids("<|channel|>analysis<|message|>Think: 2+2.<|end|><|start|>assistant"
-                                       "<|channel|>final<|message|>It is 4. Ünïcödé ✓<|return|>"),
+  Fed r = feed(chat_req(),
+               special_ids("<|channel|>analysis<|message|>Think: 2+2.<|end|><|start|>assistant"
+                           "<|channel|>final<|message|>It is 4. Ünïcödé ✓<|return|>"),
                EndKind::Stop);
   EXPECT_EQ(r.r->reasoning, "Think: 2+2.");
   EXPECT_EQ(r.r->content, "It is 4. Ünïcödé ✓");
@@ -254,8 +281,9 @@ TEST(ServeReply, CommentaryToAFunctionIsAToolCall) {
   EXPECT_EQ(r.r->finish_reason, "tool_calls");
   // The recipient in the role section, and a preamble before the call (shown as content).
   r = feed(chat_req(),
-           special_ids("<|channel|>commentary<|message|>Checking.<|end|><|start|>assistant to=functions.f"
-                       "<|channel|>commentary json<|message|>{}<|call|>"),
+           special_ids(
+               "<|channel|>commentary<|message|>Checking.<|end|><|start|>assistant to=functions.f"
+               "<|channel|>commentary json<|message|>{}<|call|>"),
            EndKind::Stop);
   EXPECT_EQ(r.r->content, "Checking.");
   ASSERT_EQ(r.r->tool_calls.size(), 1u);
@@ -280,22 +308,25 @@ TEST(ServeReply, OutputThatIsNotHarmonyIsContentAsGenerated) {
   EXPECT_EQ(r.r->content, utf8_sanitize(tk().decode(shown)));
   EXPECT_EQ(r.r->finish_reason, "stop");
   // A valid message, then garbage: reasoning kept, the garbage is content.
-  r = feed(chat_req(), special_ids("<|channel|>analysis<|message|>ok<|end|>zz<|end|>"), EndKind::Length);
+  r = feed(chat_req(), special_ids("<|channel|>analysis<|message|>ok<|end|>zz<|end|>"),
+           EndKind::Length);
   EXPECT_EQ(r.r->reasoning, "ok");
   EXPECT_EQ(r.r->content, "zz<|end|>");
   // <|call|> without a tool call is a plain stop.
   r = feed(chat_req(), special_ids("<|channel|>final<|message|>hi<|call|>"), EndKind::Stop);
   EXPECT_EQ(r.r->finish_reason, "stop");
   // Cut inside a header by max tokens: what was generated is content.
-  r = feed(chat_req(), special_ids("<|channel|>final<|message|>hi<|end|><|start|>assist"), EndKind::Length);
+  r = feed(chat_req(), special_ids("<|channel|>final<|message|>hi<|end|><|start|>assist"),
+           EndKind::Length);
   EXPECT_EQ(r.r->content, "hiassist");
 }
 
 TEST(ServeReply, StopStringsCutTheContentEvenAcrossTokens) {
   GenRequest g = chat_req();
   g.stop = {"STOP", "zz"};
-  Fed r = feed(g, special_ids("<|channel|>analysis<|message|>STOP in reasoning is fine<|end|>"
-                              "<|start|>assistant<|channel|>final<|message|>one two ST"),
+  Fed r = feed(g,
+               special_ids("<|channel|>analysis<|message|>STOP in reasoning is fine<|end|>"
+                           "<|start|>assistant<|channel|>final<|message|>one two ST"),
                EndKind::Length);
   EXPECT_EQ(r.r->content, "one two ST");  // not a match yet: held back text is flushed at the end
   EXPECT_EQ(r.r->reasoning, "STOP in reasoning is fine");

@@ -93,7 +93,8 @@ TEST(RunOptions, HelpExitsZero) {
   EXPECT_EQ(parse({"--help"}, o), 0);
   std::string out = testing::internal::GetCapturedStdout();
   EXPECT_NE(out.find("--max-new"), std::string::npos);
-  EXPECT_NE(out.find("getp: max concurrent sequences"), std::string::npos);
+  EXPECT_NE(out.find("getp, serve: max concurrent sequences"), std::string::npos);
+  EXPECT_NE(out.find("-m serve"), std::string::npos);
   EXPECT_NE(out.find("run [MODEL] -m bench"), std::string::npos);
   EXPECT_NE(out.find("-m,--mode TEXT=generate     generate | chat | getp | bench"),
             std::string::npos)
@@ -173,7 +174,8 @@ TEST(RunOptions, BadValues) {
   EXPECT_EQ(err({"-i", "x", "--backend", "tpu"}), "--backend: expected auto, cpu or gpu, got 'tpu'");
   EXPECT_EQ(err({"-m", "chat", "--reasoning", "max"}),
             "--reasoning: expected low, medium or high, got 'max'");
-  EXPECT_EQ(err({"-m", "train"}), "-m: unknown mode 'train' (expected generate, chat, getp or bench)");
+  EXPECT_EQ(err({"-m", "train"}),
+            "-m: unknown mode 'train' (expected generate, chat, getp, bench or serve)");
   EXPECT_NE(err({"-i", "x", "-n", "abc"}).find("(see --help)"), std::string::npos);
   EXPECT_NE(err({"-i", "x", "--bogus"}).find("(see --help)"), std::string::npos);
 }
@@ -202,11 +204,36 @@ TEST(RunOptions, ModeSpecificFlags) {
             "--progress: must be a number of seconds >= 0, got -1");
   EXPECT_EQ(err({"-i", "a", "--progress", "1"}), "--progress applies to -m getp only");
   EXPECT_EQ(err({"-i", "x", "-o", "out"}), "-o applies to -m getp only");
-  EXPECT_EQ(err({"-i", "x", "-b", "4"}), "-b applies to -m getp and bench only");
+  EXPECT_EQ(err({"-i", "x", "-b", "4"}), "-b applies to -m getp, bench and serve only");
   EXPECT_EQ(err({"-i", "x", "--resume"}), "--resume applies to -m getp only");
   EXPECT_EQ(err({"-i", "x", "-y", "be nice"}), "-y applies to -m chat only");
   EXPECT_EQ(err({"-m", "chat", "-i", "x"}),
             "-i does not apply to -m chat (type the user messages on stdin, one per line)");
+  EXPECT_EQ(err({"-i", "x", "--port", "9000"}), "--port applies to -m serve only");
+  EXPECT_EQ(err({"-m", "getp", "-i", "a", "-o", "b", "--api-key", "k"}),
+            "--api-key applies to -m serve only");
+  EXPECT_EQ(err({"-m", "serve", "-i", "x"}),
+            "-i does not apply to -m serve (clients send the prompts)");
+  EXPECT_EQ(err({"-m", "serve", "--port", "-1"}), "--port: must be in [0, 65535], got -1");
+}
+
+TEST(RunOptions, ServeDefaults) {
+  RunOptions o;
+  ASSERT_EQ(parse({"-m", "serve", "-c", "1024"}, o), -1);
+  EXPECT_EQ(o.mode, Mode::Serve);
+  EXPECT_EQ(o.host, "127.0.0.1");
+  EXPECT_EQ(o.port, 8080);
+  EXPECT_EQ(o.max_slots, kDefaultSlotsServe);
+  EXPECT_EQ(o.max_new, 1024);  // a request without max_tokens may use what the context leaves
+  EXPECT_EQ(o.temperature, 1.0f);
+  EXPECT_EQ(o.max_queue, 64);
+  ASSERT_EQ(parse({"-m", "serve", "-b", "16", "--reasoning", "high", "--api-key", "k", "--port", "0"},
+                  o),
+            -1);
+  EXPECT_EQ(o.max_slots, 16);
+  EXPECT_EQ(o.reasoning, "high");
+  EXPECT_EQ(o.api_key, "k");
+  EXPECT_EQ(o.port, 0);
 }
 
 TEST(RunOptions, ChecksAgainstModel) {

@@ -48,13 +48,18 @@ std::string model_id_of(const RunOptions& opt) {
 
 }  // namespace
 
-int run_serve(const RunOptions& opt) {
+int run_serve(const RunOptions& given) {
   install_handlers();
-  // Before the model loads (minutes for a large one): is the address usable?
+  RunOptions opt = given;
+  // Before the model loads (minutes for a large one): the files, and is the address usable?
+  check_model_paths(opt);
   if (opt.port != 0)
     if (std::string why = serve::cannot_listen(opt.host, opt.port); !why.empty())
       fail("serve: cannot listen on %s:%d: %s", opt.host.c_str(), opt.port, why.c_str());
+  // Requests without a seed sample from streams derived from this one: fresh unless -s is given.
+  const std::string seed_note = pick_fresh_seed(opt);
   Session s = open_session(opt, opt.max_slots);
+  if (!seed_note.empty()) std::fprintf(stderr, "%s\n", seed_note.c_str());
 
   serve::ServerConfig cfg;
   cfg.host = opt.host;

@@ -2,7 +2,10 @@
 // and prints one JSON object per line (kernel, shape, rows, median microseconds, achieved GB/s
 // counting each input byte read once and each output byte written once, TFLOP/s for matmuls).
 // Weights are rotated among enough copies (> 2x the L2 cache) so timings come from HBM, not L2.
-// Usage: bench-kernels [--reps N]
+// Usage: bench-kernels [--reps N] [--read-bw]
+//   --read-bw: only the read-bandwidth probe (a 4 GiB buffer read once with 16-byte loads from
+//   every SM; gpu::read_bandwidth_probe): one JSON line, the ceiling decode steps are measured
+//   against.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -145,8 +148,12 @@ void bench_attention(int ctx_pos, int window, int rows, int slots) {
 
 int main(int argc, char** argv) {
   return guarded_main("bench-kernels", [&] {
-    for (int i = 1; i < argc; ++i)
+    bool read_bw_only = false;
+    for (int i = 1; i < argc; ++i) {
       if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) g_reps = std::atoi(argv[++i]);
+      else if (!std::strcmp(argv[i], "--read-bw")) read_bw_only = true;
+      else fail("bench-kernels: unknown argument '%s' (usage: bench-kernels [--reps N] [--read-bw])", argv[i]);
+    }
     gpu::require_device();
     gpuDeviceProp prop;
     GPU_CHECK(gpuGetDeviceProperties(&prop, 0));
@@ -154,6 +161,21 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench-kernels: %s, %d SMs/CUs, L2 %zu MiB, %s\n", prop.name,
                  prop.multiProcessorCount, g_l2_bytes >> 20, GPU_RT_NAME);
     GPU_CHECK(gpuStreamCreateNonBlocking(&g_stream));
+
+    {  // Read bandwidth: 4 GiB read once per launch (16x the L2), the decode steps' ceiling.
+      const size_t n = size_t(4) << 30;
+      const int blocks = 4 * prop.multiProcessorCount;
+      void* a;
+      float* partial;
+      GPU_CHECK(gpuMalloc(&a, n));
+      GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&partial), blocks * sizeof(float)));
+      GPU_CHECK(gpuMemset(a, 1, n));
+      double us = time_us([&](int) { gpu::read_bandwidth_probe(a, n, blocks, partial, g_stream); });
+      report("read_bandwidth", "4 GiB", 0, us, double(n), 0);
+      GPU_CHECK(gpuFree(a));
+      GPU_CHECK(gpuFree(partial));
+    }
+    if (read_bw_only) return 0;
 
     {  // Copy bandwidth ceiling: 1 GiB device-to-device, bytes read + written.
       const size_t n = size_t(1) << 30;

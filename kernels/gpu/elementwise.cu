@@ -235,4 +235,30 @@ void require_device() {
   if (n == 0) fail("no GPU found (%s runtime sees 0 devices); use --backend cpu", GPU_RT_NAME);
 }
 
+// ============================================================================ read bandwidth
+__global__ void __launch_bounds__(256) read_probe_kernel(const uint4* __restrict__ p, size_t n16,
+                                                         float* partial) {
+  __shared__ float red[256 / 16];
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  uint32_t acc = 0;
+  size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (; i + 3 * stride < n16; i += 4 * stride) {
+    const uint4 a = p[i], b = p[i + stride], c = p[i + 2 * stride], d = p[i + 3 * stride];
+    acc ^= a.x ^ a.y ^ a.z ^ a.w ^ b.x ^ b.y ^ b.z ^ b.w ^ c.x ^ c.y ^ c.z ^ c.w ^ d.x ^ d.y ^ d.z ^ d.w;
+  }
+  for (; i < n16; i += stride) {
+    const uint4 a = p[i];
+    acc ^= a.x ^ a.y ^ a.z ^ a.w;
+  }
+  const float s = block_sum(static_cast<float>(acc & 0xffu), red);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+void read_bandwidth_probe(const void* p, size_t bytes, int blocks, float* partial,
+                          gpuStream_t stream) {
+  GPTOSS_ASSERT(bytes % 16 == 0 && blocks > 0);
+  read_probe_kernel<<<blocks, 256, 0, stream>>>(static_cast<const uint4*>(p), bytes / 16, partial);
+  GPU_CHECK_LAUNCH();
+}
+
 }  // namespace gptoss::gpu

@@ -120,6 +120,13 @@ void f32_f32kv_attention_sinks_tiles(const float* qkv, const float* k_cache, con
 // out[n] = index of the largest x[n, :] (ties: lowest index; NaN never wins; all NaN -> 0).
 void f32_argmax(const float* x, int rows, int n, int32_t* out, gpuStream_t stream);
 
+// ---- read-bandwidth probe (bench-kernels --read-bw) -------------------------------------------
+// Reads `bytes` (a multiple of 16) at p once with 16-byte loads from every SM (grid-stride, 4
+// loads in flight per thread) and writes one sum per block into partial[blocks] so the loads
+// are not dead; the time over bytes is the device's read bandwidth, the ceiling of a decode step.
+// blocks: the grid (e.g. 4 x SMs); partial: device [blocks] floats.
+void read_bandwidth_probe(const void* p, size_t bytes, int blocks, float* partial, gpuStream_t stream);
+
 // ---- device facts ---------------------------------------------------------------------------
 // Throws a one-line Error when no GPU is usable ("no GPU found (...)").
 void require_device();

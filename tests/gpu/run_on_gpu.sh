@@ -3,7 +3,10 @@
 # build-gpu2) and copied with tokenizer.bin (and, for `run`, the Open MPI runtime: mpi/) into one
 # git-ignored folder (see docs/gpu.md). Logs go to $OUT (or ./gpu-out).
 # Usage: tests/gpu/run_on_gpu.sh [.dev/gpu2] [steps...]
-#   steps: tests golden bench top1 runbench getp compare ncu memcheck
+#   steps: tests golden probe bench top1 runbench getp compare ncu memcheck big120
+#   probe: the read bandwidth (bench-kernels --read-bw), the ceiling of every decode figure
+#   big120: batch-1 decode of the synthetic 120b (written to /dev/shm after the 20b is removed),
+#           with the decode kernels (twice) and without (--no-decode-kernels)
 #   golden: the tiny model's committed golden outputs on the GPU (--kv-cache f32), seeds 1 and 2
 #   compare: batch-1 decode (generate) and getp (-m bench, 256 x 1024 in / 1024 out) with this
 #            build's `run` and with $BEFORE/run (another build, e.g. the previous commit), twice each,
@@ -41,6 +44,10 @@ if has tests; then
   [ -x "$B/gpu_sample_test" ] && t sample 90 "$B/gpu_sample_test"
   [ -x "$B/gpu_decode_test" ] && t decode 120 "$B/gpu_decode_test"
   t engine 120 "$B/gpu_engine_test"
+fi
+if has probe; then
+  t probe 60 "$B/bench-kernels" --read-bw
+  grep -h read_bandwidth "$O/probe.log"
 fi
 if has golden && [ -x "$B/golden_test" ]; then
   for seed in 1 2; do
@@ -113,26 +120,24 @@ if has ncu; then  # per-kernel device time and DRAM bytes of batch-1 decode step
     gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum --launch-skip ${NCU_SKIP:-2000} \
     --launch-count ${NCU_COUNT:-300} "$B/bench-engine" $M --ctx 4096 --pp 0 --tg 16 --batch 1 \
     > "$O/ncu.csv" 2> "$O/ncu.err"; echo "ncu rc=$?"; tail -3 "$O/ncu.err"
-  python3 - "$O/ncu.csv" <<'PY' | tee "$O/ncu-summary.txt"
-import csv, sys, collections
-rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
-hdr = rows[0]; rows = rows[1:]
-ki, mi, vi, ii = hdr.index("Kernel Name"), hdr.index("Metric Name"), hdr.index("Metric Value"), hdr.index("ID")
-per = collections.defaultdict(dict)
-for r in rows:
-    per[r[ii]][r[mi]] = float(r[vi].replace(",", "")); per[r[ii]]["name"] = r[ki]
-agg = collections.OrderedDict()
-for k, m in per.items():
-    a = agg.setdefault(m["name"].split("(")[0][:60], [0, 0.0, 0.0])
-    a[0] += 1; a[1] += m.get("gpu__time_duration.sum", 0); a[2] += m.get("dram__bytes_read.sum", 0)
-tot = sum(a[1] for a in agg.values())
-print("kernel,calls,time_us,share,read_MB,GB_s")
-for n, (c, t, b) in sorted(agg.items(), key=lambda x: -x[1][1]):
-    print(f"{n},{c},{t/1e3:.1f},{t/tot:.3f},{b/1e6:.1f},{b/max(t,1):.0f}")
-print(f"total,{sum(a[0] for a in agg.values())},{tot/1e3:.1f},1,{sum(a[2] for a in agg.values())/1e6:.1f},")
-PY
+  python3 tests/gpu/ncu_table.py "$O/ncu.csv" | tee "$O/ncu-summary.txt"
 fi
 [ -n "${KEEP_MODEL:-}" ] || rm -f $M
+if has big120; then
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_ess_singleton_isolated=1
+  rm -f /dev/shm/20b.bin
+  M120=/dev/shm/120b.bin
+  echo "=== write synthetic 120b ($(date +%T))"
+  "$B/bench-engine" --synthetic 120b --out $M120 --write-only > "$O/export120.log" 2>&1 || tail -3 "$O/export120.log"
+  for side in ${BIG120_SIDES:-after nodecode}; do
+    extra=(); [ $side = nodecode ] && extra=(--no-decode-kernels)
+    timeout 120 "$B/run" $M120 -z "$B/tokenizer.bin" --backend gpu -m generate -i "Tell me a long story." \
+      -n 128 -T 0 --ignore-eos -c 1024 "${extra[@]}" > "$O/gen120-$side.log" 2>&1
+    d=$(grep -oE "decode [0-9.]+ s \([0-9.]+ tok/s" "$O/gen120-$side.log" | grep -oE "[0-9.]+ tok/s" | cut -d' ' -f1)
+    echo "120b,$side,decode_b1,$d" | tee -a "$O/compare.csv"
+  done
+  rm -f $M120
+fi
 if has memcheck; then
   CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   GPTOSS_GPU_GRAPHS=0 t memcheck 150 "$CS" --tool memcheck --error-exitcode 9 "$B/gpu_engine_test" \

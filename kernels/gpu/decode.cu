@@ -148,7 +148,7 @@ __global__ __launch_bounds__(kThreads, DECODE_MIN_BLOCKS(R)) void matmul_decode_
     if (lane != 0) continue;
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      if (r >= m.rows) break;
+      if (r >= m.rows) continue;  // (not break: the loop must unroll, its arrays stay registers)
       float v[WR];
 #pragma unroll
       for (int j = 0; j < WR; ++j) v[j] = acc[j][r] + bias_j[j];

@@ -36,27 +36,16 @@ __device__ __forceinline__ const float4* xs_hi(const float* xs, int r, int K) {
 // Stages rows 0 .. R-1 of the input (rows >= `rows` as zeros), normalised when norm_w: per row the
 // fp64 sum of squares as f32_bf16w_rmsnorm4_kernel (thread t sums float4s t, t + 256, ... in
 // order, then block_sum_f64), mean = float(ss / K), r = 1 / sqrt(mean + eps), value =
-// (x * r) * w. Every thread first loads all its float4s of every row (and of norm_w) into
-// registers, so the whole staging costs one round of memory latency, not one per element.
-// Ends with __syncthreads().
+// (x * r) * w. A thread loads all of its float4s of a row (and of norm_w) before using any, so a
+// row costs one round of memory latency, not one per element. (Row by row, so no register
+// array is indexed by the row: gfx90a would put it in scratch memory.) Ends with __syncthreads().
 constexpr int kStageVecs = kDecodeMaxK / 4 / kThreads;  // float4s of one row per thread, at most
 template <int R>
 __device__ void stage_rows(const float* __restrict__ x, const int32_t* __restrict__ row_index,
                            int rows, int K, const uint16_t* __restrict__ norm_w, float eps,
                            float* xs, double* red) {
   const int k4 = K / 4;
-  float4 v[R][kStageVecs];
   uint2 nw[kStageVecs];
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    const int src = r < rows ? (row_index ? row_index[r] : r) : -1;
-    const float4* xr = reinterpret_cast<const float4*>(x + static_cast<size_t>(src < 0 ? 0 : src) * K);
-#pragma unroll
-    for (int u = 0; u < kStageVecs; ++u) {
-      const int i = threadIdx.x + u * kThreads;
-      v[r][u] = src >= 0 && i < k4 ? xr[i] : make_float4(0.f, 0.f, 0.f, 0.f);
-    }
-  }
   if (norm_w) {
 #pragma unroll
     for (int u = 0; u < kStageVecs; ++u) {
@@ -64,18 +53,25 @@ __device__ void stage_rows(const float* __restrict__ x, const int32_t* __restric
       nw[u] = i < k4 ? reinterpret_cast<const uint2*>(norm_w)[i] : make_uint2(0u, 0u);
     }
   }
-#pragma unroll
   for (int r = 0; r < R; ++r) {
     float* lo = xs + static_cast<size_t>(r) * K;
     float* hi = lo + K / 2;
-    if (norm_w && r < rows) {
+    const int src = r < rows ? (row_index ? row_index[r] : r) : -1;
+    const float4* xr = reinterpret_cast<const float4*>(x + static_cast<size_t>(src < 0 ? 0 : src) * K);
+    float4 v[kStageVecs];
+#pragma unroll
+    for (int u = 0; u < kStageVecs; ++u) {
+      const int i = threadIdx.x + u * kThreads;
+      v[u] = src >= 0 && i < k4 ? xr[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    if (norm_w && src >= 0) {  // uniform over the block
       double ss = 0.0;
 #pragma unroll
       for (int u = 0; u < kStageVecs; ++u) {
-        ss += static_cast<double>(v[r][u].x) * v[r][u].x;
-        ss += static_cast<double>(v[r][u].y) * v[r][u].y;
-        ss += static_cast<double>(v[r][u].z) * v[r][u].z;
-        ss += static_cast<double>(v[r][u].w) * v[r][u].w;
+        ss += static_cast<double>(v[u].x) * v[u].x;
+        ss += static_cast<double>(v[u].y) * v[u].y;
+        ss += static_cast<double>(v[u].z) * v[u].z;
+        ss += static_cast<double>(v[u].w) * v[u].w;
       }
       ss = block_sum_f64(ss, red);
       const float mean = static_cast<float>(ss / K);
@@ -83,16 +79,16 @@ __device__ void stage_rows(const float* __restrict__ x, const int32_t* __restric
 #pragma unroll
       for (int u = 0; u < kStageVecs; ++u) {
         const uint2 s = nw[u];
-        v[r][u] = make_float4(__fmul_rn(__fmul_rn(v[r][u].x, scale_r), bf16_lo(s.x)),
-                              __fmul_rn(__fmul_rn(v[r][u].y, scale_r), bf16_hi(s.x)),
-                              __fmul_rn(__fmul_rn(v[r][u].z, scale_r), bf16_lo(s.y)),
-                              __fmul_rn(__fmul_rn(v[r][u].w, scale_r), bf16_hi(s.y)));
+        v[u] = make_float4(__fmul_rn(__fmul_rn(v[u].x, scale_r), bf16_lo(s.x)),
+                           __fmul_rn(__fmul_rn(v[u].y, scale_r), bf16_hi(s.x)),
+                           __fmul_rn(__fmul_rn(v[u].z, scale_r), bf16_lo(s.y)),
+                           __fmul_rn(__fmul_rn(v[u].w, scale_r), bf16_hi(s.y)));
       }
     }
 #pragma unroll
     for (int u = 0; u < kStageVecs; ++u) {
       const int i = threadIdx.x + u * kThreads;
-      if (i < k4) reinterpret_cast<float4*>((i & 1) ? hi : lo)[i >> 1] = v[r][u];
+      if (i < k4) reinterpret_cast<float4*>((i & 1) ? hi : lo)[i >> 1] = v[u];
     }
   }
   __syncthreads();

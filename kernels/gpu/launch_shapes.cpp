@@ -56,9 +56,10 @@ KernelLaunch decode_matmul_launch(const GpuTarget& t, int rows, int K, int M, bo
   const int bucket = decode_row_bucket(rows);
   const int wr = K <= kDecodeSmallK ? 2 : 1;  // weight rows per wave (a RoPE pair for qkv)
   const int groups = (M + wr - 1) / wr, waves = kDecodeThreads / t.wave_size;
-  static char names[2][3][2][40];  // "matmul_decode_kernel<R, WR, NC, E>" by (rope, bucket, wr)
+  static char names[2][3][2][64];  // "matmul_decode_kernel<R, WR, NC, (Epi)E>" by (rope, bucket, wr)
   char* name = names[rope][bucket == 1 ? 0 : bucket == 2 ? 1 : 2][wr - 1];
-  std::snprintf(name, 40, "matmul_decode_kernel<%d, %d, %d, %d>", bucket, wr,
+  // The name as the compilers demangle it (the resource report's key).
+  std::snprintf(name, 64, "matmul_decode_kernel<%d, %d, %d, (gptoss::gpu::Epi)%d>", bucket, wr,
                 (wr == 2 ? kDecodeSmallK : kDecodeMaxK) / 8 / t.wave_size, rope ? 1 : 0);
   KernelLaunch l;
   l.kernel = name;

@@ -22,6 +22,8 @@
 #   mismatch rank NP-1 given another model file: every rank refuses to start, one message naming
 #            which ranks have which file
 #   errors   bad splits: one clear error line
+#   bench    -m bench on NP ranks runs its three tests through the ring (pp, tg, getp; CSV on
+#            stdout, the stage report of NP stages on stderr)
 # mpirun as root with oversubscription: the environment comes from CTest (OMPI_ALLOW_RUN_AS_ROOT..).
 set -u
 case_name=$1 NP=$2 RUN=$3 MODEL=$4 TOK=$5 W=$6
@@ -223,6 +225,14 @@ errors)
   many -m getp -i in.txt -o o.txt --kv-cache bf16 >/dev/null 2>e4.err && die "--kv-cache bf16 accepted on the CPU"
   has e4.err "^run: error: --kv-cache bf16: the CPU backend keeps its KV cache in f32 only"
   [ "$(grep -c '^run: error' e4.err)" -eq 1 ] || die "not one error line"
+  ;;
+bench)
+  many -m bench -n 4 --pp 16 --getp-prompt 8 --getp-new 4 -b 2 -r 1 --format csv >b.csv 2>b.err ||
+    die "np$NP bench: exit $?"
+  for t in pp16 tg4 'getp p8 n4'; do
+    grep -q ",cpu,$t,[0-9]*,1,[0-9.]*,[0-9.]*\$" b.csv || die "bench: no CSV row for $t"
+  done
+  [ "$(grep -c '^stage [0-9]* busy' b.err)" -eq "$NP" ] || die "bench: stage report lacks $NP lines"
   ;;
 *) die "unknown case" ;;
 esac

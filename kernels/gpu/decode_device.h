@@ -94,16 +94,6 @@ __device__ void stage_rows(const float* __restrict__ x, const int32_t* __restric
   __syncthreads();
 }
 
-// acc += W chunk (8 bf16) . x (8 floats), element order 0..7 (as matmul.cu's GEMV).
-__device__ __forceinline__ void fma8(float& acc, const uint4& w, const float4& a, const float4& b) {
-  acc = fmaf(bf16_lo(w.x), a.x, acc);
-  acc = fmaf(bf16_hi(w.x), a.y, acc);
-  acc = fmaf(bf16_lo(w.y), a.z, acc);
-  acc = fmaf(bf16_hi(w.y), a.w, acc);
-  acc = fmaf(bf16_lo(w.z), b.x, acc);
-  acc = fmaf(bf16_hi(w.z), b.y, acc);
-  acc = fmaf(bf16_lo(w.w), b.z, acc);
-  acc = fmaf(bf16_hi(w.w), b.w, acc);
-}
+using gpu::fma8;  // device_utils.h
 
 }  // namespace gptoss::gpu::decode_detail

@@ -26,6 +26,19 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
          (static_cast<uint32_t>(f32_to_bf16_bits(hi)) << 16);
 }
 
+// acc += w . x for one 16-byte chunk of bf16 weights (8 elements) and 8 fp32 inputs a | b, in
+// element order 0..7 (the per-row order of every bf16 GEMV: matmul.cu, decode.cu, the routers).
+__device__ __forceinline__ void fma8(float& acc, const uint4& w, const float4& a, const float4& b) {
+  acc = fmaf(bf16_lo(w.x), a.x, acc);
+  acc = fmaf(bf16_hi(w.x), a.y, acc);
+  acc = fmaf(bf16_lo(w.y), a.z, acc);
+  acc = fmaf(bf16_hi(w.y), a.w, acc);
+  acc = fmaf(bf16_lo(w.z), b.x, acc);
+  acc = fmaf(bf16_hi(w.z), b.y, acc);
+  acc = fmaf(bf16_lo(w.w), b.z, acc);
+  acc = fmaf(bf16_hi(w.w), b.w, acc);
+}
+
 __device__ __forceinline__ float wave_sum(float v) {
   for (int m = kWaveSize / 2; m > 0; m >>= 1) v += gpu_shfl_xor(v, m);
   return v;

@@ -19,18 +19,6 @@ namespace gptoss::gpu {
 // ============================================================================ GEMV
 inline constexpr int kGemvBlock = 2 * kWaveSize;  // small blocks: even spread of waves over SMs
 
-__device__ __forceinline__ void fma8(float& acc, const uint4& w, const float4& xa,
-                                     const float4& xb) {
-  acc = fmaf(bf16_lo(w.x), xa.x, acc);
-  acc = fmaf(bf16_hi(w.x), xa.y, acc);
-  acc = fmaf(bf16_lo(w.y), xa.z, acc);
-  acc = fmaf(bf16_hi(w.y), xa.w, acc);
-  acc = fmaf(bf16_lo(w.z), xb.x, acc);
-  acc = fmaf(bf16_hi(w.z), xb.y, acc);
-  acc = fmaf(bf16_lo(w.w), xb.z, acc);
-  acc = fmaf(bf16_hi(w.w), xb.w, acc);
-}
-
 template <int ROWS, int NM>
 __global__ void __launch_bounds__(kGemvBlock)
     f32_bf16w_gemv_kernel(const float* __restrict__ x, const uint16_t* __restrict__ w,

@@ -101,6 +101,8 @@ class GpuBackend final : public Backend {
   void enqueue_step(int rows, bool embed);
   // The layers of a step of <= gpu::kDecodeMaxRows rows on the decode kernels.
   void enqueue_decode_layers(int rows);
+  // Layer l's attention into d_att_ (split-K for all rows, prompt tiles where d_skip is set).
+  void enqueue_attention(const LayerW& l, int rows, const int32_t* d_skip);
   // Final norm + LM head of x's rows logit_rows into d_logits_, enqueued.
   void enqueue_head(const float* x, std::span<const int32_t> logit_rows);
   // ---- gpu_backend.cu ----

@@ -18,10 +18,6 @@ void GpuBackend::enqueue_step(int rows, bool embed) {
   const int32_t* d_slot = d_meta_ + kMetaSlot * kMaxStepRows;
   const int32_t* d_skip =
       use_tiles_ && rows >= kMinTileRows ? d_meta_ + kMetaInTile * kMaxStepRows : nullptr;
-  const auto* d_tiles =
-      reinterpret_cast<const gpu::AttnTile*>(d_meta_ + kMetaTiles * kMaxStepRows);
-  const int32_t* d_ntiles = d_meta_ + kMetaTileCount * kMaxStepRows;
-  const int max_tiles = max_tiles_for(rows);
   if (embed) gpu::bf16_embed(emb_, d_tok, rows, H, d_x_, stream_);
   if (use_decode_ && rows <= gpu::kDecodeMaxRows) {
     enqueue_decode_layers(rows);
@@ -33,31 +29,15 @@ void GpuBackend::enqueue_step(int rows, bool embed) {
   for (size_t L = 0; L < layers_.size(); ++L) {
     const LayerW& l = layers_[L];
     gpu::f32_bf16w_matmul(d_xn_, l.qkv_w, l.qkv_b, d_qkv_, rows, H, R, false, stream_);
-    if (kv_f32_) {
-      float* kc = static_cast<float*>(l.k_cache);
-      float* vc = static_cast<float*>(l.v_cache);
+    if (kv_f32_)
       gpu::f32_rope_kv_write(d_qkv_, d_rope_, d_pos, d_slot, rows, c.n_heads, c.n_kv_heads,
-                             c.head_dim, kc, vc, l.cap, stream_);
-      gpu::f32_f32kv_attention_sinks(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, rows, c.n_heads,
-                                     c.n_kv_heads, c.head_dim, l.cap, l.window, l.max_keys,
-                                     l.kv_chunk, d_partial_, d_att_, stream_, d_skip);
-      if (d_skip)
-        gpu::f32_f32kv_attention_sinks_tiles(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, d_tiles,
-                                             d_ntiles, max_tiles, c.n_heads, c.n_kv_heads,
-                                             c.head_dim, l.cap, l.window, d_att_, stream_);
-    } else {
-      bf16_t* kc = static_cast<bf16_t*>(l.k_cache);
-      bf16_t* vc = static_cast<bf16_t*>(l.v_cache);
+                             c.head_dim, static_cast<float*>(l.k_cache),
+                             static_cast<float*>(l.v_cache), l.cap, stream_);
+    else
       gpu::f32_rope_kv_write(d_qkv_, d_rope_, d_pos, d_slot, rows, c.n_heads, c.n_kv_heads,
-                             c.head_dim, kc, vc, l.cap, stream_);
-      gpu::f32_bf16kv_attention_sinks(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, rows, c.n_heads,
-                                      c.n_kv_heads, c.head_dim, l.cap, l.window, l.max_keys,
-                                      l.kv_chunk, d_partial_, d_att_, stream_, d_skip);
-      if (d_skip)
-        gpu::f32_bf16kv_attention_sinks_tiles(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, d_tiles,
-                                              d_ntiles, max_tiles, c.n_heads, c.n_kv_heads,
-                                              c.head_dim, l.cap, l.window, d_att_, stream_);
-    }
+                             c.head_dim, static_cast<bf16_t*>(l.k_cache),
+                             static_cast<bf16_t*>(l.v_cache), l.cap, stream_);
+    enqueue_attention(l, rows, d_skip);
     gpu::f32_bf16w_matmul(d_att_, l.out_w, l.out_b, d_x_, rows, c.q_dim(), H, true, stream_);
     gpu::f32_bf16w_rmsnorm(d_x_, l.mlp_norm, d_xn_, rows, H, c.rms_eps, nullptr, stream_);
     gpu::MoeNextNorm next;
@@ -65,6 +45,31 @@ void GpuBackend::enqueue_step(int rows, bool embed) {
     gpu::moe_forward(l.moe, d_xn_, rows, d_x_, moe_scratch_, stream_,
                      L + 1 < layers_.size() ? &next : nullptr);
   }
+}
+
+// Layer l's attention over its KV cache (already holding this step's keys and values) into
+// d_att_: the split-K kernel for every row, then, when d_skip marks rows inside prompt tiles
+// (enqueue_step with tiles on), the tiled kernel for those rows. Shared by both step paths.
+void GpuBackend::enqueue_attention(const LayerW& l, int rows, const int32_t* d_skip) {
+  const Config& c = cfg_;
+  const int32_t* d_pos = d_meta_ + kMetaPos * kMaxStepRows;
+  const int32_t* d_slot = d_meta_ + kMetaSlot * kMaxStepRows;
+  const auto* d_tiles =
+      reinterpret_cast<const gpu::AttnTile*>(d_meta_ + kMetaTiles * kMaxStepRows);
+  const int32_t* d_ntiles = d_meta_ + kMetaTileCount * kMaxStepRows;
+  const auto run = [&](const auto* kc, const auto* vc, auto sinks, auto tiles) {
+    sinks(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, rows, c.n_heads, c.n_kv_heads, c.head_dim,
+          l.cap, l.window, l.max_keys, l.kv_chunk, d_partial_, d_att_, stream_, d_skip);
+    if (d_skip)
+      tiles(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, d_tiles, d_ntiles, max_tiles_for(rows),
+            c.n_heads, c.n_kv_heads, c.head_dim, l.cap, l.window, d_att_, stream_);
+  };
+  if (kv_f32_)
+    run(static_cast<const float*>(l.k_cache), static_cast<const float*>(l.v_cache),
+        gpu::f32_f32kv_attention_sinks, gpu::f32_f32kv_attention_sinks_tiles);
+  else
+    run(static_cast<const bf16_t*>(l.k_cache), static_cast<const bf16_t*>(l.v_cache),
+        gpu::f32_bf16kv_attention_sinks, gpu::f32_bf16kv_attention_sinks_tiles);
 }
 
 // The decode path (kernels/gpu/decode.h) for steps of <= gpu::kDecodeMaxRows rows: per layer the
@@ -98,16 +103,7 @@ void GpuBackend::enqueue_decode_layers(int rows) {
     q.head_dim = c.head_dim;
     q.cap = l.cap;
     gpu::f32_bf16w_qkv_rope_decode(q, stream_);
-    if (kv_f32_)
-      gpu::f32_f32kv_attention_sinks(d_qkv_, static_cast<const float*>(l.k_cache),
-                                     static_cast<const float*>(l.v_cache), l.sinks, d_pos, d_slot,
-                                     rows, c.n_heads, c.n_kv_heads, c.head_dim, l.cap, l.window,
-                                     l.max_keys, l.kv_chunk, d_partial_, d_att_, stream_, nullptr);
-    else
-      gpu::f32_bf16kv_attention_sinks(d_qkv_, static_cast<const bf16_t*>(l.k_cache),
-                                      static_cast<const bf16_t*>(l.v_cache), l.sinks, d_pos, d_slot,
-                                      rows, c.n_heads, c.n_kv_heads, c.head_dim, l.cap, l.window,
-                                      l.max_keys, l.kv_chunk, d_partial_, d_att_, stream_, nullptr);
+    enqueue_attention(l, rows, nullptr);
     gpu::DecodeMatmul o;
     o.x = d_att_;
     o.w = l.out_w;

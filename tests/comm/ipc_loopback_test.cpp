@@ -33,17 +33,21 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 
 // A stream held back until the test opens it (the fake runtime only; a no-op on a real GPU, where
 // the checks that need it are left out). Opens on scope exit so no stream is left blocked.
+// The flag lives here while the fake stream's gated op reads it, so the destructor opens the gate
+// and then waits for the stream: the op has stopped reading the flag before the flag is gone.
 struct Gate {
   std::atomic<bool> open{false};
-  explicit Gate(gpuStream_t s) {
+  gpuStream_t stream;
+  explicit Gate(gpuStream_t s) : stream(s) {
 #ifdef GPTOSS_FAKE_GPU
     fake_gpu_gate(s, &open);
-#else
-    (void)s;
 #endif
   }
   void release() { open.store(true); }
-  ~Gate() { release(); }
+  ~Gate() {
+    release();
+    (void)gpuStreamSynchronize(stream);
+  }
 };
 
 uint64_t device_ops() {

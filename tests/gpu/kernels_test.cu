@@ -259,6 +259,34 @@ TEST(GpuKernels, attention_sinks_window_splitk) {
   }
 }
 
+// The read-bandwidth probe (bench-kernels --read-bw) must touch every 16-byte word once, or the
+// ceiling it reports is inflated. Its per-block output is the sum over threads of the low byte
+// of each thread's XOR of the words it read (thread g of the grid reads words g, g + stride, ...):
+// exact in fp32 (<= 256 * 255), so recomputed here and compared for equality. The word count
+// leaves a tail that is not a multiple of 4 * stride, so both of the kernel's loops run.
+TEST(GpuKernels, read_probe_reads_every_word) {
+  GPU_TEST_REQUIRE_DEVICE();
+  const int blocks = 3, threads = 256;
+  const size_t stride = size_t(blocks) * threads, n16 = 4 * stride * 2 + 777;
+  std::vector<int32_t> words(n16 * 4);
+  std::mt19937 g(21);
+  for (auto& w : words) w = static_cast<int32_t>(g());
+  DevBuf<int32_t> dw(words);
+  DevBuf<float> dp(blocks);
+  gpu::read_bandwidth_probe(dw.p, n16 * 16, blocks, dp.p, nullptr);
+  const auto got = dp.download();
+  for (int b = 0; b < blocks; ++b) {
+    float want = 0;
+    for (int t = 0; t < threads; ++t) {
+      uint32_t acc = 0;
+      for (size_t i = size_t(b) * threads + t; i < n16; i += stride)
+        for (int k = 0; k < 4; ++k) acc ^= static_cast<uint32_t>(words[i * 4 + k]);
+      want += static_cast<float>(acc & 0xffu);
+    }
+    EXPECT_EQ(want, got[b]) << "block " << b;
+  }
+}
+
 TEST(GpuKernels, argmax_ties_nan) {
   GPU_TEST_REQUIRE_DEVICE();
   Rng r(8);

@@ -435,7 +435,7 @@ class MpiRing final : public Ring {
                                0x7269ull};
     uint64_t h = 0xcbf29ce484222325ull;
     for (uint64_t w : words) h = (h ^ w) * 0x100000001b3ull;
-    check_same_on_all_ranks("ring transport spec", h, describe_spec());
+    check_same_on_all_ranks("ring transport spec", h, describe_spec(), comm);
     CHECK_MPI(MPI_Comm_dup(comm, &comm_));
     CHECK_MPI(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
     recv_ = open_mpi_recv_link(comm_, (rank_ + size_ - 1) % size_, spec);

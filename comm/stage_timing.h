@@ -25,8 +25,7 @@ StageTiming timing_from_ring(Ring& ring, double busy_us);
 
 // Collective over comm: every rank passes its timing; rank 0 gets all of them, rank order
 // (index = stage = rank). Other ranks get an empty vector.
-std::vector<StageTiming> gather_stage_timing(const StageTiming& mine,
-                                             MPI_Comm comm = MPI_COMM_WORLD);
+std::vector<StageTiming> gather_stage_timing(const StageTiming& mine, MPI_Comm comm);
 
 // The report rank 0 prints, one line per stage, e.g.
 //   "stage 1 busy 91.0% idle 9.0% sent 12.3 MB in 400 messages"

@@ -211,7 +211,8 @@ void check_same_model_on_all_ranks(const std::string& model_path, uint32_t forma
   uint64_t value = fingerprint_file(model_path);
   value = fnv1a(value, &format_version, sizeof format_version);
   check_same_on_all_ranks("model file", value,
-                          strfmt("%s, format %u", model_path.c_str(), format_version));
+                          strfmt("%s, format %u", model_path.c_str(), format_version),
+                          MPI_COMM_WORLD);
 }
 
 }  // namespace gptoss::comm

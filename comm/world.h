@@ -70,16 +70,17 @@ int mpi_guarded_main(const char* prog, int* argc, char*** argv, F&& body,
 // Different exports, versions or truncated copies differ; it is not a full checksum.
 uint64_t fingerprint_file(const std::string& path);
 
-// Collective over comm (default MPI_COMM_WORLD). Every rank passes its value (e.g.
+// Collective over comm (given explicitly: a ring of data-parallel rings is not the world). Every rank passes its value (e.g.
 // fingerprint_file(model) mixed with the format version) and a short description of it (e.g.
 // "/data/20b.bin (format 3)"). If all values are equal, returns. Otherwise EVERY rank throws the
 // same WorldError:
 //   "<what> differs between ranks: ranks 0,1 have /a/m.bin, format 3 (fingerprint ...);
 //    rank 2 has /b/m.bin, format 2 (fingerprint ...); every rank must be given the same file"
 void check_same_on_all_ranks(const char* what, uint64_t value, const std::string& description,
-                             MPI_Comm comm = MPI_COMM_WORLD);
+                             MPI_Comm comm);
 
-// The fingerprint check for a model file: value = fingerprint_file(path) ^ hash(format_version).
+// The fingerprint check for a model file, COLLECTIVE over MPI_COMM_WORLD (every rank of the job,
+// whatever ring it is in): value = fingerprint_file(path) ^ hash(format_version).
 void check_same_model_on_all_ranks(const std::string& model_path, uint32_t format_version);
 
 // ---- implementation of the template ----

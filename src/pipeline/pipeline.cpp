@@ -25,7 +25,7 @@ double now_us() { return omp_get_wtime() * 1e6; }
 
 Pipeline::Pipeline(MPI_Comm comm, const Config& c, const BackendFactory& make_backend,
                    const PipelineOptions& opt)
-    : opt_(opt) {
+    : comm_(comm), opt_(opt) {
   CHECK_MPI(MPI_Comm_rank(comm, &rank_));
   CHECK_MPI(MPI_Comm_size(comm, &size_));
   // Every rank makes these checks on the same options and model, so all of them fail alike:
@@ -313,7 +313,7 @@ std::vector<comm::StageTiming> Pipeline::finish() {
                    (device_us - head_us) / 1e3 / layers_[0], head_us / 1e3,
                    device_us > head_us ? head_us * layers_[0] / (device_us - head_us) : 0.0);
   }
-  auto t = comm::gather_stage_timing(mine);
+  auto t = comm::gather_stage_timing(mine, comm_);
   ring_.reset();
   return t;
 }

@@ -89,6 +89,7 @@ class Pipeline {
   void check_rows(const comm::Slot& s);
   std::unique_ptr<comm::Ring> open_ring(MPI_Comm comm, const comm::LinkSpec& spec);
 
+  MPI_Comm comm_;  // the ring's (collectives: the timing gathered at finish)
   int rank_ = 0, size_ = 1, mb_ = 1;
   std::vector<int> layers_;
   PipelineOptions opt_;

@@ -26,6 +26,15 @@ std::string hms(double s) {
 }
 }  // namespace
 
+void SchedulerRunner::run(std::vector<Request>& todo,
+                          const std::function<void(Finished&&)>& on_finish,
+                          const std::function<bool()>& stop, const std::function<void()>& progress) {
+  sch_.on_finish = on_finish;
+  for (Request& r : todo) sch_.submit(std::move(r));
+  todo.clear();
+  drive_(sch_, stop, progress);
+}
+
 GetpResult run_getp_job(Engine& engine, const ChooserFactory& chooser,
                         const std::vector<std::vector<int32_t>>& prompts, const GetpJob& job,
                         const std::function<bool()>& should_stop) {
@@ -43,6 +52,12 @@ GetpResult run_getp_job(Engine& engine, const ChooserFactory& chooser,
 GetpResult run_getp_job(const StepDriver& drive, const ChooserFactory& chooser,
                         const std::vector<std::vector<int32_t>>& prompts, const GetpJob& job,
                         const std::function<bool()>& should_stop) {
+  SchedulerRunner runner(drive, job.sched, chooser);
+  return run_getp_job(runner, prompts, job, should_stop);
+}
+
+GetpResult run_getp_job(RequestRunner& runner, const std::vector<std::vector<int32_t>>& prompts,
+                        const GetpJob& job, const std::function<bool()>& should_stop) {
   const size_t n = prompts.size();
   const std::string& partial_path = job.partial_path;
   GetpResult res;
@@ -61,15 +76,16 @@ GetpResult run_getp_job(const StepDriver& drive, const ChooserFactory& chooser,
     }
   }
 
-  Scheduler sch(job.sched, chooser);
-  sch.on_finish = [&](Finished&& f) {
+  auto on_finish = [&](Finished&& f) {
+    GPTOSS_ASSERT(f.id < n && !results[f.id]);
     if (writer) writer->add(f.id, f.generated);
     res.generated += f.generated.size();
     results[f.id] = std::move(f.generated);
     ++res.done;
   };
+  std::vector<Request> todo;
   for (size_t i = 0; i < n; ++i)
-    if (!results[i]) sch.submit(Request{i, prompts[i], job.max_new, 0, -1});
+    if (!results[i]) todo.push_back(Request{i, prompts[i], job.max_new, 0, -1});
 
   const double t0 = now_s();
   double last_print = t0;
@@ -83,7 +99,7 @@ GetpResult run_getp_job(const StepDriver& drive, const ChooserFactory& chooser,
     const std::string eta = this_run ? hms(el / this_run * (n - res.done)) : "?";
     const std::string line =
         strfmt("getp: %zu/%zu prompts done, %.1f tok/s, %s elapsed, ETA %s", res.done, n,
-               sch.stats().generated / std::max(el, 1e-9), hms(el).c_str(), eta.c_str());
+               runner.generated() / std::max(el, 1e-9), hms(el).c_str(), eta.c_str());
     if (job.progress_tty) std::fprintf(stderr, "\r%s   ", line.c_str());
     else std::fprintf(stderr, "%s\n", line.c_str());
   };
@@ -92,10 +108,10 @@ GetpResult run_getp_job(const StepDriver& drive, const ChooserFactory& chooser,
     if (!stopped && should_stop && should_stop()) stopped = true;
     return stopped;
   };
-  drive(sch, stop, progress);
-  res.interrupted = stopped && sch.busy();
+  runner.run(todo, on_finish, stop, progress);
+  res.interrupted = stopped && res.done < n;
   res.wall_s = now_s() - t0;
-  res.prompt_rows = sch.stats().prompt_rows;
+  res.prompt_rows = runner.prompt_rows();
   if (job.progress_tty) std::fputs("\r\033[K", stderr);
   if (writer) writer->close();  // fsynced; the lock is released
   if (res.interrupted) return res;

@@ -1,5 +1,5 @@
 // getp_runner.h: the getp job itself, independent of model and tokenizer loading: runs tokenized
-// prompts through the scheduler on an Engine, appends each finished prompt to OUT.partial, and
+// prompts through a RequestRunner (one scheduler, or data-parallel rings), appends each finished prompt to OUT.partial, and
 // at the end writes OUT (paths.h: OutputTarget) and removes OUT.partial. With resume it first
 // takes the prompts already in OUT.partial. should_stop() (checked after every step) interrupts
 // the job: OUT.partial is fsynced and kept, OUT is not written. Without a partial file (OUT is
@@ -39,12 +39,45 @@ struct GetpResult {
   std::vector<std::vector<int32_t>> outputs;  // OUT's rows, when not interrupted
 };
 
+// Where a job's requests run. run() runs `todo` until every request has finished, or until
+// stop() (checked before every plan) returns true: work already in flight then still finishes.
+// It calls on_finish for every finished request and progress() after every committed step (and
+// now and then while it waits). One ring: SchedulerRunner. Several data-parallel rings:
+// rings_getp.h.
+class RequestRunner {
+ public:
+  virtual ~RequestRunner() = default;
+  virtual void run(std::vector<Request>& todo, const std::function<void(Finished&&)>& on_finish,
+                   const std::function<bool()>& stop, const std::function<void()>& progress) = 0;
+  virtual uint64_t generated() const = 0;    // tokens generated so far (progress)
+  virtual uint64_t prompt_rows() const = 0;  // prompt tokens prefilled so far
+};
+
 // Runs the scheduler's steps until it is idle or should_stop() returns true (work already in
 // flight then still finishes and is committed); calls after_commit() after each committed step.
 // The synchronous form drives Engine::forward; the ring pipeline (src/pipeline) keeps several
 // micro-batches in flight.
 using StepDriver = std::function<void(Scheduler& sch, const std::function<bool()>& should_stop,
                                       const std::function<void()>& after_commit)>;
+
+// One scheduler over one ring (or an Engine): every request is queued at once.
+class SchedulerRunner : public RequestRunner {
+ public:
+  SchedulerRunner(StepDriver drive, const SchedulerOptions& opt, ChooserFactory chooser)
+      : drive_(std::move(drive)), sch_(opt, std::move(chooser)) {}
+  void run(std::vector<Request>& todo, const std::function<void(Finished&&)>& on_finish,
+           const std::function<bool()>& stop, const std::function<void()>& progress) override;
+  uint64_t generated() const override { return sch_.stats().generated; }
+  uint64_t prompt_rows() const override { return sch_.stats().prompt_rows; }
+
+ private:
+  StepDriver drive_;
+  Scheduler sch_;
+};
+
+// The job: OUT.partial (resume), the requests of the prompts not yet done, progress, OUT.
+GetpResult run_getp_job(RequestRunner& runner, const std::vector<std::vector<int32_t>>& prompts,
+                        const GetpJob& job, const std::function<bool()>& should_stop);
 
 GetpResult run_getp_job(const StepDriver& drive, const ChooserFactory& chooser,
                         const std::vector<std::vector<int32_t>>& prompts, const GetpJob& job,

@@ -14,6 +14,8 @@
 #include "common/error.h"
 #include "run/modes.h"
 #include "run/options.h"
+#include "run/rings.h"
+#include "run/rings_getp.h"
 #include "run/session.h"
 
 namespace {
@@ -40,6 +42,9 @@ void ignore_first_signal() {
 int run_mode(const gptoss::RunOptions& opt, gptoss::comm::World& world) {
   if (world.rank() != 0) {
     ignore_first_signal();
+    const gptoss::Rings& r = gptoss::rings();
+    if (r.ring > 0 && opt.mode != gptoss::Mode::Getp) return gptoss::run_idle_ring(opt);
+    if (r.ring > 0 && r.leader()) return gptoss::run_getp_ring_leader(opt);
     return gptoss::run_stage_worker(opt);
   }
   switch (opt.mode) {
@@ -82,7 +87,19 @@ int main(int argc, char** argv) {
       MPI_Barrier(world.comm());
       return 1;
     }
-    if (world.size() > 1) return run_mode(opt, world);
+    gptoss::make_rings(opt.dp);  // collective; every rank fails alike if --dp does not fit
+    if (world.size() > 1) {
+      // With several rings every rank meets at the end (an idle ring waits there for ring 0).
+      int rc = 1;
+      try {
+        rc = run_mode(opt, world);
+      } catch (const gptoss::comm::WorldError&) {
+        gptoss::wait_for_end();
+        throw;
+      }
+      gptoss::wait_for_end();
+      return rc;
+    }
     try {
       return run_mode(opt, world);
     } catch (const gptoss::comm::WorldError&) {

@@ -18,6 +18,8 @@
 #include "run/getp_runner.h"
 #include "run/modes.h"
 #include "run/paths.h"
+#include "run/rings.h"
+#include "run/rings_getp.h"
 #include "run/session.h"
 
 namespace gptoss {
@@ -152,9 +154,19 @@ int run_getp(const RunOptions& options) {
   // (src/run/README.md, "Interrupting").
   const pid_t launcher = std::getenv("OMPI_COMM_WORLD_RANK") ? ::getppid() : 0;
   auto launcher_gone = [launcher] { return launcher > 1 && ::getppid() != launcher; };
-  StepDriver drive = [&s](Scheduler& sch, const std::function<bool()>& stop,
-                          const std::function<void()>& after) { s.run(sch, stop, after); };
-  GetpResult r = run_getp_job(drive, sampler_factory(opt), prompts, job,
+  // One ring: its scheduler takes every prompt. Several (--dp): rank 0 hands them out by load.
+  std::unique_ptr<RequestRunner> runner;
+  RingsRunner* rings_runner = nullptr;
+  if (rings().dp > 1) {
+    auto rr = std::make_unique<RingsRunner>(s, job.sched, sampler_factory(opt), opt.seed);
+    rings_runner = rr.get();
+    runner = std::move(rr);
+  } else {
+    StepDriver drive = [&s](Scheduler& sch, const std::function<bool()>& stop,
+                            const std::function<void()>& after) { s.run(sch, stop, after); };
+    runner = std::make_unique<SchedulerRunner>(drive, job.sched, sampler_factory(opt));
+  }
+  GetpResult r = run_getp_job(*runner, prompts, job,
                               [&] { return g_signal != 0 || launcher_gone(); });
   if (r.interrupted && g_signal == 0) {
     // OUT.partial is closed; nobody waits for this job any more: end now, without the ring.
@@ -182,6 +194,7 @@ int run_getp(const RunOptions& options) {
                    sig == SIGINT ? "SIGINT" : "SIGTERM", r.done, n, partial_path.c_str());
     return 128 + sig;
   }
+  if (rings_runner) std::fprintf(stderr, "getp: %s\n", rings_runner->summary().c_str());
   std::fprintf(stderr, "getp: %s (%s) -> %s\n", count_of(n, "prompt").c_str(),
                count_of(prompt_tokens, "prompt token").c_str(),
                out.kind == OutputTarget::Kind::Stdout ? "stdout" : opt.output.c_str());
@@ -195,10 +208,11 @@ int run_getp(const RunOptions& options) {
   std::fprintf(stderr,
                "getp: {\"prompts\": %zu, \"prompt_tokens\": %zu, \"resumed_prompts\": %zu, "
                "\"generated_tokens\": %llu, \"wall_s\": %.4f, \"tok_s\": %.2f, \"load_s\": %.4f, "
-               "\"batch\": %d, \"ranks\": %d, \"micro_batches\": %d, \"stage_busy_pct\": [%s]}\n",
+               "\"batch\": %d, \"rings\": %d, \"ranks\": %d, \"micro_batches\": %d, "
+               "\"stage_busy_pct\": [%s]}\n",
                n, prompt_tokens, r.done_before, (unsigned long long)r.generated, r.wall_s,
-               r.generated / std::max(r.wall_s, 1e-9), s.load_s, s.slots, s.ranks,
-               s.micro_batches, busy_list.c_str());
+               r.generated / std::max(r.wall_s, 1e-9), s.load_s, s.slots, rings().dp,
+               rings().world_size, s.micro_batches, busy_list.c_str());
 
   if (!opt.verify_path.empty()) {
     VerifyReport v = verify_rows(r.outputs, ref);

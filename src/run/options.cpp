@@ -122,7 +122,13 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   app.add_option("--micro-batches", opt.micro_batches,
                  "Pipeline: micro-batches in flight around the ring of ranks, 1..64 (0 = ranks)");
   app.add_option("--layers", opt.layers,
-                 "Pipeline: layers per rank, e.g. 4,7,7,6 (default: balanced by the cost model)");
+                 "Pipeline: layers per rank of a ring, e.g. 4,7,7,6 (default: balanced by the cost "
+                 "model)");
+  app.add_option("--dp", opt.dp,
+                 "Data-parallel rings: the N ranks form R rings of N/R ranks, each a pipeline "
+                 "(R must divide N). getp hands prompts to the rings by load (-b is per ring); "
+                 "chat, generate, bench and serve run on ring 0 while the others wait. Default 1: "
+                 "one ring of every rank");
   bool no_graphs = false;
   bool no_decode = false;
   app.add_flag("--no-decode-kernels", no_decode,
@@ -236,6 +242,8 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
     fail("--chunk: per-step token budget must be in [1, %d], got %d", kMaxChunk, opt.chunk_tokens);
   if (opt.threads < 0 || opt.threads > kMaxThreads)
     fail("-t: threads must be in [0, %d], got %d", kMaxThreads, opt.threads);
+  if (opt.dp < 1 || opt.dp > 4096)
+    fail("--dp: the number of rings must be in [1, 4096], got %d", opt.dp);
   if (opt.micro_batches < 0 || opt.micro_batches > 64)
     fail("--micro-batches: must be in [0, 64] (0 = one per rank), got %d", opt.micro_batches);
   if (!std::isfinite(opt.progress_s) || opt.progress_s < 0)

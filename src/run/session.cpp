@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "backend/backend.h"
 #include "pipeline/pipeline.h"
+#include "run/rings.h"
 #ifdef GPTOSS_HAVE_GPU
 #include "backend_gpu/gpu_backend.h"
 #endif
@@ -65,12 +66,9 @@ int session_slots(const RunOptions& opt) {
              : 1;
 }
 
-MPI_Comm world_comm() { return MPI_COMM_WORLD; }
-
-int world_size() {
-  comm::World* w = comm::World::current();
-  return w ? w->size() : 1;
-}
+// The ring this rank belongs to (rings.h): the whole world unless --dp splits it.
+MPI_Comm ring_comm() { return rings().ring_comm; }
+int ring_size() { return rings().ring_size; }
 
 // The per-step token budget: --chunk, else the backend's default. CPU: 256. GPU: one 512-row
 // device step per step (its steps cost little more at 512 rows than at 256); with several ranks
@@ -98,8 +96,8 @@ PipelineOptions pipeline_options(const RunOptions& opt, const std::string& backe
   PipelineOptions po;
   po.ctx = opt.ctx;
   po.max_slots = auto_slots_for(opt, backend) ? 0 : session_slots(opt);
-  po.max_auto_slots = auto_slots_cap(opt, world_size());
-  po.chunk_tokens = chunk_tokens_for(opt, backend, world_size());
+  po.max_auto_slots = auto_slots_cap(opt, ring_size());
+  po.chunk_tokens = chunk_tokens_for(opt, backend, ring_size());
   po.micro_batches = opt.micro_batches;
   po.layers = opt.layers;
   // chat waits on a person between turns and serve on clients between requests: no time limit
@@ -143,7 +141,7 @@ BackendFactory backend_factory(const RunOptions& opt, const ModelFile& model,
   BackendOptions bo;
   bo.ctx = opt.ctx;
   bo.max_slots = auto_slots_for(opt, backend) ? 0 : session_slots(opt);  // 0: the ranks agree
-  bo.max_auto_slots = auto_slots_cap(opt, world_size());                 // on the least
+  bo.max_auto_slots = auto_slots_cap(opt, ring_size());                 // on the least
   bo.threads = opt.threads;
   bo.kv_cache = opt.kv_cache;
   bo.gpu_graphs = opt.gpu_graphs;
@@ -194,17 +192,47 @@ std::vector<double> Session::finish() {
   return busy_pct;
 }
 
+namespace {
+
+// This rank's ring: backend, model check (COLLECTIVE over the world), pipeline (COLLECTIVE over
+// the ring). s.model must be loaded. The same order on every rank.
+void open_ring(Session& s, const RunOptions& opt) {
+  s.ranks = ring_size();
+  s.backend = resolve_backend(opt);
+  s.chunk_tokens = chunk_tokens_for(opt, s.backend, s.ranks);
+  set_threads(opt);
+  BackendFactory make_backend = backend_factory(opt, *s.model, s.backend);
+  comm::check_same_model_on_all_ranks(opt.model_path, kFormatVersion);  // collective
+  s.pipeline = std::make_unique<Pipeline>(ring_comm(), s.model->config(), make_backend,
+                                          pipeline_options(opt, s.backend));  // collective
+  s.micro_batches = s.pipeline->micro_batches();
+  s.slots = s.pipeline->max_slots();
+}
+
+}  // namespace
+
 int run_stage_worker(const RunOptions& opt) {
   // Rank 0 checks the options against the model (and aborts the job if they are wrong).
-  ModelFile model(opt.model_path);
-  set_threads(opt);
-  // Same order as rank 0's open_session: the factory's checks, then the collectives.
-  const std::string backend = resolve_backend(opt);
-  BackendFactory make_backend = backend_factory(opt, model, backend);
+  Session s;
+  s.model = std::make_unique<ModelFile>(opt.model_path);
+  open_ring(s, opt);
+  s.pipeline->serve();
+  s.pipeline->finish();  // collective
+  s.finished = true;
+  return 0;
+}
+
+Session open_leader_session(const RunOptions& opt) {
+  Session s;
+  const double t0 = now_seconds();
+  s.model = std::make_unique<ModelFile>(opt.model_path);
+  open_ring(s, opt);
+  s.load_s = now_seconds() - t0;
+  return s;
+}
+
+int run_idle_ring(const RunOptions& opt) {
   comm::check_same_model_on_all_ranks(opt.model_path, kFormatVersion);  // collective
-  Pipeline p(world_comm(), model.config(), make_backend, pipeline_options(opt, backend));  // collective
-  p.serve();
-  p.finish();  // collective
   return 0;
 }
 
@@ -220,21 +248,11 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
          opt.tokenizer_path.c_str(), s.tokenizer->vocab_size(), opt.model_path.c_str(), c.vocab);
   check_against_model(opt, c);
   GPTOSS_ASSERT(slots == session_slots(opt));
-  s.ranks = world_size();
-  const std::string backend = resolve_backend(opt);
-  s.backend = backend;
-  s.chunk_tokens = chunk_tokens_for(opt, backend, s.ranks);
-  set_threads(opt);
-  BackendFactory make_backend = backend_factory(opt, *s.model, backend);
-  comm::check_same_model_on_all_ranks(opt.model_path, kFormatVersion);  // collective
-  s.pipeline = std::make_unique<Pipeline>(world_comm(), c, make_backend,
-                                          pipeline_options(opt, backend));  // collective
-  s.micro_batches = s.pipeline->micro_batches();
+  open_ring(s, opt);
   const size_t kv_bytes = s.pipeline->kv_cache_bytes();
-  const bool auto_slots = auto_slots_for(opt, backend);
-  slots = s.pipeline->max_slots();
+  const bool auto_slots = auto_slots_for(opt, s.backend);
+  slots = s.slots;
   s.load_s = now_seconds() - t0;
-  s.slots = slots;
 
   std::fprintf(stderr, "model: %s (%s)\n", s.model->description().c_str(), opt.model_path.c_str());
   std::fprintf(stderr,
@@ -242,7 +260,18 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
                "vocab %d, window %d, max context %d\n",
                c.n_layers, c.hidden, c.n_heads, c.n_kv_heads, c.head_dim, c.n_experts,
                c.experts_per_tok, c.vocab, c.sliding_window, c.max_context);
-  if (s.ranks > 1) std::fprintf(stderr, "%s\n", s.pipeline->describe().c_str());
+  const Rings& r = rings();
+  if (r.dp > 1) {
+    if (opt.mode == Mode::Getp)
+      std::fprintf(stderr, "rings: %s (--dp %d): prompts go to the rings by load\n",
+                   r.describe().c_str(), r.dp);
+    else
+      std::fprintf(stderr, "rings: %s (--dp %d): -m %s runs on ring 0; the other ring%s wait%s\n",
+                   r.describe().c_str(), r.dp, mode_name(opt.mode), r.dp > 2 ? "s" : "",
+                   r.dp > 2 ? "" : "s");
+  }
+  if (s.ranks > 1) std::fprintf(stderr, "%s%s\n", r.dp > 1 ? "ring 0: " : "",
+                                s.pipeline->describe().c_str());
   std::fprintf(stderr,
                "loaded in %.2f s; KV cache %.1f MiB%s (%d slot%s x %d positions%s); backend "
                "%s\n",

@@ -55,6 +55,11 @@ struct Session {
 
 // Ranks > 0: load the model, own stage, serve micro-batches until rank 0 ends the ring.
 int run_stage_worker(const RunOptions& opt);
+// The leader of a data-parallel ring k > 0 (rings.h): model and ring, no tokenizer, nothing
+// printed.
+Session open_leader_session(const RunOptions& opt);
+// The ranks of rings k > 0 in modes that use ring 0 only: the world's model check, nothing loaded.
+int run_idle_ring(const RunOptions& opt);
 
 // Loads the tokenizer (-z) alone, so a mode can check its input before loading the model.
 std::unique_ptr<Tokenizer> load_tokenizer(const RunOptions& opt, double* load_s = nullptr);

@@ -70,7 +70,7 @@ TEST(Fingerprint, MissingFileNamesIt) {
 }
 
 TEST(WorldCheck, EqualValuesPass) {
-  EXPECT_NO_THROW(check_same_on_all_ranks("model file", 42, "m.bin (format 1)"));
+  EXPECT_NO_THROW(check_same_on_all_ranks("model file", 42, "m.bin (format 1)", MPI_COMM_WORLD));
 }
 
 TEST(WorldCheck, DifferentValueOnLastRankIsNamedOnEveryRank) {
@@ -79,7 +79,7 @@ TEST(WorldCheck, DifferentValueOnLastRankIsNamedOnEveryRank) {
   const bool odd = me == n - 1;
   try {
     check_same_on_all_ranks("model file", odd ? 7 : 42,
-                            odd ? "/b/m.bin (format 2)" : "/a/m.bin (format 3)");
+                            odd ? "/b/m.bin (format 2)" : "/a/m.bin (format 3)", MPI_COMM_WORLD);
     ADD_FAILURE() << "mismatch not detected";
   } catch (const WorldError& e) {
     std::string msg = e.what();
@@ -161,7 +161,7 @@ namespace {
 TEST(StageTiming, GatheredOnRankZeroAndFormatted) {
   const int n = World::current()->size(), me = World::current()->rank();
   StageTiming mine{1000.0 * (me + 1), 1000.0 * (n - me), uint64_t(me) * 1000000, uint64_t(me) + 7};
-  auto all = gather_stage_timing(mine);
+  auto all = gather_stage_timing(mine, MPI_COMM_WORLD);
   if (me != 0) {
     EXPECT_TRUE(all.empty());
     return;

@@ -24,6 +24,10 @@
 #   errors   bad splits: one clear error line
 #   bench    -m bench on NP ranks runs its three tests through the ring (pp, tg, getp; CSV on
 #            stdout, the stage report of NP stages on stderr)
+#   dp       data-parallel rings (--dp R, every R dividing NP): getp OUT equals the 1-rank OUT
+#            byte for byte (greedy and sampled), every ring takes prompts; SIGTERM to rank 0
+#            mid-getp keeps OUT.partial and a --resume with another shape completes it; generate
+#            and chat run on ring 0 with the same text; an R that does not divide NP is one error
 # mpirun as root with oversubscription: the environment comes from CTest (OMPI_ALLOW_RUN_AS_ROOT..).
 set -u
 case_name=$1 NP=$2 RUN=$3 MODEL=$4 TOK=$5 W=$6
@@ -80,6 +84,61 @@ same)
   one -m generate -i "Once upon a time" -n 10 -T 0.9 -s 7 --ignore-eos >s1.txt 2>s1.err || die "sampled 1 rank: exit $?"
   many -m generate -i "Once upon a time" -n 10 -T 0.9 -s 7 --ignore-eos >sn.txt 2>sn.err || die "sampled np$NP: exit $?"
   cmp -s s1.txt sn.txt || die "sampled generate np$NP differs from 1 rank"
+  ;;
+dp)
+  prompts 12 >in.txt
+  one -m getp -i in.txt -o ref.txt -n 12 -b 2 2>ref.err || die "1 rank: exit $?"
+  one -m getp -i in.txt -o sref.txt -n 12 -b 2 -T 0.9 -s 11 2>sref.err || die "1 rank sampled: exit $?"
+  R=2
+  while [ $R -le "$NP" ]; do
+    if [ $((NP % R)) -eq 0 ]; then
+      many -m getp -i in.txt -o a$R.txt -n 12 -b 2 --dp $R 2>a$R.err || die "--dp $R: exit $?"
+      cmp -s ref.txt a$R.txt || die "np$NP --dp $R: OUT differs from 1 rank"
+      has a$R.err "rings: $R rings x $((NP / R)) ranks? \\(--dp $R\\)"
+      has a$R.err "\"rings\": $R, \"ranks\": $NP,"
+      # Every ring ran prompts.
+      per=$(sed -n 's/^getp: prompts per ring \([0-9, ]*\);.*/\1/p' a$R.err)
+      [ "$(echo "$per" | tr ',' '\n' | grep -c '[1-9]')" -eq $R ] || die "--dp $R: a ring got no prompt ($per)"
+      [ "$(grep -c '^getp: {' a$R.err)" -eq 1 ] || die "--dp $R: not exactly one getp JSON line"
+      many -m getp -i in.txt -o s$R.txt -n 12 -b 2 -T 0.9 -s 11 --dp $R 2>s$R.err || die "--dp $R sampled: exit $?"
+      cmp -s sref.txt s$R.txt || die "np$NP --dp $R sampled: OUT differs from 1 rank"
+    fi
+    R=$((R * 2))
+  done
+  # Interrupted as NP rings of one rank, resumed as 2 rings of NP/2 ranks.
+  args="-m getp -i in.txt -n 40 -b 1 --ignore-eos"
+  one $args -o lref.txt 2>lref.err || die "1 rank (long): exit $?"
+  timeout -k 5 120 mpirun --oversubscribe -np "$NP" "$RUN" "$MODEL" -z "$TOK" $args --dp "$NP" -o out.txt >job.out 2>job.err &
+  mp=$!
+  n=0
+  while [ "$(count_done)" -lt 2 ]; do
+    kill -0 $mp 2>/dev/null || die "the --dp job ended before the signal"
+    sleep 0.05; n=$((n+1)); [ $n -lt 1200 ] || die "no progress in 60 s"
+  done
+  victim=$(rank_pid $mp 0)
+  [ -n "$victim" ] || die "could not find rank 0's process"
+  kill -TERM "$victim"
+  wait $mp; rc=$?
+  [ "$rc" -ne 0 ] || die "the interrupted --dp job succeeded"
+  [ ! -e out.txt ] || die "OUT written by an interrupted --dp job"
+  has job.err "getp: interrupted by SIGTERM: [0-9]+/12 prompts done, kept in out.txt.partial"
+  many $args -o out.txt --resume --dp 2 2>resume.err || die "--resume --dp 2: exit $?"
+  has resume.err "getp: resumed: [0-9]+/12 prompts were already done"
+  cmp -s lref.txt out.txt || die "--dp: resumed OUT differs from the 1-rank OUT"
+  # generate and chat: ring 0 only, the same text.
+  one -m generate -i "Hello world, this is a test of the rings" -n 12 -T 0 --ignore-eos >g1.txt 2>g1.err || die "generate 1 rank: exit $?"
+  many -m generate -i "Hello world, this is a test of the rings" -n 12 -T 0 --ignore-eos --dp 2 >g2.txt 2>g2.err || die "generate --dp 2: exit $?"
+  cmp -s g1.txt g2.txt || die "generate --dp 2: text differs from 1 rank"
+  has g2.err "-m generate runs on ring 0; the other ring"
+  printf 'Hello there\nWhat is 2+2?\n' >chat.txt
+  one -m chat -n 10 <chat.txt >c1.txt 2>c1.err || die "chat 1 rank: exit $?"
+  many -m chat -n 10 --dp 2 <chat.txt >c2.txt 2>c2.err || die "chat --dp 2: exit $?"
+  [ "$(cat c1.txt)" = "$(cat c2.txt)" ] || die "chat --dp 2 output differs from 1 rank"
+  if [ "$NP" -ge 4 ]; then
+    many -m getp -i in.txt -o e.txt --dp 3 >e.out 2>e.err && die "--dp 3 on $NP ranks succeeded"
+    has e.err "run: error: --dp 3: the $NP ranks must form rings of equal size"
+    [ "$(grep -c '^run: error' e.err)" -eq 1 ] || die "--dp 3: the error was printed more than once"
+  fi
   ;;
 chat)
   printf 'Hello there\nWhat is 2+2?\n' >in.txt

@@ -1,22 +1,26 @@
 #!/usr/bin/env python3
-"""sweep.py: scaling sweeps of `run MODEL -m getp` over rank counts x micro-batch counts x batch sizes.
+"""sweep.py: scaling sweeps of `run MODEL -m getp` over rank counts x shapes x micro-batch counts x batch sizes.
 
 Each run is launched through launch/mpirun.sh (workstation) or launch/srun.sh (inside an sbatch
 or salloc allocation), its final report is parsed (parse_getp_report below), and one CSV row is
 appended per run:
-    time, host, launcher, ranks, micro_batches, batch, prompts, generated_tokens, wall_s, tok_s,
-    stage_busy_pct (per stage, ';'-separated), exit_code, mode
+    time, host, launcher, ranks, dp, micro_batches, batch, prompts, generated_tokens, wall_s, tok_s,
+    stage_busy_pct (per stage of ring 0, ';'-separated), exit_code, mode
+dp is the number of data-parallel rings the run had (its report's "rings"; `run --dp R`: R rings of
+ranks/R ranks each). --dp 1,2,all runs each rank count N as one ring, as 2 rings (when 2 divides
+N) and as every R that divides N; "auto" passes no --dp (the runtime's own choice).
 mode is "getp", or "decode" for the batch-1 decode runs of --decode N (`run -m generate -n N`,
 one per rank count; tok_s is its decode rate).
 Then a PNG is drawn from the whole CSV: getp throughput (tok/s) against ranks, one line per
-micro-batch count (the best batch of each) and one for the best of all; the parallel efficiency
+ring size (ranks per ring: 1 = data parallel only; "one ring" = a pure pipeline of N; the best
+micro-batch count and batch of each) and one for the best of all; the parallel efficiency
 of the best, best(N) * N0 / (N * best(N0)) against the smallest rank count N0 in the CSV (1, or
 the fewest GPUs a big model fits); and the batch-1 decode rate if the CSV has decode rows.
 
 Batches: --batch B1,B2 runs each B at every micro-batch count; --batch-per-mb R1,R2 runs batch
 R x M at M micro-batches (R rows per micro-batch, each rank count at its best concurrency).
---mb-max-per-rank K keeps the micro-batch counts M <= K x ranks (one rank: M = 1 only, it has no
-ring to fill).
+--mb-max-per-rank K keeps the micro-batch counts M <= K x ranks per ring (a ring of one rank: M = 1
+only, it has no ring to fill).
 
 Example (CPU backend, workstation):
     launch/sweep.py --run build/run --model build/tiny.bin --prompts prompts.txt \
@@ -44,7 +48,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FIELDS = ["time", "host", "launcher", "ranks", "micro_batches", "batch", "prompts",
+FIELDS = ["time", "host", "launcher", "ranks", "dp", "micro_batches", "batch", "prompts",
           "generated_tokens", "wall_s", "tok_s", "stage_busy_pct", "exit_code", "mode"]
 
 
@@ -76,6 +80,7 @@ def parse_getp_report(text):
                 "wall_s": obj.get("wall_s"),
                 "tok_s": obj.get("tok_s"),
                 "stage_busy_pct": [float(x) for x in obj.get("stage_busy_pct", [])],
+                "rings": int(obj.get("rings", 1)),
             }
     if result is not None:
         if result["tok_s"] is None and result["wall_s"]:
@@ -114,13 +119,15 @@ def int_list(s):
     return [int(x) for x in s.split(",") if x.strip()]
 
 
-def launch_command(args, ranks, micro_batches, batch, out_path, decode=False):
+def launch_command(args, ranks, micro_batches, batch, out_path, decode=False, dp=1):
     if decode:
         prog = [args.run, args.model, "-m", "generate", "-i", args.decode_prompt,
                 "-n", str(args.decode), "-T", "0", "--ignore-eos"] + shlex.split(args.decode_args)
     else:
         prog = [args.run, args.model, "-m", "getp", "-i", args.prompts, "-o", out_path,
                 "-b", str(batch)]
+        if dp != "auto":
+            prog += ["--dp", str(dp)]
         if args.mb_flag:
             prog += [args.mb_flag, str(micro_batches)]
         prog += args.extra
@@ -130,17 +137,46 @@ def launch_command(args, ranks, micro_batches, batch, out_path, decode=False):
     return [os.path.join(HERE, "mpirun.sh"), "-n", str(ranks)] + opts + ["--"] + prog
 
 
+def dp_list(s):
+    """--dp: integers, "all" (every R dividing the rank count) and "auto" (no --dp)."""
+    out = []
+    for x in s.split(","):
+        x = x.strip()
+        if not x:
+            continue
+        if x in ("all", "auto"):
+            out.append(x)
+        else:
+            out.append(int(x))
+    return out
+
+
+def shapes(args, ranks):
+    """The --dp values to run at `ranks` ranks, in order, without repeats."""
+    out = []
+    for d in args.dp:
+        ds = [r for r in range(1, ranks + 1) if ranks % r == 0] if d == "all" else [d]
+        for r in ds:
+            if r != "auto" and (r < 1 or ranks % r != 0):
+                continue  # R rings must divide the ranks
+            if r not in out:
+                out.append(r)
+    return out
+
+
 def configurations(args):
-    """(ranks, micro_batches, batch) of every getp run, in order."""
+    """(ranks, dp, micro_batches, batch) of every getp run, in order."""
     out = []
     for ranks in args.ranks:
-        mbs = args.micro_batches
-        if args.mb_max_per_rank > 0:
-            mbs = [1] if ranks == 1 else [m for m in mbs if m <= args.mb_max_per_rank * ranks]
-        for mb in mbs:
-            batches = [r * mb for r in args.batch_per_mb] if args.batch_per_mb else args.batch
-            for batch in batches:
-                out.append((ranks, mb, batch))
+        for dp in shapes(args, ranks):
+            per_ring = ranks if dp == "auto" else ranks // dp
+            mbs = args.micro_batches
+            if args.mb_max_per_rank > 0:
+                mbs = [1] if per_ring == 1 else [m for m in mbs if m <= args.mb_max_per_rank * per_ring]
+            for mb in mbs:
+                batches = [r * mb for r in args.batch_per_mb] if args.batch_per_mb else args.batch
+                for batch in batches:
+                    out.append((ranks, dp, mb, batch))
     return out
 
 
@@ -163,26 +199,31 @@ def read_rows(path):
         return [r for r in csv.DictReader(f) if r.get("exit_code") == "0" and r.get("tok_s")]
 
 
+def ring_size_key(ranks, dp):
+    """The shape's line in the plot: ranks per ring, or 0 for one ring of every rank."""
+    return 0 if dp <= 1 else ranks // dp
+
+
 def summarize(rows):
-    """From successful CSV rows: per_mb {M: {ranks: best getp tok/s}}, best {ranks: best getp
-    tok/s}, eff {ranks: best(N) * N0 / (N * best(N0))} with N0 the fewest ranks, decode
-    {ranks: best batch-1 decode tok/s}."""
-    per_mb, best, decode = {}, {}, {}
+    """From successful CSV rows: per_shape {ring size (0 = one ring of all): {ranks: best getp
+    tok/s}}, best {ranks: best getp tok/s}, eff {ranks: best(N) * N0 / (N * best(N0))} with N0
+    the fewest ranks, decode {ranks: best batch-1 decode tok/s}."""
+    per_shape, best, decode = {}, {}, {}
     for r in rows:
         n, tps = int(r["ranks"]), float(r["tok_s"])
         if (r.get("mode") or "getp") == "decode":
             decode[n] = max(decode.get(n, 0.0), tps)
             continue
-        m = int(r["micro_batches"])
-        per_mb.setdefault(m, {})
-        per_mb[m][n] = max(per_mb[m].get(n, 0.0), tps)
+        k = ring_size_key(n, int(r.get("dp") or 1))
+        per_shape.setdefault(k, {})
+        per_shape[k][n] = max(per_shape[k].get(n, 0.0), tps)
         best[n] = max(best.get(n, 0.0), tps)
     eff = {}
     if best:
         n0 = min(best)
         if best[n0] > 0:
             eff = {n: best[n] * n0 / (n * best[n0]) for n in best}
-    return per_mb, best, eff, decode
+    return per_shape, best, eff, decode
 
 
 def plot(csv_path, png_path):
@@ -197,15 +238,16 @@ def plot(csv_path, png_path):
     if not rows:
         print("sweep: no successful runs in %s: no PNG" % csv_path, file=sys.stderr)
         return False
-    per_mb, best, eff, decode = summarize(rows)
+    per_shape, best, eff, decode = summarize(rows)
     panels = 3 if decode else 2
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.2))
     ax1, ax2 = axes[0], axes[1]
     all_ranks = sorted(set(best) | set(decode))
-    for m, pts in sorted(per_mb.items()):
+    for k, pts in sorted(per_shape.items()):
         ns = sorted(pts)
         ax1.plot(ns, [pts[n] for n in ns], marker="o", ms=4, lw=1, alpha=0.7,
-                 label="%d micro-batch%s" % (m, "" if m == 1 else "es"))
+                 label="one ring of all ranks" if k == 0 else
+                 "rings of %d rank%s" % (k, "" if k == 1 else "s"))
     if best:
         ns = sorted(best)
         ax1.plot(ns, [best[n] for n in ns], color="black", marker="s", lw=2, label="best")
@@ -244,10 +286,10 @@ def plot(csv_path, png_path):
     return True
 
 
-def run_one(args, ranks, mb, batch, decode=False):
+def run_one(args, ranks, mb, batch, decode=False, dp=1):
     fd, out_path = tempfile.mkstemp(prefix="sweep-", suffix=".out")
     os.close(fd)
-    cmd = launch_command(args, ranks, mb, batch, out_path, decode)
+    cmd = launch_command(args, ranks, mb, batch, out_path, decode, dp)
     print("sweep: " + shlex.join(cmd), flush=True)
     if args.dry_run:
         os.unlink(out_path)
@@ -273,14 +315,15 @@ def run_one(args, ranks, mb, batch, decode=False):
         print("sweep: run failed (exit %d) after %.1f s" % (rc, time.time() - t0),
               file=sys.stderr)
     if args.log_dir:
-        name = "%s-r%d-m%d-b%d.log" % ("decode" if decode else "getp", ranks, mb, batch)
+        name = "%s-r%d-dp%s-m%d-b%d.log" % ("decode" if decode else "getp", ranks, dp, mb, batch)
         with open(os.path.join(args.log_dir, name), "w") as f:
             f.write(shlex.join(cmd) + "\n" + text)
     rep = rep or {}
     row = {
         "time": datetime.datetime.now().isoformat(timespec="seconds"),
         "host": socket.gethostname(), "launcher": args.launcher,
-        "ranks": ranks, "micro_batches": mb, "batch": batch,
+        "ranks": ranks, "dp": rep.get("rings", 1 if dp == "auto" or decode else dp),
+        "micro_batches": mb, "batch": batch,
         "prompts": rep.get("prompts", ""),
         "generated_tokens": rep.get("generated_tokens", ""),
         "wall_s": "%.3f" % rep["wall_s"] if rep.get("wall_s") is not None else "",
@@ -291,8 +334,9 @@ def run_one(args, ranks, mb, batch, decode=False):
     }
     append_row(args.csv, row)
     if rc == 0:
-        print("sweep: %s, ranks %d, micro-batches %d, batch %d: %s tok/s" %
-              ("batch-1 decode" if decode else "getp", ranks, mb, batch, row["tok_s"]), flush=True)
+        print("sweep: %s, ranks %d, rings %s, micro-batches %d, batch %d: %s tok/s" %
+              ("batch-1 decode" if decode else "getp", ranks, row["dp"], mb, batch, row["tok_s"]),
+              flush=True)
 
 
 def main():
@@ -301,6 +345,9 @@ def main():
     ap.add_argument("--model", help="model file")
     ap.add_argument("--prompts", help="getp prompt file")
     ap.add_argument("--ranks", default="1,2,4", type=int_list)
+    ap.add_argument("--dp", default="1", type=dp_list,
+                    help="data-parallel rings per rank count: integers, all (every divisor), auto "
+                         "(no --dp: the runtime picks); values that do not divide N are skipped")
     ap.add_argument("--micro-batches", default="1", type=int_list)
     ap.add_argument("--batch", default="32", type=int_list)
     ap.add_argument("--batch-per-mb", default="", type=int_list,
@@ -341,13 +388,13 @@ def main():
         for ranks in args.ranks if args.decode else []:
             for _ in range(args.repeat):
                 run_one(args, ranks, 1, 1, decode=True)
-        for ranks, mb, batch in [] if args.decode_only else configurations(args):
+        for ranks, dp, mb, batch in [] if args.decode_only else configurations(args):
             for _ in range(args.repeat):
-                run_one(args, ranks, mb, batch)
+                run_one(args, ranks, mb, batch, dp=dp)
         if args.dry_run:
             return 0
     else:
-        per_mb, best, eff, decode = summarize(read_rows(args.csv))
+        per_shape, best, eff, decode = summarize(read_rows(args.csv))
         for n in sorted(best):
             print("sweep: %d rank(s): best getp %.1f tok/s, efficiency %.3f" % (n, best[n], eff[n]))
         for n in sorted(decode):

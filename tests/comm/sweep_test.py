@@ -23,7 +23,7 @@ class Parse(unittest.TestCase):
                 '"stage_busy_pct": [90, 80.5], "other": 1}\n')
         r = sweep.parse_getp_report(text)
         self.assertEqual(r, {"prompts": 3, "generated_tokens": 10, "wall_s": 2.0, "tok_s": 5.0,
-                             "stage_busy_pct": [90.0, 80.5]})
+                             "stage_busy_pct": [90.0, 80.5], "rings": 1})
 
     def test_human_lines(self):
         text = ("getp: 4 prompts (20 prompt tokens) -> o\n\rgetp: 4/4 prompts, 40.0 tok/s, ETA 0s\n"
@@ -49,36 +49,52 @@ class Parse(unittest.TestCase):
 class Plan(unittest.TestCase):
     def args(self, **kw):
         ns = dict(ranks=[1, 2, 4], micro_batches=[1, 2, 3, 4, 5, 6, 7, 8], mb_max_per_rank=2,
-                  batch_per_mb=[512], batch=[32])
+                  batch_per_mb=[512], batch=[32], dp=[1])
         ns.update(kw)
         return type("A", (), ns)
 
     def test_m_up_to_twice_ranks_and_rows_per_micro_batch(self):
         c = sweep.configurations(self.args())
-        self.assertEqual(c[0], (1, 1, 512))  # one rank: M = 1 only
-        self.assertEqual([m for r, m, b in c if r == 2], [1, 2, 3, 4])
-        self.assertEqual([m for r, m, b in c if r == 4], [1, 2, 3, 4, 5, 6, 7, 8])
-        self.assertTrue(all(b == 512 * m for r, m, b in c))
+        self.assertEqual(c[0], (1, 1, 1, 512))  # one rank: M = 1 only
+        self.assertEqual([m for r, d, m, b in c if r == 2], [1, 2, 3, 4])
+        self.assertEqual([m for r, d, m, b in c if r == 4], [1, 2, 3, 4, 5, 6, 7, 8])
+        self.assertTrue(all(b == 512 * m for r, d, m, b in c))
         self.assertEqual(len(c), 13)
+
+    def test_shapes_every_divisor_and_m_per_ring(self):
+        c = sweep.configurations(self.args(ranks=[1, 4, 6], dp=["all"], micro_batches=[1, 2, 3, 4],
+                                           batch_per_mb=[], batch=[8]))
+        self.assertEqual(sorted({(r, d) for r, d, m, b in c}),
+                         [(1, 1), (4, 1), (4, 2), (4, 4), (6, 1), (6, 2), (6, 3), (6, 6)])
+        # M <= 2 x ranks per ring; rings of one rank take M = 1 only.
+        self.assertEqual([m for r, d, m, b in c if (r, d) == (4, 2)], [1, 2, 3, 4])
+        self.assertEqual([m for r, d, m, b in c if (r, d) == (6, 3)], [1, 2, 3, 4])
+        self.assertEqual([m for r, d, m, b in c if (r, d) == (4, 4)], [1])
+        # A given R that does not divide N is left out; auto passes through.
+        c = sweep.configurations(self.args(ranks=[2, 3], dp=[2, "auto"], micro_batches=[1],
+                                           batch_per_mb=[], batch=[8]))
+        self.assertEqual([(r, d) for r, d, m, b in c], [(2, 2), (2, "auto"), (3, "auto")])
 
     def test_plain_cross_product(self):
         c = sweep.configurations(self.args(ranks=[1, 3], micro_batches=[1, 2], mb_max_per_rank=0,
                                            batch_per_mb=[], batch=[4, 8]))
-        self.assertEqual(c, [(1, 1, 4), (1, 1, 8), (1, 2, 4), (1, 2, 8), (3, 1, 4), (3, 1, 8),
-                             (3, 2, 4), (3, 2, 8)])
+        self.assertEqual(c, [(1, 1, 1, 4), (1, 1, 1, 8), (1, 1, 2, 4), (1, 1, 2, 8), (3, 1, 1, 4),
+                             (3, 1, 1, 8), (3, 1, 2, 4), (3, 1, 2, 8)])
 
     def test_efficiency_against_the_fewest_ranks(self):
-        rows = [{"ranks": "2", "micro_batches": "2", "tok_s": "100", "mode": "getp"},
-                {"ranks": "2", "micro_batches": "4", "tok_s": "120", "mode": "getp"},
-                {"ranks": "4", "micro_batches": "4", "tok_s": "216", "mode": "getp"},
+        rows = [{"ranks": "2", "dp": "1", "micro_batches": "2", "tok_s": "100", "mode": "getp"},
+                {"ranks": "2", "dp": "1", "micro_batches": "4", "tok_s": "120", "mode": "getp"},
+                {"ranks": "4", "dp": "1", "micro_batches": "4", "tok_s": "216", "mode": "getp"},
+                {"ranks": "4", "dp": "2", "micro_batches": "2", "tok_s": "230", "mode": "getp"},
                 {"ranks": "4", "micro_batches": "1", "tok_s": "50", "mode": ""},
                 {"ranks": "2", "micro_batches": "1", "tok_s": "200", "mode": "decode"}]
-        per_mb, best, eff, decode = sweep.summarize(rows)
-        self.assertEqual(best, {2: 120.0, 4: 216.0})
-        self.assertAlmostEqual(eff[4], 216 * 2 / (4 * 120))
+        per_shape, best, eff, decode = sweep.summarize(rows)
+        self.assertEqual(best, {2: 120.0, 4: 230.0})
+        self.assertAlmostEqual(eff[4], 230 * 2 / (4 * 120))
         self.assertEqual(eff[2], 1.0)
-        self.assertEqual(per_mb[4], {2: 120.0, 4: 216.0})
-        self.assertEqual(per_mb[1], {4: 50.0})  # no mode column: a getp row
+        # 0 = one ring of all ranks (no dp column: one ring, a getp row); 2 = rings of 2 ranks.
+        self.assertEqual(per_shape[0], {2: 120.0, 4: 216.0})
+        self.assertEqual(per_shape[2], {4: 230.0})
         self.assertEqual(decode, {2: 200.0})
 
 
@@ -94,8 +110,8 @@ class Sweep(unittest.TestCase):
                                capture_output=True, text=True, env=env, timeout=120)
             self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
             rows = list(csv.DictReader(open(csv_path)))
-            self.assertEqual([(r["ranks"], r["micro_batches"]) for r in rows],
-                             [("1", "2"), ("3", "2")])
+            self.assertEqual([(r["ranks"], r["dp"], r["micro_batches"]) for r in rows],
+                             [("1", "1", "2"), ("3", "1", "2")])
             for r in rows:
                 n = int(r["ranks"])
                 self.assertEqual(r["exit_code"], "0")
@@ -153,6 +169,29 @@ class Sweep(unittest.TestCase):
             self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
             self.assertIn("2 rank(s): best getp 180.0 tok/s, efficiency 0.900", p.stdout)
             self.assertIn("2 rank(s): batch-1 decode 290.0 tok/s", p.stdout)
+
+    def test_every_shape_under_mpirun(self):
+        # --dp all at 2 ranks: one ring of 2 (M 1, 2) and 2 rings of one (M 1); the rings count
+        # comes from the report. With the stand-in, rings of one are the best shape at 2 ranks.
+        with tempfile.TemporaryDirectory() as d:
+            csv_path = os.path.join(d, "s.csv")
+            env = dict(os.environ, FAKE_GETP_FORMAT="json")
+            p = subprocess.run([sys.executable, os.path.join(ROOT, "launch", "sweep.py"),
+                                "--run", os.path.join(ROOT, "tests", "comm", "fake_getp.sh"),
+                                "--model", "m.bin", "--prompts", "p.txt", "--ranks", "1,2",
+                                "--dp", "all", "--micro-batches", "1,2", "--mb-max-per-rank", "2",
+                                "--batch", "4", "--csv", csv_path, "--log-dir",
+                                os.path.join(d, "logs")],
+                               capture_output=True, text=True, env=env, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            rows = list(csv.DictReader(open(csv_path)))
+            self.assertEqual([(r["ranks"], r["dp"], r["micro_batches"], r["tok_s"]) for r in rows],
+                             [("1", "1", "1", "100.00"), ("2", "1", "1", "90.00"),
+                              ("2", "1", "2", "180.00"), ("2", "2", "1", "200.00")])
+            self.assertIn("--dp 2", open(os.path.join(d, "logs", "getp-r2-dp2-m1-b4.log")).read())
+            per_shape, best, eff, decode = sweep.summarize(sweep.read_rows(csv_path))
+            self.assertEqual(best, {1: 100.0, 2: 200.0})
+            self.assertEqual(eff[2], 1.0)
 
 
 if __name__ == "__main__":

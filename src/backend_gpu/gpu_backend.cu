@@ -148,4 +148,11 @@ int gpu_device_count() {
   return n;
 }
 
+size_t gpu_free_bytes(int device) {
+  size_t free_b = 0, total_b = 0;
+  GPU_CHECK(gpuSetDevice(device));
+  GPU_CHECK(gpuMemGetInfo(&free_b, &total_b));
+  return free_b;
+}
+
 }  // namespace gptoss

@@ -25,5 +25,7 @@ std::unique_ptr<Engine> make_gpu_engine(const ModelFile& model, const BackendOpt
 bool gpu_device_present();
 // Devices the GPU runtime sees (0 without any).
 int gpu_device_count();
+// Free memory of GPU `device` now (makes it the current device).
+size_t gpu_free_bytes(int device);
 
 }  // namespace gptoss

@@ -87,7 +87,10 @@ int main(int argc, char** argv) {
       MPI_Barrier(world.comm());
       return 1;
     }
-    gptoss::make_rings(opt.dp);  // collective; every rank fails alike if --dp does not fit
+    {  // collective; every rank fails alike if --dp does not fit
+      auto [dp, why] = gptoss::plan_rings(opt);
+      gptoss::make_rings(dp, why);
+    }
     if (world.size() > 1) {
       // With several rings every rank meets at the end (an idle ring waits there for ring 0).
       int rc = 1;

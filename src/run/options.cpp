@@ -127,8 +127,10 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   app.add_option("--dp", opt.dp,
                  "Data-parallel rings: the N ranks form R rings of N/R ranks, each a pipeline "
                  "(R must divide N). getp hands prompts to the rings by load (-b is per ring); "
-                 "chat, generate, bench and serve run on ring 0 while the others wait. Default 1: "
-                 "one ring of every rank");
+                 "chat, generate, bench and serve run on ring 0 while the others wait. Default "
+                 "(0): automatic: on GPUs rings of the fewest GPUs that hold the model and the KV "
+                 "cache of -b (getp without -b: 64) sequences at -c; on the CPU one ring")
+      ->default_str("auto");
   bool no_graphs = false;
   bool no_decode = false;
   app.add_flag("--no-decode-kernels", no_decode,
@@ -242,8 +244,8 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
     fail("--chunk: per-step token budget must be in [1, %d], got %d", kMaxChunk, opt.chunk_tokens);
   if (opt.threads < 0 || opt.threads > kMaxThreads)
     fail("-t: threads must be in [0, %d], got %d", kMaxThreads, opt.threads);
-  if (opt.dp < 1 || opt.dp > 4096)
-    fail("--dp: the number of rings must be in [1, 4096], got %d", opt.dp);
+  if (opt.dp < 0 || opt.dp > 4096)
+    fail("--dp: the number of rings must be in [1, 4096] (0 = automatic), got %d", opt.dp);
   if (opt.micro_batches < 0 || opt.micro_batches > 64)
     fail("--micro-batches: must be in [0, 64] (0 = one per rank), got %d", opt.micro_batches);
   if (!std::isfinite(opt.progress_s) || opt.progress_s < 0)

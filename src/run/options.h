@@ -50,7 +50,8 @@ struct RunOptions {
   std::string bench_format = "md";  // --format md | csv | json
   int micro_batches = 0;       // --micro-batches: in flight around the ring (0 = ranks)
   std::string layers;          // --layers 4,7,7,6: layers per rank ("" = by the cost model)
-  int dp = 1;                  // --dp R: data-parallel rings of N/R ranks (src/run/rings.h)
+  int dp = 0;                  // --dp R: data-parallel rings of N/R ranks (src/run/rings.h);
+                               // 0 = automatic (src/run/shape.h)
   double ring_timeout_s = 300; // --ring-timeout: a stage waiting longer for a message fails
   bool gpu_graphs = true;      // --no-graphs: GPU steps without captured graphs (debuggers)
   bool decode_kernels = true;  // --no-decode-kernels: small GPU steps on the batched kernels

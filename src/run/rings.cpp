@@ -18,8 +18,9 @@ std::string Rings::describe() const {
   return ring_size == 1 ? "one rank" : strfmt("one ring of %d ranks", ring_size);
 }
 
-const Rings& make_rings(int dp) {
+const Rings& make_rings(int dp, const std::string& why) {
   Rings r;
+  r.why = why;
   MPI_Comm_rank(MPI_COMM_WORLD, &r.world_rank);
   MPI_Comm_size(MPI_COMM_WORLD, &r.world_size);
   if (dp < 1 || dp > r.world_size || r.world_size % dp != 0)

@@ -19,6 +19,7 @@ struct Rings {
   int world_rank = 0, world_size = 1;
   MPI_Comm ring_comm = MPI_COMM_WORLD;  // this ring (MPI_COMM_WORLD when R = 1)
   MPI_Comm leaders = MPI_COMM_NULL;     // the R ring leaders, world rank 0 first (R > 1, leaders)
+  std::string why;  // how R was chosen ("--dp 2", "auto: ..."), for the start-up line
   bool leader() const { return ring_rank == 0; }
   // "2 rings x 2 ranks" / "one ring of 4 ranks" / "one rank"
   std::string describe() const;
@@ -26,7 +27,7 @@ struct Rings {
 
 // COLLECTIVE over MPI_COMM_WORLD: splits the world into `dp` rings (dp must divide the world size:
 // otherwise every rank throws the same comm::WorldError) and makes them this process's shape.
-const Rings& make_rings(int dp);
+const Rings& make_rings(int dp, const std::string& why = "");
 // This process's shape (one ring of the whole world before make_rings).
 const Rings& rings();
 

@@ -14,6 +14,7 @@
 #include "backend/backend.h"
 #include "pipeline/pipeline.h"
 #include "run/rings.h"
+#include "run/shape.h"
 #ifdef GPTOSS_HAVE_GPU
 #include "backend_gpu/gpu_backend.h"
 #endif
@@ -176,6 +177,52 @@ std::string resolve_backend(const RunOptions& opt) {
 
 }  // namespace
 
+std::pair<int, std::string> plan_rings(const RunOptions& opt) {
+  int n = 1, me = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  MPI_Comm_rank(MPI_COMM_WORLD, &me);
+  if (opt.dp > 0) return {opt.dp, strfmt("--dp %d", opt.dp)};  // make_rings checks it
+  if (n == 1) return {1, "one rank"};
+  // Every rank: is it a GPU rank, and how much memory is free on its GPU (0 if it cannot say:
+  // the backend will fail there with the real error).
+  int gpu = 0;
+  uint64_t free_b = 0;
+  try {
+    gpu = resolve_backend(opt) == "gpu";
+#ifdef GPTOSS_HAVE_GPU
+    if (gpu) free_b = gpu_free_bytes(gpu_for_this_rank());
+#endif
+  } catch (const Error&) {
+    free_b = 0;
+  }
+  int all_gpu = 0;
+  uint64_t least_free = 0;
+  MPI_Allreduce(&gpu, &all_gpu, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  MPI_Allreduce(&free_b, &least_free, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
+  // Rank 0 decides from the model's config; every rank takes its answer.
+  ShapePlan plan;
+  if (me == 0) {
+    try {
+      ModelFile model(opt.model_path);
+      ShapeInput in = shape_input(model.config(), opt);
+      in.ranks = n;
+      in.gpu = all_gpu != 0;
+      in.free_bytes = least_free;
+      plan = plan_shape(in);
+    } catch (const Error&) {
+      plan.dp = 1;
+      plan.why = "auto: one ring (the model file could not be read)";
+    }
+  }
+  int dp = plan.dp;
+  int len = static_cast<int>(plan.why.size());
+  MPI_Bcast(&dp, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  MPI_Bcast(&len, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  plan.why.resize(static_cast<size_t>(len));
+  MPI_Bcast(plan.why.data(), len, MPI_CHAR, 0, MPI_COMM_WORLD);
+  return {dp, plan.why};
+}
+
 void Session::run(Scheduler& sch, const std::function<bool()>& should_stop,
                   const std::function<void()>& after_commit,
                   const std::function<void()>& before_plan) {
@@ -261,14 +308,13 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
                c.n_layers, c.hidden, c.n_heads, c.n_kv_heads, c.head_dim, c.n_experts,
                c.experts_per_tok, c.vocab, c.sliding_window, c.max_context);
   const Rings& r = rings();
-  if (r.dp > 1) {
-    if (opt.mode == Mode::Getp)
-      std::fprintf(stderr, "rings: %s (--dp %d): prompts go to the rings by load\n",
-                   r.describe().c_str(), r.dp);
-    else
-      std::fprintf(stderr, "rings: %s (--dp %d): -m %s runs on ring 0; the other ring%s wait%s\n",
-                   r.describe().c_str(), r.dp, mode_name(opt.mode), r.dp > 2 ? "s" : "",
-                   r.dp > 2 ? "" : "s");
+  if (r.world_size > 1) {
+    std::string what;
+    if (r.dp > 1 && opt.mode == Mode::Getp) what = "; prompts go to the rings by load";
+    else if (r.dp > 1)
+      what = strfmt("; -m %s runs on ring 0, the other ring%s wait%s", mode_name(opt.mode),
+                    r.dp > 2 ? "s" : "", r.dp > 2 ? "" : "s");
+    std::fprintf(stderr, "shape: %s (%s)%s\n", r.describe().c_str(), r.why.c_str(), what.c_str());
   }
   if (s.ranks > 1) std::fprintf(stderr, "%s%s\n", r.dp > 1 ? "ring 0: " : "",
                                 s.pipeline->describe().c_str());

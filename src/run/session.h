@@ -8,6 +8,8 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "comm/stage_timing.h"
@@ -60,6 +62,11 @@ int run_stage_worker(const RunOptions& opt);
 Session open_leader_session(const RunOptions& opt);
 // The ranks of rings k > 0 in modes that use ring 0 only: the world's model check, nothing loaded.
 int run_idle_ring(const RunOptions& opt);
+
+// COLLECTIVE over the world, before make_rings: the number of rings (--dp, else the automatic
+// shape of shape.h from the model, the backend and every rank's free GPU memory) and why, the
+// same on every rank (rank 0 decides).
+std::pair<int, std::string> plan_rings(const RunOptions& opt);
 
 // Loads the tokenizer (-z) alone, so a mode can check its input before loading the model.
 std::unique_ptr<Tokenizer> load_tokenizer(const RunOptions& opt, double* load_s = nullptr);

@@ -63,6 +63,7 @@ same)
   has a.err "\"ranks\": $NP, \"micro_batches\": $NP, \"stage_busy_pct\": \\[[0-9.]+(, [0-9.]+){$((NP-1))}\\]"
   [ "$(grep -c '^stage [0-9]* busy' a.err)" -eq "$NP" ] || die "stage report lacks $NP lines"
   has a.err "pipeline: $NP ranks"
+  has a.err "^shape: one ring of $NP ranks \\(auto: CPU backend"
   # More micro-batches than ranks, small prompt chunks (prefill pipelines) and one sequence slot.
   many -m getp -i in.txt -o b.txt -n 12 -b 3 --micro-batches $((NP+2)) --chunk 8 2>b.err || die "np$NP M=$((NP+2)): exit $?"
   cmp -s ref.txt b.txt || die "np$NP --micro-batches $((NP+2)) --chunk 8: OUT differs from 1 rank"
@@ -94,7 +95,7 @@ dp)
     if [ $((NP % R)) -eq 0 ]; then
       many -m getp -i in.txt -o a$R.txt -n 12 -b 2 --dp $R 2>a$R.err || die "--dp $R: exit $?"
       cmp -s ref.txt a$R.txt || die "np$NP --dp $R: OUT differs from 1 rank"
-      has a$R.err "rings: $R rings x $((NP / R)) ranks? \\(--dp $R\\)"
+      has a$R.err "^shape: $R rings x $((NP / R)) ranks? \\(--dp $R\\); prompts go to the rings by load"
       has a$R.err "\"rings\": $R, \"ranks\": $NP,"
       # Every ring ran prompts.
       per=$(sed -n 's/^getp: prompts per ring \([0-9, ]*\);.*/\1/p' a$R.err)
@@ -129,7 +130,7 @@ dp)
   one -m generate -i "Hello world, this is a test of the rings" -n 12 -T 0 --ignore-eos >g1.txt 2>g1.err || die "generate 1 rank: exit $?"
   many -m generate -i "Hello world, this is a test of the rings" -n 12 -T 0 --ignore-eos --dp 2 >g2.txt 2>g2.err || die "generate --dp 2: exit $?"
   cmp -s g1.txt g2.txt || die "generate --dp 2: text differs from 1 rank"
-  has g2.err "-m generate runs on ring 0; the other ring"
+  has g2.err "^shape: 2 rings x $((NP / 2)) ranks? \\(--dp 2\\); -m generate runs on ring 0, the other ring waits"
   printf 'Hello there\nWhat is 2+2?\n' >chat.txt
   one -m chat -n 10 <chat.txt >c1.txt 2>c1.err || die "chat 1 rank: exit $?"
   many -m chat -n 10 --dp 2 <chat.txt >c2.txt 2>c2.err || die "chat --dp 2: exit $?"

@@ -30,8 +30,8 @@ std::string rank_label() {
     return strfmt("rank %d/%d (%s)", g_world->rank(), g_world->size(), g_world->host().c_str());
   if (mpi_active()) {
     int r = 0, n = 1;
-    MPI_Comm_rank(MPI_COMM_WORLD, &r);
-    MPI_Comm_size(MPI_COMM_WORLD, &n);
+    MPI_Comm_rank(world_comm(), &r);
+    MPI_Comm_size(world_comm(), &n);
     return strfmt("rank %d/%d", r, n);
   }
   return "";
@@ -56,11 +56,20 @@ void fail_mpi(const char* call, int code, const char* file, int line) {
   fail("%s failed%s%s: %s (%s:%d)", call, who.empty() ? "" : " on ", who.c_str(), msg, file, line);
 }
 
+namespace {
+bool g_allow_spawn = false;
+}  // namespace
+
+void World::allow_spawn() { g_allow_spawn = true; }
+
+MPI_Comm world_comm() { return g_world ? g_world->comm() : MPI_COMM_WORLD; }
+
 World::World(int* argc, char*** argv, int thread_level) {
   // Started by hand (no mpirun, no srun): a singleton. Open MPI then tries to start its own
   // daemon, which fails where the installed orted/PMIx differ from the library the binary was
-  // built against (seen on the GPU machine). An isolated singleton needs no daemon.
-  if (!std::getenv("OMPI_COMM_WORLD_SIZE") && !std::getenv("PMIX_RANK") &&
+  // built against (seen on the GPU machine). An isolated singleton needs no daemon, but cannot
+  // spawn: a process that may grow() keeps the daemon.
+  if (!g_allow_spawn && !std::getenv("OMPI_COMM_WORLD_SIZE") && !std::getenv("PMIX_RANK") &&
       !std::getenv("SLURM_STEP_ID") && !std::getenv("PMI_RANK"))
     setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
   int provided = 0;
@@ -69,26 +78,75 @@ World::World(int* argc, char*** argv, int thread_level) {
     fail("MPI_Init_thread failed (code %d): is the MPI runtime installed?", rc);
   g_world = this;
   CHECK_MPI(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
-  CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
-  CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size_));
+  // A copy started by another process's grow(): the job is the merged world, the parent first.
+  CHECK_MPI(MPI_Comm_get_parent(&parent_));
+  if (parent_ != MPI_COMM_NULL) {
+    CHECK_MPI(MPI_Intercomm_merge(parent_, 1, &comm_));
+    CHECK_MPI(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
+  }
   char name[MPI_MAX_PROCESSOR_NAME + 1] = {0};
   int len = 0;
   CHECK_MPI(MPI_Get_processor_name(name, &len));
   host_.assign(name, static_cast<size_t>(len));
+  describe_place();
   if (provided < thread_level)
     fail("rank %d: the MPI library provides thread level %d, the program needs %d", rank_, provided,
          thread_level);
+}
+
+void World::describe_place() {
+  CHECK_MPI(MPI_Comm_rank(comm_, &rank_));
+  CHECK_MPI(MPI_Comm_size(comm_, &size_));
   // Local rank = index among the ranks sharing this node's memory.
   MPI_Comm node = MPI_COMM_NULL;
-  CHECK_MPI(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node));
+  CHECK_MPI(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node));
   CHECK_MPI(MPI_Comm_rank(node, &local_rank_));
   CHECK_MPI(MPI_Comm_size(node, &local_size_));
   CHECK_MPI(MPI_Comm_free(&node));
 }
 
+bool World::grow(int n, const std::string& exe, const std::vector<std::string>& args,
+                 std::string* error) {
+  GPTOSS_ASSERT(size_ == 1 && n > 1 && children_ == MPI_COMM_NULL);
+  std::vector<std::string> copy = args;
+  std::vector<char*> argv;
+  for (std::string& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  MPI_Info info;
+  CHECK_MPI(MPI_Info_create(&info));
+  // More copies than cores is the caller's choice (a GPU each, or a test on a small machine).
+  CHECK_MPI(MPI_Info_set(info, "map_by", "slot:OVERSUBSCRIBE"));
+  std::vector<int> codes(static_cast<size_t>(n - 1), MPI_SUCCESS);
+  CHECK_MPI(MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN));
+  const int rc = MPI_Comm_spawn(exe.c_str(), argv.data(), n - 1, info, 0, MPI_COMM_SELF,
+                                &children_, codes.data());
+  MPI_Info_free(&info);
+  if (rc != MPI_SUCCESS) {
+    char msg[MPI_MAX_ERROR_STRING + 1] = {0};
+    int len = 0;
+    if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) std::snprintf(msg, sizeof msg, "code %d", rc);
+    if (error) *error = strfmt("MPI_Comm_spawn: %s", msg);
+    children_ = MPI_COMM_NULL;
+    return false;
+  }
+  CHECK_MPI(MPI_Intercomm_merge(children_, 0, &comm_));
+  CHECK_MPI(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
+  describe_place();
+  return true;
+}
+
 World::~World() {
   if (g_world == this) g_world = nullptr;
-  if (mpi_active()) MPI_Finalize();
+  if (!mpi_active()) return;
+  // A grown world ends together, then lets go of the spawned processes before MPI_Finalize (an
+  // unordered teardown of connected processes breaks their TCP links: SIGPIPE, "writev failed").
+  MPI_Comm& inter = parent_ != MPI_COMM_NULL ? parent_ : children_;
+  if (inter != MPI_COMM_NULL) {
+    MPI_Barrier(comm_);
+    MPI_Comm_free(&comm_);
+    MPI_Comm_disconnect(&inter);
+  }
+  MPI_Finalize();
 }
 
 World* World::current() { return g_world; }
@@ -99,7 +157,7 @@ void abort_job(const char* prog, const std::string& cause) {
                cause.c_str());
   std::fflush(stderr);
   std::fflush(stdout);
-  if (mpi_active()) MPI_Abort(MPI_COMM_WORLD, 1);
+  if (mpi_active()) MPI_Abort(world_comm(), 1);
   std::_Exit(1);
 }
 
@@ -212,7 +270,7 @@ void check_same_model_on_all_ranks(const std::string& model_path, uint32_t forma
   value = fnv1a(value, &format_version, sizeof format_version);
   check_same_on_all_ranks("model file", value,
                           strfmt("%s, format %u", model_path.c_str(), format_version),
-                          MPI_COMM_WORLD);
+                          world_comm());
 }
 
 }  // namespace gptoss::comm

@@ -3,12 +3,14 @@
 // serve their block of layers in the ring pipeline (docs/pipeline.md). Without a launcher it is
 // a world of one, the same code path.
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "comm/world.h"
 #include "common/error.h"
@@ -17,6 +19,9 @@
 #include "run/rings.h"
 #include "run/rings_getp.h"
 #include "run/session.h"
+#ifdef GPTOSS_HAVE_GPU
+#include "backend_gpu/gpu_backend.h"
+#endif
 
 namespace {
 
@@ -25,6 +30,39 @@ int launcher_rank() {
   for (const char* v : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID", "PMI_RANK"})
     if (const char* s = std::getenv(v)) return std::atoi(s);
   return -1;
+}
+
+// One process (no launcher, or a launcher that started one task).
+bool one_process() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS", "PMI_SIZE", "PMIX_SIZE"})
+    if (const char* s = std::getenv(v); s && std::strcmp(s, "1") != 0) return false;
+  return true;
+}
+
+// GPUs this process sees. GPTOSS_VISIBLE_GPUS_STANDIN=N (tests): N, in any build.
+int visible_gpus(const gptoss::RunOptions& opt) {
+  if (const char* s = std::getenv("GPTOSS_VISIBLE_GPUS_STANDIN")) return std::atoi(s);
+#ifdef GPTOSS_HAVE_GPU
+  if (opt.backend != "cpu" && gptoss::gpu_device_present()) return gptoss::gpu_device_count();
+#else
+  (void)opt;
+#endif
+  return 0;
+}
+
+std::string self_exe(const char* argv0) {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string(argv0);
+}
+
+std::string shell_quote(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                        "0123456789_-./=:,+@%") == std::string::npos)
+    return s;
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
 }
 
 // Ranks > 0 leave SIGINT/SIGTERM to rank 0, which ends the ring cleanly; a second one kills.
@@ -76,6 +114,12 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  // One process that sees several GPUs (e.g. `srun --gres=gpu:8 ./run ...`, one task): it starts
+  // one copy of itself per further GPU and runs as that many ranks (docs/pipeline.md).
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  const int gpus = cli_error.empty() && !opt.no_spawn && one_process() ? visible_gpus(opt) : 0;
+  if (gpus > 1) gptoss::comm::World::allow_spawn();
+  const std::string argv0 = argv[0];
   // One rank: errors are plain "run: error: ..." lines and exit 1. Several: the failing rank
   // prints "run: error: rank R/N (host): ..." and the whole job is aborted (comm/world.h).
   return gptoss::comm::mpi_guarded_main("run", &argc, &argv, [&](gptoss::comm::World& world) -> int {
@@ -86,6 +130,23 @@ int main(int argc, char** argv) {
       }
       MPI_Barrier(world.comm());
       return 1;
+    }
+    if (gpus > 1 && world.size() == 1 && !world.spawned()) {
+      std::string why;
+      if (!world.grow(gpus, self_exe(argv0.c_str()), args, &why)) {
+        std::string cmd = std::getenv("SLURM_JOB_ID")
+                              ? gptoss::strfmt("srun -n %d --mpi=pmix", gpus)
+                              : gptoss::strfmt("mpirun -np %d", gpus);
+        cmd += " " + shell_quote(argv0);
+        for (const std::string& a : args) cmd += " " + shell_quote(a);
+        std::fprintf(stderr,
+                     "run: error: this process sees %d GPUs but runs as one rank, and starting "
+                     "%d more failed (%s): to use all %d run `%s`; --no-spawn uses one\n",
+                     gpus, gpus - 1, why.c_str(), gpus, cmd.c_str());
+        return 1;
+      }
+      std::fprintf(stderr, "run: this process sees %d GPUs: started %d more rank%s, one per GPU\n",
+                   gpus, gpus - 1, gpus == 2 ? "" : "s");
     }
     {  // collective; every rank fails alike if --dp does not fit
       auto [dp, why] = gptoss::plan_rings(opt);

@@ -131,6 +131,10 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
                  "(0): automatic: on GPUs rings of the fewest GPUs that hold the model and the KV "
                  "cache of -b (getp without -b: 64) sequences at -c; on the CPU one ring")
       ->default_str("auto");
+  app.add_flag("--no-spawn", opt.no_spawn,
+               "One process that sees several GPUs (no launcher, or one task) uses one GPU. "
+               "Default: it starts one more rank per further GPU (MPI_Comm_spawn), as if started "
+               "with mpirun -np N / srun -n N");
   bool no_graphs = false;
   bool no_decode = false;
   app.add_flag("--no-decode-kernels", no_decode,

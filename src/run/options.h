@@ -56,6 +56,7 @@ struct RunOptions {
   bool gpu_graphs = true;      // --no-graphs: GPU steps without captured graphs (debuggers)
   bool decode_kernels = true;  // --no-decode-kernels: small GPU steps on the batched kernels
   bool profile = false;        // --profile: rank 0's time by phase at the end (pipeline)
+  bool no_spawn = false;       // --no-spawn: one process that sees several GPUs uses one
   std::string transport = "auto";  // --transport auto | mpi: links between GPU ranks
   // -m serve (src/serve, docs/server.md)
   std::string host = "127.0.0.1";  // --host

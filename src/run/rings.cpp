@@ -21,8 +21,8 @@ std::string Rings::describe() const {
 const Rings& make_rings(int dp, const std::string& why) {
   Rings r;
   r.why = why;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r.world_rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &r.world_size);
+  MPI_Comm_rank(comm::world_comm(), &r.world_rank);
+  MPI_Comm_size(comm::world_comm(), &r.world_size);
   if (dp < 1 || dp > r.world_size || r.world_size % dp != 0)
     throw comm::WorldError(strfmt("--dp %d: the %d rank%s must form rings of equal size "
                                   "(--dp must divide the number of ranks)",
@@ -31,9 +31,10 @@ const Rings& make_rings(int dp, const std::string& why) {
   r.ring_size = r.world_size / dp;
   r.ring = r.world_rank / r.ring_size;
   r.ring_rank = r.world_rank % r.ring_size;
+  r.ring_comm = comm::world_comm();
   if (dp > 1) {
-    MPI_Comm_split(MPI_COMM_WORLD, r.ring, r.ring_rank, &r.ring_comm);
-    MPI_Comm_split(MPI_COMM_WORLD, r.leader() ? 0 : MPI_UNDEFINED, r.ring, &r.leaders);
+    MPI_Comm_split(comm::world_comm(), r.ring, r.ring_rank, &r.ring_comm);
+    MPI_Comm_split(comm::world_comm(), r.leader() ? 0 : MPI_UNDEFINED, r.ring, &r.leaders);
   }
   g_rings = r;
   return g_rings;
@@ -45,7 +46,7 @@ void wait_for_end() {
   if (g_rings.dp == 1 || g_ended) return;
   g_ended = true;
   MPI_Request req;
-  MPI_Ibarrier(MPI_COMM_WORLD, &req);
+  MPI_Ibarrier(comm::world_comm(), &req);
   for (;;) {
     int done = 0;
     MPI_Test(&req, &done, MPI_STATUS_IGNORE);

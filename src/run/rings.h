@@ -17,7 +17,7 @@ struct Rings {
   int ring_size = 1;  // ranks per ring
   int ring_rank = 0;  // this rank's place in its ring (0: the ring's leader)
   int world_rank = 0, world_size = 1;
-  MPI_Comm ring_comm = MPI_COMM_WORLD;  // this ring (MPI_COMM_WORLD when R = 1)
+  MPI_Comm ring_comm = MPI_COMM_WORLD;  // this ring (the world, comm::world_comm(), when R = 1)
   MPI_Comm leaders = MPI_COMM_NULL;     // the R ring leaders, world rank 0 first (R > 1, leaders)
   std::string why;  // how R was chosen ("--dp 2", "auto: ..."), for the start-up line
   bool leader() const { return ring_rank == 0; }
@@ -25,13 +25,14 @@ struct Rings {
   std::string describe() const;
 };
 
-// COLLECTIVE over MPI_COMM_WORLD: splits the world into `dp` rings (dp must divide the world size:
-// otherwise every rank throws the same comm::WorldError) and makes them this process's shape.
+// COLLECTIVE over the world (comm::world_comm()): splits it into `dp` rings (dp must divide the
+// world size: otherwise every rank throws the same comm::WorldError) and makes them this
+// process's shape.
 const Rings& make_rings(int dp, const std::string& why = "");
 // This process's shape (one ring of the whole world before make_rings).
 const Rings& rings();
 
-// The end of a job with several rings (COLLECTIVE over MPI_COMM_WORLD, no-op with one ring):
+// The end of a job with several rings (COLLECTIVE over the world, no-op with one ring):
 // every rank calls it once when it is done; it returns when every rank has. Waits by polling
 // with short sleeps, so an idle ring's ranks take no CPU from the working ones.
 void wait_for_end();

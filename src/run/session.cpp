@@ -179,8 +179,8 @@ std::string resolve_backend(const RunOptions& opt) {
 
 std::pair<int, std::string> plan_rings(const RunOptions& opt) {
   int n = 1, me = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  MPI_Comm_rank(MPI_COMM_WORLD, &me);
+  MPI_Comm_size(comm::world_comm(), &n);
+  MPI_Comm_rank(comm::world_comm(), &me);
   if (opt.dp > 0) return {opt.dp, strfmt("--dp %d", opt.dp)};  // make_rings checks it
   if (n == 1) return {1, "one rank"};
   // Every rank: is it a GPU rank, and how much memory is free on its GPU (0 if it cannot say:
@@ -197,8 +197,8 @@ std::pair<int, std::string> plan_rings(const RunOptions& opt) {
   }
   int all_gpu = 0;
   uint64_t least_free = 0;
-  MPI_Allreduce(&gpu, &all_gpu, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-  MPI_Allreduce(&free_b, &least_free, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
+  MPI_Allreduce(&gpu, &all_gpu, 1, MPI_INT, MPI_MIN, comm::world_comm());
+  MPI_Allreduce(&free_b, &least_free, 1, MPI_UINT64_T, MPI_MIN, comm::world_comm());
   // Rank 0 decides from the model's config; every rank takes its answer.
   ShapePlan plan;
   if (me == 0) {
@@ -216,10 +216,10 @@ std::pair<int, std::string> plan_rings(const RunOptions& opt) {
   }
   int dp = plan.dp;
   int len = static_cast<int>(plan.why.size());
-  MPI_Bcast(&dp, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  MPI_Bcast(&len, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  MPI_Bcast(&dp, 1, MPI_INT, 0, comm::world_comm());
+  MPI_Bcast(&len, 1, MPI_INT, 0, comm::world_comm());
   plan.why.resize(static_cast<size_t>(len));
-  MPI_Bcast(plan.why.data(), len, MPI_CHAR, 0, MPI_COMM_WORLD);
+  MPI_Bcast(plan.why.data(), len, MPI_CHAR, 0, comm::world_comm());
   return {dp, plan.why};
 }
 

@@ -28,6 +28,10 @@
 #            byte for byte (greedy and sampled), every ring takes prompts; SIGTERM to rank 0
 #            mid-getp keeps OUT.partial and a --resume with another shape completes it; generate
 #            and chat run on ring 0 with the same text; an R that does not divide NP is one error
+#   spawn    one process that "sees" NP GPUs (GPTOSS_VISIBLE_GPUS_STANDIN=NP, no launcher) starts
+#            NP-1 copies of itself and runs as NP ranks: getp OUT (one ring, and --dp NP) and
+#            generate equal one rank's; --no-spawn stays one rank; SIGTERM mid-getp ends every
+#            copy, keeps OUT.partial, and a spawned --resume completes it
 # mpirun as root with oversubscription: the environment comes from CTest (OMPI_ALLOW_RUN_AS_ROOT..).
 set -u
 case_name=$1 NP=$2 RUN=$3 MODEL=$4 TOK=$5 W=$6
@@ -140,6 +144,44 @@ dp)
     has e.err "run: error: --dp 3: the $NP ranks must form rings of equal size"
     [ "$(grep -c '^run: error' e.err)" -eq 1 ] || die "--dp 3: the error was printed more than once"
   fi
+  ;;
+spawn)
+  prompts 8 >in.txt
+  one -m getp -i in.txt -o ref.txt -n 12 -b 2 2>ref.err || die "1 rank: exit $?"
+  standin() { GPTOSS_VISIBLE_GPUS_STANDIN=$NP timeout -k 5 120 "$RUN" "$MODEL" -z "$TOK" "$@"; }
+  standin -m getp -i in.txt -o a.txt -n 12 -b 2 2>a.err || die "spawned getp: exit $?"
+  cmp -s ref.txt a.txt || die "spawned getp: OUT differs from 1 rank"
+  has a.err "^run: this process sees $NP GPUs: started $((NP - 1)) more ranks?, one per GPU"
+  has a.err "\"rings\": 1, \"ranks\": $NP,"
+  [ "$(grep -c '^stage [0-9]* busy' a.err)" -eq "$NP" ] || die "no $NP-stage report"
+  standin -m getp -i in.txt -o b.txt -n 12 -b 2 --dp "$NP" 2>b.err || die "spawned getp --dp $NP: exit $?"
+  cmp -s ref.txt b.txt || die "spawned getp --dp $NP: OUT differs from 1 rank"
+  has b.err "\"rings\": $NP, \"ranks\": $NP,"
+  standin -m getp -i in.txt -o c.txt -n 12 -b 2 --no-spawn 2>c.err || die "--no-spawn: exit $?"
+  cmp -s ref.txt c.txt || die "--no-spawn: OUT differs from 1 rank"
+  has c.err "\"rings\": 1, \"ranks\": 1,"
+  grep -q "started" c.err && die "--no-spawn started ranks"
+  one -m generate -i "Hello world, this is a spawned ring" -n 12 -T 0 --ignore-eos >g1.txt 2>g1.err || die "generate 1 rank: exit $?"
+  standin -m generate -i "Hello world, this is a spawned ring" -n 12 -T 0 --ignore-eos >g2.txt 2>g2.err || die "spawned generate: exit $?"
+  cmp -s g1.txt g2.txt || die "spawned generate: text differs from 1 rank"
+  # SIGTERM to the first process mid-getp: every copy ends, OUT.partial is kept.
+  args="-m getp -i in.txt -n 40 -b 1 --ignore-eos"
+  one $args -o lref.txt 2>lref.err || die "1 rank (long): exit $?"
+  GPTOSS_VISIBLE_GPUS_STANDIN=$NP "$RUN" "$MODEL" -z "$TOK" $args -o out.txt >job.out 2>job.err &
+  pid=$!
+  n=0
+  while [ "$(count_done)" -lt 2 ]; do
+    kill -0 $pid 2>/dev/null || die "the spawned job ended before the signal"
+    sleep 0.05; n=$((n+1)); [ $n -lt 1200 ] || die "no progress in 60 s"
+  done
+  kill -TERM $pid
+  wait $pid; rc=$?
+  [ "$rc" -eq 143 ] || die "the spawned job exited $rc after SIGTERM (expected 143)"
+  has job.err "getp: interrupted by SIGTERM: [0-9]+/8 prompts done, kept in out.txt.partial"
+  sleep 1
+  pgrep -f "$MODEL -z $TOK $args -o out.txt" >/dev/null && die "a spawned copy outlived the job"
+  standin $args -o out.txt --resume 2>resume.err || die "spawned --resume: exit $?"
+  cmp -s lref.txt out.txt || die "spawned --resume: OUT differs from 1 rank"
   ;;
 chat)
   printf 'Hello there\nWhat is 2+2?\n' >in.txt

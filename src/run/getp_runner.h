@@ -43,7 +43,7 @@ struct GetpResult {
 // stop() (checked before every plan) returns true: work already in flight then still finishes.
 // It calls on_finish for every finished request and progress() after every committed step (and
 // now and then while it waits). One ring: SchedulerRunner. Several data-parallel rings:
-// rings_getp.h.
+// rings_jobs.h.
 class RequestRunner {
  public:
   virtual ~RequestRunner() = default;

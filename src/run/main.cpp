@@ -17,7 +17,7 @@
 #include "run/modes.h"
 #include "run/options.h"
 #include "run/rings.h"
-#include "run/rings_getp.h"
+#include "run/rings_jobs.h"
 #include "run/session.h"
 #ifdef GPTOSS_HAVE_GPU
 #include "backend_gpu/gpu_backend.h"
@@ -81,8 +81,9 @@ int run_mode(const gptoss::RunOptions& opt, gptoss::comm::World& world) {
   if (world.rank() != 0) {
     ignore_first_signal();
     const gptoss::Rings& r = gptoss::rings();
-    if (r.ring > 0 && opt.mode != gptoss::Mode::Getp) return gptoss::run_idle_ring(opt);
-    if (r.ring > 0 && r.leader()) return gptoss::run_getp_ring_leader(opt);
+    const bool every_ring = opt.mode == gptoss::Mode::Getp || opt.mode == gptoss::Mode::Serve;
+    if (r.ring > 0 && !every_ring) return gptoss::run_idle_ring(opt);
+    if (r.ring > 0 && r.leader()) return gptoss::run_ring_leader(opt);
     return gptoss::run_stage_worker(opt);
   }
   switch (opt.mode) {

@@ -19,7 +19,7 @@
 #include "run/modes.h"
 #include "run/paths.h"
 #include "run/rings.h"
-#include "run/rings_getp.h"
+#include "run/rings_jobs.h"
 #include "run/session.h"
 
 namespace gptoss {
@@ -158,7 +158,7 @@ int run_getp(const RunOptions& options) {
   std::unique_ptr<RequestRunner> runner;
   RingsRunner* rings_runner = nullptr;
   if (rings().dp > 1) {
-    auto rr = std::make_unique<RingsRunner>(s, job.sched, sampler_factory(opt), opt.seed);
+    auto rr = std::make_unique<RingsRunner>(s, job.sched, sampler_factory(opt), opt.seed, opt);
     rings_runner = rr.get();
     runner = std::move(rr);
   } else {

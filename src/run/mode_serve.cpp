@@ -7,13 +7,17 @@
 // --shutdown-grace seconds to finish, the second cuts them at once (their clients get an error),
 // a third kills. Then the ring is shut down and the process exits 0.
 #include <signal.h>
+#include <time.h>
 
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 
 #include "common/error.h"
 #include "run/modes.h"
+#include "run/rings.h"
+#include "run/rings_jobs.h"
 #include "run/session.h"
 #include "serve/connection.h"
 #include "serve/engine_loop.h"
@@ -46,6 +50,64 @@ std::string model_id_of(const RunOptions& opt) {
   return n.empty() ? "model" : n;
 }
 
+// Data-parallel rings (--dp R): a request goes to the ring with the fewest requests per slot
+// (ring 0 is this process's own scheduler).
+class ServeRings : public serve::Elsewhere {
+ public:
+  explicit ServeRings(int local_slots)
+      : o_(local_slots), local_slots_(local_slots), placed_(static_cast<size_t>(o_.count()), 0) {}
+  int place(int local_held) override {
+    int best = 0;
+    double best_fill = static_cast<double>(local_held) / local_slots_;
+    for (int k = 1; k < o_.count(); ++k) {
+      const double fill = static_cast<double>(o_.outstanding(k)) / o_.slots(k);
+      if (fill < best_fill) {
+        best = k;
+        best_fill = fill;
+      }
+    }
+    ++placed_[static_cast<size_t>(best)];
+    return best;
+  }
+  std::string placed() const {
+    std::string s;
+    for (size_t k = 0; k < placed_.size(); ++k) s += strfmt("%s%zu", k ? ", " : "", placed_[k]);
+    return s;
+  }
+  void submit(int ring, const Request& r, const SamplerParams& p) override {
+    o_.submit(ring, r, p);
+    o_.flush();
+  }
+  bool cancel(uint64_t id) override { return o_.cancel(id); }
+  bool poll(const std::function<void(uint64_t, int32_t)>& on_token,
+            const std::function<void(Finished&&)>& on_finish) override {
+    return o_.poll(on_token, [&](int, Finished&& f) { on_finish(std::move(f)); });
+  }
+  size_t outstanding() const override { return o_.outstanding(); }
+  int slots() const {
+    int n = 0;
+    for (int k = 0; k < o_.count(); ++k) n += o_.slots(k);
+    return n;
+  }
+  // The end: every ring finishes what it holds (nothing is left after the engine loop), says
+  // Done, and is told Finish.
+  void end() {
+    o_.end();
+    while (!o_.all_done()) {
+      if (!o_.poll({}, [](int, Finished&&) {})) {
+        const timespec ts{0, 1'000'000};
+        nanosleep(&ts, nullptr);
+      }
+    }
+    o_.finish();
+  }
+
+ private:
+  OtherRings o_;
+  int local_slots_;
+  std::vector<size_t> placed_;  // requests per ring
+};
+
 }  // namespace
 
 int run_serve(const RunOptions& given) {
@@ -61,11 +123,16 @@ int run_serve(const RunOptions& given) {
   Session s = open_session(opt, opt.max_slots);
   if (!seed_note.empty()) std::fprintf(stderr, "%s\n", seed_note.c_str());
 
+  // Several rings: the other rings' leaders meet this process here (collective) and take a share
+  // of the requests.
+  std::unique_ptr<ServeRings> others;
+  if (rings().dp > 1) others = std::make_unique<ServeRings>(s.slots);
+
   serve::ServerConfig cfg;
   cfg.host = opt.host;
   cfg.port = opt.port;
   cfg.api_key = opt.api_key;
-  cfg.slots = s.slots;
+  cfg.slots = others ? others->slots() : s.slots;
   cfg.max_queue = opt.max_queue;
   cfg.limits.model_id = model_id_of(opt);
   cfg.limits.ctx = opt.ctx;
@@ -96,7 +163,8 @@ int run_serve(const RunOptions& given) {
   so.ctx = opt.ctx;
   so.stop_ids = opt.stop_ids;
   so.ignore_eos = opt.ignore_eos;
-  serve::EngineLoop loop(inbox, metrics, [&](uint64_t id) { return request_seed(opt.seed, id); });
+  serve::EngineLoop loop(inbox, metrics, [&](uint64_t id) { return request_seed(opt.seed, id); },
+                         others.get());
   Scheduler sch(so, loop.chooser_factory());
   auto stop_level = [&] {
     const int n = g_signals;
@@ -113,10 +181,15 @@ int run_serve(const RunOptions& given) {
   std::fprintf(stderr, "serve: %s; stopping\n",
                g_signals >= 2 ? "requests in flight were cut" : "no request in flight");
   http.stop();
+  if (others) {
+    others->end();
+    std::fprintf(stderr, "serve: requests per ring %s\n", others->placed().c_str());
+  }
   s.finish();
   const SchedulerStats& st = sch.stats();
-  std::fprintf(stderr, "serve: stopped after %llu prompt and %llu generated tokens\n",
-               (unsigned long long)st.prompt_rows, (unsigned long long)st.generated);
+  std::fprintf(stderr, "serve: stopped after %llu prompt and %llu generated tokens%s\n",
+               (unsigned long long)st.prompt_rows, (unsigned long long)st.generated,
+               others ? " on ring 0" : "");
   return 0;
 }
 

@@ -126,8 +126,9 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
                  "model)");
   app.add_option("--dp", opt.dp,
                  "Data-parallel rings: the N ranks form R rings of N/R ranks, each a pipeline "
-                 "(R must divide N). getp hands prompts to the rings by load (-b is per ring); "
-                 "chat, generate, bench and serve run on ring 0 while the others wait. Default "
+                 "(R must divide N). getp and serve hand prompts and requests to the rings by load "
+                 "(-b is per ring); chat, generate and bench run on ring 0 while the others wait. "
+                 "Default "
                  "(0): automatic: on GPUs rings of the fewest GPUs that hold the model and the KV "
                  "cache of -b (getp without -b: 64) sequences at -c; on the CPU one ring")
       ->default_str("auto");

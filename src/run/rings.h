@@ -2,8 +2,9 @@
 // ranks each (--dp R; ring k = world ranks [k N/R, (k+1) N/R)); each ring is a pipeline
 // (src/pipeline) over its own communicator. World rank 0 leads ring 0 and owns the tokenizer,
 // the prompts and the output; the first rank of every other ring (its leader) runs that ring's
-// scheduler and takes prompts from world rank 0 (rings_getp.h). Only getp uses every ring; chat,
-// generate, bench and serve run on ring 0 while the ranks of the other rings wait (wait_for_end).
+// scheduler and takes prompts or requests from world rank 0 (rings_jobs.h). getp and serve use
+// every ring; chat, generate and bench run on ring 0 while the ranks of the other rings wait
+// (wait_for_end).
 #pragma once
 #include <mpi.h>
 

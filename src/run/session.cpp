@@ -311,6 +311,7 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
   if (r.world_size > 1) {
     std::string what;
     if (r.dp > 1 && opt.mode == Mode::Getp) what = "; prompts go to the rings by load";
+    else if (r.dp > 1 && opt.mode == Mode::Serve) what = "; requests go to the rings by load";
     else if (r.dp > 1)
       what = strfmt("; -m %s runs on ring 0, the other ring%s wait%s", mode_name(opt.mode),
                     r.dp > 2 ? "s" : "", r.dp > 2 ? "" : "s");

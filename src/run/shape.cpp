@@ -49,10 +49,6 @@ ShapePlan plan_shape(const ShapeInput& in) {
     plan.why = "one rank";
     return plan;
   }
-  if (in.mode == "serve") {
-    plan.why = "auto: the server runs on one ring; --dp R makes R rings, of which it uses ring 0";
-    return plan;
-  }
   if (!in.gpu) {
     plan.why = "auto: CPU backend, each rank reads only its own layers' weights; --dp R makes R "
                "rings";

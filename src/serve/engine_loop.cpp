@@ -14,8 +14,9 @@ double now_s() {
 }  // namespace
 
 EngineLoop::EngineLoop(Inbox& inbox, Metrics& metrics,
-                       std::function<uint64_t(uint64_t)> default_seed)
-    : inbox_(inbox), metrics_(metrics), default_seed_(std::move(default_seed)) {}
+                       std::function<uint64_t(uint64_t)> default_seed, Elsewhere* elsewhere)
+    : inbox_(inbox), metrics_(metrics), default_seed_(std::move(default_seed)),
+      elsewhere_(elsewhere) {}
 
 ChooserFactory EngineLoop::chooser_factory() {
   return [this](uint64_t id) -> std::unique_ptr<TokenChooser> {
@@ -26,7 +27,28 @@ ChooserFactory EngineLoop::chooser_factory() {
 }
 
 void EngineLoop::update_gauges(Scheduler& sch) {
-  metrics_.set_queue(static_cast<int>(sch.queued() + inbox_.pending()), sch.active());
+  const int away = elsewhere_ ? static_cast<int>(elsewhere_->outstanding()) : 0;
+  metrics_.set_queue(static_cast<int>(sch.queued() + inbox_.pending()), sch.active() + away);
+}
+
+bool EngineLoop::busy(const Scheduler& sch) const {
+  return sch.busy() || (elsewhere_ && elsewhere_->outstanding() > 0);
+}
+
+void EngineLoop::token(uint64_t id, int32_t t) {
+  auto it = streams_.find(id);
+  if (it != streams_.end()) it->second->push(t);
+}
+
+void EngineLoop::finished(Finished&& f) {
+  auto it = streams_.find(f.id);
+  if (it != streams_.end()) {
+    it->second->finish(f.reason == FinishReason::Stop        ? EndKind::Stop
+                       : f.reason == FinishReason::Cancelled ? EndKind::Cancelled
+                                                             : EndKind::Length);
+    streams_.erase(it);
+  }
+  params_.erase(f.id);
 }
 
 // Jobs and cancellations from the HTTP threads; a job that arrives while closing is refused.
@@ -45,10 +67,16 @@ void EngineLoop::admit(Scheduler& sch) {
     p.top_k = j.top_k;
     p.seed = j.seed ? *j.seed : default_seed_(j.id);
     try {
-      params_[j.id] = p;
+      const int ring =
+          elsewhere_ ? elsewhere_->place(sch.active() + static_cast<int>(sch.queued())) : 0;
       streams_[j.id] = j.out;
       const size_t n = j.prompt.size();
-      sch.submit(Request{j.id, std::move(j.prompt), j.max_tokens, 0, -1});
+      if (ring > 0) {
+        elsewhere_->submit(ring, Request{j.id, std::move(j.prompt), j.max_tokens, 0, -1}, p);
+      } else {
+        params_[j.id] = p;
+        sch.submit(Request{j.id, std::move(j.prompt), j.max_tokens, 0, -1});
+      }
       metrics_.add_prompt_tokens(n);
     } catch (const Error&) {  // the HTTP side checked the limits; never leave a client waiting
       params_.erase(j.id);
@@ -56,26 +84,22 @@ void EngineLoop::admit(Scheduler& sch) {
       j.out->finish(EndKind::Cancelled);
     }
   }
-  for (uint64_t id : cancels_) sch.cancel(id);
+  for (uint64_t id : cancels_)
+    if (!elsewhere_ || !elsewhere_->cancel(id)) sch.cancel(id);
+  // What the other rings made: their tokens count as generated here when they arrive.
+  if (elsewhere_) {
+    uint64_t n = 0;
+    elsewhere_->poll([&](uint64_t id, int32_t t) { token(id, t); ++n; },
+                     [&](Finished&& f) { finished(std::move(f)); });
+    if (n) metrics_.add_generated_tokens(n, now_s());
+  }
   update_gauges(sch);
 }
 
 void EngineLoop::run(Scheduler& sch, const RunScheduler& run_scheduler,
                      const std::function<int()>& stop_level, double grace_s) {
-  sch.on_token = [&](uint64_t id, int32_t t) {
-    auto it = streams_.find(id);
-    if (it != streams_.end()) it->second->push(t);
-  };
-  sch.on_finish = [&](Finished&& f) {
-    auto it = streams_.find(f.id);
-    if (it != streams_.end()) {
-      it->second->finish(f.reason == FinishReason::Stop        ? EndKind::Stop
-                         : f.reason == FinishReason::Cancelled ? EndKind::Cancelled
-                                                               : EndKind::Length);
-      streams_.erase(it);
-    }
-    params_.erase(f.id);
-  };
+  sch.on_token = [&](uint64_t id, int32_t t) { token(id, t); };
+  sch.on_finish = [&](Finished&& f) { finished(std::move(f)); };
   uint64_t generated_seen = sch.stats().generated;
   auto after_commit = [&] {
     const uint64_t g = sch.stats().generated;
@@ -103,8 +127,9 @@ void EngineLoop::run(Scheduler& sch, const RunScheduler& run_scheduler,
       for (uint64_t id : ids) sch.cancel(id);
     }
     if (!sch.busy()) {
-      if (closing_) break;
-      inbox_.wait(std::chrono::milliseconds(100));
+      if (closing_ && !busy(sch)) break;
+      // Only other rings at work: back soon for their tokens.
+      inbox_.wait(std::chrono::milliseconds(busy(sch) ? 1 : 100));
       continue;
     }
     // Back to this loop when the stop level rises or the grace ends (to cut what still runs).

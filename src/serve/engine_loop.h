@@ -25,10 +25,28 @@ using RunScheduler = std::function<void(Scheduler& sch, const std::function<bool
                                         const std::function<void()>& after_commit,
                                         const std::function<void()>& before_plan)>;
 
+// Rings other than the server's own (data-parallel rings: src/run/rings_jobs.h, run --dp): a
+// request may run there instead of on the local scheduler; its tokens and its end come back
+// through poll().
+class Elsewhere {
+ public:
+  virtual ~Elsewhere() = default;
+  // Where the next request goes, given the requests the local scheduler holds: 0 = here, k > 0 =
+  // ring k.
+  virtual int place(int local_held) = 0;
+  virtual void submit(int ring, const Request& r, const SamplerParams& p) = 0;
+  virtual bool cancel(uint64_t id) = 0;  // false: not elsewhere
+  virtual bool poll(const std::function<void(uint64_t, int32_t)>& on_token,
+                    const std::function<void(Finished&&)>& on_finish) = 0;
+  virtual size_t outstanding() const = 0;  // requests elsewhere, not finished
+};
+
 class EngineLoop {
  public:
-  // default_seed(id): the seed of a request that gave none.
-  EngineLoop(Inbox& inbox, Metrics& metrics, std::function<uint64_t(uint64_t)> default_seed);
+  // default_seed(id): the seed of a request that gave none. elsewhere (may be null): other
+  // rings that take a share of the requests.
+  EngineLoop(Inbox& inbox, Metrics& metrics, std::function<uint64_t(uint64_t)> default_seed,
+             Elsewhere* elsewhere = nullptr);
   // The scheduler's chooser factory: a Sampler with the request's own parameters.
   ChooserFactory chooser_factory();
   void run(Scheduler& sch, const RunScheduler& run_scheduler,
@@ -37,10 +55,14 @@ class EngineLoop {
  private:
   void admit(Scheduler& sch);
   void update_gauges(Scheduler& sch);
+  void token(uint64_t id, int32_t t);
+  void finished(Finished&& f);
+  bool busy(const Scheduler& sch) const;
 
   Inbox& inbox_;
   Metrics& metrics_;
   std::function<uint64_t(uint64_t)> default_seed_;
+  Elsewhere* elsewhere_ = nullptr;
   std::map<uint64_t, SamplerParams> params_;                  // by request id
   std::map<uint64_t, std::shared_ptr<TokenStream>> streams_;  // requests admitted, not finished
   std::vector<Job> jobs_;

@@ -1,6 +1,6 @@
 // test_shape.cpp: the automatic shape (src/run/shape.h) for the real model shapes on the cards we
 // name in docs: 20b on 64 GB MI250 GCDs runs as rings of one, 120b as rings of two; -b and -c
-// move the choice; R always divides N; the CPU and serve keep one ring.
+// move the choice; R always divides N; the CPU keeps one ring.
 #include <gtest/gtest.h>
 
 #include "model/config.h"
@@ -76,12 +76,14 @@ TEST(Shape, BytesShrinkWithTheRingAndNothingFitsIsOneRing) {
   EXPECT_NE(plan.why.find("auto: even 8 GPUs need"), std::string::npos) << plan.why;
 }
 
-TEST(Shape, CpuServeAndOneRankKeepOneRing) {
+TEST(Shape, CpuAndOneRankKeepOneRingServeLikeGetp) {
   ShapeInput cpu = input("20b", 4, 0);
   cpu.gpu = false;
   EXPECT_EQ(plan_shape(cpu).dp, 1);
   EXPECT_NE(plan_shape(cpu).why.find("CPU backend"), std::string::npos);
-  EXPECT_EQ(plan_shape(input("20b", 8, 63, Mode::Serve)).dp, 1);
+  // The server holds 64 sequences per ring without -b, as getp.
+  EXPECT_EQ(plan_shape(input("20b", 8, 63, Mode::Serve)).dp, 8);
+  EXPECT_EQ(plan_shape(input("120b", 8, 63, Mode::Serve)).dp, 4);
   EXPECT_EQ(plan_shape(input("20b", 1, 63)).dp, 1);
   // chat and generate hold one sequence: 120b fits an 80 GB card alone.
   EXPECT_EQ(plan_shape(input("120b", 4, 79, Mode::Chat)).dp, 4);

@@ -6,6 +6,10 @@
 #   mpi   mpirun -np 2 run -m serve (rank 0 serves HTTP, rank 1 its layers): a greedy completion
 #         equals `run -m generate` on one process; a chat stream ends with [DONE]; SIGTERM to
 #         rank 0 shuts the ring down and the job exits 0
+#   dp    mpirun -np 2 run -m serve --dp 2 (two rings of one rank): 6 greedy completions at once
+#         each equal `run -m generate` of its prompt on one process, both rings took requests,
+#         4 chat streams at once end with [DONE], a client that goes away mid-stream (possibly on
+#         ring 1) is cancelled and the server goes on; SIGTERM ends both rings, exit 0
 #   errors bad serve flags: one error line, exit 1; a port in use is refused
 set -u
 case_name=$1 RUN=$2 MODEL=$3 TOK=$4 BENCH=$5 W=$6
@@ -75,6 +79,51 @@ mpi)
   wait_exit $mp 60 || die "the job exited $? after SIGTERM to rank 0"
   grep -q "serve: stopped" serve.err || die "rank 0 did not stop cleanly"
   grep -q "stage 1 busy" serve.err || die "no stage report (the ring was not shut down)"
+  ;;
+dp)
+  for i in 1 2 3 4 5 6; do
+    "$RUN" "$MODEL" -z "$TOK" -m generate -i "Prompt $i of the rings" -n 8 -T 0 >gen$i.txt 2>gen$i.err || die "generate $i: exit $?"
+  done
+  timeout -k 5 120 mpirun --oversubscribe -np 2 "$RUN" "$MODEL" -z "$TOK" -m serve --port 0 -b 2 --dp 2 2>serve.err &
+  mp=$! bg=$!
+  url=$(wait_url serve.err)
+  grep -q "^shape: 2 rings x 1 rank (--dp 2); requests go to the rings by load" serve.err || die "not 2 rings"
+  for i in 1 2 3 4 5 6; do
+    curl -sf "$url/v1/completions" -d "{\"model\":\"tiny\",\"prompt\":\"Prompt $i of the rings\",\"max_tokens\":8,\"temperature\":0}" >c$i.json &
+  done
+  wait_jobs=0
+  for i in 1 2 3 4 5 6; do
+    n=0; until [ -s c$i.json ] && json 'j.choices[0].text' <c$i.json >c$i.txt 2>/dev/null; do
+      sleep 0.1; n=$((n+1)); [ $n -lt 600 ] || die "completion $i: no answer in 60 s"
+    done
+    [ "$(cat c$i.txt)" = "$(cat gen$i.txt)" ] || die "completion $i differs from generate: '$(cat c$i.txt)' vs '$(cat gen$i.txt)'"
+  done
+  for i in 1 2 3 4; do
+    curl -sfN "$url/v1/chat/completions" -d '{"model":"tiny","messages":[{"role":"user","content":"Hi"}],"max_tokens":6,"stream":true}' >s$i.txt &
+  done
+  # Two clients that give up after 0.5 s of a long generation: their requests are cancelled.
+  for i in 1 2; do
+    curl -sN --max-time 0.5 "$url/v1/completions" -d '{"model":"tiny","prompt":"A long one","max_tokens":3000,"temperature":0}' >/dev/null 2>&1 &
+  done
+  sleep 2
+  for i in 1 2 3 4; do
+    n=0; until tail -n 2 s$i.txt 2>/dev/null | grep -q '^data: \[DONE\]'; do
+      sleep 0.1; n=$((n+1)); [ $n -lt 600 ] || die "stream $i without [DONE]: $(cat s$i.txt)"
+    done
+  done
+  # Both long requests were cancelled: a new completion is answered at once.
+  curl -sf --max-time 20 "$url/v1/completions" -d '{"model":"tiny","prompt":"Prompt 1 of the rings","max_tokens":8,"temperature":0}' >after.json || die "no answer after the cancellations"
+  json 'j.choices[0].text' <after.json >after.txt
+  [ "$(cat after.txt)" = "$(cat gen1.txt)" ] || die "the completion after the cancellations differs"
+  r0=$(rank_pid $mp 0)
+  [ -n "$r0" ] || die "rank 0 not found"
+  kill -TERM "$r0"
+  wait_exit $mp 60 || die "the job exited $? after SIGTERM to rank 0"
+  grep -q "serve: stopped" serve.err || die "rank 0 did not stop cleanly"
+  per=$(sed -n 's/^serve: requests per ring \([0-9]*\), \([0-9]*\)$/\1 \2/p' serve.err)
+  [ -n "$per" ] || die "no requests-per-ring line"
+  set -- $per
+  [ "$1" -gt 0 ] && [ "$2" -gt 0 ] || die "a ring took no request ($per)"
   ;;
 errors)
   for args in "--port 70000" "--max-queue -1" "--shutdown-grace -2" "-i x" "--host ''"; do

@@ -115,6 +115,11 @@ class Backend {
   virtual double device_busy_us() { return -1; }
   // The part of device_busy_us() spent in head()/head_pick(); -1 if not measured.
   virtual double device_head_busy_us() { return -1; }
+  // The device's ceilings for the bench's limits (src/run/roofline.h): read bandwidth in GB/s,
+  // measured now (a read of a large buffer), and the matrix peak in TFLOP/s (the card's dense
+  // bf16 figure); 0 = unknown (the CPU).
+  virtual double measure_read_gbs() { return 0; }
+  virtual double matrix_peak_tflops() const { return 0; }
 
  private:
   std::vector<float> logits_;  // head_pick's default: [logit rows, vocab]

@@ -4,10 +4,12 @@
 // device), device-time accounting, and the factories.
 #include <algorithm>
 #include <cstring>
+#include <string>
 
 #include "backend/sampler.h"
 #include "backend_gpu/gpu_backend.h"
 #include "backend_gpu/gpu_backend_impl.h"
+#include "kernels/gpu/ops.h"
 
 namespace gptoss {
 namespace gpu_backend {
@@ -146,6 +148,59 @@ int gpu_device_count() {
   if (!gpu::device_present()) return 0;
   GPU_CHECK(gpuGetDeviceCount(&n));
   return n;
+}
+
+// The read-bandwidth probe (kernels/gpu/ops.h) over a buffer of up to 2 GiB (what is free
+// allows, at least 256 MiB), the best of 5 reads.
+double GpuBackend::measure_read_gbs() {
+  GPU_CHECK(gpuSetDevice(device_));
+  size_t free_b = 0, total_b = 0;
+  GPU_CHECK(gpuMemGetInfo(&free_b, &total_b));
+  size_t n = std::min<size_t>(size_t(2) << 30, free_b / 2) / 16 * 16;
+  if (n < (size_t(256) << 20)) return 0;
+  void* buf = nullptr;
+  float* partial = nullptr;
+  gpuDeviceProp prop;
+  GPU_CHECK(gpuGetDeviceProperties(&prop, device_));
+  const int blocks = 4 * prop.multiProcessorCount;
+  GPU_CHECK(gpuMalloc(&buf, n));
+  GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&partial), blocks * sizeof(float)));
+  GPU_CHECK(gpuMemset(buf, 0, n));
+  gpuStream_t s = static_cast<gpuStream_t>(stream());
+  gpuEvent_t a, b;
+  GPU_CHECK(gpuEventCreate(&a));
+  GPU_CHECK(gpuEventCreate(&b));
+  float best_ms = 0;
+  for (int i = 0; i < 6; ++i) {  // the first is a warm-up
+    GPU_CHECK(gpuEventRecord(a, s));
+    gpu::read_bandwidth_probe(buf, n, blocks, partial, s);
+    GPU_CHECK(gpuEventRecord(b, s));
+    GPU_CHECK(gpuEventSynchronize(b));
+    float ms = 0;
+    GPU_CHECK(gpuEventElapsedTime(&ms, a, b));
+    if (i > 0 && (best_ms == 0 || ms < best_ms)) best_ms = ms;
+  }
+  GPU_CHECK(gpuEventDestroy(a));
+  GPU_CHECK(gpuEventDestroy(b));
+  GPU_CHECK(gpuFree(partial));
+  GPU_CHECK(gpuFree(buf));
+  return best_ms > 0 ? double(n) / (best_ms * 1e-3) / 1e9 : 0;
+}
+
+// Dense bf16 matrix peaks, TFLOP/s, from the vendors' data sheets (one MI250/MI250X GCD: half the
+// card). 0 for a card not listed.
+double GpuBackend::matrix_peak_tflops() const {
+  gpuDeviceProp prop;
+  GPU_CHECK(gpuGetDeviceProperties(&prop, device_));
+  const std::string name = prop.name;
+  auto has = [&](const char* s) { return name.find(s) != std::string::npos; };
+  if (has("H200")) return 989.4;
+  if (has("H100")) return has("PCIe") ? 756.0 : 989.4;
+  if (has("A100")) return 312.0;
+  if (has("MI250X")) return 191.5;
+  if (has("MI250")) return 181.0;
+  if (has("MI300X")) return 1307.4;
+  return 0;
 }
 
 size_t gpu_free_bytes(int device) {

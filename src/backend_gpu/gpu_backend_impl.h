@@ -86,6 +86,8 @@ class GpuBackend final : public Backend {
     harvest_busy(true);
     return head_busy_us_;
   }
+  double measure_read_gbs() override;
+  double matrix_peak_tflops() const override;
 
  private:
   // ---- gpu_setup.cu ----

@@ -159,6 +159,16 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   app.add_option("--getp-new", opt.bench_getp_new, "bench: new tokens per getp sequence (0 = skip)");
   app.add_option("-r,--reps", opt.bench_reps, "bench: repetitions per test (after one warm-up)");
   app.add_option("--format", opt.bench_format, "bench: output md | csv | json");
+  app.add_option("--pp-batch", opt.bench_pp_batch,
+                 "bench: prompts of --pp tokens prefilled at once in the pp test (default 1)");
+  app.add_option("--tg-batch", opt.bench_tg_batch,
+                 "bench: sequences decoding at once in the tg test (default 1)");
+  app.add_option("--peak-gbs", opt.peak_gbs,
+                 "bench: read bandwidth (GB/s) the limits use. Default: measured on the GPU; none "
+                 "on the CPU");
+  app.add_option("--peak-tflops", opt.peak_tflops,
+                 "bench: matrix peak (TFLOP/s) the limits use. Default: the GPU's data-sheet dense "
+                 "bf16 figure; none on the CPU");
   app.add_option("--host", opt.host, "serve: address to listen on (default loopback only)");
   app.add_option("--port", opt.port, "serve: TCP port (0 = any free port, printed at start)");
   app.add_option("--api-key", opt.api_key,
@@ -217,6 +227,17 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
       fail("-m bench: --pp >= 0, --getp-prompt >= 1, --getp-new >= 0 and -r >= 1 are required");
     if (opt.bench_format != "md" && opt.bench_format != "csv" && opt.bench_format != "json")
       fail("--format: expected md, csv or json, got '%s'", opt.bench_format.c_str());
+    if (opt.bench_pp_batch < 1 || opt.bench_tg_batch < 1)
+      fail("-m bench: --pp-batch and --tg-batch must be >= 1");
+    if (!std::isfinite(opt.peak_gbs) || opt.peak_gbs < 0 || !std::isfinite(opt.peak_tflops) ||
+        opt.peak_tflops < 0)
+      fail("-m bench: --peak-gbs and --peak-tflops must be numbers >= 0");
+    // The tests' batches need as many slots: without -b the session takes them.
+    const int need = std::max(opt.bench_pp_batch, opt.bench_tg_batch);
+    if (!given("--batch")) opt.max_slots = std::max(opt.max_slots, need);
+    else if (need > opt.max_slots)
+      fail("-m bench: --pp-batch/--tg-batch %d needs -b >= %d (-b is %d)", need, need,
+           opt.max_slots);
   }
   if (!given("--max-new") && !bench)
     opt.max_new = getp ? kDefaultMaxNewGetp : chat ? kDefaultMaxNewChat : serve ? opt.ctx
@@ -292,6 +313,8 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
     if (opt.host.empty()) fail("--host: empty address");
   }
   only("--show-reasoning", "--show-reasoning", chat, "chat");
+  for (const char* f : {"--pp-batch", "--tg-batch", "--peak-gbs", "--peak-tflops"})
+    only(f, f, bench, "bench");
   if (chat && given("--input"))
     fail("-i does not apply to -m chat (type the user messages on stdin, one per line)");
   // generate without -i or -f reads its prompt from stdin (the mode refuses a terminal there).

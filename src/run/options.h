@@ -48,6 +48,10 @@ struct RunOptions {
   int bench_getp_new = 1024;    // --getp-new (0 = skip the getp test)
   int bench_reps = 3;           // -r
   std::string bench_format = "md";  // --format md | csv | json
+  int bench_pp_batch = 1;       // --pp-batch: prompts prefilled at once in the pp test
+  int bench_tg_batch = 1;       // --tg-batch: sequences decoding at once in the tg test
+  double peak_gbs = 0;          // --peak-gbs: read bandwidth for the limits (0 = measure / none)
+  double peak_tflops = 0;       // --peak-tflops: matrix peak for the limits (0 = data sheet / none)
   int micro_batches = 0;       // --micro-batches: in flight around the ring (0 = ranks)
   std::string layers;          // --layers 4,7,7,6: layers per rank ("" = by the cost model)
   int dp = 0;                  // --dp R: data-parallel rings of N/R ranks (src/run/rings.h);

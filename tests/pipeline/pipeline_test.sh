@@ -332,9 +332,20 @@ bench)
   many -m bench -n 4 --pp 16 --getp-prompt 8 --getp-new 4 -b 2 -r 1 --format csv >b.csv 2>b.err ||
     die "np$NP bench: exit $?"
   for t in pp16 tg4 'getp p8 n4'; do
-    grep -q ",cpu,$t,[0-9]*,1,[0-9.]*,[0-9.]*\$" b.csv || die "bench: no CSV row for $t"
+    grep -q ",cpu,$t,[0-9]*,1,[0-9.]*,[0-9.]*,0.00,0.0000\$" b.csv || die "bench: no CSV row for $t (no limit without peaks)"
   done
   [ "$(grep -c '^stage [0-9]* busy' b.err)" -eq "$NP" ] || die "bench: stage report lacks $NP lines"
+  has b.err "^bench: limits from no read bandwidth \\(--peak-gbs\\) and no matrix peak"
+  # Prefill and decode at batch, with given ceilings: every row has a limit and the fraction is
+  # its mean over that limit.
+  many -m bench -n 4 --pp 16 --getp-prompt 8 --getp-new 4 -b 3 -r 1 --pp-batch 3 --tg-batch 2 \
+       --peak-gbs 50 --peak-tflops 1 --format csv >c.csv 2>c.err || die "np$NP bench at batch: exit $?"
+  grep -q ",cpu,pp16,3,1," c.csv || die "bench: pp at batch 3 missing"
+  grep -q ",cpu,tg4,2,1," c.csv || die "bench: tg at batch 2 missing"
+  has c.err "^bench: limits from 50 GB/s read bandwidth \\(given\\) and 1.0 TFLOP/s matrix peak \\(given\\)"
+  tail -n +2 c.csv | awk -F, '{ m = $(NF-3); l = $(NF-1); f = $NF;
+      if (!(l > 0) || (f - m / l > 0.0001) || (m / l - f > 0.0001)) { print "bad row: " $0; bad = 1 } }
+      END { exit bad }' || die "bench: a limit or fraction is wrong"
   ;;
 *) die "unknown case" ;;
 esac

@@ -62,11 +62,7 @@ std::vector<int32_t> random_tokens(std::mt19937_64& rng, int n, int vocab) {
 
 // A scheduler over the session for `slots` sequences, greedy, ignoring end-of-sequence tokens.
 Scheduler bench_scheduler(const Session& s, const RunOptions& opt, int slots) {
-  SchedulerOptions so;
-  so.max_slots = slots;
-  so.chunk_tokens = s.chunk_tokens;
-  so.ctx = opt.ctx;
-  so.stop_ids = opt.stop_ids;
+  SchedulerOptions so = s.scheduler_options(opt, slots);
   so.ignore_eos = true;
   RunOptions greedy = opt;
   greedy.temperature = 0.0f;

@@ -75,12 +75,7 @@ int run_chat(const RunOptions& options) {
   TextEncoder enc = [&](std::string_view t) { return tk.encode(t, /*allow_special=*/false); };
   HarmonyParser parser([&](int32_t id) -> const std::string& { return tk.token_bytes(id); });
 
-  SchedulerOptions so;
-  so.max_slots = 1;
-  so.chunk_tokens = s.chunk_tokens;
-  so.ctx = opt.ctx;
-  so.stop_ids = opt.stop_ids;
-  so.ignore_eos = opt.ignore_eos;
+  const SchedulerOptions so = s.scheduler_options(opt, 1);
   Scheduler sch(so, sampler_factory(opt));
 
   std::vector<int32_t> pending = harmony_preamble(enc, today_utc(), opt.reasoning, opt.developer);

@@ -52,12 +52,7 @@ int run_generate(const RunOptions& options) {
     fail("%s: the prompt is %zu tokens; it must be shorter than the context (-c %d)", flag,
          prompt.size(), opt.ctx);
 
-  SchedulerOptions so;
-  so.max_slots = 1;
-  so.chunk_tokens = s.chunk_tokens;
-  so.ctx = opt.ctx;
-  so.stop_ids = opt.stop_ids;
-  so.ignore_eos = opt.ignore_eos;
+  const SchedulerOptions so = s.scheduler_options(opt, 1);
   Scheduler sch(so, sampler_factory(opt));
   StreamDecoder dec(*s.tokenizer);
   double t_first = 0;

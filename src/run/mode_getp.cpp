@@ -141,11 +141,7 @@ int run_getp(const RunOptions& options) {
   job.header = partial_header(n, run_key(input, s, opt), opt.seed);
   job.resume = opt.resume;
   job.max_new = opt.max_new;
-  job.sched.max_slots = s.slots;
-  job.sched.chunk_tokens = s.chunk_tokens;
-  job.sched.ctx = opt.ctx;
-  job.sched.stop_ids = opt.stop_ids;
-  job.sched.ignore_eos = opt.ignore_eos;
+  job.sched = s.scheduler_options(opt);
   job.progress_tty = isatty(STDERR_FILENO);
   job.progress_lines_s = opt.progress_s;
   // Under Open MPI a rank's parent is its launcher (mpirun, or orted on other nodes). mpirun

@@ -157,12 +157,7 @@ int run_serve(const RunOptions& given) {
       cfg.api_key.empty() ? "" : "; API key required");
   std::fflush(stderr);
 
-  SchedulerOptions so;
-  so.max_slots = s.slots;
-  so.chunk_tokens = s.chunk_tokens;
-  so.ctx = opt.ctx;
-  so.stop_ids = opt.stop_ids;
-  so.ignore_eos = opt.ignore_eos;
+  const SchedulerOptions so = s.scheduler_options(opt);
   serve::EngineLoop loop(inbox, metrics, [&](uint64_t id) { return request_seed(opt.seed, id); },
                          others.get());
   Scheduler sch(so, loop.chooser_factory());

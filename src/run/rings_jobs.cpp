@@ -389,12 +389,7 @@ int run_ring_leader(const RunOptions& opt) {
   Session s = open_leader_session(opt);
   MPI_Comm L = rg.leaders;
   gather_slots(s.slots);  // collective
-  SchedulerOptions so;
-  so.max_slots = s.slots;
-  so.chunk_tokens = s.chunk_tokens;
-  so.ctx = opt.ctx;
-  so.stop_ids = opt.stop_ids;
-  so.ignore_eos = opt.ignore_eos;
+  const SchedulerOptions so = s.scheduler_options(opt);
   std::map<uint64_t, SamplerParams> params;  // of the requests given and not finished
   Scheduler sch(so, [&params](uint64_t id) -> std::unique_ptr<TokenChooser> {
     auto it = params.find(id);

@@ -223,6 +223,16 @@ std::pair<int, std::string> plan_rings(const RunOptions& opt) {
   return {dp, plan.why};
 }
 
+SchedulerOptions Session::scheduler_options(const RunOptions& opt, int n) const {
+  SchedulerOptions so;
+  so.max_slots = n > 0 ? n : slots;
+  so.chunk_tokens = chunk_tokens;
+  so.ctx = opt.ctx;
+  so.stop_ids = opt.stop_ids;
+  so.ignore_eos = opt.ignore_eos;
+  return so;
+}
+
 void Session::run(Scheduler& sch, const std::function<bool()>& should_stop,
                   const std::function<void()>& after_commit,
                   const std::function<void()>& before_plan) {

@@ -41,6 +41,10 @@ struct Session {
   // as many as the GPU's free memory holds at -c (at most 256).
   int slots = 1;
 
+  // The scheduler of every mode over this session: `slots` sequences (0 = the session's slots),
+  // its step budget, -c, the stop ids and --ignore-eos.
+  SchedulerOptions scheduler_options(const RunOptions& opt, int slots = 0) const;
+
   // Runs the scheduler until it is idle or should_stop() (work in flight still finishes).
   // before_plan() runs before each planning round (Pipeline::run): requests submitted or
   // cancelled there join or leave the running batch.

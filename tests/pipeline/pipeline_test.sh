@@ -47,6 +47,15 @@ prompts() {  # prompts N: N distinct prompts, the last one long (it is prefilled
   echo "A much longer prompt that is cut into several chunks: one two three four five six seven eight nine ten eleven twelve"
 }
 count_done() { if [ -f out.txt.partial ]; then grep -c "	" out.txt.partial; else echo 0; fi; }
+# wait_progress PID N WHAT: until out.txt.partial holds N finished prompts (60 s at most), while
+# PID runs
+wait_progress() {
+  n=0
+  while [ "$(count_done)" -lt "$2" ]; do
+    kill -0 "$1" 2>/dev/null || die "$3 ended before the fault"
+    sleep 0.05; n=$((n+1)); [ $n -lt 1200 ] || die "no progress in 60 s"
+  done
+}
 # pid of rank R among the descendants of PID $1 (timeout -> mpirun -> ranks)
 rank_pid() {
   for p in $(pgrep -P "$1") $(for c in $(pgrep -P "$1"); do pgrep -P "$c"; done); do
@@ -115,11 +124,7 @@ dp)
   one $args -o lref.txt 2>lref.err || die "1 rank (long): exit $?"
   timeout -k 5 120 mpirun --oversubscribe -np "$NP" "$RUN" "$MODEL" -z "$TOK" $args --dp "$NP" -o out.txt >job.out 2>job.err &
   mp=$!
-  n=0
-  while [ "$(count_done)" -lt 2 ]; do
-    kill -0 $mp 2>/dev/null || die "the --dp job ended before the signal"
-    sleep 0.05; n=$((n+1)); [ $n -lt 1200 ] || die "no progress in 60 s"
-  done
+  wait_progress $mp 2 "the --dp job"
   victim=$(rank_pid $mp 0)
   [ -n "$victim" ] || die "could not find rank 0's process"
   kill -TERM "$victim"
@@ -169,11 +174,7 @@ spawn)
   one $args -o lref.txt 2>lref.err || die "1 rank (long): exit $?"
   GPTOSS_VISIBLE_GPUS_STANDIN=$NP "$RUN" "$MODEL" -z "$TOK" $args -o out.txt >job.out 2>job.err &
   pid=$!
-  n=0
-  while [ "$(count_done)" -lt 2 ]; do
-    kill -0 $pid 2>/dev/null || die "the spawned job ended before the signal"
-    sleep 0.05; n=$((n+1)); [ $n -lt 1200 ] || die "no progress in 60 s"
-  done
+  wait_progress $pid 2 "the spawned job"
   kill -TERM $pid
   wait $pid; rc=$?
   [ "$rc" -eq 143 ] || die "the spawned job exited $rc after SIGTERM (expected 143)"
@@ -197,11 +198,7 @@ kill|sigterm|stall)
   one $args -o ref.txt 2>ref.err || die "1 rank: exit $?"
   timeout -k 5 120 mpirun --oversubscribe -np "$NP" "$RUN" "$MODEL" -z "$TOK" $args -o out.txt >job.out 2>job.err &
   mp=$!
-  n=0
-  while [ "$(count_done)" -lt 2 ]; do
-    kill -0 $mp 2>/dev/null || die "the job ended before the fault"
-    sleep 0.05; n=$((n+1)); [ $n -lt 1200 ] || die "no progress in 60 s"
-  done
+  wait_progress $mp 2 "the job"
   case $case_name in
     kill) victim=$(rank_pid $mp 1); sig=KILL ;;
     stall) victim=$(rank_pid $mp 1); sig=STOP ;;

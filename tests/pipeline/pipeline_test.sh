@@ -169,8 +169,10 @@ spawn)
   one -m generate -i "Hello world, this is a spawned ring" -n 12 -T 0 --ignore-eos >g1.txt 2>g1.err || die "generate 1 rank: exit $?"
   standin -m generate -i "Hello world, this is a spawned ring" -n 12 -T 0 --ignore-eos >g2.txt 2>g2.err || die "spawned generate: exit $?"
   cmp -s g1.txt g2.txt || die "spawned generate: text differs from 1 rank"
-  # SIGTERM to the first process mid-getp: every copy ends, OUT.partial is kept.
-  args="-m getp -i in.txt -n 40 -b 1 --ignore-eos"
+  # SIGTERM to the first process mid-getp: every copy ends, OUT.partial is kept. (An input name of
+  # its own: other tests running beside this one must not match the search for its copies.)
+  cp in.txt spawn-in.txt
+  args="-m getp -i spawn-in.txt -n 40 -b 1 --ignore-eos"
   one $args -o lref.txt 2>lref.err || die "1 rank (long): exit $?"
   GPTOSS_VISIBLE_GPUS_STANDIN=$NP "$RUN" "$MODEL" -z "$TOK" $args -o out.txt >job.out 2>job.err &
   pid=$!
@@ -179,8 +181,12 @@ spawn)
   wait $pid; rc=$?
   [ "$rc" -eq 143 ] || die "the spawned job exited $rc after SIGTERM (expected 143)"
   has job.err "getp: interrupted by SIGTERM: [0-9]+/8 prompts done, kept in out.txt.partial"
-  sleep 1
-  pgrep -f "$MODEL -z $TOK $args -o out.txt" >/dev/null && die "a spawned copy outlived the job"
+  # The copies end with the first process (each finishes its part of the ring and MPI_Finalize);
+  # on a loaded machine that can take a few seconds.
+  n=0
+  while pgrep -f "$MODEL -z $TOK $args -o out.txt" >/dev/null; do
+    sleep 0.1; n=$((n+1)); [ $n -lt 150 ] || die "a spawned copy outlived the job by 15 s"
+  done
   standin $args -o out.txt --resume 2>resume.err || die "spawned --resume: exit $?"
   cmp -s lref.txt out.txt || die "spawned --resume: OUT differs from 1 rank"
   ;;

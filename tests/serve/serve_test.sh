@@ -8,8 +8,9 @@
 #         rank 0 shuts the ring down and the job exits 0
 #   dp    mpirun -np 2 run -m serve --dp 2 (two rings of one rank): 6 greedy completions at once
 #         each equal `run -m generate` of its prompt on one process, both rings took requests,
-#         4 chat streams at once end with [DONE], a client that goes away mid-stream (possibly on
-#         ring 1) is cancelled and the server goes on; SIGTERM ends both rings, exit 0
+#         4 chat streams at once end with [DONE], two clients that go away mid-generation (on
+#         either ring) are cancelled (no sequence runs after 10 s) and the server goes on; SIGTERM
+#         ends both rings, exit 0
 #   errors bad serve flags: one error line, exit 1; a port in use is refused
 set -u
 case_name=$1 RUN=$2 MODEL=$3 TOK=$4 BENCH=$5 W=$6
@@ -111,7 +112,12 @@ dp)
       sleep 0.1; n=$((n+1)); [ $n -lt 600 ] || die "stream $i without [DONE]: $(cat s$i.txt)"
     done
   done
-  # Both long requests were cancelled: a new completion is answered at once.
+  # Both long requests were cancelled (at the speed of this model 3000 tokens take far longer
+  # than 10 s): nothing runs any more, on either ring.
+  n=0
+  until curl -sf "$url/metrics" | grep -q '^gptoss_running_sequences 0$'; do
+    sleep 0.1; n=$((n+1)); [ $n -lt 100 ] || die "requests still running 10 s after their clients left: $(curl -sf "$url/metrics" | grep running)"
+  done
   curl -sf --max-time 20 "$url/v1/completions" -d '{"model":"tiny","prompt":"Prompt 1 of the rings","max_tokens":8,"temperature":0}' >after.json || die "no answer after the cancellations"
   json 'j.choices[0].text' <after.json >after.txt
   [ "$(cat after.txt)" = "$(cat gen1.txt)" ] || die "the completion after the cancellations differs"

@@ -56,20 +56,13 @@ void fail_mpi(const char* call, int code, const char* file, int line) {
   fail("%s failed%s%s: %s (%s:%d)", call, who.empty() ? "" : " on ", who.c_str(), msg, file, line);
 }
 
-namespace {
-bool g_allow_spawn = false;
-}  // namespace
-
-void World::allow_spawn() { g_allow_spawn = true; }
-
 MPI_Comm world_comm() { return g_world ? g_world->comm() : MPI_COMM_WORLD; }
 
 World::World(int* argc, char*** argv, int thread_level) {
   // Started by hand (no mpirun, no srun): a singleton. Open MPI then tries to start its own
   // daemon, which fails where the installed orted/PMIx differ from the library the binary was
-  // built against (seen on the GPU machine). An isolated singleton needs no daemon, but cannot
-  // spawn: a process that may grow() keeps the daemon.
-  if (!g_allow_spawn && !std::getenv("OMPI_COMM_WORLD_SIZE") && !std::getenv("PMIX_RANK") &&
+  // built against (seen on the GPU machine). An isolated singleton needs no daemon.
+  if (!std::getenv("OMPI_COMM_WORLD_SIZE") && !std::getenv("PMIX_RANK") &&
       !std::getenv("SLURM_STEP_ID") && !std::getenv("PMI_RANK"))
     setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
   int provided = 0;
@@ -78,12 +71,6 @@ World::World(int* argc, char*** argv, int thread_level) {
     fail("MPI_Init_thread failed (code %d): is the MPI runtime installed?", rc);
   g_world = this;
   CHECK_MPI(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
-  // A copy started by another process's grow(): the job is the merged world, the parent first.
-  CHECK_MPI(MPI_Comm_get_parent(&parent_));
-  if (parent_ != MPI_COMM_NULL) {
-    CHECK_MPI(MPI_Intercomm_merge(parent_, 1, &comm_));
-    CHECK_MPI(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
-  }
   char name[MPI_MAX_PROCESSOR_NAME + 1] = {0};
   int len = 0;
   CHECK_MPI(MPI_Get_processor_name(name, &len));
@@ -105,48 +92,9 @@ void World::describe_place() {
   CHECK_MPI(MPI_Comm_free(&node));
 }
 
-bool World::grow(int n, const std::string& exe, const std::vector<std::string>& args,
-                 std::string* error) {
-  GPTOSS_ASSERT(size_ == 1 && n > 1 && children_ == MPI_COMM_NULL);
-  std::vector<std::string> copy = args;
-  std::vector<char*> argv;
-  for (std::string& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  MPI_Info info;
-  CHECK_MPI(MPI_Info_create(&info));
-  // More copies than cores is the caller's choice (a GPU each, or a test on a small machine).
-  CHECK_MPI(MPI_Info_set(info, "map_by", "slot:OVERSUBSCRIBE"));
-  std::vector<int> codes(static_cast<size_t>(n - 1), MPI_SUCCESS);
-  CHECK_MPI(MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN));
-  const int rc = MPI_Comm_spawn(exe.c_str(), argv.data(), n - 1, info, 0, MPI_COMM_SELF,
-                                &children_, codes.data());
-  MPI_Info_free(&info);
-  if (rc != MPI_SUCCESS) {
-    char msg[MPI_MAX_ERROR_STRING + 1] = {0};
-    int len = 0;
-    if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) std::snprintf(msg, sizeof msg, "code %d", rc);
-    if (error) *error = strfmt("MPI_Comm_spawn: %s", msg);
-    children_ = MPI_COMM_NULL;
-    return false;
-  }
-  CHECK_MPI(MPI_Intercomm_merge(children_, 0, &comm_));
-  CHECK_MPI(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
-  describe_place();
-  return true;
-}
-
 World::~World() {
   if (g_world == this) g_world = nullptr;
-  if (!mpi_active()) return;
-  // A grown world ends together, then lets go of the spawned processes before MPI_Finalize (an
-  // unordered teardown of connected processes breaks their TCP links: SIGPIPE, "writev failed").
-  MPI_Comm& inter = parent_ != MPI_COMM_NULL ? parent_ : children_;
-  if (inter != MPI_COMM_NULL) {
-    MPI_Barrier(comm_);
-    MPI_Comm_free(&comm_);
-    MPI_Comm_disconnect(&inter);
-  }
-  MPI_Finalize();
+  if (mpi_active()) MPI_Finalize();
 }
 
 World* World::current() { return g_world; }

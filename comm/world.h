@@ -24,10 +24,8 @@ struct WorldError : Error {
 
 // This process's place in the MPI job. Construct exactly once, first thing in main (it calls
 // MPI_Init_thread); the destructor calls MPI_Finalize. A one-process run without mpirun/srun is a
-// world of size 1 (singleton MPI), the same code path. A world of one may grow() into several
-// processes (MPI_Comm_spawn of copies of the program); the world is then the merged communicator
-// of the first process and the copies, and comm() (never MPI_COMM_WORLD) is what every collective
-// of the job must use.
+// world of size 1 (singleton MPI), the same code path. comm() (world_comm()) is the job's
+// communicator that every collective of the job uses; code names it rather than MPI_COMM_WORLD.
 class World {
  public:
   // thread_level: MPI_THREAD_FUNNELED (default: only the thread that called init makes MPI calls)
@@ -42,21 +40,9 @@ class World {
   int local_rank() const { return local_rank_; }  // index among the ranks on this node
   int local_size() const { return local_size_; }  // ranks on this node
   const std::string& host() const { return host_; }
-  MPI_Comm comm() const { return comm_; }  // the job: MPI_COMM_WORLD, or the grown world
+  MPI_Comm comm() const { return comm_; }  // the job
   int next() const { return (rank_ + 1) % size_; }          // ring successor
   int prev() const { return (rank_ + size_ - 1) % size_; }  // ring predecessor
-
-  // A world of one becomes n processes: n - 1 copies of `exe` started with `args` (argv[1..])
-  // by MPI_Comm_spawn, merged with this one as rank 0 (the copies find their parent in the
-  // constructor and merge as ranks 1..n-1). False with the reason in *error when MPI cannot start
-  // them (e.g. under Slurm's PMIx, or an isolated singleton): the world stays one process.
-  bool grow(int n, const std::string& exe, const std::vector<std::string>& args,
-            std::string* error);
-  bool spawned() const { return parent_ != MPI_COMM_NULL; }  // started by another's grow()
-
-  // Before the World is made: this process may grow() (a singleton then keeps Open MPI's daemon,
-  // which spawning needs, instead of running isolated).
-  static void allow_spawn();
 
   // Global instance (set by the constructor), for abort_job and error messages; null before init.
   static World* current();
@@ -65,8 +51,6 @@ class World {
   void describe_place();  // rank_, size_, local_rank_, local_size_ from comm_
 
   MPI_Comm comm_ = MPI_COMM_WORLD;
-  MPI_Comm parent_ = MPI_COMM_NULL;    // the intercommunicator to the parent (a spawned copy)
-  MPI_Comm children_ = MPI_COMM_NULL;  // the intercommunicator to the copies (after grow)
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   std::string host_;
 };

@@ -2,6 +2,7 @@
 // rank 0 runs the mode (tokenizer, scheduler, I/O, embedding, LM head, sampling); ranks > 0
 // serve their block of layers in the ring pipeline (docs/pipeline.md). Without a launcher it is
 // a world of one, the same code path.
+#include <errno.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -65,6 +66,66 @@ std::string shell_quote(const std::string& s) {
   return q + "'";
 }
 
+// The program `name` in $PATH ("" if none).
+std::string find_in_path(const char* name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string f = end > start ? dirs.substr(start, end - start) : std::string(".");
+    f.append("/").append(name);
+    if (::access(f.c_str(), X_OK) == 0) return f;
+    start = end + 1;
+  }
+  return "";
+}
+
+// One process that sees several GPUs (e.g. `srun --gres=gpu:8 ./run ...`, one task, or `./run`
+// on a workstation with several GPUs) runs one rank per GPU. Without a launcher it becomes
+// `mpirun -np N` of the same command (exec: the same process id, so signals reach mpirun, which
+// passes them on); a launcher that started one task (Slurm, mpirun -np 1) cannot be asked for
+// more, so it stops with the command that would use them. Returns only on an error (exit 1).
+int use_every_gpu(int gpus, const std::string& argv0, const std::vector<std::string>& args) {
+  const bool slurm = std::getenv("SLURM_JOB_ID") != nullptr;
+  std::string cmd = slurm ? gptoss::strfmt("srun -n %d --mpi=pmix", gpus)
+                          : gptoss::strfmt("mpirun -np %d", gpus);
+  cmd.append(" ").append(shell_quote(argv0));
+  for (const std::string& a : args) cmd.append(" ").append(shell_quote(a));
+  if (launcher_rank() >= 0) {
+    std::fprintf(stderr,
+                 "run: error: this process sees %d GPUs but its launcher started one rank: to use "
+                 "all %d run `%s`; --no-spawn uses one\n",
+                 gpus, gpus, cmd.c_str());
+    return 1;
+  }
+  const std::string mpirun = find_in_path("mpirun");
+  if (mpirun.empty()) {
+    std::fprintf(stderr,
+                 "run: error: this process sees %d GPUs and starts one rank per GPU with mpirun, "
+                 "which is not in PATH: install Open MPI's mpirun and run `%s`; --no-spawn uses "
+                 "one\n",
+                 gpus, cmd.c_str());
+    return 1;
+  }
+  std::vector<std::string> av{mpirun, "-np", std::to_string(gpus), "--oversubscribe",
+                              "--bind-to", "none"};
+  if (::geteuid() == 0) av.push_back("--allow-run-as-root");  // root asked for this run
+  av.push_back(self_exe(argv0.c_str()));
+  av.insert(av.end(), args.begin(), args.end());
+  std::vector<char*> cav;
+  for (std::string& a : av) cav.push_back(a.data());
+  cav.push_back(nullptr);
+  std::fprintf(stderr, "run: this process sees %d GPUs: running it as %d ranks, one per GPU "
+               "(mpirun -np %d; --no-spawn uses one)\n", gpus, gpus, gpus);
+  std::fflush(stderr);
+  ::execv(mpirun.c_str(), cav.data());
+  std::fprintf(stderr, "run: error: cannot start %s: %s: to use one GPU, --no-spawn\n",
+               mpirun.c_str(), std::strerror(errno));
+  return 1;
+}
+
 // Ranks > 0 leave SIGINT/SIGTERM to rank 0, which ends the ring cleanly; a second one kills.
 void on_signal_ignored(int) {}
 void ignore_first_signal() {
@@ -115,12 +176,11 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  // One process that sees several GPUs (e.g. `srun --gres=gpu:8 ./run ...`, one task): it starts
-  // one copy of itself per further GPU and runs as that many ranks (docs/pipeline.md).
-  const std::vector<std::string> args(argv + 1, argv + argc);
-  const int gpus = cli_error.empty() && !opt.no_spawn && one_process() ? visible_gpus(opt) : 0;
-  if (gpus > 1) gptoss::comm::World::allow_spawn();
-  const std::string argv0 = argv[0];
+  // One process that sees several GPUs: one rank per GPU (use_every_gpu, docs/pipeline.md).
+  if (cli_error.empty() && !opt.no_spawn && one_process()) {
+    if (const int gpus = visible_gpus(opt); gpus > 1)
+      return use_every_gpu(gpus, argv[0], std::vector<std::string>(argv + 1, argv + argc));
+  }
   // One rank: errors are plain "run: error: ..." lines and exit 1. Several: the failing rank
   // prints "run: error: rank R/N (host): ..." and the whole job is aborted (comm/world.h).
   return gptoss::comm::mpi_guarded_main("run", &argc, &argv, [&](gptoss::comm::World& world) -> int {
@@ -131,23 +191,6 @@ int main(int argc, char** argv) {
       }
       MPI_Barrier(world.comm());
       return 1;
-    }
-    if (gpus > 1 && world.size() == 1 && !world.spawned()) {
-      std::string why;
-      if (!world.grow(gpus, self_exe(argv0.c_str()), args, &why)) {
-        std::string cmd = std::getenv("SLURM_JOB_ID")
-                              ? gptoss::strfmt("srun -n %d --mpi=pmix", gpus)
-                              : gptoss::strfmt("mpirun -np %d", gpus);
-        cmd += " " + shell_quote(argv0);
-        for (const std::string& a : args) cmd += " " + shell_quote(a);
-        std::fprintf(stderr,
-                     "run: error: this process sees %d GPUs but runs as one rank, and starting "
-                     "%d more failed (%s): to use all %d run `%s`; --no-spawn uses one\n",
-                     gpus, gpus - 1, why.c_str(), gpus, cmd.c_str());
-        return 1;
-      }
-      std::fprintf(stderr, "run: this process sees %d GPUs: started %d more rank%s, one per GPU\n",
-                   gpus, gpus - 1, gpus == 2 ? "" : "s");
     }
     {  // collective; every rank fails alike if --dp does not fit
       auto [dp, why] = gptoss::plan_rings(opt);

@@ -134,8 +134,8 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
       ->default_str("auto");
   app.add_flag("--no-spawn", opt.no_spawn,
                "One process that sees several GPUs (no launcher, or one task) uses one GPU. "
-               "Default: it starts one more rank per further GPU (MPI_Comm_spawn), as if started "
-               "with mpirun -np N / srun -n N");
+               "Default: without a launcher it runs itself as mpirun -np N (one rank per GPU); "
+               "a launcher's single task stops with the srun/mpirun command that uses them all");
   bool no_graphs = false;
   bool no_decode = false;
   app.add_flag("--no-decode-kernels", no_decode,

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # slurm_spawn.sh BUILD_DIR: one Slurm task that sees 2 GPUs (the stand-in
-# GPTOSS_VISIBLE_GPUS_STANDIN=2; the course cluster's `srun --gres=gpu:8 ./run ...`) cannot start
-# more ranks under Slurm's PMIx: `run` must stop at once with exit 1 and one error line that gives
-# the srun command that would use both; with --no-spawn the same task runs as one rank and equals
-# the plain single-process output. Starts the local one-node Slurm (launch/slurm-local.sh; root)
+# GPTOSS_VISIBLE_GPUS_STANDIN=2; the course cluster's `srun --gres=gpu:8 ./run ...`): its launcher
+# started one rank, so `run` must stop at once with exit 1 and one error line that gives the srun
+# command that would use both; with --no-spawn the same task runs as one rank and equals the
+# plain single-process output. Starts the local one-node Slurm (launch/slurm-local.sh; root)
 # unless $SLURM_CONF is set, and stops it again.
 set -uo pipefail
 [ $# -ge 1 ] || { echo "usage: slurm_spawn.sh BUILD_DIR" >&2; exit 2; }
@@ -31,7 +31,7 @@ timeout 60 srun -n 1 --mpi=pmix --export=ALL,GPTOSS_VISIBLE_GPUS_STANDIN=2 \
 rc=$?
 [ "$rc" -eq 1 ] || fail "expected exit 1, got $rc"
 [ "$(grep -c '^run: error' err.txt)" -eq 1 ] || fail "not exactly one error line"
-grep -q "^run: error: this process sees 2 GPUs but runs as one rank, and starting 1 more failed (MPI_Comm_spawn: .*): to use all 2 run \`srun -n 2 --mpi=pmix $run $model -z $tok -m getp -i p.txt -o out.txt -n 8\`; --no-spawn uses one$" err.txt \
+grep -q "^run: error: this process sees 2 GPUs but its launcher started one rank: to use all 2 run \`srun -n 2 --mpi=pmix $run $model -z $tok -m getp -i p.txt -o out.txt -n 8\`; --no-spawn uses one$" err.txt \
   || fail "the error line does not give the srun command"
 [ ! -e out.txt ] || fail "OUT written"
 "$run" "$model" -z "$tok" -m getp -i p.txt -o ref.txt -n 8 2>ref.log || fail "one process: exit $?"

@@ -85,8 +85,9 @@ std::string find_in_path(const char* name) {
 // One process that sees several GPUs (e.g. `srun --gres=gpu:8 ./run ...`, one task, or `./run`
 // on a workstation with several GPUs) runs one rank per GPU. Without a launcher it becomes
 // `mpirun -np N` of the same command (exec: the same process id, so signals reach mpirun, which
-// passes them on); a launcher that started one task (Slurm, mpirun -np 1) cannot be asked for
-// more, so it stops with the command that would use them. Returns only on an error (exit 1).
+// passes them on); a Slurm task (srun, or a batch script running it directly) cannot be asked
+// for more ranks, so it stops with the command that would use them. Returns only on an error
+// (exit 1).
 int use_every_gpu(int gpus, const std::string& argv0, const std::vector<std::string>& args) {
   const bool slurm = std::getenv("SLURM_JOB_ID") != nullptr;
   std::string cmd = slurm ? gptoss::strfmt("srun -n %d --mpi=pmix", gpus)
@@ -95,7 +96,7 @@ int use_every_gpu(int gpus, const std::string& argv0, const std::vector<std::str
   for (const std::string& a : args) cmd.append(" ").append(shell_quote(a));
   if (launcher_rank() >= 0) {
     std::fprintf(stderr,
-                 "run: error: this process sees %d GPUs but its launcher started one rank: to use "
+                 "run: error: this process sees %d GPUs but Slurm started it as one task: to use "
                  "all %d run `%s`; --no-spawn uses one\n",
                  gpus, gpus, cmd.c_str());
     return 1;
@@ -176,8 +177,11 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  // One process that sees several GPUs: one rank per GPU (use_every_gpu, docs/pipeline.md).
-  if (cli_error.empty() && !opt.no_spawn && one_process()) {
+  // One process that sees several GPUs: one rank per GPU (use_every_gpu, docs/pipeline.md). Not
+  // when the GPU was chosen (GPTOSS_DEVICE: launch/bind.sh) or mpirun was asked for one rank.
+  const bool mpirun_one = std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr;
+  if (cli_error.empty() && !opt.no_spawn && one_process() && !mpirun_one &&
+      !std::getenv("GPTOSS_DEVICE")) {
     if (const int gpus = visible_gpus(opt); gpus > 1)
       return use_every_gpu(gpus, argv[0], std::vector<std::string>(argv + 1, argv + argc));
   }

@@ -166,6 +166,13 @@ spawn)
   cmp -s ref.txt c.txt || die "--no-spawn: OUT differs from 1 rank"
   has c.err "\"rings\": 1, \"ranks\": 1,"
   grep -q "running it as" c.err && die "--no-spawn started ranks"
+  # A chosen GPU (GPTOSS_DEVICE, as launch/bind.sh sets it) or mpirun -np 1: one rank, as asked.
+  GPTOSS_DEVICE=0 standin -m getp -i in.txt -o d.txt -n 12 -b 2 2>d.err || die "GPTOSS_DEVICE=0: exit $?"
+  has d.err "\"rings\": 1, \"ranks\": 1,"
+  GPTOSS_VISIBLE_GPUS_STANDIN=$NP timeout -k 5 120 mpirun --oversubscribe -np 1 "$RUN" "$MODEL" -z "$TOK" \
+      -m getp -i in.txt -o e.txt -n 12 -b 2 2>e.err || die "mpirun -np 1: exit $?"
+  has e.err "\"rings\": 1, \"ranks\": 1,"
+  cmp -s ref.txt e.txt || die "mpirun -np 1: OUT differs from 1 rank"
   one -m generate -i "Hello world, this is a spawned ring" -n 12 -T 0 --ignore-eos >g1.txt 2>g1.err || die "generate 1 rank: exit $?"
   standin -m generate -i "Hello world, this is a spawned ring" -n 12 -T 0 --ignore-eos >g2.txt 2>g2.err || die "spawned generate: exit $?"
   cmp -s g1.txt g2.txt || die "spawned generate: text differs from 1 rank"

@@ -32,6 +32,9 @@ HERE=$(cd "$(dirname "$0")/../.." && pwd)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 if ldd "$B/run" | grep -q "not found"; then export LD_LIBRARY_PATH="$B/mpi/lib"; fi
 MPI=(mpirun --bind-to none)
+# One process on a machine with several GPUs would run itself as one rank per GPU (src/run/main.cpp):
+# the 1-GPU references name their GPU.
+ONE=(env GPTOSS_DEVICE=0)
 [ -n "${LD_LIBRARY_PATH:-}" ] && MPI+=(-x LD_LIBRARY_PATH)
 TOK=$B/tokenizer.bin
 W=/dev/shm/gpupipe
@@ -107,7 +110,7 @@ fi
 equal_runs() {  # label model n_new batch [quick: no fallback / generate runs]
   local L=$1 M=$2 N=$3 Bt=$4 quick=${5:-}
   local args=(-z "$TOK" -T 0 --ignore-eos -c 1024)
-  t "$L-1gpu" 300 "$B/run" "$M" "${args[@]}" --backend gpu -m getp -i in.txt -o "$L-ref.txt" -n "$N" -b "$Bt"
+  t "$L-1gpu" 300 "${ONE[@]}" "$B/run" "$M" "${args[@]}" --backend gpu -m getp -i in.txt -o "$L-ref.txt" -n "$N" -b "$Bt"
   t "$L-np2" 300 "${MPI[@]}" -np 2 "$B/run" "$M" "${args[@]}" --backend gpu -m getp -i in.txt \
       -o "$L-np2.txt" -n "$N" -b "$Bt" || bad "$L np2 exit"
   grep -m1 "^pipeline:" "$O/$L-np2.log"
@@ -115,7 +118,7 @@ equal_runs() {  # label model n_new batch [quick: no fallback / generate runs]
   [ -n "$quick" ] && return
   # Sampling: each request's draws are made when its token is chosen (rank 0, after the ring).
   local sargs=(-z "$TOK" -T 0.8 -p 0.95 -s 7 --ignore-eos -c 1024 --backend gpu -m getp -i in.txt -n "$N" -b "$Bt")
-  t "$L-s1" 300 "$B/run" "$M" "${sargs[@]}" -o "$L-s1.txt"
+  t "$L-s1" 300 "${ONE[@]}" "$B/run" "$M" "${sargs[@]}" -o "$L-s1.txt"
   t "$L-s2" 300 "${MPI[@]}" -np 2 "$B/run" "$M" "${sargs[@]}" -o "$L-s2.txt" || bad "$L sampled np2 exit"
   same "$L: 2 ranks equal 1 GPU when sampling (-T 0.8 -p 0.95)" "$L-s1.txt" "$L-s2.txt"
   t "$L-mpi" 300 "${MPI[@]}" -np 2 "$B/run" "$M" "${args[@]}" --backend gpu --transport mpi \
@@ -123,7 +126,7 @@ equal_runs() {  # label model n_new batch [quick: no fallback / generate runs]
   grep -m1 "^pipeline:" "$O/$L-mpi.log"
   grep -q "host-staged: IPC disabled" "$O/$L-mpi.log" || bad "$L: --transport mpi gave no host-staged links"
   same "$L: 2 ranks over the MPI fallback equal 1 GPU" "$L-ref.txt" "$L-mpi.txt"
-  t_out "$L-gen1" 300 "$L-g1.txt" "$B/run" "$M" "${args[@]}" --backend gpu -m generate -i "The pipeline on GPUs" -n "$N"
+  t_out "$L-gen1" 300 "$L-g1.txt" "${ONE[@]}" "$B/run" "$M" "${args[@]}" --backend gpu -m generate -i "The pipeline on GPUs" -n "$N"
   t_out "$L-gen2" 300 "$L-g2.txt" "${MPI[@]}" -np 2 "$B/run" "$M" "${args[@]}" --backend gpu -m generate \
       -i "The pipeline on GPUs" -n "$N"
   [ -s "$L-g1.txt" ] || bad "$L: generate printed nothing"
@@ -136,7 +139,7 @@ if has tiny; then
   equal_runs tiny tiny.bin 24 1
   # Batched: micro-batches of other sizes than the engine's steps may take other kernel paths
   # (GEMV vs GEMM, see docs/gpu.md "Batch invariance"): reported, not a gate.
-  t tiny-b4-1gpu 120 "$B/run" tiny.bin -z "$TOK" -T 0 --ignore-eos -c 1024 --backend gpu -m getp -i in.txt -o b4-ref.txt -n 24 -b 4 --chunk 8
+  t tiny-b4-1gpu 120 "${ONE[@]}" "$B/run" tiny.bin -z "$TOK" -T 0 --ignore-eos -c 1024 --backend gpu -m getp -i in.txt -o b4-ref.txt -n 24 -b 4 --chunk 8
   t tiny-b4-np3 120 "${MPI[@]}" -np 3 "$B/run" tiny.bin -z "$TOK" -T 0 --ignore-eos -c 1024 --backend gpu -m getp \
       -i in.txt -o b4-np3.txt -n 24 -b 4 --chunk 8 --micro-batches 5 || bad "tiny np3 exit"
   grep -m1 "^pipeline:" "$O/tiny-b4-np3.log"
@@ -186,7 +189,7 @@ tps() { grep -oE "[0-9.]+ tok/s" "$1" | tail -1; }
 if has perf; then  # batch-1 decode: 1 GPU vs 2 ranks (the difference is the two hops per token)
   echo "=== perf ($(date +%T))"
   for r in 1 2; do
-    pre=(); [ $r = 2 ] && pre=("${MPI[@]}" -np 2)
+    pre=("${ONE[@]}"); [ $r = 2 ] && pre=("${MPI[@]}" -np 2)
     t_out dec$r 200 dec$r.txt "${pre[@]}" "$B/run" 20b.bin -z "$TOK" --backend gpu -m generate \
       -i "Tell me a long story." -n 512 --ignore-eos -T 0 -c 2048
     echo "batch-1 decode, $r rank(s): $(grep -E 'tok/s' "$O/dec$r.log" | tail -1)"
@@ -210,7 +213,7 @@ if has getp; then
   prompts ${GETP_PROMPTS:-1024} 500 big.txt
   for spec in ${GETP_RUNS:-1:256 1:512 2:512 2:1024}; do
     IFS=: read -r nr bt lay <<<"$spec"
-    pre=(); [ "$nr" -gt 1 ] && pre=("${MPI[@]}" -np "$nr")
+    pre=("${ONE[@]}"); [ "$nr" -gt 1 ] && pre=("${MPI[@]}" -np "$nr")
     extra=(); [ -n "$lay" ] && extra=(--layers "$lay")
     name=getp-r$nr-b$bt${lay:+-l${lay/,/-}}
     t "$name" 240 "${pre[@]}" "$B/run" 20b.bin -z "$TOK" --backend gpu -m getp -i big.txt -o g.txt \
@@ -266,7 +269,7 @@ fi
 if has 120b || has 120b1; then
   G=(-z "$TOK" --backend gpu -m generate -i "The pipeline on GPUs" -n 128 -T 0 --ignore-eos -c 1024)
   if has 120b1; then
-    t_out 120b-gen1 300 g1.txt "$B/run" 120b.bin "${G[@]}"
+    t_out 120b-gen1 300 g1.txt "${ONE[@]}" "$B/run" 120b.bin "${G[@]}"
     echo "120b 1 GPU: $(grep -E 'tok/s' "$O/120b-gen1.log" | tail -1)"
   fi
   t_out 120b-gen2 300 g2.txt "${MPI[@]}" -np 2 "$B/run" 120b.bin "${G[@]}" || bad "120b np2 exit"

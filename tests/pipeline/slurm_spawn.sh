@@ -31,7 +31,7 @@ timeout 60 srun -n 1 --mpi=pmix --export=ALL,GPTOSS_VISIBLE_GPUS_STANDIN=2 \
 rc=$?
 [ "$rc" -eq 1 ] || fail "expected exit 1, got $rc"
 [ "$(grep -c '^run: error' err.txt)" -eq 1 ] || fail "not exactly one error line"
-grep -q "^run: error: this process sees 2 GPUs but its launcher started one rank: to use all 2 run \`srun -n 2 --mpi=pmix $run $model -z $tok -m getp -i p.txt -o out.txt -n 8\`; --no-spawn uses one$" err.txt \
+grep -q "^run: error: this process sees 2 GPUs but Slurm started it as one task: to use all 2 run \`srun -n 2 --mpi=pmix $run $model -z $tok -m getp -i p.txt -o out.txt -n 8\`; --no-spawn uses one$" err.txt \
   || fail "the error line does not give the srun command"
 [ ! -e out.txt ] || fail "OUT written"
 "$run" "$model" -z "$tok" -m getp -i p.txt -o ref.txt -n 8 2>ref.log || fail "one process: exit $?"

@@ -152,7 +152,7 @@ int gpu_device_count() {
 
 // The read-bandwidth probe (kernels/gpu/ops.h) over a buffer of up to 2 GiB (what is free
 // allows, at least 256 MiB), the best of 5 reads.
-double GpuBackend::measure_read_gbs() {
+double gpu_backend::GpuBackend::measure_read_gbs() {
   GPU_CHECK(gpuSetDevice(device_));
   size_t free_b = 0, total_b = 0;
   GPU_CHECK(gpuMemGetInfo(&free_b, &total_b));
@@ -189,7 +189,7 @@ double GpuBackend::measure_read_gbs() {
 
 // Dense bf16 matrix peaks, TFLOP/s, from the vendors' data sheets (one MI250/MI250X GCD: half the
 // card). 0 for a card not listed.
-double GpuBackend::matrix_peak_tflops() const {
+double gpu_backend::GpuBackend::matrix_peak_tflops() const {
   gpuDeviceProp prop;
   GPU_CHECK(gpuGetDeviceProperties(&prop, device_));
   const std::string name = prop.name;

@@ -412,8 +412,12 @@ int run_ring_leader(const RunOptions& opt) {
   sch.on_finish = [&](Finished&& f) {
     flush_tokens();  // a request's tokens before its end
     params.erase(f.id);
-    std::vector<int64_t> w{static_cast<int64_t>(f.id), static_cast<int64_t>(f.reason)};
-    if (!streaming) w.insert(w.end(), f.generated.begin(), f.generated.end());
+    std::vector<int64_t> w;
+    w.reserve(2 + (streaming ? 0 : f.generated.size()));
+    w.push_back(static_cast<int64_t>(f.id));
+    w.push_back(static_cast<int64_t>(f.reason));
+    if (!streaming)
+      for (int32_t t : f.generated) w.push_back(t);
     out.send(0, kResult, std::move(w));
   };
   bool end = false, stop = false, finish = false, done_sent = false;

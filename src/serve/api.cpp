@@ -52,6 +52,9 @@ Json parse_body(const std::string& body) {
   } catch (const Json::parse_error& e) {
     throw ApiError(400, std::string("the request body is not valid JSON: ") + e.what(), "",
                    "invalid_json");
+  } catch (const Json::exception& e) {  // e.g. a number too large for a double (1e400)
+    throw ApiError(400, std::string("the request body cannot be read: ") + e.what(), "",
+                   "invalid_json");
   }
 }
 

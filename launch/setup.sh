@@ -12,10 +12,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build}
 cd "$root"
 
-# libcpp-httplib-dev: the HTTP server of `run -m serve`; chromium: its chat page's browser test.
+# libcpp-httplib-dev: the HTTP server of `run -m serve`; chromium: its chat page's browser test;
+# iproute2: ss, which the server's load test reads the listen backlog with.
 packages=(build-essential cmake pkg-config git libopenmpi-dev openmpi-bin
           libomp-dev libcli11-dev libgtest-dev libpcre2-dev nlohmann-json3-dev libedit-dev
-          python3-matplotlib libcpp-httplib-dev chromium)
+          python3-matplotlib libcpp-httplib-dev chromium iproute2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,6 +2,7 @@
 #include "serve/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -20,6 +21,7 @@ namespace gptoss::serve {
 namespace {
 
 constexpr auto kPoll = std::chrono::milliseconds(100);  // how often a waiting handler looks up
+constexpr int kListenBacklog = 1024;  // connections the kernel holds before we accept them
 
 int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -70,6 +72,7 @@ struct HttpServer::Impl {
   httplib::Server svr;
   std::thread thread;
   int bound_port = -1;
+  int listen_fd = -1;  // the listening socket: the last one the socket-options hook saw
   std::atomic<bool> draining{false};
   std::atomic<uint64_t> next_id{1};
   std::atomic<int> outstanding{0};  // admitted, reply not complete
@@ -98,9 +101,11 @@ void HttpServer::start() {
   };
   // SO_REUSEADDR only: the library's default adds SO_REUSEPORT, which lets a second server bind a
   // port that one is already listening on (and the kernel split the connections between them).
-  s.svr.set_socket_options([](socket_t sock) {
+  // The library tries each address in turn: the listening socket is the last one seen here.
+  s.svr.set_socket_options([&s](socket_t sock) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    s.listen_fd = sock;
   });
   s.svr.set_payload_max_length(s.cfg.max_body_bytes);
   s.svr.set_keep_alive_timeout(2);
@@ -116,6 +121,13 @@ void HttpServer::start() {
            s.cfg.host.c_str(), s.cfg.port);
     s.bound_port = s.cfg.port;
   }
+  // Debian's packaged library is compiled with a listen backlog of 5 (its
+  // CPPHTTPLIB_LISTEN_BACKLOG cannot be changed from here). 16 clients connecting at once
+  // overflowed it (TcpExtListenOverflows): a dropped connection cost its client a 1 s SYN retry
+  // or, now and then, the request ("transport: Read" in serve_load on CI). On Linux a second
+  // listen() on a listening socket only sets its backlog; the kernel caps it at somaxconn.
+  if (s.listen_fd >= 0 && ::listen(s.listen_fd, kListenBacklog) != 0)
+    fail("serve: cannot set the listen backlog on %s:%d", s.cfg.host.c_str(), s.bound_port);
   s.thread = std::thread([&s] { s.svr.listen_after_bind(); });
 }
 

@@ -211,16 +211,21 @@ void f32_rope_apply(const RopeTable& t, const float* cs, float* x, int n_heads) 
 // ============================================================================ attention
 void f32_attention_sinks_head(const float* q, const float* k_cache, const float* v_cache, int cap,
                               int n_kv_heads, int head_dim, int kv_head, int pos, int window,
-                              float sink, float* out, float* scratch) {
+                              float sink, float* out, float* scratch, const int32_t* blocks,
+                              int block_tokens) {
   const bool simd = head_dim % 8 == 0;
   const int j0 = window > 0 ? std::max(0, pos - window + 1) : 0;
-  GPTOSS_ASSERT(pos - j0 < cap);
+  GPTOSS_ASSERT(blocks ? block_tokens > 0 : pos - j0 < cap);
+  auto row = [&](int j) -> size_t {
+    if (!blocks) return static_cast<size_t>(j % cap);
+    return static_cast<size_t>(blocks[j / block_tokens]) * block_tokens + j % block_tokens;
+  };
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const size_t row_stride = static_cast<size_t>(n_kv_heads) * head_dim;
   const size_t head_off = static_cast<size_t>(kv_head) * head_dim;
   float m = sink;
   for (int j = j0; j <= pos; ++j) {
-    const float* kj = k_cache + static_cast<size_t>(j % cap) * row_stride + head_off;
+    const float* kj = k_cache + row(j) * row_stride + head_off;
     if (!simd) {
       float dot = 0.0f;
       for (int k = 0; k < head_dim; ++k) dot = std::fma(q[k], kj[k], dot);
@@ -244,7 +249,7 @@ void f32_attention_sinks_head(const float* q, const float* k_cache, const float*
   for (int d = 0; d < head_dim; ++d) out[d] = 0.0f;
   for (int j = j0; j <= pos; ++j) {
     const float p = scratch[j - j0] / den;
-    const float* vj = v_cache + static_cast<size_t>(j % cap) * row_stride + head_off;
+    const float* vj = v_cache + row(j) * row_stride + head_off;
     if (!simd) {
       for (int d = 0; d < head_dim; ++d) out[d] = std::fma(p, vj[d], out[d]);
       continue;

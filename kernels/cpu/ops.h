@@ -94,12 +94,16 @@ void f32_rope_apply(const RopeTable& t, const float* cs, float* x, int n_heads);
 // The sink takes probability mass and adds no value.
 // GQA: query head h reads kv head gqa_kv_head(h, n_heads, n_kv_heads) = h / (n_heads / n_kv).
 // scratch: [window > 0 ? min(window, pos + 1) : pos + 1] floats (pos + 1 is always enough).
+// Where position j is in the caches: row j % cap (a ring of cap rows, or cap >= pos + 1), or,
+// paged (blocks != nullptr), row blocks[j / block_tokens] * block_tokens + j % block_tokens of a
+// pool (the sequence's block table). The arithmetic does not depend on where the rows are.
 // ---------------------------------------------------------------------------------------------
 inline int gqa_kv_head(int h, int n_heads, int n_kv_heads) { return h / (n_heads / n_kv_heads); }
 
 void f32_attention_sinks_head(const float* q, const float* k_cache, const float* v_cache, int cap,
                               int n_kv_heads, int head_dim, int kv_head, int pos, int window,
-                              float sink, float* out, float* scratch);
+                              float sink, float* out, float* scratch,
+                              const int32_t* blocks = nullptr, int block_tokens = 0);
 
 // ---------------------------------------------------------------------------------------------
 // MoE router: given router logits [E] of one row, pick the k largest (ties: the lower expert index

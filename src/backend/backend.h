@@ -33,12 +33,15 @@ struct ModelWeights;
 //     order) and single decode tokens of other slots.
 //   - Rows with kLogits set get logits (or a picked token), in row order.
 // SequenceCheck (sequence_check.h) enforces these rules for every backend.
+//   - With a paged KV cache (SchedulerOptions::kv_block_tokens > 0) `block` is the pool block
+//     that holds `pos` in the full-attention layers (RowPos::block); -1 when it is not paged.
 struct Row {
   enum : uint32_t { kNewSeq = 1u, kLogits = 2u };
   int32_t token = 0;
   int32_t slot = 0;
   int32_t pos = 0;
   uint32_t flags = 0;
+  int32_t block = -1;
 };
 
 // What a backend is made with (the command line's -c, -b, -t, --kv-cache, the GPU knobs).
@@ -47,6 +50,11 @@ struct BackendOptions {
   int max_slots = 1;     // concurrent sequences (-b); GPU: 0 = as many as free memory holds at
                          // ctx, at most max_auto_slots (max_slots() then says how many)
   int max_auto_slots = 256;
+  // Paged KV cache (SchedulerOptions): kv_block_tokens positions per block, kv_blocks blocks in
+  // the pool of each full-attention layer; 0 = not paged. A backend that cannot page ignores
+  // them (pages_kv() false) and keeps max_slots x ctx.
+  int kv_block_tokens = 0;
+  int kv_blocks = 0;
   int threads = 0;       // CPU threads (-t); 0 = OpenMP default
   // KV-cache element type: "" = the backend's default (CPU: f32, its only choice; GPU: bf16),
   // "bf16" or "f32" (--kv-cache).
@@ -71,6 +79,9 @@ class Backend {
   // Sequences its KV cache holds (a GPU backend made with max_slots 0 sizes it from free memory).
   virtual int max_slots() const = 0;
   virtual size_t kv_cache_bytes() const = 0;
+  // True when the full-attention layers' cache is the pool of BackendOptions::kv_blocks blocks
+  // (rows then carry RowPos::block); false: slots x ctx, RowPos::block ignored.
+  virtual bool pages_kv() const { return false; }
   // Where run/head take and leave hidden states: host memory (CPU) or the GPU's memory.
   virtual MemoryKind payload_memory() const { return MemoryKind::Host; }
   // The GPU the payloads live on (payload_memory() == Device), else -1.

@@ -29,7 +29,7 @@ void Engine::run_passes(std::span<const Row> rows, Done&& done) {
     for (size_t i = 0; i < n; ++i) {
       const Row& r = rows[r0 + i];
       tokens_[i] = r.token;
-      pos_[i] = RowPos{r.slot, r.pos};
+      pos_[i] = RowPos{r.slot, r.pos, r.block};
       if (r.flags & Row::kLogits) logit_rows_.push_back(static_cast<int32_t>(i));
     }
     b_->run(tokens_, pos_, nullptr, nullptr);

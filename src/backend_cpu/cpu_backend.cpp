@@ -17,7 +17,10 @@ namespace {
 class CpuBackend final : public Backend {
  public:
   CpuBackend(const ModelWeights& w, const BackendOptions& opt, int first, int last, bool ends)
-      : model_(w, opt.ctx, opt.max_slots, first, last), first_(first), last_(last), ends_(ends) {}
+      : model_(w, opt.ctx, opt.max_slots, first, last, opt.kv_block_tokens, opt.kv_blocks),
+        first_(first),
+        last_(last),
+        ends_(ends) {}
   const Config& config() const override { return model_.config(); }
   int first_layer() const override { return first_; }
   int last_layer() const override { return last_; }
@@ -25,6 +28,7 @@ class CpuBackend final : public Backend {
   int ctx() const override { return model_.ctx(); }
   int max_slots() const override { return model_.max_slots(); }
   size_t kv_cache_bytes() const override { return model_.kv_cache_bytes(); }
+  bool pages_kv() const override { return model_.paged(); }
 
   void run(std::span<const int32_t> tokens, std::span<const RowPos> rows, const float* in,
            float* out) override {

@@ -66,16 +66,27 @@ int layer_cap(const Config& c, int layer, int ctx) {
 }
 }  // namespace
 
-size_t CpuModel::kv_cache_bytes_for(const Config& c, int ctx, int max_slots, int first, int last) {
+size_t CpuModel::kv_cache_bytes_for(const Config& c, int ctx, int max_slots, int first, int last,
+                                    int block_tokens, int blocks) {
   size_t total = 0;
-  for (int l = first; l < last; ++l)
-    total += 2 * sizeof(float) * static_cast<size_t>(max_slots) * layer_cap(c, l, ctx) * c.kv_dim();
+  for (int l = first; l < last; ++l) {
+    const size_t positions = block_tokens > 0 && !is_sliding(c, l)
+                                 ? static_cast<size_t>(blocks) * block_tokens
+                                 : static_cast<size_t>(max_slots) * layer_cap(c, l, ctx);
+    total += 2 * sizeof(float) * positions * c.kv_dim();
+  }
   return total;
 }
 
-CpuModel::CpuModel(const ModelWeights& w, int ctx, int max_slots, int first_layer, int last_layer)
-    : w_(w), ctx_(ctx), max_slots_(max_slots), first_(first_layer), last_(last_layer) {
+CpuModel::CpuModel(const ModelWeights& w, int ctx, int max_slots, int first_layer, int last_layer,
+                   int block_tokens, int blocks)
+    : w_(w), ctx_(ctx), max_slots_(max_slots), first_(first_layer), last_(last_layer),
+      block_tokens_(block_tokens), blocks_(blocks) {
   const Config& c = w_.config;
+  if (block_tokens < 0 || (block_tokens > 0 && blocks < 1))
+    fail("paged KV cache of %d blocks of %d positions: both must be at least 1", blocks,
+         block_tokens);
+  if (block_tokens > 0) tables_.resize(static_cast<size_t>(std::max(max_slots, 0)));
   if (ctx < 1) fail("context length %d: must be at least 1", ctx);
   if (ctx > c.max_context) fail("context length %d exceeds the model's maximum of %d", ctx, c.max_context);
   if (max_slots < 1) fail("max concurrent sequences %d: must be at least 1", max_slots);
@@ -92,19 +103,22 @@ CpuModel::CpuModel(const ModelWeights& w, int ctx, int max_slots, int first_laye
     fail("model weights: %zu layers given, config says %d", w_.layers.size(), c.n_layers);
   rope_ = cpu::rope_yarn_table(c.head_dim, c.rope_theta, c.rope_factor, c.initial_context,
                                c.rope_beta_fast, c.rope_beta_slow);
-  kv_bytes_ = kv_cache_bytes_for(c, ctx, max_slots, first_layer, last_layer);
+  kv_bytes_ = kv_cache_bytes_for(c, ctx, max_slots, first_layer, last_layer, block_tokens, blocks);
   cache_.resize(last_layer - first_layer);
   for (int l = first_layer; l < last_layer; ++l) {
     LayerCache& lc = cache_[l - first_layer];
     lc.cap = layer_cap(c, l, ctx);
     lc.window = is_sliding(c, l) ? c.sliding_window : 0;
-    const size_t n = static_cast<size_t>(max_slots) * lc.cap * c.kv_dim();
+    lc.paged = block_tokens > 0 && !is_sliding(c, l);
+    const size_t n = (lc.paged ? static_cast<size_t>(blocks) * block_tokens
+                               : static_cast<size_t>(max_slots) * lc.cap) *
+                     c.kv_dim();
     try {
       lc.k.reset(new float[n]);  // not value-initialised: pages are committed when first written
       lc.v.reset(new float[n]);
     } catch (const std::bad_alloc&) {
       fail("KV cache of %.2f GiB (ctx %d, %d sequences, fp32) does not fit in host memory; "
-           "lower -c or -b",
+           "lower -c, -b or --kv-tokens",
            kv_bytes_ / 1073741824.0, ctx, max_slots);
     }
   }
@@ -163,7 +177,9 @@ void CpuModel::attention(int l, std::span<const RowPos> rows, float* x) {
       if (wave[i] == wv) members.push_back(i);
     for (int i : members) {
       const float* q = qkv_.data() + static_cast<size_t>(i) * R;
-      const size_t at = rows[i].slot * slot_stride + static_cast<size_t>(rows[i].pos % lc.cap) * KV;
+      const size_t at =
+          lc.paged ? (static_cast<size_t>(rows[i].block) * block_tokens_ + rows[i].pos % block_tokens_) * KV
+                   : rows[i].slot * slot_stride + static_cast<size_t>(rows[i].pos % lc.cap) * KV;
       std::memcpy(lc.k.get() + at, q + Q, sizeof(float) * KV);
       std::memcpy(lc.v.get() + at, q + Q + KV, sizeof(float) * KV);
     }
@@ -172,12 +188,14 @@ void CpuModel::attention(int l, std::span<const RowPos> rows, float* x) {
     for (int t = 0; t < tasks; ++t) {
       const int i = members[t / nh], h = t % nh;
       float* sc = scratch_.data() + static_cast<size_t>(omp_get_thread_num()) * (ctx_ + 2 * hd);
-      const size_t base = rows[i].slot * slot_stride;
+      const size_t base = lc.paged ? 0 : rows[i].slot * slot_stride;
       cpu::f32_attention_sinks_head(qkv_.data() + static_cast<size_t>(i) * R + h * hd,
                                     lc.k.get() + base, lc.v.get() + base, lc.cap, nkv, hd,
                                     cpu::gqa_kv_head(h, nh, nkv), rows[i].pos, lc.window,
                                     bf16_to_f32(L.sinks[h]),
-                                    attn_.data() + static_cast<size_t>(i) * Q + h * hd, sc);
+                                    attn_.data() + static_cast<size_t>(i) * Q + h * hd, sc,
+                                    lc.paged ? tables_[rows[i].slot].data() : nullptr,
+                                    block_tokens_);
     }
   }
   double t2 = omp_get_wtime();
@@ -187,11 +205,28 @@ void CpuModel::attention(int l, std::span<const RowPos> rows, float* x) {
   times_.out_proj_s += omp_get_wtime() - t2;
 }
 
+// Paged: every row names the block of its position; a slot's table grows as its positions do.
+// The rows come checked (SequenceCheck: consecutive positions per slot); the blocks are checked
+// here, so a bad block is an error, never a write outside the pool.
+void CpuModel::update_block_tables(std::span<const RowPos> rows) {
+  for (const RowPos& r : rows) {
+    if (r.block < 0 || r.block >= blocks_)
+      fail("KV cache: the row at slot %d position %d names block %d; the pool has blocks "
+           "[0, %d)",
+           r.slot, r.pos, r.block, blocks_);
+    std::vector<int32_t>& t = tables_[r.slot];
+    const size_t b = static_cast<size_t>(r.pos / block_tokens_);
+    if (t.size() <= b) t.resize(b + 1, -1);
+    t[b] = r.block;
+  }
+}
+
 void CpuModel::run_layers(int first, int last, std::span<const RowPos> rows, float* x) {
   GPTOSS_ASSERT(first >= first_ && last <= last_ && first <= last);
   const Config& c = w_.config;
   const int n = static_cast<int>(rows.size());
   if (n == 0) return;
+  if (paged()) update_block_tables(rows);
   for (int l = first; l < last; ++l) {
     attention(l, rows, x);
     const LayerWeights& L = w_.layers[l];

@@ -6,7 +6,10 @@
 //
 // KV cache: fp32 (this is the reference backend), per layer and slot k, v: [cap, kv_heads,
 // head_dim]; cap = sliding_window on sliding layers (a ring: position j at index j % window),
-// cap = ctx on full layers. Only layers [first_layer, last_layer) given at construction have one.
+// cap = ctx on full layers. Paged (block_tokens > 0): the full layers keep one pool each,
+// [blocks, block_tokens, kv_heads, head_dim], shared by every slot; a row's RowPos::block says
+// where its position goes, and each slot's block table is kept from the rows seen (the sliding
+// layers keep their per-slot rings). Only layers [first_layer, last_layer) have a cache.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -50,16 +53,20 @@ ModelWeights model_weights(const ModelFile& model);
 
 class CpuModel {
  public:
-  // Layers [first_layer, last_layer) get a KV cache of `ctx` positions x `max_slots` slots.
+  // Layers [first_layer, last_layer) get a KV cache of `ctx` positions x `max_slots` slots, or,
+  // with block_tokens > 0, the full layers a pool of `blocks` blocks of block_tokens positions.
   // Throws Error on bad options. The cache memory is reserved, not touched, until used.
-  CpuModel(const ModelWeights& w, int ctx, int max_slots, int first_layer, int last_layer);
+  CpuModel(const ModelWeights& w, int ctx, int max_slots, int first_layer, int last_layer,
+           int block_tokens = 0, int blocks = 0);
 
   const Config& config() const { return w_.config; }
   int ctx() const { return ctx_; }
   int max_slots() const { return max_slots_; }
   size_t kv_cache_bytes() const { return kv_bytes_; }
   // Bytes a cache of these options would take for layers [first, last) (for printing / planning).
-  static size_t kv_cache_bytes_for(const Config& c, int ctx, int max_slots, int first, int last);
+  static size_t kv_cache_bytes_for(const Config& c, int ctx, int max_slots, int first, int last,
+                                   int block_tokens = 0, int blocks = 0);
+  bool paged() const { return block_tokens_ > 0; }
 
   // x[n, :] = embedding[tokens[n]]. x: [rows, H].
   void embed(std::span<const int32_t> tokens, float* x) const;
@@ -93,15 +100,19 @@ class CpuModel {
 
  private:
   void attention(int layer, std::span<const RowPos> rows, float* x);
+  void update_block_tables(std::span<const RowPos> rows);
 
   ModelWeights w_;
   int ctx_, max_slots_, first_, last_;
+  int block_tokens_ = 0, blocks_ = 0;  // paged full layers (0: not paged)
+  std::vector<std::vector<int32_t>> tables_;  // paged: [slot] -> block of positions [iB, (i+1)B)
   size_t kv_bytes_ = 0;
   cpu::RopeTable rope_;
   // Per layer in [first_, last_): k and v caches [max_slots, cap, kv_heads, head_dim].
   struct LayerCache {
     int cap = 0;
     int window = 0;  // 0 = full attention
+    bool paged = false;  // a pool of blocks (full layers of a paged cache)
     std::unique_ptr<float[]> k, v;
   };
   std::vector<LayerCache> cache_;

@@ -19,10 +19,13 @@ struct TokenPick {
 };
 static_assert(sizeof(TokenPick) == 24);
 
-// Where one row of a micro-batch sits: its KV-cache slot and position.
+// Where one row of a micro-batch sits: its KV-cache slot and position, and, when the KV cache is
+// paged (src/sched/kv_blocks.h), the block of the pool that holds this position in the layers
+// that keep every position (full attention); -1 when it is not paged.
 struct RowPos {
   int32_t slot = 0;
   int32_t pos = 0;
+  int32_t block = -1;
 };
 
 // Where a buffer lives: host memory, or the memory of the rank's GPU.

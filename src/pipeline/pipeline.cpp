@@ -116,9 +116,10 @@ void Pipeline::send(const Scheduler::Step& step) {
     uint32_t f = 0;
     if (r.flags & Row::kNewSeq) f |= comm::kRowNewSequence;
     if (r.flags & Row::kLogits) f |= comm::kRowNeedsLogits | comm::kRowLastPromptToken;
-    s.rows[i] = comm::RowHeader{r.slot, r.pos, f, 0};
+    // RowHeader::user carries the row's KV block (paged cache; -1 when not paged).
+    s.rows[i] = comm::RowHeader{r.slot, r.pos, f, static_cast<uint32_t>(r.block)};
     tokens_[i] = r.token;
-    pos_[i] = RowPos{r.slot, r.pos};
+    pos_[i] = RowPos{r.slot, r.pos, r.block};
   }
   s.header->flags = 0;
   s.header->micro_batch_id = next_id_++;
@@ -259,7 +260,9 @@ void Pipeline::serve() {
       check_rows(in);
       std::memcpy(out.rows, in.rows, n * sizeof(comm::RowHeader));
       pos_.resize(n);
-      for (uint32_t i = 0; i < n; ++i) pos_[i] = RowPos{in.rows[i].seq_slot, in.rows[i].position};
+      for (uint32_t i = 0; i < n; ++i)
+        pos_[i] = RowPos{in.rows[i].seq_slot, in.rows[i].position,
+                         static_cast<int32_t>(in.rows[i].user)};
       backend_->run({}, pos_, static_cast<const float*>(in.payload), static_cast<float*>(out.payload));
     }
     busy_us_ += now_us() - t0;

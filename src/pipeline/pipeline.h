@@ -65,6 +65,7 @@ class Pipeline {
   int max_slots() const { return opt_.max_slots; }  // agreed by every rank (auto resolved)
   const std::vector<int>& layers() const { return layers_; }  // layers per rank
   size_t kv_cache_bytes() const { return backend_->kv_cache_bytes(); }
+  bool pages_kv() const { return backend_->pages_kv(); }
   Backend& backend() { return *backend_; }
   // One line for the start-up summary (split, micro-batches, transport).
   std::string describe() const;

@@ -114,6 +114,13 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
                  "auto | cpu | gpu. auto: the GPU when this is a GPU build and one is present, else the CPU");
   app.add_option("--kv-cache", opt.kv_cache,
                  "KV-cache element type: bf16 | f32. Default: GPU bf16, CPU f32 (its only choice)");
+  app.add_option("--kv-tokens", opt.kv_tokens,
+                 "CPU: positions the paged KV cache holds for all sequences together (its "
+                 "full-attention layers; sliding layers keep their window per sequence). A "
+                 "sequence is admitted when its prompt + -n fits; at least -c. Default: -b x -c")
+      ->default_str("-b x -c");
+  app.add_option("--kv-block", opt.kv_block, "CPU: positions per block of the paged KV cache")
+      ->default_str("32");
   app.add_option("--reasoning", opt.reasoning,
                  "chat, serve: reasoning effort low | medium | high (serve: when a request gives none)");
   app.add_option("-y,--developer", opt.developer, "chat: developer instructions");
@@ -286,6 +293,12 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
 #endif
   if (!opt.kv_cache.empty() && opt.kv_cache != "bf16" && opt.kv_cache != "f32")
     fail("--kv-cache: expected bf16 or f32, got '%s'", opt.kv_cache.c_str());
+  if (given("--kv-block") && (opt.kv_block < 1 || opt.kv_block > 4096))
+    fail("--kv-block: positions per block must be in [1, 4096], got %d", opt.kv_block);
+  if (given("--kv-tokens") && (opt.kv_tokens < opt.ctx || opt.kv_tokens > (int64_t{1} << 31) - 1))
+    fail("--kv-tokens: the paged KV cache must hold at least one sequence of -c %d and at most "
+         "2^31-1 positions, got %lld",
+         opt.ctx, static_cast<long long>(opt.kv_tokens));
   if (opt.reasoning != "low" && opt.reasoning != "medium" && opt.reasoning != "high")
     fail("--reasoning: expected low, medium or high, got '%s'", opt.reasoning.c_str());
 

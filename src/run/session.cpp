@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <tuple>
 
 #include "comm/device_pick.h"
 #include "comm/world.h"
@@ -135,6 +136,28 @@ int gpu_for_this_rank() {
 }
 #endif
 
+// The paged KV cache (SchedulerOptions, docs/architecture.md): positions per block and blocks in
+// the pool, the same on every rank. The CPU pages (default pool: -b x -c, the memory an unpaged
+// cache takes); the GPU does not yet (it keeps -b x -c): --kv-tokens / --kv-block are refused
+// there rather than ignored.
+std::pair<int, int> kv_paging(const RunOptions& opt, const std::string& backend) {
+  if (backend != "cpu") {
+    if (opt.kv_tokens > 0 || opt.kv_block > 0)
+      throw comm::WorldError(strfmt("--kv-%s: the GPU backend does not page its KV cache yet (it "
+                                    "holds -b x -c); leave it out",
+                                    opt.kv_tokens > 0 ? "tokens" : "block"));
+    return {0, 0};
+  }
+  const int64_t B = opt.kv_block > 0 ? opt.kv_block : 32;
+  const int64_t per_seq = (opt.ctx + B - 1) / B;
+  const int64_t blocks =
+      opt.kv_tokens > 0 ? (opt.kv_tokens + B - 1) / B : per_seq * session_slots(opt);
+  if (blocks > (int64_t{1} << 31) - 1)
+    throw comm::WorldError(strfmt("KV cache of %lld blocks of %lld positions is too large",
+                                  static_cast<long long>(blocks), static_cast<long long>(B)));
+  return {static_cast<int>(B), static_cast<int>(blocks)};
+}
+
 // This rank's backend: the CPU over the mapped weights, or (GPU builds, --backend gpu) the GPU
 // backend on the rank's own device (GPTOSS_DEVICE, else its local rank among the visible GPUs).
 BackendFactory backend_factory(const RunOptions& opt, const ModelFile& model,
@@ -147,6 +170,7 @@ BackendFactory backend_factory(const RunOptions& opt, const ModelFile& model,
   bo.kv_cache = opt.kv_cache;
   bo.gpu_graphs = opt.gpu_graphs;
   bo.decode_kernels = opt.decode_kernels;
+  std::tie(bo.kv_block_tokens, bo.kv_blocks) = kv_paging(opt, backend);
 #ifdef GPTOSS_HAVE_GPU
   if (backend == "gpu") {
     bo.device = gpu_for_this_rank();
@@ -230,6 +254,8 @@ SchedulerOptions Session::scheduler_options(const RunOptions& opt, int n) const 
   so.ctx = opt.ctx;
   so.stop_ids = opt.stop_ids;
   so.ignore_eos = opt.ignore_eos;
+  so.kv_block_tokens = kv_block_tokens;
+  so.kv_blocks = kv_blocks;
   return so;
 }
 
@@ -264,6 +290,7 @@ void open_ring(Session& s, const RunOptions& opt) {
                                           pipeline_options(opt, s.backend));  // collective
   s.micro_batches = s.pipeline->micro_batches();
   s.slots = s.pipeline->max_slots();
+  if (s.pipeline->pages_kv()) std::tie(s.kv_block_tokens, s.kv_blocks) = kv_paging(opt, s.backend);
 }
 
 }  // namespace
@@ -329,16 +356,24 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
   }
   if (s.ranks > 1) std::fprintf(stderr, "%s%s\n", r.dp > 1 ? "ring 0: " : "",
                                 s.pipeline->describe().c_str());
-  std::fprintf(stderr,
-               "loaded in %.2f s; KV cache %.1f MiB%s (%d slot%s x %d positions%s); backend "
-               "%s\n",
-               s.load_s, static_cast<double>(kv_bytes) / (1024.0 * 1024.0),
-               s.ranks > 1 ? " on rank 0" : "", slots,
-               slots == 1 ? "" : "s", opt.ctx,
-               auto_slots ? strfmt(": as many as GPU memory holds, at most %d; -b sets it",
-                                   auto_slots_cap(opt, s.ranks)).c_str()
-                          : "",
-               s.backend.c_str());
+  // Paged: the pool's positions, shared by the slots (sliding layers keep a window per slot).
+  const std::string kv_shape =
+      s.kv_block_tokens > 0 && opt.kv_tokens > 0
+          ? strfmt("%d slot%s sharing %lld positions (--kv-tokens), at most %d each, paged in "
+                   "blocks of %d",
+                   slots, slots == 1 ? "" : "s",
+                   static_cast<long long>(s.kv_blocks) * s.kv_block_tokens, opt.ctx,
+                   s.kv_block_tokens)
+      : s.kv_block_tokens > 0
+          ? strfmt("%d slot%s x %d positions, paged in blocks of %d", slots, slots == 1 ? "" : "s",
+                   opt.ctx, s.kv_block_tokens)
+          : strfmt("%d slot%s x %d positions%s", slots, slots == 1 ? "" : "s", opt.ctx,
+                   auto_slots ? strfmt(": as many as GPU memory holds, at most %d; -b sets it",
+                                       auto_slots_cap(opt, s.ranks)).c_str()
+                              : "");
+  std::fprintf(stderr, "loaded in %.2f s; KV cache %.1f MiB%s (%s); backend %s\n", s.load_s,
+               static_cast<double>(kv_bytes) / (1024.0 * 1024.0), s.ranks > 1 ? " on rank 0" : "",
+               kv_shape.c_str(), s.backend.c_str());
   return s;
 }
 

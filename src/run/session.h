@@ -40,6 +40,8 @@ struct Session {
   // Concurrent sequences (KV-cache slots): the slots asked for, or for getp on the GPU without -b
   // as many as the GPU's free memory holds at -c (at most 256).
   int slots = 1;
+  // The paged KV cache (SchedulerOptions): positions per block (0: not paged) and pool blocks.
+  int kv_block_tokens = 0, kv_blocks = 0;
 
   // The scheduler of every mode over this session: `slots` sequences (0 = the session's slots),
   // its step budget, -c, the stop ids and --ignore-eos.

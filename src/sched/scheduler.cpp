@@ -18,8 +18,22 @@ const char* finish_reason_name(FinishReason r) {
 }
 
 Scheduler::Scheduler(const SchedulerOptions& opt, ChooserFactory chooser)
-    : opt_(opt), make_chooser_(std::move(chooser)), slots_(static_cast<size_t>(opt.max_slots)) {
+    : opt_(opt),
+      make_chooser_(std::move(chooser)),
+      slots_(static_cast<size_t>(opt.max_slots)),
+      held_(static_cast<size_t>(opt.max_slots)),
+      idle_since_(static_cast<size_t>(opt.max_slots), 0) {
   GPTOSS_ASSERT(opt.max_slots >= 1 && opt.chunk_tokens >= 1 && opt.ctx >= 2);
+  if (opt_.kv_block_tokens > 0) {
+    const int64_t per_seq = (static_cast<int64_t>(opt_.ctx) + opt_.kv_block_tokens - 1) / opt_.kv_block_tokens;
+    if (opt_.kv_blocks < per_seq)
+      fail("KV cache of %d blocks of %d positions holds less than one sequence of -c %d",
+           opt_.kv_blocks, opt_.kv_block_tokens, opt_.ctx);
+    free_blocks_.resize(static_cast<size_t>(opt_.kv_blocks));
+    for (int i = 0; i < opt_.kv_blocks; ++i) free_blocks_[i] = opt_.kv_blocks - 1 - i;
+  } else {
+    opt_.kv_blocks = 0;
+  }
 }
 
 void Scheduler::submit(Request r) {
@@ -46,12 +60,34 @@ bool Scheduler::admit_one() {
   if (slot >= 0) {
     if (slots_[slot].active) return false;  // FIFO: wait for that slot
   } else {
-    for (int s = 0; s < opt_.max_slots; ++s)
-      if (!slots_[s].active) { slot = s; break; }
+    // A free slot that holds no KV blocks, else the one idle longest (its blocks go back).
+    for (int s = 0; s < opt_.max_slots; ++s) {
+      if (slots_[s].active) continue;
+      if (held_[s].empty()) { slot = s; break; }
+      if (slot < 0 || idle_since_[s] < idle_since_[slot]) slot = s;
+    }
     if (slot < 0) return false;
+  }
+  int promise = 0;
+  if (opt_.kv_block_tokens > 0) {
+    const int B = opt_.kv_block_tokens;
+    const int64_t end = std::min<int64_t>(
+        opt_.ctx, static_cast<int64_t>(r.start_pos) + static_cast<int64_t>(r.tokens.size()) + r.max_new);
+    const int need = static_cast<int>((end + B - 1) / B);
+    // A continuation keeps what its slot holds; a new sequence gives the slot's blocks back.
+    const int have = r.start_pos > 0 ? static_cast<int>(held_[slot].size()) : 0;
+    if (r.start_pos > 0 && have < (r.start_pos + B - 1) / B)
+      fail("request %llu: continues slot %d at position %d, but its KV blocks were given to "
+           "other sequences",
+           (unsigned long long)r.id, slot, r.start_pos);
+    if (r.start_pos == 0) release_blocks(slot);
+    if (!make_room(need - have, slot)) return false;  // FIFO: wait for blocks
+    promise = need - have;
+    promised_ += promise;
   }
   Seq& q = slots_[slot];
   q = Seq{};
+  q.promised = promise;
   q.active = true;
   q.id = r.id;
   q.admitted = admitted_count_++;
@@ -82,6 +118,19 @@ bool Scheduler::plan(Step& step, const PlanLimits& limits) {
       row.token = q.feed[q.next];
       row.slot = slot;
       row.pos = q.pos;
+      if (opt_.kv_block_tokens > 0) {
+        std::vector<int32_t>& held = held_[slot];
+        const size_t b = static_cast<size_t>(q.pos / opt_.kv_block_tokens);
+        if (b == held.size()) {  // the first position of a new block: take one promised to it
+          GPTOSS_ASSERT(q.promised > 0 && !free_blocks_.empty());
+          held.push_back(free_blocks_.back());
+          free_blocks_.pop_back();
+          --q.promised;
+          --promised_;
+        }
+        GPTOSS_ASSERT(b < held.size());
+        row.block = held[b];
+      }
       if (q.new_seq) { row.flags |= Row::kNewSeq; q.new_seq = false; }
       if (q.next < q.prompt_len) ++stats_.prompt_rows; else ++stats_.decode_rows;
       ++q.next;
@@ -183,9 +232,30 @@ void Scheduler::finish_seq(int slot, FinishReason why) {
   f.end_pos = q.pos;
   f.generated = std::move(q.generated);
   f.reason = why;
+  promised_ -= q.promised;
+  idle_since_[slot] = ++finished_count_;
   q = Seq{};
   --active_;
   if (on_finish) on_finish(std::move(f));
+}
+
+void Scheduler::release_blocks(int slot) {
+  std::vector<int32_t>& held = held_[slot];
+  for (auto it = held.rbegin(); it != held.rend(); ++it) free_blocks_.push_back(*it);
+  held.clear();
+}
+
+bool Scheduler::make_room(int want, int keep) {
+  while (available_blocks() < want) {
+    int oldest = -1;
+    for (int s = 0; s < opt_.max_slots; ++s)
+      if (s != keep && !slots_[s].active && !held_[s].empty() &&
+          (oldest < 0 || idle_since_[s] < idle_since_[oldest]))
+        oldest = s;
+    if (oldest < 0) return false;
+    release_blocks(oldest);
+  }
+  return true;
 }
 
 bool Scheduler::cancel(uint64_t id) {

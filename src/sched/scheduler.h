@@ -71,8 +71,19 @@ struct Finished {
 // A request cancelled while still queued: Finished::slot is the request's (-1 unless it continues
 // a sequence) and nothing was generated.
 
+// The paged KV cache (docs/architecture.md): the full-attention layers keep their keys and values
+// in one pool of kv_blocks blocks of kv_block_tokens positions, shared by every sequence. The
+// scheduler owns the pool's bookkeeping and writes each row's block (Row::block); every rank's
+// backend reads it from the rows (no table travels). A request is admitted only when the blocks
+// it can need (prompt + max new tokens, at most ctx) are free, so a running sequence never runs
+// out; concurrency is bounded by the tokens actually held, not by slots x ctx. A finished
+// sequence's blocks stay with its slot (a chat turn continues it) until a new sequence takes the
+// slot or an admission needs them (the idle slot that finished first gives them back first).
+// kv_block_tokens 0: not paged (Row::block stays -1; the backend keeps slots x ctx).
 struct SchedulerOptions {
   int max_slots = 1;      // KV-cache slots (engine's max_slots)
+  int kv_block_tokens = 0;  // positions per block; 0 = not paged
+  int kv_blocks = 0;        // blocks in the pool (paged: >= ceil(ctx / kv_block_tokens))
   int chunk_tokens = 256; // per-step token budget; decode rows always go in even past it, and
                           // prompt chunks get at least max(1, chunk_tokens / 8) of it
   int ctx = 4096;         // a sequence holds at most ctx tokens (prompt + generated)
@@ -134,6 +145,12 @@ class Scheduler {
   bool cancel(uint64_t id);
 
   bool busy() const { return active_ > 0 || !queue_.empty(); }
+  // Paged KV cache: blocks holding positions (of running or idle slots), and blocks promised to
+  // running sequences but not taken yet; free = kv_blocks - used - promised.
+  int kv_blocks_used() const { return opt_.kv_blocks - static_cast<int>(free_blocks_.size()) - promised_; }
+  int kv_blocks_promised() const { return promised_; }
+  // The blocks slot `slot` holds, in position order (tests, checks).
+  const std::vector<int32_t>& kv_blocks_of(int slot) const { return held_[slot]; }
   int active() const { return active_; }
   size_t queued() const { return queue_.size(); }
   const SchedulerStats& stats() const { return stats_; }
@@ -154,9 +171,15 @@ class Scheduler {
     int max_new = 1;
     bool new_seq = false;         // first row must carry kNewSeq
     bool cancelled = false;       // cancel(): no more rows; freed once inflight is 0
+    int promised = 0;             // paged KV: blocks it may still take (counted in promised_)
     std::unique_ptr<TokenChooser> chooser;
   };
   bool admit_one();
+  // Paged KV: gives slot's blocks back to the pool; frees idle slots' blocks (first finished
+  // first, never `keep`) until `want` blocks are available. False if they cannot be.
+  void release_blocks(int slot);
+  bool make_room(int want, int keep);
+  int available_blocks() const { return static_cast<int>(free_blocks_.size()) - promised_; }
   void finish_seq(int slot, FinishReason why);
   bool is_stop(int32_t t) const;
 
@@ -171,6 +194,12 @@ class Scheduler {
   std::vector<TokenPick> picks_;
   std::vector<int32_t> tokens_;
   std::vector<int> cancelled_done_;  // commit_tokens: cancelled slots to free
+  // Paged KV cache.
+  std::vector<int32_t> free_blocks_;        // a stack: the next block taken is back()
+  int promised_ = 0;                         // sum of Seq::promised over running sequences
+  std::vector<std::vector<int32_t>> held_;   // [slot]: its blocks, block i = positions [iB, (i+1)B)
+  std::vector<uint64_t> idle_since_;         // [slot]: finish order of an idle slot's sequence
+  uint64_t finished_count_ = 0;
 };
 
 }  // namespace gptoss

@@ -5,11 +5,15 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <memory>
 #include <vector>
 
 #include "common/error.h"
 #include "backend/engine.h"
 #include "backend_cpu/cpu_model.h"
+#include "backend/sampler.h"
+#include "sched/scheduler.h"
 #include "random_model.h"
 
 namespace gptoss {
@@ -169,6 +173,92 @@ TEST(EngineForward, BatchInvariantWithMixedChunksAndDecodes) {
   }
   ASSERT_EQ(batched.size(), alone.size());
   for (size_t i = 0; i < alone.size(); ++i) EXPECT_TRUE(same_bits(alone[i], batched[i])) << "step " << i;
+}
+
+// The paged KV cache: the scheduler hands out blocks of a pool smaller than slots x ctx (so
+// sequences wait for blocks and reuse ones others held, in scrambled order); every logit row of
+// every request has the bits it has with the unpaged cache.
+TEST(EngineForward, PagedCacheGivesTheLogitsOfTheUnpagedOne) {
+  RandomModel m(testing::small_config(), 5);
+  const int V = m.c.vocab;
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 10; ++i) {
+    auto t = test_tokens(3 + (i * 5) % 17, V, i);
+    prompts.emplace_back(t.begin(), t.end());
+  }
+  // Per request, every row of logits it was given, in order.
+  using Seen = std::map<uint64_t, std::vector<std::vector<float>>>;
+  class Recorder : public TokenChooser {
+   public:
+    Recorder(Seen& seen, uint64_t id) : seen_(seen), id_(id) {}
+    int32_t choose(const float* logits, int vocab) override {
+      seen_[id_].emplace_back(logits, logits + vocab);
+      return Sampler::argmax(logits, vocab);
+    }
+
+   private:
+    Seen& seen_;
+    uint64_t id_;
+  };
+  auto run = [&](int block_tokens, int blocks, int* most) {
+    BackendOptions opt;
+    opt.ctx = 40;
+    opt.max_slots = 4;
+    opt.kv_block_tokens = block_tokens;
+    opt.kv_blocks = blocks;
+    auto eng = make_cpu_engine(m.weights(), opt);
+    EXPECT_EQ(eng->backend().pages_kv(), block_tokens > 0);
+    SchedulerOptions so;
+    so.max_slots = 4;
+    so.chunk_tokens = 7;
+    so.ctx = 40;
+    so.ignore_eos = true;
+    so.kv_block_tokens = block_tokens;
+    so.kv_blocks = blocks;
+    Seen seen;
+    Scheduler sch(so, [&seen](uint64_t id) { return std::make_unique<Recorder>(seen, id); });
+    for (size_t i = 0; i < prompts.size(); ++i) sch.submit(Request{i, prompts[i], 9, 0, -1});
+    *most = 0;
+    while (sch.busy()) {
+      sch.run_step(*eng);
+      *most = std::max(*most, sch.active());
+    }
+    return seen;
+  };
+  int most_unpaged = 0, most_paged = 0;
+  const Seen unpaged = run(0, 0, &most_unpaged);
+  for (int B : {1, 4, 16}) {
+    const int blocks = (40 + B - 1) / B + 8 / B + 1;  // one sequence and a little more
+    const Seen paged = run(B, blocks, &most_paged);
+    EXPECT_EQ(most_unpaged, 4);
+    EXPECT_LT(most_paged, 4) << "blocks of " << B << ": the pool held nothing back";
+    ASSERT_EQ(paged.size(), unpaged.size());
+    for (const auto& [id, rows] : unpaged) {
+      ASSERT_EQ(paged.at(id).size(), rows.size());
+      for (size_t k = 0; k < rows.size(); ++k)
+        ASSERT_TRUE(same_bits(paged.at(id)[k], rows[k])) << "blocks of " << B << ", request " << id << " row " << k;
+    }
+  }
+}
+
+TEST(EngineForward, APagedCacheRefusesARowWithoutABlock) {
+  RandomModel m(testing::small_config(), 6);
+  BackendOptions opt;
+  opt.ctx = 16;
+  opt.max_slots = 2;
+  opt.kv_block_tokens = 4;
+  opt.kv_blocks = 8;
+  auto eng = make_cpu_engine(m.weights(), opt);
+  std::vector<Row> rows = chunk(0, {1, 2, 3}, 0, false);  // block -1
+  std::vector<float> logits;
+  try {
+    eng->forward(rows, logits);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("names block -1; the pool has blocks [0, 8)"), std::string::npos) << e.what();
+  }
+  for (Row& r : rows) r.block = 8;
+  EXPECT_THROW(eng->forward(rows, logits), Error);
 }
 
 TEST(EngineForward, RejectsBadOptionsAndRows) {

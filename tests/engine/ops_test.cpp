@@ -1,6 +1,7 @@
 // ops_test.cpp: each CPU op (kernels/cpu/ops.h) against small hand-checked cases.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -173,6 +174,36 @@ TEST(Attention, SlidingWindowMaskAndRing) {
   }
   f32_attention_sinks_head(q, c.k.data(), c.v.data(), 8, 1, kHd, 0, 2, 0, -100.0f, out, scratch);
   for (int d = 0; d < kHd; ++d) EXPECT_NEAR(out[d], d <= 2 ? 1.0f / 3 : 0.0f, 1e-6);
+}
+
+TEST(Attention, PagedBlocksGiveTheBitsOfAContiguousCache) {
+  // 23 positions of random k/v in a contiguous cache, and the same in a pool of 12 blocks of 4
+  // handed out in a scrambled order (the sequence's table): every query position, window or not,
+  // gives the same bits (the op's arithmetic does not depend on where a position is).
+  const int n = 23, B = 4, nkv = 2;
+  const int32_t table[6] = {7, 2, 11, 0, 9, 4};
+  Cache flat(n, nkv), pool(12 * B, nkv);
+  uint32_t st = 12345;
+  auto rnd = [&] { st = st * 1664525u + 1013904223u; return static_cast<float>(st >> 8) / 8388608.0f - 1.0f; };
+  for (int j = 0; j < n; ++j)
+    for (int h = 0; h < nkv; ++h) {
+      float k[kHd], v[kHd];
+      for (int d = 0; d < kHd; ++d) k[d] = rnd(), v[d] = rnd();
+      flat.put(j, h, k, v);
+      pool.put(table[j / B] * B + j % B, h, k, v);
+    }
+  float q[kHd], a[kHd], b[kHd], scratch[n];
+  for (int d = 0; d < kHd; ++d) q[d] = rnd();
+  for (int window : {0, 5})
+    for (int pos = 0; pos < n; ++pos)
+      for (int h = 0; h < nkv; ++h) {
+        f32_attention_sinks_head(q, flat.k.data(), flat.v.data(), n, nkv, kHd, h, pos, window,
+                                 0.3f, a, scratch);
+        std::fill(b, b + kHd, -1.0f);
+        f32_attention_sinks_head(q, pool.k.data(), pool.v.data(), n, nkv, kHd, h, pos, window,
+                                 0.3f, b, scratch, table, B);
+        ASSERT_EQ(std::memcmp(a, b, sizeof a), 0) << "pos " << pos << " window " << window;
+      }
 }
 
 TEST(Attention, GqaMapping) {

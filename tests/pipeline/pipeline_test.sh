@@ -77,9 +77,12 @@ same)
   [ "$(grep -c '^stage [0-9]* busy' a.err)" -eq "$NP" ] || die "stage report lacks $NP lines"
   has a.err "pipeline: $NP ranks"
   has a.err "^shape: one ring of $NP ranks \\(auto: CPU backend"
-  # More micro-batches than ranks, small prompt chunks (prefill pipelines) and one sequence slot.
-  many -m getp -i in.txt -o b.txt -n 12 -b 3 --micro-batches $((NP+2)) --chunk 8 2>b.err || die "np$NP M=$((NP+2)): exit $?"
-  cmp -s ref.txt b.txt || die "np$NP --micro-batches $((NP+2)) --chunk 8: OUT differs from 1 rank"
+  # More micro-batches than ranks, small prompt chunks (prefill pipelines), and a paged KV cache
+  # of one sequence's worth (48 positions at -c 48, blocks of 8): the 3 slots wait for blocks and
+  # take ones others held, every rank's cache following the blocks in the rows.
+  many -m getp -i in.txt -o b.txt -n 12 -b 3 --micro-batches $((NP+2)) --chunk 8 -c 48 --kv-tokens 48 --kv-block 8 2>b.err || die "np$NP M=$((NP+2)): exit $?"
+  cmp -s ref.txt b.txt || die "np$NP --micro-batches $((NP+2)) --chunk 8 --kv-tokens 48: OUT differs from 1 rank"
+  has b.err "\\(3 slots sharing 48 positions \\(--kv-tokens\\), at most 48 each, paged in blocks of 8\\)"
   many -m getp -i in.txt -o c.txt -n 12 -b 1 --micro-batches 1 2>c.err || die "np$NP M=1: exit $?"
   cmp -s ref.txt c.txt || die "np$NP --micro-batches 1 -b 1: OUT differs from 1 rank"
   if [ "$NP" -eq 2 ]; then

@@ -89,6 +89,12 @@ getp_batch)
   awk 'NR==3 {$2 = ($2 == 5 ? 6 : 5)} {print}' b1.txt >ref.txt
   run -m getp -i in.txt -o v2.txt -n 6 -b 4 --verify ref.txt 2>v2.err && die "verify passed on a changed reference"
   has v2.err "verify: 7/8 prompts match; first divergence: prompt 2 (0-based), token 1"
+  # The paged KV cache (src/sched/scheduler.h): a pool of 128 positions at -c 64 runs the
+  # 8 prompts of -b 8 at most five at a time (each can need ~12 + 6 positions: 3 blocks of 8):
+  # the same output.
+  run -m getp -i in.txt -o kv.txt -n 6 -b 8 -c 64 --kv-tokens 128 --kv-block 8 2>kv.err || die "--kv-tokens: exit $?"
+  cmp -s b1.txt kv.txt || die "--kv-tokens 128: output differs from -b 1"
+  has kv.err "KV cache .* MiB (8 slots sharing 128 positions (--kv-tokens), at most 64 each, paged in blocks of 8)"
   # Prompts written with CRLF give the same output.
   sed 's/$/\r/' in.txt >crlf.txt
   run -m getp -i crlf.txt -o crlf_out.txt -n 6 2>crlf.err || die "exit $?"
@@ -134,6 +140,8 @@ errors)
   expect_error -m generate -i "hi" -n 0;          has err.txt "run: error: -n: max new tokens must be in \[1, 131072\], got 0"
   expect_error -m generate -i "hi" -c 200000;     has err.txt "run: error: -c: context must be in"
   expect_error -m generate -i "hi" --backend gpu; has err.txt "this build has no GPU backend"
+  expect_error -m generate -i "hi" -c 256 --kv-tokens 255; has err.txt "run: error: --kv-tokens: the paged KV cache must hold at least one sequence of -c 256 and at most 2^31-1 positions, got 255"
+  expect_error -m generate -i "hi" --kv-block 0;  has err.txt "run: error: --kv-block: positions per block must be in \[1, 4096\], got 0"
   printf '3\na\nb\n' >few.txt
   expect_error -m getp -i few.txt -o o.txt;       has err.txt "run: error: few.txt: expected 3 prompts, found 2"
   printf 'x\na\n' >count.txt
@@ -294,7 +302,7 @@ cli)
   printf '1\nHello world\n' >one.txt
   run -m getp -i one.txt -o o1.txt -n 3 2>one.err || die "exit $?"
   has one.err "^getp: 1 prompt (2 prompt tokens) -> o1.txt$"
-  has one.err "(1 slot x 4096 positions)"  # a 1-prompt getp reserves one slot, not 32
+  has one.err "(1 slot x 4096 positions, paged in blocks of 32)"  # a 1-prompt getp reserves one slot, not 32
   # Progress lines when stderr is not a terminal (a log file): lines, no carriage returns.
   prompts 6 >in.txt
   run -m getp -i in.txt -o p.txt -n 24 -b 2 --ignore-eos --progress 0.1 2>p.err || die "exit $?"

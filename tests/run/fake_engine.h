@@ -74,7 +74,7 @@ class FakeBackend final : public Backend {
       h.push_back(tokens[i]);
       out[2 * i] = static_cast<float>(r.slot);
       out[2 * i + 1] = static_cast<float>(r.pos);
-      step.push_back(Row{tokens[i], r.slot, r.pos, r.pos == 0 ? uint32_t(Row::kNewSeq) : 0u});
+      step.push_back(Row{tokens[i], r.slot, r.pos, r.pos == 0 ? uint32_t(Row::kNewSeq) : 0u, r.block});
     }
   }
   void head(const float* x, std::span<const int32_t> logit_rows, float* logits) override {

@@ -444,5 +444,185 @@ TEST(RunScheduler, CancelWithRowsInFlightFreesAtTheCommit) {
   EXPECT_EQ(done[1].generated, test::reference_tokens(prompts[1], 1, 8, 4096, {}, false, false, kVocab));
 }
 
+// ---------------------------------------------------------------------------------------------
+// The paged KV cache: the scheduler hands out the pool's blocks (Row::block). The oracle is a
+// fake pool: every row writes (the sequence's identity, its position) into the cell its block
+// names, and reads back through its slot's table (built from the rows, as a backend does) every
+// position it attends to; a cell holding anything else means a sequence's cache was overwritten
+// while it was in use, or a row named a block its sequence does not own.
+class FakePool {
+ public:
+  FakePool(int blocks, int block_tokens, int slots)
+      : B_(block_tokens), cells_(static_cast<size_t>(blocks) * block_tokens, {-1, -1}),
+        tables_(slots), generation_(slots, 0) {}
+  void apply(const std::vector<Row>& rows) {
+    for (const Row& r : rows) {  // writes first: a step's rows of one slot read each other's
+      ASSERT_GE(r.block, 0);
+      ASSERT_LT(static_cast<size_t>(r.block) * B_, cells_.size());
+      if (r.flags & Row::kNewSeq) ++generation_[r.slot];
+      auto& t = tables_[r.slot];
+      const size_t b = static_cast<size_t>(r.pos / B_);
+      if (t.size() <= b) t.resize(b + 1, -1);
+      t[b] = r.block;
+      cells_[static_cast<size_t>(r.block) * B_ + r.pos % B_] = {id(r.slot), r.pos};
+    }
+    for (const Row& r : rows)
+      for (int j = 0; j <= r.pos; ++j) {
+        const auto& t = tables_[r.slot];
+        const auto cell = cells_[static_cast<size_t>(t[j / B_]) * B_ + j % B_];
+        ASSERT_EQ(cell.first, id(r.slot)) << "slot " << r.slot << " position " << j;
+        ASSERT_EQ(cell.second, j);
+      }
+  }
+
+ private:
+  int64_t id(int slot) const { return int64_t{generation_[slot]} * 1000 + slot; }
+  int B_;
+  std::vector<std::pair<int64_t, int>> cells_;
+  std::vector<std::vector<int32_t>> tables_;
+  std::vector<int> generation_;
+};
+
+SchedulerOptions paged(int slots, int chunk, int block_tokens, int blocks, int ctx = 64) {
+  SchedulerOptions so = opts(slots, chunk, ctx);
+  so.kv_block_tokens = block_tokens;
+  so.kv_blocks = blocks;
+  return so;
+}
+
+TEST(RunSchedulerPaged, EverySequenceKeepsItsCacheAndGetsItsOwnTokens) {
+  // Pools from one sequence's worth (ctx 64 in blocks of 4: 16) up to more than all need, so
+  // sequences wait for blocks, blocks are reused by later sequences, and tables fragment.
+  auto prompts = make_prompts(40);
+  for (bool random : {false, true})
+    for (int slots : {1, 3, 8, 64})
+      for (int chunk : {1, 4, 256})
+        for (int blocks : {16, 21, 40, 1000}) {
+          SCOPED_TRACE(testing::Message() << "slots " << slots << " chunk " << chunk << " blocks "
+                                          << blocks << " random " << random);
+          SchedulerOptions so = paged(slots, chunk, 4, blocks);
+          FakeEngine eng(kVocab, slots, so.ctx);
+          FakePool pool(blocks, 4, slots);
+          Scheduler sch(so, test::fake_factory(random));
+          std::map<uint64_t, std::vector<int32_t>> got;
+          sch.on_finish = [&](Finished&& f) { got[f.id] = f.generated; };
+          for (size_t i = 0; i < prompts.size(); ++i) sch.submit(Request{i, prompts[i], 12, 0, -1});
+          int guard = 0, most = 0;
+          while (sch.busy() && ++guard < 100000) {
+            ASSERT_TRUE(sch.run_step(eng));
+            pool.apply(eng.steps.back());
+            if (testing::Test::HasFatalFailure()) return;
+            most = std::max(most, sch.active());
+            ASSERT_GE(blocks - sch.kv_blocks_used() - sch.kv_blocks_promised(), 0);
+          }
+          ASSERT_EQ(got.size(), prompts.size());
+          for (size_t i = 0; i < prompts.size(); ++i)
+            EXPECT_EQ(got[i], test::reference_tokens(prompts[i], i, 12, so.ctx, {7, 9}, false,
+                                                     random, kVocab));
+          EXPECT_EQ(sch.kv_blocks_promised(), 0);
+          // A sequence needs at most ceil((23 + 12) / 4) = 9 blocks: 16 blocks run one at a time
+          // at worst; 1000 never hold anything back, so the steps are those of no paging.
+          if (blocks == 1000) {
+            const RunResult unpaged = run_all(prompts, opts(slots, chunk, so.ctx), 12, random);
+            ASSERT_EQ(unpaged.steps.size(), eng.steps.size());
+            for (size_t k = 0; k < eng.steps.size(); ++k) {
+              ASSERT_EQ(unpaged.steps[k].size(), eng.steps[k].size());
+              for (size_t i = 0; i < eng.steps[k].size(); ++i) {
+                const Row &a = unpaged.steps[k][i], &b = eng.steps[k][i];
+                ASSERT_TRUE(a.token == b.token && a.slot == b.slot && a.pos == b.pos &&
+                            a.flags == b.flags)
+                    << "step " << k << " row " << i;
+              }
+            }
+          } else {
+            EXPECT_LE(most, blocks / 4);  // each can need >= ceil((1 + 12) / 4) = 4 blocks
+          }
+        }
+}
+
+TEST(RunSchedulerPaged, AdmissionWaitsUntilTheBlocksItCanNeedAreFree) {
+  // Each request can need ceil((8 + 8) / 4) = 4 blocks; a pool of 16 (the minimum for ctx 64)
+  // runs at most 4 at once although 8 slots are free.
+  std::vector<std::vector<int32_t>> prompts(12, std::vector<int32_t>(8, 3));
+  SchedulerOptions so = paged(8, 256, 4, 16);
+  so.stop_ids = {};
+  FakeEngine eng(kVocab, 8, so.ctx);
+  Scheduler sch(so, test::fake_factory(false));
+  int finished = 0, most = 0;
+  sch.on_finish = [&](Finished&&) { ++finished; };
+  for (size_t i = 0; i < prompts.size(); ++i) sch.submit(Request{i, prompts[i], 8, 0, -1});
+  while (sch.busy()) {
+    sch.run_step(eng);
+    most = std::max(most, sch.active());
+    EXPECT_LE(sch.kv_blocks_used() + sch.kv_blocks_promised(), 16);
+  }
+  EXPECT_EQ(finished, 12);
+  EXPECT_EQ(most, 4);
+}
+
+TEST(RunSchedulerPaged, AChatTurnContinuesInTheBlocksItsSlotHolds) {
+  FakeEngine eng(kVocab, 1, 64);
+  SchedulerOptions so = paged(1, 4, 4, 16);
+  so.stop_ids = {};
+  Scheduler sch(so, test::fake_factory(false));
+  FakePool pool(16, 4, 1);
+  Finished f1, f2;
+  sch.on_finish = [&](Finished&& f) { (f.id == 0 ? f1 : f2) = std::move(f); };
+  std::vector<int32_t> t1{1, 2, 3, 4, 5}, t2{4, 5};
+  sch.submit(Request{0, t1, 6, 0, 0});
+  while (sch.busy()) {
+    sch.run_step(eng);
+    pool.apply(eng.steps.back());
+  }
+  const std::vector<int32_t> held = sch.kv_blocks_of(0);  // positions 0..9: 3 blocks
+  ASSERT_EQ(held.size(), 3u);
+  std::vector<int32_t> feed2{f1.generated.back()};
+  feed2.insert(feed2.end(), t2.begin(), t2.end());
+  sch.submit(Request{1, feed2, 4, f1.end_pos, 0});
+  while (sch.busy()) {
+    sch.run_step(eng);
+    pool.apply(eng.steps.back());  // reads turn 1's positions through the same blocks
+  }
+  ASSERT_FALSE(testing::Test::HasFailure());
+  const std::vector<int32_t>& after = sch.kv_blocks_of(0);
+  ASSERT_GE(after.size(), held.size());
+  EXPECT_TRUE(std::equal(held.begin(), held.end(), after.begin()));
+  std::vector<int32_t> history = t1;
+  history.insert(history.end(), f1.generated.begin(), f1.generated.end());
+  history.insert(history.end(), t2.begin(), t2.end());
+  EXPECT_EQ(f2.generated, test::reference_tokens(history, 1, 4, 64, {}, false, false, kVocab));
+}
+
+TEST(RunSchedulerPaged, AContinuationWhoseBlocksWereReclaimedIsAnError) {
+  // Slot 0's finished sequence holds 12 blocks; a new sequence in slot 1 needs 16 of the 16: it
+  // takes them back, and slot 0 can no longer be continued.
+  FakeEngine eng(kVocab, 2, 64);
+  SchedulerOptions so = paged(2, 64, 4, 16);
+  so.stop_ids = {};
+  Scheduler sch(so, test::fake_factory(false));
+  Finished f0;
+  sch.on_finish = [&](Finished&& f) { if (f.id == 0) f0 = std::move(f); };
+  sch.submit(Request{0, std::vector<int32_t>(40, 2), 8, 0, 0});
+  while (sch.busy()) sch.run_step(eng);
+  EXPECT_EQ(sch.kv_blocks_of(0).size(), 12u);
+  sch.submit(Request{1, std::vector<int32_t>(50, 2), 14, 0, 1});
+  while (sch.busy()) sch.run_step(eng);
+  EXPECT_TRUE(sch.kv_blocks_of(0).empty());
+  sch.submit(Request{2, {f0.generated.back()}, 4, f0.end_pos, 0});
+  try {
+    sch.run_step(eng);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("its KV blocks were given to other sequences"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(RunSchedulerPaged, APoolSmallerThanOneSequenceIsRefused) {
+  EXPECT_THROW(Scheduler(paged(4, 16, 4, 15), test::fake_factory(false)), Error);
+  EXPECT_NO_THROW(Scheduler(paged(4, 16, 4, 16), test::fake_factory(false)));
+}
+
 }  // namespace
 }  // namespace gptoss

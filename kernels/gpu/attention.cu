@@ -2,8 +2,9 @@
 // fp32 with --kv-cache f32),
 // split-K (flash-decoding) for every row: decode rows and prompt-chunk rows take the same path
 // (a prompt row is one more query at its own position; rows never wait for each other).
-//   pass 1 (f32_bf16kv_attention_partial_kernel): block = (kv head, piece, row); the G query heads
-//     of the kv head share each staged 64-key tile of K and V (GQA); online softmax per head;
+//   pass 1 (f32_kv_attention_partial_kernel): block = (kv head, piece, row); the G query heads
+//     of the kv head share each staged 64-key tile of K and V (GQA); online softmax per head
+//     (one group of 32 threads per head, reductions by shuffles);
 //     writes (unnormalised out[64], running max, running sum) per (row, head, piece).
 //   pass 2 (f32_attention_combine_kernel): merges the pieces in order with the sink.
 #include <algorithm>
@@ -21,18 +22,51 @@ constexpr int kAttnThreads = 256;       // 8 heads x 32 sub-lanes (sub-lanes are
 constexpr int kPartStride = kHD + 2;    // out[64], m, l
 }  // namespace
 
-// 8 consecutive cache elements -> 8 floats (bf16: one 16-byte load; fp32: two).
-__device__ __forceinline__ void load8_f32(const uint16_t* p, float* d) {
+// A 16-byte piece of a cache row -> floats (bf16: 8 values, fp32: 4).
+__device__ __forceinline__ void load16_f32(const uint16_t* p, float* d) {
   const uint4 w = *reinterpret_cast<const uint4*>(p);
   d[0] = bf16_lo(w.x), d[1] = bf16_hi(w.x), d[2] = bf16_lo(w.y), d[3] = bf16_hi(w.y);
   d[4] = bf16_lo(w.z), d[5] = bf16_hi(w.z), d[6] = bf16_lo(w.w), d[7] = bf16_hi(w.w);
 }
-__device__ __forceinline__ void load8_f32(const float* p, float* d) {
-  const float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
-  d[0] = a.x, d[1] = a.y, d[2] = a.z, d[3] = a.w, d[4] = b.x, d[5] = b.y, d[6] = b.z, d[7] = b.w;
+__device__ __forceinline__ void load16_f32(const float* p, float* d) {
+  const float4 a = *reinterpret_cast<const float4*>(p);
+  d[0] = a.x, d[1] = a.y, d[2] = a.z, d[3] = a.w;
+}
+// Two consecutive cache elements -> two floats.
+__device__ __forceinline__ float2 load2_f32(const uint16_t* p) {
+  const uint32_t w = *reinterpret_cast<const uint32_t*>(p);
+  return make_float2(bf16_lo(w), bf16_hi(w));
+}
+__device__ __forceinline__ float2 load2_f32(const float* p) {
+  return *reinterpret_cast<const float2*>(p);
+}
+// Sum / max over the 32 sub-lanes of one head (a CUDA warp; half of a 64-wide AMD wave: the xor
+// offsets stay inside the aligned group of 32).
+__device__ __forceinline__ float group32_sum(float v) {
+#pragma unroll
+  for (int m = 16; m > 0; m >>= 1) v += gpu_shfl_xor(v, m);
+  return v;
+}
+__device__ __forceinline__ float group32_max(float v) {
+#pragma unroll
+  for (int m = 16; m > 0; m >>= 1) v = fmaxf(v, gpu_shfl_xor(v, m));
+  return v;
+}
+// Sub-lane j's value within this thread's group of 32.
+__device__ __forceinline__ float group32_get(float v, int j) {
+#if defined(GPTOSS_HIP)
+  return __shfl(v, j, 32);
+#else
+  return __shfl_sync(0xffffffffu, v, j, 32);
+#endif
 }
 
-// KvT: uint16_t (bf16 bits) or float.
+// KvT: uint16_t (bf16 bits) or float. K and V tiles are staged in shared memory as stored (no
+// conversion), rows padded by 16 bytes so that both the 16-byte key reads (sub-lane l reads key
+// rows l and l + 32) and the value reads (sub-lane l reads dims 2l, 2l + 1 of a row) are free of
+// bank conflicts. Head h is one group of 32 sub-lanes: sub-lane l scores keys l and l + 32
+// (query read as broadcast float4s), the tile's max and the probabilities' exchange go through
+// shuffles within the group, and sub-lane l accumulates output dims 2l and 2l + 1.
 template <class KvT>
 __global__ void __launch_bounds__(kAttnThreads)
     f32_kv_attention_partial_kernel(const float* __restrict__ qkv,
@@ -43,10 +77,12 @@ __global__ void __launch_bounds__(kAttnThreads)
                                         const int32_t* __restrict__ skip, int n_heads, int n_kv,
                                         int cap, int window, int kv_chunk, int n_pieces,
                                         float* __restrict__ partial) {
-  __shared__ float qs[kAttnMaxGroup][kHD];
-  __shared__ float ks[kKeyTile][kHD + 1];
-  __shared__ float vs[kKeyTile][kHD];
-  __shared__ float sp[kAttnMaxGroup][kKeyTile];  // scores, then probabilities
+  constexpr int kPer16 = 16 / sizeof(KvT);       // cache elements per 16 bytes
+  constexpr int kLd = kHD + kPer16;              // staged row stride (elements)
+  constexpr int kRowChunks = kHD / kPer16;       // 16-byte pieces per row
+  __shared__ __align__(16) float qs[kAttnMaxGroup][kHD];
+  __shared__ __align__(16) KvT ks[kKeyTile * kLd];
+  __shared__ __align__(16) KvT vs[kKeyTile * kLd];
   const int kvh = blockIdx.x, piece = blockIdx.y, n = blockIdx.z;
   if (skip && skip[n]) return;  // a row of a prompt tile: the flash-attention kernel owns it
   const int G = n_heads / n_kv;
@@ -70,61 +106,58 @@ __global__ void __launch_bounds__(kAttnThreads)
   float m_run = -INFINITY, l_run = 0.0f, o0 = 0.0f, o1 = 0.0f;
   for (int t0 = jb; t0 < je; t0 += kKeyTile) {
     __syncthreads();  // previous tile fully consumed (and qs written on the first pass)
-    for (int c = threadIdx.x; c < kKeyTile * (kHD / 8); c += kAttnThreads) {
-      const int key = c / (kHD / 8), part8 = c % (kHD / 8);
+    for (int c = threadIdx.x; c < kKeyTile * kRowChunks; c += kAttnThreads) {
+      const int key = c / kRowChunks, part16 = c % kRowChunks;
       const int j = t0 + key;
-      float kd[8] = {0, 0, 0, 0, 0, 0, 0, 0}, vd[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      uint4 kd = make_uint4(0, 0, 0, 0), vd = make_uint4(0, 0, 0, 0);
       if (j < je) {
-        const size_t off = ((slot_base + static_cast<size_t>(j % cap)) * n_kv + kvh) * kHD + 8 * part8;
-        load8_f32(k_cache + off, kd);
-        load8_f32(v_cache + off, vd);
+        const size_t off =
+            ((slot_base + static_cast<size_t>(j % cap)) * n_kv + kvh) * kHD + kPer16 * part16;
+        kd = *reinterpret_cast<const uint4*>(k_cache + off);
+        vd = *reinterpret_cast<const uint4*>(v_cache + off);
       }
-#pragma unroll
-      for (int e = 0; e < 8; ++e) ks[key][8 * part8 + e] = kd[e], vs[key][8 * part8 + e] = vd[e];
+      *reinterpret_cast<uint4*>(&ks[key * kLd + kPer16 * part16]) = kd;
+      *reinterpret_cast<uint4*>(&vs[key * kLd + kPer16 * part16]) = vd;
     }
     __syncthreads();
     if (h < G) {
+      // Scores of keys l and l + 32.
+      float s0 = 0.0f, s1 = 0.0f;
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int key = l + 32 * half;
-        float s = 0.0f;
-#pragma unroll 16
-        for (int d = 0; d < kHD; ++d) s = fmaf(qs[h][d], ks[key][d], s);
-        sp[h][key] = (t0 + key < je) ? s * scale : -INFINITY;
+      for (int c = 0; c < kRowChunks; ++c) {
+        float k0[kPer16], k1[kPer16];
+        load16_f32(&ks[l * kLd + kPer16 * c], k0);
+        load16_f32(&ks[(l + 32) * kLd + kPer16 * c], k1);
+#pragma unroll
+        for (int e = 0; e < kPer16; e += 4) {
+          const float4 q = *reinterpret_cast<const float4*>(&qs[h][kPer16 * c + e]);
+          s0 = fmaf(q.x, k0[e], s0), s1 = fmaf(q.x, k1[e], s1);
+          s0 = fmaf(q.y, k0[e + 1], s0), s1 = fmaf(q.y, k1[e + 1], s1);
+          s0 = fmaf(q.z, k0[e + 2], s0), s1 = fmaf(q.z, k1[e + 2], s1);
+          s0 = fmaf(q.w, k0[e + 3], s0), s1 = fmaf(q.w, k1[e + 3], s1);
+        }
       }
-    }
-    __syncthreads();
-    float m_new = m_run;
-    if (h < G) {
-      float tmax = -INFINITY;
-      for (int j = 0; j < kKeyTile; ++j) tmax = fmaxf(tmax, sp[h][j]);
-      m_new = fmaxf(m_run, tmax);
-    }
-    __syncthreads();
-    if (h < G) {
-      sp[h][l] = expf(sp[h][l] - m_new);
-      sp[h][l + 32] = expf(sp[h][l + 32] - m_new);
-    }
-    __syncthreads();
-    if (h < G) {
+      s0 = (t0 + l < je) ? s0 * scale : -INFINITY;
+      s1 = (t0 + l + 32 < je) ? s1 * scale : -INFINITY;
+      const float m_new = fmaxf(m_run, group32_max(fmaxf(s0, s1)));  // finite: key t0 < je
+      const float p0 = expf(s0 - m_new), p1 = expf(s1 - m_new);
       const float alpha = expf(m_run - m_new);  // 0 on the first tile (m_run = -inf)
-      float lsum = 0.0f;
+      l_run = l_run * alpha + group32_sum(p0 + p1);
       o0 *= alpha;
       o1 *= alpha;
 #pragma unroll 8
-      for (int j = 0; j < kKeyTile; ++j) {
-        const float pj = sp[h][j];
-        lsum += pj;
-        o0 = fmaf(pj, vs[j][l], o0);
-        o1 = fmaf(pj, vs[j][l + 32], o1);
+      for (int j = 0; j < 32; ++j) {
+        const float pa = group32_get(p0, j), pb = group32_get(p1, j);
+        const float2 va = load2_f32(&vs[j * kLd + 2 * l]);
+        const float2 vb = load2_f32(&vs[(j + 32) * kLd + 2 * l]);
+        o0 = fmaf(pa, va.x, o0), o1 = fmaf(pa, va.y, o1);
+        o0 = fmaf(pb, vb.x, o0), o1 = fmaf(pb, vb.y, o1);
       }
-      l_run = l_run * alpha + lsum;
       m_run = m_new;
     }
   }
   if (h < G) {
-    part[l] = o0;
-    part[l + 32] = o1;
+    *reinterpret_cast<float2*>(&part[2 * l]) = make_float2(o0, o1);
     if (l == 0) part[kHD] = m_run, part[kHD + 1] = l_run;
   }
 }

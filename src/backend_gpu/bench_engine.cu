@@ -2,11 +2,16 @@
 // llama-bench. Loads MODEL (or first writes a synthetic random-weight model of a named config,
 // e.g. --synthetic 20b --out /tmp/20b.bin, for machines without the real weights), then times
 //   load  : weight upload (from page cache when the file was just written)
-//   pp    : one prompt of --pp tokens in chunks of 256 rows (prefill tok/s)
+//   pp    : one prompt of --pp tokens in chunks of --pp-chunk (256) rows (prefill tok/s)
 //   tg    : --tg decode steps at batch 1 (tok/s)
-//   batch : --tg decode steps with B sequences per step for each B in --batch (output tok/s)
+//   batch : --tg decode steps with B sequences per step for each B in --batch (output tok/s);
+//           every sequence first gets a random prompt of --decode-pos tokens (default 8), so
+//           --decode-pos 1024 times steps whose attention reads ~1k keys per sequence
 // Prints one JSON object per line. Usage:
-//   bench-engine MODEL [--ctx N] [--pp N] [--tg N] [--batch 1,16,64] [--no-decode-kernels]
+//   bench-engine MODEL [--ctx N] [--pp N] [--pp-chunk N] [--tg N] [--batch 1,16,64]
+//                      [--decode-pos P] [--profile pp|decode] [--no-decode-kernels]
+//   --profile: only one step inside the profiler's range (run under ncu --profile-from-start off):
+//   the last prefill chunk (pp) or the first timed decode step of the last batch size (decode)
 //   bench-engine --synthetic 20b --out PATH [--write-only] [...]   (--write-only: stop after writing)
 #include <chrono>
 #include <cstdio>
@@ -66,7 +71,8 @@ static void write_synthetic(const std::string& name, const std::string& path) {
 int main(int argc, char** argv) {
   return guarded_main("bench-engine", [&] {
     std::string model_path, synthetic, out;
-    int ctx = 4096, pp = 512, tg = 128;
+    int ctx = 4096, pp = 512, tg = 128, decode_pos = 8, pp_chunk = 256;
+    std::string profile;  // "", "pp" or "decode": the one step inside the profiler range
     bool write_only = false, decode_kernels = true;
     std::vector<int> batches = {1, 16, 64};
     for (int i = 1; i < argc; ++i) {
@@ -82,6 +88,9 @@ int main(int argc, char** argv) {
       else if (a == "--ctx") ctx = std::atoi(next().c_str());
       else if (a == "--pp") pp = std::atoi(next().c_str());
       else if (a == "--tg") tg = std::atoi(next().c_str());
+      else if (a == "--decode-pos") decode_pos = std::atoi(next().c_str());
+      else if (a == "--pp-chunk") pp_chunk = std::atoi(next().c_str());
+      else if (a == "--profile") profile = next();
       else if (a == "--batch") {
         batches.clear();
         std::stringstream ss(next());
@@ -99,6 +108,12 @@ int main(int argc, char** argv) {
       if (write_only) return 0;
     }
     if (model_path.empty()) fail("usage: bench-engine MODEL | --synthetic NAME --out PATH");
+    if (profile != "" && profile != "pp" && profile != "decode")
+      fail("bench-engine: --profile %s: expected pp or decode", profile.c_str());
+    if (pp_chunk < 1 || pp_chunk > 512) fail("bench-engine: --pp-chunk %d: expected 1..512", pp_chunk);
+    if (decode_pos < 8 || decode_pos + 3 + tg > ctx)
+      fail("bench-engine: --decode-pos %d: the decode steps need 8 <= P and P + 3 + --tg <= --ctx (%d)",
+           decode_pos, ctx);
     ModelFile model(model_path);
     int max_b = 1;
     for (int b : batches) max_b = std::max(max_b, b);
@@ -114,29 +129,42 @@ int main(int argc, char** argv) {
     const int V = eng->config().vocab;
     std::vector<float> logits;
     std::mt19937 rng(2);
-    // pp: one prompt in chunks of 256 rows, logits on the last row.
-    auto run_pp = [&]() {
-      for (int p0 = 0; p0 < pp; p0 += 256) {
+    // pp: one prompt in chunks of --pp-chunk rows, logits on the last row.
+    auto run_pp = [&](bool profiled) {
+      for (int p0 = 0; p0 < pp; p0 += pp_chunk) {
         std::vector<Row> rows;
-        for (int p = p0; p < std::min(pp, p0 + 256); ++p)
+        for (int p = p0; p < std::min(pp, p0 + pp_chunk); ++p)
           rows.push_back(Row{int32_t(rng() % V), 0, p,
                              (p == 0 ? Row::kNewSeq : 0u) | (p == pp - 1 ? Row::kLogits : 0u)});
+        // The profiled chunk: the last one, whose rows attend to the most keys.
+        const bool prof = profiled && p0 + pp_chunk >= pp;
+        if (prof) gpu_profiler_range(true);
         eng->forward(rows, logits);
+        if (prof) gpu_profiler_range(false);
       }
     };
-    run_pp();  // warm-up
+    run_pp(false);  // warm-up
     t0 = Clock::now();
-    run_pp();
+    run_pp(profile == "pp");
     double s = since_s(t0);
-    std::printf("{\"step\": \"pp%d\", \"tok_per_s\": %.1f, \"s\": %.3f}\n", pp, pp / s, s);
+    if (pp > 0)
+      std::printf("{\"step\": \"pp%d\", \"chunk\": %d, \"tok_per_s\": %.1f, \"s\": %.3f}\n", pp,
+                  pp_chunk, pp / s, s);
     std::fflush(stdout);
     for (int B : batches) {
-      // Each of B slots gets a short prompt (one step), then tg decode steps of B rows.
+      // Each of B slots gets a prompt of --decode-pos tokens (prefilled in forwards of at most
+      // 4096 rows), then tg decode steps of B rows.
       std::vector<Row> rows;
+      const int P = decode_pos;
       for (int b = 0; b < B; ++b)
-        for (int p = 0; p < 8; ++p)
-          rows.push_back(Row{int32_t(rng() % V), b, p, (p == 0 ? Row::kNewSeq : 0u) | (p == 7 ? Row::kLogits : 0u)});
-      eng->forward(rows, logits);
+        for (int p = 0; p < P; ++p) {
+          rows.push_back(Row{int32_t(rng() % V), b, p,
+                             (p == 0 ? Row::kNewSeq : 0u) | (p == P - 1 ? Row::kLogits : 0u)});
+          if (rows.size() >= 4096 || (b == B - 1 && p == P - 1)) {
+            eng->forward(rows, logits);
+            rows.clear();
+          }
+        }
       // Decode steps choose greedily on the device (forward_pick): only B token ids come back,
       // as in `run`; the next inputs stay random tokens so every step does the same work.
       const std::vector<TokenPick> greedy(static_cast<size_t>(B));
@@ -146,13 +174,19 @@ int main(int argc, char** argv) {
         for (int b = 0; b < B; ++b) rows.push_back(Row{int32_t(rng() % V), b, p, Row::kLogits});
         eng->forward_pick(rows, greedy, chosen);
       };
-      for (int w = 0; w < 3; ++w) decode(8 + w);  // graph capture + warm-up
+      for (int w = 0; w < 3; ++w) decode(decode_pos + w);  // graph capture + warm-up
       t0 = Clock::now();
-      for (int k = 0; k < tg; ++k) decode(11 + k);
+      for (int k = 0; k < tg; ++k) {
+        // The profiled step: the first timed step of the last batch size.
+        const bool prof = profile == "decode" && k == 0 && B == batches.back();
+        if (prof) gpu_profiler_range(true);
+        decode(decode_pos + 3 + k);
+        if (prof) gpu_profiler_range(false);
+      }
       s = since_s(t0);
       std::printf("{\"step\": \"tg%d\", \"batch\": %d, \"steps_per_s\": %.1f, \"tok_per_s\": %.1f, "
-                  "\"ms_per_step\": %.3f}\n",
-                  tg, B, tg / s, double(tg) * B / s, 1e3 * s / tg);
+                  "\"ms_per_step\": %.3f, \"keys\": %d}\n",
+                  tg, B, tg / s, double(tg) * B / s, 1e3 * s / tg, decode_pos + 3 + tg / 2);
       std::fflush(stdout);
     }
     return 0;

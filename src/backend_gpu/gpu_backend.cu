@@ -2,6 +2,9 @@
 // (embed or take the received hidden states, then the layers in device steps of <= kMaxStepRows
 // rows), head and head_pick (final norm + LM head on the logit rows; the token choice on the
 // device), device-time accounting, and the factories.
+#if !defined(GPTOSS_HIP)
+#include <cuda_profiler_api.h>
+#endif
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -208,6 +211,15 @@ size_t gpu_free_bytes(int device) {
   GPU_CHECK(gpuSetDevice(device));
   GPU_CHECK(gpuMemGetInfo(&free_b, &total_b));
   return free_b;
+}
+
+void gpu_profiler_range(bool start) {
+  GPU_CHECK(gpuDeviceSynchronize());
+#if defined(GPTOSS_HIP)
+  GPU_CHECK(start ? hipProfilerStart() : hipProfilerStop());
+#else
+  GPU_CHECK(start ? cudaProfilerStart() : cudaProfilerStop());
+#endif
 }
 
 }  // namespace gptoss

@@ -27,5 +27,8 @@ bool gpu_device_present();
 int gpu_device_count();
 // Free memory of GPU `device` now (makes it the current device).
 size_t gpu_free_bytes(int device);
+// Starts (true) or stops (false) the profiler's collection (cudaProfilerStart/Stop), so that a
+// profiler run with collection off at start (ncu --profile-from-start off) sees one chosen range.
+void gpu_profiler_range(bool start);
 
 }  // namespace gptoss

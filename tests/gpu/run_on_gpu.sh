@@ -3,7 +3,9 @@
 # build-gpu2) and copied with tokenizer.bin (and, for `run`, the Open MPI runtime: mpi/) into one
 # git-ignored folder (see docs/gpu.md). Logs go to $OUT (or ./gpu-out).
 # Usage: tests/gpu/run_on_gpu.sh [.dev/gpu2] [steps...]
-#   steps: tests golden probe bench top1 runbench getp compare ncu memcheck big120
+#   steps: tests golden probe bench top1 runbench getp compare ncu profile memcheck big120
+#   profile: per-kernel ncu tables of one batch-256 and one batch-512 decode step (~1k keys per
+#           sequence) and one 512-row prefill chunk (pf-*.txt)
 #   probe: the read bandwidth (bench-kernels --read-bw), the ceiling of every decode figure
 #   big120: batch-1 decode of the synthetic 120b (written to /dev/shm after the 20b is removed),
 #           with the decode kernels (twice) and without (--no-decode-kernels)
@@ -76,7 +78,7 @@ if has runbench; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_ess_singleton_isolated=1
   if ldd "$B/run" | grep -q "not found"; then export LD_LIBRARY_PATH="$B/mpi/lib"; fi
   t runbench ${RUNBENCH_TIMEOUT:-280} "$B/run" $M -z "$B/tokenizer.bin" --backend gpu -m bench -n 128 \
-    --pp 512 -b ${GETP_B:-256} --getp-prompt 1024 --getp-new 1024 -r 1 -c 2048
+    --pp ${RUNBENCH_PP:-512} -b ${GETP_B:-256} --getp-prompt 1024 --getp-new 1024 -r 1 -c 2048 ${RUNBENCH_EXTRA:-}
 fi
 if has getp; then  # a real getp job with the GPU defaults (-b sized from free memory, --chunk 512)
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_ess_singleton_isolated=1
@@ -122,6 +124,22 @@ if has ncu; then  # per-kernel device time and DRAM bytes of batch-1 decode step
     > "$O/ncu.csv" 2> "$O/ncu.err"; echo "ncu rc=$?"; tail -3 "$O/ncu.err"
   python3 tests/gpu/ncu_table.py "$O/ncu.csv" | tee "$O/ncu-summary.txt"
 fi
+if has profile; then  # one whole step per run under ncu (bench-engine --profile): decode at
+  # batch 256 and 512 with ~1k keys per sequence (a getp 1k/1k step), and a 512-row prefill chunk
+  NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  for spec in "pf-decode256:--pp 0 --batch 256 --tg 2 --decode-pos 1024 --profile decode" \
+              "pf-decode512:--pp 0 --batch 512 --tg 2 --decode-pos 1024 --profile decode" \
+              "pf-prefill512:--pp 1024 --pp-chunk 512 --batch 1 --tg 1 --profile pp"; do
+    name=${spec%%:*}
+    timeout 240 $NCU --clock-control none --profile-from-start off --csv --print-units base \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,dram__throughput.avg.pct_of_peak_sustained_elapsed \
+      "$B/bench-engine" $M --ctx 2048 ${spec#*:} > "$O/$name.csv" 2> "$O/$name.err"
+    echo "=== $name: ncu rc=$?"; tail -2 "$O/$name.err"
+    python3 tests/gpu/ncu_table.py "$O/$name.csv" > "$O/$name.txt" && cat "$O/$name.txt"
+    # the same step's wall time without the profiler
+    timeout 120 "$B/bench-engine" $M --ctx 2048 ${spec#*:} 2>&1 | grep -E '"pp|"tg' | tee -a "$O/$name.txt"
+  done
+fi
 [ -n "${KEEP_MODEL:-}" ] || rm -f $M
 if has big120; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_ess_singleton_isolated=1
@@ -145,7 +163,7 @@ if has memcheck; then
   grep -E "ERROR SUMMARY|Invalid" "$O/memcheck.log" | head -5
 fi
 # At most 8 files come back from the machine: keep the main ones, fold the other logs into one.
-KEEP=" compare.csv ncu.csv ncu-summary.txt engine.log top1.log runbench.log getp.log misc.log misc.log.tmp "
+KEEP=" ${KEEP_FILES:-compare.csv ncu.csv ncu-summary.txt engine.log top1.log runbench.log getp.log} misc.log misc.log.tmp "
 ( cd "$O" && for f in *; do
     [[ "$KEEP" == *" $f "* ]] && continue
     [ -f "$f" ] && { echo "##### $f"; cat "$f"; rm -f "$f"; }

@@ -20,6 +20,8 @@ constexpr int kHD = kAttnHeadDim;       // 64
 constexpr int kKeyTile = 64;            // keys staged per iteration
 constexpr int kAttnThreads = 256;       // 8 heads x 32 sub-lanes (sub-lanes are not wave lanes)
 constexpr int kPartStride = kHD + 2;    // out[64], m, l
+constexpr int kAttnMaxChunk = 1024;     // keys per piece at most
+constexpr int kAttnMinBlocks = 2048;    // blocks per split-K launch kept when lengthening pieces
 }  // namespace
 
 // A 16-byte piece of a cache row -> floats (bf16: 8 values, fp32: 4).
@@ -103,23 +105,37 @@ __global__ void __launch_bounds__(kAttnThreads)
   const size_t slot_base = static_cast<size_t>(slot[n]) * cap;
   const float scale = 1.0f / sqrtf(static_cast<float>(kHD));
 
+  // The next tile's K and V are loaded into registers while the current one is consumed.
+  constexpr int kLoads = kKeyTile * kRowChunks / kAttnThreads;
+  static_assert(kLoads * kAttnThreads == kKeyTile * kRowChunks, "tile pieces per thread");
+  uint4 kr[kLoads], vr[kLoads];
+  const auto fetch = [&](int t0) {
+#pragma unroll
+    for (int i = 0; i < kLoads; ++i) {
+      const int c = threadIdx.x + i * kAttnThreads;
+      const int j = t0 + c / kRowChunks;
+      kr[i] = vr[i] = make_uint4(0, 0, 0, 0);
+      if (j < je) {
+        const size_t off = ((slot_base + static_cast<size_t>(j % cap)) * n_kv + kvh) * kHD +
+                           kPer16 * (c % kRowChunks);
+        kr[i] = *reinterpret_cast<const uint4*>(k_cache + off);
+        vr[i] = *reinterpret_cast<const uint4*>(v_cache + off);
+      }
+    }
+  };
+  fetch(jb);
   float m_run = -INFINITY, l_run = 0.0f, o0 = 0.0f, o1 = 0.0f;
   for (int t0 = jb; t0 < je; t0 += kKeyTile) {
     __syncthreads();  // previous tile fully consumed (and qs written on the first pass)
-    for (int c = threadIdx.x; c < kKeyTile * kRowChunks; c += kAttnThreads) {
-      const int key = c / kRowChunks, part16 = c % kRowChunks;
-      const int j = t0 + key;
-      uint4 kd = make_uint4(0, 0, 0, 0), vd = make_uint4(0, 0, 0, 0);
-      if (j < je) {
-        const size_t off =
-            ((slot_base + static_cast<size_t>(j % cap)) * n_kv + kvh) * kHD + kPer16 * part16;
-        kd = *reinterpret_cast<const uint4*>(k_cache + off);
-        vd = *reinterpret_cast<const uint4*>(v_cache + off);
-      }
-      *reinterpret_cast<uint4*>(&ks[key * kLd + kPer16 * part16]) = kd;
-      *reinterpret_cast<uint4*>(&vs[key * kLd + kPer16 * part16]) = vd;
+#pragma unroll
+    for (int i = 0; i < kLoads; ++i) {
+      const int c = threadIdx.x + i * kAttnThreads;
+      const int e = (c / kRowChunks) * kLd + kPer16 * (c % kRowChunks);
+      *reinterpret_cast<uint4*>(&ks[e]) = kr[i];
+      *reinterpret_cast<uint4*>(&vs[e]) = vr[i];
     }
     __syncthreads();
+    if (t0 + kKeyTile < je) fetch(t0 + kKeyTile);
     if (h < G) {
       // Scores of keys l and l + 32.
       float s0 = 0.0f, s1 = 0.0f;
@@ -200,6 +216,13 @@ static void attention_sinks(const float* qkv, const KvT* k_cache, const KvT* v_c
   if (rows <= 0) return;
   GPTOSS_ASSERT(head_dim == kHD && n_heads % n_kv_heads == 0 &&
                 n_heads / n_kv_heads <= kAttnMaxGroup && kv_chunk % kKeyTile == 0);
+  // Many rows: longer pieces (fewer blocks, each streaming more tiles; fewer partials to merge)
+  // while a launch keeps >= kAttnMinBlocks blocks. The layer's kv_chunk (sized for few rows)
+  // sets the partial buffer, which fewer pieces always fit.
+  const int launch_rows = std::min(kAttnRowsPerLaunch, rows);
+  while (kv_chunk * 2 <= kAttnMaxChunk &&
+         n_kv_heads * attention_pieces(max_keys, kv_chunk * 2) * launch_rows >= kAttnMinBlocks)
+    kv_chunk *= 2;
   const int pieces = attention_pieces(max_keys, kv_chunk);
   const size_t R = static_cast<size_t>(n_heads + 2 * n_kv_heads) * head_dim;
   for (int r0 = 0; r0 < rows; r0 += kAttnRowsPerLaunch) {

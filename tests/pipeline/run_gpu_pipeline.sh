@@ -7,6 +7,8 @@
 # Steps (default: all but 120b1; each under `timeout`, so nothing can hang):
 #   engine gpu_engine_test (the one-GPU engine, whose code the stage shares)
 #   tiny   greedy output of 2 ranks (and 3 ranks on 2 GPUs, and the MPI fallback) equals 1 GPU
+#   dp     issue 18: 2 rings of 2 ranks (--dp 2, 4 ranks sharing the GPUs there are, one is
+#          enough) give the 1-GPU getp OUT byte for byte (tiny model, -b 1: the same kernel paths)
 #   20b    the same on a synthetic 20b (bench-engine --synthetic 20b: fast, patterned weights)
 #   kill   rank 1 of a running 2-GPU getp is SIGKILLed: the job must end within 30 s
 #   perf   20b: batch-1 decode (generate) and getp throughput, 1 rank vs 2 ranks
@@ -133,6 +135,19 @@ equal_runs() {  # label model n_new batch [quick: no fallback / generate runs]
   same "$L: generate on 2 ranks equals 1 GPU" "$L-g1.txt" "$L-g2.txt" ||
     { echo "##### $L generate: 1 GPU vs 2 ranks"; diff "$L-g1.txt" "$L-g2.txt"; } >> "$R/all.log"
 }
+if has dp; then
+  echo "=== dp ($(date +%T))"
+  [ -f tiny.bin ] || { "$B/export-model" --synthetic tiny tiny-hf --seed 1 > /dev/null &&
+                       "$B/export-model" tiny-hf tiny.bin > /dev/null; rm -rf tiny-hf; }
+  prompts 12 10 dp-in.txt
+  dargs=(-z "$TOK" -m getp -i dp-in.txt -n 24 -b 1 -c 256 --backend gpu)
+  t dp-1gpu 120 "${ONE[@]}" "$B/run" tiny.bin "${dargs[@]}" -o dp-ref.txt
+  t dp-4 180 "${MPI[@]}" --oversubscribe -np 4 "$B/run" tiny.bin "${dargs[@]}" -o dp-4.txt --dp 2 ||
+    bad "dp: 4 ranks --dp 2 exit"
+  grep -m1 "^shape:" "$O/dp-4.log"
+  grep -q "^shape: 2 rings x 2 ranks" "$O/dp-4.log" || bad "dp: no 2 x 2 shape line"
+  same "dp: 2 rings x 2 ranks (getp -b 1) equal 1 GPU" dp-ref.txt dp-4.txt
+fi
 if has tiny; then
   echo "=== tiny ($(date +%T))"
   prompts 6 30 in.txt

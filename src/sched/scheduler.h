@@ -149,6 +149,8 @@ class Scheduler {
   // running sequences but not taken yet; free = kv_blocks - used - promised.
   int kv_blocks_used() const { return opt_.kv_blocks - static_cast<int>(free_blocks_.size()) - promised_; }
   int kv_blocks_promised() const { return promised_; }
+  // Blocks in the pool (0: not paged).
+  int kv_blocks_total() const { return opt_.kv_block_tokens > 0 ? opt_.kv_blocks : 0; }
   // The blocks slot `slot` holds, in position order (tests, checks).
   const std::vector<int32_t>& kv_blocks_of(int slot) const { return held_[slot]; }
   int active() const { return active_; }

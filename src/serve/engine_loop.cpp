@@ -29,6 +29,7 @@ ChooserFactory EngineLoop::chooser_factory() {
 void EngineLoop::update_gauges(Scheduler& sch) {
   const int away = elsewhere_ ? static_cast<int>(elsewhere_->outstanding()) : 0;
   metrics_.set_queue(static_cast<int>(sch.queued() + inbox_.pending()), sch.active() + away);
+  metrics_.set_kv(sch.kv_blocks_total(), sch.kv_blocks_used(), sch.kv_blocks_promised());
 }
 
 bool EngineLoop::busy(const Scheduler& sch) const {

@@ -37,7 +37,7 @@ double Metrics::tokens_per_second(double now_s) {
 
 std::string Metrics::prometheus_text(double now_s) {
   std::string out;
-  char line[256];
+  char line[512];
   out +=
       "# HELP gptoss_requests_total HTTP requests answered, by endpoint and status code.\n"
       "# TYPE gptoss_requests_total counter\n";
@@ -63,6 +63,17 @@ std::string Metrics::prometheus_text(double now_s) {
   metric("gptoss_running_sequences", "gauge", "Sequences being generated.", running_.load());
   metric("gptoss_generation_tokens_per_second", "gauge",
          "Tokens generated per second over the last 10 s.", tokens_per_second(now_s));
+  if (const int total = kv_total_.load(); total > 0) {
+    const int used = kv_used_.load(), reserved = kv_reserved_.load();
+    metric("gptoss_kv_blocks_total", "gauge", "Blocks in the paged KV cache's pool.", total);
+    metric("gptoss_kv_blocks_used", "gauge",
+           "KV blocks holding positions of running or idle sequences (idle ones are reclaimed on "
+           "demand).", used);
+    metric("gptoss_kv_blocks_reserved", "gauge",
+           "KV blocks promised to running sequences, not yet written.", reserved);
+    metric("gptoss_kv_cache_usage_ratio", "gauge", "(used + reserved) / total KV blocks.",
+           static_cast<double>(used + reserved) / total);
+  }
   return out;
 }
 

@@ -63,6 +63,20 @@ load)
   [ "$(json 'j.failed' <report.json)" = 0 ] || die "failed requests"
   [ "$(json 'j.requests' <report.json)" = 200 ] || die "not 200 requests"
   [ "$(json 'j.output_tokens' <report.json)" -gt 0 ] || die "no tokens"
+  # The paged KV cache's gauges once idle: -b 16 x -c 256 = 4096 positions in blocks of 32 = 128
+  # blocks; nothing reserved; finished sequences' slots keep their blocks until they are needed.
+  kv() { curl -sf "$url/metrics" | awk -v k="gptoss_kv_$1" '$1 == k {print $2}'; }
+  n=0
+  until [ "$(kv blocks_reserved)" = 0 ]; do
+    sleep 0.1; n=$((n+1))
+    [ $n -lt 100 ] || die "gptoss_kv_blocks_reserved '$(kv blocks_reserved)' 10 s after the load, want 0"
+  done
+  [ "$(kv blocks_total)" = 128 ] || die "gptoss_kv_blocks_total '$(kv blocks_total)', want 128"
+  used=$(kv blocks_used)
+  [ "${used:-0}" -gt 0 ] && [ "$used" -le 128 ] || die "gptoss_kv_blocks_used '$used', want 1..128"
+  ratio=$(kv cache_usage_ratio)
+  awk -v r="$ratio" -v u="$used" 'BEGIN { exit !(r * 128 > u - 0.01 && r * 128 < u + 0.01) }' ||
+    die "gptoss_kv_cache_usage_ratio '$ratio' is not used / total ($used / 128)"
   kill -TERM $pid
   wait_exit $pid 30 || die "exit $? after SIGTERM"
   grep -q "serve: stopped" serve.err || die "no 'serve: stopped' line"

@@ -7,10 +7,10 @@
 // fault inside a mapping prints one line and exits 1
 //   "<program>: error: <file>: the file shrank from M to N bytes while in use (read at byte B);
 //    do not modify or replace a file while a program uses it"
-// on stderr; any other SIGBUS goes to the handler that was there before, or kills
-// the process as it would have without us. The handler uses only async-signal-safe calls
-// (stat, write, _exit) and reads the table without locks (each slot is published with a release
-// store of its state).
+// on stderr (once, by whichever thread faults first); any other SIGBUS goes to the handler that
+// was there before, or kills the process as it would have without us. The handler uses only
+// async-signal-safe calls (stat, write, pause, _exit, a lock-free atomic flag) and reads the table
+// without locks (each slot is published with a release store of its state).
 #include "common/mapped_file.h"
 
 #include <fcntl.h>
@@ -43,6 +43,7 @@ constexpr int kMaxRegions = 128;  // more live mappings than this are mapped wit
 Region g_regions[kMaxRegions];
 std::mutex g_install_mutex;
 struct sigaction g_previous {};  // the SIGBUS disposition we replaced
+std::atomic_flag g_reporting = ATOMIC_FLAG_INIT;  // set by the thread that reports a lost mapping
 
 // Appends text to buf[0..cap) at *len (async-signal-safe).
 void put(char* buf, size_t cap, size_t* len, const char* s) {
@@ -65,6 +66,10 @@ void on_sigbus(int sig, siginfo_t* si, void* ctx) {
       if (r.state.load(std::memory_order_acquire) != 2) continue;
       const uintptr_t b = r.begin.load(std::memory_order_relaxed);
       if (a < b || a - b >= r.bytes) continue;
+      // Threads reading the model together fault together: the first prints the one line and
+      // exits; the others wait for that exit (a second line was seen under ASan's timing).
+      if (g_reporting.test_and_set(std::memory_order_acq_rel))
+        for (;;) ::pause();
       char msg[1024];
       size_t n = 0;
       put(msg, sizeof msg, &n, program_invocation_short_name);

@@ -134,6 +134,12 @@ void HttpServer::start() {
 void HttpServer::stop() {
   Impl& s = *impl_;
   if (!s.thread.joinable()) return;
+  // Replies still being written (a cut stream's error event, a finished request's last bytes) get
+  // up to 3 s to go out first: once stopping, the library abandons chunked replies mid-way, and
+  // a client lost its error event that way (serve_api_limits under ASan).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (s.outstanding.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   s.svr.stop();
   s.thread.join();
 }

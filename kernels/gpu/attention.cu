@@ -6,12 +6,18 @@
 //     of the kv head share each staged 64-key tile of K and V (GQA); online softmax per head
 //     (one group of 32 threads per head, reductions by shuffles);
 //     writes (unnormalised out[64], running max, running sum) per (row, head, piece).
+//   pass 1 on NVIDIA with a bf16 cache (bf16kv_attention_partial_mma_kernel): the same pieces and
+//     partials on tensor cores (see the kernel); the scalar kernel stays HIP's path, the fp32
+//     cache's, and AttnKernel::scalar's.
 //   pass 2 (f32_attention_combine_kernel): merges the pieces in order with the sink.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <type_traits>
 
 #include "gpu/device_utils.h"
 #include "gpu/ops.h"
+#include "gpu/tile.h"
 
 namespace gptoss::gpu {
 
@@ -178,6 +184,204 @@ __global__ void __launch_bounds__(kAttnThreads)
   }
 }
 
+#if !defined(GPTOSS_HIP)
+// ---- pass 1 on tensor cores (NVIDIA, bf16 cache) ---------------------------------------------
+// Block = (kv head, piece, row) as above, 4 warps; the block stages 64-key tiles of K and V with
+// cp.async (3 stages, rows padded to 72 bf16: conflict-free ldmatrix), warp w takes keys
+// 16w .. 16w + 15 of every tile with its own online softmax, and the 4 warp states are merged at
+// the end into the same partial (out[64], m, l) per head as the scalar kernel's.
+// The G <= 8 query heads fill the 16 rows of an m16n8k16 A operand twice: row h = bf16 hi of head
+// h's query, row 8 + h = bf16 lo (q - hi): S^T-free scores S = Q K^T come out per head as
+// row h + row 8 + h (q kept to 2^-17 relative, products exact, fp32 sums). The probabilities go
+// back in as the A operand the same way (row h = bf16 hi of p, row 8 + h = lo; the accumulator
+// layout of S is the A layout of P, so no data moves between lanes), and O = P V takes V through
+// ldmatrix.trans. Numerics: fp32-quality like the scalar kernel (~1e-6 apart); the MMAs are cheap
+// (16 per 16 keys): the kernel is bound by the cache bytes, which the scalar kernel is not (its
+// fp32 FMAs, ~8 per cache byte, saturate the SMs first).
+constexpr int kMmaWarps = 4, kMmaThreads = 32 * kMmaWarps;
+constexpr int kMmaTile = 16 * kMmaWarps;  // keys per staged tile
+constexpr int kMmaStages = 3;
+constexpr int kMmaLd = kHD + 8;           // bf16 per staged row
+constexpr int kMmaStageElems = 2 * kMmaTile * kMmaLd;  // K then V
+constexpr size_t kMmaSmemBytes = size_t(kMmaStages) * kMmaStageElems * sizeof(uint16_t);
+static_assert(kMmaSmemBytes >= sizeof(float) * kMmaWarps * kAttnMaxGroup * (kHD + 2),
+              "the merge area reuses the stages");
+
+__global__ void __launch_bounds__(kMmaThreads)
+    bf16kv_attention_partial_mma_kernel(const float* __restrict__ qkv,
+                                        const uint16_t* __restrict__ k_cache,
+                                        const uint16_t* __restrict__ v_cache,
+                                        const int32_t* __restrict__ pos,
+                                        const int32_t* __restrict__ slot,
+                                        const int32_t* __restrict__ skip, int n_heads, int n_kv,
+                                        int cap, int window, int kv_chunk, int n_pieces,
+                                        float* __restrict__ partial) {
+  extern __shared__ uint4 attn_mma_smem4[];
+  uint16_t* smem = reinterpret_cast<uint16_t*>(attn_mma_smem4);
+  const int kvh = blockIdx.x, piece = blockIdx.y, n = blockIdx.z;
+  if (skip && skip[n]) return;
+  const int G = n_heads / n_kv;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const int p = pos[n];
+  const int j0 = window > 0 ? max(0, p - window + 1) : 0;
+  const int jb = j0 + piece * kv_chunk;
+  const int je = min(p + 1, jb + kv_chunk);
+  const size_t head_stride = static_cast<size_t>(n_pieces) * kPartStride;
+  float* part = partial + ((static_cast<size_t>(n) * n_heads + kvh * G) * n_pieces + piece) * kPartStride;
+  if (jb >= je) {
+    if (tid < G) part[tid * head_stride + kHD] = -INFINITY;
+    return;
+  }
+  const size_t slot_base = static_cast<size_t>(slot[n]) * cap;
+  const int n_tiles = (je - jb + kMmaTile - 1) / kMmaTile;
+
+  // Chunk c (16 bytes) of a tile: key c / 8, dims 8 (c % 8); 4 K and 4 V chunks per thread.
+  auto load = [&](int kt, int st) {
+    uint16_t* ks = smem + st * kMmaStageElems;
+    uint16_t* vs = ks + kMmaTile * kMmaLd;
+#pragma unroll
+    for (int i = 0; i < kMmaTile * 8 / kMmaThreads; ++i) {
+      const int c = tid + i * kMmaThreads, r = c / 8, d = 8 * (c % 8);
+      const int j = jb + kt * kMmaTile + r;
+      const bool ok = j < je;
+      const size_t off =
+          ((slot_base + static_cast<size_t>(ok ? j % cap : 0)) * n_kv + kvh) * kHD + d;
+      tile::cp_async16_zfill(ks + r * kMmaLd + d, k_cache + off, ok);
+      tile::cp_async16_zfill(vs + r * kMmaLd + d, v_cache + off, ok);
+    }
+  };
+#pragma unroll
+  for (int st = 0; st < kMmaStages - 1; ++st) {
+    if (st < n_tiles) load(st, st);
+    tile::cp_async_commit();
+  }
+
+  // Q as the A operand of each 16-dim K step: rows g (hi) and g + 8 (lo) of head g.
+  uint32_t qa[kHD / 16][4];
+  {
+    const size_t R = static_cast<size_t>(n_heads + 2 * n_kv) * kHD;
+    const float* q = qkv + n * R + static_cast<size_t>(kvh * G + min(g, G - 1)) * kHD;
+#pragma unroll
+    for (int ks = 0; ks < kHD / 16; ++ks)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int d = 16 * ks + 8 * half + 2 * t;
+        const float x0 = g < G ? q[d] : 0.0f, x1 = g < G ? q[d + 1] : 0.0f;
+        const uint32_t hi = pack_bf16x2(x0, x1);
+        qa[ks][2 * half] = hi;
+        qa[ks][2 * half + 1] = pack_bf16x2(x0 - bf16_lo(hi), x1 - bf16_hi(hi));
+      }
+  }
+  const float scale = 1.0f / sqrtf(static_cast<float>(kHD));
+  float m_run = -INFINITY, l_run = 0.0f;
+  float o[kHD / 8][4];
+#pragma unroll
+  for (int j = 0; j < kHD / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[j][e] = 0.0f;
+
+  for (int kt = 0; kt < n_tiles; ++kt) {
+    tile::cp_async_wait<kMmaStages - 2>();
+    __syncthreads();  // tile kt visible; the stage refilled next was consumed in kt - 1
+    {
+      const int nx = kt + kMmaStages - 1;
+      if (nx < n_tiles) load(nx, nx % kMmaStages);
+      tile::cp_async_commit();
+    }
+    const int key0 = jb + kt * kMmaTile + 16 * warp;  // this warp's first key
+    if (key0 >= je) continue;
+    const uint16_t* ks = smem + (kt % kMmaStages) * kMmaStageElems + 16 * warp * kMmaLd;
+    const uint16_t* vs = ks + kMmaTile * kMmaLd;
+    // S: two n8 tiles of keys; K fragments by ldmatrix (matrices: keys 0-7 | 8-15 x dims lo | hi).
+    float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+    for (int kk = 0; kk < kHD / 16; ++kk) {
+      uint32_t kb[4];
+      tile::ldmatrix_x4(kb, ks + (8 * (lane / 16) + lane % 8) * kMmaLd + 16 * kk + 8 * ((lane / 8) % 2));
+      tile::mma_m16n8k16(s[0], qa[kk], &kb[0]);
+      tile::mma_m16n8k16(s[1], qa[kk], &kb[2]);
+    }
+    // Head g, keys key0 + 8 nt + 2 t + e: score = (row g + row g + 8) / 8, masked past je.
+    float sc[2][2], mx = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const bool ok = key0 + 8 * nt + 2 * t + e < je;
+        sc[nt][e] = ok ? (s[nt][e] + s[nt][2 + e]) * scale : -INFINITY;
+        mx = fmaxf(mx, sc[nt][e]);
+      }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(m_run, mx);
+    const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+    const float alpha = expf(m_run - m_use);  // 0 while nothing was seen (m_run = -inf)
+    float pv[2][2], psum = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        pv[nt][e] = expf(sc[nt][e] - m_use);
+        psum += pv[nt][e];
+      }
+    l_run = l_run * alpha + psum;  // this lane's keys; summed over the 4 lanes of head g at the end
+    m_run = m_new;
+#pragma unroll
+    for (int j = 0; j < kHD / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[j][e] *= alpha;
+    // P as the A operand: a0 / a2 = hi of keys 2t.. / 2t + 8.. (rows g), a1 / a3 = lo (rows g + 8).
+    uint32_t pa[4];
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+      const uint32_t hi = pack_bf16x2(pv[nt][0], pv[nt][1]);
+      pa[2 * nt] = hi;
+      pa[2 * nt + 1] = pack_bf16x2(pv[nt][0] - bf16_lo(hi), pv[nt][1] - bf16_hi(hi));
+    }
+    // O += P V: V fragments by ldmatrix.trans (matrices: keys 0-7 | 8-15 x dims 8j | 8j + 8).
+#pragma unroll
+    for (int j = 0; j < kHD / 8; j += 2) {
+      uint32_t vb[4];
+      tile::ldmatrix_x4_trans(vb, vs + (8 * ((lane / 8) % 2) + lane % 8) * kMmaLd + 8 * j + 8 * (lane / 16));
+      tile::mma_m16n8k16(o[j], pa, &vb[0]);
+      tile::mma_m16n8k16(o[j + 1], pa, &vb[2]);
+    }
+  }
+  tile::cp_async_wait<0>();
+  l_run += __shfl_xor_sync(0xffffffffu, l_run, 1);
+  l_run += __shfl_xor_sync(0xffffffffu, l_run, 2);
+
+  // Merge the warps: [warp][head] m, l and out[64], in the (now idle) stage buffers.
+  __syncthreads();
+  float* mrg = reinterpret_cast<float*>(smem);
+  float* wm = mrg + (warp * kAttnMaxGroup + g) * (kHD + 2);
+  if (t == 0) wm[kHD] = m_run, wm[kHD + 1] = l_run;
+#pragma unroll
+  for (int j = 0; j < kHD / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) wm[8 * j + 2 * t + e] = o[j][e] + o[j][2 + e];
+  __syncthreads();
+  for (int i = tid; i < G * kHD; i += kMmaThreads) {
+    const int h = i / kHD, d = i % kHD;
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kMmaWarps; ++w) M = fmaxf(M, mrg[(w * kAttnMaxGroup + h) * (kHD + 2) + kHD]);
+    float O = 0.0f, L = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kMmaWarps; ++w) {
+      const float* s = mrg + (w * kAttnMaxGroup + h) * (kHD + 2);
+      if (s[kHD] == -INFINITY) continue;  // a warp that saw no key of this piece
+      const float f = expf(s[kHD] - M);
+      O = fmaf(s[d], f, O);
+      L = fmaf(s[kHD + 1], f, L);
+    }
+    float* dst = part + h * head_stride;
+    dst[d] = O;
+    if (d == 0) dst[kHD] = M, dst[kHD + 1] = L;
+  }
+}
+#endif
+
 // grid (rows, n_heads), block 64 (one thread per output dimension).
 __global__ void f32_attention_combine_kernel(const float* __restrict__ partial,
                                              const uint16_t* __restrict__ sinks,
@@ -212,7 +416,7 @@ static void attention_sinks(const float* qkv, const KvT* k_cache, const KvT* v_c
                             const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
                             const int32_t* skip, int rows, int n_heads, int n_kv_heads,
                             int head_dim, int cap, int window, int max_keys, int kv_chunk,
-                            float* partial, float* out, gpuStream_t stream) {
+                            float* partial, float* out, gpuStream_t stream, AttnKernel kernel) {
   if (rows <= 0) return;
   GPTOSS_ASSERT(head_dim == kHD && n_heads % n_kv_heads == 0 &&
                 n_heads / n_kv_heads <= kAttnMaxGroup && kv_chunk % kKeyTile == 0);
@@ -228,10 +432,36 @@ static void attention_sinks(const float* qkv, const KvT* k_cache, const KvT* v_c
   for (int r0 = 0; r0 < rows; r0 += kAttnRowsPerLaunch) {
     const int nr = std::min(kAttnRowsPerLaunch, rows - r0);
     dim3 grid1(n_kv_heads, pieces, nr);
-    f32_kv_attention_partial_kernel<KvT><<<grid1, kAttnThreads, 0, stream>>>(
-        qkv + r0 * R, k_cache, v_cache, pos + r0, slot + r0, skip ? skip + r0 : nullptr, n_heads,
-        n_kv_heads, cap, window, kv_chunk, pieces, partial);
-    GPU_CHECK_LAUNCH();
+    bool mma = false;
+    (void)kernel;
+#if !defined(GPTOSS_HIP)
+    if constexpr (std::is_same_v<KvT, uint16_t>) {
+      if (kernel != AttnKernel::scalar) {
+        // More than 48 KiB of dynamic shared memory: the opt-in, once per device.
+        static std::atomic<uint64_t> opted_in{0};
+        int dev = 0;
+        GPU_CHECK(gpuGetDevice(&dev));
+        const uint64_t bit = 1ull << (dev & 63);
+        if (!(opted_in.load() & bit)) {
+          GPU_CHECK(gpuFuncSetAttribute(bf16kv_attention_partial_mma_kernel,
+                                        gpuFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(kMmaSmemBytes)));
+          opted_in.fetch_or(bit);
+        }
+        bf16kv_attention_partial_mma_kernel<<<grid1, kMmaThreads, kMmaSmemBytes, stream>>>(
+            qkv + r0 * R, k_cache, v_cache, pos + r0, slot + r0, skip ? skip + r0 : nullptr,
+            n_heads, n_kv_heads, cap, window, kv_chunk, pieces, partial);
+        GPU_CHECK_LAUNCH();
+        mma = true;
+      }
+    }
+#endif
+    if (!mma) {
+      f32_kv_attention_partial_kernel<KvT><<<grid1, kAttnThreads, 0, stream>>>(
+          qkv + r0 * R, k_cache, v_cache, pos + r0, slot + r0, skip ? skip + r0 : nullptr,
+          n_heads, n_kv_heads, cap, window, kv_chunk, pieces, partial);
+      GPU_CHECK_LAUNCH();
+    }
     dim3 grid2(nr, n_heads);
     f32_attention_combine_kernel<<<grid2, kHD, 0, stream>>>(
         partial, sinks, skip ? skip + r0 : nullptr, n_heads, pieces,
@@ -244,10 +474,11 @@ void f32_bf16kv_attention_sinks(const float* qkv, const bf16_t* k_cache, const b
                                 const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
                                 int rows, int n_heads, int n_kv_heads, int head_dim, int cap,
                                 int window, int max_keys, int kv_chunk, float* partial,
-                                float* out, gpuStream_t stream, const int32_t* skip_rows) {
+                                float* out, gpuStream_t stream, const int32_t* skip_rows,
+                                AttnKernel kernel) {
   attention_sinks<uint16_t>(qkv, k_cache, v_cache, sinks, pos, slot, skip_rows, rows, n_heads,
                             n_kv_heads, head_dim, cap, window, max_keys, kv_chunk, partial, out,
-                            stream);
+                            stream, kernel);
 }
 
 void f32_f32kv_attention_sinks(const float* qkv, const float* k_cache, const float* v_cache,
@@ -257,7 +488,7 @@ void f32_f32kv_attention_sinks(const float* qkv, const float* k_cache, const flo
                                gpuStream_t stream, const int32_t* skip_rows) {
   attention_sinks<float>(qkv, k_cache, v_cache, sinks, pos, slot, skip_rows, rows, n_heads,
                          n_kv_heads, head_dim, cap, window, max_keys, kv_chunk, partial, out,
-                         stream);
+                         stream, AttnKernel::scalar);
 }
 
 }  // namespace gptoss::gpu

@@ -16,6 +16,7 @@
 
 #include "gpu/decode.h"
 #include "gpu/decode_device.h"
+#include "gpu/ops.h"
 
 namespace gptoss::gpu {
 namespace {
@@ -183,22 +184,11 @@ __global__ __launch_bounds__(kThreads, DECODE_MIN_BLOCKS(R)) void matmul_decode_
   }
 }
 
-int sm_count() {
-  static int n = [] {
-    int dev = 0;
-    GPU_CHECK(gpuGetDevice(&dev));
-    gpuDeviceProp p;
-    GPU_CHECK(gpuGetDeviceProperties(&p, dev));
-    return p.multiProcessorCount;
-  }();
-  return n;
-}
-
 template <int R, int WR, int NC, Epi E>
 void launch_r(const KernelArgs& a, int n_groups, gpuStream_t stream) {
   // A few blocks per SM: every group of a small matrix in one wave of blocks; the LM head loops.
   const KernelLaunch l =
-      decode_matmul_launch(kTarget, a.mm.rows, a.mm.K, a.mm.M, E == Epi::kQkvRope, sm_count());
+      decode_matmul_launch(kTarget, a.mm.rows, a.mm.K, a.mm.M, E == Epi::kQkvRope, device_sm_count());
   GPTOSS_ASSERT(l.threads == kThreads && l.dyn_smem_bytes == size_t(R) * a.mm.K * sizeof(float));
   matmul_decode_kernel<R, WR, NC, E><<<l.grid_x, l.threads, l.dyn_smem_bytes, stream>>>(a, n_groups);
   GPU_CHECK_LAUNCH();

@@ -4,10 +4,15 @@
 //     blocks of 2 waves so the waves spread evenly over the SMs (no tail of whole blocks);
 //     fp32 activations; per-lane partial sums in chunk order, then a wave butterfly: the order
 //     depends only on K, so a row's result is the same for any `rows`.
-//   GEMM (rows > 8): tensor cores through tile.h; block tile 64 rows x 64 outputs x 32 K,
-//     4 waves in 2 x 2, the next K tile prefetched into registers while the current one is
-//     multiplied; activations staged as two bf16 tiles hi + lo (two MMAs per K step), so the
-//     activation operand keeps ~16 significant bits (fp32-quality products; see the kernel).
+//   GEMM (rows > 8), precision exact: tensor cores through tile.h; block tile 64 rows x 64
+//     outputs x 32 K, 4 waves in 2 x 2, the next K tile prefetched into registers while the
+//     current one is multiplied; activations staged as two bf16 tiles hi + lo (two MMAs per K
+//     step), so the activation operand keeps ~16 significant bits (fp32-quality products).
+//   GEMM, precision fast: x rounded to bf16 once (f32_to_bf16), then on NVIDIA the bf16 GEMM
+//     (128 outputs x 64 | 128 rows per block, 4-stage cp.async pipeline, ldmatrix, one MMA per
+//     product); on HIP the wave-tile GEMM with the hi tile only.
+#include <algorithm>
+#include <atomic>
 #include <type_traits>
 
 #include "gpu/device_utils.h"
@@ -117,6 +122,8 @@ void f32_bf16w_gemv(const float* x, const bf16_t* w, const bf16_t* bias, float* 
 }
 
 // ============================================================================ GEMM
+// The wave-tile GEMM (both targets): exact precision (kLo: activations as bf16 hi + lo) and, on
+// HIP, fast precision (hi only).
 inline constexpr int kTileRows = 64, kTileOut = 64, kTileK = 32;
 inline constexpr int kSmemLd = kTileK + 8;  // bf16 elements per staged row (pad: banks)
 inline constexpr int kGemmWaves = 4;
@@ -126,6 +133,7 @@ inline constexpr int kXLoads = (kTileRows * kTileK / 4) / kGemmThreads;
 inline constexpr int kWLoads = (kTileOut * kTileK / 8 + kGemmThreads - 1) / kGemmThreads;
 static_assert(kXLoads * kGemmThreads * 4 == kTileRows * kTileK, "even activation staging");
 
+template <bool kLo>
 __global__ void __launch_bounds__(kGemmThreads)
     f32_bf16w_gemm_kernel(const float* __restrict__ x, const uint16_t* __restrict__ w,
                           const uint16_t* __restrict__ bias, float* __restrict__ y, int rows,
@@ -133,8 +141,9 @@ __global__ void __launch_bounds__(kGemmThreads)
   // Activations as two bf16 tiles, hi = bf16(x) and lo = bf16(x - hi): x = hi + lo to ~2^-17
   // relative (16 significant bits), so the tensor-core products (hi + lo) * w are fp32-quality
   // rather than bf16-rounded (2^-9): the GEMM path stays within ~1e-5 of the GEMV path.
+  // !kLo (fast precision): hi only, one MMA per product.
   __shared__ __align__(16) uint16_t xs[kTileRows * kSmemLd];  // [64 rows][32 K + pad] bf16 hi
-  __shared__ __align__(16) uint16_t xs_lo[kTileRows * kSmemLd];  // [64 rows][32 K + pad] bf16 lo
+  __shared__ __align__(16) uint16_t xs_lo[kLo ? kTileRows * kSmemLd : 8];  // bf16 lo
   __shared__ __align__(16) uint16_t ws[kTileOut * kSmemLd];   // [64 outputs][32 K + pad] bf16
   const int row0 = blockIdx.y * kTileRows, out0 = blockIdx.x * kTileOut;
   const int wave = threadIdx.x / kWaveSize;
@@ -169,9 +178,11 @@ __global__ void __launch_bounds__(kGemmThreads)
       const int r = idx / (kTileK / 4), c4 = idx % (kTileK / 4);
       const uint2 v = make_uint2(pack_bf16x2(xr[i].x, xr[i].y), pack_bf16x2(xr[i].z, xr[i].w));
       *reinterpret_cast<uint2*>(xs + r * kSmemLd + 4 * c4) = v;
-      const uint2 lo = make_uint2(pack_bf16x2(xr[i].x - bf16_lo(v.x), xr[i].y - bf16_hi(v.x)),
-                                  pack_bf16x2(xr[i].z - bf16_lo(v.y), xr[i].w - bf16_hi(v.y)));
-      *reinterpret_cast<uint2*>(xs_lo + r * kSmemLd + 4 * c4) = lo;
+      if constexpr (kLo) {
+        const uint2 lo = make_uint2(pack_bf16x2(xr[i].x - bf16_lo(v.x), xr[i].y - bf16_hi(v.x)),
+                                    pack_bf16x2(xr[i].z - bf16_lo(v.y), xr[i].w - bf16_hi(v.y)));
+        *reinterpret_cast<uint2*>(xs_lo + r * kSmemLd + 4 * c4) = lo;
+      }
     }
 #pragma unroll
     for (int i = 0; i < kWLoads; ++i) {
@@ -192,11 +203,11 @@ __global__ void __launch_bounds__(kGemmThreads)
     __syncthreads();
     if (k0 + kTileK < K) load(k0 + kTileK);
     const uint16_t* a = xs + (wm * tile::kWaveTileM) * kSmemLd;
-    const uint16_t* a_lo = xs_lo + (wm * tile::kWaveTileM) * kSmemLd;
     const uint16_t* b = ws + (wn * tile::kWaveTileN) * kSmemLd;
 #pragma unroll
     for (int kk = 0; kk < kTileK; kk += 16) {
-      tile::mma_k16(acc, a_lo, kSmemLd, b, kSmemLd, kk);
+      if constexpr (kLo)
+        tile::mma_k16(acc, xs_lo + (wm * tile::kWaveTileM) * kSmemLd, kSmemLd, b, kSmemLd, kk);
       tile::mma_k16(acc, a, kSmemLd, b, kSmemLd, kk);
     }
   }
@@ -210,22 +221,238 @@ __global__ void __launch_bounds__(kGemmThreads)
   });
 }
 
-void f32_bf16w_gemm(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
-                    int K, int M, bool accumulate, gpuStream_t stream) {
-  if (rows <= 0 || M <= 0) return;
-  GPTOSS_ASSERT(K % kTileK == 0);
+template <bool kLo>
+void launch_wave_tile_gemm(const float* x, const bf16_t* w, const bf16_t* bias, float* y,
+                           int rows, int K, int M, bool accumulate, gpuStream_t stream) {
   dim3 grid(ceil_div(M, kTileOut), ceil_div(rows, kTileRows));
-  f32_bf16w_gemm_kernel<<<grid, kGemmThreads, 0, stream>>>(x, w, bias, y, rows, K, M,
-                                                           accumulate ? 1 : 0);
+  f32_bf16w_gemm_kernel<kLo><<<grid, kGemmThreads, 0, stream>>>(x, w, bias, y, rows, K, M,
+                                                                accumulate ? 1 : 0);
   GPU_CHECK_LAUNCH();
 }
 
-void f32_bf16w_matmul(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
+int device_sm_count() {
+  static const int n = [] {
+    int dev = 0;
+    GPU_CHECK(gpuGetDevice(&dev));
+    gpuDeviceProp p;
+    GPU_CHECK(gpuGetDeviceProperties(&p, dev));
+    return p.multiProcessorCount;
+  }();
+  return n;
+}
+
+// ---- x -> bf16 (round to nearest even), the fast GEMM's operand ----------------------------
+__global__ void f32_to_bf16_kernel(const float4* __restrict__ x, uint2* __restrict__ y, size_t n4) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n4;
+       i += size_t(gridDim.x) * blockDim.x) {
+    const float4 v = x[i];
+    y[i] = make_uint2(pack_bf16x2(v.x, v.y), pack_bf16x2(v.z, v.w));
+  }
+}
+
+void f32_to_bf16(const float* x, bf16_t* y, size_t n, gpuStream_t stream) {
+  if (n == 0) return;
+  GPTOSS_ASSERT(n % 4 == 0);
+  const size_t n4 = n / 4;
+  const int blocks = static_cast<int>(std::min<size_t>(ceil_div(n4, size_t{256}), 4096));
+  f32_to_bf16_kernel<<<blocks, 256, 0, stream>>>(reinterpret_cast<const float4*>(x),
+                                                 reinterpret_cast<uint2*>(y), n4);
+  GPU_CHECK_LAUNCH();
+}
+
+#if !defined(GPTOSS_HIP)
+// ---- the fast GEMM (NVIDIA sm_80+): bf16 x bf16 -> fp32 -------------------------------------
+// Block: BM rows (64 or 128) x BN outputs (64 or 128), K in steps of 32 through a 4-stage
+// cp.async pipeline (both operands bf16 in global memory, rows padded to 40 elements in shared
+// memory: the 8 row addresses of an ldmatrix land in 8 different 16-byte bank groups). 8 warps as
+// 2 (rows) x 4 (outputs); a warp owns BM / 2 rows x BN / 4 outputs: BM / 32 m16 tiles x BN / 32
+// n8 tiles of mma.sync m16n8k16 bf16 -> fp32, fragments by ldmatrix.x4. The launcher takes the
+// largest tile whose grid still gives every SM two blocks. Blocks are ordered rows-fastest
+// (blockIdx.x = row block), so the blocks that share a weight tile run together and the weights
+// come from DRAM about once. Each output is the fp32 sum over K in a fixed order (k ascending by
+// 16, the MMA's internal order within), independent of the other rows.
+inline constexpr int kFastBK = 32, kFastLd = kFastBK + 8, kFastStages = 4;
+inline constexpr int kFastThreads = 256;
+
+constexpr size_t fast_gemm_smem_bytes(int bm, int bn) {
+  return static_cast<size_t>(kFastStages) * (bm + bn) * kFastLd * sizeof(uint16_t);
+}
+
+template <int BM, int BN>
+__global__ void __launch_bounds__(kFastThreads)
+    bf16_bf16w_gemm_kernel(const uint16_t* __restrict__ x, const uint16_t* __restrict__ w,
+                           const uint16_t* __restrict__ bias, float* __restrict__ y, int rows,
+                           int K, int M, int accumulate) {
+  extern __shared__ uint4 fast_smem4[];
+  uint16_t* smem = reinterpret_cast<uint16_t*>(fast_smem4);
+  constexpr int MT = BM / 32;                       // m16 tiles per warp
+  constexpr int NT = BN / 32;                  // n8 tiles per warp
+  constexpr int kStage = (BM + BN) * kFastLd;  // elements per stage
+  constexpr int kAChunks = BM * (kFastBK / 8) / kFastThreads;
+  constexpr int kBChunks = BN * (kFastBK / 8) / kFastThreads;
+  static_assert(kAChunks >= 1 && kBChunks >= 1, "loader mapping");
+  const int row0 = blockIdx.x * BM, out0 = blockIdx.y * BN;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int wm = warp / 4, wn = warp % 4;
+  const int nk = K / kFastBK;
+
+  // Chunk c of a tile (16 bytes = 8 bf16): row c / 4, k 8 (c % 4).
+  auto load = [&](int kt, int st) {
+    uint16_t* sa = smem + st * kStage;
+    uint16_t* sb = sa + BM * kFastLd;
+    const int k0 = kt * kFastBK;
+#pragma unroll
+    for (int i = 0; i < kAChunks; ++i) {
+      const int c = tid + i * kFastThreads, r = c / 4, kc = 8 * (c % 4);
+      const bool ok = row0 + r < rows;
+      tile::cp_async16_zfill(sa + r * kFastLd + kc,
+                             x + static_cast<size_t>(ok ? row0 + r : 0) * K + k0 + kc, ok);
+    }
+#pragma unroll
+    for (int i = 0; i < kBChunks; ++i) {
+      const int c = tid + i * kFastThreads, r = c / 4, kc = 8 * (c % 4);
+      const bool ok = out0 + r < M;
+      tile::cp_async16_zfill(sb + r * kFastLd + kc,
+                             w + static_cast<size_t>(ok ? out0 + r : 0) * K + k0 + kc, ok);
+    }
+  };
+
+  float acc[MT][NT][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0.0f;
+
+#pragma unroll
+  for (int st = 0; st < kFastStages - 1; ++st) {
+    if (st < nk) load(st, st);
+    tile::cp_async_commit();
+  }
+  // ldmatrix addresses: A matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15) in the a0..a3 order;
+  // B matrices (n 0-7, k 0-7), (n 0-7, k 8-15), (n 8-15, k 0-7), (n 8-15, k 8-15).
+  const int a_row = wm * (BM / 2) + lane % 16, a_k = 8 * (lane / 16);
+  const int b_row = wn * (BN / 4) + 8 * (lane / 16) + lane % 8, b_k = 8 * ((lane / 8) % 2);
+  for (int kt = 0; kt < nk; ++kt) {
+    tile::cp_async_wait<kFastStages - 2>();
+    __syncthreads();  // stage kt visible to all; the slot loaded next was read in kt - 1
+    {
+      const int nx = kt + kFastStages - 1;
+      if (nx < nk) load(nx, nx % kFastStages);
+      tile::cp_async_commit();
+    }
+    const uint16_t* sa = smem + (kt % kFastStages) * kStage;
+    const uint16_t* sb = sa + BM * kFastLd;
+#pragma unroll
+    for (int kk = 0; kk < kFastBK; kk += 16) {
+      uint32_t af[MT][4], bfr[NT / 2][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+        tile::ldmatrix_x4(af[mt], sa + (a_row + 16 * mt) * kFastLd + kk + a_k);
+#pragma unroll
+      for (int np = 0; np < NT / 2; ++np)
+        tile::ldmatrix_x4(bfr[np], sb + (b_row + 16 * np) * kFastLd + kk + b_k);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+          tile::mma_m16n8k16(acc[mt][nt], af[mt], &bfr[nt / 2][2 * (nt % 2)]);
+    }
+  }
+  tile::cp_async_wait<0>();
+
+  // acc[mt][nt][e]: row 16 mt + g + 8 (e / 2), output 8 nt + 2 t + (e % 2) of the warp's tile.
+  const int g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = row0 + wm * (BM / 2) + 16 * mt + g + 8 * h;
+        const int m = out0 + wn * (BN / 4) + 8 * nt + 2 * t;
+        if (r >= rows) continue;
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          if (m + c >= M) continue;
+          float v = acc[mt][nt][2 * h + c] + (bias ? bf16_bits_to_f32(bias[m + c]) : 0.0f);
+          float* dst = y + static_cast<size_t>(r) * M + m + c;
+          *dst = accumulate ? *dst + v : v;
+        }
+      }
+}
+
+template <int BM, int BN>
+void launch_fast_gemm(const bf16_t* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
                       int K, int M, bool accumulate, gpuStream_t stream) {
+  // More than 48 KiB of dynamic shared memory needs the opt-in: once per device.
+  static std::atomic<uint64_t> opted_in{0};
+  int dev = 0;
+  GPU_CHECK(gpuGetDevice(&dev));
+  const uint64_t bit = 1ull << (dev & 63);
+  const size_t smem = fast_gemm_smem_bytes(BM, BN);
+  if (!(opted_in.load() & bit)) {
+    auto* fn = bf16_bf16w_gemm_kernel<BM, BN>;  // (a template-id with a comma inside a macro)
+    GPU_CHECK(gpuFuncSetAttribute(fn,
+                                  gpuFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(smem)));
+    opted_in.fetch_or(bit);
+  }
+  dim3 grid(ceil_div(rows, BM), ceil_div(M, BN));
+  bf16_bf16w_gemm_kernel<BM, BN><<<grid, kFastThreads, smem, stream>>>(
+      reinterpret_cast<const uint16_t*>(x), reinterpret_cast<const uint16_t*>(w),
+      reinterpret_cast<const uint16_t*>(bias), y, rows, K, M, accumulate ? 1 : 0);
+  GPU_CHECK_LAUNCH();
+}
+#endif
+
+void bf16_bf16w_gemm(const bf16_t* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
+                     int K, int M, bool accumulate, gpuStream_t stream) {
+  if (rows <= 0 || M <= 0) return;
+  GPTOSS_ASSERT(K % 32 == 0);
+#if defined(GPTOSS_HIP)
+  (void)x, (void)w, (void)bias, (void)y, (void)accumulate, (void)stream;
+  fail("bf16_bf16w_gemm: NVIDIA only (HIP's fast precision stages fp32 activations directly)");
+#else
+  // The largest tile (128 x 128, 64 x 128, 64 x 64) whose grid still gives every SM two blocks.
+  const long want = 2L * device_sm_count();
+  auto blocks = [&](int bm, int bn) { return long(ceil_div(rows, bm)) * ceil_div(M, bn); };
+  if (blocks(128, 128) >= want)
+    launch_fast_gemm<128, 128>(x, w, bias, y, rows, K, M, accumulate, stream);
+  else if (blocks(64, 128) >= want)
+    launch_fast_gemm<64, 128>(x, w, bias, y, rows, K, M, accumulate, stream);
+  else
+    launch_fast_gemm<64, 64>(x, w, bias, y, rows, K, M, accumulate, stream);
+#endif
+}
+
+void f32_bf16w_gemm(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
+                    int K, int M, bool accumulate, gpuStream_t stream, Precision precision,
+                    bf16_t* x16) {
+  if (rows <= 0 || M <= 0) return;
+  GPTOSS_ASSERT(K % kTileK == 0);
+  if (precision == Precision::exact) {
+    launch_wave_tile_gemm<true>(x, w, bias, y, rows, K, M, accumulate, stream);
+    return;
+  }
+#if defined(GPTOSS_HIP)
+  (void)x16;
+  launch_wave_tile_gemm<false>(x, w, bias, y, rows, K, M, accumulate, stream);
+#else
+  GPTOSS_ASSERT(x16 != nullptr);
+  f32_to_bf16(x, x16, static_cast<size_t>(rows) * K, stream);
+  bf16_bf16w_gemm(x16, w, bias, y, rows, K, M, accumulate, stream);
+#endif
+}
+
+void f32_bf16w_matmul(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
+                      int K, int M, bool accumulate, gpuStream_t stream, Precision precision,
+                      bf16_t* x16) {
   if (rows <= kGemvMaxRows)
     f32_bf16w_gemv(x, w, bias, y, rows, K, M, accumulate, stream);
   else
-    f32_bf16w_gemm(x, w, bias, y, rows, K, M, accumulate, stream);
+    f32_bf16w_gemm(x, w, bias, y, rows, K, M, accumulate, stream, precision, x16);
 }
 
 }  // namespace gptoss::gpu

@@ -1,7 +1,8 @@
 // kernels/gpu/moe_grouped_gemm.cu: the grouped fp16 tensor-core GEMM (NVIDIA sm_80+): every
 // expert of steps of >= MoeOptions::grouped_from_rows rows, 256 weight rows x one 64-row tile of
 // the tile list per block, cp.async pipeline, MXFP4 decoded to fp16 in registers, x as fp16
-// hi + lo (moe_stage_x_kernel; mlp1's epilogue writes mlp2's operand in the same layout).
+// hi + lo (precision exact) or hi only (fast) (moe_stage_x_kernel; mlp1's epilogue writes mlp2's
+// operand in the same layout).
 // On HIP this file defines no kernel (moe_plan never picks the grouped GEMM on AMD).
 #include "gpu/moe_kernels.h"
 
@@ -37,8 +38,10 @@ static_assert(kMoeTcBN == kMoeTileRows, "one block per tile of the tile list");
 static_assert(kMoeTcBM == 32 * kWaves && kMoeThreads == 256, "warp w owns weight rows 32w..32w+31");
 
 // [rows, K] fp32 -> [rows, K / 32, 2 (hi, lo), 4 (t), 4 (q)] fp16-pair words (see above).
+// lo == 0 (precision fast): the lo words are not written (the GEMM does not read them).
 __global__ __launch_bounds__(kMoeThreads) void moe_stage_x_kernel(const float* __restrict__ x, int rows,
-                                                               int K, uint32_t* __restrict__ xq) {
+                                                               int K, uint32_t* __restrict__ xq,
+                                                               int lo_words) {
   const int nb = K / 32;
   const size_t item = static_cast<size_t>(blockIdx.x) * kMoeThreads + threadIdx.x;
   if (item >= static_cast<size_t>(rows) * nb * 4) return;
@@ -49,10 +52,12 @@ __global__ __launch_bounds__(kMoeThreads) void moe_stage_x_kernel(const float* _
   f16_hilo8(*reinterpret_cast<const float4*>(xp), *reinterpret_cast<const float4*>(xp + 4), hi, lo);
   uint32_t* o = xq + static_cast<size_t>(n) * nb * 32 + 32 * b + 4 * tt;
   *reinterpret_cast<uint4*>(o) = hi;
-  *reinterpret_cast<uint4*>(o + 16) = lo;
+  if (lo_words) *reinterpret_cast<uint4*>(o + 16) = lo;
 }
 
-template <bool kMlp1, int kTcStages, int kMinBlocks>
+// kLo: precision exact (x as fp16 hi + lo, two MMAs per product); !kLo: precision fast (x as
+// fp16 hi only, 2^-11 relative; one MMA per product; the lo chunks are neither loaded nor written).
+template <bool kMlp1, int kTcStages, int kMinBlocks, bool kLo>
 __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpertArgs a) {
   extern __shared__ uint4 tc_smem4[];
   unsigned char* smem = reinterpret_cast<unsigned char*>(tc_smem4);
@@ -96,7 +101,7 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
   for (int i = 0; i < kBChunks; ++i) {
     const int n = bn + 16 * i;
     boff[i] = ~0u;
-    if (n < nrows) {
+    if (n < nrows && (kLo || bj % 8 < 4)) {  // chunks 8b + 4 .. 8b + 7: block b's lo words
       const int gs = s0 + n;
       const int src_row = kMlp1 ? a.slot_pair[gs] / a.top_k : gs;
       boff[i] = static_cast<uint32_t>(src_row) * static_cast<uint32_t>(nb * 8) + bj;
@@ -172,12 +177,14 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
           const unsigned char* xr = Xs + n * kMoeTcXRow;
           const int sw = (n & 1) << 2;
           const uint4 bh = *reinterpret_cast<const uint4*>(xr + (((8 * b + t) ^ sw) << 4));
-          const uint4 bl = *reinterpret_cast<const uint4*>(xr + (((8 * b + 4 + t) ^ sw) << 4));
 #pragma unroll
           for (int mt = 0; mt < 2; ++mt) {
             float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            tile::mma_f16_m16n8k16(d, ap[mt][0], ap[mt][4], ap[mt][1], ap[mt][5], bl.x, bl.y);
-            tile::mma_f16_m16n8k16(d, ap[mt][2], ap[mt][6], ap[mt][3], ap[mt][7], bl.z, bl.w);
+            if constexpr (kLo) {
+              const uint4 bl = *reinterpret_cast<const uint4*>(xr + (((8 * b + 4 + t) ^ sw) << 4));
+              tile::mma_f16_m16n8k16(d, ap[mt][0], ap[mt][4], ap[mt][1], ap[mt][5], bl.x, bl.y);
+              tile::mma_f16_m16n8k16(d, ap[mt][2], ap[mt][6], ap[mt][3], ap[mt][7], bl.z, bl.w);
+            }
             tile::mma_f16_m16n8k16(d, ap[mt][0], ap[mt][4], ap[mt][1], ap[mt][5], bh.x, bh.y);
             tile::mma_f16_m16n8k16(d, ap[mt][2], ap[mt][6], ap[mt][3], ap[mt][7], bh.z, bh.w);
             acc[mt][nt][0] = fmaf(d[0], sc[mt][0], acc[mt][nt][0]);
@@ -221,7 +228,7 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
               const uint16_t vl = tile::f32_to_f16_bits(v - tile::half_bits_to_f32(vh));
               uint16_t* o = outq + static_cast<size_t>(s0 + n) * (2 * I) + opos;
               o[0] = vh;
-              o[32] = vl;
+              if constexpr (kLo) o[32] = vl;
             }
           }
         }
@@ -259,36 +266,46 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
 }  // namespace
 
 void moe_grouped_kernel_fns(std::vector<MoeKernelFn>& out) {
-  out.push_back(moe_kernel_fn("moe_tc_kernel<true, 3, 2>", moe_tc_kernel<true, 3, 2>));
-  out.push_back(moe_kernel_fn("moe_tc_kernel<false, 3, 2>", moe_tc_kernel<false, 3, 2>));
-  out.push_back(moe_kernel_fn("moe_tc_kernel<true, 4, 1>", moe_tc_kernel<true, 4, 1>));
-  out.push_back(moe_kernel_fn("moe_tc_kernel<false, 4, 1>", moe_tc_kernel<false, 4, 1>));
-  out.push_back(moe_kernel_fn("moe_tc_kernel<true, 6, 1>", moe_tc_kernel<true, 6, 1>));
-  out.push_back(moe_kernel_fn("moe_tc_kernel<false, 6, 1>", moe_tc_kernel<false, 6, 1>));
+#define GPTOSS_TC(M1, S, B, LO) \
+  out.push_back(moe_kernel_fn("moe_tc_kernel<" #M1 ", " #S ", " #B ", " #LO ">", moe_tc_kernel<M1, S, B, LO>))
+  GPTOSS_TC(true, 3, 2, true);
+  GPTOSS_TC(false, 3, 2, true);
+  GPTOSS_TC(true, 4, 1, true);
+  GPTOSS_TC(false, 4, 1, true);
+  GPTOSS_TC(true, 6, 1, true);
+  GPTOSS_TC(false, 6, 1, true);
+  GPTOSS_TC(true, 3, 2, false);
+  GPTOSS_TC(false, 3, 2, false);
+  GPTOSS_TC(true, 4, 1, false);
+  GPTOSS_TC(false, 4, 1, false);
+  GPTOSS_TC(true, 6, 1, false);
+  GPTOSS_TC(false, 6, 1, false);
+#undef GPTOSS_TC
 }
 
 void moe_launch_stage_x(const MoePlan& p, const float* x, int rows, int H, uint32_t* xq,
                         gpuStream_t stream) {
   const KernelLaunch& l = p.stage_x_k;
-  moe_stage_x_kernel<<<moe_grid(l), l.threads, l.dyn_smem_bytes, stream>>>(x, rows, H, xq);
+  moe_stage_x_kernel<<<moe_grid(l), l.threads, l.dyn_smem_bytes, stream>>>(x, rows, H, xq,
+                                                                          p.tc_lo ? 1 : 0);
   GPU_CHECK_LAUNCH();
 }
 
 void moe_launch_grouped(const MoePlan& p, int m, const MoeExpertArgs& a, gpuStream_t stream) {
   const KernelLaunch& l = p.mlp_k[m];
   const dim3 g = moe_grid(l);
-  auto go = [&]<bool kMlp1>() {
+  auto go = [&]<bool kMlp1, bool kLo>() {
     if (p.tc_stages == 4)
-      moe_tc_kernel<kMlp1, 4, 1><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
+      moe_tc_kernel<kMlp1, 4, 1, kLo><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
     else if (p.tc_stages == 6)
-      moe_tc_kernel<kMlp1, 6, 1><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
+      moe_tc_kernel<kMlp1, 6, 1, kLo><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
     else
-      moe_tc_kernel<kMlp1, 3, 2><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
+      moe_tc_kernel<kMlp1, 3, 2, kLo><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
   };
   if (m == 0)
-    go.template operator()<true>();
+    p.tc_lo ? go.template operator()<true, true>() : go.template operator()<true, false>();
   else
-    go.template operator()<false>();
+    p.tc_lo ? go.template operator()<false, true>() : go.template operator()<false, false>();
   GPU_CHECK_LAUNCH();
 }
 

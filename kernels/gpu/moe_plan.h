@@ -11,7 +11,7 @@
 //   GEMV (moe_gemv.cu):      moe_gemv_kernel<RB, mlp1> (scalar), moe_gemv_mma_kernel<NR, mlp1>
 //                            (tensor cores, NVIDIA)
 //   grouped GEMM (moe_grouped_gemm.cu, NVIDIA): moe_stage_x_kernel, moe_tc_kernel<mlp1, stages,
-//                            min blocks per SM>
+//                            min blocks per SM, lo (precision exact)>
 //   bf16 tiles (moe_tiles.cu): moe_mma_kernel<mlp1>
 //   combine (moe.cu):        moe_combine_kernel, or moe_combine_norm_kernel (MoeNextNorm)
 #pragma once
@@ -54,6 +54,10 @@ struct MoeOptions {
   // NVIDIA grouped GEMM configuration: 0 = 3 stages, two blocks per SM (default); 1 = 4 stages,
   // one block per SM; 2 = 6 stages, one block per SM (167 KB of shared memory: sm_90 only).
   int grouped_config = 0;
+  // Precision fast (ops.h Precision): the grouped GEMM takes x as one fp16 operand (rounded,
+  // 2^-11 relative; one MMA per product) instead of fp16 hi + lo. The GEMV kernels (small steps)
+  // and HIP's bf16 tiles compute as in exact.
+  bool fast = false;
 };
 
 // "" when `o` can run on target t, else a one-line reason.
@@ -159,6 +163,7 @@ struct MoePlan {
   bool gemv_tensor_cores = false;  // which GEMV kernel runs (when one runs)
   int gemv_rows = 1;               // its template row count: scalar 1 | 4, tensor cores 1 | 8
   int tc_stages = 3, tc_min_blocks = 2;  // grouped GEMM template (mlp == grouped)
+  bool tc_lo = true;                     // grouped GEMM: x as fp16 hi + lo (exact) or hi (fast)
   int gemv_max = INT_MAX;          // experts with more grouped rows go to tiles (build input)
   // Launches in order; inactive ones have threads == 0.
   KernelLaunch route_k;      // moe_route_small / moe_router_rows / moe_router

@@ -3,9 +3,9 @@
 // launch goes to `stream` and returns without synchronising.
 //
 // Activations: the residual stream and every activation buffer are fp32 (as on the CPU). The GEMV
-// (rows <= kGemvMaxRows) reads fp32 activations; the tensor-core GEMM stages them as two bf16
-// halves hi + lo (x kept to 2^-17 relative; exact bf16 x bf16 products, fp32 accumulation), so
-// both paths are fp32-quality (~1e-5 apart). The KV cache is bf16 (default) or fp32: every
+// (rows <= kGemvMaxRows) reads fp32 activations; the tensor-core GEMM in precision exact stages
+// them as two bf16 halves hi + lo (x kept to 2^-17 relative; exact bf16 x bf16 products, fp32
+// accumulation), so both paths are fp32-quality (~1e-5 apart); precision fast rounds them to bf16. The KV cache is bf16 (default) or fp32: every
 // cache op has both forms.
 #pragma once
 #include <cstddef>
@@ -32,18 +32,35 @@ void f32_bf16w_rmsnorm(const float* x, const bf16_t* scale, float* y, int rows, 
 void f32_add_inplace(float* y, const float* x, size_t n, gpuStream_t stream);
 
 // ---- matmul ---------------------------------------------------------------------------------
+// Precision of the tensor-core matrix work (--precision):
+//   exact: fp32-quality: the activation operand as bf16 hi + lo (x kept to 2^-17 relative), two
+//          MMAs per product, fp32 accumulation. The CPU engine's precision; what tests compare.
+//   fast:  the activations rounded to bf16 (2^-9 relative) once, one MMA per product, fp32
+//          accumulation: y = bf16(x) W^T exactly up to the fp32 summation order.
+enum class Precision { exact, fast };
+
 // y[n, m] (=|+=) sum_k x[n, k] W[m, k] + b[m]. x [rows, K] fp32, W [M, K] bf16, bias [M] bf16 or
 // nullptr, y [rows, M] fp32 (row stride M), accumulate: y += instead of y =. K % 32 == 0.
-// Dispatch: rows <= kGemvMaxRows -> GEMV (fp32 x), else the tensor-core GEMM (bf16 hi + lo x).
+// Dispatch: rows <= kGemvMaxRows -> GEMV (fp32 x, either precision: it is bandwidth-bound), else
+// the tensor-core GEMM in `precision`. fast on NVIDIA needs x16: device scratch of rows x K bf16
+// (x is rounded into it, then bf16_bf16w_gemm); HIP ignores it (the wave-tile GEMM stages the hi
+// half only).
 inline constexpr int kGemvMaxRows = 8;
 void f32_bf16w_matmul(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
-                      int K, int M, bool accumulate, gpuStream_t stream);
+                      int K, int M, bool accumulate, gpuStream_t stream,
+                      Precision precision = Precision::exact, bf16_t* x16 = nullptr);
 // The two paths, for tests and the benchmark. gemv: rows <= kGemvMaxRows, K % 8 == 0.
 // A row's result does not depend on `rows` within a path (fixed reduction order per row).
 void f32_bf16w_gemv(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
                     int K, int M, bool accumulate, gpuStream_t stream);
 void f32_bf16w_gemm(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
-                    int K, int M, bool accumulate, gpuStream_t stream);
+                    int K, int M, bool accumulate, gpuStream_t stream,
+                    Precision precision = Precision::exact, bf16_t* x16 = nullptr);
+// NVIDIA: y (=|+=) x W^T + b with x already bf16 [rows, K] (the fast GEMM; any rows >= 1).
+void bf16_bf16w_gemm(const bf16_t* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
+                     int K, int M, bool accumulate, gpuStream_t stream);
+// y[i] = bf16(x[i]) (round to nearest even), n % 4 == 0.
+void f32_to_bf16(const float* x, bf16_t* y, size_t n, gpuStream_t stream);
 
 // ---- RoPE + KV cache write ------------------------------------------------------------------
 // For each row n (position pos[n], KV slot slot[n]): rotates the q heads of qkv[n] in place
@@ -72,13 +89,17 @@ void f32_rope_kv_write(float* qkv, const float* rope_cs, const int32_t* pos, con
 // skip_rows (optional, device [rows]): rows with a non-zero flag are left alone (out not written):
 // the prompt-tile flash-attention kernel computes them.
 // kAttnHeadDim, kAttnMaxGroup: launch_shapes.h.
+// kernel (bf16 cache): auto = tensor cores on NVIDIA (q and p as bf16 hi + lo, fp32-quality),
+// the scalar fp32 kernel on HIP; scalar = the scalar kernel everywhere (tests).
 inline constexpr int kAttnRowsPerLaunch = 64;
+enum class AttnKernel { auto_, scalar };
 size_t attention_partial_floats(int n_heads, int max_keys, int kv_chunk);
 void f32_bf16kv_attention_sinks(const float* qkv, const bf16_t* k_cache, const bf16_t* v_cache,
                                 const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
                                 int rows, int n_heads, int n_kv_heads, int head_dim, int cap,
                                 int window, int max_keys, int kv_chunk, float* partial,
-                                float* out, gpuStream_t stream, const int32_t* skip_rows = nullptr);
+                                float* out, gpuStream_t stream, const int32_t* skip_rows = nullptr,
+                                AttnKernel kernel = AttnKernel::auto_);
 // The same over an fp32 cache (same reduction order: only the loads differ).
 void f32_f32kv_attention_sinks(const float* qkv, const float* k_cache, const float* v_cache,
                                const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
@@ -132,5 +153,7 @@ void read_bandwidth_probe(const void* p, size_t bytes, int blocks, float* partia
 void require_device();
 // Whether a GPU is present (for tests that skip without one).
 bool device_present();
+// Streaming multiprocessors (compute units) of the current device, queried once per process.
+int device_sm_count();
 
 }  // namespace gptoss::gpu

@@ -9,7 +9,8 @@
 // Scalars: half_bits_to_f32 (fp16 bits -> fp32, exact, subnormals kept; both targets).
 // NVIDIA only (the MoE tensor-core GEMV and grouped GEMM; HIP takes other paths):
 //   mma_f16_m16n8k16 (one m16n8k16 f16 mma on register fragments), f32_to_f16_bits,
-//   cp_async16 / cp_async_commit / cp_async_wait (sm_80+ asynchronous global -> shared copies).
+//   cp_async16 / cp_async16_zfill / cp_async_commit / cp_async_wait (sm_80+ asynchronous
+//   global -> shared copies), ldmatrix_x4 (the fast bf16 GEMM's fragments).
 // Device code only; include from .cu sources.
 #pragma once
 #include <cstdint>
@@ -150,6 +151,31 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+// cp_async16 that writes 16 zero bytes instead when !valid (gmem is then not read; it must still
+// be a valid address expression).
+__device__ __forceinline__ void cp_async16_zfill(void* smem, const void* gmem, bool valid) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const int n = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n)
+               : "memory");
+}
+// ldmatrix.x4: four 8 x 8 b16 matrices from shared memory; lane l gives the address of row
+// l % 8 of matrix l / 8 (16 bytes, 16-byte aligned); r[i] = this lane's pair of matrix i
+// (row lane / 4, columns 2 (lane % 4), + 1): the mma.sync fragment layout.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+// The same, transposed: r[i] = this lane's pair (rows 2 (lane % 4), + 1; column lane / 4) of
+// matrix i (a row-major [k][n] tile read as the col-major B fragment).
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
 }
 #endif
 

@@ -44,6 +44,11 @@ struct Row {
   int32_t block = -1;
 };
 
+// The precision of the GPU's matrix work when BackendOptions::precision is "" (--precision).
+// fast, on the evidence of docs/gpu.md "Precision" (teacher-forced logits against the fp32 CPU
+// engine closer than transformers' own bf16 forward, tiny and 20b synthetic checkpoints, H200).
+inline constexpr const char* kGpuDefaultPrecision = "fast";
+
 // What a backend is made with (the command line's -c, -b, -t, --kv-cache, the GPU knobs).
 struct BackendOptions {
   int ctx = 4096;        // max positions per sequence (-c); <= config.max_context
@@ -59,6 +64,9 @@ struct BackendOptions {
   // KV-cache element type: "" = the backend's default (CPU: f32, its only choice; GPU: bf16),
   // "bf16" or "f32" (--kv-cache).
   std::string kv_cache;
+  // Precision of the GPU's matrix work (kernels/gpu/ops.h Precision): "" = the backend's default
+  // (GPU: kGpuDefaultPrecision; CPU: exact, its only choice), "exact" or "fast" (--precision).
+  std::string precision;
   int device = 0;          // GPU: index of the device among those visible
   bool gpu_graphs = true;  // GPU: replay small steps as captured graphs (--gpu-graphs)
   bool attn_tiles = true;  // GPU: prompt runs through the flash-attention tile kernel

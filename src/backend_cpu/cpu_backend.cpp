@@ -70,6 +70,8 @@ std::unique_ptr<Backend> make_cpu_backend(const ModelWeights& w, const BackendOp
                                           int first, int last, bool ends) {
   if (!opt.kv_cache.empty() && opt.kv_cache != "f32")
     fail("--kv-cache %s: the CPU backend keeps its KV cache in f32 only", opt.kv_cache.c_str());
+  if (!opt.precision.empty() && opt.precision != "exact")
+    fail("--precision %s: the CPU backend computes in fp32 only (exact)", opt.precision.c_str());
   if (opt.threads < 0) fail("threads %d: must be >= 0 (0 = OpenMP default)", opt.threads);
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
   return std::make_unique<CpuBackend>(w, opt, first, last, ends);

@@ -10,6 +10,7 @@
 // Prints one JSON object per line. Usage:
 //   bench-engine MODEL [--ctx N] [--pp N] [--pp-chunk N] [--tg N] [--batch 1,16,64]
 //                      [--decode-pos P] [--profile pp|decode] [--no-decode-kernels]
+//                      [--precision exact|fast]
 //   --profile: only one step inside the profiler's range (run under ncu --profile-from-start off):
 //   the last prefill chunk (pp) or the first timed decode step of the last batch size (decode)
 //   bench-engine --synthetic 20b --out PATH [--write-only] [...]   (--write-only: stop after writing)
@@ -73,6 +74,7 @@ int main(int argc, char** argv) {
     std::string model_path, synthetic, out;
     int ctx = 4096, pp = 512, tg = 128, decode_pos = 8, pp_chunk = 256;
     std::string profile;  // "", "pp" or "decode": the one step inside the profiler range
+    std::string precision;  // "" = the GPU default
     bool write_only = false, decode_kernels = true;
     std::vector<int> batches = {1, 16, 64};
     for (int i = 1; i < argc; ++i) {
@@ -91,6 +93,7 @@ int main(int argc, char** argv) {
       else if (a == "--decode-pos") decode_pos = std::atoi(next().c_str());
       else if (a == "--pp-chunk") pp_chunk = std::atoi(next().c_str());
       else if (a == "--profile") profile = next();
+      else if (a == "--precision") precision = next();
       else if (a == "--batch") {
         batches.clear();
         std::stringstream ss(next());
@@ -121,6 +124,7 @@ int main(int argc, char** argv) {
     opt.ctx = ctx;
     opt.max_slots = max_b;
     opt.decode_kernels = decode_kernels;
+    opt.precision = precision;
     auto t0 = Clock::now();
     auto eng = make_gpu_engine(model, opt);
     std::printf("{\"step\": \"load\", \"model\": \"%s\", \"GB\": %.2f, \"s\": %.2f, \"kv_GiB\": %.2f}\n",

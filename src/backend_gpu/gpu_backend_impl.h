@@ -124,6 +124,7 @@ class GpuBackend final : public Backend {
   int ctx_ = 0, slots_ = 0;
   size_t kv_bytes_ = 0;
   bool kv_f32_ = false;  // KV cache element: fp32 (--kv-cache f32) or bf16 (default)
+  gpu::Precision precision_ = gpu::Precision::exact;  // the matrix work's (--precision)
   gpuStream_t stream_ = nullptr;
   bool use_graphs_ = true;
   bool use_tiles_ = true;  // prompt runs through the flash-attention tile kernel
@@ -141,6 +142,7 @@ class GpuBackend final : public Backend {
   float* d_xn_ = nullptr;       // [rows, H] normalised
   float* d_qkv_ = nullptr;      // [rows, R]
   float* d_att_ = nullptr;      // [rows, Q]
+  bf16_t* d_x16_ = nullptr;     // [rows, max(H, Q)] a GEMM's activations as bf16 (precision fast)
   float* d_partial_ = nullptr;  // attention split-K scratch
   float* d_logits_ = nullptr;   // [rows, V]
   int32_t* d_meta_ = nullptr;   // [kMetaSlices, kMaxStepRows], see kMetaSlices

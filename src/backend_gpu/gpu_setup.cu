@@ -57,6 +57,11 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   if (opt.kv_cache != "" && opt.kv_cache != "bf16" && opt.kv_cache != "f32")
     fail("--kv-cache %s: expected bf16 or f32", opt.kv_cache.c_str());
   kv_f32_ = opt.kv_cache == "f32";
+  if (opt.precision != "" && opt.precision != "exact" && opt.precision != "fast")
+    fail("--precision %s: expected exact or fast", opt.precision.c_str());
+  precision_ = (opt.precision.empty() ? std::string(kGpuDefaultPrecision) : opt.precision) == "fast"
+                   ? gpu::Precision::fast
+                   : gpu::Precision::exact;
 
   if (first_ < 0 || last_ > c.n_layers || first_ >= last_)
     fail("gpu engine: layers [%d, %d) out of range for %d layers", first_, last_, c.n_layers);
@@ -203,6 +208,7 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   d_xn_ = dalloc<float>(size_t(kMaxStepRows) * H);
   d_qkv_ = dalloc<float>(size_t(kMaxStepRows) * R);
   d_att_ = dalloc<float>(size_t(kMaxStepRows) * Q);
+  if (precision_ == gpu::Precision::fast) d_x16_ = dalloc<bf16_t>(size_t(kMaxStepRows) * std::max(H, Q));
   d_partial_ = dalloc<float>(partial_floats);
   d_logits_ = dalloc<float>(logit_floats);
   d_meta_ = dalloc<int32_t>(kMetaSlices * kMaxStepRows);
@@ -214,7 +220,9 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   d_picks_ = dalloc<TokenPick>(kMaxStepRows);
   GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_picks_), kMaxStepRows * sizeof(TokenPick)));
   if (ends_) pick_scratch_ = gpu::pick_scratch_create(kMaxStepRows, V);
-  moe_scratch_ = gpu::moe_scratch_create(layers_[0].moe, kMaxStepRows, opt.moe);
+  gpu::MoeOptions moe_opt = opt.moe;
+  moe_opt.fast = precision_ == gpu::Precision::fast;
+  moe_scratch_ = gpu::moe_scratch_create(layers_[0].moe, kMaxStepRows, moe_opt);
   if (use_decode_) moe_decode_scratch_ = gpu::moe_decode_scratch_create(layers_[0].moe, gpu::kDecodeMaxRows);
   GPU_CHECK(gpuStreamSynchronize(stream_));
 
@@ -224,11 +232,11 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
           : strfmt("layers %d..%d%s", first_, last_ - 1, ends_ ? " + embedding/head" : "");
   std::fprintf(stderr,
                "gpu %d: %s (%s), %s %.2f GiB uploaded in %.2f s (%.1f GB/s), KV cache %.2f GiB "
-               "(%s, ctx %d x %d slots), graphs %s\n",
+               "(%s, ctx %d x %d slots), precision %s, graphs %s\n",
                device_, prop.name, GPU_RT_NAME, what.c_str(), weight_bytes / kGiB, upload_s,
                weight_bytes / 1e9 / std::max(upload_s, 1e-9), kv_bytes_ / kGiB,
                kv_f32_ ? "f32" : "bf16", ctx_, slots_,
-               use_graphs_ ? "on" : "off");
+               precision_ == gpu::Precision::fast ? "fast" : "exact", use_graphs_ ? "on" : "off");
 }
 
 // One copy per weight range: mmap -> pinned staging (host memcpy) -> device (async), two staging
@@ -268,7 +276,7 @@ GpuBackend::~GpuBackend() {
   if (moe_decode_scratch_.bytes) gpu::moe_decode_scratch_destroy(moe_decode_scratch_);
   for (void* p : {static_cast<void*>(d_weights_), static_cast<void*>(d_kv_),
                   static_cast<void*>(d_rope_), static_cast<void*>(d_x_), static_cast<void*>(d_xn_),
-                  static_cast<void*>(d_qkv_), static_cast<void*>(d_att_),
+                  static_cast<void*>(d_qkv_), static_cast<void*>(d_att_), static_cast<void*>(d_x16_),
                   static_cast<void*>(d_partial_), static_cast<void*>(d_logits_),
                   static_cast<void*>(d_meta_), static_cast<void*>(d_tokens_),
                   static_cast<void*>(d_picks_)})

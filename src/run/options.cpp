@@ -12,6 +12,7 @@
 
 #include "common/data_paths.h"
 #include "common/error.h"
+#include "backend/backend.h"
 #include "common/version.h"
 #include "run/getp_io.h"
 #include "run/paths.h"
@@ -114,6 +115,11 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
                  "auto | cpu | gpu. auto: the GPU when this is a GPU build and one is present, else the CPU");
   app.add_option("--kv-cache", opt.kv_cache,
                  "KV-cache element type: bf16 | f32. Default: GPU bf16, CPU f32 (its only choice)");
+  app.add_option("--precision", opt.precision,
+                 "GPU matrix work: fast (activations rounded to bf16/fp16 into the tensor cores, "
+                 "fp32 accumulation) | exact (fp32-quality, two MMAs per product; the CPU's "
+                 "precision). CPU: exact only")
+      ->default_str("GPU " + std::string(kGpuDefaultPrecision));
   app.add_option("--kv-tokens", opt.kv_tokens,
                  "CPU: positions the paged KV cache holds for all sequences together (its "
                  "full-attention layers; sliding layers keep their window per sequence). A "
@@ -293,6 +299,8 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
 #endif
   if (!opt.kv_cache.empty() && opt.kv_cache != "bf16" && opt.kv_cache != "f32")
     fail("--kv-cache: expected bf16 or f32, got '%s'", opt.kv_cache.c_str());
+  if (!opt.precision.empty() && opt.precision != "exact" && opt.precision != "fast")
+    fail("--precision: expected exact or fast, got '%s'", opt.precision.c_str());
   if (given("--kv-block") && (opt.kv_block < 1 || opt.kv_block > 4096))
     fail("--kv-block: positions per block must be in [1, 4096], got %d", opt.kv_block);
   if (given("--kv-tokens") && (opt.kv_tokens < opt.ctx || opt.kv_tokens > (int64_t{1} << 31) - 1))

@@ -36,6 +36,7 @@ struct RunOptions {
   bool ignore_eos = false;     // --ignore-eos
   std::string backend = "auto"; // --backend: auto | cpu | gpu
   std::string kv_cache;          // --kv-cache: "" (backend default) | bf16 | f32
+  std::string precision;         // --precision: "" (backend default) | exact | fast
   int64_t kv_tokens = 0;         // --kv-tokens: positions in the paged pool; 0 = -b x -c
   int kv_block = 0;              // --kv-block: positions per block of the paged pool; 0 = 32
   std::string reasoning = "medium";  // --reasoning (chat)

@@ -168,6 +168,7 @@ BackendFactory backend_factory(const RunOptions& opt, const ModelFile& model,
   bo.max_auto_slots = auto_slots_cap(opt, ring_size());                 // on the least
   bo.threads = opt.threads;
   bo.kv_cache = opt.kv_cache;
+  bo.precision = opt.precision;
   bo.gpu_graphs = opt.gpu_graphs;
   bo.decode_kernels = opt.decode_kernels;
   std::tie(bo.kv_block_tokens, bo.kv_blocks) = kv_paging(opt, backend);
@@ -183,6 +184,9 @@ BackendFactory backend_factory(const RunOptions& opt, const ModelFile& model,
   if (!opt.kv_cache.empty() && opt.kv_cache != "f32")
     throw comm::WorldError(strfmt("--kv-cache %s: the CPU backend keeps its KV cache in f32 only",
                                   opt.kv_cache.c_str()));
+  if (!opt.precision.empty() && opt.precision != "exact")
+    throw comm::WorldError(strfmt("--precision %s: the CPU backend computes in fp32 only (exact)",
+                                  opt.precision.c_str()));
   (void)backend;
   return [&model, bo](int first, int last, bool rank0) {
     return make_cpu_backend(model, bo, first, last, rank0);

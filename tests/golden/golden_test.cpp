@@ -418,6 +418,7 @@ TEST(Golden, EngineMatchesTransformers) {
   opt.ctx = static_cast<int>(longest) + 8;
   opt.max_slots = 1;
   opt.kv_cache = g_args.kv_cache;
+  opt.precision = "exact";  // the fp32 contract above (the GPU's --precision fast is not held to it)
   std::unique_ptr<gptoss::Engine> eng;
   if (g_args.backend == "gpu") {
 #ifdef GOLDEN_WITH_GPU

@@ -10,7 +10,8 @@
 //     E8M0 scale applied to each block's fp32 partial sums; the bf16 tile kernel (HIP, or
 //     MoeOptions::bf16_tiles) takes hi = bf16(x) plus lo = bf16(x - hi) (2^-17 relative), weights
 //     exact in bf16. Products exact, fp32 accumulation: ~8e-6 per stage, two stages ~1e-5.
-//     Bound 1e-4 (bf16-only activations gave 4.7e-3).
+//     Bound 1e-4 (bf16-only activations gave 4.7e-3). MoeOptions::fast: x and the SwiGLU output
+//     as one fp16 each (2^-11 relative): bound 2e-3 (ForwardGroupedFast).
 //   Rows whose top-k set differs from the CPU's are allowed only where the CPU logits at ranks k-1
 //   and k are within 1e-4 (a near tie computed in another summation order), and at most 1% of rows.
 #include <gtest/gtest.h>
@@ -197,7 +198,7 @@ MoeErr run_moe_case(const HostMoe& hm, const DevMoe& dm, gpu::MoeGpuScratch& s, 
 }
 
 void check_moe(const MoeShape& sh, const std::vector<int>& rows_list, uint64_t seed,
-               const gpu::MoeOptions& opt = {}) {
+               const gpu::MoeOptions& opt = {}, double tol = 1e-4) {
   HostMoe hm(sh, seed);
   DevMoe dm(hm);
   const int max_rows = *std::max_element(rows_list.begin(), rows_list.end());
@@ -206,7 +207,7 @@ void check_moe(const MoeShape& sh, const std::vector<int>& rows_list, uint64_t s
     MoeErr err = run_moe_case(hm, dm, s, rows, seed * 1000 + rows);
     // Both paths: fp32-quality activations (GEMV fp32; tensor cores on hi + lo bf16 halves of
     // x, 2^-17 relative), so the same bound; the old bf16-rounded tensor-core path gave 4.7e-3.
-    const double tol = 1e-4;
+    // (MoeOptions::fast passes its own bound.)
     std::printf("[ moe ] E %d k %d H %d I %d rows %4d path %-8s max rel %.3g mean rel %.3g "
                 "route mismatches %d (tol %.0e)\n",
                 sh.E, sh.k, sh.H, sh.I, rows, gpu::moe_path_name(s, rows), err.max_rel, err.mean_rel,
@@ -260,6 +261,23 @@ TEST(GpuMoe, ForwardGroupedConfigs) {
     opt.grouped_config = cfg;
     opt.grouped_from_rows = 2;
     check_moe({32, 4, 2880, 2880, 7.0f}, {2, 4, 64, 300}, 17 + cfg, opt);
+  }
+}
+
+// Precision fast (MoeOptions::fast, NVIDIA): the grouped GEMM takes x, and mlp2 the SwiGLU
+// output, as one fp16 operand each (rounded: 2^-11 relative per element, ~4.9e-4) instead of
+// hi + lo. Two roundings of ~4.9e-4 through matmuls of random signs and SwiGLU: ~1e-3 at most;
+// bound 2e-3 (a wrong fragment or a lo half left in would be O(1)). The GEMV steps (1, 3 rows)
+// are unchanged (exact). Every grouped configuration.
+TEST(GpuMoe, ForwardGroupedFast) {
+  REQUIRE_GPU();
+  if (gpu::kTarget.vendor != gpu::GpuVendor::nvidia) GTEST_SKIP() << "no grouped GEMM on this target";
+  for (int cfg : {0, 1, 2}) {
+    gpu::MoeOptions opt;
+    opt.fast = true;
+    opt.grouped_config = cfg;
+    check_moe({8, 4, 192, 128, 7.0f}, {1, 3, 4, 64, 300}, 21 + cfg, opt, 2e-3);
+    check_moe({32, 4, 2880, 2880, 7.0f}, {3, 4, 64, 600}, 24 + cfg, opt, 2e-3);
   }
 }
 

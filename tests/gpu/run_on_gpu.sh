@@ -3,7 +3,10 @@
 # build-gpu2) and copied with tokenizer.bin (and, for `run`, the Open MPI runtime: mpi/) into one
 # git-ignored folder (see docs/gpu.md). Logs go to $OUT (or ./gpu-out).
 # Usage: tests/gpu/run_on_gpu.sh [.dev/gpu2] [steps...]
-#   steps: tests golden probe bench top1 runbench getp compare ncu profile memcheck big120
+#   steps: tests golden probe bench top1 runbench getp compare ncu profile memcheck big120 precision
+#   precision: issue 14's bar for --precision fast: check-top1 (exact and fast paths vs the CPU
+#           engine) and tests/golden/hf_bf16_error.py (transformers' bf16 forward vs the same CPU
+#           logits) on the tiny seed-1 checkpoint and the calibrated synthetic 20b (prec-*.json)
 #   profile: per-kernel ncu tables of one batch-256 and one batch-512 decode step (~1k keys per
 #           sequence) and one 512-row prefill chunk (pf-*.txt)
 #   probe: the read bandwidth (bench-kernels --read-bw), the ceiling of every decode figure
@@ -37,7 +40,8 @@ elif [ "${SYNTH:-}" = fast ]; then
   "$B/bench-engine" --synthetic 20b --out $M --write-only > "$O/export.log" 2>&1 || tail -3 "$O/export.log"
 elif [ -x "$B/export-model" ]; then  # the project's calibrated synthetic 20b (std ~ 1/sqrt(fan_in))
   echo "=== export synthetic 20b ($(date +%T))"
-  ( "$B/export-model" --synthetic 20b /dev/shm/20b-hf && "$B/export-model" /dev/shm/20b-hf $M && rm -rf /dev/shm/20b-hf ) > "$O/export.log" 2>&1 || tail -3 "$O/export.log"
+  ( "$B/export-model" --synthetic 20b /dev/shm/20b-hf && "$B/export-model" /dev/shm/20b-hf $M ) > "$O/export.log" 2>&1 || tail -3 "$O/export.log"
+  has precision || rm -rf /dev/shm/20b-hf
 fi
 if has tests; then
   t kernels 60 "$B/gpu_kernels_test"
@@ -71,6 +75,25 @@ fi
 if has top1; then
   t top1 150 "$B/check-top1" $M --n 256
 fi
+if has precision; then
+  for pm in tiny 20b; do
+    if [ $pm = tiny ]; then
+      HF=/tmp/ptiny-hf; MB=/tmp/ptiny.bin
+      ( "$B/export-model" --synthetic tiny $HF --seed 1 && "$B/export-model" $HF $MB ) > /dev/null 2>&1
+    else
+      HF=/dev/shm/20b-hf; MB=$M
+      [ -d $HF ] || { echo "=== precision: no $HF (the model was not exported in this call)"; continue; }
+    fi
+    D=/dev/shm/pdump-$pm; mkdir -p $D
+    t prec-$pm-top1 ${PREC_TIMEOUT:-400} "$B/check-top1" $MB --n ${PREC_N:-256} --dump $D --json "$O/prec-$pm.json"
+    t prec-$pm-hf ${PREC_TIMEOUT:-400} python3 tests/golden/hf_bf16_error.py --checkpoint $HF --dump $D \
+      --out "$O/prec-$pm-hf-bf16.json"
+    t prec-$pm-hf32 ${PREC_TIMEOUT:-400} python3 tests/golden/hf_bf16_error.py --checkpoint $HF \
+      --dump $D --out "$O/prec-$pm-hf-f32.json" --dtype float32
+    rm -rf $D
+  done
+  rm -rf /dev/shm/20b-hf
+fi
 if has runbench; then
   # `run` links Open MPI. The machine has its own Open MPI (an orted whose PMIx plugin breaks
   # against carried libraries): use its libraries, carried ones only if some are missing, and a
@@ -89,7 +112,7 @@ if has getp; then  # a real getp job with the GPU defaults (-b sized from free m
 fi
 if has compare; then
   # COMPARE_SIDES: builds / variants, each "name" of: before ($BEFORE/run), after (this build),
-  # nodecode (this build with --no-decode-kernels). Batch-1 decode COMPARE_REPS times per side
+  # nodecode (this build with --no-decode-kernels), exact / fast (this build, --precision). Batch-1 decode COMPARE_REPS times per side
   # (interleaved), getp (-m bench, 256 x 1024 in / 1024 out) once for the sides in
   # COMPARE_GETP_SIDES.
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_ess_singleton_isolated=1
@@ -100,6 +123,8 @@ if has compare; then
       R="$B/run"; extra=()
       [ $side = before ] && R="$BEFORE/run"
       [ $side = nodecode ] && extra=(--no-decode-kernels)
+      [ $side = exact ] && extra=(--precision exact)
+      [ $side = fast ] && extra=(--precision fast)
       timeout 120 "$R" $M -z "$B/tokenizer.bin" --backend gpu -m generate -i "Tell me a long story." \
         -n 256 -T 0 --ignore-eos -c 1024 "${extra[@]}" > "$O/gen-$side-$rep.log" 2>&1
       d=$(grep -oE "decode [0-9.]+ s \([0-9.]+ tok/s" "$O/gen-$side-$rep.log" | grep -oE "[0-9.]+ tok/s" | cut -d' ' -f1)
@@ -109,7 +134,7 @@ if has compare; then
       timeout ${COMPARE_GETP_TIMEOUT:-200} "$R" $M -z "$B/tokenizer.bin" --backend gpu -m bench --pp 0 -n 128 \
         -b 256 --getp-prompt 1024 --getp-new 1024 -r 1 -c 2048 --format csv "${extra[@]}" > "$O/bench-$side-$rep.log" 2>&1
       for k in tg128 getp; do
-        v=$(grep -E "^\".*,$k" "$O/bench-$side-$rep.log" | awk -F, '{print $(NF-1)}')
+        v=$(grep -E "^\".*,$k" "$O/bench-$side-$rep.log" | awk -F, '{print $(NF-3)}')  # tok_per_s_mean (the model name may hold commas)
         echo "$side,$rep,$k,$v" >> "$O/compare.csv"
       done
     done
@@ -127,10 +152,12 @@ fi
 if has profile; then  # one whole step per run under ncu (bench-engine --profile): decode at
   # batch 256 and 512 with ~1k keys per sequence (a getp 1k/1k step), and a 512-row prefill chunk
   NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  # PROFILE_ONLY="pf-decode256 ...": only those steps.
   for spec in "pf-decode256:--pp 0 --batch 256 --tg 2 --decode-pos 1024 --profile decode" \
               "pf-decode512:--pp 0 --batch 512 --tg 2 --decode-pos 1024 --profile decode" \
               "pf-prefill512:--pp 1024 --pp-chunk 512 --batch 1 --tg 1 --profile pp"; do
     name=${spec%%:*}
+    [[ " ${PROFILE_ONLY:-$name} " == *" $name "* ]] || continue
     timeout 240 $NCU --clock-control none --profile-from-start off --csv --print-units base \
       --metrics gpu__time_duration.sum,dram__bytes_read.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,dram__throughput.avg.pct_of_peak_sustained_elapsed \
       "$B/bench-engine" $M --ctx 2048 ${spec#*:} > "$O/$name.csv" 2> "$O/$name.err"

@@ -339,6 +339,10 @@ errors)
   many -m getp -i in.txt -o o.txt --kv-cache bf16 >/dev/null 2>e4.err && die "--kv-cache bf16 accepted on the CPU"
   has e4.err "^run: error: --kv-cache bf16: the CPU backend keeps its KV cache in f32 only"
   [ "$(grep -c '^run: error' e4.err)" -eq 1 ] || die "not one error line"
+  many -m getp -i in.txt -o o.txt --precision fast >/dev/null 2>e5.err && die "--precision fast accepted on the CPU"
+  has e5.err "^run: error: --precision fast: the CPU backend computes in fp32 only \(exact\)"
+  [ "$(grep -c '^run: error' e5.err)" -eq 1 ] || die "not one error line"
+  many -m getp -i in.txt -o o.txt --precision exact >/dev/null 2>e6.err || die "--precision exact refused on the CPU: $(cat e6.err)"
   ;;
 bench)
   many -m bench -n 4 --pp 16 --getp-prompt 8 --getp-new 4 -b 2 -r 1 --format csv >b.csv 2>b.err ||

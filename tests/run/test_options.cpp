@@ -85,6 +85,11 @@ TEST(RunOptions, ExplicitValues) {
   EXPECT_EQ(parse({"-i", "x", "--stop", "none", "-s", "18446744073709551615"}, n), -1);
   EXPECT_EQ(n.seed, 18446744073709551615ull);
   EXPECT_TRUE(n.stop_ids.empty());
+  RunOptions p;
+  EXPECT_EQ(parse({"-i", "x"}, p), -1);
+  EXPECT_EQ(p.precision, "");  // the backend's default (GPU: kGpuDefaultPrecision)
+  EXPECT_EQ(parse({"-i", "x", "--precision", "exact"}, p), -1);
+  EXPECT_EQ(p.precision, "exact");
 }
 
 TEST(RunOptions, HelpExitsZero) {
@@ -172,6 +177,7 @@ TEST(RunOptions, BadValues) {
   EXPECT_EQ(err({"-i", "x", "--stop", "1,abc"}),
             "--stop: 'abc' is not a token id (expected ids like 199999,200002)");
   EXPECT_EQ(err({"-i", "x", "--backend", "tpu"}), "--backend: expected auto, cpu or gpu, got 'tpu'");
+  EXPECT_EQ(err({"-i", "x", "--precision", "half"}), "--precision: expected exact or fast, got 'half'");
   EXPECT_EQ(err({"-m", "chat", "--reasoning", "max"}),
             "--reasoning: expected low, medium or high, got 'max'");
   EXPECT_EQ(err({"-m", "train"}),

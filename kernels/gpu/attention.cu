@@ -11,7 +11,6 @@
 //     cache's, and AttnKernel::scalar's.
 //   pass 2 (f32_attention_combine_kernel): merges the pieces in order with the sink.
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <type_traits>
 
@@ -437,17 +436,8 @@ static void attention_sinks(const float* qkv, const KvT* k_cache, const KvT* v_c
 #if !defined(GPTOSS_HIP)
     if constexpr (std::is_same_v<KvT, uint16_t>) {
       if (kernel != AttnKernel::scalar) {
-        // More than 48 KiB of dynamic shared memory: the opt-in, once per device.
-        static std::atomic<uint64_t> opted_in{0};
-        int dev = 0;
-        GPU_CHECK(gpuGetDevice(&dev));
-        const uint64_t bit = 1ull << (dev & 63);
-        if (!(opted_in.load() & bit)) {
-          GPU_CHECK(gpuFuncSetAttribute(bf16kv_attention_partial_mma_kernel,
-                                        gpuFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(kMmaSmemBytes)));
-          opted_in.fetch_or(bit);
-        }
+        opt_in_dynamic_smem(reinterpret_cast<const void*>(bf16kv_attention_partial_mma_kernel),
+                            kMmaSmemBytes);  // > 48 KiB
         bf16kv_attention_partial_mma_kernel<<<grid1, kMmaThreads, kMmaSmemBytes, stream>>>(
             qkv + r0 * R, k_cache, v_cache, pos + r0, slot + r0, skip ? skip + r0 : nullptr,
             n_heads, n_kv_heads, cap, window, kv_chunk, pieces, partial);

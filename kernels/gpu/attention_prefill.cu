@@ -28,7 +28,6 @@
 // Shared memory: NVIDIA (4 waves of 32, 64-key tiles) 108.5 KiB (bf16 cache: 2 blocks per H100
 // SM) / 135.5 KiB (fp32: 1 block); AMD gfx90a (2 waves of 64, 32-key tiles, within the 64 KiB LDS)
 // 46.75 / 60.75 KiB.
-#include <atomic>
 #include <type_traits>
 
 #include "gpu/device_utils.h"
@@ -343,16 +342,8 @@ static void attention_tiles(const float* qkv, const KvT* k_cache, const KvT* v_c
   const KernelLaunch l = attn_tiles_launch(kTarget, std::is_same_v<KvT, float>, max_tiles, n_heads,
                                            n_kv_heads);
   // The shared-memory opt-in, once per device (not again inside a graph capture of later steps).
-  static std::atomic<uint64_t> opted_in{0};
-  int dev = 0;
-  GPU_CHECK(gpuGetDevice(&dev));
-  const uint64_t bit = 1ull << (dev & 63);
-  if (!(opted_in.load() & bit)) {
-    GPU_CHECK(gpuFuncSetAttribute(f32_kv_attention_tiles_kernel<KvT>,
-                                  gpuFuncAttributeMaxDynamicSharedMemorySize,
-                                  static_cast<int>(l.dyn_smem_bytes)));
-    opted_in.fetch_or(bit);
-  }
+  opt_in_dynamic_smem(reinterpret_cast<const void*>(f32_kv_attention_tiles_kernel<KvT>),
+                      l.dyn_smem_bytes);
   f32_kv_attention_tiles_kernel<KvT><<<dim3(l.grid_x, l.grid_y, l.grid_z), l.threads,
                                        l.dyn_smem_bytes, stream>>>(
       qkv, k_cache, v_cache, sinks, pos, slot, tiles, n_tiles, n_heads, n_kv_heads, cap, window,

@@ -12,7 +12,9 @@
 //     (128 outputs x 64 | 128 rows per block, 4-stage cp.async pipeline, ldmatrix, one MMA per
 //     product); on HIP the wave-tile GEMM with the hi tile only.
 #include <algorithm>
-#include <atomic>
+#include <mutex>
+#include <set>
+#include <utility>
 #include <type_traits>
 
 #include "gpu/device_utils.h"
@@ -241,6 +243,17 @@ int device_sm_count() {
   return n;
 }
 
+void opt_in_dynamic_smem(const void* kernel, size_t bytes) {
+  static std::mutex mu;
+  static std::set<std::pair<const void*, int>> done;
+  int dev = 0;
+  GPU_CHECK(gpuGetDevice(&dev));
+  std::lock_guard<std::mutex> lock(mu);
+  if (!done.insert({kernel, dev}).second) return;
+  GPU_CHECK(gpuFuncSetAttribute(kernel, gpuFuncAttributeMaxDynamicSharedMemorySize,
+                                static_cast<int>(bytes)));
+}
+
 // ---- x -> bf16 (round to nearest even), the fast GEMM's operand ----------------------------
 __global__ void f32_to_bf16_kernel(const float4* __restrict__ x, uint2* __restrict__ y, size_t n4) {
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n4;
@@ -386,19 +399,8 @@ __global__ void __launch_bounds__(kFastThreads)
 template <int BM, int BN>
 void launch_fast_gemm(const bf16_t* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
                       int K, int M, bool accumulate, gpuStream_t stream) {
-  // More than 48 KiB of dynamic shared memory needs the opt-in: once per device.
-  static std::atomic<uint64_t> opted_in{0};
-  int dev = 0;
-  GPU_CHECK(gpuGetDevice(&dev));
-  const uint64_t bit = 1ull << (dev & 63);
-  const size_t smem = fast_gemm_smem_bytes(BM, BN);
-  if (!(opted_in.load() & bit)) {
-    auto* fn = bf16_bf16w_gemm_kernel<BM, BN>;  // (a template-id with a comma inside a macro)
-    GPU_CHECK(gpuFuncSetAttribute(fn,
-                                  gpuFuncAttributeMaxDynamicSharedMemorySize,
-                                  static_cast<int>(smem)));
-    opted_in.fetch_or(bit);
-  }
+  const size_t smem = fast_gemm_smem_bytes(BM, BN);  // > 48 KiB
+  opt_in_dynamic_smem(reinterpret_cast<const void*>(bf16_bf16w_gemm_kernel<BM, BN>), smem);
   dim3 grid(ceil_div(rows, BM), ceil_div(M, BN));
   bf16_bf16w_gemm_kernel<BM, BN><<<grid, kFastThreads, smem, stream>>>(
       reinterpret_cast<const uint16_t*>(x), reinterpret_cast<const uint16_t*>(w),

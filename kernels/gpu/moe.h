@@ -24,7 +24,8 @@
 //      whole 16-byte MXFP4 blocks, x in padded shared memory, MXFP4 decoded in registers (E2M1 ->
 //      fp16 bit placement, exact), fp32 math throughout; or the tensor-core GEMV (option).
 //      NVIDIA, larger steps: grouped GEMM on tensor cores for every expert (moe_tc_kernel):
-//      x staged once as fp16 hi + lo pairs (moe_stage_x_kernel), a block = 256 weight rows x one
+//      x staged once as fp16 hi + lo pairs (moe_stage_x_kernel; MoeOptions::fast, the GPU
+//      backend's default precision: hi only, one MMA per product), a block = 256 weight rows x one
 //      64-row tile, mma.sync m16n8k16 f16 -> f32 with the weights as A (exact fp16 placements of
 //      the E2M1 codes) and the activations as B (so only ceil(rows / 8) n8 tiles are computed),
 //      each MXFP4 block's partial sums scaled by the rows' E8M0 scales into fp32 accumulators,

@@ -155,5 +155,9 @@ void require_device();
 bool device_present();
 // Streaming multiprocessors (compute units) of the current device, queried once per process.
 int device_sm_count();
+// Lets `kernel` (a __global__ function) take `bytes` of dynamic shared memory on the current
+// device (needed above 48 KiB on NVIDIA): set once per (kernel, device) and remembered, so later
+// calls, e.g. inside a graph capture, do nothing.
+void opt_in_dynamic_smem(const void* kernel, size_t bytes);
 
 }  // namespace gptoss::gpu

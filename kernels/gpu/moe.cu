@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gpu/moe_kernels.h"
@@ -118,7 +119,7 @@ __global__ __launch_bounds__(kMoeNormThreads) void moe_combine_norm_kernel(
 }
 
 __global__ void moe_decode_test_kernel(const uint8_t* blocks, const uint8_t* scales, int n,
-                                       float* out_f32, uint16_t* out_bf16) {
+                                       float* out_f32, uint16_t* out_bf16, uint16_t* out_fold) {
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b >= n) return;
   const uint4 v = reinterpret_cast<const uint4*>(blocks)[b];
@@ -142,6 +143,28 @@ __global__ void moe_decode_test_kernel(const uint8_t* blocks, const uint8_t* sca
     out_bf16[32 * b + 16 + 2 * i] = static_cast<uint16_t>(d[i] & 0xffffu);
     out_bf16[32 * b + 16 + 2 * i + 1] = static_cast<uint16_t>(d[i] >> 16);
   }
+#if !defined(GPTOSS_HIP)
+  if (out_fold) {  // the folded-scale grouped GEMM's decode (MoeTcMode::fast_bf16)
+    const uint32_t s2 = mxfp4_fold_scale_bf16x2(scales[b]);
+    for (int j = 0; j < 4; ++j)
+      for (int q = 0; q < 4; ++q) {
+        const uint32_t p = tile::bf16x2_mul(mxfp4_pair_bf16(words[j], q), s2);
+        out_fold[32 * b + 8 * j + q] = static_cast<uint16_t>(p & 0xffffu);
+        out_fold[32 * b + 8 * j + q + 4] = static_cast<uint16_t>(p >> 16);
+      }
+  }
+#endif
+}
+
+// max over n bytes into *out (atomicMax; *out starts at 0).
+__global__ void moe_max_byte_kernel(const uint8_t* p, size_t n, int* out) {
+  int m = 0;
+  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x)
+    m = max(m, static_cast<int>(p[i]));
+#pragma unroll
+  for (int off = kWaveSize / 2; off > 0; off >>= 1) m = max(m, gpu_shfl_xor(m, off));
+  if (threadIdx.x % kWaveSize == 0 && m > 0) atomicMax(out, m);
 }
 
 template <class T>
@@ -294,11 +317,32 @@ void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float*
 }
 
 void moe_mxfp4_decode(const uint8_t* blocks, const uint8_t* scales, int n_blocks, float* out_f32,
-                      uint16_t* out_bf16, gpuStream_t stream) {
+                      uint16_t* out_bf16, gpuStream_t stream, uint16_t* out_fold) {
   if (n_blocks <= 0) return;
+  if (out_fold && kTarget.vendor != GpuVendor::nvidia)
+    fail("moe: the folded-scale decode is NVIDIA only (%s build)", GPU_RT_NAME);
   moe_decode_test_kernel<<<(n_blocks + 127) / 128, 128, 0, stream>>>(blocks, scales, n_blocks,
-                                                                      out_f32, out_bf16);
+                                                                      out_f32, out_bf16, out_fold);
   GPU_CHECK_LAUNCH();
+}
+
+int moe_max_scale(const MoeGpuWeights& w, gpuStream_t stream) {
+  check_shape(w);
+  const size_t E = w.n_experts, H = w.hidden, I = w.intermediate;
+  int* d = nullptr;
+  GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&d), sizeof(int)));
+  GPU_CHECK(gpuMemsetAsync(d, 0, sizeof(int), stream));
+  const std::pair<const uint8_t*, size_t> arrays[2] = {{w.mlp1_scales, E * 2 * I * (H / 32)},
+                                                       {w.mlp2_scales, E * H * (I / 32)}};
+  for (const auto& [p, n] : arrays) {
+    moe_max_byte_kernel<<<static_cast<int>(std::min<size_t>((n + 255) / 256, 1024)), 256, 0, stream>>>(p, n, d);
+    GPU_CHECK_LAUNCH();
+  }
+  int m = 0;
+  GPU_CHECK(gpuMemcpyAsync(&m, d, sizeof(int), gpuMemcpyDeviceToHost, stream));
+  GPU_CHECK(gpuStreamSynchronize(stream));
+  GPU_CHECK(gpuFree(d));
+  return m;
 }
 
 }  // namespace gptoss::gpu

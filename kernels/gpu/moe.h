@@ -25,7 +25,8 @@
 //      fp16 bit placement, exact), fp32 math throughout; or the tensor-core GEMV (option).
 //      NVIDIA, larger steps: grouped GEMM on tensor cores for every expert (moe_tc_kernel):
 //      x staged once as fp16 hi + lo pairs (moe_stage_x_kernel; MoeOptions::fast, the GPU
-//      backend's default precision: hi only, one MMA per product), a block = 256 weight rows x one
+//      backend's default precision: one bf16 per element with the E8M0 scales folded into the
+//      bf16 weights, MoeTcMode in moe_plan.h, one MMA per product), a block = 256 weight rows x one
 //      64-row tile, mma.sync m16n8k16 f16 -> f32 with the weights as A (exact fp16 placements of
 //      the E2M1 codes) and the activations as B (so only ceil(rows / 8) n8 tiles are computed),
 //      each MXFP4 block's partial sums scaled by the rows' E8M0 scales into fp32 accumulators,
@@ -112,6 +113,10 @@ struct MoeNextNorm {
 void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float* residual,
                  MoeGpuScratch& s, gpuStream_t stream, const MoeNextNorm* next_norm = nullptr);
 
+// The largest E8M0 scale of w's expert weights (mlp1 and mlp2 scales; a read of all of them,
+// synchronous on `stream`): MoeOptions::fold_scales needs it <= kMoeFoldMaxScale.
+int moe_max_scale(const MoeGpuWeights& w, gpuStream_t stream);
+
 // ---- entry points for tests (same device code as moe_forward) --------------------------------
 // Top-k + softmax over given logits [rows, E] (device) -> experts [rows, k], weights [rows, k]:
 // the routing kernels' wave top-k (E <= 32 * kWaveSize).
@@ -119,8 +124,10 @@ void moe_router_topk_logits(const float* logits, int rows, int E, int k, int32_t
                             float* weights, gpuStream_t stream);
 // Decodes n_blocks MXFP4 blocks (blocks [n, 16], scales [n]) twice: out_f32 [n, 32] with the
 // GEMV path's decode, out_bf16 [n, 32] (bf16 bits) with the tensor-core path's decode.
+// out_fold (NVIDIA only; optional): the folded-scale grouped GEMM's bf16 decode (MoeTcMode::fast_bf16),
+// exact for scales <= kMoeFoldMaxScale.
 void moe_mxfp4_decode(const uint8_t* blocks, const uint8_t* scales, int n_blocks, float* out_f32,
-                      uint16_t* out_bf16, gpuStream_t stream);
+                      uint16_t* out_bf16, gpuStream_t stream, uint16_t* out_fold = nullptr);
 // The mlp path moe_forward takes for a step of `rows` rows with scratch s: "gemv", "mma" (NVIDIA
 // grouped GEMM for every expert) or "gemv+mma" (HIP / bf16_tiles: GEMV and bf16 tiles by expert
 // row count).

@@ -1,8 +1,10 @@
-// kernels/gpu/moe_grouped_gemm.cu: the grouped fp16 tensor-core GEMM (NVIDIA sm_80+): every
-// expert of steps of >= MoeOptions::grouped_from_rows rows, 256 weight rows x one 64-row tile of
-// the tile list per block, cp.async pipeline, MXFP4 decoded to fp16 in registers, x as fp16
-// hi + lo (precision exact) or hi only (fast) (moe_stage_x_kernel; mlp1's epilogue writes mlp2's
-// operand in the same layout).
+// kernels/gpu/moe_grouped_gemm.cu: the grouped tensor-core GEMM (NVIDIA sm_80+): every expert of
+// steps of >= MoeOptions::grouped_from_rows rows, 256 weight rows x one 64-row tile of the tile
+// list per block, cp.async pipeline, MXFP4 decoded in registers. Arithmetic by MoeTcMode
+// (moe_plan.h): exact = fp16 weights, x as fp16 hi + lo, per-block scale FMAs; fast_f16 = the
+// same with x as fp16 hi; fast_bf16 = bf16 weights with the E8M0 scale folded in, x as bf16, the
+// MMAs accumulating directly (moe_stage_x_kernel stages x; mlp1's epilogue writes mlp2's operand
+// in the same layout).
 // On HIP this file defines no kernel (moe_plan never picks the grouped GEMM on AMD).
 #include "gpu/moe_kernels.h"
 
@@ -38,27 +40,38 @@ static_assert(kMoeTcBN == kMoeTileRows, "one block per tile of the tile list");
 static_assert(kMoeTcBM == 32 * kWaves && kMoeThreads == 256, "warp w owns weight rows 32w..32w+31");
 
 // [rows, K] fp32 -> [rows, K / 32, 2 (hi, lo), 4 (t), 4 (q)] fp16-pair words (see above).
-// lo == 0 (precision fast): the lo words are not written (the GEMM does not read them).
+// mode (MoeTcMode) exact: hi and lo; fast_f16: hi only (the GEMM reads no lo words); fast_bf16:
+// the hi words as bf16 pairs instead.
 __global__ __launch_bounds__(kMoeThreads) void moe_stage_x_kernel(const float* __restrict__ x, int rows,
                                                                int K, uint32_t* __restrict__ xq,
-                                                               int lo_words) {
+                                                               int mode) {
   const int nb = K / 32;
   const size_t item = static_cast<size_t>(blockIdx.x) * kMoeThreads + threadIdx.x;
   if (item >= static_cast<size_t>(rows) * nb * 4) return;
   const int n = static_cast<int>(item / (nb * 4)), rem = static_cast<int>(item % (nb * 4));
   const int b = rem / 4, tt = rem % 4;
   const float* xp = x + static_cast<size_t>(n) * K + 32 * b + 8 * tt;
-  uint4 hi, lo;
-  f16_hilo8(*reinterpret_cast<const float4*>(xp), *reinterpret_cast<const float4*>(xp + 4), hi, lo);
+  const float4 v0 = *reinterpret_cast<const float4*>(xp), v1 = *reinterpret_cast<const float4*>(xp + 4);
   uint32_t* o = xq + static_cast<size_t>(n) * nb * 32 + 32 * b + 4 * tt;
+  if (mode == static_cast<int>(MoeTcMode::fast_bf16)) {
+    *reinterpret_cast<uint4*>(o) = bf16_pairs8(v0, v1);
+    return;
+  }
+  uint4 hi, lo;
+  f16_hilo8(v0, v1, hi, lo);
   *reinterpret_cast<uint4*>(o) = hi;
-  if (lo_words) *reinterpret_cast<uint4*>(o + 16) = lo;
+  if (mode == static_cast<int>(MoeTcMode::exact)) *reinterpret_cast<uint4*>(o + 16) = lo;
 }
 
-// kLo: precision exact (x as fp16 hi + lo, two MMAs per product); !kLo: precision fast (x as
-// fp16 hi only, 2^-11 relative; one MMA per product; the lo chunks are neither loaded nor written).
-template <bool kMlp1, int kTcStages, int kMinBlocks, bool kLo>
+// kMode (MoeTcMode): exact (x as fp16 hi + lo, two MMAs per product), fast_f16 (x as fp16 hi
+// only, 2^-11 relative; one MMA per product; the lo chunks are neither loaded nor written),
+// fast_bf16 (as fast_f16 with bf16 x, 2^-8, and the scale folded into the bf16 weights: each
+// lane multiplies its decoded pairs by the bf16 2^(s - 1) of its rows' scales, exactly, and the
+// MMAs accumulate into the fp32 sums without per-block partials).
+template <bool kMlp1, int kTcStages, int kMinBlocks, int kMode>
 __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpertArgs a) {
+  constexpr bool kLo = kMode == static_cast<int>(MoeTcMode::exact);
+  constexpr bool kFold = kMode == static_cast<int>(MoeTcMode::fast_bf16);
   extern __shared__ uint4 tc_smem4[];
   unsigned char* smem = reinterpret_cast<unsigned char*>(tc_smem4);
   const int tile = blockIdx.x;
@@ -155,42 +168,71 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
 #pragma unroll
       for (int b = 0; b < kMoeTcKB; ++b) {
         const int bg = kt * kMoeTcKB + b;
-        uint32_t ap[2][8];
-        float sc[2][2];
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt) {
-          const int r = wm + 16 * mt + g;  // rows r and r + 8 have the same (r >> 2) & 1
-          const int wo = ((b ^ ((r >> 2) & 1)) << 4) + 4 * t;
-          const uint32_t w0 = *reinterpret_cast<const uint32_t*>(Ws + r * kMoeTcWRow + wo);
-          const uint32_t w1 = *reinterpret_cast<const uint32_t*>(Ws + (r + 8) * kMoeTcWRow + wo);
-#pragma unroll
-          for (int q = 0; q < 4; ++q) {
-            ap[mt][q] = mxfp4_pair_f16(w0, q);
-            ap[mt][4 + q] = mxfp4_pair_f16(w1, q);
-          }
-          sc[mt][0] = e8m0_to_f32(scs[r * nb + bg]) * 16384.0f;
-          sc[mt][1] = e8m0_to_f32(scs[(r + 8) * nb + bg]) * 16384.0f;
-        }
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt) {
-          const int n = 8 * nt + g;
-          const unsigned char* xr = Xs + n * kMoeTcXRow;
-          const int sw = (n & 1) << 2;
-          const uint4 bh = *reinterpret_cast<const uint4*>(xr + (((8 * b + t) ^ sw) << 4));
+        if constexpr (kFold) {
+          uint32_t ap[2][8];
 #pragma unroll
           for (int mt = 0; mt < 2; ++mt) {
-            float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            if constexpr (kLo) {
-              const uint4 bl = *reinterpret_cast<const uint4*>(xr + (((8 * b + 4 + t) ^ sw) << 4));
-              tile::mma_f16_m16n8k16(d, ap[mt][0], ap[mt][4], ap[mt][1], ap[mt][5], bl.x, bl.y);
-              tile::mma_f16_m16n8k16(d, ap[mt][2], ap[mt][6], ap[mt][3], ap[mt][7], bl.z, bl.w);
+            const int r = wm + 16 * mt + g;  // rows r and r + 8 have the same (r >> 2) & 1
+            const int wo = ((b ^ ((r >> 2) & 1)) << 4) + 4 * t;
+            const uint32_t w0 = *reinterpret_cast<const uint32_t*>(Ws + r * kMoeTcWRow + wo);
+            const uint32_t w1 = *reinterpret_cast<const uint32_t*>(Ws + (r + 8) * kMoeTcWRow + wo);
+            const uint32_t s0 = mxfp4_fold_scale_bf16x2(scs[r * nb + bg]);
+            const uint32_t s1 = mxfp4_fold_scale_bf16x2(scs[(r + 8) * nb + bg]);
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+              ap[mt][q] = tile::bf16x2_mul(mxfp4_pair_bf16(w0, q), s0);
+              ap[mt][4 + q] = tile::bf16x2_mul(mxfp4_pair_bf16(w1, q), s1);
             }
-            tile::mma_f16_m16n8k16(d, ap[mt][0], ap[mt][4], ap[mt][1], ap[mt][5], bh.x, bh.y);
-            tile::mma_f16_m16n8k16(d, ap[mt][2], ap[mt][6], ap[mt][3], ap[mt][7], bh.z, bh.w);
-            acc[mt][nt][0] = fmaf(d[0], sc[mt][0], acc[mt][nt][0]);
-            acc[mt][nt][1] = fmaf(d[1], sc[mt][0], acc[mt][nt][1]);
-            acc[mt][nt][2] = fmaf(d[2], sc[mt][1], acc[mt][nt][2]);
-            acc[mt][nt][3] = fmaf(d[3], sc[mt][1], acc[mt][nt][3]);
+          }
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+            const int n = 8 * nt + g;
+            const unsigned char* xr = Xs + n * kMoeTcXRow;
+            const uint4 bh = *reinterpret_cast<const uint4*>(xr + (((8 * b + t) ^ ((n & 1) << 2)) << 4));
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt) {
+              tile::mma_bf16_m16n8k16(acc[mt][nt], ap[mt][0], ap[mt][4], ap[mt][1], ap[mt][5], bh.x, bh.y);
+              tile::mma_bf16_m16n8k16(acc[mt][nt], ap[mt][2], ap[mt][6], ap[mt][3], ap[mt][7], bh.z, bh.w);
+            }
+          }
+        } else {
+          uint32_t ap[2][8];
+          float sc[2][2];
+#pragma unroll
+          for (int mt = 0; mt < 2; ++mt) {
+            const int r = wm + 16 * mt + g;  // rows r and r + 8 have the same (r >> 2) & 1
+            const int wo = ((b ^ ((r >> 2) & 1)) << 4) + 4 * t;
+            const uint32_t w0 = *reinterpret_cast<const uint32_t*>(Ws + r * kMoeTcWRow + wo);
+            const uint32_t w1 = *reinterpret_cast<const uint32_t*>(Ws + (r + 8) * kMoeTcWRow + wo);
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+              ap[mt][q] = mxfp4_pair_f16(w0, q);
+              ap[mt][4 + q] = mxfp4_pair_f16(w1, q);
+            }
+            sc[mt][0] = e8m0_to_f32(scs[r * nb + bg]) * 16384.0f;
+            sc[mt][1] = e8m0_to_f32(scs[(r + 8) * nb + bg]) * 16384.0f;
+          }
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+            const int n = 8 * nt + g;
+            const unsigned char* xr = Xs + n * kMoeTcXRow;
+            const int sw = (n & 1) << 2;
+            const uint4 bh = *reinterpret_cast<const uint4*>(xr + (((8 * b + t) ^ sw) << 4));
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt) {
+              float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+              if constexpr (kLo) {
+                const uint4 bl = *reinterpret_cast<const uint4*>(xr + (((8 * b + 4 + t) ^ sw) << 4));
+                tile::mma_f16_m16n8k16(d, ap[mt][0], ap[mt][4], ap[mt][1], ap[mt][5], bl.x, bl.y);
+                tile::mma_f16_m16n8k16(d, ap[mt][2], ap[mt][6], ap[mt][3], ap[mt][7], bl.z, bl.w);
+              }
+              tile::mma_f16_m16n8k16(d, ap[mt][0], ap[mt][4], ap[mt][1], ap[mt][5], bh.x, bh.y);
+              tile::mma_f16_m16n8k16(d, ap[mt][2], ap[mt][6], ap[mt][3], ap[mt][7], bh.z, bh.w);
+              acc[mt][nt][0] = fmaf(d[0], sc[mt][0], acc[mt][nt][0]);
+              acc[mt][nt][1] = fmaf(d[1], sc[mt][0], acc[mt][nt][1]);
+              acc[mt][nt][2] = fmaf(d[2], sc[mt][1], acc[mt][nt][2]);
+              acc[mt][nt][3] = fmaf(d[3], sc[mt][1], acc[mt][nt][3]);
+            }
           }
         }
       }
@@ -224,11 +266,14 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
               const int n = 8 * nt + 2 * t + c;
               if (n >= nrows) continue;
               const float v = swiglu(acc[mt][nt][2 * h + c] + bgate, up[2 * h + c] + bup, a.limit);
-              const uint16_t vh = tile::f32_to_f16_bits(v);
-              const uint16_t vl = tile::f32_to_f16_bits(v - tile::half_bits_to_f32(vh));
               uint16_t* o = outq + static_cast<size_t>(s0 + n) * (2 * I) + opos;
-              o[0] = vh;
-              if constexpr (kLo) o[32] = vl;
+              if constexpr (kFold) {
+                o[0] = static_cast<uint16_t>(f32_to_bf16_bits(v));
+              } else {
+                const uint16_t vh = tile::f32_to_f16_bits(v);
+                o[0] = vh;
+                if constexpr (kLo) o[32] = tile::f32_to_f16_bits(v - tile::half_bits_to_f32(vh));
+              }
             }
           }
         }
@@ -266,20 +311,19 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
 }  // namespace
 
 void moe_grouped_kernel_fns(std::vector<MoeKernelFn>& out) {
-#define GPTOSS_TC(M1, S, B, LO) \
-  out.push_back(moe_kernel_fn("moe_tc_kernel<" #M1 ", " #S ", " #B ", " #LO ">", moe_tc_kernel<M1, S, B, LO>))
-  GPTOSS_TC(true, 3, 2, true);
-  GPTOSS_TC(false, 3, 2, true);
-  GPTOSS_TC(true, 4, 1, true);
-  GPTOSS_TC(false, 4, 1, true);
-  GPTOSS_TC(true, 6, 1, true);
-  GPTOSS_TC(false, 6, 1, true);
-  GPTOSS_TC(true, 3, 2, false);
-  GPTOSS_TC(false, 3, 2, false);
-  GPTOSS_TC(true, 4, 1, false);
-  GPTOSS_TC(false, 4, 1, false);
-  GPTOSS_TC(true, 6, 1, false);
-  GPTOSS_TC(false, 6, 1, false);
+#define GPTOSS_TC(M1, S, B, MODE) \
+  out.push_back(moe_kernel_fn("moe_tc_kernel<" #M1 ", " #S ", " #B ", " #MODE ">", moe_tc_kernel<M1, S, B, MODE>))
+#define GPTOSS_TC_MODES(M1, S, B) \
+  GPTOSS_TC(M1, S, B, 0);         \
+  GPTOSS_TC(M1, S, B, 1);         \
+  GPTOSS_TC(M1, S, B, 2)
+  GPTOSS_TC_MODES(true, 3, 2);
+  GPTOSS_TC_MODES(false, 3, 2);
+  GPTOSS_TC_MODES(true, 4, 1);
+  GPTOSS_TC_MODES(false, 4, 1);
+  GPTOSS_TC_MODES(true, 6, 1);
+  GPTOSS_TC_MODES(false, 6, 1);
+#undef GPTOSS_TC_MODES
 #undef GPTOSS_TC
 }
 
@@ -287,25 +331,32 @@ void moe_launch_stage_x(const MoePlan& p, const float* x, int rows, int H, uint3
                         gpuStream_t stream) {
   const KernelLaunch& l = p.stage_x_k;
   moe_stage_x_kernel<<<moe_grid(l), l.threads, l.dyn_smem_bytes, stream>>>(x, rows, H, xq,
-                                                                          p.tc_lo ? 1 : 0);
+                                                                          static_cast<int>(p.tc_mode));
   GPU_CHECK_LAUNCH();
 }
 
 void moe_launch_grouped(const MoePlan& p, int m, const MoeExpertArgs& a, gpuStream_t stream) {
   const KernelLaunch& l = p.mlp_k[m];
   const dim3 g = moe_grid(l);
-  auto go = [&]<bool kMlp1, bool kLo>() {
+  auto go = [&]<bool kMlp1, int kMode>() {
     if (p.tc_stages == 4)
-      moe_tc_kernel<kMlp1, 4, 1, kLo><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
+      moe_tc_kernel<kMlp1, 4, 1, kMode><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
     else if (p.tc_stages == 6)
-      moe_tc_kernel<kMlp1, 6, 1, kLo><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
+      moe_tc_kernel<kMlp1, 6, 1, kMode><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
     else
-      moe_tc_kernel<kMlp1, 3, 2, kLo><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
+      moe_tc_kernel<kMlp1, 3, 2, kMode><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
+  };
+  auto by_mode = [&]<bool kMlp1>() {
+    switch (p.tc_mode) {
+      case MoeTcMode::exact: go.template operator()<kMlp1, 0>(); break;
+      case MoeTcMode::fast_f16: go.template operator()<kMlp1, 1>(); break;
+      case MoeTcMode::fast_bf16: go.template operator()<kMlp1, 2>(); break;
+    }
   };
   if (m == 0)
-    p.tc_lo ? go.template operator()<true, true>() : go.template operator()<true, false>();
+    by_mode.template operator()<true>();
   else
-    p.tc_lo ? go.template operator()<false, true>() : go.template operator()<false, false>();
+    by_mode.template operator()<false>();
   GPU_CHECK_LAUNCH();
 }
 

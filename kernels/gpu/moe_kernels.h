@@ -201,6 +201,25 @@ __device__ __forceinline__ uint32_t mxfp4_pair_f16(uint32_t w, int q) {
   const uint32_t sh = w << (12 - 4 * q);
   return (sh & 0x80008000u) | ((sh >> 3) & 0x0E000E00u);
 }
+// bf16 pair q of an MXFP4 word: the same two codes placed as bf16 (sign -> bit 15, exponent and
+// mantissa bits -> 6..8) = LUT * 2^-126 each, exactly (code 1 lands on the subnormal 2^-127).
+// Times the bf16 2^(s - 1) of an E8M0 scale s <= kMoeFoldMaxScale (mxfp4_fold_scale_bf16x2) the
+// product is exactly LUT * 2^(s - 127): the decoded weight, the scale folded in.
+__device__ __forceinline__ uint32_t mxfp4_pair_bf16(uint32_t w, int q) {
+  const uint32_t sh = w << (12 - 4 * q);
+  return (sh & 0x80008000u) | ((sh >> 6) & 0x01C001C0u);
+}
+// bf16x2 (2^(s - 1), 2^(s - 1)) of an E8M0 scale s in [0, kMoeFoldMaxScale] (exponent field
+// s + 126, always normal).
+__device__ __forceinline__ uint32_t mxfp4_fold_scale_bf16x2(uint32_t s) { return (s + 126u) * 0x00800080u; }
+// 8 consecutive x values (elements 8t' .. 8t' + 7 of a block) -> the 4 bf16 pairs (q, q + 4),
+// rounded to nearest (the B fragments of the folded-scale grouped GEMM).
+__device__ __forceinline__ uint4 bf16_pairs8(float4 v0, float4 v1) {
+  return make_uint4(f32_to_bf16_bits(v0.x) | (f32_to_bf16_bits(v1.x) << 16),
+                    f32_to_bf16_bits(v0.y) | (f32_to_bf16_bits(v1.y) << 16),
+                    f32_to_bf16_bits(v0.z) | (f32_to_bf16_bits(v1.z) << 16),
+                    f32_to_bf16_bits(v0.w) | (f32_to_bf16_bits(v1.w) << 16));
+}
 #endif
 
 }  // namespace

@@ -45,17 +45,17 @@ const char* gemv_mma_name(bool mlp1, int nr) {
                                 {"moe_gemv_mma_kernel<1, true>", "moe_gemv_mma_kernel<8, true>"}};
   return n[mlp1][nr == 8];
 }
-const char* tc_name(bool mlp1, int stages, bool lo) {
-  static const std::vector<std::string> names = [] {  // [mlp1][stages 3 | 4 | 6][lo]
+const char* tc_name(bool mlp1, int stages, MoeTcMode mode) {
+  static const std::vector<std::string> names = [] {  // [mlp1][stages 3 | 4 | 6][mode]
     std::vector<std::string> v;
     for (const char* m1 : {"false", "true"})
       for (const char* sb : {"3, 2", "4, 1", "6, 1"})
-        for (const char* l : {"false", "true"})
-          v.push_back(std::string("moe_tc_kernel<") + m1 + ", " + sb + ", " + l + ">");
+        for (const char* md : {"0", "1", "2"})
+          v.push_back(std::string("moe_tc_kernel<") + m1 + ", " + sb + ", " + md + ">");
     return v;
   }();
   const int si = stages == 3 ? 0 : stages == 4 ? 1 : 2;
-  return names[size_t((mlp1 ? 1 : 0) * 6 + si * 2 + (lo ? 1 : 0))].c_str();
+  return names[size_t((mlp1 ? 1 : 0) * 9 + si * 3 + static_cast<int>(mode))].c_str();
 }
 const char* tiles_name(bool mlp1) { return mlp1 ? "moe_mma_kernel<true>" : "moe_mma_kernel<false>"; }
 
@@ -128,11 +128,11 @@ MoePlan moe_plan(const MoeShape& sh, int rows, const MoeOptions& o, const GpuTar
   if (grouped) {
     p.tc_stages = o.grouped_config == 1 ? 4 : o.grouped_config == 2 ? 6 : 3;
     p.tc_min_blocks = o.grouped_config == 0 ? 2 : 1;
-    p.tc_lo = !o.fast;
+    p.tc_mode = !o.fast ? MoeTcMode::exact : o.fold_scales ? MoeTcMode::fast_bf16 : MoeTcMode::fast_f16;
     p.stage_x_k = launch("moe_stage_x_kernel", ceil_div(static_cast<long long>(rows) * (H / 32) * 4, kMoeThreads),
                          1, kMoeThreads, 0);
     for (int m = 0; m < 2; ++m)
-      p.mlp_k[m] = launch(tc_name(m == 0, p.tc_stages, p.tc_lo), n_tiles, ceil_div(M[m], kMoeTcBM), kMoeThreads,
+      p.mlp_k[m] = launch(tc_name(m == 0, p.tc_stages, p.tc_mode), n_tiles, ceil_div(M[m], kMoeTcBM), kMoeThreads,
                           moe_tc_smem_bytes(K[m], p.tc_stages));
   } else {
     // One GEMV kernel per process (see MoeOptions::gemv_tensor_cores): the tensor-core one needs

@@ -11,7 +11,7 @@
 //   GEMV (moe_gemv.cu):      moe_gemv_kernel<RB, mlp1> (scalar), moe_gemv_mma_kernel<NR, mlp1>
 //                            (tensor cores, NVIDIA)
 //   grouped GEMM (moe_grouped_gemm.cu, NVIDIA): moe_stage_x_kernel, moe_tc_kernel<mlp1, stages,
-//                            min blocks per SM, lo (precision exact)>
+//                            min blocks per SM, MoeTcMode>
 //   bf16 tiles (moe_tiles.cu): moe_mma_kernel<mlp1>
 //   combine (moe.cu):        moe_combine_kernel, or moe_combine_norm_kernel (MoeNextNorm)
 #pragma once
@@ -54,11 +54,22 @@ struct MoeOptions {
   // NVIDIA grouped GEMM configuration: 0 = 3 stages, two blocks per SM (default); 1 = 4 stages,
   // one block per SM; 2 = 6 stages, one block per SM (167 KB of shared memory: sm_90 only).
   int grouped_config = 0;
-  // Precision fast (ops.h Precision): the grouped GEMM takes x as one fp16 operand (rounded,
-  // 2^-11 relative; one MMA per product) instead of fp16 hi + lo. The GEMV kernels (small steps)
-  // and HIP's bf16 tiles compute as in exact.
+  // Precision fast (ops.h Precision): the grouped GEMM takes x as one operand (one MMA per
+  // product) instead of fp16 hi + lo. The GEMV kernels (small steps) and HIP's bf16 tiles compute
+  // as in exact.
   bool fast = false;
+  // With fast: true = the weights enter the MMAs as bf16 with each block's E8M0 scale folded in
+  // (exact, see kMoeFoldMaxScale) and x as bf16 (rounded, 2^-8 relative), so the MMAs accumulate
+  // straight into the fp32 sums (default); false = weights as fp16 placements, x as fp16
+  // (2^-11), each block's partial sums scaled into fp32 sums (four FMAs per two MMAs). Folding
+  // needs every E8M0 scale of the weights <= kMoeFoldMaxScale: the caller checks (moe.h
+  // moe_max_scale) and turns it off otherwise.
+  bool fold_scales = true;
 };
+// The largest E8M0 scale the folded-scale grouped GEMM takes: 2^(s - 1) must be a bf16 normal
+// (s <= 128, i.e. blocks of |w| below 2^2 * 6 = 24; trained and synthetic checkpoints are far
+// below).
+inline constexpr int kMoeFoldMaxScale = 128;
 
 // "" when `o` can run on target t, else a one-line reason.
 const char* moe_options_error(const MoeOptions& o, const GpuTarget& t);
@@ -153,6 +164,13 @@ constexpr size_t moe_router_rows_budget(const GpuTarget& t) {
 
 // ---- the plan ---------------------------------------------------------------------------------
 enum class MoeRoute { small, rows, per_row };
+// The grouped GEMM's arithmetic (moe_tc_kernel's last template argument is the value):
+//   exact:     weights as exact fp16 placements, x as fp16 hi + lo (two MMAs per product), each
+//              MXFP4 block's partial sums times its scale into fp32 sums (precision exact);
+//   fast_f16:  the same with x as fp16 hi only (MoeOptions::fast, !fold_scales);
+//   fast_bf16: weights as bf16 with the scale folded in, x as bf16, MMAs accumulate directly
+//              (MoeOptions::fast + fold_scales).
+enum class MoeTcMode : int { exact = 0, fast_f16 = 1, fast_bf16 = 2 };
 // gemv: every expert on the GEMV; grouped: every expert on the grouped GEMM (NVIDIA);
 // gemv_tiles: experts with > kMoeGemvMaxRows rows on the bf16 tiles, the others on the GEMV.
 enum class MoeMlp { gemv, grouped, gemv_tiles };
@@ -163,7 +181,7 @@ struct MoePlan {
   bool gemv_tensor_cores = false;  // which GEMV kernel runs (when one runs)
   int gemv_rows = 1;               // its template row count: scalar 1 | 4, tensor cores 1 | 8
   int tc_stages = 3, tc_min_blocks = 2;  // grouped GEMM template (mlp == grouped)
-  bool tc_lo = true;                     // grouped GEMM: x as fp16 hi + lo (exact) or hi (fast)
+  MoeTcMode tc_mode = MoeTcMode::exact;  // grouped GEMM arithmetic
   int gemv_max = INT_MAX;          // experts with more grouped rows go to tiles (build input)
   // Launches in order; inactive ones have threads == 0.
   KernelLaunch route_k;      // moe_route_small / moe_router_rows / moe_router

@@ -8,7 +8,8 @@
 //   AMD gfx90a:      __builtin_amdgcn_mfma_f32_32x32x8bf16_1k (2 per 16-wide K step).
 // Scalars: half_bits_to_f32 (fp16 bits -> fp32, exact, subnormals kept; both targets).
 // NVIDIA only (the MoE tensor-core GEMV and grouped GEMM; HIP takes other paths):
-//   mma_f16_m16n8k16 (one m16n8k16 f16 mma on register fragments), f32_to_f16_bits,
+//   mma_f16_m16n8k16 / mma_bf16_m16n8k16 (one m16n8k16 mma on register fragments), bf16x2_mul,
+//   f32_to_f16_bits,
 //   cp_async16 / cp_async16_zfill / cp_async_commit / cp_async_wait (sm_80+ asynchronous
 //   global -> shared copies), ldmatrix_x4 (the fast bf16 GEMM's fragments).
 // Device code only; include from .cu sources.
@@ -132,6 +133,23 @@ __device__ __forceinline__ void mma_f16_m16n8k16(float (&d)[4], uint32_t a0, uin
       "{%8,%9}, {%0,%1,%2,%3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+// The same with bf16 operands (a0..a3, b0, b1 bf16 pairs in the layout above).
+__device__ __forceinline__ void mma_bf16_m16n8k16(float (&d)[4], uint32_t a0, uint32_t a1,
+                                                  uint32_t a2, uint32_t a3, uint32_t b0,
+                                                  uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+// bf16x2 a * b, round to nearest (fma with -0: exact products stay exact, +0 stays +0;
+// subnormal operands and results are kept).
+__device__ __forceinline__ uint32_t bf16x2_mul(uint32_t a, uint32_t b) {
+  uint32_t d;
+  asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(0x80008000u));
+  return d;
 }
 // fp32 -> fp16 bits, round to nearest even.
 __device__ __forceinline__ uint16_t f32_to_f16_bits(float f) {

@@ -10,7 +10,9 @@
 // Prints one JSON object per line. Usage:
 //   bench-engine MODEL [--ctx N] [--pp N] [--pp-chunk N] [--tg N] [--batch 1,16,64]
 //                      [--decode-pos P] [--profile pp|decode] [--no-decode-kernels]
-//                      [--precision exact|fast]
+//                      [--precision exact|fast] [--moe-fold 0|1]
+//   --moe-fold 0: precision fast with the MoE grouped GEMM on fp16 weights and per-block scales
+//   instead of bf16 weights with the scales folded in (kernels/gpu/moe_plan.h MoeOptions)
 //   --profile: only one step inside the profiler's range (run under ncu --profile-from-start off):
 //   the last prefill chunk (pp) or the first timed decode step of the last batch size (decode)
 //   bench-engine --synthetic 20b --out PATH [--write-only] [...]   (--write-only: stop after writing)
@@ -75,7 +77,7 @@ int main(int argc, char** argv) {
     int ctx = 4096, pp = 512, tg = 128, decode_pos = 8, pp_chunk = 256;
     std::string profile;  // "", "pp" or "decode": the one step inside the profiler range
     std::string precision;  // "" = the GPU default
-    bool write_only = false, decode_kernels = true;
+    bool write_only = false, decode_kernels = true, moe_fold = true;
     std::vector<int> batches = {1, 16, 64};
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
@@ -94,6 +96,11 @@ int main(int argc, char** argv) {
       else if (a == "--pp-chunk") pp_chunk = std::atoi(next().c_str());
       else if (a == "--profile") profile = next();
       else if (a == "--precision") precision = next();
+      else if (a == "--moe-fold") {  // 0: fast precision's MoE without folded scales (gpu::MoeOptions)
+        const std::string v = next();
+        if (v != "0" && v != "1") fail("bench-engine: --moe-fold %s: expected 0 or 1", v.c_str());
+        moe_fold = v == "1";
+      }
       else if (a == "--batch") {
         batches.clear();
         std::stringstream ss(next());
@@ -125,6 +132,7 @@ int main(int argc, char** argv) {
     opt.max_slots = max_b;
     opt.decode_kernels = decode_kernels;
     opt.precision = precision;
+    opt.moe.fold_scales = moe_fold;
     auto t0 = Clock::now();
     auto eng = make_gpu_engine(model, opt);
     std::printf("{\"step\": \"load\", \"model\": \"%s\", \"GB\": %.2f, \"s\": %.2f, \"kv_GiB\": %.2f}\n",

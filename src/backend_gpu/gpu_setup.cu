@@ -222,6 +222,17 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   if (ends_) pick_scratch_ = gpu::pick_scratch_create(kMaxStepRows, V);
   gpu::MoeOptions moe_opt = opt.moe;
   moe_opt.fast = precision_ == gpu::Precision::fast;
+  if (moe_opt.fast && moe_opt.fold_scales) {
+    // The folded-scale grouped GEMM (kernels/gpu/moe_plan.h MoeOptions::fold_scales) is exact
+    // only for E8M0 scales <= kMoeFoldMaxScale; a checkpoint with larger ones takes the fp16 path.
+    int most = 0;
+    for (const LayerW& l : layers_) most = std::max(most, gpu::moe_max_scale(l.moe, stream_));
+    if (most > gpu::kMoeFoldMaxScale) {
+      moe_opt.fold_scales = false;
+      std::fprintf(stderr, "gpu %d: an MoE weight scale is 2^%d (> 2^%d): the batched MoE keeps "
+                   "fp16 weights with per-block scales\n", device_, most - 127, gpu::kMoeFoldMaxScale - 127);
+    }
+  }
   moe_scratch_ = gpu::moe_scratch_create(layers_[0].moe, kMaxStepRows, moe_opt);
   if (use_decode_) moe_decode_scratch_ = gpu::moe_decode_scratch_create(layers_[0].moe, gpu::kDecodeMaxRows);
   GPU_CHECK(gpuStreamSynchronize(stream_));

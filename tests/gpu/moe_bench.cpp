@@ -6,11 +6,14 @@
 // Inputs rotate over 8 random x sets per row count so routing (and the experts read) changes
 // between replays and the L2 cache (50 MB) does not hold the weights of one routing.
 // Usage: bench-moe [--reps N] [--rows a,b,c] [--gemv scalar|mma] [--tiles f16|bf16]
-//                  [--grouped-config 0|1|2] [--grouped-from N]
+//                  [--grouped-config 0|1|2] [--grouped-from N] [--precision exact|fast]
+//                  [--fold 0|1]
 // The kernel choices are gpu::MoeOptions (moe_plan.h): --gemv mma = the tensor-core GEMV (NVIDIA),
 // --tiles bf16 = the bf16 tile kernel (HIP's path) instead of the grouped fp16 GEMM,
 // --grouped-config = the grouped GEMM's configuration, --grouped-from N = steps of >= N rows on
-// the grouped GEMM. Each line says which ("gemv", "tiles", "tc_cfg", "tc_from").
+// the grouped GEMM, --precision fast = MoeOptions::fast (default exact), --fold 0 = fast without
+// the folded scales (MoeOptions::fold_scales). Each line says which ("gemv", "tiles", "tc_cfg",
+// "tc_from", "precision").
 #include <algorithm>
 #include <cstdio>
 #include <set>
@@ -26,7 +29,7 @@ int main(int argc, char** argv) {
   return guarded_main("bench-moe", [&]() -> int {
     const char* usage =
         "usage: bench-moe [--reps N] [--rows a,b,c] [--gemv scalar|mma] [--tiles f16|bf16] "
-        "[--grouped-config 0|1|2] [--grouped-from N]";
+        "[--grouped-config 0|1|2] [--grouped-from N] [--precision exact|fast] [--fold 0|1]";
     int reps = 50;
     std::vector<int> rows_list = {1, 8, 64, 256, 512, 4096};
     gpu::MoeOptions opt;
@@ -65,6 +68,10 @@ int main(int argc, char** argv) {
         opt.grouped_config = int_arg(a, v, 0, 2);
       } else if (a == "--grouped-from") {
         opt.grouped_from_rows = int_arg(a, v, 2, 1 << 20);
+      } else if (a == "--precision" && (v == "exact" || v == "fast")) {
+        opt.fast = v == "fast";
+      } else if (a == "--fold" && (v == "0" || v == "1")) {
+        opt.fold_scales = v == "1";
       } else {
         fail("%s (got '%s %s')", usage, a.c_str(), v.c_str());
       }
@@ -77,6 +84,7 @@ int main(int argc, char** argv) {
     const bool nvidia = gpu::kTarget.vendor == gpu::GpuVendor::nvidia;
     const char* tiles_kind = (!nvidia || opt.bf16_tiles) ? "bf16" : "f16tc";
     const std::string cfg = std::to_string(opt.grouped_config), from = std::to_string(opt.grouped_from_rows);
+    const char* prec = !opt.fast ? "exact" : opt.fold_scales ? "fast" : "fast-f16";
     const moetest::MoeShape sh{32, 4, 2880, 2880, 7.0f};
     moetest::HostMoe hm(sh, 1);
     moetest::DevMoe dm(hm);
@@ -137,12 +145,12 @@ int main(int argc, char** argv) {
       const double gbps = bytes / (t_us * 1e-6) / 1e9;
       const double flops = 2.0 * rows * sh.k * 3.0 * sh.H * sh.I;
       std::printf("{\"rows\": %d, \"path\": \"%s\", \"gemv\": \"%s\", \"tiles\": \"%s\", "
-                  "\"tc_cfg\": \"%s\", \"tc_from\": \"%s\", "
+                  "\"tc_cfg\": \"%s\", \"tc_from\": \"%s\", \"precision\": \"%s\", "
                   "\"time_us\": %.2f, \"time_us_min\": %.2f, "
                   "\"weight_bytes\": %.0f, \"GBps\": %.1f, \"frac_3TBps\": %.3f, \"TFLOPs\": %.2f, "
                   "\"device\": \"%s\"}\n",
                   rows, gpu::moe_path_name(s, rows), gemv_kind, tiles_kind, cfg.c_str(),
-                  from.c_str(), t_us, times_us.front(), bytes,
+                  from.c_str(), prec, t_us, times_us.front(), bytes,
                   gbps, gbps / 3000.0, flops / (t_us * 1e-6) / 1e12, prop.name);
       std::fflush(stdout);
       for (auto ge : graphs) GPU_CHECK(gpuGraphExecDestroy(ge));

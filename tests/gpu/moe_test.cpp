@@ -11,7 +11,8 @@
 //     MoeOptions::bf16_tiles) takes hi = bf16(x) plus lo = bf16(x - hi) (2^-17 relative), weights
 //     exact in bf16. Products exact, fp32 accumulation: ~8e-6 per stage, two stages ~1e-5.
 //     Bound 1e-4 (bf16-only activations gave 4.7e-3). MoeOptions::fast: x and the SwiGLU output
-//     as one fp16 each (2^-11 relative): bound 2e-3 (ForwardGroupedFast).
+//     as one bf16 each (2^-8 relative), the weights exact (scales folded): bound 1e-2
+//     (ForwardGroupedFast); with fold_scales off, one fp16 each (2^-11): bound 2e-3.
 //   Rows whose top-k set differs from the CPU's are allowed only where the CPU logits at ranks k-1
 //   and k are within 1e-4 (a near tie computed in another summation order), and at most 1% of rows.
 #include <gtest/gtest.h>
@@ -104,13 +105,17 @@ TEST(GpuMoe, Mxfp4DecodeMatchesCpu) {
   db.upload(blocks);
   ds.upload(scales);
   DevBuf<float> df(static_cast<size_t>(n) * 32);
-  DevBuf<uint16_t> dh(static_cast<size_t>(n) * 32);
+  DevBuf<uint16_t> dh(static_cast<size_t>(n) * 32), dfold(static_cast<size_t>(n) * 32);
   GPU_CHECK(gpuMemset(df.p, 0xff, df.n * sizeof(float)));
   GPU_CHECK(gpuMemset(dh.p, 0xff, dh.n * sizeof(uint16_t)));
-  gpu::moe_mxfp4_decode(db.p, ds.p, n, df.p, dh.p, nullptr);
+  GPU_CHECK(gpuMemset(dfold.p, 0xff, dfold.n * sizeof(uint16_t)));
+  // The folded-scale decode (the fast grouped GEMM's, NVIDIA only).
+  const bool fold = gpu::kTarget.vendor == gpu::GpuVendor::nvidia;
+  gpu::moe_mxfp4_decode(db.p, ds.p, n, df.p, dh.p, nullptr, fold ? dfold.p : nullptr);
   GPU_CHECK(gpuDeviceSynchronize());
   auto gf = df.download();
   auto gh = dh.download();
+  auto gfold = dfold.download();
   std::vector<float> ref(32);
   for (int b = 0; b < n; ++b) {
     cpu::mxfp4_decode_row(blocks.data() + 16 * b, scales.data() + b, 32, ref.data());
@@ -126,6 +131,13 @@ TEST(GpuMoe, Mxfp4DecodeMatchesCpu) {
       if (scales[b] >= 1 && scales[b] <= 254) {
         const float gb = bf16_to_f32(gh[32 * b + i]);
         ASSERT_EQ(gb, want) << "bf16 block " << b << " elem " << i << " scale " << int(scales[b]);
+      }
+      // folded: the code placed at 2^-126 times the bf16 2^(s - 1), exact for scales 0..128
+      // (down to the bf16 subnormal 0.5 * 2^-127 at scale 0).
+      if (fold && scales[b] <= gpu::kMoeFoldMaxScale) {
+        const float gb = bf16_to_f32(gfold[32 * b + i]);
+        ASSERT_EQ(gb, want) << "folded block " << b << " elem " << i << " scale " << int(scales[b]);
+        ASSERT_EQ(std::signbit(gb), std::signbit(want)) << "folded block " << b << " elem " << i;
       }
     }
   }
@@ -265,20 +277,42 @@ TEST(GpuMoe, ForwardGroupedConfigs) {
 }
 
 // Precision fast (MoeOptions::fast, NVIDIA): the grouped GEMM takes x, and mlp2 the SwiGLU
-// output, as one fp16 operand each (rounded: 2^-11 relative per element, ~4.9e-4) instead of
-// hi + lo. Two roundings of ~4.9e-4 through matmuls of random signs and SwiGLU: ~1e-3 at most;
-// bound 2e-3 (a wrong fragment or a lo half left in would be O(1)). The GEMV steps (1, 3 rows)
-// are unchanged (exact). Every grouped configuration.
+// output, as one operand each instead of fp16 hi + lo. The GEMV steps (1, 3 rows) are unchanged
+// (exact). Every grouped configuration.
+//   fold_scales (the default): bf16 operands (rounded: at most 2^-8 relative per element,
+//   ~1.6e-3 RMS), weights exact with the scales folded in. Two roundings through matmuls of
+//   random signs and SwiGLU: ~2.5e-3 typical; bound 1e-2 (the fp16 bound below scaled by the
+//   formats' unit roundoffs would be 1.6e-2; a wrong fragment, a lost subnormal code (+-0.5) or
+//   a wrong scale would be O(0.1-1)).
+//   !fold_scales: fp16 operands (2^-11 relative, ~4.9e-4): ~1e-3 at most; bound 2e-3.
 TEST(GpuMoe, ForwardGroupedFast) {
   REQUIRE_GPU();
   if (gpu::kTarget.vendor != gpu::GpuVendor::nvidia) GTEST_SKIP() << "no grouped GEMM on this target";
-  for (int cfg : {0, 1, 2}) {
-    gpu::MoeOptions opt;
-    opt.fast = true;
-    opt.grouped_config = cfg;
-    check_moe({8, 4, 192, 128, 7.0f}, {1, 3, 4, 64, 300}, 21 + cfg, opt, 2e-3);
-    check_moe({32, 4, 2880, 2880, 7.0f}, {3, 4, 64, 600}, 24 + cfg, opt, 2e-3);
-  }
+  for (bool fold : {true, false})
+    for (int cfg : {0, 1, 2}) {
+      gpu::MoeOptions opt;
+      opt.fast = true;
+      opt.fold_scales = fold;
+      opt.grouped_config = cfg;
+      const double tol = fold ? 1e-2 : 2e-3;
+      check_moe({8, 4, 192, 128, 7.0f}, {1, 3, 4, 64, 300}, 21 + cfg, opt, tol);
+      check_moe({32, 4, 2880, 2880, 7.0f}, {3, 4, 64, 600}, 24 + cfg, opt, tol);
+    }
+}
+
+// moe_max_scale: the largest E8M0 scale of both matmuls' scales (the fold check of the GPU
+// backend), here 124 from the random weights, then 200 after one mlp2 scale is raised.
+TEST(GpuMoe, MaxScale) {
+  REQUIRE_GPU();
+  const MoeShape sh{8, 4, 192, 128, 7.0f};
+  HostMoe hm(sh, 31);
+  DevMoe dm(hm);
+  const int want = *std::max_element(hm.mlp1_scales.begin(), hm.mlp1_scales.end());
+  EXPECT_EQ(gpu::moe_max_scale(dm.w, nullptr),
+            std::max<int>(want, *std::max_element(hm.mlp2_scales.begin(), hm.mlp2_scales.end())));
+  const uint8_t big = 200;
+  GPU_CHECK(gpuMemcpy(dm.mlp2_scales.p + dm.mlp2_scales.n - 1, &big, 1, gpuMemcpyHostToDevice));
+  EXPECT_EQ(gpu::moe_max_scale(dm.w, nullptr), 200);
 }
 
 // A hidden size too large for the 4-row router's shared memory: steps beyond the one-block

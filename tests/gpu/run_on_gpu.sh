@@ -3,7 +3,10 @@
 # build-gpu2) and copied with tokenizer.bin (and, for `run`, the Open MPI runtime: mpi/) into one
 # git-ignored folder (see docs/gpu.md). Logs go to $OUT (or ./gpu-out).
 # Usage: tests/gpu/run_on_gpu.sh [.dev/gpu2] [steps...]
-#   steps: tests golden probe bench top1 runbench getp compare ncu profile memcheck big120 precision
+#   steps: tests golden probe bench top1 runbench getp compare ncu profile detail memcheck big120
+#          precision
+#   detail: ncu sections (stall reasons, issue slots, memory) of the batch-256 decode step's
+#           grouped MoE GEMM and dense GEMM launches (detail.txt)
 #   precision: issue 14's bar for --precision fast: check-top1 (exact and fast paths vs the CPU
 #           engine) and tests/golden/hf_bf16_error.py (transformers' bf16 forward vs the same CPU
 #           logits) on the tiny seed-1 checkpoint and the calibrated synthetic 20b (prec-*.json)
@@ -166,6 +169,18 @@ if has profile; then  # one whole step per run under ncu (bench-engine --profile
     # the same step's wall time without the profiler
     timeout 120 "$B/bench-engine" $M --ctx 2048 ${spec#*:} 2>&1 | grep -E '"pp|"tg' | tee -a "$O/$name.txt"
   done
+fi
+if has detail; then  # ncu sections (stall reasons, issue, memory) of the batch-256 decode step's
+  # grouped MoE GEMM and dense GEMM launches (DETAIL_KERNELS: a kernel-name regex)
+  NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  timeout 300 $NCU --clock-control none --profile-from-start off \
+    --kernel-name "regex:${DETAIL_KERNELS:-moe_tc|bf16_bf16w_gemm}" --launch-count ${DETAIL_COUNT:-4} \
+    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+    --section SchedulerStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+    --section InstructionStats --section SourceCounters \
+    "$B/bench-engine" $M --ctx 2048 --pp 0 --batch ${DETAIL_BATCH:-256} --tg 2 --decode-pos 1024 \
+    --profile decode ${DETAIL_EXTRA:-} > "$O/detail.txt" 2>&1
+  echo "=== detail: ncu rc=$?"; grep -E "^  [a-z_]+.*\(|Duration|Warp Cycles Per Issued|Issue Slots Busy|Registers Per" "$O/detail.txt" | head -40
 fi
 [ -n "${KEEP_MODEL:-}" ] || rm -f $M
 if has big120; then

@@ -2,7 +2,9 @@
 // and prints one JSON object per line (kernel, shape, rows, median microseconds, achieved GB/s
 // counting each input byte read once and each output byte written once, TFLOP/s for matmuls).
 // Weights are rotated among enough copies (> 2x the L2 cache) so timings come from HBM, not L2.
-// Usage: bench-kernels [--reps N] [--read-bw]
+// Usage: bench-kernels [--reps N] [--read-bw | --fast-gemm]
+//   --fast-gemm: only the fast (bf16 x bf16) GEMM at the qkv, o and LM-head shapes for 64..512
+//   rows, without and with its K split (NVIDIA), one JSON line each (kernel names the splits).
 //   --read-bw: only the read-bandwidth probe (a 4 GiB buffer read once with 16-byte loads from
 //   every SM; gpu::read_bandwidth_probe): one JSON line, the ceiling decode steps are measured
 //   against.
@@ -108,6 +110,42 @@ void bench_matmul(const char* name, int K, int M, const std::vector<int>& rows_l
   GPU_CHECK(gpuFree(y));
 }
 
+#if !defined(GPTOSS_HIP)
+// The fast GEMM (bf16 x, as precision fast runs it after f32_to_bf16) with 1 K split and with
+// fast_gemm_splits(K, M).
+void bench_fast_gemm(const char* name, int K, int M, const std::vector<int>& rows_list) {
+  const size_t wbytes = size_t(M) * K * 2;
+  const int copies = int(std::max<size_t>(1, (3 * g_l2_bytes + wbytes - 1) / wbytes));
+  std::vector<bf16_t*> w(copies);
+  for (int i = 0; i < copies; ++i) w[i] = static_cast<bf16_t*>(dalloc_random(wbytes, 100 + i));
+  bf16_t* bias = static_cast<bf16_t*>(dalloc_random(size_t(M) * 2, 7));
+  const int max_rows = *std::max_element(rows_list.begin(), rows_list.end());
+  bf16_t* x = static_cast<bf16_t*>(dalloc_random(size_t(max_rows) * K * 2, 1));
+  float* y;
+  uint32_t* sem;
+  GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&y), size_t(max_rows) * M * 4));
+  GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&sem), gpu::kGemmSemSlots * 4));
+  GPU_CHECK(gpuMemset(sem, 0, gpu::kGemmSemSlots * 4));
+  const int auto_splits = gpu::fast_gemm_splits(K, M);
+  for (int rows : rows_list)
+    for (int splits : {1, auto_splits}) {
+      double us = time_us([&](int i) {
+        gpu::bf16_bf16w_gemm(x, w[i % copies], bias, y, rows, K, M, false, g_stream, sem, splits);
+      });
+      const double bytes = double(wbytes) + double(rows) * K * 2 + double(rows) * M * 4 + M * 2;
+      const std::string kernel = "bf16_bf16w_gemm splits " + std::to_string(splits);
+      report(kernel.c_str(), std::string(name) + " " + std::to_string(M) + "x" + std::to_string(K), rows, us, bytes,
+             2.0 * rows * double(M) * K);
+      if (auto_splits == 1) break;
+    }
+  for (auto p : w) GPU_CHECK(gpuFree(p));
+  GPU_CHECK(gpuFree(bias));
+  GPU_CHECK(gpuFree(x));
+  GPU_CHECK(gpuFree(y));
+  GPU_CHECK(gpuFree(sem));
+}
+#endif
+
 void bench_attention(int ctx_pos, int window, int rows, int slots) {
   const int nh = 64, nkv = 8, hd = 64, R = (nh + 2 * nkv) * hd;
   const int cap = window ? window + 256 : ctx_pos + 1;
@@ -148,11 +186,12 @@ void bench_attention(int ctx_pos, int window, int rows, int slots) {
 
 int main(int argc, char** argv) {
   return guarded_main("bench-kernels", [&] {
-    bool read_bw_only = false;
+    bool read_bw_only = false, fast_gemm_only = false;
     for (int i = 1; i < argc; ++i) {
       if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) g_reps = std::atoi(argv[++i]);
       else if (!std::strcmp(argv[i], "--read-bw")) read_bw_only = true;
-      else fail("bench-kernels: unknown argument '%s' (usage: bench-kernels [--reps N] [--read-bw])", argv[i]);
+      else if (!std::strcmp(argv[i], "--fast-gemm")) fast_gemm_only = true;
+      else fail("bench-kernels: unknown argument '%s' (usage: bench-kernels [--reps N] [--read-bw | --fast-gemm])", argv[i]);
     }
     gpu::require_device();
     gpuDeviceProp prop;
@@ -161,6 +200,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench-kernels: %s, %d SMs/CUs, L2 %zu MiB, %s\n", prop.name,
                  prop.multiProcessorCount, g_l2_bytes >> 20, GPU_RT_NAME);
     GPU_CHECK(gpuStreamCreateNonBlocking(&g_stream));
+    if (fast_gemm_only) {
+#if defined(GPTOSS_HIP)
+      fail("bench-kernels: --fast-gemm: the fast GEMM is NVIDIA only");
+#else
+      bench_fast_gemm("qkv", 2880, 5120, {64, 256, 512});
+      bench_fast_gemm("o", 4096, 2880, {64, 256, 512});
+      bench_fast_gemm("lm_head", 2880, 201088, {256});
+      return 0;
+#endif
+    }
 
     {  // Read bandwidth: 4 GiB read once per launch (16x the L2), the decode steps' ceiling.
       const size_t n = size_t(4) << 30;

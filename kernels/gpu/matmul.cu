@@ -284,6 +284,14 @@ void f32_to_bf16(const float* x, bf16_t* y, size_t n, gpuStream_t stream) {
 // (blockIdx.x = row block), so the blocks that share a weight tile run together and the weights
 // come from DRAM about once. Each output is the fp32 sum over K in a fixed order (k ascending by
 // 16, the MMA's internal order within), independent of the other rows.
+// Split K (blockIdx.z = split, `splits` > 1; fast_gemm_splits): split s sums K steps
+// [s nk / splits, (s + 1) nk / splits) and the splits of an output tile add into y in split order:
+// split 0 writes y = acc (+ bias, + y when accumulating) and bumps the tile's semaphore, split s
+// waits for it to read s, adds its sums to y and passes it on; the last resets it to 0. A fixed
+// order, so the result is deterministic and, with splits a function of (K, M) only, a row's
+// result still does not depend on the other rows. No deadlock: a waiting block's predecessors
+// have lower linear block indices (z is the slowest index), and blocks start in index order, so
+// they are running or done.
 inline constexpr int kFastBK = 32, kFastLd = kFastBK + 8, kFastStages = 4;
 inline constexpr int kFastThreads = 256;
 
@@ -294,8 +302,8 @@ constexpr size_t fast_gemm_smem_bytes(int bm, int bn) {
 template <int BM, int BN>
 __global__ void __launch_bounds__(kFastThreads)
     bf16_bf16w_gemm_kernel(const uint16_t* __restrict__ x, const uint16_t* __restrict__ w,
-                           const uint16_t* __restrict__ bias, float* __restrict__ y, int rows,
-                           int K, int M, int accumulate) {
+                           const uint16_t* __restrict__ bias, float* y, int rows,
+                           int K, int M, int accumulate, int splits, uint32_t* sem) {
   extern __shared__ uint4 fast_smem4[];
   uint16_t* smem = reinterpret_cast<uint16_t*>(fast_smem4);
   constexpr int MT = BM / 32;                       // m16 tiles per warp
@@ -307,13 +315,16 @@ __global__ void __launch_bounds__(kFastThreads)
   const int row0 = blockIdx.x * BM, out0 = blockIdx.y * BN;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int wm = warp / 4, wn = warp % 4;
-  const int nk = K / kFastBK;
+  const int split = blockIdx.z;
+  const int kb = static_cast<int>(static_cast<long>(split) * (K / kFastBK) / splits);
+  const int ke = static_cast<int>(static_cast<long>(split + 1) * (K / kFastBK) / splits);
+  const int nk = ke - kb;  // K steps of this split (>= 1: fast_gemm_splits)
 
   // Chunk c of a tile (16 bytes = 8 bf16): row c / 4, k 8 (c % 4).
   auto load = [&](int kt, int st) {
     uint16_t* sa = smem + st * kStage;
     uint16_t* sb = sa + BM * kFastLd;
-    const int k0 = kt * kFastBK;
+    const int k0 = (kb + kt) * kFastBK;
 #pragma unroll
     for (int i = 0; i < kAChunks; ++i) {
       const int c = tid + i * kFastThreads, r = c / 4, kc = 8 * (c % 4);
@@ -377,6 +388,14 @@ __global__ void __launch_bounds__(kFastThreads)
 
   // acc[mt][nt][e]: row 16 mt + g + 8 (e / 2), output 8 nt + 2 t + (e % 2) of the warp's tile.
   const int g = lane / 4, t = lane % 4;
+  uint32_t* tile_sem = sem + (blockIdx.y * gridDim.x + blockIdx.x);
+  if (split > 0) {  // wait for the splits before this one to have added into y
+    if (tid == 0) {
+      while (*reinterpret_cast<volatile uint32_t*>(tile_sem) != static_cast<uint32_t>(split)) __nanosleep(64);
+      __threadfence();
+    }
+    __syncthreads();
+  }
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -389,49 +408,75 @@ __global__ void __launch_bounds__(kFastThreads)
 #pragma unroll
         for (int c = 0; c < 2; ++c) {
           if (m + c >= M) continue;
-          float v = acc[mt][nt][2 * h + c] + (bias ? bf16_bits_to_f32(bias[m + c]) : 0.0f);
           float* dst = y + static_cast<size_t>(r) * M + m + c;
+          if (split > 0) {  // y holds the earlier splits' sums (read from L2: another block wrote it)
+            *dst = __ldcg(dst) + acc[mt][nt][2 * h + c];
+            continue;
+          }
+          float v = acc[mt][nt][2 * h + c] + (bias ? bf16_bits_to_f32(bias[m + c]) : 0.0f);
           *dst = accumulate ? *dst + v : v;
         }
       }
+  if (splits > 1) {  // hand the tile to the next split (the last one resets the semaphore)
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) atomicExch(tile_sem, split + 1 == splits ? 0u : static_cast<uint32_t>(split + 1));
+  }
 }
 
 template <int BM, int BN>
 void launch_fast_gemm(const bf16_t* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
-                      int K, int M, bool accumulate, gpuStream_t stream) {
+                      int K, int M, bool accumulate, int splits, uint32_t* sem, gpuStream_t stream) {
   const size_t smem = fast_gemm_smem_bytes(BM, BN);  // > 48 KiB
   opt_in_dynamic_smem(reinterpret_cast<const void*>(bf16_bf16w_gemm_kernel<BM, BN>), smem);
-  dim3 grid(ceil_div(rows, BM), ceil_div(M, BN));
+  dim3 grid(ceil_div(rows, BM), ceil_div(M, BN), splits);
+  if (splits > 1 && long(grid.x) * grid.y > kGemmSemSlots)
+    fail("bf16_bf16w_gemm: %d x %d output tiles exceed the %d split-K semaphores", int(grid.x),
+         int(grid.y), kGemmSemSlots);
   bf16_bf16w_gemm_kernel<BM, BN><<<grid, kFastThreads, smem, stream>>>(
       reinterpret_cast<const uint16_t*>(x), reinterpret_cast<const uint16_t*>(w),
-      reinterpret_cast<const uint16_t*>(bias), y, rows, K, M, accumulate ? 1 : 0);
+      reinterpret_cast<const uint16_t*>(bias), y, rows, K, M, accumulate ? 1 : 0, splits, sem);
   GPU_CHECK_LAUNCH();
 }
 #endif
 
+int fast_gemm_splits(int K, int M) {
+  // Enough blocks at 256 rows (the batched decode step: 2 x ceil(M / 128) tiles of 128 x 128) for
+  // two per SM, at most 4, each split >= 16 K steps; 1 where the tiles alone fill the GPU (the LM
+  // head). Depends on (K, M) and the device only, never on the rows of a step.
+  const long tiles = 2L * ceil_div(M, 128);
+  long s = (2L * device_sm_count() + tiles - 1) / tiles;
+  s = std::min<long>({s, 4L, static_cast<long>(K / kTileK) / 16});
+  return static_cast<int>(std::max<long>(s, 1));
+}
+
 void bf16_bf16w_gemm(const bf16_t* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
-                     int K, int M, bool accumulate, gpuStream_t stream) {
+                     int K, int M, bool accumulate, gpuStream_t stream, uint32_t* sem, int splits) {
   if (rows <= 0 || M <= 0) return;
   GPTOSS_ASSERT(K % 32 == 0);
 #if defined(GPTOSS_HIP)
-  (void)x, (void)w, (void)bias, (void)y, (void)accumulate, (void)stream;
+  (void)x, (void)w, (void)bias, (void)y, (void)accumulate, (void)stream, (void)sem, (void)splits;
   fail("bf16_bf16w_gemm: NVIDIA only (HIP's fast precision stages fp32 activations directly)");
 #else
-  // The largest tile (128 x 128, 64 x 128, 64 x 64) whose grid still gives every SM two blocks.
+  if (splits <= 0) splits = sem ? fast_gemm_splits(K, M) : 1;
+  if (splits > K / kTileK) fail("bf16_bf16w_gemm: %d K splits of %d K steps", splits, K / kTileK);
+  if (splits > 1 && !sem) fail("bf16_bf16w_gemm: %d K splits need the semaphore scratch", splits);
+  // The largest tile (128 x 128, 64 x 128, 64 x 64) whose grid (times the splits) still gives
+  // every SM two blocks.
   const long want = 2L * device_sm_count();
-  auto blocks = [&](int bm, int bn) { return long(ceil_div(rows, bm)) * ceil_div(M, bn); };
+  auto blocks = [&](int bm, int bn) { return long(ceil_div(rows, bm)) * ceil_div(M, bn) * splits; };
   if (blocks(128, 128) >= want)
-    launch_fast_gemm<128, 128>(x, w, bias, y, rows, K, M, accumulate, stream);
+    launch_fast_gemm<128, 128>(x, w, bias, y, rows, K, M, accumulate, splits, sem, stream);
   else if (blocks(64, 128) >= want)
-    launch_fast_gemm<64, 128>(x, w, bias, y, rows, K, M, accumulate, stream);
+    launch_fast_gemm<64, 128>(x, w, bias, y, rows, K, M, accumulate, splits, sem, stream);
   else
-    launch_fast_gemm<64, 64>(x, w, bias, y, rows, K, M, accumulate, stream);
+    launch_fast_gemm<64, 64>(x, w, bias, y, rows, K, M, accumulate, splits, sem, stream);
 #endif
 }
 
 void f32_bf16w_gemm(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
                     int K, int M, bool accumulate, gpuStream_t stream, Precision precision,
-                    bf16_t* x16) {
+                    bf16_t* x16, uint32_t* gemm_sem) {
   if (rows <= 0 || M <= 0) return;
   GPTOSS_ASSERT(K % kTileK == 0);
   if (precision == Precision::exact) {
@@ -439,22 +484,22 @@ void f32_bf16w_gemm(const float* x, const bf16_t* w, const bf16_t* bias, float* 
     return;
   }
 #if defined(GPTOSS_HIP)
-  (void)x16;
+  (void)x16, (void)gemm_sem;
   launch_wave_tile_gemm<false>(x, w, bias, y, rows, K, M, accumulate, stream);
 #else
   GPTOSS_ASSERT(x16 != nullptr);
   f32_to_bf16(x, x16, static_cast<size_t>(rows) * K, stream);
-  bf16_bf16w_gemm(x16, w, bias, y, rows, K, M, accumulate, stream);
+  bf16_bf16w_gemm(x16, w, bias, y, rows, K, M, accumulate, stream, gemm_sem);
 #endif
 }
 
 void f32_bf16w_matmul(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
                       int K, int M, bool accumulate, gpuStream_t stream, Precision precision,
-                      bf16_t* x16) {
+                      bf16_t* x16, uint32_t* gemm_sem) {
   if (rows <= kGemvMaxRows)
     f32_bf16w_gemv(x, w, bias, y, rows, K, M, accumulate, stream);
   else
-    f32_bf16w_gemm(x, w, bias, y, rows, K, M, accumulate, stream, precision, x16);
+    f32_bf16w_gemm(x, w, bias, y, rows, K, M, accumulate, stream, precision, x16, gemm_sem);
 }
 
 }  // namespace gptoss::gpu

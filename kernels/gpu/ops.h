@@ -44,21 +44,31 @@ enum class Precision { exact, fast };
 // Dispatch: rows <= kGemvMaxRows -> GEMV (fp32 x, either precision: it is bandwidth-bound), else
 // the tensor-core GEMM in `precision`. fast on NVIDIA needs x16: device scratch of rows x K bf16
 // (x is rounded into it, then bf16_bf16w_gemm); HIP ignores it (the wave-tile GEMM stages the hi
-// half only).
+// half only). gemm_sem (optional, fast on NVIDIA): kGemmSemSlots zeroed words of device scratch
+// that let the fast GEMM split K (bf16_bf16w_gemm); the GEMM leaves them zeroed.
 inline constexpr int kGemvMaxRows = 8;
+inline constexpr int kGemmSemSlots = 16384;
 void f32_bf16w_matmul(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
                       int K, int M, bool accumulate, gpuStream_t stream,
-                      Precision precision = Precision::exact, bf16_t* x16 = nullptr);
+                      Precision precision = Precision::exact, bf16_t* x16 = nullptr,
+                      uint32_t* gemm_sem = nullptr);
 // The two paths, for tests and the benchmark. gemv: rows <= kGemvMaxRows, K % 8 == 0.
 // A row's result does not depend on `rows` within a path (fixed reduction order per row).
 void f32_bf16w_gemv(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
                     int K, int M, bool accumulate, gpuStream_t stream);
 void f32_bf16w_gemm(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
                     int K, int M, bool accumulate, gpuStream_t stream,
-                    Precision precision = Precision::exact, bf16_t* x16 = nullptr);
+                    Precision precision = Precision::exact, bf16_t* x16 = nullptr,
+                    uint32_t* gemm_sem = nullptr);
 // NVIDIA: y (=|+=) x W^T + b with x already bf16 [rows, K] (the fast GEMM; any rows >= 1).
+// splits: K split over that many blocks per output tile, added into y in split order (needs sem,
+// kGemmSemSlots zeroed words); 0 = fast_gemm_splits(K, M) with sem, 1 without.
 void bf16_bf16w_gemm(const bf16_t* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
-                     int K, int M, bool accumulate, gpuStream_t stream);
+                     int K, int M, bool accumulate, gpuStream_t stream, uint32_t* sem = nullptr,
+                     int splits = 0);
+// The fast GEMM's K splits for an M x K weight (1..4): a function of (K, M) and the device's SM
+// count only, so a row's result does not depend on the other rows of its step.
+int fast_gemm_splits(int K, int M);
 // y[i] = bf16(x[i]) (round to nearest even), n % 4 == 0.
 void f32_to_bf16(const float* x, bf16_t* y, size_t n, gpuStream_t stream);
 

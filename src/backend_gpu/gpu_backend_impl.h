@@ -143,6 +143,7 @@ class GpuBackend final : public Backend {
   float* d_qkv_ = nullptr;      // [rows, R]
   float* d_att_ = nullptr;      // [rows, Q]
   bf16_t* d_x16_ = nullptr;     // [rows, max(H, Q)] a GEMM's activations as bf16 (precision fast)
+  uint32_t* d_gemm_sem_ = nullptr;  // [gpu::kGemmSemSlots] the fast GEMM's split-K semaphores
   float* d_partial_ = nullptr;  // attention split-K scratch
   float* d_logits_ = nullptr;   // [rows, V]
   int32_t* d_meta_ = nullptr;   // [kMetaSlices, kMaxStepRows], see kMetaSlices

@@ -29,7 +29,7 @@ void GpuBackend::enqueue_step(int rows, bool embed) {
   for (size_t L = 0; L < layers_.size(); ++L) {
     const LayerW& l = layers_[L];
     gpu::f32_bf16w_matmul(d_xn_, l.qkv_w, l.qkv_b, d_qkv_, rows, H, R, false, stream_, precision_,
-                          d_x16_);
+                          d_x16_, d_gemm_sem_);
     if (kv_f32_)
       gpu::f32_rope_kv_write(d_qkv_, d_rope_, d_pos, d_slot, rows, c.n_heads, c.n_kv_heads,
                              c.head_dim, static_cast<float*>(l.k_cache),
@@ -40,7 +40,7 @@ void GpuBackend::enqueue_step(int rows, bool embed) {
                              static_cast<bf16_t*>(l.v_cache), l.cap, stream_);
     enqueue_attention(l, rows, d_skip);
     gpu::f32_bf16w_matmul(d_att_, l.out_w, l.out_b, d_x_, rows, c.q_dim(), H, true, stream_,
-                          precision_, d_x16_);
+                          precision_, d_x16_, d_gemm_sem_);
     gpu::f32_bf16w_rmsnorm(d_x_, l.mlp_norm, d_xn_, rows, H, c.rms_eps, nullptr, stream_);
     gpu::MoeNextNorm next;
     if (L + 1 < layers_.size()) next = {layers_[L + 1].attn_norm, c.rms_eps, d_xn_};
@@ -220,7 +220,7 @@ void GpuBackend::enqueue_head(const float* x, std::span<const int32_t> logit_row
   }
   gpu::f32_bf16w_rmsnorm(x, norm_, d_xn_, nl, c.hidden, c.rms_eps, d_lrows, stream_);
   gpu::f32_bf16w_matmul(d_xn_, unemb_, nullptr, d_logits_, nl, c.hidden, c.vocab, false, stream_,
-                        precision_, d_x16_);
+                        precision_, d_x16_, d_gemm_sem_);
 }
 
 }  // namespace gptoss::gpu_backend

@@ -208,7 +208,11 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   d_xn_ = dalloc<float>(size_t(kMaxStepRows) * H);
   d_qkv_ = dalloc<float>(size_t(kMaxStepRows) * R);
   d_att_ = dalloc<float>(size_t(kMaxStepRows) * Q);
-  if (precision_ == gpu::Precision::fast) d_x16_ = dalloc<bf16_t>(size_t(kMaxStepRows) * std::max(H, Q));
+  if (precision_ == gpu::Precision::fast) {
+    d_x16_ = dalloc<bf16_t>(size_t(kMaxStepRows) * std::max(H, Q));
+    d_gemm_sem_ = dalloc<uint32_t>(gpu::kGemmSemSlots);  // zeroed once; each GEMM leaves it so
+    GPU_CHECK(gpuMemsetAsync(d_gemm_sem_, 0, gpu::kGemmSemSlots * sizeof(uint32_t), stream_));
+  }
   d_partial_ = dalloc<float>(partial_floats);
   d_logits_ = dalloc<float>(logit_floats);
   d_meta_ = dalloc<int32_t>(kMetaSlices * kMaxStepRows);
@@ -288,6 +292,7 @@ GpuBackend::~GpuBackend() {
   for (void* p : {static_cast<void*>(d_weights_), static_cast<void*>(d_kv_),
                   static_cast<void*>(d_rope_), static_cast<void*>(d_x_), static_cast<void*>(d_xn_),
                   static_cast<void*>(d_qkv_), static_cast<void*>(d_att_), static_cast<void*>(d_x16_),
+                  static_cast<void*>(d_gemm_sem_),
                   static_cast<void*>(d_partial_), static_cast<void*>(d_logits_),
                   static_cast<void*>(d_meta_), static_cast<void*>(d_tokens_),
                   static_cast<void*>(d_picks_)})

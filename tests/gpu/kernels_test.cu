@@ -96,11 +96,13 @@ std::vector<float> gpu_matmul(bool gemm, const std::vector<float>& x, const std:
   DevBuf<float> dx(x), dy(size_t(rows) * M);
   DevBuf<bf16_t> dw(w), dx16(x.size());
   DevBuf<bf16_t> db(bias ? bias->size() : 1);
+  DevBuf<uint32_t> sem(gpu::kGemmSemSlots);  // the fast GEMM's split-K semaphores, zeroed
+  GPU_CHECK(gpuMemset(sem.p, 0, gpu::kGemmSemSlots * sizeof(uint32_t)));
   if (bias) db.upload(*bias);
   if (y0) dy.upload(*y0);
   if (gemm)
     gpu::f32_bf16w_gemm(dx.p, dw.p, bias ? db.p : nullptr, dy.p, rows, K, M, y0 != nullptr,
-                        nullptr, precision, dx16.p);
+                        nullptr, precision, dx16.p, sem.p);
   else
     gpu::f32_bf16w_gemv(dx.p, dw.p, bias ? db.p : nullptr, dy.p, rows, K, M, y0 != nullptr,
                         nullptr);
@@ -199,6 +201,55 @@ TEST(GpuKernels, gemm_fast_vs_cpu_on_bf16_x) {
                        nullptr, gpu::Precision::fast);
   auto g300 = gpu_matmul(true, x, w, nullptr, 300, K, M, nullptr, gpu::Precision::fast);
   EXPECT_EQ(0, std::memcmp(g9.data(), g300.data(), size_t(M) * sizeof(float)));
+}
+
+// The fast GEMM's split K (bf16_bf16w_gemm, splits > 1: the splits of an output tile add into y
+// in split order through a semaphore): every split count against the CPU on bf16(x) at the same
+// 1e-5, with and without accumulation, partial tiles; the semaphores are left zeroed (so the next
+// GEMM and a graph replay start clean); a row's bits do not depend on the rows around it at the
+// automatic split count of the qkv shape (fast_gemm_splits, > 1 on an H100/H200).
+TEST(GpuKernels, gemm_fast_split_k) {
+  GPU_TEST_REQUIRE_DEVICE();
+  Rng r(9);
+  struct S { int rows, K, M; };
+  DevBuf<uint32_t> sem(gpu::kGemmSemSlots);
+  GPU_CHECK(gpuMemset(sem.p, 0, gpu::kGemmSemSlots * sizeof(uint32_t)));
+  for (S s : {S{256, 2880, 5120}, S{130, 4096, 200}, S{9, 2880, 333}}) {
+    auto w = r.bf16s(size_t(s.M) * s.K, 0.05f);
+    auto bias = r.bf16s(s.M, 0.5f);
+    auto x = r.normals(size_t(s.rows) * s.K);
+    std::vector<float> xr(x.size());
+    std::vector<bf16_t> x16(x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      x16[i] = f32_to_bf16(x[i]);
+      xr[i] = bf16_to_f32(x16[i]);
+    }
+    auto y0 = r.normals(size_t(s.rows) * s.M);
+    DevBuf<bf16_t> dx(x16), dw(w), db(bias);
+    DevBuf<float> dy(size_t(s.rows) * s.M);
+    for (int splits : {1, 2, 3, 4}) {
+      for (bool acc : {false, true}) {
+        dy.upload(y0);
+        gpu::bf16_bf16w_gemm(dx.p, dw.p, db.p, dy.p, s.rows, s.K, s.M, acc, nullptr, sem.p, splits);
+        auto g = dy.download();
+        const double e = rel_l2(g, cpu_matmul(xr, w, &bias, s.rows, s.K, s.M, acc ? &y0 : nullptr));
+        std::printf("[ gemm split ] rows %d K %d M %d splits %d acc %d: rel L2 vs CPU on bf16(x) %.3g\n",
+                    s.rows, s.K, s.M, splits, int(acc), e);
+        EXPECT_LE(e, 1e-5) << "rows " << s.rows << " M " << s.M << " splits " << splits;
+      }
+    }
+    auto left = sem.download();
+    EXPECT_EQ(std::count(left.begin(), left.end(), 0u), long(left.size())) << "semaphores not reset";
+  }
+  const int K = 2880, M = 5120;
+  std::printf("[ gemm split ] fast_gemm_splits(%d, %d) = %d on this device\n", K, M,
+              gpu::fast_gemm_splits(K, M));
+  auto w = r.bf16s(size_t(M) * K, 0.05f);
+  auto x = r.normals(size_t(300) * K);
+  auto g9 = gpu_matmul(true, std::vector<float>(x.begin(), x.begin() + 9 * K), w, nullptr, 9, K, M,
+                       nullptr, gpu::Precision::fast);
+  auto g300 = gpu_matmul(true, x, w, nullptr, 300, K, M, nullptr, gpu::Precision::fast);
+  EXPECT_EQ(0, std::memcmp(g9.data(), g300.data(), size_t(9) * M * sizeof(float)));
 }
 
 // Cache layout [slots, cap, n_kv, hd]; CPU twin wants [cap, n_kv, hd] fp32 per slot.

@@ -9,8 +9,9 @@
 //     current one is multiplied; activations staged as two bf16 tiles hi + lo (two MMAs per K
 //     step), so the activation operand keeps ~16 significant bits (fp32-quality products).
 //   GEMM, precision fast: x rounded to bf16 once (f32_to_bf16), then on NVIDIA the bf16 GEMM
-//     (128 outputs x 64 | 128 rows per block, 4-stage cp.async pipeline, ldmatrix, one MMA per
-//     product); on HIP the wave-tile GEMM with the hi tile only.
+//     (64 | 128 outputs x 64 | 128 rows per block, K split over up to 4 blocks per output tile,
+//     4-stage cp.async pipeline, ldmatrix, one MMA per product); on HIP the wave-tile GEMM with
+//     the hi tile only.
 #include <algorithm>
 #include <mutex>
 #include <set>

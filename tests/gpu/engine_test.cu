@@ -241,7 +241,7 @@ TEST(GpuEngine, prompt_chunks_f32kv_vs_cpu_engine) {
   cmp.check_statistical("prompt chunks, f32 KV, vs CPU engine", 5e-4, 0.95);
 }
 
-// Precision fast (bf16 activations into the dense GEMMs, fp16 into the grouped MoE GEMM; decode
+// Precision fast (bf16 activations into the dense GEMMs and the grouped MoE GEMM; decode
 // rows unchanged): the same steps against the CPU engine. On this random model, which amplifies
 // perturbations ~30x, bf16-rounded activations gave a median of 4.0e-2 (file comment), so this
 // is the sanity bound of the bf16-KV comparison (median <= 0.1, top-1 equal on >= 80%): it

@@ -59,6 +59,7 @@ enum RowFlags : uint32_t {
 // Per-message flags (MsgHeader::flags).
 enum MsgFlags : uint32_t {
   kMsgShutdown = 1u << 0,  // no more messages on this link: the stage forwards it and stops
+  kMsgHeadSplit = 1u << 1,  // the pipeline's head split: a micro-batch's second lap (head_split.h)
 };
 
 // One row of a micro-batch: which sequence, at which position. 16 bytes.

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/head_split.h"
 #include "backend/sampler.h"
 #include "common/types.h"
 #include "gpu/moe_plan.h"  // gpu::MoeOptions (plain C++)
@@ -129,6 +130,23 @@ class Backend {
     for (size_t i = 0; i < logit_rows.size(); ++i)
       tokens[i] = Sampler::pick(logits_.data() + i * V, static_cast<int>(V), picks[i]);
   }
+  // The vocab-parallel LM head (the pipeline's head split, backend/head_split.h; payloads in
+  // payload memory, laid out as head_split.h says; the work is complete on return for host
+  // backends, ordered on stream() for device ones). Any rank's backend (not only the one with the
+  // ends) computes a slice: final norm + rows [vocab_begin, vocab_end) of the LM head.
+  virtual bool can_head_slice() const { return false; }
+  // Rank 0, after the last layer: out = HeadRow[n] (row i wanting k[i] candidates, merged with
+  // ids [vocab_begin, vocab_end)) | x of rows x_rows of x ([rows, hidden], as for head()),
+  // n = x_rows.size().
+  virtual void head_slice_first(const float* x, std::span<const int32_t> x_rows,
+                                std::span<const int32_t> k, int vocab_begin, int vocab_end,
+                                void* out);
+  // A later rank: out = in with ids [vocab_begin, vocab_end) merged into its n HeadRows (in may
+  // equal out).
+  virtual void head_slice_next(const void* in, void* out, int n, int vocab_begin, int vocab_end);
+  // Rank 0, at the end of the lap: the n HeadRows of payload, copied to host memory.
+  virtual void head_rows_read(const void* payload, int n, HeadRow* rows);
+
   // Device time spent on this backend's work so far, in us, or < 0 when it computes on the
   // calling thread (the pipeline then times the calls). Waits for work in flight.
   virtual double device_busy_us() { return -1; }

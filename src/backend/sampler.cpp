@@ -74,18 +74,25 @@ int32_t Sampler::pick(const float* logits, int vocab, const TokenPick& p) {
     std::iota(cand.begin(), cand.end(), 0);
     if (p.top_p < 1.0f) std::sort(cand.begin(), cand.end(), before);
   }
-  float mx = logits[cand[0]];
-  for (int32_t id : cand) mx = std::max(mx, logits[id]);
-  std::vector<double> prob(cand.size());
+  std::vector<float> vals(cand.size());
+  for (size_t i = 0; i < cand.size(); ++i) vals[i] = logits[cand[i]];
+  return pick_sorted(vals.data(), cand.data(), cand.size(), p);
+}
+
+int32_t Sampler::pick_sorted(const float* vals, const int32_t* ids, size_t n, const TokenPick& p) {
+  GPTOSS_ASSERT(n > 0);
+  float mx = vals[0];
+  for (size_t i = 0; i < n; ++i) mx = std::max(mx, vals[i]);
+  std::vector<double> prob(n);
   double total = 0;
-  for (size_t i = 0; i < cand.size(); ++i) {
-    prob[i] = std::exp((static_cast<double>(logits[cand[i]]) - mx) / p.temperature);
+  for (size_t i = 0; i < n; ++i) {
+    prob[i] = std::exp((static_cast<double>(vals[i]) - mx) / p.temperature);
     total += prob[i];
   }
-  size_t keep = cand.size();
+  size_t keep = n;
   if (p.top_p < 1.0f) {
     double need = p.top_p * total, acc = 0;
-    for (size_t i = 0; i < cand.size(); ++i) {
+    for (size_t i = 0; i < n; ++i) {
       acc += prob[i];
       if (acc >= need) {
         keep = i + 1;
@@ -98,9 +105,9 @@ int32_t Sampler::pick(const float* logits, int vocab, const TokenPick& p) {
   double acc = 0;
   for (size_t i = 0; i < keep; ++i) {
     acc += prob[i];
-    if (acc > target) return cand[i];
+    if (acc > target) return ids[i];
   }
-  return cand[keep - 1];
+  return ids[keep - 1];
 }
 
 }  // namespace gptoss

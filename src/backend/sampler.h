@@ -1,6 +1,7 @@
 // sampler.h: token sampling on rank 0: greedy at temperature 0, else temperature, top-k, top-p,
 // seeded and reproducible (the same seed and logits give the same tokens on any machine).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "common/types.h"
@@ -25,6 +26,10 @@ class Sampler {
   // The sampling algorithm (sampler.cpp's comment) with the draw given: what every engine's
   // forward_pick must reproduce.
   static int32_t pick(const float* logits, int vocab, const TokenPick& p);
+  // Steps 2-4 of that algorithm (sampling, not greedy) on candidates already chosen and ordered
+  // (vals[i] the logit of id ids[i]): pick() ends here, and so does the pipeline's head split
+  // (backend/head_split.h), whose merged top-k candidates are the very list pick() would build.
+  static int32_t pick_sorted(const float* vals, const int32_t* ids, size_t n, const TokenPick& p);
   // Greedy: the first id with the largest logit; NaN never wins over a number.
   static int32_t argmax(const float* logits, int vocab);
   const SamplerParams& params() const { return p_; }

@@ -56,12 +56,53 @@ class CpuBackend final : public Backend {
     model_.head(xl_.data(), static_cast<int>(logit_rows.size()), logits);
   }
 
+  bool can_head_slice() const override { return true; }
+
+  void head_slice_first(const float* x, std::span<const int32_t> x_rows, std::span<const int32_t> k,
+                        int vocab_begin, int vocab_end, void* out) override {
+    GPTOSS_ASSERT(k.size() == x_rows.size());
+    if (!x) x = own_.data();
+    const size_t n = x_rows.size(), H = static_cast<size_t>(config().hidden);
+    HeadRow* rows = head_rows(out);
+    float* xo = head_x(out, n);
+    for (size_t i = 0; i < n; ++i) {
+      rows[i] = head_row_init(k[i]);
+      std::memcpy(xo + i * H, x + static_cast<size_t>(x_rows[i]) * H, H * sizeof(float));
+    }
+    merge_slice(rows, xo, static_cast<int>(n), vocab_begin, vocab_end);
+  }
+
+  void head_slice_next(const void* in, void* out, int n, int vocab_begin, int vocab_end) override {
+    const size_t H = static_cast<size_t>(config().hidden);
+    if (in != out) std::memcpy(out, in, head_payload_bytes(static_cast<size_t>(n), H));
+    merge_slice(head_rows(out), head_x(out, n), n, vocab_begin, vocab_end);
+  }
+
+  void head_rows_read(const void* payload, int n, HeadRow* rows) override {
+    std::memcpy(rows, payload, static_cast<size_t>(n) * sizeof(HeadRow));
+  }
+
  private:
+  // Logits of ids [v0, v1) for the n rows of x, merged into rows (one row per thread).
+  void merge_slice(HeadRow* rows, const float* x, int n, int v0, int v1) {
+    if (v0 == v1 || n == 0) return;
+    const size_t w = static_cast<size_t>(v1 - v0);
+    slice_.resize(static_cast<size_t>(n) * w);
+    model_.head_slice(x, n, v0, v1, slice_.data());
+#pragma omp parallel
+    {
+      std::vector<int32_t> scratch;
+#pragma omp for schedule(dynamic)
+      for (int i = 0; i < n; ++i) head_row_merge(rows[i], slice_.data() + i * w, v0, int(w), scratch);
+    }
+  }
+
   CpuModel model_;
   int first_, last_;
   bool ends_;
   std::vector<float> own_;  // [rows, H]: run() results kept here when out == nullptr
   std::vector<float> xl_;   // [logit rows, H]: the logit rows, gathered
+  std::vector<float> slice_;  // [rows, slice]: head_slice logits
 };
 
 }  // namespace

@@ -247,4 +247,16 @@ void CpuModel::head(const float* x, int rows, float* logits) {
   times_.head_s += omp_get_wtime() - t0;
 }
 
+void CpuModel::head_slice(const float* x, int rows, int v0, int v1, float* logits) {
+  const Config& c = w_.config;
+  GPTOSS_ASSERT(0 <= v0 && v0 <= v1 && v1 <= c.vocab);
+  if (v0 == v1 || rows == 0) return;
+  const double t0 = omp_get_wtime();
+  xn_.resize(static_cast<size_t>(rows) * c.hidden);
+  cpu::f32_bf16w_rmsnorm(x, w_.norm, xn_.data(), rows, c.hidden, c.rms_eps);
+  cpu::f32_bf16w_matmul(xn_.data(), w_.unembedding + static_cast<size_t>(v0) * c.hidden, nullptr,
+                        logits, rows, c.hidden, v1 - v0);
+  times_.head_s += omp_get_wtime() - t0;
+}
+
 }  // namespace gptoss

@@ -80,6 +80,9 @@ class CpuModel {
   // logits[i, :] = unembedding . rmsnorm(x[i]) for the rows given (x: [rows, H], logits:
   // [rows, V]).
   void head(const float* x, int rows, float* logits);
+  // The same for ids [v0, v1) only (the pipeline's head split): logits [rows, v1 - v0]. Equal,
+  // bit for bit, to those columns of head()'s logits.
+  void head_slice(const float* x, int rows, int v0, int v1, float* logits);
 
   // Wall seconds spent per part since construction (or reset_times()), for profiling.
   struct Times {

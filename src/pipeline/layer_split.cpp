@@ -60,6 +60,68 @@ std::vector<int> balanced_split(const Config& c, int ranks, double rows, double 
   return split;
 }
 
+HeadSplitPlan head_split_plan(const Config& c, int ranks, double rows, double logit_rows,
+                              const std::vector<int>& layers) {
+  if (logit_rows < 0) logit_rows = rows;
+  HeadSplitPlan p;
+  if (!layers.empty()) {
+    GPTOSS_ASSERT(static_cast<int>(layers.size()) == ranks);
+    p.layers = layers;
+  } else {
+    if (ranks < 1 || c.n_layers < ranks)
+      fail("the model has %d layers: it cannot be split over %d ranks", c.n_layers, ranks);
+    p.layers.resize(ranks);
+    for (int r = 0; r < ranks; ++r)
+      p.layers[r] = c.n_layers / ranks + (r >= ranks - c.n_layers % ranks ? 1 : 0);
+  }
+  const double lc = layer_cost(c, rows), hc = head_cost(c, logit_rows);
+  std::vector<double> cost(ranks);
+  for (int r = 0; r < ranks; ++r) cost[r] = p.layers[r] * lc + (r == 0 ? embed_cost(c, rows) : 0.0);
+  // Water level T with sum max(0, T - cost_r) = hc.
+  std::vector<double> sorted = cost;
+  std::sort(sorted.begin(), sorted.end());
+  double level = sorted[0] + hc, below = 0;
+  for (int i = 0; i < ranks; ++i) {
+    below += sorted[i];
+    const double t = (hc + below) / (i + 1);  // level filling the i + 1 cheapest stages
+    if (i + 1 == ranks || t <= sorted[i + 1]) {
+      level = t;
+      break;
+    }
+  }
+  const double V = c.vocab;
+  p.vocab_bounds.assign(ranks + 1, 0);
+  double acc = 0;
+  for (int r = 0; r < ranks; ++r) {
+    acc += std::max(0.0, level - cost[r]);
+    const double id = std::round(acc / hc * V / 64.0) * 64.0;
+    p.vocab_bounds[r + 1] = std::clamp(static_cast<int>(id), p.vocab_bounds[r], c.vocab);
+  }
+  p.vocab_bounds[ranks] = c.vocab;
+  return p;
+}
+
+double whole_head_efficiency(const Config& c, const std::vector<int>& layers, double rows,
+                             double logit_rows) {
+  const double lc = layer_cost(c, rows), extra = head_cost(c, logit_rows) + embed_cost(c, rows);
+  double worst = 0;
+  for (size_t r = 0; r < layers.size(); ++r)
+    worst = std::max(worst, layers[r] * lc + (r == 0 ? extra : 0.0));
+  return (c.n_layers * lc + extra) / (static_cast<double>(layers.size()) * worst);
+}
+
+double head_split_efficiency(const Config& c, const HeadSplitPlan& p, double rows,
+                             double logit_rows) {
+  const double lc = layer_cost(c, rows), hc = head_cost(c, logit_rows), ec = embed_cost(c, rows);
+  const size_t n = p.layers.size();
+  double worst = 0;
+  for (size_t r = 0; r < n; ++r) {
+    const double share = double(p.vocab_bounds[r + 1] - p.vocab_bounds[r]) / c.vocab;
+    worst = std::max(worst, p.layers[r] * lc + share * hc + (r == 0 ? ec : 0.0));
+  }
+  return (c.n_layers * lc + hc + ec) / (static_cast<double>(n) * worst);
+}
+
 std::vector<int> parse_layer_split(const std::string& text, int n_layers, int ranks) {
   std::vector<int> v;
   size_t i = 0;

@@ -45,6 +45,26 @@ struct SplitRows {
 };
 SplitRows split_rows(int decode_rows, int prompt_tokens);
 
+// The LM head split over the ranks (vocab-parallel, backend/head_split.h): `layers` (or, when
+// empty, whole layers as evenly as they go, the extra ones on the last ranks) and for each rank a
+// contiguous slice of the vocabulary, in rank order, sized so that the LM head's cost fills the
+// stages below the fullest one (water-filling the cost model's stage costs; rank 0 also pays the
+// embedding). Slice bounds are multiples of 64 ids (the last bound is vocab); a slice may be empty.
+struct HeadSplitPlan {
+  std::vector<int> layers;        // per rank
+  std::vector<int> vocab_bounds;  // ranks + 1: rank r holds ids [vocab_bounds[r], vocab_bounds[r+1])
+};
+HeadSplitPlan head_split_plan(const Config& c, int ranks, double rows, double logit_rows,
+                              const std::vector<int>& layers = {});
+
+// The cost model's bound on a ring's parallel efficiency, total cost / (ranks x the largest
+// stage), for a split with rank 0 holding the whole head (whole_head_efficiency) or with the head
+// split as `plan` says.
+double whole_head_efficiency(const Config& c, const std::vector<int>& layers, double rows,
+                             double logit_rows);
+double head_split_efficiency(const Config& c, const HeadSplitPlan& plan, double rows,
+                             double logit_rows);
+
 // "4,7,7,6" -> {4,7,7,6}; checks: one block per rank, each >= 1, adding up to n_layers. Throws
 // Error with a one-line message naming --layers.
 std::vector<int> parse_layer_split(const std::string& text, int n_layers, int ranks);

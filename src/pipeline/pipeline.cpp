@@ -43,8 +43,27 @@ Pipeline::Pipeline(MPI_Comm comm, const Config& c, const BackendFactory& make_ba
     const int slots_guess = opt.max_slots > 0 ? opt.max_slots : opt.max_auto_slots;
     const SplitRows sr = split_rows(std::max(1, (slots_guess + mb_ - 1) / mb_),
                                     std::max(1, (opt.chunk_tokens + mb_ - 1) / mb_));
-    layers_ = opt.layers.empty() ? balanced_split(c, size_, sr.rows, sr.logit_rows)
-                                 : parse_layer_split(opt.layers, c.n_layers, size_);
+    const std::vector<int> given =
+        opt.layers.empty() ? std::vector<int>{} : parse_layer_split(opt.layers, c.n_layers, size_);
+    layers_ = given.empty() ? balanced_split(c, size_, sr.rows, sr.logit_rows) : given;
+    const std::string& hs = opt.head_split;
+    if (hs != "auto" && hs != "on" && hs != "off")
+      fail("--head-split %s: must be auto, on or off", hs.c_str());
+    if (hs == "on" && size_ > 1 && !opt.head_slices)
+      fail("--head-split on: this backend cannot compute slices of the LM head (the CPU backend "
+           "can, the GPU backend not yet); use --head-split off");
+    if (size_ > 1 && opt.head_slices && hs != "off") {
+      const HeadSplitPlan hp = head_split_plan(c, size_, sr.rows, sr.logit_rows, given);
+      const bool use =
+          hs == "on" || (given.empty() && sr.logit_rows >= 2 &&
+                         head_split_efficiency(c, hp, sr.rows, sr.logit_rows) >=
+                             whole_head_efficiency(c, layers_, sr.rows, sr.logit_rows) + 0.02);
+      if (use) {
+        head_split_ = true;
+        layers_ = hp.layers;
+        vocab_bounds_ = hp.vocab_bounds;
+      }
+    }
   } catch (const comm::WorldError&) {
     throw;
   } catch (const Error& e) {
@@ -53,6 +72,9 @@ Pipeline::Pipeline(MPI_Comm comm, const Config& c, const BackendFactory& make_ba
   int first = 0;
   for (int r = 0; r < rank_; ++r) first += layers_[r];
   backend_ = make_backend(first, first + layers_[rank_], rank_ == 0);
+  if (head_split_ && !backend_->can_head_slice())  // every rank's backend is of one kind
+    throw comm::WorldError("pipeline: the head split needs backends that compute slices of the "
+                           "LM head; this one cannot (--head-split off)");
   if (opt.max_slots == 0) {  // auto: what every backend's memory holds (COLLECTIVE)
     const int mine = backend_->max_slots();
     CHECK_MPI(MPI_Allreduce(&mine, &opt_.max_slots, 1, MPI_INT, MPI_MIN, comm));
@@ -69,6 +91,9 @@ Pipeline::Pipeline(MPI_Comm comm, const Config& c, const BackendFactory& make_ba
   spec.slots = mb_;  // deadlock rule: micro-batches in flight M <= slots K (docs/transport.md)
   spec.max_rows = static_cast<uint32_t>(max_rows);
   spec.max_payload_bytes = static_cast<size_t>(max_rows) * c.hidden * sizeof(float);
+  if (head_split_)  // the second lap: HeadRow + hidden state per row needing logits
+    spec.max_payload_bytes = std::max(spec.max_payload_bytes,
+                                      head_payload_bytes(static_cast<size_t>(max_rows), c.hidden));
   spec.payload_memory = backend_->payload_memory();
   spec.timeout_s = opt.timeout_s;
   spec.spin_us = backend_->link_spin_us();
@@ -93,14 +118,22 @@ std::unique_ptr<comm::Ring> Pipeline::open_ring(MPI_Comm comm, const comm::LinkS
 Pipeline::~Pipeline() = default;
 
 std::string Pipeline::describe() const {
+  std::string head;
+  if (head_split_) {
+    head = "; LM head split over the ranks (vocab ids";
+    for (int r = 0; r < size_; ++r)
+      head += strfmt("%s rank %d [%d, %d)", r ? "," : "", r, vocab_bounds_[r], vocab_bounds_[r + 1]);
+    head += "; rank 0 chooses)";
+  }
   return strfmt("pipeline: %d rank%s, %d micro-batch%s in flight (<= %d decode rows + %d prompt "
-                "tokens each); %s; %s",
+                "tokens each); %s%s; %s",
                 size_, size_ == 1 ? "" : "s", mb_, mb_ == 1 ? "" : "es", limits_.max_decode_rows,
-                limits_.token_budget, describe_split(layers_).c_str(), ring_->describe().c_str());
+                limits_.token_budget, describe_split(layers_).c_str(), head.c_str(),
+                ring_->describe().c_str());
 }
 
 // Rank 0: plan, embed, own layers, post to rank 1 (to itself with one rank).
-void Pipeline::send(const Scheduler::Step& step) {
+uint32_t Pipeline::send(const Scheduler::Step& step) {
   const int n = static_cast<int>(step.rows.size());
   const int H = backend_->config().hidden;
   const double ta = now_us();
@@ -122,7 +155,8 @@ void Pipeline::send(const Scheduler::Step& step) {
     pos_[i] = RowPos{r.slot, r.pos, r.block};
   }
   s.header->flags = 0;
-  s.header->micro_batch_id = next_id_++;
+  const uint32_t id = next_id_++;
+  s.header->micro_batch_id = id;
   s.header->rows = static_cast<uint32_t>(n);
   s.header->payload_bytes = static_cast<uint64_t>(n) * H * sizeof(float);
   check_rows(s);
@@ -132,48 +166,143 @@ void Pipeline::send(const Scheduler::Step& step) {
   prof_[1] += now_us() - ta;
   ++prof_mb_;
   prof_rows_ += static_cast<uint64_t>(n);
+  return id;
 }
 
-// Rank 0: the micro-batch back from rank N-1: LM head on the rows that need logits, choose.
-void Pipeline::receive_and_commit(Scheduler& sch, const Scheduler::Step& step) {
+// Rank 0: the next message from rank N-1: a micro-batch's first lap (in send order), or, with the
+// head split, its second lap (in the order the second laps went out, which is the same).
+void Pipeline::advance(Scheduler& sch) {
   const double tw = now_us();
   const comm::Slot& s = receive_back();
   const double t0 = now_us();
   prof_[2] += t0 - tw;
+  if (s.header->flags & comm::kMsgShutdown)
+    fail("pipeline: a shutdown message came back from rank %d while micro-batches were in flight",
+         size_ - 1);
+  const bool second = (s.header->flags & comm::kMsgHeadSplit) != 0;
+  Flight* f = nullptr;
+  for (Flight& g : flights_)
+    if (second ? (g.lap2 && !g.done) : !g.back) {
+      f = &g;
+      break;
+    }
+  if (!f || s.header->micro_batch_id != f->id)
+    fail("pipeline: micro-batch %u (%s lap) came back from rank %d where %s was expected",
+         s.header->micro_batch_id, second ? "second" : "first", size_ - 1,
+         f ? strfmt("%u", f->id).c_str() : "none");
+  if (second)
+    second_lap_back(*f, s);
+  else
+    first_lap_back(sch, *f, s);
+  prof_[3] += now_us() - t0;
+  busy_us_ += now_us() - t0;
+}
+
+// Rank 0: a micro-batch's first lap is back (every layer done): the LM head and the choice for
+// the rows that need logits, or, with the head split, rank 0's slice and the second lap out.
+void Pipeline::first_lap_back(Scheduler& sch, Flight& f, const comm::Slot& s) {
   const Config& c = backend_->config();
   const uint32_t expect_id = recv_id_++;
-  if (s.header->micro_batch_id != expect_id || (s.header->flags & comm::kMsgShutdown))
-    fail("pipeline: micro-batch %u came back from rank %d where %u was expected",
-         s.header->micro_batch_id, size_ - 1, expect_id);
+  GPTOSS_ASSERT(f.id == expect_id);
+  f.back = true;
   const uint32_t n = s.header->rows;
-  if (n != step.rows.size())
-    fail("pipeline: micro-batch %u came back with %u rows, %zu were sent", s.header->micro_batch_id,
-         n, step.rows.size());
+  if (n != f.step.rows.size())
+    fail("pipeline: micro-batch %u came back with %u rows, %zu were sent", f.id, n,
+         f.step.rows.size());
   logit_rows_.clear();
   for (uint32_t i = 0; i < n; ++i)
     if (s.rows[i].flags & comm::kRowNeedsLogits) logit_rows_.push_back(static_cast<int32_t>(i));
   prof_logit_rows_ += logit_rows_.size();
-  if (logit_rows_.size() != step.logit_slots.size())
-    fail("pipeline: micro-batch %u came back with %zu logit rows, %zu expected",
-         s.header->micro_batch_id, logit_rows_.size(), step.logit_slots.size());
+  if (logit_rows_.size() != f.step.logit_slots.size())
+    fail("pipeline: micro-batch %u came back with %zu logit rows, %zu expected", f.id,
+         logit_rows_.size(), f.step.logit_slots.size());
   const float* x = static_cast<const float*>(s.payload);
-  double th = 0;
-  if (backend_->picks_on_device() && sch.next_picks(step, picks_)) {
-    backend_->head_pick(x, logit_rows_, picks_, picked_);  // complete on return
+  const bool pick_here = head_split_ || backend_->picks_on_device();
+  f.picks = pick_here && sch.next_picks(f.step, f.pick);
+  if (!f.picks) {  // host logits, chosen at the commit
+    f.logits.resize(logit_rows_.size() * static_cast<size_t>(c.vocab));
+    backend_->head(x, logit_rows_, f.logits.data());  // complete on return
     ring_->prev().release_on(s, backend_->stream());
-    th = now_us();
-    sch.commit_tokens(step, picked_);
-  } else {
-    logits_.resize(logit_rows_.size() * static_cast<size_t>(c.vocab));
-    backend_->head(x, logit_rows_, logits_.data());  // complete on return
-    ring_->prev().release_on(s, backend_->stream());
-    th = now_us();
-    sch.commit(step, logits_, c.vocab);
+    f.done = true;
+    return;
   }
-  const double t1 = now_us();
-  prof_[3] += th - t0;
-  prof_[4] += t1 - th;
-  busy_us_ += t1 - t0;
+  f.tokens.assign(logit_rows_.size(), -1);
+  if (!head_split_) {
+    backend_->head_pick(x, logit_rows_, f.pick, f.tokens);  // complete on return
+    ring_->prev().release_on(s, backend_->stream());
+    f.done = true;
+    return;
+  }
+  // Head split: rows the candidates can choose go round the ring once more (k_ candidates each);
+  // the others rank 0 chooses now from its whole head.
+  rows_a_.clear();
+  rows_b_.clear();
+  picks_b_.clear();
+  k_.clear();
+  f.split.clear();
+  std::vector<int32_t> whole;
+  for (size_t i = 0; i < logit_rows_.size(); ++i) {
+    const int k = head_split_k(f.pick[i], c.vocab);
+    if (k > 0) {
+      f.split.push_back(static_cast<int32_t>(i));
+      rows_a_.push_back(logit_rows_[i]);
+      k_.push_back(k);
+    } else {
+      whole.push_back(static_cast<int32_t>(i));
+      rows_b_.push_back(logit_rows_[i]);
+      picks_b_.push_back(f.pick[i]);
+    }
+  }
+  prof_split_whole_ += rows_b_.size();
+  if (!rows_b_.empty()) {
+    picked_.clear();
+    backend_->head_pick(x, rows_b_, picks_b_, picked_);
+    for (size_t j = 0; j < whole.size(); ++j) f.tokens[whole[j]] = picked_[j];
+  }
+  if (f.split.empty()) {
+    ring_->prev().release_on(s, backend_->stream());
+    f.done = true;
+    return;
+  }
+  const uint32_t m = static_cast<uint32_t>(f.split.size());
+  comm::Slot& out = ring_->next().acquire();
+  out.header->flags = comm::kMsgHeadSplit;
+  out.header->micro_batch_id = f.id;
+  out.header->rows = m;
+  out.header->payload_bytes = head_payload_bytes(m, c.hidden);
+  for (uint32_t j = 0; j < m; ++j) out.rows[j] = s.rows[rows_a_[j]];
+  backend_->head_slice_first(x, rows_a_, k_, vocab_bounds_[0], vocab_bounds_[1], out.payload);
+  ring_->prev().release_on(s, backend_->stream());
+  ring_->next().post_on(out, backend_->stream());
+  f.lap2 = true;
+}
+
+// Rank 0: the second lap is back with every slice's candidates merged: choose.
+void Pipeline::second_lap_back(Flight& f, const comm::Slot& s) {
+  const uint32_t m = s.header->rows;
+  const size_t H = backend_->config().hidden;
+  if (m != f.split.size() || s.header->payload_bytes != head_payload_bytes(m, H))
+    fail("pipeline: micro-batch %u's second lap came back with %u rows (%llu bytes), %zu were sent",
+         f.id, m, (unsigned long long)s.header->payload_bytes, f.split.size());
+  head_rows_.resize(m);
+  backend_->head_rows_read(s.payload, static_cast<int>(m), head_rows_.data());
+  prof_split_rows_ += m;
+  for (uint32_t j = 0; j < m; ++j) {
+    const TokenPick& p = f.pick[f.split[j]];
+    int32_t t = head_row_pick(head_rows_[j], p);
+    if (t < 0) {  // a non-finite logit in a top-k row: the whole head, as without the split
+      --prof_split_rows_;
+      ++prof_split_whole_;
+      const int32_t row = static_cast<int32_t>(j);
+      picked_.clear();
+      backend_->head_pick(head_x(s.payload, m), std::span<const int32_t>(&row, 1),
+                          std::span<const TokenPick>(&p, 1), picked_);
+      t = picked_[0];
+    }
+    f.tokens[f.split[j]] = t;
+  }
+  ring_->prev().release_on(s, backend_->stream());
+  f.done = true;
 }
 
 // Rank 0: the next micro-batch back from rank N-1, within turn_timeout_s when that is the
@@ -214,25 +343,35 @@ void Pipeline::run(Scheduler& sch, const std::function<bool()>& should_stop,
                    const std::function<void()>& after_commit,
                    const std::function<void()>& before_plan) {
   GPTOSS_ASSERT(rank_ == 0);
-  std::deque<Scheduler::Step> inflight;
+  const int vocab = backend_->config().vocab;
   for (;;) {
     const bool stopping = should_stop && should_stop();
     if (!stopping && before_plan) before_plan();
-    while (!stopping && static_cast<int>(inflight.size()) < mb_) {
+    while (!stopping && static_cast<int>(flights_.size()) < mb_) {
       Scheduler::Step st;
       const double tp = now_us();
       const bool planned = sch.plan(st, limits_);
       prof_[0] += now_us() - tp;
       if (!planned) break;
-      send(st);
-      inflight.push_back(std::move(st));
+      flights_.emplace_back();
+      flights_.back().step = std::move(st);
+      flights_.back().id = send(flights_.back().step);
     }
-    if (inflight.empty()) {
+    if (flights_.empty()) {
       if (!stopping && sch.busy()) fail("pipeline: the scheduler is busy but planned nothing");
       return;
     }
-    receive_and_commit(sch, inflight.front());
-    inflight.pop_front();
+    while (!flights_.front().done) advance(sch);
+    Flight& f = flights_.front();
+    const double tc = now_us();
+    if (f.picks)
+      sch.commit_tokens(f.step, f.tokens);
+    else
+      sch.commit(f.step, f.logits, vocab);
+    const double dt = now_us() - tc;
+    prof_[4] += dt;
+    busy_us_ += dt;
+    flights_.pop_front();
     if (after_commit) after_commit();
   }
 }
@@ -253,7 +392,15 @@ void Pipeline::serve() {
     out.header->payload_bytes = in.header->payload_bytes;
     std::memcpy(out.header->user, in.header->user, sizeof out.header->user);
     const bool shutdown = (in.header->flags & comm::kMsgShutdown) != 0;
-    if (!shutdown) {
+    if (!shutdown && (in.header->flags & comm::kMsgHeadSplit)) {  // the head split's second lap
+      if (!head_split_ || in.header->payload_bytes != head_payload_bytes(n, H))
+        fail("pipeline: micro-batch %u: a head-split message of %llu bytes for %u rows%s",
+             in.header->micro_batch_id, (unsigned long long)in.header->payload_bytes, n,
+             head_split_ ? "" : " without the head split");
+      std::memcpy(out.rows, in.rows, n * sizeof(comm::RowHeader));
+      backend_->head_slice_next(in.payload, out.payload, static_cast<int>(n), vocab_bounds_[rank_],
+                                vocab_bounds_[rank_ + 1]);
+    } else if (!shutdown) {
       if (in.header->payload_bytes != n * H * sizeof(float))
         fail("pipeline: micro-batch %u: %llu payload bytes for %u rows of %zu floats",
              in.header->micro_batch_id, (unsigned long long)in.header->payload_bytes, n, H);
@@ -305,6 +452,11 @@ std::vector<comm::StageTiming> Pipeline::finish() {
                  prof_mb_ ? double(prof_rows_) / double(prof_mb_) : 0.0,
                  prof_mb_ ? double(prof_logit_rows_) / double(prof_mb_) : 0.0,
                  first_us_ < 0 ? 0.0 : (end_us - first_us_) / 1e3, device_us / 1e3);
+    if (head_split_)
+      std::fprintf(stderr,
+                   "pipeline profile rank 0: head split: %llu rows chosen from the slices' "
+                   "candidates, %llu from the whole head\n",
+                   (unsigned long long)prof_split_rows_, (unsigned long long)prof_split_whole_);
     // What the layer split's cost model needs: the device time of rank 0's layers per layer
     // against its LM head's, over the same micro-batches.
     const double head_us = backend_->device_head_busy_us();

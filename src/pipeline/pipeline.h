@@ -47,6 +47,12 @@ struct PipelineOptions {
   double turn_timeout_s = 0;
   bool profile = false;  // rank 0 prints its host time by phase at finish (--profile)
   bool allow_ipc = true;  // device payloads may go GPU to GPU (--transport auto); false: MPI
+  // The LM head split over the ranks (vocab-parallel, backend/head_split.h; --head-split):
+  // "on", "off", or "auto" = on when the backends can (head_slices), there are several ranks,
+  // micro-batches carry several sequences, the split is not given (--layers) and the cost model's
+  // bound gains >= 2% (layer_split.h).
+  std::string head_split = "auto";
+  bool head_slices = false;  // the backends implement Backend::head_slice_* (CPU: yes)
 };
 
 class Pipeline {
@@ -64,6 +70,9 @@ class Pipeline {
   int micro_batches() const { return mb_; }
   int max_slots() const { return opt_.max_slots; }  // agreed by every rank (auto resolved)
   const std::vector<int>& layers() const { return layers_; }  // layers per rank
+  bool head_split() const { return head_split_; }
+  // With the head split: rank r's ids are [vocab_bounds()[r], vocab_bounds()[r + 1]).
+  const std::vector<int>& vocab_bounds() const { return vocab_bounds_; }
   size_t kv_cache_bytes() const { return backend_->kv_cache_bytes(); }
   bool pages_kv() const { return backend_->pages_kv(); }
   Backend& backend() { return *backend_; }
@@ -84,8 +93,23 @@ class Pipeline {
   std::vector<comm::StageTiming> finish();
 
  private:
-  void send(const Scheduler::Step& step);
-  void receive_and_commit(Scheduler& sch, const Scheduler::Step& step);
+  // Rank 0: a micro-batch in flight, from send() to its commit (in send order).
+  struct Flight {
+    Scheduler::Step step;
+    uint32_t id = 0;
+    bool back = false;   // its first lap came back
+    bool lap2 = false;   // head split: its second lap is out
+    bool done = false;   // its tokens (or logits) are known
+    bool picks = false;  // tokens chosen here (commit_tokens) rather than logits (commit)
+    std::vector<TokenPick> pick;   // [logit rows]
+    std::vector<int32_t> tokens;   // [logit rows]
+    std::vector<int32_t> split;    // head split: the logit rows (indices into pick) in lap 2
+    std::vector<float> logits;     // !picks: [logit rows, vocab]
+  };
+  uint32_t send(const Scheduler::Step& step);
+  void advance(Scheduler& sch);  // receives one message from rank N-1 and handles it
+  void first_lap_back(Scheduler& sch, Flight& f, const comm::Slot& s);
+  void second_lap_back(Flight& f, const comm::Slot& s);
   const comm::Slot& receive_back();
   void check_rows(const comm::Slot& s);
   std::unique_ptr<comm::Ring> open_ring(MPI_Comm comm, const comm::LinkSpec& spec);
@@ -93,6 +117,12 @@ class Pipeline {
   MPI_Comm comm_;  // the ring's (collectives: the timing gathered at finish)
   int rank_ = 0, size_ = 1, mb_ = 1;
   std::vector<int> layers_;
+  bool head_split_ = false;
+  std::vector<int> vocab_bounds_;
+  std::deque<Flight> flights_;  // rank 0
+  std::vector<int32_t> rows_a_, rows_b_, k_;
+  std::vector<TokenPick> picks_b_;
+  std::vector<HeadRow> head_rows_;
   PipelineOptions opt_;
   Scheduler::PlanLimits limits_;
   std::unique_ptr<Backend> backend_;
@@ -103,14 +133,14 @@ class Pipeline {
   std::vector<int32_t> tokens_;
   std::vector<RowPos> pos_;
   std::vector<int32_t> logit_rows_, picked_;  // rows needing logits, tokens chosen for them
-  std::vector<TokenPick> picks_;
-  std::vector<float> logits_;  // [logit rows, vocab]
   double busy_us_ = 0;
   double first_us_ = -1;  // first message handled (wall time base of a GPU stage's idle time)
   // Rank 0's host time by phase (--profile prints it at finish): plan, acquire+send,
   // wait for the micro-batch back, head + token choice (device sync), commit; micro-batches, rows.
   double prof_[5] = {0, 0, 0, 0, 0};
   uint64_t prof_mb_ = 0, prof_rows_ = 0, prof_logit_rows_ = 0;
+  uint64_t prof_split_rows_ = 0, prof_split_whole_ = 0;  // head split: rows chosen by slices /
+                                                          // from the whole head
   bool finished_ = false;
 };
 

@@ -163,6 +163,11 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   app.add_option("--transport", opt.transport,
                  "Pipeline: links between GPU ranks: auto (GPU to GPU where the GPUs can reach each "
                  "other, else through MPI) | mpi (always through host memory and MPI)");
+  app.add_option("--head-split", opt.head_split,
+                 "Pipeline: the LM head split over the ranks of a ring (each its slice of the "
+                 "vocabulary and best candidates; rank 0 chooses exactly as from the whole head): "
+                 "auto (when the cost model gains >= 2% and micro-batches hold several sequences; "
+                 "CPU backend) | on | off");
   app.add_option("--ring-timeout", opt.ring_timeout_s,
                  "Pipeline: seconds a rank waits for a message before failing (chat: only within a "
                  "turn)");
@@ -218,6 +223,8 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   }
   opt.gpu_graphs = !no_graphs;
   opt.decode_kernels = !no_decode;
+  if (opt.head_split != "auto" && opt.head_split != "on" && opt.head_split != "off")
+    fail("--head-split: expected auto, on or off, got '%s'", opt.head_split.c_str());
   if (opt.transport != "auto" && opt.transport != "mpi")
     fail("--transport: expected auto or mpi, got '%s'", opt.transport.c_str());
 

@@ -65,6 +65,7 @@ struct RunOptions {
   bool profile = false;        // --profile: rank 0's time by phase at the end (pipeline)
   bool no_spawn = false;       // --no-spawn: one process that sees several GPUs uses one
   std::string transport = "auto";  // --transport auto | mpi: links between GPU ranks
+  std::string head_split = "auto";  // --head-split auto | on | off: the LM head over the ranks
   // -m serve (src/serve, docs/server.md)
   std::string host = "127.0.0.1";  // --host
   int port = 8080;                 // --port (0 = any free port)

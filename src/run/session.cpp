@@ -111,6 +111,8 @@ PipelineOptions pipeline_options(const RunOptions& opt, const std::string& backe
   po.turn_timeout_s = opt.ring_timeout_s;
   po.profile = opt.profile;
   po.allow_ipc = opt.transport != "mpi";
+  po.head_split = opt.head_split;
+  po.head_slices = backend == "cpu";  // the GPU backend does not compute head slices yet
   return po;
 }
 

@@ -117,6 +117,65 @@ std::string error_of(const std::function<void()>& f) {
   return "";
 }
 
+// The head split (vocab-parallel LM head): slices cover the vocabulary in rank order on multiples
+// of 64, the stages' costs level out (within one 64-id step of the head), and the bound it
+// reaches is at least that of whole layers; for a 20b ring of 8 (capped at 0.82 by whole layers)
+// it is ~1.0, and where one stage's layers alone exceed the level (120b, 8 ranks: 5 layers on the
+// fullest) that stage gets no slice.
+TEST(LayerSplit, HeadSplitLevelsTheStages) {
+  for (const char* name : {"20b", "120b"}) {
+    const Config c = named_config(name);
+    for (int n : {2, 3, 4, 8}) {
+      const SplitRows sr = split_rows(512, 512);
+      const HeadSplitPlan p = head_split_plan(c, n, sr.rows, sr.logit_rows);
+      ASSERT_EQ(p.layers.size(), size_t(n));
+      ASSERT_EQ(p.vocab_bounds.size(), size_t(n + 1));
+      EXPECT_EQ(p.vocab_bounds.front(), 0);
+      EXPECT_EQ(p.vocab_bounds.back(), c.vocab);
+      int sum = 0;
+      for (int r = 0; r < n; ++r) {
+        sum += p.layers[r];
+        EXPECT_GE(p.layers[r], 1);
+        EXPECT_LE(p.vocab_bounds[r], p.vocab_bounds[r + 1]);
+        if (r + 1 < n) EXPECT_EQ(p.vocab_bounds[r + 1] % 64, 0);
+      }
+      EXPECT_EQ(sum, c.n_layers);
+      const double whole = whole_head_efficiency(
+          c, balanced_split(c, n, sr.rows, sr.logit_rows), sr.rows, sr.logit_rows);
+      const double split = head_split_efficiency(c, p, sr.rows, sr.logit_rows);
+      EXPECT_GE(split, whole - 1e-9) << name << " " << n;
+      const double lc = layer_cost(c, sr.rows), hc = head_cost(c, sr.logit_rows);
+      double lo = 1e300, hi = 0;
+      for (int r = 0; r < n; ++r) {
+        const double share = double(p.vocab_bounds[r + 1] - p.vocab_bounds[r]) / c.vocab;
+        const double stage = p.layers[r] * lc + share * hc + (r == 0 ? embed_cost(c, sr.rows) : 0);
+        if (share > 0) {
+          lo = std::min(lo, stage);
+          hi = std::max(hi, stage);
+        }
+      }
+      // the stages with a slice are level, within the 64-id rounding of the slices
+      EXPECT_LE(hi - lo, hi * 1e-3 + 2 * 64.0 / c.vocab * hc + 1e-6) << name << " " << n;
+    }
+  }
+  const Config c20 = named_config("20b");
+  const SplitRows sr = split_rows(512, 512);
+  EXPECT_NEAR(whole_head_efficiency(c20, balanced_split(c20, 8, sr.rows, sr.logit_rows), sr.rows,
+                                    sr.logit_rows),
+              0.822, 0.005);
+  EXPECT_GT(head_split_efficiency(c20, head_split_plan(c20, 8, sr.rows, sr.logit_rows), sr.rows,
+                                  sr.logit_rows),
+            0.99);
+  const Config c120 = named_config("120b");
+  const HeadSplitPlan p120 = head_split_plan(c120, 8, sr.rows, sr.logit_rows);
+  for (int r = 0; r < 8; ++r)
+    if (p120.layers[r] == 5) EXPECT_EQ(p120.vocab_bounds[r], p120.vocab_bounds[r + 1]);
+  // Given layers are kept; the head fills around them.
+  const HeadSplitPlan given = head_split_plan(c20, 2, sr.rows, sr.logit_rows, {4, 20});
+  EXPECT_EQ(given.layers, (std::vector<int>{4, 20}));
+  EXPECT_EQ(given.vocab_bounds[1], c20.vocab);  // rank 1's 20 layers exceed the level
+}
+
 TEST(LayerSplit, ParseAndErrors) {
   EXPECT_EQ(parse_layer_split("4,7,7,6", 24, 4), (std::vector<int>{4, 7, 7, 6}));
   EXPECT_EQ(error_of([] { parse_layer_split("4,7,7", 24, 4); }),

@@ -28,6 +28,12 @@
 #            byte for byte (greedy and sampled), every ring takes prompts; SIGTERM to rank 0
 #            mid-getp keeps OUT.partial and a --resume with another shape completes it; generate
 #            and chat run on ring 0 with the same text; an R that does not divide NP is one error
+#   headsplit the LM head split over the NP ranks (--head-split on; auto where the cost model takes
+#            it): getp OUT equals the 1-rank OUT byte for byte for greedy, top-k, top-k + top-p,
+#            top-p and plain temperature sampling, with the rows counted where they were chosen
+#            (slices' candidates for greedy/top-k, rank 0's whole head for the others); generate
+#            (one sequence, forced on) equals too; --head-split off has no second lap; a bad value
+#            is one error line
 #   spawn    one process that "sees" NP GPUs (GPTOSS_VISIBLE_GPUS_STANDIN=NP, no launcher) runs
 #            itself as mpirun -np NP: getp OUT (one ring, and --dp NP) and generate equal one
 #            rank's; --no-spawn stays one rank; SIGTERM mid-getp (to the same process id, now
@@ -324,6 +330,40 @@ mismatch)
   [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || die "exit $rc"
   has job.err "^run: error: model file differs between ranks: ranks 0(,[0-9])* have .*tiny.bin, format 1 .*; rank $((NP-1)) has other.bin, format 1 .*every rank must be given the same file"
   [ "$(grep -c 'model file differs' job.err)" -eq 1 ] || die "the mismatch was reported more than once"
+  ;;
+headsplit)
+  prompts 7 >in.txt
+  # rows chosen from the slices / from the whole head, from rank 0's --profile line
+  split_counts() { sed -n 's/^pipeline profile rank 0: head split: \([0-9]*\) rows chosen from the slices. candidates, \([0-9]*\) from the whole head$/\1 \2/p' "$1"; }
+  for samp in "-T 0" "-T 0.8 --top-k 20" "-T 1.2 --top-k 64 -p 0.9" "-T 0.9 -p 0.95" "-T 1.0" \
+              "-T 0.7 --top-k 100"; do
+    # shellcheck disable=SC2086
+    one -m getp -i in.txt -o ref.txt -n 10 -b 6 -s 11 $samp 2>ref.err || die "1 rank ($samp): exit $?"
+    # shellcheck disable=SC2086
+    many -m getp -i in.txt -o a.txt -n 10 -b 6 -s 11 $samp --head-split on --profile >/dev/null 2>a.err ||
+      die "np$NP --head-split on ($samp): exit $?"
+    cmp -s ref.txt a.txt || die "--head-split on ($samp): OUT differs from 1 rank"
+    has a.err "LM head split over the ranks \(vocab ids rank 0 \[0, "
+    read -r sl wh <<<"$(split_counts a.err)"
+    [ -n "$sl" ] || die "($samp) no head-split profile line"
+    case "$samp" in
+      *top-k\ 100* | "-T 0.9 -p 0.95" | "-T 1.0")
+        [ "$sl" -eq 0 ] && [ "$wh" -gt 0 ] || die "($samp) rows from slices $sl, whole head $wh: the whole head should choose all" ;;
+      *) [ "$sl" -gt 0 ] && [ "$wh" -eq 0 ] || die "($samp) rows from slices $sl, whole head $wh: the slices should choose all" ;;
+    esac
+  done
+  many -m getp -i in.txt -o b.txt -n 10 -b 6 -s 11 -T 0 --head-split off --profile >/dev/null 2>b.err ||
+    die "--head-split off: exit $?"
+  one -m getp -i in.txt -o ref.txt -n 10 -b 6 -s 11 -T 0 2>/dev/null
+  cmp -s ref.txt b.txt || die "--head-split off: OUT differs from 1 rank"
+  grep -q "head split\|LM head split" b.err && die "--head-split off still split the head"
+  one -m generate -i "Hello there" -n 12 -T 0.8 --top-k 30 -s 3 >g1.txt 2>/dev/null || die "1 rank generate"
+  many -m generate -i "Hello there" -n 12 -T 0.8 --top-k 30 -s 3 --head-split on >g2.txt 2>g2.err ||
+    die "np$NP generate --head-split on: exit $?"
+  cmp -s g1.txt g2.txt || die "generate --head-split on differs from 1 rank"
+  many -m getp -i in.txt -o o.txt --head-split maybe >/dev/null 2>e.err && die "--head-split maybe accepted"
+  has e.err "^run: error: --head-split: expected auto, on or off, got 'maybe'"
+  [ "$(grep -c '^run: error' e.err)" -eq 1 ] || die "not one error line"
   ;;
 errors)
   printf '1\nhello\n' >in.txt

@@ -1,7 +1,7 @@
 // split_bound: the cost model's bound on a pure ring's parallel efficiency (docs/scaling.md).
 // For each model and rank count N: the stage costs of the split the pipeline picks (whole layers,
 // rank 0 also embedding + LM head), and what they would be with the LM head split over every
-// rank (vocab-parallel: each rank a slice of the logits and its best candidates; not built yet). The bound is
+// rank (vocab-parallel: each rank a slice of the logits and its best candidates; --head-split). The bound is
 // total cost / (N x the largest stage): the most a ring of N can reach of N x one device, whatever
 // the kernels do. Micro-batches of 512 decode rows + 512 prompt tokens (the 1k/1k getp shape),
 // and of one row (batch-1 decode). Output: one CSV line per (model, rows, N).
@@ -49,12 +49,10 @@ int main(int argc, char** argv) {
           worst = std::max(worst, stage);
           s += (r ? ";" : "") + std::to_string(split[r]);
         }
-        // Head split over every rank in shares that fill the ranks with fewer layers first (the
-        // layers as evenly as whole layers go: ceil(layers / N) on the fullest rank): the largest
-        // stage is then max(ceil(layers / N) x layer, total / N), since the slack of the ranks
-        // below that holds the head and the embedding.
-        const int most = (c.n_layers + n - 1) / n;
-        const double worst_split = std::max(most * L, total / n);
+        // The head split the pipeline makes (--head-split, head_split_plan): layers as even as
+        // whole layers go, the head water-filling the stages below the fullest.
+        const HeadSplitPlan hp = head_split_plan(c, n, sr.rows, sr.logit_rows);
+        const double worst_split = total / (n * head_split_efficiency(c, hp, sr.rows, sr.logit_rows));
         std::printf("%s,%d,%d,%s,%.2f,%.3f,%.3f\n", name, d, n, s.c_str(), worst / L,
                     total / (n * worst), total / (n * worst_split));
       }

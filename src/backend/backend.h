@@ -75,6 +75,10 @@ struct BackendOptions {
   // fused RMSNorm / RoPE / KV write / router top-k / MoE combine); false: the batched kernels.
   bool decode_kernels = true;
   gpu::MoeOptions moe;  // GPU: the batched MoE's kernel choices (kernels/gpu/moe_plan.h)
+  // GPU, precision fast: split K of the qkv and output projections' GEMM over 1-4 blocks per
+  // output tile (kernels/gpu/matmul.cu fast_gemm_splits). Off by default until it has run on a
+  // GPU (written and compiled, commit 60c0dae, not yet measured); bench-engine --split-k 1.
+  bool gemm_split_k = false;
 };
 
 class Backend {

@@ -210,8 +210,10 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   d_att_ = dalloc<float>(size_t(kMaxStepRows) * Q);
   if (precision_ == gpu::Precision::fast) {
     d_x16_ = dalloc<bf16_t>(size_t(kMaxStepRows) * std::max(H, Q));
-    d_gemm_sem_ = dalloc<uint32_t>(gpu::kGemmSemSlots);  // zeroed once; each GEMM leaves it so
-    GPU_CHECK(gpuMemsetAsync(d_gemm_sem_, 0, gpu::kGemmSemSlots * sizeof(uint32_t), stream_));
+    if (opt.gemm_split_k) {  // without the semaphores every GEMM runs one split
+      d_gemm_sem_ = dalloc<uint32_t>(gpu::kGemmSemSlots);  // zeroed once; each GEMM leaves it so
+      GPU_CHECK(gpuMemsetAsync(d_gemm_sem_, 0, gpu::kGemmSemSlots * sizeof(uint32_t), stream_));
+    }
   }
   d_partial_ = dalloc<float>(partial_floats);
   d_logits_ = dalloc<float>(logit_floats);

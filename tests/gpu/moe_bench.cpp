@@ -11,8 +11,8 @@
 // The kernel choices are gpu::MoeOptions (moe_plan.h): --gemv mma = the tensor-core GEMV (NVIDIA),
 // --tiles bf16 = the bf16 tile kernel (HIP's path) instead of the grouped fp16 GEMM,
 // --grouped-config = the grouped GEMM's configuration, --grouped-from N = steps of >= N rows on
-// the grouped GEMM, --precision fast = MoeOptions::fast (default exact), --fold 0 = fast without
-// the folded scales (MoeOptions::fold_scales). Each line says which ("gemv", "tiles", "tc_cfg",
+// the grouped GEMM, --precision fast = MoeOptions::fast (default exact), --fold 1 = fast with
+// the folded scales (MoeOptions::fold_scales, default off). Each line says which ("gemv", "tiles", "tc_cfg",
 // "tc_from", "precision").
 #include <algorithm>
 #include <cstdio>
@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
     const bool nvidia = gpu::kTarget.vendor == gpu::GpuVendor::nvidia;
     const char* tiles_kind = (!nvidia || opt.bf16_tiles) ? "bf16" : "f16tc";
     const std::string cfg = std::to_string(opt.grouped_config), from = std::to_string(opt.grouped_from_rows);
-    const char* prec = !opt.fast ? "exact" : opt.fold_scales ? "fast" : "fast-f16";
+    const char* prec = !opt.fast ? "exact" : opt.fold_scales ? "fast-fold" : "fast";
     const moetest::MoeShape sh{32, 4, 2880, 2880, 7.0f};
     moetest::HostMoe hm(sh, 1);
     moetest::DevMoe dm(hm);

@@ -220,6 +220,10 @@ void Pipeline::first_lap_back(Scheduler& sch, Flight& f, const comm::Slot& s) {
   const bool pick_here = head_split_ || backend_->picks_on_device();
   f.picks = pick_here && sch.next_picks(f.step, f.pick);
   if (!f.picks) {  // host logits, chosen at the commit
+    if (!spare_logits_.empty()) {  // [logit rows, vocab] is large: reuse a committed flight's
+      f.logits = std::move(spare_logits_.back());
+      spare_logits_.pop_back();
+    }
     f.logits.resize(logit_rows_.size() * static_cast<size_t>(c.vocab));
     backend_->head(x, logit_rows_, f.logits.data());  // complete on return
     ring_->prev().release_on(s, backend_->stream());
@@ -240,7 +244,7 @@ void Pipeline::first_lap_back(Scheduler& sch, Flight& f, const comm::Slot& s) {
   picks_b_.clear();
   k_.clear();
   f.split.clear();
-  std::vector<int32_t> whole;
+  whole_.clear();
   for (size_t i = 0; i < logit_rows_.size(); ++i) {
     const int k = head_split_k(f.pick[i], c.vocab);
     if (k > 0) {
@@ -248,7 +252,7 @@ void Pipeline::first_lap_back(Scheduler& sch, Flight& f, const comm::Slot& s) {
       rows_a_.push_back(logit_rows_[i]);
       k_.push_back(k);
     } else {
-      whole.push_back(static_cast<int32_t>(i));
+      whole_.push_back(static_cast<int32_t>(i));
       rows_b_.push_back(logit_rows_[i]);
       picks_b_.push_back(f.pick[i]);
     }
@@ -257,7 +261,7 @@ void Pipeline::first_lap_back(Scheduler& sch, Flight& f, const comm::Slot& s) {
   if (!rows_b_.empty()) {
     picked_.clear();
     backend_->head_pick(x, rows_b_, picks_b_, picked_);
-    for (size_t j = 0; j < whole.size(); ++j) f.tokens[whole[j]] = picked_[j];
+    for (size_t j = 0; j < whole_.size(); ++j) f.tokens[whole_[j]] = picked_[j];
   }
   if (f.split.empty()) {
     ring_->prev().release_on(s, backend_->stream());
@@ -371,6 +375,7 @@ void Pipeline::run(Scheduler& sch, const std::function<bool()>& should_stop,
     const double dt = now_us() - tc;
     prof_[4] += dt;
     busy_us_ += dt;
+    if (!f.logits.empty()) spare_logits_.push_back(std::move(f.logits));
     flights_.pop_front();
     if (after_commit) after_commit();
   }

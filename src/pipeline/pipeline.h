@@ -120,7 +120,8 @@ class Pipeline {
   bool head_split_ = false;
   std::vector<int> vocab_bounds_;
   std::deque<Flight> flights_;  // rank 0
-  std::vector<int32_t> rows_a_, rows_b_, k_;
+  std::vector<int32_t> rows_a_, rows_b_, k_, whole_;  // head split: first_lap_back's row lists
+  std::vector<std::vector<float>> spare_logits_;  // committed flights' logit buffers, reused
   std::vector<TokenPick> picks_b_;
   std::vector<HeadRow> head_rows_;
   PipelineOptions opt_;

@@ -12,7 +12,7 @@
 // --tiles bf16 = the bf16 tile kernel (HIP's path) instead of the grouped fp16 GEMM,
 // --grouped-config = the grouped GEMM's configuration, --grouped-from N = steps of >= N rows on
 // the grouped GEMM, --precision fast = MoeOptions::fast (default exact), --fold 1 = fast with
-// the folded scales (MoeOptions::fold_scales, default off). Each line says which ("gemv", "tiles", "tc_cfg",
+// the folded scales (MoeOptions::fold_scales: on by default; --fold 0 for the fp16 path). Each line says which ("gemv", "tiles", "tc_cfg",
 // "tc_from", "precision").
 #include <algorithm>
 #include <cstdio>

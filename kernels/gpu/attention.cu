@@ -91,6 +91,8 @@ __global__ void __launch_bounds__(kAttnThreads)
   __shared__ __align__(16) KvT ks[kKeyTile * kLd];
   __shared__ __align__(16) KvT vs[kKeyTile * kLd];
   const int kvh = blockIdx.x, piece = blockIdx.y, n = blockIdx.z;
+  gpu_grid_wait();  // launch overlap (vendor.h): nothing before it
+  gpu_grid_trigger();
   if (skip && skip[n]) return;  // a row of a prompt tile: the flash-attention kernel owns it
   const int G = n_heads / n_kv;
   const int h = threadIdx.x / 32, l = threadIdx.x % 32;
@@ -218,6 +220,8 @@ __global__ void __launch_bounds__(kMmaThreads)
   extern __shared__ uint4 attn_mma_smem4[];
   uint16_t* smem = reinterpret_cast<uint16_t*>(attn_mma_smem4);
   const int kvh = blockIdx.x, piece = blockIdx.y, n = blockIdx.z;
+  gpu_grid_wait();  // launch overlap (vendor.h): nothing before it
+  gpu_grid_trigger();
   if (skip && skip[n]) return;
   const int G = n_heads / n_kv;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
@@ -387,6 +391,8 @@ __global__ void f32_attention_combine_kernel(const float* __restrict__ partial,
                                              const int32_t* __restrict__ skip, int n_heads,
                                              int n_pieces, float* __restrict__ out) {
   const int n = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
+  gpu_grid_wait();  // launch overlap (vendor.h): nothing before it
+  gpu_grid_trigger();
   if (skip && skip[n]) return;
   const float* part = partial + (static_cast<size_t>(n) * n_heads + h) * n_pieces * kPartStride;
   const float sink = bf16_bits_to_f32(sinks[h]);
@@ -438,25 +444,23 @@ static void attention_sinks(const float* qkv, const KvT* k_cache, const KvT* v_c
       if (kernel != AttnKernel::scalar) {
         opt_in_dynamic_smem(reinterpret_cast<const void*>(bf16kv_attention_partial_mma_kernel),
                             kMmaSmemBytes);  // > 48 KiB
-        bf16kv_attention_partial_mma_kernel<<<grid1, kMmaThreads, kMmaSmemBytes, stream>>>(
-            qkv + r0 * R, k_cache, v_cache, pos + r0, slot + r0, skip ? skip + r0 : nullptr,
-            n_heads, n_kv_heads, cap, window, kv_chunk, pieces, partial);
-        GPU_CHECK_LAUNCH();
+        gpu_launch(bf16kv_attention_partial_mma_kernel, grid1, dim3(kMmaThreads), kMmaSmemBytes,
+                   stream, qkv + r0 * R, k_cache, v_cache, pos + r0, slot + r0,
+                   skip ? skip + r0 : nullptr, n_heads, n_kv_heads, cap, window, kv_chunk, pieces,
+                   partial);
         mma = true;
       }
     }
 #endif
     if (!mma) {
-      f32_kv_attention_partial_kernel<KvT><<<grid1, kAttnThreads, 0, stream>>>(
-          qkv + r0 * R, k_cache, v_cache, pos + r0, slot + r0, skip ? skip + r0 : nullptr,
-          n_heads, n_kv_heads, cap, window, kv_chunk, pieces, partial);
-      GPU_CHECK_LAUNCH();
+      gpu_launch(f32_kv_attention_partial_kernel<KvT>, grid1, dim3(kAttnThreads), 0, stream,
+                 qkv + r0 * R, k_cache, v_cache, pos + r0, slot + r0, skip ? skip + r0 : nullptr,
+                 n_heads, n_kv_heads, cap, window, kv_chunk, pieces, partial);
     }
     dim3 grid2(nr, n_heads);
-    f32_attention_combine_kernel<<<grid2, kHD, 0, stream>>>(
-        partial, sinks, skip ? skip + r0 : nullptr, n_heads, pieces,
-        out + static_cast<size_t>(r0) * n_heads * head_dim);
-    GPU_CHECK_LAUNCH();
+    gpu_launch(f32_attention_combine_kernel, grid2, dim3(kHD), 0, stream, partial, sinks,
+               skip ? skip + r0 : nullptr, n_heads, pieces,
+               out + static_cast<size_t>(r0) * n_heads * head_dim);
   }
 }
 

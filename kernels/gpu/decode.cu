@@ -85,7 +85,9 @@ __global__ __launch_bounds__(kThreads, DECODE_MIN_BLOCKS(R)) void matmul_decode_
       }
     }
   };
-  issue(g);  // in flight while the block stages its input rows
+  issue(g);  // in flight while the block stages its input rows (and before the wait: weights only)
+  gpu_grid_wait();  // launch overlap (vendor.h): what the previous kernels wrote is visible from here
+  gpu_grid_trigger();
   stage_rows<R>(m.x, m.row_index, m.rows, K, m.norm_w, m.eps, xs, red);
 
   // Per row: its position, slot and KV ring index (kQkvRope), read once before the loop.
@@ -190,8 +192,8 @@ void launch_r(const KernelArgs& a, int n_groups, gpuStream_t stream) {
   const KernelLaunch l =
       decode_matmul_launch(kTarget, a.mm.rows, a.mm.K, a.mm.M, E == Epi::kQkvRope, device_sm_count());
   GPTOSS_ASSERT(l.threads == kThreads && l.dyn_smem_bytes == size_t(R) * a.mm.K * sizeof(float));
-  matmul_decode_kernel<R, WR, NC, E><<<l.grid_x, l.threads, l.dyn_smem_bytes, stream>>>(a, n_groups);
-  GPU_CHECK_LAUNCH();
+  gpu_launch(matmul_decode_kernel<R, WR, NC, E>, dim3(l.grid_x), dim3(l.threads), l.dyn_smem_bytes,
+             stream, a, n_groups);
 }
 
 // NVIDIA: more than 48 KiB of dynamic shared memory needs the opt-in, set once per kernel before

@@ -77,6 +77,8 @@ __global__ __launch_bounds__(kThreads) void moe_route_decode_kernel(RouteArgs a)
       wv[j][u] = ok && c < n_chunks ? wp[c] : make_uint4(0, 0, 0, 0);
     }
   }
+  gpu_grid_wait();  // launch overlap (vendor.h): the router's weights above, the rows below
+  gpu_grid_trigger();
   dd::stage_rows<R>(a.x, nullptr, a.rows, H, a.norm_w, a.eps, xs, red);
   if (blockIdx.x == 0)  // the normalised rows for the expert matmuls, in plain row order
     for (int r = 0; r < a.rows; ++r)
@@ -138,6 +140,7 @@ struct MlpArgs {
   uint32_t* tickets;       // mlp2: [rows, M / kTileM]
   int K, M, k;
   float limit;
+  int n_experts;
 };
 
 // The epilogue of one weight row pair (rows m and m + 8 of a warp's 16, values v0, v8) for lane
@@ -210,8 +213,23 @@ __global__ __launch_bounds__(kMlpThreads) void moe_mlp_decode_kernel(MlpArgs a) 
   const int pair = blockIdx.x, tile = blockIdx.y;
   const int warp = threadIdx.x / kWaveSize, lane = threadIdx.x % kWaveSize;
   const int g = lane / 4, t = lane % 4;
-  const int e = a.experts[pair];
   const int m0 = tile * kTileM + warp * 16;  // this warp's first weight row
+  if (!kFirst) {
+    // Before the wait (launch overlap, vendor.h): the experts were chosen two launches back (the
+    // router), which has finished when this kernel starts; read through L2 as a hint only, to
+    // bring this warp's weight rows and scales into L2 while mlp1 finishes.
+    const int eh = __ldcg(a.experts + pair);
+    if (eh >= 0 && eh < a.n_experts) {
+      const size_t hrow0 = static_cast<size_t>(eh) * a.M + m0;
+      const uint8_t* hw = a.blocks + hrow0 * (K / 2);
+      for (int off = lane * 128; off < 16 * (K / 2); off += kWaveSize * 128) gpu_prefetch_l2(hw + off);
+      const uint8_t* hs = a.scales + hrow0 * nb;
+      for (int off = lane * 128; off < 16 * nb; off += kWaveSize * 128) gpu_prefetch_l2(hs + off);
+    }
+  }
+  gpu_grid_wait();
+  gpu_grid_trigger();
+  const int e = a.experts[pair];
   const size_t row0 = static_cast<size_t>(e) * a.M + m0;
   const uint8_t* wsrc = a.blocks + row0 * (K / 2);
   uint8_t* my_ring = ring + static_cast<size_t>(warp) * kStages * kWarpStage;
@@ -313,6 +331,8 @@ __global__ __launch_bounds__(kMlpThreads) void moe_mlp_decode_kernel(MlpArgs a) 
   const int wave = threadIdx.x / kWaveSize, lane = threadIdx.x % kWaveSize;
   constexpr int kLanesPerRow = kWaveSize / 16;
   const int rr = lane % 16, part = lane / 16;
+  gpu_grid_wait();  // (no-ops on HIP; the contract of vendor.h's gpu_launch)
+  gpu_grid_trigger();
   const int e = a.experts[pair];
   const int m0 = tile * kTileM + wave * 16;
   const float* xsrc = kFirst ? a.x + static_cast<size_t>(pair / a.k) * K : a.x + static_cast<size_t>(pair) * K;
@@ -409,23 +429,20 @@ void moe_forward_decode(const MoeGpuWeights& w, const bf16_t* norm_w, float eps,
                s.counters, rows, H, E, k};
   const KernelLaunch lr = moe_decode_route_launch(kTarget, rows, H, E);
   GPTOSS_ASSERT(lr.threads == kThreads);
-  if (rows == 1) moe_route_decode_kernel<1><<<lr.grid_x, lr.threads, lr.dyn_smem_bytes, stream>>>(ra);
-  else if (rows == 2) moe_route_decode_kernel<2><<<lr.grid_x, lr.threads, lr.dyn_smem_bytes, stream>>>(ra);
-  else moe_route_decode_kernel<4><<<lr.grid_x, lr.threads, lr.dyn_smem_bytes, stream>>>(ra);
-  GPU_CHECK_LAUNCH();
+  auto* route = rows == 1 ? moe_route_decode_kernel<1> : rows == 2 ? moe_route_decode_kernel<2>
+                                                                   : moe_route_decode_kernel<4>;
+  gpu_launch(route, dim3(lr.grid_x), dim3(lr.threads), lr.dyn_smem_bytes, stream, ra);
   const int pairs = rows * k;
   MlpArgs m1{w.mlp1_blocks, w.mlp1_scales, w.mlp1_bias, s.xn, s.experts, s.weights, s.act,
-             nullptr, nullptr, H, 2 * I, k, w.swiglu_limit};
+             nullptr, nullptr, H, 2 * I, k, w.swiglu_limit, E};
   const KernelLaunch l1 = moe_decode_mlp_launch(kTarget, true, pairs, H, 2 * I);
   GPTOSS_ASSERT(l1.threads == kMlpThreads && l1.dyn_smem_bytes == mlp_smem_bytes(H));
-  moe_mlp_decode_kernel<true><<<moe_grid(l1), l1.threads, l1.dyn_smem_bytes, stream>>>(m1);
-  GPU_CHECK_LAUNCH();
+  gpu_launch(moe_mlp_decode_kernel<true>, moe_grid(l1), dim3(l1.threads), l1.dyn_smem_bytes, stream, m1);
   MlpArgs m2{w.mlp2_blocks, w.mlp2_scales, w.mlp2_bias, s.act, s.experts, s.weights, s.y,
-             residual, s.counters + 1, I, H, k, w.swiglu_limit};
+             residual, s.counters + 1, I, H, k, w.swiglu_limit, E};
   const KernelLaunch l2 = moe_decode_mlp_launch(kTarget, false, pairs, I, H);
   GPTOSS_ASSERT(l2.threads == kMlpThreads && l2.dyn_smem_bytes == mlp_smem_bytes(I));
-  moe_mlp_decode_kernel<false><<<moe_grid(l2), l2.threads, l2.dyn_smem_bytes, stream>>>(m2);
-  GPU_CHECK_LAUNCH();
+  gpu_launch(moe_mlp_decode_kernel<false>, moe_grid(l2), dim3(l2.threads), l2.dyn_smem_bytes, stream, m2);
 }
 
 }  // namespace gptoss::gpu

@@ -190,3 +190,68 @@ inline constexpr gpu_lane_mask_t kAllLanes = ~0u;
   } while (0)
 // After a kernel launch.
 #define GPU_CHECK_LAUNCH() GPU_CHECK(gpuGetLastError())
+
+// ---- Launch overlap (NVIDIA sm_90: programmatic dependent launch; HIP: plain launches) ----
+// gpu_launch(kernel, grid, block, smem, stream, args...) launches with the overlap attribute when
+// launch_overlap() is on: the kernel's blocks may start while the stream's previous kernel is still
+// running (on SMs it leaves free, or as its blocks finish), so their launch, their set-up and their
+// first loads of constant data (weights) hide under its tail. The contract, for every kernel
+// launched this way:
+//   - before gpu_grid_wait() it reads only data no kernel writes (weights, its arguments) and
+//     writes nothing; prefetch hints (gpu_prefetch_l2) may name anything;
+//   - gpu_grid_wait() returns once the previous kernel has finished and its writes are visible;
+//   - gpu_grid_trigger() (called right after the wait) lets the next overlapped launch start. As
+//     every kernel triggers only after its own wait, a kernel that starts knows the kernel two
+//     launches back has finished.
+// A kernel that calls neither runs exactly as a plain launch. The flag is process-wide (set by the
+// GPU backend from BackendOptions::launch_overlap before it captures any graph).
+namespace gptoss::gpu {
+inline bool& launch_overlap_flag() {
+  static bool on = true;
+  return on;
+}
+inline bool launch_overlap() { return launch_overlap_flag(); }
+inline void set_launch_overlap(bool on) { launch_overlap_flag() = on; }
+}  // namespace gptoss::gpu
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+__device__ __forceinline__ void gpu_grid_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void gpu_grid_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+// A hint that brings the 128-byte line holding p into L2 (NVIDIA); nothing on HIP.
+__device__ __forceinline__ void gpu_prefetch_l2(const void* p) {
+#if defined(__CUDA_ARCH__)
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+#else
+  (void)p;
+#endif
+}
+
+template <class... Params, class... Args>
+void gpu_launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, gpuStream_t stream,
+                Args... args) {
+#if defined(GPTOSS_HIP)
+  kernel<<<grid, block, smem, stream>>>(args...);
+#else
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = ::gptoss::gpu::launch_overlap() ? 1 : 0;
+  GPU_CHECK(cudaLaunchKernelEx(&cfg, kernel, static_cast<Params>(args)...));
+#endif
+  GPU_CHECK_LAUNCH();
+}
+#endif

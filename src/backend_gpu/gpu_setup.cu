@@ -54,6 +54,7 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   use_graphs_ = opt.gpu_graphs;
   use_tiles_ = opt.attn_tiles;
   use_decode_ = opt.decode_kernels;
+  gpu::set_launch_overlap(opt.launch_overlap);
   if (opt.kv_cache != "" && opt.kv_cache != "bf16" && opt.kv_cache != "f32")
     fail("--kv-cache %s: expected bf16 or f32", opt.kv_cache.c_str());
   kv_f32_ = opt.kv_cache == "f32";

@@ -173,6 +173,7 @@ BackendFactory backend_factory(const RunOptions& opt, const ModelFile& model,
   bo.precision = opt.precision;
   bo.gpu_graphs = opt.gpu_graphs;
   bo.decode_kernels = opt.decode_kernels;
+  bo.launch_overlap = opt.launch_overlap;
   std::tie(bo.kv_block_tokens, bo.kv_blocks) = kv_paging(opt, backend);
 #ifdef GPTOSS_HAVE_GPU
   if (backend == "gpu") {

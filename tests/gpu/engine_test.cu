@@ -342,6 +342,39 @@ TEST(GpuEngine, batch_invariant_decode) {
   }
 }
 
+// Launch overlap (kernels/gpu/vendor.h gpu_launch: NVIDIA's programmatic dependent launch)
+// changes when kernels start, never what they compute: the same steps with it on and off give
+// bit-identical logits, on the decode path (1 and 3 rows) and on a prompt chunk. The engines run
+// one after the other: the flag is process-wide and read when a step's graph is captured.
+TEST(GpuEngine, launch_overlap_changes_nothing) {
+  GPU_TEST_REQUIRE_DEVICE();
+  auto run = [&](bool overlap) {
+    BackendOptions o = options(64, 3);
+    o.launch_overlap = overlap;
+    auto e = make_gpu_engine(model(), o);
+    std::vector<float> all, lg;
+    std::mt19937 rng(11);
+    std::vector<Row> chunk;  // slot 2: a 24-position prompt in one step
+    for (int p = 0; p < 24; ++p)
+      chunk.push_back(Row{int32_t(rng() % 2000), 2, p, Row::kLogits | (p == 0 ? Row::kNewSeq : 0u)});
+    e->forward(chunk, lg);
+    all.insert(all.end(), lg.begin(), lg.end());
+    for (int p = 0; p < 20; ++p) {
+      std::vector<Row> rows;
+      for (int s = 0; s < (p < 10 ? 1 : 2); ++s)  // slot 0 alone, then slots 0 and 1 ...
+        rows.push_back(Row{int32_t(rng() % 2000), s, p - 10 * s, Row::kLogits | (p == 10 * s ? Row::kNewSeq : 0u)});
+      rows.push_back(Row{int32_t(rng() % 2000), 2, 24 + p, Row::kLogits});  // ... beside slot 2
+      e->forward(rows, lg);
+      all.insert(all.end(), lg.begin(), lg.end());
+    }
+    return all;
+  };
+  const std::vector<float> on = run(true), off = run(false);
+  ASSERT_EQ(on.size(), off.size());
+  EXPECT_EQ(0, std::memcmp(on.data(), off.data(), on.size() * sizeof(float)));
+  gptoss::gpu::set_launch_overlap(true);
+}
+
 // Batch invariance across every path boundary (docs/gpu.md "Batch invariance"). A step takes one
 // of these paths by its row count: 1..4 rows (gpu::kDecodeMaxRows) the decode kernels; from 5 rows
 // the GEMV (up to 8 rows, then the tensor-core GEMM) and the batched MoE (the GEMV for up to 3

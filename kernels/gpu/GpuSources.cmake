@@ -1,6 +1,8 @@
 # kernels/gpu/GpuSources.cmake: how GPU sources are compiled, for both backends.
 #   gptoss_gpu_sources(<target> [HOST] <src>...): <src> (any extension) are compiled by the GPU compiler:
-#     CUDA: CMake's CUDA language (nvcc), CMAKE_CUDA_ARCHITECTURES (default 90; 80 also builds).
+#     CUDA: CMake's CUDA language (nvcc), CMAKE_CUDA_ARCHITECTURES (default 90a; 90 and 80 also
+#           build). With 90a in the list the targets get GPTOSS_WGMMA (public): the device code has
+#           Hopper's wgmma (kernels/gpu/wgmma.h) and the host may choose it.
 #     HIP:  Debian's hipcc (ROCm 5.2) via a custom rule `hipcc -x hip --offload-arch=${GPTOSS_HIP_ARCH}`
 #           producing an object file linked into <target>; the rest of the project stays on the
 #           host C++ compiler (hipcc would compile every .cpp as HIP). CMake 3.25's HIP language
@@ -50,6 +52,9 @@ function(gptoss_gpu_sources tgt)
       target_sources(${tgt} PRIVATE ${_abs})
     endforeach()
     target_compile_options(${tgt} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -lineinfo>)
+    if("90a" IN_LIST CMAKE_CUDA_ARCHITECTURES)
+      target_compile_definitions(${tgt} PUBLIC GPTOSS_WGMMA)
+    endif()
     target_link_libraries(${tgt} PUBLIC CUDA::cudart)
   elseif(GPU_BACKEND STREQUAL "HIP")
     set(_inc "$<TARGET_PROPERTY:${tgt},INCLUDE_DIRECTORIES>")

@@ -227,6 +227,11 @@ MoeGpuScratch moe_scratch_create(const MoeGpuWeights& w, int max_rows, const Moe
   if (max_rows < 1) fail("moe: max_rows %d must be >= 1", max_rows);
   const char* opt_err = moe_options_error(options, kTarget);
   if (*opt_err) fail("moe: %s (%s build)", opt_err, GPU_RT_NAME);
+#if !defined(GPTOSS_WGMMA)
+  if (options.wgmma)
+    fail("moe: the wgmma MoE GEMM needs a build for sm_90a (CMAKE_CUDA_ARCHITECTURES=90a); this "
+         "build has none");
+#endif
   // Every launch of every step size fits this target, or the scratch is refused now (one line
   // naming the kernel, the step size and the limit) rather than a launch failing at some step.
   const std::string limits = moe_limits_error(shape_of(w), max_rows, options, kTarget);

@@ -57,6 +57,11 @@ const char* tc_name(bool mlp1, int stages, MoeTcMode mode) {
   const int si = stages == 3 ? 0 : stages == 4 ? 1 : 2;
   return names[size_t((mlp1 ? 1 : 0) * 9 + si * 3 + static_cast<int>(mode))].c_str();
 }
+const char* wg_name(bool mlp1, int stages) {
+  static const char* n[2][2] = {{"moe_wgmma_kernel<false, 3>", "moe_wgmma_kernel<false, 4>"},
+                                {"moe_wgmma_kernel<true, 3>", "moe_wgmma_kernel<true, 4>"}};
+  return n[mlp1][stages == 4];
+}
 const char* tiles_name(bool mlp1) { return mlp1 ? "moe_mma_kernel<true>" : "moe_mma_kernel<false>"; }
 
 }  // namespace
@@ -67,6 +72,7 @@ const char* moe_options_error(const MoeOptions& o, const GpuTarget& t) {
   if (o.grouped_from_rows < 2) return "the grouped GEMM's first step size must be >= 2 rows";
   if (o.grouped_config < 0 || o.grouped_config > 2)
     return "the grouped GEMM configuration must be 0, 1 or 2";
+  if (o.wgmma && t.vendor != GpuVendor::nvidia) return "the wgmma MoE GEMM is NVIDIA (sm_90a) only";
   return "";
 }
 
@@ -129,11 +135,21 @@ MoePlan moe_plan(const MoeShape& sh, int rows, const MoeOptions& o, const GpuTar
     p.tc_stages = o.grouped_config == 1 ? 4 : o.grouped_config == 2 ? 6 : 3;
     p.tc_min_blocks = o.grouped_config == 0 ? 2 : 1;
     p.tc_mode = !o.fast ? MoeTcMode::exact : o.fold_scales ? MoeTcMode::fast_bf16 : MoeTcMode::fast_f16;
+    if (p.tc_mode == MoeTcMode::fast_bf16 && o.wgmma) {
+      // wgmma: 4 stages, two blocks per SM (config 0), or 3 (configs 1, 2: fewer bytes, more
+      // blocks in flight).
+      p.tc_mode = MoeTcMode::fast_wgmma;
+      p.tc_stages = o.grouped_config == 0 ? 4 : 3;
+      p.tc_min_blocks = 2;
+    }
     p.stage_x_k = launch("moe_stage_x_kernel", ceil_div(static_cast<long long>(rows) * (H / 32) * 4, kMoeThreads),
                          1, kMoeThreads, 0);
     for (int m = 0; m < 2; ++m)
-      p.mlp_k[m] = launch(tc_name(m == 0, p.tc_stages, p.tc_mode), n_tiles, ceil_div(M[m], kMoeTcBM), kMoeThreads,
-                          moe_tc_smem_bytes(K[m], p.tc_stages));
+      p.mlp_k[m] = p.tc_mode == MoeTcMode::fast_wgmma
+                       ? launch(wg_name(m == 0, p.tc_stages), n_tiles, ceil_div(M[m], kMoeTcBM),
+                                kMoeThreads, moe_wg_smem_bytes(K[m], p.tc_stages))
+                       : launch(tc_name(m == 0, p.tc_stages, p.tc_mode), n_tiles, ceil_div(M[m], kMoeTcBM),
+                                kMoeThreads, moe_tc_smem_bytes(K[m], p.tc_stages));
   } else {
     // One GEMV kernel per process (see MoeOptions::gemv_tensor_cores): the tensor-core one needs
     // M in whole 16-row wave tiles.

@@ -66,6 +66,12 @@ struct MoeOptions {
   // the weights <= kMoeFoldMaxScale: the caller checks (moe.h moe_max_scale) and turns it off
   // otherwise.
   bool fold_scales = true;
+  // With fast and folded scales (else ignored): the grouped GEMM on Hopper's warpgroup MMA
+  // (moe_wgmma_kernel: the weights decoded per lane into A registers as now, x in shared memory
+  // as wgmma's B; one wgmma per 64 weight rows x all the tile's rows x k16 instead of 2 x 8
+  // mma.sync). Needs a build for sm_90a (CMAKE_CUDA_ARCHITECTURES 90a defines GPTOSS_WGMMA).
+  // Off by default until measured on a GPU.
+  bool wgmma = false;
 };
 // The largest E8M0 scale the folded-scale grouped GEMM takes: 2^(s - 1) must be a bf16 normal
 // (s <= 128, i.e. blocks of |w| below 2^2 * 6 = 24; trained and synthetic checkpoints are far
@@ -103,6 +109,10 @@ inline constexpr int kMoeTcBM = 256, kMoeTcBN = 64, kMoeTcKB = 2;
 inline constexpr int kMoeTcWRow = kMoeTcKB * 16;   // bytes per weight row per stage
 inline constexpr int kMoeTcXRow = kMoeTcKB * 128;  // bytes per B row per stage
 inline constexpr int kMoeTcStageBytes = kMoeTcBM * kMoeTcWRow + kMoeTcBN * kMoeTcXRow;
+// Grouped GEMM on wgmma (MoeOptions::wgmma, sm_90a): the same block tile; a stage holds the
+// weights as above and the B operand as bf16 in wgmma's core-matrix layout (no lo halves).
+inline constexpr int kMoeWgXRow = kMoeTcKB * 64;   // B bytes per row per stage
+inline constexpr int kMoeWgStageBytes = kMoeTcBM * kMoeTcWRow + kMoeTcBN * kMoeWgXRow;
 // moe_combine_norm_kernel's block and its __shared__ double red[kMoeNormThreads / 16].
 inline constexpr int kMoeNormThreads = 256;
 inline constexpr size_t kMoeNormStaticSmemBytes = kMoeNormThreads / 16 * sizeof(double);
@@ -144,6 +154,11 @@ constexpr size_t moe_tc_smem_bytes(int K, int stages) {
   return static_cast<size_t>(stages) * kMoeTcStageBytes +
          ((static_cast<size_t>(kMoeTcBM) * (K / 32) + 15) / 16) * 16;
 }
+// moe_wgmma_kernel<*, stages>: `stages` wgmma stages + the E8M0 scales of the block's rows.
+constexpr size_t moe_wg_smem_bytes(int K, int stages) {
+  return static_cast<size_t>(stages) * kMoeWgStageBytes +
+         ((static_cast<size_t>(kMoeTcBM) * (K / 32) + 15) / 16) * 16;
+}
 // moe_mma_kernel: two stages of A (hi and lo bf16 halves) and B, or the fp32 epilogue staging.
 constexpr size_t moe_tiles_smem_bytes() {
   const size_t ab = 2 * (2 * kMoeTileRows + kMoeTileCols) * kMoeTileLds * 2;
@@ -170,8 +185,10 @@ enum class MoeRoute { small, rows, per_row };
 //              MXFP4 block's partial sums times its scale into fp32 sums (precision exact);
 //   fast_f16:  the same with x as fp16 hi only (MoeOptions::fast, !fold_scales);
 //   fast_bf16: weights as bf16 with the scale folded in, x as bf16, MMAs accumulate directly
-//              (MoeOptions::fast + fold_scales).
-enum class MoeTcMode : int { exact = 0, fast_f16 = 1, fast_bf16 = 2 };
+//              (MoeOptions::fast + fold_scales);
+//   fast_wgmma: the arithmetic of fast_bf16 on wgmma (moe_wgmma_kernel; + MoeOptions::wgmma);
+//              the staged x words of a block are in (q, t) order instead of (t, q).
+enum class MoeTcMode : int { exact = 0, fast_f16 = 1, fast_bf16 = 2, fast_wgmma = 3 };
 // gemv: every expert on the GEMV; grouped: every expert on the grouped GEMM (NVIDIA);
 // gemv_tiles: experts with > kMoeGemvMaxRows rows on the bf16 tiles, the others on the GEMV.
 enum class MoeMlp { gemv, grouped, gemv_tiles };

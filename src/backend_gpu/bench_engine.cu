@@ -11,10 +11,12 @@
 //   bench-engine MODEL [--ctx N] [--pp N] [--pp-chunk N] [--tg N] [--batch 1,16,64]
 //                      [--decode-pos P] [--profile pp|decode] [--no-decode-kernels]
 //                      [--precision exact|fast] [--moe-fold 0|1] [--split-k 0|1] [--overlap 0|1]
+//                      [--wgmma 0|1]
 //   --moe-fold 0: precision fast with the MoE grouped GEMM on fp16 weights and per-block scales
 //   instead of bf16 weights with the scales folded in (kernels/gpu/moe_plan.h MoeOptions; default
 //   1); --split-k 1: the fast GEMM's K split (BackendOptions::gemm_split_k; default 0: slower on
-//   an H100, docs/performance.md); --overlap 0: no launch overlap (BackendOptions::launch_overlap)
+//   an H100, docs/performance.md); --overlap 0: no launch overlap (BackendOptions::launch_overlap);
+//   --wgmma 1: the MoE grouped GEMM on wgmma (MoeOptions::wgmma; sm_90a builds)
 //   --profile: only one step inside the profiler's range (run under ncu --profile-from-start off):
 //   the last prefill chunk (pp) or the first timed decode step of the last batch size (decode)
 //   bench-engine --synthetic 20b --out PATH [--write-only] [...]   (--write-only: stop after writing)
@@ -80,6 +82,7 @@ int main(int argc, char** argv) {
     std::string profile;  // "", "pp" or "decode": the one step inside the profiler range
     std::string precision;  // "" = the GPU default
     bool write_only = false, decode_kernels = true, moe_fold = true, split_k = false, overlap = true;
+    bool wgmma = false;
     std::vector<int> batches = {1, 16, 64};
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
@@ -102,6 +105,10 @@ int main(int argc, char** argv) {
         const std::string v = next();
         if (v != "0" && v != "1") fail("bench-engine: --split-k %s: expected 0 or 1", v.c_str());
         split_k = v == "1";
+      } else if (a == "--wgmma") {  // 1: the MoE grouped GEMM on wgmma (gpu::MoeOptions::wgmma)
+        const std::string v = next();
+        if (v != "0" && v != "1") fail("bench-engine: --wgmma %s: expected 0 or 1", v.c_str());
+        wgmma = v == "1";
       } else if (a == "--overlap") {  // 0: no launch overlap (BackendOptions::launch_overlap)
         const std::string v = next();
         if (v != "0" && v != "1") fail("bench-engine: --overlap %s: expected 0 or 1", v.c_str());
@@ -145,13 +152,14 @@ int main(int argc, char** argv) {
     opt.moe.fold_scales = moe_fold;
     opt.gemm_split_k = split_k;
     opt.launch_overlap = overlap;
+    opt.moe.wgmma = wgmma;
     auto t0 = Clock::now();
     auto eng = make_gpu_engine(model, opt);
     std::printf("{\"step\": \"load\", \"model\": \"%s\", \"GB\": %.2f, \"s\": %.2f, \"kv_GiB\": %.2f, "
-                "\"moe_fold\": %d, \"split_k\": %d, \"overlap\": %d}\n",
+                "\"moe_fold\": %d, \"split_k\": %d, \"overlap\": %d, \"wgmma\": %d}\n",
                 model.description().c_str(), model.file_bytes() / 1e9, since_s(t0),
                 eng->kv_cache_bytes() / double(1u << 30), moe_fold ? 1 : 0, split_k ? 1 : 0,
-                overlap ? 1 : 0);
+                overlap ? 1 : 0, wgmma ? 1 : 0);
     const int V = eng->config().vocab;
     std::vector<float> logits;
     std::mt19937 rng(2);

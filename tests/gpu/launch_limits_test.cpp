@@ -62,21 +62,23 @@ std::vector<MoeOptions> option_sets(const GpuTarget& t) {
   for (bool tc_gemv : {false, true})
     for (bool bf16 : {false, true})
       for (int from : {2, kMoeStepGemvMaxRows + 1, kMoeGemvMaxRows + 1})
-        for (int cfg : {0, 1, 2}) {
-          MoeOptions o;
-          o.gemv_tensor_cores = tc_gemv;
-          o.bf16_tiles = bf16;
-          o.grouped_from_rows = from;
-          o.grouped_config = cfg;
-          if (!*moe_options_error(o, t)) v.push_back(o);
-        }
+        for (int cfg : {0, 1, 2})
+          for (bool wg : {false, true}) {  // wg: precision fast on wgmma (NVIDIA only)
+            MoeOptions o;
+            o.gemv_tensor_cores = tc_gemv;
+            o.bf16_tiles = bf16;
+            o.grouped_from_rows = from;
+            o.grouped_config = cfg;
+            o.fast = o.wgmma = wg;
+            if (!*moe_options_error(o, t)) v.push_back(o);
+          }
   return v;
 }
 
 std::string describe(const MoeOptions& o) {
-  return strfmt("gemv %s, tiles %s, grouped from %d rows, grouped config %d",
+  return strfmt("gemv %s, tiles %s, grouped from %d rows, grouped config %d%s",
                 o.gemv_tensor_cores ? "mma" : "scalar", o.bf16_tiles ? "bf16" : "f16",
-                o.grouped_from_rows, o.grouped_config);
+                o.grouped_from_rows, o.grouped_config, o.wgmma ? ", wgmma" : "");
 }
 
 // Where a launch comes from, for the failure messages.
@@ -162,6 +164,16 @@ TEST(LaunchLimits, OptionsPerTarget) {
   o.gemv_tensor_cores = true;
   EXPECT_STREQ(moe_options_error(o, kSm90), "");
   EXPECT_STRNE(moe_options_error(o, kGfx90a), "");
+  MoeOptions w;
+  w.fast = w.wgmma = true;
+  EXPECT_STREQ(moe_options_error(w, kSm90), "");
+  EXPECT_STRNE(moe_options_error(w, kGfx90a), "");
+  // The plan takes the wgmma kernel only for precision fast with folded scales.
+  const MoeShape s20{32, 4, 2880, 2880};
+  EXPECT_EQ(moe_plan(s20, 256, w, kSm90, false).tc_mode, MoeTcMode::fast_wgmma);
+  EXPECT_STREQ(moe_plan(s20, 256, w, kSm90, false).mlp_k[0].kernel, "moe_wgmma_kernel<true, 4>");
+  w.fold_scales = false;
+  EXPECT_EQ(moe_plan(s20, 256, w, kSm90, false).tc_mode, MoeTcMode::fast_f16);
 }
 
 // The checker itself catches each kind of violation (so a pass above means something).

@@ -7,12 +7,13 @@
 // between replays and the L2 cache (50 MB) does not hold the weights of one routing.
 // Usage: bench-moe [--reps N] [--rows a,b,c] [--gemv scalar|mma] [--tiles f16|bf16]
 //                  [--grouped-config 0|1|2] [--grouped-from N] [--precision exact|fast]
-//                  [--fold 0|1]
+//                  [--fold 0|1] [--wgmma 0|1]
 // The kernel choices are gpu::MoeOptions (moe_plan.h): --gemv mma = the tensor-core GEMV (NVIDIA),
 // --tiles bf16 = the bf16 tile kernel (HIP's path) instead of the grouped fp16 GEMM,
 // --grouped-config = the grouped GEMM's configuration, --grouped-from N = steps of >= N rows on
 // the grouped GEMM, --precision fast = MoeOptions::fast (default exact), --fold 1 = fast with
-// the folded scales (MoeOptions::fold_scales: on by default; --fold 0 for the fp16 path). Each line says which ("gemv", "tiles", "tc_cfg",
+// the folded scales (MoeOptions::fold_scales: on by default; --fold 0 for the fp16 path), --wgmma 1 =
+// fast + folded on Hopper's wgmma (MoeOptions::wgmma, sm_90a builds). Each line says which ("gemv", "tiles", "tc_cfg",
 // "tc_from", "precision").
 #include <algorithm>
 #include <cstdio>
@@ -29,7 +30,8 @@ int main(int argc, char** argv) {
   return guarded_main("bench-moe", [&]() -> int {
     const char* usage =
         "usage: bench-moe [--reps N] [--rows a,b,c] [--gemv scalar|mma] [--tiles f16|bf16] "
-        "[--grouped-config 0|1|2] [--grouped-from N] [--precision exact|fast] [--fold 0|1]";
+        "[--grouped-config 0|1|2] [--grouped-from N] [--precision exact|fast] [--fold 0|1] "
+        "[--wgmma 0|1]";
     int reps = 50;
     std::vector<int> rows_list = {1, 8, 64, 256, 512, 4096};
     gpu::MoeOptions opt;
@@ -72,6 +74,8 @@ int main(int argc, char** argv) {
         opt.fast = v == "fast";
       } else if (a == "--fold" && (v == "0" || v == "1")) {
         opt.fold_scales = v == "1";
+      } else if (a == "--wgmma" && (v == "0" || v == "1")) {
+        opt.wgmma = v == "1";
       } else {
         fail("%s (got '%s %s')", usage, a.c_str(), v.c_str());
       }
@@ -84,7 +88,7 @@ int main(int argc, char** argv) {
     const bool nvidia = gpu::kTarget.vendor == gpu::GpuVendor::nvidia;
     const char* tiles_kind = (!nvidia || opt.bf16_tiles) ? "bf16" : "f16tc";
     const std::string cfg = std::to_string(opt.grouped_config), from = std::to_string(opt.grouped_from_rows);
-    const char* prec = !opt.fast ? "exact" : opt.fold_scales ? "fast-fold" : "fast";
+    const char* prec = !opt.fast ? "exact" : !opt.fold_scales ? "fast" : opt.wgmma ? "fast-wgmma" : "fast-fold";
     const moetest::MoeShape sh{32, 4, 2880, 2880, 7.0f};
     moetest::HostMoe hm(sh, 1);
     moetest::DevMoe dm(hm);

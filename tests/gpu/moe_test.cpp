@@ -300,6 +300,67 @@ TEST(GpuMoe, ForwardGroupedFast) {
     }
 }
 
+// The folded-scale arithmetic on Hopper's wgmma (MoeOptions::wgmma, sm_90a builds): the same
+// bound as the mma.sync kernel's (same roundings; only the MMA instruction and the B layout
+// differ), every wgmma configuration; row counts that give tiles of 1..64 rows (every N), and
+// shapes whose last 256-row block has 64 / 128 / 192 rows (warpgroups and halves without rows).
+// On the same inputs the result equals moe_tc_kernel's fast_bf16 up to fp32 summation order.
+TEST(GpuMoe, ForwardGroupedWgmma) {
+  REQUIRE_GPU();
+#if !defined(GPTOSS_WGMMA)
+  GTEST_SKIP() << "this build has no sm_90a code (CMAKE_CUDA_ARCHITECTURES=90a)";
+#else
+  int dev = 0, major = 0, minor = 0;
+  GPU_CHECK(gpuGetDevice(&dev));
+  GPU_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  GPU_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+  if (major != 9 || minor != 0) GTEST_SKIP() << "wgmma needs an sm_90 device";
+  for (int cfg : {0, 1}) {
+    gpu::MoeOptions opt;
+    opt.fast = true;
+    opt.fold_scales = true;
+    opt.wgmma = true;
+    opt.grouped_config = cfg;
+    check_moe({8, 4, 192, 128, 7.0f}, {4, 5, 13, 64, 300}, 41 + cfg, opt, 1e-2);
+    check_moe({32, 4, 2880, 2880, 7.0f}, {4, 64, 600}, 44 + cfg, opt, 1e-2);
+  }
+  // Against the mma.sync kernel on the same inputs: the same bf16 products, fp32 sums in another
+  // order, so the MoE updates agree to ~1e-6 (rel L2; a wrong fragment or B layout is O(1)).
+  for (const MoeShape& sh : {MoeShape{8, 4, 192, 128, 7.0f}, MoeShape{32, 4, 2880, 2880, 7.0f}}) {
+    HostMoe hm(sh, 47);
+    DevMoe dm(hm);
+    gpu::MoeOptions ow, om;
+    ow.fast = om.fast = true;
+    ow.wgmma = true;
+    gpu::MoeGpuScratch sw = gpu::moe_scratch_create(dm.w, 600, ow);
+    gpu::MoeGpuScratch sm = gpu::moe_scratch_create(dm.w, 600, om);
+    for (int rows : {4, 37, 600}) {
+      Rng r(4700 + rows);
+      std::vector<float> x(static_cast<size_t>(rows) * sh.H), res0(x.size(), 0.0f);
+      for (auto& v : x) v = r.normal();
+      DevBuf<float> dx(x.size()), dw(x.size()), dm2(x.size());
+      dx.upload(x);
+      dw.upload(res0);
+      dm2.upload(res0);
+      gpu::moe_forward(dm.w, dx.p, rows, dw.p, sw, nullptr);
+      gpu::moe_forward(dm.w, dx.p, rows, dm2.p, sm, nullptr);
+      GPU_CHECK(gpuDeviceSynchronize());
+      const auto yw = dw.download(), ym = dm2.download();
+      double num = 0, den = 0;
+      for (size_t i = 0; i < yw.size(); ++i) {
+        num += double(yw[i] - ym[i]) * (yw[i] - ym[i]);
+        den += double(ym[i]) * ym[i];
+      }
+      const double rel = std::sqrt(num / den);
+      std::printf("[ moe ] wgmma vs mma.sync, H %d rows %d: rel L2 %.3g\n", sh.H, rows, rel);
+      EXPECT_LE(rel, 1e-5) << "H " << sh.H << " rows " << rows;
+    }
+    gpu::moe_scratch_destroy(sw);
+    gpu::moe_scratch_destroy(sm);
+  }
+#endif
+}
+
 // moe_max_scale: the largest E8M0 scale of both matmuls' scales (the fold check of the GPU
 // backend), here 124 from the random weights, then 200 after one mlp2 scale is raised.
 TEST(GpuMoe, MaxScale) {

@@ -207,7 +207,7 @@ inline constexpr gpu_lane_mask_t kAllLanes = ~0u;
 // GPU backend from BackendOptions::launch_overlap before it captures any graph).
 namespace gptoss::gpu {
 inline bool& launch_overlap_flag() {
-  static bool on = true;
+  static bool on = false;
   return on;
 }
 inline bool launch_overlap() { return launch_overlap_flag(); }

@@ -76,8 +76,8 @@ struct BackendOptions {
   bool decode_kernels = true;
   // GPU (NVIDIA): launch overlap (programmatic dependent launch, kernels/gpu/vendor.h gpu_launch):
   // the decode path's and the attention's kernels start while the previous kernel finishes.
-  // Process-wide; --no-launch-overlap turns it off (for comparisons).
-  bool launch_overlap = true;
+  // Process-wide; run --launch-overlap on|off. Off by default until it has run on a GPU.
+  bool launch_overlap = false;
   gpu::MoeOptions moe;  // GPU: the batched MoE's kernel choices (kernels/gpu/moe_plan.h)
   // GPU, precision fast: split K of the qkv and output projections' GEMM over 1-4 blocks per
   // output tile (kernels/gpu/matmul.cu fast_gemm_splits). Off by default until it has run on a

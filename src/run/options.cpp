@@ -151,13 +151,14 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
                "a launcher's single task stops with the srun/mpirun command that uses them all");
   bool no_graphs = false;
   bool no_decode = false;
-  bool no_overlap = false;
+  std::string overlap = "off";
   app.add_flag("--no-decode-kernels", no_decode,
                "GPU: run steps of up to 4 rows on the batched kernels instead of the fused decode "
                "kernels (for comparisons)");
-  app.add_flag("--no-launch-overlap", no_overlap,
-               "GPU (NVIDIA): launch every kernel only after the previous one has finished, instead "
-               "of letting the decode and attention kernels start during its tail (for comparisons)");
+  app.add_option("--launch-overlap", overlap,
+                 "GPU (NVIDIA): on = the decode and attention kernels start during the previous "
+                 "kernel's tail (programmatic dependent launch); off = each waits for the previous "
+                 "one. Default off until measured on a GPU");
   app.add_flag("--no-graphs", no_graphs,
                "GPU: run every step without captured graphs (slower; for compute-sanitizer and "
                "debuggers)");
@@ -227,7 +228,9 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   }
   opt.gpu_graphs = !no_graphs;
   opt.decode_kernels = !no_decode;
-  opt.launch_overlap = !no_overlap;
+  if (overlap != "on" && overlap != "off")
+    fail("--launch-overlap: expected on or off, got '%s'", overlap.c_str());
+  opt.launch_overlap = overlap == "on";
   if (opt.head_split != "auto" && opt.head_split != "on" && opt.head_split != "off")
     fail("--head-split: expected auto, on or off, got '%s'", opt.head_split.c_str());
   if (opt.transport != "auto" && opt.transport != "mpi")

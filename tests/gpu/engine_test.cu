@@ -372,7 +372,7 @@ TEST(GpuEngine, launch_overlap_changes_nothing) {
   const std::vector<float> on = run(true), off = run(false);
   ASSERT_EQ(on.size(), off.size());
   EXPECT_EQ(0, std::memcmp(on.data(), off.data(), on.size() * sizeof(float)));
-  gptoss::gpu::set_launch_overlap(true);
+  gptoss::gpu::set_launch_overlap(BackendOptions{}.launch_overlap);
 }
 
 // Batch invariance across every path boundary (docs/gpu.md "Batch invariance"). A step takes one

@@ -115,7 +115,7 @@ if has getp; then  # a real getp job with the GPU defaults (-b sized from free m
 fi
 if has compare; then
   # COMPARE_SIDES: builds / variants, each "name" of: before ($BEFORE/run), after (this build),
-  # nodecode (this build with --no-decode-kernels), nooverlap (--no-launch-overlap), exact / fast
+  # nodecode (this build with --no-decode-kernels), overlap / nooverlap (--launch-overlap on / off), exact / fast
   # (this build, --precision). Batch-1 decode COMPARE_REPS times per side
   # (interleaved), getp (-m bench, 256 x 1024 in / 1024 out) once for the sides in
   # COMPARE_GETP_SIDES.
@@ -127,7 +127,8 @@ if has compare; then
       R="$B/run"; extra=()
       [ $side = before ] && R="$BEFORE/run"
       [ $side = nodecode ] && extra=(--no-decode-kernels)
-      [ $side = nooverlap ] && extra=(--no-launch-overlap)
+      [ $side = overlap ] && extra=(--launch-overlap on)
+      [ $side = nooverlap ] && extra=(--launch-overlap off)
       [ $side = exact ] && extra=(--precision exact)
       [ $side = fast ] && extra=(--precision fast)
       timeout 120 "$R" $M -z "$B/tokenizer.bin" --backend gpu -m generate -i "Tell me a long story." \

@@ -70,6 +70,17 @@ __global__ __launch_bounds__(kMoeThreads) void moe_stage_x_kernel(const float* _
   if (mode == static_cast<int>(MoeTcMode::exact)) *reinterpret_cast<uint4*>(o + 16) = lo;
 }
 
+// The E8M0 scales of a block's weight rows (one contiguous span of the [E, M, nb] array) into
+// shared memory: cp.async when aligned, else byte by byte (both grouped GEMM kernels).
+__device__ __forceinline__ void copy_block_scales(const uint8_t* src, int nbytes, unsigned char* scs,
+                                                  int tid) {
+  if ((reinterpret_cast<uintptr_t>(src) & 15u) == 0 && nbytes % 16 == 0) {
+    for (int i = tid; i < nbytes / 16; i += kMoeThreads) tile::cp_async16(scs + 16 * i, src + 16 * i);
+  } else {
+    for (int i = tid; i < nbytes; i += kMoeThreads) scs[i] = src[i];
+  }
+}
+
 // kMode (MoeTcMode): exact (x as fp16 hi + lo, two MMAs per product), fast_f16 (x as fp16 hi
 // only, 2^-11 relative; one MMA per product; the lo chunks are neither loaded nor written),
 // fast_bf16 (as fast_f16 with bf16 x, 2^-8, and the scale folded into the bf16 weights: each
@@ -92,16 +103,7 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
   const int mrows = min(kMoeTcBM, M - m0);  // a multiple of 32 (moe_plan's shape check)
   unsigned char* scs = smem + kTcStages * kMoeTcStageBytes;  // [mrows][nb] E8M0 bytes
 
-  // Scales of rows m0 .. m0 + mrows - 1: one contiguous span of the [E, M, nb] array.
-  {
-    const uint8_t* src = a.scales + (static_cast<size_t>(e) * M + m0) * nb;
-    const int nbytes = mrows * nb;
-    if ((reinterpret_cast<uintptr_t>(src) & 15u) == 0 && nbytes % 16 == 0) {
-      for (int i = tid; i < nbytes / 16; i += kMoeThreads) tile::cp_async16(scs + 16 * i, src + 16 * i);
-    } else {
-      for (int i = tid; i < nbytes; i += kMoeThreads) scs[i] = src[i];
-    }
-  }
+  copy_block_scales(a.scales + (static_cast<size_t>(e) * M + m0) * nb, mrows * nb, scs, tid);
   // Loader roles. A: kMoeTcBM rows x kMoeTcKB blocks of 16 B = 2 chunks per thread; B: kMoeTcBN rows x
   // 16 chunks of 16 B = 4 chunks per thread. Weight rows past M are not loaded (their warps do
   // not compute); B rows past the tile's rows are not loaded either (only their columns' outputs,
@@ -348,15 +350,7 @@ __global__ __launch_bounds__(kMoeThreads, 2) void moe_wgmma_kernel(MoeExpertArgs
   const int m0 = blockIdx.y * kMoeTcBM;
   const int mrows = min(kMoeTcBM, M - m0);  // a multiple of 32 (moe_plan's shape check)
   unsigned char* scs = smem + kStages * kMoeWgStageBytes;  // [mrows][nb] E8M0 bytes
-  {
-    const uint8_t* src = a.scales + (static_cast<size_t>(e) * M + m0) * nb;
-    const int nbytes = mrows * nb;
-    if ((reinterpret_cast<uintptr_t>(src) & 15u) == 0 && nbytes % 16 == 0) {
-      for (int i = tid; i < nbytes / 16; i += kMoeThreads) tile::cp_async16(scs + 16 * i, src + 16 * i);
-    } else {
-      for (int i = tid; i < nbytes; i += kMoeThreads) scs[i] = src[i];
-    }
-  }
+  copy_block_scales(a.scales + (static_cast<size_t>(e) * M + m0) * nb, mrows * nb, scs, tid);
   // Loaders. Weights as in moe_tc_kernel (rows tid / 2 + 128 i, block slot tid % 2, swizzled).
   // B: thread tid copies chunks q0, q0 + 1 of block bb of row n = tid % 64 (q0 = 2 ((tid / 64) %
   // 2), bb = tid / 128): one 32-byte sector per thread, and the 8 threads of a 16-byte store phase

@@ -9,7 +9,9 @@
 //   pass 1 on NVIDIA with a bf16 cache (bf16kv_attention_partial_mma_kernel): the same pieces and
 //     partials on tensor cores (see the kernel); the scalar kernel stays HIP's path, the fp32
 //     cache's, and AttnKernel::scalar's.
-//   pass 2 (f32_attention_combine_kernel): merges the pieces in order with the sink.
+//   the merge: the last block of a (row, kv head) to finish (a ticket per pair, in the partial
+//     scratch's tail, returned to 0 by that block) merges the pieces of its G heads in piece
+//     order with the sink and writes the output rows: no second launch.
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
@@ -68,6 +70,75 @@ __device__ __forceinline__ float group32_get(float v, int j) {
 #endif
 }
 
+// The split-K merge (flash-decoding's second pass) by the last of a (row n, kv head) pair's
+// blocks to finish: every block of the pair calls this after writing its pieces' partials
+// (all of its threads: it has barriers). The block that takes the last ticket merges the pieces
+// of the kv head's G query heads in piece order with the sink, as the separate combine kernel
+// did (same operations, same order): the pieces' (m, l) are staged in shared memory `sm`
+// (>= kMergeSmemFloats: the kernel's idle K/V buffers), a thread per head forms the sink's and
+// pieces' weights, then a thread per output (head, dim) sums its pieces' values, all loaded at
+// once (ld_coherent: past L1; a volatile load per piece would cost a round trip each). The
+// ticket goes back to 0 for the next launch.
+constexpr int kMergeSmemFloats = kKeyTile * (kHD + 8) * 2 / 4;  // the bf16 K tile's bytes / 4
+__device__ void merge_pieces_if_last(const float* partial, const uint16_t* __restrict__ sinks,
+                                     uint32_t* tickets, int n, int kvh, int G, int n_heads,
+                                     int n_kv, int n_pieces, int n_valid, float* __restrict__ out,
+                                     float* sm) {
+  __shared__ int last;
+  __threadfence();  // this block's partials, before its ticket
+  __syncthreads();
+  if (threadIdx.x == 0)
+    last = atomicAdd(tickets + n * n_kv + kvh, 1u) == static_cast<unsigned>(n_pieces - 1);
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  // [h][piece] partials of the kv head's first query head onwards (ops.h's layout)
+  const float* base = partial + (static_cast<size_t>(n) * n_heads + kvh * G) * n_pieces * kPartStride;
+  // Only the first n_valid pieces can hold keys (the later ones wrote m = -inf, which the merge
+  // skips): they alone are read.
+  const int V = n_valid;
+  float* fm = sm;             // [G][V] m, then the piece's weight (-1: no keys)
+  float* fl = sm + G * V;     // [G][V] l
+  float* den = fl + G * V;    // [G]
+  for (int i = threadIdx.x; i < G * V; i += blockDim.x) {
+    const float* pp = base + (static_cast<size_t>(i / V) * n_pieces + i % V) * kPartStride;
+    fm[i] = ld_coherent(pp + kHD);
+    fl[i] = ld_coherent(pp + kHD + 1);
+  }
+  __syncthreads();
+  for (int h = threadIdx.x; h < G; h += blockDim.x) {
+    const float sink = bf16_bits_to_f32(sinks[kvh * G + h]);
+    float* f = fm + h * V;
+    float m = sink;
+    for (int s = 0; s < V; ++s) m = fmaxf(m, f[s]);
+    float d = expf(sink - m);
+    for (int s = 0; s < V; ++s) {
+      const float ms = f[s];
+      if (ms == -INFINITY) {
+        f[s] = -1.0f;
+        continue;
+      }
+      f[s] = expf(ms - m);
+      d += fl[h * V + s] * f[s];
+    }
+    den[h] = d;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < G * kHD; i += blockDim.x) {
+    const int h = i / kHD, d = i % kHD;
+    const float* src = base + static_cast<size_t>(h) * n_pieces * kPartStride + d;
+    const float* f = fm + h * V;
+    float o = 0.0f;
+#pragma unroll 8
+    for (int s = 0; s < V; ++s) {
+      const float v = ld_coherent(src + static_cast<size_t>(s) * kPartStride);  // (unused when empty)
+      if (f[s] >= 0.0f) o = fmaf(v, f[s], o);
+    }
+    out[(static_cast<size_t>(n) * n_heads + kvh * G + h) * kHD + d] = o / den[h];
+  }
+  if (threadIdx.x == 0) tickets[n * n_kv + kvh] = 0;
+}
+
 // KvT: uint16_t (bf16 bits) or float. K and V tiles are staged in shared memory as stored (no
 // conversion), rows padded by 16 bytes so that both the 16-byte key reads (sub-lane l reads key
 // rows l and l + 32) and the value reads (sub-lane l reads dims 2l, 2l + 1 of a row) are free of
@@ -81,9 +152,11 @@ __global__ void __launch_bounds__(kAttnThreads)
                                         const KvT* __restrict__ v_cache,
                                         const int32_t* __restrict__ pos,
                                         const int32_t* __restrict__ slot,
-                                        const int32_t* __restrict__ skip, int n_heads, int n_kv,
+                                        const int32_t* __restrict__ skip,
+                                        const uint16_t* __restrict__ sinks, int n_heads, int n_kv,
                                         int cap, int window, int kv_chunk, int n_pieces,
-                                        float* __restrict__ partial) {
+                                        float* __restrict__ partial, uint32_t* tickets,
+                                        float* __restrict__ out) {
   constexpr int kPer16 = 16 / sizeof(KvT);       // cache elements per 16 bytes
   constexpr int kLd = kHD + kPer16;              // staged row stride (elements)
   constexpr int kRowChunks = kHD / kPer16;       // 16-byte pieces per row
@@ -100,10 +173,13 @@ __global__ void __launch_bounds__(kAttnThreads)
   const int j0 = window > 0 ? max(0, p - window + 1) : 0;
   const int jb = j0 + piece * kv_chunk;
   const int je = min(p + 1, jb + kv_chunk);
+  const int n_valid = min(n_pieces, (p + 1 - j0 + kv_chunk - 1) / kv_chunk);  // pieces with keys
   float* part = partial + ((static_cast<size_t>(n) * n_heads + kvh * G + h) * n_pieces + piece) *
                               kPartStride;
   if (jb >= je) {
     if (h < G && l == 0) part[kHD] = -INFINITY;
+    merge_pieces_if_last(partial, sinks, tickets, n, kvh, G, n_heads, n_kv, n_pieces, n_valid, out,
+                         reinterpret_cast<float*>(ks));
     return;
   }
   const size_t R = static_cast<size_t>(n_heads + 2 * n_kv) * kHD;
@@ -183,6 +259,8 @@ __global__ void __launch_bounds__(kAttnThreads)
     *reinterpret_cast<float2*>(&part[2 * l]) = make_float2(o0, o1);
     if (l == 0) part[kHD] = m_run, part[kHD + 1] = l_run;
   }
+  merge_pieces_if_last(partial, sinks, tickets, n, kvh, G, n_heads, n_kv, n_pieces, n_valid, out,
+                       reinterpret_cast<float*>(ks));
 }
 
 #if !defined(GPTOSS_HIP)
@@ -205,6 +283,7 @@ constexpr int kMmaStages = 3;
 constexpr int kMmaLd = kHD + 8;           // bf16 per staged row
 constexpr int kMmaStageElems = 2 * kMmaTile * kMmaLd;  // K then V
 constexpr size_t kMmaSmemBytes = size_t(kMmaStages) * kMmaStageElems * sizeof(uint16_t);
+static_assert(kMmaSmemBytes >= sizeof(float) * kMergeSmemFloats, "the merge's staging reuses the stages");
 static_assert(kMmaSmemBytes >= sizeof(float) * kMmaWarps * kAttnMaxGroup * (kHD + 2),
               "the merge area reuses the stages");
 
@@ -214,9 +293,11 @@ __global__ void __launch_bounds__(kMmaThreads)
                                         const uint16_t* __restrict__ v_cache,
                                         const int32_t* __restrict__ pos,
                                         const int32_t* __restrict__ slot,
-                                        const int32_t* __restrict__ skip, int n_heads, int n_kv,
+                                        const int32_t* __restrict__ skip,
+                                        const uint16_t* __restrict__ sinks, int n_heads, int n_kv,
                                         int cap, int window, int kv_chunk, int n_pieces,
-                                        float* __restrict__ partial) {
+                                        float* __restrict__ partial, uint32_t* tickets,
+                                        float* __restrict__ out) {
   extern __shared__ uint4 attn_mma_smem4[];
   uint16_t* smem = reinterpret_cast<uint16_t*>(attn_mma_smem4);
   const int kvh = blockIdx.x, piece = blockIdx.y, n = blockIdx.z;
@@ -229,10 +310,13 @@ __global__ void __launch_bounds__(kMmaThreads)
   const int j0 = window > 0 ? max(0, p - window + 1) : 0;
   const int jb = j0 + piece * kv_chunk;
   const int je = min(p + 1, jb + kv_chunk);
+  const int n_valid = min(n_pieces, (p + 1 - j0 + kv_chunk - 1) / kv_chunk);  // pieces with keys
   const size_t head_stride = static_cast<size_t>(n_pieces) * kPartStride;
   float* part = partial + ((static_cast<size_t>(n) * n_heads + kvh * G) * n_pieces + piece) * kPartStride;
   if (jb >= je) {
     if (tid < G) part[tid * head_stride + kHD] = -INFINITY;
+    merge_pieces_if_last(partial, sinks, tickets, n, kvh, G, n_heads, n_kv, n_pieces, n_valid, out,
+                         reinterpret_cast<float*>(smem));
     return;
   }
   const size_t slot_base = static_cast<size_t>(slot[n]) * cap;
@@ -382,38 +466,21 @@ __global__ void __launch_bounds__(kMmaThreads)
     dst[d] = O;
     if (d == 0) dst[kHD] = M, dst[kHD + 1] = L;
   }
+  merge_pieces_if_last(partial, sinks, tickets, n, kvh, G, n_heads, n_kv, n_pieces, n_valid, out,
+                       reinterpret_cast<float*>(smem));
 }
 #endif
 
-// grid (rows, n_heads), block 64 (one thread per output dimension).
-__global__ void f32_attention_combine_kernel(const float* __restrict__ partial,
-                                             const uint16_t* __restrict__ sinks,
-                                             const int32_t* __restrict__ skip, int n_heads,
-                                             int n_pieces, float* __restrict__ out) {
-  const int n = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
-  gpu_grid_wait();  // launch overlap (vendor.h): nothing before it
-  gpu_grid_trigger();
-  if (skip && skip[n]) return;
-  const float* part = partial + (static_cast<size_t>(n) * n_heads + h) * n_pieces * kPartStride;
-  const float sink = bf16_bits_to_f32(sinks[h]);
-  float m = sink;
-  for (int s = 0; s < n_pieces; ++s) m = fmaxf(m, part[s * kPartStride + kHD]);
-  float den = expf(sink - m), o = 0.0f;
-  for (int s = 0; s < n_pieces; ++s) {
-    const float ms = part[s * kPartStride + kHD];
-    if (ms == -INFINITY) continue;
-    const float f = expf(ms - m);
-    den += part[s * kPartStride + kHD + 1] * f;
-    o = fmaf(part[s * kPartStride + d], f, o);
-  }
-  out[(static_cast<size_t>(n) * n_heads + h) * kHD + d] = o / den;
-}
-
 static int attention_pieces(int max_keys, int kv_chunk) { return ceil_div(max_keys, kv_chunk); }
 
-size_t attention_partial_floats(int n_heads, int max_keys, int kv_chunk) {
+// The partials of a launch, then its tickets (one uint32 per (row, kv head) <= n_heads per row).
+static size_t attention_partial_part(int n_heads, int max_keys, int kv_chunk) {
   return static_cast<size_t>(kAttnRowsPerLaunch) * n_heads * attention_pieces(max_keys, kv_chunk) *
          kPartStride;
+}
+size_t attention_partial_floats(int n_heads, int max_keys, int kv_chunk) {
+  return attention_partial_part(n_heads, max_keys, kv_chunk) +
+         static_cast<size_t>(kAttnRowsPerLaunch) * n_heads;
 }
 
 template <class KvT>
@@ -428,15 +495,19 @@ static void attention_sinks(const float* qkv, const KvT* k_cache, const KvT* v_c
   // Many rows: longer pieces (fewer blocks, each streaming more tiles; fewer partials to merge)
   // while a launch keeps >= kAttnMinBlocks blocks. The layer's kv_chunk (sized for few rows)
   // sets the partial buffer, which fewer pieces always fit.
+  uint32_t* tickets = reinterpret_cast<uint32_t*>(partial + attention_partial_part(n_heads, max_keys, kv_chunk));
   const int launch_rows = std::min(kAttnRowsPerLaunch, rows);
   while (kv_chunk * 2 <= kAttnMaxChunk &&
          n_kv_heads * attention_pieces(max_keys, kv_chunk * 2) * launch_rows >= kAttnMinBlocks)
     kv_chunk *= 2;
   const int pieces = attention_pieces(max_keys, kv_chunk);
+  const int G = n_heads / n_kv_heads;
+  GPTOSS_ASSERT(2 * G * pieces + G <= kMergeSmemFloats);  // the merge's staging (~140 pieces)
   const size_t R = static_cast<size_t>(n_heads + 2 * n_kv_heads) * head_dim;
   for (int r0 = 0; r0 < rows; r0 += kAttnRowsPerLaunch) {
     const int nr = std::min(kAttnRowsPerLaunch, rows - r0);
     dim3 grid1(n_kv_heads, pieces, nr);
+    float* rows_out = out + static_cast<size_t>(r0) * n_heads * head_dim;
     bool mma = false;
     (void)kernel;
 #if !defined(GPTOSS_HIP)
@@ -446,8 +517,8 @@ static void attention_sinks(const float* qkv, const KvT* k_cache, const KvT* v_c
                             kMmaSmemBytes);  // > 48 KiB
         gpu_launch(bf16kv_attention_partial_mma_kernel, grid1, dim3(kMmaThreads), kMmaSmemBytes,
                    stream, qkv + r0 * R, k_cache, v_cache, pos + r0, slot + r0,
-                   skip ? skip + r0 : nullptr, n_heads, n_kv_heads, cap, window, kv_chunk, pieces,
-                   partial);
+                   skip ? skip + r0 : nullptr, reinterpret_cast<const uint16_t*>(sinks), n_heads,
+                   n_kv_heads, cap, window, kv_chunk, pieces, partial, tickets, rows_out);
         mma = true;
       }
     }
@@ -455,12 +526,9 @@ static void attention_sinks(const float* qkv, const KvT* k_cache, const KvT* v_c
     if (!mma) {
       gpu_launch(f32_kv_attention_partial_kernel<KvT>, grid1, dim3(kAttnThreads), 0, stream,
                  qkv + r0 * R, k_cache, v_cache, pos + r0, slot + r0, skip ? skip + r0 : nullptr,
-                 n_heads, n_kv_heads, cap, window, kv_chunk, pieces, partial);
+                 reinterpret_cast<const uint16_t*>(sinks), n_heads, n_kv_heads, cap, window,
+                 kv_chunk, pieces, partial, tickets, rows_out);
     }
-    dim3 grid2(nr, n_heads);
-    gpu_launch(f32_attention_combine_kernel, grid2, dim3(kHD), 0, stream, partial, sinks,
-               skip ? skip + r0 : nullptr, n_heads, pieces,
-               out + static_cast<size_t>(r0) * n_heads * head_dim);
   }
 }
 

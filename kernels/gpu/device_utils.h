@@ -14,6 +14,18 @@ __device__ __forceinline__ float bf16_bits_to_f32(uint32_t h) {
 __device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
 __device__ __forceinline__ float bf16_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
 
+// A load of what other blocks of the same launch wrote before a ticket (atomicAdd after
+// __threadfence) handed this block the data: past the SM's incoherent L1 (NVIDIA: ld.global.cg,
+// L2). AMD: a plain load; __threadfence() is an agent-scope acquire there, which already
+// invalidates the CU's L1. Unlike a volatile load it may be issued early and batched.
+__device__ __forceinline__ float ld_coherent(const float* p) {
+#if defined(GPTOSS_HIP)
+  return *p;
+#else
+  return __ldcg(p);
+#endif
+}
+
 // Round to nearest even, NaN kept quiet (same as gptoss::f32_to_bf16 on the host).
 __device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) {
   uint32_t u = __float_as_uint(f);

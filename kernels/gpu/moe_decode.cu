@@ -179,11 +179,17 @@ __device__ void mlp2_combine(const MlpArgs& a, int pair, int tile) {
   __threadfence();
   const int m = tile * kTileM + static_cast<int>(threadIdx.x);
   if (threadIdx.x < kTileM) {
-    const volatile float* y = a.out;
-    const float* w = a.weights + static_cast<size_t>(row) * a.k;
-    float acc = w[0] * y[static_cast<size_t>(row) * a.k * a.M + m];
-    for (int r = 1; r < a.k; ++r)
-      acc = acc + w[r] * y[(static_cast<size_t>(row) * a.k + r) * a.M + m];
+    // The k pairs' y, all loaded at once (ld_coherent: past L1; a volatile load each would be a
+    // round trip each), then summed in rank order.
+    const size_t p0 = static_cast<size_t>(row) * a.k;
+    float y[kMaxTopKDecode];
+#pragma unroll
+    for (int r = 0; r < kMaxTopKDecode; ++r) y[r] = r < a.k ? ld_coherent(a.out + (p0 + r) * a.M + m) : 0.0f;
+    const float* w = a.weights + p0;
+    float acc = w[0] * y[0];
+#pragma unroll
+    for (int r = 1; r < kMaxTopKDecode; ++r)
+      if (r < a.k) acc = acc + w[r] * y[r];
     float* res = a.residual + static_cast<size_t>(row) * a.M + m;
     *res = *res + acc;
   }

@@ -95,7 +95,8 @@ void f32_rope_kv_write(float* qkv, const float* rope_cs, const int32_t* pos, con
 // (kv_chunk % 64 == 0), each piece reduced by one block with an online softmax, then the pieces
 // and the sink are merged in piece order. The pieces depend only on the row's own position, so a
 // row's result does not depend on the other rows. max_keys: the most keys any row may see
-// (window if > 0, else cap); partial: scratch of attention_partial_floats(...) floats.
+// (window if > 0, else cap); partial: scratch of attention_partial_floats(...) floats, zero-filled
+// once before its first use (its tail holds the merge's tickets; every launch leaves them 0).
 // skip_rows (optional, device [rows]): rows with a non-zero flag are left alone (out not written):
 // the prompt-tile flash-attention kernel computes them.
 // kAttnHeadDim, kAttnMaxGroup: launch_shapes.h.

@@ -217,6 +217,7 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
     }
   }
   d_partial_ = dalloc<float>(partial_floats);
+  GPU_CHECK(gpuMemset(d_partial_, 0, partial_floats * sizeof(float)));  // the merge's tickets
   d_logits_ = dalloc<float>(logit_floats);
   d_meta_ = dalloc<int32_t>(kMetaSlices * kMaxStepRows);
   GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_meta_),

@@ -250,6 +250,7 @@ TEST(GpuAttentionTiles, timing_prompt_chunk_512) {
   const int kv_chunk = std::max(128, ((cap + 31) / 32 + 63) / 64 * 64);
   DevBuf<float> dq(qkv), d_tiles(size_t(rows) * nh * kHd), d_split(size_t(rows) * nh * kHd);
   DevBuf<float> dpart(gpu::attention_partial_floats(nh, cap, kv_chunk));
+  dpart.zero();  // the merge's tickets start at 0 (ops.h)
   DevBuf<bf16_t> dk(kc), dv(vc), ds(sinks);
   DevBuf<int32_t> dp(pos), dsl(slot), dnt(std::vector<int32_t>{n_tiles});
   DevBuf<gpu::AttnTile> dt(tiles);

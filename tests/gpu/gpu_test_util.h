@@ -43,6 +43,8 @@ struct DevBuf {
   }
   // All bytes 0xff: NaN for fp32, -1 for int32, NaN for bf16: an unwritten output shows.
   void poison() { GPU_CHECK(gpuMemset(p, 0xff, std::max<size_t>(n, 1) * sizeof(T))); }
+  // All bytes 0 (scratch whose counters must start at 0, e.g. the attention's partials).
+  void zero() { GPU_CHECK(gpuMemset(p, 0, std::max<size_t>(n, 1) * sizeof(T))); }
 };
 
 struct Rng {

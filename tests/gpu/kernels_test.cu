@@ -315,6 +315,7 @@ TEST(GpuKernels, attention_sinks_window_splitk) {
     DevBuf<int32_t> dp(pos), dsl(slot);
     const int max_keys = s.window ? std::min(s.window, s.cap) : s.cap;
     DevBuf<float> dpart(gpu::attention_partial_floats(s.nh, max_keys, s.kv_chunk));
+    dpart.zero();  // the merge's tickets start at 0 (ops.h)
     // bf16 cache: the default kernel (NVIDIA: tensor cores) and the scalar one (HIP's), same bound.
     gpu::f32_bf16kv_attention_sinks(dq.p, dk.p, dv.p, ds.p, dp.p, dsl.p, rows, s.nh, s.nkv, hd,
                                     s.cap, s.window, max_keys, s.kv_chunk, dpart.p, dout.p,

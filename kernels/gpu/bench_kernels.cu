@@ -2,9 +2,13 @@
 // and prints one JSON object per line (kernel, shape, rows, median microseconds, achieved GB/s
 // counting each input byte read once and each output byte written once, TFLOP/s for matmuls).
 // Weights are rotated among enough copies (> 2x the L2 cache) so timings come from HBM, not L2.
-// Usage: bench-kernels [--reps N] [--read-bw | --fast-gemm]
+// Usage: bench-kernels [--reps N] [--read-bw | --fast-gemm | --decode]
 //   --fast-gemm: only the fast (bf16 x bf16) GEMM at the qkv, o and LM-head shapes for 64..512
 //   rows, without and with its K split (NVIDIA), one JSON line each (kernel names the splits).
+//   --decode: only the batch-1 decode matmuls (decode.h) at the 20b qkv (with its RMSNorm) and
+//   output-projection shapes, each as a chain of 32 launches over rotating weight copies (as a
+//   decode step issues them back to back), next to the read probe over the same bytes per launch
+//   (how fast one kernel can stream that many bytes at all): us per launch and GB/s.
 //   --read-bw: only the read-bandwidth probe (a 4 GiB buffer read once with 16-byte loads from
 //   every SM; gpu::read_bandwidth_probe): one JSON line, the ceiling decode steps are measured
 //   against.
@@ -17,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "gpu/decode.h"
 #include "gpu/ops.h"
 #include "gpu/sample.h"
 #include "gpu/vendor.h"
@@ -146,6 +151,45 @@ void bench_fast_gemm(const char* name, int K, int M, const std::vector<int>& row
 }
 #endif
 
+// Median over reps of (a chain of n launches) / n: back-to-back launches as a decode step makes them.
+double chain_us(int n, const std::function<void(int)>& f) {
+  const int reps = g_reps;
+  g_reps = std::max(3, reps / 5);
+  const double us = time_us([&](int) {
+    for (int i = 0; i < n; ++i) f(i);
+  }) / n;
+  g_reps = reps;
+  return us;
+}
+
+void bench_decode(const char* name, int K, int M, bool norm, int blocks_probe) {
+  const size_t wbytes = size_t(M) * K * 2;
+  const int copies = int(std::max<size_t>(2, (3 * g_l2_bytes + wbytes - 1) / wbytes));
+  std::vector<bf16_t*> w(copies);
+  for (int i = 0; i < copies; ++i) w[i] = static_cast<bf16_t*>(dalloc_random(wbytes, 200 + i));
+  bf16_t* bias = static_cast<bf16_t*>(dalloc_random(size_t(M) * 2, 8));
+  bf16_t* nw = static_cast<bf16_t*>(dalloc_random(size_t(K) * 2, 9));
+  float* x = dalloc_f32(size_t(K), 2);
+  float *y, *partial;
+  GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&y), size_t(M) * 4));
+  GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&partial), size_t(blocks_probe) * 4));
+  constexpr int kChain = 32;
+  const std::string shape = std::string(name) + " " + std::to_string(M) + "x" + std::to_string(K);
+  const double us = chain_us(kChain, [&](int i) {
+    gpu::DecodeMatmul a;
+    a.x = x, a.norm_w = norm ? nw : nullptr, a.eps = 1e-5f, a.w = w[i % copies], a.bias = bias;
+    a.y = y, a.rows = 1, a.K = K, a.M = M;
+    gpu::f32_bf16w_matmul_decode(a, g_stream);
+  });
+  report("matmul_decode", shape, 1, us, double(wbytes), 2.0 * double(M) * K);
+  const double probe = chain_us(kChain, [&](int i) {
+    gpu::read_bandwidth_probe(w[i % copies], wbytes, blocks_probe, partial, g_stream);
+  });
+  report("read_probe (same bytes)", shape, 1, probe, double(wbytes), 0);
+  for (auto p : w) GPU_CHECK(gpuFree(p));
+  for (void* p : {(void*)bias, (void*)nw, (void*)x, (void*)y, (void*)partial}) GPU_CHECK(gpuFree(p));
+}
+
 void bench_attention(int ctx_pos, int window, int rows, int slots) {
   const int nh = 64, nkv = 8, hd = 64, R = (nh + 2 * nkv) * hd;
   const int cap = window ? window + 256 : ctx_pos + 1;
@@ -160,6 +204,7 @@ void bench_attention(int ctx_pos, int window, int rows, int slots) {
   GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&out), size_t(rows) * nh * hd * 4));
   GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&part),
                       gpu::attention_partial_floats(nh, max_keys, kv_chunk) * 4));
+  GPU_CHECK(gpuMemset(part, 0, gpu::attention_partial_floats(nh, max_keys, kv_chunk) * 4));
   std::vector<int32_t> pos(rows, ctx_pos), slot(rows);
   for (int i = 0; i < rows; ++i) slot[i] = i % slots;
   int32_t *dpos, *dslot;
@@ -186,12 +231,13 @@ void bench_attention(int ctx_pos, int window, int rows, int slots) {
 
 int main(int argc, char** argv) {
   return guarded_main("bench-kernels", [&] {
-    bool read_bw_only = false, fast_gemm_only = false;
+    bool read_bw_only = false, fast_gemm_only = false, decode_only = false;
     for (int i = 1; i < argc; ++i) {
       if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) g_reps = std::atoi(argv[++i]);
       else if (!std::strcmp(argv[i], "--read-bw")) read_bw_only = true;
       else if (!std::strcmp(argv[i], "--fast-gemm")) fast_gemm_only = true;
-      else fail("bench-kernels: unknown argument '%s' (usage: bench-kernels [--reps N] [--read-bw | --fast-gemm])", argv[i]);
+      else if (!std::strcmp(argv[i], "--decode")) decode_only = true;
+      else fail("bench-kernels: unknown argument '%s' (usage: bench-kernels [--reps N] [--read-bw | --fast-gemm | --decode])", argv[i]);
     }
     gpu::require_device();
     gpuDeviceProp prop;
@@ -200,6 +246,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench-kernels: %s, %d SMs/CUs, L2 %zu MiB, %s\n", prop.name,
                  prop.multiProcessorCount, g_l2_bytes >> 20, GPU_RT_NAME);
     GPU_CHECK(gpuStreamCreateNonBlocking(&g_stream));
+    if (decode_only) {
+      bench_decode("qkv+norm", 2880, 5120, true, 4 * prop.multiProcessorCount);
+      bench_decode("o", 4096, 2880, false, 4 * prop.multiProcessorCount);
+      return 0;
+    }
     if (fast_gemm_only) {
 #if defined(GPTOSS_HIP)
       fail("bench-kernels: --fast-gemm: the fast GEMM is NVIDIA only");

@@ -3,8 +3,10 @@
 # build-gpu2) and copied with tokenizer.bin (and, for `run`, the Open MPI runtime: mpi/) into one
 # git-ignored folder (see docs/gpu.md). Logs go to $OUT (or ./gpu-out).
 # Usage: tests/gpu/run_on_gpu.sh [.dev/gpu2] [steps...]
-#   steps: tests golden probe bench top1 runbench getp compare ncu profile detail memcheck big120
-#          precision
+#   steps: tests golden probe decodebench bench top1 runbench getp compare ncu profile detail
+#          memcheck big120 precision
+#   decodebench: the batch-1 decode matmuls as chains of launches next to the read probe over the
+#           same bytes (bench-kernels --decode): a kernel's fixed cost at 25-30 MB
 #   detail: ncu sections (stall reasons, issue slots, memory) of the batch-256 decode step's
 #           grouped MoE GEMM and dense GEMM launches (detail.txt)
 #   precision: issue 14's bar for --precision fast: check-top1 (exact and fast paths vs the CPU
@@ -57,6 +59,10 @@ fi
 if has probe; then
   t probe 60 "$B/bench-kernels" --read-bw
   grep -h read_bandwidth "$O/probe.log"
+fi
+if has decodebench; then
+  t decodebench 60 "$B/bench-kernels" --decode --reps 50
+  grep -h '"kernel"' "$O/decodebench.log"
 fi
 if has golden && [ -x "$B/golden_test" ]; then
   for seed in 1 2; do

@@ -12,4 +12,10 @@ for p in run bench-engine bench-kernels bench-moe check-top1 export-model gpu_ke
   [ -n "$f" ] && { cp "$f" "$D/$p"; strip "$D/$p" 2>/dev/null || true; }
 done
 [ -f "$C/tokenizer.bin" ] && cp "$C/tokenizer.bin" "$D/"
+# The GPU machine has no cpp-httplib (the server's library, linked by `run`): carry it where
+# run_on_gpu.sh looks when ldd finds a library missing (its mpi/lib).
+if [ -x "$D/run" ]; then
+  lib=$(ldd "$D/run" | awk '/libcpp-httplib/ {print $3}')
+  [ -n "$lib" ] && { mkdir -p "$D/mpi/lib"; cp -L "$lib" "$D/mpi/lib/"; }
+fi
 du -sh "$D"; ls "$D"

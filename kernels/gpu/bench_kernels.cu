@@ -59,14 +59,14 @@ float* dalloc_f32(size_t n, uint64_t seed) {
 }
 
 // Median of per-launch times (each timed with its own event pair after warm-up).
-double time_us(const std::function<void(int)>& f) {
+double time_us(const std::function<void(int)>& f, int reps = g_reps) {
   for (int i = 0; i < 3; ++i) f(i);
   GPU_CHECK(gpuStreamSynchronize(g_stream));
   gpuEvent_t a, b;
   GPU_CHECK(gpuEventCreate(&a));
   GPU_CHECK(gpuEventCreate(&b));
   std::vector<float> ms;
-  for (int i = 0; i < g_reps; ++i) {
+  for (int i = 0; i < reps; ++i) {
     GPU_CHECK(gpuEventRecord(a, g_stream));
     f(i);
     GPU_CHECK(gpuEventRecord(b, g_stream));
@@ -151,15 +151,12 @@ void bench_fast_gemm(const char* name, int K, int M, const std::vector<int>& row
 }
 #endif
 
-// Median over reps of (a chain of n launches) / n: back-to-back launches as a decode step makes them.
+// Median over --reps / 5 (at least 3) chains of n launches, over n: back-to-back launches as a
+// decode step makes them.
 double chain_us(int n, const std::function<void(int)>& f) {
-  const int reps = g_reps;
-  g_reps = std::max(3, reps / 5);
-  const double us = time_us([&](int) {
+  return time_us([&](int) {
     for (int i = 0; i < n; ++i) f(i);
-  }) / n;
-  g_reps = reps;
-  return us;
+  }, std::max(3, g_reps / 5)) / n;
 }
 
 void bench_decode(const char* name, int K, int M, bool norm, int blocks_probe) {

@@ -19,27 +19,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/head_row.h"  // HeadRow, HeadCand, kHeadSplitMaxK, kHeadRowNonFinite
 #include "common/types.h"
 
 namespace gptoss {
-
-inline constexpr int kHeadSplitMaxK = 64;
-
-struct HeadCand {
-  float value;
-  int32_t id;
-};
-
-enum : uint32_t { kHeadRowNonFinite = 1u };
-
-struct HeadRow {
-  int32_t k;        // candidates wanted: 1 (greedy) or the row's top_k
-  int32_t count;    // candidates merged so far (<= k)
-  uint32_t flags;   // kHeadRowNonFinite
-  int32_t reserved;
-  HeadCand cand[kHeadSplitMaxK];  // [count], logit desc, ties lower id first (k = 1: the arg-max)
-};
-static_assert(sizeof(HeadRow) == 16 + 8 * kHeadSplitMaxK);
 
 // Candidates a split row needs: 1 for greedy, top_k for top-k rows the split can choose exactly,
 // 0 for rows rank 0 must choose from the whole head.

@@ -88,6 +88,13 @@ class GpuBackend final : public Backend {
   }
   double measure_read_gbs() override;
   double matrix_peak_tflops() const override;
+  // The vocab-parallel LM head (the pipeline's head split; gpu_head_slice.cu).
+  bool can_head_slice() const override;
+  void head_slice_first(const float* x, std::span<const int32_t> x_rows,
+                        std::span<const int32_t> k, int vocab_begin, int vocab_end,
+                        void* out) override;
+  void head_slice_next(const void* in, void* out, int n, int vocab_begin, int vocab_end) override;
+  void head_rows_read(const void* payload, int n, HeadRow* rows) override;
 
  private:
   // ---- gpu_setup.cu ----
@@ -116,6 +123,16 @@ class GpuBackend final : public Backend {
   // Brackets a call's device work with timing events (device_busy_us).
   void begin_busy(bool head = false);
   void end_busy();
+  // ---- gpu_head_slice.cu ----
+  // The head split's device state beyond the step buffers (index uploads; on a rank without the
+  // ends its rows of the LM head, the final norm and a logits scratch), made on first use and
+  // freed with the backend (free_head_slice, the unique_ptr's deleter: no destructor code).
+  struct HeadSliceState;
+  static void free_head_slice(HeadSliceState* s);
+  HeadSliceState& head_slice_state();
+  // Final norm + LM head rows [v0, v1) of the n rows of x ([n, H], consecutive), merged into
+  // rows[n] on the stream, in steps of <= kMaxStepRows rows on enqueue_head's kernels.
+  void merge_head_slice(HeadRow* rows, const float* x, int n, int v0, int v1);
 
   Config cfg_;
   int first_ = 0, last_ = 0;  // layers [first_, last_) live here
@@ -167,6 +184,10 @@ class GpuBackend final : public Backend {
   gpu::MoeDecodeScratch moe_decode_scratch_{};
   std::map<std::tuple<int, bool>, gpuGraphExec_t> graphs_;  // (rows, embed) -> graph
   std::vector<float> row_logits_;  // [V]: a row's logits for a host pick
+  // The model file (gpu_backend.h: it outlives the backend), set by the constructor: a rank
+  // without the ends reads its slice of the LM head from it on the head split's first use.
+  const ModelFile* model_ = nullptr;
+  std::unique_ptr<HeadSliceState, void (*)(HeadSliceState*)> head_slice_{nullptr, nullptr};
 };
 
 }  // namespace gptoss::gpu_backend

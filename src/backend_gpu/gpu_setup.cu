@@ -38,6 +38,7 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
     : cfg_(model.config()), first_(first), last_(last), ends_(ends), device_(opt.device),
       ctx_(opt.ctx), slots_(opt.max_slots) {
   gpu::require_device();
+  model_ = &model;  // a rank without the LM head reads its head-split slice from it (gpu_head_slice.cu)
   const Config& c = cfg_;
   if (c.head_dim != gpu::kAttnHeadDim)
     fail("%s: the GPU backend supports head_dim %d only (model has %d)", model.path().c_str(),

@@ -50,12 +50,12 @@ Pipeline::Pipeline(MPI_Comm comm, const Config& c, const BackendFactory& make_ba
     if (hs != "auto" && hs != "on" && hs != "off")
       fail("--head-split %s: must be auto, on or off", hs.c_str());
     if (hs == "on" && size_ > 1 && !opt.head_slices)
-      fail("--head-split on: this backend cannot compute slices of the LM head (the CPU backend "
-           "can, the GPU backend not yet); use --head-split off");
+      fail("--head-split on: this backend cannot compute slices of the LM head; use --head-split "
+           "off");
     if (size_ > 1 && opt.head_slices && hs != "off") {
       const HeadSplitPlan hp = head_split_plan(c, size_, sr.rows, sr.logit_rows, given);
       const bool use =
-          hs == "on" || (given.empty() && sr.logit_rows >= 2 &&
+          hs == "on" || (opt.head_split_auto && given.empty() && sr.logit_rows >= 2 &&
                          head_split_efficiency(c, hp, sr.rows, sr.logit_rows) >=
                              whole_head_efficiency(c, layers_, sr.rows, sr.logit_rows) + 0.02);
       if (use) {

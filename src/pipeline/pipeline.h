@@ -48,11 +48,15 @@ struct PipelineOptions {
   bool profile = false;  // rank 0 prints its host time by phase at finish (--profile)
   bool allow_ipc = true;  // device payloads may go GPU to GPU (--transport auto); false: MPI
   // The LM head split over the ranks (vocab-parallel, backend/head_split.h; --head-split):
-  // "on", "off", or "auto" = on when the backends can (head_slices), there are several ranks,
-  // micro-batches carry several sequences, the split is not given (--layers) and the cost model's
-  // bound gains >= 2% (layer_split.h).
+  // "on", "off", or "auto" = on when the backends can (head_slices) and auto may choose it
+  // (head_split_auto), there are several ranks, micro-batches carry several sequences, the split
+  // is not given (--layers) and the cost model's bound gains >= 2% (layer_split.h).
   std::string head_split = "auto";
-  bool head_slices = false;  // the backends implement Backend::head_slice_* (CPU: yes)
+  bool head_slices = false;  // the backends implement Backend::head_slice_* (CPU and GPU: yes)
+  // "auto" may choose the split. GPU: not yet (only "on"): its set-up does not size a slice's
+  // memory (a rank > 0 allocates it on first use, which auto-sized KV caches leave no room for)
+  // and its throughput on GPU rings is unmeasured (docs/pipeline.md).
+  bool head_split_auto = true;
 };
 
 class Pipeline {

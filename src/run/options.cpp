@@ -171,8 +171,8 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   app.add_option("--head-split", opt.head_split,
                  "Pipeline: the LM head split over the ranks of a ring (each its slice of the "
                  "vocabulary and best candidates; rank 0 chooses exactly as from the whole head): "
-                 "auto (when the cost model gains >= 2% and micro-batches hold several sequences; "
-                 "CPU backend) | on | off");
+                 "auto (CPU rings, when the cost model gains >= 2% and micro-batches hold several "
+                 "sequences) | on (CPU or GPU) | off");
   app.add_option("--ring-timeout", opt.ring_timeout_s,
                  "Pipeline: seconds a rank waits for a message before failing (chat: only within a "
                  "turn)");

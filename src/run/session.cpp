@@ -112,7 +112,9 @@ PipelineOptions pipeline_options(const RunOptions& opt, const std::string& backe
   po.profile = opt.profile;
   po.allow_ipc = opt.transport != "mpi";
   po.head_split = opt.head_split;
-  po.head_slices = backend == "cpu";  // the GPU backend does not compute head slices yet
+  po.head_slices = true;  // both backends compute slices of the LM head
+  // GPU rings split the head with --head-split on only (pipeline.h head_split_auto says why).
+  po.head_split_auto = backend == "cpu";
   return po;
 }
 

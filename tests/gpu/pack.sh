@@ -6,7 +6,8 @@ set -euo pipefail
 B=$1 D=$2 C=${3:-build}
 mkdir -p "$D"
 for p in run bench-engine bench-kernels bench-moe check-top1 export-model gpu_kernels_test \
-         gpu_engine_test gpu_moe_test gpu_sample_test gpu_attention_test gpu_decode_test golden_test \
+         gpu_engine_test gpu_moe_test gpu_sample_test gpu_attention_test gpu_decode_test \
+         gpu_head_slice_test golden_test \
          launch_limits_test bench-serve comm_ipc_transport_test; do
   f=$(find "$B" -maxdepth 3 -type f -name "$p" -perm -u+x | head -1)
   [ -n "$f" ] && { cp "$f" "$D/$p"; strip "$D/$p" 2>/dev/null || true; }

@@ -5,8 +5,8 @@
 # Usage: tests/gpu/run_on_gpu.sh [.dev/gpu2] [steps...]
 #   steps: tests golden probe decodebench bench top1 runbench getp compare ncu profile detail
 #          memcheck big120 precision
-#   decodebench: the batch-1 decode matmuls as chains of launches next to the read probe over the
-#           same bytes (bench-kernels --decode): a kernel's fixed cost at 25-30 MB
+#   decodebench: the batch-1 decode matmuls and the MoE block as chains of launches next to the
+#           read probe over the same bytes (bench-kernels --decode): a kernel's fixed cost at 25-53 MB
 #   detail: ncu sections (stall reasons, issue slots, memory) of the batch-256 decode step's
 #           grouped MoE GEMM and dense GEMM launches (detail.txt)
 #   precision: issue 14's bar for --precision fast: check-top1 (exact and fast paths vs the CPU
@@ -54,6 +54,7 @@ if has tests; then
   t moe 60 "$B/gpu_moe_test"
   [ -x "$B/gpu_sample_test" ] && t sample 90 "$B/gpu_sample_test"
   [ -x "$B/gpu_decode_test" ] && t decode 120 "$B/gpu_decode_test"
+  [ -x "$B/gpu_head_slice_test" ] && t head_slice 120 "$B/gpu_head_slice_test"
   t engine 120 "$B/gpu_engine_test"
 fi
 if has probe; then

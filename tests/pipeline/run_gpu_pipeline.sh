@@ -7,6 +7,12 @@
 # Steps (default: all but 120b1; each under `timeout`, so nothing can hang):
 #   engine gpu_engine_test (the one-GPU engine, whose code the stage shares)
 #   tiny   greedy output of 2 ranks (and 3 ranks on 2 GPUs, and the MPI fallback) equals 1 GPU
+#   headsplit  issue 18 item 3 on the GPU: one ring of 2 ranks (--dp 1: the automatic shape would
+#          make tiny two rings of one) with --head-split on (tiny model, -b 1: the same kernel paths
+#          as one GPU) gives the 1-GPU getp OUT byte for byte for greedy, top-k and top-k + top-p
+#          sampling, with every row chosen from the slices (--profile); at -b 4 the split ring
+#          against the whole-head ring is reported (not a gate). Runs on one GPU too (both ranks
+#          share it)
 #   dp     issue 18: 2 rings of 2 ranks (--dp 2, 4 ranks sharing the GPUs there are, one is
 #          enough) give the 1-GPU getp OUT byte for byte (tiny model, -b 1: the same kernel paths)
 #   20b    the same on a synthetic 20b (bench-engine --synthetic 20b: fast, patterned weights)
@@ -25,7 +31,7 @@
 B=${1:?usage: run_gpu_pipeline.sh BINDIR [steps...]}
 B=$(cd "$B" && pwd)
 shift
-STEPS=${*:-engine tiny 20b perf kill sweep 120b}
+STEPS=${*:-engine tiny headsplit 20b perf kill sweep 120b}
 has() { [[ " $STEPS " == *" $1 "* ]]; }
 R=${OUT:-gpupipe-out}
 mkdir -p "$R"
@@ -94,7 +100,7 @@ PY
 }
 
 # ---- models ----
-if has tiny && [ ! -f tiny.bin ]; then
+if { has tiny || has headsplit; } && [ ! -f tiny.bin ]; then
   "$B/export-model" --synthetic tiny tiny-hf --seed 1 > /dev/null && "$B/export-model" tiny-hf tiny.bin > /dev/null
   rm -rf tiny-hf
 fi
@@ -160,6 +166,37 @@ if has tiny; then
   grep -m1 "^pipeline:" "$O/tiny-b4-np3.log"
   echo "info: 3 ranks on 2 GPUs, -b 4 --micro-batches 5 --chunk 8 vs 1 GPU -b 4 --chunk 8:" \
        "$(diff b4-ref.txt b4-np3.txt | grep -c '^<') of $(wc -l < b4-ref.txt) lines differ"
+fi
+if has headsplit; then
+  echo "=== headsplit ($(date +%T))"
+  prompts 6 30 hs-in.txt
+  # rows chosen from the slices / from rank 0's whole head (rank 0's --profile line)
+  hs_counts() { sed -n "s/^pipeline profile rank 0: head split: \([0-9]*\) rows chosen from the slices' candidates, \([0-9]*\) from the whole head\$/\1 \2/p" "$1"; }
+  for samp in "-T 0" "-T 0.8 --top-k 20 -s 7" "-T 1.1 --top-k 64 -p 0.9 -s 3"; do
+    tag=$(echo "$samp" | tr -d ' .-'); tag=${tag:0:12}
+    hargs=(-z "$TOK" --ignore-eos -c 1024 --backend gpu -m getp -i hs-in.txt -n 24 -b 1)
+    # shellcheck disable=SC2086
+    t "hs-$tag-1gpu" 120 "${ONE[@]}" "$B/run" tiny.bin "${hargs[@]}" $samp -o "hs-$tag-ref.txt"
+    # shellcheck disable=SC2086
+    t "hs-$tag-np2" 180 "${MPI[@]}" -np 2 "$B/run" tiny.bin "${hargs[@]}" $samp --head-split on \
+        --dp 1 --profile -o "hs-$tag-np2.txt" || bad "headsplit ($samp): np2 exit"
+    grep -m1 "^pipeline:" "$O/hs-$tag-np2.log"
+    grep -q "LM head split over the ranks" "$O/hs-$tag-np2.log" ||
+      bad "headsplit ($samp): the start-up line names no head split"
+    read -r sl wh <<<"$(hs_counts "$O/hs-$tag-np2.log")"
+    if [ -n "$sl" ] && [ "$sl" -gt 0 ] && [ "$wh" -eq 0 ]; then
+      ok "headsplit ($samp): $sl rows chosen from the slices, none from the whole head"
+    else
+      bad "headsplit ($samp): rows from the slices '$sl', from the whole head '$wh'"
+    fi
+    same "headsplit ($samp): 2 ranks --head-split on (getp -b 1) equal 1 GPU" "hs-$tag-ref.txt" "hs-$tag-np2.txt"
+  done
+  hb=(-z "$TOK" -T 0 --ignore-eos -c 1024 --backend gpu -m getp -i hs-in.txt -n 24 -b 4 --chunk 8)
+  t hs-b4-whole 120 "${MPI[@]}" -np 2 "$B/run" tiny.bin "${hb[@]}" --dp 1 --head-split off -o hs-b4-whole.txt
+  t hs-b4-split 120 "${MPI[@]}" -np 2 "$B/run" tiny.bin "${hb[@]}" --dp 1 --head-split on -o hs-b4-split.txt ||
+    bad "headsplit -b 4: np2 exit"
+  echo "info: -b 4 --chunk 8, 2 ranks, --head-split on vs off:" \
+       "$(diff hs-b4-whole.txt hs-b4-split.txt | grep -c '^<') of $(wc -l < hs-b4-whole.txt) lines differ"
 fi
 if has 20b; then
   echo "=== 20b ($(date +%T))"

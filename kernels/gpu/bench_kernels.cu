@@ -8,7 +8,8 @@
 //   --decode: only the batch-1 decode matmuls (decode.h) at the 20b qkv (with its RMSNorm) and
 //   output-projection shapes, each as a chain of 32 launches over rotating weight copies (as a
 //   decode step issues them back to back), next to the read probe over the same bytes per launch
-//   (how fast one kernel can stream that many bytes at all): us per launch and GB/s.
+//   (how fast one kernel can stream that many bytes at all): us per launch and GB/s; then the MoE
+//   block (moe_forward_decode, 1 row) the same way.
 //   --read-bw: only the read-bandwidth probe (a 4 GiB buffer read once with 16-byte loads from
 //   every SM; gpu::read_bandwidth_probe): one JSON line, the ceiling decode steps are measured
 //   against.
@@ -187,6 +188,65 @@ void bench_decode(const char* name, int K, int M, bool norm, int blocks_probe) {
   for (void* p : {(void*)bias, (void*)nw, (void*)x, (void*)y, (void*)partial}) GPU_CHECK(gpuFree(p));
 }
 
+// The decode path's MoE block (moe_forward_decode: router + both expert matmuls + combine) at the
+// 20b shape for one row, as a chain of 24 launches over rotating copies of a layer's 32 experts
+// (> 3x the L2 together), next to the read probe over the bytes one launch reads (the 4 chosen
+// experts' blocks, scales and biases, the router). The MXFP4 scales are small (2^-10..2^-7) so the
+// residual, which each launch adds into, stays put and the router keeps choosing 4 experts.
+void bench_moe_decode(int blocks_probe) {
+  const int E = 32, k = 4, H = 2880, I = 2880;
+  const size_t b1 = size_t(E) * 2 * I * H / 2, s1 = size_t(E) * 2 * I * H / 32;
+  const size_t b2 = size_t(E) * H * I / 2, s2 = size_t(E) * H * I / 32;
+  const int copies = 4;  // 4 x 4 chosen experts x 13 MB: over 4x the L2
+  auto scales = [](size_t n, uint64_t seed) {
+    std::vector<uint8_t> h(n);
+    std::mt19937_64 rng(seed);
+    for (auto& v : h) v = uint8_t(117 + rng() % 4);
+    void* p;
+    GPU_CHECK(gpuMalloc(&p, n));
+    GPU_CHECK(gpuMemcpy(p, h.data(), n, gpuMemcpyHostToDevice));
+    return static_cast<const uint8_t*>(p);
+  };
+  std::vector<gpu::MoeGpuWeights> w(copies);
+  for (int i = 0; i < copies; ++i) {
+    gpu::MoeGpuWeights& l = w[i];
+    l.n_experts = E, l.top_k = k, l.hidden = H, l.intermediate = I, l.swiglu_limit = 7.0f;
+    l.router_w = static_cast<const uint16_t*>(dalloc_random(size_t(E) * H * 2, 300 + i));
+    l.router_b = static_cast<const uint16_t*>(dalloc_random(size_t(E) * 2, 400 + i));
+    l.mlp1_blocks = static_cast<const uint8_t*>(dalloc_random(b1, 500 + i));
+    l.mlp1_scales = scales(s1, 600 + i);
+    l.mlp1_bias = static_cast<const uint16_t*>(dalloc_random(size_t(E) * 2 * I * 2, 700 + i));
+    l.mlp2_blocks = static_cast<const uint8_t*>(dalloc_random(b2, 800 + i));
+    l.mlp2_scales = scales(s2, 900 + i);
+    l.mlp2_bias = static_cast<const uint16_t*>(dalloc_random(size_t(E) * H * 2, 1000 + i));
+  }
+  bf16_t* nw = static_cast<bf16_t*>(dalloc_random(size_t(H) * 2, 9));
+  float* x = dalloc_f32(size_t(H), 3);
+  float* partial;
+  GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&partial), size_t(blocks_probe) * 4));
+  gpu::MoeDecodeScratch s = gpu::moe_decode_scratch_create(w[0], 1);
+  const double bytes = double(k) * double(b1 + s1 + b2 + s2) / E + double(k) * (2 * I + H) * 2 +
+                       double(E) * H * 2;
+  constexpr int kChain = 24;
+  const std::string shape = "20b 1 row, " + std::to_string(E) + " experts top " + std::to_string(k);
+  const double us = chain_us(kChain, [&](int i) {
+    gpu::moe_forward_decode(w[i % copies], nw, 1e-5f, x, 1, s, g_stream);
+  });
+  report("moe_forward_decode", shape, 1, us, bytes, 2.0 * k * (2.0 * I * H + double(H) * I));
+  const double probe = chain_us(kChain, [&](int i) {
+    gpu::read_bandwidth_probe(w[i % copies].mlp1_blocks, size_t(bytes) & ~size_t(15), blocks_probe,
+                              partial, g_stream);
+  });
+  report("read_probe (same bytes)", shape, 1, probe, bytes, 0);
+  gpu::moe_decode_scratch_destroy(s);
+  for (auto& l : w)
+    for (const void* p : {(const void*)l.router_w, (const void*)l.router_b, (const void*)l.mlp1_blocks,
+                          (const void*)l.mlp1_scales, (const void*)l.mlp1_bias, (const void*)l.mlp2_blocks,
+                          (const void*)l.mlp2_scales, (const void*)l.mlp2_bias})
+      GPU_CHECK(gpuFree(const_cast<void*>(p)));
+  for (void* p : {(void*)nw, (void*)x, (void*)partial}) GPU_CHECK(gpuFree(p));
+}
+
 void bench_attention(int ctx_pos, int window, int rows, int slots) {
   const int nh = 64, nkv = 8, hd = 64, R = (nh + 2 * nkv) * hd;
   const int cap = window ? window + 256 : ctx_pos + 1;
@@ -246,6 +306,7 @@ int main(int argc, char** argv) {
     if (decode_only) {
       bench_decode("qkv+norm", 2880, 5120, true, 4 * prop.multiProcessorCount);
       bench_decode("o", 4096, 2880, false, 4 * prop.multiProcessorCount);
+      bench_moe_decode(4 * prop.multiProcessorCount);
       return 0;
     }
     if (fast_gemm_only) {

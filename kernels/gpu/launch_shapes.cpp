@@ -90,16 +90,23 @@ KernelLaunch moe_decode_route_launch(const GpuTarget& t, int rows, int H, int E)
 
 KernelLaunch moe_decode_mlp_launch(const GpuTarget& t, bool first, int pairs, int K, int M) {
   KernelLaunch l;
-  l.kernel = first ? "moe_mlp_decode_kernel<true>" : "moe_mlp_decode_kernel<false>";
   l.grid_x = pairs;
-  l.grid_y = M / kMoeDecodeTileM;
   const int nb = K / 32;
-  if (t.vendor == GpuVendor::nvidia) {  // 4 warps of 16 rows: input hi|lo, scales, cp.async ring
-    l.threads = 4 * t.wave_size;
+  if (t.vendor == GpuVendor::nvidia) {  // warps of 16 rows x K parts: input hi|lo, scales, cp.async ring
+    const int groups = first ? kMoeDecodeGroups1 : kMoeDecodeGroups2;
+    const int split = first ? kMoeDecodeSplit1 : kMoeDecodeSplit2, warps = groups * split;
+    static char names[2][48];  // "moe_mlp_decode_kernel<first, groups, split>" as demangled
+    std::snprintf(names[first], sizeof(names[first]), "moe_mlp_decode_kernel<%s, %d, %d>",
+                  first ? "true" : "false", groups, split);
+    l.kernel = names[first];
+    l.grid_y = M / (16 * groups);
+    l.threads = warps * t.wave_size;
     const size_t row_pad = size_t(kMoeDecodeStageBlocks) * 16 + 16;
-    l.dyn_smem_bytes = size_t(nb) * 128 + size_t(4) * 16 * nb +
-                       size_t(4) * kMoeDecodeStages * 16 * row_pad;
+    l.dyn_smem_bytes = size_t(nb) * 128 + size_t(warps) * 16 * nb +
+                       size_t(warps) * kMoeDecodeStages * 16 * row_pad;
   } else {  // 4 waves of 16 rows, the input in fp32
+    l.kernel = first ? "moe_mlp_decode_kernel<true>" : "moe_mlp_decode_kernel<false>";
+    l.grid_y = M / kMoeDecodeTileM;
     l.threads = (kMoeDecodeTileM / 16) * t.wave_size;
     l.dyn_smem_bytes = size_t(K) * sizeof(float);
   }

@@ -78,8 +78,23 @@ inline constexpr int kDecodeMaxK = 4096;      // input width of a decode matmul 
 inline constexpr int kDecodeThreads = 256;    // dense matmuls and the router
 inline constexpr int kDecodeSmallK = 3072;    // K up to this: two weight rows per wave
 inline constexpr size_t kDecodeStaticSmemBytes = 128;  // the kernels' own small __shared__ arrays
-inline constexpr int kMoeDecodeTileM = 64;    // weight rows per block of the expert matmuls
-inline constexpr int kMoeDecodeStageBlocks = 8, kMoeDecodeStages = 4;  // NVIDIA's cp.async ring
+inline constexpr int kMoeDecodeTileM = 64;    // HIP: weight rows per block of the expert matmuls
+// NVIDIA: per block of the first (1) and second (2) expert matmul, groups of 16 weight rows and
+// the parts K is split into (a warp per group and part), and the cp.async ring of each warp.
+#if defined(GPTOSS_MOE_DECODE_SPLIT)
+// (CMake GPTOSS_MOE_DECODE_SPLIT; not yet run on a GPU) mlp1 64 rows x 2 parts, mlp2 32 rows x 4
+// parts, 8 warps each: both grids hold ~22 warps per SM instead of ~10 and ~5, since one warp per
+// 16 rows left the schedulers idle (ncu, docs/performance.md 2026-12-06); 64 KB of shared memory
+// per block, 3 blocks per SM.
+inline constexpr int kMoeDecodeGroups1 = 4, kMoeDecodeSplit1 = 2;
+inline constexpr int kMoeDecodeGroups2 = 2, kMoeDecodeSplit2 = 4;
+inline constexpr int kMoeDecodeStageBlocks = 4, kMoeDecodeStages = 4;
+#else
+// The measured default: 64 rows, K whole, 4 warps per block (54 KB of shared memory).
+inline constexpr int kMoeDecodeGroups1 = 4, kMoeDecodeSplit1 = 1;
+inline constexpr int kMoeDecodeGroups2 = 4, kMoeDecodeSplit2 = 1;
+inline constexpr int kMoeDecodeStageBlocks = 8, kMoeDecodeStages = 4;
+#endif
 // The row bucket a decode kernel is instantiated for (1, 2 or 4 rows).
 inline int decode_row_bucket(int rows) { return rows <= 1 ? 1 : rows == 2 ? 2 : 4; }
 // Rows one launch of a decode matmul takes: all `rows`, or 2 when their staged inputs (the

@@ -4,14 +4,17 @@
 //     computes its share of the router logits (a wave per two experts: the bf16 dot product of the
 //     router in moe_route.cu, bit for bit), and the block that finishes last (a ticket) does the
 //     top-k + softmax of every row (wave_topk_softmax, the routing kernels' choice).
-//   mlp1 / mlp2: one (row, rank) pair per grid column and kTileM weight rows per block, so all of
-//     the chosen experts' bytes stream from every SM. NVIDIA: a warp owns 16 weight rows and
-//     streams them through a cp.async ring in shared memory (kStageBlocks MXFP4 blocks per stage,
-//     kStages stages); per MXFP4 block, each lane turns its word of rows g and g + 8 into fp16
+//   mlp1 / mlp2: one (row, rank) pair per grid column and a tile of weight rows per block, so all
+//     of the chosen experts' bytes stream from every SM. NVIDIA: a warp owns 16 weight rows and one
+//     of kSplit parts of K (launch_shapes.h: kMoeDecodeGroups / kMoeDecodeSplit per matmul; the
+//     parts' sums are added in part order) and streams them through a cp.async ring in shared
+//     memory (kStageBlocks MXFP4 blocks per stage, kStages stages); per MXFP4 block, each lane
+//     turns its word of rows g and g + 8 into fp16
 //     pairs (the exact placements LUT * 2^-14) and two mma.sync m16n8k16 multiply them with the
 //     input as fp16 hi (column 0) and lo (column 1) halves; the block's sums are scaled by the
 //     rows' E8M0 scales into fp32 accumulators (fp32-quality, as moe_gemv.cu's tensor-core GEMV).
-//     HIP: the same grid with fp32 FMAs over the decoded codes (correct; not tuned).
+//     HIP: kMoeDecodeTileM rows per block, no K split, fp32 FMAs over the decoded codes (correct;
+//     not tuned).
 //   mlp1's epilogue: bias + clamped SwiGLU per (gate, up) row pair -> act[pair]. mlp2's: bias ->
 //     y[pair]; the last of the k pairs of a row to finish an output tile (a ticket per (row,
 //     tile)) adds w_0 y_0 + w_1 y_1 + ... in rank order into the residual: deterministic.
@@ -25,9 +28,6 @@
 namespace gptoss::gpu {
 namespace {
 
-constexpr int kTileM = kMoeDecodeTileM;           // weight rows per block of mlp1 / mlp2
-constexpr int kStageBlocks = kMoeDecodeStageBlocks;  // MXFP4 blocks (of 32 codes) per stage
-constexpr int kStages = kMoeDecodeStages;            // stages in flight per warp
 constexpr int kMaxTopKDecode = 8;
 
 using decode_detail::kThreads;
@@ -137,8 +137,9 @@ struct MlpArgs {
   const float* weights;    // [pairs] (mlp2)
   float* out;              // mlp1: act [pairs, M / 2]; mlp2: y [pairs, M]
   float* residual;         // mlp2: [rows, M]
-  uint32_t* tickets;       // mlp2: [rows, M / kTileM]
+  uint32_t* tickets;       // mlp2: [rows, M / tile_rows]
   int K, M, k;
+  int tile_rows;           // weight rows per block (grid column y = tile)
   float limit;
   int n_experts;
 };
@@ -172,13 +173,13 @@ __device__ void mlp2_combine(const MlpArgs& a, int pair, int tile) {
   __threadfence();  // this thread's y writes, before the ticket
   __syncthreads();
   if (threadIdx.x == 0)
-    last = atomicAdd(a.tickets + static_cast<size_t>(row) * (a.M / kTileM) + tile, 1u) ==
+    last = atomicAdd(a.tickets + static_cast<size_t>(row) * (a.M / a.tile_rows) + tile, 1u) ==
            static_cast<unsigned>(a.k - 1);
   __syncthreads();
   if (!last) return;
   __threadfence();
-  const int m = tile * kTileM + static_cast<int>(threadIdx.x);
-  if (threadIdx.x < kTileM) {
+  const int m = tile * a.tile_rows + static_cast<int>(threadIdx.x);
+  if (static_cast<int>(threadIdx.x) < a.tile_rows) {
     // The k pairs' y, all loaded at once (ld_coherent: past L1; a volatile load each would be a
     // round trip each), then summed in rank order.
     const size_t p0 = static_cast<size_t>(row) * a.k;
@@ -193,33 +194,46 @@ __device__ void mlp2_combine(const MlpArgs& a, int pair, int tile) {
     float* res = a.residual + static_cast<size_t>(row) * a.M + m;
     *res = *res + acc;
   }
-  if (threadIdx.x == 0) a.tickets[static_cast<size_t>(row) * (a.M / kTileM) + tile] = 0;
+  if (threadIdx.x == 0) a.tickets[static_cast<size_t>(row) * (a.M / a.tile_rows) + tile] = 0;
 }
 
 #if !defined(GPTOSS_HIP)
-// NVIDIA: 4 warps x 16 weight rows = kTileM rows per block (128 threads).
-constexpr int kMlpThreads = 4 * kWaveSize;
+// NVIDIA: kGroups warps' worth of 16 weight rows per block, each group's K split over kSplit
+// warps (warp w: rows group w % kGroups, K part w / kGroups): kGroups * kSplit warps per block
+// (launch_shapes.h; kSplit 1 by default). A split gives the SMs two or four times the warps to
+// hide the decode's latencies with (one warp per 16 rows leaves ~2.6 warps per scheduler, issuing
+// every 2.2 cycles); the parts' sums are added in part order (fixed), so a row's result never
+// depends on the step's other rows (it does differ in rounding between split and unsplit builds).
+constexpr int kStageBlocks = kMoeDecodeStageBlocks;  // MXFP4 blocks (of 32 codes) per stage
+constexpr int kStages = kMoeDecodeStages;            // stages in flight per warp
 constexpr int kRowPad = kStageBlocks * 16 + 16;  // bytes per staged weight row (conflict-free)
 constexpr int kWarpStage = 16 * kRowPad;         // bytes of one warp's stage
+template <int kGroups, int kSplit>
 struct MlpSmem {
+  static constexpr int kWarps = kGroups * kSplit;
   __host__ __device__ static size_t x_bytes(int K) { return static_cast<size_t>(K / 32) * 128; }  // hi|lo per block
-  __host__ __device__ static size_t scale_bytes(int K) { return static_cast<size_t>(4) * 16 * (K / 32); }
-  __host__ __device__ static size_t ring_bytes() { return static_cast<size_t>(4) * kStages * kWarpStage; }
+  __host__ __device__ static size_t scale_bytes(int K) { return static_cast<size_t>(kWarps) * 16 * (K / 32); }
+  __host__ __device__ static constexpr size_t ring_bytes() { return static_cast<size_t>(kWarps) * kStages * kWarpStage; }
   __host__ __device__ static size_t bytes(int K) { return x_bytes(K) + scale_bytes(K) + ring_bytes(); }
 };
 
-template <bool kFirst>
-__global__ __launch_bounds__(kMlpThreads) void moe_mlp_decode_kernel(MlpArgs a) {
+template <bool kFirst, int kGroups, int kSplit>
+__global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(MlpArgs a) {
+  using Smem = MlpSmem<kGroups, kSplit>;
+  constexpr int kBlockThreads = kGroups * kSplit * kWaveSize;
   extern __shared__ uint4 mlp_smem4[];
   uint8_t* smem = reinterpret_cast<uint8_t*>(mlp_smem4);
   const int K = a.K, nb = K / 32;
   uint8_t* xq = smem;                                // [nb][hi 4 x uint4 | lo 4 x uint4]
-  uint8_t* scs = xq + MlpSmem::x_bytes(K);           // [warp][16 rows][nb]
-  uint8_t* ring = scs + MlpSmem::scale_bytes(K);     // [warp][stage][16 rows][kRowPad]
+  uint8_t* scs = xq + Smem::x_bytes(K);              // [warp][16 rows][nb]
+  uint8_t* ring = scs + Smem::scale_bytes(K);        // [warp][stage][16 rows][kRowPad]
   const int pair = blockIdx.x, tile = blockIdx.y;
   const int warp = threadIdx.x / kWaveSize, lane = threadIdx.x % kWaveSize;
+  const int group = warp % kGroups, part = warp / kGroups;
   const int g = lane / 4, t = lane % 4;
-  const int m0 = tile * kTileM + warp * 16;  // this warp's first weight row
+  const int m0 = tile * (16 * kGroups) + group * 16;  // this warp's first weight row
+  // This warp's MXFP4 blocks [b_begin, b_end) of each row.
+  const int b_begin = part * nb / kSplit, b_end = (part + 1) * nb / kSplit;
   if (!kFirst) {
     // Before the wait (launch overlap, vendor.h): the experts were chosen two launches back (the
     // router), which has finished when this kernel starts; read through L2 as a hint only, to
@@ -228,9 +242,9 @@ __global__ __launch_bounds__(kMlpThreads) void moe_mlp_decode_kernel(MlpArgs a) 
     if (eh >= 0 && eh < a.n_experts) {
       const size_t hrow0 = static_cast<size_t>(eh) * a.M + m0;
       const uint8_t* hw = a.blocks + hrow0 * (K / 2);
-      for (int off = lane * 128; off < 16 * (K / 2); off += kWaveSize * 128) gpu_prefetch_l2(hw + off);
-      const uint8_t* hs = a.scales + hrow0 * nb;
-      for (int off = lane * 128; off < 16 * nb; off += kWaveSize * 128) gpu_prefetch_l2(hs + off);
+      for (int r = 0; r < 16; ++r)
+        for (int off = 16 * b_begin + lane * 128; off < 16 * b_end; off += kWaveSize * 128)
+          gpu_prefetch_l2(hw + static_cast<size_t>(r) * (K / 2) + off);
     }
   }
   gpu_grid_wait();
@@ -239,25 +253,26 @@ __global__ __launch_bounds__(kMlpThreads) void moe_mlp_decode_kernel(MlpArgs a) 
   const size_t row0 = static_cast<size_t>(e) * a.M + m0;
   const uint8_t* wsrc = a.blocks + row0 * (K / 2);
   uint8_t* my_ring = ring + static_cast<size_t>(warp) * kStages * kWarpStage;
-  const int n_stages = (nb + kStageBlocks - 1) / kStageBlocks;
+  const int n_stages = (b_end - b_begin + kStageBlocks - 1) / kStageBlocks;
 
-  // Stage s: 16 rows x kStageBlocks blocks of 16 bytes = 8 x 16-byte copies per row; lane l copies
-  // pieces l, l + 32, l + 64, l + 96 (row piece / 8, block piece % 8).
+  // Stage s: 16 rows x kStageBlocks blocks of 16 bytes; lane l copies pieces l, l + 32, ... (row
+  // piece / kStageBlocks, block piece % kStageBlocks).
   auto issue = [&](int s) {
     if (s < n_stages) {
       uint8_t* dst = my_ring + static_cast<size_t>(s % kStages) * kWarpStage;
-      const int b0 = s * kStageBlocks;
+      const int b0 = b_begin + s * kStageBlocks;
 #pragma unroll
       for (int i = 0; i < 16 * kStageBlocks / kWaveSize; ++i) {
         const int piece = lane + i * kWaveSize, r = piece / kStageBlocks, b = piece % kStageBlocks;
-        if (b0 + b < nb)
+        if (b0 + b < b_end)
           tile::cp_async16(dst + r * kRowPad + 16 * b, wsrc + static_cast<size_t>(r) * (K / 2) + 16 * (b0 + b));
       }
     }
     tile::cp_async_commit();
   };
-  // This warp's scales (16 rows x nb bytes, contiguous and 16-byte aligned: M and the warp's first
-  // row are multiples of 16) ride in the first stage's copy group.
+  // This warp's rows' scales (16 rows x nb bytes, contiguous and 16-byte aligned: M and the warp's
+  // first row are multiples of 16) ride in the first stage's copy group (every part copies its
+  // own: a warp can only wait for its own copies).
   uint8_t* my_sc = scs + static_cast<size_t>(warp) * 16 * nb;
   const uint8_t* scsrc = a.scales + row0 * nb;
   for (int i = lane; i < nb; i += kWaveSize) tile::cp_async16(my_sc + 16 * i, scsrc + 16 * i);
@@ -267,18 +282,18 @@ __global__ __launch_bounds__(kMlpThreads) void moe_mlp_decode_kernel(MlpArgs a) 
   // The input as fp16 hi / lo pairs in the B-fragment order (f16_hilo8): all of a thread's loads
   // first (one round of latency), then the conversions.
   const float* xsrc = kFirst ? a.x + static_cast<size_t>(pair / a.k) * K : a.x + static_cast<size_t>(pair) * K;
-  constexpr int kItems = kDecodeMaxK / 32 * 4 / kMlpThreads;  // 8-value items per thread, at most
+  constexpr int kItems = (kDecodeMaxK / 32 * 4 + kBlockThreads - 1) / kBlockThreads;  // 8-value items per thread, at most
   float4 xv[kItems][2];
 #pragma unroll
   for (int u = 0; u < kItems; ++u) {
-    const int it = threadIdx.x + u * kMlpThreads, b = it / 4, tt = it % 4;
+    const int it = threadIdx.x + u * kBlockThreads, b = it / 4, tt = it % 4;
     const bool ok = it < nb * 4;
     xv[u][0] = ok ? *reinterpret_cast<const float4*>(xsrc + 32 * b + 8 * tt) : make_float4(0.f, 0.f, 0.f, 0.f);
     xv[u][1] = ok ? *reinterpret_cast<const float4*>(xsrc + 32 * b + 8 * tt + 4) : make_float4(0.f, 0.f, 0.f, 0.f);
   }
 #pragma unroll
   for (int u = 0; u < kItems; ++u) {
-    const int it = threadIdx.x + u * kMlpThreads, b = it / 4, tt = it % 4;
+    const int it = threadIdx.x + u * kBlockThreads, b = it / 4, tt = it % 4;
     if (it >= nb * 4) continue;
     uint4 hi, lo;
     f16_hilo8(xv[u][0], xv[u][1], hi, lo);
@@ -293,9 +308,11 @@ __global__ __launch_bounds__(kMlpThreads) void moe_mlp_decode_kernel(MlpArgs a) 
     __syncwarp();
     issue(s + kStages - 1);  // into the slot the previous iteration finished reading
     const uint8_t* st = my_ring + static_cast<size_t>(s % kStages) * kWarpStage;
-    const int nbs = min(kStageBlocks, nb - s * kStageBlocks);
-    for (int bi = 0; bi < nbs; ++bi) {
-      const int b = s * kStageBlocks + bi;
+    const int bs = b_begin + s * kStageBlocks;
+    const int nbs = min(kStageBlocks, b_end - bs);
+    // One MXFP4 block of the stage: its codes (rows g, g + 8) times the input's hi / lo columns.
+    auto block = [&](int bi) {
+      const int b = bs + bi;
       const uint32_t w0 = *reinterpret_cast<const uint32_t*>(st + g * kRowPad + 16 * bi + 4 * t);
       const uint32_t w1 = *reinterpret_cast<const uint32_t*>(st + (g + 8) * kRowPad + 16 * bi + 4 * t);
       uint4 bv = make_uint4(0, 0, 0, 0);  // column g: 0 = hi, 1 = lo, others zero
@@ -311,22 +328,54 @@ __global__ __launch_bounds__(kMlpThreads) void moe_mlp_decode_kernel(MlpArgs a) 
       acc[1] = fmaf(d[1], f0, acc[1]);
       acc[2] = fmaf(d[2], f8, acc[2]);
       acc[3] = fmaf(d[3], f8, acc[3]);
+    };
+    if (nbs == kStageBlocks) {  // a full stage: its blocks' loads and decodes interleave
+#pragma unroll
+      for (int bi = 0; bi < kStageBlocks; ++bi) block(bi);
+    } else {
+      for (int bi = 0; bi < nbs; ++bi) block(bi);
     }
   }
   tile::cp_async_wait<0>();
-  // Lane (g, 0) holds columns 0 (hi part) and 1 (lo part) of rows g and g + 8.
-  const float v0 = acc[0] + acc[1], v8 = acc[2] + acc[3];
-  const float up0 = gpu_shfl_down(v0, 4), up8 = gpu_shfl_down(v8, 4);
-  if (t == 0) mlp_store<kFirst>(a, pair, e, m0, g, v0, v8, up0, up8);
+  if constexpr (kSplit > 1) {
+    static_assert(sizeof(float) * 4 * kWaveSize * kGroups * (kSplit - 1) <= Smem::ring_bytes(), "ring holds the sums");
+    // Parts 1.. hand their sums to part 0 through the (finished) ring; part 0 adds them in part
+    // order.
+    __syncthreads();
+    float* red = reinterpret_cast<float*>(ring);  // [part - 1][group][lane][4]
+    if (part > 0)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) red[(((part - 1) * kGroups + group) * kWaveSize + lane) * 4 + i] = acc[i];
+    __syncthreads();
+    if (part == 0)
+#pragma unroll
+      for (int p = 1; p < kSplit; ++p)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[i] = acc[i] + red[(((p - 1) * kGroups + group) * kWaveSize + lane) * 4 + i];
+  }
+  if (part == 0) {
+    // Lane (g, 0) holds columns 0 (hi part) and 1 (lo part) of rows g and g + 8.
+    const float v0 = acc[0] + acc[1], v8 = acc[2] + acc[3];
+    const float up0 = gpu_shfl_down(v0, 4), up8 = gpu_shfl_down(v8, 4);
+    if (t == 0) mlp_store<kFirst>(a, pair, e, m0, g, v0, v8, up0, up8);
+  }
   if (!kFirst) mlp2_combine(a, pair, tile);
 }
-size_t mlp_smem_bytes(int K) { return MlpSmem::bytes(K); }
+// The block shapes (launch_shapes.h: kMoeDecodeGroups / kMoeDecodeSplit for mlp1 and mlp2).
+using Mlp1Smem = MlpSmem<kMoeDecodeGroups1, kMoeDecodeSplit1>;
+using Mlp2Smem = MlpSmem<kMoeDecodeGroups2, kMoeDecodeSplit2>;
+#define MLP1_KERNEL moe_mlp_decode_kernel<true, kMoeDecodeGroups1, kMoeDecodeSplit1>
+#define MLP2_KERNEL moe_mlp_decode_kernel<false, kMoeDecodeGroups2, kMoeDecodeSplit2>
+size_t mlp_smem_bytes(bool first, int K) { return first ? Mlp1Smem::bytes(K) : Mlp2Smem::bytes(K); }
+int mlp_threads(bool first) {
+  return (first ? kMoeDecodeGroups1 * kMoeDecodeSplit1 : kMoeDecodeGroups2 * kMoeDecodeSplit2) * kWaveSize;
+}
 
 #else  // HIP: fp32 FMAs over the decoded codes; a wave per 16 weight rows, as lanes (g, t) above
 // would hold them: here lane l takes row (l % 16) of the wave's 16 and MXFP4 blocks l / 16,
 // l / 16 + W / 16, ... (W = 64: 4 lanes per row), then the row's lanes are summed.
+constexpr int kTileM = kMoeDecodeTileM;
 constexpr int kMlpThreads = (kTileM / 16) * kWaveSize;
-size_t mlp_smem_bytes(int K) { return static_cast<size_t>(K) * sizeof(float); }
 
 template <bool kFirst>
 __global__ __launch_bounds__(kMlpThreads) void moe_mlp_decode_kernel(MlpArgs a) {
@@ -370,6 +419,10 @@ __global__ __launch_bounds__(kMlpThreads) void moe_mlp_decode_kernel(MlpArgs a) 
   if (lane < 8) mlp_store<kFirst>(a, pair, e, m0, lane, acc, v8, up0, up8);
   if (!kFirst) mlp2_combine(a, pair, tile);
 }
+#define MLP1_KERNEL moe_mlp_decode_kernel<true>
+#define MLP2_KERNEL moe_mlp_decode_kernel<false>
+size_t mlp_smem_bytes(bool, int K) { return static_cast<size_t>(K) * sizeof(float); }
+int mlp_threads(bool) { return kMlpThreads; }
 #endif
 
 template <class T>
@@ -384,11 +437,11 @@ T* dev_alloc(size_t n, size_t& bytes) {
 
 MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows) {
   const int H = w.hidden, I = w.intermediate, E = w.n_experts, k = w.top_k;
-  if (H % kTileM || (2 * I) % kTileM || H % 32 || I % 32 || H > kDecodeMaxK || I > kDecodeMaxK ||
+  if (H % kMoeDecodeTileM || (2 * I) % kMoeDecodeTileM || H % 32 || I % 32 || H > kDecodeMaxK || I > kDecodeMaxK ||
       k > kMaxTopKDecode || k > E || E > 32 * kWaveSize)
     fail("moe decode: shape unsupported (hidden %d, intermediate %d, experts %d top %d: hidden and "
          "2 x intermediate multiples of %d, both <= %d, top-k <= %d)",
-         H, I, E, k, kTileM, kDecodeMaxK, kMaxTopKDecode);
+         H, I, E, k, kMoeDecodeTileM, kDecodeMaxK, kMaxTopKDecode);
   MoeDecodeScratch s;
   s.max_rows = max_rows, s.n_experts = E, s.top_k = k, s.hidden = H, s.intermediate = I;
   const size_t pairs = static_cast<size_t>(max_rows) * k;
@@ -398,19 +451,19 @@ MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows)
   s.weights = dev_alloc<float>(pairs, s.bytes);
   s.act = dev_alloc<float>(pairs * I, s.bytes);
   s.y = dev_alloc<float>(pairs * H, s.bytes);
-  const size_t n_tickets = 1 + static_cast<size_t>(max_rows) * (H / kTileM);
+  const size_t n_tickets = 1 + static_cast<size_t>(max_rows) * (H / 16);  // tiles of >= 16 rows
   s.counters = dev_alloc<uint32_t>(n_tickets, s.bytes);
   GPU_CHECK(gpuMemset(s.counters, 0, n_tickets * sizeof(uint32_t)));
   decode_detail::decode_dense_init();
   // Dynamic shared memory beyond 48 KiB needs the opt-in on NVIDIA (largest: the router at 4 rows).
   const int route_smem = static_cast<int>(size_t(kDecodeMaxRows) * H * sizeof(float));
-  const int mlp_smem = static_cast<int>(std::max(mlp_smem_bytes(H), mlp_smem_bytes(I)));
+  const int mlp_smem = static_cast<int>(std::max(mlp_smem_bytes(true, H), mlp_smem_bytes(false, I)));
 #if !defined(GPTOSS_HIP)
   GPU_CHECK(gpuFuncSetAttribute(moe_route_decode_kernel<1>, gpuFuncAttributeMaxDynamicSharedMemorySize, route_smem));
   GPU_CHECK(gpuFuncSetAttribute(moe_route_decode_kernel<2>, gpuFuncAttributeMaxDynamicSharedMemorySize, route_smem));
   GPU_CHECK(gpuFuncSetAttribute(moe_route_decode_kernel<4>, gpuFuncAttributeMaxDynamicSharedMemorySize, route_smem));
-  GPU_CHECK(gpuFuncSetAttribute(moe_mlp_decode_kernel<true>, gpuFuncAttributeMaxDynamicSharedMemorySize, mlp_smem));
-  GPU_CHECK(gpuFuncSetAttribute(moe_mlp_decode_kernel<false>, gpuFuncAttributeMaxDynamicSharedMemorySize, mlp_smem));
+  GPU_CHECK(gpuFuncSetAttribute(MLP1_KERNEL, gpuFuncAttributeMaxDynamicSharedMemorySize, mlp_smem));
+  GPU_CHECK(gpuFuncSetAttribute(MLP2_KERNEL, gpuFuncAttributeMaxDynamicSharedMemorySize, mlp_smem));
 #else
   (void)route_smem, (void)mlp_smem;
 #endif
@@ -439,16 +492,18 @@ void moe_forward_decode(const MoeGpuWeights& w, const bf16_t* norm_w, float eps,
                                                                    : moe_route_decode_kernel<4>;
   gpu_launch(route, dim3(lr.grid_x), dim3(lr.threads), lr.dyn_smem_bytes, stream, ra);
   const int pairs = rows * k;
-  MlpArgs m1{w.mlp1_blocks, w.mlp1_scales, w.mlp1_bias, s.xn, s.experts, s.weights, s.act,
-             nullptr, nullptr, H, 2 * I, k, w.swiglu_limit, E};
   const KernelLaunch l1 = moe_decode_mlp_launch(kTarget, true, pairs, H, 2 * I);
-  GPTOSS_ASSERT(l1.threads == kMlpThreads && l1.dyn_smem_bytes == mlp_smem_bytes(H));
-  gpu_launch(moe_mlp_decode_kernel<true>, moe_grid(l1), dim3(l1.threads), l1.dyn_smem_bytes, stream, m1);
-  MlpArgs m2{w.mlp2_blocks, w.mlp2_scales, w.mlp2_bias, s.act, s.experts, s.weights, s.y,
-             residual, s.counters + 1, I, H, k, w.swiglu_limit, E};
+  GPTOSS_ASSERT(l1.threads == mlp_threads(true) && l1.dyn_smem_bytes == mlp_smem_bytes(true, H) &&
+                (2 * I) % l1.grid_y == 0);
+  MlpArgs m1{w.mlp1_blocks, w.mlp1_scales, w.mlp1_bias, s.xn, s.experts, s.weights, s.act,
+             nullptr, nullptr, H, 2 * I, k, 2 * I / l1.grid_y, w.swiglu_limit, E};
+  gpu_launch(MLP1_KERNEL, moe_grid(l1), dim3(l1.threads), l1.dyn_smem_bytes, stream, m1);
   const KernelLaunch l2 = moe_decode_mlp_launch(kTarget, false, pairs, I, H);
-  GPTOSS_ASSERT(l2.threads == kMlpThreads && l2.dyn_smem_bytes == mlp_smem_bytes(I));
-  gpu_launch(moe_mlp_decode_kernel<false>, moe_grid(l2), dim3(l2.threads), l2.dyn_smem_bytes, stream, m2);
+  GPTOSS_ASSERT(l2.threads == mlp_threads(false) && l2.dyn_smem_bytes == mlp_smem_bytes(false, I) &&
+                H % l2.grid_y == 0 && H / l2.grid_y >= 16);
+  MlpArgs m2{w.mlp2_blocks, w.mlp2_scales, w.mlp2_bias, s.act, s.experts, s.weights, s.y,
+             residual, s.counters + 1, I, H, k, H / l2.grid_y, w.swiglu_limit, E};
+  gpu_launch(MLP2_KERNEL, moe_grid(l2), dim3(l2.threads), l2.dyn_smem_bytes, stream, m2);
 }
 
 }  // namespace gptoss::gpu

@@ -242,9 +242,16 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
     if (eh >= 0 && eh < a.n_experts) {
       const size_t hrow0 = static_cast<size_t>(eh) * a.M + m0;
       const uint8_t* hw = a.blocks + hrow0 * (K / 2);
-      for (int r = 0; r < 16; ++r)
-        for (int off = 16 * b_begin + lane * 128; off < 16 * b_end; off += kWaveSize * 128)
-          gpu_prefetch_l2(hw + static_cast<size_t>(r) * (K / 2) + off);
+      if constexpr (kSplit == 1) {  // the 16 rows are contiguous
+        for (int off = lane * 128; off < 16 * (K / 2); off += kWaveSize * 128) gpu_prefetch_l2(hw + off);
+      } else {  // this part's columns of each row
+        for (int r = 0; r < 16; ++r)
+          for (int off = 16 * b_begin + lane * 128; off < 16 * b_end; off += kWaveSize * 128)
+            gpu_prefetch_l2(hw + static_cast<size_t>(r) * (K / 2) + off);
+      }
+      const uint8_t* hs = a.scales + hrow0 * nb;
+      if (part == 0)
+        for (int off = lane * 128; off < 16 * nb; off += kWaveSize * 128) gpu_prefetch_l2(hs + off);
     }
   }
   gpu_grid_wait();
@@ -342,16 +349,16 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
     // Parts 1.. hand their sums to part 0 through the (finished) ring; part 0 adds them in part
     // order.
     __syncthreads();
-    float* red = reinterpret_cast<float*>(ring);  // [part - 1][group][lane][4]
-    if (part > 0)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) red[(((part - 1) * kGroups + group) * kWaveSize + lane) * 4 + i] = acc[i];
+    float4* red = reinterpret_cast<float4*>(ring);  // [part - 1][group][lane]
+    if (part > 0) red[((part - 1) * kGroups + group) * kWaveSize + lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
     __syncthreads();
-    if (part == 0)
+    if (part == 0) {
 #pragma unroll
-      for (int p = 1; p < kSplit; ++p)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[i] = acc[i] + red[(((p - 1) * kGroups + group) * kWaveSize + lane) * 4 + i];
+      for (int p = 1; p < kSplit; ++p) {
+        const float4 o = red[((p - 1) * kGroups + group) * kWaveSize + lane];
+        acc[0] = acc[0] + o.x, acc[1] = acc[1] + o.y, acc[2] = acc[2] + o.z, acc[3] = acc[3] + o.w;
+      }
+    }
   }
   if (part == 0) {
     // Lane (g, 0) holds columns 0 (hi part) and 1 (lo part) of rows g and g + 8.
@@ -361,12 +368,16 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
   }
   if (!kFirst) mlp2_combine(a, pair, tile);
 }
-// The block shapes (launch_shapes.h: kMoeDecodeGroups / kMoeDecodeSplit for mlp1 and mlp2).
+// The block shapes (launch_shapes.h: kMoeDecodeGroups / kMoeDecodeSplit for mlp1 and mlp2). The
+// scratch's shape check (H and 2I multiples of kMoeDecodeTileM) must cover both tiles.
+static_assert(kMoeDecodeTileM % (16 * kMoeDecodeGroups1) == 0 && kMoeDecodeTileM % (16 * kMoeDecodeGroups2) == 0,
+              "row tiles divide kMoeDecodeTileM");
 using Mlp1Smem = MlpSmem<kMoeDecodeGroups1, kMoeDecodeSplit1>;
 using Mlp2Smem = MlpSmem<kMoeDecodeGroups2, kMoeDecodeSplit2>;
 #define MLP1_KERNEL moe_mlp_decode_kernel<true, kMoeDecodeGroups1, kMoeDecodeSplit1>
 #define MLP2_KERNEL moe_mlp_decode_kernel<false, kMoeDecodeGroups2, kMoeDecodeSplit2>
 size_t mlp_smem_bytes(bool first, int K) { return first ? Mlp1Smem::bytes(K) : Mlp2Smem::bytes(K); }
+int mlp_tile_rows(bool first) { return 16 * (first ? kMoeDecodeGroups1 : kMoeDecodeGroups2); }
 int mlp_threads(bool first) {
   return (first ? kMoeDecodeGroups1 * kMoeDecodeSplit1 : kMoeDecodeGroups2 * kMoeDecodeSplit2) * kWaveSize;
 }
@@ -423,6 +434,7 @@ __global__ __launch_bounds__(kMlpThreads) void moe_mlp_decode_kernel(MlpArgs a) 
 #define MLP2_KERNEL moe_mlp_decode_kernel<false>
 size_t mlp_smem_bytes(bool, int K) { return static_cast<size_t>(K) * sizeof(float); }
 int mlp_threads(bool) { return kMlpThreads; }
+int mlp_tile_rows(bool) { return kTileM; }
 #endif
 
 template <class T>
@@ -494,13 +506,13 @@ void moe_forward_decode(const MoeGpuWeights& w, const bf16_t* norm_w, float eps,
   const int pairs = rows * k;
   const KernelLaunch l1 = moe_decode_mlp_launch(kTarget, true, pairs, H, 2 * I);
   GPTOSS_ASSERT(l1.threads == mlp_threads(true) && l1.dyn_smem_bytes == mlp_smem_bytes(true, H) &&
-                (2 * I) % l1.grid_y == 0);
+                2 * I == l1.grid_y * mlp_tile_rows(true));
   MlpArgs m1{w.mlp1_blocks, w.mlp1_scales, w.mlp1_bias, s.xn, s.experts, s.weights, s.act,
              nullptr, nullptr, H, 2 * I, k, 2 * I / l1.grid_y, w.swiglu_limit, E};
   gpu_launch(MLP1_KERNEL, moe_grid(l1), dim3(l1.threads), l1.dyn_smem_bytes, stream, m1);
   const KernelLaunch l2 = moe_decode_mlp_launch(kTarget, false, pairs, I, H);
   GPTOSS_ASSERT(l2.threads == mlp_threads(false) && l2.dyn_smem_bytes == mlp_smem_bytes(false, I) &&
-                H % l2.grid_y == 0 && H / l2.grid_y >= 16);
+                H == l2.grid_y * mlp_tile_rows(false));
   MlpArgs m2{w.mlp2_blocks, w.mlp2_scales, w.mlp2_bias, s.act, s.experts, s.weights, s.y,
              residual, s.counters + 1, I, H, k, H / l2.grid_y, w.swiglu_limit, E};
   gpu_launch(MLP2_KERNEL, moe_grid(l2), dim3(l2.threads), l2.dyn_smem_bytes, stream, m2);

@@ -115,11 +115,13 @@ if has engine; then  # the one-GPU engine's own tests (the stage shares its code
 fi
 
 # ---- greedy equality: 1 GPU (the engine) vs the ring on 2 GPUs ----
+# (--dp 1 on the multi-rank runs: without it the automatic shape makes a model that fits one GPU
+# into rings of one rank each, data-parallel copies, and no activation would cross a link.)
 equal_runs() {  # label model n_new batch [quick: no fallback / generate runs]
   local L=$1 M=$2 N=$3 Bt=$4 quick=${5:-}
   local args=(-z "$TOK" -T 0 --ignore-eos -c 1024)
   t "$L-1gpu" 300 "${ONE[@]}" "$B/run" "$M" "${args[@]}" --backend gpu -m getp -i in.txt -o "$L-ref.txt" -n "$N" -b "$Bt"
-  t "$L-np2" 300 "${MPI[@]}" -np 2 "$B/run" "$M" "${args[@]}" --backend gpu -m getp -i in.txt \
+  t "$L-np2" 300 "${MPI[@]}" -np 2 "$B/run" "$M" "${args[@]}" --dp 1 --backend gpu -m getp -i in.txt \
       -o "$L-np2.txt" -n "$N" -b "$Bt" || bad "$L np2 exit"
   grep -m1 "^pipeline:" "$O/$L-np2.log"
   same "$L: 2 ranks (getp -b $Bt) equal 1 GPU" "$L-ref.txt" "$L-np2.txt"
@@ -127,15 +129,15 @@ equal_runs() {  # label model n_new batch [quick: no fallback / generate runs]
   # Sampling: each request's draws are made when its token is chosen (rank 0, after the ring).
   local sargs=(-z "$TOK" -T 0.8 -p 0.95 -s 7 --ignore-eos -c 1024 --backend gpu -m getp -i in.txt -n "$N" -b "$Bt")
   t "$L-s1" 300 "${ONE[@]}" "$B/run" "$M" "${sargs[@]}" -o "$L-s1.txt"
-  t "$L-s2" 300 "${MPI[@]}" -np 2 "$B/run" "$M" "${sargs[@]}" -o "$L-s2.txt" || bad "$L sampled np2 exit"
+  t "$L-s2" 300 "${MPI[@]}" -np 2 "$B/run" "$M" "${sargs[@]}" --dp 1 -o "$L-s2.txt" || bad "$L sampled np2 exit"
   same "$L: 2 ranks equal 1 GPU when sampling (-T 0.8 -p 0.95)" "$L-s1.txt" "$L-s2.txt"
-  t "$L-mpi" 300 "${MPI[@]}" -np 2 "$B/run" "$M" "${args[@]}" --backend gpu --transport mpi \
+  t "$L-mpi" 300 "${MPI[@]}" -np 2 "$B/run" "$M" "${args[@]}" --dp 1 --backend gpu --transport mpi \
       -m getp -i in.txt -o "$L-mpi.txt" -n "$N" -b "$Bt" || bad "$L fallback exit"
   grep -m1 "^pipeline:" "$O/$L-mpi.log"
   grep -q "host-staged: IPC disabled" "$O/$L-mpi.log" || bad "$L: --transport mpi gave no host-staged links"
   same "$L: 2 ranks over the MPI fallback equal 1 GPU" "$L-ref.txt" "$L-mpi.txt"
   t_out "$L-gen1" 300 "$L-g1.txt" "${ONE[@]}" "$B/run" "$M" "${args[@]}" --backend gpu -m generate -i "The pipeline on GPUs" -n "$N"
-  t_out "$L-gen2" 300 "$L-g2.txt" "${MPI[@]}" -np 2 "$B/run" "$M" "${args[@]}" --backend gpu -m generate \
+  t_out "$L-gen2" 300 "$L-g2.txt" "${MPI[@]}" -np 2 "$B/run" "$M" "${args[@]}" --dp 1 --backend gpu -m generate \
       -i "The pipeline on GPUs" -n "$N"
   [ -s "$L-g1.txt" ] || bad "$L: generate printed nothing"
   same "$L: generate on 2 ranks equals 1 GPU" "$L-g1.txt" "$L-g2.txt" ||
@@ -161,7 +163,7 @@ if has tiny; then
   # Batched: micro-batches of other sizes than the engine's steps may take other kernel paths
   # (GEMV vs GEMM, see docs/gpu.md "Batch invariance"): reported, not a gate.
   t tiny-b4-1gpu 120 "${ONE[@]}" "$B/run" tiny.bin -z "$TOK" -T 0 --ignore-eos -c 1024 --backend gpu -m getp -i in.txt -o b4-ref.txt -n 24 -b 4 --chunk 8
-  t tiny-b4-np3 120 "${MPI[@]}" -np 3 "$B/run" tiny.bin -z "$TOK" -T 0 --ignore-eos -c 1024 --backend gpu -m getp \
+  t tiny-b4-np3 120 "${MPI[@]}" -np 3 "$B/run" tiny.bin --dp 1 -z "$TOK" -T 0 --ignore-eos -c 1024 --backend gpu -m getp \
       -i in.txt -o b4-np3.txt -n 24 -b 4 --chunk 8 --micro-batches 5 || bad "tiny np3 exit"
   grep -m1 "^pipeline:" "$O/tiny-b4-np3.log"
   echo "info: 3 ranks on 2 GPUs, -b 4 --micro-batches 5 --chunk 8 vs 1 GPU -b 4 --chunk 8:" \
@@ -209,7 +211,7 @@ if has kill; then
   echo "=== kill ($(date +%T))"
   prompts 64 200 in.txt
   t0=$SECONDS
-  timeout -k 5 120 "${MPI[@]}" -np 2 "$B/run" 20b.bin -z "$TOK" --backend gpu -m getp -i in.txt \
+  timeout -k 5 120 "${MPI[@]}" -np 2 "$B/run" 20b.bin --dp 1 -z "$TOK" --backend gpu -m getp -i in.txt \
       -o kill.txt -n 2000 -b 64 -c 4096 --ignore-eos > "$O/kill.log" 2>&1 &
   JOB=$!
   victim=""
@@ -242,7 +244,7 @@ if has perf; then  # batch-1 decode: 1 GPU vs 2 ranks (the difference is the two
   echo "=== perf ($(date +%T))"
   for r in 1 2; do
     pre=("${ONE[@]}"); [ $r = 2 ] && pre=("${MPI[@]}" -np 2)
-    t_out dec$r 200 dec$r.txt "${pre[@]}" "$B/run" 20b.bin -z "$TOK" --backend gpu -m generate \
+    t_out dec$r 200 dec$r.txt "${pre[@]}" "$B/run" 20b.bin --dp 1 -z "$TOK" --backend gpu -m generate \
       -i "Tell me a long story." -n 512 --ignore-eos -T 0 -c 2048
     echo "batch-1 decode, $r rank(s): $(grep -E 'tok/s' "$O/dec$r.log" | tail -1)"
   done

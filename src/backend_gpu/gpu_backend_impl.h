@@ -114,6 +114,8 @@ class GpuBackend final : public Backend {
   void enqueue_attention(const LayerW& l, int rows, const int32_t* d_skip);
   // Final norm + LM head of x's rows logit_rows into d_logits_, enqueued.
   void enqueue_head(const float* x, std::span<const int32_t> logit_rows);
+  void enqueue_norm_head(const float* x, const int32_t* d_rows, int n, const bf16_t* norm,
+                         const bf16_t* w, int width, float* logits);
   // ---- gpu_backend.cu ----
   // Chooses tokens[before + i] for the nl rows of logits in d_logits_ (enqueued before), with
   // picks[before + i]. Ends the busy interval begun by the caller. Complete on return.
@@ -131,7 +133,8 @@ class GpuBackend final : public Backend {
   static void free_head_slice(HeadSliceState* s);
   HeadSliceState& head_slice_state();
   // Final norm + LM head rows [v0, v1) of the n rows of x ([n, H], consecutive), merged into
-  // rows[n] on the stream, in steps of <= kMaxStepRows rows on enqueue_head's kernels.
+  // rows[n] on the stream, in steps of <= kMaxStepRows rows through enqueue_norm_head (the whole
+  // head's kernels).
   void merge_head_slice(HeadRow* rows, const float* x, int n, int v0, int v1);
 
   Config cfg_;

@@ -203,24 +203,33 @@ void GpuBackend::enqueue_head(const float* x, std::span<const int32_t> logit_row
   GPU_CHECK(gpuMemcpyAsync(d_lrows, lrows, size_t(nl) * sizeof(int32_t), gpuMemcpyHostToDevice,
                            stream_));
   GPU_CHECK(gpuEventRecord(meta_ev_[(meta - h_meta_) / (kMetaSlices * kMaxStepRows)], stream_));
+  enqueue_norm_head(x, d_lrows, nl, norm_, unemb_, cfg_.vocab, d_logits_);
+}
+
+// Final RMSNorm of n rows of x (rows d_rows[i], or the first n when null) + `width` rows of an LM
+// head w, into logits [n, width]: the decode kernel with the norm fused for <= kDecodeMaxRows rows,
+// else RMSNorm + the dense matmul in the backend's precision. enqueue_head and the head split's
+// slices (gpu_head_slice.cu) share it, so a slice's logits are the whole head's bit for bit.
+void GpuBackend::enqueue_norm_head(const float* x, const int32_t* d_rows, int n, const bf16_t* norm,
+                                   const bf16_t* w, int width, float* logits) {
   const Config& c = cfg_;
-  if (use_decode_ && nl <= gpu::kDecodeMaxRows) {  // RMSNorm fused into the LM head's matmul
+  if (use_decode_ && n <= gpu::kDecodeMaxRows) {  // RMSNorm fused into the LM head's matmul
     gpu::DecodeMatmul h;
     h.x = x;
-    h.row_index = d_lrows;
-    h.norm_w = norm_;
+    h.row_index = d_rows;
+    h.norm_w = norm;
     h.eps = c.rms_eps;
-    h.w = unemb_;
-    h.y = d_logits_;
-    h.rows = nl;
+    h.w = w;
+    h.y = logits;
+    h.rows = n;
     h.K = c.hidden;
-    h.M = c.vocab;
+    h.M = width;
     gpu::f32_bf16w_matmul_decode(h, stream_);
     return;
   }
-  gpu::f32_bf16w_rmsnorm(x, norm_, d_xn_, nl, c.hidden, c.rms_eps, d_lrows, stream_);
-  gpu::f32_bf16w_matmul(d_xn_, unemb_, nullptr, d_logits_, nl, c.hidden, c.vocab, false, stream_,
-                        precision_, d_x16_, d_gemm_sem_);
+  gpu::f32_bf16w_rmsnorm(x, norm, d_xn_, n, c.hidden, c.rms_eps, d_rows, stream_);
+  gpu::f32_bf16w_matmul(d_xn_, w, nullptr, logits, n, c.hidden, width, false, stream_, precision_,
+                        d_x16_, d_gemm_sem_);
 }
 
 }  // namespace gptoss::gpu_backend

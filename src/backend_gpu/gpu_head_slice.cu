@@ -157,23 +157,7 @@ void GpuBackend::merge_head_slice(HeadRow* rows, const float* x, int n, int v0, 
   }
   for (int i0 = 0; i0 < n; i0 += kMaxStepRows) {
     const int m = std::min(kMaxStepRows, n - i0);
-    const float* xi = x + size_t(i0) * H;
-    if (use_decode_ && m <= gpu::kDecodeMaxRows) {  // as enqueue_head: RMSNorm fused
-      gpu::DecodeMatmul h;
-      h.x = xi;
-      h.norm_w = norm;
-      h.eps = c.rms_eps;
-      h.w = w;
-      h.y = logits;
-      h.rows = m;
-      h.K = H;
-      h.M = width;
-      gpu::f32_bf16w_matmul_decode(h, stream_);
-    } else {
-      gpu::f32_bf16w_rmsnorm(xi, norm, d_xn_, m, H, c.rms_eps, nullptr, stream_);
-      gpu::f32_bf16w_matmul(d_xn_, w, nullptr, logits, m, H, width, false, stream_, precision_,
-                            d_x16_, d_gemm_sem_);
-    }
+    enqueue_norm_head(x + size_t(i0) * H, nullptr, m, norm, w, width, logits);
     gpu::f32_head_rows_merge(logits, m, width, v0, rows + i0, stream_);
   }
 }

@@ -39,6 +39,7 @@
 #include "backend_gpu/gpu_backend.h"
 #include "gpu/decode.h"
 #include "gpu_test_util.h"
+#include "tiny_model.h"
 #include "ref_bf16kv.h"
 #include "model/config.h"
 #include "model/model_file.h"
@@ -47,41 +48,10 @@ namespace gptoss {
 namespace {
 using gputest::rel_l2;
 
-// Writes a random model once per process.
+// The random tiny model (tiny_model.h), written once per process, removed at exit.
 const std::string& model_path() {
   static std::string path = [] {
-    Config c = named_config("tiny");
-    c.vocab = 2000;
-    std::string p = (std::filesystem::temp_directory_path() /
-                     ("gptoss_gpu_engine_test_" + std::to_string(getpid()) + ".bin"))
-                        .string();
-    auto plan = tensor_plan(c);
-    ModelWriter w(p, c, "gpu engine test (synthetic random weights, seed 11)", plan);
-    std::mt19937_64 rng(11);
-    std::normal_distribution<float> nd;
-    for (const auto& [name, spec] : plan) {
-      size_t n = 1;
-      for (auto d : spec.second) n *= size_t(d);
-      if (spec.first == DType::U8) {
-        std::vector<uint8_t> v(n);
-        const bool scales = name.find("scales") != std::string::npos;
-        for (auto& b : v) b = scales ? uint8_t(121 + rng() % 4) : uint8_t(rng() % 256);
-        w.write(name, v.data(), n);
-        continue;
-      }
-      float scale = 0.1f, mean = 0.0f;
-      if (name == "embedding") scale = 1.0f;
-      else if (name == "unembedding") scale = 0.2f;
-      else if (name.find("norm") != std::string::npos) mean = 1.0f;
-      else if (name.find("qkv.weight") != std::string::npos) scale = 0.15f;
-      else if (name.find("sinks") != std::string::npos) scale = 1.0f;
-      else if (name.find("router.weight") != std::string::npos) scale = 0.3f;
-      else if (name.find("mlp") != std::string::npos) scale = 0.3f;
-      std::vector<bf16_t> v(n);
-      for (auto& x : v) x = f32_to_bf16(mean + scale * nd(rng));
-      w.write(name, v.data(), n * 2);
-    }
-    w.finish();
+    std::string p = gputest::write_tiny_model("gpu_engine_test", 11);
     std::atexit([] { std::remove(model_path().c_str()); });
     return p;
   }();

@@ -37,6 +37,7 @@
 #include "common/bf16.h"
 #include "gpu/head_slice.h"
 #include "gpu_test_util.h"
+#include "tiny_model.h"
 #include "model/config.h"
 #include "model/model_file.h"
 
@@ -281,35 +282,10 @@ TEST(GpuHeadSlice, merge_timing) {
 }
 
 // ---------------------------------------------------------------------------- the backend
-// A random tiny model (vocab cut to 2000), written once per process.
+// The random tiny model (tiny_model.h), written once per process, removed at exit.
 const ModelFile& tiny_model() {
   static const std::string path = [] {
-    Config c = named_config("tiny");
-    c.vocab = 2000;
-    const std::string p = (std::filesystem::temp_directory_path() /
-                           ("gptoss_gpu_head_slice_test_" + std::to_string(getpid()) + ".bin"))
-                              .string();
-    const auto plan = tensor_plan(c);
-    ModelWriter w(p, c, "gpu head slice test (synthetic random weights, seed 21)", plan);
-    std::mt19937_64 rng(21);
-    std::normal_distribution<float> nd;
-    for (const auto& [name, spec] : plan) {
-      size_t n = 1;
-      for (auto d : spec.second) n *= size_t(d);
-      if (spec.first == DType::U8) {
-        std::vector<uint8_t> v(n);
-        const bool scales = name.find("scales") != std::string::npos;
-        for (auto& b : v) b = scales ? uint8_t(121 + rng() % 4) : uint8_t(rng() % 256);
-        w.write(name, v.data(), n);
-        continue;
-      }
-      const bool norm = name.find("norm") != std::string::npos;
-      const float scale = name == "embedding" ? 1.0f : name == "unembedding" ? 0.2f : 0.1f;
-      std::vector<bf16_t> v(n);
-      for (auto& x : v) x = f32_to_bf16((norm ? 1.0f : 0.0f) + scale * nd(rng));
-      w.write(name, v.data(), n * 2);
-    }
-    w.finish();
+    std::string p = gputest::write_tiny_model("gpu_head_slice_test", 21);
     std::atexit([] { std::remove(path.c_str()); });
     return p;
   }();

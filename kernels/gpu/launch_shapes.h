@@ -79,22 +79,21 @@ inline constexpr int kDecodeThreads = 256;    // dense matmuls and the router
 inline constexpr int kDecodeSmallK = 3072;    // K up to this: two weight rows per wave
 inline constexpr size_t kDecodeStaticSmemBytes = 128;  // the kernels' own small __shared__ arrays
 inline constexpr int kMoeDecodeTileM = 64;    // HIP: weight rows per block of the expert matmuls
-// NVIDIA: per block of the first (1) and second (2) expert matmul, groups of 16 weight rows and
-// the parts K is split into (a warp per group and part), and the cp.async ring of each warp.
-#if defined(GPTOSS_MOE_DECODE_SPLIT)
-// (CMake GPTOSS_MOE_DECODE_SPLIT; not yet run on a GPU) mlp1 64 rows x 2 parts, mlp2 32 rows x 4
-// parts, 8 warps each: both grids hold ~22 warps per SM instead of ~10 and ~5, since one warp per
-// 16 rows left the schedulers idle (ncu, docs/performance.md 2026-12-06); 64 KB of shared memory
-// per block, 3 blocks per SM.
-inline constexpr int kMoeDecodeGroups1 = 4, kMoeDecodeSplit1 = 2;
-inline constexpr int kMoeDecodeGroups2 = 2, kMoeDecodeSplit2 = 4;
-inline constexpr int kMoeDecodeStageBlocks = 4, kMoeDecodeStages = 4;
-#else
-// The measured default: 64 rows, K whole, 4 warps per block (54 KB of shared memory).
-inline constexpr int kMoeDecodeGroups1 = 4, kMoeDecodeSplit1 = 1;
-inline constexpr int kMoeDecodeGroups2 = 4, kMoeDecodeSplit2 = 1;
-inline constexpr int kMoeDecodeStageBlocks = 8, kMoeDecodeStages = 4;
-#endif
+// NVIDIA: the expert matmuls sum K in a fixed number of parts, added in part order (mlp1 2, mlp2
+// 4), so a row's bits do not depend on the launch shape. Per block: groups of 16 weight rows, the
+// warps per group (1: the group's parts in turn; or a warp per part), MXFP4 blocks per cp.async
+// stage (kMoeDecodeStages per warp in flight). "Wide" for one-row steps: ~22 warps per SM instead
+// of ~10 (mlp1) and ~5 (mlp2); with launch overlap it measured 5-6% faster at batch 1 on H100 and
+// H200, slower at 2 and 4 rows, which keep the "narrow" 4-warp blocks (docs/performance.md,
+// 2026-12-06 late).
+struct MoeDecodeShape {
+  int groups, split, stage_blocks;
+};
+inline constexpr int kMoeDecodeParts1 = 2, kMoeDecodeParts2 = 4;
+inline constexpr int kMoeDecodeStages = 4;
+inline constexpr MoeDecodeShape kMoeDecodeWide1{4, 2, 4}, kMoeDecodeWide2{2, 4, 4};
+inline constexpr MoeDecodeShape kMoeDecodeNarrow1{4, 1, 8}, kMoeDecodeNarrow2{4, 1, 8};
+inline bool moe_decode_wide(int rows) { return rows == 1; }
 // The row bucket a decode kernel is instantiated for (1, 2 or 4 rows).
 inline int decode_row_bucket(int rows) { return rows <= 1 ? 1 : rows == 2 ? 2 : 4; }
 // Rows one launch of a decode matmul takes: all `rows`, or 2 when their staged inputs (the
@@ -107,7 +106,8 @@ KernelLaunch decode_matmul_launch(const GpuTarget& t, int rows, int K, int M, bo
                                   int sm_count);
 // The router: ceil(E / (2 waves)) blocks; shared memory the bucket's rows of H, or the logits.
 KernelLaunch moe_decode_route_launch(const GpuTarget& t, int rows, int H, int E);
-// An expert matmul over `pairs` (row, rank) pairs, K inputs, M weight rows per expert.
-KernelLaunch moe_decode_mlp_launch(const GpuTarget& t, bool first, int pairs, int K, int M);
+// An expert matmul of a `rows`-row step over `pairs` (row, rank) pairs, K inputs, M weight rows
+// per expert.
+KernelLaunch moe_decode_mlp_launch(const GpuTarget& t, bool first, int rows, int pairs, int K, int M);
 
 }  // namespace gptoss::gpu

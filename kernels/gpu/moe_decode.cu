@@ -5,12 +5,11 @@
 //     router in moe_route.cu, bit for bit), and the block that finishes last (a ticket) does the
 //     top-k + softmax of every row (wave_topk_softmax, the routing kernels' choice).
 //   mlp1 / mlp2: one (row, rank) pair per grid column and a tile of weight rows per block, so all
-//     of the chosen experts' bytes stream from every SM. NVIDIA: a warp owns 16 weight rows and one
-//     of kSplit parts of K (launch_shapes.h: kMoeDecodeGroups / kMoeDecodeSplit per matmul; the
-//     parts' sums are added in part order) and streams them through a cp.async ring in shared
-//     memory (kStageBlocks MXFP4 blocks per stage, kStages stages); per MXFP4 block, each lane
-//     turns its word of rows g and g + 8 into fp16
-//     pairs (the exact placements LUT * 2^-14) and two mma.sync m16n8k16 multiply them with the
+//     of the chosen experts' bytes stream from every SM. NVIDIA: K is summed in a fixed number of
+//     parts added in part order; a warp owns 16 weight rows and one part of K ("wide" one-row
+//     launches) or all of them in turn (launch_shapes.h MoeDecodeShape), and streams them through
+//     a cp.async ring in shared memory (stage_blocks MXFP4 blocks per stage, kMoeDecodeStages
+//     stages); per MXFP4 block, each lane turns its word of rows g and g + 8 into fp16 pairs (the exact placements LUT * 2^-14) and two mma.sync m16n8k16 multiply them with the
 //     input as fp16 hi (column 0) and lo (column 1) halves; the block's sums are scaled by the
 //     rows' E8M0 scales into fp32 accumulators (fp32-quality, as moe_gemv.cu's tensor-core GEMV).
 //     HIP: kMoeDecodeTileM rows per block, no K split, fp32 FMAs over the decoded codes (correct;
@@ -197,29 +196,41 @@ __device__ void mlp2_combine(const MlpArgs& a, int pair, int tile) {
   if (threadIdx.x == 0) a.tickets[static_cast<size_t>(row) * (a.M / a.tile_rows) + tile] = 0;
 }
 
+// One expert matmul kernel as launched: its launcher, shared memory, block size and weight rows per
+// block (the grid's tile, grid y = M / tile_rows).
+struct MlpKernel {
+  const void* fn;
+  void (*launch)(dim3, dim3, size_t, gpuStream_t, const MlpArgs&);
+  size_t smem;
+  int threads, tile_rows;
+};
+
 #if !defined(GPTOSS_HIP)
-// NVIDIA: kGroups warps' worth of 16 weight rows per block, each group's K split over kSplit
-// warps (warp w: rows group w % kGroups, K part w / kGroups): kGroups * kSplit warps per block
-// (launch_shapes.h; kSplit 1 by default). A split gives the SMs two or four times the warps to
-// hide the decode's latencies with (one warp per 16 rows leaves ~2.6 warps per scheduler, issuing
-// every 2.2 cycles); the parts' sums are added in part order (fixed), so a row's result never
-// depends on the step's other rows (it does differ in rounding between split and unsplit builds).
-constexpr int kStageBlocks = kMoeDecodeStageBlocks;  // MXFP4 blocks (of 32 codes) per stage
-constexpr int kStages = kMoeDecodeStages;            // stages in flight per warp
-constexpr int kRowPad = kStageBlocks * 16 + 16;  // bytes per staged weight row (conflict-free)
-constexpr int kWarpStage = 16 * kRowPad;         // bytes of one warp's stage
-template <int kGroups, int kSplit>
+// NVIDIA: kGroups warps' worth of 16 weight rows per block. K is summed in kParts parts (fixed per
+// matmul, launch_shapes.h kMoeDecodeParts1 / 2) added in part order, whatever the launch shape:
+// kSplit == kParts gives each part its own warp (warp w: rows group w % kGroups, part w /
+// kGroups; the one-row "wide" shape, for more warps on the SMs), kSplit == 1 runs a group's parts
+// in turn in one warp (the "narrow" shape of 2-4 rows). Both add the same sums in the same order,
+// so a row's bits never depend on the step's other rows.
+template <int kGroups, int kSplit, int kStageBlocks>
 struct MlpSmem {
   static constexpr int kWarps = kGroups * kSplit;
+  static constexpr int kStages = kMoeDecodeStages;     // stages in flight per warp
+  static constexpr int kRowPad = kStageBlocks * 16 + 16;  // bytes per staged weight row (conflict-free)
+  static constexpr int kWarpStage = 16 * kRowPad;         // bytes of one warp's stage
   __host__ __device__ static size_t x_bytes(int K) { return static_cast<size_t>(K / 32) * 128; }  // hi|lo per block
   __host__ __device__ static size_t scale_bytes(int K) { return static_cast<size_t>(kWarps) * 16 * (K / 32); }
   __host__ __device__ static constexpr size_t ring_bytes() { return static_cast<size_t>(kWarps) * kStages * kWarpStage; }
   __host__ __device__ static size_t bytes(int K) { return x_bytes(K) + scale_bytes(K) + ring_bytes(); }
 };
 
-template <bool kFirst, int kGroups, int kSplit>
+template <bool kFirst, int kGroups, int kSplit, int kStageBlocks>
 __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(MlpArgs a) {
-  using Smem = MlpSmem<kGroups, kSplit>;
+  using Smem = MlpSmem<kGroups, kSplit, kStageBlocks>;
+  constexpr int kStages = Smem::kStages, kRowPad = Smem::kRowPad, kWarpStage = Smem::kWarpStage;
+  constexpr int kParts = kFirst ? kMoeDecodeParts1 : kMoeDecodeParts2;
+  static_assert(kSplit == 1 || kSplit == kParts, "a warp per part, or all parts in one warp");
+  constexpr int kWarpParts = kParts / kSplit;  // parts a warp sums in turn
   constexpr int kBlockThreads = kGroups * kSplit * kWaveSize;
   extern __shared__ uint4 mlp_smem4[];
   uint8_t* smem = reinterpret_cast<uint8_t*>(mlp_smem4);
@@ -229,11 +240,15 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
   uint8_t* ring = scs + Smem::scale_bytes(K);        // [warp][stage][16 rows][kRowPad]
   const int pair = blockIdx.x, tile = blockIdx.y;
   const int warp = threadIdx.x / kWaveSize, lane = threadIdx.x % kWaveSize;
-  const int group = warp % kGroups, part = warp / kGroups;
+  const int group = warp % kGroups, split = warp / kGroups;
   const int g = lane / 4, t = lane % 4;
   const int m0 = tile * (16 * kGroups) + group * 16;  // this warp's first weight row
-  // This warp's MXFP4 blocks [b_begin, b_end) of each row.
-  const int b_begin = part * nb / kSplit, b_end = (part + 1) * nb / kSplit;
+  // Part q covers MXFP4 blocks [part_lo(q), part_lo(q + 1)) of each row; this warp sums parts
+  // [q_begin, q_begin + kWarpParts), each in stages_per_part stages.
+  auto part_lo = [&](int q) { return q * nb / kParts; };
+  const int q_begin = split * kWarpParts;
+  const int stages_per_part = ((nb + kParts - 1) / kParts + kStageBlocks - 1) / kStageBlocks;
+  const int b_begin = part_lo(q_begin), b_end = part_lo(q_begin + kWarpParts);
   if (!kFirst) {
     // Before the wait (launch overlap, vendor.h): the experts were chosen two launches back (the
     // router), which has finished when this kernel starts; read through L2 as a hint only, to
@@ -244,13 +259,13 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
       const uint8_t* hw = a.blocks + hrow0 * (K / 2);
       if constexpr (kSplit == 1) {  // the 16 rows are contiguous
         for (int off = lane * 128; off < 16 * (K / 2); off += kWaveSize * 128) gpu_prefetch_l2(hw + off);
-      } else {  // this part's columns of each row
+      } else {  // this warp's columns of each row
         for (int r = 0; r < 16; ++r)
           for (int off = 16 * b_begin + lane * 128; off < 16 * b_end; off += kWaveSize * 128)
             gpu_prefetch_l2(hw + static_cast<size_t>(r) * (K / 2) + off);
       }
       const uint8_t* hs = a.scales + hrow0 * nb;
-      if (part == 0)
+      if (split == 0)
         for (int off = lane * 128; off < 16 * nb; off += kWaveSize * 128) gpu_prefetch_l2(hs + off);
     }
   }
@@ -260,25 +275,29 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
   const size_t row0 = static_cast<size_t>(e) * a.M + m0;
   const uint8_t* wsrc = a.blocks + row0 * (K / 2);
   uint8_t* my_ring = ring + static_cast<size_t>(warp) * kStages * kWarpStage;
-  const int n_stages = (b_end - b_begin + kStageBlocks - 1) / kStageBlocks;
+  const int n_stages = kWarpParts * stages_per_part;
 
-  // Stage s: 16 rows x kStageBlocks blocks of 16 bytes; lane l copies pieces l, l + 32, ... (row
-  // piece / kStageBlocks, block piece % kStageBlocks).
+  // Stage s: part q_begin + s / stages_per_part, its blocks from local stage s % stages_per_part
+  // on (kStageBlocks of them at most, fewer at the part's end, none past it); 16 rows x those
+  // blocks of 16 bytes, lane l copying pieces l, l + 32, ... (row piece / kStageBlocks, block
+  // piece % kStageBlocks). The issue side walks (part, local stage) incrementally.
+  int iq = q_begin, il = 0;
   auto issue = [&](int s) {
     if (s < n_stages) {
       uint8_t* dst = my_ring + static_cast<size_t>(s % kStages) * kWarpStage;
-      const int b0 = b_begin + s * kStageBlocks;
+      const int b0 = part_lo(iq) + il * kStageBlocks, b1 = part_lo(iq + 1);
 #pragma unroll
       for (int i = 0; i < 16 * kStageBlocks / kWaveSize; ++i) {
         const int piece = lane + i * kWaveSize, r = piece / kStageBlocks, b = piece % kStageBlocks;
-        if (b0 + b < b_end)
+        if (b0 + b < b1)
           tile::cp_async16(dst + r * kRowPad + 16 * b, wsrc + static_cast<size_t>(r) * (K / 2) + 16 * (b0 + b));
       }
+      if (++il == stages_per_part) il = 0, ++iq;
     }
     tile::cp_async_commit();
   };
   // This warp's rows' scales (16 rows x nb bytes, contiguous and 16-byte aligned: M and the warp's
-  // first row are multiples of 16) ride in the first stage's copy group (every part copies its
+  // first row are multiples of 16) ride in the first stage's copy group (every warp copies its
   // own: a warp can only wait for its own copies).
   uint8_t* my_sc = scs + static_cast<size_t>(warp) * 16 * nb;
   const uint8_t* scsrc = a.scales + row0 * nb;
@@ -309,14 +328,16 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
   }
   __syncthreads();
 
-  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // rows g, g + 8 x columns 2t, 2t + 1
+  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // rows g, g + 8 x columns 2t, 2t + 1: this part's sums
+  float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // the warp's finished parts, added in part order
+  int cq = q_begin, cl = 0;                 // the compute side's (part, local stage)
   for (int s = 0; s < n_stages; ++s) {
     tile::cp_async_wait<kStages - 2>();
     __syncwarp();
     issue(s + kStages - 1);  // into the slot the previous iteration finished reading
     const uint8_t* st = my_ring + static_cast<size_t>(s % kStages) * kWarpStage;
-    const int bs = b_begin + s * kStageBlocks;
-    const int nbs = min(kStageBlocks, b_end - bs);
+    const int bs = part_lo(cq) + cl * kStageBlocks;
+    const int nbs = min(kStageBlocks, part_lo(cq + 1) - bs);
     // One MXFP4 block of the stage: its codes (rows g, g + 8) times the input's hi / lo columns.
     auto block = [&](int bi) {
       const int b = bs + bi;
@@ -342,44 +363,65 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
     } else {
       for (int bi = 0; bi < nbs; ++bi) block(bi);
     }
+    if (++cl == stages_per_part) {  // part cq done: into the warp's total, in part order
+#pragma unroll
+      for (int i = 0; i < 4; ++i) tot[i] = cq == q_begin ? acc[i] : tot[i] + acc[i], acc[i] = 0.0f;
+      cl = 0, ++cq;
+    }
   }
   tile::cp_async_wait<0>();
   if constexpr (kSplit > 1) {
     static_assert(sizeof(float) * 4 * kWaveSize * kGroups * (kSplit - 1) <= Smem::ring_bytes(), "ring holds the sums");
-    // Parts 1.. hand their sums to part 0 through the (finished) ring; part 0 adds them in part
-    // order.
+    // Warps of parts 1.. hand their sums to part 0's warp through the (finished) ring, which adds
+    // them in part order (the narrow shape's order: ((p0 + p1) + p2) + ...).
     __syncthreads();
-    float4* red = reinterpret_cast<float4*>(ring);  // [part - 1][group][lane]
-    if (part > 0) red[((part - 1) * kGroups + group) * kWaveSize + lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+    float4* red = reinterpret_cast<float4*>(ring);  // [split - 1][group][lane]
+    if (split > 0) red[((split - 1) * kGroups + group) * kWaveSize + lane] = make_float4(tot[0], tot[1], tot[2], tot[3]);
     __syncthreads();
-    if (part == 0) {
+    if (split == 0) {
 #pragma unroll
       for (int p = 1; p < kSplit; ++p) {
         const float4 o = red[((p - 1) * kGroups + group) * kWaveSize + lane];
-        acc[0] = acc[0] + o.x, acc[1] = acc[1] + o.y, acc[2] = acc[2] + o.z, acc[3] = acc[3] + o.w;
+        tot[0] = tot[0] + o.x, tot[1] = tot[1] + o.y, tot[2] = tot[2] + o.z, tot[3] = tot[3] + o.w;
       }
     }
   }
-  if (part == 0) {
+  if (split == 0) {
     // Lane (g, 0) holds columns 0 (hi part) and 1 (lo part) of rows g and g + 8.
-    const float v0 = acc[0] + acc[1], v8 = acc[2] + acc[3];
+    const float v0 = tot[0] + tot[1], v8 = tot[2] + tot[3];
     const float up0 = gpu_shfl_down(v0, 4), up8 = gpu_shfl_down(v8, 4);
     if (t == 0) mlp_store<kFirst>(a, pair, e, m0, g, v0, v8, up0, up8);
   }
   if (!kFirst) mlp2_combine(a, pair, tile);
 }
-// The block shapes (launch_shapes.h: kMoeDecodeGroups / kMoeDecodeSplit for mlp1 and mlp2). The
-// scratch's shape check (H and 2I multiples of kMoeDecodeTileM) must cover both tiles.
-static_assert(kMoeDecodeTileM % (16 * kMoeDecodeGroups1) == 0 && kMoeDecodeTileM % (16 * kMoeDecodeGroups2) == 0,
-              "row tiles divide kMoeDecodeTileM");
-using Mlp1Smem = MlpSmem<kMoeDecodeGroups1, kMoeDecodeSplit1>;
-using Mlp2Smem = MlpSmem<kMoeDecodeGroups2, kMoeDecodeSplit2>;
-#define MLP1_KERNEL moe_mlp_decode_kernel<true, kMoeDecodeGroups1, kMoeDecodeSplit1>
-#define MLP2_KERNEL moe_mlp_decode_kernel<false, kMoeDecodeGroups2, kMoeDecodeSplit2>
-size_t mlp_smem_bytes(bool first, int K) { return first ? Mlp1Smem::bytes(K) : Mlp2Smem::bytes(K); }
-int mlp_tile_rows(bool first) { return 16 * (first ? kMoeDecodeGroups1 : kMoeDecodeGroups2); }
-int mlp_threads(bool first) {
-  return (first ? kMoeDecodeGroups1 * kMoeDecodeSplit1 : kMoeDecodeGroups2 * kMoeDecodeSplit2) * kWaveSize;
+// The launch shapes (launch_shapes.h): "wide" for one-row steps, "narrow" for more. The scratch's
+// shape check (H and 2I multiples of kMoeDecodeTileM) must cover every tile.
+template <bool kFirst, bool kWide>
+struct MlpShape {
+  static constexpr MoeDecodeShape s = kFirst ? (kWide ? kMoeDecodeWide1 : kMoeDecodeNarrow1)
+                                             : (kWide ? kMoeDecodeWide2 : kMoeDecodeNarrow2);
+  static_assert(kMoeDecodeTileM % (16 * s.groups) == 0, "row tiles divide kMoeDecodeTileM");
+  using Smem = MlpSmem<s.groups, s.split, s.stage_blocks>;
+  static constexpr auto* kernel = moe_mlp_decode_kernel<kFirst, s.groups, s.split, s.stage_blocks>;
+};
+template <bool kFirst, bool kWide>
+MlpKernel mlp_kernel_of(int K) {
+  using S = MlpShape<kFirst, kWide>;
+  return {reinterpret_cast<const void*>(S::kernel),
+          [](dim3 grid, dim3 block, size_t smem, gpuStream_t st, const MlpArgs& a) {
+            gpu_launch(S::kernel, grid, block, smem, st, a);
+          },
+          S::Smem::bytes(K), S::s.groups * S::s.split * kWaveSize, 16 * S::s.groups};
+}
+template <bool kFirst>
+MlpKernel mlp_kernel(int rows, int K) {
+  return moe_decode_wide(rows) ? mlp_kernel_of<kFirst, true>(K) : mlp_kernel_of<kFirst, false>(K);
+}
+void mlp_opt_in(int H, int I) {
+  for (const auto& k : {mlp_kernel_of<true, true>(H), mlp_kernel_of<true, false>(H)})
+    GPU_CHECK(gpuFuncSetAttribute(k.fn, gpuFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k.smem)));
+  for (const auto& k : {mlp_kernel_of<false, true>(I), mlp_kernel_of<false, false>(I)})
+    GPU_CHECK(gpuFuncSetAttribute(k.fn, gpuFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k.smem)));
 }
 
 #else  // HIP: fp32 FMAs over the decoded codes; a wave per 16 weight rows, as lanes (g, t) above
@@ -430,11 +472,15 @@ __global__ __launch_bounds__(kMlpThreads) void moe_mlp_decode_kernel(MlpArgs a) 
   if (lane < 8) mlp_store<kFirst>(a, pair, e, m0, lane, acc, v8, up0, up8);
   if (!kFirst) mlp2_combine(a, pair, tile);
 }
-#define MLP1_KERNEL moe_mlp_decode_kernel<true>
-#define MLP2_KERNEL moe_mlp_decode_kernel<false>
-size_t mlp_smem_bytes(bool, int K) { return static_cast<size_t>(K) * sizeof(float); }
-int mlp_threads(bool) { return kMlpThreads; }
-int mlp_tile_rows(bool) { return kTileM; }
+template <bool kFirst>
+MlpKernel mlp_kernel(int, int K) {
+  return {reinterpret_cast<const void*>(moe_mlp_decode_kernel<kFirst>),
+          [](dim3 grid, dim3 block, size_t smem, gpuStream_t st, const MlpArgs& a) {
+            gpu_launch(moe_mlp_decode_kernel<kFirst>, grid, block, smem, st, a);
+          },
+          static_cast<size_t>(K) * sizeof(float), kMlpThreads, kTileM};
+}
+void mlp_opt_in(int, int) {}  // (at most K floats: within the default limit)
 #endif
 
 template <class T>
@@ -469,16 +515,14 @@ MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows)
   decode_detail::decode_dense_init();
   // Dynamic shared memory beyond 48 KiB needs the opt-in on NVIDIA (largest: the router at 4 rows).
   const int route_smem = static_cast<int>(size_t(kDecodeMaxRows) * H * sizeof(float));
-  const int mlp_smem = static_cast<int>(std::max(mlp_smem_bytes(true, H), mlp_smem_bytes(false, I)));
 #if !defined(GPTOSS_HIP)
   GPU_CHECK(gpuFuncSetAttribute(moe_route_decode_kernel<1>, gpuFuncAttributeMaxDynamicSharedMemorySize, route_smem));
   GPU_CHECK(gpuFuncSetAttribute(moe_route_decode_kernel<2>, gpuFuncAttributeMaxDynamicSharedMemorySize, route_smem));
   GPU_CHECK(gpuFuncSetAttribute(moe_route_decode_kernel<4>, gpuFuncAttributeMaxDynamicSharedMemorySize, route_smem));
-  GPU_CHECK(gpuFuncSetAttribute(MLP1_KERNEL, gpuFuncAttributeMaxDynamicSharedMemorySize, mlp_smem));
-  GPU_CHECK(gpuFuncSetAttribute(MLP2_KERNEL, gpuFuncAttributeMaxDynamicSharedMemorySize, mlp_smem));
 #else
-  (void)route_smem, (void)mlp_smem;
+  (void)route_smem;
 #endif
+  mlp_opt_in(H, I);
   return s;
 }
 
@@ -504,18 +548,17 @@ void moe_forward_decode(const MoeGpuWeights& w, const bf16_t* norm_w, float eps,
                                                                    : moe_route_decode_kernel<4>;
   gpu_launch(route, dim3(lr.grid_x), dim3(lr.threads), lr.dyn_smem_bytes, stream, ra);
   const int pairs = rows * k;
-  const KernelLaunch l1 = moe_decode_mlp_launch(kTarget, true, pairs, H, 2 * I);
-  GPTOSS_ASSERT(l1.threads == mlp_threads(true) && l1.dyn_smem_bytes == mlp_smem_bytes(true, H) &&
-                2 * I == l1.grid_y * mlp_tile_rows(true));
+  const MlpKernel k1 = mlp_kernel<true>(rows, H), k2 = mlp_kernel<false>(rows, I);
+  const KernelLaunch l1 = moe_decode_mlp_launch(kTarget, true, rows, pairs, H, 2 * I);
+  GPTOSS_ASSERT(l1.threads == k1.threads && l1.dyn_smem_bytes == k1.smem && 2 * I == l1.grid_y * k1.tile_rows);
   MlpArgs m1{w.mlp1_blocks, w.mlp1_scales, w.mlp1_bias, s.xn, s.experts, s.weights, s.act,
              nullptr, nullptr, H, 2 * I, k, 2 * I / l1.grid_y, w.swiglu_limit, E};
-  gpu_launch(MLP1_KERNEL, moe_grid(l1), dim3(l1.threads), l1.dyn_smem_bytes, stream, m1);
-  const KernelLaunch l2 = moe_decode_mlp_launch(kTarget, false, pairs, I, H);
-  GPTOSS_ASSERT(l2.threads == mlp_threads(false) && l2.dyn_smem_bytes == mlp_smem_bytes(false, I) &&
-                H == l2.grid_y * mlp_tile_rows(false));
+  k1.launch(moe_grid(l1), dim3(l1.threads), l1.dyn_smem_bytes, stream, m1);
+  const KernelLaunch l2 = moe_decode_mlp_launch(kTarget, false, rows, pairs, I, H);
+  GPTOSS_ASSERT(l2.threads == k2.threads && l2.dyn_smem_bytes == k2.smem && H == l2.grid_y * k2.tile_rows);
   MlpArgs m2{w.mlp2_blocks, w.mlp2_scales, w.mlp2_bias, s.act, s.experts, s.weights, s.y,
              residual, s.counters + 1, I, H, k, H / l2.grid_y, w.swiglu_limit, E};
-  gpu_launch(MLP2_KERNEL, moe_grid(l2), dim3(l2.threads), l2.dyn_smem_bytes, stream, m2);
+  k2.launch(moe_grid(l2), dim3(l2.threads), l2.dyn_smem_bytes, stream, m2);
 }
 
 }  // namespace gptoss::gpu

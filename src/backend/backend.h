@@ -76,9 +76,9 @@ struct BackendOptions {
   bool decode_kernels = true;
   // GPU (NVIDIA): launch overlap (programmatic dependent launch, kernels/gpu/vendor.h gpu_launch):
   // the decode path's and the attention's kernels start while the previous kernel finishes.
-  // Process-wide; run --launch-overlap on|off. Off by default: 1.5% slower at batch 1 on an H100
-  // (docs/performance.md, 2026-12-06).
-  bool launch_overlap = false;
+  // Process-wide; run --launch-overlap on|off. On by default since the one-row MoE decode shape
+  // (launch_shapes.h MoeDecodeShape) made it pay at batch 1 (docs/performance.md, 2026-12-06 late).
+  bool launch_overlap = true;
   gpu::MoeOptions moe;  // GPU: the batched MoE's kernel choices (kernels/gpu/moe_plan.h)
   // GPU, precision fast: split K of the qkv and output projections' GEMM over 1-4 blocks per
   // output tile (kernels/gpu/matmul.cu fast_gemm_splits). Off by default: slower at every shape

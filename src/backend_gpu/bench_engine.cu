@@ -15,7 +15,8 @@
 //   --moe-fold 0: precision fast with the MoE grouped GEMM on fp16 weights and per-block scales
 //   instead of bf16 weights with the scales folded in (kernels/gpu/moe_plan.h MoeOptions; default
 //   1); --split-k 1: the fast GEMM's K split (BackendOptions::gemm_split_k; default 0: slower on
-//   an H100, docs/performance.md); --overlap 1: launch overlap (BackendOptions::launch_overlap; default 0);
+//   an H100, docs/performance.md); --overlap 0|1: launch overlap (BackendOptions::launch_overlap;
+//   default on, as run's);
 //   --wgmma 1: the MoE grouped GEMM on wgmma (MoeOptions::wgmma; sm_90a builds)
 //   --profile: only one step inside the profiler's range (run under ncu --profile-from-start off):
 //   the last prefill chunk (pp) or the first timed decode step of the last batch size (decode)
@@ -81,7 +82,8 @@ int main(int argc, char** argv) {
     int ctx = 4096, pp = 512, tg = 128, decode_pos = 8, pp_chunk = 256;
     std::string profile;  // "", "pp" or "decode": the one step inside the profiler range
     std::string precision;  // "" = the GPU default
-    bool write_only = false, decode_kernels = true, moe_fold = true, split_k = false, overlap = false;
+    bool write_only = false, decode_kernels = true, moe_fold = true, split_k = false;
+    bool overlap = BackendOptions{}.launch_overlap;
     bool wgmma = false;
     std::vector<int> batches = {1, 16, 64};
     for (int i = 1; i < argc; ++i) {
@@ -109,7 +111,7 @@ int main(int argc, char** argv) {
         const std::string v = next();
         if (v != "0" && v != "1") fail("bench-engine: --wgmma %s: expected 0 or 1", v.c_str());
         wgmma = v == "1";
-      } else if (a == "--overlap") {  // 1: launch overlap (BackendOptions::launch_overlap)
+      } else if (a == "--overlap") {  // launch overlap (BackendOptions::launch_overlap)
         const std::string v = next();
         if (v != "0" && v != "1") fail("bench-engine: --overlap %s: expected 0 or 1", v.c_str());
         overlap = v == "1";

@@ -151,14 +151,14 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
                "a launcher's single task stops with the srun/mpirun command that uses them all");
   bool no_graphs = false;
   bool no_decode = false;
-  std::string overlap = "off";
+  std::string overlap = opt.launch_overlap ? "on" : "off";
   app.add_flag("--no-decode-kernels", no_decode,
                "GPU: run steps of up to 4 rows on the batched kernels instead of the fused decode "
                "kernels (for comparisons)");
   app.add_option("--launch-overlap", overlap,
                  "GPU (NVIDIA): on = the decode and attention kernels start during the previous "
                  "kernel's tail (programmatic dependent launch); off = each waits for the previous "
-                 "one. Default off (slower at batch 1 on an H100)");
+                 "one. Default on");
   app.add_flag("--no-graphs", no_graphs,
                "GPU: run every step without captured graphs (slower; for compute-sanitizer and "
                "debuggers)");

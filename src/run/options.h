@@ -62,7 +62,7 @@ struct RunOptions {
   double ring_timeout_s = 300; // --ring-timeout: a stage waiting longer for a message fails
   bool gpu_graphs = true;      // --no-graphs: GPU steps without captured graphs (debuggers)
   bool decode_kernels = true;  // --no-decode-kernels: small GPU steps on the batched kernels
-  bool launch_overlap = false;  // --launch-overlap on|off (GPU, NVIDIA; BackendOptions)
+  bool launch_overlap = true;  // --launch-overlap on|off (GPU, NVIDIA; BackendOptions)
   bool profile = false;        // --profile: rank 0's time by phase at the end (pipeline)
   bool no_spawn = false;       // --no-spawn: one process that sees several GPUs uses one
   std::string transport = "auto";  // --transport auto | mpi: links between GPU ranks

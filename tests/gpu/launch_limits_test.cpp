@@ -126,9 +126,9 @@ void for_each_checked_launch(const GpuTarget& t, F&& f) {
       f(Where{&c, rows, nullptr, "decode router"}, moe_decode_route_launch(t, rows, k.hidden, k.n_experts));
       const int pairs = rows * k.experts_per_tok;
       f(Where{&c, rows, nullptr, "decode mlp1"},
-        moe_decode_mlp_launch(t, true, pairs, k.hidden, 2 * k.intermediate));
+        moe_decode_mlp_launch(t, true, rows, pairs, k.hidden, 2 * k.intermediate));
       f(Where{&c, rows, nullptr, "decode mlp2"},
-        moe_decode_mlp_launch(t, false, pairs, k.intermediate, k.hidden));
+        moe_decode_mlp_launch(t, false, rows, pairs, k.intermediate, k.hidden));
     }
   }
 }

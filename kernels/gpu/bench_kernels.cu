@@ -2,7 +2,9 @@
 // and prints one JSON object per line (kernel, shape, rows, median microseconds, achieved GB/s
 // counting each input byte read once and each output byte written once, TFLOP/s for matmuls).
 // Weights are rotated among enough copies (> 2x the L2 cache) so timings come from HBM, not L2.
-// Usage: bench-kernels [--reps N] [--read-bw | --fast-gemm | --decode]
+// Usage: bench-kernels [--reps N] [--overlap 0|1] [--read-bw | --fast-gemm | --decode]
+//   --overlap: launch overlap (vendor.h gpu_launch) for the kernels that use it; default 1, as the
+//   engine's default (BackendOptions::launch_overlap), so the decode chains time what a step runs.
 //   --fast-gemm: only the fast (bf16 x bf16) GEMM at the qkv, o and LM-head shapes for 64..512
 //   rows, without and with its K split (NVIDIA), one JSON line each (kernel names the splits).
 //   --decode: only the batch-1 decode matmuls (decode.h) at the 20b qkv (with its RMSNorm) and
@@ -288,20 +290,27 @@ void bench_attention(int ctx_pos, int window, int rows, int slots) {
 
 int main(int argc, char** argv) {
   return guarded_main("bench-kernels", [&] {
-    bool read_bw_only = false, fast_gemm_only = false, decode_only = false;
+    bool read_bw_only = false, fast_gemm_only = false, decode_only = false, overlap = true;
     for (int i = 1; i < argc; ++i) {
       if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) g_reps = std::atoi(argv[++i]);
+      else if (!std::strcmp(argv[i], "--overlap") && i + 1 < argc) {
+        const std::string v = argv[++i];
+        if (v != "0" && v != "1") fail("bench-kernels: --overlap %s: expected 0 or 1", v.c_str());
+        overlap = v == "1";
+      }
       else if (!std::strcmp(argv[i], "--read-bw")) read_bw_only = true;
       else if (!std::strcmp(argv[i], "--fast-gemm")) fast_gemm_only = true;
       else if (!std::strcmp(argv[i], "--decode")) decode_only = true;
-      else fail("bench-kernels: unknown argument '%s' (usage: bench-kernels [--reps N] [--read-bw | --fast-gemm | --decode])", argv[i]);
+      else fail("bench-kernels: unknown argument '%s' (usage: bench-kernels [--reps N] [--overlap 0|1] "
+                "[--read-bw | --fast-gemm | --decode])", argv[i]);
     }
     gpu::require_device();
+    gpu::set_launch_overlap(overlap);
     gpuDeviceProp prop;
     GPU_CHECK(gpuGetDeviceProperties(&prop, 0));
     g_l2_bytes = size_t(prop.l2CacheSize);
-    std::fprintf(stderr, "bench-kernels: %s, %d SMs/CUs, L2 %zu MiB, %s\n", prop.name,
-                 prop.multiProcessorCount, g_l2_bytes >> 20, GPU_RT_NAME);
+    std::fprintf(stderr, "bench-kernels: %s, %d SMs/CUs, L2 %zu MiB, %s, launch overlap %s\n", prop.name,
+                 prop.multiProcessorCount, g_l2_bytes >> 20, GPU_RT_NAME, overlap ? "on" : "off");
     GPU_CHECK(gpuStreamCreateNonBlocking(&g_stream));
     if (decode_only) {
       bench_decode("qkv+norm", 2880, 5120, true, 4 * prop.multiProcessorCount);

@@ -214,6 +214,7 @@ struct MlpKernel {
 // so a row's bits never depend on the step's other rows.
 template <int kGroups, int kSplit, int kStageBlocks>
 struct MlpSmem {
+  static_assert((16 * kStageBlocks) % kWaveSize == 0, "a stage's 16-byte pieces split evenly over the lanes");
   static constexpr int kWarps = kGroups * kSplit;
   static constexpr int kStages = kMoeDecodeStages;     // stages in flight per warp
   static constexpr int kRowPad = kStageBlocks * 16 + 16;  // bytes per staged weight row (conflict-free)
@@ -417,11 +418,13 @@ template <bool kFirst>
 MlpKernel mlp_kernel(int rows, int K) {
   return moe_decode_wide(rows) ? mlp_kernel_of<kFirst, true>(K) : mlp_kernel_of<kFirst, false>(K);
 }
-void mlp_opt_in(int H, int I) {
-  for (const auto& k : {mlp_kernel_of<true, true>(H), mlp_kernel_of<true, false>(H)})
-    GPU_CHECK(gpuFuncSetAttribute(k.fn, gpuFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k.smem)));
-  for (const auto& k : {mlp_kernel_of<false, true>(I), mlp_kernel_of<false, false>(I)})
-    GPU_CHECK(gpuFuncSetAttribute(k.fn, gpuFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k.smem)));
+// The shared-memory opt-in, to the decode kernels' bound (not one scratch's size: a later scratch
+// of smaller shapes must not lower it under a live one's launches).
+void mlp_opt_in() {
+  for (const void* f : {mlp_kernel_of<true, true>(0).fn, mlp_kernel_of<true, false>(0).fn,
+                        mlp_kernel_of<false, true>(0).fn, mlp_kernel_of<false, false>(0).fn})
+    GPU_CHECK(gpuFuncSetAttribute(f, gpuFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(decode_detail::kDecodeSmemLimit)));
 }
 
 #else  // HIP: fp32 FMAs over the decoded codes; a wave per 16 weight rows, as lanes (g, t) above
@@ -480,7 +483,7 @@ MlpKernel mlp_kernel(int, int K) {
           },
           static_cast<size_t>(K) * sizeof(float), kMlpThreads, kTileM};
 }
-void mlp_opt_in(int, int) {}  // (at most K floats: within the default limit)
+void mlp_opt_in() {}  // (at most K floats: within the default limit)
 #endif
 
 template <class T>
@@ -513,16 +516,17 @@ MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows)
   s.counters = dev_alloc<uint32_t>(n_tickets, s.bytes);
   GPU_CHECK(gpuMemset(s.counters, 0, n_tickets * sizeof(uint32_t)));
   decode_detail::decode_dense_init();
-  // Dynamic shared memory beyond 48 KiB needs the opt-in on NVIDIA (largest: the router at 4 rows).
-  const int route_smem = static_cast<int>(size_t(kDecodeMaxRows) * H * sizeof(float));
+  // Dynamic shared memory beyond 48 KiB needs the opt-in on NVIDIA (the router: its rows of H; the
+  // expert matmuls: input, scales and cp.async rings, up to 64 KB at the 20b shape), to the decode
+  // kernels' bound, as the dense decode kernels do (decode_dense_init).
 #if !defined(GPTOSS_HIP)
-  GPU_CHECK(gpuFuncSetAttribute(moe_route_decode_kernel<1>, gpuFuncAttributeMaxDynamicSharedMemorySize, route_smem));
-  GPU_CHECK(gpuFuncSetAttribute(moe_route_decode_kernel<2>, gpuFuncAttributeMaxDynamicSharedMemorySize, route_smem));
-  GPU_CHECK(gpuFuncSetAttribute(moe_route_decode_kernel<4>, gpuFuncAttributeMaxDynamicSharedMemorySize, route_smem));
-#else
-  (void)route_smem;
+  for (const void* f : {reinterpret_cast<const void*>(moe_route_decode_kernel<1>),
+                        reinterpret_cast<const void*>(moe_route_decode_kernel<2>),
+                        reinterpret_cast<const void*>(moe_route_decode_kernel<4>)})
+    GPU_CHECK(gpuFuncSetAttribute(f, gpuFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(decode_detail::kDecodeSmemLimit)));
 #endif
-  mlp_opt_in(H, I);
+  mlp_opt_in();
   return s;
 }
 

@@ -204,7 +204,9 @@ inline constexpr gpu_lane_mask_t kAllLanes = ~0u;
 //     every kernel triggers only after its own wait, a kernel that starts knows the kernel two
 //     launches back has finished.
 // A kernel that calls neither runs exactly as a plain launch. The flag is process-wide (set by the
-// GPU backend from BackendOptions::launch_overlap before it captures any graph).
+// GPU backend from BackendOptions::launch_overlap, on by default, before it captures any graph);
+// off until then, so a program that only calls kernels (the kernel tests) launches plainly unless
+// it sets it.
 namespace gptoss::gpu {
 inline bool& launch_overlap_flag() {
   static bool on = false;

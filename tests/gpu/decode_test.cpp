@@ -11,8 +11,9 @@
 //         tests/gpu/moe_test.cpp's bound for the batched path: the MXFP4 matmuls take x as fp16
 //         hi + lo halves (2^-22 relative) on NVIDIA with exact products and fp32 sums, and fp32
 //         FMAs on HIP; routing must equal the CPU's top-k except at a near tie (< 1e-4 apart).
-//   exact: a row's outputs do not depend on the other rows of the call (1 row vs 4 rows), and
-//         a graph replay gives the eager launch's bits (the tickets return to zero).
+//   exact: a row's outputs do not depend on the other rows of the call (1 row vs 4 rows: the
+//         MoE's "wide" and "narrow" expert matmuls), and a graph replay gives the eager launch's
+//         bits (the tickets return to zero), with launch overlap on or off.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -296,35 +297,41 @@ void check_moe_decode(const moetest::MoeShape& sh, uint64_t seed) {
       EXPECT_EQ(0, std::memcmp(one.data(), c.res_gpu.data(), size_t(sh.H) * 4));
     }
   }
-  // Graph capture and replay: the same bits as eager launches, twice (the tickets reset).
-  {
-    const int rows = 3;
-    Rng rr(seed + 99);
-    auto res0 = normals(rr, size_t(rows) * sh.H, 1.5f);
-    DevBuf<float> de(res0.size()), dg(res0.size());
-    de.upload(res0);
-    gpu::moe_forward_decode(dm.w, dn.p, 1e-5f, de.p, rows, s, nullptr);
-    GPU_CHECK(gpuDeviceSynchronize());
-    auto eager = de.download();
-    gpuStream_t st;
-    GPU_CHECK(gpuStreamCreateNonBlocking(&st));
-    gpuGraph_t graph;
-    GPU_CHECK(gpuStreamBeginCapture(st));
-    gpu::moe_forward_decode(dm.w, dn.p, 1e-5f, dg.p, rows, s, st);
-    GPU_CHECK(gpuStreamEndCapture(st, &graph));
-    gpuGraphExec_t exec;
-    GPU_CHECK(gpuGraphInstantiate(&exec, graph));
-    for (int rep = 0; rep < 2; ++rep) {
-      dg.upload(res0);
-      GPU_CHECK(gpuGraphLaunch(exec, st));
-      GPU_CHECK(gpuStreamSynchronize(st));
-      auto g = dg.download();
-      EXPECT_EQ(0, std::memcmp(g.data(), eager.data(), g.size() * 4)) << "replay " << rep;
+  // Graph capture and replay: the same bits as eager launches, twice (the tickets reset); with
+  // and without launch overlap (the engine's default is on), for a one-row step (the "wide"
+  // expert matmuls) and a three-row one ("narrow").
+  for (const int rows : {1, 3})
+    for (const bool overlap : {false, true}) {
+      Rng rr(seed + 99 + rows);
+      auto res0 = normals(rr, size_t(rows) * sh.H, 1.5f);
+      DevBuf<float> de(res0.size()), dg(res0.size());
+      de.upload(res0);
+      gpu::set_launch_overlap(false);
+      gpu::moe_forward_decode(dm.w, dn.p, 1e-5f, de.p, rows, s, nullptr);
+      GPU_CHECK(gpuDeviceSynchronize());
+      auto eager = de.download();
+      gpu::set_launch_overlap(overlap);
+      gpuStream_t st;
+      GPU_CHECK(gpuStreamCreateNonBlocking(&st));
+      gpuGraph_t graph;
+      GPU_CHECK(gpuStreamBeginCapture(st));
+      gpu::moe_forward_decode(dm.w, dn.p, 1e-5f, dg.p, rows, s, st);
+      GPU_CHECK(gpuStreamEndCapture(st, &graph));
+      gpuGraphExec_t exec;
+      GPU_CHECK(gpuGraphInstantiate(&exec, graph));
+      for (int rep = 0; rep < 2; ++rep) {
+        dg.upload(res0);
+        GPU_CHECK(gpuGraphLaunch(exec, st));
+        GPU_CHECK(gpuStreamSynchronize(st));
+        auto g = dg.download();
+        EXPECT_EQ(0, std::memcmp(g.data(), eager.data(), g.size() * 4))
+            << "rows " << rows << " overlap " << overlap << " replay " << rep;
+      }
+      GPU_CHECK(gpuGraphExecDestroy(exec));
+      GPU_CHECK(gpuGraphDestroy(graph));
+      GPU_CHECK(gpuStreamDestroy(st));
+      gpu::set_launch_overlap(false);
     }
-    GPU_CHECK(gpuGraphExecDestroy(exec));
-    GPU_CHECK(gpuGraphDestroy(graph));
-    GPU_CHECK(gpuStreamDestroy(st));
-  }
   gpu::moe_decode_scratch_destroy(s);
 }
 

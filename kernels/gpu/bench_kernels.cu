@@ -2,7 +2,7 @@
 // and prints one JSON object per line (kernel, shape, rows, median microseconds, achieved GB/s
 // counting each input byte read once and each output byte written once, TFLOP/s for matmuls).
 // Weights are rotated among enough copies (> 2x the L2 cache) so timings come from HBM, not L2.
-// Usage: bench-kernels [--reps N] [--overlap 0|1] [--read-bw | --fast-gemm | --decode]
+// Usage: bench-kernels [--reps N] [--overlap 0|1] [--read-bw | --fast-gemm | --decode | --moe-shapes]
 //   --overlap: launch overlap (vendor.h gpu_launch) for the kernels that use it; default 1, as the
 //   engine's default (BackendOptions::launch_overlap), so the decode chains time what a step runs.
 //   --fast-gemm: only the fast (bf16 x bf16) GEMM at the qkv, o and LM-head shapes for 64..512
@@ -12,6 +12,8 @@
 //   decode step issues them back to back), next to the read probe over the same bytes per launch
 //   (how fast one kernel can stream that many bytes at all): us per launch and GB/s; then the MoE
 //   block (moe_forward_decode, 1 row) the same way.
+//   --moe-shapes: --decode, plus the MoE block with each candidate expert-matmul block shape
+//   (decode.h moe_forward_decode_candidate; NVIDIA), one line each, to choose launch_shapes.h's.
 //   --read-bw: only the read-bandwidth probe (a 4 GiB buffer read once with 16-byte loads from
 //   every SM; gpu::read_bandwidth_probe): one JSON line, the ceiling decode steps are measured
 //   against.
@@ -195,7 +197,7 @@ void bench_decode(const char* name, int K, int M, bool norm, int blocks_probe) {
 // (> 3x the L2 together), next to the read probe over the bytes one launch reads (the 4 chosen
 // experts' blocks, scales and biases, the router). The MXFP4 scales are small (2^-10..2^-7) so the
 // residual, which each launch adds into, stays put and the router keeps choosing 4 experts.
-void bench_moe_decode(int blocks_probe) {
+void bench_moe_decode(int blocks_probe, bool candidates) {
   const int E = 32, k = 4, H = 2880, I = 2880;
   const size_t b1 = size_t(E) * 2 * I * H / 2, s1 = size_t(E) * 2 * I * H / 32;
   const size_t b2 = size_t(E) * H * I / 2, s2 = size_t(E) * H * I / 32;
@@ -235,6 +237,13 @@ void bench_moe_decode(int blocks_probe) {
     gpu::moe_forward_decode(w[i % copies], nw, 1e-5f, x, 1, s, g_stream);
   });
   report("moe_forward_decode", shape, 1, us, bytes, 2.0 * k * (2.0 * I * H + double(H) * I));
+  for (int c = 0; candidates && c < gpu::moe_decode_candidates(); ++c) {  // --moe-shapes
+    const double uc = chain_us(kChain, [&](int i) {
+      gpu::moe_forward_decode_candidate(c, w[i % copies], nw, 1e-5f, x, 1, s, g_stream);
+    });
+    const std::string name = "moe_forward_decode shape " + std::to_string(c) + " (" + gpu::moe_decode_candidate_name(c) + ")";
+    report(name.c_str(), shape, 1, uc, bytes, 2.0 * k * (2.0 * I * H + double(H) * I));
+  }
   const double probe = chain_us(kChain, [&](int i) {
     gpu::read_bandwidth_probe(w[i % copies].mlp1_blocks, size_t(bytes) & ~size_t(15), blocks_probe,
                               partial, g_stream);
@@ -290,7 +299,7 @@ void bench_attention(int ctx_pos, int window, int rows, int slots) {
 
 int main(int argc, char** argv) {
   return guarded_main("bench-kernels", [&] {
-    bool read_bw_only = false, fast_gemm_only = false, decode_only = false, overlap = true;
+    bool read_bw_only = false, fast_gemm_only = false, decode_only = false, overlap = true, shapes = false;
     for (int i = 1; i < argc; ++i) {
       if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) g_reps = std::atoi(argv[++i]);
       else if (!std::strcmp(argv[i], "--overlap") && i + 1 < argc) {
@@ -301,8 +310,9 @@ int main(int argc, char** argv) {
       else if (!std::strcmp(argv[i], "--read-bw")) read_bw_only = true;
       else if (!std::strcmp(argv[i], "--fast-gemm")) fast_gemm_only = true;
       else if (!std::strcmp(argv[i], "--decode")) decode_only = true;
+      else if (!std::strcmp(argv[i], "--moe-shapes")) decode_only = shapes = true;
       else fail("bench-kernels: unknown argument '%s' (usage: bench-kernels [--reps N] [--overlap 0|1] "
-                "[--read-bw | --fast-gemm | --decode])", argv[i]);
+                "[--read-bw | --fast-gemm | --decode | --moe-shapes])", argv[i]);
     }
     gpu::require_device();
     gpu::set_launch_overlap(overlap);
@@ -315,7 +325,7 @@ int main(int argc, char** argv) {
     if (decode_only) {
       bench_decode("qkv+norm", 2880, 5120, true, 4 * prop.multiProcessorCount);
       bench_decode("o", 4096, 2880, false, 4 * prop.multiProcessorCount);
-      bench_moe_decode(4 * prop.multiProcessorCount);
+      bench_moe_decode(4 * prop.multiProcessorCount, shapes);
       return 0;
     }
     if (fast_gemm_only) {

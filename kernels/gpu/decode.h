@@ -13,6 +13,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "common/bf16.h"
 #include "gpu/launch_shapes.h"  // kDecodeMaxRows, kDecodeMaxK and the launch shapes
@@ -91,5 +92,12 @@ MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows)
 void moe_decode_scratch_destroy(MoeDecodeScratch& s);
 void moe_forward_decode(const MoeGpuWeights& w, const bf16_t* norm_w, float eps, float* residual,
                         int rows, MoeDecodeScratch& s, gpuStream_t stream);
+// Benchmarks only (bench-kernels --moe-shapes): moe_forward_decode with candidate expert-matmul
+// block shape i (< moe_decode_candidates(); NVIDIA: a list in moe_decode.cu; HIP: none) instead of
+// the launch shapes' choice. K is summed in the same parts, so every candidate gives the same bits.
+int moe_decode_candidates();
+std::string moe_decode_candidate_name(int i);
+void moe_forward_decode_candidate(int i, const MoeGpuWeights& w, const bf16_t* norm_w, float eps,
+                                  float* residual, int rows, MoeDecodeScratch& s, gpuStream_t stream);
 
 }  // namespace gptoss::gpu

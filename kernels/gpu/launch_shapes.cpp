@@ -91,22 +91,19 @@ KernelLaunch moe_decode_route_launch(const GpuTarget& t, int rows, int H, int E)
 KernelLaunch moe_decode_mlp_launch(const GpuTarget& t, bool first, int rows, int pairs, int K, int M) {
   KernelLaunch l;
   l.grid_x = pairs;
-  const int nb = K / 32;
   if (t.vendor == GpuVendor::nvidia) {  // warps of 16 rows x K parts: input hi|lo, scales, cp.async ring
     const bool wide = moe_decode_wide(rows);
     const MoeDecodeShape s = first ? (wide ? kMoeDecodeWide1 : kMoeDecodeNarrow1)
                                    : (wide ? kMoeDecodeWide2 : kMoeDecodeNarrow2);
     const int warps = s.groups * s.split;
-    static char names[2][2][56];  // "moe_mlp_decode_kernel<first, groups, split, stage blocks>" as demangled
+    static char names[2][2][64];  // "moe_mlp_decode_kernel<first, groups, split, stage blocks, stages>"
     char* name = names[first][wide];
-    std::snprintf(name, sizeof(names[0][0]), "moe_mlp_decode_kernel<%s, %d, %d, %d>", first ? "true" : "false",
-                  s.groups, s.split, s.stage_blocks);
+    std::snprintf(name, sizeof(names[0][0]), "moe_mlp_decode_kernel<%s, %d, %d, %d, %d>",
+                  first ? "true" : "false", s.groups, s.split, s.stage_blocks, s.stages);
     l.kernel = name;
     l.grid_y = M / (16 * s.groups);
     l.threads = warps * t.wave_size;
-    const size_t row_pad = size_t(s.stage_blocks) * 16 + 16;
-    l.dyn_smem_bytes = size_t(nb) * 128 + size_t(warps) * 16 * nb +
-                       size_t(warps) * kMoeDecodeStages * 16 * row_pad;
+    l.dyn_smem_bytes = moe_decode_smem_bytes(s, K);
   } else {  // 4 waves of 16 rows, the input in fp32
     l.kernel = first ? "moe_mlp_decode_kernel<true>" : "moe_mlp_decode_kernel<false>";
     l.grid_y = M / kMoeDecodeTileM;

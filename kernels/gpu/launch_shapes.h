@@ -87,12 +87,17 @@ inline constexpr int kMoeDecodeTileM = 64;    // HIP: weight rows per block of t
 // H200, slower at 2 and 4 rows, which keep the "narrow" 4-warp blocks (docs/performance.md,
 // 2026-12-06 late).
 struct MoeDecodeShape {
-  int groups, split, stage_blocks;
+  int groups, split, stage_blocks, stages;
 };
 inline constexpr int kMoeDecodeParts1 = 2, kMoeDecodeParts2 = 4;
-inline constexpr int kMoeDecodeStages = 4;
-inline constexpr MoeDecodeShape kMoeDecodeWide1{4, 2, 4}, kMoeDecodeWide2{2, 4, 4};
-inline constexpr MoeDecodeShape kMoeDecodeNarrow1{4, 1, 8}, kMoeDecodeNarrow2{4, 1, 8};
+inline constexpr MoeDecodeShape kMoeDecodeWide1{4, 2, 4, 4}, kMoeDecodeWide2{2, 4, 4, 4};
+inline constexpr MoeDecodeShape kMoeDecodeNarrow1{4, 1, 8, 4}, kMoeDecodeNarrow2{4, 1, 8, 4};
+// Shared memory of an expert matmul block of shape s over K inputs: the input's fp16 hi|lo halves,
+// each warp's rows' scales, each warp's cp.async ring.
+inline size_t moe_decode_smem_bytes(const MoeDecodeShape& s, int K) {
+  const size_t warps = size_t(s.groups) * s.split, nb = size_t(K) / 32;
+  return nb * 128 + warps * 16 * nb + warps * s.stages * 16 * (size_t(s.stage_blocks) * 16 + 16);
+}
 inline bool moe_decode_wide(int rows) { return rows == 1; }
 // The row bucket a decode kernel is instantiated for (1, 2 or 4 rows).
 inline int decode_row_bucket(int rows) { return rows <= 1 ? 1 : rows == 2 ? 2 : 4; }

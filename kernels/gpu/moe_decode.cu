@@ -8,8 +8,7 @@
 //     of the chosen experts' bytes stream from every SM. NVIDIA: K is summed in a fixed number of
 //     parts added in part order; a warp owns 16 weight rows and one part of K ("wide" one-row
 //     launches) or all of them in turn (launch_shapes.h MoeDecodeShape), and streams them through
-//     a cp.async ring in shared memory (stage_blocks MXFP4 blocks per stage, kMoeDecodeStages
-//     stages); per MXFP4 block, each lane turns its word of rows g and g + 8 into fp16 pairs (the exact placements LUT * 2^-14) and two mma.sync m16n8k16 multiply them with the
+//     a cp.async ring in shared memory (stage_blocks MXFP4 blocks per stage, `stages` stages); per MXFP4 block, each lane turns its word of rows g and g + 8 into fp16 pairs (the exact placements LUT * 2^-14) and two mma.sync m16n8k16 multiply them with the
 //     input as fp16 hi (column 0) and lo (column 1) halves; the block's sums are scaled by the
 //     rows' E8M0 scales into fp32 accumulators (fp32-quality, as moe_gemv.cu's tensor-core GEMV).
 //     HIP: kMoeDecodeTileM rows per block, no K split, fp32 FMAs over the decoded codes (correct;
@@ -19,6 +18,9 @@
 //     tile)) adds w_0 y_0 + w_1 y_1 + ... in rank order into the residual: deterministic.
 // Every ticket returns to 0 in the launch that uses it, so graph replays reuse the counters.
 #include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
 
 #include "gpu/decode.h"
 #include "gpu/decode_device.h"
@@ -212,11 +214,12 @@ struct MlpKernel {
 // kGroups; the one-row "wide" shape, for more warps on the SMs), kSplit == 1 runs a group's parts
 // in turn in one warp (the "narrow" shape of 2-4 rows). Both add the same sums in the same order,
 // so a row's bits never depend on the step's other rows.
-template <int kGroups, int kSplit, int kStageBlocks>
+template <int kGroups, int kSplit, int kStageBlocks, int kStageCount>
 struct MlpSmem {
   static_assert((16 * kStageBlocks) % kWaveSize == 0, "a stage's 16-byte pieces split evenly over the lanes");
+  static_assert(kStageCount >= 2, "a ring");
   static constexpr int kWarps = kGroups * kSplit;
-  static constexpr int kStages = kMoeDecodeStages;     // stages in flight per warp
+  static constexpr int kStages = kStageCount;              // stages in flight per warp
   static constexpr int kRowPad = kStageBlocks * 16 + 16;  // bytes per staged weight row (conflict-free)
   static constexpr int kWarpStage = 16 * kRowPad;         // bytes of one warp's stage
   __host__ __device__ static size_t x_bytes(int K) { return static_cast<size_t>(K / 32) * 128; }  // hi|lo per block
@@ -225,9 +228,9 @@ struct MlpSmem {
   __host__ __device__ static size_t bytes(int K) { return x_bytes(K) + scale_bytes(K) + ring_bytes(); }
 };
 
-template <bool kFirst, int kGroups, int kSplit, int kStageBlocks>
+template <bool kFirst, int kGroups, int kSplit, int kStageBlocks, int kStageCount>
 __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(MlpArgs a) {
-  using Smem = MlpSmem<kGroups, kSplit, kStageBlocks>;
+  using Smem = MlpSmem<kGroups, kSplit, kStageBlocks, kStageCount>;
   constexpr int kStages = Smem::kStages, kRowPad = Smem::kRowPad, kWarpStage = Smem::kWarpStage;
   constexpr int kParts = kFirst ? kMoeDecodeParts1 : kMoeDecodeParts2;
   static_assert(kSplit == 1 || kSplit == kParts, "a warp per part, or all parts in one warp");
@@ -395,34 +398,57 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
   }
   if (!kFirst) mlp2_combine(a, pair, tile);
 }
-// The launch shapes (launch_shapes.h): "wide" for one-row steps, "narrow" for more. The scratch's
-// shape check (H and 2I multiples of kMoeDecodeTileM) must cover every tile.
-template <bool kFirst, bool kWide>
-struct MlpShape {
-  static constexpr MoeDecodeShape s = kFirst ? (kWide ? kMoeDecodeWide1 : kMoeDecodeNarrow1)
-                                             : (kWide ? kMoeDecodeWide2 : kMoeDecodeNarrow2);
-  static_assert(kMoeDecodeTileM % (16 * s.groups) == 0, "row tiles divide kMoeDecodeTileM");
-  using Smem = MlpSmem<s.groups, s.split, s.stage_blocks>;
-  static constexpr auto* kernel = moe_mlp_decode_kernel<kFirst, s.groups, s.split, s.stage_blocks>;
-};
+// The launch shapes (launch_shapes.h): "wide" for one-row steps, "narrow" for more; and the
+// benchmarks' candidates (moe_experts_decode_candidate). The scratch's shape check (H and 2I
+// multiples of kMoeDecodeTileM) must cover every tile.
+template <bool kFirst, int G, int S, int B, int T>
+MlpKernel mlp_kernel_shape(int K) {
+  static_assert(kMoeDecodeTileM % (16 * G) == 0, "row tiles divide kMoeDecodeTileM");
+  using Smem = MlpSmem<G, S, B, T>;
+  constexpr auto* kernel = moe_mlp_decode_kernel<kFirst, G, S, B, T>;
+  return {reinterpret_cast<const void*>(kernel),
+          [](dim3 grid, dim3 block, size_t smem, gpuStream_t st, const MlpArgs& a) {
+            gpu_launch(kernel, grid, block, smem, st, a);
+          },
+          Smem::bytes(K), G * S * kWaveSize, 16 * G};
+}
+#define MLP_SHAPE(first, sh) mlp_kernel_shape<first, (sh).groups, (sh).split, (sh).stage_blocks, (sh).stages>
 template <bool kFirst, bool kWide>
 MlpKernel mlp_kernel_of(int K) {
-  using S = MlpShape<kFirst, kWide>;
-  return {reinterpret_cast<const void*>(S::kernel),
-          [](dim3 grid, dim3 block, size_t smem, gpuStream_t st, const MlpArgs& a) {
-            gpu_launch(S::kernel, grid, block, smem, st, a);
-          },
-          S::Smem::bytes(K), S::s.groups * S::s.split * kWaveSize, 16 * S::s.groups};
+  if constexpr (kFirst) return kWide ? MLP_SHAPE(true, kMoeDecodeWide1)(K) : MLP_SHAPE(true, kMoeDecodeNarrow1)(K);
+  else return kWide ? MLP_SHAPE(false, kMoeDecodeWide2)(K) : MLP_SHAPE(false, kMoeDecodeNarrow2)(K);
 }
 template <bool kFirst>
 MlpKernel mlp_kernel(int rows, int K) {
   return moe_decode_wide(rows) ? mlp_kernel_of<kFirst, true>(K) : mlp_kernel_of<kFirst, false>(K);
 }
-// The shared-memory opt-in, to the decode kernels' bound (not one scratch's size: a later scratch
-// of smaller shapes must not lower it under a live one's launches).
+// Benchmark candidates (bench-kernels --moe-shapes): (mlp1, mlp2) shapes; split 1 or the parts.
+struct MlpCandidate {
+  MlpKernel (*k1)(int);
+  MlpKernel (*k2)(int);
+};
+constexpr MoeDecodeShape kC[][2] = {
+    {{4, 1, 8, 4}, {4, 1, 8, 4}},    // narrow (2-4 rows)
+    {{4, 2, 4, 4}, {2, 4, 4, 4}},    // wide (1 row)
+    {{4, 1, 16, 3}, {4, 1, 16, 3}},  // narrow, 256-byte row pieces
+    {{4, 1, 8, 6}, {4, 1, 8, 6}},    // narrow, deeper ring
+    {{4, 2, 8, 4}, {2, 4, 8, 4}},    // wide, 128-byte row pieces
+    {{2, 2, 8, 6}, {1, 4, 8, 6}},    // wide, fewer groups, deeper ring
+    {{2, 1, 16, 4}, {2, 1, 16, 4}},  // narrow, 2 groups, 256-byte pieces
+    {{2, 2, 16, 3}, {1, 4, 16, 3}},  // wide, 256-byte pieces
+};
+#define MLP_CAND(i) \
+  MlpCandidate { MLP_SHAPE(true, kC[i][0]), MLP_SHAPE(false, kC[i][1]) }
+const MlpCandidate kCandidates[] = {MLP_CAND(0), MLP_CAND(1), MLP_CAND(2), MLP_CAND(3),
+                                    MLP_CAND(4), MLP_CAND(5), MLP_CAND(6), MLP_CAND(7)};
+#undef MLP_CAND
+constexpr int kCandidateCount = sizeof(kCandidates) / sizeof(kCandidates[0]);
+static_assert(sizeof(kC) / sizeof(kC[0]) == kCandidateCount, "a kernel pair per candidate");
 void mlp_opt_in() {
-  for (const void* f : {mlp_kernel_of<true, true>(0).fn, mlp_kernel_of<true, false>(0).fn,
-                        mlp_kernel_of<false, true>(0).fn, mlp_kernel_of<false, false>(0).fn})
+  std::vector<const void*> fns = {mlp_kernel_of<true, true>(0).fn, mlp_kernel_of<true, false>(0).fn,
+                                  mlp_kernel_of<false, true>(0).fn, mlp_kernel_of<false, false>(0).fn};
+  for (const MlpCandidate& c : kCandidates) fns.push_back(c.k1(0).fn), fns.push_back(c.k2(0).fn);
+  for (const void* f : fns)
     GPU_CHECK(gpuFuncSetAttribute(f, gpuFuncAttributeMaxDynamicSharedMemorySize,
                                   static_cast<int>(decode_detail::kDecodeSmemLimit)));
 }
@@ -538,12 +564,14 @@ void moe_decode_scratch_destroy(MoeDecodeScratch& s) {
   s = MoeDecodeScratch{};
 }
 
-void moe_forward_decode(const MoeGpuWeights& w, const bf16_t* norm_w, float eps, float* residual,
-                        int rows, MoeDecodeScratch& s, gpuStream_t stream) {
+namespace {
+// The router's launch: logits, top-k and softmax into s, the normalised rows into s.xn.
+void launch_route(const MoeGpuWeights& w, const bf16_t* norm_w, float eps, float* residual, int rows,
+                  MoeDecodeScratch& s, gpuStream_t stream) {
   if (rows < 1 || rows > s.max_rows || rows > kDecodeMaxRows || s.hidden != w.hidden ||
       s.intermediate != w.intermediate || s.n_experts != w.n_experts || s.top_k != w.top_k)
     fail("moe_forward_decode: %d rows or a scratch of another shape (max %d rows)", rows, s.max_rows);
-  const int H = w.hidden, I = w.intermediate, E = w.n_experts, k = w.top_k;
+  const int H = w.hidden, E = w.n_experts, k = w.top_k;
   RouteArgs ra{residual, norm_w, eps, w.router_w, w.router_b, s.xn, s.logits, s.experts, s.weights,
                s.counters, rows, H, E, k};
   const KernelLaunch lr = moe_decode_route_launch(kTarget, rows, H, E);
@@ -551,18 +579,64 @@ void moe_forward_decode(const MoeGpuWeights& w, const bf16_t* norm_w, float eps,
   auto* route = rows == 1 ? moe_route_decode_kernel<1> : rows == 2 ? moe_route_decode_kernel<2>
                                                                    : moe_route_decode_kernel<4>;
   gpu_launch(route, dim3(lr.grid_x), dim3(lr.threads), lr.dyn_smem_bytes, stream, ra);
+}
+// Both expert matmuls of a step with kernels k1, k2 (grid: pairs x M / tile rows).
+void launch_experts(const MlpKernel& k1, const MlpKernel& k2, const MoeGpuWeights& w, float* residual,
+                    int rows, MoeDecodeScratch& s, gpuStream_t stream) {
+  const int H = w.hidden, I = w.intermediate, E = w.n_experts, k = w.top_k;
   const int pairs = rows * k;
-  const MlpKernel k1 = mlp_kernel<true>(rows, H), k2 = mlp_kernel<false>(rows, I);
-  const KernelLaunch l1 = moe_decode_mlp_launch(kTarget, true, rows, pairs, H, 2 * I);
-  GPTOSS_ASSERT(l1.threads == k1.threads && l1.dyn_smem_bytes == k1.smem && 2 * I == l1.grid_y * k1.tile_rows);
   MlpArgs m1{w.mlp1_blocks, w.mlp1_scales, w.mlp1_bias, s.xn, s.experts, s.weights, s.act,
-             nullptr, nullptr, H, 2 * I, k, 2 * I / l1.grid_y, w.swiglu_limit, E};
-  k1.launch(moe_grid(l1), dim3(l1.threads), l1.dyn_smem_bytes, stream, m1);
-  const KernelLaunch l2 = moe_decode_mlp_launch(kTarget, false, rows, pairs, I, H);
-  GPTOSS_ASSERT(l2.threads == k2.threads && l2.dyn_smem_bytes == k2.smem && H == l2.grid_y * k2.tile_rows);
+             nullptr, nullptr, H, 2 * I, k, k1.tile_rows, w.swiglu_limit, E};
+  k1.launch(dim3(pairs, 2 * I / k1.tile_rows), dim3(k1.threads), k1.smem, stream, m1);
   MlpArgs m2{w.mlp2_blocks, w.mlp2_scales, w.mlp2_bias, s.act, s.experts, s.weights, s.y,
-             residual, s.counters + 1, I, H, k, H / l2.grid_y, w.swiglu_limit, E};
-  k2.launch(moe_grid(l2), dim3(l2.threads), l2.dyn_smem_bytes, stream, m2);
+             residual, s.counters + 1, I, H, k, k2.tile_rows, w.swiglu_limit, E};
+  k2.launch(dim3(pairs, H / k2.tile_rows), dim3(k2.threads), k2.smem, stream, m2);
+}
+}  // namespace
+
+void moe_forward_decode(const MoeGpuWeights& w, const bf16_t* norm_w, float eps, float* residual,
+                        int rows, MoeDecodeScratch& s, gpuStream_t stream) {
+  launch_route(w, norm_w, eps, residual, rows, s, stream);
+  const int H = w.hidden, I = w.intermediate, pairs = rows * w.top_k;
+  const MlpKernel k1 = mlp_kernel<true>(rows, H), k2 = mlp_kernel<false>(rows, I);
+  // The launch records (launch_limits_test, the resource report) describe exactly these launches.
+  const KernelLaunch l1 = moe_decode_mlp_launch(kTarget, true, rows, pairs, H, 2 * I);
+  GPTOSS_ASSERT(l1.threads == k1.threads && l1.dyn_smem_bytes == k1.smem &&
+                2 * I == l1.grid_y * k1.tile_rows && l1.grid_x == pairs);
+  const KernelLaunch l2 = moe_decode_mlp_launch(kTarget, false, rows, pairs, I, H);
+  GPTOSS_ASSERT(l2.threads == k2.threads && l2.dyn_smem_bytes == k2.smem && H == l2.grid_y * k2.tile_rows &&
+                l2.grid_x == pairs);
+  launch_experts(k1, k2, w, residual, rows, s, stream);
+}
+
+int moe_decode_candidates() {
+#if defined(GPTOSS_HIP)
+  return 0;
+#else
+  return kCandidateCount;
+#endif
+}
+
+std::string moe_decode_candidate_name(int i) {
+  if (i < 0 || i >= moe_decode_candidates()) fail("moe_decode_candidate_name: no candidate %d", i);
+#if defined(GPTOSS_HIP)
+  return "";
+#else
+  char buf[96];
+  std::snprintf(buf, sizeof(buf), "mlp1 %dx%d stage %d x%d, mlp2 %dx%d stage %d x%d", kC[i][0].groups,
+                kC[i][0].split, kC[i][0].stage_blocks, kC[i][0].stages, kC[i][1].groups, kC[i][1].split,
+                kC[i][1].stage_blocks, kC[i][1].stages);
+  return buf;
+#endif
+}
+
+void moe_forward_decode_candidate(int i, const MoeGpuWeights& w, const bf16_t* norm_w, float eps,
+                                  float* residual, int rows, MoeDecodeScratch& s, gpuStream_t stream) {
+  if (i < 0 || i >= moe_decode_candidates()) fail("moe_forward_decode_candidate: no candidate %d", i);
+  launch_route(w, norm_w, eps, residual, rows, s, stream);
+#if !defined(GPTOSS_HIP)
+  launch_experts(kCandidates[i].k1(w.hidden), kCandidates[i].k2(w.intermediate), w, residual, rows, s, stream);
+#endif
 }
 
 }  // namespace gptoss::gpu

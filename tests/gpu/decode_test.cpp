@@ -335,6 +335,42 @@ void check_moe_decode(const moetest::MoeShape& sh, uint64_t seed) {
   gpu::moe_decode_scratch_destroy(s);
 }
 
+// bench-kernels --moe-shapes' candidate block shapes (NVIDIA) sum K in the same parts as the
+// launch shapes, so each must give moe_forward_decode's bits exactly, for 1 and 4 rows.
+void check_moe_candidates(const moetest::MoeShape& sh, uint64_t seed) {
+  moetest::HostMoe hm(sh, seed);
+  moetest::DevMoe dm(hm);
+  Rng r(seed + 5);
+  auto nw = bf16s(r, sh.H, 0.2f, 1.0f);
+  DevBuf<uint16_t> dn(nw.size());
+  dn.upload(nw);
+  gpu::MoeDecodeScratch s = gpu::moe_decode_scratch_create(dm.w, gpu::kDecodeMaxRows);
+  for (int rows : {1, gpu::kDecodeMaxRows}) {
+    auto res0 = normals(r, size_t(rows) * sh.H, 1.5f);
+    DevBuf<float> d(res0.size());
+    d.upload(res0);
+    gpu::moe_forward_decode(dm.w, dn.p, 1e-5f, d.p, rows, s, nullptr);
+    GPU_CHECK(gpuDeviceSynchronize());
+    const auto want = d.download();
+    ASSERT_NE(0, std::memcmp(want.data(), res0.data(), want.size() * 4)) << "the block changed nothing";
+    for (int c = 0; c < gpu::moe_decode_candidates(); ++c) {
+      d.upload(res0);
+      gpu::moe_forward_decode_candidate(c, dm.w, dn.p, 1e-5f, d.p, rows, s, nullptr);
+      GPU_CHECK(gpuDeviceSynchronize());
+      const auto got = d.download();
+      EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * 4))
+          << "rows " << rows << " candidate " << c << " (" << gpu::moe_decode_candidate_name(c) << ")";
+    }
+  }
+  gpu::moe_decode_scratch_destroy(s);
+}
+
+TEST(GpuDecode, moe_shape_candidates_same_bits) {
+  REQUIRE_GPU();
+  check_moe_candidates({8, 4, 192, 192, 7.0f}, 31);
+  check_moe_candidates({32, 4, 2880, 2880, 7.0f}, 32);
+}
+
 TEST(GpuDecode, moe_tiny_shape) {
   REQUIRE_GPU();
   check_moe_decode({8, 4, 192, 192, 7.0f}, 3);

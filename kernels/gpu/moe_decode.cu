@@ -8,9 +8,11 @@
 //     of the chosen experts' bytes stream from every SM. NVIDIA: K is summed in a fixed number of
 //     parts added in part order; a warp owns 16 weight rows and one part of K ("wide" one-row
 //     launches) or all of them in turn (launch_shapes.h MoeDecodeShape), and streams them through
-//     a cp.async ring in shared memory (stage_blocks MXFP4 blocks per stage, `stages` stages); per MXFP4 block, each lane turns its word of rows g and g + 8 into fp16 pairs (the exact placements LUT * 2^-14) and two mma.sync m16n8k16 multiply them with the
-//     input as fp16 hi (column 0) and lo (column 1) halves; the block's sums are scaled by the
-//     rows' E8M0 scales into fp32 accumulators (fp32-quality, as moe_gemv.cu's tensor-core GEMV).
+//     a cp.async ring in shared memory (stage_blocks MXFP4 blocks per stage, `stages` stages);
+//     per MXFP4 block, each lane turns its word of rows g and g + 8 into fp16 pairs (the exact
+//     placements LUT * 2^-14) and two mma.sync m16n8k16 multiply them with the input as fp16 hi
+//     (column 0) and lo (column 1) halves; the block's sums are scaled by the rows' E8M0 scales
+//     into fp32 accumulators (fp32-quality, as moe_gemv.cu's tensor-core GEMV).
 //     HIP: kMoeDecodeTileM rows per block, no K split, fp32 FMAs over the decoded codes (correct;
 //     not tuned).
 //   mlp1's epilogue: bias + clamped SwiGLU per (gate, up) row pair -> act[pair]. mlp2's: bias ->
@@ -399,7 +401,7 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
   if (!kFirst) mlp2_combine(a, pair, tile);
 }
 // The launch shapes (launch_shapes.h): "wide" for one-row steps, "narrow" for more; and the
-// benchmarks' candidates (moe_experts_decode_candidate). The scratch's shape check (H and 2I
+// benchmarks' candidates (moe_forward_decode_candidate). The scratch's shape check (H and 2I
 // multiples of kMoeDecodeTileM) must cover every tile.
 template <bool kFirst, int G, int S, int B, int T>
 MlpKernel mlp_kernel_shape(int K) {

@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "gpu/device_utils.h"
 #include "gpu/head_slice.h"
+#include "gpu/row_select.h"
 
 namespace gptoss::gpu {
 namespace {
@@ -36,19 +37,10 @@ __global__ void __launch_bounds__(kHeadInitThreads)
 }
 
 // ---------------------------------------------------------------------------- merge helpers
-// f(v, i) for every index of the slice; each thread sees ascending i, kUnroll loads in flight.
+// f(v, i) for every index of the slice (row_select.h).
 template <class F>
 __device__ __forceinline__ void for_slice(const float* __restrict__ x, int n, F&& f) {
-  const int tid = static_cast<int>(threadIdx.x);
-  int base = 0;
-  for (; base + kUnroll * kThreads <= n; base += kUnroll * kThreads) {
-    float v[kUnroll];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) v[u] = x[base + u * kThreads + tid];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) f(v[u], base + u * kThreads + tid);
-  }
-  for (int i = base + tid; i < n; i += kThreads) f(x[i], i);
+  row_select::for_row<kThreads, kUnroll>(x, n, f);
 }
 
 // The arg-max's total order: a beats b with a larger value, or an equal one (the two zeros are
@@ -65,21 +57,9 @@ __device__ __forceinline__ bool cand_before(const HeadCand& a, const HeadCand& b
   return a.value > b.value || (a.value == b.value && a.id < b.id);
 }
 
-// Ordered bits of a finite logit: a > b as floats <=> bits(a) > bits(b); -0 is read as +0 so the
-// two zeros tie, as in the host's comparisons. (sample.cu orders its candidates the same way.)
-__device__ __forceinline__ uint32_t order_bits(float v) {
-  const uint32_t b = __float_as_uint(v == 0.0f ? 0.0f : v);
-  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-}
-// 64-bit key of slice index i: larger key = earlier candidate (logit desc, then index asc);
-// unique per index, and above 0 (the sort's padding) for every finite logit.
-__device__ __forceinline__ uint64_t slice_key(float v, int i) {
-  return (static_cast<uint64_t>(order_bits(v)) << 32) |
-         static_cast<uint64_t>(~static_cast<uint32_t>(i));
-}
-__device__ __forceinline__ int key_index(uint64_t key) {
-  return static_cast<int>(~static_cast<uint32_t>(key));
-}
+// The candidate order's keys (row_select.h): larger = earlier (logit desc, then index asc).
+using row_select::cand_id;
+using row_select::cand_key;
 
 struct MergeShared {
   uint64_t keys[kGather];             // thread maxima, then the gathered keys (sorted descending)
@@ -88,67 +68,13 @@ struct MergeShared {
   HeadCand merged[kHeadSplitMaxK];    // the merge's output
   float wave_v[kWaves];               // greedy: each wave's best
   int wave_i[kWaves];
-  int sel_bin, sel_cum, count, bad;
+  int sel[2], count, bad;  // sel: the radix select's digit and count above it
 };
 static_assert(kThreads <= kGather && (kThreads & (kThreads - 1)) == 0,
               "every thread's maximum has a slot; they are sorted as one power-of-two block");
 
-// Sorts keys[0, N) descending (N a power of two); call after a barrier; ends with one (N > 1).
-__device__ void block_sort_desc(uint64_t* keys, int N) {
-  const int tid = threadIdx.x;
-  for (int size = 2; size <= N; size <<= 1)  // bitonic
-    for (int stride = size >> 1; stride > 0; stride >>= 1) {
-      for (int q = tid; q < N / 2; q += kThreads) {
-        const int a = (q / stride) * 2 * stride + (q % stride), c = a + stride;
-        const uint64_t ka = keys[a], kc = keys[c];
-        const bool desc = (a & size) == 0;
-        if (desc ? ka < kc : ka > kc) keys[a] = kc, keys[c] = ka;
-      }
-      __syncthreads();
-    }
-}
-
-// Exact radix select over the slice's keys (finite logits): a boundary `low` such that the keys
-// >= low include the `take` largest and number at most kGather (8-bit digits from the top, until
-// the keys at or above the boundary digit fit kGather; keys are unique, so the last digit leaves
-// exactly take). *cnt: how many keys are >= low. Shared-memory atomics on the digits: slow where
-// most keys share a digit, so it is the fallback for rows with thousands of ties at the top.
-__device__ uint64_t radix_select(const float* __restrict__ x, int width, int take,
-                                 MergeShared& sh, int* cnt) {
-  const int tid = threadIdx.x;
-  uint64_t prefix = 0;  // the boundary's digits found so far (lower digits 0)
-  int need = take, above = 0;
-  for (int shift = 56;; shift -= 8) {
-    for (int b = tid; b < 256; b += kThreads) sh.hist[b] = 0;
-    __syncthreads();
-    const uint64_t high = shift == 56 ? 0ull : ~0ull << (shift + 8);
-    for_slice(x, width, [&](float v, int i) {
-      const uint64_t key = slice_key(v, i);
-      if ((key & high) == prefix) atomicAdd(&sh.hist[(key >> shift) & 255u], 1u);
-    });
-    __syncthreads();
-    if (tid == 0) {  // the digit holding the need-th largest key among those still matching
-      int cum = 0, b = 255;
-      for (; b > 0; --b) {
-        const int h = static_cast<int>(sh.hist[b]);
-        if (cum + h >= need) break;
-        cum += h;
-      }
-      sh.sel_bin = b;
-      sh.sel_cum = cum;
-    }
-    __syncthreads();
-    const int b = sh.sel_bin, in_bin = static_cast<int>(sh.hist[b]);
-    need -= sh.sel_cum;
-    above += sh.sel_cum;
-    prefix |= static_cast<uint64_t>(b) << shift;
-    __syncthreads();  // hist and sel_* read by every thread before the next pass rewrites them
-    // Keys >= prefix are exactly `above` + the selected digit's; the take largest are among them.
-    if (above + in_bin <= kGather || shift == 0) {
-      *cnt = above + in_bin;
-      return prefix;
-    }
-  }
+__device__ __forceinline__ void block_sort_desc(uint64_t* keys, int N) {
+  row_select::block_sort_desc<kThreads>(keys, N);
 }
 
 // keys[0, count) = the slice's keys >= low, in no particular order (at most kGather of them are
@@ -158,7 +84,7 @@ __device__ void gather_at_least(const float* __restrict__ x, int width, uint64_t
   if (threadIdx.x == 0) sh.count = 0;
   __syncthreads();
   for_slice(x, width, [&](float v, int i) {
-    const uint64_t key = slice_key(v, i);
+    const uint64_t key = cand_key(v, i);
     if (key >= low) {
       const int p = atomicAdd(&sh.count, 1);
       if (p < kGather) sh.keys[p] = key;
@@ -219,7 +145,7 @@ __global__ void __launch_bounds__(kThreads)
   int bad = 0;
   for_slice(x, width, [&](float v, int i) {
     if (!(fabsf(v) <= FLT_MAX)) bad = 1;
-    const uint64_t key = slice_key(v, i);
+    const uint64_t key = cand_key(v, i);
     if (key > mine) mine = key;
   });
   if (bad) sh.bad = 1;
@@ -235,7 +161,10 @@ __global__ void __launch_bounds__(kThreads)
   gather_at_least(x, width, bound, sh);
   int cnt = sh.count;
   if (cnt > kGather) {  // thousands of ties at the top: select exactly, then gather again
-    const uint64_t low = radix_select(x, width, take, sh, &cnt);
+    // Exact radix select (row_select.h): a boundary whose keys at or above number <= kGather.
+    const uint64_t low = row_select::block_radix_select(
+        [&](bool, auto&& g) { for_slice(x, width, [&](float v, int i) { g(cand_key(v, i)); }); }, take,
+        kGather, sh.hist, sh.sel, &cnt);
     gather_at_least(x, width, low, sh);
   }
   int N = 1;
@@ -244,7 +173,7 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   block_sort_desc(sh.keys, N);
   for (int j = tid; j < take; j += kThreads) {  // values re-read: a -0 stays -0
-    const int i = key_index(sh.keys[j]);
+    const int i = cand_id(sh.keys[j]);
     sh.top[j] = HeadCand{x[i], v0 + i};
   }
   __syncthreads();

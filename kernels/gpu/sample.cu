@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "gpu/device_utils.h"
+#include "gpu/row_select.h"
 #include "gpu/sample.h"
 
 namespace gptoss::gpu {
@@ -19,18 +20,10 @@ constexpr int kChunkPerLane = kPickChunkPerLane;   // (c): ids per lane per chun
 constexpr int kChunk = kChunkPerLane * kWaveSize;  // (c): ids per chunk
 
 // ---------------------------------------------------------------------------- row passes
-// f(v, i) for every element of the row; each thread sees ascending i; kUnroll loads in flight.
+// f(v, i) for every element of the row (row_select.h).
 template <class F>
 __device__ __forceinline__ void for_row(const float* __restrict__ x, int n, F&& f) {
-  int base = 0;
-  for (; base + kUnroll * kThreads <= n; base += kUnroll * kThreads) {
-    float v[kUnroll];
-#pragma unroll
-    for (int k = 0; k < kUnroll; ++k) v[k] = x[base + k * kThreads + threadIdx.x];
-#pragma unroll
-    for (int k = 0; k < kUnroll; ++k) f(v[k], base + k * kThreads + static_cast<int>(threadIdx.x));
-  }
-  for (int i = base + threadIdx.x; i < n; i += kThreads) f(x[i], i);
+  row_select::for_row<kThreads, kUnroll>(x, n, f);
 }
 
 // ---------------------------------------------------------------------------- greedy
@@ -93,26 +86,10 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // ---------------------------------------------------------------------------- sampling helpers
-// Ordered key: a > b as floats <=> key(a) > key(b) (finite values; -0 is mapped to +0 first so
-// that the two zeros tie, as they do in the CPU's comparisons).
-__device__ __forceinline__ uint32_t f32_order_key(float v) {
-  const uint32_t b = __float_as_uint(v == 0.0f ? 0.0f : v);
-  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-}
-__device__ __forceinline__ float order_key_f32(uint32_t k) {
-  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
-}
-// 64-bit candidate key: larger = earlier candidate (logit desc, then id asc). Unique per element.
-__device__ __forceinline__ uint64_t cand_key(float v, int i) {
-  return (static_cast<uint64_t>(f32_order_key(v)) << 32) |
-         static_cast<uint64_t>(0xffffffffu - static_cast<uint32_t>(i));
-}
-__device__ __forceinline__ int cand_id(uint64_t c) {
-  return static_cast<int>(0xffffffffu - static_cast<uint32_t>(c));
-}
-__device__ __forceinline__ float cand_logit(uint64_t c) {
-  return order_key_f32(static_cast<uint32_t>(c >> 32));
-}
+// The candidate order's keys (row_select.h): larger = earlier (logit desc, then id asc).
+using row_select::cand_id;
+using row_select::cand_key;
+using row_select::cand_logit;
 
 // p = exp((l - mx) / T) in double: the same correctly rounded subtraction and division as the
 // CPU (sampler.cpp); only exp itself may differ (see sample.h).
@@ -160,52 +137,25 @@ struct SampleShared {
   double red[kWaves];
   float redf[kWaves];
   int redi[kWaves];
-  int sel_bin, sel_cum, count, chunk, bad;
+  int sel[2], count, chunk, bad;  // sel: the radix select's digit and count above it
   double excl, total, t;
 };
 static_assert(sizeof(SampleShared) <= kPickSampleStaticSmemBytes, "the launch record's static bound");
 
-// Exact radix select over the candidate keys of the row: returns low such that exactly `cnt`
-// elements have cand_key >= low, where M <= cnt <= limit and the M largest keys are among them
-// (8-bit digits from the top; stops as soon as the elements at or above the boundary digit are
-// <= limit; keys are unique, so the last digit always leaves cnt == M).
-// check_finite: the first pass sets sh.bad when a logit is NaN or +-inf.
+// Exact radix select over the row's candidate keys (row_select.h): low such that exactly `cnt`
+// elements have cand_key >= low, M <= cnt <= limit, the M largest among them. check_finite: the
+// first pass sets sh.bad when a logit is NaN or +-inf.
 __device__ uint64_t radix_select(const float* __restrict__ x, int n, int M, int limit,
                                  SampleShared& sh, int* cnt_out, bool check_finite) {
-  uint64_t prefix = 0;
-  int need = M, above = 0;
-  for (int shift = 56;; shift -= 8) {
-    for (int b = threadIdx.x; b < 256; b += kThreads) sh.hist[b] = 0;
-    __syncthreads();
-    const uint64_t hi_mask = shift == 56 ? 0ull : (~0ull << (shift + 8));
-    const bool check = check_finite && shift == 56;
-    for_row(x, n, [&](float v, int i) {
-      const uint64_t c = cand_key(v, i);
-      if ((c & hi_mask) == prefix) atomicAdd(&sh.hist[(c >> shift) & 255u], 1u);
-      if (check && !(fabsf(v) <= FLT_MAX)) sh.bad = 1;
-    });
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      int cum = 0, b = 255;
-      for (; b > 0; --b) {
-        const int h = static_cast<int>(sh.hist[b]);
-        if (cum + h >= need) break;
-        cum += h;
-      }
-      sh.sel_bin = b;
-      sh.sel_cum = cum;
-    }
-    __syncthreads();
-    const int b = sh.sel_bin, cum = sh.sel_cum, in_bin = static_cast<int>(sh.hist[b]);
-    need -= cum;
-    above += cum;
-    prefix |= static_cast<uint64_t>(b) << shift;
-    __syncthreads();  // everyone has read hist before the next pass clears it
-    if (above + in_bin <= limit || shift == 0) {
-      *cnt_out = above + in_bin;
-      return prefix;
-    }
-  }
+  return row_select::block_radix_select(
+      [&](bool first, auto&& g) {
+        const bool check = check_finite && first;
+        for_row(x, n, [&](float v, int i) {
+          g(cand_key(v, i));
+          if (check && !(fabsf(v) <= FLT_MAX)) sh.bad = 1;
+        });
+      },
+      M, limit, sh.hist, sh.sel, cnt_out);
 }
 
 // Block sum of exp over the elements with cand_key >= low (all when low == 0), any order.
@@ -356,17 +306,7 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   for (int q = cnt + tid; q < N; q += kThreads) keys[q] = 0;  // below every real key
   __syncthreads();
-  for (int k = 2; k <= N; k <<= 1) {  // bitonic sort, descending
-    for (int j = k >> 1; j > 0; j >>= 1) {
-      for (int q = tid; q < N / 2; q += kThreads) {
-        const int a = (q / j) * 2 * j + (q % j), b = a + j;
-        const uint64_t ka = keys[a], kb = keys[b];
-        const bool desc = (a & k) == 0;
-        if (desc ? ka < kb : ka > kb) keys[a] = kb, keys[b] = ka;
-      }
-      __syncthreads();
-    }
-  }
+  row_select::block_sort_desc<kThreads>(keys, N);
   const float mx = cand_logit(keys[0]);  // the row's max (a -0 max reads +0: same p values)
   for (int j = tid; j < M; j += kThreads) P[j] = unnorm_prob(cand_logit(keys[j]), mx, T);
   double total_all = 0.0;

@@ -247,14 +247,30 @@ MoeCase run_moe_decode(const moetest::HostMoe& hm, const moetest::DevMoe& dm,
   return c;
 }
 
+// A layer's random MoE weights on host and device, its RMSNorm weight (drawn from Rng(norm_seed),
+// which the caller may keep drawing from) and a decode scratch of kDecodeMaxRows rows.
+struct MoeDecodeSetup {
+  moetest::HostMoe hm;
+  moetest::DevMoe dm;
+  Rng r;
+  std::vector<bf16_t> nw;
+  DevBuf<uint16_t> dn;
+  gpu::MoeDecodeScratch s;
+  MoeDecodeSetup(const moetest::MoeShape& sh, uint64_t seed, uint64_t norm_seed)
+      : hm(sh, seed), dm(hm), r(norm_seed), nw(bf16s(r, sh.H, 0.2f, 1.0f)), dn(nw.size()) {
+    dn.upload(nw);
+    s = gpu::moe_decode_scratch_create(dm.w, gpu::kDecodeMaxRows);
+  }
+  ~MoeDecodeSetup() { gpu::moe_decode_scratch_destroy(s); }
+};
+
 void check_moe_decode(const moetest::MoeShape& sh, uint64_t seed) {
-  moetest::HostMoe hm(sh, seed);
-  moetest::DevMoe dm(hm);
-  Rng r(seed + 7);
-  auto nw = bf16s(r, sh.H, 0.2f, 1.0f);
-  DevBuf<uint16_t> dn(nw.size());
-  dn.upload(nw);
-  gpu::MoeDecodeScratch s = gpu::moe_decode_scratch_create(dm.w, gpu::kDecodeMaxRows);
+  MoeDecodeSetup m(sh, seed, seed + 7);
+  const moetest::HostMoe& hm = m.hm;
+  const moetest::DevMoe& dm = m.dm;
+  const std::vector<bf16_t>& nw = m.nw;
+  const DevBuf<uint16_t>& dn = m.dn;
+  gpu::MoeDecodeScratch& s = m.s;
   for (int rows = 1; rows <= gpu::kDecodeMaxRows; ++rows) {
     MoeCase c = run_moe_decode(hm, dm, s, nw, dn, rows, seed * 100 + rows);
     std::vector<float> xn(c.res0.size()), logits(size_t(rows) * sh.E);
@@ -332,19 +348,16 @@ void check_moe_decode(const moetest::MoeShape& sh, uint64_t seed) {
       GPU_CHECK(gpuStreamDestroy(st));
       gpu::set_launch_overlap(false);
     }
-  gpu::moe_decode_scratch_destroy(s);
 }
 
 // bench-kernels --moe-shapes' candidate block shapes (NVIDIA) sum K in the same parts as the
 // launch shapes, so each must give moe_forward_decode's bits exactly, for 1 and 4 rows.
 void check_moe_candidates(const moetest::MoeShape& sh, uint64_t seed) {
-  moetest::HostMoe hm(sh, seed);
-  moetest::DevMoe dm(hm);
-  Rng r(seed + 5);
-  auto nw = bf16s(r, sh.H, 0.2f, 1.0f);
-  DevBuf<uint16_t> dn(nw.size());
-  dn.upload(nw);
-  gpu::MoeDecodeScratch s = gpu::moe_decode_scratch_create(dm.w, gpu::kDecodeMaxRows);
+  MoeDecodeSetup m(sh, seed, seed + 5);
+  const moetest::DevMoe& dm = m.dm;
+  const DevBuf<uint16_t>& dn = m.dn;
+  gpu::MoeDecodeScratch& s = m.s;
+  Rng& r = m.r;
   for (int rows : {1, gpu::kDecodeMaxRows}) {
     auto res0 = normals(r, size_t(rows) * sh.H, 1.5f);
     DevBuf<float> d(res0.size());
@@ -362,7 +375,6 @@ void check_moe_candidates(const moetest::MoeShape& sh, uint64_t seed) {
           << "rows " << rows << " candidate " << c << " (" << gpu::moe_decode_candidate_name(c) << ")";
     }
   }
-  gpu::moe_decode_scratch_destroy(s);
 }
 
 TEST(GpuDecode, moe_shape_candidates_same_bits) {

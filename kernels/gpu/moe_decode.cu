@@ -132,7 +132,7 @@ __global__ __launch_bounds__(kThreads) void moe_route_decode_kernel(RouteArgs a)
 
 // ---------------------------------------------------------------------------------- experts
 struct MlpArgs {
-  const uint8_t* blocks;   // [E, M, K/32, 16]
+  const uint8_t* blocks;   // [E * M / G, K/32, G, 16] (moe.h: grouped rows, G = kMoeRowGroup)
   const uint8_t* scales;   // [E, M, K/32]
   const uint16_t* bias;    // [E, M]
   const float* x;          // mlp1: xn [rows, K] (row = pair / k); mlp2: act [pairs, K]
@@ -236,6 +236,7 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
   constexpr int kStages = Smem::kStages, kRowPad = Smem::kRowPad, kWarpStage = Smem::kWarpStage;
   constexpr int kParts = kFirst ? kMoeDecodeParts1 : kMoeDecodeParts2;
   static_assert(kSplit == 1 || kSplit == kParts, "a warp per part, or all parts in one warp");
+  static_assert(kMoeRowGroup == 16, "a warp's 16 weight rows are one row group of the blocks (moe.h)");
   constexpr int kWarpParts = kParts / kSplit;  // parts a warp sums in turn
   constexpr int kBlockThreads = kGroups * kSplit * kWaveSize;
   extern __shared__ uint4 mlp_smem4[];
@@ -261,15 +262,11 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
     // bring this warp's weight rows and scales into L2 while mlp1 finishes.
     const int eh = __ldcg(a.experts + pair);
     if (eh >= 0 && eh < a.n_experts) {
+      // The warp's 16 rows are one group (moe.h), its part's blocks one contiguous run in it.
       const size_t hrow0 = static_cast<size_t>(eh) * a.M + m0;
-      const uint8_t* hw = a.blocks + hrow0 * (K / 2);
-      if constexpr (kSplit == 1) {  // the 16 rows are contiguous
-        for (int off = lane * 128; off < 16 * (K / 2); off += kWaveSize * 128) gpu_prefetch_l2(hw + off);
-      } else {  // this warp's columns of each row
-        for (int r = 0; r < 16; ++r)
-          for (int off = 16 * b_begin + lane * 128; off < 16 * b_end; off += kWaveSize * 128)
-            gpu_prefetch_l2(hw + static_cast<size_t>(r) * (K / 2) + off);
-      }
+      const uint8_t* hw = a.blocks + moe_row_offset(hrow0, nb);
+      for (int off = kMoeBlockStride * b_begin + lane * 128; off < kMoeBlockStride * b_end; off += kWaveSize * 128)
+        gpu_prefetch_l2(hw + off);
       const uint8_t* hs = a.scales + hrow0 * nb;
       if (split == 0)
         for (int off = lane * 128; off < 16 * nb; off += kWaveSize * 128) gpu_prefetch_l2(hs + off);
@@ -279,14 +276,15 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
   gpu_grid_trigger();
   const int e = a.experts[pair];
   const size_t row0 = static_cast<size_t>(e) * a.M + m0;
-  const uint8_t* wsrc = a.blocks + row0 * (K / 2);
+  const uint8_t* wsrc = a.blocks + moe_row_offset(row0, nb);  // the warp's row group (moe.h)
   uint8_t* my_ring = ring + static_cast<size_t>(warp) * kStages * kWarpStage;
   const int n_stages = kWarpParts * stages_per_part;
 
   // Stage s: part q_begin + s / stages_per_part, its blocks from local stage s % stages_per_part
   // on (kStageBlocks of them at most, fewer at the part's end, none past it); 16 rows x those
-  // blocks of 16 bytes, lane l copying pieces l, l + 32, ... (row piece / kStageBlocks, block
-  // piece % kStageBlocks). The issue side walks (part, local stage) incrementally.
+  // blocks of 16 bytes, one contiguous run in the grouped layout (moe.h), lane l copying pieces
+  // l, l + 32, ... (row piece % 16, block piece / 16). The issue side walks (part, local stage)
+  // incrementally.
   int iq = q_begin, il = 0;
   auto issue = [&](int s) {
     if (s < n_stages) {
@@ -294,9 +292,9 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
       const int b0 = part_lo(iq) + il * kStageBlocks, b1 = part_lo(iq + 1);
 #pragma unroll
       for (int i = 0; i < 16 * kStageBlocks / kWaveSize; ++i) {
-        const int piece = lane + i * kWaveSize, r = piece / kStageBlocks, b = piece % kStageBlocks;
+        const int piece = lane + i * kWaveSize, r = piece % 16, b = piece / 16;
         if (b0 + b < b1)
-          tile::cp_async16(dst + r * kRowPad + 16 * b, wsrc + static_cast<size_t>(r) * (K / 2) + 16 * (b0 + b));
+          tile::cp_async16(dst + r * kRowPad + 16 * b, wsrc + static_cast<size_t>(b0 + b) * kMoeBlockStride + 16 * r);
       }
       if (++il == stages_per_part) il = 0, ++iq;
     }
@@ -478,11 +476,11 @@ __global__ __launch_bounds__(kMlpThreads) void moe_mlp_decode_kernel(MlpArgs a) 
   for (int i = threadIdx.x; i < K; i += kMlpThreads) xs[i] = xsrc[i];
   __syncthreads();
   const size_t row = static_cast<size_t>(e) * a.M + m0 + rr;
-  const uint8_t* wb = a.blocks + row * (K / 2);
+  const uint8_t* wb = a.blocks + moe_row_offset(row, nb);  // block b at b * kMoeBlockStride (moe.h)
   const uint8_t* sc = a.scales + row * nb;
   float acc = 0.0f;
   for (int b = part; b < nb; b += kLanesPerRow) {
-    const uint4 v = *reinterpret_cast<const uint4*>(wb + 16 * b);
+    const uint4 v = *reinterpret_cast<const uint4*>(wb + static_cast<size_t>(b) * kMoeBlockStride);
     const uint32_t words[4] = {v.x, v.y, v.z, v.w};
     float part_sum = 0.0f;
 #pragma unroll

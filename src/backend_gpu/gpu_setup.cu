@@ -186,6 +186,7 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
     m.mlp2_blocks = P8(TensorKind::Mlp2Blocks, L);
     m.mlp2_scales = P8(TensorKind::Mlp2Scales, L);
     m.mlp2_bias = P(TensorKind::Mlp2Bias, L);
+    gpu::moe_group_expert_rows(m, stream_);  // the file's expert blocks -> the kernels' row groups
     const size_t n = size_t(slots_) * l.cap * kv_dim * kv_elem_bytes;
     l.k_cache = d_kv_ + kv_off;
     l.v_cache = d_kv_ + kv_off + n;

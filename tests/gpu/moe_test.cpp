@@ -92,6 +92,37 @@ TEST(GpuMoe, RouterTiesLowerIndexFirst) {
   check_router(8, 3, 100, true, 6);
 }
 
+// ---------------------------------------------------------------- expert blocks' row groups
+// moe_group_expert_rows against the layout written out on the host: block b of row R at
+// ((R / G) * nb + b) * 16 G + (R % G) * 16 (moe.h), for chunks smaller and larger than a call's
+// temporary, and its refusals.
+TEST(GpuMoe, GroupExpertRowsLayout) {
+  REQUIRE_GPU();
+  const int G = gpu::kMoeRowGroup;
+  for (const auto& [rows, K] : {std::pair<size_t, int>{64, 192}, {3 * 5760, 2880}}) {
+    const int nb = K / 32;
+    std::vector<uint8_t> file(rows * nb * 16);
+    Rng r(rows + K);
+    r.bytes(file.data(), file.size());
+    DevBuf<uint8_t> d(file.size());
+    d.upload(file);
+    gpu::moe_group_expert_rows(d.p, rows, K, nullptr);
+    const std::vector<uint8_t> got = d.download();
+    for (size_t R = 0; R < rows; ++R)
+      for (int b = 0; b < nb; ++b) {
+        const size_t at = ((R / G) * nb + b) * 16 * G + (R % G) * 16;
+        ASSERT_EQ(0, std::memcmp(got.data() + at, file.data() + (R * nb + b) * 16, 16))
+            << "rows " << rows << " K " << K << ": row " << R << " block " << b;
+      }
+  }
+  if (G > 1) {
+    DevBuf<uint8_t> d(16 * 64);
+    EXPECT_THROW(gpu::moe_group_expert_rows(d.p, G + 1, 32, nullptr), gptoss::Error);
+  }
+  DevBuf<uint8_t> d(16 * 64);
+  EXPECT_THROW(gpu::moe_group_expert_rows(d.p, 16, 40, nullptr), gptoss::Error);
+}
+
 // ---------------------------------------------------------------------------- MXFP4 decode
 TEST(GpuMoe, Mxfp4DecodeMatchesCpu) {
   REQUIRE_GPU();

@@ -90,6 +90,9 @@ struct MoeDecodeScratch {
                                 // replays reuse them)
   size_t bytes = 0;
 };
+// Why the decode MoE kernels cannot take w's shape ("" when they can): the requirements above.
+std::string moe_decode_shape_error(const MoeGpuWeights& w);
+// Throws a one-line gptoss::Error with moe_decode_shape_error's reason if it is not "".
 MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows);
 void moe_decode_scratch_destroy(MoeDecodeScratch& s);
 void moe_forward_decode(const MoeGpuWeights& w, const bf16_t* norm_w, float eps, float* residual,

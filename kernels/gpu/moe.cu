@@ -344,7 +344,7 @@ void moe_mxfp4_decode(const uint8_t* blocks, const uint8_t* scales, int n_blocks
   GPU_CHECK_LAUNCH();
 }
 
-void moe_group_expert_rows(uint8_t* blocks, size_t rows, int K, gpuStream_t stream) {
+void moe_group_expert_rows(uint8_t* blocks, size_t rows, int K, gpuStream_t stream, size_t max_temp_bytes) {
   if (K <= 0 || K % 32 || rows % kMoeRowGroup)
     fail("moe: expert blocks of %zu rows x K %d cannot be grouped by %d rows (K a multiple of 32, rows of %d)",
          rows, K, kMoeRowGroup, kMoeRowGroup);
@@ -352,7 +352,7 @@ void moe_group_expert_rows(uint8_t* blocks, size_t rows, int K, gpuStream_t stre
   const int nb = K / 32;
   const size_t group_bytes = static_cast<size_t>(kMoeRowGroup) * nb * 16;
   const size_t groups = rows / kMoeRowGroup;
-  const size_t chunk_groups = std::max<size_t>(1, std::min(groups, (size_t(64) << 20) / group_bytes));
+  const size_t chunk_groups = std::max<size_t>(1, std::min(groups, max_temp_bytes / group_bytes));
   uint8_t* tmp = nullptr;
   GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&tmp), chunk_groups * group_bytes));
   for (size_t g0 = 0; g0 < groups; g0 += chunk_groups) {

@@ -80,10 +80,12 @@ struct MoeGpuWeights {
 };
 
 // Regroups `rows` weight rows of K / 32 MXFP4 blocks each (device, the file's layout; rows a
-// multiple of kMoeRowGroup) in place into the layout above, through a temporary of at most 64 MiB;
-// synchronous on `stream`. A no-op when kMoeRowGroup is 1. Throws a one-line gptoss::Error if rows
-// or K do not fit. Every upload of expert blocks calls it once (GpuBackend, the GPU tests).
-void moe_group_expert_rows(uint8_t* blocks, size_t rows, int K, gpuStream_t stream);
+// multiple of kMoeRowGroup) in place into the layout above, a chunk of whole row groups at a time
+// through a temporary of at most max_temp_bytes (at least one group); synchronous on `stream`. A
+// no-op when kMoeRowGroup is 1. Throws a one-line gptoss::Error if rows or K do not fit. Every
+// upload of expert blocks calls it once (GpuBackend, the GPU tests).
+void moe_group_expert_rows(uint8_t* blocks, size_t rows, int K, gpuStream_t stream,
+                           size_t max_temp_bytes = size_t(64) << 20);
 // Both expert matmuls' blocks of w (E x 2I and E x H rows).
 void moe_group_expert_rows(const MoeGpuWeights& w, gpuStream_t stream);
 

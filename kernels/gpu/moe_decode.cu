@@ -141,6 +141,8 @@ struct PairRoute {
   int32_t ex[kMaxTopKDecode];
   float wt[kMaxTopKDecode];
 };
+static_assert(sizeof(PairRoute) + sizeof(int) <= kDecodeStaticSmemBytes,
+              "the expert matmuls' static shared memory (the route, mlp2_combine's flag) within the bound");
 __device__ __forceinline__ void route_pair(const MlpArgs& a, int row, float* lg, PairRoute& r) {
   const float* src = a.logits + static_cast<size_t>(row) * a.n_experts;
   for (int i = threadIdx.x; i < a.n_experts; i += blockDim.x) lg[i] = ld_coherent(src + i);
@@ -284,7 +286,7 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
       for (int off = lane * 128; off < 16 * nb; off += kWaveSize * 128) gpu_prefetch_l2(hs + off);
   }
   gpu_grid_wait();
-  gpu_grid_trigger();
+  gpu_grid_trigger();  // after the wait, always: mlp2 routes before its own wait on that (vendor.h)
   if (kFirst) mlp1_route(a, pair, tile, reinterpret_cast<float*>(xq), route);
   const int e = route.ex[pair % a.k];
   const size_t row0 = static_cast<size_t>(e) * a.M + m0;
@@ -537,13 +539,24 @@ T* dev_alloc(size_t n, size_t& bytes) {
 
 }  // namespace
 
-MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows) {
+std::string moe_decode_shape_error(const MoeGpuWeights& w) {
   const int H = w.hidden, I = w.intermediate, E = w.n_experts, k = w.top_k;
   if (H % kMoeDecodeTileM || (2 * I) % kMoeDecodeTileM || H % 32 || I % 32 || H > kDecodeMaxK || I > kDecodeMaxK ||
-      k > kMaxTopKDecode || k > E || E > 32 * kWaveSize || E > std::min(H, I))
-    fail("moe decode: shape unsupported (hidden %d, intermediate %d, experts %d top %d: hidden and "
-         "2 x intermediate multiples of %d, both <= %d, top-k <= %d, experts <= both)",
-         H, I, E, k, kMoeDecodeTileM, kDecodeMaxK, kMaxTopKDecode);
+      k < 1 || k > kMaxTopKDecode || k > E || E > 32 * kWaveSize || E > std::min(H, I)) {
+    char buf[256];
+    std::snprintf(buf, sizeof(buf),
+                  "shape unsupported (hidden %d, intermediate %d, experts %d top %d: hidden and 2 x "
+                  "intermediate multiples of %d, both <= %d, top-k <= %d, experts <= both)",
+                  H, I, E, k, kMoeDecodeTileM, kDecodeMaxK, kMaxTopKDecode);
+    return buf;
+  }
+  return "";
+}
+
+MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows) {
+  const int H = w.hidden, I = w.intermediate, E = w.n_experts, k = w.top_k;
+  const std::string err = moe_decode_shape_error(w);
+  if (!err.empty()) fail("moe decode: %s", err.c_str());
   MoeDecodeScratch s;
   s.max_rows = max_rows, s.n_experts = E, s.top_k = k, s.hidden = H, s.intermediate = I;
   const size_t pairs = static_cast<size_t>(max_rows) * k;

@@ -32,7 +32,7 @@ __global__ __launch_bounds__(kMoeThreads) void moe_gemv_kernel(MoeExpertArgs a) 
   const int mw = (blockIdx.y * kWaves + wave) * kMoeGemvRowsW;
   const bool wave_ok = mw < a.M;  // M % 4 == 0; no early return: the block synchronises below
   const int m0 = wave_ok ? mw : 0;
-  const int K = a.K, nb = K / 32, row_bytes = K / 2, xstride = nb * kMoeXPad;
+  const int K = a.K, nb = K / 32, xstride = nb * kMoeXPad;
   const size_t wrow0 = static_cast<size_t>(e) * a.M + m0;
   const uint8_t* wb[kMoeGemvRowsW];  // the wave's weight rows (grouped blocks: moe.h)
 #pragma unroll
@@ -177,7 +177,7 @@ __global__ __launch_bounds__(kMoeThreads) void moe_gemv_mma_kernel(MoeExpertArgs
   const int mw = (blockIdx.y * kWaves + wave) * kMoeMmaGemvWaveRows;
   const bool wave_ok = mw < a.M;  // M % 16 == 0 (checked by the launcher)
   const int m0 = wave_ok ? mw : 0;
-  const int K = a.K, nb = K / 32, row_bytes = K / 2, rw = moe_gemv_mma_row_words(K);
+  const int K = a.K, nb = K / 32, rw = moe_gemv_mma_row_words(K);
   const size_t r0 = static_cast<size_t>(e) * a.M + m0 + g, r1 = r0 + 8;
   const uint32_t* wb0 = reinterpret_cast<const uint32_t*>(a.blocks + moe_row_offset(r0, nb)) + t;
   const uint32_t* wb1 = reinterpret_cast<const uint32_t*>(a.blocks + moe_row_offset(r1, nb)) + t;

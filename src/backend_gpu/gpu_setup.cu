@@ -244,6 +244,13 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
     }
   }
   moe_scratch_ = gpu::moe_scratch_create(layers_[0].moe, kMaxStepRows, moe_opt);
+  if (use_decode_) {
+    const std::string why = gpu::moe_decode_shape_error(layers_[0].moe);
+    if (!why.empty()) {  // the batched kernels take every step instead
+      use_decode_ = false;
+      std::fprintf(stderr, "gpu %d: decode kernels off: the MoE decode kernels' %s\n", device_, why.c_str());
+    }
+  }
   if (use_decode_) moe_decode_scratch_ = gpu::moe_decode_scratch_create(layers_[0].moe, gpu::kDecodeMaxRows);
   GPU_CHECK(gpuStreamSynchronize(stream_));
 

@@ -57,7 +57,7 @@ namespace gptoss::gpu {
 // model file's [E, M, K / 32, 16] is the case G = 1), so the G rows' 16-byte pieces of one MXFP4
 // block are one contiguous run of 16 G bytes and a kernel streaming G rows along K reads one
 // contiguous span. NVIDIA: G = 16 (a warp's m16 tile: each cp.async stage one run of 256 bytes
-// per MXFP4 block instead of 16 pieces 1.5 KB apart); HIP: G = 1 (its kernels, not tuned, read the
+// per MXFP4 block instead of 16 pieces 1.4 KB apart); HIP: G = 1 (its kernels, not tuned, read the
 // file's layout). Scales ([E, M, K / 32]) and biases stay as in the file.
 #if defined(GPTOSS_HIP)
 inline constexpr int kMoeRowGroup = 1;

@@ -442,8 +442,8 @@ struct MlpCandidate {
   MlpKernel (*k2)(int);
 };
 constexpr MoeDecodeShape kC[][2] = {
-    {{4, 1, 8, 4}, {4, 1, 8, 4}},    // narrow (2-4 rows)
-    {{4, 2, 4, 4}, {2, 4, 4, 4}},    // wide (1 row)
+    {kMoeDecodeNarrow1, kMoeDecodeNarrow2},  // the shipped shapes: narrow (2-4 rows)
+    {kMoeDecodeWide1, kMoeDecodeWide2},      // wide (1 row)
     {{4, 1, 16, 3}, {4, 1, 16, 3}},  // narrow, 256-byte row pieces
     {{4, 1, 8, 6}, {4, 1, 8, 6}},    // narrow, deeper ring
     {{4, 2, 8, 4}, {2, 4, 8, 4}},    // wide, 128-byte row pieces
@@ -456,6 +456,7 @@ constexpr MoeDecodeShape kC[][2] = {
 const MlpCandidate kCandidates[] = {MLP_CAND(0), MLP_CAND(1), MLP_CAND(2), MLP_CAND(3),
                                     MLP_CAND(4), MLP_CAND(5), MLP_CAND(6), MLP_CAND(7)};
 #undef MLP_CAND
+#undef MLP_SHAPE
 constexpr int kCandidateCount = sizeof(kCandidates) / sizeof(kCandidates[0]);
 static_assert(sizeof(kC) / sizeof(kC[0]) == kCandidateCount, "a kernel pair per candidate");
 void mlp_opt_in() {

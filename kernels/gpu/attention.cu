@@ -154,7 +154,8 @@ __global__ void __launch_bounds__(kAttnThreads)
                                         const int32_t* __restrict__ slot,
                                         const int32_t* __restrict__ skip,
                                         const uint16_t* __restrict__ sinks, int n_heads, int n_kv,
-                                        int cap, int window, int kv_chunk, int n_pieces,
+                                        int cap, KvPages pages, int window, int kv_chunk,
+                                        int n_pieces,
                                         float* __restrict__ partial, uint32_t* tickets,
                                         float* __restrict__ out) {
   constexpr int kPer16 = 16 / sizeof(KvT);       // cache elements per 16 bytes
@@ -185,7 +186,7 @@ __global__ void __launch_bounds__(kAttnThreads)
   const size_t R = static_cast<size_t>(n_heads + 2 * n_kv) * kHD;
   for (int t = threadIdx.x; t < G * kHD; t += kAttnThreads)
     qs[t / kHD][t % kHD] = qkv[n * R + static_cast<size_t>(kvh * G) * kHD + t];
-  const size_t slot_base = static_cast<size_t>(slot[n]) * cap;
+  const int sl = slot[n];
   const float scale = 1.0f / sqrtf(static_cast<float>(kHD));
 
   // The next tile's K and V are loaded into registers while the current one is consumed.
@@ -199,7 +200,7 @@ __global__ void __launch_bounds__(kAttnThreads)
       const int j = t0 + c / kRowChunks;
       kr[i] = vr[i] = make_uint4(0, 0, 0, 0);
       if (j < je) {
-        const size_t off = ((slot_base + static_cast<size_t>(j % cap)) * n_kv + kvh) * kHD +
+        const size_t off = (kv_cache_row(pages, sl, cap, j) * n_kv + kvh) * kHD +
                            kPer16 * (c % kRowChunks);
         kr[i] = *reinterpret_cast<const uint4*>(k_cache + off);
         vr[i] = *reinterpret_cast<const uint4*>(v_cache + off);
@@ -295,7 +296,8 @@ __global__ void __launch_bounds__(kMmaThreads)
                                         const int32_t* __restrict__ slot,
                                         const int32_t* __restrict__ skip,
                                         const uint16_t* __restrict__ sinks, int n_heads, int n_kv,
-                                        int cap, int window, int kv_chunk, int n_pieces,
+                                        int cap, KvPages pages, int window, int kv_chunk,
+                                        int n_pieces,
                                         float* __restrict__ partial, uint32_t* tickets,
                                         float* __restrict__ out) {
   extern __shared__ uint4 attn_mma_smem4[];
@@ -319,7 +321,7 @@ __global__ void __launch_bounds__(kMmaThreads)
                          reinterpret_cast<float*>(smem));
     return;
   }
-  const size_t slot_base = static_cast<size_t>(slot[n]) * cap;
+  const int sl = slot[n];
   const int n_tiles = (je - jb + kMmaTile - 1) / kMmaTile;
 
   // Chunk c (16 bytes) of a tile: key c / 8, dims 8 (c % 8); 4 K and 4 V chunks per thread.
@@ -331,8 +333,7 @@ __global__ void __launch_bounds__(kMmaThreads)
       const int c = tid + i * kMmaThreads, r = c / 8, d = 8 * (c % 8);
       const int j = jb + kt * kMmaTile + r;
       const bool ok = j < je;
-      const size_t off =
-          ((slot_base + static_cast<size_t>(ok ? j % cap : 0)) * n_kv + kvh) * kHD + d;
+      const size_t off = ok ? (kv_cache_row(pages, sl, cap, j) * n_kv + kvh) * kHD + d : 0;
       tile::cp_async16_zfill(ks + r * kMmaLd + d, k_cache + off, ok);
       tile::cp_async16_zfill(vs + r * kMmaLd + d, v_cache + off, ok);
     }
@@ -487,8 +488,9 @@ template <class KvT>
 static void attention_sinks(const float* qkv, const KvT* k_cache, const KvT* v_cache,
                             const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
                             const int32_t* skip, int rows, int n_heads, int n_kv_heads,
-                            int head_dim, int cap, int window, int max_keys, int kv_chunk,
-                            float* partial, float* out, gpuStream_t stream, AttnKernel kernel) {
+                            int head_dim, int cap, const KvPages& pages, int window,
+                            int max_keys, int kv_chunk, float* partial, float* out,
+                            gpuStream_t stream, AttnKernel kernel) {
   if (rows <= 0) return;
   GPTOSS_ASSERT(head_dim == kHD && n_heads % n_kv_heads == 0 &&
                 n_heads / n_kv_heads <= kAttnMaxGroup && kv_chunk % kKeyTile == 0);
@@ -518,7 +520,8 @@ static void attention_sinks(const float* qkv, const KvT* k_cache, const KvT* v_c
         gpu_launch(bf16kv_attention_partial_mma_kernel, grid1, dim3(kMmaThreads), kMmaSmemBytes,
                    stream, qkv + r0 * R, k_cache, v_cache, pos + r0, slot + r0,
                    skip ? skip + r0 : nullptr, reinterpret_cast<const uint16_t*>(sinks), n_heads,
-                   n_kv_heads, cap, window, kv_chunk, pieces, partial, tickets, rows_out);
+                   n_kv_heads, cap, pages, window, kv_chunk, pieces, partial, tickets,
+                   rows_out);
         mma = true;
       }
     }
@@ -526,8 +529,8 @@ static void attention_sinks(const float* qkv, const KvT* k_cache, const KvT* v_c
     if (!mma) {
       gpu_launch(f32_kv_attention_partial_kernel<KvT>, grid1, dim3(kAttnThreads), 0, stream,
                  qkv + r0 * R, k_cache, v_cache, pos + r0, slot + r0, skip ? skip + r0 : nullptr,
-                 reinterpret_cast<const uint16_t*>(sinks), n_heads, n_kv_heads, cap, window,
-                 kv_chunk, pieces, partial, tickets, rows_out);
+                 reinterpret_cast<const uint16_t*>(sinks), n_heads, n_kv_heads, cap, pages,
+                 window, kv_chunk, pieces, partial, tickets, rows_out);
     }
   }
 }
@@ -535,21 +538,22 @@ static void attention_sinks(const float* qkv, const KvT* k_cache, const KvT* v_c
 void f32_bf16kv_attention_sinks(const float* qkv, const bf16_t* k_cache, const bf16_t* v_cache,
                                 const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
                                 int rows, int n_heads, int n_kv_heads, int head_dim, int cap,
-                                int window, int max_keys, int kv_chunk, float* partial,
-                                float* out, gpuStream_t stream, const int32_t* skip_rows,
-                                AttnKernel kernel) {
+                                const KvPages& pages, int window, int max_keys, int kv_chunk,
+                                float* partial, float* out, gpuStream_t stream,
+                                const int32_t* skip_rows, AttnKernel kernel) {
   attention_sinks<uint16_t>(qkv, k_cache, v_cache, sinks, pos, slot, skip_rows, rows, n_heads,
-                            n_kv_heads, head_dim, cap, window, max_keys, kv_chunk, partial, out,
+                            n_kv_heads, head_dim, cap, pages, window, max_keys, kv_chunk, partial, out,
                             stream, kernel);
 }
 
 void f32_f32kv_attention_sinks(const float* qkv, const float* k_cache, const float* v_cache,
                                const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
                                int rows, int n_heads, int n_kv_heads, int head_dim, int cap,
-                               int window, int max_keys, int kv_chunk, float* partial, float* out,
-                               gpuStream_t stream, const int32_t* skip_rows) {
+                               const KvPages& pages, int window, int max_keys, int kv_chunk,
+                               float* partial, float* out, gpuStream_t stream,
+                               const int32_t* skip_rows) {
   attention_sinks<float>(qkv, k_cache, v_cache, sinks, pos, slot, skip_rows, rows, n_heads,
-                         n_kv_heads, head_dim, cap, window, max_keys, kv_chunk, partial, out,
+                         n_kv_heads, head_dim, cap, pages, window, max_keys, kv_chunk, partial, out,
                          stream, AttnKernel::scalar);
 }
 

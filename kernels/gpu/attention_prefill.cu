@@ -120,7 +120,8 @@ __global__ void __launch_bounds__(kPfThreads)
                                   const int32_t* __restrict__ slot,
                                   const AttnTile* __restrict__ tiles,
                                   const int32_t* __restrict__ n_tiles, int n_heads, int n_kv,
-                                  int cap, int window, float* __restrict__ out) {
+                                  int cap, KvPages pages, int window,
+                                  float* __restrict__ out) {
   constexpr bool kSplit = std::is_same_v<KvT, float>;
   using L = PfSmem<kSplit>;
   const int tix = blockIdx.x, kvh = blockIdx.y, chunk = blockIdx.z;
@@ -148,7 +149,7 @@ __global__ void __launch_bounds__(kPfThreads)
 
   const size_t R = static_cast<size_t>(n_heads + 2 * n_kv) * kHD;
   const int pos0 = pos[tile.row0];
-  const size_t slot_base = static_cast<size_t>(slot[tile.row0]) * cap;
+  const int sl = slot[tile.row0];
 
   // Q of the chunk's query vectors as bf16 hi + mid + lo; padding vectors are zero.
   for (int c = threadIdx.x; c < kPfM * (kHD / 4); c += kPfThreads) {
@@ -206,8 +207,7 @@ __global__ void __launch_bounds__(kPfThreads)
       const int j = t0 + key;
       uint16_t kh[8], km[8], kl[8], vh[8], vm[8], vl[8];
       if (j <= j_hi) {
-        const size_t off =
-            ((slot_base + static_cast<size_t>(j % cap)) * n_kv + kvh) * kHD + 8 * d8;
+        const size_t off = (kv_cache_row(pages, sl, cap, j) * n_kv + kvh) * kHD + 8 * d8;
         split8(k_cache + off, kh, km, kl);
         split8(v_cache + off, vh, vm, vl);  // V: hi + mid (= bf16(v - hi)) only
       } else {
@@ -334,8 +334,8 @@ template <class KvT>
 static void attention_tiles(const float* qkv, const KvT* k_cache, const KvT* v_cache,
                             const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
                             const AttnTile* tiles, const int32_t* n_tiles, int max_tiles,
-                            int n_heads, int n_kv_heads, int head_dim, int cap, int window,
-                            float* out, gpuStream_t stream) {
+                            int n_heads, int n_kv_heads, int head_dim, int cap,
+                            const KvPages& pages, int window, float* out, gpuStream_t stream) {
   if (max_tiles <= 0) return;
   GPTOSS_ASSERT(head_dim == kHD && n_kv_heads > 0 && n_heads % n_kv_heads == 0 &&
                 n_heads / n_kv_heads <= kAttnMaxGroup);
@@ -346,8 +346,8 @@ static void attention_tiles(const float* qkv, const KvT* k_cache, const KvT* v_c
                       l.dyn_smem_bytes);
   f32_kv_attention_tiles_kernel<KvT><<<dim3(l.grid_x, l.grid_y, l.grid_z), l.threads,
                                        l.dyn_smem_bytes, stream>>>(
-      qkv, k_cache, v_cache, sinks, pos, slot, tiles, n_tiles, n_heads, n_kv_heads, cap, window,
-      out);
+      qkv, k_cache, v_cache, sinks, pos, slot, tiles, n_tiles, n_heads, n_kv_heads, cap, pages,
+      window, out);
   GPU_CHECK_LAUNCH();
 }
 
@@ -356,18 +356,20 @@ void f32_bf16kv_attention_sinks_tiles(const float* qkv, const bf16_t* k_cache,
                                       const int32_t* pos, const int32_t* slot,
                                       const AttnTile* tiles, const int32_t* n_tiles, int max_tiles,
                                       int n_heads, int n_kv_heads, int head_dim, int cap,
-                                      int window, float* out, gpuStream_t stream) {
+                                      const KvPages& pages, int window, float* out,
+                                      gpuStream_t stream) {
   attention_tiles<uint16_t>(qkv, k_cache, v_cache, sinks, pos, slot, tiles, n_tiles, max_tiles,
-                            n_heads, n_kv_heads, head_dim, cap, window, out, stream);
+                            n_heads, n_kv_heads, head_dim, cap, pages, window, out, stream);
 }
 
 void f32_f32kv_attention_sinks_tiles(const float* qkv, const float* k_cache, const float* v_cache,
                                      const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
                                      const AttnTile* tiles, const int32_t* n_tiles, int max_tiles,
                                      int n_heads, int n_kv_heads, int head_dim, int cap,
-                                     int window, float* out, gpuStream_t stream) {
+                                     const KvPages& pages, int window, float* out,
+                                     gpuStream_t stream) {
   attention_tiles<float>(qkv, k_cache, v_cache, sinks, pos, slot, tiles, n_tiles, max_tiles,
-                         n_heads, n_kv_heads, head_dim, cap, window, out, stream);
+                         n_heads, n_kv_heads, head_dim, cap, pages, window, out, stream);
 }
 
 }  // namespace gptoss::gpu

@@ -281,8 +281,8 @@ void bench_attention(int ctx_pos, int window, int rows, int slots) {
   GPU_CHECK(gpuMemcpy(dpos, pos.data(), rows * 4, gpuMemcpyHostToDevice));
   GPU_CHECK(gpuMemcpy(dslot, slot.data(), rows * 4, gpuMemcpyHostToDevice));
   double us = time_us([&](int) {
-    gpu::f32_bf16kv_attention_sinks(qkv, k, v, sinks, dpos, dslot, rows, nh, nkv, hd, cap, window,
-                                    max_keys, kv_chunk, part, out, g_stream);
+    gpu::f32_bf16kv_attention_sinks(qkv, k, v, sinks, dpos, dslot, rows, nh, nkv, hd, cap, {},
+                                    window, max_keys, kv_chunk, part, out, g_stream);
   });
   const int keys = window ? std::min(window, ctx_pos + 1) : ctx_pos + 1;
   const double bytes = double(std::min(rows, slots)) * keys * nkv * hd * 2 * 2;

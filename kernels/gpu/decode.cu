@@ -35,6 +35,7 @@ struct KernelArgs {
   void* k_cache;
   void* v_cache;
   int kv_f32, n_heads, n_kv, head_dim, cap;
+  KvPages pages;
 };
 
 // Weight row j (< WR) of group g.
@@ -90,14 +91,19 @@ __global__ __launch_bounds__(kThreads, DECODE_MIN_BLOCKS(R)) void matmul_decode_
   gpu_grid_trigger();
   stage_rows<R>(m.x, m.row_index, m.rows, K, m.norm_w, m.eps, xs, red);
 
-  // Per row: its position, slot and KV ring index (kQkvRope), read once before the loop.
-  int pos_r[R], ring_r[R];
-  size_t slot_r[R];
+  // Per row: its position and KV cache row (kQkvRope), read once before the loop; block 0
+  // records a paged row's block in the table (ops.h KvPages).
+  int pos_r[R];
+  size_t cache_r[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) {
-    pos_r[r] = 0, ring_r[r] = 0, slot_r[r] = 0;
+    pos_r[r] = 0, cache_r[r] = 0;
     if constexpr (E == Epi::kQkvRope)
-      if (r < m.rows) pos_r[r] = a.pos[r], slot_r[r] = a.slot[r], ring_r[r] = pos_r[r] % a.cap;
+      if (r < m.rows) {
+        pos_r[r] = a.pos[r];
+        cache_r[r] = kv_cache_row_write(a.pages, r, a.slot[r], a.cap, pos_r[r],
+                                        blockIdx.x == 0 && threadIdx.x == 0);
+      }
   }
 
   for (; g < n_groups; g += stride) {
@@ -162,7 +168,7 @@ __global__ __launch_bounds__(kThreads, DECODE_MIN_BLOCKS(R)) void matmul_decode_
           if (rowj[j] < m.M) yr[rowj[j]] = m.accumulate ? old[j][r] + v[j] : v[j];
       } else {
         // RoPE pair (i, i + half) of head h, as cpu::f32_rope_apply (no FMA); the k and v heads
-        // go to the cache at ring index pos % cap.
+        // go to the cache at the row's cache row (ring index pos % cap, or its pool block).
         const int hd = a.head_dim, h = g / half, i = g % half;
         float o1 = v[0], o2 = v[1];
         if (h < a.n_heads + a.n_kv) {
@@ -175,8 +181,7 @@ __global__ __launch_bounds__(kThreads, DECODE_MIN_BLOCKS(R)) void matmul_decode_
         if (h >= a.n_heads) {
           const bool is_k = h < a.n_heads + a.n_kv;
           const int kvh = is_k ? h - a.n_heads : h - a.n_heads - a.n_kv;
-          const size_t base =
-              ((slot_r[r] * a.cap + static_cast<size_t>(ring_r[r])) * a.n_kv + kvh) * hd;
+          const size_t base = (cache_r[r] * a.n_kv + kvh) * hd;
           void* cache = is_k ? a.k_cache : a.v_cache;
           store_kv(cache, a.kv_f32 != 0, base + i, o1);
           store_kv(cache, a.kv_f32 != 0, base + half + i, o2);
@@ -284,6 +289,7 @@ void f32_bf16w_qkv_rope_decode(const DecodeQkv& q, gpuStream_t stream) {
   k.n_kv = q.n_kv;
   k.head_dim = q.head_dim;
   k.cap = q.cap;
+  k.pages = q.pages;
   launch_rows<2, kSmallNC, Epi::kQkvRope>(k, k.mm.M / 2, stream);
 }
 

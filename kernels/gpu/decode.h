@@ -18,6 +18,7 @@
 #include "common/bf16.h"
 #include "gpu/launch_shapes.h"  // kDecodeMaxRows, kDecodeMaxK and the launch shapes
 #include "gpu/moe.h"
+#include "gpu/ops.h"  // KvPages
 #include "gpu/vendor.h"
 
 namespace gptoss::gpu {
@@ -46,8 +47,8 @@ void f32_bf16w_matmul_decode(const DecodeMatmul& a, gpuStream_t stream);
 // For each row n (position pos[n], KV slot slot[n]):
 //   qkv[n, :] = f32_bf16w_matmul(RMSNorm(x[n, :]) * norm_w, qkv_w, qkv_b)   (as above)
 //   q and k heads rotated as cpu::f32_rope_apply with rope_cs[pos[n]] (no FMA), k and v heads
-//   written into the cache at ring index pos % cap (bf16 rounded to nearest even, or fp32), as
-//   f32_rope_kv_write (ops.h). qkv [rows, (n_heads + 2 n_kv) head_dim] holds the rotated q and k
+//   written into the cache at pos's row (ops.h KvPages: ring index pos % cap, or the row's pool
+//   block; bf16 rounded to nearest even, or fp32), as f32_rope_kv_write (ops.h). qkv [rows, (n_heads + 2 n_kv) head_dim] holds the rotated q and k
 //   and the v heads afterwards (the attention kernels read q from it).
 // Requires head_dim 64, rows <= kDecodeMaxRows, H % 8 == 0, H <= kDecodeMaxK.
 struct DecodeQkv {
@@ -60,8 +61,9 @@ struct DecodeQkv {
   const int32_t* pos = nullptr;        // [rows]
   const int32_t* slot = nullptr;       // [rows]
   float* qkv = nullptr;                // [rows, (n_heads + 2 n_kv) head_dim]
-  void* k_cache = nullptr;             // [slots, cap, n_kv, head_dim] bf16 or fp32 (kv_f32)
-  void* v_cache = nullptr;
+  void* k_cache = nullptr;             // [slots, cap, n_kv, head_dim] bf16 or fp32 (kv_f32),
+  void* v_cache = nullptr;             // or a pool of blocks (pages)
+  KvPages pages;                       // table nullptr: the ring
   bool kv_f32 = false;
   int rows = 0, H = 0, n_heads = 0, n_kv = 0, head_dim = 0, cap = 0;
 };

@@ -26,6 +26,23 @@ __device__ __forceinline__ float ld_coherent(const float* p) {
 #endif
 }
 
+// The cache row of position j of a slot (ops.h KvPages): the ring's row, or the paged pool's.
+template <class Pages>
+__device__ __forceinline__ size_t kv_cache_row(const Pages& pg, int slot, int cap, int j) {
+  if (pg.table == nullptr) return static_cast<size_t>(slot) * cap + static_cast<size_t>(j % cap);
+  const int32_t b = pg.table[static_cast<size_t>(slot) * pg.stride + (j >> pg.shift)];
+  return (static_cast<size_t>(b) << pg.shift) + static_cast<size_t>(j & ((1 << pg.shift) - 1));
+}
+// A writer's row n at position p: its own block (recorded in the table for the readers).
+template <class Pages>
+__device__ __forceinline__ size_t kv_cache_row_write(const Pages& pg, int n, int slot, int cap,
+                                                     int p, bool record) {
+  if (pg.table == nullptr) return static_cast<size_t>(slot) * cap + static_cast<size_t>(p % cap);
+  const int32_t b = pg.block[n];
+  if (record) pg.table[static_cast<size_t>(slot) * pg.stride + (p >> pg.shift)] = b;
+  return (static_cast<size_t>(b) << pg.shift) + static_cast<size_t>(p & ((1 << pg.shift) - 1));
+}
+
 // Round to nearest even, NaN kept quiet (same as gptoss::f32_to_bf16 on the host).
 __device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) {
   uint32_t u = __float_as_uint(f);

@@ -126,7 +126,7 @@ __device__ __forceinline__ void store_kv(float* p, float v) { *p = v; }
 template <class KvT>
 __global__ void f32_rope_kv_write_kernel(float* qkv, const float* rope_cs, const int32_t* pos,
                                          const int32_t* slot, int n_heads, int n_kv, int hd,
-                                         KvT* k_cache, KvT* v_cache, int cap) {
+                                         KvT* k_cache, KvT* v_cache, int cap, KvPages pages) {
   const int n = blockIdx.x;
   const int half = hd / 2;
   const int p = pos[n];
@@ -134,7 +134,7 @@ __global__ void f32_rope_kv_write_kernel(float* qkv, const float* rope_cs, const
   float* row = qkv + n * R;
   const float* cs = rope_cs + static_cast<size_t>(p) * hd;
   const size_t cache_row =
-      (static_cast<size_t>(slot[n]) * cap + static_cast<size_t>(p % cap)) * n_kv * hd;
+      kv_cache_row_write(pages, n, slot[n], cap, p, threadIdx.x == 0) * n_kv * hd;
   const int n_rot = (n_heads + n_kv) * half;
   for (int t = threadIdx.x; t < n_rot; t += blockDim.x) {
     const int h = t / half, i = t % half;
@@ -159,19 +159,19 @@ __global__ void f32_rope_kv_write_kernel(float* qkv, const float* rope_cs, const
 
 void f32_rope_kv_write(float* qkv, const float* rope_cs, const int32_t* pos, const int32_t* slot,
                        int rows, int n_heads, int n_kv_heads, int head_dim, bf16_t* k_cache,
-                       bf16_t* v_cache, int cap, gpuStream_t stream) {
+                       bf16_t* v_cache, int cap, const KvPages& pages, gpuStream_t stream) {
   if (rows <= 0) return;
   f32_rope_kv_write_kernel<uint16_t><<<rows, 512, 0, stream>>>(
-      qkv, rope_cs, pos, slot, n_heads, n_kv_heads, head_dim, k_cache, v_cache, cap);
+      qkv, rope_cs, pos, slot, n_heads, n_kv_heads, head_dim, k_cache, v_cache, cap, pages);
   GPU_CHECK_LAUNCH();
 }
 
 void f32_rope_kv_write(float* qkv, const float* rope_cs, const int32_t* pos, const int32_t* slot,
                        int rows, int n_heads, int n_kv_heads, int head_dim, float* k_cache,
-                       float* v_cache, int cap, gpuStream_t stream) {
+                       float* v_cache, int cap, const KvPages& pages, gpuStream_t stream) {
   if (rows <= 0) return;
   f32_rope_kv_write_kernel<float><<<rows, 512, 0, stream>>>(
-      qkv, rope_cs, pos, slot, n_heads, n_kv_heads, head_dim, k_cache, v_cache, cap);
+      qkv, rope_cs, pos, slot, n_heads, n_kv_heads, head_dim, k_cache, v_cache, cap, pages);
   GPU_CHECK_LAUNCH();
 }
 

@@ -72,23 +72,43 @@ int fast_gemm_splits(int K, int M);
 // y[i] = bf16(x[i]) (round to nearest even), n % 4 == 0.
 void f32_to_bf16(const float* x, bf16_t* y, size_t n, gpuStream_t stream);
 
+// ---- the KV cache's layout --------------------------------------------------------------------
+// Where position j of slot s lives in a layer's cache (rows of n_kv * head_dim elements):
+//   ring (table == nullptr): row s * cap + j % cap of [slots, cap, n_kv, head_dim] (every sliding
+//     layer; the full layers of an unpaged cache, cap = ctx);
+//   paged: row table[s * stride + j / B] * B + j % B of the pool [blocks, B, n_kv, head_dim],
+//     B = 1 << shift positions per block (the full layers of a paged cache, B a power of two).
+// The writers (RoPE + KV write, its decode twin) take each row's block from block[n] (the
+// scheduler's RowPos::block for pos[n]) and record it in the table (table[slot[n] * stride +
+// pos[n] / B] = block[n]) before they store; the readers (the attention kernels) look positions
+// up in the table, so a kernel of a later launch sees every block the step's earlier rows wrote.
+struct KvPages {
+  int32_t* table = nullptr;        // [slots, stride] device; nullptr: the ring layout
+  const int32_t* block = nullptr;  // [rows] device: each row's block (writers only)
+  int stride = 0;                  // table entries per slot: ceil(ctx / B)
+  int shift = 0;                   // log2(B)
+};
+
 // ---- RoPE + KV cache write ------------------------------------------------------------------
 // For each row n (position pos[n], KV slot slot[n]): rotates the q heads of qkv[n] in place
 // (half-split, cos/sin from rope_cs[pos] = cpu::rope_cos_sin, fp32, no FMA) and writes the rotated
-// k heads and the v heads as bf16 into the caches at ring index pos % cap.
-//   qkv [rows, (n_heads + 2 n_kv) * head_dim] fp32, rope_cs [ctx, head_dim] fp32,
-//   k_cache, v_cache [slots, cap, n_kv, head_dim] bf16.
+// k heads and the v heads as bf16 into the caches at pos's row (KvPages: ring index pos % cap of
+// [slots, cap, n_kv, head_dim], or the row's pool block).
+//   qkv [rows, (n_heads + 2 n_kv) * head_dim] fp32, rope_cs [ctx, head_dim] fp32.
 void f32_rope_kv_write(float* qkv, const float* rope_cs, const int32_t* pos, const int32_t* slot,
                        int rows, int n_heads, int n_kv_heads, int head_dim, bf16_t* k_cache,
-                       bf16_t* v_cache, int cap, gpuStream_t stream);
+                       bf16_t* v_cache, int cap, const KvPages& pages,
+                       gpuStream_t stream);
 // The same into an fp32 cache (stored exactly).
 void f32_rope_kv_write(float* qkv, const float* rope_cs, const int32_t* pos, const int32_t* slot,
                        int rows, int n_heads, int n_kv_heads, int head_dim, float* k_cache,
-                       float* v_cache, int cap, gpuStream_t stream);
+                       float* v_cache, int cap, const KvPages& pages,
+                       gpuStream_t stream);
 
 // ---- attention with sinks -------------------------------------------------------------------
 // For every row n and query head h: the CPU twin's f32_attention_sinks_head over the bf16 cache
-// (keys max(0, pos - window + 1) .. pos, window 0 = causal over everything), q read from qkv[n]
+// (keys max(0, pos - window + 1) .. pos, window 0 = causal over everything; the cache laid out as
+// pages says: the ring [slots, cap, n_kv, head_dim] or a paged pool), q read from qkv[n]
 // (already rotated), out [rows, n_heads * head_dim] fp32. head_dim must be 64;
 // n_heads / n_kv_heads <= 8.
 // Split-K (flash-decoding): the visible keys of a row are cut into pieces of kv_chunk keys
@@ -108,15 +128,17 @@ size_t attention_partial_floats(int n_heads, int max_keys, int kv_chunk);
 void f32_bf16kv_attention_sinks(const float* qkv, const bf16_t* k_cache, const bf16_t* v_cache,
                                 const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
                                 int rows, int n_heads, int n_kv_heads, int head_dim, int cap,
-                                int window, int max_keys, int kv_chunk, float* partial,
-                                float* out, gpuStream_t stream, const int32_t* skip_rows = nullptr,
+                                const KvPages& pages, int window, int max_keys, int kv_chunk,
+                                float* partial, float* out, gpuStream_t stream,
+                                const int32_t* skip_rows = nullptr,
                                 AttnKernel kernel = AttnKernel::auto_);
 // The same over an fp32 cache (same reduction order: only the loads differ).
 void f32_f32kv_attention_sinks(const float* qkv, const float* k_cache, const float* v_cache,
                                const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
                                int rows, int n_heads, int n_kv_heads, int head_dim, int cap,
-                               int window, int max_keys, int kv_chunk, float* partial, float* out,
-                               gpuStream_t stream, const int32_t* skip_rows = nullptr);
+                               const KvPages& pages, int window, int max_keys, int kv_chunk,
+                               float* partial, float* out, gpuStream_t stream,
+                               const int32_t* skip_rows = nullptr);
 
 // ---- attention for prompt tiles (flash attention, kernels/gpu/attention_prefill.cu) ----------
 // A query tile: rows row0 .. row0+n_rows-1 of the step are consecutive positions of one sequence
@@ -140,13 +162,15 @@ void f32_bf16kv_attention_sinks_tiles(const float* qkv, const bf16_t* k_cache,
                                       const int32_t* pos, const int32_t* slot,
                                       const AttnTile* tiles, const int32_t* n_tiles, int max_tiles,
                                       int n_heads, int n_kv_heads, int head_dim, int cap,
-                                      int window, float* out, gpuStream_t stream);
+                                      const KvPages& pages, int window, float* out,
+                                      gpuStream_t stream);
 // The same over an fp32 cache.
 void f32_f32kv_attention_sinks_tiles(const float* qkv, const float* k_cache, const float* v_cache,
                                      const bf16_t* sinks, const int32_t* pos, const int32_t* slot,
                                      const AttnTile* tiles, const int32_t* n_tiles, int max_tiles,
                                      int n_heads, int n_kv_heads, int head_dim, int cap,
-                                     int window, float* out, gpuStream_t stream);
+                                     const KvPages& pages, int window, float* out,
+                                     gpuStream_t stream);
 
 // ---- sampling -------------------------------------------------------------------------------
 // out[n] = index of the largest x[n, :] (ties: lowest index; NaN never wins; all NaN -> 0).

@@ -57,8 +57,10 @@ struct BackendOptions {
                          // ctx, at most max_auto_slots (max_slots() then says how many)
   int max_auto_slots = 256;
   // Paged KV cache (SchedulerOptions): kv_block_tokens positions per block, kv_blocks blocks in
-  // the pool of each full-attention layer; 0 = not paged. A backend that cannot page ignores
-  // them (pages_kv() false) and keeps max_slots x ctx.
+  // the pool of each full-attention layer; kv_block_tokens 0 = not paged. kv_blocks 0 (GPU): as
+  // many as free memory holds, at most max_slots x ceil(ctx / kv_block_tokens)
+  // (kv_pool_blocks() says how many). A backend that cannot page ignores them (pages_kv() false)
+  // and keeps max_slots x ctx.
   int kv_block_tokens = 0;
   int kv_blocks = 0;
   int threads = 0;       // CPU threads (-t); 0 = OpenMP default
@@ -100,6 +102,9 @@ class Backend {
   // True when the full-attention layers' cache is the pool of BackendOptions::kv_blocks blocks
   // (rows then carry RowPos::block); false: slots x ctx, RowPos::block ignored.
   virtual bool pages_kv() const { return false; }
+  // Blocks in the pool of each full-attention layer when pages_kv() (BackendOptions::kv_blocks, or
+  // what free memory holds when that is 0: the pipeline then takes the least over its ranks).
+  virtual int kv_pool_blocks() const { return 0; }
   // Where run/head take and leave hidden states: host memory (CPU) or the GPU's memory.
   virtual MemoryKind payload_memory() const { return MemoryKind::Host; }
   // The GPU the payloads live on (payload_memory() == Device), else -1.

@@ -29,6 +29,7 @@ class CpuBackend final : public Backend {
   int max_slots() const override { return model_.max_slots(); }
   size_t kv_cache_bytes() const override { return model_.kv_cache_bytes(); }
   bool pages_kv() const override { return model_.paged(); }
+  int kv_pool_blocks() const override { return model_.paged() ? model_.blocks() : 0; }
 
   void run(std::span<const int32_t> tokens, std::span<const RowPos> rows, const float* in,
            float* out) override {

@@ -67,6 +67,7 @@ class CpuModel {
   static size_t kv_cache_bytes_for(const Config& c, int ctx, int max_slots, int first, int last,
                                    int block_tokens = 0, int blocks = 0);
   bool paged() const { return block_tokens_ > 0; }
+  int blocks() const { return blocks_; }  // in each full layer's pool (paged)
 
   // x[n, :] = embedding[tokens[n]]. x: [rows, H].
   void embed(std::span<const int32_t> tokens, float* x) const;

@@ -7,7 +7,10 @@
 // Weights live on the device exactly as in the model file (ranges of the file packed into one
 // allocation), the KV cache is bf16 (or fp32) [slots, cap, kv_heads, head_dim] per layer (cap =
 // ctx on full layers, window + kMaxStepRows on sliding layers so a chunk never overwrites a key
-// one of its own rows still sees), the residual stream and activations are fp32.
+// one of its own rows still sees); paged (BackendOptions::kv_block_tokens > 0) the full layers
+// instead hold one pool each of [blocks, B, kv_heads, head_dim] shared by every slot, found through
+// one block table [slots, ceil(ctx / B)] (kernels/gpu/ops.h KvPages) that the KV writers fill from
+// the rows' blocks. The residual stream and activations are fp32.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -32,10 +35,11 @@ inline constexpr int kGraphMaxRows = 64;   // steps with at most this many rows 
 // to the flash-attention kernel in tiles of gpu::kAttnTileRows; other rows to split-K decoding.
 inline constexpr int kMinTileRows = 16;
 // Row metadata uploaded per step, kMetaSlices x kMaxStepRows int32: token, pos, slot, logit row
-// index, in-a-tile flag, tiles (row0, n_rows pairs: two slices), tile count (first element).
-inline constexpr int kMetaSlices = 8;
+// index, in-a-tile flag, tiles (row0, n_rows pairs: two slices), tile count (first element), the
+// row's KV pool block (paged).
+inline constexpr int kMetaSlices = 9;
 inline constexpr int kMetaToken = 0, kMetaPos = 1, kMetaSlot = 2, kMetaLogitRow = 3,
-                     kMetaInTile = 4, kMetaTiles = 5, kMetaTileCount = 7;
+                     kMetaInTile = 4, kMetaTiles = 5, kMetaTileCount = 7, kMetaBlock = 8;
 constexpr int max_tiles_for(int rows) { return rows / kMinTileRows + 1; }
 // Pinned metadata buffers used in turn: the next step is enqueued while the device still runs
 // (or has not yet copied) the previous one's.
@@ -45,8 +49,9 @@ inline constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 struct LayerW {
   const bf16_t *attn_norm, *qkv_w, *qkv_b, *sinks, *out_w, *out_b, *mlp_norm;
   gpu::MoeGpuWeights moe;
-  void *k_cache, *v_cache;  // [slots, cap, n_kv, head_dim] bf16 or fp32 (kv_f32_)
+  void *k_cache, *v_cache;  // [slots, cap, n_kv, head_dim] bf16 or fp32 (kv_f32_), or the pool
   int cap, window, max_keys, kv_chunk;
+  bool paged;  // a full layer of a paged cache (the pool; else the ring)
 };
 
 // The weights this backend needs (its layers plus, with the ends, the embedding and head), packed
@@ -69,6 +74,8 @@ class GpuBackend final : public Backend {
   int ctx() const override { return ctx_; }
   int max_slots() const override { return slots_; }
   size_t kv_cache_bytes() const override { return kv_bytes_; }
+  bool pages_kv() const override { return kv_blocks_ > 0; }
+  int kv_pool_blocks() const override { return kv_blocks_; }
   MemoryKind payload_memory() const override { return MemoryKind::Device; }
   int device() const override { return device_; }
   void* stream() override { return stream_; }
@@ -110,6 +117,8 @@ class GpuBackend final : public Backend {
   void enqueue_step(int rows, bool embed);
   // The layers of a step of <= gpu::kDecodeMaxRows rows on the decode kernels.
   void enqueue_decode_layers(int rows);
+  // Where layer l's cache rows are (the ring, or the pool through the block table).
+  gpu::KvPages kv_pages(const LayerW& l) const;
   // Layer l's attention into d_att_ (split-K for all rows, prompt tiles where d_skip is set).
   void enqueue_attention(const LayerW& l, int rows, const int32_t* d_skip);
   // Final norm + LM head of x's rows logit_rows into d_logits_, enqueued.
@@ -144,6 +153,10 @@ class GpuBackend final : public Backend {
   int ctx_ = 0, slots_ = 0;
   size_t kv_bytes_ = 0;
   bool kv_f32_ = false;  // KV cache element: fp32 (--kv-cache f32) or bf16 (default)
+  // Paged full layers (kv_blocks_ > 0): blocks of 1 << kv_shift_ positions, the table's entries
+  // per slot; 0 blocks: not paged.
+  int kv_blocks_ = 0, kv_shift_ = 0, kv_table_stride_ = 0;
+  int32_t* d_kv_table_ = nullptr;  // [slots_, kv_table_stride_]
   gpu::Precision precision_ = gpu::Precision::exact;  // the matrix work's (--precision)
   gpuStream_t stream_ = nullptr;
   bool use_graphs_ = true;

@@ -33,11 +33,11 @@ void GpuBackend::enqueue_step(int rows, bool embed) {
     if (kv_f32_)
       gpu::f32_rope_kv_write(d_qkv_, d_rope_, d_pos, d_slot, rows, c.n_heads, c.n_kv_heads,
                              c.head_dim, static_cast<float*>(l.k_cache),
-                             static_cast<float*>(l.v_cache), l.cap, stream_);
+                             static_cast<float*>(l.v_cache), l.cap, kv_pages(l), stream_);
     else
       gpu::f32_rope_kv_write(d_qkv_, d_rope_, d_pos, d_slot, rows, c.n_heads, c.n_kv_heads,
                              c.head_dim, static_cast<bf16_t*>(l.k_cache),
-                             static_cast<bf16_t*>(l.v_cache), l.cap, stream_);
+                             static_cast<bf16_t*>(l.v_cache), l.cap, kv_pages(l), stream_);
     enqueue_attention(l, rows, d_skip);
     gpu::f32_bf16w_matmul(d_att_, l.out_w, l.out_b, d_x_, rows, c.q_dim(), H, true, stream_,
                           precision_, d_x16_, d_gemm_sem_);
@@ -47,6 +47,11 @@ void GpuBackend::enqueue_step(int rows, bool embed) {
     gpu::moe_forward(l.moe, d_xn_, rows, d_x_, moe_scratch_, stream_,
                      L + 1 < layers_.size() ? &next : nullptr);
   }
+}
+
+gpu::KvPages GpuBackend::kv_pages(const LayerW& l) const {
+  if (!l.paged) return {};
+  return {d_kv_table_, d_meta_ + kMetaBlock * kMaxStepRows, kv_table_stride_, kv_shift_};
 }
 
 // Layer l's attention over its KV cache (already holding this step's keys and values) into
@@ -59,12 +64,13 @@ void GpuBackend::enqueue_attention(const LayerW& l, int rows, const int32_t* d_s
   const auto* d_tiles =
       reinterpret_cast<const gpu::AttnTile*>(d_meta_ + kMetaTiles * kMaxStepRows);
   const int32_t* d_ntiles = d_meta_ + kMetaTileCount * kMaxStepRows;
+  const gpu::KvPages pages = kv_pages(l);
   const auto run = [&](const auto* kc, const auto* vc, auto sinks, auto tiles) {
     sinks(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, rows, c.n_heads, c.n_kv_heads, c.head_dim,
-          l.cap, l.window, l.max_keys, l.kv_chunk, d_partial_, d_att_, stream_, d_skip);
+          l.cap, pages, l.window, l.max_keys, l.kv_chunk, d_partial_, d_att_, stream_, d_skip);
     if (d_skip)
       tiles(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, d_tiles, d_ntiles, max_tiles_for(rows),
-            c.n_heads, c.n_kv_heads, c.head_dim, l.cap, l.window, d_att_, stream_);
+            c.n_heads, c.n_kv_heads, c.head_dim, l.cap, pages, l.window, d_att_, stream_);
   };
   if (kv_f32_)
     run(static_cast<const float*>(l.k_cache), static_cast<const float*>(l.v_cache),
@@ -105,6 +111,7 @@ void GpuBackend::enqueue_decode_layers(int rows) {
     q.n_kv = c.n_kv_heads;
     q.head_dim = c.head_dim;
     q.cap = l.cap;
+    q.pages = kv_pages(l);
     gpu::f32_bf16w_qkv_rope_decode(q, stream_);
     enqueue_attention(l, rows, nullptr);
     gpu::DecodeMatmul o;
@@ -161,14 +168,19 @@ void GpuBackend::run_step(const int32_t* meta, int rows, bool embed) {
   GPU_CHECK(gpuGraphLaunch(it->second, stream_));
 }
 
-// pos and slot slices, and the prompt tiles: runs of >= kMinTileRows consecutive positions of one
-// slot, cut into tiles of at most gpu::kAttnTileRows rows; their rows are flagged so split-K
-// leaves them alone.
+// pos, slot and (paged) block slices, and the prompt tiles: runs of >= kMinTileRows consecutive
+// positions of one slot, cut into tiles of at most gpu::kAttnTileRows rows; their rows are flagged
+// so split-K leaves them alone.
 void GpuBackend::fill_tiles(int32_t* meta, std::span<const RowPos> rows) const {
   const int n = static_cast<int>(rows.size());
   for (int i = 0; i < n; ++i) {
-    meta[kMetaPos * kMaxStepRows + i] = rows[size_t(i)].pos;
-    meta[kMetaSlot * kMaxStepRows + i] = rows[size_t(i)].slot;
+    const RowPos& r = rows[size_t(i)];
+    if (kv_blocks_ > 0 && (r.block < 0 || r.block >= kv_blocks_))
+      fail("KV cache: the row at slot %d position %d names block %d; the pool has blocks [0, %d)",
+           r.slot, r.pos, r.block, kv_blocks_);
+    meta[kMetaPos * kMaxStepRows + i] = r.pos;
+    meta[kMetaSlot * kMaxStepRows + i] = r.slot;
+    meta[kMetaBlock * kMaxStepRows + i] = r.block;
   }
   int32_t* skip = meta + kMetaInTile * kMaxStepRows;
   int32_t* tiles = meta + kMetaTiles * kMaxStepRows;

@@ -101,7 +101,19 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   if (!ranges_.empty()) weight_bytes += ranges_.back().hi - ranges_.back().lo;
   layers_.resize(static_cast<size_t>(last_ - first_));
   const int kv_dim = c.kv_dim();
-  size_t kv_elems_per_slot = 0;
+  // Paged (kv_block_tokens > 0): the full layers' positions live in the pool, in blocks of a
+  // power of two positions (the kernels' table lookup is a shift and a mask).
+  const int kv_block = opt.kv_block_tokens;
+  if (kv_block < 0 || opt.kv_blocks < 0)
+    fail("gpu engine: KV blocks of %d positions, %d blocks", kv_block, opt.kv_blocks);
+  if (kv_block > 0) {
+    if ((kv_block & (kv_block - 1)) != 0)
+      fail("--kv-block %d: the GPU backend pages its KV cache in blocks of a power of two "
+           "positions (16, 32, 64, ...)", kv_block);
+    while ((1 << kv_shift_) < kv_block) ++kv_shift_;
+    kv_table_stride_ = (ctx_ + kv_block - 1) / kv_block;
+  }
+  size_t kv_elems_per_slot = 0, kv_elems_per_block = 0;  // ring layers per slot; pool per block
   for (int L = first_; L < last_; ++L) {
     LayerW& l = layers_[static_cast<size_t>(L - first_)];
     const bool sliding = c.sliding[static_cast<size_t>(L)] != 0 && c.sliding_window > 0;
@@ -109,10 +121,17 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
     l.cap = sliding ? std::min(ctx_, c.sliding_window + kMaxStepRows) : ctx_;
     l.max_keys = sliding ? std::min(l.cap, c.sliding_window) : l.cap;
     l.kv_chunk = sliding ? 64 : std::max(128, ((ctx_ + 31) / 32 + 63) / 64 * 64);
-    kv_elems_per_slot += 2ull * l.cap * kv_dim;
+    l.paged = kv_block > 0 && !sliding;
+    if (l.paged)
+      kv_elems_per_block += 2ull * kv_block * kv_dim;
+    else
+      kv_elems_per_slot += 2ull * l.cap * kv_dim;
   }
   const size_t kv_elem_bytes = kv_f32_ ? sizeof(float) : sizeof(bf16_t);
   const size_t kv_slot_bytes = kv_elems_per_slot * kv_elem_bytes;
+  const size_t kv_block_bytes = kv_elems_per_block * kv_elem_bytes;
+  const size_t seq_blocks = size_t(kv_table_stride_);  // blocks of one sequence at ctx
+  const size_t table_slot_bytes = seq_blocks * sizeof(int32_t);
   const int H = c.hidden, R = c.qkv_rows(), Q = c.q_dim(), V = c.vocab;
   const size_t logit_floats = ends_ ? size_t(kMaxStepRows) * V : 0;
   size_t partial_floats = 0;
@@ -127,23 +146,56 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   size_t free_b = 0, total_b = 0;
   GPU_CHECK(gpuMemGetInfo(&free_b, &total_b));
   const size_t reserve = size_t(512) << 20;
-  if (slots_ == 0) {  // as many sequences as fit at this context, at most opt.max_auto_slots
-    const size_t fixed = weight_bytes + act_bytes + reserve;
-    const size_t fit = free_b > fixed ? (free_b - fixed) / kv_slot_bytes : 0;
+  const size_t fixed = weight_bytes + act_bytes + reserve;
+  const size_t avail = free_b > fixed ? free_b - fixed : 0;
+  // Bytes of one sequence at the full context: its ring layers, its table, its blocks.
+  const size_t seq_bytes = kv_slot_bytes + table_slot_bytes + seq_blocks * kv_block_bytes;
+  if (slots_ == 0) {  // as many sequences as fit, at most opt.max_auto_slots
+    // Unpaged: each at the full context. Paged: each holding half of it on average (the
+    // scheduler admits a sequence only when the pool has the blocks it can need, so longer ones
+    // run fewer at a time rather than failing).
+    const size_t plan = kv_block > 0
+                            ? kv_slot_bytes + table_slot_bytes + (seq_blocks + 1) / 2 * kv_block_bytes
+                            : kv_slot_bytes;
+    const size_t fit = avail >= seq_bytes ? std::max<size_t>(1, avail / plan) : 0;
     slots_ = static_cast<int>(std::min<size_t>(fit, size_t(opt.max_auto_slots)));
     if (slots_ < 1)
       fail("GPU %s: the model needs %.2f GiB (weights %.2f, KV cache %.2f for one sequence of ctx "
            "%d, buffers %.2f, reserve 0.5), %.2f GiB free; lower -c",
-           prop.name, (fixed + kv_slot_bytes) / kGiB, weight_bytes / kGiB, kv_slot_bytes / kGiB,
-           ctx_, act_bytes / kGiB, free_b / kGiB);
+           prop.name, (fixed + seq_bytes) / kGiB, weight_bytes / kGiB, seq_bytes / kGiB, ctx_,
+           act_bytes / kGiB, free_b / kGiB);
   }
-  kv_bytes_ = kv_slot_bytes * size_t(slots_);
+  if (kv_block > 0) {
+    // The pool: the blocks asked for, else what memory holds beyond the slots' ring layers and
+    // table, at most every slot at the full context; at least one sequence at ctx (the
+    // scheduler's rule).
+    const size_t per_slot = kv_slot_bytes + table_slot_bytes;
+    const size_t most = size_t(slots_) * seq_blocks;
+    size_t blocks = opt.kv_blocks > 0 ? size_t(opt.kv_blocks) : most;
+    if (opt.kv_blocks == 0 && kv_block_bytes > 0) {
+      const size_t left = avail > size_t(slots_) * per_slot ? avail - size_t(slots_) * per_slot : 0;
+      blocks = std::min(most, left / kv_block_bytes);
+    }
+    blocks = std::min<size_t>(blocks, size_t(INT32_MAX));
+    if (blocks < seq_blocks)
+      fail("GPU %s: %d slots' KV cache leaves room for %zu blocks of %d positions, fewer than one "
+           "sequence of ctx %d needs (%zu); %.2f GiB free (weights %.2f, buffers %.2f, reserve "
+           "0.5); lower -c or -b",
+           prop.name, slots_, blocks, kv_block, ctx_, seq_blocks, free_b / kGiB,
+           weight_bytes / kGiB, act_bytes / kGiB);
+    kv_blocks_ = static_cast<int>(blocks);
+  }
+  kv_bytes_ = (kv_slot_bytes + (kv_block > 0 ? table_slot_bytes : 0)) * size_t(slots_) +
+              size_t(kv_blocks_) * kv_block_bytes;
   const size_t need = weight_bytes + kv_bytes_ + act_bytes + reserve;
   if (need > free_b)
-    fail("GPU %s: the model needs %.2f GiB (weights %.2f, KV cache %.2f for ctx %d x %d slots, "
-         "buffers %.2f, reserve 0.5), %.2f GiB free; lower -c or -b",
-         prop.name, need / kGiB, weight_bytes / kGiB, kv_bytes_ / kGiB, ctx_, slots_,
-         act_bytes / kGiB, free_b / kGiB);
+    fail("GPU %s: the model needs %.2f GiB (weights %.2f, KV cache %.2f for %s, buffers %.2f, "
+         "reserve 0.5), %.2f GiB free; lower -c or -b%s",
+         prop.name, need / kGiB, weight_bytes / kGiB, kv_bytes_ / kGiB,
+         kv_block > 0 ? strfmt("%d slots and a pool of %d x %d positions", slots_, kv_blocks_,
+                               kv_block).c_str()
+                      : strfmt("ctx %d x %d slots", ctx_, slots_).c_str(),
+         act_bytes / kGiB, free_b / kGiB, kv_block > 0 ? " or --kv-tokens" : "");
 
   GPU_CHECK(gpuStreamCreateNonBlocking(&stream_));
   const auto t0 = std::chrono::steady_clock::now();
@@ -187,14 +239,19 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
     m.mlp2_scales = P8(TensorKind::Mlp2Scales, L);
     m.mlp2_bias = P(TensorKind::Mlp2Bias, L);
     gpu::moe_group_expert_rows(m, stream_);  // the file's expert blocks -> the kernels' row groups
-    const size_t n = size_t(slots_) * l.cap * kv_dim * kv_elem_bytes;
+    const size_t n = (l.paged ? size_t(kv_blocks_) * kv_block : size_t(slots_) * l.cap) * kv_dim *
+                     kv_elem_bytes;
     l.k_cache = d_kv_ + kv_off;
     l.v_cache = d_kv_ + kv_off + n;
     kv_off += 2 * n;
   }
-  // Unwritten cache positions are never read (a row sees only positions its sequence wrote),
-  // but zero them once so a bug reads zeros, not garbage from a previous process.
-  GPU_CHECK(gpuMemsetAsync(d_kv_, 0, kv_bytes_, stream_));
+  // Unwritten cache positions and table entries are never read (a row sees only positions its
+  // sequence wrote), but zero them once so a bug reads zeros, not garbage from a previous process.
+  GPU_CHECK(gpuMemsetAsync(d_kv_, 0, kv_off, stream_));
+  if (kv_blocks_ > 0) {
+    d_kv_table_ = reinterpret_cast<int32_t*>(d_kv_ + kv_off);  // the tail of the allocation
+    GPU_CHECK(gpuMemsetAsync(d_kv_table_, 0, size_t(slots_) * table_slot_bytes, stream_));
+  }
 
   // ---- RoPE table: exactly the CPU twin's cos/sin per position ----
   {

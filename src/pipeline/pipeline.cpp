@@ -79,6 +79,10 @@ Pipeline::Pipeline(MPI_Comm comm, const Config& c, const BackendFactory& make_ba
     const int mine = backend_->max_slots();
     CHECK_MPI(MPI_Allreduce(&mine, &opt_.max_slots, 1, MPI_INT, MPI_MIN, comm));
   }
+  if (backend_->pages_kv()) {  // the pool's blocks every rank holds (COLLECTIVE)
+    const int mine = backend_->kv_pool_blocks();
+    CHECK_MPI(MPI_Allreduce(&mine, &kv_blocks_, 1, MPI_INT, MPI_MIN, comm));
+  }
   // A micro-batch is 1/M of a step: at most ceil(slots / M) decode rows and ceil(chunk / M)
   // prompt tokens (at least chunk/8 of them, as in a whole step).
   limits_.max_decode_rows = std::max(1, (opt_.max_slots + mb_ - 1) / mb_);

@@ -79,6 +79,8 @@ class Pipeline {
   const std::vector<int>& vocab_bounds() const { return vocab_bounds_; }
   size_t kv_cache_bytes() const { return backend_->kv_cache_bytes(); }
   bool pages_kv() const { return backend_->pages_kv(); }
+  // Blocks of the paged pool every rank holds (the least of the backends' kv_pool_blocks()).
+  int kv_blocks() const { return kv_blocks_; }
   Backend& backend() { return *backend_; }
   // One line for the start-up summary (split, micro-batches, transport).
   std::string describe() const;
@@ -129,6 +131,7 @@ class Pipeline {
   std::vector<TokenPick> picks_b_;
   std::vector<HeadRow> head_rows_;
   PipelineOptions opt_;
+  int kv_blocks_ = 0;  // kv_blocks()
   Scheduler::PlanLimits limits_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<SequenceCheck> check_;  // every rank checks the rows it sees (headers)

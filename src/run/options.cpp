@@ -121,11 +121,13 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
                  "precision). CPU: exact only")
       ->default_str("GPU " + std::string(kGpuDefaultPrecision));
   app.add_option("--kv-tokens", opt.kv_tokens,
-                 "CPU: positions the paged KV cache holds for all sequences together (its "
+                 "positions the paged KV cache holds for all sequences together (its "
                  "full-attention layers; sliding layers keep their window per sequence). A "
-                 "sequence is admitted when its prompt + -n fits; at least -c. Default: -b x -c")
-      ->default_str("-b x -c");
-  app.add_option("--kv-block", opt.kv_block, "CPU: positions per block of the paged KV cache")
+                 "sequence is admitted when its prompt + -n fits; at least -c. Default: CPU -b x "
+                 "-c; GPU what its free memory holds, at most -b x -c")
+      ->default_str("CPU -b x -c, GPU free memory");
+  app.add_option("--kv-block", opt.kv_block,
+                 "positions per block of the paged KV cache (GPU: a power of two)")
       ->default_str("32");
   app.add_option("--reasoning", opt.reasoning,
                  "chat, serve: reasoning effort low | medium | high (serve: when a request gives none)");

@@ -141,21 +141,15 @@ int gpu_for_this_rank() {
 #endif
 
 // The paged KV cache (SchedulerOptions, docs/architecture.md): positions per block and blocks in
-// the pool, the same on every rank. The CPU pages (default pool: -b x -c, the memory an unpaged
-// cache takes); the GPU does not yet (it keeps -b x -c): --kv-tokens / --kv-block are refused
-// there rather than ignored.
+// the pool, the same on every rank (Pipeline::kv_blocks). Both backends page. The CPU's default
+// pool is -b x -c (the memory an unpaged cache takes); the GPU's (blocks 0 here) is what its free
+// memory holds, at most -b x -c: each rank sizes its own and the ring takes the least.
 std::pair<int, int> kv_paging(const RunOptions& opt, const std::string& backend) {
-  if (backend != "cpu") {
-    if (opt.kv_tokens > 0 || opt.kv_block > 0)
-      throw comm::WorldError(strfmt("--kv-%s: the GPU backend does not page its KV cache yet (it "
-                                    "holds -b x -c); leave it out",
-                                    opt.kv_tokens > 0 ? "tokens" : "block"));
-    return {0, 0};
-  }
   const int64_t B = opt.kv_block > 0 ? opt.kv_block : 32;
   const int64_t per_seq = (opt.ctx + B - 1) / B;
-  const int64_t blocks =
-      opt.kv_tokens > 0 ? (opt.kv_tokens + B - 1) / B : per_seq * session_slots(opt);
+  const int64_t blocks = opt.kv_tokens > 0       ? (opt.kv_tokens + B - 1) / B
+                         : backend == "cpu"     ? per_seq * session_slots(opt)
+                                                : 0;
   if (blocks > (int64_t{1} << 31) - 1)
     throw comm::WorldError(strfmt("KV cache of %lld blocks of %lld positions is too large",
                                   static_cast<long long>(blocks), static_cast<long long>(B)));
@@ -299,7 +293,10 @@ void open_ring(Session& s, const RunOptions& opt) {
                                           pipeline_options(opt, s.backend));  // collective
   s.micro_batches = s.pipeline->micro_batches();
   s.slots = s.pipeline->max_slots();
-  if (s.pipeline->pages_kv()) std::tie(s.kv_block_tokens, s.kv_blocks) = kv_paging(opt, s.backend);
+  if (s.pipeline->pages_kv()) {
+    s.kv_block_tokens = kv_paging(opt, s.backend).first;
+    s.kv_blocks = s.pipeline->kv_blocks();
+  }
 }
 
 }  // namespace
@@ -367,12 +364,15 @@ Session open_session(const RunOptions& opt, int slots, std::unique_ptr<Tokenizer
                                 s.pipeline->describe().c_str());
   // Paged: the pool's positions, shared by the slots (sliding layers keep a window per slot).
   const std::string kv_shape =
-      s.kv_block_tokens > 0 && opt.kv_tokens > 0
-          ? strfmt("%d slot%s sharing %lld positions (--kv-tokens), at most %d each, paged in "
-                   "blocks of %d",
+      s.kv_block_tokens > 0 && (opt.kv_tokens > 0 || s.backend != "cpu")
+          ? strfmt("%d slot%s%s sharing %lld positions (%s), at most %d each, paged in blocks of "
+                   "%d",
                    slots, slots == 1 ? "" : "s",
-                   static_cast<long long>(s.kv_blocks) * s.kv_block_tokens, opt.ctx,
-                   s.kv_block_tokens)
+                   auto_slots ? strfmt(" (at most %d; -b sets it)", auto_slots_cap(opt, s.ranks)).c_str()
+                              : "",
+                   static_cast<long long>(s.kv_blocks) * s.kv_block_tokens,
+                   opt.kv_tokens > 0 ? "--kv-tokens" : "what GPU memory holds, at most -b x -c",
+                   opt.ctx, s.kv_block_tokens)
       : s.kv_block_tokens > 0
           ? strfmt("%d slot%s x %d positions, paged in blocks of %d", slots, slots == 1 ? "" : "s",
                    opt.ctx, s.kv_block_tokens)

@@ -5,7 +5,8 @@
 // sliding window of 128 over a ring of window + 512 (positions crossing the window, the ring
 // wraparound, positions up to 131071); GQA 64/8 and 8/2; bf16 and fp32 caches; *n_tiles <
 // max_tiles (the unused tile entries point at rows that must stay untouched, as must every row
-// outside the tiles); a captured graph replayed with another *n_tiles.
+// outside the tiles); a captured graph replayed with another *n_tiles; the full-attention cases
+// again from a paged pool (kernels/gpu/ops.h KvPages), bit-equal to the ring.
 // Bound: 1e-5 rel L2 per row over all its heads, as the split-K test in kernels_test.cu. The
 // tensor-core scores take Q as bf16 hi + mid + lo (2^-24 relative; bf16 K exact, fp32 K also in
 // three parts), P V takes P (and an fp32 V) as bf16 hi + lo (2^-16 relative per weight, averaging
@@ -91,17 +92,40 @@ void run_case(const Case& c, bool f32_cache, uint64_t seed) {
   if (f32_cache) {
     DevBuf<float> dk(kf), dv(vf);
     gpu::f32_f32kv_attention_sinks_tiles(dq.p, dk.p, dv.p, ds.p, dp.p, dsl.p, dt.p, dnt.p,
-                                         max_tiles, c.nh, c.nkv, kHd, c.cap, c.window, dout.p,
-                                         nullptr);
+                                         max_tiles, c.nh, c.nkv, kHd, c.cap, {}, c.window,
+                                         dout.p, nullptr);
     GPU_CHECK(gpuDeviceSynchronize());
   } else {
     DevBuf<bf16_t> dk(kb), dv(vb);
     gpu::f32_bf16kv_attention_sinks_tiles(dq.p, dk.p, dv.p, ds.p, dp.p, dsl.p, dt.p, dnt.p,
-                                          max_tiles, c.nh, c.nkv, kHd, c.cap, c.window, dout.p,
-                                          nullptr);
+                                          max_tiles, c.nh, c.nkv, kHd, c.cap, {}, c.window,
+                                          dout.p, nullptr);
     GPU_CHECK(gpuDeviceSynchronize());
   }
   auto g = dout.download();
+  if (c.window == 0) {
+    // Paged (a full layer of a paged cache, cap = ctx): the keys moved into a pool of blocks of 32
+    // positions through a shuffled table, every other pool row NaN: the same bits as the ring.
+    gputest::PagedLayout pl(c.slots, c.cap, 5, 4, r);
+    DevBuf<int32_t> dtab(pl.table);
+    DevBuf<float> dout_p(g.size());
+    const size_t re = size_t(c.nkv) * kHd;
+    if (f32_cache) {
+      DevBuf<float> pk(pl.to_pool(kf, re, NAN)), pv(pl.to_pool(vf, re, NAN));
+      gpu::f32_f32kv_attention_sinks_tiles(dq.p, pk.p, pv.p, ds.p, dp.p, dsl.p, dt.p, dnt.p,
+                                           max_tiles, c.nh, c.nkv, kHd, c.cap, pl.pages(dtab.p),
+                                           0, dout_p.p, nullptr);
+      GPU_CHECK(gpuDeviceSynchronize());
+    } else {
+      DevBuf<bf16_t> pk(pl.to_pool(kb, re, bf16_t(0xffff))), pv(pl.to_pool(vb, re, bf16_t(0xffff)));
+      gpu::f32_bf16kv_attention_sinks_tiles(dq.p, pk.p, pv.p, ds.p, dp.p, dsl.p, dt.p, dnt.p,
+                                            max_tiles, c.nh, c.nkv, kHd, c.cap, pl.pages(dtab.p),
+                                            0, dout_p.p, nullptr);
+      GPU_CHECK(gpuDeviceSynchronize());
+    }
+    EXPECT_EQ(0, std::memcmp(dout_p.download().data(), g.data(), g.size() * sizeof(float)))
+        << c.name << (f32_cache ? " f32 KV" : " bf16 KV") << ": paged differs from the ring";
+  }
 
   const size_t orow = size_t(c.nh) * kHd;
   int max_pos = 0;
@@ -186,7 +210,7 @@ TEST(GpuAttentionTiles, graph_replay_n_tiles) {
   DevBuf<int32_t> dp(pos), dsl(slot), dnt(std::vector<int32_t>{2});
   DevBuf<gpu::AttnTile> dt(tiles);
   gpu::f32_bf16kv_attention_sinks_tiles(dq.p, dk.p, dv.p, ds.p, dp.p, dsl.p, dt.p, dnt.p, 2, nh,
-                                        nkv, kHd, cap, 0, d_direct.p, nullptr);
+                                        nkv, kHd, cap, {}, 0, d_direct.p, nullptr);
   auto direct = d_direct.download();
 
   // The uploads and the poisoning go through the legacy stream, which a non-blocking stream does
@@ -198,7 +222,7 @@ TEST(GpuAttentionTiles, graph_replay_n_tiles) {
   gpuGraphExec_t exec;
   GPU_CHECK(gpuStreamBeginCapture(s));
   gpu::f32_bf16kv_attention_sinks_tiles(dq.p, dk.p, dv.p, ds.p, dp.p, dsl.p, dt.p, dnt.p, 2, nh,
-                                        nkv, kHd, cap, 0, d_graph.p, s);
+                                        nkv, kHd, cap, {}, 0, d_graph.p, s);
   GPU_CHECK(gpuStreamEndCapture(s, &graph));
   GPU_CHECK(gpuGraphInstantiate(&exec, graph));
   dnt.upload({0});
@@ -256,11 +280,11 @@ TEST(GpuAttentionTiles, timing_prompt_chunk_512) {
   DevBuf<gpu::AttnTile> dt(tiles);
   auto run_tiles = [&] {
     gpu::f32_bf16kv_attention_sinks_tiles(dq.p, dk.p, dv.p, ds.p, dp.p, dsl.p, dt.p, dnt.p,
-                                          n_tiles, nh, nkv, kHd, cap, 0, d_tiles.p, nullptr);
+                                          n_tiles, nh, nkv, kHd, cap, {}, 0, d_tiles.p, nullptr);
   };
   auto run_split = [&] {
     gpu::f32_bf16kv_attention_sinks(dq.p, dk.p, dv.p, ds.p, dp.p, dsl.p, rows, nh, nkv, kHd, cap,
-                                    0, cap, kv_chunk, dpart.p, d_split.p, nullptr);
+                                    {}, 0, cap, kv_chunk, dpart.p, d_split.p, nullptr);
   };
   auto time_us = [&](auto&& fn) {
     for (int i = 0; i < 3; ++i) fn();

@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include "cpu/ops.h"
@@ -157,17 +158,32 @@ TEST(GpuDecode, qkv_rope_kv_write_vs_cpu) {
     dw.upload(w), db.upload(b), dn.upload(nw);
     DevBuf<float> dcs(cs.size());
     dcs.upload(cs);
+    // Paged (the full layers of a paged cache): blocks of 8 positions, slot s's block i at
+    // table[s * 5 + i], a shuffle of 17 pool blocks (2 of no slot); the kernel takes each row's
+    // block from the rows and records it in the (zeroed) table.
+    const int B = 8, stride = ctx / B, n_blocks = slots * stride + 2;
+    std::vector<int32_t> table(static_cast<size_t>(n_blocks));
+    for (int i = 0; i < n_blocks; ++i) table[size_t(i)] = i;
+    std::shuffle(table.begin(), table.end(), std::mt19937(5));
+    table.resize(size_t(slots) * stride);
+    for (int paged = 0; paged < 2; ++paged)
     for (int kv_f32 = 0; kv_f32 < 2; ++kv_f32)
       for (int rows = 1; rows <= gpu::kDecodeMaxRows; ++rows) {
         auto x = normals(r, size_t(rows) * H, 2.0f);
-        std::vector<int32_t> pos, slot;
+        std::vector<int32_t> pos, slot, block;
         for (int n = 0; n < rows; ++n) pos.push_back((7 * n + 30) % ctx), slot.push_back(n % slots);
+        for (int n = 0; n < rows; ++n) block.push_back(table[size_t(slot[n]) * stride + pos[n] / B]);
+        const auto cache_row = [&](int n) {
+          return paged ? size_t(block[n]) * B + size_t(pos[n] % B) : size_t(slot[n]) * cap + pos[n] % cap;
+        };
         DevBuf<float> dx(x.size()), dq(size_t(rows) * R);
         dx.upload(x);
         poison(dq);
-        DevBuf<int32_t> dp(pos.size()), dsl(slot.size());
-        dp.upload(pos), dsl.upload(slot);
-        const size_t cache_n = size_t(slots) * cap * kvd, esz = kv_f32 ? 4 : 2;
+        DevBuf<int32_t> dp(pos.size()), dsl(slot.size()), dblk(block.size()), dtab(table.size());
+        dp.upload(pos), dsl.upload(slot), dblk.upload(block);
+        GPU_CHECK(gpuMemset(dtab.p, 0, dtab.n * sizeof(int32_t)));
+        const size_t cache_n = (paged ? size_t(n_blocks) * B : size_t(slots) * cap) * kvd,
+                     esz = kv_f32 ? 4 : 2;
         DevBuf<uint8_t> dk(cache_n * esz), dv(cache_n * esz);
         GPU_CHECK(gpuMemset(dk.p, 0x5a, dk.n));
         GPU_CHECK(gpuMemset(dv.p, 0x5a, dv.n));
@@ -175,7 +191,8 @@ TEST(GpuDecode, qkv_rope_kv_write_vs_cpu) {
         q.x = dx.p, q.norm_w = dn.p, q.eps = 1e-5f, q.w = dw.p, q.bias = db.p, q.rope_cs = dcs.p;
         q.pos = dp.p, q.slot = dsl.p, q.qkv = dq.p, q.k_cache = dk.p, q.v_cache = dv.p;
         q.kv_f32 = kv_f32, q.rows = rows, q.H = H, q.n_heads = nh, q.n_kv = nkv, q.head_dim = hd;
-        q.cap = cap;
+        q.cap = paged ? ctx : cap;
+        if (paged) q.pages = {dtab.p, dblk.p, stride, 3};
         gpu::f32_bf16w_qkv_rope_decode(q, nullptr);
         GPU_CHECK(gpuDeviceSynchronize());
         auto got = dq.download();
@@ -184,13 +201,22 @@ TEST(GpuDecode, qkv_rope_kv_write_vs_cpu) {
         for (int n = 0; n < rows; ++n)
           cpu::f32_rope_apply(rt, cs.data() + size_t(pos[n]) * hd, want.data() + size_t(n) * R, nh + nkv);
         EXPECT_LE(rel_l2(got.data(), want.data(), got.size()), 1e-5)
-            << "H " << H << " rows " << rows << " f32 cache " << kv_f32;
-        // The cache holds exactly the kernel's k and v at (slot, pos % cap); nothing else changed.
+            << "H " << H << " rows " << rows << " f32 cache " << kv_f32 << " paged " << paged;
+        // The cache holds exactly the kernel's k and v at (slot, pos % cap), or (paged) at the row's
+        // block; nothing else changed. Paged: the table holds the rows' blocks, other entries 0.
         auto kc = dk.download(), vc = dv.download();
+        if (paged) {
+          auto tab = dtab.download();
+          for (size_t i = 0; i < tab.size(); ++i) {
+            bool used = false;
+            for (int n = 0; n < rows; ++n) used |= size_t(slot[n]) * stride + pos[n] / B == i;
+            ASSERT_EQ(tab[i], used ? table[i] : 0) << "table entry " << i << " rows " << rows;
+          }
+        }
         std::vector<uint8_t> untouched(cache_n * esz, 0x5a);
         std::vector<bool> written(cache_n, false);
         for (int n = 0; n < rows; ++n) {
-          const size_t base = (size_t(slot[n]) * cap + pos[n] % cap) * kvd;
+          const size_t base = cache_row(n) * kvd;
           for (int i = 0; i < kvd; ++i) {
             const float kq = got[size_t(n) * R + size_t(nh) * hd + i];
             const float vq = got[size_t(n) * R + size_t(nh + nkv) * hd + i];

@@ -427,6 +427,83 @@ TEST(GpuEngine, batch_invariance_across_path_boundaries) {
   cmp.check_statistical("48-row prompt chunk vs row by row", 1e-2, 0.95);
 }
 
+// The paged KV cache (kernels/gpu/ops.h KvPages; the full-attention layers' positions in a pool
+// of blocks found through a block table the KV writers fill from the rows' blocks): the same
+// steps on a paged engine and on a ring engine give the same logits bit for bit (only addresses
+// differ). Blocks of 4 and 16 positions drawn from a shuffled pool with spare blocks; the steps
+// cover every path that reads or writes the cache: a prompt chunk of 24 rows (the GEMM, the RoPE
+// + KV writer and the flash-attention tiles), decode steps of 1..3 rows (the decode kernels) and
+// of 9 rows (the batched kernels, split-K), a slot reused by a new sequence with other blocks, and
+// positions past the sliding window (its layers keep their rings).
+TEST(GpuEngine, paged_cache_equals_ring) {
+  GPU_TEST_REQUIRE_DEVICE();
+  const int ctx = 64, slots = 4;
+  for (int B : {4, 16}) {
+    const int per_seq = ctx / B, n_blocks = slots * per_seq + per_seq + 3;
+    std::vector<int32_t> pool(static_cast<size_t>(n_blocks));
+    for (int i = 0; i < n_blocks; ++i) pool[size_t(i)] = i;
+    std::shuffle(pool.begin(), pool.end(), std::mt19937(uint32_t(B)));
+    // table[s][i]: slot s's block for positions [i B, (i + 1) B); slot 4 = the reused slot 0's
+    // second sequence.
+    auto block_of = [&](int s, int pos) { return pool[size_t(s) * per_seq + pos / B]; };
+    auto run = [&](bool paged) {
+      BackendOptions o = options(ctx, slots);
+      if (paged) o.kv_block_tokens = B, o.kv_blocks = n_blocks;
+      auto e = make_gpu_engine(model(), o);
+      EXPECT_EQ(e->backend().pages_kv(), paged);
+      if (paged) EXPECT_EQ(e->backend().kv_pool_blocks(), n_blocks);
+      std::vector<float> all, lg;
+      std::mt19937 rng(5);
+      auto row = [&](int s, int pos, int seq) {
+        return Row{int32_t(rng() % 2000), s, pos, Row::kLogits | (pos == 0 ? Row::kNewSeq : 0u),
+                   block_of(seq, pos)};
+      };
+      auto step = [&](const std::vector<Row>& rows) {
+        e->forward(rows, lg);
+        all.insert(all.end(), lg.begin(), lg.end());
+      };
+      std::vector<Row> chunk;
+      for (int p = 0; p < 24; ++p) chunk.push_back(row(1, p, 1));
+      step(chunk);
+      for (int p = 0; p < 30; ++p) {  // slot 0 alone, then beside slots 1 and 2
+        std::vector<Row> rows{row(0, p, 0)};
+        if (p >= 10) rows.push_back(row(1, 24 + p - 10, 1));
+        if (p >= 20) rows.push_back(row(2, p - 20, 2));
+        step(rows);
+      }
+      std::vector<Row> nine;  // 9 rows: slot 3's first 6 positions beside 3 decode rows
+      for (int p = 0; p < 6; ++p) nine.push_back(row(3, p, 3));
+      nine.push_back(row(0, 30, 0)), nine.push_back(row(1, 44, 1)), nine.push_back(row(2, 10, 2));
+      step(nine);
+      for (int p = 0; p < 20; ++p) step({row(0, p, 4), row(3, 6 + p, 3)});  // slot 0 reused
+      return all;
+    };
+    const std::vector<float> ring = run(false), paged = run(true);
+    ASSERT_EQ(ring.size(), paged.size());
+    EXPECT_EQ(0, std::memcmp(ring.data(), paged.data(), ring.size() * sizeof(float)))
+        << "blocks of " << B;
+  }
+  // A paged engine refuses a row without a block, or with one outside the pool, in one line.
+  BackendOptions o = options(32, 2);
+  o.kv_block_tokens = 8, o.kv_blocks = 6;
+  auto e = make_gpu_engine(model(), o);
+  std::vector<float> l;
+  for (int32_t b : {-1, 6}) {
+    Row r{1, 0, 0, Row::kLogits | Row::kNewSeq, b};
+    try {
+      e->forward(std::span<const Row>(&r, 1), l);
+      ADD_FAILURE() << "block " << b << ": no error";
+    } catch (const Error& err) {
+      EXPECT_NE(std::string(err.what()).find("the pool has blocks [0, 6)"), std::string::npos)
+          << err.what();
+    }
+  }
+  o.kv_block_tokens = 12;  // not a power of two
+  EXPECT_THROW(make_gpu_engine(model(), o), Error);
+  o.kv_block_tokens = 8, o.kv_blocks = 3;  // fewer than one sequence of ctx 32 needs
+  EXPECT_THROW(make_gpu_engine(model(), o), Error);
+}
+
 TEST(GpuEngine, errors_are_one_line) {
   GPU_TEST_REQUIRE_DEVICE();
   try {

@@ -3,6 +3,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -90,5 +91,43 @@ inline std::vector<float> round_bf16(const std::vector<float>& v) {
   for (size_t i = 0; i < v.size(); ++i) r[i] = bf16_to_f32(f32_to_bf16(v[i]));
   return r;
 }
+
+// A paged KV layout for tests (kernels/gpu/ops.h KvPages): slot s's positions [i B, (i + 1) B)
+// in pool block table[s * stride + i], the blocks a random permutation of [0, blocks) (blocks >=
+// slots * stride; the rest belong to no slot), so a kernel that ignored the table, or took a
+// neighbour's entry, reads another slot's rows or the poison.
+struct PagedLayout {
+  int slots = 0, cap = 0, shift = 0, stride = 0, blocks = 0;
+  std::vector<int32_t> table;  // [slots, stride]
+  PagedLayout(int slots_, int cap_, int shift_, int spare, Rng& r)
+      : slots(slots_), cap(cap_), shift(shift_), stride((cap_ + (1 << shift_) - 1) >> shift_),
+        blocks(slots_ * stride + spare) {
+    std::vector<int32_t> perm(static_cast<size_t>(blocks));
+    for (int i = 0; i < blocks; ++i) perm[size_t(i)] = i;
+    std::shuffle(perm.begin(), perm.end(), r.g);
+    table.assign(perm.begin(), perm.begin() + size_t(slots) * stride);
+  }
+  int block_tokens() const { return 1 << shift; }
+  size_t pool_rows() const { return size_t(blocks) << shift; }
+  // The pool row of position j of slot s.
+  size_t row(int s, int j) const {
+    return (size_t(table[size_t(s) * stride + (j >> shift)]) << shift) + size_t(j & ((1 << shift) - 1));
+  }
+  // A ring cache [slots, cap, row_elems] moved into the pool [blocks << shift, row_elems]; rows of
+  // no position hold `poison`.
+  template <class T>
+  std::vector<T> to_pool(const std::vector<T>& ring, size_t row_elems, T poison) const {
+    std::vector<T> pool(pool_rows() * row_elems, poison);
+    for (int s = 0; s < slots; ++s)
+      for (int j = 0; j < cap; ++j)
+        std::copy_n(ring.begin() + (size_t(s) * cap + j) * row_elems, row_elems,
+                    pool.begin() + row(s, j) * row_elems);
+    return pool;
+  }
+  // The kernels' view: the table on the device (d_table, kept by the caller), block = per row.
+  gpu::KvPages pages(int32_t* d_table, const int32_t* d_block = nullptr) const {
+    return {d_table, d_block, stride, shift};
+  }
+};
 
 }  // namespace gptoss::gputest

@@ -266,13 +266,14 @@ TEST(GpuKernels, rope_kv_write_exact) {
   DevBuf<float> dq(qkv), dcs(cs);
   DevBuf<int32_t> dp(pos), dsl(slot);
   DevBuf<bf16_t> dk(size_t(slots) * cap * nkv * hd), dv(size_t(slots) * cap * nkv * hd);
-  gpu::f32_rope_kv_write(dq.p, dcs.p, dp.p, dsl.p, rows, nh, nkv, hd, dk.p, dv.p, cap, nullptr);
+  gpu::f32_rope_kv_write(dq.p, dcs.p, dp.p, dsl.p, rows, nh, nkv, hd, dk.p, dv.p, cap, {},
+                         nullptr);
   auto gq = dq.download();
   auto gk = dk.download(), gv = dv.download();
   // The fp32-cache form (--kv-cache f32): the same rotation, K and V stored exactly.
   DevBuf<float> dq32(qkv);
   DevBuf<float> dk32(size_t(slots) * cap * nkv * hd), dv32(size_t(slots) * cap * nkv * hd);
-  gpu::f32_rope_kv_write(dq32.p, dcs.p, dp.p, dsl.p, rows, nh, nkv, hd, dk32.p, dv32.p, cap,
+  gpu::f32_rope_kv_write(dq32.p, dcs.p, dp.p, dsl.p, rows, nh, nkv, hd, dk32.p, dv32.p, cap, {},
                          nullptr);
   auto gq32 = dq32.download();
   auto gk32 = dk32.download(), gv32 = dv32.download();
@@ -291,6 +292,40 @@ TEST(GpuKernels, rope_kv_write_exact) {
     EXPECT_EQ(0, std::memcmp(row.data() + size_t(nh + nkv) * hd, gv32.data() + c0,
                              size_t(nkv) * hd * 4))
         << "f32 v row " << n;
+  }
+
+  // Paged (the full layers of a paged cache): each row's block from the rows, recorded in the
+  // table (zeroed: the writer must fill it), K and V at the block's row; both element types.
+  gputest::PagedLayout pl(slots, ctx, 4, 3, r);
+  std::vector<int32_t> block(size_t(rows), 0);
+  for (int n = 0; n < rows; ++n) block[size_t(n)] = pl.table[size_t(slot[n]) * pl.stride + (pos[n] >> 4)];
+  DevBuf<int32_t> dblock(block), dtab(pl.table.size()), dtab32(pl.table.size());
+  dtab.zero(), dtab32.zero();
+  DevBuf<float> dqp(qkv), dqp32(qkv);
+  DevBuf<bf16_t> dkp(pl.pool_rows() * nkv * hd), dvp(pl.pool_rows() * nkv * hd);
+  DevBuf<float> dkp32(pl.pool_rows() * nkv * hd), dvp32(pl.pool_rows() * nkv * hd);
+  gpu::f32_rope_kv_write(dqp.p, dcs.p, dp.p, dsl.p, rows, nh, nkv, hd, dkp.p, dvp.p, ctx,
+                         pl.pages(dtab.p, dblock.p), nullptr);
+  gpu::f32_rope_kv_write(dqp32.p, dcs.p, dp.p, dsl.p, rows, nh, nkv, hd, dkp32.p, dvp32.p, ctx,
+                         pl.pages(dtab32.p, dblock.p), nullptr);
+  auto gqp = dqp.download();
+  auto gkp = dkp.download(), gvp = dvp.download();
+  auto gkp32 = dkp32.download(), gvp32 = dvp32.download();
+  for (const auto& t : {dtab.download(), dtab32.download()})
+    for (size_t i = 0; i < t.size(); ++i) {
+      bool written = false;
+      for (int n = 0; n < rows; ++n)
+        written |= size_t(slot[n]) * pl.stride + (pos[n] >> 4) == i;
+      EXPECT_EQ(t[i], written ? pl.table[i] : 0) << "table entry " << i;
+    }
+  EXPECT_EQ(0, std::memcmp(gq.data(), gqp.data(), gq.size() * sizeof(float)));  // q rotated alike
+  for (int n = 0; n < rows; ++n) {
+    const size_t c0 = (size_t(slot[n]) * cap + pos[n] % cap) * nkv * hd;  // the ring's row
+    const size_t p0 = pl.row(slot[n], pos[n]) * nkv * hd;
+    EXPECT_EQ(0, std::memcmp(gk.data() + c0, gkp.data() + p0, size_t(nkv) * hd * 2)) << "k " << n;
+    EXPECT_EQ(0, std::memcmp(gv.data() + c0, gvp.data() + p0, size_t(nkv) * hd * 2)) << "v " << n;
+    EXPECT_EQ(0, std::memcmp(gk32.data() + c0, gkp32.data() + p0, size_t(nkv) * hd * 4)) << n;
+    EXPECT_EQ(0, std::memcmp(gv32.data() + c0, gvp32.data() + p0, size_t(nkv) * hd * 4)) << n;
   }
 }
 
@@ -318,12 +353,12 @@ TEST(GpuKernels, attention_sinks_window_splitk) {
     dpart.zero();  // the merge's tickets start at 0 (ops.h)
     // bf16 cache: the default kernel (NVIDIA: tensor cores) and the scalar one (HIP's), same bound.
     gpu::f32_bf16kv_attention_sinks(dq.p, dk.p, dv.p, ds.p, dp.p, dsl.p, rows, s.nh, s.nkv, hd,
-                                    s.cap, s.window, max_keys, s.kv_chunk, dpart.p, dout.p,
+                                    s.cap, {}, s.window, max_keys, s.kv_chunk, dpart.p, dout.p,
                                     nullptr);
     auto g = dout.download();
     DevBuf<float> dout_s(g.size());
     gpu::f32_bf16kv_attention_sinks(dq.p, dk.p, dv.p, ds.p, dp.p, dsl.p, rows, s.nh, s.nkv, hd,
-                                    s.cap, s.window, max_keys, s.kv_chunk, dpart.p, dout_s.p,
+                                    s.cap, {}, s.window, max_keys, s.kv_chunk, dpart.p, dout_s.p,
                                     nullptr, nullptr, gpu::AttnKernel::scalar);
     auto g_scalar = dout_s.download();
     auto kf = widen(kc), vf = widen(vc);
@@ -354,9 +389,31 @@ TEST(GpuKernels, attention_sinks_window_splitk) {
     auto kc32 = r.normals(kf.size(), 1.0f), vc32 = r.normals(vf.size(), 1.0f);
     DevBuf<float> dk32(kc32), dv32(vc32), dout32(g.size());
     gpu::f32_f32kv_attention_sinks(dq.p, dk32.p, dv32.p, ds.p, dp.p, dsl.p, rows, s.nh, s.nkv, hd,
-                                   s.cap, s.window, max_keys, s.kv_chunk, dpart.p, dout32.p,
+                                   s.cap, {}, s.window, max_keys, s.kv_chunk, dpart.p, dout32.p,
                                    nullptr);
     auto g32 = dout32.download();
+    if (s.window == 0) {
+      // Paged (a full layer of a paged cache, cap = ctx): the same keys moved into a pool of
+      // blocks of 16 positions through a shuffled table (the other rows NaN): every kernel's
+      // result equals the ring's bit for bit (only the addresses differ).
+      gputest::PagedLayout pl(slots, s.cap, 4, 5, r);
+      DevBuf<int32_t> dtab(pl.table);
+      const gpu::KvPages pg = pl.pages(dtab.p);
+      const size_t re = size_t(s.nkv) * hd;
+      DevBuf<bf16_t> pk(pl.to_pool(kc, re, bf16_t(0xffff))), pv(pl.to_pool(vc, re, bf16_t(0xffff)));
+      DevBuf<float> pk32(pl.to_pool(kc32, re, NAN)), pv32(pl.to_pool(vc32, re, NAN));
+      DevBuf<float> o1(g.size()), o2(g.size()), o3(g.size());
+      gpu::f32_bf16kv_attention_sinks(dq.p, pk.p, pv.p, ds.p, dp.p, dsl.p, rows, s.nh, s.nkv, hd,
+                                      s.cap, pg, 0, max_keys, s.kv_chunk, dpart.p, o1.p, nullptr);
+      gpu::f32_bf16kv_attention_sinks(dq.p, pk.p, pv.p, ds.p, dp.p, dsl.p, rows, s.nh, s.nkv, hd,
+                                      s.cap, pg, 0, max_keys, s.kv_chunk, dpart.p, o2.p, nullptr,
+                                      nullptr, gpu::AttnKernel::scalar);
+      gpu::f32_f32kv_attention_sinks(dq.p, pk32.p, pv32.p, ds.p, dp.p, dsl.p, rows, s.nh, s.nkv,
+                                     hd, s.cap, pg, 0, max_keys, s.kv_chunk, dpart.p, o3.p, nullptr);
+      EXPECT_EQ(0, std::memcmp(o1.download().data(), g.data(), g.size() * 4)) << "paged default";
+      EXPECT_EQ(0, std::memcmp(o2.download().data(), g_scalar.data(), g.size() * 4)) << "paged scalar";
+      EXPECT_EQ(0, std::memcmp(o3.download().data(), g32.data(), g.size() * 4)) << "paged f32 KV";
+    }
     for (int n = 0; n < rows; ++n)
       for (int h = 0; h < s.nh; ++h) {
         const size_t so = size_t(slot[n]) * s.cap * s.nkv * hd;

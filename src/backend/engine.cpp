@@ -18,6 +18,13 @@ Engine::Engine(std::unique_ptr<Backend> b)
 
 template <class Done>
 void Engine::run_passes(std::span<const Row> rows, Done&& done) {
+  if (b_->pages_kv()) {  // before anything is recorded or enqueued (the backend checks again)
+    const int blocks = b_->kv_pool_blocks();
+    for (size_t i = 0; i < rows.size(); ++i)
+      if (rows[i].block < 0 || rows[i].block >= blocks)
+        fail("forward: row %zu (slot %d position %d) names block %d; the pool has blocks [0, %d)",
+             i, rows[i].slot, rows[i].pos, rows[i].block, blocks);
+  }
   check_.apply(rows, "forward:");
   const size_t pass = static_cast<size_t>(std::max(1, b_->max_rows_per_pass()));
   size_t before = 0;

@@ -11,16 +11,20 @@
 //   bench-engine MODEL [--ctx N] [--pp N] [--pp-chunk N] [--tg N] [--batch 1,16,64]
 //                      [--decode-pos P] [--profile pp|decode] [--no-decode-kernels]
 //                      [--precision exact|fast] [--moe-fold 0|1] [--split-k 0|1] [--overlap 0|1]
-//                      [--wgmma 0|1]
+//                      [--wgmma 0|1] [--kv-block B]
 //   --moe-fold 0: precision fast with the MoE grouped GEMM on fp16 weights and per-block scales
 //   instead of bf16 weights with the scales folded in (kernels/gpu/moe_plan.h MoeOptions; default
 //   1); --split-k 1: the fast GEMM's K split (BackendOptions::gemm_split_k; default 0: slower on
 //   an H100, docs/performance.md); --overlap 0|1: launch overlap (BackendOptions::launch_overlap;
 //   default on, as run's);
 //   --wgmma 1: the MoE grouped GEMM on wgmma (MoeOptions::wgmma; sm_90a builds)
+//   --kv-block B: the paged KV cache (BackendOptions::kv_block_tokens, B a power of two; as run
+//   uses it) with a pool of every slot at --ctx, slot s's blocks a shuffle of the pool (as a
+//   long-running server's would be); default 0: the ring layout
 //   --profile: only one step inside the profiler's range (run under ncu --profile-from-start off):
 //   the last prefill chunk (pp) or the first timed decode step of the last batch size (decode)
 //   bench-engine --synthetic 20b --out PATH [--write-only] [...]   (--write-only: stop after writing)
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -85,6 +89,7 @@ int main(int argc, char** argv) {
     bool write_only = false, decode_kernels = true, moe_fold = true, split_k = false;
     bool overlap = BackendOptions{}.launch_overlap;
     bool wgmma = false;
+    int kv_block = 0;
     std::vector<int> batches = {1, 16, 64};
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
@@ -101,6 +106,7 @@ int main(int argc, char** argv) {
       else if (a == "--tg") tg = std::atoi(next().c_str());
       else if (a == "--decode-pos") decode_pos = std::atoi(next().c_str());
       else if (a == "--pp-chunk") pp_chunk = std::atoi(next().c_str());
+      else if (a == "--kv-block") kv_block = std::atoi(next().c_str());
       else if (a == "--profile") profile = next();
       else if (a == "--precision") precision = next();
       else if (a == "--split-k") {  // 1: the fast GEMM's K split (BackendOptions::gemm_split_k)
@@ -155,13 +161,26 @@ int main(int argc, char** argv) {
     opt.gemm_split_k = split_k;
     opt.launch_overlap = overlap;
     opt.moe.wgmma = wgmma;
+    // Paged: slot s's positions [i B, (i + 1) B) in block perm[s * per_seq + i].
+    const int per_seq = kv_block > 0 ? (ctx + kv_block - 1) / kv_block : 0;
+    std::vector<int32_t> perm(static_cast<size_t>(max_b) * per_seq);
+    for (size_t i = 0; i < perm.size(); ++i) perm[i] = int32_t(i);
+    std::shuffle(perm.begin(), perm.end(), std::mt19937(7));
+    if (kv_block > 0) {
+      if (kv_block > 4096) fail("bench-engine: --kv-block %d: expected 1..4096", kv_block);
+      opt.kv_block_tokens = kv_block;
+      opt.kv_blocks = static_cast<int>(perm.size());
+    }
+    const auto block_of = [&](int slot, int pos) {
+      return kv_block > 0 ? perm[size_t(slot) * per_seq + pos / kv_block] : -1;
+    };
     auto t0 = Clock::now();
     auto eng = make_gpu_engine(model, opt);
     std::printf("{\"step\": \"load\", \"model\": \"%s\", \"GB\": %.2f, \"s\": %.2f, \"kv_GiB\": %.2f, "
-                "\"moe_fold\": %d, \"split_k\": %d, \"overlap\": %d, \"wgmma\": %d}\n",
+                "\"moe_fold\": %d, \"split_k\": %d, \"overlap\": %d, \"wgmma\": %d, \"kv_block\": %d}\n",
                 model.description().c_str(), model.file_bytes() / 1e9, since_s(t0),
                 eng->kv_cache_bytes() / double(1u << 30), moe_fold ? 1 : 0, split_k ? 1 : 0,
-                overlap ? 1 : 0, wgmma ? 1 : 0);
+                overlap ? 1 : 0, wgmma ? 1 : 0, kv_block);
     const int V = eng->config().vocab;
     std::vector<float> logits;
     std::mt19937 rng(2);
@@ -171,7 +190,8 @@ int main(int argc, char** argv) {
         std::vector<Row> rows;
         for (int p = p0; p < std::min(pp, p0 + pp_chunk); ++p)
           rows.push_back(Row{int32_t(rng() % V), 0, p,
-                             (p == 0 ? Row::kNewSeq : 0u) | (p == pp - 1 ? Row::kLogits : 0u)});
+                             (p == 0 ? Row::kNewSeq : 0u) | (p == pp - 1 ? Row::kLogits : 0u),
+                             block_of(0, p)});
         // The profiled chunk: the last one, whose rows attend to the most keys.
         const bool prof = profiled && p0 + pp_chunk >= pp;
         if (prof) gpu_profiler_range(true);
@@ -195,7 +215,8 @@ int main(int argc, char** argv) {
       for (int b = 0; b < B; ++b)
         for (int p = 0; p < P; ++p) {
           rows.push_back(Row{int32_t(rng() % V), b, p,
-                             (p == 0 ? Row::kNewSeq : 0u) | (p == P - 1 ? Row::kLogits : 0u)});
+                             (p == 0 ? Row::kNewSeq : 0u) | (p == P - 1 ? Row::kLogits : 0u),
+                             block_of(b, p)});
           if (rows.size() >= 4096 || (b == B - 1 && p == P - 1)) {
             eng->forward(rows, logits);
             rows.clear();
@@ -207,7 +228,8 @@ int main(int argc, char** argv) {
       std::vector<int32_t> chosen;
       auto decode = [&](int p) {
         rows.clear();
-        for (int b = 0; b < B; ++b) rows.push_back(Row{int32_t(rng() % V), b, p, Row::kLogits});
+        for (int b = 0; b < B; ++b)
+          rows.push_back(Row{int32_t(rng() % V), b, p, Row::kLogits, block_of(b, p)});
         eng->forward_pick(rows, greedy, chosen);
       };
       for (int w = 0; w < 3; ++w) decode(decode_pos + w);  // graph capture + warm-up

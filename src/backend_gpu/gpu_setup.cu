@@ -141,7 +141,7 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   const size_t act_bytes =
       sizeof(float) * (size_t(kMaxStepRows) * (2 * H + R + Q) + logit_floats + partial_floats +
                        size_t(ctx_) * c.head_dim) +
-      5 * kMaxStepRows * sizeof(int32_t) +
+      size_t(kMetaSlices) * kMaxStepRows * sizeof(int32_t) +
       size_t(kMaxStepRows) * c.experts_per_tok * (H + c.intermediate) * sizeof(float) * 2;
   size_t free_b = 0, total_b = 0;
   GPU_CHECK(gpuMemGetInfo(&free_b, &total_b));
@@ -153,11 +153,16 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   if (slots_ == 0) {  // as many sequences as fit, at most opt.max_auto_slots
     // Unpaged: each at the full context. Paged: each holding half of it on average (the
     // scheduler admits a sequence only when the pool has the blocks it can need, so longer ones
-    // run fewer at a time rather than failing).
-    const size_t plan = kv_block > 0
+    // run fewer at a time rather than failing), or, with the pool given (--kv-tokens), what the
+    // memory beside that pool holds of the slots' rings and table.
+    const size_t pool_given = kv_block > 0 ? size_t(opt.kv_blocks) * kv_block_bytes : 0;
+    const size_t plan = kv_block > 0 && opt.kv_blocks > 0
+                            ? kv_slot_bytes + table_slot_bytes
+                        : kv_block > 0
                             ? kv_slot_bytes + table_slot_bytes + (seq_blocks + 1) / 2 * kv_block_bytes
                             : kv_slot_bytes;
-    const size_t fit = avail >= seq_bytes ? std::max<size_t>(1, avail / plan) : 0;
+    const size_t room = avail > pool_given ? avail - pool_given : 0;
+    const size_t fit = avail >= seq_bytes && room >= plan ? std::max<size_t>(1, room / std::max<size_t>(plan, 1)) : 0;
     slots_ = static_cast<int>(std::min<size_t>(fit, size_t(opt.max_auto_slots)));
     if (slots_ < 1)
       fail("GPU %s: the model needs %.2f GiB (weights %.2f, KV cache %.2f for one sequence of ctx "
@@ -317,10 +322,13 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
           : strfmt("layers %d..%d%s", first_, last_ - 1, ends_ ? " + embedding/head" : "");
   std::fprintf(stderr,
                "gpu %d: %s (%s), %s %.2f GiB uploaded in %.2f s (%.1f GB/s), KV cache %.2f GiB "
-               "(%s, ctx %d x %d slots), precision %s, graphs %s\n",
+               "(%s, %s), precision %s, graphs %s\n",
                device_, prop.name, GPU_RT_NAME, what.c_str(), weight_bytes / kGiB, upload_s,
                weight_bytes / 1e9 / std::max(upload_s, 1e-9), kv_bytes_ / kGiB,
-               kv_f32_ ? "f32" : "bf16", ctx_, slots_,
+               kv_f32_ ? "f32" : "bf16",
+               kv_blocks_ > 0 ? strfmt("%d slots, a pool of %d blocks of %d positions, ctx %d",
+                                       slots_, kv_blocks_, kv_block, ctx_).c_str()
+                              : strfmt("ctx %d x %d slots", ctx_, slots_).c_str(),
                precision_ == gpu::Precision::fast ? "fast" : "exact", use_graphs_ ? "on" : "off");
 }
 

@@ -160,7 +160,7 @@ TEST(GpuDecode, qkv_rope_kv_write_vs_cpu) {
     dcs.upload(cs);
     // Paged (the full layers of a paged cache): blocks of 8 positions, slot s's block i at
     // table[s * 5 + i], a shuffle of 17 pool blocks (2 of no slot); the kernel takes each row's
-    // block from the rows and records it in the (zeroed) table.
+    // block from the rows and records it in the table (all -1 before).
     const int B = 8, stride = ctx / B, n_blocks = slots * stride + 2;
     std::vector<int32_t> table(static_cast<size_t>(n_blocks));
     for (int i = 0; i < n_blocks; ++i) table[size_t(i)] = i;
@@ -181,7 +181,7 @@ TEST(GpuDecode, qkv_rope_kv_write_vs_cpu) {
         poison(dq);
         DevBuf<int32_t> dp(pos.size()), dsl(slot.size()), dblk(block.size()), dtab(table.size());
         dp.upload(pos), dsl.upload(slot), dblk.upload(block);
-        GPU_CHECK(gpuMemset(dtab.p, 0, dtab.n * sizeof(int32_t)));
+        GPU_CHECK(gpuMemset(dtab.p, 0xff, dtab.n * sizeof(int32_t)));  // all -1
         const size_t cache_n = (paged ? size_t(n_blocks) * B : size_t(slots) * cap) * kvd,
                      esz = kv_f32 ? 4 : 2;
         DevBuf<uint8_t> dk(cache_n * esz), dv(cache_n * esz);
@@ -203,14 +203,14 @@ TEST(GpuDecode, qkv_rope_kv_write_vs_cpu) {
         EXPECT_LE(rel_l2(got.data(), want.data(), got.size()), 1e-5)
             << "H " << H << " rows " << rows << " f32 cache " << kv_f32 << " paged " << paged;
         // The cache holds exactly the kernel's k and v at (slot, pos % cap), or (paged) at the row's
-        // block; nothing else changed. Paged: the table holds the rows' blocks, other entries 0.
+        // block; nothing else changed. Paged: the table holds the rows' blocks, other entries -1.
         auto kc = dk.download(), vc = dv.download();
         if (paged) {
           auto tab = dtab.download();
           for (size_t i = 0; i < tab.size(); ++i) {
             bool used = false;
             for (int n = 0; n < rows; ++n) used |= size_t(slot[n]) * stride + pos[n] / B == i;
-            ASSERT_EQ(tab[i], used ? table[i] : 0) << "table entry " << i << " rows " << rows;
+            ASSERT_EQ(tab[i], used ? table[i] : -1) << "table entry " << i << " rows " << rows;
           }
         }
         std::vector<uint8_t> untouched(cache_n * esz, 0x5a);

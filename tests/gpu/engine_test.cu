@@ -483,21 +483,28 @@ TEST(GpuEngine, paged_cache_equals_ring) {
     EXPECT_EQ(0, std::memcmp(ring.data(), paged.data(), ring.size() * sizeof(float)))
         << "blocks of " << B;
   }
-  // A paged engine refuses a row without a block, or with one outside the pool, in one line.
+  // A paged engine refuses a row without a block, or with one outside the pool, in one line,
+  // and is unchanged after it: the sequence goes on at the position the bad row had.
   BackendOptions o = options(32, 2);
   o.kv_block_tokens = 8, o.kv_blocks = 6;
   auto e = make_gpu_engine(model(), o);
   std::vector<float> l;
+  Row first{1, 0, 0, Row::kLogits | Row::kNewSeq, 3};
+  e->forward(std::span<const Row>(&first, 1), l);
   for (int32_t b : {-1, 6}) {
-    Row r{1, 0, 0, Row::kLogits | Row::kNewSeq, b};
+    Row r{1, 0, 1, Row::kLogits, b};
     try {
       e->forward(std::span<const Row>(&r, 1), l);
       ADD_FAILURE() << "block " << b << ": no error";
     } catch (const Error& err) {
-      EXPECT_NE(std::string(err.what()).find("the pool has blocks [0, 6)"), std::string::npos)
+      EXPECT_NE(std::string(err.what()).find("names block " + std::to_string(b) +
+                                             "; the pool has blocks [0, 6)"),
+                std::string::npos)
           << err.what();
     }
   }
+  Row next{1, 0, 1, Row::kLogits, 3};
+  EXPECT_NO_THROW(e->forward(std::span<const Row>(&next, 1), l));
   o.kv_block_tokens = 12;  // not a power of two
   EXPECT_THROW(make_gpu_engine(model(), o), Error);
   o.kv_block_tokens = 8, o.kv_blocks = 3;  // fewer than one sequence of ctx 32 needs

@@ -295,12 +295,11 @@ TEST(GpuKernels, rope_kv_write_exact) {
   }
 
   // Paged (the full layers of a paged cache): each row's block from the rows, recorded in the
-  // table (zeroed: the writer must fill it), K and V at the block's row; both element types.
+  // table (all -1 before: the writer must fill it), K and V at the block's row; both element types.
   gputest::PagedLayout pl(slots, ctx, 4, 3, r);
   std::vector<int32_t> block(size_t(rows), 0);
   for (int n = 0; n < rows; ++n) block[size_t(n)] = pl.table[size_t(slot[n]) * pl.stride + (pos[n] >> 4)];
-  DevBuf<int32_t> dblock(block), dtab(pl.table.size()), dtab32(pl.table.size());
-  dtab.zero(), dtab32.zero();
+  DevBuf<int32_t> dblock(block), dtab(pl.table.size()), dtab32(pl.table.size());  // -1 (poison)
   DevBuf<float> dqp(qkv), dqp32(qkv);
   DevBuf<bf16_t> dkp(pl.pool_rows() * nkv * hd), dvp(pl.pool_rows() * nkv * hd);
   DevBuf<float> dkp32(pl.pool_rows() * nkv * hd), dvp32(pl.pool_rows() * nkv * hd);
@@ -316,9 +315,10 @@ TEST(GpuKernels, rope_kv_write_exact) {
       bool written = false;
       for (int n = 0; n < rows; ++n)
         written |= size_t(slot[n]) * pl.stride + (pos[n] >> 4) == i;
-      EXPECT_EQ(t[i], written ? pl.table[i] : 0) << "table entry " << i;
+      EXPECT_EQ(t[i], written ? pl.table[i] : -1) << "table entry " << i;
     }
   EXPECT_EQ(0, std::memcmp(gq.data(), gqp.data(), gq.size() * sizeof(float)));  // q rotated alike
+  EXPECT_EQ(0, std::memcmp(gq32.data(), dqp32.download().data(), gq32.size() * sizeof(float)));
   for (int n = 0; n < rows; ++n) {
     const size_t c0 = (size_t(slot[n]) * cap + pos[n] % cap) * nkv * hd;  // the ring's row
     const size_t p0 = pl.row(slot[n], pos[n]) * nkv * hd;

@@ -124,10 +124,12 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
                  "positions the paged KV cache holds for all sequences together (its "
                  "full-attention layers; sliding layers keep their window per sequence). A "
                  "sequence is admitted when its prompt + -n fits; at least -c. Default: CPU -b x "
-                 "-c; GPU what its free memory holds, at most -b x -c")
+                 "-c; GPU (pages only with this or --kv-block) what its free memory holds, at "
+                 "most -b x -c")
       ->default_str("CPU -b x -c, GPU free memory");
   app.add_option("--kv-block", opt.kv_block,
-                 "positions per block of the paged KV cache (GPU: a power of two)")
+                 "positions per block of the paged KV cache (GPU: a power of two; given, the GPU "
+                 "pages its full-attention layers, else it keeps -b x -c)")
       ->default_str("32");
   app.add_option("--reasoning", opt.reasoning,
                  "chat, serve: reasoning effort low | medium | high (serve: when a request gives none)");

@@ -141,10 +141,13 @@ int gpu_for_this_rank() {
 #endif
 
 // The paged KV cache (SchedulerOptions, docs/architecture.md): positions per block and blocks in
-// the pool, the same on every rank (Pipeline::kv_blocks). Both backends page. The CPU's default
-// pool is -b x -c (the memory an unpaged cache takes); the GPU's (blocks 0 here) is what its free
-// memory holds, at most -b x -c: each rank sizes its own and the ring takes the least.
+// the pool, the same on every rank (Pipeline::kv_blocks). The CPU always pages, its default pool
+// -b x -c (the memory an unpaged cache takes). The GPU pages when --kv-block or --kv-tokens is
+// given (its paged kernels have not run on a GPU yet: docs/gpu.md; the default stays the ring
+// until they have), its pool (blocks 0 here) what free memory holds, at most -b x -c: each rank
+// sizes its own and the ring takes the least.
 std::pair<int, int> kv_paging(const RunOptions& opt, const std::string& backend) {
+  if (backend != "cpu" && opt.kv_block <= 0 && opt.kv_tokens <= 0) return {0, 0};
   const int64_t B = opt.kv_block > 0 ? opt.kv_block : 32;
   const int64_t per_seq = (opt.ctx + B - 1) / B;
   const int64_t blocks = opt.kv_tokens > 0       ? (opt.kv_tokens + B - 1) / B

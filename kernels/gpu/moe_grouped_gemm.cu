@@ -32,10 +32,15 @@ namespace {
 // order is fixed), so they do not depend on the other rows of the step or on the tiling.
 // Shared stage: weights [kMoeTcBM rows][kMoeTcKB blocks x 16 B], block slot b of row r at
 // b ^ ((r >> 2) & 1); B [kMoeTcBN rows][16 chunks of 16 B], chunk j of row n at j ^ (4 (n & 1)).
-// The XOR swizzles make the fragment reads conflict-free without padding. Two configurations
+// The XOR swizzles make the fragment reads conflict-free without padding. Configurations
 // (template kStages, kMinBlocks): 3 stages + scales = 95 KB with registers capped at 128 (two
 // blocks per SM), or 4 / 6 stages = 119 / 167 KB, uncapped (one block per SM);
-// MoeOptions::grouped_config 1 / 2 pick those. Dynamic shared memory moe_tc_smem_bytes(K, stages).
+// MoeOptions::grouped_config 1 / 2 pick those. The fast modes read only B's hi chunks, so
+// configurations 3 / 4 (two blocks per SM with 4 / 5 stages: kHiB, fast modes only) stage just
+// those: B rows of 128 bytes per stage (chunk 4b + t of row n at (4b + t) ^ (4 (n & 1)); the 8
+// lanes of a 16-byte read phase, rows n and n + 1, take the two halves of the 32 banks), 16 KB
+// stages, 87 / 103 KB with the scales: more bytes in flight at the same two blocks per SM.
+// Dynamic shared memory moe_tc_smem_bytes(K, stages, hi_b).
 static_assert(kMoeTcKB == 2, "the swizzles assume two MXFP4 blocks per stage");
 static_assert(128 % kMoeRowGroup == 0, "the loaders' rows + 128 i stay in step with the row groups");
 static_assert(kMoeTcBN == kMoeTileRows, "one block per tile of the tile list");
@@ -91,6 +96,12 @@ template <bool kMlp1, int kTcStages, int kMinBlocks, int kMode>
 __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpertArgs a) {
   constexpr bool kLo = kMode == static_cast<int>(MoeTcMode::exact);
   constexpr bool kFold = kMode == static_cast<int>(MoeTcMode::fast_bf16);
+  // Two blocks per SM with more than 3 stages: B staged hi chunks only (configurations 3, 4).
+  constexpr bool kHiB = moe_tc_hi_b(kTcStages, kMinBlocks);
+  static_assert(!(kHiB && kLo), "the exact mode reads the lo chunks: no hi-only staging");
+  constexpr int kXRow = kHiB ? kMoeTcXRow / 2 : kMoeTcXRow;  // B bytes per row per stage
+  constexpr int kStageBytes = kMoeTcBM * kMoeTcWRow + kMoeTcBN * kXRow;
+  constexpr int kXChunk = kHiB ? 4 : 8;  // B chunks per MXFP4 block in a staged row
   extern __shared__ uint4 tc_smem4[];
   unsigned char* smem = reinterpret_cast<unsigned char*>(tc_smem4);
   const int tile = blockIdx.x;
@@ -102,17 +113,20 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
   const int K = a.K, M = a.M, nb = K / 32, nk = nb / kMoeTcKB;
   const int m0 = blockIdx.y * kMoeTcBM;
   const int mrows = min(kMoeTcBM, M - m0);  // a multiple of 32 (moe_plan's shape check)
-  unsigned char* scs = smem + kTcStages * kMoeTcStageBytes;  // [mrows][nb] E8M0 bytes
+  unsigned char* scs = smem + kTcStages * kStageBytes;  // [mrows][nb] E8M0 bytes
 
   copy_block_scales(a.scales + (static_cast<size_t>(e) * M + m0) * nb, mrows * nb, scs, tid);
   // Loader roles. A: kMoeTcBM rows x kMoeTcKB blocks of 16 B = 2 chunks per thread; B: kMoeTcBN rows x
-  // 16 chunks of 16 B = 4 chunks per thread. Weight rows past M are not loaded (their warps do
+  // 16 chunks of 16 B = 4 chunks per thread (kHiB: 8 chunks, 2 per thread). Weight rows past M are not loaded (their warps do
   // not compute); B rows past the tile's rows are not loaded either (only their columns' outputs,
   // which are dropped, read them).
   // Kept compact (registers): thread tid copies weight rows r = tid / 2 + 128 i (block tid % 2)
-  // and B rows n = tid / 16 + 16 i (chunk tid % 16); the swizzle bits are the same for all i.
-  constexpr int kAChunks = kMoeTcBM * kMoeTcKB / kMoeThreads, kBChunks = kMoeTcBN * kMoeTcKB * 8 / kMoeThreads;
-  static_assert(kAChunks == 2 && kBChunks == 4, "loader mapping");
+  // and B rows n = tid / 16 + 16 i (chunk tid % 16; kHiB: tid / 8 + 32 i, chunk tid % 8); the
+  // swizzle bits are the same for all i.
+  constexpr int kBRowChunks = kMoeTcKB * kXChunk;  // B chunks per staged row
+  constexpr int kAChunks = kMoeTcBM * kMoeTcKB / kMoeThreads, kBChunks = kMoeTcBN * kBRowChunks / kMoeThreads;
+  constexpr int kBRowStep = kMoeThreads / kBRowChunks;  // rows between a thread's B chunks
+  static_assert(kAChunks == 2 && kBChunks == (kHiB ? 2 : 4), "loader mapping");
   const int ar = tid / 2, ab = tid % 2;
   // Grouped blocks (moe.h): row ar's block ab of stage kt at moe_row_offset + (2 kt + ab) x the
   // block stride; 16 consecutive rows' pieces of one block are one run, so a warp's 16 rows x 2
@@ -120,22 +134,25 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
   const unsigned char* asrc = a.blocks + moe_row_offset(static_cast<size_t>(e) * M + m0 + ar, nb) + ab * kMoeBlockStride;
   const size_t astep = moe_row_offset(128, nb);  // 128 rows further (a multiple of the group)
   const int adst = ar * kMoeTcWRow + ((ab ^ ((ar >> 2) & 1)) << 4);
-  const int bn = tid / 16, bj = tid % 16;
-  const int bdst = kMoeTcBM * kMoeTcWRow + bn * kMoeTcXRow + ((bj ^ ((bn & 1) << 2)) << 4);
+  const int bn = tid / kBRowChunks, bj = tid % kBRowChunks;
+  const int bdst = kMoeTcBM * kMoeTcWRow + bn * kXRow + ((bj ^ ((bn & 1) << 2)) << 4);
+  // xq holds 8 chunks per row and MXFP4 block (4 hi, 4 lo): staged chunk bj is xq chunk bj
+  // (kHiB: block bj / 4's hi chunk bj % 4).
+  const int bsrc = kHiB ? 8 * (bj / 4) + bj % 4 : bj;
   uint32_t boff[kBChunks];  // byte offset of the chunk's row in xq / 16, or ~0u: not loaded
 #pragma unroll
   for (int i = 0; i < kBChunks; ++i) {
-    const int n = bn + 16 * i;
+    const int n = bn + kBRowStep * i;
     boff[i] = ~0u;
-    if (n < nrows && (kLo || bj % 8 < 4)) {  // chunks 8b + 4 .. 8b + 7: block b's lo words
+    if (n < nrows && (kLo || kHiB || bj % 8 < 4)) {  // chunks 8b + 4 .. 8b + 7: block b's lo words
       const int gs = s0 + n;
       const int src_row = kMlp1 ? a.slot_pair[gs] / a.top_k : gs;
-      boff[i] = static_cast<uint32_t>(src_row) * static_cast<uint32_t>(nb * 8) + bj;
+      boff[i] = static_cast<uint32_t>(src_row) * static_cast<uint32_t>(nb * 8) + bsrc;
     }
   }
   const uint4* xq = reinterpret_cast<const uint4*>(a.xq);
   auto load_stage = [&](int kt, int st) {
-    unsigned char* base = smem + st * kMoeTcStageBytes;
+    unsigned char* base = smem + st * kStageBytes;
 #pragma unroll
     for (int i = 0; i < kAChunks; ++i)
       if (ar + 128 * i < mrows)
@@ -143,7 +160,7 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
 #pragma unroll
     for (int i = 0; i < kBChunks; ++i)
       if (boff[i] != ~0u)
-        tile::cp_async16(base + bdst + i * 16 * kMoeTcXRow, xq + boff[i] + static_cast<size_t>(kt) * kMoeTcKB * 8);
+        tile::cp_async16(base + bdst + i * kBRowStep * kXRow, xq + boff[i] + static_cast<size_t>(kt) * kMoeTcKB * 8);
   };
 #pragma unroll
   for (int st = 0; st < kTcStages - 1; ++st) {
@@ -176,7 +193,7 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
         tile::cp_async_commit();
       }
       if (!wact) continue;
-      const unsigned char* Ws = smem + (kt % kTcStages) * kMoeTcStageBytes;
+      const unsigned char* Ws = smem + (kt % kTcStages) * kStageBytes;
       const unsigned char* Xs = Ws + kMoeTcBM * kMoeTcWRow;
 #pragma unroll
       for (int b = 0; b < kMoeTcKB; ++b) {
@@ -200,8 +217,8 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt) {
             const int n = 8 * nt + g;
-            const unsigned char* xr = Xs + n * kMoeTcXRow;
-            const uint4 bh = *reinterpret_cast<const uint4*>(xr + (((8 * b + t) ^ ((n & 1) << 2)) << 4));
+            const unsigned char* xr = Xs + n * kXRow;
+            const uint4 bh = *reinterpret_cast<const uint4*>(xr + (((kXChunk * b + t) ^ ((n & 1) << 2)) << 4));
 #pragma unroll
             for (int mt = 0; mt < 2; ++mt) {
               tile::mma_bf16_m16n8k16(acc[mt][nt], ap[mt][0], ap[mt][4], ap[mt][1], ap[mt][5], bh.x, bh.y);
@@ -228,9 +245,9 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt) {
             const int n = 8 * nt + g;
-            const unsigned char* xr = Xs + n * kMoeTcXRow;
+            const unsigned char* xr = Xs + n * kXRow;
             const int sw = (n & 1) << 2;
-            const uint4 bh = *reinterpret_cast<const uint4*>(xr + (((8 * b + t) ^ sw) << 4));
+            const uint4 bh = *reinterpret_cast<const uint4*>(xr + (((kXChunk * b + t) ^ sw) << 4));
 #pragma unroll
             for (int mt = 0; mt < 2; ++mt) {
               float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -536,6 +553,14 @@ void moe_grouped_kernel_fns(std::vector<MoeKernelFn>& out) {
   GPTOSS_TC_MODES(false, 4, 1);
   GPTOSS_TC_MODES(true, 6, 1);
   GPTOSS_TC_MODES(false, 6, 1);
+  GPTOSS_TC(true, 4, 2, 1);  // hi-only B (configurations 3, 4): the fast modes only
+  GPTOSS_TC(true, 4, 2, 2);
+  GPTOSS_TC(false, 4, 2, 1);
+  GPTOSS_TC(false, 4, 2, 2);
+  GPTOSS_TC(true, 5, 2, 1);
+  GPTOSS_TC(true, 5, 2, 2);
+  GPTOSS_TC(false, 5, 2, 1);
+  GPTOSS_TC(false, 5, 2, 2);
 #undef GPTOSS_TC_MODES
 #undef GPTOSS_TC
   out.push_back(moe_kernel_fn("moe_wgmma_kernel<true, 3>", moe_wgmma_kernel<true, 3>));
@@ -556,6 +581,16 @@ void moe_launch_grouped(const MoePlan& p, int m, const MoeExpertArgs& a, gpuStre
   const KernelLaunch& l = p.mlp_k[m];
   const dim3 g = moe_grid(l);
   auto go = [&]<bool kMlp1, int kMode>() {
+    if constexpr (kMode != static_cast<int>(MoeTcMode::exact)) {  // configurations 3, 4
+      if (p.tc_min_blocks == 2 && p.tc_stages == 4) {
+        moe_tc_kernel<kMlp1, 4, 2, kMode><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
+        return;
+      }
+      if (p.tc_min_blocks == 2 && p.tc_stages == 5) {
+        moe_tc_kernel<kMlp1, 5, 2, kMode><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
+        return;
+      }
+    }
     if (p.tc_stages == 4)
       moe_tc_kernel<kMlp1, 4, 1, kMode><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
     else if (p.tc_stages == 6)

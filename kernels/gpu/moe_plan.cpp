@@ -45,17 +45,18 @@ const char* gemv_mma_name(bool mlp1, int nr) {
                                 {"moe_gemv_mma_kernel<1, true>", "moe_gemv_mma_kernel<8, true>"}};
   return n[mlp1][nr == 8];
 }
-const char* tc_name(bool mlp1, int stages, MoeTcMode mode) {
-  static const std::vector<std::string> names = [] {  // [mlp1][stages 3 | 4 | 6][mode]
+const char* tc_name(bool mlp1, int stages, int min_blocks, MoeTcMode mode) {
+  // [mlp1][stages, blocks 3, 2 | 4, 1 | 6, 1 | 4, 2 | 5, 2][mode]
+  static const std::vector<std::string> names = [] {
     std::vector<std::string> v;
     for (const char* m1 : {"false", "true"})
-      for (const char* sb : {"3, 2", "4, 1", "6, 1"})
+      for (const char* sb : {"3, 2", "4, 1", "6, 1", "4, 2", "5, 2"})
         for (const char* md : {"0", "1", "2"})
           v.push_back(std::string("moe_tc_kernel<") + m1 + ", " + sb + ", " + md + ">");
     return v;
   }();
-  const int si = stages == 3 ? 0 : stages == 4 ? 1 : 2;
-  return names[size_t((mlp1 ? 1 : 0) * 9 + si * 3 + static_cast<int>(mode))].c_str();
+  const int si = min_blocks == 2 ? (stages == 3 ? 0 : stages == 4 ? 3 : 4) : stages == 4 ? 1 : 2;
+  return names[size_t((mlp1 ? 1 : 0) * 15 + si * 3 + static_cast<int>(mode))].c_str();
 }
 const char* wg_name(bool mlp1, int stages) {
   static const char* n[2][2] = {{"moe_wgmma_kernel<false, 3>", "moe_wgmma_kernel<false, 4>"},
@@ -70,8 +71,11 @@ const char* moe_options_error(const MoeOptions& o, const GpuTarget& t) {
   if (o.gemv_tensor_cores && t.vendor != GpuVendor::nvidia)
     return "the tensor-core MoE GEMV is NVIDIA only";
   if (o.grouped_from_rows < 2) return "the grouped GEMM's first step size must be >= 2 rows";
-  if (o.grouped_config < 0 || o.grouped_config > 2)
-    return "the grouped GEMM configuration must be 0, 1 or 2";
+  if (o.grouped_config < 0 || o.grouped_config > 4)
+    return "the grouped GEMM configuration must be 0..4";
+  if (o.grouped_config >= 3 && (!o.fast || o.wgmma))
+    return "grouped GEMM configurations 3 and 4 stage x without its lo halves: precision fast "
+           "on mma.sync only";
   if (o.wgmma && t.vendor != GpuVendor::nvidia) return "the wgmma MoE GEMM is NVIDIA (sm_90a) only";
   return "";
 }
@@ -132,8 +136,9 @@ MoePlan moe_plan(const MoeShape& sh, int rows, const MoeOptions& o, const GpuTar
   const int n_tiles = ceil_div(pairs, kMoeTileRows) + E;  // the tile list's length at most
   const int K[2] = {H, I}, M[2] = {2 * I, H};
   if (grouped) {
-    p.tc_stages = o.grouped_config == 1 ? 4 : o.grouped_config == 2 ? 6 : 3;
-    p.tc_min_blocks = o.grouped_config == 0 ? 2 : 1;
+    static constexpr int kStages[5] = {3, 4, 6, 4, 5}, kMinBlocks[5] = {2, 1, 1, 2, 2};
+    p.tc_stages = kStages[o.grouped_config];
+    p.tc_min_blocks = kMinBlocks[o.grouped_config];
     p.tc_mode = !o.fast ? MoeTcMode::exact : o.fold_scales ? MoeTcMode::fast_bf16 : MoeTcMode::fast_f16;
     if (p.tc_mode == MoeTcMode::fast_bf16 && o.wgmma) {
       // wgmma: 4 stages, two blocks per SM (config 0), or 3 (configs 1, 2: fewer bytes, more
@@ -148,8 +153,9 @@ MoePlan moe_plan(const MoeShape& sh, int rows, const MoeOptions& o, const GpuTar
       p.mlp_k[m] = p.tc_mode == MoeTcMode::fast_wgmma
                        ? launch(wg_name(m == 0, p.tc_stages), n_tiles, ceil_div(M[m], kMoeTcBM),
                                 kMoeThreads, moe_wg_smem_bytes(K[m], p.tc_stages))
-                       : launch(tc_name(m == 0, p.tc_stages, p.tc_mode), n_tiles, ceil_div(M[m], kMoeTcBM),
-                                kMoeThreads, moe_tc_smem_bytes(K[m], p.tc_stages));
+                       : launch(tc_name(m == 0, p.tc_stages, p.tc_min_blocks, p.tc_mode), n_tiles,
+                                ceil_div(M[m], kMoeTcBM), kMoeThreads,
+                                moe_tc_smem_bytes(K[m], p.tc_stages, moe_tc_hi_b(p.tc_stages, p.tc_min_blocks)));
   } else {
     // One GEMV kernel per process (see MoeOptions::gemv_tensor_cores): the tensor-core one needs
     // M in whole 16-row wave tiles.

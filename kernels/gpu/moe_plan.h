@@ -52,7 +52,9 @@ struct MoeOptions {
   // NVIDIA: steps of >= this many rows take the grouped GEMM (>= 2).
   int grouped_from_rows = kMoeStepGemvMaxRows + 1;
   // NVIDIA grouped GEMM configuration: 0 = 3 stages, two blocks per SM (default); 1 = 4 stages,
-  // one block per SM; 2 = 6 stages, one block per SM (167 KB of shared memory: sm_90 only).
+  // one block per SM; 2 = 6 stages, one block per SM (167 KB of shared memory: sm_90 only);
+  // 3 / 4 = 4 / 5 stages, two blocks per SM, x staged without its (unread) lo halves (87 / 103 KB;
+  // precision fast only: with exact they are refused).
   int grouped_config = 0;
   // Precision fast (ops.h Precision): the grouped GEMM takes x as one operand (one MMA per
   // product) instead of fp16 hi + lo. The GEMV kernels (small steps) and HIP's bf16 tiles compute
@@ -150,9 +152,12 @@ constexpr int moe_gemv_mma_row_words(int K) {
 constexpr size_t moe_gemv_mma_smem_bytes(int nr, int K) {
   return static_cast<size_t>(2) * nr * moe_gemv_mma_row_words(K) * sizeof(uint32_t);
 }
-// moe_tc_kernel<*, stages, *>: `stages` pipeline stages + the E8M0 scales of the block's rows.
-constexpr size_t moe_tc_smem_bytes(int K, int stages) {
-  return static_cast<size_t>(stages) * kMoeTcStageBytes +
+// moe_tc_kernel<*, stages, min_blocks, *>: B staged hi chunks only (half of kMoeTcXRow per row)
+// when two blocks per SM run more than 3 stages (grouped configurations 3, 4; fast modes only).
+constexpr bool moe_tc_hi_b(int stages, int min_blocks) { return min_blocks == 2 && stages > 3; }
+// moe_tc_kernel: `stages` pipeline stages + the E8M0 scales of the block's rows.
+constexpr size_t moe_tc_smem_bytes(int K, int stages, bool hi_b = false) {
+  return static_cast<size_t>(stages) * (kMoeTcBM * kMoeTcWRow + kMoeTcBN * (hi_b ? kMoeTcXRow / 2 : kMoeTcXRow)) +
          ((static_cast<size_t>(kMoeTcBM) * (K / 32) + 15) / 16) * 16;
 }
 // moe_wgmma_kernel<*, stages>: `stages` wgmma stages + the E8M0 scales of the block's rows.

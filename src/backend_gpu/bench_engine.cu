@@ -11,13 +11,15 @@
 //   bench-engine MODEL [--ctx N] [--pp N] [--pp-chunk N] [--tg N] [--batch 1,16,64]
 //                      [--decode-pos P] [--profile pp|decode] [--no-decode-kernels]
 //                      [--precision exact|fast] [--moe-fold 0|1] [--split-k 0|1] [--overlap 0|1]
-//                      [--wgmma 0|1] [--kv-block B]
+//                      [--wgmma 0|1] [--moe-config N] [--kv-block B]
 //   --moe-fold 0: precision fast with the MoE grouped GEMM on fp16 weights and per-block scales
 //   instead of bf16 weights with the scales folded in (kernels/gpu/moe_plan.h MoeOptions; default
 //   1); --split-k 1: the fast GEMM's K split (BackendOptions::gemm_split_k; default 0: slower on
 //   an H100, docs/performance.md); --overlap 0|1: launch overlap (BackendOptions::launch_overlap;
 //   default on, as run's);
 //   --wgmma 1: the MoE grouped GEMM on wgmma (MoeOptions::wgmma; sm_90a builds)
+//   --moe-config N: the MoE grouped GEMM's configuration (MoeOptions::grouped_config, 0..4;
+//   3 and 4 with precision fast only)
 //   --kv-block B: the paged KV cache (BackendOptions::kv_block_tokens, B a power of two; as run
 //   uses it) with a pool of every slot at --ctx, slot s's blocks a shuffle of the pool (as a
 //   long-running server's would be); default 0: the ring layout
@@ -89,7 +91,7 @@ int main(int argc, char** argv) {
     bool write_only = false, decode_kernels = true, moe_fold = true, split_k = false;
     bool overlap = BackendOptions{}.launch_overlap;
     bool wgmma = false;
-    int kv_block = 0;
+    int kv_block = 0, moe_config = 0;
     std::vector<int> batches = {1, 16, 64};
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
@@ -107,6 +109,7 @@ int main(int argc, char** argv) {
       else if (a == "--decode-pos") decode_pos = std::atoi(next().c_str());
       else if (a == "--pp-chunk") pp_chunk = std::atoi(next().c_str());
       else if (a == "--kv-block") kv_block = std::atoi(next().c_str());
+      else if (a == "--moe-config") moe_config = std::atoi(next().c_str());
       else if (a == "--profile") profile = next();
       else if (a == "--precision") precision = next();
       else if (a == "--split-k") {  // 1: the fast GEMM's K split (BackendOptions::gemm_split_k)
@@ -161,6 +164,7 @@ int main(int argc, char** argv) {
     opt.gemm_split_k = split_k;
     opt.launch_overlap = overlap;
     opt.moe.wgmma = wgmma;
+    opt.moe.grouped_config = moe_config;
     // Paged: slot s's positions [i B, (i + 1) B) in block perm[s * per_seq + i].
     const int per_seq = kv_block > 0 ? (ctx + kv_block - 1) / kv_block : 0;
     std::vector<int32_t> perm(static_cast<size_t>(max_b) * per_seq);
@@ -177,10 +181,11 @@ int main(int argc, char** argv) {
     auto t0 = Clock::now();
     auto eng = make_gpu_engine(model, opt);
     std::printf("{\"step\": \"load\", \"model\": \"%s\", \"GB\": %.2f, \"s\": %.2f, \"kv_GiB\": %.2f, "
-                "\"moe_fold\": %d, \"split_k\": %d, \"overlap\": %d, \"wgmma\": %d, \"kv_block\": %d}\n",
+                "\"moe_fold\": %d, \"split_k\": %d, \"overlap\": %d, \"wgmma\": %d, \"moe_config\": %d, "
+                "\"kv_block\": %d}\n",
                 model.description().c_str(), model.file_bytes() / 1e9, since_s(t0),
                 eng->kv_cache_bytes() / double(1u << 30), moe_fold ? 1 : 0, split_k ? 1 : 0,
-                overlap ? 1 : 0, wgmma ? 1 : 0, kv_block);
+                overlap ? 1 : 0, wgmma ? 1 : 0, moe_config, kv_block);
     const int V = eng->config().vocab;
     std::vector<float> logits;
     std::mt19937 rng(2);

@@ -62,23 +62,25 @@ std::vector<MoeOptions> option_sets(const GpuTarget& t) {
   for (bool tc_gemv : {false, true})
     for (bool bf16 : {false, true})
       for (int from : {2, kMoeStepGemvMaxRows + 1, kMoeGemvMaxRows + 1})
-        for (int cfg : {0, 1, 2})
-          for (bool wg : {false, true}) {  // wg: precision fast on wgmma (NVIDIA only)
+        for (int cfg : {0, 1, 2, 3, 4})
+          for (int prec : {0, 1, 2}) {  // exact, fast, fast on wgmma (NVIDIA only)
             MoeOptions o;
             o.gemv_tensor_cores = tc_gemv;
             o.bf16_tiles = bf16;
             o.grouped_from_rows = from;
             o.grouped_config = cfg;
-            o.fast = o.wgmma = wg;
+            o.fast = prec > 0;
+            o.wgmma = prec == 2;
             if (!*moe_options_error(o, t)) v.push_back(o);
           }
   return v;
 }
 
 std::string describe(const MoeOptions& o) {
-  return strfmt("gemv %s, tiles %s, grouped from %d rows, grouped config %d%s",
+  return strfmt("gemv %s, tiles %s, grouped from %d rows, grouped config %d%s%s",
                 o.gemv_tensor_cores ? "mma" : "scalar", o.bf16_tiles ? "bf16" : "f16",
-                o.grouped_from_rows, o.grouped_config, o.wgmma ? ", wgmma" : "");
+                o.grouped_from_rows, o.grouped_config, o.fast ? ", fast" : "",
+                o.wgmma ? ", wgmma" : "");
 }
 
 // Where a launch comes from, for the failure messages.

@@ -6,7 +6,7 @@
 // Inputs rotate over 8 random x sets per row count so routing (and the experts read) changes
 // between replays and the L2 cache (50 MB) does not hold the weights of one routing.
 // Usage: bench-moe [--reps N] [--rows a,b,c] [--gemv scalar|mma] [--tiles f16|bf16]
-//                  [--grouped-config 0|1|2] [--grouped-from N] [--precision exact|fast]
+//                  [--grouped-config 0..4] [--grouped-from N] [--precision exact|fast]
 //                  [--fold 0|1] [--wgmma 0|1]
 // The kernel choices are gpu::MoeOptions (moe_plan.h): --gemv mma = the tensor-core GEMV (NVIDIA),
 // --tiles bf16 = the bf16 tile kernel (HIP's path) instead of the grouped fp16 GEMM,
@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
       } else if (a == "--tiles" && (v == "f16" || v == "bf16")) {
         opt.bf16_tiles = v == "bf16";
       } else if (a == "--grouped-config") {
-        opt.grouped_config = int_arg(a, v, 0, 2);
+        opt.grouped_config = int_arg(a, v, 0, 4);
       } else if (a == "--grouped-from") {
         opt.grouped_from_rows = int_arg(a, v, 2, 1 << 20);
       } else if (a == "--precision" && (v == "exact" || v == "fast")) {

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 
@@ -329,7 +330,7 @@ TEST(GpuMoe, ForwardGroupedFast) {
   REQUIRE_GPU();
   if (gpu::kTarget.vendor != gpu::GpuVendor::nvidia) GTEST_SKIP() << "no grouped GEMM on this target";
   for (bool fold : {true, false})
-    for (int cfg : {0, 1, 2}) {
+    for (int cfg : {0, 1, 2, 3, 4}) {
       gpu::MoeOptions opt;
       opt.fast = true;
       opt.fold_scales = fold;
@@ -338,6 +339,49 @@ TEST(GpuMoe, ForwardGroupedFast) {
       check_moe({8, 4, 192, 128, 7.0f}, {1, 3, 4, 64, 300}, 21 + cfg, opt, tol);
       check_moe({32, 4, 2880, 2880, 7.0f}, {3, 4, 64, 600}, 24 + cfg, opt, tol);
     }
+}
+
+// Configurations 3 and 4 stage only x's hi chunks (the fast modes read no others), 4 / 5 stages
+// at two blocks per SM: the same products summed in the same order as configuration 0, so the
+// same bits, for both fast modes, at row counts giving tiles of 1..64 rows and experts over
+// several tiles.
+TEST(GpuMoe, GroupedHiOnlyStagingSameBits) {
+  REQUIRE_GPU();
+  if (gpu::kTarget.vendor != gpu::GpuVendor::nvidia) GTEST_SKIP() << "no grouped GEMM on this target";
+  for (const MoeShape& sh : {MoeShape{8, 4, 192, 128, 7.0f}, MoeShape{32, 4, 2880, 2880, 7.0f}}) {
+    HostMoe hm(sh, 53);
+    DevMoe dm(hm);
+    for (bool fold : {true, false}) {
+      gpu::MoeOptions o0;
+      o0.fast = true;
+      o0.fold_scales = fold;
+      gpu::MoeGpuScratch s0 = gpu::moe_scratch_create(dm.w, 600, o0);
+      for (int cfg : {3, 4}) {
+        gpu::MoeOptions oc = o0;
+        oc.grouped_config = cfg;
+        gpu::MoeGpuScratch sc = gpu::moe_scratch_create(dm.w, 600, oc);
+        for (int rows : {4, 13, 37, 600}) {
+          Rng r(5300 + rows);
+          std::vector<float> x(static_cast<size_t>(rows) * sh.H), res0(x.size());
+          for (auto& v : x) v = r.normal();
+          for (auto& v : res0) v = r.normal();
+          DevBuf<float> dx(x.size()), d0(x.size()), dc(x.size());
+          dx.upload(x);
+          d0.upload(res0);
+          dc.upload(res0);
+          gpu::moe_forward(dm.w, dx.p, rows, d0.p, s0, nullptr);
+          gpu::moe_forward(dm.w, dx.p, rows, dc.p, sc, nullptr);
+          GPU_CHECK(gpuDeviceSynchronize());
+          const auto y0 = d0.download(), yc = dc.download();
+          size_t diff = 0;
+          for (size_t i = 0; i < y0.size(); ++i) diff += std::memcmp(&y0[i], &yc[i], sizeof(float)) != 0;
+          EXPECT_EQ(diff, 0u) << "H " << sh.H << " fold " << fold << " config " << cfg << " rows " << rows;
+        }
+        gpu::moe_scratch_destroy(sc);
+      }
+      gpu::moe_scratch_destroy(s0);
+    }
+  }
 }
 
 // The folded-scale arithmetic on Hopper's wgmma (MoeOptions::wgmma, sm_90a builds): the same
@@ -533,7 +577,10 @@ TEST(GpuMoe, RejectsBadArguments) {
   bad_opt.grouped_from_rows = 1;
   EXPECT_THROW(gpu::moe_scratch_create(dm.w, 4, bad_opt), Error);
   bad_opt = gpu::MoeOptions{};
-  bad_opt.grouped_config = 3;
+  bad_opt.grouped_config = 3;  // hi-only staging: precision fast only
+  EXPECT_THROW(gpu::moe_scratch_create(dm.w, 4, bad_opt), Error);
+  bad_opt.grouped_config = 5;
+  bad_opt.fast = true;
   EXPECT_THROW(gpu::moe_scratch_create(dm.w, 4, bad_opt), Error);
   if (gpu::kTarget.vendor == gpu::GpuVendor::amd) {  // the tensor-core GEMV is NVIDIA only
     bad_opt = gpu::MoeOptions{};

@@ -124,12 +124,11 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
                  "positions the paged KV cache holds for all sequences together (its "
                  "full-attention layers; sliding layers keep their window per sequence). A "
                  "sequence is admitted when its prompt + -n fits; at least -c. Default: CPU -b x "
-                 "-c; GPU (pages only with this or --kv-block) what its free memory holds, at "
-                 "most -b x -c")
+                 "-c; GPU what its free memory holds, at most -b x -c")
       ->default_str("CPU -b x -c, GPU free memory");
   app.add_option("--kv-block", opt.kv_block,
-                 "positions per block of the paged KV cache (GPU: a power of two; given, the GPU "
-                 "pages its full-attention layers, else it keeps -b x -c)")
+                 "positions per block of the paged KV cache (GPU: a power of two). GPU: 0 turns "
+                 "paging off (every slot keeps -c positions of every layer)")
       ->default_str("32");
   app.add_option("--reasoning", opt.reasoning,
                  "chat, serve: reasoning effort low | medium | high (serve: when a request gives none)");
@@ -320,8 +319,11 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
     fail("--kv-cache: expected bf16 or f32, got '%s'", opt.kv_cache.c_str());
   if (!opt.precision.empty() && opt.precision != "exact" && opt.precision != "fast")
     fail("--precision: expected exact or fast, got '%s'", opt.precision.c_str());
-  if (given("--kv-block") && (opt.kv_block < 1 || opt.kv_block > 4096))
-    fail("--kv-block: positions per block must be in [1, 4096], got %d", opt.kv_block);
+  if (given("--kv-block") && (opt.kv_block < 0 || opt.kv_block > 4096))
+    fail("--kv-block: positions per block must be in [1, 4096] (GPU: 0 = no paging), got %d",
+         opt.kv_block);
+  if (given("--kv-block") && opt.kv_block == 0 && given("--kv-tokens"))
+    fail("--kv-tokens sizes the paged KV cache, which --kv-block 0 turns off");
   if (given("--kv-tokens") && (opt.kv_tokens < opt.ctx || opt.kv_tokens > (int64_t{1} << 31) - 1))
     fail("--kv-tokens: the paged KV cache must hold at least one sequence of -c %d and at most "
          "2^31-1 positions, got %lld",

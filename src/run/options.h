@@ -38,7 +38,8 @@ struct RunOptions {
   std::string kv_cache;          // --kv-cache: "" (backend default) | bf16 | f32
   std::string precision;         // --precision: "" (backend default) | exact | fast
   int64_t kv_tokens = 0;         // --kv-tokens: positions in the paged pool; 0 = -b x -c
-  int kv_block = 0;              // --kv-block: positions per block of the paged pool; 0 = 32
+  int kv_block = -1;             // --kv-block: positions per block of the paged pool; -1 = 32;
+                                 // 0 = GPU: no paging (every slot keeps -c positions)
   std::string reasoning = "medium";  // --reasoning (chat)
   std::string developer;       // -y (chat)
   bool show_reasoning = false; // --show-reasoning (chat)

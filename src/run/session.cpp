@@ -142,12 +142,14 @@ int gpu_for_this_rank() {
 
 // The paged KV cache (SchedulerOptions, docs/architecture.md): positions per block and blocks in
 // the pool, the same on every rank (Pipeline::kv_blocks). The CPU always pages, its default pool
-// -b x -c (the memory an unpaged cache takes). The GPU pages when --kv-block or --kv-tokens is
-// given (its paged kernels have not run on a GPU yet: docs/gpu.md; the default stays the ring
-// until they have), its pool (blocks 0 here) what free memory holds, at most -b x -c: each rank
-// sizes its own and the ring takes the least.
+// -b x -c (the memory an unpaged cache takes). The GPU pages unless --kv-block 0, its pool (blocks
+// 0 here) what free memory holds, at most -b x -c: each rank sizes its own and the ring takes
+// the least.
 std::pair<int, int> kv_paging(const RunOptions& opt, const std::string& backend) {
-  if (backend != "cpu" && opt.kv_block <= 0 && opt.kv_tokens <= 0) return {0, 0};
+  if (opt.kv_block == 0 && backend == "cpu")
+    throw comm::WorldError("--kv-block 0: the CPU backend always pages its KV cache; give 1..4096 "
+                           "positions per block");
+  if (opt.kv_block == 0) return {0, 0};
   const int64_t B = opt.kv_block > 0 ? opt.kv_block : 32;
   const int64_t per_seq = (opt.ctx + B - 1) / B;
   const int64_t blocks = opt.kv_tokens > 0       ? (opt.kv_tokens + B - 1) / B

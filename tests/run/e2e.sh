@@ -141,7 +141,9 @@ errors)
   expect_error -m generate -i "hi" -c 200000;     has err.txt "run: error: -c: context must be in"
   expect_error -m generate -i "hi" --backend gpu; has err.txt "this build has no GPU backend"
   expect_error -m generate -i "hi" -c 256 --kv-tokens 255; has err.txt "run: error: --kv-tokens: the paged KV cache must hold at least one sequence of -c 256 and at most 2^31-1 positions, got 255"
-  expect_error -m generate -i "hi" --kv-block 0;  has err.txt "run: error: --kv-block: positions per block must be in \[1, 4096\], got 0"
+  expect_error -m generate -i "hi" --kv-block -1; has err.txt "run: error: --kv-block: positions per block must be in \[1, 4096\] (GPU: 0 = no paging), got -1"
+  expect_error -m generate -i "hi" --kv-block 0;  has err.txt "run: error: --kv-block 0: the CPU backend always pages its KV cache; give 1..4096 positions per block"
+  expect_error -m generate -i "hi" --kv-block 0 --kv-tokens 4096; has err.txt "run: error: --kv-tokens sizes the paged KV cache, which --kv-block 0 turns off"
   printf '3\na\nb\n' >few.txt
   expect_error -m getp -i few.txt -o o.txt;       has err.txt "run: error: few.txt: expected 3 prompts, found 2"
   printf 'x\na\n' >count.txt

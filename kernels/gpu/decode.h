@@ -73,28 +73,23 @@ void f32_bf16w_qkv_rope_decode(const DecodeQkv& a, gpuStream_t stream);
 // residual[n, :] += sum_r w_r * expert_r(RMSNorm(residual[n, :]) * norm_w) for n < rows: the same
 // function as cpu::f32_mf4w_moe on the normalised rows (router logits, top-k with ties to the lower
 // expert, softmax over the k, MXFP4 experts with the clamped SwiGLU, the weighted sum in rank
-// order). Three kernels: the router (RMSNorm, logits), the first expert matmul + SwiGLU per (row,
-// rank) pair, the second per pair with the weighted sum into the residual done by the pair that
-// finishes each tile last (in rank order: deterministic); each expert-matmul block does its row's
-// top-k + softmax from the logits itself (the routing kernels' arithmetic).
-// Requires rows <= kDecodeMaxRows, H % 32 == 0, I % 32 == 0, H, I <= kDecodeMaxK, k <= 8,
-// E <= min(H, I).
+// order). Three kernels: the router (RMSNorm, logits, the last block's top-k + softmax), the first
+// expert matmul + SwiGLU per (row, rank) pair, the second per pair with the weighted sum into the
+// residual done by the pair that finishes each tile last (in rank order: deterministic).
+// Requires rows <= kDecodeMaxRows, H % 32 == 0, I % 32 == 0, H, I <= kDecodeMaxK, k <= 8.
 struct MoeDecodeScratch {
   int max_rows = 0, n_experts = 0, top_k = 0, hidden = 0, intermediate = 0;
   float* xn = nullptr;          // [max_rows, H] normalised rows
   float* logits = nullptr;      // [max_rows, E]
-  int32_t* experts = nullptr;   // [max_rows, k] the routing (written by the first matmul)
+  int32_t* experts = nullptr;   // [max_rows, k]
   float* weights = nullptr;     // [max_rows, k]
   float* act = nullptr;         // [max_rows * k, I] SwiGLU outputs per pair
   float* y = nullptr;           // [max_rows * k, H] second matmul outputs per pair
-  uint32_t* counters = nullptr; // [max_rows * tiles of H]: one ticket per (row, output tile) of
-                                // the second matmul; all return to 0 after each launch (graph
-                                // replays reuse them)
+  uint32_t* counters = nullptr; // [1 + max_rows * tiles of H]: the router's blocks-done ticket,
+                                // then one ticket per (row, output tile) of the second matmul;
+                                // all return to 0 after each launch (graph replays reuse them)
   size_t bytes = 0;
 };
-// Why the decode MoE kernels cannot take w's shape ("" when they can): the requirements above.
-std::string moe_decode_shape_error(const MoeGpuWeights& w);
-// Throws a one-line gptoss::Error with moe_decode_shape_error's reason if it is not "".
 MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows);
 void moe_decode_scratch_destroy(MoeDecodeScratch& s);
 void moe_forward_decode(const MoeGpuWeights& w, const bf16_t* norm_w, float eps, float* residual,

@@ -83,7 +83,7 @@ KernelLaunch moe_decode_route_launch(const GpuTarget& t, int rows, int H, int E)
   l.kernel = name;
   l.grid_x = (E + 2 * waves - 1) / (2 * waves);
   l.threads = kDecodeThreads;
-  l.dyn_smem_bytes = size_t(bucket) * H * sizeof(float);  // the staged rows (lo | hi halves)
+  l.dyn_smem_bytes = std::max(size_t(bucket) * H, size_t(rows) * E) * sizeof(float);
   l.static_smem_bytes = kDecodeStaticSmemBytes;
   return l;
 }

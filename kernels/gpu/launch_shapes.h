@@ -109,7 +109,7 @@ int decode_rows_per_launch(const GpuTarget& t, int rows, int K);
 // the qkv kernel, whose groups are RoPE pairs), on a grid of the blocks that fit the SMs at once.
 KernelLaunch decode_matmul_launch(const GpuTarget& t, int rows, int K, int M, bool rope,
                                   int sm_count);
-// The router: ceil(E / (2 waves)) blocks; shared memory the bucket's rows of H.
+// The router: ceil(E / (2 waves)) blocks; shared memory the bucket's rows of H, or the logits.
 KernelLaunch moe_decode_route_launch(const GpuTarget& t, int rows, int H, int E);
 // An expert matmul of a `rows`-row step over `pairs` (row, rank) pairs, K inputs, M weight rows
 // per expert.

@@ -167,19 +167,6 @@ __global__ void moe_max_byte_kernel(const uint8_t* p, size_t n, int* out) {
   if (threadIdx.x % kWaveSize == 0 && m > 0) atomicMax(out, m);
 }
 
-// moe_group_expert_rows: one chunk of whole row groups, src in the file's layout ([group][G][nb]
-// 16-byte blocks) -> dst grouped ([group][nb][G]); thread i writes dst block i.
-__global__ void moe_group_rows_kernel(const uint4* __restrict__ src, uint4* __restrict__ dst, size_t n,
-                                      int nb) {
-  constexpr int G = kMoeRowGroup;
-  const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  const size_t per_group = static_cast<size_t>(nb) * G;
-  const size_t grp = i / per_group;
-  const int rem = static_cast<int>(i % per_group), b = rem / G, r = rem % G;
-  dst[i] = src[(grp * G + r) * nb + b];
-}
-
 template <class T>
 T* dev_alloc(size_t n, size_t& bytes) {
   void* p = nullptr;
@@ -342,37 +329,6 @@ void moe_mxfp4_decode(const uint8_t* blocks, const uint8_t* scales, int n_blocks
   moe_decode_test_kernel<<<(n_blocks + 127) / 128, 128, 0, stream>>>(blocks, scales, n_blocks,
                                                                       out_f32, out_bf16, out_fold);
   GPU_CHECK_LAUNCH();
-}
-
-void moe_group_expert_rows(uint8_t* blocks, size_t rows, int K, gpuStream_t stream, size_t max_temp_bytes) {
-  if (K <= 0 || K % 32 || rows % kMoeRowGroup)
-    fail("moe: expert blocks of %zu rows x K %d cannot be grouped by %d rows (K a multiple of 32, rows of %d)",
-         rows, K, kMoeRowGroup, kMoeRowGroup);
-  if (kMoeRowGroup == 1 || rows == 0) return;
-  const int nb = K / 32;
-  const size_t group_bytes = static_cast<size_t>(kMoeRowGroup) * nb * 16;
-  const size_t groups = rows / kMoeRowGroup;
-  const size_t chunk_groups = std::max<size_t>(1, std::min(groups, max_temp_bytes / group_bytes));
-  uint8_t* tmp = nullptr;
-  GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&tmp), chunk_groups * group_bytes));
-  for (size_t g0 = 0; g0 < groups; g0 += chunk_groups) {
-    const size_t n_groups = std::min(chunk_groups, groups - g0);
-    uint8_t* p = blocks + g0 * group_bytes;
-    GPU_CHECK(gpuMemcpyAsync(tmp, p, n_groups * group_bytes, gpuMemcpyDeviceToDevice, stream));
-    const size_t n = n_groups * group_bytes / 16;
-    moe_group_rows_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream>>>(
-        reinterpret_cast<const uint4*>(tmp), reinterpret_cast<uint4*>(p), n, nb);
-    GPU_CHECK_LAUNCH();
-  }
-  GPU_CHECK(gpuStreamSynchronize(stream));
-  GPU_CHECK(gpuFree(tmp));
-}
-
-void moe_group_expert_rows(const MoeGpuWeights& w, gpuStream_t stream) {
-  check_shape(w);
-  const size_t E = w.n_experts;
-  moe_group_expert_rows(const_cast<uint8_t*>(w.mlp1_blocks), E * 2 * w.intermediate, w.hidden, stream);
-  moe_group_expert_rows(const_cast<uint8_t*>(w.mlp2_blocks), E * w.hidden, w.intermediate, stream);
 }
 
 int moe_max_scale(const MoeGpuWeights& w, gpuStream_t stream) {

@@ -52,42 +52,19 @@
 
 namespace gptoss::gpu {
 
-// Expert weight rows on the device are grouped: the MXFP4 blocks of mlp1_blocks / mlp2_blocks
-// sit as [E * M / G][K / 32][G][16] (G = kMoeRowGroup consecutive weight rows of one expert; the
-// model file's [E, M, K / 32, 16] is the case G = 1), so the G rows' 16-byte pieces of one MXFP4
-// block are one contiguous run of 16 G bytes and a kernel streaming G rows along K reads one
-// contiguous span. NVIDIA: G = 16 (a warp's m16 tile: each cp.async stage one run of 256 bytes
-// per MXFP4 block instead of 16 pieces 1.4 KB apart); HIP: G = 1 (its kernels, not tuned, read the
-// file's layout). Scales ([E, M, K / 32]) and biases stay as in the file.
-#if defined(GPTOSS_HIP)
-inline constexpr int kMoeRowGroup = 1;
-#else
-inline constexpr int kMoeRowGroup = 16;
-#endif
-
-// Device pointers, layouts as in the model file except the expert blocks' row groups (above).
+// Device pointers, layouts exactly as in the model file.
 struct MoeGpuWeights {
   int n_experts = 0, top_k = 0, hidden = 0, intermediate = 0;
   float swiglu_limit = 0;
   const uint16_t* router_w = nullptr;    // [E, H] bf16
   const uint16_t* router_b = nullptr;    // [E] bf16
-  const uint8_t* mlp1_blocks = nullptr;  // [E * 2I / G, H/32, G, 16] (G = kMoeRowGroup)
+  const uint8_t* mlp1_blocks = nullptr;  // [E, 2I, H/32, 16]
   const uint8_t* mlp1_scales = nullptr;  // [E, 2I, H/32]
   const uint16_t* mlp1_bias = nullptr;   // [E, 2I] bf16
-  const uint8_t* mlp2_blocks = nullptr;  // [E * H / G, I/32, G, 16]
+  const uint8_t* mlp2_blocks = nullptr;  // [E, H, I/32, 16]
   const uint8_t* mlp2_scales = nullptr;  // [E, H, I/32]
   const uint16_t* mlp2_bias = nullptr;   // [E, H] bf16
 };
-
-// Regroups `rows` weight rows of K / 32 MXFP4 blocks each (device, the file's layout; rows a
-// multiple of kMoeRowGroup) in place into the layout above, a chunk of whole row groups at a time
-// through a temporary of at most max_temp_bytes (at least one group); synchronous on `stream`. A
-// no-op when kMoeRowGroup is 1. Throws a one-line gptoss::Error if rows or K do not fit. Every
-// upload of expert blocks calls it once (GpuBackend, the GPU tests).
-void moe_group_expert_rows(uint8_t* blocks, size_t rows, int K, gpuStream_t stream,
-                           size_t max_temp_bytes = size_t(64) << 20);
-// Both expert matmuls' blocks of w (E x 2I and E x H rows).
-void moe_group_expert_rows(const MoeGpuWeights& w, gpuStream_t stream);
 
 // Paths by step size: moe_plan.h (kMoeStepGemvMaxRows, kMoeGemvMaxRows, MoeOptions). A row's
 // result can differ (~1e-6 relative, both fp32-quality) between a step of <= 3 rows and one of

@@ -1,11 +1,9 @@
 // kernels/gpu/moe_decode.cu: the decode path's MoE block (decode.h, moe_forward_decode): three
 // kernels per layer for steps of at most kDecodeMaxRows rows.
-//   route: every block stages the rows RMSNorm-ed (block 0 also stores them for the experts) and
+//   route: every block stages the rows RMSNorm-ed (block 0 also stores them for the experts),
 //     computes its share of the router logits (a wave per two experts: the bf16 dot product of the
-//     router in moe_route.cu, bit for bit). The top-k + softmax is not a step of its own: every
-//     block of the expert matmuls routes its row from the logits itself (route_pair:
-//     wave_topk_softmax, the routing kernels' choice, so the same experts and weights), which
-//     takes a ticket, a reload of the logits and a launch boundary off the chain.
+//     router in moe_route.cu, bit for bit), and the block that finishes last (a ticket) does the
+//     top-k + softmax of every row (wave_topk_softmax, the routing kernels' choice).
 //   mlp1 / mlp2: one (row, rank) pair per grid column and a tile of weight rows per block, so all
 //     of the chosen experts' bytes stream from every SM. NVIDIA: K is summed in a fixed number of
 //     parts added in part order; a warp owns 16 weight rows and one part of K ("wide" one-row
@@ -44,8 +42,11 @@ struct RouteArgs {
   const uint16_t* rw;      // [E, H]
   const uint16_t* rb;      // [E]
   float* xn;               // [rows, H] out: normalised rows
-  float* logits;           // [rows, E] out
-  int rows, H, E;
+  float* logits;           // [rows, E]
+  int32_t* experts;        // [rows, k]
+  float* weights;          // [rows, k]
+  uint32_t* ticket;
+  int rows, H, E, k;
 };
 
 // ---------------------------------------------------------------------------------- router
@@ -62,8 +63,9 @@ __global__ __launch_bounds__(kThreads) void moe_route_decode_kernel(RouteArgs a)
   namespace dd = decode_detail;
   constexpr int kRouteWaves = dd::kWaves;
   extern __shared__ float4 route_smem4[];
-  float* xs = reinterpret_cast<float*>(route_smem4);  // [R][H] lo | hi
+  float* xs = reinterpret_cast<float*>(route_smem4);  // [R][H] lo | hi, then [rows][E] logits
   __shared__ double red[kRouteWaves];
+  __shared__ int last;
   const int wave = threadIdx.x / kWaveSize, lane = threadIdx.x % kWaveSize;
   const int H = a.H, n_chunks = H / 8;
   const int e0 = (blockIdx.x * kRouteWaves + wave) * 2;
@@ -111,17 +113,31 @@ __global__ __launch_bounds__(kThreads) void moe_route_decode_kernel(RouteArgs a)
       if (lane == 0 && r < a.rows && e0 + j < a.E)
         a.logits[static_cast<size_t>(r) * a.E + e0 + j] = s + bf16_bits_to_f32(a.rb[e0 + j]);
     }
+  // The last block to finish does the top-k: every block's logits are visible to it.
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(a.ticket, 1u) == gridDim.x - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  float* lg = xs;  // the staged rows are no longer needed
+  const volatile float* src = a.logits;
+  for (int i = threadIdx.x; i < a.rows * a.E; i += kThreads) lg[i] = src[i];
+  __syncthreads();
+  for (int r = wave; r < a.rows; r += kRouteWaves)
+    wave_topk_softmax(lg + static_cast<size_t>(r) * a.E, a.E, a.k, lane,
+                      a.experts + static_cast<size_t>(r) * a.k, a.weights + static_cast<size_t>(r) * a.k);
+  if (threadIdx.x == 0) *a.ticket = 0;
 }
 
 // ---------------------------------------------------------------------------------- experts
 struct MlpArgs {
-  const uint8_t* blocks;   // [E * M / G, K/32, G, 16] (moe.h: grouped rows, G = kMoeRowGroup)
+  const uint8_t* blocks;   // [E, M, K/32, 16]
   const uint8_t* scales;   // [E, M, K/32]
   const uint16_t* bias;    // [E, M]
   const float* x;          // mlp1: xn [rows, K] (row = pair / k); mlp2: act [pairs, K]
-  const float* logits;     // [rows, n_experts] router logits (route_pair)
-  int32_t* experts;        // mlp1: [pairs] out, the routing for the record (tests)
-  float* weights;          // mlp1: [pairs] out
+  const int32_t* experts;  // [pairs]
+  const float* weights;    // [pairs] (mlp2)
   float* out;              // mlp1: act [pairs, M / 2]; mlp2: y [pairs, M]
   float* residual;         // mlp2: [rows, M]
   uint32_t* tickets;       // mlp2: [rows, M / tile_rows]
@@ -130,35 +146,6 @@ struct MlpArgs {
   float limit;
   int n_experts;
 };
-
-// The routing of a block's (row, rank) pair: wave 0 copies the row's router logits into `lg`
-// (E floats of shared memory; the kernels pass their input staging area, written only after the
-// barrier) and runs wave_topk_softmax, the routing kernels' top-k + softmax, so the choice and the
-// weights are theirs bit for bit; after the barrier every thread reads ex / wt. The logits are
-// read past L1 (ld_coherent): mlp2 routes before its launch-overlap wait, when the router (two
-// launches back) has finished (vendor.h) but this kernel has not waited on anything.
-struct PairRoute {
-  int32_t ex[kMaxTopKDecode];
-  float wt[kMaxTopKDecode];
-};
-static_assert(sizeof(PairRoute) + sizeof(int) <= kDecodeStaticSmemBytes,
-              "the expert matmuls' static shared memory (the route, mlp2_combine's flag) within the bound");
-__device__ __forceinline__ void route_pair(const MlpArgs& a, int row, float* lg, PairRoute& r) {
-  const float* src = a.logits + static_cast<size_t>(row) * a.n_experts;
-  for (int i = threadIdx.x; i < a.n_experts; i += blockDim.x) lg[i] = ld_coherent(src + i);
-  __syncthreads();
-  if (threadIdx.x < kWaveSize) wave_topk_softmax(lg, a.n_experts, a.k, static_cast<int>(threadIdx.x), r.ex, r.wt);
-  __syncthreads();
-}
-// mlp1, after its wait (the router is the launch before): the pair's routing, which the blocks of
-// tile 0 also store (experts, weights) for the record.
-__device__ __forceinline__ void mlp1_route(const MlpArgs& a, int pair, int tile, float* lg, PairRoute& r) {
-  route_pair(a, pair / a.k, lg, r);
-  if (tile == 0 && threadIdx.x == 0) {
-    a.experts[pair] = r.ex[pair % a.k];
-    a.weights[pair] = r.wt[pair % a.k];
-  }
-}
 
 // The epilogue of one weight row pair (rows m and m + 8 of a warp's 16, values v0, v8) for lane
 // (g, t = 0), shared by both implementations. mlp1: (gate, up) rows 2i, 2i + 1 -> act[i] (the up
@@ -182,9 +169,8 @@ __device__ __forceinline__ void mlp_store(const MlpArgs& a, int pair, int e, int
   }
 }
 
-// mlp2: the last of a row's k pairs to finish tile `tile` adds the weighted sum into the residual
-// (wt: the row's k routing weights, route_pair's).
-__device__ void mlp2_combine(const MlpArgs& a, int pair, int tile, const float* wt) {
+// mlp2: the last of a row's k pairs to finish tile `tile` adds the weighted sum into the residual.
+__device__ void mlp2_combine(const MlpArgs& a, int pair, int tile) {
   __shared__ int last;
   const int row = pair / a.k;
   __threadfence();  // this thread's y writes, before the ticket
@@ -203,7 +189,7 @@ __device__ void mlp2_combine(const MlpArgs& a, int pair, int tile, const float* 
     float y[kMaxTopKDecode];
 #pragma unroll
     for (int r = 0; r < kMaxTopKDecode; ++r) y[r] = r < a.k ? ld_coherent(a.out + (p0 + r) * a.M + m) : 0.0f;
-    const float* w = wt;
+    const float* w = a.weights + p0;
     float acc = w[0] * y[0];
 #pragma unroll
     for (int r = 1; r < kMaxTopKDecode; ++r)
@@ -250,7 +236,6 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
   constexpr int kStages = Smem::kStages, kRowPad = Smem::kRowPad, kWarpStage = Smem::kWarpStage;
   constexpr int kParts = kFirst ? kMoeDecodeParts1 : kMoeDecodeParts2;
   static_assert(kSplit == 1 || kSplit == kParts, "a warp per part, or all parts in one warp");
-  static_assert(kMoeRowGroup == 16, "a warp's 16 weight rows are one row group of the blocks (moe.h)");
   constexpr int kWarpParts = kParts / kSplit;  // parts a warp sums in turn
   constexpr int kBlockThreads = kGroups * kSplit * kWaveSize;
   extern __shared__ uint4 mlp_smem4[];
@@ -270,35 +255,38 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
   const int q_begin = split * kWarpParts;
   const int stages_per_part = ((nb + kParts - 1) / kParts + kStageBlocks - 1) / kStageBlocks;
   const int b_begin = part_lo(q_begin), b_end = part_lo(q_begin + kWarpParts);
-  __shared__ PairRoute route;
   if (!kFirst) {
-    // Before the wait (launch overlap, vendor.h): the router ran two launches back and has
-    // finished when this kernel starts, so the pair is routed now and its weight rows and scales
-    // go to L2 (hints) while mlp1 finishes.
-    route_pair(a, pair / a.k, reinterpret_cast<float*>(xq), route);
-    // The warp's 16 rows are one group (moe.h), its part's blocks one contiguous run in it.
-    const size_t hrow0 = static_cast<size_t>(route.ex[pair % a.k]) * a.M + m0;
-    const uint8_t* hw = a.blocks + moe_row_offset(hrow0, nb);
-    for (int off = kMoeBlockStride * b_begin + lane * 128; off < kMoeBlockStride * b_end; off += kWaveSize * 128)
-      gpu_prefetch_l2(hw + off);
-    const uint8_t* hs = a.scales + hrow0 * nb;
-    if (split == 0)
-      for (int off = lane * 128; off < 16 * nb; off += kWaveSize * 128) gpu_prefetch_l2(hs + off);
+    // Before the wait (launch overlap, vendor.h): the experts were chosen two launches back (the
+    // router), which has finished when this kernel starts; read through L2 as a hint only, to
+    // bring this warp's weight rows and scales into L2 while mlp1 finishes.
+    const int eh = __ldcg(a.experts + pair);
+    if (eh >= 0 && eh < a.n_experts) {
+      const size_t hrow0 = static_cast<size_t>(eh) * a.M + m0;
+      const uint8_t* hw = a.blocks + hrow0 * (K / 2);
+      if constexpr (kSplit == 1) {  // the 16 rows are contiguous
+        for (int off = lane * 128; off < 16 * (K / 2); off += kWaveSize * 128) gpu_prefetch_l2(hw + off);
+      } else {  // this warp's columns of each row
+        for (int r = 0; r < 16; ++r)
+          for (int off = 16 * b_begin + lane * 128; off < 16 * b_end; off += kWaveSize * 128)
+            gpu_prefetch_l2(hw + static_cast<size_t>(r) * (K / 2) + off);
+      }
+      const uint8_t* hs = a.scales + hrow0 * nb;
+      if (split == 0)
+        for (int off = lane * 128; off < 16 * nb; off += kWaveSize * 128) gpu_prefetch_l2(hs + off);
+    }
   }
   gpu_grid_wait();
-  gpu_grid_trigger();  // after the wait, always: mlp2 routes before its own wait on that (vendor.h)
-  if (kFirst) mlp1_route(a, pair, tile, reinterpret_cast<float*>(xq), route);
-  const int e = route.ex[pair % a.k];
+  gpu_grid_trigger();
+  const int e = a.experts[pair];
   const size_t row0 = static_cast<size_t>(e) * a.M + m0;
-  const uint8_t* wsrc = a.blocks + moe_row_offset(row0, nb);  // the warp's row group (moe.h)
+  const uint8_t* wsrc = a.blocks + row0 * (K / 2);
   uint8_t* my_ring = ring + static_cast<size_t>(warp) * kStages * kWarpStage;
   const int n_stages = kWarpParts * stages_per_part;
 
   // Stage s: part q_begin + s / stages_per_part, its blocks from local stage s % stages_per_part
   // on (kStageBlocks of them at most, fewer at the part's end, none past it); 16 rows x those
-  // blocks of 16 bytes, one contiguous run in the grouped layout (moe.h), lane l copying pieces
-  // l, l + 32, ... (row piece % 16, block piece / 16). The issue side walks (part, local stage)
-  // incrementally.
+  // blocks of 16 bytes, lane l copying pieces l, l + 32, ... (row piece / kStageBlocks, block
+  // piece % kStageBlocks). The issue side walks (part, local stage) incrementally.
   int iq = q_begin, il = 0;
   auto issue = [&](int s) {
     if (s < n_stages) {
@@ -306,9 +294,9 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
       const int b0 = part_lo(iq) + il * kStageBlocks, b1 = part_lo(iq + 1);
 #pragma unroll
       for (int i = 0; i < 16 * kStageBlocks / kWaveSize; ++i) {
-        const int piece = lane + i * kWaveSize, r = piece % 16, b = piece / 16;
+        const int piece = lane + i * kWaveSize, r = piece / kStageBlocks, b = piece % kStageBlocks;
         if (b0 + b < b1)
-          tile::cp_async16(dst + r * kRowPad + 16 * b, wsrc + static_cast<size_t>(b0 + b) * kMoeBlockStride + 16 * r);
+          tile::cp_async16(dst + r * kRowPad + 16 * b, wsrc + static_cast<size_t>(r) * (K / 2) + 16 * (b0 + b));
       }
       if (++il == stages_per_part) il = 0, ++iq;
     }
@@ -410,7 +398,7 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
     const float up0 = gpu_shfl_down(v0, 4), up8 = gpu_shfl_down(v8, 4);
     if (t == 0) mlp_store<kFirst>(a, pair, e, m0, g, v0, v8, up0, up8);
   }
-  if (!kFirst) mlp2_combine(a, pair, tile, route.wt);
+  if (!kFirst) mlp2_combine(a, pair, tile);
 }
 // The launch shapes (launch_shapes.h): "wide" for one-row steps, "narrow" for more; and the
 // benchmarks' candidates (moe_forward_decode_candidate). The scratch's shape check (H and 2I
@@ -442,8 +430,8 @@ struct MlpCandidate {
   MlpKernel (*k2)(int);
 };
 constexpr MoeDecodeShape kC[][2] = {
-    {kMoeDecodeNarrow1, kMoeDecodeNarrow2},  // the shipped shapes: narrow (2-4 rows)
-    {kMoeDecodeWide1, kMoeDecodeWide2},      // wide (1 row)
+    {{4, 1, 8, 4}, {4, 1, 8, 4}},    // narrow (2-4 rows)
+    {{4, 2, 4, 4}, {2, 4, 4, 4}},    // wide (1 row)
     {{4, 1, 16, 3}, {4, 1, 16, 3}},  // narrow, 256-byte row pieces
     {{4, 1, 8, 6}, {4, 1, 8, 6}},    // narrow, deeper ring
     {{4, 2, 8, 4}, {2, 4, 8, 4}},    // wide, 128-byte row pieces
@@ -456,7 +444,6 @@ constexpr MoeDecodeShape kC[][2] = {
 const MlpCandidate kCandidates[] = {MLP_CAND(0), MLP_CAND(1), MLP_CAND(2), MLP_CAND(3),
                                     MLP_CAND(4), MLP_CAND(5), MLP_CAND(6), MLP_CAND(7)};
 #undef MLP_CAND
-#undef MLP_SHAPE
 constexpr int kCandidateCount = sizeof(kCandidates) / sizeof(kCandidates[0]);
 static_assert(sizeof(kC) / sizeof(kC[0]) == kCandidateCount, "a kernel pair per candidate");
 void mlp_opt_in() {
@@ -483,22 +470,19 @@ __global__ __launch_bounds__(kMlpThreads) void moe_mlp_decode_kernel(MlpArgs a) 
   const int wave = threadIdx.x / kWaveSize, lane = threadIdx.x % kWaveSize;
   constexpr int kLanesPerRow = kWaveSize / 16;
   const int rr = lane % 16, part = lane / 16;
-  __shared__ PairRoute route;
   gpu_grid_wait();  // (no-ops on HIP; the contract of vendor.h's gpu_launch)
   gpu_grid_trigger();
-  if (kFirst) mlp1_route(a, pair, tile, xs, route);
-  else route_pair(a, pair / a.k, xs, route);
-  const int e = route.ex[pair % a.k];
+  const int e = a.experts[pair];
   const int m0 = tile * kTileM + wave * 16;
   const float* xsrc = kFirst ? a.x + static_cast<size_t>(pair / a.k) * K : a.x + static_cast<size_t>(pair) * K;
   for (int i = threadIdx.x; i < K; i += kMlpThreads) xs[i] = xsrc[i];
   __syncthreads();
   const size_t row = static_cast<size_t>(e) * a.M + m0 + rr;
-  const uint8_t* wb = a.blocks + moe_row_offset(row, nb);  // block b at b * kMoeBlockStride (moe.h)
+  const uint8_t* wb = a.blocks + row * (K / 2);
   const uint8_t* sc = a.scales + row * nb;
   float acc = 0.0f;
   for (int b = part; b < nb; b += kLanesPerRow) {
-    const uint4 v = *reinterpret_cast<const uint4*>(wb + static_cast<size_t>(b) * kMoeBlockStride);
+    const uint4 v = *reinterpret_cast<const uint4*>(wb + 16 * b);
     const uint32_t words[4] = {v.x, v.y, v.z, v.w};
     float part_sum = 0.0f;
 #pragma unroll
@@ -517,7 +501,7 @@ __global__ __launch_bounds__(kMlpThreads) void moe_mlp_decode_kernel(MlpArgs a) 
   const float v8 = gpu_shfl(acc, rr + 8);
   const float up0 = gpu_shfl(acc, rr + 1), up8 = gpu_shfl(acc, rr + 9);
   if (lane < 8) mlp_store<kFirst>(a, pair, e, m0, lane, acc, v8, up0, up8);
-  if (!kFirst) mlp2_combine(a, pair, tile, route.wt);
+  if (!kFirst) mlp2_combine(a, pair, tile);
 }
 template <bool kFirst>
 MlpKernel mlp_kernel(int, int K) {
@@ -540,24 +524,13 @@ T* dev_alloc(size_t n, size_t& bytes) {
 
 }  // namespace
 
-std::string moe_decode_shape_error(const MoeGpuWeights& w) {
-  const int H = w.hidden, I = w.intermediate, E = w.n_experts, k = w.top_k;
-  if (H % kMoeDecodeTileM || (2 * I) % kMoeDecodeTileM || H % 32 || I % 32 || H > kDecodeMaxK || I > kDecodeMaxK ||
-      k < 1 || k > kMaxTopKDecode || k > E || E > 32 * kWaveSize || E > std::min(H, I)) {
-    char buf[256];
-    std::snprintf(buf, sizeof(buf),
-                  "shape unsupported (hidden %d, intermediate %d, experts %d top %d: hidden and 2 x "
-                  "intermediate multiples of %d, both <= %d, top-k <= %d, experts <= both)",
-                  H, I, E, k, kMoeDecodeTileM, kDecodeMaxK, kMaxTopKDecode);
-    return buf;
-  }
-  return "";
-}
-
 MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows) {
   const int H = w.hidden, I = w.intermediate, E = w.n_experts, k = w.top_k;
-  const std::string err = moe_decode_shape_error(w);
-  if (!err.empty()) fail("moe decode: %s", err.c_str());
+  if (H % kMoeDecodeTileM || (2 * I) % kMoeDecodeTileM || H % 32 || I % 32 || H > kDecodeMaxK || I > kDecodeMaxK ||
+      k > kMaxTopKDecode || k > E || E > 32 * kWaveSize)
+    fail("moe decode: shape unsupported (hidden %d, intermediate %d, experts %d top %d: hidden and "
+         "2 x intermediate multiples of %d, both <= %d, top-k <= %d)",
+         H, I, E, k, kMoeDecodeTileM, kDecodeMaxK, kMaxTopKDecode);
   MoeDecodeScratch s;
   s.max_rows = max_rows, s.n_experts = E, s.top_k = k, s.hidden = H, s.intermediate = I;
   const size_t pairs = static_cast<size_t>(max_rows) * k;
@@ -567,7 +540,7 @@ MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows)
   s.weights = dev_alloc<float>(pairs, s.bytes);
   s.act = dev_alloc<float>(pairs * I, s.bytes);
   s.y = dev_alloc<float>(pairs * H, s.bytes);
-  const size_t n_tickets = static_cast<size_t>(max_rows) * (H / 16);  // mlp2's, tiles of >= 16 rows
+  const size_t n_tickets = 1 + static_cast<size_t>(max_rows) * (H / 16);  // tiles of >= 16 rows
   s.counters = dev_alloc<uint32_t>(n_tickets, s.bytes);
   GPU_CHECK(gpuMemset(s.counters, 0, n_tickets * sizeof(uint32_t)));
   decode_detail::decode_dense_init();
@@ -600,8 +573,9 @@ void launch_route(const MoeGpuWeights& w, const bf16_t* norm_w, float eps, float
   if (rows < 1 || rows > s.max_rows || rows > kDecodeMaxRows || s.hidden != w.hidden ||
       s.intermediate != w.intermediate || s.n_experts != w.n_experts || s.top_k != w.top_k)
     fail("moe_forward_decode: %d rows or a scratch of another shape (max %d rows)", rows, s.max_rows);
-  const int H = w.hidden, E = w.n_experts;
-  RouteArgs ra{residual, norm_w, eps, w.router_w, w.router_b, s.xn, s.logits, rows, H, E};
+  const int H = w.hidden, E = w.n_experts, k = w.top_k;
+  RouteArgs ra{residual, norm_w, eps, w.router_w, w.router_b, s.xn, s.logits, s.experts, s.weights,
+               s.counters, rows, H, E, k};
   const KernelLaunch lr = moe_decode_route_launch(kTarget, rows, H, E);
   GPTOSS_ASSERT(lr.threads == kThreads);
   auto* route = rows == 1 ? moe_route_decode_kernel<1> : rows == 2 ? moe_route_decode_kernel<2>
@@ -613,11 +587,11 @@ void launch_experts(const MlpKernel& k1, const MlpKernel& k2, const MoeGpuWeight
                     int rows, MoeDecodeScratch& s, gpuStream_t stream) {
   const int H = w.hidden, I = w.intermediate, E = w.n_experts, k = w.top_k;
   const int pairs = rows * k;
-  MlpArgs m1{w.mlp1_blocks, w.mlp1_scales, w.mlp1_bias, s.xn, s.logits, s.experts, s.weights, s.act,
+  MlpArgs m1{w.mlp1_blocks, w.mlp1_scales, w.mlp1_bias, s.xn, s.experts, s.weights, s.act,
              nullptr, nullptr, H, 2 * I, k, k1.tile_rows, w.swiglu_limit, E};
   k1.launch(dim3(pairs, 2 * I / k1.tile_rows), dim3(k1.threads), k1.smem, stream, m1);
-  MlpArgs m2{w.mlp2_blocks, w.mlp2_scales, w.mlp2_bias, s.act, s.logits, nullptr, nullptr, s.y,
-             residual, s.counters, I, H, k, k2.tile_rows, w.swiglu_limit, E};
+  MlpArgs m2{w.mlp2_blocks, w.mlp2_scales, w.mlp2_bias, s.act, s.experts, s.weights, s.y,
+             residual, s.counters + 1, I, H, k, k2.tile_rows, w.swiglu_limit, E};
   k2.launch(dim3(pairs, H / k2.tile_rows), dim3(k2.threads), k2.smem, stream, m2);
 }
 }  // namespace

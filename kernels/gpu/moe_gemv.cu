@@ -32,11 +32,9 @@ __global__ __launch_bounds__(kMoeThreads) void moe_gemv_kernel(MoeExpertArgs a) 
   const int mw = (blockIdx.y * kWaves + wave) * kMoeGemvRowsW;
   const bool wave_ok = mw < a.M;  // M % 4 == 0; no early return: the block synchronises below
   const int m0 = wave_ok ? mw : 0;
-  const int K = a.K, nb = K / 32, xstride = nb * kMoeXPad;
+  const int K = a.K, nb = K / 32, row_bytes = K / 2, xstride = nb * kMoeXPad;
   const size_t wrow0 = static_cast<size_t>(e) * a.M + m0;
-  const uint8_t* wb[kMoeGemvRowsW];  // the wave's weight rows (grouped blocks: moe.h)
-#pragma unroll
-  for (int w = 0; w < kMoeGemvRowsW; ++w) wb[w] = a.blocks + moe_row_offset(wrow0 + w, nb);
+  const uint8_t* wb = a.blocks + wrow0 * row_bytes;
   const uint8_t* wsc = a.scales + wrow0 * nb;
 
   for (int c0 = 0; c0 < cnt; c0 += RB) {
@@ -55,7 +53,7 @@ __global__ __launch_bounds__(kMoeThreads) void moe_gemv_kernel(MoeExpertArgs a) 
         const bool ok = wave_ok && b < nb;
 #pragma unroll
         for (int w = 0; w < kMoeGemvRowsW; ++w) {
-          wv[u][w] = ok ? *reinterpret_cast<const uint4*>(wb[w] + static_cast<size_t>(b) * kMoeBlockStride)
+          wv[u][w] = ok ? *reinterpret_cast<const uint4*>(wb + static_cast<size_t>(w) * row_bytes + 16 * b)
                         : make_uint4(0, 0, 0, 0);
           sv[u][w] = ok ? wsc[w * nb + b] : 127u;
         }
@@ -177,11 +175,10 @@ __global__ __launch_bounds__(kMoeThreads) void moe_gemv_mma_kernel(MoeExpertArgs
   const int mw = (blockIdx.y * kWaves + wave) * kMoeMmaGemvWaveRows;
   const bool wave_ok = mw < a.M;  // M % 16 == 0 (checked by the launcher)
   const int m0 = wave_ok ? mw : 0;
-  const int K = a.K, nb = K / 32, rw = moe_gemv_mma_row_words(K);
+  const int K = a.K, nb = K / 32, row_bytes = K / 2, rw = moe_gemv_mma_row_words(K);
   const size_t r0 = static_cast<size_t>(e) * a.M + m0 + g, r1 = r0 + 8;
-  const uint32_t* wb0 = reinterpret_cast<const uint32_t*>(a.blocks + moe_row_offset(r0, nb)) + t;
-  const uint32_t* wb1 = reinterpret_cast<const uint32_t*>(a.blocks + moe_row_offset(r1, nb)) + t;
-  constexpr int kWordStride = kMoeBlockStride / 4;  // uint32 words from one MXFP4 block to the next
+  const uint32_t* wb0 = reinterpret_cast<const uint32_t*>(a.blocks + r0 * row_bytes) + t;
+  const uint32_t* wb1 = reinterpret_cast<const uint32_t*>(a.blocks + r1 * row_bytes) + t;
   const uint8_t* sc0 = a.scales + r0 * nb;
   const uint8_t* sc1 = a.scales + r1 * nb;
 
@@ -216,8 +213,8 @@ __global__ __launch_bounds__(kMoeThreads) void moe_gemv_mma_kernel(MoeExpertArgs
         for (int u = 0; u < kMmaGemvUnroll; ++u) {
           const int b = b0 + u;
           const bool ok = b < nb;
-          w0[u] = ok ? wb0[kWordStride * b] : 0u;
-          w1[u] = ok ? wb1[kWordStride * b] : 0u;
+          w0[u] = ok ? wb0[4 * b] : 0u;
+          w1[u] = ok ? wb1[4 * b] : 0u;
           s0[u] = ok ? sc0[b] : 127u;
           s1[u] = ok ? sc1[b] : 127u;
         }

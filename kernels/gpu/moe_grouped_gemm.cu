@@ -42,7 +42,6 @@ namespace {
 // stages, 87 / 103 KB with the scales: more bytes in flight at the same two blocks per SM.
 // Dynamic shared memory moe_tc_smem_bytes(K, stages, hi_b).
 static_assert(kMoeTcKB == 2, "the swizzles assume two MXFP4 blocks per stage");
-static_assert(128 % kMoeRowGroup == 0, "the loaders' rows + 128 i stay in step with the row groups");
 static_assert(kMoeTcBN == kMoeTileRows, "one block per tile of the tile list");
 static_assert(kMoeTcBM == 32 * kWaves && kMoeThreads == 256, "warp w owns weight rows 32w..32w+31");
 
@@ -128,11 +127,8 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
   constexpr int kBRowStep = kMoeThreads / kBRowChunks;  // rows between a thread's B chunks
   static_assert(kAChunks == 2 && kBChunks == (kHiB ? 2 : 4), "loader mapping");
   const int ar = tid / 2, ab = tid % 2;
-  // Grouped blocks (moe.h): row ar's block ab of stage kt at moe_row_offset + (2 kt + ab) x the
-  // block stride; 16 consecutive rows' pieces of one block are one run, so a warp's 16 rows x 2
-  // blocks read 512 contiguous bytes (kMoeRowGroup 16).
-  const unsigned char* asrc = a.blocks + moe_row_offset(static_cast<size_t>(e) * M + m0 + ar, nb) + ab * kMoeBlockStride;
-  const size_t astep = moe_row_offset(128, nb);  // 128 rows further (a multiple of the group)
+  const unsigned char* asrc = a.blocks + ((static_cast<size_t>(e) * M + m0 + ar) * nb + ab) * 16;
+  const size_t astep = static_cast<size_t>(128) * nb * 16;  // 128 rows further
   const int adst = ar * kMoeTcWRow + ((ab ^ ((ar >> 2) & 1)) << 4);
   const int bn = tid / kBRowChunks, bj = tid % kBRowChunks;
   const int bdst = kMoeTcBM * kMoeTcWRow + bn * kXRow + ((bj ^ ((bn & 1) << 2)) << 4);
@@ -156,7 +152,7 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
 #pragma unroll
     for (int i = 0; i < kAChunks; ++i)
       if (ar + 128 * i < mrows)
-        tile::cp_async16(base + adst + i * 128 * kMoeTcWRow, asrc + i * astep + static_cast<size_t>(kt) * kMoeTcKB * kMoeBlockStride);
+        tile::cp_async16(base + adst + i * 128 * kMoeTcWRow, asrc + i * astep + static_cast<size_t>(kt) * kMoeTcKB * 16);
 #pragma unroll
     for (int i = 0; i < kBChunks; ++i)
       if (boff[i] != ~0u)
@@ -377,8 +373,8 @@ __global__ __launch_bounds__(kMoeThreads, 2) void moe_wgmma_kernel(MoeExpertArgs
   // 2), bb = tid / 128): one 32-byte sector per thread, and the 8 threads of a 16-byte store phase
   // write 8 consecutive rows (conflict-free).
   const int ar = tid / 2, ab = tid % 2;
-  const unsigned char* asrc = a.blocks + moe_row_offset(static_cast<size_t>(e) * M + m0 + ar, nb) + ab * kMoeBlockStride;
-  const size_t astep = moe_row_offset(128, nb);
+  const unsigned char* asrc = a.blocks + ((static_cast<size_t>(e) * M + m0 + ar) * nb + ab) * 16;
+  const size_t astep = static_cast<size_t>(128) * nb * 16;
   const int adst = ar * kMoeTcWRow + ((ab ^ ((ar >> 2) & 1)) << 4);
   const int bn = tid % 64, bq0 = 2 * ((tid / 64) % 2), bb = tid / 128;
   const int bdst = kMoeTcBM * kMoeTcWRow + (4 * bb + bq0) * 1024 + 16 * bn;
@@ -394,7 +390,7 @@ __global__ __launch_bounds__(kMoeThreads, 2) void moe_wgmma_kernel(MoeExpertArgs
 #pragma unroll
     for (int i = 0; i < 2; ++i)
       if (ar + 128 * i < mrows)
-        tile::cp_async16(base + adst + i * 128 * kMoeTcWRow, asrc + i * astep + static_cast<size_t>(kt) * kMoeTcKB * kMoeBlockStride);
+        tile::cp_async16(base + adst + i * 128 * kMoeTcWRow, asrc + i * astep + static_cast<size_t>(kt) * kMoeTcKB * 16);
     if (boff != ~0u) {
       const uint4* src = xq + boff + static_cast<size_t>(kt) * kMoeTcKB * 8;
       tile::cp_async16(base + bdst, src);

@@ -18,16 +18,9 @@
 
 namespace gptoss::gpu {
 
-// Where weight row `row` of the [E * M] rows starts in the grouped expert blocks (moe.h); its
-// MXFP4 block b sits b * kMoeBlockStride bytes further.
-inline constexpr int kMoeBlockStride = 16 * kMoeRowGroup;
-__host__ __device__ __forceinline__ size_t moe_row_offset(size_t row, int nb) {
-  return (row / kMoeRowGroup) * static_cast<size_t>(nb) * kMoeBlockStride + (row % kMoeRowGroup) * 16;
-}
-
 // Arguments of one expert matmul (mlp1 or mlp2), shared by the GEMV, grouped GEMM and tile kernels.
 struct MoeExpertArgs {
-  const uint8_t* blocks;   // [E * M / G, K/32, G, 16] (moe.h: G = kMoeRowGroup)
+  const uint8_t* blocks;   // [E, M, K/32, 16]
   const uint8_t* scales;   // [E, M, K/32]
   const uint16_t* bias;    // [E, M] bf16
   const float* x;          // mlp1: x_normed [rows, K]; mlp2: act [pairs, K] (grouped)

@@ -56,8 +56,7 @@ __global__ __launch_bounds__(kMoeThreads, 2) void moe_mma_kernel(MoeExpertArgs a
   }
   const bool bvalid = n0 + br < M;
   const size_t wrow = static_cast<size_t>(e) * M + (bvalid ? n0 + br : 0);
-  static_assert(kMoeTileK == 32 && kBBytes <= 16, "a thread's bytes of one K tile lie in one MXFP4 block");
-  const uint8_t* bblk = a.blocks + moe_row_offset(wrow, nb) + boff;
+  const uint8_t* bblk = a.blocks + wrow * (K / 2) + boff;
   const uint8_t* bsc = a.scales + wrow * nb + boff / 16;
 
   float4 ra[kAF / 4];
@@ -78,7 +77,7 @@ __global__ __launch_bounds__(kMoeThreads, 2) void moe_mma_kernel(MoeExpertArgs a
     if (bvalid) {
 #pragma unroll
       for (int i = 0; i < kBBytes / 8; ++i) {
-        rb[i] = *reinterpret_cast<const uint2*>(bblk + static_cast<size_t>(kt) * kMoeBlockStride + 8 * i);
+        rb[i] = *reinterpret_cast<const uint2*>(bblk + static_cast<size_t>(kt) * (kMoeTileK / 2) + 8 * i);
         rs[i] = bsc[kt * (kMoeTileK / 32) + i / 2];
       }
     }

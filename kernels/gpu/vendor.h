@@ -197,14 +197,12 @@ inline constexpr gpu_lane_mask_t kAllLanes = ~0u;
 // running (on SMs it leaves free, or as its blocks finish), so their launch, their set-up and their
 // first loads of constant data (weights) hide under its tail. The contract, for every kernel
 // launched this way:
-//   - before gpu_grid_wait() it writes nothing and reads only data no kernel writes (weights, its
-//     arguments), or what the kernel two launches back wrote (below; read past L1, ld_coherent:
-//     the MoE decode's second expert matmul routes its rows from the router's logits there);
-//     prefetch hints (gpu_prefetch_l2) may name anything;
+//   - before gpu_grid_wait() it reads only data no kernel writes (weights, its arguments) and
+//     writes nothing; prefetch hints (gpu_prefetch_l2) may name anything;
 //   - gpu_grid_wait() returns once the previous kernel has finished and its writes are visible;
-//   - gpu_grid_trigger() (called right after the wait, never before it) lets the next overlapped
-//     launch start. As every kernel triggers only after its own wait, a kernel that starts knows
-//     the kernel two launches back has finished.
+//   - gpu_grid_trigger() (called right after the wait) lets the next overlapped launch start. As
+//     every kernel triggers only after its own wait, a kernel that starts knows the kernel two
+//     launches back has finished.
 // A kernel that calls neither runs exactly as a plain launch. The flag is process-wide (set by the
 // GPU backend from BackendOptions::launch_overlap, on by default, before it captures any graph);
 // off until then, so a program that only calls kernels (the kernel tests) launches plainly unless

@@ -243,7 +243,6 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
     m.mlp2_blocks = P8(TensorKind::Mlp2Blocks, L);
     m.mlp2_scales = P8(TensorKind::Mlp2Scales, L);
     m.mlp2_bias = P(TensorKind::Mlp2Bias, L);
-    gpu::moe_group_expert_rows(m, stream_);  // the file's expert blocks -> the kernels' row groups
     const size_t n = (l.paged ? size_t(kv_blocks_) * kv_block : size_t(slots_) * l.cap) * kv_dim *
                      kv_elem_bytes;
     l.k_cache = d_kv_ + kv_off;
@@ -306,13 +305,6 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
     }
   }
   moe_scratch_ = gpu::moe_scratch_create(layers_[0].moe, kMaxStepRows, moe_opt);
-  if (use_decode_) {
-    const std::string why = gpu::moe_decode_shape_error(layers_[0].moe);
-    if (!why.empty()) {  // the batched kernels take every step instead
-      use_decode_ = false;
-      std::fprintf(stderr, "gpu %d: decode kernels off: the MoE decode kernels' %s\n", device_, why.c_str());
-    }
-  }
   if (use_decode_) moe_decode_scratch_ = gpu::moe_decode_scratch_create(layers_[0].moe, gpu::kDecodeMaxRows);
   GPU_CHECK(gpuStreamSynchronize(stream_));
 

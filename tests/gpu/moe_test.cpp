@@ -93,46 +93,6 @@ TEST(GpuMoe, RouterTiesLowerIndexFirst) {
   check_router(8, 3, 100, true, 6);
 }
 
-// ---------------------------------------------------------------- expert blocks' row groups
-// moe_group_expert_rows against the layout written out on the host: block b of row R at
-// ((R / G) * nb + b) * 16 G + (R % G) * 16 (moe.h): in one chunk, and through a temporary of 3
-// row groups (5 chunks, the last of 1 group; 20b's mlp1 takes 4 chunks of the default 64 MiB),
-// and its refusals.
-TEST(GpuMoe, GroupExpertRowsLayout) {
-  REQUIRE_GPU();
-  const int G = gpu::kMoeRowGroup;
-  struct Case {
-    size_t rows;
-    int K;
-    size_t temp;
-  };
-  for (const Case& cs : {Case{64, 192, size_t(64) << 20}, Case{3 * 5760, 2880, size_t(64) << 20},
-                         Case{size_t(13) * G, 192, size_t(3) * G * 192 / 2}}) {
-    const size_t rows = cs.rows;
-    const int K = cs.K;
-    const int nb = K / 32;
-    std::vector<uint8_t> file(rows * nb * 16);
-    Rng r(rows + K);
-    r.bytes(file.data(), file.size());
-    DevBuf<uint8_t> d(file.size());
-    d.upload(file);
-    gpu::moe_group_expert_rows(d.p, rows, K, nullptr, cs.temp);
-    const std::vector<uint8_t> got = d.download();
-    for (size_t R = 0; R < rows; ++R)
-      for (int b = 0; b < nb; ++b) {
-        const size_t at = ((R / G) * nb + b) * 16 * G + (R % G) * 16;
-        ASSERT_EQ(0, std::memcmp(got.data() + at, file.data() + (R * nb + b) * 16, 16))
-            << "rows " << rows << " K " << K << ": row " << R << " block " << b;
-      }
-  }
-  if (G > 1) {
-    DevBuf<uint8_t> d(16 * 64);
-    EXPECT_THROW(gpu::moe_group_expert_rows(d.p, G + 1, 32, nullptr), gptoss::Error);
-  }
-  DevBuf<uint8_t> d(16 * 64);
-  EXPECT_THROW(gpu::moe_group_expert_rows(d.p, 16, 40, nullptr), gptoss::Error);
-}
-
 // ---------------------------------------------------------------------------- MXFP4 decode
 TEST(GpuMoe, Mxfp4DecodeMatchesCpu) {
   REQUIRE_GPU();

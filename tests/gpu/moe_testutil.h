@@ -149,7 +149,6 @@ struct DevMoe {
     w.mlp2_blocks = mlp2_blocks.p;
     w.mlp2_scales = mlp2_scales.p;
     w.mlp2_bias = mlp2_bias.p;
-    gpu::moe_group_expert_rows(w, nullptr);  // the kernels' row groups (moe.h), as GpuBackend does
   }
 };
 

@@ -116,9 +116,9 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
 
   copy_block_scales(a.scales + (static_cast<size_t>(e) * M + m0) * nb, mrows * nb, scs, tid);
   // Loader roles. A: kMoeTcBM rows x kMoeTcKB blocks of 16 B = 2 chunks per thread; B: kMoeTcBN rows x
-  // 16 chunks of 16 B = 4 chunks per thread (kHiB: 8 chunks, 2 per thread). Weight rows past M are not loaded (their warps do
-  // not compute); B rows past the tile's rows are not loaded either (only their columns' outputs,
-  // which are dropped, read them).
+  // 16 chunks of 16 B = 4 chunks per thread (kHiB: 8 chunks, 2 per thread). Weight rows past M
+  // are not loaded (their warps do not compute); B rows past the tile's rows are not loaded
+  // either (only their columns' outputs, which are dropped, read them).
   // Kept compact (registers): thread tid copies weight rows r = tid / 2 + 128 i (block tid % 2)
   // and B rows n = tid / 16 + 16 i (chunk tid % 16; kHiB: tid / 8 + 32 i, chunk tid % 8); the
   // swizzle bits are the same for all i.

@@ -22,6 +22,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <utility>
 
 #include "gpu/ops.h"
 #include "moe_testutil.h"
@@ -286,6 +287,28 @@ TEST(GpuMoe, ForwardGroupedConfigs) {
 //   formats' unit roundoffs would be 1.6e-2; a wrong fragment, a lost subnormal code (+-0.5) or
 //   a wrong scale would be O(0.1-1)).
 //   !fold_scales: fp16 operands (2^-11 relative, ~4.9e-4): ~1e-3 at most; bound 2e-3.
+// The MoE update of one set of inputs under two scratches (two kernel choices): x ~ N(0, 1) of
+// `rows` rows from Rng(seed), the residual zero or (random_residual) drawn after x; returns both
+// residuals after moe_forward.
+std::pair<std::vector<float>, std::vector<float>> forward_twice(const DevMoe& dm, int H, int rows,
+                                                                uint64_t seed, bool random_residual,
+                                                                gpu::MoeGpuScratch& sa,
+                                                                gpu::MoeGpuScratch& sb) {
+  Rng r(seed);
+  std::vector<float> x(static_cast<size_t>(rows) * H), res0(x.size(), 0.0f);
+  for (auto& v : x) v = r.normal();
+  if (random_residual)
+    for (auto& v : res0) v = r.normal();
+  DevBuf<float> dx(x.size()), da(x.size()), db(x.size());
+  dx.upload(x);
+  da.upload(res0);
+  db.upload(res0);
+  gpu::moe_forward(dm.w, dx.p, rows, da.p, sa, nullptr);
+  gpu::moe_forward(dm.w, dx.p, rows, db.p, sb, nullptr);
+  GPU_CHECK(gpuDeviceSynchronize());
+  return {da.download(), db.download()};
+}
+
 TEST(GpuMoe, ForwardGroupedFast) {
   REQUIRE_GPU();
   if (gpu::kTarget.vendor != gpu::GpuVendor::nvidia) GTEST_SKIP() << "no grouped GEMM on this target";
@@ -321,18 +344,7 @@ TEST(GpuMoe, GroupedHiOnlyStagingSameBits) {
         oc.grouped_config = cfg;
         gpu::MoeGpuScratch sc = gpu::moe_scratch_create(dm.w, 600, oc);
         for (int rows : {4, 13, 37, 600}) {
-          Rng r(5300 + rows);
-          std::vector<float> x(static_cast<size_t>(rows) * sh.H), res0(x.size());
-          for (auto& v : x) v = r.normal();
-          for (auto& v : res0) v = r.normal();
-          DevBuf<float> dx(x.size()), d0(x.size()), dc(x.size());
-          dx.upload(x);
-          d0.upload(res0);
-          dc.upload(res0);
-          gpu::moe_forward(dm.w, dx.p, rows, d0.p, s0, nullptr);
-          gpu::moe_forward(dm.w, dx.p, rows, dc.p, sc, nullptr);
-          GPU_CHECK(gpuDeviceSynchronize());
-          const auto y0 = d0.download(), yc = dc.download();
+          const auto [y0, yc] = forward_twice(dm, sh.H, rows, 5300 + rows, true, s0, sc);
           size_t diff = 0;
           for (size_t i = 0; i < y0.size(); ++i) diff += std::memcmp(&y0[i], &yc[i], sizeof(float)) != 0;
           EXPECT_EQ(diff, 0u) << "H " << sh.H << " fold " << fold << " config " << cfg << " rows " << rows;
@@ -379,17 +391,7 @@ TEST(GpuMoe, ForwardGroupedWgmma) {
     gpu::MoeGpuScratch sw = gpu::moe_scratch_create(dm.w, 600, ow);
     gpu::MoeGpuScratch sm = gpu::moe_scratch_create(dm.w, 600, om);
     for (int rows : {4, 37, 600}) {
-      Rng r(4700 + rows);
-      std::vector<float> x(static_cast<size_t>(rows) * sh.H), res0(x.size(), 0.0f);
-      for (auto& v : x) v = r.normal();
-      DevBuf<float> dx(x.size()), dw(x.size()), dm2(x.size());
-      dx.upload(x);
-      dw.upload(res0);
-      dm2.upload(res0);
-      gpu::moe_forward(dm.w, dx.p, rows, dw.p, sw, nullptr);
-      gpu::moe_forward(dm.w, dx.p, rows, dm2.p, sm, nullptr);
-      GPU_CHECK(gpuDeviceSynchronize());
-      const auto yw = dw.download(), ym = dm2.download();
+      const auto [yw, ym] = forward_twice(dm, sh.H, rows, 4700 + rows, false, sw, sm);
       double num = 0, den = 0;
       for (size_t i = 0; i < yw.size(); ++i) {
         num += double(yw[i] - ym[i]) * (yw[i] - ym[i]);

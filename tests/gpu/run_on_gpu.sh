@@ -4,7 +4,10 @@
 # git-ignored folder (see docs/gpu.md). Logs go to $OUT (or ./gpu-out).
 # Usage: tests/gpu/run_on_gpu.sh [.dev/gpu2] [steps...]
 #   steps: tests golden probe decodebench bench top1 runbench getp compare ncu profile detail
-#          memcheck big120 precision
+#          memcheck big120 precision moecfg
+#   moecfg: the grouped MoE GEMM's configurations 0, 3 and 4 (MoeOptions::grouped_config; 3 and 4
+#           stage x hi-only, 4 / 5 stages at two blocks per SM), interleaved twice: bench-moe at
+#           256 / 512 / 4096 rows and the engine's batch-256 step + 512-row prefill (moecfg.csv)
 #   decodebench: the batch-1 decode matmuls and the MoE block as chains of launches next to the
 #           read probe over the same bytes (bench-kernels --decode): a kernel's fixed cost at 25-53 MB
 #   detail: ncu sections (stall reasons, issue slots, memory) of the batch-256 decode step's
@@ -153,6 +156,23 @@ if has compare; then
     done
   done
   cat "$O/compare.csv"
+fi
+if has moecfg; then
+  echo "rep,config,test,value" > "$O/moecfg.csv"
+  for rep in 1 2; do
+    for c in 0 3 4; do
+      "$B/bench-moe" --reps 10 --rows 256,512,4096 --precision fast --grouped-config $c > "$O/moecfg-m$c.log" 2>&1
+      grep -h time_us "$O/moecfg-m$c.log" | sed -E 's/.*"rows": ([0-9]+).*"time_us": ([0-9.]+).*/\1 \2/' |
+        while read -r rows us; do echo "$rep,$c,moe_us_rows$rows,$us" >> "$O/moecfg.csv"; done
+      "$B/bench-engine" $M --ctx 2048 --pp 1024 --pp-chunk 512 --batch 256 --tg 16 --decode-pos 1024 \
+        --moe-config $c > "$O/moecfg-e$c.log" 2>&1
+      pp=$(grep -oE '"step": "pp1024"[^}]*"tok_per_s": [0-9.]+' "$O/moecfg-e$c.log" | grep -oE '[0-9.]+$')
+      ms=$(grep -oE '"batch": 256[^}]*"ms_per_step": [0-9.]+' "$O/moecfg-e$c.log" | grep -oE '[0-9.]+$')
+      echo "$rep,$c,pp1024_tok_s,$pp" >> "$O/moecfg.csv"
+      echo "$rep,$c,b256_ms_per_step,$ms" >> "$O/moecfg.csv"
+    done
+  done
+  cat "$O/moecfg.csv"
 fi
 if has ncu; then  # per-kernel device time and DRAM bytes of batch-1 decode steps (graph nodes)
   NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)

@@ -121,8 +121,8 @@ void bench_matmul(const char* name, int K, int M, const std::vector<int>& rows_l
 }
 
 #if !defined(GPTOSS_HIP)
-// The fast GEMM (bf16 x, as precision fast runs it after f32_to_bf16) with 1 K split and with
-// fast_gemm_splits(K, M).
+// The fast GEMM (bf16 x, as precision fast runs it after f32_to_bf16): the mma.sync kernel with
+// 1 K split and with fast_gemm_splits(K, M), and the wgmma kernel where it runs.
 void bench_fast_gemm(const char* name, int K, int M, const std::vector<int>& rows_list) {
   const size_t wbytes = size_t(M) * K * 2;
   const int copies = int(std::max<size_t>(1, (3 * g_l2_bytes + wbytes - 1) / wbytes));
@@ -137,17 +137,27 @@ void bench_fast_gemm(const char* name, int K, int M, const std::vector<int>& row
   GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&sem), gpu::kGemmSemSlots * 4));
   GPU_CHECK(gpuMemset(sem, 0, gpu::kGemmSemSlots * 4));
   const int auto_splits = gpu::fast_gemm_splits(K, M);
-  for (int rows : rows_list)
+  const double flops_per_row = 2.0 * double(M) * K;
+  const std::string shape = std::string(name) + " " + std::to_string(M) + "x" + std::to_string(K);
+  for (int rows : rows_list) {
+    const double bytes = double(wbytes) + double(rows) * K * 2 + double(rows) * M * 4 + M * 2;
     for (int splits : {1, auto_splits}) {
       double us = time_us([&](int i) {
-        gpu::bf16_bf16w_gemm(x, w[i % copies], bias, y, rows, K, M, false, g_stream, sem, splits);
+        gpu::bf16_bf16w_gemm(x, w[i % copies], bias, y, rows, K, M, false, g_stream, sem, splits,
+                             gpu::GemmKernel::mma);
       });
-      const double bytes = double(wbytes) + double(rows) * K * 2 + double(rows) * M * 4 + M * 2;
-      const std::string kernel = "bf16_bf16w_gemm splits " + std::to_string(splits);
-      report(kernel.c_str(), std::string(name) + " " + std::to_string(M) + "x" + std::to_string(K), rows, us, bytes,
-             2.0 * rows * double(M) * K);
+      const std::string kernel = "bf16_bf16w_gemm mma splits " + std::to_string(splits);
+      report(kernel.c_str(), shape, rows, us, bytes, rows * flops_per_row);
       if (auto_splits == 1) break;
     }
+    if (gpu::gemm_wgmma_available()) {
+      double us = time_us([&](int i) {
+        gpu::bf16_bf16w_gemm(x, w[i % copies], bias, y, rows, K, M, false, g_stream, sem, 1,
+                             gpu::GemmKernel::wgmma);
+      });
+      report("bf16_bf16w_gemm wgmma", shape, rows, us, bytes, rows * flops_per_row);
+    }
+  }
   for (auto p : w) GPU_CHECK(gpuFree(p));
   GPU_CHECK(gpuFree(bias));
   GPU_CHECK(gpuFree(x));

@@ -10,8 +10,8 @@
 //     step), so the activation operand keeps ~16 significant bits (fp32-quality products).
 //   GEMM, precision fast: x rounded to bf16 once (f32_to_bf16), then on NVIDIA the bf16 GEMM
 //     (64 | 128 outputs x 64 | 128 rows per block, K split over up to 4 blocks per output tile,
-//     4-stage cp.async pipeline, ldmatrix, one MMA per product); on HIP the wave-tile GEMM with
-//     the hi tile only.
+//     4-stage cp.async pipeline, ldmatrix, one MMA per product), or on Hopper its wgmma twin
+//     (gemm_wgmma.cu; ops.h GemmKernel); on HIP the wave-tile GEMM with the hi tile only.
 #include <algorithm>
 #include <mutex>
 #include <set>
@@ -452,14 +452,22 @@ int fast_gemm_splits(int K, int M) {
 }
 
 void bf16_bf16w_gemm(const bf16_t* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
-                     int K, int M, bool accumulate, gpuStream_t stream, uint32_t* sem, int splits) {
+                     int K, int M, bool accumulate, gpuStream_t stream, uint32_t* sem, int splits,
+                     GemmKernel kernel) {
   if (rows <= 0 || M <= 0) return;
   GPTOSS_ASSERT(K % 32 == 0);
 #if defined(GPTOSS_HIP)
   (void)x, (void)w, (void)bias, (void)y, (void)accumulate, (void)stream, (void)sem, (void)splits;
+  (void)kernel;
   fail("bf16_bf16w_gemm: NVIDIA only (HIP's fast precision stages fp32 activations directly)");
 #else
   if (splits <= 0) splits = sem ? fast_gemm_splits(K, M) : 1;
+  if (kernel == GemmKernel::wgmma && splits > 1)
+    fail("bf16_bf16w_gemm: the wgmma kernel runs one K split (%d asked)", splits);
+  if (kernel == GemmKernel::wgmma) {
+    bf16_wgmma_gemm(x, w, bias, y, rows, K, M, accumulate, stream);
+    return;
+  }
   if (splits > K / kTileK) fail("bf16_bf16w_gemm: %d K splits of %d K steps", splits, K / kTileK);
   if (splits > 1 && !sem) fail("bf16_bf16w_gemm: %d K splits need the semaphore scratch", splits);
   // The largest tile (128 x 128, 64 x 128, 64 x 64) whose grid (times the splits) still gives
@@ -477,7 +485,7 @@ void bf16_bf16w_gemm(const bf16_t* x, const bf16_t* w, const bf16_t* bias, float
 
 void f32_bf16w_gemm(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
                     int K, int M, bool accumulate, gpuStream_t stream, Precision precision,
-                    bf16_t* x16, uint32_t* gemm_sem) {
+                    bf16_t* x16, uint32_t* gemm_sem, GemmKernel kernel) {
   if (rows <= 0 || M <= 0) return;
   GPTOSS_ASSERT(K % kTileK == 0);
   if (precision == Precision::exact) {
@@ -485,22 +493,22 @@ void f32_bf16w_gemm(const float* x, const bf16_t* w, const bf16_t* bias, float* 
     return;
   }
 #if defined(GPTOSS_HIP)
-  (void)x16, (void)gemm_sem;
+  (void)x16, (void)gemm_sem, (void)kernel;
   launch_wave_tile_gemm<false>(x, w, bias, y, rows, K, M, accumulate, stream);
 #else
   GPTOSS_ASSERT(x16 != nullptr);
   f32_to_bf16(x, x16, static_cast<size_t>(rows) * K, stream);
-  bf16_bf16w_gemm(x16, w, bias, y, rows, K, M, accumulate, stream, gemm_sem);
+  bf16_bf16w_gemm(x16, w, bias, y, rows, K, M, accumulate, stream, gemm_sem, 0, kernel);
 #endif
 }
 
 void f32_bf16w_matmul(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
                       int K, int M, bool accumulate, gpuStream_t stream, Precision precision,
-                      bf16_t* x16, uint32_t* gemm_sem) {
+                      bf16_t* x16, uint32_t* gemm_sem, GemmKernel kernel) {
   if (rows <= kGemvMaxRows)
     f32_bf16w_gemv(x, w, bias, y, rows, K, M, accumulate, stream);
   else
-    f32_bf16w_gemm(x, w, bias, y, rows, K, M, accumulate, stream, precision, x16, gemm_sem);
+    f32_bf16w_gemm(x, w, bias, y, rows, K, M, accumulate, stream, precision, x16, gemm_sem, kernel);
 }
 
 }  // namespace gptoss::gpu

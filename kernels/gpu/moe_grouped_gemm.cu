@@ -342,7 +342,10 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
 // 128 wg .. 128 wg + 127 as two m64 halves; warp wi of it holds rows 64 h + 16 wi + {g, g + 8} of
 // half h. Per k16 step each lane decodes its A fragment (the same words and fold as
 // moe_tc_kernel) and the warpgroup issues one wgmma m64 x N x k16 per half, N = 8 ceil(rows / 8)
-// (the tile's rows, all at once), B = x from shared memory.
+// (the tile's rows, all at once), B = x from shared memory. The A registers alternate between
+// the two MXFP4 blocks of a stage and each block waits only for the previous block's wgmmas, so
+// a block's decode runs while the tensor cores multiply the one before; a stage's slot is
+// refilled two stages after it was read (kStages - 2 stages copied ahead).
 // B (x, staged by moe_stage_x_kernel in mode fast_wgmma, or mlp1's epilogue) per row and MXFP4
 // block: 64 bytes, 16-byte chunk q = the words q of lanes t = 0..3 = bf16 pairs (8t + q,
 // 8t + q + 4), i.e. the logical k 0..7 of the A fragments' pairs q. k16 step s of block b uses
@@ -353,6 +356,7 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
 // are independent and the K order is fixed).
 template <bool kMlp1, int kStages>
 __global__ __launch_bounds__(kMoeThreads, 2) void moe_wgmma_kernel(MoeExpertArgs a) {
+  static_assert(kStages >= 3, "a stage being read, one whose wgmmas may still run, one copied");
 #if defined(GPTOSS_WGMMA_DEVICE)
   extern __shared__ uint4 wg_smem4[];
   unsigned char* smem = reinterpret_cast<unsigned char*>(wg_smem4);
@@ -398,7 +402,7 @@ __global__ __launch_bounds__(kMoeThreads, 2) void moe_wgmma_kernel(MoeExpertArgs
     }
   };
 #pragma unroll
-  for (int st = 0; st < kStages - 1; ++st) {
+  for (int st = 0; st < kStages - 2; ++st) {
     if (st < nk) load_stage(st, st);
     tile::cp_async_commit();
   }
@@ -416,17 +420,14 @@ __global__ __launch_bounds__(kMoeThreads, 2) void moe_wgmma_kernel(MoeExpertArgs
 
   auto run = [&]<int NT>() {
     constexpr int ND = 4 * NT;  // accumulators per half: N / 2
-    float acc[2][ND];
-#pragma unroll
-    for (int h = 0; h < 2; ++h)
-#pragma unroll
-      for (int i = 0; i < ND; ++i) acc[h][i] = 0.0f;
+    float acc[2][ND];  // set by the first k16 step (accumulate 0: see wgmma_bf16_ss64)
+    uint32_t af[kMoeTcKB][2][2][4];  // [block of the stage][half][k16 step s][A register]
     for (int kt = 0; kt < nk; ++kt) {
-      tile::cp_async_wait<kStages - 2>();
+      tile::cp_async_wait<kStages - 3>();
       wg::fence_proxy_async();  // this thread's copies of stage kt, visible to the async proxy
-      __syncthreads();          // stage kt (and the scales) visible; stage kt - 1 free for reuse
+      __syncthreads();  // stage kt (and the scales) visible; the wgmmas of stage kt - 2 done
       {
-        const int nx = kt + kStages - 1;
+        const int nx = kt + kStages - 2;  // into the slot stage kt - 2 was read from
         if (nx < nk) load_stage(nx, nx % kStages);
         tile::cp_async_commit();
       }
@@ -435,7 +436,6 @@ __global__ __launch_bounds__(kMoeThreads, 2) void moe_wgmma_kernel(MoeExpertArgs
 #pragma unroll
       for (int b = 0; b < kMoeTcKB; ++b) {
         const int bg = kt * kMoeTcKB + b;
-        uint32_t af[2][2][4];  // [half][k16 step s][A register]
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           // Rows past mrows: stage bytes never loaded, scales never copied (inside the
@@ -448,10 +448,10 @@ __global__ __launch_bounds__(kMoeThreads, 2) void moe_wgmma_kernel(MoeExpertArgs
           const uint32_t f1 = mxfp4_fold_scale_bf16x2(scs[(r + 8) * nb + bg]) & amask[h];
 #pragma unroll
           for (int st = 0; st < 2; ++st) {
-            af[h][st][0] = tile::bf16x2_mul(mxfp4_pair_bf16(w0, 2 * st), f0);
-            af[h][st][1] = tile::bf16x2_mul(mxfp4_pair_bf16(w1, 2 * st), f1);
-            af[h][st][2] = tile::bf16x2_mul(mxfp4_pair_bf16(w0, 2 * st + 1), f0);
-            af[h][st][3] = tile::bf16x2_mul(mxfp4_pair_bf16(w1, 2 * st + 1), f1);
+            af[b][h][st][0] = tile::bf16x2_mul(mxfp4_pair_bf16(w0, 2 * st), f0);
+            af[b][h][st][1] = tile::bf16x2_mul(mxfp4_pair_bf16(w1, 2 * st), f1);
+            af[b][h][st][2] = tile::bf16x2_mul(mxfp4_pair_bf16(w0, 2 * st + 1), f0);
+            af[b][h][st][3] = tile::bf16x2_mul(mxfp4_pair_bf16(w1, 2 * st + 1), f1);
           }
         }
         wg::wgmma_fence();
@@ -459,12 +459,15 @@ __global__ __launch_bounds__(kMoeThreads, 2) void moe_wgmma_kernel(MoeExpertArgs
         for (int st = 0; st < 2; ++st) {
           const uint64_t desc = wg::smem_desc(Xs + (4 * b + 2 * st) * 1024, 1024, 128);
 #pragma unroll
-          for (int h = 0; h < 2; ++h) wg::wgmma_bf16_rs<8 * NT>(acc[h], af[h][st], desc);
+          for (int h = 0; h < 2; ++h) wg::wgmma_bf16_rs<8 * NT>(acc[h], af[b][h][st], desc, bg > 0 || st > 0);
         }
         wg::wgmma_commit();
-        wg::wgmma_wait<0>();
+        // The previous block's group done: its A registers (af[b ^ 1]) may be decoded into next,
+        // while this block's wgmmas run.
+        wg::wgmma_wait<1>();
       }
     }
+    wg::wgmma_wait<0>();
     wg::wgmma_fence_acc<ND>(acc[0]);
     wg::wgmma_fence_acc<ND>(acc[1]);
 
@@ -559,10 +562,10 @@ void moe_grouped_kernel_fns(std::vector<MoeKernelFn>& out) {
   GPTOSS_TC(false, 5, 2, 2);
 #undef GPTOSS_TC_MODES
 #undef GPTOSS_TC
-  out.push_back(moe_kernel_fn("moe_wgmma_kernel<true, 3>", moe_wgmma_kernel<true, 3>));
-  out.push_back(moe_kernel_fn("moe_wgmma_kernel<false, 3>", moe_wgmma_kernel<false, 3>));
   out.push_back(moe_kernel_fn("moe_wgmma_kernel<true, 4>", moe_wgmma_kernel<true, 4>));
   out.push_back(moe_kernel_fn("moe_wgmma_kernel<false, 4>", moe_wgmma_kernel<false, 4>));
+  out.push_back(moe_kernel_fn("moe_wgmma_kernel<true, 5>", moe_wgmma_kernel<true, 5>));
+  out.push_back(moe_kernel_fn("moe_wgmma_kernel<false, 5>", moe_wgmma_kernel<false, 5>));
 }
 
 void moe_launch_stage_x(const MoePlan& p, const float* x, int rows, int H, uint32_t* xq,
@@ -596,10 +599,10 @@ void moe_launch_grouped(const MoePlan& p, int m, const MoeExpertArgs& a, gpuStre
   };
   auto by_mode = [&]<bool kMlp1>() {
     if (p.tc_mode == MoeTcMode::fast_wgmma) {
-      if (p.tc_stages == 4)
-        moe_wgmma_kernel<kMlp1, 4><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
+      if (p.tc_stages == 5)
+        moe_wgmma_kernel<kMlp1, 5><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
       else
-        moe_wgmma_kernel<kMlp1, 3><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
+        moe_wgmma_kernel<kMlp1, 4><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
       return;
     }
     switch (p.tc_mode) {

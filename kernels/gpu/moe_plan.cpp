@@ -59,9 +59,9 @@ const char* tc_name(bool mlp1, int stages, int min_blocks, MoeTcMode mode) {
   return names[size_t((mlp1 ? 1 : 0) * 15 + si * 3 + static_cast<int>(mode))].c_str();
 }
 const char* wg_name(bool mlp1, int stages) {
-  static const char* n[2][2] = {{"moe_wgmma_kernel<false, 3>", "moe_wgmma_kernel<false, 4>"},
-                                {"moe_wgmma_kernel<true, 3>", "moe_wgmma_kernel<true, 4>"}};
-  return n[mlp1][stages == 4];
+  static const char* n[2][2] = {{"moe_wgmma_kernel<false, 4>", "moe_wgmma_kernel<false, 5>"},
+                                {"moe_wgmma_kernel<true, 4>", "moe_wgmma_kernel<true, 5>"}};
+  return n[mlp1][stages == 5];
 }
 const char* tiles_name(bool mlp1) { return mlp1 ? "moe_mma_kernel<true>" : "moe_mma_kernel<false>"; }
 
@@ -141,10 +141,11 @@ MoePlan moe_plan(const MoeShape& sh, int rows, const MoeOptions& o, const GpuTar
     p.tc_min_blocks = kMinBlocks[o.grouped_config];
     p.tc_mode = !o.fast ? MoeTcMode::exact : o.fold_scales ? MoeTcMode::fast_bf16 : MoeTcMode::fast_f16;
     if (p.tc_mode == MoeTcMode::fast_bf16 && o.wgmma) {
-      // wgmma: 4 stages, two blocks per SM (config 0), or 3 (configs 1, 2: fewer bytes, more
-      // blocks in flight).
+      // wgmma: 5 stages, two blocks per SM (config 0), or 4 (configs 1, 2: fewer bytes, more
+      // blocks in flight); a stage's slot is refilled two stages after it was read (one group of
+      // wgmmas stays in flight), so 3 or 2 stages are being copied ahead.
       p.tc_mode = MoeTcMode::fast_wgmma;
-      p.tc_stages = o.grouped_config == 0 ? 4 : 3;
+      p.tc_stages = o.grouped_config == 0 ? 5 : 4;
       p.tc_min_blocks = 2;
     }
     p.stage_x_k = launch("moe_stage_x_kernel", ceil_div(static_cast<long long>(rows) * (H / 32) * 4, kMoeThreads),

@@ -73,7 +73,8 @@ struct MoeOptions {
   // as wgmma's B; one wgmma per 64 weight rows x all the tile's rows x k16 instead of 2 x 8
   // mma.sync). Needs a build for sm_90a (CMAKE_CUDA_ARCHITECTURES 90a defines GPTOSS_WGMMA).
   // Off by default: on an H100 the engine's batch-256 step was no faster with it
-  // (docs/performance.md, 2026-12-06).
+  // (docs/performance.md, 2026-12-06), when each MXFP4 block's wgmmas were waited for before the
+  // next block's decode (now overlapped: docs/gpu.md).
   bool wgmma = false;
 };
 // The largest E8M0 scale the folded-scale grouped GEMM takes: 2^(s - 1) must be a bf16 normal

@@ -46,12 +46,21 @@ enum class Precision { exact, fast };
 // (x is rounded into it, then bf16_bf16w_gemm); HIP ignores it (the wave-tile GEMM stages the hi
 // half only). gemm_sem (optional, fast on NVIDIA): kGemmSemSlots zeroed words of device scratch
 // that let the fast GEMM split K (bf16_bf16w_gemm); the GEMM leaves them zeroed.
+// kernel: the fast GEMM's kernel on NVIDIA (GemmKernel below).
 inline constexpr int kGemvMaxRows = 8;
 inline constexpr int kGemmSemSlots = 16384;
+// The fast GEMM's kernel (NVIDIA, precision fast): mma = mma.sync m16n8k16 (sm_80+; the default,
+// and the one that splits K), wgmma = Hopper's warpgroup MMA (gemm_wgmma.cu; sm_90a builds on an
+// sm_90 GPU, where gemm_wgmma_available(); one K split). The two add K in different orders (~1e-6
+// apart); within one kernel a row's bits never depend on the other rows of the call. wgmma is
+// opt-in: on an H100 it is slower than mma at every shape so far (docs/performance.md,
+// 2026-12-07).
+enum class GemmKernel { mma, wgmma };
+bool gemm_wgmma_available();
 void f32_bf16w_matmul(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
                       int K, int M, bool accumulate, gpuStream_t stream,
                       Precision precision = Precision::exact, bf16_t* x16 = nullptr,
-                      uint32_t* gemm_sem = nullptr);
+                      uint32_t* gemm_sem = nullptr, GemmKernel kernel = GemmKernel::mma);
 // The two paths, for tests and the benchmark. gemv: rows <= kGemvMaxRows, K % 8 == 0.
 // A row's result does not depend on `rows` within a path (fixed reduction order per row).
 void f32_bf16w_gemv(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
@@ -59,13 +68,17 @@ void f32_bf16w_gemv(const float* x, const bf16_t* w, const bf16_t* bias, float* 
 void f32_bf16w_gemm(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
                     int K, int M, bool accumulate, gpuStream_t stream,
                     Precision precision = Precision::exact, bf16_t* x16 = nullptr,
-                    uint32_t* gemm_sem = nullptr);
+                    uint32_t* gemm_sem = nullptr, GemmKernel kernel = GemmKernel::mma);
 // NVIDIA: y (=|+=) x W^T + b with x already bf16 [rows, K] (the fast GEMM; any rows >= 1).
 // splits: K split over that many blocks per output tile, added into y in split order (needs sem,
 // kGemmSemSlots zeroed words); 0 = fast_gemm_splits(K, M) with sem, 1 without.
+// kernel wgmma with splits > 1 is an error.
 void bf16_bf16w_gemm(const bf16_t* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
                      int K, int M, bool accumulate, gpuStream_t stream, uint32_t* sem = nullptr,
-                     int splits = 0);
+                     int splits = 0, GemmKernel kernel = GemmKernel::mma);
+// The wgmma kernel itself (any rows >= 1, K % 8 == 0; one K split): gemm_wgmma.cu.
+void bf16_wgmma_gemm(const bf16_t* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
+                     int K, int M, bool accumulate, gpuStream_t stream);
 // The fast GEMM's K splits for an M x K weight (1..4): a function of (K, M) and the device's SM
 // count only, so a row's result does not depend on the other rows of its step.
 int fast_gemm_splits(int K, int M);

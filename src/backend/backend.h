@@ -86,6 +86,11 @@ struct BackendOptions {
   // output tile (kernels/gpu/matmul.cu fast_gemm_splits). Off by default: slower at every shape
   // on an H100 (docs/performance.md, 2026-12-05); bench-engine --split-k 1.
   bool gemm_split_k = false;
+  // GPU (NVIDIA), precision fast: the dense GEMMs (qkv, output projection, LM head of steps past
+  // the decode kernels) on Hopper's wgmma (kernels/gpu/ops.h GemmKernel::wgmma; an sm_90a build on
+  // an sm_90 card, one K split). Off by default: slower than the mma.sync kernel on an H100
+  // (docs/performance.md, 2026-12-07); bench-engine --gemm-wgmma 1.
+  bool gemm_wgmma = false;
 };
 
 class Backend {

@@ -11,13 +11,15 @@
 //   bench-engine MODEL [--ctx N] [--pp N] [--pp-chunk N] [--tg N] [--batch 1,16,64]
 //                      [--decode-pos P] [--profile pp|decode] [--no-decode-kernels]
 //                      [--precision exact|fast] [--moe-fold 0|1] [--split-k 0|1] [--overlap 0|1]
-//                      [--wgmma 0|1] [--moe-config N] [--kv-block B]
+//                      [--wgmma 0|1] [--gemm-wgmma 0|1] [--moe-config N] [--kv-block B]
 //   --moe-fold 0: precision fast with the MoE grouped GEMM on fp16 weights and per-block scales
 //   instead of bf16 weights with the scales folded in (kernels/gpu/moe_plan.h MoeOptions; default
 //   1); --split-k 1: the fast GEMM's K split (BackendOptions::gemm_split_k; default 0: slower on
 //   an H100, docs/performance.md); --overlap 0|1: launch overlap (BackendOptions::launch_overlap;
 //   default on, as run's);
 //   --wgmma 1: the MoE grouped GEMM on wgmma (MoeOptions::wgmma; sm_90a builds)
+//   --gemm-wgmma 1: the dense GEMMs on Hopper's wgmma instead of mma.sync
+//   (BackendOptions::gemm_wgmma; default 0)
 //   --moe-config N: the MoE grouped GEMM's configuration (MoeOptions::grouped_config, 0..4;
 //   3 and 4 with precision fast only)
 //   --kv-block B: the paged KV cache (BackendOptions::kv_block_tokens, B a power of two; as run
@@ -40,6 +42,7 @@
 #include "common/error.h"
 #include "backend/engine.h"
 #include "backend_gpu/gpu_backend.h"
+#include "gpu/ops.h"
 #include "model/config.h"
 #include "model/model_file.h"
 
@@ -90,7 +93,7 @@ int main(int argc, char** argv) {
     std::string precision;  // "" = the GPU default
     bool write_only = false, decode_kernels = true, moe_fold = true, split_k = false;
     bool overlap = BackendOptions{}.launch_overlap;
-    bool wgmma = false;
+    bool wgmma = false, gemm_wgmma = BackendOptions{}.gemm_wgmma;
     int kv_block = 0, moe_config = 0;
     std::vector<int> batches = {1, 16, 64};
     for (int i = 1; i < argc; ++i) {
@@ -120,6 +123,10 @@ int main(int argc, char** argv) {
         const std::string v = next();
         if (v != "0" && v != "1") fail("bench-engine: --wgmma %s: expected 0 or 1", v.c_str());
         wgmma = v == "1";
+      } else if (a == "--gemm-wgmma") {  // 1: the dense GEMMs on wgmma (BackendOptions::gemm_wgmma)
+        const std::string v = next();
+        if (v != "0" && v != "1") fail("bench-engine: --gemm-wgmma %s: expected 0 or 1", v.c_str());
+        gemm_wgmma = v == "1";
       } else if (a == "--overlap") {  // launch overlap (BackendOptions::launch_overlap)
         const std::string v = next();
         if (v != "0" && v != "1") fail("bench-engine: --overlap %s: expected 0 or 1", v.c_str());
@@ -164,6 +171,7 @@ int main(int argc, char** argv) {
     opt.gemm_split_k = split_k;
     opt.launch_overlap = overlap;
     opt.moe.wgmma = wgmma;
+    opt.gemm_wgmma = gemm_wgmma;
     opt.moe.grouped_config = moe_config;
     // Paged: slot s's positions [i B, (i + 1) B) in block perm[s * per_seq + i].
     const int per_seq = kv_block > 0 ? (ctx + kv_block - 1) / kv_block : 0;
@@ -182,10 +190,11 @@ int main(int argc, char** argv) {
     auto eng = make_gpu_engine(model, opt);
     std::printf("{\"step\": \"load\", \"model\": \"%s\", \"GB\": %.2f, \"s\": %.2f, \"kv_GiB\": %.2f, "
                 "\"moe_fold\": %d, \"split_k\": %d, \"overlap\": %d, \"wgmma\": %d, \"moe_config\": %d, "
-                "\"kv_block\": %d}\n",
+                "\"kv_block\": %d, \"gemm_wgmma\": %d}\n",
                 model.description().c_str(), model.file_bytes() / 1e9, since_s(t0),
                 eng->kv_cache_bytes() / double(1u << 30), moe_fold ? 1 : 0, split_k ? 1 : 0,
-                overlap ? 1 : 0, wgmma ? 1 : 0, moe_config, kv_block);
+                overlap ? 1 : 0, wgmma ? 1 : 0, moe_config, kv_block,
+                gemm_wgmma ? 1 : 0);
     const int V = eng->config().vocab;
     std::vector<float> logits;
     std::mt19937 rng(2);

@@ -158,6 +158,7 @@ class GpuBackend final : public Backend {
   int kv_blocks_ = 0, kv_shift_ = 0, kv_table_stride_ = 0;
   int32_t* d_kv_table_ = nullptr;  // [slots_, kv_table_stride_]
   gpu::Precision precision_ = gpu::Precision::exact;  // the matrix work's (--precision)
+  gpu::GemmKernel gemm_kernel_ = gpu::GemmKernel::mma;  // the fast GEMM's (gemm_wgmma)
   gpuStream_t stream_ = nullptr;
   bool use_graphs_ = true;
   bool use_tiles_ = true;  // prompt runs through the flash-attention tile kernel

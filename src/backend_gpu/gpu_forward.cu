@@ -29,7 +29,7 @@ void GpuBackend::enqueue_step(int rows, bool embed) {
   for (size_t L = 0; L < layers_.size(); ++L) {
     const LayerW& l = layers_[L];
     gpu::f32_bf16w_matmul(d_xn_, l.qkv_w, l.qkv_b, d_qkv_, rows, H, R, false, stream_, precision_,
-                          d_x16_, d_gemm_sem_);
+                          d_x16_, d_gemm_sem_, gemm_kernel_);
     if (kv_f32_)
       gpu::f32_rope_kv_write(d_qkv_, d_rope_, d_pos, d_slot, rows, c.n_heads, c.n_kv_heads,
                              c.head_dim, static_cast<float*>(l.k_cache),
@@ -40,7 +40,7 @@ void GpuBackend::enqueue_step(int rows, bool embed) {
                              static_cast<bf16_t*>(l.v_cache), l.cap, kv_pages(l), stream_);
     enqueue_attention(l, rows, d_skip);
     gpu::f32_bf16w_matmul(d_att_, l.out_w, l.out_b, d_x_, rows, c.q_dim(), H, true, stream_,
-                          precision_, d_x16_, d_gemm_sem_);
+                          precision_, d_x16_, d_gemm_sem_, gemm_kernel_);
     gpu::f32_bf16w_rmsnorm(d_x_, l.mlp_norm, d_xn_, rows, H, c.rms_eps, nullptr, stream_);
     gpu::MoeNextNorm next;
     if (L + 1 < layers_.size()) next = {layers_[L + 1].attn_norm, c.rms_eps, d_xn_};
@@ -241,7 +241,7 @@ void GpuBackend::enqueue_norm_head(const float* x, const int32_t* d_rows, int n,
   }
   gpu::f32_bf16w_rmsnorm(x, norm, d_xn_, n, c.hidden, c.rms_eps, d_rows, stream_);
   gpu::f32_bf16w_matmul(d_xn_, w, nullptr, logits, n, c.hidden, width, false, stream_, precision_,
-                        d_x16_, d_gemm_sem_);
+                        d_x16_, d_gemm_sem_, gemm_kernel_);
 }
 
 }  // namespace gptoss::gpu_backend

@@ -13,6 +13,7 @@
 //                     4096). The old bf16-only staging gave ~1e-3 and fails this bound.
 //   1e-5  GEMM, precision fast, vs CPU on bf16(x): the same products exactly (bf16 x bf16 in
 //                     fp32), fp32 accumulation order only; vs CPU on x: <= 2^-9 (the rounding).
+//                     Both NVIDIA kernels (mma.sync, Hopper's wgmma) to the same bound.
 //   1e-5  attention   same bf16 K/V values on both sides (CPU gets them widened to fp32); fp32
 //                     scores, exp and sums in another order (split-K pieces merged with rescaling).
 //                     NVIDIA's default tensor-core kernel takes q and p as bf16 hi + lo (2^-17
@@ -250,6 +251,77 @@ TEST(GpuKernels, gemm_fast_split_k) {
                        nullptr, gpu::Precision::fast);
   auto g300 = gpu_matmul(true, x, w, nullptr, 300, K, M, nullptr, gpu::Precision::fast);
   EXPECT_EQ(0, std::memcmp(g9.data(), g300.data(), size_t(9) * M * sizeof(float)));
+}
+
+// The fast GEMM on Hopper's wgmma (gemm_wgmma.cu; the engine's dense GEMMs with
+// BackendOptions::gemm_wgmma): against the CPU on bf16(x) at the mma.sync kernel's 1e-5, with and
+// without accumulation and bias, over every tile shape it picks (64 or 128 rows x 64, 128 or 256
+// outputs per block: the shapes below, chosen by the grid on this device), partial row / output
+// tiles, and K not a multiple of its 64-wide stages (104: a zero-filled tail). Row independence:
+// the first rows' bits with 9, 64, 130 and 300 rows in the call (both block heights).
+TEST(GpuKernels, gemm_wgmma_vs_cpu_on_bf16_x) {
+  GPU_TEST_REQUIRE_DEVICE();
+  if (!gpu::gemm_wgmma_available()) GTEST_SKIP() << "no wgmma here (needs an sm_90a build on an sm_90 GPU)";
+  Rng r(12);
+  struct S { int rows, K, M; bool bias; };
+  for (S s : {S{9, 2880, 333, true}, S{64, 2880, 20011, false}, S{130, 4096, 200, true},
+              S{300, 2880, 20011, true}, S{300, 192, 65536, false}, S{77, 104, 1000, true},
+              S{256, 2880, 5120, true}, S{256, 4096, 2880, true}}) {
+    auto w = r.bf16s(size_t(s.M) * s.K, 0.05f);
+    auto bias = r.bf16s(s.M, 0.5f);
+    auto x = r.normals(size_t(s.rows) * s.K);
+    std::vector<float> xr(x.size());
+    std::vector<bf16_t> x16(x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      x16[i] = f32_to_bf16(x[i]);
+      xr[i] = bf16_to_f32(x16[i]);
+    }
+    auto y0 = r.normals(size_t(s.rows) * s.M);
+    DevBuf<bf16_t> dx(x16), dw(w), db(bias);
+    DevBuf<float> dy(size_t(s.rows) * s.M);
+    for (bool acc : {false, true}) {
+      if (acc) dy.upload(y0);
+      else GPU_CHECK(gpuMemset(dy.p, 0xff, size_t(s.rows) * s.M * sizeof(float)));  // NaN poison
+      gpu::bf16_wgmma_gemm(dx.p, dw.p, s.bias ? db.p : nullptr, dy.p, s.rows, s.K, s.M, acc, nullptr);
+      auto g = dy.download();
+      const double e = rel_l2(g, cpu_matmul(xr, w, s.bias ? &bias : nullptr, s.rows, s.K, s.M, acc ? &y0 : nullptr));
+      std::printf("[ gemm wgmma ] rows %d K %d M %d bias %d acc %d: rel L2 vs CPU on bf16(x) %.3g\n",
+                  s.rows, s.K, s.M, int(s.bias), int(acc), e);
+      EXPECT_LE(e, 1e-5) << "rows " << s.rows << " K " << s.K << " M " << s.M << " acc " << acc;
+    }
+  }
+  for (int M : {200, 20011}) {
+    const int K = 2880;
+    auto w = r.bf16s(size_t(M) * K, 0.05f);
+    std::vector<bf16_t> x16(size_t(300) * K);
+    for (auto& v : x16) v = f32_to_bf16(r.normal());
+    DevBuf<bf16_t> dx(x16), dw(w);
+    DevBuf<float> dy(size_t(300) * M);
+    std::vector<float> first;
+    for (int rows : {9, 64, 130, 300}) {
+      gpu::bf16_wgmma_gemm(dx.p, dw.p, nullptr, dy.p, rows, K, M, false, nullptr);
+      auto g = dy.download();
+      if (first.empty()) first.assign(g.begin(), g.begin() + size_t(9) * M);
+      EXPECT_EQ(0, std::memcmp(first.data(), g.data(), size_t(9) * M * sizeof(float)))
+          << "M " << M << ": rows 0..8 differ with " << rows << " rows in the call";
+    }
+  }
+  // The engine's dispatch (BackendOptions::gemm_wgmma): f32_bf16w_gemm in precision fast with
+  // GemmKernel::wgmma gives the wgmma kernel's bits.
+  {
+    const int rows = 130, K = 2880, M = 1000;
+    auto w = r.bf16s(size_t(M) * K, 0.05f);
+    auto x = r.normals(size_t(rows) * K);
+    std::vector<bf16_t> x16(x.size());
+    for (size_t i = 0; i < x.size(); ++i) x16[i] = f32_to_bf16(x[i]);
+    DevBuf<float> dxf(x), dy1(size_t(rows) * M), dy2(size_t(rows) * M);
+    DevBuf<bf16_t> dx(x16), dw(w), scratch(x.size());
+    gpu::f32_bf16w_gemm(dxf.p, dw.p, nullptr, dy1.p, rows, K, M, false, nullptr, gpu::Precision::fast,
+                        scratch.p, nullptr, gpu::GemmKernel::wgmma);
+    gpu::bf16_wgmma_gemm(dx.p, dw.p, nullptr, dy2.p, rows, K, M, false, nullptr);
+    auto a = dy1.download(), b = dy2.download();
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
+  }
 }
 
 // Cache layout [slots, cap, n_kv, hd]; CPU twin wants [cap, n_kv, hd] fp32 per slot.

@@ -173,7 +173,7 @@ TEST(LaunchLimits, OptionsPerTarget) {
   // The plan takes the wgmma kernel only for precision fast with folded scales.
   const MoeShape s20{32, 4, 2880, 2880};
   EXPECT_EQ(moe_plan(s20, 256, w, kSm90, false).tc_mode, MoeTcMode::fast_wgmma);
-  EXPECT_STREQ(moe_plan(s20, 256, w, kSm90, false).mlp_k[0].kernel, "moe_wgmma_kernel<true, 4>");
+  EXPECT_STREQ(moe_plan(s20, 256, w, kSm90, false).mlp_k[0].kernel, "moe_wgmma_kernel<true, 5>");
   w.fold_scales = false;
   EXPECT_EQ(moe_plan(s20, 256, w, kSm90, false).tc_mode, MoeTcMode::fast_f16);
 }

@@ -7,13 +7,14 @@
 // copy and wait while the tensor cores multiply. K runs in stages of 64 through a cp.async
 // ring of kStages; the slot a stage is copied into was read two iterations back, so one group of
 // wgmmas stays in flight across the barrier and the copies of the next iteration.
-// Shared memory per stage, no swizzle: the x tile, then the W tile, each as 8 chunks of 8 k (16
-// bytes) per row, chunk j of row r at j * tile_rows * 16 + 16 r: core matrices of 8 rows x 16
-// bytes, 128 bytes apart along the rows (stride byte offset), tile_rows * 16 apart along K
-// (leading byte offset), the layout the MoE wgmma kernel gives its B operand. Copies: the 32
-// lanes of a warp take 16 rows x 2 adjacent chunks (whole 32-byte sectors of each row), and each
-// 8-lane store phase writes 8 consecutive rows of one chunk (128 contiguous bytes: no bank
-// conflict). Rows, outputs and k past the ends are zero-filled and never stored.
+// Shared memory per stage: the x tile, then the W tile, each in the 128-byte swizzle (wgmma.h
+// smem_desc_sw128): row r's 64 k are 128 bytes at 128 r, its 16-byte chunk j at chunk j ^ (r % 8),
+// tiles 1024-byte aligned; a k16 step's descriptor starts 32 bytes further along the row. (The
+// no-swizzle core-matrix layout the MoE wgmma kernel uses made this kernel ~1.6x slower on an
+// H100: docs/performance.md, 2026-12-07.) Copies: the 32 lanes of a warp take 16 rows x 2
+// adjacent chunks (whole 32-byte sectors of each row), and each 8-lane store phase writes 8
+// consecutive rows of one chunk, i.e. 8 distinct chunk slots (no bank conflict). Rows, outputs
+// and k past the ends are zero-filled and never stored.
 // Each output is the fp32 sum over K in k16 steps in ascending order: a row's result does not
 // depend on the other rows of the call, nor (tested: kernels_test) on the tile's width (it
 // differs from the mma.sync kernel's by the order).
@@ -38,7 +39,7 @@ struct WgTile {
   static constexpr int kThreads = 128 * kWg;
   static constexpr int kABytes = kBM * kWgBK * 2;
   static constexpr int kStageBytes = kABytes + kBN * kWgBK * 2;
-  static constexpr size_t kSmem = static_cast<size_t>(kStages) * kStageBytes;
+  static constexpr size_t kSmem = static_cast<size_t>(kStages) * kStageBytes + 1024;  // + alignment
 };
 constexpr int kWgStages = 4;  // 8 (at most 192 KB) measured no faster (H100, 2026-12-07)
 
@@ -55,7 +56,7 @@ __device__ __forceinline__ void wg_copy_tile(unsigned char* dst, const uint16_t*
     const int j = 2 * (grp / (R / 16)) + l / 16;
     const int k = k0 + 8 * j;
     const bool ok = first + r < limit && k < K;
-    tile::cp_async16_zfill(dst + j * (R * 16) + 16 * r,
+    tile::cp_async16_zfill(dst + r * 128 + ((j ^ (r & 7)) << 4),
                            src + (ok ? static_cast<size_t>(first + r) * K + k : 0), ok);
   }
 }
@@ -69,7 +70,9 @@ __global__ __launch_bounds__(128 * kWg) void bf16_wgmma_gemm_kernel(
   constexpr int kBM = G::kBM, kT = G::kThreads, kND = kBN / 2;  // accumulators per thread
   static_assert(kStages >= 3, "a stage in flight beside the one read");
   extern __shared__ uint4 wg_gemm_smem4[];
+  // The swizzled tiles need 1024-byte alignment: the allocation has 1 KB to spare for it.
   unsigned char* smem = reinterpret_cast<unsigned char*>(wg_gemm_smem4);
+  smem += (1024u - (static_cast<uint32_t>(__cvta_generic_to_shared(smem)) & 1023u)) & 1023u;
   const int tid = threadIdx.x, warp = tid / kWaveSize, lane = tid % kWaveSize;
   const int wg = warp / 4, wi = warp % 4, g = lane / 4, t = lane % 4;
   const int row0 = blockIdx.x * kBM, out0 = blockIdx.y * kBN;  // rows fastest: a W tile's blocks together
@@ -99,8 +102,8 @@ __global__ __launch_bounds__(128 * kWg) void bf16_wgmma_gemm_kernel(
     wg::wgmma_fence();
 #pragma unroll
     for (int s = 0; s < kWgBK / 16; ++s) {
-      wg::wgmma_bf16_ss<kBN>(acc, wg::smem_desc(As + 2 * s * (kBM * 16) + wg * 64 * 16, kBM * 16, 128),
-                             wg::smem_desc(Bs + 2 * s * (kBN * 16), kBN * 16, 128), kt > 0 || s > 0);
+      wg::wgmma_bf16_ss<kBN>(acc, wg::smem_desc_sw128(As + wg * 64 * 128 + 32 * s),
+                             wg::smem_desc_sw128(Bs + 32 * s), kt > 0 || s > 0);
     }
     wg::wgmma_commit();
     wg::wgmma_wait<1>();  // the group of kt - 1 done: its slot is free after the next barrier

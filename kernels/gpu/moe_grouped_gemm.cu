@@ -420,7 +420,7 @@ __global__ __launch_bounds__(kMoeThreads, 2) void moe_wgmma_kernel(MoeExpertArgs
 
   auto run = [&]<int NT>() {
     constexpr int ND = 4 * NT;  // accumulators per half: N / 2
-    float acc[2][ND];  // set by the first k16 step (accumulate 0: see wgmma_bf16_ss64)
+    float acc[2][ND];  // set by the first k16 step (accumulate 0: see wgmma_bf16_ss)
     uint32_t af[kMoeTcKB][2][2][4];  // [block of the stage][half][k16 step s][A register]
     for (int kt = 0; kt < nk; ++kt) {
       tile::cp_async_wait<kStages - 3>();

@@ -49,12 +49,11 @@ enum class Precision { exact, fast };
 // kernel: the fast GEMM's kernel on NVIDIA (GemmKernel below).
 inline constexpr int kGemvMaxRows = 8;
 inline constexpr int kGemmSemSlots = 16384;
-// The fast GEMM's kernel (NVIDIA, precision fast): mma = mma.sync m16n8k16 (sm_80+; the default,
-// and the one that splits K), wgmma = Hopper's warpgroup MMA (gemm_wgmma.cu; sm_90a builds on an
-// sm_90 GPU, where gemm_wgmma_available(); one K split). The two add K in different orders (~1e-6
-// apart); within one kernel a row's bits never depend on the other rows of the call. wgmma is
-// opt-in: on an H100 it is slower than mma at every shape so far (docs/performance.md,
-// 2026-12-07).
+// The fast GEMM's kernel (NVIDIA, precision fast): mma = mma.sync m16n8k16 (sm_80+; the one that
+// splits K), wgmma = Hopper's warpgroup MMA (gemm_wgmma.cu; sm_90a builds on an sm_90 GPU, where
+// gemm_wgmma_available(); one K split). The two add K in different orders (~1e-6 apart); within
+// one kernel a row's bits never depend on the other rows of the call. The engine takes wgmma
+// where it can (BackendOptions::gemm_wgmma); the launchers' default argument is mma.
 enum class GemmKernel { mma, wgmma };
 bool gemm_wgmma_available();
 void f32_bf16w_matmul(const float* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,

@@ -36,6 +36,15 @@ __device__ __forceinline__ uint64_t smem_desc(const void* smem, uint32_t lbo, ui
   return static_cast<uint64_t>((addr & 0x3FFFFu) >> 4) | (static_cast<uint64_t>(lbo >> 4) << 16) |
          (static_cast<uint64_t>(sbo >> 4) << 32);
 }
+// A descriptor of a K-major tile in the 128-byte swizzle (bf16: one row = 64 k = 128 bytes; the
+// 16-byte chunk c of row r stored at chunk c ^ (r % 8) of its 128-byte row; 8-row groups 1024
+// bytes apart, the tile 1024-byte aligned): start address (+ 32 bytes per k16 step within the
+// row), stride byte offset 1024, leading byte offset unused (1), layout 1 = 128-byte swizzle.
+__device__ __forceinline__ uint64_t smem_desc_sw128(const void* smem) {
+  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  return static_cast<uint64_t>((addr & 0x3FFFFu) >> 4) | (1ull << 16) | (static_cast<uint64_t>(1024 >> 4) << 32) |
+         (1ull << 62);
+}
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 template <int N>

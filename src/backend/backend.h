@@ -87,10 +87,11 @@ struct BackendOptions {
   // on an H100 (docs/performance.md, 2026-12-05); bench-engine --split-k 1.
   bool gemm_split_k = false;
   // GPU (NVIDIA), precision fast: the dense GEMMs (qkv, output projection, LM head of steps past
-  // the decode kernels) on Hopper's wgmma (kernels/gpu/ops.h GemmKernel::wgmma; an sm_90a build on
-  // an sm_90 card, one K split). Off by default: slower than the mma.sync kernel on an H100
-  // (docs/performance.md, 2026-12-07); bench-engine --gemm-wgmma 1.
-  bool gemm_wgmma = false;
+  // the decode kernels) on Hopper's wgmma (kernels/gpu/ops.h GemmKernel::wgmma) where the build
+  // (sm_90a) and the card (sm_90) have it and gemm_split_k is off; else the mma.sync kernel. On
+  // by default since its 128-byte-swizzle layout matched or beat mma.sync at every shape on an
+  // H100 (docs/performance.md, 2026-12-07 17:20); bench-engine --gemm-wgmma 0 turns it off.
+  bool gemm_wgmma = true;
 };
 
 class Backend {

@@ -18,8 +18,8 @@
 //   an H100, docs/performance.md); --overlap 0|1: launch overlap (BackendOptions::launch_overlap;
 //   default on, as run's);
 //   --wgmma 1: the MoE grouped GEMM on wgmma (MoeOptions::wgmma; sm_90a builds)
-//   --gemm-wgmma 1: the dense GEMMs on Hopper's wgmma instead of mma.sync
-//   (BackendOptions::gemm_wgmma; default 0)
+//   --gemm-wgmma 0: the dense GEMMs on mma.sync instead of Hopper's wgmma
+//   (BackendOptions::gemm_wgmma; default 1: wgmma where the build and the card have it)
 //   --moe-config N: the MoE grouped GEMM's configuration (MoeOptions::grouped_config, 0..4;
 //   3 and 4 with precision fast only)
 //   --kv-block B: the paged KV cache (BackendOptions::kv_block_tokens, B a power of two; as run
@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
         const std::string v = next();
         if (v != "0" && v != "1") fail("bench-engine: --wgmma %s: expected 0 or 1", v.c_str());
         wgmma = v == "1";
-      } else if (a == "--gemm-wgmma") {  // 1: the dense GEMMs on wgmma (BackendOptions::gemm_wgmma)
+      } else if (a == "--gemm-wgmma") {  // 0: the dense GEMMs on mma.sync (BackendOptions::gemm_wgmma)
         const std::string v = next();
         if (v != "0" && v != "1") fail("bench-engine: --gemm-wgmma %s: expected 0 or 1", v.c_str());
         gemm_wgmma = v == "1";
@@ -194,7 +194,7 @@ int main(int argc, char** argv) {
                 model.description().c_str(), model.file_bytes() / 1e9, since_s(t0),
                 eng->kv_cache_bytes() / double(1u << 30), moe_fold ? 1 : 0, split_k ? 1 : 0,
                 overlap ? 1 : 0, wgmma ? 1 : 0, moe_config, kv_block,
-                gemm_wgmma ? 1 : 0);
+                gemm_wgmma && !split_k && gpu::gemm_wgmma_available() ? 1 : 0);
     const int V = eng->config().vocab;
     std::vector<float> logits;
     std::mt19937 rng(2);

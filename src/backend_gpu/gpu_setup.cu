@@ -64,10 +64,9 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   precision_ = (opt.precision.empty() ? std::string(kGpuDefaultPrecision) : opt.precision) == "fast"
                    ? gpu::Precision::fast
                    : gpu::Precision::exact;
-  gemm_kernel_ = opt.gemm_wgmma ? gpu::GemmKernel::wgmma : gpu::GemmKernel::mma;
-  if (opt.gemm_wgmma && !gpu::gemm_wgmma_available())
-    fail("gpu engine: the wgmma GEMM needs a build for sm_90a (CMAKE_CUDA_ARCHITECTURES=90a) and an sm_90 GPU");
-  if (opt.gemm_wgmma && opt.gemm_split_k) fail("gpu engine: the wgmma GEMM does not split K (drop one of the two)");
+  // wgmma where the build and the card have it and K is not split (the split is mma.sync's).
+  gemm_kernel_ = opt.gemm_wgmma && !opt.gemm_split_k && gpu::gemm_wgmma_available() ? gpu::GemmKernel::wgmma
+                                                                                   : gpu::GemmKernel::mma;
 
   if (first_ < 0 || last_ > c.n_layers || first_ >= last_)
     fail("gpu engine: layers [%d, %d) out of range for %d layers", first_, last_, c.n_layers);

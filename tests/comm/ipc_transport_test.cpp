@@ -15,7 +15,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <thread>
 #include <vector>
 
 #include "comm/ipc_transport.h"
@@ -37,7 +36,11 @@ struct PumpResult {
 
 // Every rank sends `count` messages to its successor and receives `count` from its predecessor
 // with the non-blocking stream-ordered calls. recv_delay_us slows the receiver (back-pressure).
-PumpResult pump(Ring& ring, uint64_t count, uint32_t max_rows, int recv_delay_us) {
+// prefill: every rank first posts as many messages as its link has slots and checks that the next
+// acquire is refused, with a barrier before any rank receives, so each link is full and refuses
+// once whatever the machine's load (a starved sender could otherwise post slower than a delayed
+// receiver takes: seen on a 2-core machine under a build, 2026-12-07).
+PumpResult pump(Ring& ring, uint64_t count, uint32_t max_rows, int recv_delay_us, bool prefill = false) {
   PumpResult res;
   const int me = ring.rank(), from = (ring.rank() + ring.size() - 1) % ring.size();
   const int k = ring.next().spec().slots;
@@ -46,6 +49,23 @@ PumpResult pump(Ring& ring, uint64_t count, uint32_t max_rows, int recv_delay_us
   uint64_t sent = 0, received = 0;
   auto next_recv = std::chrono::steady_clock::now();
   bool refused_since_recv = false;
+  if (prefill) {
+    for (int i = 0; i < k && sent < count; ++i, ++sent) {
+      Slot& s = ring.next().acquire();
+      put_message(s, send_hb, send_st.s, me, sent, rows_of(sent, max_rows));
+      ring.next().post_on(s, send_st.ptr());
+    }
+    res.max_in_flight = ring.next().in_flight();
+    if (sent < count) {
+      if (ring.next().try_acquire() != nullptr) {
+        ADD_FAILURE() << "a link with " << k << " messages in flight handed out another slot";
+        return res;
+      }
+      ++res.refused_acquires;
+      refused_since_recv = true;
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (sent < count || received < count) {
     sched_yield();
@@ -203,7 +223,7 @@ TEST(IpcTransport, BackPressureWithSlowReceiver) {
   REQUIRE_GPU();
   const int slots = 3;
   auto ring = open_gpu_ring(MPI_COMM_WORLD, spec_for(slots, 8));
-  PumpResult r = pump(*ring, 60, 8, 3000);
+  PumpResult r = pump(*ring, 60, 8, 3000, /*prefill=*/true);
   EXPECT_EQ(r.max_in_flight, slots);
   EXPECT_GT(r.refused_acquires, 0u);
 }
@@ -233,7 +253,10 @@ TEST(IpcTransport, BlockingAcquireWaitsForCredit) {
   const auto t0 = std::chrono::steady_clock::now();
   while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(30))
     ASSERT_EQ(ring->next().try_acquire(), nullptr) << "credit before the receiver released";
-  std::this_thread::sleep_until(t0 + std::chrono::milliseconds(200));
+  // Every rank's 30 ms of polling is over before any rank releases (a barrier, not a sleep: a
+  // rank descheduled for a while on a loaded machine must not see its receiver's release inside
+  // its own polling window).
+  MPI_Barrier(MPI_COMM_WORLD);
   ring->prev().release_on(a, st.ptr());
   Slot& c = ring->next().acquire();
   EXPECT_EQ(c.index, 0);  // slot 0 again: wraparound

@@ -110,6 +110,17 @@ std::vector<float> gpu_matmul(bool gemm, const std::vector<float>& x, const std:
   return dy.download();
 }
 
+// x rounded to bf16 (nearest even): the bits (the fast GEMM's operand) and their values in fp32
+// (what the CPU oracle multiplies).
+void round_to_bf16(const std::vector<float>& x, std::vector<bf16_t>& x16, std::vector<float>& xr) {
+  x16.resize(x.size());
+  xr.resize(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    x16[i] = f32_to_bf16(x[i]);
+    xr[i] = bf16_to_f32(x16[i]);
+  }
+}
+
 std::vector<float> cpu_matmul(const std::vector<float>& x, const std::vector<bf16_t>& w,
                               const std::vector<bf16_t>* bias, int rows, int K, int M,
                               const std::vector<float>* y0) {
@@ -219,12 +230,9 @@ TEST(GpuKernels, gemm_fast_split_k) {
     auto w = r.bf16s(size_t(s.M) * s.K, 0.05f);
     auto bias = r.bf16s(s.M, 0.5f);
     auto x = r.normals(size_t(s.rows) * s.K);
-    std::vector<float> xr(x.size());
-    std::vector<bf16_t> x16(x.size());
-    for (size_t i = 0; i < x.size(); ++i) {
-      x16[i] = f32_to_bf16(x[i]);
-      xr[i] = bf16_to_f32(x16[i]);
-    }
+    std::vector<bf16_t> x16;
+    std::vector<float> xr;
+    round_to_bf16(x, x16, xr);
     auto y0 = r.normals(size_t(s.rows) * s.M);
     DevBuf<bf16_t> dx(x16), dw(w), db(bias);
     DevBuf<float> dy(size_t(s.rows) * s.M);
@@ -270,12 +278,9 @@ TEST(GpuKernels, gemm_wgmma_vs_cpu_on_bf16_x) {
     auto w = r.bf16s(size_t(s.M) * s.K, 0.05f);
     auto bias = r.bf16s(s.M, 0.5f);
     auto x = r.normals(size_t(s.rows) * s.K);
-    std::vector<float> xr(x.size());
-    std::vector<bf16_t> x16(x.size());
-    for (size_t i = 0; i < x.size(); ++i) {
-      x16[i] = f32_to_bf16(x[i]);
-      xr[i] = bf16_to_f32(x16[i]);
-    }
+    std::vector<bf16_t> x16;
+    std::vector<float> xr;
+    round_to_bf16(x, x16, xr);
     auto y0 = r.normals(size_t(s.rows) * s.M);
     DevBuf<bf16_t> dx(x16), dw(w), db(bias);
     DevBuf<float> dy(size_t(s.rows) * s.M);

@@ -349,9 +349,11 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
 // B (x, staged by moe_stage_x_kernel in mode fast_wgmma, or mlp1's epilogue) per row and MXFP4
 // block: 64 bytes, 16-byte chunk q = the words q of lanes t = 0..3 = bf16 pairs (8t + q,
 // 8t + q + 4), i.e. the logical k 0..7 of the A fragments' pairs q. k16 step s of block b uses
-// chunks q = 2s (k 0..7) and 2s + 1 (k 8..15). In shared memory chunk j = 4b + q of row n sits at
-// j * 1024 + 16 n: core matrices of 8 rows x 16 bytes, 128 bytes apart along N (stride byte
-// offset), 1024 along K (leading byte offset).
+// chunks q = 2s (k 0..7) and 2s + 1 (k 8..15). In shared memory a stage's row n is 128 bytes at
+// 128 n in the 128-byte swizzle (wgmma.h smem_desc_sw128): chunk j = 4b + q at chunk slot
+// j ^ (n % 8), the tile 1024-byte aligned; step s of block b's descriptor starts at 64 b + 32 s.
+// (Until 2026-12-07 the no-swizzle core-matrix layout, which made the dense wgmma GEMM ~1.6x
+// slower: gemm_wgmma.cu.)
 // Results: a row's outputs depend on that row only, as in moe_tc_kernel (the columns of a wgmma
 // are independent and the K order is fixed).
 template <bool kMlp1, int kStages>
@@ -359,7 +361,9 @@ __global__ __launch_bounds__(kMoeThreads, 2) void moe_wgmma_kernel(MoeExpertArgs
   static_assert(kStages >= 3, "a stage being read, one whose wgmmas may still run, one copied");
 #if defined(GPTOSS_WGMMA_DEVICE)
   extern __shared__ uint4 wg_smem4[];
+  // The swizzled B tiles need 1024-byte alignment: the allocation has 1 KB to spare for it.
   unsigned char* smem = reinterpret_cast<unsigned char*>(wg_smem4);
+  smem += (1024u - (static_cast<uint32_t>(__cvta_generic_to_shared(smem)) & 1023u)) & 1023u;
   const int tile = blockIdx.x;
   if (tile >= a.meta[1]) return;  // uniform per block
   const int tid = threadIdx.x, warp = tid / kWaveSize, lane = tid % kWaveSize;
@@ -381,7 +385,8 @@ __global__ __launch_bounds__(kMoeThreads, 2) void moe_wgmma_kernel(MoeExpertArgs
   const size_t astep = static_cast<size_t>(128) * nb * 16;
   const int adst = ar * kMoeTcWRow + ((ab ^ ((ar >> 2) & 1)) << 4);
   const int bn = tid % 64, bq0 = 2 * ((tid / 64) % 2), bb = tid / 128;
-  const int bdst = kMoeTcBM * kMoeTcWRow + (4 * bb + bq0) * 1024 + 16 * bn;
+  const int bdst = kMoeTcBM * kMoeTcWRow + 128 * bn + (((4 * bb + bq0) ^ (bn & 7)) << 4);  // chunk bq0
+  const int bdst1 = kMoeTcBM * kMoeTcWRow + 128 * bn + (((4 * bb + bq0 + 1) ^ (bn & 7)) << 4);
   uint32_t boff = ~0u;  // uint4 offset of the row's block-0 chunk q0 in xq, or ~0u
   if (bn < nrows) {
     const int gs = s0 + bn;
@@ -398,7 +403,7 @@ __global__ __launch_bounds__(kMoeThreads, 2) void moe_wgmma_kernel(MoeExpertArgs
     if (boff != ~0u) {
       const uint4* src = xq + boff + static_cast<size_t>(kt) * kMoeTcKB * 8;
       tile::cp_async16(base + bdst, src);
-      tile::cp_async16(base + bdst + 1024, src + 1);
+      tile::cp_async16(base + bdst1, src + 1);
     }
   };
 #pragma unroll
@@ -457,7 +462,7 @@ __global__ __launch_bounds__(kMoeThreads, 2) void moe_wgmma_kernel(MoeExpertArgs
         wg::wgmma_fence();
 #pragma unroll
         for (int st = 0; st < 2; ++st) {
-          const uint64_t desc = wg::smem_desc(Xs + (4 * b + 2 * st) * 1024, 1024, 128);
+          const uint64_t desc = wg::smem_desc_sw128(Xs + 64 * b + 32 * st);  // chunks 4b + 2st, + 1
 #pragma unroll
           for (int h = 0; h < 2; ++h) wg::wgmma_bf16_rs<8 * NT>(acc[h], af[b][h][st], desc, bg > 0 || st > 0);
         }

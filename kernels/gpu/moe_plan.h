@@ -161,10 +161,11 @@ constexpr size_t moe_tc_smem_bytes(int K, int stages, bool hi_b = false) {
   return static_cast<size_t>(stages) * (kMoeTcBM * kMoeTcWRow + kMoeTcBN * (hi_b ? kMoeTcXRow / 2 : kMoeTcXRow)) +
          ((static_cast<size_t>(kMoeTcBM) * (K / 32) + 15) / 16) * 16;
 }
-// moe_wgmma_kernel<*, stages>: `stages` wgmma stages + the E8M0 scales of the block's rows.
+// moe_wgmma_kernel<*, stages>: `stages` wgmma stages + the E8M0 scales of the block's rows + 1 KB
+// to align the swizzled tiles to 1024 bytes.
 constexpr size_t moe_wg_smem_bytes(int K, int stages) {
   return static_cast<size_t>(stages) * kMoeWgStageBytes +
-         ((static_cast<size_t>(kMoeTcBM) * (K / 32) + 15) / 16) * 16;
+         ((static_cast<size_t>(kMoeTcBM) * (K / 32) + 15) / 16) * 16 + 1024;
 }
 // moe_mma_kernel: two stages of A (hi and lo bf16 halves) and B, or the fp32 epilogue staging.
 constexpr size_t moe_tiles_smem_bytes() {

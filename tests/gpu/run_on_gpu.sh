@@ -4,7 +4,11 @@
 # git-ignored folder (see docs/gpu.md). Logs go to $OUT (or ./gpu-out).
 # Usage: tests/gpu/run_on_gpu.sh [.dev/gpu2] [steps...]
 #   steps: tests golden probe decodebench bench top1 runbench getp compare ncu profile detail
-#          memcheck big120 precision moecfg
+#          memcheck big120 precision moecfg wgmma
+#   wgmma: Hopper's wgmma kernels against mma.sync, twice, interleaved (wgmma.csv): the dense GEMM
+#           (bench-kernels --fast-gemm; bench-engine --gemm-wgmma 1|0, the default being 1), the
+#           grouped MoE GEMM (bench-moe --precision fast --wgmma 0|1 at 256 / 512 / 4096 rows;
+#           bench-engine --wgmma 1, opt-in), the engine's batch-256 step and 512-row prefill
 #   moecfg: the grouped MoE GEMM's configurations 0, 3 and 4 (MoeOptions::grouped_config; 3 and 4
 #           stage x hi-only, 4 / 5 stages at two blocks per SM), interleaved twice: bench-moe at
 #           256 / 512 / 4096 rows and the engine's batch-256 step + 512-row prefill (moecfg.csv)
@@ -156,6 +160,28 @@ if has compare; then
     done
   done
   cat "$O/compare.csv"
+fi
+if has wgmma; then
+  echo "rep,side,test,value" > "$O/wgmma.csv"
+  "$B/bench-kernels" --reps 20 --fast-gemm > "$O/wgmma-fastgemm.log" 2>&1
+  grep '"us"' "$O/wgmma-fastgemm.log"
+  for rep in 1 2; do
+    for w in 0 1; do
+      "$B/bench-moe" --reps 10 --rows 256,512,4096 --precision fast --wgmma $w > "$O/wgmma-moe$w.log" 2>&1
+      grep -h time_us "$O/wgmma-moe$w.log" | sed -E 's/.*"rows": ([0-9]+).*"time_us": ([0-9.]+).*/\1 \2/' |
+        while read -r rows us; do echo "$rep,moe-wgmma$w,moe_us_rows$rows,$us" >> "$O/wgmma.csv"; done
+    done
+    for side in "gemm0 --gemm-wgmma 0" "gemm1 --gemm-wgmma 1" "moe1 --wgmma 1"; do
+      read -r name flags <<< "$side"
+      "$B/bench-engine" $M --ctx 2048 --pp 1024 --pp-chunk 512 --batch 256 --tg 16 --decode-pos 1024 \
+        $flags > "$O/wgmma-e-$name.log" 2>&1
+      pp=$(grep -oE '"step": "pp1024"[^}]*"tok_per_s": [0-9.]+' "$O/wgmma-e-$name.log" | grep -oE '[0-9.]+$')
+      ms=$(grep -oE '"batch": 256[^}]*"ms_per_step": [0-9.]+' "$O/wgmma-e-$name.log" | grep -oE '[0-9.]+$')
+      echo "$rep,$name,pp1024_tok_s,$pp" >> "$O/wgmma.csv"
+      echo "$rep,$name,b256_ms_per_step,$ms" >> "$O/wgmma.csv"
+    done
+  done
+  cat "$O/wgmma.csv"
 fi
 if has moecfg; then
   echo "rep,config,test,value" > "$O/moecfg.csv"

@@ -6,7 +6,8 @@
 //   --overlap: launch overlap (vendor.h gpu_launch) for the kernels that use it; default 1, as the
 //   engine's default (BackendOptions::launch_overlap), so the decode chains time what a step runs.
 //   --fast-gemm: only the fast (bf16 x bf16) GEMM at the qkv, o and LM-head shapes for 64..512
-//   rows, without and with its K split (NVIDIA), one JSON line each (kernel names the splits).
+//   rows: the mma.sync kernel without and with its K split and the wgmma kernel where it runs
+//   (NVIDIA), one JSON line each (kernel names the kernel and the splits).
 //   --decode: only the batch-1 decode matmuls (decode.h) at the 20b qkv (with its RMSNorm) and
 //   output-projection shapes, each as a chain of 32 launches over rotating weight copies (as a
 //   decode step issues them back to back), next to the read probe over the same bytes per launch

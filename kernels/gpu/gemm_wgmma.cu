@@ -3,7 +3,7 @@
 // [M] or null, y fp32 [rows, M]: bf16_bf16w_gemm's contract with one K split.
 //
 // Block: kWg warpgroups, each 64 rows of x, times kBN outputs: per k16 step each warpgroup issues
-// one wgmma m64 nkBN k16 with both operands read from shared memory (wgmma.h), so the warps only
+// one wgmma m64 n(kBN) k16 with both operands read from shared memory (wgmma.h), so the warps only
 // copy and wait while the tensor cores multiply. K runs in stages of 64 through a cp.async
 // ring of kStages; the slot a stage is copied into was read two iterations back, so one group of
 // wgmmas stays in flight across the barrier and the copies of the next iteration.
@@ -116,18 +116,18 @@ __global__ __launch_bounds__(128 * kWg) void bf16_wgmma_gemm_kernel(
 #pragma unroll
   for (int i = 0; i < kBN / 8; ++i)
 #pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        const int r = row0 + 64 * wg + 16 * wi + g + 8 * hh;
-        const int m = out0 + 8 * i + 2 * t;
-        if (r >= rows) continue;
+    for (int hh = 0; hh < 2; ++hh) {
+      const int r = row0 + 64 * wg + 16 * wi + g + 8 * hh;
+      const int m = out0 + 8 * i + 2 * t;
+      if (r >= rows) continue;
 #pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          if (m + c >= M) continue;
-          float* dst = y + static_cast<size_t>(r) * M + m + c;
-          const float v = acc[4 * i + 2 * hh + c] + (bias ? bf16_bits_to_f32(bias[m + c]) : 0.0f);
-          *dst = accumulate ? *dst + v : v;
-        }
+      for (int c = 0; c < 2; ++c) {
+        if (m + c >= M) continue;
+        float* dst = y + static_cast<size_t>(r) * M + m + c;
+        const float v = acc[4 * i + 2 * hh + c] + (bias ? bf16_bits_to_f32(bias[m + c]) : 0.0f);
+        *dst = accumulate ? *dst + v : v;
       }
+    }
 #else
   (void)x, (void)w, (void)bias, (void)y, (void)rows, (void)K, (void)M, (void)accumulate;
   __trap();  // never launched: gemm_wgmma_available() is false without the sm_90a device code

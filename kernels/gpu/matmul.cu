@@ -462,9 +462,8 @@ void bf16_bf16w_gemm(const bf16_t* x, const bf16_t* w, const bf16_t* bias, float
   fail("bf16_bf16w_gemm: NVIDIA only (HIP's fast precision stages fp32 activations directly)");
 #else
   if (splits <= 0) splits = sem ? fast_gemm_splits(K, M) : 1;
-  if (kernel == GemmKernel::wgmma && splits > 1)
-    fail("bf16_bf16w_gemm: the wgmma kernel runs one K split (%d asked)", splits);
   if (kernel == GemmKernel::wgmma) {
+    if (splits > 1) fail("bf16_bf16w_gemm: the wgmma kernel runs one K split (%d asked)", splits);
     bf16_wgmma_gemm(x, w, bias, y, rows, K, M, accumulate, stream);
     return;
   }

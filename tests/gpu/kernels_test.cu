@@ -110,16 +110,28 @@ std::vector<float> gpu_matmul(bool gemm, const std::vector<float>& x, const std:
   return dy.download();
 }
 
-// x rounded to bf16 (nearest even): the bits (the fast GEMM's operand) and their values in fp32
-// (what the CPU oracle multiplies).
-void round_to_bf16(const std::vector<float>& x, std::vector<bf16_t>& x16, std::vector<float>& xr) {
-  x16.resize(x.size());
-  xr.resize(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    x16[i] = f32_to_bf16(x[i]);
-    xr[i] = bf16_to_f32(x16[i]);
+// One case of the bf16-x GEMMs: random weights, bias, x rounded to bf16 (nearest even: x16 the
+// GEMM's operand, xr its values in fp32 for the CPU oracle), a y0 to accumulate onto (drawn in
+// that order), and their device copies with an output buffer.
+struct Bf16GemmCase {
+  std::vector<bf16_t> w, bias, x16;
+  std::vector<float> xr, y0;
+  DevBuf<bf16_t> dx, dw, db;
+  DevBuf<float> dy;
+  static std::vector<float> draw_x(Rng& r, int rows, int K, std::vector<bf16_t>& x16) {
+    auto x = r.normals(size_t(rows) * K);
+    x16.resize(x.size());
+    std::vector<float> xr(x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      x16[i] = f32_to_bf16(x[i]);
+      xr[i] = bf16_to_f32(x16[i]);
+    }
+    return xr;
   }
-}
+  Bf16GemmCase(Rng& r, int rows, int K, int M)
+      : w(r.bf16s(size_t(M) * K, 0.05f)), bias(r.bf16s(M, 0.5f)), xr(draw_x(r, rows, K, x16)),
+        y0(r.normals(size_t(rows) * M)), dx(x16), dw(w), db(bias), dy(size_t(rows) * M) {}
+};
 
 std::vector<float> cpu_matmul(const std::vector<float>& x, const std::vector<bf16_t>& w,
                               const std::vector<bf16_t>* bias, int rows, int K, int M,
@@ -227,21 +239,13 @@ TEST(GpuKernels, gemm_fast_split_k) {
   DevBuf<uint32_t> sem(gpu::kGemmSemSlots);
   GPU_CHECK(gpuMemset(sem.p, 0, gpu::kGemmSemSlots * sizeof(uint32_t)));
   for (S s : {S{256, 2880, 5120}, S{130, 4096, 200}, S{9, 2880, 333}}) {
-    auto w = r.bf16s(size_t(s.M) * s.K, 0.05f);
-    auto bias = r.bf16s(s.M, 0.5f);
-    auto x = r.normals(size_t(s.rows) * s.K);
-    std::vector<bf16_t> x16;
-    std::vector<float> xr;
-    round_to_bf16(x, x16, xr);
-    auto y0 = r.normals(size_t(s.rows) * s.M);
-    DevBuf<bf16_t> dx(x16), dw(w), db(bias);
-    DevBuf<float> dy(size_t(s.rows) * s.M);
+    Bf16GemmCase c(r, s.rows, s.K, s.M);
     for (int splits : {1, 2, 3, 4}) {
       for (bool acc : {false, true}) {
-        dy.upload(y0);
-        gpu::bf16_bf16w_gemm(dx.p, dw.p, db.p, dy.p, s.rows, s.K, s.M, acc, nullptr, sem.p, splits);
-        auto g = dy.download();
-        const double e = rel_l2(g, cpu_matmul(xr, w, &bias, s.rows, s.K, s.M, acc ? &y0 : nullptr));
+        c.dy.upload(c.y0);
+        gpu::bf16_bf16w_gemm(c.dx.p, c.dw.p, c.db.p, c.dy.p, s.rows, s.K, s.M, acc, nullptr, sem.p, splits);
+        auto g = c.dy.download();
+        const double e = rel_l2(g, cpu_matmul(c.xr, c.w, &c.bias, s.rows, s.K, s.M, acc ? &c.y0 : nullptr));
         std::printf("[ gemm split ] rows %d K %d M %d splits %d acc %d: rel L2 vs CPU on bf16(x) %.3g\n",
                     s.rows, s.K, s.M, splits, int(acc), e);
         EXPECT_LE(e, 1e-5) << "rows " << s.rows << " M " << s.M << " splits " << splits;
@@ -275,21 +279,14 @@ TEST(GpuKernels, gemm_wgmma_vs_cpu_on_bf16_x) {
   for (S s : {S{9, 2880, 333, true}, S{64, 2880, 20011, false}, S{130, 4096, 200, true},
               S{300, 2880, 20011, true}, S{300, 192, 65536, false}, S{77, 104, 1000, true},
               S{256, 2880, 5120, true}, S{256, 4096, 2880, true}}) {
-    auto w = r.bf16s(size_t(s.M) * s.K, 0.05f);
-    auto bias = r.bf16s(s.M, 0.5f);
-    auto x = r.normals(size_t(s.rows) * s.K);
-    std::vector<bf16_t> x16;
-    std::vector<float> xr;
-    round_to_bf16(x, x16, xr);
-    auto y0 = r.normals(size_t(s.rows) * s.M);
-    DevBuf<bf16_t> dx(x16), dw(w), db(bias);
-    DevBuf<float> dy(size_t(s.rows) * s.M);
+    Bf16GemmCase c(r, s.rows, s.K, s.M);
     for (bool acc : {false, true}) {
-      if (acc) dy.upload(y0);
-      else GPU_CHECK(gpuMemset(dy.p, 0xff, size_t(s.rows) * s.M * sizeof(float)));  // NaN poison
-      gpu::bf16_wgmma_gemm(dx.p, dw.p, s.bias ? db.p : nullptr, dy.p, s.rows, s.K, s.M, acc, nullptr);
-      auto g = dy.download();
-      const double e = rel_l2(g, cpu_matmul(xr, w, s.bias ? &bias : nullptr, s.rows, s.K, s.M, acc ? &y0 : nullptr));
+      if (acc) c.dy.upload(c.y0);
+      else GPU_CHECK(gpuMemset(c.dy.p, 0xff, size_t(s.rows) * s.M * sizeof(float)));  // NaN poison
+      gpu::bf16_wgmma_gemm(c.dx.p, c.dw.p, s.bias ? c.db.p : nullptr, c.dy.p, s.rows, s.K, s.M, acc, nullptr);
+      auto g = c.dy.download();
+      const double e = rel_l2(g, cpu_matmul(c.xr, c.w, s.bias ? &c.bias : nullptr, s.rows, s.K, s.M,
+                                            acc ? &c.y0 : nullptr));
       std::printf("[ gemm wgmma ] rows %d K %d M %d bias %d acc %d: rel L2 vs CPU on bf16(x) %.3g\n",
                   s.rows, s.K, s.M, int(s.bias), int(acc), e);
       EXPECT_LE(e, 1e-5) << "rows " << s.rows << " K " << s.K << " M " << s.M << " acc " << acc;

@@ -161,6 +161,18 @@ if has compare; then
   done
   cat "$O/compare.csv"
 fi
+# The engine's 512-row prefill and batch-256 step at ~1k keys (bench-engine FLAGS...) as two CSV
+# lines "REP,SIDE,pp1024_tok_s|b256_ms_per_step,VALUE". Usage: step256_csv REP SIDE LOG CSV FLAGS...
+step256_csv() {
+  local rep=$1 side=$2 log=$3 csv=$4; shift 4
+  "$B/bench-engine" $M --ctx 2048 --pp 1024 --pp-chunk 512 --batch 256 --tg 16 --decode-pos 1024 \
+    "$@" > "$log" 2>&1
+  local pp ms
+  pp=$(grep -oE '"step": "pp1024"[^}]*"tok_per_s": [0-9.]+' "$log" | grep -oE '[0-9.]+$')
+  ms=$(grep -oE '"batch": 256[^}]*"ms_per_step": [0-9.]+' "$log" | grep -oE '[0-9.]+$')
+  echo "$rep,$side,pp1024_tok_s,$pp" >> "$csv"
+  echo "$rep,$side,b256_ms_per_step,$ms" >> "$csv"
+}
 if has wgmma; then
   echo "rep,side,test,value" > "$O/wgmma.csv"
   "$B/bench-kernels" --reps 20 --fast-gemm > "$O/wgmma-fastgemm.log" 2>&1
@@ -173,12 +185,7 @@ if has wgmma; then
     done
     for side in "gemm0 --gemm-wgmma 0" "gemm1 --gemm-wgmma 1" "moe1 --wgmma 1"; do
       read -r name flags <<< "$side"
-      "$B/bench-engine" $M --ctx 2048 --pp 1024 --pp-chunk 512 --batch 256 --tg 16 --decode-pos 1024 \
-        $flags > "$O/wgmma-e-$name.log" 2>&1
-      pp=$(grep -oE '"step": "pp1024"[^}]*"tok_per_s": [0-9.]+' "$O/wgmma-e-$name.log" | grep -oE '[0-9.]+$')
-      ms=$(grep -oE '"batch": 256[^}]*"ms_per_step": [0-9.]+' "$O/wgmma-e-$name.log" | grep -oE '[0-9.]+$')
-      echo "$rep,$name,pp1024_tok_s,$pp" >> "$O/wgmma.csv"
-      echo "$rep,$name,b256_ms_per_step,$ms" >> "$O/wgmma.csv"
+      step256_csv "$rep" "$name" "$O/wgmma-e-$name.log" "$O/wgmma.csv" $flags
     done
   done
   cat "$O/wgmma.csv"
@@ -190,12 +197,7 @@ if has moecfg; then
       "$B/bench-moe" --reps 10 --rows 256,512,4096 --precision fast --grouped-config $c > "$O/moecfg-m$c.log" 2>&1
       grep -h time_us "$O/moecfg-m$c.log" | sed -E 's/.*"rows": ([0-9]+).*"time_us": ([0-9.]+).*/\1 \2/' |
         while read -r rows us; do echo "$rep,$c,moe_us_rows$rows,$us" >> "$O/moecfg.csv"; done
-      "$B/bench-engine" $M --ctx 2048 --pp 1024 --pp-chunk 512 --batch 256 --tg 16 --decode-pos 1024 \
-        --moe-config $c > "$O/moecfg-e$c.log" 2>&1
-      pp=$(grep -oE '"step": "pp1024"[^}]*"tok_per_s": [0-9.]+' "$O/moecfg-e$c.log" | grep -oE '[0-9.]+$')
-      ms=$(grep -oE '"batch": 256[^}]*"ms_per_step": [0-9.]+' "$O/moecfg-e$c.log" | grep -oE '[0-9.]+$')
-      echo "$rep,$c,pp1024_tok_s,$pp" >> "$O/moecfg.csv"
-      echo "$rep,$c,b256_ms_per_step,$ms" >> "$O/moecfg.csv"
+      step256_csv "$rep" "$c" "$O/moecfg-e$c.log" "$O/moecfg.csv" --moe-config $c
     done
   done
   cat "$O/moecfg.csv"

@@ -23,7 +23,6 @@
 #include "gpu/device_utils.h"
 #include "gpu/ops.h"
 #include "gpu/tile.h"
-#include "gpu/wgmma.h"
 
 namespace gptoss::gpu {
 

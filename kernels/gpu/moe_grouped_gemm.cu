@@ -7,7 +7,7 @@
 // in the same layout).
 // On HIP this file defines no kernel (moe_plan never picks the grouped GEMM on AMD).
 #include "gpu/moe_kernels.h"
-#include "gpu/wgmma.h"
+#include "gpu/tile.h"
 
 namespace gptoss::gpu {
 #if !defined(GPTOSS_HIP)

@@ -12,6 +12,12 @@
 //   f32_to_f16_bits,
 //   cp_async16 / cp_async16_zfill / cp_async_commit / cp_async_wait (sm_80+ asynchronous
 //   global -> shared copies), ldmatrix_x4 (the fast bf16 GEMM's fragments).
+// Hopper section (NVIDIA sm_90a only): warpgroup MMA (wgmma.mma_async) in namespace wg, defined in
+//   wgmma.h and included at the end of this header: wg::smem_desc / smem_desc_sw128,
+//   wgmma_fence / wgmma_commit / wgmma_wait / wgmma_fence_acc, fence_proxy_async and the
+//   m64nNk16 bf16 MMAs (the dense wgmma GEMM and the MoE wgmma kernel). Defined only where the
+//   device pass has the sm_90a features (GPTOSS_WGMMA_DEVICE is then 1); elsewhere nothing of it
+//   exists. wgmma.h is this header's Hopper part, not a second interface: kernels include tile.h.
 // Device code only; include from .cu sources.
 #pragma once
 #include <cstdint>
@@ -198,3 +204,6 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
 #endif
 
 }  // namespace gptoss::gpu::tile
+
+// The Hopper section (namespace wg; empty outside an sm_90a device pass).
+#include "gpu/wgmma.h"

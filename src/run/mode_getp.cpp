@@ -64,13 +64,19 @@ uint64_t run_key(const std::string& input, const Session& s, const RunOptions& o
 int run_getp(const RunOptions& options) {
   RunOptions opt = options;
   // Every path is checked before anything is loaded: IN read and parsed, REF read and parsed,
-  // where OUT goes (and that it is neither IN nor REF), OUT.partial, the model and tokenizer.
+  // where OUT goes (and that it is neither IN, REF, the model nor the tokenizer), OUT.partial,
+  // the model and tokenizer.
   check_model_paths(opt);
   const std::string in_name = opt.input == "-" ? "stdin" : opt.input;
   check_input_file(opt.input, "-i");
   const OutputTarget out = resolve_output(opt.output, "-o");
   if (same_file(opt.input, opt.output))
     fail("-o %s: is the input file (-i %s)", opt.output.c_str(), opt.input.c_str());
+  // OUT replaces its file at the end: never the model's or the tokenizer's.
+  if (same_file(opt.model_path, opt.output))
+    fail("-o %s: is the model file (%s)", opt.output.c_str(), opt.model_path.c_str());
+  if (same_file(opt.tokenizer_path, opt.output))
+    fail("-o %s: is the tokenizer file (-z %s)", opt.output.c_str(), opt.tokenizer_path.c_str());
   IdRows ref;
   if (!opt.verify_path.empty()) {
     check_input_file(opt.verify_path, "--verify");

@@ -4,8 +4,8 @@
 #   generate chat getp_batch getp_resume errors: the modes and their one-line errors
 #   outputs   getp's OUT: -o - is stdout, a FIFO and a link into /proc are written directly (a
 #             shell's >> still appends), a symlink to a file stays a link; bad paths (a directory, a
-#             missing directory, a missing REF, OUT == REF or IN) fail before the model loads, with
-#             nothing written; a --verify difference exits 2
+#             missing directory, a missing REF, OUT == REF, IN, the model or the tokenizer) fail
+#             before the model loads, with nothing written; a --verify difference exits 2
 #   prompts   generate's prompt from -i, -f FILE, stdin and -i -; getp -i -; a fresh printed seed
 #             at -T > 0 without -s (runs differ; -s SEED repeats one); getp --resume takes the seed
 #             of its OUT.partial
@@ -210,6 +210,24 @@ outputs)
   ln in.txt in_hard.txt
   expect_early_error -m getp -i in.txt -o in_hard.txt -n 2
   has err.txt "^run: error: -o in_hard.txt: is the input file (-i in.txt)$"
+  # OUT is the model or the tokenizer (also through a link): refused, the file untouched.
+  cp "$MODEL" mcopy.bin && cp "$TOK" tcopy.bin && ln -s mcopy.bin mlink.bin || die "copies"
+  early_error_of() {  # early_error_of MODEL TOKENIZER ARGS...: as expect_early_error
+    m=$1 z=$2; shift 2
+    "$RUN" "$m" -z "$z" "$@" >/dev/null 2>err.txt </dev/null; rc=$?
+    [ $rc -eq 1 ] && [ "$(wc -l < err.txt)" -eq 1 ] || die "exit $rc for: $m -z $z $*: $(cat err.txt)"
+  }
+  early_error_of mcopy.bin "$TOK" -m getp -i in.txt -o mcopy.bin -n 2
+  has err.txt "^run: error: -o mcopy.bin: is the model file (mcopy.bin)$"
+  early_error_of mcopy.bin "$TOK" -m getp -i in.txt -o mlink.bin -n 2
+  has err.txt "^run: error: -o mlink.bin: is the model file (mcopy.bin)$"
+  early_error_of "$MODEL" tcopy.bin -m getp -i in.txt -o tcopy.bin -n 2
+  has err.txt "^run: error: -o tcopy.bin: is the tokenizer file (-z tcopy.bin)$"
+  cmp -s "$MODEL" mcopy.bin && [ -L mlink.bin ] || die "the model file was changed"
+  cmp -s "$TOK" tcopy.bin || die "the tokenizer file was changed"
+  [ ! -e mcopy.bin.partial ] && [ ! -e tcopy.bin.partial ] && [ ! -e mlink.bin.partial ] ||
+    die "an OUT.partial was written"
+  rm -f mcopy.bin mlink.bin tcopy.bin
   printf '1 2\nx\n' >bad_ref.txt
   expect_early_error -m getp -i in.txt -o v.txt -n 2 --verify bad_ref.txt
   has err.txt "^run: error: bad_ref.txt:2: not a line of token ids$"

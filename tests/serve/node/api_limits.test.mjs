@@ -1,5 +1,6 @@
-// api_limits.test.mjs: the queue limit (429) and shutdown (SIGTERM: requests in flight finish,
-// new ones get 503, exit 0; a second SIGTERM cuts what still runs, its client gets an error) on
+// api_limits.test.mjs: the queue limit (429) and shutdown (SIGTERM or SIGINT: requests in flight
+// finish, new ones get 503, exit 0; one that outlasts the grace (5 s in the scripted server) is cut
+// then; a second SIGTERM cuts what still runs at once; a cut request's client gets an error) on
 // the scripted engine with one slot and a queue of one.
 // env: SCRIPTED (the server binary), TOKENIZER (tokenizer file).
 import { test } from "node:test";
@@ -47,21 +48,57 @@ test("beyond -b running and --max-queue waiting: 429 with an error object", () =
   await stopServer(server);
 }));
 
-test("SIGTERM: the request in flight finishes, new ones get 503, exit 0", () => withServer(async (server) => {
-  const inflight = post(server.url, body("SCRIPT:slow", { max_tokens: 40 }));
-  assert.ok(await waitFor(async () => (await metrics(server.url)).gptoss_running_sequences === 1) >= 0);
-  server.proc.kill("SIGTERM");
+for (const sig of ["SIGTERM", "SIGINT"]) {
+  test(`${sig}: the request in flight finishes, new ones get 503, exit 0`, () => withServer(async (server) => {
+    const inflight = post(server.url, body("SCRIPT:slow", { max_tokens: 40 }));
+    assert.ok(await waitFor(async () => (await metrics(server.url)).gptoss_running_sequences === 1) >= 0);
+    server.proc.kill(sig);
+    assert.ok(await waitFor(async () => (await fetch(server.url + "/health")).status === 503) >= 0);
+    const refused = await post(server.url, body("x"));
+    assert.equal(refused.status, 503);
+    assert.equal((await refused.json()).error.code, "server_shutting_down");
+    const r = await inflight;
+    assert.equal(r.status, 200);
+    const j = await r.json();
+    assert.equal(j.choices[0].finish_reason, "length");
+    assert.equal(j.usage.completion_tokens, 40);
+    const ms = await stopServer(server, { times: 0, withinMs: 10000 });
+    assert.ok(ms < 10000);
+  }));
+}
+
+// Reads an SSE response to its end; a read error (the server gone) ends it too.
+async function readRest(reader, text) {
+  const dec = new TextDecoder();
+  for (;;) {
+    let chunk;
+    try {
+      chunk = await reader.read();
+    } catch {
+      break;
+    }
+    if (chunk.done) break;
+    text += dec.decode(chunk.value);
+  }
+  return text;
+}
+
+test("SIGINT: a request that outlasts the grace is cut when it ends: an error event, exit 0", () => withServer(async (server) => {
+  // SCRIPT:slow is 400 tokens at 20 ms a step or more: 8 s or more, beyond the 5 s grace.
+  const r = await post(server.url, body("SCRIPT:slow", { stream: true }));
+  const reader = r.body.getReader();
+  const dec = new TextDecoder();
+  let text = "";
+  while (!text.includes("content")) text += dec.decode((await reader.read()).value);
+  const t0 = Date.now();
+  server.proc.kill("SIGINT");
   assert.ok(await waitFor(async () => (await fetch(server.url + "/health")).status === 503) >= 0);
-  const refused = await post(server.url, body("x"));
-  assert.equal(refused.status, 503);
-  assert.equal((await refused.json()).error.code, "server_shutting_down");
-  const r = await inflight;
-  assert.equal(r.status, 200);
-  const j = await r.json();
-  assert.equal(j.choices[0].finish_reason, "length");
-  assert.equal(j.usage.completion_tokens, 40);
-  const ms = await stopServer(server, { times: 0, withinMs: 10000 });
-  assert.ok(ms < 10000);
+  text = await readRest(reader, text);
+  const cutMs = Date.now() - t0;
+  assert.match(text, /"code":"server_shutting_down"/);
+  assert.ok(!text.includes('"finish_reason":"stop"'), "the request finished instead of being cut");
+  assert.ok(cutMs >= 4000, `cut after ${cutMs} ms, before the 5 s grace`);
+  await stopServer(server, { times: 0, withinMs: 10000 });
 }));
 
 test("a second SIGTERM cuts what still runs: the stream ends with an error event, exit 0", () => withServer(async (server) => {
@@ -76,16 +113,7 @@ test("a second SIGTERM cuts what still runs: the stream ends with an error event
   // The server writes the error event and then exits: on a loaded machine the connection can be
   // gone (reset) by the time the client reads on, so a read error ends the loop too; the error
   // event must have arrived either way.
-  for (;;) {
-    let chunk;
-    try {
-      chunk = await reader.read();
-    } catch {
-      break;
-    }
-    if (chunk.done) break;
-    text += dec.decode(chunk.value);
-  }
+  text = await readRest(reader, text);
   assert.match(text, /"code":"server_shutting_down"/);
   await stopServer(server, { times: 0, withinMs: 10000 });
 }));

@@ -216,7 +216,7 @@ test("responses stream: events add up to the response", async () => {
   assert.deepEqual(done.output.map((o) => o.type), ["reasoning", "message"]);
 });
 
-test("errors: 400 with an error object for what a client sends; serving goes on", async () => {
+test("errors: 400 (413 for a body over the limit) with an error object; serving goes on", async () => {
   const cases = [
     () => client.chat.completions.create({ model: "nope", messages: [{ role: "user", content: "x" }] }),
     () => client.chat.completions.create({ model: "scripted", messages: [] }),
@@ -245,6 +245,16 @@ test("errors: 400 with an error object for what a client sends; serving goes on"
   const r404 = await fetch(server.url + "/v1/nothing", { headers: auth });
   assert.equal(r404.status, 404);
   assert.ok((await r404.json()).error.message.includes("/v1/nothing"));
+  // A body over the 8 MiB limit (src/serve/http_server.h): 413 with an error object.
+  await assert.rejects(
+    chat("x".repeat((8 << 20) + 1)),
+    (e) => {
+      assert.ok(e instanceof OpenAI.APIError, String(e));
+      assert.equal(e.status, 413);
+      assert.match(e.error.message, /larger than 8388608 bytes/);
+      assert.equal(e.error.type, "invalid_request_error");
+      return true;
+    });
   const ok = await chat("SCRIPT:reason again");
   assert.equal(ok.choices[0].message.content, "2 + 2 = 4.");
 });

@@ -1,7 +1,8 @@
 // api_tiny.test.mjs: `run -m serve` on the tiny random-weight model, driven by the official
 // `openai` client: every endpoint streamed and not answers 200 with what the model generated as
 // content (it never writes harmony) and an honest finish_reason; greedy output of a request is
-// byte-identical whether it runs alone or beside 15 others (continuous batching).
+// byte-identical whether it runs alone or beside 15 others (continuous batching); SIGINT stops it,
+// exit 0.
 // env: RUN (the run binary), MODEL, TOKENIZER; RUN_PREFIX (e.g. "mpirun -np 2") optional.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -21,7 +22,7 @@ before(async () => {
 after(async () => {
   if (!server) return;
   try {
-    await stopServer(server);
+    await stopServer(server, { signal: "SIGINT" });  // run's own SIGINT handler (SIGTERM: serve_test.sh)
   } finally {
     if (server.proc.exitCode === null) server.proc.kill("SIGKILL");
   }

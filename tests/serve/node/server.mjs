@@ -25,10 +25,11 @@ export async function startServer(cmd, args, { env = {}, timeoutMs = 60000 } = {
   return { proc, url, exited, stderr: () => stderr };
 }
 
-// SIGTERM (once, or `times`), then the exit status, which must be 0 within `withinMs`.
-export async function stopServer(server, { times = 1, withinMs = 20000 } = {}) {
+// `signal` (SIGTERM unless told; once, or `times`), then the exit status, which must be 0 within
+// `withinMs`.
+export async function stopServer(server, { times = 1, withinMs = 20000, signal = "SIGTERM" } = {}) {
   for (let i = 0; i < times; i++) {
-    server.proc.kill("SIGTERM");
+    server.proc.kill(signal);
     await new Promise((r) => setTimeout(r, 50));
   }
   const t0 = Date.now();

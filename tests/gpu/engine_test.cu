@@ -15,8 +15,8 @@
 //       1.5e-2, top-1 equal on 68/68 (bf16-rounded activations gave median 4.0e-2). Statistical
 //       bound: median row <= 1e-2, top-1 equal on >= 95% of rows.
 //   make_cpu_engine with the GPU at --kv-cache f32: both store K/V in fp32, so the CPU engine is
-//     the tight oracle with the bounds above (decode 5e-3 per row and every top-1 equal; chunks
-//     the statistical bound).
+//     the tight oracle: decode kF32KvDecodeBound (5e-4) per row and every top-1 equal; chunks the
+//     statistical bound above.
 //   forward_pick: the tokens chosen on the device equal Sampler::pick on forward()'s logits.
 //   make_cpu_engine (the CPU backend, fp32 KV cache): on this model the bf16 KV cache alone moves
 //     the logits by a median 3.4e-2 (H200, 96 decode rows; 9 top-1 flips), so this comparison is a

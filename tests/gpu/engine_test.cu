@@ -366,43 +366,64 @@ TEST(GpuEngine, launch_overlap_changes_nothing) {
 // chunks: median <= 1e-2, top-1 equal on >= 95% of rows.
 constexpr double kStepBound = 1e-3;
 
-TEST(GpuEngine, batch_invariance_across_path_boundaries) {
-  GPU_TEST_REQUIRE_DEVICE();
+// (1) on engines made with `opt` (slots set here): for each step size the worst rel L2 over
+// `trials` target rows, printed; bit-identical within the decode path, <= bound across paths, and
+// the same top-1 where `top1` is set.
+void step_size_sweep(BackendOptions opt, double bound, bool top1, int trials, std::mt19937& rng) {
   constexpr int kFill = 64;  // filler sequences in slots 1..kFill of engine b
-  auto a = make_gpu_engine(model(), options(64, 1));
-  auto b = make_gpu_engine(model(), options(64, kFill + 1));
+  opt.max_slots = 1;
+  auto a = make_gpu_engine(model(), opt);
+  opt.max_slots = kFill + 1;
+  auto b = make_gpu_engine(model(), opt);
   const int V = a->config().vocab;
-  std::mt19937 rng(23);
   std::vector<int> fill_pos(kFill + 1, 0);
   std::vector<float> la, lb;
   const int sizes[] = {1, 2, 3, 4, 5, 8, 9, 16, 64};
   for (int n : sizes) {
-    // A fresh 6-token history, row by row on both engines (the decode path: same bits).
-    int32_t tok = 0;
-    for (int p = 0; p < 6; ++p) {
+    double worst = 0;
+    int top1_diff = 0;
+    for (int trial = 0; trial < trials; ++trial) {
+      // A fresh 6-token history, row by row on both engines (the decode path: same bits).
+      int32_t tok = 0;
+      for (int p = 0; p < 6; ++p) {
+        tok = int32_t(rng() % 2000);
+        Row h{tok, 0, p, Row::kLogits | (p == 0 ? uint32_t(Row::kNewSeq) : 0u)};
+        a->forward(std::span<const Row>(&h, 1), la);
+        b->forward(std::span<const Row>(&h, 1), lb);
+        ASSERT_EQ(0, std::memcmp(la.data(), lb.data(), size_t(V) * 4)) << "history position " << p;
+      }
       tok = int32_t(rng() % 2000);
-      Row h{tok, 0, p, Row::kLogits | (p == 0 ? uint32_t(Row::kNewSeq) : 0u)};
-      a->forward(std::span<const Row>(&h, 1), la);
-      b->forward(std::span<const Row>(&h, 1), lb);
-      ASSERT_EQ(0, std::memcmp(la.data(), lb.data(), size_t(V) * 4)) << "history position " << p;
+      Row t{tok, 0, 6, Row::kLogits};
+      a->forward(std::span<const Row>(&t, 1), la);
+      std::vector<Row> rows{t};
+      for (int s = 1; s < n; ++s) {
+        const int p = fill_pos[size_t(s)]++;
+        rows.push_back(Row{int32_t(rng() % 2000), s, p, p == 0 ? uint32_t(Row::kNewSeq) : 0u});
+      }
+      b->forward(rows, lb);
+      ASSERT_EQ(la.size(), lb.size());
+      const double e = rel_l2(lb.data(), la.data(), V);
+      worst = std::max(worst, e);
+      if (n <= gpu::kDecodeMaxRows) {
+        EXPECT_EQ(0, std::memcmp(la.data(), lb.data(), size_t(V) * 4)) << n << " rows";
+      }
+      EXPECT_LE(e, bound) << n << " rows";
+      const bool same = cpu::f32_argmax(la.data(), V) == cpu::f32_argmax(lb.data(), V);
+      top1_diff += !same;
+      if (top1) {
+        EXPECT_TRUE(same) << n << " rows: top-1 differs";
+      }
     }
-    tok = int32_t(rng() % 2000);
-    Row t{tok, 0, 6, Row::kLogits};
-    a->forward(std::span<const Row>(&t, 1), la);
-    std::vector<Row> rows{t};
-    for (int s = 1; s < n; ++s) {
-      const int p = fill_pos[size_t(s)]++;
-      rows.push_back(Row{int32_t(rng() % 2000), s, p, p == 0 ? uint32_t(Row::kNewSeq) : 0u});
-    }
-    b->forward(rows, lb);
-    ASSERT_EQ(la.size(), lb.size());
-    const double e = rel_l2(lb.data(), la.data(), V);
-    std::printf("step of %2d rows: rel L2 %.3g\n", n, e);
-    if (n <= gpu::kDecodeMaxRows)
-      EXPECT_EQ(0, std::memcmp(la.data(), lb.data(), size_t(V) * 4)) << n << " rows";
-    EXPECT_LE(e, kStepBound) << n << " rows";
-    EXPECT_EQ(cpu::f32_argmax(la.data(), V), cpu::f32_argmax(lb.data(), V)) << n << " rows";
+    std::printf("step of %2d rows: worst rel L2 %.3g over %d row(s), top-1 differences %d\n", n,
+                worst, trials, top1_diff);
   }
+}
+
+TEST(GpuEngine, batch_invariance_across_path_boundaries) {
+  GPU_TEST_REQUIRE_DEVICE();
+  std::mt19937 rng(23);
+  ASSERT_NO_FATAL_FAILURE(step_size_sweep(options(64, 1), kStepBound, true, 1, rng));
+  const int V = model().config().vocab;
   // (2) A prompt in one chunk vs row by row.
   auto c = make_gpu_engine(model(), options(64, 1));
   auto d = make_gpu_engine(model(), options(64, 1));
@@ -425,6 +446,21 @@ TEST(GpuEngine, batch_invariance_across_path_boundaries) {
       ++cmp.top1_diff;
   }
   cmp.check_statistical("48-row prompt chunk vs row by row", 1e-2, 0.95);
+}
+
+// (1) above at the default precision, fast, with the default kernels (BackendOptions: the dense
+// GEMM on wgmma where build and card have it, the MoE's grouped GEMM with folded scales): the
+// tensor-core GEMMs take the activations rounded to bf16 (the dense GEMM from 9 rows, on NVIDIA
+// the MoE's grouped GEMM from 5), so across a boundary a row differs by that rounding, not by
+// summation order only. 4 target rows per step size. The decode path (1..4 rows) is the same in
+// both precisions and stays bit-identical. Top-1 is printed, not asserted (a near tie may flip).
+constexpr double kFastStepBound = 2e-2;  // provisional until measured on a GPU
+
+TEST(GpuEngine, batch_invariance_across_path_boundaries_fast) {
+  GPU_TEST_REQUIRE_DEVICE();
+  std::mt19937 rng(29);
+  ASSERT_NO_FATAL_FAILURE(
+      step_size_sweep(options(64, 1, "", "fast"), kFastStepBound, false, 4, rng));
 }
 
 // The paged KV cache (kernels/gpu/ops.h KvPages; the full-attention layers' positions in a pool

@@ -145,8 +145,10 @@ int run_mode(const gptoss::RunOptions& opt, gptoss::comm::World& world) {
     const gptoss::Rings& r = gptoss::rings();
     const bool every_ring = opt.mode == gptoss::Mode::Getp || opt.mode == gptoss::Mode::Serve;
     if (r.ring > 0 && !every_ring) return gptoss::run_idle_ring(opt);
-    if (r.ring > 0 && r.leader()) return gptoss::run_ring_leader(opt);
-    return gptoss::run_stage_worker(opt);
+    gptoss::RunOptions o = opt;
+    gptoss::cap_getp_slots(o, 0);  // getp: rank 0's prompt count (collective)
+    if (r.ring > 0 && r.leader()) return gptoss::run_ring_leader(o);
+    return gptoss::run_stage_worker(o);
   }
   switch (opt.mode) {
     case gptoss::Mode::Generate: return gptoss::run_generate(opt);

@@ -12,7 +12,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "comm/world.h"
 #include "common/error.h"
 #include "run/getp_io.h"
 #include "run/getp_runner.h"
@@ -116,11 +115,9 @@ int run_getp(const RunOptions& options) {
     }
   }
   if (seed_note.empty()) seed_note = pick_fresh_seed(opt);
-  // Slots: without -b one process reserves no more than the prompts need (a ring keeps the
-  // default: every rank must size its KV cache alike, and only rank 0 reads the prompts).
-  comm::World* world = comm::World::current();
-  if (!opt.batch_given && (!world || world->size() == 1))
-    opt.max_slots = static_cast<int>(std::min<size_t>(static_cast<size_t>(opt.max_slots), n));
+  // Slots: without -b no more than the prompts need; under mpirun every rank is told the count
+  // (collective: the other ranks wait for it in run_mode before opening their ring).
+  cap_getp_slots(opt, n);
 
   // Prompts are tokenized and checked against the context before the model is loaded.
   double tok_load_s = 0;

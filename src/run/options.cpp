@@ -100,9 +100,9 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
       ->default_str("random");
   app.add_option("-c,--ctx", opt.ctx, "Context length per sequence (max 131072 and the model's)");
   app.add_option("-b,--batch", opt.max_slots,
-                 "getp, serve: max concurrent sequences (KV-cache slots). Default: getp on the CPU 32, "
-                 "serve on the CPU 8, on the GPU as many as its free memory holds at -c (at most "
-                 "256); else 1")
+                 "getp, serve: max concurrent sequences (KV-cache slots). Default: getp on the CPU 32 "
+                 "(at most the number of prompts), serve on the CPU 8, on the GPU as many as its "
+                 "free memory holds at -c (at most 256); else 1")
       ->default_str("mode default");
   app.add_option("--chunk", opt.chunk_tokens,
                  "Per-step token budget: decode rows plus prompt chunks being prefilled. Default: CPU "

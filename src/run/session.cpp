@@ -255,6 +255,16 @@ std::pair<int, std::string> plan_rings(const RunOptions& opt) {
   return {dp, plan.why};
 }
 
+void cap_getp_slots(RunOptions& opt, size_t prompts) {
+  if (opt.mode != Mode::Getp || opt.batch_given) return;
+  int64_t n = static_cast<int64_t>(prompts);
+  int size = 1;
+  MPI_Comm_size(comm::world_comm(), &size);
+  if (size > 1) MPI_Bcast(&n, 1, MPI_INT64_T, 0, comm::world_comm());
+  GPTOSS_ASSERT(n > 0);
+  opt.max_slots = static_cast<int>(std::min<int64_t>(opt.max_slots, n));
+}
+
 SchedulerOptions Session::scheduler_options(const RunOptions& opt, int n) const {
   SchedulerOptions so;
   so.max_slots = n > 0 ? n : slots;

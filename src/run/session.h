@@ -74,6 +74,12 @@ int run_idle_ring(const RunOptions& opt);
 // same on every rank (rank 0 decides).
 std::pair<int, std::string> plan_rings(const RunOptions& opt);
 
+// getp without -b reserves no more KV-cache slots than it has prompts. Rank 0 passes the prompt
+// count it has read; with several ranks it sends it to every rank, which passes 0 (COLLECTIVE
+// over the world for getp without -b: every getp rank calls it before its ring opens, so every
+// rank sizes its KV cache alike). Other modes and -b: nothing.
+void cap_getp_slots(RunOptions& opt, size_t prompts);
+
 // Loads the tokenizer (-z) alone, so a mode can check its input before loading the model.
 std::unique_ptr<Tokenizer> load_tokenizer(const RunOptions& opt, double* load_s = nullptr);
 // Loads everything for `slots` concurrent sequences and prints the start-up summary on stderr.

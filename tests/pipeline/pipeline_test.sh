@@ -89,6 +89,11 @@ same)
   many -m getp -i in.txt -o b.txt -n 12 -b 3 --micro-batches $((NP+2)) --chunk 8 -c 48 --kv-tokens 48 --kv-block 8 2>b.err || die "np$NP M=$((NP+2)): exit $?"
   cmp -s ref.txt b.txt || die "np$NP --micro-batches $((NP+2)) --chunk 8 --kv-tokens 48: OUT differs from 1 rank"
   has b.err "\\(3 slots sharing 48 positions \\(--kv-tokens\\), at most 48 each, paged in blocks of 8\\)"
+  # Without -b the 5 prompts take 5 KV-cache slots, not the default 32: rank 0 tells every rank
+  # the count before the ring opens.
+  many -m getp -i in.txt -o n.txt -n 12 2>n.err || die "np$NP without -b: exit $?"
+  cmp -s ref.txt n.txt || die "np$NP without -b: OUT differs from 1 rank"
+  has n.err "KV cache [0-9.]+ MiB on rank 0 \\(5 slots x 4096 positions"
   many -m getp -i in.txt -o c.txt -n 12 -b 1 --micro-batches 1 2>c.err || die "np$NP M=1: exit $?"
   cmp -s ref.txt c.txt || die "np$NP --micro-batches 1 -b 1: OUT differs from 1 rank"
   if [ "$NP" -eq 2 ]; then
@@ -125,6 +130,10 @@ dp)
       [ "$(grep -c '^getp: {' a$R.err)" -eq 1 ] || die "--dp $R: not exactly one getp JSON line"
       many -m getp -i in.txt -o s$R.txt -n 12 -b 2 -T 0.9 -s 11 --dp $R 2>s$R.err || die "--dp $R sampled: exit $?"
       cmp -s sref.txt s$R.txt || die "np$NP --dp $R sampled: OUT differs from 1 rank"
+      # Without -b every ring's ranks take 12 slots (the prompt count, from rank 0), not 32.
+      many -m getp -i in.txt -o n$R.txt -n 12 --dp $R 2>n$R.err || die "--dp $R without -b: exit $?"
+      cmp -s ref.txt n$R.txt || die "np$NP --dp $R without -b: OUT differs from 1 rank"
+      has n$R.err "KV cache [0-9.]+ MiB( on rank 0)? \\(12 slots x 4096 positions"
     fi
     R=$((R * 2))
   done

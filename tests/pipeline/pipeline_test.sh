@@ -18,7 +18,8 @@
 #            before; half of them twice in a row (mpirun then quits at once and its ranks end on
 #            their own while the next --resume starts: the partial file's lock makes it wait). The
 #            final OUT equals one process's, and no prompt is computed twice in the last run
-#            (INTERRUPT_SEED=S repeats a sequence of times)
+#            (INTERRUPT_SEED=S repeats a sequence of times); after a single Ctrl-C, OUT.partial
+#            does not change once mpirun has returned
 #   mismatch rank NP-1 given another model file: every rank refuses to start, one message naming
 #            which ranks have which file
 #   errors   bad splits: one clear error line
@@ -317,6 +318,15 @@ interrupt)
     [ $twice = 1 ] && { sleep 0.05; kill -INT $mp 2>/dev/null; }
     wait $mp; rc=$?
     echo "interrupt $k ($([ $twice = 1 ] && echo twice || echo once)) after $more more prompts + $ms ms: mpirun exit $rc, $(count_done) done"
+    # Once, mpirun returns after it has reaped its ranks: OUT.partial is final, nothing is written
+    # after. (Twice, it quits at once and rank 0 may still append the step in flight before it
+    # sees the launcher gone: src/run/README.md, "Interrupting under mpirun".)
+    if [ $twice = 0 ]; then
+      at_return=$(count_done)
+      sleep 1.5
+      [ "$(count_done)" -eq "$at_return" ] ||
+        die "interrupt $k: OUT.partial held $at_return prompts when mpirun returned, $(count_done) 1.5 s later"
+    fi
   done
   if [ ! -e out.txt ]; then
     many $args -o out.txt --resume 2>final.err || die "the last --resume: exit $?"

@@ -27,8 +27,7 @@ constexpr int kHD = kAttnHeadDim;       // 64
 constexpr int kKeyTile = 64;            // keys staged per iteration
 constexpr int kAttnThreads = 256;       // 8 heads x 32 sub-lanes (sub-lanes are not wave lanes)
 constexpr int kPartStride = kHD + 2;    // out[64], m, l
-constexpr int kAttnMaxChunk = 1024;     // keys per piece at most
-constexpr int kAttnMinBlocks = 2048;    // blocks per split-K launch kept when lengthening pieces
+// kAttnMaxChunk, kAttnMinBlocks (the pieces' lengths): launch_shapes.h.
 }  // namespace
 
 // A 16-byte piece of a cache row -> floats (bf16: 8 values, fp32: 4).
@@ -84,7 +83,8 @@ __device__ void merge_pieces_if_last(const float* partial, const uint16_t* __res
                                      uint32_t* tickets, int n, int kvh, int G, int n_heads,
                                      int n_kv, int n_pieces, int n_valid, float* __restrict__ out,
                                      float* sm) {
-  __shared__ int last;
+  __shared__ int last;  // the kernels' only static shared memory (kAttnMergeStaticSmemBytes)
+  static_assert(sizeof(int) <= kAttnMergeStaticSmemBytes, "static shared memory within the bound");
   __threadfence();  // this block's partials, before its ticket
   __syncthreads();
   if (threadIdx.x == 0)
@@ -278,12 +278,15 @@ __global__ void __launch_bounds__(kAttnThreads)
 // ldmatrix.trans. Numerics: fp32-quality like the scalar kernel (~1e-6 apart); the MMAs are cheap
 // (16 per 16 keys): the kernel is bound by the cache bytes, which the scalar kernel is not (its
 // fp32 FMAs, ~8 per cache byte, saturate the SMs first).
-constexpr int kMmaWarps = 4, kMmaThreads = 32 * kMmaWarps;
-constexpr int kMmaTile = 16 * kMmaWarps;  // keys per staged tile
-constexpr int kMmaStages = 3;
-constexpr int kMmaLd = kHD + 8;           // bf16 per staged row
+// Tile constants, shared memory and the launch: launch_shapes.h (attn_partial_mma_launch), which
+// gpu_launch_limits checks.
+constexpr int kMmaWarps = kAttnMmaWarps, kMmaThreads = 32 * kMmaWarps;
+constexpr int kMmaTile = kAttnMmaTile;    // keys per staged tile
+constexpr int kMmaStages = kAttnMmaStages;
+constexpr int kMmaLd = kAttnMmaLd;        // bf16 per staged row
 constexpr int kMmaStageElems = 2 * kMmaTile * kMmaLd;  // K then V
-constexpr size_t kMmaSmemBytes = size_t(kMmaStages) * kMmaStageElems * sizeof(uint16_t);
+constexpr size_t kMmaSmemBytes = kAttnMmaSmemBytes;
+static_assert(kMmaSmemBytes == size_t(kMmaStages) * kMmaStageElems * sizeof(uint16_t), "the stages");
 static_assert(kMmaSmemBytes >= sizeof(float) * kMergeSmemFloats, "the merge's staging reuses the stages");
 static_assert(kMmaSmemBytes >= sizeof(float) * kMmaWarps * kAttnMaxGroup * (kHD + 2),
               "the merge area reuses the stages");
@@ -472,7 +475,7 @@ __global__ void __launch_bounds__(kMmaThreads)
 }
 #endif
 
-static int attention_pieces(int max_keys, int kv_chunk) { return ceil_div(max_keys, kv_chunk); }
+static int attention_pieces(int max_keys, int kv_chunk) { return attn_split_pieces(max_keys, kv_chunk); }
 
 // The partials of a launch, then its tickets (one uint32 per (row, kv head) <= n_heads per row).
 static size_t attention_partial_part(int n_heads, int max_keys, int kv_chunk) {
@@ -495,13 +498,10 @@ static void attention_sinks(const float* qkv, const KvT* k_cache, const KvT* v_c
   GPTOSS_ASSERT(head_dim == kHD && n_heads % n_kv_heads == 0 &&
                 n_heads / n_kv_heads <= kAttnMaxGroup && kv_chunk % kKeyTile == 0);
   // Many rows: longer pieces (fewer blocks, each streaming more tiles; fewer partials to merge)
-  // while a launch keeps >= kAttnMinBlocks blocks. The layer's kv_chunk (sized for few rows)
-  // sets the partial buffer, which fewer pieces always fit.
+  // while a launch keeps >= kAttnMinBlocks blocks (attn_split_chunk, launch_shapes.h). The
+  // layer's kv_chunk (sized for few rows) sets the partial buffer, which fewer pieces always fit.
   uint32_t* tickets = reinterpret_cast<uint32_t*>(partial + attention_partial_part(n_heads, max_keys, kv_chunk));
-  const int launch_rows = std::min(kAttnRowsPerLaunch, rows);
-  while (kv_chunk * 2 <= kAttnMaxChunk &&
-         n_kv_heads * attention_pieces(max_keys, kv_chunk * 2) * launch_rows >= kAttnMinBlocks)
-    kv_chunk *= 2;
+  kv_chunk = attn_split_chunk(std::min(kAttnRowsPerLaunch, rows), n_kv_heads, max_keys, kv_chunk);
   const int pieces = attention_pieces(max_keys, kv_chunk);
   const int G = n_heads / n_kv_heads;
   GPTOSS_ASSERT(2 * G * pieces + G <= kMergeSmemFloats);  // the merge's staging (~140 pieces)
@@ -515,13 +515,15 @@ static void attention_sinks(const float* qkv, const KvT* k_cache, const KvT* v_c
 #if !defined(GPTOSS_HIP)
     if constexpr (std::is_same_v<KvT, uint16_t>) {
       if (kernel != AttnKernel::scalar) {
+        const KernelLaunch l = attn_partial_mma_launch(kTarget, nr, n_kv_heads, pieces);
+        GPTOSS_ASSERT(l.threads == kMmaThreads && l.grid_y == pieces);
         opt_in_dynamic_smem(reinterpret_cast<const void*>(bf16kv_attention_partial_mma_kernel),
-                            kMmaSmemBytes);  // > 48 KiB
-        gpu_launch(bf16kv_attention_partial_mma_kernel, grid1, dim3(kMmaThreads), kMmaSmemBytes,
-                   stream, qkv + r0 * R, k_cache, v_cache, pos + r0, slot + r0,
-                   skip ? skip + r0 : nullptr, reinterpret_cast<const uint16_t*>(sinks), n_heads,
-                   n_kv_heads, cap, pages, window, kv_chunk, pieces, partial, tickets,
-                   rows_out);
+                            l.dyn_smem_bytes);  // > 48 KiB
+        gpu_launch(bf16kv_attention_partial_mma_kernel, dim3(l.grid_x, l.grid_y, l.grid_z),
+                   dim3(l.threads), l.dyn_smem_bytes, stream, qkv + r0 * R, k_cache, v_cache,
+                   pos + r0, slot + r0, skip ? skip + r0 : nullptr,
+                   reinterpret_cast<const uint16_t*>(sinks), n_heads, n_kv_heads, cap, pages,
+                   window, kv_chunk, pieces, partial, tickets, rows_out);
         mma = true;
       }
     }

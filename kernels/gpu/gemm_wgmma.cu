@@ -29,7 +29,9 @@ namespace gptoss::gpu {
 #if !defined(GPTOSS_HIP)
 namespace {
 
-constexpr int kWgBK = 64;              // K per stage
+// Tile constants, shared memory and the launch (tile choice, grid): launch_shapes.h
+// (wgmma_gemm_tile, wgmma_gemm_launch), which gpu_launch_limits checks.
+constexpr int kWgBK = kWgmmaGemmBK;    // K per stage
 constexpr int kWgChunks = kWgBK / 8;  // 16-byte chunks of a row per stage
 
 template <int kWg, int kBN, int kStages>
@@ -38,9 +40,8 @@ struct WgTile {
   static constexpr int kThreads = 128 * kWg;
   static constexpr int kABytes = kBM * kWgBK * 2;
   static constexpr int kStageBytes = kABytes + kBN * kWgBK * 2;
-  static constexpr size_t kSmem = static_cast<size_t>(kStages) * kStageBytes + 1024;  // + alignment
 };
-constexpr int kWgStages = 4;  // 8 (at most 192 KB) measured no faster (H100, 2026-12-07)
+constexpr int kWgStages = kWgmmaGemmStages;  // 8 (at most 192 KB) measured no faster (H100, 2026-12-07)
 
 // Rows [first, first + R) of src ([limit, K] bf16), k [k0, k0 + 64), into a stage tile (layout
 // above); lane groups of 32 take (16-row band, chunk pair).
@@ -133,14 +134,19 @@ __global__ __launch_bounds__(128 * kWg) void bf16_wgmma_gemm_kernel(
 #endif
 }
 
+// One launch of the record l (wgmma_gemm_launch for the tile 64 kWg x kBN).
 template <int kWg, int kBN>
-void launch_wgmma_gemm(const bf16_t* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
-                       int K, int M, bool accumulate, gpuStream_t stream) {
+void launch_wgmma_gemm(const KernelLaunch& l, const bf16_t* x, const bf16_t* w, const bf16_t* bias,
+                       float* y, int rows, int K, int M, bool accumulate, gpuStream_t stream) {
   using G = WgTile<kWg, kBN, kWgStages>;
   constexpr auto* kernel = bf16_wgmma_gemm_kernel<kWg, kBN, kWgStages>;
-  opt_in_dynamic_smem(reinterpret_cast<const void*>(kernel), G::kSmem);
-  const dim3 grid(ceil_div(rows, G::kBM), ceil_div(M, kBN));
-  kernel<<<grid, G::kThreads, G::kSmem, stream>>>(
+  // The stages, + 1 KiB to align them to 1024 bytes.
+  static_assert(wgmma_gemm_smem_bytes(G::kBM, kBN) == size_t(kWgStages) * G::kStageBytes + 1024,
+                "launch_shapes.h's size is this kernel's");
+  GPTOSS_ASSERT(l.threads == G::kThreads && l.dyn_smem_bytes == wgmma_gemm_smem_bytes(G::kBM, kBN) &&
+                l.grid_z == 1);
+  opt_in_dynamic_smem(reinterpret_cast<const void*>(kernel), l.dyn_smem_bytes);
+  kernel<<<dim3(l.grid_x, l.grid_y), l.threads, l.dyn_smem_bytes, stream>>>(
       reinterpret_cast<const uint16_t*>(x), reinterpret_cast<const uint16_t*>(w),
       reinterpret_cast<const uint16_t*>(bias), y, rows, K, M, accumulate ? 1 : 0);
   GPU_CHECK_LAUNCH();
@@ -171,19 +177,20 @@ void bf16_wgmma_gemm(const bf16_t* x, const bf16_t* w, const bf16_t* bias, float
     fail("bf16_wgmma_gemm: needs a build for sm_90a (CMAKE_CUDA_ARCHITECTURES=90a) and an sm_90 GPU");
   // 64-row blocks for steps of at most 64 rows, else 128; outputs per block: the widest of 256
   // (LM-head widths), 128, 64 whose grid still covers every SM (256: four times over).
-  const long sms = device_sm_count();
-  auto blocks = [&](int bm, int bn) { return long(ceil_div(rows, bm)) * ceil_div(M, bn); };
-  if (rows <= 64) {
-    if (blocks(64, 128) >= sms)
-      launch_wgmma_gemm<1, 128>(x, w, bias, y, rows, K, M, accumulate, stream);
+  // (launch_shapes.h wgmma_gemm_tile.)
+  const GemmTile tile = wgmma_gemm_tile(rows, M, device_sm_count());
+  const KernelLaunch l = wgmma_gemm_launch(kTarget, tile, rows, M);
+  if (tile.bm == 64) {
+    if (tile.bn == 128)
+      launch_wgmma_gemm<1, 128>(l, x, w, bias, y, rows, K, M, accumulate, stream);
     else
-      launch_wgmma_gemm<1, 64>(x, w, bias, y, rows, K, M, accumulate, stream);
-  } else if (blocks(128, 256) >= 4 * sms) {
-    launch_wgmma_gemm<2, 256>(x, w, bias, y, rows, K, M, accumulate, stream);
-  } else if (blocks(128, 128) >= sms) {
-    launch_wgmma_gemm<2, 128>(x, w, bias, y, rows, K, M, accumulate, stream);
+      launch_wgmma_gemm<1, 64>(l, x, w, bias, y, rows, K, M, accumulate, stream);
+  } else if (tile.bn == 256) {
+    launch_wgmma_gemm<2, 256>(l, x, w, bias, y, rows, K, M, accumulate, stream);
+  } else if (tile.bn == 128) {
+    launch_wgmma_gemm<2, 128>(l, x, w, bias, y, rows, K, M, accumulate, stream);
   } else {
-    launch_wgmma_gemm<2, 64>(x, w, bias, y, rows, K, M, accumulate, stream);
+    launch_wgmma_gemm<2, 64>(l, x, w, bias, y, rows, K, M, accumulate, stream);
   }
 }
 

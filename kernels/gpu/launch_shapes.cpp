@@ -1,9 +1,11 @@
-// kernels/gpu/launch_shapes.cpp: launch shapes of prompt-tile attention and token sampling
-// (launch_shapes.h).
+// kernels/gpu/launch_shapes.cpp: launch shapes of the kernels outside the MoE with dynamic shared
+// memory (launch_shapes.h).
 #include "gpu/launch_shapes.h"
 
 #include <algorithm>
 #include <cstdio>
+
+#include "common/error.h"
 
 namespace gptoss::gpu {
 
@@ -111,6 +113,95 @@ KernelLaunch moe_decode_mlp_launch(const GpuTarget& t, bool first, int rows, int
     l.dyn_smem_bytes = size_t(K) * sizeof(float);
   }
   l.static_smem_bytes = kDecodeStaticSmemBytes;
+  return l;
+}
+
+std::string moe_decode_limits_error(const GpuTarget& t, int max_rows, int H, int I, int E, int k) {
+  for (int rows = 1; rows <= std::min(max_rows, kDecodeMaxRows); ++rows) {
+    const int pairs = rows * k;
+    for (const KernelLaunch& l : {moe_decode_route_launch(t, rows, H, E),
+                                  moe_decode_mlp_launch(t, true, rows, pairs, H, 2 * I),
+                                  moe_decode_mlp_launch(t, false, rows, pairs, I, H)}) {
+      const std::string err = launch_limit_error(l, t);
+      if (!err.empty())
+        return strfmt("moe decode: a step of %d row%s: %s", rows, rows == 1 ? "" : "s", err.c_str());
+    }
+  }
+  return "";
+}
+
+int fast_gemm_auto_splits(int K, int M, int sm_count) {
+  const long tiles = 2L * ((M + 127) / 128);
+  long s = (2L * sm_count + tiles - 1) / tiles;
+  s = std::min<long>({s, 4L, static_cast<long>(K / kFastGemmBK) / 16});
+  return static_cast<int>(std::max<long>(s, 1));
+}
+
+GemmTile fast_gemm_tile(int rows, int M, int splits, int sm_count) {
+  const long want = 2L * sm_count;
+  auto blocks = [&](int bm, int bn) {
+    return long((rows + bm - 1) / bm) * ((M + bn - 1) / bn) * splits;
+  };
+  if (blocks(128, 128) >= want) return {128, 128};
+  if (blocks(64, 128) >= want) return {64, 128};
+  return {64, 64};
+}
+
+KernelLaunch fast_gemm_launch(const GpuTarget& t, GemmTile tile, int rows, int M, int splits) {
+  (void)t;
+  KernelLaunch l;
+  // The names as the compilers demangle them (one per instantiated tile).
+  l.kernel = tile.bm == 128 ? "bf16_bf16w_gemm_kernel<128, 128>"
+             : tile.bn == 128 ? "bf16_bf16w_gemm_kernel<64, 128>"
+                              : "bf16_bf16w_gemm_kernel<64, 64>";
+  l.grid_x = (rows + tile.bm - 1) / tile.bm;
+  l.grid_y = (M + tile.bn - 1) / tile.bn;
+  l.grid_z = splits;
+  l.threads = kFastGemmThreads;
+  l.dyn_smem_bytes = fast_gemm_smem_bytes(tile.bm, tile.bn);
+  return l;
+}
+
+GemmTile wgmma_gemm_tile(int rows, int M, int sm_count) {
+  const long sms = sm_count;
+  auto blocks = [&](int bm, int bn) { return long((rows + bm - 1) / bm) * ((M + bn - 1) / bn); };
+  if (rows <= 64) return blocks(64, 128) >= sms ? GemmTile{64, 128} : GemmTile{64, 64};
+  if (blocks(128, 256) >= 4 * sms) return {128, 256};
+  if (blocks(128, 128) >= sms) return {128, 128};
+  return {128, 64};
+}
+
+KernelLaunch wgmma_gemm_launch(const GpuTarget& t, GemmTile tile, int rows, int M) {
+  (void)t;
+  KernelLaunch l;
+  const bool two = tile.bm == 128;
+  l.kernel = !two ? (tile.bn == 128 ? "bf16_wgmma_gemm_kernel<1, 128, 4>" : "bf16_wgmma_gemm_kernel<1, 64, 4>")
+             : tile.bn == 256 ? "bf16_wgmma_gemm_kernel<2, 256, 4>"
+             : tile.bn == 128 ? "bf16_wgmma_gemm_kernel<2, 128, 4>"
+                              : "bf16_wgmma_gemm_kernel<2, 64, 4>";
+  l.grid_x = (rows + tile.bm - 1) / tile.bm;
+  l.grid_y = (M + tile.bn - 1) / tile.bn;
+  l.threads = 128 * (tile.bm / 64);
+  l.dyn_smem_bytes = wgmma_gemm_smem_bytes(tile.bm, tile.bn);
+  return l;
+}
+
+int attn_split_chunk(int launch_rows, int n_kv_heads, int max_keys, int kv_chunk) {
+  while (kv_chunk * 2 <= kAttnMaxChunk &&
+         long(n_kv_heads) * attn_split_pieces(max_keys, kv_chunk * 2) * launch_rows >= kAttnMinBlocks)
+    kv_chunk *= 2;
+  return kv_chunk;
+}
+
+KernelLaunch attn_partial_mma_launch(const GpuTarget& t, int launch_rows, int n_kv_heads, int pieces) {
+  KernelLaunch l;
+  l.kernel = "bf16kv_attention_partial_mma_kernel";
+  l.grid_x = n_kv_heads;
+  l.grid_y = pieces;
+  l.grid_z = launch_rows;
+  l.threads = kAttnMmaWarps * t.wave_size;
+  l.dyn_smem_bytes = kAttnMmaSmemBytes;
+  l.static_smem_bytes = kAttnMergeStaticSmemBytes;
   return l;
 }
 

@@ -1,10 +1,12 @@
 // kernels/gpu/launch_shapes.h: launch shapes of the GPU kernels outside the MoE that take dynamic
-// shared memory: prompt-tile attention (attention_prefill.cu) and token sampling (sample.cu). The
-// MoE's are in moe_plan.h. Host-only plain C++, like moe_plan.h: the launches take grid, block and
+// shared memory: prompt-tile attention (attention_prefill.cu), token sampling (sample.cu), the
+// decode path (decode.cu, moe_decode.cu) and the NVIDIA-only fast dense GEMMs (matmul.cu,
+// gemm_wgmma.cu) and tensor-core split-K attention (attention.cu). The MoE's are in moe_plan.h. Host-only plain C++, like moe_plan.h: the launches take grid, block and
 // shared memory from these functions, and the CPU build's gpu_launch_limits test checks the same
 // functions against both targets (target.h says how a new kernel joins).
 #pragma once
 #include <cstddef>
+#include <string>
 
 #include "gpu/target.h"
 
@@ -114,5 +116,70 @@ KernelLaunch moe_decode_route_launch(const GpuTarget& t, int rows, int H, int E)
 // An expert matmul of a `rows`-row step over `pairs` (row, rank) pairs, K inputs, M weight rows
 // per expert.
 KernelLaunch moe_decode_mlp_launch(const GpuTarget& t, bool first, int rows, int pairs, int K, int M);
+// "" when every launch of the decode MoE (router, both expert matmuls) fits t for every step of
+// 1..min(max_rows, kDecodeMaxRows) rows at hidden H, intermediate I, E experts, top-k k; else the
+// first that does not ("moe decode: a step of N rows: <launch_limit_error>"). moe_decode_scratch_create
+// refuses such a shape at start.
+std::string moe_decode_limits_error(const GpuTarget& t, int max_rows, int H, int I, int E, int k);
+
+// ---- the fast dense GEMM, mma.sync (bf16_bf16w_gemm_kernel<BM, BN>, matmul.cu; NVIDIA only) ----
+// Block BM (64 | 128) rows x BN (64 | 128) outputs, K in steps of kFastGemmBK through a
+// kFastGemmStages-stage cp.async ring, rows padded to kFastGemmLd bf16; K split over `splits`
+// blocks per output tile (grid z).
+inline constexpr int kFastGemmBK = 32, kFastGemmLd = kFastGemmBK + 8, kFastGemmStages = 4;
+inline constexpr int kFastGemmThreads = 256;
+struct GemmTile {
+  int bm, bn;  // rows, outputs per block
+};
+// Dynamic shared memory: every stage's x tile and W tile (the kernel declares no static).
+constexpr size_t fast_gemm_smem_bytes(int bm, int bn) {
+  return static_cast<size_t>(kFastGemmStages) * (bm + bn) * kFastGemmLd * 2;
+}
+// K splits for (K, M) on a GPU of sm_count SMs: enough blocks at 256 rows for two per SM, at most
+// 4, each split >= 16 K steps (matmul.cu fast_gemm_splits; never depends on the step's rows).
+int fast_gemm_auto_splits(int K, int M, int sm_count);
+// The largest tile (128 x 128, 64 x 128, 64 x 64) whose grid (times the splits) still gives every
+// SM two blocks.
+GemmTile fast_gemm_tile(int rows, int M, int splits, int sm_count);
+// The launch of `rows` x M with tile `tile`: grid (ceil(rows / bm), ceil(M / bn), splits).
+KernelLaunch fast_gemm_launch(const GpuTarget& t, GemmTile tile, int rows, int M, int splits);
+
+// ---- the fast dense GEMM on Hopper's wgmma (bf16_wgmma_gemm_kernel<WG, BN, 4>, gemm_wgmma.cu;
+// sm_90a only) ---------------------------------------------------------------------------------
+// Block: WG warpgroups of 64 rows (bm = 64 WG) x BN (64 | 128 | 256) outputs, K in stages of
+// kWgmmaGemmBK through a kWgmmaGemmStages-stage ring; one K split.
+inline constexpr int kWgmmaGemmBK = 64, kWgmmaGemmStages = 4;
+// Dynamic shared memory: every stage's x and W tiles (bf16, 128-byte swizzle), + 1 KiB to align
+// the tiles to 1024 bytes (the kernel declares no static).
+constexpr size_t wgmma_gemm_smem_bytes(int bm, int bn) {
+  return static_cast<size_t>(kWgmmaGemmStages) * (size_t(bm) + bn) * kWgmmaGemmBK * 2 + 1024;
+}
+// 64-row blocks for steps of at most 64 rows, else 128; outputs per block: the widest of 256
+// (LM-head widths), 128, 64 whose grid still covers every SM (256: four times over).
+GemmTile wgmma_gemm_tile(int rows, int M, int sm_count);
+// The launch: grid (ceil(rows / bm), ceil(M / bn)), 128 threads per warpgroup.
+KernelLaunch wgmma_gemm_launch(const GpuTarget& t, GemmTile tile, int rows, int M);
+
+// ---- split-K attention, pass 1 on tensor cores (bf16kv_attention_partial_mma_kernel,
+// attention.cu; NVIDIA, bf16 KV cache) -----------------------------------------------------------
+// A row's visible keys (at most max_keys) are cut into pieces of kv_chunk keys, one block per
+// (kv head, piece, row). Block: kAttnMmaWarps warps, 64-key tiles of K and V through a
+// kAttnMmaStages-stage cp.async ring, rows padded to kAttnMmaLd bf16.
+inline constexpr int kAttnMaxChunk = 1024;   // keys per piece at most
+inline constexpr int kAttnMinBlocks = 2048;  // blocks per launch kept when lengthening pieces
+inline constexpr int kAttnMmaWarps = 4;
+inline constexpr int kAttnMmaTile = 16 * kAttnMmaWarps;  // keys per staged tile
+inline constexpr int kAttnMmaStages = 3;
+inline constexpr int kAttnMmaLd = kAttnHeadDim + 8;      // bf16 per staged row
+inline constexpr size_t kAttnMmaSmemBytes =
+    size_t(kAttnMmaStages) * 2 * kAttnMmaTile * kAttnMmaLd * 2;  // K then V per stage
+// Bound on the kernel's static shared memory (the split-K merge's flag; attention.cu).
+inline constexpr size_t kAttnMergeStaticSmemBytes = 16;
+inline int attn_split_pieces(int max_keys, int kv_chunk) { return (max_keys + kv_chunk - 1) / kv_chunk; }
+// The piece length a launch of launch_rows rows uses: the layer's kv_chunk, doubled (fewer,
+// longer pieces) while <= kAttnMaxChunk and the launch keeps >= kAttnMinBlocks blocks.
+int attn_split_chunk(int launch_rows, int n_kv_heads, int max_keys, int kv_chunk);
+// One launch of launch_rows rows over `pieces` pieces: grid (n_kv_heads, pieces, launch_rows).
+KernelLaunch attn_partial_mma_launch(const GpuTarget& t, int launch_rows, int n_kv_heads, int pieces);
 
 }  // namespace gptoss::gpu

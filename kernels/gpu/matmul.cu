@@ -293,12 +293,10 @@ void f32_to_bf16(const float* x, bf16_t* y, size_t n, gpuStream_t stream) {
 // result still does not depend on the other rows. No deadlock: a waiting block's predecessors
 // have lower linear block indices (z is the slowest index), and blocks start in index order, so
 // they are running or done.
-inline constexpr int kFastBK = 32, kFastLd = kFastBK + 8, kFastStages = 4;
-inline constexpr int kFastThreads = 256;
-
-constexpr size_t fast_gemm_smem_bytes(int bm, int bn) {
-  return static_cast<size_t>(kFastStages) * (bm + bn) * kFastLd * sizeof(uint16_t);
-}
+// Tile constants, shared memory and the launch (tile choice, grid): launch_shapes.h
+// (fast_gemm_tile, fast_gemm_launch), which gpu_launch_limits checks.
+inline constexpr int kFastBK = kFastGemmBK, kFastLd = kFastGemmLd, kFastStages = kFastGemmStages;
+inline constexpr int kFastThreads = kFastGemmThreads;
 
 template <int BM, int BN>
 __global__ void __launch_bounds__(kFastThreads)
@@ -425,16 +423,19 @@ __global__ void __launch_bounds__(kFastThreads)
   }
 }
 
+// One launch of the record l (fast_gemm_launch for the tile BM x BN).
 template <int BM, int BN>
-void launch_fast_gemm(const bf16_t* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
-                      int K, int M, bool accumulate, int splits, uint32_t* sem, gpuStream_t stream) {
-  const size_t smem = fast_gemm_smem_bytes(BM, BN);  // > 48 KiB
-  opt_in_dynamic_smem(reinterpret_cast<const void*>(bf16_bf16w_gemm_kernel<BM, BN>), smem);
-  dim3 grid(ceil_div(rows, BM), ceil_div(M, BN), splits);
-  if (splits > 1 && long(grid.x) * grid.y > kGemmSemSlots)
-    fail("bf16_bf16w_gemm: %d x %d output tiles exceed the %d split-K semaphores", int(grid.x),
-         int(grid.y), kGemmSemSlots);
-  bf16_bf16w_gemm_kernel<BM, BN><<<grid, kFastThreads, smem, stream>>>(
+void launch_fast_gemm(const KernelLaunch& l, const bf16_t* x, const bf16_t* w, const bf16_t* bias,
+                      float* y, int rows, int K, int M, bool accumulate, int splits, uint32_t* sem,
+                      gpuStream_t stream) {
+  GPTOSS_ASSERT(l.threads == kFastThreads && l.dyn_smem_bytes == fast_gemm_smem_bytes(BM, BN) &&
+                l.grid_z == splits);
+  // > 48 KiB: the opt-in, once per device
+  opt_in_dynamic_smem(reinterpret_cast<const void*>(bf16_bf16w_gemm_kernel<BM, BN>), l.dyn_smem_bytes);
+  if (splits > 1 && long(l.grid_x) * l.grid_y > kGemmSemSlots)
+    fail("bf16_bf16w_gemm: %d x %d output tiles exceed the %d split-K semaphores", l.grid_x,
+         l.grid_y, kGemmSemSlots);
+  bf16_bf16w_gemm_kernel<BM, BN><<<dim3(l.grid_x, l.grid_y, l.grid_z), l.threads, l.dyn_smem_bytes, stream>>>(
       reinterpret_cast<const uint16_t*>(x), reinterpret_cast<const uint16_t*>(w),
       reinterpret_cast<const uint16_t*>(bias), y, rows, K, M, accumulate ? 1 : 0, splits, sem);
   GPU_CHECK_LAUNCH();
@@ -445,10 +446,8 @@ int fast_gemm_splits(int K, int M) {
   // Enough blocks at 256 rows (the batched decode step: 2 x ceil(M / 128) tiles of 128 x 128) for
   // two per SM, at most 4, each split >= 16 K steps; 1 where the tiles alone fill the GPU (the LM
   // head). Depends on (K, M) and the device only, never on the rows of a step.
-  const long tiles = 2L * ceil_div(M, 128);
-  long s = (2L * device_sm_count() + tiles - 1) / tiles;
-  s = std::min<long>({s, 4L, static_cast<long>(K / kTileK) / 16});
-  return static_cast<int>(std::max<long>(s, 1));
+  static_assert(kFastGemmBK == kTileK, "split sizes in K steps of the GEMMs' 32");
+  return fast_gemm_auto_splits(K, M, device_sm_count());
 }
 
 void bf16_bf16w_gemm(const bf16_t* x, const bf16_t* w, const bf16_t* bias, float* y, int rows,
@@ -470,15 +469,15 @@ void bf16_bf16w_gemm(const bf16_t* x, const bf16_t* w, const bf16_t* bias, float
   if (splits > K / kTileK) fail("bf16_bf16w_gemm: %d K splits of %d K steps", splits, K / kTileK);
   if (splits > 1 && !sem) fail("bf16_bf16w_gemm: %d K splits need the semaphore scratch", splits);
   // The largest tile (128 x 128, 64 x 128, 64 x 64) whose grid (times the splits) still gives
-  // every SM two blocks.
-  const long want = 2L * device_sm_count();
-  auto blocks = [&](int bm, int bn) { return long(ceil_div(rows, bm)) * ceil_div(M, bn) * splits; };
-  if (blocks(128, 128) >= want)
-    launch_fast_gemm<128, 128>(x, w, bias, y, rows, K, M, accumulate, splits, sem, stream);
-  else if (blocks(64, 128) >= want)
-    launch_fast_gemm<64, 128>(x, w, bias, y, rows, K, M, accumulate, splits, sem, stream);
+  // every SM two blocks (launch_shapes.h).
+  const GemmTile tile = fast_gemm_tile(rows, M, splits, device_sm_count());
+  const KernelLaunch l = fast_gemm_launch(kTarget, tile, rows, M, splits);
+  if (tile.bm == 128)
+    launch_fast_gemm<128, 128>(l, x, w, bias, y, rows, K, M, accumulate, splits, sem, stream);
+  else if (tile.bn == 128)
+    launch_fast_gemm<64, 128>(l, x, w, bias, y, rows, K, M, accumulate, splits, sem, stream);
   else
-    launch_fast_gemm<64, 64>(x, w, bias, y, rows, K, M, accumulate, splits, sem, stream);
+    launch_fast_gemm<64, 64>(l, x, w, bias, y, rows, K, M, accumulate, splits, sem, stream);
 #endif
 }
 

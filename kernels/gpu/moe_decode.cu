@@ -531,6 +531,10 @@ MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows)
     fail("moe decode: shape unsupported (hidden %d, intermediate %d, experts %d top %d: hidden and "
          "2 x intermediate multiples of %d, both <= %d, top-k <= %d)",
          H, I, E, k, kMoeDecodeTileM, kDecodeMaxK, kMaxTopKDecode);
+  // Every launch of every step size fits this target, or the scratch is refused now (one line
+  // naming the kernel, the step size and the limit), as moe_scratch_create does.
+  const std::string limits = moe_decode_limits_error(kTarget, max_rows, H, I, E, k);
+  if (!limits.empty()) fail("%s", limits.c_str());
   MoeDecodeScratch s;
   s.max_rows = max_rows, s.n_experts = E, s.top_k = k, s.hidden = H, s.intermediate = I;
   const size_t pairs = static_cast<size_t>(max_rows) * k;

@@ -7,7 +7,11 @@
 //     next RMSNorm);
 //   prompt-tile attention and token sampling (kernels/gpu/launch_shapes.h): both KV-cache types,
 //     1..kMaxStepRows tiles / rows;
-//   the decode path (launch_shapes.h): its dense matmuls, router and expert matmuls at 1..4 rows.
+//   the decode path (launch_shapes.h): its dense matmuls, router and expert matmuls at 1..4 rows;
+//   NVIDIA only (launch_shapes.h): the fast dense GEMMs (mma.sync, with one K split and with
+//     fast_gemm_auto_splits; wgmma) for the qkv, output projection and LM head at 1..kMaxStepRows
+//     rows, and tensor-core split-K attention (sliding and full layers at a 4096-position and
+//     the full context) for launches of 1..kMaxStepRows rows.
 // Kernels with fixed blocks and only static shared memory are covered by the HIP build's
 // resource report (tests/gpu/hip_resource_report.py) and, on CUDA, by nvcc itself.
 //
@@ -26,6 +30,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/error.h"
@@ -117,6 +122,43 @@ void for_each_checked_launch(const GpuTarget& t, F&& f) {
     // (launches of decode_rows_per_launch rows each), the router, both expert matmuls.
     const Config& k = c.c;
     const int sms = t.vendor == GpuVendor::nvidia ? 132 : 104;
+    if (t.vendor == GpuVendor::nvidia) {
+      // The fast dense GEMMs (precision fast; HIP stages fp32 x in the wave-tile GEMM instead):
+      // every dense matmul of a layer and the head, any row count.
+      struct Mm {
+        const char* mma;
+        const char* wgmma;
+        int K, M;
+      };
+      const Mm mms[] = {{"fast GEMM qkv", "wgmma GEMM qkv", k.hidden, k.qkv_rows()},
+                        {"fast GEMM output projection", "wgmma GEMM output projection", k.q_dim(), k.hidden},
+                        {"fast GEMM LM head", "wgmma GEMM LM head", k.hidden, k.vocab}};
+      for (const Mm& m : mms) {
+        const int auto_splits = fast_gemm_auto_splits(m.K, m.M, sms);
+        for (int rows = 1; rows <= kMaxStepRows; ++rows) {
+          for (int splits : {1, auto_splits})
+            f(Where{&c, rows, nullptr, m.mma},
+              fast_gemm_launch(t, fast_gemm_tile(rows, m.M, splits, sms), rows, m.M, splits));
+          f(Where{&c, rows, nullptr, m.wgmma}, wgmma_gemm_launch(t, wgmma_gemm_tile(rows, m.M, sms), rows, m.M));
+        }
+      }
+      // Split-K attention on tensor cores (bf16 KV cache): each layer's max_keys and kv_chunk as
+      // src/backend_gpu/gpu_setup.cu sets them for a context of ctx positions (sliding layers:
+      // the window, pieces of 64 keys; full layers: the context in >= 128-key pieces, about 32),
+      // then the pieces a launch of launch_rows rows takes (attn_split_chunk).
+      for (int ctx : {4096, k.max_context}) {
+        const int full_chunk = std::max(128, ((ctx + 31) / 32 + 63) / 64 * 64);
+        const int window_keys = std::min(std::min(ctx, k.sliding_window + 512), k.sliding_window);
+        for (const auto& [max_keys, chunk] : {std::pair{window_keys, 64}, std::pair{ctx, full_chunk}})
+          for (int launch_rows = 1; launch_rows <= kMaxStepRows; ++launch_rows) {
+            const int pieces =
+                attn_split_pieces(max_keys, attn_split_chunk(launch_rows, k.n_kv_heads, max_keys, chunk));
+            f(Where{&c, launch_rows, nullptr,
+                    max_keys == ctx ? "split-K attention rows (full layer)" : "split-K attention rows (sliding layer)"},
+              attn_partial_mma_launch(t, launch_rows, k.n_kv_heads, pieces));
+          }
+      }
+    }
     for (int rows = 1; rows <= kDecodeMaxRows; ++rows) {
       auto dense = [&](const char* what, int K, int M, bool rope) {
         const int per = decode_rows_per_launch(t, rows, K);
@@ -237,6 +279,38 @@ TEST(LaunchLimits, TooLargeShapeRefusedAtStart) {
   const std::string nv = moe_limits_error(big, 16, MoeOptions{}, kSm90);
   EXPECT_EQ(nv.find("moe: a step of 2 rows: moe_gemv_kernel<4, true>: 294912 bytes"), 0u) << nv;
   EXPECT_EQ(moe_limits_error({32, 4, 2880, 2880}, 4096, MoeOptions{}, kGfx90a), "");
+}
+
+// moe_decode_scratch_create refuses a decode MoE shape whose launches do not fit
+// (moe_decode_limits_error): hidden 4096 on gfx90a, a step of 3 rows (bucket 4): the router's
+// 4 rows of H are 64 KiB + its static arrays.
+TEST(LaunchLimits, DecodeMoeTooLargeRefusedAtStart) {
+  for (const char* name : {"tiny", "20b", "120b"}) {
+    const Config c = named_config(name);
+    for (const GpuTarget* t : kAllTargets)
+      EXPECT_EQ(moe_decode_limits_error(*t, kDecodeMaxRows, c.hidden, c.intermediate, c.n_experts,
+                                        c.experts_per_tok), "")
+          << name << " " << t->name;
+  }
+  const std::string amd = moe_decode_limits_error(kGfx90a, kDecodeMaxRows, 4096, 2048, 32, 4);
+  EXPECT_EQ(amd.find("moe decode: a step of 3 rows: moe_route_decode_kernel<4>: 65664 bytes"), 0u) << amd;
+  EXPECT_EQ(moe_decode_limits_error(kGfx90a, 2, 4096, 2048, 32, 4), "");
+  EXPECT_EQ(moe_decode_limits_error(kSm90, kDecodeMaxRows, 4096, 2048, 32, 4), "");
+}
+
+// The NVIDIA-only kernels' shared memory (the numbers their sources state: the fast GEMM 40 / 60 /
+// 80 KiB by tile; the wgmma GEMM up to 193 KiB at 128 x 256; split-K attention 54 KiB).
+TEST(LaunchLimits, NvidiaOnlySharedMemory) {
+  EXPECT_EQ(fast_gemm_smem_bytes(64, 64), 40960u);
+  EXPECT_EQ(fast_gemm_smem_bytes(128, 128), 81920u);
+  EXPECT_EQ(wgmma_gemm_smem_bytes(128, 256), 197632u);
+  EXPECT_EQ(kAttnMmaSmemBytes, 55296u);
+  // The 20b LM head at 256 rows: 128 x 128 tiles, one split (the tiles fill the GPU).
+  const GemmTile tl = fast_gemm_tile(256, 201088, 1, 132);
+  EXPECT_EQ(tl.bm, 128);
+  EXPECT_EQ(tl.bn, 128);
+  EXPECT_EQ(fast_gemm_auto_splits(2880, 201088, 132), 1);
+  EXPECT_EQ(wgmma_gemm_launch(kSm90, wgmma_gemm_tile(256, 201088, 132), 256, 201088).threads, 256);
 }
 
 // Prompt attention's shared memory per target (the numbers attention_prefill.cu's comment states:

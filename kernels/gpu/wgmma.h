@@ -4,6 +4,8 @@
 // operands from shared memory, m64 n64 k16 (A laid out as B is, rows in place of columns). Compiled only where the device pass has the
 // sm_90a features (__CUDA_ARCH_FEAT_SM90_ALL: CMAKE_CUDA_ARCHITECTURES 90a, which defines
 // GPTOSS_WGMMA for the host code); elsewhere nothing here is defined.
+// This is tile.h's Hopper section: tile.h includes it, and kernels include tile.h, not this file
+// (one interface for the matrix pieces).
 //
 // Layouts (PTX ISA, "Asynchronous Warpgroup Level Matrix Multiply-Accumulate"):
 //   A in registers: warp w of the warpgroup holds rows 16w .. 16w + 15 as an mma.m16n8k16 A

@@ -9,10 +9,12 @@
 // Backends: the CPU (src/backend_cpu, make_cpu_backend; host payloads) and the GPU
 // (src/backend_gpu, make_gpu_backend; device payloads, work enqueued on stream()).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "backend/head_split.h"
@@ -50,6 +52,10 @@ struct Row {
 // engine closer than transformers' own bf16 forward, tiny and 20b synthetic checkpoints, H200).
 inline constexpr const char* kGpuDefaultPrecision = "fast";
 
+// The GPU backend's rows of one sequence per device step (Backend::max_seq_rows_per_pass): its
+// sliding layers' rings hold the window plus this many positions per sequence.
+inline constexpr int kGpuSeqStepRows = 512;
+
 // What a backend is made with (the command line's -c, -b, -t, --kv-cache, the GPU knobs).
 struct BackendOptions {
   int ctx = 4096;        // max positions per sequence (-c); <= config.max_context
@@ -71,6 +77,12 @@ struct BackendOptions {
   // (GPU: kGpuDefaultPrecision; CPU: exact, its only choice), "exact" or "fast" (--precision).
   std::string precision;
   int device = 0;          // GPU: index of the device among those visible
+  // GPU: rows per device step (--step-rows), in [kGpuSeqStepRows, 4096]: a larger step reads the
+  // weights once for more rows (the grouped MoE GEMM and the dense GEMMs run nearer their peaks)
+  // at the cost of activation buffers that grow with it. A sequence still has at most
+  // kGpuSeqStepRows rows in one step (max_seq_rows_per_pass), so the sliding layers' KV rings do
+  // not grow.
+  int step_rows = 512;
   bool gpu_graphs = true;  // GPU: replay small steps as captured graphs (--gpu-graphs)
   bool attn_tiles = true;  // GPU: prompt runs through the flash-attention tile kernel
   // GPU: steps of at most gpu::kDecodeMaxRows rows take the decode kernels (kernels/gpu/decode.h:
@@ -122,6 +134,8 @@ class Backend {
   // Rows one run() call takes in one pass (larger calls are split inside run()); the Engine cuts
   // its steps to this when it keeps results in the backend's own buffer (out == nullptr).
   virtual int max_rows_per_pass() const { return 1 << 30; }
+  // Rows of one slot one pass may hold (pass_end below cuts a pass before more).
+  virtual int max_seq_rows_per_pass() const { return 1 << 30; }
 
   // Layers [first_layer, last_layer) on rows.size() rows. The owner of the embedding passes the
   // token ids (tokens.size() == rows.size(), in == nullptr) and they are embedded first; other
@@ -190,5 +204,18 @@ std::unique_ptr<Backend> make_cpu_backend(const ModelWeights& w, const BackendOp
                                           int first, int last, bool ends);
 std::unique_ptr<Backend> make_cpu_backend(const ModelFile& model, const BackendOptions& opt,
                                           int first, int last, bool ends);
+
+// Where the pass that starts at row r0 of rows [0, n) ends: at most max_rows rows, and at most
+// max_seq_rows of any one slot (Backend::max_rows_per_pass, max_seq_rows_per_pass); slot(i) is
+// row i's slot. At least one row.
+template <class SlotOf>
+size_t pass_end(size_t r0, size_t n, int max_rows, int max_seq_rows, SlotOf&& slot) {
+  const size_t end = std::min(n, r0 + static_cast<size_t>(std::max(1, max_rows)));
+  if (max_seq_rows >= max_rows) return end;
+  std::unordered_map<int32_t, int> count;
+  for (size_t i = r0; i < end; ++i)
+    if (++count[slot(i)] > max_seq_rows) return std::max(i, r0 + 1);
+  return end;
+}
 
 }  // namespace gptoss

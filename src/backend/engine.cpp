@@ -26,10 +26,11 @@ void Engine::run_passes(std::span<const Row> rows, Done&& done) {
              i, rows[i].slot, rows[i].pos, rows[i].block, blocks);
   }
   check_.apply(rows, "forward:");
-  const size_t pass = static_cast<size_t>(std::max(1, b_->max_rows_per_pass()));
+  const int pass = b_->max_rows_per_pass(), seq_pass = b_->max_seq_rows_per_pass();
   size_t before = 0;
-  for (size_t r0 = 0; r0 < rows.size(); r0 += pass) {
-    const size_t n = std::min(pass, rows.size() - r0);
+  for (size_t r0 = 0, r1; r0 < rows.size(); r0 = r1) {
+    r1 = pass_end(r0, rows.size(), pass, seq_pass, [&](size_t i) { return rows[i].slot; });
+    const size_t n = r1 - r0;
     tokens_.resize(n);
     pos_.resize(n);
     logit_rows_.clear();

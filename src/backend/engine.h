@@ -39,7 +39,8 @@ class Engine {
   bool picks_on_device() const { return b_->picks_on_device(); }
 
  private:
-  // Checks rows, then runs them in passes of <= max_rows_per_pass() rows; after each pass calls
+  // Checks rows, then runs them in passes of <= max_rows_per_pass() rows, <= max_seq_rows_per_pass()
+  // of one slot (pass_end); after each pass calls
   // done(logit rows of the pass (indices into the pass), logit rows before the pass).
   template <class Done>
   void run_passes(std::span<const Row> rows, Done&& done);

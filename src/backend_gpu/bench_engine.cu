@@ -2,7 +2,8 @@
 // llama-bench. Loads MODEL (or first writes a synthetic random-weight model of a named config,
 // e.g. --synthetic 20b --out /tmp/20b.bin, for machines without the real weights), then times
 //   load  : weight upload (from page cache when the file was just written)
-//   pp    : one prompt of --pp tokens in chunks of --pp-chunk (256) rows (prefill tok/s)
+//   pp    : --pp-batch S (1) prompts of --pp tokens at once, each in chunks of --pp-chunk (256)
+//           rows: steps of S x chunk rows (prefill tok/s)
 //   tg    : --tg decode steps at batch 1 (tok/s)
 //   batch : --tg decode steps with B sequences per step for each B in --batch (output tok/s);
 //           every sequence first gets a random prompt of --decode-pos tokens (default 8), so
@@ -12,6 +13,7 @@
 //                      [--decode-pos P] [--profile pp|decode] [--no-decode-kernels]
 //                      [--precision exact|fast] [--moe-fold 0|1] [--split-k 0|1] [--overlap 0|1]
 //                      [--wgmma 0|1] [--gemm-wgmma 0|1] [--moe-config N] [--kv-block B]
+//                      [--pp-batch S] [--step-rows N]
 //   --moe-fold 0: precision fast with the MoE grouped GEMM on fp16 weights and per-block scales
 //   instead of bf16 weights with the scales folded in (kernels/gpu/moe_plan.h MoeOptions; default
 //   1); --split-k 1: the fast GEMM's K split (BackendOptions::gemm_split_k; default 0: slower on
@@ -25,6 +27,9 @@
 //   --kv-block B: the paged KV cache (BackendOptions::kv_block_tokens, B a power of two; as run
 //   uses it) with a pool of every slot at --ctx, slot s's blocks a shuffle of the pool (as a
 //   long-running server's would be); default 0: the ring layout
+//   --step-rows N: rows per device step (BackendOptions::step_rows, 512..4096; default 512); a
+//   sequence still has at most 512 rows in one step, so prefill steps grow past 512 rows only
+//   with --pp-batch S > 1, decode steps with batches past 512
 //   --profile: only one step inside the profiler's range (run under ncu --profile-from-start off):
 //   the last prefill chunk (pp) or the first timed decode step of the last batch size (decode)
 //   bench-engine --synthetic 20b --out PATH [--write-only] [...]   (--write-only: stop after writing)
@@ -88,7 +93,8 @@ static void write_synthetic(const std::string& name, const std::string& path) {
 int main(int argc, char** argv) {
   return guarded_main("bench-engine", [&] {
     std::string model_path, synthetic, out;
-    int ctx = 4096, pp = 512, tg = 128, decode_pos = 8, pp_chunk = 256;
+    int ctx = 4096, pp = 512, tg = 128, decode_pos = 8, pp_chunk = 256, pp_batch = 1;
+    int step_rows = BackendOptions{}.step_rows;
     std::string profile;  // "", "pp" or "decode": the one step inside the profiler range
     std::string precision;  // "" = the GPU default
     bool write_only = false, decode_kernels = true, moe_fold = true, split_k = false;
@@ -111,6 +117,8 @@ int main(int argc, char** argv) {
       else if (a == "--tg") tg = std::atoi(next().c_str());
       else if (a == "--decode-pos") decode_pos = std::atoi(next().c_str());
       else if (a == "--pp-chunk") pp_chunk = std::atoi(next().c_str());
+      else if (a == "--pp-batch") pp_batch = std::atoi(next().c_str());
+      else if (a == "--step-rows") step_rows = std::atoi(next().c_str());
       else if (a == "--kv-block") kv_block = std::atoi(next().c_str());
       else if (a == "--moe-config") moe_config = std::atoi(next().c_str());
       else if (a == "--profile") profile = next();
@@ -156,12 +164,14 @@ int main(int argc, char** argv) {
     if (profile != "" && profile != "pp" && profile != "decode")
       fail("bench-engine: --profile %s: expected pp or decode", profile.c_str());
     if (pp_chunk < 1 || pp_chunk > 512) fail("bench-engine: --pp-chunk %d: expected 1..512", pp_chunk);
+    if (pp_batch < 1 || pp_batch > 1024) fail("bench-engine: --pp-batch %d: expected 1..1024", pp_batch);
     if (decode_pos < 8 || decode_pos + 3 + tg > ctx)
       fail("bench-engine: --decode-pos %d: the decode steps need 8 <= P and P + 3 + --tg <= --ctx (%d)",
            decode_pos, ctx);
     ModelFile model(model_path);
     int max_b = 1;
     for (int b : batches) max_b = std::max(max_b, b);
+    max_b = std::max(max_b, pp_batch);
     BackendOptions opt;
     opt.ctx = ctx;
     opt.max_slots = max_b;
@@ -172,6 +182,7 @@ int main(int argc, char** argv) {
     opt.launch_overlap = overlap;
     opt.moe.wgmma = wgmma;
     opt.gemm_wgmma = gemm_wgmma;
+    opt.step_rows = step_rows;
     opt.moe.grouped_config = moe_config;
     // Paged: slot s's positions [i B, (i + 1) B) in block perm[s * per_seq + i].
     const int per_seq = kv_block > 0 ? (ctx + kv_block - 1) / kv_block : 0;
@@ -198,14 +209,16 @@ int main(int argc, char** argv) {
     const int V = eng->config().vocab;
     std::vector<float> logits;
     std::mt19937 rng(2);
-    // pp: one prompt in chunks of --pp-chunk rows, logits on the last row.
+    // pp: --pp-batch prompts (slots 0..S-1) in chunks of --pp-chunk rows each, logits on their
+    // last rows.
     auto run_pp = [&](bool profiled) {
       for (int p0 = 0; p0 < pp; p0 += pp_chunk) {
         std::vector<Row> rows;
-        for (int p = p0; p < std::min(pp, p0 + pp_chunk); ++p)
-          rows.push_back(Row{int32_t(rng() % V), 0, p,
-                             (p == 0 ? Row::kNewSeq : 0u) | (p == pp - 1 ? Row::kLogits : 0u),
-                             block_of(0, p)});
+        for (int sq = 0; sq < pp_batch; ++sq)
+          for (int p = p0; p < std::min(pp, p0 + pp_chunk); ++p)
+            rows.push_back(Row{int32_t(rng() % V), sq, p,
+                               (p == 0 ? Row::kNewSeq : 0u) | (p == pp - 1 ? Row::kLogits : 0u),
+                               block_of(sq, p)});
         // The profiled chunk: the last one, whose rows attend to the most keys.
         const bool prof = profiled && p0 + pp_chunk >= pp;
         if (prof) gpu_profiler_range(true);
@@ -218,8 +231,9 @@ int main(int argc, char** argv) {
     run_pp(profile == "pp");
     double s = since_s(t0);
     if (pp > 0)
-      std::printf("{\"step\": \"pp%d\", \"chunk\": %d, \"tok_per_s\": %.1f, \"s\": %.3f}\n", pp,
-                  pp_chunk, pp / s, s);
+      std::printf("{\"step\": \"pp%d\", \"chunk\": %d, \"seqs\": %d, \"step_rows\": %d, "
+                  "\"tok_per_s\": %.1f, \"s\": %.3f}\n",
+                  pp, pp_chunk, pp_batch, step_rows, double(pp) * pp_batch / s, s);
     std::fflush(stdout);
     for (int B : batches) {
       // Each of B slots gets a prompt of --decode-pos tokens (prefilled in forwards of at most

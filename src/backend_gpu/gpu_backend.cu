@@ -1,5 +1,5 @@
 // gpu_backend.cu: the GPU backend's Backend calls (backend.h; class in gpu_backend_impl.h): run
-// (embed or take the received hidden states, then the layers in device steps of <= kMaxStepRows
+// (embed or take the received hidden states, then the layers in device steps of <= step_rows_
 // rows), head and head_pick (final norm + LM head on the logit rows; the token choice on the
 // device), device-time accounting, and the factories.
 #if !defined(GPTOSS_HIP)
@@ -22,12 +22,14 @@ void GpuBackend::run(std::span<const int32_t> tokens, std::span<const RowPos> ro
   const size_t H = static_cast<size_t>(cfg_.hidden);
   const bool embed = !tokens.empty();
   GPTOSS_ASSERT(embed ? ends_ && tokens.size() == rows.size() && !in : in != nullptr);
-  GPTOSS_ASSERT(out || rows.size() <= size_t(kMaxStepRows));
   begin_busy();
-  for (size_t r0 = 0; r0 < rows.size(); r0 += kMaxStepRows) {
-    const size_t n = std::min<size_t>(kMaxStepRows, rows.size() - r0);
+  for (size_t r0 = 0, r1; r0 < rows.size(); r0 = r1) {
+    r1 = pass_end(r0, rows.size(), step_rows_, kSeqStepRows, [&](size_t i) { return rows[i].slot; });
+    // Without out the result stays in d_x_: one device step (the Engine cuts its passes alike).
+    GPTOSS_ASSERT(out || (r0 == 0 && r1 == rows.size()));
+    const size_t n = r1 - r0;
     int32_t* meta = next_meta();
-    if (embed) std::copy_n(tokens.data() + r0, n, meta + kMetaToken * kMaxStepRows);
+    if (embed) std::copy_n(tokens.data() + r0, n, meta + kMetaToken * step_rows_);
     fill_tiles(meta, rows.subspan(r0, n));
     if (!embed && in + r0 * H != d_x_)
       GPU_CHECK(gpuMemcpyAsync(d_x_, in + r0 * H, n * H * sizeof(float), gpuMemcpyDeviceToDevice,
@@ -44,8 +46,8 @@ void GpuBackend::head(const float* x, std::span<const int32_t> logit_rows, float
   if (!x) x = d_x_;
   const size_t V = static_cast<size_t>(cfg_.vocab);
   begin_busy(true);
-  for (size_t i0 = 0; i0 < logit_rows.size(); i0 += kMaxStepRows) {
-    const size_t nl = std::min<size_t>(kMaxStepRows, logit_rows.size() - i0);
+  for (size_t i0 = 0; i0 < logit_rows.size(); i0 += kHeadRows) {
+    const size_t nl = std::min<size_t>(kHeadRows, logit_rows.size() - i0);
     enqueue_head(x, logit_rows.subspan(i0, nl));
     GPU_CHECK(gpuMemcpyAsync(logits + i0 * V, d_logits_, nl * V * sizeof(float),
                              gpuMemcpyDeviceToHost, stream_));
@@ -59,8 +61,8 @@ void GpuBackend::head_pick(const float* x, std::span<const int32_t> logit_rows,
   GPTOSS_ASSERT(picks.size() == logit_rows.size());
   if (!x) x = d_x_;
   tokens.resize(logit_rows.size());
-  for (size_t i0 = 0; i0 < logit_rows.size(); i0 += kMaxStepRows) {
-    const size_t nl = std::min<size_t>(kMaxStepRows, logit_rows.size() - i0);
+  for (size_t i0 = 0; i0 < logit_rows.size(); i0 += kHeadRows) {
+    const size_t nl = std::min<size_t>(kHeadRows, logit_rows.size() - i0);
     begin_busy(true);  // ended by pick_into after the pick kernel, before its sync
     enqueue_head(x, logit_rows.subspan(i0, nl));
     pick_into(static_cast<int>(nl), picks, i0, tokens);

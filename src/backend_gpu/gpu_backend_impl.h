@@ -1,12 +1,12 @@
 // gpu_backend_impl.h: the GPU backend's class, shared by its three sources:
 //   gpu_setup.cu   : sizes, the memory check, the weight upload, KV cache and buffers (constructor,
 //                    destructor);
-//   gpu_forward.cu : one device step of <= kMaxStepRows rows enqueued on the stream (row
+//   gpu_forward.cu : one device step of <= step_rows_ rows enqueued on the stream (row
 //                    metadata, prompt tiles, the layers), replayed as a graph when small;
 //   gpu_backend.cu : the Backend calls (run, head, head_pick), device-time accounting, factories.
 // Weights live on the device exactly as in the model file (ranges of the file packed into one
 // allocation), the KV cache is bf16 (or fp32) [slots, cap, kv_heads, head_dim] per layer (cap =
-// ctx on full layers, window + kMaxStepRows on sliding layers so a chunk never overwrites a key
+// ctx on full layers, window + kSeqStepRows on sliding layers so a chunk never overwrites a key
 // one of its own rows still sees); paged (BackendOptions::kv_block_tokens > 0) the full layers
 // instead hold one pool each of [blocks, B, kv_heads, head_dim] shared by every slot, found through
 // one block table [slots, ceil(ctx / B)] (kernels/gpu/ops.h KvPages) that the KV writers fill from
@@ -29,12 +29,19 @@
 
 namespace gptoss::gpu_backend {
 
-inline constexpr int kMaxStepRows = 512;   // rows per device step (run() splits larger calls)
+// Rows per device step: BackendOptions::step_rows in [kHeadRows, kMaxStepRows] (run() splits
+// larger calls). One sequence has at most kSeqStepRows rows in a device step (run() and the Engine
+// cut a step before more: backend.h pass_end), so the sliding layers' rings hold window +
+// kSeqStepRows whatever the step size. The LM head takes at most kHeadRows rows at a time
+// (d_logits_, the picks).
+inline constexpr int kMaxStepRows = 4096;
+inline constexpr int kSeqStepRows = kGpuSeqStepRows;
+inline constexpr int kHeadRows = 512;
 inline constexpr int kGraphMaxRows = 64;   // steps with at most this many rows replay a graph
 // Runs of at least this many consecutive positions of one sequence in a step (prompt chunks) go
 // to the flash-attention kernel in tiles of gpu::kAttnTileRows; other rows to split-K decoding.
 inline constexpr int kMinTileRows = 16;
-// Row metadata uploaded per step, kMetaSlices x kMaxStepRows int32: token, pos, slot, logit row
+// Row metadata uploaded per step, kMetaSlices x step_rows_ int32: token, pos, slot, logit row
 // index, in-a-tile flag, tiles (row0, n_rows pairs: two slices), tile count (first element), the
 // row's KV pool block (paged).
 inline constexpr int kMetaSlices = 9;
@@ -81,7 +88,8 @@ class GpuBackend final : public Backend {
   void* stream() override { return stream_; }
   // A GPU rank owns its core: spin 100 ms before sleeping between polls (hop latency).
   double link_spin_us() const override { return 1e5; }
-  int max_rows_per_pass() const override { return kMaxStepRows; }
+  int max_rows_per_pass() const override { return step_rows_; }
+  int max_seq_rows_per_pass() const override { return kSeqStepRows; }
   void run(std::span<const int32_t> tokens, std::span<const RowPos> rows, const float* in,
            float* out) override;
   void head(const float* x, std::span<const int32_t> logit_rows, float* logits) override;
@@ -142,7 +150,7 @@ class GpuBackend final : public Backend {
   static void free_head_slice(HeadSliceState* s);
   HeadSliceState& head_slice_state();
   // Final norm + LM head rows [v0, v1) of the n rows of x ([n, H], consecutive), merged into
-  // rows[n] on the stream, in steps of <= kMaxStepRows rows through enqueue_norm_head (the whole
+  // rows[n] on the stream, in steps of <= kHeadRows rows through enqueue_norm_head (the whole
   // head's kernels).
   void merge_head_slice(HeadRow* rows, const float* x, int n, int v0, int v1);
 
@@ -151,6 +159,7 @@ class GpuBackend final : public Backend {
   bool ends_ = true;          // embedding, final norm and LM head live here
   int device_ = 0;
   int ctx_ = 0, slots_ = 0;
+  int step_rows_ = kHeadRows;  // rows per device step (BackendOptions::step_rows)
   size_t kv_bytes_ = 0;
   bool kv_f32_ = false;  // KV cache element: fp32 (--kv-cache f32) or bf16 (default)
   // Paged full layers (kv_blocks_ > 0): blocks of 1 << kv_shift_ positions, the table's entries
@@ -171,7 +180,7 @@ class GpuBackend final : public Backend {
   uint8_t* d_kv_ = nullptr;
   float* d_rope_ = nullptr;  // [ctx, head_dim] cos | sin
 
-  // Activations for kMaxStepRows rows.
+  // Activations for step_rows_ rows.
   float* d_x_ = nullptr;        // [rows, H] residual stream
   float* d_xn_ = nullptr;       // [rows, H] normalised
   float* d_qkv_ = nullptr;      // [rows, R]
@@ -179,8 +188,8 @@ class GpuBackend final : public Backend {
   bf16_t* d_x16_ = nullptr;     // [rows, max(H, Q)] a GEMM's activations as bf16 (precision fast)
   uint32_t* d_gemm_sem_ = nullptr;  // [gpu::kGemmSemSlots] the fast GEMM's split-K semaphores
   float* d_partial_ = nullptr;  // attention split-K scratch
-  float* d_logits_ = nullptr;   // [rows, V]
-  int32_t* d_meta_ = nullptr;   // [kMetaSlices, kMaxStepRows], see kMetaSlices
+  float* d_logits_ = nullptr;   // [kHeadRows, V]
+  int32_t* d_meta_ = nullptr;   // [kMetaSlices, step_rows_], see kMetaSlices
   int32_t* h_meta_ = nullptr;   // kMetaBufs pinned twins, used in turn
   gpuEvent_t meta_ev_[kMetaBufs] = {};
   int meta_next_ = 0;
@@ -191,9 +200,9 @@ class GpuBackend final : public Backend {
   };
   std::vector<BusyEvents> busy_ev_, busy_free_;
   double busy_us_ = 0, head_busy_us_ = 0;
-  int32_t* d_tokens_ = nullptr;   // [kMaxStepRows] chosen tokens (head_pick)
+  int32_t* d_tokens_ = nullptr;   // [kHeadRows] chosen tokens (head_pick)
   int32_t* h_tokens_ = nullptr;   // pinned twin
-  TokenPick* d_picks_ = nullptr;  // [kMaxStepRows] (head_pick)
+  TokenPick* d_picks_ = nullptr;  // [kHeadRows] (head_pick)
   TokenPick* h_picks_ = nullptr;  // pinned twin
   gpu::PickScratch pick_scratch_{};
   uint64_t host_picks_ = 0;  // rows head_pick() handed to the host (device result -1)

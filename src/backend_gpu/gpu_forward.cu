@@ -13,11 +13,11 @@ namespace gptoss::gpu_backend {
 void GpuBackend::enqueue_step(int rows, bool embed) {
   const Config& c = cfg_;
   const int H = c.hidden, R = c.qkv_rows();
-  const int32_t* d_tok = d_meta_ + kMetaToken * kMaxStepRows;
-  const int32_t* d_pos = d_meta_ + kMetaPos * kMaxStepRows;
-  const int32_t* d_slot = d_meta_ + kMetaSlot * kMaxStepRows;
+  const int32_t* d_tok = d_meta_ + kMetaToken * step_rows_;
+  const int32_t* d_pos = d_meta_ + kMetaPos * step_rows_;
+  const int32_t* d_slot = d_meta_ + kMetaSlot * step_rows_;
   const int32_t* d_skip =
-      use_tiles_ && rows >= kMinTileRows ? d_meta_ + kMetaInTile * kMaxStepRows : nullptr;
+      use_tiles_ && rows >= kMinTileRows ? d_meta_ + kMetaInTile * step_rows_ : nullptr;
   if (embed) gpu::bf16_embed(emb_, d_tok, rows, H, d_x_, stream_);
   if (use_decode_ && rows <= gpu::kDecodeMaxRows) {
     enqueue_decode_layers(rows);
@@ -51,7 +51,7 @@ void GpuBackend::enqueue_step(int rows, bool embed) {
 
 gpu::KvPages GpuBackend::kv_pages(const LayerW& l) const {
   if (!l.paged) return {};
-  return {d_kv_table_, d_meta_ + kMetaBlock * kMaxStepRows, kv_table_stride_, kv_shift_};
+  return {d_kv_table_, d_meta_ + kMetaBlock * step_rows_, kv_table_stride_, kv_shift_};
 }
 
 // Layer l's attention over its KV cache (already holding this step's keys and values) into
@@ -59,11 +59,11 @@ gpu::KvPages GpuBackend::kv_pages(const LayerW& l) const {
 // (enqueue_step with tiles on), the tiled kernel for those rows. Shared by both step paths.
 void GpuBackend::enqueue_attention(const LayerW& l, int rows, const int32_t* d_skip) {
   const Config& c = cfg_;
-  const int32_t* d_pos = d_meta_ + kMetaPos * kMaxStepRows;
-  const int32_t* d_slot = d_meta_ + kMetaSlot * kMaxStepRows;
+  const int32_t* d_pos = d_meta_ + kMetaPos * step_rows_;
+  const int32_t* d_slot = d_meta_ + kMetaSlot * step_rows_;
   const auto* d_tiles =
-      reinterpret_cast<const gpu::AttnTile*>(d_meta_ + kMetaTiles * kMaxStepRows);
-  const int32_t* d_ntiles = d_meta_ + kMetaTileCount * kMaxStepRows;
+      reinterpret_cast<const gpu::AttnTile*>(d_meta_ + kMetaTiles * step_rows_);
+  const int32_t* d_ntiles = d_meta_ + kMetaTileCount * step_rows_;
   const gpu::KvPages pages = kv_pages(l);
   const auto run = [&](const auto* kc, const auto* vc, auto sinks, auto tiles) {
     sinks(d_qkv_, kc, vc, l.sinks, d_pos, d_slot, rows, c.n_heads, c.n_kv_heads, c.head_dim,
@@ -89,8 +89,8 @@ void GpuBackend::enqueue_attention(const LayerW& l, int rows, const int32_t* d_s
 // between layers.
 void GpuBackend::enqueue_decode_layers(int rows) {
   const Config& c = cfg_;
-  const int32_t* d_pos = d_meta_ + kMetaPos * kMaxStepRows;
-  const int32_t* d_slot = d_meta_ + kMetaSlot * kMaxStepRows;
+  const int32_t* d_pos = d_meta_ + kMetaPos * step_rows_;
+  const int32_t* d_slot = d_meta_ + kMetaSlot * step_rows_;
   for (const LayerW& l : layers_) {
     gpu::DecodeQkv q;
     q.x = d_x_;
@@ -132,13 +132,13 @@ int32_t* GpuBackend::next_meta() {
   const int i = meta_next_;
   meta_next_ = (meta_next_ + 1) % kMetaBufs;
   GPU_CHECK(gpuEventSynchronize(meta_ev_[i]));  // its last upload has been done
-  return h_meta_ + size_t(i) * kMetaSlices * kMaxStepRows;
+  return h_meta_ + size_t(i) * kMetaSlices * step_rows_;
 }
 
 void GpuBackend::run_step(const int32_t* meta, int rows, bool embed) {
-  GPU_CHECK(gpuMemcpyAsync(d_meta_, meta, kMetaSlices * kMaxStepRows * sizeof(int32_t),
+  GPU_CHECK(gpuMemcpyAsync(d_meta_, meta, kMetaSlices * step_rows_ * sizeof(int32_t),
                            gpuMemcpyHostToDevice, stream_));
-  GPU_CHECK(gpuEventRecord(meta_ev_[(meta - h_meta_) / (kMetaSlices * kMaxStepRows)], stream_));
+  GPU_CHECK(gpuEventRecord(meta_ev_[(meta - h_meta_) / (kMetaSlices * step_rows_)], stream_));
   if (!use_graphs_ || rows > kGraphMaxRows) {
     enqueue_step(rows, embed);
     return;
@@ -178,12 +178,12 @@ void GpuBackend::fill_tiles(int32_t* meta, std::span<const RowPos> rows) const {
     if (kv_blocks_ > 0 && (r.block < 0 || r.block >= kv_blocks_))
       fail("KV cache: the row at slot %d position %d names block %d; the pool has blocks [0, %d)",
            r.slot, r.pos, r.block, kv_blocks_);
-    meta[kMetaPos * kMaxStepRows + i] = r.pos;
-    meta[kMetaSlot * kMaxStepRows + i] = r.slot;
-    meta[kMetaBlock * kMaxStepRows + i] = r.block;
+    meta[kMetaPos * step_rows_ + i] = r.pos;
+    meta[kMetaSlot * step_rows_ + i] = r.slot;
+    meta[kMetaBlock * step_rows_ + i] = r.block;
   }
-  int32_t* skip = meta + kMetaInTile * kMaxStepRows;
-  int32_t* tiles = meta + kMetaTiles * kMaxStepRows;
+  int32_t* skip = meta + kMetaInTile * step_rows_;
+  int32_t* tiles = meta + kMetaTiles * step_rows_;
   int n_tiles = 0;
   for (int i = 0; i < n;) {
     int j = i + 1;
@@ -201,20 +201,20 @@ void GpuBackend::fill_tiles(int32_t* meta, std::span<const RowPos> rows) const {
     i = j;
   }
   GPTOSS_ASSERT(n_tiles <= max_tiles_for(n));
-  meta[kMetaTileCount * kMaxStepRows] = n_tiles;
+  meta[kMetaTileCount * step_rows_] = n_tiles;
 }
 
 // Final norm (on the logit rows only, gathered) + LM head into d_logits_ [nl, V], enqueued.
 void GpuBackend::enqueue_head(const float* x, std::span<const int32_t> logit_rows) {
-  GPTOSS_ASSERT(ends_ && logit_rows.size() <= size_t(kMaxStepRows));
+  GPTOSS_ASSERT(ends_ && logit_rows.size() <= size_t(kHeadRows));
   const int nl = static_cast<int>(logit_rows.size());
   int32_t* meta = next_meta();
-  int32_t* lrows = meta + kMetaLogitRow * kMaxStepRows;
+  int32_t* lrows = meta + kMetaLogitRow * step_rows_;
   std::copy(logit_rows.begin(), logit_rows.end(), lrows);
-  int32_t* d_lrows = d_meta_ + kMetaLogitRow * kMaxStepRows;
+  int32_t* d_lrows = d_meta_ + kMetaLogitRow * step_rows_;
   GPU_CHECK(gpuMemcpyAsync(d_lrows, lrows, size_t(nl) * sizeof(int32_t), gpuMemcpyHostToDevice,
                            stream_));
-  GPU_CHECK(gpuEventRecord(meta_ev_[(meta - h_meta_) / (kMetaSlices * kMaxStepRows)], stream_));
+  GPU_CHECK(gpuEventRecord(meta_ev_[(meta - h_meta_) / (kMetaSlices * step_rows_)], stream_));
   enqueue_norm_head(x, d_lrows, nl, norm_, unemb_, cfg_.vocab, d_logits_);
 }
 

@@ -14,9 +14,9 @@
 // only (ops.h, decode.h). Precision fast with the GEMM's K split on (gemm_split_k, off by default)
 // is the exception: its split count depends on the slice width.
 //
-// Device memory: rank 0 (the ends) uses its LM head, final norm and d_logits_ ([kMaxStepRows, V]).
+// Device memory: rank 0 (the ends) uses its LM head, final norm and d_logits_ ([kHeadRows, V]).
 // A rank without the ends uploads the final norm and its rows of the LM head from the model file
-// on first use and keeps a logits scratch [kMaxStepRows, v1 - v0]: (v1 - v0) x (2 H + 2048) bytes,
+// on first use and keeps a logits scratch [kHeadRows, v1 - v0]: (v1 - v0) x (2 H + 2048) bytes,
 // e.g. 0.73 GiB for half of 20b's vocabulary. The backend's set-up does not know about them yet,
 // so that allocation is checked against free memory here (docs/pipeline.md).
 #include <algorithm>
@@ -27,12 +27,12 @@
 namespace gptoss::gpu_backend {
 
 struct GpuBackend::HeadSliceState {
-  int32_t* d_idx = nullptr;   // [2 kMaxStepRows]: head_slice_first's x rows, then k, per step
+  int32_t* d_idx = nullptr;   // [2 kHeadRows]: head_slice_first's x rows, then k, per step
   // A rank without the ends (rank 0 uses norm_, unemb_ and d_logits_):
   int v0 = 0, v1 = 0;         // the LM head rows held: ids [v0, v1)
   bf16_t* d_unemb = nullptr;  // [v1 - v0, H] bf16
   bf16_t* d_norm = nullptr;   // [H] bf16, the final norm
-  float* d_logits = nullptr;  // [kMaxStepRows, v1 - v0] fp32
+  float* d_logits = nullptr;  // [kHeadRows, v1 - v0] fp32
 };
 
 void GpuBackend::free_head_slice(HeadSliceState* s) {
@@ -47,7 +47,7 @@ GpuBackend::HeadSliceState& GpuBackend::head_slice_state() {
   if (!head_slice_) {
     head_slice_ = {new HeadSliceState{}, &GpuBackend::free_head_slice};
     GPU_CHECK(gpuMalloc(reinterpret_cast<void**>(&head_slice_->d_idx),
-                        2 * size_t(kMaxStepRows) * sizeof(int32_t)));
+                        2 * size_t(kHeadRows) * sizeof(int32_t)));
   }
   return *head_slice_;
 }
@@ -64,8 +64,8 @@ void GpuBackend::head_slice_first(const float* x, std::span<const int32_t> x_row
   float* xo = head_x(out, n);
   HeadSliceState& s = head_slice_state();
   begin_busy(true);
-  for (size_t i0 = 0; i0 < n; i0 += kMaxStepRows) {
-    const size_t m = std::min<size_t>(kMaxStepRows, n - i0);
+  for (size_t i0 = 0; i0 < n; i0 += kHeadRows) {
+    const size_t m = std::min<size_t>(kHeadRows, n - i0);
     int32_t* meta = next_meta();  // pinned, free once its previous upload is done
     for (size_t i = 0; i < m; ++i) {
       GPTOSS_ASSERT(k[i0 + i] >= 1 && k[i0 + i] <= kHeadSplitMaxK);
@@ -74,7 +74,7 @@ void GpuBackend::head_slice_first(const float* x, std::span<const int32_t> x_row
     }
     GPU_CHECK(gpuMemcpyAsync(s.d_idx, meta, 2 * m * sizeof(int32_t), gpuMemcpyHostToDevice,
                              stream_));
-    GPU_CHECK(gpuEventRecord(meta_ev_[(meta - h_meta_) / (kMetaSlices * kMaxStepRows)], stream_));
+    GPU_CHECK(gpuEventRecord(meta_ev_[(meta - h_meta_) / (kMetaSlices * step_rows_)], stream_));
     gpu::head_rows_init(x, s.d_idx, s.d_idx + m, static_cast<int>(m), static_cast<int>(H),
                         rows + i0, xo + i0 * H, stream_);
   }
@@ -121,7 +121,7 @@ void GpuBackend::merge_head_slice(HeadRow* rows, const float* x, int n, int v0, 
       const TensorInfo& un = model_->tensor(TensorKind::Unembedding);
       const TensorInfo& nm = model_->tensor(TensorKind::Norm);
       const size_t w_bytes = size_t(width) * H * sizeof(bf16_t);
-      const size_t logit_bytes = size_t(kMaxStepRows) * width * sizeof(float);
+      const size_t logit_bytes = size_t(kHeadRows) * width * sizeof(float);
       const size_t need = w_bytes + logit_bytes + size_t(H) * sizeof(bf16_t);
       for (void* p : {static_cast<void*>(s.d_unemb), static_cast<void*>(s.d_norm),
                       static_cast<void*>(s.d_logits)})
@@ -155,8 +155,8 @@ void GpuBackend::merge_head_slice(HeadRow* rows, const float* x, int n, int v0, 
     w = s.d_unemb + size_t(v0 - s.v0) * H;
     logits = s.d_logits;
   }
-  for (int i0 = 0; i0 < n; i0 += kMaxStepRows) {
-    const int m = std::min(kMaxStepRows, n - i0);
+  for (int i0 = 0; i0 < n; i0 += kHeadRows) {
+    const int m = std::min(kHeadRows, n - i0);
     enqueue_norm_head(x + size_t(i0) * H, nullptr, m, norm, w, width, logits);
     gpu::f32_head_rows_merge(logits, m, width, v0, rows + i0, stream_);
   }

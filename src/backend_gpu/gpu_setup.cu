@@ -52,6 +52,10 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   if (ctx_ < 1 || ctx_ > c.max_context)
     fail("context %d out of range [1, %d] for %s", ctx_, c.max_context, model.path().c_str());
   if (slots_ < 0) fail("max_slots must be >= 1, or 0 = as many as fit (got %d)", slots_);
+  if (opt.step_rows < kHeadRows || opt.step_rows > kMaxStepRows)
+    fail("--step-rows %d: expected rows per device step in [%d, %d]", opt.step_rows, kHeadRows,
+         kMaxStepRows);
+  step_rows_ = opt.step_rows;
   use_graphs_ = opt.gpu_graphs;
   use_tiles_ = opt.attn_tiles;
   use_decode_ = opt.decode_kernels;
@@ -121,7 +125,7 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
     LayerW& l = layers_[static_cast<size_t>(L - first_)];
     const bool sliding = c.sliding[static_cast<size_t>(L)] != 0 && c.sliding_window > 0;
     l.window = sliding ? c.sliding_window : 0;
-    l.cap = sliding ? std::min(ctx_, c.sliding_window + kMaxStepRows) : ctx_;
+    l.cap = sliding ? std::min(ctx_, c.sliding_window + kSeqStepRows) : ctx_;
     l.max_keys = sliding ? std::min(l.cap, c.sliding_window) : l.cap;
     l.kv_chunk = sliding ? 64 : std::max(128, ((ctx_ + 31) / 32 + 63) / 64 * 64);
     l.paged = kv_block > 0 && !sliding;
@@ -136,16 +140,16 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   const size_t seq_blocks = size_t(kv_table_stride_);  // blocks of one sequence at ctx
   const size_t table_slot_bytes = seq_blocks * sizeof(int32_t);
   const int H = c.hidden, R = c.qkv_rows(), Q = c.q_dim(), V = c.vocab;
-  const size_t logit_floats = ends_ ? size_t(kMaxStepRows) * V : 0;
+  const size_t logit_floats = ends_ ? size_t(kHeadRows) * V : 0;
   size_t partial_floats = 0;
   for (const auto& l : layers_)
     partial_floats = std::max(partial_floats,
                               gpu::attention_partial_floats(c.n_heads, l.max_keys, l.kv_chunk));
   const size_t act_bytes =
-      sizeof(float) * (size_t(kMaxStepRows) * (2 * H + R + Q) + logit_floats + partial_floats +
+      sizeof(float) * (size_t(step_rows_) * (2 * H + R + Q) + logit_floats + partial_floats +
                        size_t(ctx_) * c.head_dim) +
-      size_t(kMetaSlices) * kMaxStepRows * sizeof(int32_t) +
-      size_t(kMaxStepRows) * c.experts_per_tok * (H + c.intermediate) * sizeof(float) * 2;
+      size_t(kMetaSlices) * step_rows_ * sizeof(int32_t) +
+      size_t(step_rows_) * c.experts_per_tok * (H + c.intermediate) * sizeof(float) * 2;
   size_t free_b = 0, total_b = 0;
   GPU_CHECK(gpuMemGetInfo(&free_b, &total_b));
   const size_t reserve = size_t(512) << 20;
@@ -271,12 +275,12 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
     GPU_CHECK(gpuMemcpy(d_rope_, cs.data(), cs.size() * sizeof(float), gpuMemcpyHostToDevice));
   }
 
-  d_x_ = dalloc<float>(size_t(kMaxStepRows) * H);
-  d_xn_ = dalloc<float>(size_t(kMaxStepRows) * H);
-  d_qkv_ = dalloc<float>(size_t(kMaxStepRows) * R);
-  d_att_ = dalloc<float>(size_t(kMaxStepRows) * Q);
+  d_x_ = dalloc<float>(size_t(step_rows_) * H);
+  d_xn_ = dalloc<float>(size_t(step_rows_) * H);
+  d_qkv_ = dalloc<float>(size_t(step_rows_) * R);
+  d_att_ = dalloc<float>(size_t(step_rows_) * Q);
   if (precision_ == gpu::Precision::fast) {
-    d_x16_ = dalloc<bf16_t>(size_t(kMaxStepRows) * std::max(H, Q));
+    d_x16_ = dalloc<bf16_t>(size_t(step_rows_) * std::max(H, Q));
     if (opt.gemm_split_k) {  // without the semaphores every GEMM runs one split
       d_gemm_sem_ = dalloc<uint32_t>(gpu::kGemmSemSlots);  // zeroed once; each GEMM leaves it so
       GPU_CHECK(gpuMemsetAsync(d_gemm_sem_, 0, gpu::kGemmSemSlots * sizeof(uint32_t), stream_));
@@ -285,15 +289,15 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   d_partial_ = dalloc<float>(partial_floats);
   GPU_CHECK(gpuMemset(d_partial_, 0, partial_floats * sizeof(float)));  // the merge's tickets
   d_logits_ = dalloc<float>(logit_floats);
-  d_meta_ = dalloc<int32_t>(kMetaSlices * kMaxStepRows);
+  d_meta_ = dalloc<int32_t>(kMetaSlices * step_rows_);
   GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_meta_),
-                         kMetaBufs * kMetaSlices * kMaxStepRows * sizeof(int32_t)));
+                         kMetaBufs * kMetaSlices * step_rows_ * sizeof(int32_t)));
   for (auto& e : meta_ev_) GPU_CHECK(gpuEventCreateNoTiming(&e));
-  d_tokens_ = dalloc<int32_t>(kMaxStepRows);
-  GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_tokens_), kMaxStepRows * sizeof(int32_t)));
-  d_picks_ = dalloc<TokenPick>(kMaxStepRows);
-  GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_picks_), kMaxStepRows * sizeof(TokenPick)));
-  if (ends_) pick_scratch_ = gpu::pick_scratch_create(kMaxStepRows, V);
+  d_tokens_ = dalloc<int32_t>(kHeadRows);
+  GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_tokens_), kHeadRows * sizeof(int32_t)));
+  d_picks_ = dalloc<TokenPick>(kHeadRows);
+  GPU_CHECK(gpuHostAlloc(reinterpret_cast<void**>(&h_picks_), kHeadRows * sizeof(TokenPick)));
+  if (ends_) pick_scratch_ = gpu::pick_scratch_create(kHeadRows, V);
   gpu::MoeOptions moe_opt = opt.moe;
   moe_opt.fast = precision_ == gpu::Precision::fast;
   if (moe_opt.fast && moe_opt.fold_scales) {
@@ -307,7 +311,7 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
                    "fp16 weights with per-block scales\n", device_, most - 127, gpu::kMoeFoldMaxScale - 127);
     }
   }
-  moe_scratch_ = gpu::moe_scratch_create(layers_[0].moe, kMaxStepRows, moe_opt);
+  moe_scratch_ = gpu::moe_scratch_create(layers_[0].moe, step_rows_, moe_opt);
   if (use_decode_) moe_decode_scratch_ = gpu::moe_decode_scratch_create(layers_[0].moe, gpu::kDecodeMaxRows);
   GPU_CHECK(gpuStreamSynchronize(stream_));
 

@@ -72,11 +72,17 @@ int session_slots(const RunOptions& opt) {
 MPI_Comm ring_comm() { return rings().ring_comm; }
 int ring_size() { return rings().ring_size; }
 
-// The per-step token budget: --chunk, else the backend's default. CPU: 256. GPU: one 512-row
-// device step per step (its steps cost little more at 512 rows than at 256); with several ranks
-// each micro-batch gets that whole 512 (the pipeline divides the budget among the M micro-batches
-// in flight), since a GPU stage's cost per micro-batch barely shrinks with its rows: 2 ranks at
-// 128 prompt tokens per micro-batch measured no faster than one GPU (docs/performance.md).
+// The GPU's rows per device step: --step-rows, else BackendOptions' default.
+int step_rows_for(const RunOptions& opt) {
+  return opt.step_rows > 0 ? opt.step_rows : BackendOptions{}.step_rows;
+}
+
+// The per-step token budget: --chunk, else the backend's default. CPU: 256. GPU: one device step
+// (--step-rows) per step (its steps cost little more at 512 rows than at 256); with several ranks
+// each micro-batch gets that whole step (the pipeline divides the budget among the M
+// micro-batches in flight), since a GPU stage's cost per micro-batch barely shrinks with its rows:
+// 2 ranks at 128 prompt tokens per micro-batch measured no faster than one GPU
+// (docs/performance.md).
 // getp on GPUs without -b sizes the batch from free memory (0 = auto), at most 256 per
 // micro-batch in flight (one rank: 256).
 bool auto_slots_for(const RunOptions& opt, const std::string& backend) {
@@ -91,7 +97,7 @@ int auto_slots_cap(const RunOptions& opt, int ranks) {
 
 int chunk_tokens_for(const RunOptions& opt, const std::string& backend, int ranks) {
   if (opt.chunk_given || backend != "gpu") return opt.chunk_tokens;
-  return std::min(kMaxChunk, 512 * micro_batches_for(opt, ranks));
+  return std::min(kMaxChunk, step_rows_for(opt) * micro_batches_for(opt, ranks));
 }
 
 PipelineOptions pipeline_options(const RunOptions& opt, const std::string& backend) {
@@ -175,6 +181,7 @@ BackendFactory backend_factory(const RunOptions& opt, const ModelFile& model,
   bo.gpu_graphs = opt.gpu_graphs;
   bo.decode_kernels = opt.decode_kernels;
   bo.launch_overlap = opt.launch_overlap;
+  bo.step_rows = step_rows_for(opt);
   std::tie(bo.kv_block_tokens, bo.kv_blocks) = kv_paging(opt, backend);
 #ifdef GPTOSS_HAVE_GPU
   if (backend == "gpu") {
@@ -269,6 +276,9 @@ SchedulerOptions Session::scheduler_options(const RunOptions& opt, int n) const 
   SchedulerOptions so;
   so.max_slots = n > 0 ? n : slots;
   so.chunk_tokens = chunk_tokens;
+  // The GPU takes at most kGpuSeqStepRows rows of one sequence per device step: a larger budget
+  // goes to several prompts at once rather than into steps cut short.
+  so.seq_chunk = backend == "gpu" ? kGpuSeqStepRows : 0;
   so.ctx = opt.ctx;
   so.stop_ids = opt.stop_ids;
   so.ignore_eos = opt.ignore_eos;

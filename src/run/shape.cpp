@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "backend/backend.h"
 #include "common/error.h"
 #include "model/schema.h"
 
@@ -10,7 +11,6 @@ namespace gptoss {
 
 namespace {
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
-constexpr int kStepRows = 512;  // the GPU backend's rows per device step (kMaxStepRows)
 }  // namespace
 
 ShapeInput shape_input(const Config& c, const RunOptions& opt) {
@@ -20,14 +20,16 @@ ShapeInput shape_input(const Config& c, const RunOptions& opt) {
   const uint64_t elem = opt.kv_cache == "f32" ? 4 : 2;
   for (int l = 0; l < c.n_layers; ++l) {
     const bool sliding = c.sliding[static_cast<size_t>(l)] != 0 && c.sliding_window > 0;
-    const uint64_t cap = sliding ? std::min(opt.ctx, c.sliding_window + kStepRows) : opt.ctx;
+    const uint64_t cap =
+        sliding ? std::min(opt.ctx, c.sliding_window + kGpuSeqStepRows) : opt.ctx;
     in.kv_slot_bytes += 2 * cap * static_cast<uint64_t>(c.kv_dim()) * elem;
   }
-  // Step buffers as the GPU backend sizes them (activations, logits of a step, expert
-  // intermediates), plus its 512 MiB reserve.
+  // Step buffers as the GPU backend sizes them (activations of a device step, logits of a head
+  // pass, expert intermediates), plus its 512 MiB reserve.
   const uint64_t H = c.hidden, R = c.qkv_rows(), Q = c.q_dim(), V = c.vocab;
-  in.buffer_bytes = 4 * (kStepRows * (2 * H + R + Q) + kStepRows * V) +
-                    2ull * kStepRows * c.experts_per_tok * (H + c.intermediate) * 4 + (512ull << 20);
+  const uint64_t S = opt.step_rows > 0 ? opt.step_rows : BackendOptions{}.step_rows;
+  in.buffer_bytes = 4 * (S * (2 * H + R + Q) + 512ull * V) +  // 512: the head's rows per pass
+                    2ull * S * c.experts_per_tok * (H + c.intermediate) * 4 + (512ull << 20);
   const bool many = opt.mode == Mode::Getp || opt.mode == Mode::Serve || opt.mode == Mode::Bench;
   in.slots = !many ? 1 : opt.batch_given || opt.mode == Mode::Bench ? opt.max_slots
                                                                      : kAutoShapeSlots;

@@ -170,6 +170,7 @@ bool Scheduler::plan(Step& step, const PlanLimits& limits) {
     if (budget <= 0) break;
     Seq& q = slots_[s];
     size_t n = std::min(q.feed.size() - q.next, static_cast<size_t>(budget));
+    if (opt_.seq_chunk > 0) n = std::min(n, static_cast<size_t>(opt_.seq_chunk));
     emit(s, q, n);
   }
   if (step.rows.empty()) return false;

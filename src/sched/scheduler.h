@@ -86,6 +86,10 @@ struct SchedulerOptions {
   int kv_blocks = 0;        // blocks in the pool (paged: >= ceil(ctx / kv_block_tokens))
   int chunk_tokens = 256; // per-step token budget; decode rows always go in even past it, and
                           // prompt chunks get at least max(1, chunk_tokens / 8) of it
+  // Prompt rows of one sequence per step at most (0 = no limit beyond the budget): the backend's
+  // max_seq_rows_per_pass, so a budget larger than that is shared by several prompts instead of
+  // being cut into smaller device steps.
+  int seq_chunk = 0;
   int ctx = 4096;         // a sequence holds at most ctx tokens (prompt + generated)
   std::vector<int32_t> stop_ids;
   bool ignore_eos = false;

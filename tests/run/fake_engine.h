@@ -54,6 +54,8 @@ class FakeBackend final : public Backend {
   int ctx() const override { return ctx_; }
   int max_slots() const override { return slots_; }
   size_t kv_cache_bytes() const override { return 0; }
+  int max_rows_per_pass() const override { return pass_rows; }
+  int max_seq_rows_per_pass() const override { return pass_seq_rows; }
   void run(std::span<const int32_t> tokens, std::span<const RowPos> rows, const float* in,
            float* out) override {
     if (tokens.size() != rows.size() || in) throw std::runtime_error("fake: tokens expected");
@@ -97,6 +99,7 @@ class FakeBackend final : public Backend {
     Backend::head_pick(x, logit_rows, picks, tokens);
   }
   std::vector<std::vector<Row>> steps;  // every step's rows
+  int pass_rows = 1 << 30, pass_seq_rows = 1 << 30;  // max_rows_per_pass, max_seq_rows_per_pass
   int pick_steps = 0;
   bool used_draw = false;
 

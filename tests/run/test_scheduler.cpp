@@ -202,6 +202,70 @@ TEST(RunScheduler, ChunksPromptsWithinBudgetAndMixesDecodeRows) {
   EXPECT_EQ(logits_rows_slot1, 3);  // one per generated token
 }
 
+TEST(RunScheduler, SeqChunkSharesTheBudgetAmongPrompts) {
+  // A budget of 24 with at most 8 prompt rows per sequence: three 20-token prompts each get 8 rows
+  // of the first step (one step of 24 rows, not 20 + 4), and every sequence still gets the tokens
+  // it gets alone.
+  std::vector<std::vector<int32_t>> prompts(3, std::vector<int32_t>(20));
+  for (int i = 0; i < 3; ++i)
+    for (int k = 0; k < 20; ++k) prompts[i][k] = (i * 11 + k * 3) % kVocab;
+  SchedulerOptions so = opts(3, 24);
+  so.stop_ids = {};
+  so.seq_chunk = 8;
+  RunResult r = run_all(prompts, so, 4, false);
+  ASSERT_FALSE(r.steps.empty());
+  std::map<int, int> first;
+  for (const Row& row : r.steps[0]) ++first[row.slot];
+  EXPECT_EQ(r.steps[0].size(), 24u);
+  EXPECT_EQ(first, (std::map<int, int>{{0, 8}, {1, 8}, {2, 8}}));
+  for (const auto& st : r.steps) {
+    std::map<int, int> per;
+    for (const Row& row : st) ++per[row.slot];
+    for (const auto& [slot, n] : per) EXPECT_LE(n, 8) << "slot " << slot;
+  }
+  for (size_t i = 0; i < prompts.size(); ++i)
+    EXPECT_EQ(r.done[i].generated,
+              test::reference_tokens(prompts[i], static_cast<int>(i), 4, 4096, {}, false, false, kVocab));
+  // Without the cap the first prompt takes 20 rows and the second the other 4.
+  so.seq_chunk = 0;
+  RunResult u = run_all(prompts, so, 4, false);
+  std::map<int, int> ufirst;
+  for (const Row& row : u.steps[0]) ++ufirst[row.slot];
+  EXPECT_EQ(ufirst, (std::map<int, int>{{0, 20}, {1, 4}}));
+}
+
+TEST(RunScheduler, EnginePassesKeepTheBackendsRowLimits) {
+  // One forward of slot 0's 20 prompt rows and slot 1's 3, through a backend that takes 16 rows a
+  // pass and 8 of one slot: passes of 8, 8 and 4 + 3 rows, and the logits of both last rows are
+  // those of the same rows in one pass.
+  std::vector<Row> rows;
+  for (int p = 0; p < 20; ++p)
+    rows.push_back(Row{(p * 5) % kVocab, 0, p, p == 0 ? uint32_t(Row::kNewSeq) : 0u, -1});
+  for (int p = 0; p < 3; ++p)
+    rows.push_back(Row{(p * 3) % kVocab, 1, p, p == 0 ? uint32_t(Row::kNewSeq) : 0u, -1});
+  rows[19].flags |= Row::kLogits;
+  rows[22].flags |= Row::kLogits;
+  FakeEngine cut(kVocab, 2, 64), whole(kVocab, 2, 64);
+  cut.fake.pass_rows = 16;
+  cut.fake.pass_seq_rows = 8;
+  std::vector<float> lc, lw;
+  cut.forward(rows, lc);
+  whole.forward(rows, lw);
+  ASSERT_EQ(cut.steps.size(), 3u);
+  EXPECT_EQ(cut.steps[0].size(), 8u);
+  EXPECT_EQ(cut.steps[1].size(), 8u);
+  EXPECT_EQ(cut.steps[2].size(), 7u);
+  EXPECT_EQ(whole.steps.size(), 1u);
+  EXPECT_EQ(lc, lw);
+  EXPECT_EQ(lc.size(), 2u * kVocab);
+  // pass_end alone: the 16-row cap, the 8-per-slot cap, and at least one row.
+  auto slot = [&](size_t i) { return rows[i].slot; };
+  EXPECT_EQ(pass_end(0, rows.size(), 16, 1 << 30, slot), 16u);
+  EXPECT_EQ(pass_end(0, rows.size(), 16, 8, slot), 8u);
+  EXPECT_EQ(pass_end(16, rows.size(), 16, 8, slot), 23u);
+  EXPECT_EQ(pass_end(0, rows.size(), 16, 0, slot), 1u);
+}
+
 TEST(RunScheduler, ChatContinuationReusesTheSlot) {
   // Turn 2 continues the sequence after turn 1 (start_pos = end_pos, same slot): the tokens equal
   // a single sequence of the whole history.

@@ -166,15 +166,19 @@ int run_serve(const RunOptions& given) {
     if (n >= 1) http.drain();
     return n >= 2 ? 2 : n;
   };
-  loop.run(
+  const size_t cut = loop.run(
       sch,
       [&](Scheduler& sc, const std::function<bool()>& should_stop,
           const std::function<void()>& after_commit, const std::function<void()>& before_plan) {
         s.run(sc, should_stop, after_commit, before_plan);
       },
       stop_level, opt.shutdown_grace_s);
-  std::fprintf(stderr, "serve: %s; stopping\n",
-               g_signals >= 2 ? "requests in flight were cut" : "no request in flight");
+  // What the loop did, not which signal came: the grace's end cuts too, and a second signal
+  // finds nothing to cut when everything had finished.
+  if (cut > 0)
+    std::fprintf(stderr, "serve: %zu request%s in flight cut; stopping\n", cut, cut == 1 ? "" : "s");
+  else
+    std::fprintf(stderr, "serve: no request in flight; stopping\n");
   http.stop();
   if (others) {
     others->end();

@@ -97,8 +97,8 @@ void EngineLoop::admit(Scheduler& sch) {
   update_gauges(sch);
 }
 
-void EngineLoop::run(Scheduler& sch, const RunScheduler& run_scheduler,
-                     const std::function<int()>& stop_level, double grace_s) {
+size_t EngineLoop::run(Scheduler& sch, const RunScheduler& run_scheduler,
+                       const std::function<int()>& stop_level, double grace_s) {
   sch.on_token = [&](uint64_t id, int32_t t) { token(id, t); };
   sch.on_finish = [&](Finished&& f) { finished(std::move(f)); };
   uint64_t generated_seen = sch.stats().generated;
@@ -112,6 +112,7 @@ void EngineLoop::run(Scheduler& sch, const RunScheduler& run_scheduler,
   int level_seen = 0;
   double deadline = 0;
   bool cut = false;
+  size_t n_cut = 0;
   for (;;) {
     const int level = stop_level();
     if (level >= 1 && !closing_) {
@@ -126,6 +127,7 @@ void EngineLoop::run(Scheduler& sch, const RunScheduler& run_scheduler,
       std::vector<uint64_t> ids;
       for (const auto& [id, s] : streams_) ids.push_back(id);
       for (uint64_t id : ids) sch.cancel(id);
+      n_cut = ids.size();
     }
     if (!sch.busy()) {
       if (closing_ && !busy(sch)) break;
@@ -140,6 +142,7 @@ void EngineLoop::run(Scheduler& sch, const RunScheduler& run_scheduler,
     run_scheduler(sch, should_stop, after_commit, before_plan);
   }
   update_gauges(sch);
+  return n_cut;
 }
 
 }  // namespace gptoss::serve

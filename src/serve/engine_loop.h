@@ -7,7 +7,7 @@
 // Shutdown (stop_level(): 0 serve, 1 drain, 2 cut): at 1 the inbox closes (the HTTP side answers
 // 503) and requests in flight get `grace_s` seconds to finish; at 2, or when the grace is over,
 // every request still running is cancelled (its client gets the end it is owed); run() returns
-// when nothing is left in flight.
+// when nothing is left in flight, with the number of requests it cut.
 #pragma once
 #include <functional>
 #include <map>
@@ -49,8 +49,8 @@ class EngineLoop {
              Elsewhere* elsewhere = nullptr);
   // The scheduler's chooser factory: a Sampler with the request's own parameters.
   ChooserFactory chooser_factory();
-  void run(Scheduler& sch, const RunScheduler& run_scheduler,
-           const std::function<int()>& stop_level, double grace_s);
+  size_t run(Scheduler& sch, const RunScheduler& run_scheduler,
+             const std::function<int()>& stop_level, double grace_s);
 
  private:
   void admit(Scheduler& sch);

@@ -173,6 +173,11 @@ TEST(RunOptions, BadValues) {
             "-b: max concurrent sequences must be in [1, 16384], got 0");
   EXPECT_EQ(err({"-i", "x", "--chunk", "0"}),
             "--chunk: per-step token budget must be in [1, 65536], got 0");
+  EXPECT_EQ(err({"-i", "x", "--step-rows", "256"}),
+            "--step-rows: rows per device step must be in [512, 4096], got 256");
+  EXPECT_EQ(err({"-i", "x", "--step-rows", "8192"}),
+            "--step-rows: rows per device step must be in [512, 4096], got 8192");
+  EXPECT_EQ(err({"-i", "x", "--step-rows", "2048"}), "(no error)");
   EXPECT_EQ(err({"-i", "x", "-t", "-2"}), "-t: threads must be in [0, 4096], got -2");
   EXPECT_EQ(err({"-i", "x", "--stop", "1,abc"}),
             "--stop: 'abc' is not a token id (expected ids like 199999,200002)");

@@ -102,7 +102,8 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   app.add_option("-b,--batch", opt.max_slots,
                  "getp, serve: max concurrent sequences (KV-cache slots). Default: getp on the CPU 32 "
                  "(at most the number of prompts), serve on the CPU 8, on the GPU as many as its "
-                 "free memory holds at -c (at most 256); else 1")
+                 "free memory holds at -c (getp on one GPU at most 1024 and the number of prompts, "
+                 "else at most 256); else 1")
       ->default_str("mode default");
   app.add_option("--chunk", opt.chunk_tokens,
                  "Per-step token budget: decode rows plus prompt chunks being prefilled. Default: CPU "

@@ -84,14 +84,21 @@ int step_rows_for(const RunOptions& opt) {
 // 2 ranks at 128 prompt tokens per micro-batch measured no faster than one GPU
 // (docs/performance.md).
 // getp on GPUs without -b sizes the batch from free memory (0 = auto), at most 256 per
-// micro-batch in flight (one rank: 256).
+// micro-batch in flight on a ring, and at most kGetpAutoSlotsOneGpu on one GPU: with the paged
+// KV cache more sequences pay there (H100, 20b 1k/1k, 2026-12-07: b256 7 328, b512 7 790, b1024
+// 8 137 output tok/s; docs/performance.md). serve keeps 256.
 bool auto_slots_for(const RunOptions& opt, const std::string& backend) {
   return backend == "gpu" && (opt.mode == Mode::Getp || opt.mode == Mode::Serve) && !opt.batch_given;
 }
 int micro_batches_for(const RunOptions& opt, int ranks) {
   return ranks == 1 ? 1 : opt.micro_batches > 0 ? opt.micro_batches : ranks;
 }
+constexpr int kGetpAutoSlotsOneGpu = 1024;
 int auto_slots_cap(const RunOptions& opt, int ranks) {
+  if (ranks == 1 && opt.mode == Mode::Getp) {
+    const int64_t want = opt.getp_prompts > 0 ? opt.getp_prompts : kGetpAutoSlotsOneGpu;
+    return static_cast<int>(std::min<int64_t>({kMaxSlots, kGetpAutoSlotsOneGpu, want}));
+  }
   return std::min(kMaxSlots, 256 * micro_batches_for(opt, ranks));
 }
 
@@ -269,6 +276,7 @@ void cap_getp_slots(RunOptions& opt, size_t prompts) {
   MPI_Comm_size(comm::world_comm(), &size);
   if (size > 1) MPI_Bcast(&n, 1, MPI_INT64_T, 0, comm::world_comm());
   GPTOSS_ASSERT(n > 0);
+  opt.getp_prompts = n;
   opt.max_slots = static_cast<int>(std::min<int64_t>(opt.max_slots, n));
 }
 

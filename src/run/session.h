@@ -38,7 +38,8 @@ struct Session {
   // GPU ring 512 per micro-batch in flight).
   int chunk_tokens = 256;
   // Concurrent sequences (KV-cache slots): the slots asked for, or for getp on the GPU without -b
-  // as many as the GPU's free memory holds at -c (at most 256).
+  // as many as the GPU's free memory holds at -c (at most 1024 on one GPU, else 256 per
+  // micro-batch in flight; serve 256).
   int slots = 1;
   // The paged KV cache (SchedulerOptions): positions per block (0: not paged) and pool blocks.
   int kv_block_tokens = 0, kv_blocks = 0;

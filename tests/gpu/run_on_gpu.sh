@@ -4,7 +4,11 @@
 # git-ignored folder (see docs/gpu.md). Logs go to $OUT (or ./gpu-out).
 # Usage: tests/gpu/run_on_gpu.sh [.dev/gpu2] [steps...]
 #   steps: tests golden probe decodebench bench top1 runbench getp compare ncu profile detail
-#          memcheck big120 precision moecfg wgmma
+#          memcheck big120 precision moecfg wgmma steprows
+#   steprows: device steps of 512 / 2048 / 4096 rows (--step-rows), interleaved twice
+#           (steprows.csv): bench-moe at 512..4096 rows; bench-engine's prefill of 8 prompts at once
+#           (--pp-batch 8, 512 rows each per step) and a batch-1024 decode step (--ctx 1536
+#           --decode-pos 256); then getp 1k/1k at -b 1024 with each step size (run -m bench)
 #   wgmma: Hopper's wgmma kernels against mma.sync, twice, interleaved (wgmma.csv): the dense GEMM
 #           (bench-kernels --fast-gemm; bench-engine --gemm-wgmma 1|0, the default being 1), the
 #           grouped MoE GEMM (bench-moe --precision fast --wgmma 0|1 at 256 / 512 / 4096 rows;
@@ -189,6 +193,30 @@ if has wgmma; then
     done
   done
   cat "$O/wgmma.csv"
+fi
+if has steprows; then
+  echo "rep,step_rows,test,value" > "$O/steprows.csv"
+  "$B/bench-moe" --reps 10 --rows 512,1024,2048,4096 --precision fast > "$O/steprows-moe.log" 2>&1
+  grep -h time_us "$O/steprows-moe.log" | sed -E 's/.*"rows": ([0-9]+).*"time_us": ([0-9.]+).*/\1 \2/' |
+    while read -r rows us; do echo "0,-,moe_us_rows$rows,$us" >> "$O/steprows.csv"; done
+  for rep in 1 2; do
+    for S in 512 2048 4096; do
+      log="$O/steprows-e$S-$rep.log"
+      "$B/bench-engine" $M --ctx 1536 --pp 1024 --pp-chunk 512 --pp-batch 8 --batch 1024 --tg 8 \
+        --decode-pos 256 --step-rows $S > "$log" 2>&1
+      pp=$(grep -oE '"step": "pp1024"[^}]*"tok_per_s": [0-9.]+' "$log" | grep -oE '[0-9.]+$')
+      ms=$(grep -oE '"batch": 1024[^}]*"ms_per_step": [0-9.]+' "$log" | grep -oE '[0-9.]+$')
+      echo "$rep,$S,pp1024x8_tok_s,$pp" >> "$O/steprows.csv"
+      echo "$rep,$S,b1024_ms_per_step,$ms" >> "$O/steprows.csv"
+    done
+  done
+  for S in 512 2048 4096; do
+    "$B/run" $M --backend gpu -m bench --pp 0 -n 16 -b 1024 --getp-prompt 1024 --getp-new 1024 -r 1 \
+      -c 2048 --step-rows $S > "$O/steprows-getp$S.log" 2>&1
+    v=$(grep -oE 'getp p1024 n1024 rep 1/1: [0-9.]+' "$O/steprows-getp$S.log" | grep -oE '[0-9.]+$')
+    echo "1,$S,getp_b1024_tok_s,$v" >> "$O/steprows.csv"
+  done
+  cat "$O/steprows.csv"
 fi
 if has moecfg; then
   echo "rep,config,test,value" > "$O/moecfg.csv"

@@ -141,8 +141,9 @@ class Backend {
   // token ids (tokens.size() == rows.size(), in == nullptr) and they are embedded first; other
   // backends pass in = the received hidden states [rows, hidden] fp32 in payload memory (in may
   // equal out). The result, [rows, hidden] fp32, goes to out (payload memory), or stays in the
-  // backend's own buffer when out == nullptr (then rows.size() <= max_rows_per_pass()), for a
-  // head() with x == nullptr. Rows of one slot come in increasing consecutive positions,
+  // backend's own buffer when out == nullptr (then rows.size() <= max_rows_per_pass() and at most
+  // max_seq_rows_per_pass() rows of one slot: one pass, as pass_end cuts them), for a head() with
+  // x == nullptr. Rows of one slot come in increasing consecutive positions,
   // continuing what earlier calls stored (the caller checks this: SequenceCheck). A GPU backend
   // enqueues the work on stream() and returns; the result is ordered before later work there.
   virtual void run(std::span<const int32_t> tokens, std::span<const RowPos> rows, const float* in,
@@ -211,7 +212,7 @@ std::unique_ptr<Backend> make_cpu_backend(const ModelFile& model, const BackendO
 template <class SlotOf>
 size_t pass_end(size_t r0, size_t n, int max_rows, int max_seq_rows, SlotOf&& slot) {
   const size_t end = std::min(n, r0 + static_cast<size_t>(std::max(1, max_rows)));
-  if (max_seq_rows >= max_rows) return end;
+  if (max_seq_rows >= max_rows || end - r0 <= static_cast<size_t>(max_seq_rows)) return end;
   std::unordered_map<int32_t, int> count;
   for (size_t i = r0; i < end; ++i)
     if (++count[slot(i)] > max_seq_rows) return std::max(i, r0 + 1);

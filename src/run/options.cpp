@@ -107,7 +107,7 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
       ->default_str("mode default");
   app.add_option("--chunk", opt.chunk_tokens,
                  "Per-step token budget: decode rows plus prompt chunks being prefilled. Default: CPU "
-                 "256, GPU 512")
+                 "256, GPU --step-rows (times the micro-batches on a ring)")
       ->default_str("backend default");
   app.add_option("--step-rows", opt.step_rows,
                  "GPU: rows per device step, 512..4096 (a sequence still takes at most 512 of "

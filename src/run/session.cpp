@@ -284,9 +284,10 @@ SchedulerOptions Session::scheduler_options(const RunOptions& opt, int n) const 
   SchedulerOptions so;
   so.max_slots = n > 0 ? n : slots;
   so.chunk_tokens = chunk_tokens;
-  // The GPU takes at most kGpuSeqStepRows rows of one sequence per device step: a larger budget
-  // goes to several prompts at once rather than into steps cut short.
-  so.seq_chunk = backend == "gpu" ? kGpuSeqStepRows : 0;
+  // The GPU takes at most kGpuSeqStepRows rows of one sequence per device step: with steps larger
+  // than that, a larger budget goes to several prompts at once rather than into steps cut short.
+  // (With 512-row steps the scheduler is as before: one prompt may take a whole --chunk.)
+  so.seq_chunk = backend == "gpu" && step_rows_for(opt) > kGpuSeqStepRows ? kGpuSeqStepRows : 0;
   so.ctx = opt.ctx;
   so.stop_ids = opt.stop_ids;
   so.ignore_eos = opt.ignore_eos;

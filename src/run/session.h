@@ -33,9 +33,9 @@ struct Session {
   double load_s = 0;  // model + tokenizer + backend set-up, seconds
   std::string backend;  // "cpu" or "gpu": what --backend resolved to
   int ranks = 1, micro_batches = 1;
-  // The per-step token budget the modes use: --chunk, or the backend's default (CPU 256; GPU 512,
-  // one device step: its steps cost little more at 512 rows than at 256, so bigger is faster; a
-  // GPU ring 512 per micro-batch in flight).
+  // The per-step token budget the modes use: --chunk, or the backend's default (CPU 256; GPU
+  // --step-rows (512), one device step: its steps cost little more at 512 rows than at 256, so
+  // bigger is faster; a GPU ring that per micro-batch in flight).
   int chunk_tokens = 256;
   // Concurrent sequences (KV-cache slots): the slots asked for, or for getp on the GPU without -b
   // as many as the GPU's free memory holds at -c (at most 1024 on one GPU, else 256 per

@@ -547,6 +547,63 @@ TEST(GpuEngine, paged_cache_equals_ring) {
   EXPECT_THROW(make_gpu_engine(model(), o), Error);
 }
 
+// Device steps of 2048 and 4096 rows (BackendOptions::step_rows) against 512: four 512-token
+// prompts in one forward (one device step at 2048, four at 512), 100-token chunks of all four (the
+// sliding layers' rings, window + 512 positions, wrap), then decode steps. Every path is the same
+// at every step size (>= 9 rows: the tensor-core GEMMs and the grouped MoE GEMM, whose rows do not
+// depend on the other rows), so the logits agree to fp32 summation (precision exact); a wrong
+// stride or buffer size would not. An out-of-range step size is an error.
+TEST(GpuEngine, larger_device_steps_equal_512_row_steps) {
+  GPU_TEST_REQUIRE_DEVICE();
+  const int ctx = 1024, slots = 4;
+  auto run = [&](int step_rows) {
+    BackendOptions o = options(ctx, slots);
+    o.step_rows = step_rows;
+    auto e = make_gpu_engine(model(), o);
+    EXPECT_EQ(e->backend().max_rows_per_pass(), step_rows);
+    EXPECT_EQ(e->backend().max_seq_rows_per_pass(), kGpuSeqStepRows);
+    std::mt19937 rng(9);
+    std::vector<float> all, lg;
+    auto step = [&](int p0, int n) {
+      std::vector<Row> rows;
+      for (int s = 0; s < slots; ++s)
+        for (int p = p0; p < p0 + n; ++p) {
+          const bool logits = p == p0 + n - 1 || p % 37 == 0;
+          rows.push_back(Row{int32_t(rng() % 2000), s, p,
+                             (p == 0 ? Row::kNewSeq : 0u) | (logits ? Row::kLogits : 0u)});
+        }
+      e->forward(rows, lg);
+      all.insert(all.end(), lg.begin(), lg.end());
+    };
+    step(0, 512);
+    step(512, 100);
+    step(612, 100);
+    for (int p = 712; p < 724; ++p) step(p, 1);
+    return all;
+  };
+  const std::vector<float> base = run(512);
+  const int V = model().config().vocab;
+  for (int S : {2048, 4096}) {
+    const std::vector<float> big = run(S);
+    ASSERT_EQ(big.size(), base.size());
+    double worst = 0;
+    int top1 = 0;
+    for (size_t r = 0; r * V < base.size(); ++r) {
+      worst = std::max(worst, rel_l2(big.data() + r * V, base.data() + r * V, V));
+      top1 += cpu::f32_argmax(big.data() + r * V, V) != cpu::f32_argmax(base.data() + r * V, V);
+    }
+    std::printf("step rows %d vs 512: %zu logits rows, worst rel L2 %.3g, top-1 differences %d\n", S,
+                base.size() / V, worst, top1);
+    EXPECT_LE(worst, 1e-4) << "step rows " << S;
+    EXPECT_EQ(top1, 0) << "step rows " << S;
+  }
+  BackendOptions o = options(ctx, slots);
+  for (int bad : {256, 8192}) {
+    o.step_rows = bad;
+    EXPECT_THROW(make_gpu_engine(model(), o), Error) << bad;
+  }
+}
+
 TEST(GpuEngine, errors_are_one_line) {
   GPU_TEST_REQUIRE_DEVICE();
   try {

@@ -42,8 +42,9 @@
 namespace gptoss::gpu {
 namespace {
 
-// Step sizes a device step can have: the GPU engine's steps are <= 512 rows (gpu_engine.cu
-// kMaxStepRows); bench-moe's default list goes to 4096. Checked: every size up to 4096.
+// Step sizes a device step can have: the GPU backend's steps are <= BackendOptions::step_rows
+// rows, at most 4096 (gpu_backend_impl.h kMaxStepRows); bench-moe's default list goes to 4096 too.
+// Checked: every size up to 4096.
 constexpr int kMaxStepRows = 4096;
 
 struct Case {

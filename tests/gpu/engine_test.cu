@@ -93,7 +93,9 @@ struct Compare {
     for (size_t r = 0; r * V < lc.size(); ++r) {
       const double e = rel_l2(lg.data() + r * V, lc.data() + r * V, V);
       errs.push_back(e);
-      if (bound > 0) EXPECT_LE(e, bound) << "logits row " << r;
+      if (bound > 0) {
+        EXPECT_LE(e, bound) << "logits row " << r;
+      }
       const int tg = cpu::f32_argmax(lg.data() + r * V, V), tc = cpu::f32_argmax(lc.data() + r * V, V);
       if (tg != tc) ++top1_diff;
       ++rows;
@@ -487,7 +489,9 @@ TEST(GpuEngine, paged_cache_equals_ring) {
       if (paged) o.kv_block_tokens = B, o.kv_blocks = n_blocks;
       auto e = make_gpu_engine(model(), o);
       EXPECT_EQ(e->backend().pages_kv(), paged);
-      if (paged) EXPECT_EQ(e->backend().kv_pool_blocks(), n_blocks);
+      if (paged) {
+        EXPECT_EQ(e->backend().kv_pool_blocks(), n_blocks);
+      }
       std::vector<float> all, lg;
       std::mt19937 rng(5);
       auto row = [&](int s, int pos, int seq) {

@@ -55,6 +55,8 @@ inline constexpr const char* kGpuDefaultPrecision = "fast";
 // The GPU backend's rows of one sequence per device step (Backend::max_seq_rows_per_pass): its
 // sliding layers' rings hold the window plus this many positions per sequence.
 inline constexpr int kGpuSeqStepRows = 512;
+// The largest GPU device step BackendOptions::step_rows may ask for.
+inline constexpr int kGpuMaxStepRows = 4096;
 
 // What a backend is made with (the command line's -c, -b, -t, --kv-cache, the GPU knobs).
 struct BackendOptions {
@@ -77,7 +79,7 @@ struct BackendOptions {
   // (GPU: kGpuDefaultPrecision; CPU: exact, its only choice), "exact" or "fast" (--precision).
   std::string precision;
   int device = 0;          // GPU: index of the device among those visible
-  // GPU: rows per device step (--step-rows), in [kGpuSeqStepRows, 4096]: a larger step reads the
+  // GPU: rows per device step (--step-rows), in [kGpuSeqStepRows, kGpuMaxStepRows]: a larger step reads the
   // weights once for more rows (the grouped MoE GEMM and the dense GEMMs run nearer their peaks)
   // at the cost of activation buffers that grow with it. A sequence still has at most
   // kGpuSeqStepRows rows in one step (max_seq_rows_per_pass), so the sliding layers' KV rings do

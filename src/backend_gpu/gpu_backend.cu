@@ -24,9 +24,12 @@ void GpuBackend::run(std::span<const int32_t> tokens, std::span<const RowPos> ro
   GPTOSS_ASSERT(embed ? ends_ && tokens.size() == rows.size() && !in : in != nullptr);
   begin_busy();
   for (size_t r0 = 0, r1; r0 < rows.size(); r0 = r1) {
-    r1 = pass_end(r0, rows.size(), step_rows_, kSeqStepRows, [&](size_t i) { return rows[i].slot; });
-    // Without out the result stays in d_x_: one device step (the Engine cuts its passes alike).
-    GPTOSS_ASSERT(out || (r0 == 0 && r1 == rows.size()));
+    // Without out the result stays in d_x_: one device step, which the caller (the Engine) has
+    // already cut to both limits with the same pass_end; with out, cut here.
+    r1 = out ? pass_end(r0, rows.size(), step_rows_, kSeqStepRows,
+                        [&](size_t i) { return rows[i].slot; })
+             : rows.size();
+    GPTOSS_ASSERT(r1 - r0 <= size_t(step_rows_));
     const size_t n = r1 - r0;
     int32_t* meta = next_meta();
     if (embed) std::copy_n(tokens.data() + r0, n, meta + kMetaToken * step_rows_);

@@ -34,7 +34,7 @@ namespace gptoss::gpu_backend {
 // cut a step before more: backend.h pass_end), so the sliding layers' rings hold window +
 // kSeqStepRows whatever the step size. The LM head takes at most kHeadRows rows at a time
 // (d_logits_, the picks).
-inline constexpr int kMaxStepRows = 4096;
+inline constexpr int kMaxStepRows = kGpuMaxStepRows;
 inline constexpr int kSeqStepRows = kGpuSeqStepRows;
 inline constexpr int kHeadRows = 512;
 inline constexpr int kGraphMaxRows = 64;   // steps with at most this many rows replay a graph

@@ -61,10 +61,12 @@ std::vector<int32_t> random_tokens(std::mt19937_64& rng, int n, int vocab) {
 }
 
 // Rows per step of a prefill of B prompts: the step budget, on the GPU at most kGpuSeqStepRows of
-// each prompt (its device steps take no more of one sequence).
-int prefill_rows(const Session& s, int B) {
+// each prompt (its device steps take no more of one sequence) and, on one GPU, --step-rows.
+int prefill_rows(const Session& s, const RunOptions& opt, int B) {
   if (s.backend != "gpu") return s.chunk_tokens;
-  return static_cast<int>(std::min<int64_t>(s.chunk_tokens, int64_t(B) * kGpuSeqStepRows));
+  int64_t rows = std::min<int64_t>(s.chunk_tokens, int64_t(B) * kGpuSeqStepRows);
+  if (s.ranks == 1) rows = std::min<int64_t>(rows, opt.step_rows);
+  return static_cast<int>(rows);
 }
 
 // A scheduler over the session for `slots` sequences, greedy, ignoring end-of-sequence tokens.
@@ -168,7 +170,7 @@ int run_bench(const RunOptions& opt) {
       for (int b = 0; b < B; ++b) prompts.push_back(random_tokens(rng, opt.bench_pp, V));
       return double(B) * opt.bench_pp / time_pp(s, opt, prompts);
     };
-    const double limit = limit_tok_s(prefill(c, B, opt.bench_pp, prefill_rows(s, B)),
+    const double limit = limit_tok_s(prefill(c, B, opt.bench_pp, prefill_rows(s, opt, B)),
                                      double(B) * opt.bench_pp, peak);
     run("pp" + std::to_string(opt.bench_pp), B, limit, pp, pp);
   }
@@ -188,7 +190,7 @@ int run_bench(const RunOptions& opt) {
     // The prefill of every prompt, then --getp-new decode steps of the whole batch at the mean
     // position (sequences that start later overlap the others' decode: a lower bound on time).
     const int B = s.slots, P = opt.bench_getp_prompt, N = opt.bench_getp_new;
-    const Work pre = prefill(c, B, P, prefill_rows(s, B));
+    const Work pre = prefill(c, B, P, prefill_rows(s, opt, B));
     const Work dec = decode_step(c, B, P + N / 2.0, kv_bytes);
     const Work all{pre.bytes + N * dec.bytes, pre.flops + N * dec.flops};
     run("getp p" + std::to_string(P) + " n" + std::to_string(N), B,

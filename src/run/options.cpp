@@ -112,7 +112,7 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
   app.add_option("--step-rows", opt.step_rows,
                  "GPU: rows per device step, 512..4096 (a sequence still takes at most 512 of "
                  "them); the default --chunk is this times the micro-batches")
-      ->default_str(std::to_string(BackendOptions{}.step_rows));
+      ->default_str(std::to_string(opt.step_rows));
   app.add_option("-t,--threads", opt.threads, "CPU threads; 0 = OpenMP default");
   app.add_option("--stop", stop, "Stop token ids, comma separated ('none' = no stop ids)");
   app.add_flag("--ignore-eos", opt.ignore_eos, "Do not stop on the stop ids (benchmarks)");
@@ -302,9 +302,9 @@ int parse_cli(int argc, const char* const* argv, RunOptions& opt) {
     fail("-c: context must be in [2, %d], got %d", kMaxContext, opt.ctx);
   if (opt.max_slots < 1 || opt.max_slots > kMaxSlots)
     fail("-b: max concurrent sequences must be in [1, %d], got %d", kMaxSlots, opt.max_slots);
-  if (opt.step_rows != 0 && (opt.step_rows < kGpuSeqStepRows || opt.step_rows > 4096))
-    fail("--step-rows: rows per device step must be in [%d, 4096], got %d", kGpuSeqStepRows,
-         opt.step_rows);
+  if (opt.step_rows < kGpuSeqStepRows || opt.step_rows > kGpuMaxStepRows)
+    fail("--step-rows: rows per device step must be in [%d, %d], got %d", kGpuSeqStepRows,
+         kGpuMaxStepRows, opt.step_rows);
   if (opt.chunk_tokens < 1 || opt.chunk_tokens > kMaxChunk)
     fail("--chunk: per-step token budget must be in [1, %d], got %d", kMaxChunk, opt.chunk_tokens);
   if (opt.threads < 0 || opt.threads > kMaxThreads)

@@ -30,7 +30,7 @@ struct RunOptions {
   int max_slots = 1;           // -b
   bool batch_given = false;    // -b was given (getp on the GPU otherwise sizes it from memory)
   int chunk_tokens = 256;      // --chunk: per-step token budget (decode rows + prompt chunks)
-  int step_rows = 0;           // --step-rows: GPU rows per device step (0 = BackendOptions')
+  int step_rows = 512;         // --step-rows: GPU rows per device step (BackendOptions::step_rows)
   int64_t getp_prompts = 0;    // getp: the number of prompts (cap_getp_slots sets it on every rank)
   bool chunk_given = false;    // --chunk was given (else the session picks the backend's default)
   int threads = 0;             // -t (0 = OpenMP default)

@@ -72,10 +72,7 @@ int session_slots(const RunOptions& opt) {
 MPI_Comm ring_comm() { return rings().ring_comm; }
 int ring_size() { return rings().ring_size; }
 
-// The GPU's rows per device step: --step-rows, else BackendOptions' default.
-int step_rows_for(const RunOptions& opt) {
-  return opt.step_rows > 0 ? opt.step_rows : BackendOptions{}.step_rows;
-}
+static_assert(RunOptions{}.step_rows == BackendOptions{}.step_rows, "one default step size");
 
 // The per-step token budget: --chunk, else the backend's default. CPU: 256. GPU: one device step
 // (--step-rows) per step (its steps cost little more at 512 rows than at 256); with several ranks
@@ -104,7 +101,7 @@ int auto_slots_cap(const RunOptions& opt, int ranks) {
 
 int chunk_tokens_for(const RunOptions& opt, const std::string& backend, int ranks) {
   if (opt.chunk_given || backend != "gpu") return opt.chunk_tokens;
-  return std::min(kMaxChunk, step_rows_for(opt) * micro_batches_for(opt, ranks));
+  return std::min(kMaxChunk, opt.step_rows * micro_batches_for(opt, ranks));
 }
 
 PipelineOptions pipeline_options(const RunOptions& opt, const std::string& backend) {
@@ -188,7 +185,7 @@ BackendFactory backend_factory(const RunOptions& opt, const ModelFile& model,
   bo.gpu_graphs = opt.gpu_graphs;
   bo.decode_kernels = opt.decode_kernels;
   bo.launch_overlap = opt.launch_overlap;
-  bo.step_rows = step_rows_for(opt);
+  bo.step_rows = opt.step_rows;
   std::tie(bo.kv_block_tokens, bo.kv_blocks) = kv_paging(opt, backend);
 #ifdef GPTOSS_HAVE_GPU
   if (backend == "gpu") {
@@ -287,7 +284,7 @@ SchedulerOptions Session::scheduler_options(const RunOptions& opt, int n) const 
   // The GPU takes at most kGpuSeqStepRows rows of one sequence per device step: with steps larger
   // than that, a larger budget goes to several prompts at once rather than into steps cut short.
   // (With 512-row steps the scheduler is as before: one prompt may take a whole --chunk.)
-  so.seq_chunk = backend == "gpu" && step_rows_for(opt) > kGpuSeqStepRows ? kGpuSeqStepRows : 0;
+  so.seq_chunk = backend == "gpu" && opt.step_rows > kGpuSeqStepRows ? kGpuSeqStepRows : 0;
   so.ctx = opt.ctx;
   so.stop_ids = opt.stop_ids;
   so.ignore_eos = opt.ignore_eos;

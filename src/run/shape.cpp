@@ -27,7 +27,7 @@ ShapeInput shape_input(const Config& c, const RunOptions& opt) {
   // Step buffers as the GPU backend sizes them (activations of a device step, logits of a head
   // pass, expert intermediates), plus its 512 MiB reserve.
   const uint64_t H = c.hidden, R = c.qkv_rows(), Q = c.q_dim(), V = c.vocab;
-  const uint64_t S = opt.step_rows > 0 ? opt.step_rows : BackendOptions{}.step_rows;
+  const uint64_t S = static_cast<uint64_t>(opt.step_rows);
   in.buffer_bytes = 4 * (S * (2 * H + R + Q) + 512ull * V) +  // 512: the head's rows per pass
                     2ull * S * c.experts_per_tok * (H + c.intermediate) * 4 + (512ull << 20);
   const bool many = opt.mode == Mode::Getp || opt.mode == Mode::Serve || opt.mode == Mode::Bench;

@@ -192,6 +192,7 @@ const std::vector<MoeKernelFn>& kernel_fns() {
     moe_route_kernel_fns(k);
     moe_gemv_kernel_fns(k);
     moe_grouped_kernel_fns(k);
+    moe_ws_kernel_fns(k);
     moe_tiles_kernel_fns(k);
     return k;
   }();
@@ -301,8 +302,13 @@ void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float*
     a1.outq = reinterpret_cast<uint16_t*>(s.actq);
     a2.xq = s.actq;
     moe_launch_stage_x(p, x_normed, rows, H, s.xq, stream);
-    moe_launch_grouped(p, 0, a1, stream);
-    moe_launch_grouped(p, 1, a2, stream);
+    for (int m = 0; m < 2; ++m) {
+      const MoeExpertArgs& a = m == 0 ? a1 : a2;
+      if (p.tc_ws)
+        moe_launch_ws(p, m, a, stream);
+      else
+        moe_launch_grouped(p, m, a, stream);
+    }
   } else {  // the GEMV for every expert, or for those the bf16 tiles do not take
     const MoeExpertArgs* a[2] = {&a1, &a2};
     for (int m = 0; m < 2; ++m) {

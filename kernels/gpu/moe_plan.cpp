@@ -141,17 +141,24 @@ MoePlan moe_plan(const MoeShape& sh, int rows, const MoeOptions& o, const GpuTar
     p.tc_min_blocks = kMinBlocks[o.grouped_config];
     p.tc_mode = !o.fast ? MoeTcMode::exact : o.fold_scales ? MoeTcMode::fast_bf16 : MoeTcMode::fast_f16;
     if (p.tc_mode == MoeTcMode::fast_bf16 && o.wgmma) {
-      // wgmma: 5 stages, two blocks per SM (config 0), or 4 (configs 1, 2: fewer bytes, more
-      // blocks in flight); a stage's slot is refilled two stages after it was read (one group of
-      // wgmmas stays in flight), so 3 or 2 stages are being copied ahead.
+      // wgmma: config 0 the warp-specialised kernel (kMoeWsStages, one block per SM, 128-row
+      // tiles); moe_wgmma_kernel with 5 stages (config 1) or 4 (config 2), two blocks per SM: a
+      // stage's slot is refilled two stages after it was read (one group of wgmmas stays in
+      // flight), so 3 or 2 stages are being copied ahead.
       p.tc_mode = MoeTcMode::fast_wgmma;
-      p.tc_stages = o.grouped_config == 0 ? 5 : 4;
-      p.tc_min_blocks = 2;
+      p.tc_ws = o.grouped_config == 0;
+      p.tc_stages = p.tc_ws ? kMoeWsStages : o.grouped_config == 1 ? 5 : 4;
+      p.tc_min_blocks = p.tc_ws ? 1 : 2;
+      if (p.tc_ws) p.tile_rows = kMoeWsBN;
     }
     p.stage_x_k = launch("moe_stage_x_kernel", ceil_div(static_cast<long long>(rows) * (H / 32) * 4, kMoeThreads),
                          1, kMoeThreads, 0);
     for (int m = 0; m < 2; ++m)
-      p.mlp_k[m] = p.tc_mode == MoeTcMode::fast_wgmma
+      p.mlp_k[m] = p.tc_ws ? launch(m == 0 ? "moe_ws_kernel<true>" : "moe_ws_kernel<false>",
+                                    ceil_div(pairs, kMoeWsBN) + E,
+                                    ceil_div(M[m], kMoeTcBM), kMoeWsThreads, moe_ws_smem_bytes(K[m]),
+                                    kMoeWsStaticSmemBytes)
+                   : p.tc_mode == MoeTcMode::fast_wgmma
                        ? launch(wg_name(m == 0, p.tc_stages), n_tiles, ceil_div(M[m], kMoeTcBM),
                                 kMoeThreads, moe_wg_smem_bytes(K[m], p.tc_stages))
                        : launch(tc_name(m == 0, p.tc_stages, p.tc_min_blocks, p.tc_mode), n_tiles,

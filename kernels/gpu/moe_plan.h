@@ -68,13 +68,13 @@ struct MoeOptions {
   // the weights <= kMoeFoldMaxScale: the caller checks (moe.h moe_max_scale) and turns it off
   // otherwise.
   bool fold_scales = true;
-  // With fast and folded scales (else ignored): the grouped GEMM on Hopper's warpgroup MMA
-  // (moe_wgmma_kernel: the weights decoded per lane into A registers as now, x in shared memory
-  // as wgmma's B; one wgmma per 64 weight rows x all the tile's rows x k16 instead of 2 x 8
-  // mma.sync). Needs a build for sm_90a (CMAKE_CUDA_ARCHITECTURES 90a defines GPTOSS_WGMMA).
-  // Off by default: on an H100 the engine's batch-256 step was no faster with it
-  // (docs/performance.md, 2026-12-06), when each MXFP4 block's wgmmas were waited for before the
-  // next block's decode (now overlapped: docs/gpu.md).
+  // With fast and folded scales (else ignored): the grouped GEMM on Hopper's warpgroup MMA, the
+  // weights decoded per lane into A registers, x in shared memory as wgmma's B. grouped_config 0:
+  // the warp-specialised kernel (moe_ws_kernel: producer warpgroup, mbarrier ring, 128-row
+  // tiles); 1 / 2: moe_wgmma_kernel (moe_tc_kernel's structure: cp.async + a block barrier per
+  // stage, 64-row tiles) with 5 / 4 stages. Needs a build for sm_90a (CMAKE_CUDA_ARCHITECTURES 90a
+  // defines GPTOSS_WGMMA). Off by default: moe_wgmma_kernel measured no faster than mma.sync on an
+  // H100 (docs/performance.md, 2026-12-06 and 12-07).
   bool wgmma = false;
 };
 // The largest E8M0 scale the folded-scale grouped GEMM takes: 2^(s - 1) must be a bf16 normal
@@ -117,6 +117,13 @@ inline constexpr int kMoeTcStageBytes = kMoeTcBM * kMoeTcWRow + kMoeTcBN * kMoeT
 // weights as above and the B operand as bf16 in wgmma's core-matrix layout (no lo halves).
 inline constexpr int kMoeWgXRow = kMoeTcKB * 64;   // B bytes per row per stage
 inline constexpr int kMoeWgStageBytes = kMoeTcBM * kMoeTcWRow + kMoeTcBN * kMoeWgXRow;
+// Warp-specialised grouped GEMM on wgmma (moe_ws_kernel, MoeOptions::wgmma with grouped
+// configuration 0, sm_90a): a producer warpgroup and two consumer warpgroups; kMoeTcBM weight rows
+// x kMoeWsBN grouped rows per block (the tile list built with kMoeWsBN-row tiles); a ring of
+// kMoeWsStages stages of the weights (as kMoeTcKB blocks above) and x (kMoeWsBN rows x 128 bytes).
+inline constexpr int kMoeWsThreads = 384, kMoeWsBN = 128, kMoeWsStages = 6;
+inline constexpr int kMoeWsStageBytes = kMoeTcBM * kMoeTcWRow + kMoeWsBN * 128;
+inline constexpr size_t kMoeWsStaticSmemBytes = 2 * kMoeWsStages * sizeof(uint64_t);  // mbarriers
 // moe_combine_norm_kernel's block and its __shared__ double red[kMoeNormThreads / 16].
 inline constexpr int kMoeNormThreads = 256;
 inline constexpr size_t kMoeNormStaticSmemBytes = kMoeNormThreads / 16 * sizeof(double);
@@ -167,6 +174,12 @@ constexpr size_t moe_wg_smem_bytes(int K, int stages) {
   return static_cast<size_t>(stages) * kMoeWgStageBytes +
          ((static_cast<size_t>(kMoeTcBM) * (K / 32) + 15) / 16) * 16 + 1024;
 }
+// moe_ws_kernel: the ring + the E8M0 scales of the block's rows + 1 KB to align the swizzled
+// tiles to 1024 bytes.
+constexpr size_t moe_ws_smem_bytes(int K) {
+  return static_cast<size_t>(kMoeWsStages) * kMoeWsStageBytes +
+         ((static_cast<size_t>(kMoeTcBM) * (K / 32) + 15) / 16) * 16 + 1024;
+}
 // moe_mma_kernel: two stages of A (hi and lo bf16 halves) and B, or the fp32 epilogue staging.
 constexpr size_t moe_tiles_smem_bytes() {
   const size_t ab = 2 * (2 * kMoeTileRows + kMoeTileCols) * kMoeTileLds * 2;
@@ -208,6 +221,8 @@ struct MoePlan {
   int gemv_rows = 1;               // its template row count: scalar 1 | 4, tensor cores 1 | 8
   int tc_stages = 3, tc_min_blocks = 2;  // grouped GEMM template (mlp == grouped)
   MoeTcMode tc_mode = MoeTcMode::exact;  // grouped GEMM arithmetic
+  bool tc_ws = false;              // fast_wgmma on the warp-specialised kernel (moe_ws_kernel)
+  int tile_rows = kMoeTileRows;    // grouped rows per tile of the tile list (build input)
   int gemv_max = INT_MAX;          // experts with more grouped rows go to tiles (build input)
   // Launches in order; inactive ones have threads == 0.
   KernelLaunch route_k;      // moe_route_small / moe_router_rows / moe_router

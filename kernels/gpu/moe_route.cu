@@ -58,9 +58,9 @@ __global__ __launch_bounds__(kWaveSize) void moe_topk_logits_kernel(const float*
 
 // ------------------------------------------------------------------------------ grouping
 // One block of 1024 threads. Pairs p = row * k + rank grouped by expert (rows ascending):
-// offsets[E+1], active[n_active], slot_pair[pairs], and tiles of kMoeTileRows slots for experts
-// with more than gemv_max rows. meta = {n_active, n_tiles}.
-__device__ void build_groups(const int32_t* __restrict__ experts, int pairs, int E, int gemv_max,
+// offsets[E+1], active[n_active], slot_pair[pairs], and tiles of tile_rows slots (MoePlan::tile_rows)
+// for experts with more than gemv_max rows. meta = {n_active, n_tiles}.
+__device__ void build_groups(const int32_t* __restrict__ experts, int pairs, int E, int gemv_max, int tile_rows,
                              int32_t* __restrict__ offsets, int32_t* __restrict__ active,
                              int32_t* __restrict__ meta, int32_t* __restrict__ slot_pair,
                              int32_t* __restrict__ tile_expert, int32_t* __restrict__ tile_slot0) {
@@ -83,7 +83,7 @@ __device__ void build_groups(const int32_t* __restrict__ experts, int pairs, int
       offsets[e] = off;
       if (c > 0) active[na++] = e;
       if (c > gemv_max)
-        for (int r0 = 0; r0 < c; r0 += kMoeTileRows) {
+        for (int r0 = 0; r0 < c; r0 += tile_rows) {
           tile_expert[nt] = e;
           tile_slot0[nt] = off + r0;
           ++nt;
@@ -119,7 +119,7 @@ __device__ void build_groups(const int32_t* __restrict__ experts, int pairs, int
 // At most kMoeBuildSmemPairs (48 KB, + build_groups' 8 KB static) so the block also fits
 // gfx90a's 64 KB of LDS; dynamic shared memory moe_build_smem_bytes(pairs).
 __global__ __launch_bounds__(kMoeBuildThreads) void moe_build_kernel(
-    const int32_t* __restrict__ experts, int pairs, int E, int gemv_max,
+    const int32_t* __restrict__ experts, int pairs, int E, int gemv_max, int tile_rows,
     int32_t* __restrict__ offsets, int32_t* __restrict__ active, int32_t* __restrict__ meta,
     int32_t* __restrict__ slot_pair, int32_t* __restrict__ tile_expert,
     int32_t* __restrict__ tile_slot0, int stage_smem) {
@@ -130,7 +130,7 @@ __global__ __launch_bounds__(kMoeBuildThreads) void moe_build_kernel(
     __syncthreads();
     ex = build_ex_s;
   }
-  build_groups(ex, pairs, E, gemv_max, offsets, active, meta, slot_pair, tile_expert, tile_slot0);
+  build_groups(ex, pairs, E, gemv_max, tile_rows, offsets, active, meta, slot_pair, tile_expert, tile_slot0);
 }
 
 // Steps of more rows: kMoeRouterRows rows per block, so each router weight load (16 bytes, from L2)
@@ -217,7 +217,7 @@ __global__ __launch_bounds__(kMoeThreads) void moe_router_rows_kernel(
 constexpr int kRouteU = 6;
 __global__ __launch_bounds__(kMoeBuildThreads) void moe_route_small_kernel(
     const float* __restrict__ x, const uint16_t* __restrict__ rw, const uint16_t* __restrict__ rb,
-    int rows, int H, int E, int k, int gemv_max, int32_t* __restrict__ experts,
+    int rows, int H, int E, int k, int gemv_max, int tile_rows, int32_t* __restrict__ experts,
     float* __restrict__ weights, int32_t* __restrict__ offsets, int32_t* __restrict__ active,
     int32_t* __restrict__ meta, int32_t* __restrict__ slot_pair, int32_t* __restrict__ tile_expert,
     int32_t* __restrict__ tile_slot0) {
@@ -269,7 +269,7 @@ __global__ __launch_bounds__(kMoeBuildThreads) void moe_route_small_kernel(
     wave_topk_softmax(route_logits + static_cast<size_t>(n) * E, E, k, lane,
                       experts + static_cast<size_t>(n) * k, weights + static_cast<size_t>(n) * k);
   __syncthreads();  // experts (global) visible to the whole block
-  build_groups(experts, rows * k, E, gemv_max, offsets, active, meta, slot_pair, tile_expert,
+  build_groups(experts, rows * k, E, gemv_max, tile_rows, offsets, active, meta, slot_pair, tile_expert,
                tile_slot0);
 }
 
@@ -288,7 +288,7 @@ void moe_launch_route(const MoePlan& p, const MoeGpuWeights& w, const float* x, 
   const KernelLaunch& r = p.route_k;
   if (p.route == MoeRoute::small) {
     moe_route_small_kernel<<<moe_grid(r), r.threads, r.dyn_smem_bytes, stream>>>(
-        x, w.router_w, w.router_b, rows, H, E, k, p.gemv_max, s.experts, s.weights, s.offsets,
+        x, w.router_w, w.router_b, rows, H, E, k, p.gemv_max, p.tile_rows, s.experts, s.weights, s.offsets,
         s.active, s.meta, s.slot_pair, s.tile_expert, s.tile_slot0);
     GPU_CHECK_LAUNCH();
     return;
@@ -302,7 +302,7 @@ void moe_launch_route(const MoePlan& p, const MoeGpuWeights& w, const float* x, 
   GPU_CHECK_LAUNCH();
   const KernelLaunch& b = p.build_k;
   moe_build_kernel<<<moe_grid(b), b.threads, b.dyn_smem_bytes, stream>>>(
-      s.experts, rows * k, E, p.gemv_max, s.offsets, s.active, s.meta, s.slot_pair, s.tile_expert,
+      s.experts, rows * k, E, p.gemv_max, p.tile_rows, s.offsets, s.active, s.meta, s.slot_pair, s.tile_expert,
       s.tile_slot0, b.dyn_smem_bytes > 0 ? 1 : 0);
   GPU_CHECK_LAUNCH();
 }

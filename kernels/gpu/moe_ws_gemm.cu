@@ -71,7 +71,7 @@ __global__ __launch_bounds__(kMoeWsThreads, 1) void moe_ws_kernel(MoeExpertArgs 
       wg::mbar_init(full + s, 128);
       wg::mbar_init(empty + s, 8);
     }
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    wg::fence_mbarrier_init();
   }
   __syncthreads();
 

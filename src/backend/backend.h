@@ -106,6 +106,11 @@ struct BackendOptions {
   // by default since its 128-byte-swizzle layout matched or beat mma.sync at every shape on an
   // H100 (docs/performance.md, 2026-12-07 17:20); bench-engine --gemm-wgmma 0 turns it off.
   bool gemm_wgmma = true;
+  // GPU (NVIDIA), precision fast with folded MoE scales: the batched MoE's grouped GEMM on the
+  // warp-specialised wgmma kernel (kernels/gpu/moe_ws_gemm.cu; gpu::MoeOptions::wgmma at grouped
+  // configuration 0) where the build (sm_90a) and the card (sm_90) have it; else mma.sync.
+  // bench-engine --wgmma 0|1.
+  bool moe_wgmma = false;
 };
 
 class Backend {

@@ -19,7 +19,8 @@
 //   1); --split-k 1: the fast GEMM's K split (BackendOptions::gemm_split_k; default 0: slower on
 //   an H100, docs/performance.md); --overlap 0|1: launch overlap (BackendOptions::launch_overlap;
 //   default on, as run's);
-//   --wgmma 1: the MoE grouped GEMM on wgmma (MoeOptions::wgmma; sm_90a builds)
+//   --wgmma 0|1: the MoE grouped GEMM on the warp-specialised wgmma kernel (BackendOptions::moe_wgmma;
+//   where the build and the card have wgmma, precision fast with folded scales)
 //   --gemm-wgmma 0: the dense GEMMs on mma.sync instead of Hopper's wgmma
 //   (BackendOptions::gemm_wgmma; default 1: wgmma where the build and the card have it)
 //   --moe-config N: the MoE grouped GEMM's configuration (MoeOptions::grouped_config, 0..4;
@@ -99,7 +100,7 @@ int main(int argc, char** argv) {
     std::string precision;  // "" = the GPU default
     bool write_only = false, decode_kernels = true, moe_fold = true, split_k = false;
     bool overlap = BackendOptions{}.launch_overlap;
-    bool wgmma = false, gemm_wgmma = BackendOptions{}.gemm_wgmma;
+    bool wgmma = BackendOptions{}.moe_wgmma, gemm_wgmma = BackendOptions{}.gemm_wgmma;
     int kv_block = 0, moe_config = 0;
     std::vector<int> batches = {1, 16, 64};
     for (int i = 1; i < argc; ++i) {
@@ -127,7 +128,7 @@ int main(int argc, char** argv) {
         const std::string v = next();
         if (v != "0" && v != "1") fail("bench-engine: --split-k %s: expected 0 or 1", v.c_str());
         split_k = v == "1";
-      } else if (a == "--wgmma") {  // 1: the MoE grouped GEMM on wgmma (gpu::MoeOptions::wgmma)
+      } else if (a == "--wgmma") {  // the MoE grouped GEMM on wgmma (BackendOptions::moe_wgmma)
         const std::string v = next();
         if (v != "0" && v != "1") fail("bench-engine: --wgmma %s: expected 0 or 1", v.c_str());
         wgmma = v == "1";
@@ -180,7 +181,7 @@ int main(int argc, char** argv) {
     opt.moe.fold_scales = moe_fold;
     opt.gemm_split_k = split_k;
     opt.launch_overlap = overlap;
-    opt.moe.wgmma = wgmma;
+    opt.moe_wgmma = wgmma;
     opt.gemm_wgmma = gemm_wgmma;
     opt.step_rows = step_rows;
     opt.moe.grouped_config = moe_config;
@@ -204,7 +205,7 @@ int main(int argc, char** argv) {
                 "\"kv_block\": %d, \"gemm_wgmma\": %d}\n",
                 model.description().c_str(), model.file_bytes() / 1e9, since_s(t0),
                 eng->kv_cache_bytes() / double(1u << 30), moe_fold ? 1 : 0, split_k ? 1 : 0,
-                overlap ? 1 : 0, wgmma ? 1 : 0, moe_config, kv_block,
+                overlap ? 1 : 0, wgmma && gpu::gemm_wgmma_available() ? 1 : 0, moe_config, kv_block,
                 gemm_wgmma && !split_k && gpu::gemm_wgmma_available() ? 1 : 0);
     const int V = eng->config().vocab;
     std::vector<float> logits;

@@ -311,6 +311,9 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
                    "fp16 weights with per-block scales\n", device_, most - 127, gpu::kMoeFoldMaxScale - 127);
     }
   }
+  // The warp-specialised wgmma grouped GEMM where the build and the card have wgmma (the same
+  // check as the dense GEMM's) and the arithmetic is the folded-scale one it implements.
+  if (opt.moe_wgmma && moe_opt.fast && moe_opt.fold_scales && gpu::gemm_wgmma_available()) moe_opt.wgmma = true;
   moe_scratch_ = gpu::moe_scratch_create(layers_[0].moe, step_rows_, moe_opt);
   if (use_decode_) moe_decode_scratch_ = gpu::moe_decode_scratch_create(layers_[0].moe, gpu::kDecodeMaxRows);
   GPU_CHECK(gpuStreamSynchronize(stream_));

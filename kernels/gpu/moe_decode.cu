@@ -327,6 +327,7 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
     if (lane == 0) {
       wg::mbar_init(bulk_bar + warp, 1);
       wg::fence_mbarrier_init();
+      wg::fence_proxy_async();  // the initialised barrier, visible to the copies' async proxy
       wg::mbar_arrive_expect_tx(bulk_bar + warp, static_cast<uint32_t>(16 * (K / 2) + 16 * nb));
       wg::bulk_copy_g2s(my_ring, wsrc, static_cast<uint32_t>(16 * (K / 2)), bulk_bar + warp);
       wg::bulk_copy_g2s(my_sc, scsrc, static_cast<uint32_t>(16 * nb), bulk_bar + warp);

@@ -148,6 +148,7 @@ __global__ __launch_bounds__(kMoeWsThreads, 1) void moe_ws_kernel(MoeExpertArgs 
     for (int kt = 0; kt < nk; ++kt) {
       const int s = kt % S;
       wg::mbar_wait(full + s, (kt / S) & 1);  // stage kt (and with stage 0 the scales) landed
+      __syncwarp();  // the warp converged again before the .aligned wgmma instructions
       const unsigned char* Ws = smem + s * kMoeWsStageBytes;
       const unsigned char* Xs = Ws + kXOff;
 #pragma unroll

@@ -456,12 +456,12 @@ TEST(GpuEngine, batch_invariance_across_path_boundaries) {
 // the MoE's grouped GEMM from 5), so across a boundary a row differs by that rounding, not by
 // summation order only. 4 target rows per step size. The decode path (1..4 rows) is the same in
 // both precisions and stays bit-identical. Top-1 is printed, not asserted (a near tie may flip).
-// Provisional until measured on a GPU: across a boundary the row differs by fast's bf16 rounding
-// of one token's activations, which this random tiny model amplifies (~30x; prompt chunks at fast
-// measured a median rel L2 of 4.0e-2 against the fp32 CPU engine, prompt_chunks_fast_f32kv_vs_cpu_engine):
-// 0.15 is that scale's sanity bound for the worst of 4 rows; the first GPU run sets it from the
-// printed worst.
-constexpr double kFastStepBound = 0.15;
+// Across a boundary the row differs by fast's bf16 rounding of one token's activations, which this
+// random tiny model amplifies (~30x; prompt chunks at fast measured a median rel L2 of 4.0e-2
+// against the fp32 CPU engine, prompt_chunks_fast_f32kv_vs_cpu_engine). First run (H100,
+// 2026-12-08): worst of 4 rows 0.0103 / 0.013 / 0.0217 / 0.0237 / 0.061 at steps of 5 / 8 / 9 /
+// 16 / 64 rows, 0 at 1..4; the bound is that worst with a 1.6x margin.
+constexpr double kFastStepBound = 0.1;
 
 TEST(GpuEngine, batch_invariance_across_path_boundaries_fast) {
   GPU_TEST_REQUIRE_DEVICE();

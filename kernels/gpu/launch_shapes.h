@@ -96,13 +96,9 @@ inline constexpr MoeDecodeShape kMoeDecodeWide1{4, 2, 4, 4}, kMoeDecodeWide2{2, 
 inline constexpr MoeDecodeShape kMoeDecodeNarrow1{4, 1, 8, 4}, kMoeDecodeNarrow2{4, 1, 8, 4};
 // Shared memory of an expert matmul block of shape s over K inputs: the input's fp16 hi|lo halves,
 // each warp's rows' scales, each warp's cp.async ring.
-// stages 0 ("bulk", sm_90a builds): no ring; each warp's 16 whole weight rows (K / 2 bytes each)
-// arrive by one bulk copy.
 inline size_t moe_decode_smem_bytes(const MoeDecodeShape& s, int K) {
   const size_t warps = size_t(s.groups) * s.split, nb = size_t(K) / 32;
-  const size_t ring = s.stages == 0 ? warps * 16 * (size_t(K) / 2)
-                                    : warps * s.stages * 16 * (size_t(s.stage_blocks) * 16 + 16);
-  return nb * 128 + warps * 16 * nb + ring;
+  return nb * 128 + warps * 16 * nb + warps * s.stages * 16 * (size_t(s.stage_blocks) * 16 + 16);
 }
 inline bool moe_decode_wide(int rows) { return rows == 1; }
 // The row bucket a decode kernel is instantiated for (1, 2 or 4 rows).

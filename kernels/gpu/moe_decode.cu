@@ -216,26 +216,18 @@ struct MlpKernel {
 // kGroups; the one-row "wide" shape, for more warps on the SMs), kSplit == 1 runs a group's parts
 // in turn in one warp (the "narrow" shape of 2-4 rows). Both add the same sums in the same order,
 // so a row's bits never depend on the step's other rows.
-// kStageCount 0 ("bulk", sm_90): no ring; each warp's 16 whole weight rows (contiguous in the
-// weights) and their scales arrive by two bulk copies on a per-warp mbarrier, all of the warp's
-// bytes in flight at once, and the compute loop walks the same stages over them (the same sums in
-// the same order, so the same bits).
 template <int kGroups, int kSplit, int kStageBlocks, int kStageCount>
 struct MlpSmem {
   static_assert((16 * kStageBlocks) % kWaveSize == 0, "a stage's 16-byte pieces split evenly over the lanes");
-  static constexpr bool kBulk = kStageCount == 0;
-  static_assert(kBulk || kStageCount >= 2, "a ring");
-  static_assert(!kBulk || kSplit == 1, "bulk rows: a warp sums all parts of its rows");
+  static_assert(kStageCount >= 2, "a ring");
   static constexpr int kWarps = kGroups * kSplit;
   static constexpr int kStages = kStageCount;              // stages in flight per warp
   static constexpr int kRowPad = kStageBlocks * 16 + 16;  // bytes per staged weight row (conflict-free)
   static constexpr int kWarpStage = 16 * kRowPad;         // bytes of one warp's stage
   __host__ __device__ static size_t x_bytes(int K) { return static_cast<size_t>(K / 32) * 128; }  // hi|lo per block
   __host__ __device__ static size_t scale_bytes(int K) { return static_cast<size_t>(kWarps) * 16 * (K / 32); }
-  __host__ __device__ static size_t ring_bytes(int K) {
-    return kBulk ? static_cast<size_t>(kWarps) * 16 * (K / 2) : static_cast<size_t>(kWarps) * kStages * kWarpStage;
-  }
-  __host__ __device__ static size_t bytes(int K) { return x_bytes(K) + scale_bytes(K) + ring_bytes(K); }
+  __host__ __device__ static constexpr size_t ring_bytes() { return static_cast<size_t>(kWarps) * kStages * kWarpStage; }
+  __host__ __device__ static size_t bytes(int K) { return x_bytes(K) + scale_bytes(K) + ring_bytes(); }
 };
 
 template <bool kFirst, int kGroups, int kSplit, int kStageBlocks, int kStageCount>
@@ -247,9 +239,6 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
   constexpr int kWarpParts = kParts / kSplit;  // parts a warp sums in turn
   constexpr int kBlockThreads = kGroups * kSplit * kWaveSize;
   extern __shared__ uint4 mlp_smem4[];
-#if defined(GPTOSS_WGMMA_DEVICE)
-  __shared__ uint64_t bulk_bar[Smem::kBulk ? Smem::kWarps : 1];  // bulk: a barrier per warp
-#endif
   uint8_t* smem = reinterpret_cast<uint8_t*>(mlp_smem4);
   const int K = a.K, nb = K / 32;
   uint8_t* xq = smem;                                // [nb][hi 4 x uint4 | lo 4 x uint4]
@@ -291,10 +280,8 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
   const int e = a.experts[pair];
   const size_t row0 = static_cast<size_t>(e) * a.M + m0;
   const uint8_t* wsrc = a.blocks + row0 * (K / 2);
-  uint8_t* my_ring = ring + static_cast<size_t>(warp) * (Smem::kBulk ? 16 * (K / 2) : kStages * kWarpStage);
+  uint8_t* my_ring = ring + static_cast<size_t>(warp) * kStages * kWarpStage;
   const int n_stages = kWarpParts * stages_per_part;
-  // The row pitch of the staged weights: the ring's padded stage rows, or whole rows (bulk).
-  const int pitch = Smem::kBulk ? K / 2 : kRowPad;
 
   // Stage s: part q_begin + s / stages_per_part, its blocks from local stage s % stages_per_part
   // on (kStageBlocks of them at most, fewer at the part's end, none past it); 16 rows x those
@@ -302,44 +289,27 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
   // piece % kStageBlocks). The issue side walks (part, local stage) incrementally.
   int iq = q_begin, il = 0;
   auto issue = [&](int s) {
-    if constexpr (!Smem::kBulk) {
-      if (s < n_stages) {
-        uint8_t* dst = my_ring + static_cast<size_t>(s % kStages) * kWarpStage;
-        const int b0 = part_lo(iq) + il * kStageBlocks, b1 = part_lo(iq + 1);
+    if (s < n_stages) {
+      uint8_t* dst = my_ring + static_cast<size_t>(s % kStages) * kWarpStage;
+      const int b0 = part_lo(iq) + il * kStageBlocks, b1 = part_lo(iq + 1);
 #pragma unroll
-        for (int i = 0; i < 16 * kStageBlocks / kWaveSize; ++i) {
-          const int piece = lane + i * kWaveSize, r = piece / kStageBlocks, b = piece % kStageBlocks;
-          if (b0 + b < b1)
-            tile::cp_async16(dst + r * kRowPad + 16 * b, wsrc + static_cast<size_t>(r) * (K / 2) + 16 * (b0 + b));
-        }
-        if (++il == stages_per_part) il = 0, ++iq;
+      for (int i = 0; i < 16 * kStageBlocks / kWaveSize; ++i) {
+        const int piece = lane + i * kWaveSize, r = piece / kStageBlocks, b = piece % kStageBlocks;
+        if (b0 + b < b1)
+          tile::cp_async16(dst + r * kRowPad + 16 * b, wsrc + static_cast<size_t>(r) * (K / 2) + 16 * (b0 + b));
       }
-      tile::cp_async_commit();
+      if (++il == stages_per_part) il = 0, ++iq;
     }
+    tile::cp_async_commit();
   };
   // This warp's rows' scales (16 rows x nb bytes, contiguous and 16-byte aligned: M and the warp's
   // first row are multiples of 16) ride in the first stage's copy group (every warp copies its
   // own: a warp can only wait for its own copies).
   uint8_t* my_sc = scs + static_cast<size_t>(warp) * 16 * nb;
   const uint8_t* scsrc = a.scales + row0 * nb;
-  if constexpr (Smem::kBulk) {
-#if defined(GPTOSS_WGMMA_DEVICE)
-    if (lane == 0) {
-      wg::mbar_init(bulk_bar + warp, 1);
-      wg::fence_mbarrier_init();
-      wg::fence_proxy_async();  // the initialised barrier, visible to the copies' async proxy
-      wg::mbar_arrive_expect_tx(bulk_bar + warp, static_cast<uint32_t>(16 * (K / 2) + 16 * nb));
-      wg::bulk_copy_g2s(my_ring, wsrc, static_cast<uint32_t>(16 * (K / 2)), bulk_bar + warp);
-      wg::bulk_copy_g2s(my_sc, scsrc, static_cast<uint32_t>(16 * nb), bulk_bar + warp);
-    }
-#else
-    __trap();  // never launched: the bulk shape is chosen only for sm_90a builds (GPTOSS_WGMMA)
-#endif
-  } else {
-    for (int i = lane; i < nb; i += kWaveSize) tile::cp_async16(my_sc + 16 * i, scsrc + 16 * i);
+  for (int i = lane; i < nb; i += kWaveSize) tile::cp_async16(my_sc + 16 * i, scsrc + 16 * i);
 #pragma unroll
-    for (int s = 0; s < kStages - 1; ++s) issue(s);
-  }
+  for (int s = 0; s < kStages - 1; ++s) issue(s);
 
   // The input as fp16 hi / lo pairs in the B-fragment order (f16_hilo8): all of a thread's loads
   // first (one round of latency), then the conversions.
@@ -367,29 +337,18 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
   float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // rows g, g + 8 x columns 2t, 2t + 1: this part's sums
   float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // the warp's finished parts, added in part order
   int cq = q_begin, cl = 0;                 // the compute side's (part, local stage)
-#if defined(GPTOSS_WGMMA_DEVICE)
-  if constexpr (Smem::kBulk) {
-    __syncwarp();  // lane 0's barrier init before the other lanes poll it
-    wg::mbar_wait(bulk_bar + warp, 0);  // the warp's rows and scales landed
-  }
-#endif
   for (int s = 0; s < n_stages; ++s) {
+    tile::cp_async_wait<kStages - 2>();
+    __syncwarp();
+    issue(s + kStages - 1);  // into the slot the previous iteration finished reading
+    const uint8_t* st = my_ring + static_cast<size_t>(s % kStages) * kWarpStage;
     const int bs = part_lo(cq) + cl * kStageBlocks;
-    const uint8_t* st;
-    if constexpr (Smem::kBulk) {
-      st = my_ring + 16 * bs;  // the stage's first block in each whole row
-    } else {
-      tile::cp_async_wait<kStages - 2>();
-      __syncwarp();
-      issue(s + kStages - 1);  // into the slot the previous iteration finished reading
-      st = my_ring + static_cast<size_t>(s % kStages) * kWarpStage;
-    }
     const int nbs = min(kStageBlocks, part_lo(cq + 1) - bs);
     // One MXFP4 block of the stage: its codes (rows g, g + 8) times the input's hi / lo columns.
     auto block = [&](int bi) {
       const int b = bs + bi;
-      const uint32_t w0 = *reinterpret_cast<const uint32_t*>(st + g * pitch + 16 * bi + 4 * t);
-      const uint32_t w1 = *reinterpret_cast<const uint32_t*>(st + (g + 8) * pitch + 16 * bi + 4 * t);
+      const uint32_t w0 = *reinterpret_cast<const uint32_t*>(st + g * kRowPad + 16 * bi + 4 * t);
+      const uint32_t w1 = *reinterpret_cast<const uint32_t*>(st + (g + 8) * kRowPad + 16 * bi + 4 * t);
       uint4 bv = make_uint4(0, 0, 0, 0);  // column g: 0 = hi, 1 = lo, others zero
       if (g < 2) bv = *reinterpret_cast<const uint4*>(xq + static_cast<size_t>(b) * 128 + 64 * g + 16 * t);
       float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -418,8 +377,7 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
   }
   tile::cp_async_wait<0>();
   if constexpr (kSplit > 1) {
-    static_assert(sizeof(float) * 4 * kWaveSize * kGroups * (kSplit - 1) <= size_t(Smem::kWarps) * kStages * kWarpStage,
-                  "ring holds the sums");
+    static_assert(sizeof(float) * 4 * kWaveSize * kGroups * (kSplit - 1) <= Smem::ring_bytes(), "ring holds the sums");
     // Warps of parts 1.. hand their sums to part 0's warp through the (finished) ring, which adds
     // them in part order (the narrow shape's order: ((p0 + p1) + p2) + ...).
     __syncthreads();
@@ -480,20 +438,11 @@ constexpr MoeDecodeShape kC[][2] = {
     {{2, 2, 8, 6}, {1, 4, 8, 6}},    // wide, fewer groups, deeper ring
     {{2, 1, 16, 4}, {2, 1, 16, 4}},  // narrow, 2 groups, 256-byte pieces
     {{2, 2, 16, 3}, {1, 4, 16, 3}},  // wide, 256-byte pieces
-#if defined(GPTOSS_WGMMA)
-    {{1, 1, 8, 0}, {1, 1, 8, 0}},    // bulk rows (sm_90a): 1 group of 16 rows per block
-    {{2, 1, 8, 0}, {2, 1, 8, 0}},    // bulk rows, 2 groups
-    {{4, 1, 8, 0}, {4, 1, 8, 0}},    // bulk rows, 4 groups
-#endif
 };
 #define MLP_CAND(i) \
   MlpCandidate { MLP_SHAPE(true, kC[i][0]), MLP_SHAPE(false, kC[i][1]) }
 const MlpCandidate kCandidates[] = {MLP_CAND(0), MLP_CAND(1), MLP_CAND(2), MLP_CAND(3),
-                                    MLP_CAND(4), MLP_CAND(5), MLP_CAND(6), MLP_CAND(7),
-#if defined(GPTOSS_WGMMA)
-                                    MLP_CAND(8), MLP_CAND(9), MLP_CAND(10)
-#endif
-};
+                                    MLP_CAND(4), MLP_CAND(5), MLP_CAND(6), MLP_CAND(7)};
 #undef MLP_CAND
 constexpr int kCandidateCount = sizeof(kCandidates) / sizeof(kCandidates[0]);
 static_assert(sizeof(kC) / sizeof(kC[0]) == kCandidateCount, "a kernel pair per candidate");

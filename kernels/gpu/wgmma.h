@@ -235,24 +235,9 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
   while (!mbar_try_wait(bar, parity)) {
   }
 }
-// Bulk copies (the tensor-memory accelerator's 1-D form): `bytes` (a multiple of 16; both
-// addresses 16-byte aligned) from global to shared memory, completing as transactions on an
-// mbarrier whose current phase expects them (mbar_arrive_expect_tx). fence_mbarrier_init makes a
-// freshly initialised barrier visible to the copy engine.
+// Makes freshly initialised mbarriers visible before their first use by other threads.
 __device__ __forceinline__ void fence_mbarrier_init() {
   asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-}
-__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
-  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}" ::"r"(smem_addr(bar)),
-               "r"(bytes)
-               : "memory");
-}
-__device__ __forceinline__ void bulk_copy_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-          smem_addr(dst)),
-      "l"(src), "r"(bytes), "r"(smem_addr(bar))
-      : "memory");
 }
 // Registers per thread of the executing warpgroup from here on (multiples of 8 in 24..256; all
 // warps of the warpgroup execute it).

@@ -304,7 +304,7 @@ void moe_forward(const MoeGpuWeights& w, const float* x_normed, int rows, float*
     moe_launch_stage_x(p, x_normed, rows, H, s.xq, stream);
     for (int m = 0; m < 2; ++m) {
       const MoeExpertArgs& a = m == 0 ? a1 : a2;
-      if (p.tc_ws)
+      if (p.tc_mode == MoeTcMode::fast_wgmma)
         moe_launch_ws(p, m, a, stream);
       else
         moe_launch_grouped(p, m, a, stream);

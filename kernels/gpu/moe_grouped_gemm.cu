@@ -4,7 +4,8 @@
 // (moe_plan.h): exact = fp16 weights, x as fp16 hi + lo, per-block scale FMAs; fast_f16 = the
 // same with x as fp16 hi; fast_bf16 = bf16 weights with the E8M0 scale folded in, x as bf16, the
 // MMAs accumulating directly (moe_stage_x_kernel stages x; mlp1's epilogue writes mlp2's operand
-// in the same layout).
+// in the same layout). moe_stage_x_kernel also stages x for the wgmma kernel (moe_ws_gemm.cu,
+// mode fast_wgmma).
 // On HIP this file defines no kernel (moe_plan never picks the grouped GEMM on AMD).
 #include "gpu/moe_kernels.h"
 #include "gpu/tile.h"
@@ -334,214 +335,6 @@ __global__ __launch_bounds__(kMoeThreads, kMinBlocks) void moe_tc_kernel(MoeExpe
   tile::cp_async_wait<0>();
 }
 
-// ---- the grouped GEMM on wgmma (sm_90a; MoeOptions::wgmma) ------------------------------------
-// moe_tc_kernel's tile (256 weight rows x one 64-row tile of the tile list per block, 2 MXFP4
-// blocks per stage, cp.async pipeline, the scales of the block's rows copied once) and its
-// fast_bf16 arithmetic (bf16 weights with the E8M0 scale folded in, x as bf16, fp32 sums), on
-// Hopper's warpgroup MMA (wgmma.h): warpgroup wg (warps 4 wg .. 4 wg + 3) owns weight rows
-// 128 wg .. 128 wg + 127 as two m64 halves; warp wi of it holds rows 64 h + 16 wi + {g, g + 8} of
-// half h. Per k16 step each lane decodes its A fragment (the same words and fold as
-// moe_tc_kernel) and the warpgroup issues one wgmma m64 x N x k16 per half, N = 8 ceil(rows / 8)
-// (the tile's rows, all at once), B = x from shared memory. The A registers alternate between
-// the two MXFP4 blocks of a stage and each block waits only for the previous block's wgmmas, so
-// a block's decode runs while the tensor cores multiply the one before; a stage's slot is
-// refilled two stages after it was read (kStages - 2 stages copied ahead).
-// B (x, staged by moe_stage_x_kernel in mode fast_wgmma, or mlp1's epilogue) per row and MXFP4
-// block: 64 bytes, 16-byte chunk q = the words q of lanes t = 0..3 = bf16 pairs (8t + q,
-// 8t + q + 4), i.e. the logical k 0..7 of the A fragments' pairs q. k16 step s of block b uses
-// chunks q = 2s (k 0..7) and 2s + 1 (k 8..15). In shared memory a stage's row n is 128 bytes at
-// 128 n in the 128-byte swizzle (wgmma.h smem_desc_sw128): chunk j = 4b + q at chunk slot
-// j ^ (n % 8), the tile 1024-byte aligned; step s of block b's descriptor starts at 64 b + 32 s.
-// (Until 2026-12-07 the no-swizzle core-matrix layout, which made the dense wgmma GEMM ~1.6x
-// slower: gemm_wgmma.cu.)
-// Results: a row's outputs depend on that row only, as in moe_tc_kernel (the columns of a wgmma
-// are independent and the K order is fixed).
-template <bool kMlp1, int kStages>
-__global__ __launch_bounds__(kMoeThreads, 2) void moe_wgmma_kernel(MoeExpertArgs a) {
-  static_assert(kStages >= 3, "a stage being read, one whose wgmmas may still run, one copied");
-#if defined(GPTOSS_WGMMA_DEVICE)
-  extern __shared__ uint4 wg_smem4[];
-  // The swizzled B tiles need 1024-byte alignment: the allocation has 1 KB to spare for it.
-  unsigned char* smem = reinterpret_cast<unsigned char*>(wg_smem4);
-  smem += (1024u - (static_cast<uint32_t>(__cvta_generic_to_shared(smem)) & 1023u)) & 1023u;
-  const int tile = blockIdx.x;
-  if (tile >= a.meta[1]) return;  // uniform per block
-  const int tid = threadIdx.x, warp = tid / kWaveSize, lane = tid % kWaveSize;
-  const int g = lane / 4, t = lane % 4;
-  const int wgi = warp / 4, wi = warp % 4;
-  const int e = a.tile_expert[tile], s0 = a.tile_slot0[tile];
-  const int nrows = min(kMoeTcBN, a.offsets[e + 1] - s0);
-  const int K = a.K, M = a.M, nb = K / 32, nk = nb / kMoeTcKB;
-  const int m0 = blockIdx.y * kMoeTcBM;
-  const int mrows = min(kMoeTcBM, M - m0);  // a multiple of 32 (moe_plan's shape check)
-  unsigned char* scs = smem + kStages * kMoeWgStageBytes;  // [mrows][nb] E8M0 bytes
-  copy_block_scales(a.scales + (static_cast<size_t>(e) * M + m0) * nb, mrows * nb, scs, tid);
-  // Loaders. Weights as in moe_tc_kernel (rows tid / 2 + 128 i, block slot tid % 2, swizzled).
-  // B: thread tid copies chunks q0, q0 + 1 of block bb of row n = tid % 64 (q0 = 2 ((tid / 64) %
-  // 2), bb = tid / 128): one 32-byte sector per thread, and the 8 threads of a 16-byte store phase
-  // write 8 consecutive rows (conflict-free).
-  const int ar = tid / 2, ab = tid % 2;
-  const unsigned char* asrc = a.blocks + ((static_cast<size_t>(e) * M + m0 + ar) * nb + ab) * 16;
-  const size_t astep = static_cast<size_t>(128) * nb * 16;
-  const int adst = ar * kMoeTcWRow + ((ab ^ ((ar >> 2) & 1)) << 4);
-  const int bn = tid % 64, bq0 = 2 * ((tid / 64) % 2), bb = tid / 128;
-  const int bdst = kMoeTcBM * kMoeTcWRow + 128 * bn + (((4 * bb + bq0) ^ (bn & 7)) << 4);  // chunk bq0
-  const int bdst1 = kMoeTcBM * kMoeTcWRow + 128 * bn + (((4 * bb + bq0 + 1) ^ (bn & 7)) << 4);
-  uint32_t boff = ~0u;  // uint4 offset of the row's block-0 chunk q0 in xq, or ~0u
-  if (bn < nrows) {
-    const int gs = s0 + bn;
-    const int src_row = kMlp1 ? a.slot_pair[gs] / a.top_k : gs;
-    boff = static_cast<uint32_t>(src_row) * static_cast<uint32_t>(nb * 8) + 8 * bb + bq0;
-  }
-  const uint4* xq = reinterpret_cast<const uint4*>(a.xq);
-  auto load_stage = [&](int kt, int st) {
-    unsigned char* base = smem + st * kMoeWgStageBytes;
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-      if (ar + 128 * i < mrows)
-        tile::cp_async16(base + adst + i * 128 * kMoeTcWRow, asrc + i * astep + static_cast<size_t>(kt) * kMoeTcKB * 16);
-    if (boff != ~0u) {
-      const uint4* src = xq + boff + static_cast<size_t>(kt) * kMoeTcKB * 8;
-      tile::cp_async16(base + bdst, src);
-      tile::cp_async16(base + bdst1, src + 1);
-    }
-  };
-#pragma unroll
-  for (int st = 0; st < kStages - 2; ++st) {
-    if (st < nk) load_stage(st, st);
-    tile::cp_async_commit();
-  }
-  // Whether this warp's 16 rows of each half exist. The wgmmas are issued whatever the rows (a
-  // branch around them, even a uniform one, makes ptxas serialise every wgmma of the kernel): a
-  // warp without rows feeds zeros (its A registers masked), and its outputs are not written.
-  bool rows_on[2];
-  uint32_t amask[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    rows_on[h] = 128 * wgi + 64 * h + 16 * wi < mrows;
-    amask[h] = rows_on[h] ? ~0u : 0u;
-  }
-  const uint16_t* bias = a.bias + static_cast<size_t>(e) * M + m0;
-
-  auto run = [&]<int NT>() {
-    constexpr int ND = 4 * NT;  // accumulators per half: N / 2
-    float acc[2][ND];  // set by the first k16 step (accumulate 0: see wgmma_bf16_ss)
-    uint32_t af[kMoeTcKB][2][2][4];  // [block of the stage][half][k16 step s][A register]
-    for (int kt = 0; kt < nk; ++kt) {
-      tile::cp_async_wait<kStages - 3>();
-      wg::fence_proxy_async();  // this thread's copies of stage kt, visible to the async proxy
-      __syncthreads();  // stage kt (and the scales) visible; the wgmmas of stage kt - 2 done
-      {
-        const int nx = kt + kStages - 2;  // into the slot stage kt - 2 was read from
-        if (nx < nk) load_stage(nx, nx % kStages);
-        tile::cp_async_commit();
-      }
-      const unsigned char* Ws = smem + (kt % kStages) * kMoeWgStageBytes;
-      const unsigned char* Xs = Ws + kMoeTcBM * kMoeTcWRow;
-#pragma unroll
-      for (int b = 0; b < kMoeTcKB; ++b) {
-        const int bg = kt * kMoeTcKB + b;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          // Rows past mrows: stage bytes never loaded, scales never copied (inside the
-          // allocation, kMoeTcBM rows); the mask zeroes what they decode to.
-          const int r = 128 * wgi + 64 * h + 16 * wi + g;  // rows r, r + 8: same (r >> 2) & 1
-          const int wo = ((b ^ ((r >> 2) & 1)) << 4) + 4 * t;
-          const uint32_t w0 = *reinterpret_cast<const uint32_t*>(Ws + r * kMoeTcWRow + wo) & amask[h];
-          const uint32_t w1 = *reinterpret_cast<const uint32_t*>(Ws + (r + 8) * kMoeTcWRow + wo) & amask[h];
-          const uint32_t f0 = mxfp4_fold_scale_bf16x2(scs[r * nb + bg]) & amask[h];  // 0 * inf: no
-          const uint32_t f1 = mxfp4_fold_scale_bf16x2(scs[(r + 8) * nb + bg]) & amask[h];
-#pragma unroll
-          for (int st = 0; st < 2; ++st) {
-            af[b][h][st][0] = tile::bf16x2_mul(mxfp4_pair_bf16(w0, 2 * st), f0);
-            af[b][h][st][1] = tile::bf16x2_mul(mxfp4_pair_bf16(w1, 2 * st), f1);
-            af[b][h][st][2] = tile::bf16x2_mul(mxfp4_pair_bf16(w0, 2 * st + 1), f0);
-            af[b][h][st][3] = tile::bf16x2_mul(mxfp4_pair_bf16(w1, 2 * st + 1), f1);
-          }
-        }
-        wg::wgmma_fence();
-#pragma unroll
-        for (int st = 0; st < 2; ++st) {
-          const uint64_t desc = wg::smem_desc_sw128(Xs + 64 * b + 32 * st);  // chunks 4b + 2st, + 1
-#pragma unroll
-          for (int h = 0; h < 2; ++h) wg::wgmma_bf16_rs<8 * NT>(acc[h], af[b][h][st], desc, bg > 0 || st > 0);
-        }
-        wg::wgmma_commit();
-        // The previous block's group done: its A registers (af[b ^ 1]) may be decoded into next,
-        // while this block's wgmmas run.
-        wg::wgmma_wait<1>();
-      }
-    }
-    wg::wgmma_wait<0>();
-    wg::wgmma_fence_acc<ND>(acc[0]);
-    wg::wgmma_fence_acc<ND>(acc[1]);
-
-    // acc[h][4 nt + i]: weight rows m0 + rb + g (i = 0, 1) / + 8 (2, 3), grouped rows 8 nt + 2t
-    // (0, 2) / + 1 (1, 3); rb = 128 wg + 64 h + 16 wi.
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      if (!rows_on[h]) continue;
-      const int rb = 128 * wgi + 64 * h + 16 * wi;
-      if (kMlp1) {
-        // gate/up pairs are rows (2i, 2i + 1): the up value comes from lane + 4 (row g + 1). The
-        // SwiGLU output goes out as bf16 in mlp2's B layout (K = I = M / 2; words in (q, t) order).
-        const int I = M / 2;
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt) {
-          float up[4];
-#pragma unroll
-          for (int i = 0; i < 4; ++i) up[i] = gpu_shfl_down(acc[h][4 * nt + i], 4);
-          if (g % 2 != 0) continue;
-#pragma unroll
-          for (int hh = 0; hh < 2; ++hh) {
-            const int mr = rb + g + 8 * hh;
-            const float bgate = bf16_bits_to_f32(bias[mr]), bup = bf16_bits_to_f32(bias[mr + 1]);
-            const int io = (m0 + mr) / 2;  // SwiGLU output index = mlp2's k
-            const int ob = io / 32, oe = io % 32, ot = oe / 8, oq = oe % 4, ohalf = (oe % 8) / 4;
-            const size_t opos = static_cast<size_t>(ob) * 64 + oq * 8 + ot * 2 + ohalf;
-#pragma unroll
-            for (int c = 0; c < 2; ++c) {
-              const int n = 8 * nt + 2 * t + c;
-              if (n >= nrows) continue;
-              const float v = swiglu(acc[h][4 * nt + 2 * hh + c] + bgate, up[2 * hh + c] + bup, a.limit);
-              a.outq[static_cast<size_t>(s0 + n) * (2 * I) + opos] = static_cast<uint16_t>(f32_to_bf16_bits(v));
-            }
-          }
-        }
-      } else {
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-          for (int hh = 0; hh < 2; ++hh) {
-            const int mr = rb + g + 8 * hh;
-            const float bv = bf16_bits_to_f32(bias[mr]);
-#pragma unroll
-            for (int c = 0; c < 2; ++c) {
-              const int n = 8 * nt + 2 * t + c;
-              if (n >= nrows) continue;
-              a.out[static_cast<size_t>(a.slot_pair[s0 + n]) * M + m0 + mr] = acc[h][4 * nt + 2 * hh + c] + bv;
-            }
-          }
-      }
-    }
-  };
-  switch ((nrows + 7) / 8) {
-    case 1: run.template operator()<1>(); break;
-    case 2: run.template operator()<2>(); break;
-    case 3: run.template operator()<3>(); break;
-    case 4: run.template operator()<4>(); break;
-    case 5: run.template operator()<5>(); break;
-    case 6: run.template operator()<6>(); break;
-    case 7: run.template operator()<7>(); break;
-    default: run.template operator()<8>(); break;
-  }
-  tile::cp_async_wait<0>();
-#else
-  (void)a;
-  __trap();  // never launched: moe_scratch_create refuses MoeOptions::wgmma without GPTOSS_WGMMA
-#endif
-}
-
 }  // namespace
 
 void moe_grouped_kernel_fns(std::vector<MoeKernelFn>& out) {
@@ -567,10 +360,6 @@ void moe_grouped_kernel_fns(std::vector<MoeKernelFn>& out) {
   GPTOSS_TC(false, 5, 2, 2);
 #undef GPTOSS_TC_MODES
 #undef GPTOSS_TC
-  out.push_back(moe_kernel_fn("moe_wgmma_kernel<true, 4>", moe_wgmma_kernel<true, 4>));
-  out.push_back(moe_kernel_fn("moe_wgmma_kernel<false, 4>", moe_wgmma_kernel<false, 4>));
-  out.push_back(moe_kernel_fn("moe_wgmma_kernel<true, 5>", moe_wgmma_kernel<true, 5>));
-  out.push_back(moe_kernel_fn("moe_wgmma_kernel<false, 5>", moe_wgmma_kernel<false, 5>));
 }
 
 void moe_launch_stage_x(const MoePlan& p, const float* x, int rows, int H, uint32_t* xq,
@@ -603,18 +392,11 @@ void moe_launch_grouped(const MoePlan& p, int m, const MoeExpertArgs& a, gpuStre
       moe_tc_kernel<kMlp1, 3, 2, kMode><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
   };
   auto by_mode = [&]<bool kMlp1>() {
-    if (p.tc_mode == MoeTcMode::fast_wgmma) {
-      if (p.tc_stages == 5)
-        moe_wgmma_kernel<kMlp1, 5><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
-      else
-        moe_wgmma_kernel<kMlp1, 4><<<g, l.threads, l.dyn_smem_bytes, stream>>>(a);
-      return;
-    }
     switch (p.tc_mode) {
       case MoeTcMode::exact: go.template operator()<kMlp1, 0>(); break;
       case MoeTcMode::fast_f16: go.template operator()<kMlp1, 1>(); break;
       case MoeTcMode::fast_bf16: go.template operator()<kMlp1, 2>(); break;
-      case MoeTcMode::fast_wgmma: break;
+      case MoeTcMode::fast_wgmma: fail("moe: fast_wgmma runs on moe_ws_kernel (moe_launch_ws)"); break;
     }
   };
   if (m == 0)

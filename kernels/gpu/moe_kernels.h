@@ -5,7 +5,7 @@
 //   moe_route.cu         router logits, top-k + softmax, grouping by expert
 //   moe_gemv.cu          expert GEMVs: scalar fp32, tensor cores (NVIDIA)
 //   moe_grouped_gemm.cu  grouped fp16 tensor-core GEMM for every expert (NVIDIA)
-//   moe_ws_gemm.cu       its warp-specialised wgmma variant (NVIDIA sm_90a)
+//   moe_ws_gemm.cu       its warp-specialised wgmma twin (NVIDIA sm_90a; MoeOptions::wgmma)
 //   moe_tiles.cu         bf16 tile kernel for experts with many rows (HIP; NVIDIA bf16_tiles)
 //   moe.cu               scratch, moe_forward (orchestration), combine, test entry points
 #pragma once
@@ -69,7 +69,8 @@ void moe_launch_tiles(const MoePlan& p, int m, const MoeExpertArgs& a, gpuStream
 void moe_launch_stage_x(const MoePlan& p, const float* x, int rows, int H, uint32_t* xq,
                         gpuStream_t stream);
 void moe_launch_grouped(const MoePlan& p, int m, const MoeExpertArgs& a, gpuStream_t stream);
-// The warp-specialised grouped GEMM (p.tc_ws; moe_ws_gemm.cu, NVIDIA sm_90a), on the same buffers.
+// The grouped GEMM on wgmma (p.tc_mode == fast_wgmma; moe_ws_gemm.cu, NVIDIA sm_90a), on the same
+// buffers.
 void moe_launch_ws(const MoePlan& p, int m, const MoeExpertArgs& a, gpuStream_t stream);
 
 inline dim3 moe_grid(const KernelLaunch& l) { return dim3(l.grid_x, l.grid_y, l.grid_z); }

@@ -58,11 +58,6 @@ const char* tc_name(bool mlp1, int stages, int min_blocks, MoeTcMode mode) {
   const int si = min_blocks == 2 ? (stages == 3 ? 0 : stages == 4 ? 3 : 4) : stages == 4 ? 1 : 2;
   return names[size_t((mlp1 ? 1 : 0) * 15 + si * 3 + static_cast<int>(mode))].c_str();
 }
-const char* wg_name(bool mlp1, int stages) {
-  static const char* n[2][2] = {{"moe_wgmma_kernel<false, 4>", "moe_wgmma_kernel<false, 5>"},
-                                {"moe_wgmma_kernel<true, 4>", "moe_wgmma_kernel<true, 5>"}};
-  return n[mlp1][stages == 5];
-}
 const char* tiles_name(bool mlp1) { return mlp1 ? "moe_mma_kernel<true>" : "moe_mma_kernel<false>"; }
 
 }  // namespace
@@ -77,6 +72,8 @@ const char* moe_options_error(const MoeOptions& o, const GpuTarget& t) {
     return "grouped GEMM configurations 3 and 4 stage x without its lo halves: precision fast "
            "on mma.sync only";
   if (o.wgmma && t.vendor != GpuVendor::nvidia) return "the wgmma MoE GEMM is NVIDIA (sm_90a) only";
+  if (o.wgmma && o.grouped_config != 0)
+    return "the wgmma MoE GEMM has one configuration (grouped configuration 0)";
   return "";
 }
 
@@ -141,26 +138,19 @@ MoePlan moe_plan(const MoeShape& sh, int rows, const MoeOptions& o, const GpuTar
     p.tc_min_blocks = kMinBlocks[o.grouped_config];
     p.tc_mode = !o.fast ? MoeTcMode::exact : o.fold_scales ? MoeTcMode::fast_bf16 : MoeTcMode::fast_f16;
     if (p.tc_mode == MoeTcMode::fast_bf16 && o.wgmma) {
-      // wgmma: config 0 the warp-specialised kernel (kMoeWsStages, one block per SM, 128-row
-      // tiles); moe_wgmma_kernel with 5 stages (config 1) or 4 (config 2), two blocks per SM: a
-      // stage's slot is refilled two stages after it was read (one group of wgmmas stays in
-      // flight), so 3 or 2 stages are being copied ahead.
+      // wgmma: the warp-specialised kernel (kMoeWsStages, one block per SM, 128-row tiles).
       p.tc_mode = MoeTcMode::fast_wgmma;
-      p.tc_ws = o.grouped_config == 0;
-      p.tc_stages = p.tc_ws ? kMoeWsStages : o.grouped_config == 1 ? 5 : 4;
-      p.tc_min_blocks = p.tc_ws ? 1 : 2;
-      if (p.tc_ws) p.tile_rows = kMoeWsBN;
+      p.tc_stages = kMoeWsStages;
+      p.tc_min_blocks = 1;
+      p.tile_rows = kMoeWsBN;
     }
     p.stage_x_k = launch("moe_stage_x_kernel", ceil_div(static_cast<long long>(rows) * (H / 32) * 4, kMoeThreads),
                          1, kMoeThreads, 0);
     for (int m = 0; m < 2; ++m)
-      p.mlp_k[m] = p.tc_ws ? launch(m == 0 ? "moe_ws_kernel<true>" : "moe_ws_kernel<false>",
-                                    ceil_div(pairs, kMoeWsBN) + E,
-                                    ceil_div(M[m], kMoeTcBM), kMoeWsThreads, moe_ws_smem_bytes(K[m]),
-                                    kMoeWsStaticSmemBytes)
-                   : p.tc_mode == MoeTcMode::fast_wgmma
-                       ? launch(wg_name(m == 0, p.tc_stages), n_tiles, ceil_div(M[m], kMoeTcBM),
-                                kMoeThreads, moe_wg_smem_bytes(K[m], p.tc_stages))
+      p.mlp_k[m] = p.tc_mode == MoeTcMode::fast_wgmma
+                       ? launch(m == 0 ? "moe_ws_kernel<true>" : "moe_ws_kernel<false>",
+                                ceil_div(pairs, kMoeWsBN) + E, ceil_div(M[m], kMoeTcBM), kMoeWsThreads,
+                                moe_ws_smem_bytes(K[m]), kMoeWsStaticSmemBytes)
                        : launch(tc_name(m == 0, p.tc_stages, p.tc_min_blocks, p.tc_mode), n_tiles,
                                 ceil_div(M[m], kMoeTcBM), kMoeThreads,
                                 moe_tc_smem_bytes(K[m], p.tc_stages, moe_tc_hi_b(p.tc_stages, p.tc_min_blocks)));

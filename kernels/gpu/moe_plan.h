@@ -68,13 +68,13 @@ struct MoeOptions {
   // the weights <= kMoeFoldMaxScale: the caller checks (moe.h moe_max_scale) and turns it off
   // otherwise.
   bool fold_scales = true;
-  // With fast and folded scales (else ignored): the grouped GEMM on Hopper's warpgroup MMA, the
-  // weights decoded per lane into A registers, x in shared memory as wgmma's B. grouped_config 0:
-  // the warp-specialised kernel (moe_ws_kernel: producer warpgroup, mbarrier ring, 128-row
-  // tiles); 1 / 2: moe_wgmma_kernel (moe_tc_kernel's structure: cp.async + a block barrier per
-  // stage, 64-row tiles) with 5 / 4 stages. Needs a build for sm_90a (CMAKE_CUDA_ARCHITECTURES 90a
-  // defines GPTOSS_WGMMA). Off by default: moe_wgmma_kernel measured no faster than mma.sync on an
-  // H100 (docs/performance.md, 2026-12-06 and 12-07).
+  // With fast and folded scales (else ignored): the grouped GEMM on Hopper's warpgroup MMA
+  // (moe_ws_kernel: a producer warpgroup, an mbarrier ring, two consumer warpgroups with the
+  // weights decoded per lane into wgmma's A registers, x in shared memory as B; 128-row tiles).
+  // Needs a build for sm_90a (CMAKE_CUDA_ARCHITECTURES 90a defines GPTOSS_WGMMA) and
+  // grouped_config 0. Off by default: bit-identical to mma.sync but within 3% of its speed on an
+  // H100 (docs/performance.md, 2026-12-08; its predecessor moe_wgmma_kernel, mma.sync's structure
+  // on wgmma, was no faster either, 2026-12-06/07, and was removed).
   bool wgmma = false;
 };
 // The largest E8M0 scale the folded-scale grouped GEMM takes: 2^(s - 1) must be a bf16 normal
@@ -113,14 +113,10 @@ inline constexpr int kMoeTcBM = 256, kMoeTcBN = 64, kMoeTcKB = 2;
 inline constexpr int kMoeTcWRow = kMoeTcKB * 16;   // bytes per weight row per stage
 inline constexpr int kMoeTcXRow = kMoeTcKB * 128;  // bytes per B row per stage
 inline constexpr int kMoeTcStageBytes = kMoeTcBM * kMoeTcWRow + kMoeTcBN * kMoeTcXRow;
-// Grouped GEMM on wgmma (MoeOptions::wgmma, sm_90a): the same block tile; a stage holds the
-// weights as above and the B operand as bf16 in wgmma's core-matrix layout (no lo halves).
-inline constexpr int kMoeWgXRow = kMoeTcKB * 64;   // B bytes per row per stage
-inline constexpr int kMoeWgStageBytes = kMoeTcBM * kMoeTcWRow + kMoeTcBN * kMoeWgXRow;
-// Warp-specialised grouped GEMM on wgmma (moe_ws_kernel, MoeOptions::wgmma with grouped
-// configuration 0, sm_90a): a producer warpgroup and two consumer warpgroups; kMoeTcBM weight rows
-// x kMoeWsBN grouped rows per block (the tile list built with kMoeWsBN-row tiles); a ring of
-// kMoeWsStages stages of the weights (as kMoeTcKB blocks above) and x (kMoeWsBN rows x 128 bytes).
+// Warp-specialised grouped GEMM on wgmma (moe_ws_kernel, MoeOptions::wgmma, sm_90a): a producer
+// warpgroup and two consumer warpgroups; kMoeTcBM weight rows x kMoeWsBN grouped rows per block
+// (the tile list built with kMoeWsBN-row tiles); a ring of kMoeWsStages stages of the weights (as
+// kMoeTcKB blocks above) and x (kMoeWsBN rows x 128 bytes: kMoeTcKB blocks of 64 bf16 bytes).
 inline constexpr int kMoeWsThreads = 384, kMoeWsBN = 128, kMoeWsStages = 6;
 inline constexpr int kMoeWsStageBytes = kMoeTcBM * kMoeTcWRow + kMoeWsBN * 128;
 inline constexpr size_t kMoeWsStaticSmemBytes = 2 * kMoeWsStages * sizeof(uint64_t);  // mbarriers
@@ -168,12 +164,6 @@ constexpr size_t moe_tc_smem_bytes(int K, int stages, bool hi_b = false) {
   return static_cast<size_t>(stages) * (kMoeTcBM * kMoeTcWRow + kMoeTcBN * (hi_b ? kMoeTcXRow / 2 : kMoeTcXRow)) +
          ((static_cast<size_t>(kMoeTcBM) * (K / 32) + 15) / 16) * 16;
 }
-// moe_wgmma_kernel<*, stages>: `stages` wgmma stages + the E8M0 scales of the block's rows + 1 KB
-// to align the swizzled tiles to 1024 bytes.
-constexpr size_t moe_wg_smem_bytes(int K, int stages) {
-  return static_cast<size_t>(stages) * kMoeWgStageBytes +
-         ((static_cast<size_t>(kMoeTcBM) * (K / 32) + 15) / 16) * 16 + 1024;
-}
 // moe_ws_kernel: the ring + the E8M0 scales of the block's rows + 1 KB to align the swizzled
 // tiles to 1024 bytes.
 constexpr size_t moe_ws_smem_bytes(int K) {
@@ -207,7 +197,7 @@ enum class MoeRoute { small, rows, per_row };
 //   fast_f16:  the same with x as fp16 hi only (MoeOptions::fast, !fold_scales);
 //   fast_bf16: weights as bf16 with the scale folded in, x as bf16, MMAs accumulate directly
 //              (MoeOptions::fast + fold_scales);
-//   fast_wgmma: the arithmetic of fast_bf16 on wgmma (moe_wgmma_kernel; + MoeOptions::wgmma);
+//   fast_wgmma: the arithmetic of fast_bf16 on wgmma (moe_ws_kernel; + MoeOptions::wgmma);
 //              the staged x words of a block are in (q, t) order instead of (t, q).
 enum class MoeTcMode : int { exact = 0, fast_f16 = 1, fast_bf16 = 2, fast_wgmma = 3 };
 // gemv: every expert on the GEMV; grouped: every expert on the grouped GEMM (NVIDIA);
@@ -221,7 +211,6 @@ struct MoePlan {
   int gemv_rows = 1;               // its template row count: scalar 1 | 4, tensor cores 1 | 8
   int tc_stages = 3, tc_min_blocks = 2;  // grouped GEMM template (mlp == grouped)
   MoeTcMode tc_mode = MoeTcMode::exact;  // grouped GEMM arithmetic
-  bool tc_ws = false;              // fast_wgmma on the warp-specialised kernel (moe_ws_kernel)
   int tile_rows = kMoeTileRows;    // grouped rows per tile of the tile list (build input)
   int gemv_max = INT_MAX;          // experts with more grouped rows go to tiles (build input)
   // Launches in order; inactive ones have threads == 0.

@@ -1,8 +1,9 @@
-// kernels/gpu/moe_ws_gemm.cu: the warp-specialised grouped MoE GEMM on Hopper's wgmma (sm_90a;
-// MoeOptions::wgmma with grouped configuration 0). The arithmetic of moe_wgmma_kernel
-// (moe_grouped_gemm.cu: bf16 weights with each block's E8M0 scale folded in, decoded per lane
-// into wgmma's A registers; x as bf16 from shared memory as B; fp32 sums, K in a fixed order), in
-// the structure public Hopper MXFP4 MoE kernels use (docs/performance.md, 2026-12-07):
+// kernels/gpu/moe_ws_gemm.cu: the grouped MoE GEMM on Hopper's wgmma (sm_90a; MoeOptions::wgmma),
+// warp-specialised. The folded-scale arithmetic of moe_tc_kernel (moe_grouped_gemm.cu, mode
+// fast_bf16: bf16 weights with each MXFP4 block's E8M0 scale folded in, x as bf16, fp32 sums, K in
+// a fixed order), with the weights decoded per lane into wgmma's A registers and x in shared
+// memory as B, in the structure public Hopper MXFP4 MoE kernels use (docs/performance.md,
+// 2026-12-07):
 //   - 384 threads: warpgroup 0 only copies (the producer), warpgroups 1 and 2 only compute (the
 //     consumers), so copies are issued continuously instead of between a block-wide barrier and
 //     the math of every stage;
@@ -12,8 +13,7 @@
 //     proxy for the wgmmas and arrives), `empty` when the 8 consumer warps have retired the
 //     wgmmas that read it;
 //   - a block tile of kMoeTcBM (256) weight rows x kMoeWsBN (128) grouped rows (tiles of the tile
-//     list built with kMoeWsBN rows): twice moe_wgmma_kernel's rows per weight byte staged, so
-//     half the weight traffic from L2 per flop;
+//     list built with kMoeWsBN rows);
 //   - registers moved from the producer (56) to the consumers (224) with setmaxnreg: a consumer
 //     holds 2 x 64 fp32 accumulators (two m64 halves x N <= 128) and two MXFP4 blocks of A.
 // Consumer warpgroup c owns weight rows 128 c .. 128 c + 127 as two m64 halves; warp wi of it rows
@@ -22,17 +22,21 @@
 // m64 x N x k16 (N = 16 ceil(rows / 16)) and commits them as one group; before decoding the next
 // block into the same registers it waits for the group two blocks back, so a block's decode runs
 // while the previous block's wgmmas multiply. A stage's slot is released once both its groups are
-// done (during the next stage).
+// done (during the next stage). The wgmmas are issued whatever the rows (a branch around them
+// made ptxas serialise every wgmma of an earlier kernel): warps without rows feed zeros.
+// x (B) per row and MXFP4 block b: 64 bytes, 16-byte chunk q = the words q of lanes t = 0..3 =
+// bf16 pairs (8t + q, 8t + q + 4), the logical k 0..7 of the A fragments' pairs q (the A decode
+// produces element pairs (q, q + 4)); moe_stage_x_kernel writes it in mode fast_wgmma, mlp1's
+// epilogue for mlp2, in blocks of 128 bytes per row (the other 64 unused: the exact mode's lo
+// halves in the shared layout).
 // Shared memory per stage (kMoeWsStageBytes, 1024-byte aligned): the weights, kMoeTcBM rows x 2
 // MXFP4 blocks of 16 bytes (block slot b of row r at b ^ ((r >> 2) & 1), as moe_tc_kernel), then
-// x, kMoeWsBN rows of 128 bytes in the 128-byte swizzle (moe_wgmma_kernel's layout: chunk
-// j = 4 b + q of row n at slot j ^ (n % 8)); after the ring the E8M0 scales of the block's rows,
-// copied once (with stage 0). x comes staged as for moe_wgmma_kernel (moe_stage_x_kernel in
-// mode fast_wgmma; mlp1's epilogue for mlp2), so this kernel and moe_wgmma_kernel share every
-// buffer.
+// x, kMoeWsBN rows of 128 bytes in the 128-byte swizzle (wgmma.h smem_desc_sw128: chunk j = 4 b + q
+// of row n at slot j ^ (n % 8); k16 step s of block b's descriptor starts at 64 b + 32 s); after
+// the ring the E8M0 scales of the block's rows, copied once (with stage 0).
 // Results: a row's outputs depend on that row only (the columns of a wgmma are independent and
-// the K order is fixed): the same bits as moe_wgmma_kernel up to the order of the fp32 sums
-// within a wgmma, whatever the other rows of the step.
+// the K order is fixed), whatever the other rows of the step; on an H100 (2026-12-08) they equal
+// moe_tc_kernel's fast_bf16 bits.
 #include "gpu/moe_kernels.h"
 #include "gpu/tile.h"
 
@@ -130,8 +134,8 @@ __global__ __launch_bounds__(kMoeWsThreads, 1) void moe_ws_kernel(MoeExpertArgs 
   const int c = wgi - 1, ct = tid - 128;
   const int warp = ct / kWaveSize, lane = ct % kWaveSize, wi = warp % 4;
   const int g = lane / 4, t = lane % 4;
-  // Whether this warp's 16 rows of each half exist. The wgmmas are issued whatever the rows (as in
-  // moe_wgmma_kernel: a warp without rows feeds zeros and writes nothing).
+  // Whether this warp's 16 rows of each half exist (a warp without rows feeds zeros to the wgmmas
+  // and writes nothing).
   bool rows_on[2];
   uint32_t amask[2];
 #pragma unroll
@@ -192,12 +196,14 @@ __global__ __launch_bounds__(kMoeWsThreads, 1) void moe_ws_kernel(MoeExpertArgs 
     wg::wgmma_fence_acc<ND>(acc[1]);
 
     // acc[h][4 nt + i]: weight rows m0 + rb + g (i = 0, 1) / + 8 (2, 3), grouped rows 8 nt + 2t
-    // (0, 2) / + 1 (1, 3); rb = 128 c + 64 h + 16 wi. The epilogue of moe_wgmma_kernel.
+    // (0, 2) / + 1 (1, 3); rb = 128 c + 64 h + 16 wi.
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       if (!rows_on[h]) continue;
       const int rb = 128 * c + 64 * h + 16 * wi;
       if (kMlp1) {
+        // gate/up pairs are rows (2i, 2i + 1): the up value comes from lane + 4 (row g + 1). The
+        // SwiGLU output goes out as bf16 in mlp2's B layout (K = I = M / 2; words in (q, t) order).
         const int I = M / 2;
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {

@@ -216,15 +216,15 @@ TEST(LaunchLimits, OptionsPerTarget) {
   // The plan takes the wgmma kernel only for precision fast with folded scales.
   const MoeShape s20{32, 4, 2880, 2880};
   EXPECT_EQ(moe_plan(s20, 256, w, kSm90, false).tc_mode, MoeTcMode::fast_wgmma);
-  // Configuration 0: the warp-specialised kernel on 128-row tiles; 1 / 2: moe_wgmma_kernel.
+  // The warp-specialised kernel on 128-row tiles; its one configuration is 0.
   const MoePlan pw = moe_plan(s20, 256, w, kSm90, false);
   EXPECT_STREQ(pw.mlp_k[0].kernel, "moe_ws_kernel<true>");
-  EXPECT_TRUE(pw.tc_ws);
+  EXPECT_STREQ(pw.mlp_k[1].kernel, "moe_ws_kernel<false>");
   EXPECT_EQ(pw.tile_rows, kMoeWsBN);
   EXPECT_EQ(pw.mlp_k[1].threads, kMoeWsThreads);
+  EXPECT_EQ(moe_plan(s20, 256, MoeOptions{}, kSm90, false).tile_rows, kMoeTileRows);
   w.grouped_config = 1;
-  EXPECT_STREQ(moe_plan(s20, 256, w, kSm90, false).mlp_k[0].kernel, "moe_wgmma_kernel<true, 5>");
-  EXPECT_EQ(moe_plan(s20, 256, w, kSm90, false).tile_rows, kMoeTileRows);
+  EXPECT_STRNE(moe_options_error(w, kSm90), "");
   w.grouped_config = 0;
   w.fold_scales = false;
   EXPECT_EQ(moe_plan(s20, 256, w, kSm90, false).tc_mode, MoeTcMode::fast_f16);

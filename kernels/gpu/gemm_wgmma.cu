@@ -9,9 +9,9 @@
 // wgmmas stays in flight across the barrier and the copies of the next iteration.
 // Shared memory per stage: the x tile, then the W tile, each in the 128-byte swizzle (wgmma.h
 // smem_desc_sw128): row r's 64 k are 128 bytes at 128 r, its 16-byte chunk j at chunk j ^ (r % 8),
-// tiles 1024-byte aligned; a k16 step's descriptor starts 32 bytes further along the row. (The
-// no-swizzle core-matrix layout the MoE wgmma kernel uses made this kernel ~1.6x slower on an
-// H100: docs/performance.md, 2026-12-07.) Copies: the 32 lanes of a warp take 16 rows x 2
+// tiles 1024-byte aligned; a k16 step's descriptor starts 32 bytes further along the row. (wgmma's
+// no-swizzle core-matrix layout made this kernel ~1.6x slower on an H100: docs/performance.md,
+// 2026-12-07.) Copies: the 32 lanes of a warp take 16 rows x 2
 // adjacent chunks (whole 32-byte sectors of each row), and each 8-lane store phase writes 8
 // consecutive rows of one chunk, i.e. 8 distinct chunk slots (no bank conflict). Rows, outputs
 // and k past the ends are zero-filled and never stored.

@@ -1,9 +1,11 @@
 // kernels/gpu/wgmma.h: Hopper warpgroup MMA (wgmma.mma_async, sm_90a) for the NVIDIA grouped
-// MoE GEMM: bf16 x bf16 -> fp32, A (64 x 16) from registers, B (16 x N) from shared memory through
-// a matrix descriptor, N = 8 .. 64 in steps of 8 and 80 .. 128 in steps of 16; and for the dense GEMM (gemm_wgmma.cu) both
-// operands from shared memory, m64 n64 k16 (A laid out as B is, rows in place of columns). Compiled only where the device pass has the
-// sm_90a features (__CUDA_ARCH_FEAT_SM90_ALL: CMAKE_CUDA_ARCHITECTURES 90a, which defines
-// GPTOSS_WGMMA for the host code); elsewhere nothing here is defined.
+// MoE GEMM (moe_ws_gemm.cu): bf16 x bf16 -> fp32, A (64 x 16) from registers, B (16 x N) from
+// shared memory through a matrix descriptor, N = 16 .. 128 in steps of 16; and for the dense GEMM
+// (gemm_wgmma.cu) both operands from shared memory, m64 nN k16 with N = 64, 128 or 256 (A laid
+// out as B is, rows in place of columns). Also the mbarrier and setmaxnreg pieces of the
+// warp-specialised MoE GEMM. Compiled only where the device pass has the sm_90a features
+// (__CUDA_ARCH_FEAT_SM90_ALL: CMAKE_CUDA_ARCHITECTURES 90a, which defines GPTOSS_WGMMA for the
+// host code); elsewhere nothing here is defined.
 // This is tile.h's Hopper section: tile.h includes it, and kernels include tile.h, not this file
 // (one interface for the matrix pieces).
 //
@@ -11,17 +13,15 @@
 //   A in registers: warp w of the warpgroup holds rows 16w .. 16w + 15 as an mma.m16n8k16 A
 //     fragment (a0: row g, k 2t, 2t+1; a1: row g + 8; a2: row g, k 2t + 8, 2t + 9; a3: row g + 8),
 //     g = lane / 4, t = lane % 4.
-//   B in shared memory, K-major, no swizzle: 8 x 8 "core matrices" of 8 rows (n) x 16 bytes
-//     (8 k), each 128 contiguous bytes; the descriptor's leading byte offset is the distance
-//     between the two core matrices of a k16 step along K, its stride byte offset the distance
-//     between core matrices along N.
+//   Operands in shared memory: K-major in the 128-byte swizzle (smem_desc_sw128 below).
 //   D: per warp its 16 rows; d[4i + 0, 1] = (row g, columns 8i + 2t, 8i + 2t + 1), d[4i + 2, 3]
 //     = (row g + 8, same columns): the mma.m16n8k16 accumulator layout per n8 block i.
 // Order of use per warpgroup: write the A registers, wgmma_fence(), the wgmmas, wgmma_commit(),
 // then wgmma_wait<0>() before the A registers, the accumulators or the B shared memory are
 // touched again (wgmma_fence_acc after the wait keeps the compiler from moving accumulator reads
 // above it). Shared memory written by ordinary stores or cp.async needs fence_proxy_async() by
-// the writing threads before the barrier that precedes the wgmma reading it.
+// the writing threads (after the copies landed) before the barrier or mbarrier arrive that
+// precedes the wgmma reading it.
 #pragma once
 #include <cstdint>
 
@@ -31,13 +31,6 @@
 #define GPTOSS_WGMMA_DEVICE 1
 namespace gptoss::gpu::wg {
 
-// A shared-memory matrix descriptor, no swizzle: start address, leading (K) and stride (N) byte
-// offsets, all multiples of 16.
-__device__ __forceinline__ uint64_t smem_desc(const void* smem, uint32_t lbo, uint32_t sbo) {
-  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  return static_cast<uint64_t>((addr & 0x3FFFFu) >> 4) | (static_cast<uint64_t>(lbo >> 4) << 16) |
-         (static_cast<uint64_t>(sbo >> 4) << 32);
-}
 // A descriptor of a K-major tile in the 128-byte swizzle (bf16: one row = 64 k = 128 bytes; the
 // 16-byte chunk c of row r stored at chunk c ^ (r % 8) of its 128-byte row; 8-row groups 1024
 // bytes apart, the tile 1024-byte aligned): start address (+ 32 bytes per k16 step within the
@@ -63,20 +56,12 @@ __device__ __forceinline__ void wgmma_fence_acc(float* d) {
   for (int i = 0; i < n; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
-// d[0 .. N/2) += A (registers a) * B (descriptor b), m64 x N x k16, bf16 -> fp32.
+// d[0 .. N/2) += A (registers a) * B (descriptor b), m64 x N x k16, bf16 -> fp32, N = 16 .. 128
+// in steps of 16 (the grouped MoE GEMM's 16-row column granularity).
 // accumulate 0: d = A * B (the first step; see wgmma_bf16_ss).
 template <int N>
 __device__ __forceinline__ void wgmma_bf16_rs(float* d, const uint32_t (&a)[4], uint64_t b, int accumulate);
 
-template <>
-__device__ __forceinline__ void wgmma_bf16_rs<8>(float* d, const uint32_t (&a)[4], uint64_t b,
-                                                     int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %9, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0,%1,%2,%3}, {%4,%5,%6,%7}, %8, p, 1, 1, 0;\n}"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
-}
 template <>
 __device__ __forceinline__ void wgmma_bf16_rs<16>(float* d, const uint32_t (&a)[4], uint64_t b,
                                                      int accumulate) {
@@ -84,15 +69,6 @@ __device__ __forceinline__ void wgmma_bf16_rs<16>(float* d, const uint32_t (&a)[
       "{\n.reg .pred p;\nsetp.ne.b32 p, %13, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7}, {%8,%9,%10,%11}, %12, p, 1, 1, 0;\n}"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
-}
-template <>
-__device__ __forceinline__ void wgmma_bf16_rs<24>(float* d, const uint32_t (&a)[4], uint64_t b,
-                                                     int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %17, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n24k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11}, {%12,%13,%14,%15}, %16, p, 1, 1, 0;\n}"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
 }
 template <>
@@ -105,30 +81,12 @@ __device__ __forceinline__ void wgmma_bf16_rs<32>(float* d, const uint32_t (&a)[
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
 }
 template <>
-__device__ __forceinline__ void wgmma_bf16_rs<40>(float* d, const uint32_t (&a)[4], uint64_t b,
-                                                     int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %25, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n40k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19}, {%20,%21,%22,%23}, %24, p, 1, 1, 0;\n}"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
-}
-template <>
 __device__ __forceinline__ void wgmma_bf16_rs<48>(float* d, const uint32_t (&a)[4], uint64_t b,
                                                      int accumulate) {
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %29, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n48k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23}, {%24,%25,%26,%27}, %28, p, 1, 1, 0;\n}"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
-}
-template <>
-__device__ __forceinline__ void wgmma_bf16_rs<56>(float* d, const uint32_t (&a)[4], uint64_t b,
-                                                     int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %33, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n56k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27}, {%28,%29,%30,%31}, %32, p, 1, 1, 0;\n}"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
 }
 template <>

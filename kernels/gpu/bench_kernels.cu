@@ -2,7 +2,8 @@
 // and prints one JSON object per line (kernel, shape, rows, median microseconds, achieved GB/s
 // counting each input byte read once and each output byte written once, TFLOP/s for matmuls).
 // Weights are rotated among enough copies (> 2x the L2 cache) so timings come from HBM, not L2.
-// Usage: bench-kernels [--reps N] [--overlap 0|1] [--read-bw | --fast-gemm | --decode | --moe-shapes]
+// Usage: bench-kernels [--reps N] [--overlap 0|1] [--read-bw | --fast-gemm | --decode | --moe-shapes |
+//                      --moe-probes]
 //   --overlap: launch overlap (vendor.h gpu_launch) for the kernels that use it; default 1, as the
 //   engine's default (BackendOptions::launch_overlap), so the decode chains time what a step runs.
 //   --fast-gemm: only the fast (bf16 x bf16) GEMM at the qkv, o and LM-head shapes for 64..512
@@ -15,6 +16,10 @@
 //   block (moe_forward_decode, 1 row) the same way.
 //   --moe-shapes: --decode, plus the MoE block with each candidate expert-matmul block shape
 //   (decode.h moe_forward_decode_candidate; NVIDIA), one line each, to choose launch_shapes.h's.
+//   --moe-probes: --decode, plus the one-row MoE chain with parts left out (the weight streams
+//   alone, with the input staging, without the epilogue, without the router's launch;
+//   decode.h moe_forward_decode_probe; NVIDIA) and the read probe over the chain's bytes as 3, 2
+//   and 1 dependent launches: where the chain's time over the probe's goes.
 //   --read-bw: only the read-bandwidth probe (a 4 GiB buffer read once with 16-byte loads from
 //   every SM; gpu::read_bandwidth_probe): one JSON line, the ceiling decode steps are measured
 //   against.
@@ -208,7 +213,7 @@ void bench_decode(const char* name, int K, int M, bool norm, int blocks_probe) {
 // (> 3x the L2 together), next to the read probe over the bytes one launch reads (the 4 chosen
 // experts' blocks, scales and biases, the router). The MXFP4 scales are small (2^-10..2^-7) so the
 // residual, which each launch adds into, stays put and the router keeps choosing 4 experts.
-void bench_moe_decode(int blocks_probe, bool candidates) {
+void bench_moe_decode(int blocks_probe, bool candidates, bool probes) {
   const int E = 32, k = 4, H = 2880, I = 2880;
   const size_t b1 = size_t(E) * 2 * I * H / 2, s1 = size_t(E) * 2 * I * H / 32;
   const size_t b2 = size_t(E) * H * I / 2, s2 = size_t(E) * H * I / 32;
@@ -260,6 +265,41 @@ void bench_moe_decode(int blocks_probe, bool candidates) {
                               partial, g_stream);
   });
   report("read_probe (same bytes)", shape, 1, probe, bytes, 0);
+  if (probes) {  // --moe-probes: where the chain's time goes (moe_decode.cu kProbes)
+    // The chain with parts of its expert matmuls left out (results meaningless; times only).
+    gpu::moe_forward_decode(w[0], nw, 1e-5f, x, 1, s, g_stream);  // experts for the router-less probes
+    for (int c = 0; c < gpu::moe_decode_probes(); ++c) {
+      const double up = chain_us(kChain, [&](int i) {
+        gpu::moe_forward_decode_probe(c, w[i % copies], nw, 1e-5f, x, s, g_stream);
+      });
+      const std::string name = "moe_decode probe " + std::to_string(c) + " (" + gpu::moe_decode_probe_name(c) + ")";
+      report(name.c_str(), shape, 1, up, bytes, 0);
+    }
+    // The read probe launched as the chain's kernels are (waiting for the previous launch before
+    // its first load): the router's, mlp1's and mlp2's bytes as three dependent launches, mlp1's
+    // and mlp2's as two, all of them as one. Disjoint ranges of a copy's mlp1 blocks (265 MB).
+    const size_t br = size_t(E) * H * 2;
+    const size_t bm1 = (size_t(k) * (b1 + s1) / E + size_t(k) * 2 * I * 2) & ~size_t(15);
+    const size_t bm2 = (size_t(k) * (b2 + s2) / E + size_t(k) * H * 2) & ~size_t(15);
+    const size_t off1 = (br + 4095) & ~size_t(4095), off2 = (off1 + bm1 + 4095) & ~size_t(4095);
+    struct Piece {
+      size_t off, n;
+    };
+    const std::vector<std::pair<const char*, std::vector<Piece>>> splits = {
+        {"read_probe chained x3 (router, mlp1, mlp2 bytes)", {{0, br}, {off1, bm1}, {off2, bm2}}},
+        {"read_probe chained x2 (mlp1, mlp2 bytes)", {{off1, bm1}, {off2, bm2}}},
+        {"read_probe chained x1 (all bytes)", {{0, size_t(bytes) & ~size_t(15)}}}};
+    for (const auto& [name, pieces] : splits) {
+      double total = 0;
+      for (const Piece& pc : pieces) total += double(pc.n);
+      const double uc = chain_us(kChain, [&](int i) {
+        for (const Piece& pc : pieces)
+          gpu::read_bandwidth_probe_chained(w[i % copies].mlp1_blocks + pc.off, pc.n, blocks_probe, partial,
+                                            g_stream);
+      });
+      report(name, shape, 1, uc, total, 0);
+    }
+  }
   gpu::moe_decode_scratch_destroy(s);
   for (auto& l : w)
     for (const void* p : {(const void*)l.router_w, (const void*)l.router_b, (const void*)l.mlp1_blocks,
@@ -310,7 +350,8 @@ void bench_attention(int ctx_pos, int window, int rows, int slots) {
 
 int main(int argc, char** argv) {
   return guarded_main("bench-kernels", [&] {
-    bool read_bw_only = false, fast_gemm_only = false, decode_only = false, overlap = true, shapes = false;
+    bool read_bw_only = false, fast_gemm_only = false, decode_only = false, overlap = true, shapes = false,
+         probes = false;
     for (int i = 1; i < argc; ++i) {
       if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) g_reps = std::atoi(argv[++i]);
       else if (!std::strcmp(argv[i], "--overlap") && i + 1 < argc) {
@@ -322,8 +363,9 @@ int main(int argc, char** argv) {
       else if (!std::strcmp(argv[i], "--fast-gemm")) fast_gemm_only = true;
       else if (!std::strcmp(argv[i], "--decode")) decode_only = true;
       else if (!std::strcmp(argv[i], "--moe-shapes")) decode_only = shapes = true;
+      else if (!std::strcmp(argv[i], "--moe-probes")) decode_only = probes = true;
       else fail("bench-kernels: unknown argument '%s' (usage: bench-kernels [--reps N] [--overlap 0|1] "
-                "[--read-bw | --fast-gemm | --decode | --moe-shapes])", argv[i]);
+                "[--read-bw | --fast-gemm | --decode | --moe-shapes | --moe-probes])", argv[i]);
     }
     gpu::require_device();
     gpu::set_launch_overlap(overlap);
@@ -336,7 +378,7 @@ int main(int argc, char** argv) {
     if (decode_only) {
       bench_decode("qkv+norm", 2880, 5120, true, 4 * prop.multiProcessorCount);
       bench_decode("o", 4096, 2880, false, 4 * prop.multiProcessorCount);
-      bench_moe_decode(4 * prop.multiProcessorCount, shapes);
+      bench_moe_decode(4 * prop.multiProcessorCount, shapes, probes);
       return 0;
     }
     if (fast_gemm_only) {

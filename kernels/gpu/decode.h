@@ -101,5 +101,12 @@ int moe_decode_candidates();
 std::string moe_decode_candidate_name(int i);
 void moe_forward_decode_candidate(int i, const MoeGpuWeights& w, const bf16_t* norm_w, float eps,
                                   float* residual, int rows, MoeDecodeScratch& s, gpuStream_t stream);
+// Benchmarks only (bench-kernels --moe-probes): the one-row MoE chain with parts left out, to tell
+// where its time goes (moe_decode.cu kProbes; NVIDIA; HIP: none). Their results are meaningless. A
+// probe without the router's launch uses the experts of s's last routing: route once first.
+int moe_decode_probes();
+std::string moe_decode_probe_name(int i);
+void moe_forward_decode_probe(int i, const MoeGpuWeights& w, const bf16_t* norm_w, float eps,
+                              float* residual, MoeDecodeScratch& s, gpuStream_t stream);
 
 }  // namespace gptoss::gpu

@@ -236,9 +236,14 @@ void require_device() {
 }
 
 // ============================================================================ read bandwidth
+template <bool kChained>
 __global__ void __launch_bounds__(256) read_probe_kernel(const uint4* __restrict__ p, size_t n16,
                                                          float* partial) {
   __shared__ float red[256 / 16];
+  if (kChained) {  // as a kernel of a decode step that reads nothing before the wait (vendor.h)
+    gpu_grid_wait();
+    gpu_grid_trigger();
+  }
   const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
   uint32_t acc = 0;
   size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -257,8 +262,15 @@ __global__ void __launch_bounds__(256) read_probe_kernel(const uint4* __restrict
 void read_bandwidth_probe(const void* p, size_t bytes, int blocks, float* partial,
                           gpuStream_t stream) {
   GPTOSS_ASSERT(bytes % 16 == 0 && blocks > 0);
-  read_probe_kernel<<<blocks, 256, 0, stream>>>(static_cast<const uint4*>(p), bytes / 16, partial);
+  read_probe_kernel<false><<<blocks, 256, 0, stream>>>(static_cast<const uint4*>(p), bytes / 16, partial);
   GPU_CHECK_LAUNCH();
+}
+
+void read_bandwidth_probe_chained(const void* p, size_t bytes, int blocks, float* partial,
+                                  gpuStream_t stream) {
+  GPTOSS_ASSERT(bytes % 16 == 0 && blocks > 0);
+  gpu_launch(read_probe_kernel<true>, dim3(blocks), dim3(256), 0, stream, static_cast<const uint4*>(p),
+             bytes / 16, partial);
 }
 
 }  // namespace gptoss::gpu

@@ -230,8 +230,13 @@ struct MlpSmem {
   __host__ __device__ static size_t bytes(int K) { return x_bytes(K) + scale_bytes(K) + ring_bytes(); }
 };
 
-template <bool kFirst, int kGroups, int kSplit, int kStageBlocks, int kStageCount>
+// kSkip: 0 in every launch the engine makes. Nonzero only in the timing probes of
+// moe_forward_decode_probe (bench-kernels --moe-probes; results meaningless): bit 0 leaves out the
+// arithmetic of every MXFP4 block, bit 1 the input's staging, bit 2 the epilogue (stores and, in
+// mlp2, the combine), so the weight stream's own time can be told from the rest.
+template <bool kFirst, int kGroups, int kSplit, int kStageBlocks, int kStageCount, int kSkip = 0>
 __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(MlpArgs a) {
+  constexpr bool kMath = !(kSkip & 1), kStageX = !(kSkip & 2), kEpilogue = !(kSkip & 4);
   using Smem = MlpSmem<kGroups, kSplit, kStageBlocks, kStageCount>;
   constexpr int kStages = Smem::kStages, kRowPad = Smem::kRowPad, kWarpStage = Smem::kWarpStage;
   constexpr int kParts = kFirst ? kMoeDecodeParts1 : kMoeDecodeParts2;
@@ -317,14 +322,14 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
   constexpr int kItems = (kDecodeMaxK / 32 * 4 + kBlockThreads - 1) / kBlockThreads;  // 8-value items per thread, at most
   float4 xv[kItems][2];
 #pragma unroll
-  for (int u = 0; u < kItems; ++u) {
+  for (int u = 0; u < (kStageX ? kItems : 0); ++u) {
     const int it = threadIdx.x + u * kBlockThreads, b = it / 4, tt = it % 4;
     const bool ok = it < nb * 4;
     xv[u][0] = ok ? *reinterpret_cast<const float4*>(xsrc + 32 * b + 8 * tt) : make_float4(0.f, 0.f, 0.f, 0.f);
     xv[u][1] = ok ? *reinterpret_cast<const float4*>(xsrc + 32 * b + 8 * tt + 4) : make_float4(0.f, 0.f, 0.f, 0.f);
   }
 #pragma unroll
-  for (int u = 0; u < kItems; ++u) {
+  for (int u = 0; u < (kStageX ? kItems : 0); ++u) {
     const int it = threadIdx.x + u * kBlockThreads, b = it / 4, tt = it % 4;
     if (it >= nb * 4) continue;
     uint4 hi, lo;
@@ -363,7 +368,8 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
       acc[2] = fmaf(d[2], f8, acc[2]);
       acc[3] = fmaf(d[3], f8, acc[3]);
     };
-    if (nbs == kStageBlocks) {  // a full stage: its blocks' loads and decodes interleave
+    if (!kMath) {
+    } else if (nbs == kStageBlocks) {  // a full stage: its blocks' loads and decodes interleave
 #pragma unroll
       for (int bi = 0; bi < kStageBlocks; ++bi) block(bi);
     } else {
@@ -396,18 +402,18 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
     // Lane (g, 0) holds columns 0 (hi part) and 1 (lo part) of rows g and g + 8.
     const float v0 = tot[0] + tot[1], v8 = tot[2] + tot[3];
     const float up0 = gpu_shfl_down(v0, 4), up8 = gpu_shfl_down(v8, 4);
-    if (t == 0) mlp_store<kFirst>(a, pair, e, m0, g, v0, v8, up0, up8);
+    if (t == 0 && kEpilogue) mlp_store<kFirst>(a, pair, e, m0, g, v0, v8, up0, up8);
   }
-  if (!kFirst) mlp2_combine(a, pair, tile);
+  if (!kFirst && kEpilogue) mlp2_combine(a, pair, tile);
 }
 // The launch shapes (launch_shapes.h): "wide" for one-row steps, "narrow" for more; and the
 // benchmarks' candidates (moe_forward_decode_candidate). The scratch's shape check (H and 2I
 // multiples of kMoeDecodeTileM) must cover every tile.
-template <bool kFirst, int G, int S, int B, int T>
+template <bool kFirst, int G, int S, int B, int T, int kSkip = 0>
 MlpKernel mlp_kernel_shape(int K) {
   static_assert(kMoeDecodeTileM % (16 * G) == 0, "row tiles divide kMoeDecodeTileM");
   using Smem = MlpSmem<G, S, B, T>;
-  constexpr auto* kernel = moe_mlp_decode_kernel<kFirst, G, S, B, T>;
+  constexpr auto* kernel = moe_mlp_decode_kernel<kFirst, G, S, B, T, kSkip>;
   return {reinterpret_cast<const void*>(kernel),
           [](dim3 grid, dim3 block, size_t smem, gpuStream_t st, const MlpArgs& a) {
             gpu_launch(kernel, grid, block, smem, st, a);
@@ -446,10 +452,37 @@ const MlpCandidate kCandidates[] = {MLP_CAND(0), MLP_CAND(1), MLP_CAND(2), MLP_C
 #undef MLP_CAND
 constexpr int kCandidateCount = sizeof(kCandidates) / sizeof(kCandidates[0]);
 static_assert(sizeof(kC) / sizeof(kC[0]) == kCandidateCount, "a kernel pair per candidate");
+// Timing probes (bench-kernels --moe-probes): the one-row chain (router, mlp1, mlp2 in the shipped
+// wide shapes) with parts of the expert matmuls left out (moe_mlp_decode_kernel's kSkip) or
+// without the router's launch (the experts of the last routing stay), to split the chain's time
+// between the weight stream, the input staging, the arithmetic, the epilogue and the launches.
+// Their results are meaningless; only their times are read.
+struct MlpProbe {
+  const char* name;
+  MlpCandidate k;
+  bool route;
+};
+#define MLP_PROBE(skip)                                                                                   \
+  MlpCandidate {                                                                                          \
+    mlp_kernel_shape<true, kMoeDecodeWide1.groups, kMoeDecodeWide1.split, kMoeDecodeWide1.stage_blocks,  \
+                     kMoeDecodeWide1.stages, skip>,                                                       \
+        mlp_kernel_shape<false, kMoeDecodeWide2.groups, kMoeDecodeWide2.split,                            \
+                         kMoeDecodeWide2.stage_blocks, kMoeDecodeWide2.stages, skip>                      \
+  }
+const MlpProbe kProbes[] = {
+    {"router + weight streams only (no input staging, arithmetic or epilogue)", MLP_PROBE(7), true},
+    {"router + weight streams + input staging (no arithmetic or epilogue)", MLP_PROBE(5), true},
+    {"router + expert matmuls without their epilogue and combine", MLP_PROBE(4), true},
+    {"expert matmuls as shipped, no router launch", MLP_PROBE(0), false},
+    {"weight streams only, no router launch", MLP_PROBE(7), false},
+};
+#undef MLP_PROBE
+constexpr int kProbeCount = sizeof(kProbes) / sizeof(kProbes[0]);
 void mlp_opt_in() {
   std::vector<const void*> fns = {mlp_kernel_of<true, true>(0).fn, mlp_kernel_of<true, false>(0).fn,
                                   mlp_kernel_of<false, true>(0).fn, mlp_kernel_of<false, false>(0).fn};
   for (const MlpCandidate& c : kCandidates) fns.push_back(c.k1(0).fn), fns.push_back(c.k2(0).fn);
+  for (const MlpProbe& p : kProbes) fns.push_back(p.k.k1(0).fn), fns.push_back(p.k.k2(0).fn);
   for (const void* f : fns)
     GPU_CHECK(gpuFuncSetAttribute(f, gpuFuncAttributeMaxDynamicSharedMemorySize,
                                   static_cast<int>(decode_detail::kDecodeSmemLimit)));
@@ -633,6 +666,34 @@ std::string moe_decode_candidate_name(int i) {
                 kC[i][0].split, kC[i][0].stage_blocks, kC[i][0].stages, kC[i][1].groups, kC[i][1].split,
                 kC[i][1].stage_blocks, kC[i][1].stages);
   return buf;
+#endif
+}
+
+int moe_decode_probes() {
+#if defined(GPTOSS_HIP)
+  return 0;
+#else
+  return kProbeCount;
+#endif
+}
+
+std::string moe_decode_probe_name(int i) {
+  if (i < 0 || i >= moe_decode_probes()) fail("moe_decode_probe_name: no probe %d", i);
+#if defined(GPTOSS_HIP)
+  return "";
+#else
+  return kProbes[i].name;
+#endif
+}
+
+void moe_forward_decode_probe(int i, const MoeGpuWeights& w, const bf16_t* norm_w, float eps,
+                              float* residual, MoeDecodeScratch& s, gpuStream_t stream) {
+  if (i < 0 || i >= moe_decode_probes()) fail("moe_forward_decode_probe: no probe %d", i);
+#if !defined(GPTOSS_HIP)
+  if (kProbes[i].route) launch_route(w, norm_w, eps, residual, 1, s, stream);
+  launch_experts(kProbes[i].k.k1(w.hidden), kProbes[i].k.k2(w.intermediate), w, residual, 1, s, stream);
+#else
+  (void)w, (void)norm_w, (void)eps, (void)residual, (void)s, (void)stream;
 #endif
 }
 

@@ -34,6 +34,20 @@ KernelLaunch launch(const char* kernel, int gx, int gy, int threads, size_t dyn,
   return l;
 }
 
+}  // namespace
+
+const char* moe_ws_kernel_name(bool mlp1, int probe) {
+  static const char* n[2][6] = {
+      {"moe_ws_kernel<false>", "moe_ws_kernel<false, 1>", "moe_ws_kernel<false, 2>", "moe_ws_kernel<false, 3>",
+       "moe_ws_kernel<false, 4>", "moe_ws_kernel<false, 5>"},
+      {"moe_ws_kernel<true>", "moe_ws_kernel<true, 1>", "moe_ws_kernel<true, 2>", "moe_ws_kernel<true, 3>",
+       "moe_ws_kernel<true, 4>", "moe_ws_kernel<true, 5>"}};
+  GPTOSS_ASSERT(probe >= 0 && probe < 6);
+  return n[mlp1][probe];
+}
+
+namespace {
+
 // Kernel names as the resource report shows them ([mlp2][variant]).
 const char* gemv_name(bool mlp1, int rb) {
   static const char* n[2][2] = {{"moe_gemv_kernel<1, false>", "moe_gemv_kernel<4, false>"},
@@ -74,6 +88,9 @@ const char* moe_options_error(const MoeOptions& o, const GpuTarget& t) {
   if (o.wgmma && t.vendor != GpuVendor::nvidia) return "the wgmma MoE GEMM is NVIDIA (sm_90a) only";
   if (o.wgmma && o.grouped_config != 0)
     return "the wgmma MoE GEMM has one configuration (grouped configuration 0)";
+  if (o.ws_probe < 0 || o.ws_probe > 5) return "the wgmma MoE GEMM's timing probes are 1..5";
+  if (o.ws_probe != 0 && !(o.wgmma && o.fast && o.fold_scales))
+    return "the wgmma MoE GEMM's timing probes need the wgmma MoE GEMM (fast, folded scales)";
   return "";
 }
 
@@ -143,12 +160,13 @@ MoePlan moe_plan(const MoeShape& sh, int rows, const MoeOptions& o, const GpuTar
       p.tc_stages = kMoeWsStages;
       p.tc_min_blocks = 1;
       p.tile_rows = kMoeWsBN;
+      p.ws_probe = o.ws_probe;
     }
     p.stage_x_k = launch("moe_stage_x_kernel", ceil_div(static_cast<long long>(rows) * (H / 32) * 4, kMoeThreads),
                          1, kMoeThreads, 0);
     for (int m = 0; m < 2; ++m)
       p.mlp_k[m] = p.tc_mode == MoeTcMode::fast_wgmma
-                       ? launch(m == 0 ? "moe_ws_kernel<true>" : "moe_ws_kernel<false>",
+                       ? launch(moe_ws_kernel_name(m == 0, p.ws_probe),
                                 ceil_div(pairs, kMoeWsBN) + E, ceil_div(M[m], kMoeTcBM), kMoeWsThreads,
                                 moe_ws_smem_bytes(K[m]), kMoeWsStaticSmemBytes)
                        : launch(tc_name(m == 0, p.tc_stages, p.tc_min_blocks, p.tc_mode), n_tiles,

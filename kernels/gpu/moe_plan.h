@@ -76,7 +76,14 @@ struct MoeOptions {
   // H100 (docs/performance.md, 2026-12-08; its predecessor moe_wgmma_kernel, mma.sync's structure
   // on wgmma, was no faster either, 2026-12-06/07, and was removed).
   bool wgmma = false;
+  // With wgmma: 0 in the engine. 1..5 only for timing probes (bench-moe --ws-probe; the results are
+  // meaningless): moe_ws_kernel with a part of its work left out (moe_ws_gemm.cu kProbe), to tell
+  // where its time goes.
+  int ws_probe = 0;
 };
+// The name moe_plan gives the warp-specialised kernel's launches (and moe_ws_gemm.cu its kernels):
+// "moe_ws_kernel<true>" for mlp1, "<false>" for mlp2, probes "moe_ws_kernel<true, P>".
+const char* moe_ws_kernel_name(bool mlp1, int probe);
 // The largest E8M0 scale the folded-scale grouped GEMM takes: 2^(s - 1) must be a bf16 normal
 // (s <= 128, i.e. blocks of |w| below 2^2 * 6 = 24; trained and synthetic checkpoints are far
 // below).
@@ -211,6 +218,7 @@ struct MoePlan {
   int gemv_rows = 1;               // its template row count: scalar 1 | 4, tensor cores 1 | 8
   int tc_stages = 3, tc_min_blocks = 2;  // grouped GEMM template (mlp == grouped)
   MoeTcMode tc_mode = MoeTcMode::exact;  // grouped GEMM arithmetic
+  int ws_probe = 0;                      // fast_wgmma: MoeOptions::ws_probe
   int tile_rows = kMoeTileRows;    // grouped rows per tile of the tile list (build input)
   int gemv_max = INT_MAX;          // experts with more grouped rows go to tiles (build input)
   // Launches in order; inactive ones have threads == 0.

@@ -49,9 +49,17 @@ static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 65536, "one block per
 static_assert(kMoeWsThreads == 384 && kMoeTcBM == 256 && kMoeTcKB == 2, "warpgroup roles");
 static_assert(kMoeWsStageBytes % 1024 == 0 && (kMoeTcBM * kMoeTcWRow) % 1024 == 0, "swizzle alignment");
 
-template <bool kMlp1>
+// kProbe: 0 in every launch the engine makes. Nonzero only for timing probes (MoeOptions::ws_probe,
+// bench-moe --ws-probe; results meaningless): 1 the consumers skip the MXFP4 decode (raw words
+// into the wgmmas), 2 they issue no wgmma (the decode is kept alive by a sink), 3 they only wait
+// for each stage and release it (the producer's stream alone), 4 no epilogue stores, 5 the
+// producer copies nothing (each stage is published at once: the consumers' decode and wgmmas
+// alone). Probes compute every tile at N = 128 (see the dispatch at the end).
+template <bool kMlp1, int kProbe = 0>
 __global__ __launch_bounds__(kMoeWsThreads, 1) void moe_ws_kernel(MoeExpertArgs a) {
 #if defined(GPTOSS_WGMMA_DEVICE)
+  constexpr bool kDecode = kProbe != 1 && kProbe != 3, kMma = kProbe != 2 && kProbe != 3;
+  constexpr bool kStores = kProbe != 4, kCopies = kProbe != 5;
   constexpr int S = kMoeWsStages;
   constexpr int kXOff = kMoeTcBM * kMoeTcWRow;  // x's offset in a stage
   extern __shared__ uint4 ws_smem4[];
@@ -85,7 +93,7 @@ __global__ __launch_bounds__(kMoeWsThreads, 1) void moe_ws_kernel(MoeExpertArgs 
     const int p = tid;
     // The scales join stage 0's copies (byte stores when unaligned: released by the same arrive).
     const uint8_t* ssrc = a.scales + (static_cast<size_t>(e) * M + m0) * nb;
-    const int sbytes = mrows * nb;
+    const int sbytes = kCopies ? mrows * nb : 0;
     if ((reinterpret_cast<uintptr_t>(ssrc) & 15u) == 0 && sbytes % 16 == 0) {
       for (int i = p; i < sbytes / 16; i += 128) tile::cp_async16(scs + 16 * i, ssrc + 16 * i);
     } else {  // uniform per block
@@ -108,9 +116,9 @@ __global__ __launch_bounds__(kMoeWsThreads, 1) void moe_ws_kernel(MoeExpertArgs 
       unsigned char* base = smem + s * kMoeWsStageBytes;
 #pragma unroll
       for (int i = 0; i < 4; ++i)
-        if (ar + 64 * i < mrows)
+        if (kCopies && ar + 64 * i < mrows)
           tile::cp_async16(base + adst + i * 64 * kMoeTcWRow, asrc + i * astep + static_cast<size_t>(kt) * kMoeTcKB * 16);
-      if (xsrc != nullptr) {
+      if (kCopies && xsrc != nullptr) {
         const unsigned char* src = xsrc + static_cast<size_t>(kt) * kMoeTcKB * 128;
 #pragma unroll
         for (int j = 0; j < 8; ++j)  // chunk q = j % 4 of block b = j / 4: the block's 64 used bytes
@@ -148,58 +156,93 @@ __global__ __launch_bounds__(kMoeWsThreads, 1) void moe_ws_kernel(MoeExpertArgs 
   auto run = [&]<int NT>() {  // N = 8 NT columns
     constexpr int ND = 4 * NT;
     float acc[2][ND];  // set by the first k16 step (accumulate 0)
-    uint32_t af[kMoeTcKB][2][2][4];  // [block of the stage][half][k16 step][A register]
+    if constexpr (!kMma)
+#pragma unroll
+      for (int i = 0; i < ND; ++i) acc[0][i] = acc[1][i] = 0.0f;
+    [[maybe_unused]] uint32_t af[kMoeTcKB][2][2][4];  // [block of the stage][half][k16 step][A register]
+    [[maybe_unused]] uint32_t sink = 0;  // probe 2: the decoded words, so the decode stays
     for (int kt = 0; kt < nk; ++kt) {
       const int s = kt % S;
       wg::mbar_wait(full + s, (kt / S) & 1);  // stage kt (and with stage 0 the scales) landed
       __syncwarp();  // the warp converged again before the .aligned wgmma instructions
       const unsigned char* Ws = smem + s * kMoeWsStageBytes;
-      const unsigned char* Xs = Ws + kXOff;
+      [[maybe_unused]] const unsigned char* Xs = Ws + kXOff;
 #pragma unroll
       for (int b = 0; b < kMoeTcKB; ++b) {
-        const int bg = kt * kMoeTcKB + b;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int r = 128 * c + 64 * h + 16 * wi + g;  // rows r, r + 8: same (r >> 2) & 1
-          const int wo = ((b ^ ((r >> 2) & 1)) << 4) + 4 * t;
-          const uint32_t w0 = *reinterpret_cast<const uint32_t*>(Ws + r * kMoeTcWRow + wo) & amask[h];
-          const uint32_t w1 = *reinterpret_cast<const uint32_t*>(Ws + (r + 8) * kMoeTcWRow + wo) & amask[h];
-          const uint32_t f0 = mxfp4_fold_scale_bf16x2(scs[r * nb + bg]) & amask[h];
-          const uint32_t f1 = mxfp4_fold_scale_bf16x2(scs[(r + 8) * nb + bg]) & amask[h];
-#pragma unroll
-          for (int st = 0; st < 2; ++st) {
-            af[b][h][st][0] = tile::bf16x2_mul(mxfp4_pair_bf16(w0, 2 * st), f0);
-            af[b][h][st][1] = tile::bf16x2_mul(mxfp4_pair_bf16(w1, 2 * st), f1);
-            af[b][h][st][2] = tile::bf16x2_mul(mxfp4_pair_bf16(w0, 2 * st + 1), f0);
-            af[b][h][st][3] = tile::bf16x2_mul(mxfp4_pair_bf16(w1, 2 * st + 1), f1);
+        [[maybe_unused]] const int bg = kt * kMoeTcKB + b;
+        if constexpr (kProbe == 3) {  // the stream alone: release the stage, nothing else
+          if (b == 0 && kt > 0) {
+            __syncwarp();
+            if (lane == 0) wg::mbar_arrive(empty + (kt - 1) % S);
           }
-        }
-        wg::wgmma_fence();
+        } else {
 #pragma unroll
-        for (int st = 0; st < 2; ++st) {
-          const uint64_t desc = wg::smem_desc_sw128(Xs + 64 * b + 32 * st);  // chunks 4b + 2st, + 1
+          for (int h = 0; h < 2; ++h) {
+            const int r = 128 * c + 64 * h + 16 * wi + g;  // rows r, r + 8: same (r >> 2) & 1
+            const int wo = ((b ^ ((r >> 2) & 1)) << 4) + 4 * t;
+            const uint32_t w0 = *reinterpret_cast<const uint32_t*>(Ws + r * kMoeTcWRow + wo) & amask[h];
+            const uint32_t w1 = *reinterpret_cast<const uint32_t*>(Ws + (r + 8) * kMoeTcWRow + wo) & amask[h];
+            if constexpr (!kDecode) {  // probe 1: the raw words
 #pragma unroll
-          for (int h = 0; h < 2; ++h) wg::wgmma_bf16_rs<8 * NT>(acc[h], af[b][h][st], desc, bg > 0 || st > 0);
-        }
-        wg::wgmma_commit();
-        // The group of block bg - 1 done: its A registers (af[b ^ 1]) may take the next block
-        // while this block's wgmmas run. At b = 0 that was stage kt - 1's last group: release it.
-        wg::wgmma_wait<1>();
-        if (b == 0 && kt > 0) {
-          __syncwarp();
-          if (lane == 0) wg::mbar_arrive(empty + (kt - 1) % S);
+              for (int st = 0; st < 2; ++st) {
+                af[b][h][st][0] = af[b][h][st][2] = w0;
+                af[b][h][st][1] = af[b][h][st][3] = w1;
+              }
+            } else {
+              const uint32_t f0 = mxfp4_fold_scale_bf16x2(scs[r * nb + bg]) & amask[h];
+              const uint32_t f1 = mxfp4_fold_scale_bf16x2(scs[(r + 8) * nb + bg]) & amask[h];
+#pragma unroll
+              for (int st = 0; st < 2; ++st) {
+                af[b][h][st][0] = tile::bf16x2_mul(mxfp4_pair_bf16(w0, 2 * st), f0);
+                af[b][h][st][1] = tile::bf16x2_mul(mxfp4_pair_bf16(w1, 2 * st), f1);
+                af[b][h][st][2] = tile::bf16x2_mul(mxfp4_pair_bf16(w0, 2 * st + 1), f0);
+                af[b][h][st][3] = tile::bf16x2_mul(mxfp4_pair_bf16(w1, 2 * st + 1), f1);
+              }
+            }
+          }
+          if constexpr (!kMma) {  // probe 2: keep the decode, release the stage as the wgmmas would
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+#pragma unroll
+              for (int st = 0; st < 2; ++st)
+#pragma unroll
+                for (int i = 0; i < 4; ++i) sink ^= af[b][h][st][i];
+            if (b == 0 && kt > 0) {
+              __syncwarp();
+              if (lane == 0) wg::mbar_arrive(empty + (kt - 1) % S);
+            }
+          } else {
+            wg::wgmma_fence();
+#pragma unroll
+            for (int st = 0; st < 2; ++st) {
+              const uint64_t desc = wg::smem_desc_sw128(Xs + 64 * b + 32 * st);  // chunks 4b + 2st, + 1
+#pragma unroll
+              for (int h = 0; h < 2; ++h) wg::wgmma_bf16_rs<8 * NT>(acc[h], af[b][h][st], desc, bg > 0 || st > 0);
+            }
+            wg::wgmma_commit();
+            // The group of block bg - 1 done: its A registers (af[b ^ 1]) may take the next block
+            // while this block's wgmmas run. At b = 0 that was stage kt - 1's last group: release it.
+            wg::wgmma_wait<1>();
+            if (b == 0 && kt > 0) {
+              __syncwarp();
+              if (lane == 0) wg::mbar_arrive(empty + (kt - 1) % S);
+            }
+          }
         }
       }
     }
-    wg::wgmma_wait<0>();
-    wg::wgmma_fence_acc<ND>(acc[0]);
-    wg::wgmma_fence_acc<ND>(acc[1]);
+    if constexpr (kMma) {
+      wg::wgmma_wait<0>();
+      wg::wgmma_fence_acc<ND>(acc[0]);
+      wg::wgmma_fence_acc<ND>(acc[1]);
+    }
+    if constexpr (!kMma) acc[0][0] += sink == 0x9e3779b9u ? 1.0f : 0.0f;  // (probe 2's sink)
 
     // acc[h][4 nt + i]: weight rows m0 + rb + g (i = 0, 1) / + 8 (2, 3), grouped rows 8 nt + 2t
     // (0, 2) / + 1 (1, 3); rb = 128 c + 64 h + 16 wi.
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      if (!rows_on[h]) continue;
+      if (!rows_on[h] || !kStores) continue;  // (probe 4: no stores)
       const int rb = 128 * c + 64 * h + 16 * wi;
       if (kMlp1) {
         // gate/up pairs are rows (2i, 2i + 1): the up value comes from lane + 4 (row g + 1). The
@@ -244,7 +287,9 @@ __global__ __launch_bounds__(kMoeWsThreads, 1) void moe_ws_kernel(MoeExpertArgs 
       }
     }
   };
-  switch ((nrows + 15) / 16) {
+  // The probes run every tile at N = 128 (one instantiation each instead of eight: CI's compile
+  // time); at 4096 rows nearly every tile is full, which is where they are read.
+  switch (kProbe != 0 ? 8 : (nrows + 15) / 16) {
     case 1: run.template operator()<2>(); break;
     case 2: run.template operator()<4>(); break;
     case 3: run.template operator()<6>(); break;
@@ -260,19 +305,35 @@ __global__ __launch_bounds__(kMoeWsThreads, 1) void moe_ws_kernel(MoeExpertArgs 
 #endif
 }
 
+template <int P>
+void ws_fns(std::vector<MoeKernelFn>& out) {
+  out.push_back(moe_kernel_fn(moe_ws_kernel_name(true, P), moe_ws_kernel<true, P>));
+  out.push_back(moe_kernel_fn(moe_ws_kernel_name(false, P), moe_ws_kernel<false, P>));
+}
+template <int P>
+void ws_launch(const KernelLaunch& l, int m, const MoeExpertArgs& a, gpuStream_t stream) {
+  if (m == 0)
+    moe_ws_kernel<true, P><<<moe_grid(l), l.threads, l.dyn_smem_bytes, stream>>>(a);
+  else
+    moe_ws_kernel<false, P><<<moe_grid(l), l.threads, l.dyn_smem_bytes, stream>>>(a);
+}
+
 }  // namespace
 
 void moe_ws_kernel_fns(std::vector<MoeKernelFn>& out) {
-  out.push_back(moe_kernel_fn("moe_ws_kernel<true>", moe_ws_kernel<true>));
-  out.push_back(moe_kernel_fn("moe_ws_kernel<false>", moe_ws_kernel<false>));
+  ws_fns<0>(out), ws_fns<1>(out), ws_fns<2>(out), ws_fns<3>(out), ws_fns<4>(out), ws_fns<5>(out);
 }
 
 void moe_launch_ws(const MoePlan& p, int m, const MoeExpertArgs& a, gpuStream_t stream) {
   const KernelLaunch& l = p.mlp_k[m];
-  if (m == 0)
-    moe_ws_kernel<true><<<moe_grid(l), l.threads, l.dyn_smem_bytes, stream>>>(a);
-  else
-    moe_ws_kernel<false><<<moe_grid(l), l.threads, l.dyn_smem_bytes, stream>>>(a);
+  switch (p.ws_probe) {
+    case 0: ws_launch<0>(l, m, a, stream); break;
+    case 1: ws_launch<1>(l, m, a, stream); break;
+    case 2: ws_launch<2>(l, m, a, stream); break;
+    case 3: ws_launch<3>(l, m, a, stream); break;
+    case 4: ws_launch<4>(l, m, a, stream); break;
+    default: ws_launch<5>(l, m, a, stream); break;
+  }
   GPU_CHECK_LAUNCH();
 }
 

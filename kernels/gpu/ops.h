@@ -194,6 +194,11 @@ void f32_argmax(const float* x, int rows, int n, int32_t* out, gpuStream_t strea
 // are not dead; the time over bytes is the device's read bandwidth, the ceiling of a decode step.
 // blocks: the grid (e.g. 4 x SMs); partial: device [blocks] floats.
 void read_bandwidth_probe(const void* p, size_t bytes, int blocks, float* partial, gpuStream_t stream);
+// The same read launched as a decode step's kernels are (vendor.h gpu_launch: with launch overlap
+// when it is on, waiting for the previous kernel before its first load): a chain of these is the
+// floor of a chain of dependent kernels that read those bytes.
+void read_bandwidth_probe_chained(const void* p, size_t bytes, int blocks, float* partial,
+                                  gpuStream_t stream);
 
 // ---- device facts ---------------------------------------------------------------------------
 // Throws a one-line Error when no GPU is usable ("no GPU found (...)").

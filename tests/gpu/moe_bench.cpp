@@ -7,14 +7,17 @@
 // between replays and the L2 cache (50 MB) does not hold the weights of one routing.
 // Usage: bench-moe [--reps N] [--rows a,b,c] [--gemv scalar|mma] [--tiles f16|bf16]
 //                  [--grouped-config 0..4] [--grouped-from N] [--precision exact|fast]
-//                  [--fold 0|1] [--wgmma 0|1]
+//                  [--fold 0|1] [--wgmma 0|1] [--ws-probe 0..5]
 // The kernel choices are gpu::MoeOptions (moe_plan.h): --gemv mma = the tensor-core GEMV (NVIDIA),
 // --tiles bf16 = the bf16 tile kernel (HIP's path) instead of the grouped fp16 GEMM,
 // --grouped-config = the grouped GEMM's configuration, --grouped-from N = steps of >= N rows on
 // the grouped GEMM, --precision fast = MoeOptions::fast (default exact), --fold 1 = fast with
 // the folded scales (MoeOptions::fold_scales: on by default; --fold 0 for the fp16 path), --wgmma 1 =
 // fast + folded on Hopper's wgmma (MoeOptions::wgmma, sm_90a builds). Each line says which ("gemv", "tiles", "tc_cfg",
-// "tc_from", "precision").
+// "tc_from", "precision"). --ws-probe P (with --wgmma 1; MoeOptions::ws_probe): the wgmma kernel
+// with a part of its work left out, for timing only (results meaningless; moe_ws_gemm.cu kProbe:
+// 1 no decode, 2 no wgmma, 3 stream only, 4 no epilogue stores, 5 no copies); the line's
+// "ws_probe" says which.
 #include <algorithm>
 #include <cstdio>
 #include <set>
@@ -31,7 +34,7 @@ int main(int argc, char** argv) {
     const char* usage =
         "usage: bench-moe [--reps N] [--rows a,b,c] [--gemv scalar|mma] [--tiles f16|bf16] "
         "[--grouped-config 0|1|2] [--grouped-from N] [--precision exact|fast] [--fold 0|1] "
-        "[--wgmma 0|1]";
+        "[--wgmma 0|1] [--ws-probe 0..5]";
     int reps = 50;
     std::vector<int> rows_list = {1, 8, 64, 256, 512, 4096};
     gpu::MoeOptions opt;
@@ -76,6 +79,8 @@ int main(int argc, char** argv) {
         opt.fold_scales = v == "1";
       } else if (a == "--wgmma" && (v == "0" || v == "1")) {
         opt.wgmma = v == "1";
+      } else if (a == "--ws-probe") {
+        opt.ws_probe = int_arg(a, v, 0, 5);
       } else {
         fail("%s (got '%s %s')", usage, a.c_str(), v.c_str());
       }
@@ -149,12 +154,12 @@ int main(int argc, char** argv) {
       const double gbps = bytes / (t_us * 1e-6) / 1e9;
       const double flops = 2.0 * rows * sh.k * 3.0 * sh.H * sh.I;
       std::printf("{\"rows\": %d, \"path\": \"%s\", \"gemv\": \"%s\", \"tiles\": \"%s\", "
-                  "\"tc_cfg\": \"%s\", \"tc_from\": \"%s\", \"precision\": \"%s\", "
+                  "\"tc_cfg\": \"%s\", \"tc_from\": \"%s\", \"precision\": \"%s\", \"ws_probe\": %d, "
                   "\"time_us\": %.2f, \"time_us_min\": %.2f, "
                   "\"weight_bytes\": %.0f, \"GBps\": %.1f, \"frac_3TBps\": %.3f, \"TFLOPs\": %.2f, "
                   "\"device\": \"%s\"}\n",
                   rows, gpu::moe_path_name(s, rows), gemv_kind, tiles_kind, cfg.c_str(),
-                  from.c_str(), prec, t_us, times_us.front(), bytes,
+                  from.c_str(), prec, opt.ws_probe, t_us, times_us.front(), bytes,
                   gbps, gbps / 3000.0, flops / (t_us * 1e-6) / 1e12, prop.name);
       std::fflush(stdout);
       for (auto ge : graphs) GPU_CHECK(gpuGraphExecDestroy(ge));

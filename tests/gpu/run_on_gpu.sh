@@ -4,7 +4,14 @@
 # git-ignored folder (see docs/gpu.md). Logs go to $OUT (or ./gpu-out).
 # Usage: tests/gpu/run_on_gpu.sh [.dev/gpu2] [steps...]
 #   steps: tests golden probe decodebench bench top1 runbench getp compare ncu profile detail
-#          memcheck big120 precision moecfg wgmma steprows
+#          memcheck big120 precision moecfg wgmma steprows probes srcprof
+#   probes: where the MoE time goes. The one-row chain (router, mlp1, mlp2) with parts of its
+#           expert matmuls left out, next to the read probe over its bytes as 3 / 2 / 1 dependent
+#           launches (bench-kernels --moe-probes, overlap on and off); the grouped wgmma kernel
+#           with its decode, wgmma, consumers, epilogue or copies left out (bench-moe --wgmma 1
+#           --ws-probe 0..5 at 1024 and 4096 rows, twice, with mma.sync beside it): wsprobe.csv
+#   srcprof: per-instruction warp-stall samples (ncu SourceCounters) of the grouped wgmma
+#           kernel's mlp1 at 4096 rows, the top lines by samples (srcprof.txt; tests/gpu/ncu_source_top.py)
 #   steprows: device steps of 512 / 2048 / 4096 rows (--step-rows), interleaved twice
 #           (steprows.csv): bench-moe at 512..4096 rows; bench-engine's prefill of 8 prompts at once
 #           (--pp-batch 8, 512 rows each per step) and a batch-1024 decode step (--ctx 1536
@@ -24,7 +31,8 @@
 #           engine) and tests/golden/hf_bf16_error.py (transformers' bf16 forward vs the same CPU
 #           logits) on the tiny seed-1 checkpoint and the calibrated synthetic 20b (prec-*.json)
 #   profile: per-kernel ncu tables of one batch-256 and one batch-512 decode step (~1k keys per
-#           sequence) and one 512-row prefill chunk (pf-*.txt)
+#           sequence) and one 512-row prefill chunk (pf-*.txt); PROFILE_ONLY=pf-decode1024 for a
+#           batch-1024 step (--ctx 1536)
 #   probe: the read bandwidth (bench-kernels --read-bw), the ceiling of every decode figure
 #   big120: batch-1 decode of the synthetic 120b (written to /dev/shm after the 20b is removed),
 #           with the decode kernels (twice) and without (--no-decode-kernels)
@@ -241,12 +249,14 @@ fi
 if has profile; then  # one whole step per run under ncu (bench-engine --profile): decode at
   # batch 256 and 512 with ~1k keys per sequence (a getp 1k/1k step), and a 512-row prefill chunk
   NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
-  # PROFILE_ONLY="pf-decode256 ...": only those steps.
+  # PROFILE_ONLY="pf-decode256 ...": only those steps (pf-decode1024 only when named: its KV
+  # cache takes ~42 GB at --ctx 1536).
   for spec in "pf-decode256:--pp 0 --batch 256 --tg 2 --decode-pos 1024 --profile decode" \
+              "pf-decode1024:--ctx 1536 --pp 0 --batch 1024 --tg 2 --decode-pos 1024 --profile decode" \
               "pf-decode512:--pp 0 --batch 512 --tg 2 --decode-pos 1024 --profile decode" \
               "pf-prefill512:--pp 1024 --pp-chunk 512 --batch 1 --tg 1 --profile pp"; do
     name=${spec%%:*}
-    [[ " ${PROFILE_ONLY:-$name} " == *" $name "* ]] || continue
+    [[ " ${PROFILE_ONLY:-pf-decode256 pf-decode512 pf-prefill512} " == *" $name "* ]] || continue
     timeout 240 $NCU --clock-control none --profile-from-start off --csv --print-units base \
       --metrics gpu__time_duration.sum,dram__bytes_read.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,dram__throughput.avg.pct_of_peak_sustained_elapsed \
       "$B/bench-engine" $M --ctx 2048 ${spec#*:} > "$O/$name.csv" 2> "$O/$name.err"
@@ -255,6 +265,31 @@ if has profile; then  # one whole step per run under ncu (bench-engine --profile
     # the same step's wall time without the profiler
     timeout 120 "$B/bench-engine" $M --ctx 2048 ${spec#*:} 2>&1 | grep -E '"pp|"tg' | tee -a "$O/$name.txt"
   done
+fi
+if has probes; then
+  for ov in 1 0; do
+    t moeprobes$ov 120 "$B/bench-kernels" --moe-probes --reps 50 --overlap $ov
+    grep -E '"kernel": "(moe|read)' "$O/moeprobes$ov.log" | sed -E 's/"shape": "[^"]*", //' | cut -c1-190
+  done
+  echo "rep,kernel,probe,rows,time_us" > "$O/wsprobe.csv"
+  for rep in 1 2; do
+    for p in mma 0 1 2 3 4 5; do
+      args=(--wgmma 1 --ws-probe $p); [ $p = mma ] && args=(--wgmma 0)
+      timeout 60 "$B/bench-moe" --reps 10 --rows 1024,4096 --precision fast "${args[@]}" 2>&1 |
+        sed -nE 's/.*"rows": ([0-9]+).*"time_us": ([0-9.]+).*/\1,\2/p' | sed "s/^/$rep,moe,$p,/" >> "$O/wsprobe.csv"
+    done
+  done
+  cat "$O/wsprobe.csv"
+fi
+if has srcprof; then
+  NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  timeout 240 $NCU --clock-control none --kernel-name "regex:moe_ws_kernel<true" --launch-skip 1 --launch-count 1 \
+    --section SourceCounters --section WarpStateStats --import-source yes -f -o "$O/srcprof" \
+    "$B/bench-moe" --reps 1 --rows 4096 --precision fast --wgmma 1 > "$O/srcprof.err" 2>&1
+  echo "=== srcprof: ncu rc=$?"; tail -2 "$O/srcprof.err"
+  $NCU -i "$O/srcprof.ncu-rep" --page source --csv --print-source sass > "$O/srcprof-sass.csv" 2>&1
+  python3 tests/gpu/ncu_source_top.py "$O/srcprof-sass.csv" 60 | tee "$O/srcprof.txt"
+  rm -f "$O/srcprof-sass.csv" "$O/srcprof.ncu-rep"
 fi
 if has detail; then  # ncu sections (stall reasons, issue, memory) of the batch-256 decode step's
   # grouped MoE GEMM and dense GEMM launches (DETAIL_KERNELS: a kernel-name regex)

@@ -88,9 +88,17 @@ struct MoeDecodeScratch {
   uint32_t* counters = nullptr; // [1 + max_rows * tiles of H]: the router's blocks-done ticket,
                                 // then one ticket per (row, output tile) of the second matmul;
                                 // all return to 0 after each launch (graph replays reuse them)
+  // One-row steps: both expert matmuls in one launch (moe_decode.cu moe_experts_fused_kernel; the
+  // same bits; NVIDIA; off unless moe_decode_use_fused turns it on). Its work queue, exit count and
+  // per-pair counters ([2 + k], back to 0 after each launch) and its grid (the blocks that fit).
+  bool fused = false;
+  uint32_t* fused_ctl = nullptr;
+  int fused_grid = 0;
   size_t bytes = 0;
 };
 MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows);
+// Turns the fused expert matmuls of one-row steps on or off (fails on HIP when asked for on).
+void moe_decode_use_fused(MoeDecodeScratch& s, bool on);
 void moe_decode_scratch_destroy(MoeDecodeScratch& s);
 void moe_forward_decode(const MoeGpuWeights& w, const bf16_t* norm_w, float eps, float* residual,
                         int rows, MoeDecodeScratch& s, gpuStream_t stream);

@@ -234,8 +234,13 @@ struct MlpSmem {
 // moe_forward_decode_probe (bench-kernels --moe-probes; results meaningless): bit 0 leaves out the
 // arithmetic of every MXFP4 block, bit 1 the input's staging, bit 2 the epilogue (stores and, in
 // mlp2, the combine), so the weight stream's own time can be told from the rest.
-template <bool kFirst, int kGroups, int kSplit, int kStageBlocks, int kStageCount, int kSkip = 0>
-__global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(MlpArgs a) {
+// One block of an expert matmul: weight-row tile `tile` of (row, rank) pair `pair`. As a kernel
+// (moe_mlp_decode_kernel, kFused false) the block is (pair, tile) = (blockIdx.x, blockIdx.y) and
+// waits for the previous launch (launch overlap, vendor.h) after mlp2's L2 hints; inside the fused
+// kernel (moe_experts_fused_kernel, kFused true) it is one work item, and mlp2 reads its input
+// past L1 (written in the same launch by other blocks).
+template <bool kFirst, int kGroups, int kSplit, int kStageBlocks, int kStageCount, int kSkip, bool kFused>
+__device__ __forceinline__ void mlp_decode_block(const MlpArgs& a, const int pair, const int tile) {
   constexpr bool kMath = !(kSkip & 1), kStageX = !(kSkip & 2), kEpilogue = !(kSkip & 4);
   using Smem = MlpSmem<kGroups, kSplit, kStageBlocks, kStageCount>;
   constexpr int kStages = Smem::kStages, kRowPad = Smem::kRowPad, kWarpStage = Smem::kWarpStage;
@@ -249,7 +254,6 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
   uint8_t* xq = smem;                                // [nb][hi 4 x uint4 | lo 4 x uint4]
   uint8_t* scs = xq + Smem::x_bytes(K);              // [warp][16 rows][nb]
   uint8_t* ring = scs + Smem::scale_bytes(K);        // [warp][stage][16 rows][kRowPad]
-  const int pair = blockIdx.x, tile = blockIdx.y;
   const int warp = threadIdx.x / kWaveSize, lane = threadIdx.x % kWaveSize;
   const int group = warp % kGroups, split = warp / kGroups;
   const int g = lane / 4, t = lane % 4;
@@ -260,7 +264,7 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
   const int q_begin = split * kWarpParts;
   const int stages_per_part = ((nb + kParts - 1) / kParts + kStageBlocks - 1) / kStageBlocks;
   const int b_begin = part_lo(q_begin), b_end = part_lo(q_begin + kWarpParts);
-  if (!kFirst) {
+  if (!kFirst && !kFused) {
     // Before the wait (launch overlap, vendor.h): the experts were chosen two launches back (the
     // router), which has finished when this kernel starts; read through L2 as a hint only, to
     // bring this warp's weight rows and scales into L2 while mlp1 finishes.
@@ -280,8 +284,10 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
         for (int off = lane * 128; off < 16 * nb; off += kWaveSize * 128) gpu_prefetch_l2(hs + off);
     }
   }
-  gpu_grid_wait();
-  gpu_grid_trigger();
+  if constexpr (!kFused) {
+    gpu_grid_wait();
+    gpu_grid_trigger();
+  }
   const int e = a.experts[pair];
   const size_t row0 = static_cast<size_t>(e) * a.M + m0;
   const uint8_t* wsrc = a.blocks + row0 * (K / 2);
@@ -325,8 +331,14 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
   for (int u = 0; u < (kStageX ? kItems : 0); ++u) {
     const int it = threadIdx.x + u * kBlockThreads, b = it / 4, tt = it % 4;
     const bool ok = it < nb * 4;
-    xv[u][0] = ok ? *reinterpret_cast<const float4*>(xsrc + 32 * b + 8 * tt) : make_float4(0.f, 0.f, 0.f, 0.f);
-    xv[u][1] = ok ? *reinterpret_cast<const float4*>(xsrc + 32 * b + 8 * tt + 4) : make_float4(0.f, 0.f, 0.f, 0.f);
+    const float4* xp = reinterpret_cast<const float4*>(xsrc + 32 * b + 8 * tt);
+    if constexpr (kFused && !kFirst) {  // act, written by this launch's mlp1 items: from L2
+      xv[u][0] = ok ? __ldcg(xp) : make_float4(0.f, 0.f, 0.f, 0.f);
+      xv[u][1] = ok ? __ldcg(xp + 1) : make_float4(0.f, 0.f, 0.f, 0.f);
+    } else {
+      xv[u][0] = ok ? xp[0] : make_float4(0.f, 0.f, 0.f, 0.f);
+      xv[u][1] = ok ? xp[1] : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
   }
 #pragma unroll
   for (int u = 0; u < (kStageX ? kItems : 0); ++u) {
@@ -405,6 +417,93 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
     if (t == 0 && kEpilogue) mlp_store<kFirst>(a, pair, e, m0, g, v0, v8, up0, up8);
   }
   if (!kFirst && kEpilogue) mlp2_combine(a, pair, tile);
+}
+
+template <bool kFirst, int kGroups, int kSplit, int kStageBlocks, int kStageCount, int kSkip = 0>
+__global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(MlpArgs a) {
+  mlp_decode_block<kFirst, kGroups, kSplit, kStageBlocks, kStageCount, kSkip, false>(a, blockIdx.x, blockIdx.y);
+}
+
+// ---------------------------------------------------------------------------------- fused experts
+// Both expert matmuls of a one-row step in one launch (MoeDecodeScratch::fused): the blocks of
+// mlp1 and then of mlp2 (the wide shapes, the same arithmetic, so the same bits as the two
+// launches) are work items handed out in that order by an atomic counter to a grid of the blocks
+// that fit at once. An mlp2 item of pair p waits until the mlp1 items of p are done (a counter per
+// pair); every mlp1 item was handed out before any mlp2 item, to a block that is running, so the
+// wait always ends, whatever the grid and whatever else runs on the device. At the start every
+// block hints its share of the chosen experts' mlp2 weights and scales into L2 (evict-last), so
+// they stream from DRAM while mlp1 runs instead of after it. The last block to find the queue
+// empty resets the counters for the next launch (graph replays reuse them).
+struct FusedCtl {
+  uint32_t* queue;   // next work item
+  uint32_t* exited;  // blocks that found the queue empty
+  uint32_t* done;    // [pairs] mlp1 items finished per pair
+};
+
+__device__ __forceinline__ void prefetch_l2_evict_last(const void* p) {
+  asm volatile("prefetch.global.L2::evict_last [%0];" ::"l"(p));
+}
+
+template <int G1, int S1, int B1, int T1, int G2, int S2, int B2, int T2>
+__global__ __launch_bounds__(G1 * S1 * 32, 3) void moe_experts_fused_kernel(MlpArgs a1, MlpArgs a2, FusedCtl c, int pairs) {
+  static_assert(G1 * S1 == G2 * S2, "one block size for both matmuls");
+  constexpr int kThreadsF = G1 * S1 * kWaveSize;
+  __shared__ int item_s;
+  gpu_grid_wait();  // the router's experts, weights and normalised rows are visible from here
+  gpu_grid_trigger();
+  const int tiles1 = a1.M / (16 * G1), tiles2 = a2.M / (16 * G2);
+  const int n1 = pairs * tiles1, n2 = pairs * tiles2;
+  {  // mlp2's weights and scales of the chosen experts into L2, this block's share of the lines
+    const size_t wl = static_cast<size_t>(a2.M) * (a2.K / 2) / 128, sl = static_cast<size_t>(a2.M) * (a2.K / 32) / 128;
+    const size_t stride = static_cast<size_t>(gridDim.x) * kThreadsF;
+    for (int p = 0; p < pairs; ++p) {
+      const int e = a2.experts[p];
+      if (e < 0 || e >= a2.n_experts) continue;
+      const uint8_t* wb = a2.blocks + static_cast<size_t>(e) * a2.M * (a2.K / 2);
+      const uint8_t* sb = a2.scales + static_cast<size_t>(e) * a2.M * (a2.K / 32);
+      for (size_t i = static_cast<size_t>(blockIdx.x) * kThreadsF + threadIdx.x; i < wl + sl; i += stride)
+        prefetch_l2_evict_last(i < wl ? wb + 128 * i : sb + 128 * (i - wl));
+    }
+  }
+  for (;;) {
+    __syncthreads();  // the previous item is done with the shared memory and item_s
+    if (threadIdx.x == 0) item_s = static_cast<int>(atomicAdd(c.queue, 1u));
+    __syncthreads();
+    const int item = item_s;
+    if (item >= n1 + n2) break;
+    if (item < n1) {
+      const int pair = item / tiles1;
+      mlp_decode_block<true, G1, S1, B1, T1, 0, true>(a1, pair, item % tiles1);
+      __threadfence();  // this block's act stores, before the count
+      __syncthreads();
+      if (threadIdx.x == 0) atomicAdd(c.done + pair, 1u);
+    } else {
+      const int pair = (item - n1) / tiles2;
+      if (threadIdx.x == 0) {
+        const volatile uint32_t* d = c.done + pair;
+        while (*d < static_cast<uint32_t>(tiles1)) __nanosleep(64);
+        __threadfence();
+      }
+      __syncthreads();
+      mlp_decode_block<false, G2, S2, B2, T2, 0, true>(a2, pair, (item - n1) % tiles2);
+    }
+  }
+  if (threadIdx.x == 0) __threadfence();  // this block's last take, before its exit count
+  if (threadIdx.x == 0 && atomicAdd(c.exited, 1u) == gridDim.x - 1) {  // every block is past its last take
+    *c.queue = 0;
+    for (int p = 0; p < pairs; ++p) c.done[p] = 0;
+    *c.exited = 0;
+  }
+}
+#define FUSED_KERNEL                                                                                    \
+  moe_experts_fused_kernel<kMoeDecodeWide1.groups, kMoeDecodeWide1.split, kMoeDecodeWide1.stage_blocks, \
+                           kMoeDecodeWide1.stages, kMoeDecodeWide2.groups, kMoeDecodeWide2.split,      \
+                           kMoeDecodeWide2.stage_blocks, kMoeDecodeWide2.stages>
+size_t fused_smem(int H, int I) {
+  return std::max(MlpSmem<kMoeDecodeWide1.groups, kMoeDecodeWide1.split, kMoeDecodeWide1.stage_blocks,
+                          kMoeDecodeWide1.stages>::bytes(H),
+                  MlpSmem<kMoeDecodeWide2.groups, kMoeDecodeWide2.split, kMoeDecodeWide2.stage_blocks,
+                          kMoeDecodeWide2.stages>::bytes(I));
 }
 // The launch shapes (launch_shapes.h): "wide" for one-row steps, "narrow" for more; and the
 // benchmarks' candidates (moe_forward_decode_candidate). The scratch's shape check (H and 2I
@@ -580,6 +679,8 @@ MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows)
   const size_t n_tickets = 1 + static_cast<size_t>(max_rows) * (H / 16);  // tiles of >= 16 rows
   s.counters = dev_alloc<uint32_t>(n_tickets, s.bytes);
   GPU_CHECK(gpuMemset(s.counters, 0, n_tickets * sizeof(uint32_t)));
+  s.fused_ctl = dev_alloc<uint32_t>(2 + kMaxTopKDecode, s.bytes);
+  GPU_CHECK(gpuMemset(s.fused_ctl, 0, (2 + kMaxTopKDecode) * sizeof(uint32_t)));
   decode_detail::decode_dense_init();
   // Dynamic shared memory beyond 48 KiB needs the opt-in on NVIDIA (the router: its rows of H; the
   // expert matmuls: input, scales and cp.async rings, up to 64 KB at the 20b shape), to the decode
@@ -598,9 +699,29 @@ MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows)
 void moe_decode_scratch_destroy(MoeDecodeScratch& s) {
   for (void* p : {static_cast<void*>(s.xn), static_cast<void*>(s.logits), static_cast<void*>(s.experts),
                   static_cast<void*>(s.weights), static_cast<void*>(s.act), static_cast<void*>(s.y),
-                  static_cast<void*>(s.counters)})
+                  static_cast<void*>(s.counters), static_cast<void*>(s.fused_ctl)})
     if (p) (void)gpuFree(p);
   s = MoeDecodeScratch{};
+}
+
+void moe_decode_use_fused(MoeDecodeScratch& s, bool on) {
+#if defined(GPTOSS_HIP)
+  if (on) fail("moe decode: the fused expert matmuls are NVIDIA only");
+  s.fused = false;
+#else
+  s.fused = on;
+  if (!on || s.fused_grid > 0) return;
+  const size_t smem = fused_smem(s.hidden, s.intermediate);
+  GPU_CHECK(gpuFuncSetAttribute(reinterpret_cast<const void*>(FUSED_KERNEL),
+                                gpuFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  int per_sm = 0, dev = 0, sms = 0;
+  GPU_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, FUSED_KERNEL, kMoeDecodeWide1.groups *
+                                                          kMoeDecodeWide1.split * kWaveSize, smem));
+  GPU_CHECK(cudaGetDevice(&dev));
+  GPU_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  if (per_sm < 1) fail("moe decode: the fused expert matmuls do not fit an SM (%zu bytes of shared memory)", smem);
+  s.fused_grid = per_sm * sms;
+#endif
 }
 
 namespace {
@@ -631,11 +752,32 @@ void launch_experts(const MlpKernel& k1, const MlpKernel& k2, const MoeGpuWeight
              residual, s.counters + 1, I, H, k, k2.tile_rows, w.swiglu_limit, E};
   k2.launch(dim3(pairs, H / k2.tile_rows), dim3(k2.threads), k2.smem, stream, m2);
 }
+#if !defined(GPTOSS_HIP)
+// Both expert matmuls of a one-row step as one launch (moe_experts_fused_kernel).
+void launch_experts_fused(const MoeGpuWeights& w, float* residual, MoeDecodeScratch& s, gpuStream_t stream) {
+  const int H = w.hidden, I = w.intermediate, E = w.n_experts, k = w.top_k;
+  const int tile1 = 16 * kMoeDecodeWide1.groups, tile2 = 16 * kMoeDecodeWide2.groups;
+  MlpArgs m1{w.mlp1_blocks, w.mlp1_scales, w.mlp1_bias, s.xn, s.experts, s.weights, s.act,
+             nullptr, nullptr, H, 2 * I, k, tile1, w.swiglu_limit, E};
+  MlpArgs m2{w.mlp2_blocks, w.mlp2_scales, w.mlp2_bias, s.act, s.experts, s.weights, s.y,
+             residual, s.counters + 1, I, H, k, tile2, w.swiglu_limit, E};
+  const FusedCtl c{s.fused_ctl, s.fused_ctl + 1, s.fused_ctl + 2};
+  const int grid = std::min(s.fused_grid, k * (2 * I / tile1));
+  gpu_launch(FUSED_KERNEL, dim3(grid), dim3(kMoeDecodeWide1.groups * kMoeDecodeWide1.split * kWaveSize),
+             fused_smem(H, I), stream, m1, m2, c, k);
+}
+#endif
 }  // namespace
 
 void moe_forward_decode(const MoeGpuWeights& w, const bf16_t* norm_w, float eps, float* residual,
                         int rows, MoeDecodeScratch& s, gpuStream_t stream) {
   launch_route(w, norm_w, eps, residual, rows, s, stream);
+#if !defined(GPTOSS_HIP)
+  if (s.fused && rows == 1) {
+    launch_experts_fused(w, residual, s, stream);
+    return;
+  }
+#endif
   const int H = w.hidden, I = w.intermediate, pairs = rows * w.top_k;
   const MlpKernel k1 = mlp_kernel<true>(rows, H), k2 = mlp_kernel<false>(rows, I);
   // The launch records (launch_limits_test, the resource report) describe exactly these launches.

@@ -315,7 +315,10 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   // check as the dense GEMM's) and the arithmetic is the folded-scale one it implements.
   if (opt.moe_wgmma && moe_opt.fast && moe_opt.fold_scales && gpu::gemm_wgmma_available()) moe_opt.wgmma = true;
   moe_scratch_ = gpu::moe_scratch_create(layers_[0].moe, step_rows_, moe_opt);
-  if (use_decode_) moe_decode_scratch_ = gpu::moe_decode_scratch_create(layers_[0].moe, gpu::kDecodeMaxRows);
+  if (use_decode_) {
+    moe_decode_scratch_ = gpu::moe_decode_scratch_create(layers_[0].moe, gpu::kDecodeMaxRows);
+    if (opt.moe_decode_fused) gpu::moe_decode_use_fused(moe_decode_scratch_, true);
+  }
   GPU_CHECK(gpuStreamSynchronize(stream_));
 
   const std::string what =

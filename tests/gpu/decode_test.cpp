@@ -409,6 +409,67 @@ TEST(GpuDecode, moe_shape_candidates_same_bits) {
   check_moe_candidates({32, 4, 2880, 2880, 7.0f}, 32);
 }
 
+// The fused expert matmuls of one-row steps (MoeDecodeScratch::fused, NVIDIA) give the two
+// launches' bits: eagerly, and as a graph of three MoE blocks in a row (the same residual through
+// each, so every block's routing differs) replayed three times with launch overlap on and off, so
+// the work queue and the per-pair counters must come back to 0 after every launch, also when the
+// next launch starts early. Steps of 2-4 rows ignore the flag.
+void check_moe_fused(const moetest::MoeShape& sh, uint64_t seed) {
+  MoeDecodeSetup m(sh, seed, seed + 9);
+  gpu::MoeDecodeScratch& s = m.s;
+  auto chain = [&](float* res, int rows, int blocks, gpuStream_t st) {
+    for (int i = 0; i < blocks; ++i) gpu::moe_forward_decode(m.dm.w, m.dn.p, 1e-5f, res, rows, s, st);
+  };
+  for (int rows : {1, 2}) {
+    const auto res0 = normals(m.r, size_t(rows) * sh.H, 1.5f);
+    DevBuf<float> d(res0.size());
+    gpu::moe_decode_use_fused(s, false);
+    d.upload(res0);
+    chain(d.p, rows, 3, nullptr);
+    GPU_CHECK(gpuDeviceSynchronize());
+    const auto want = d.download();
+    ASSERT_NE(0, std::memcmp(want.data(), res0.data(), want.size() * 4)) << "the blocks changed nothing";
+    gpu::moe_decode_use_fused(s, true);
+    d.upload(res0);
+    chain(d.p, rows, 3, nullptr);
+    GPU_CHECK(gpuDeviceSynchronize());
+    auto got = d.download();
+    EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * 4)) << "rows " << rows << " eager";
+    for (bool overlap : {true, false}) {
+      gpu::set_launch_overlap(overlap);
+      gpuStream_t st;
+      GPU_CHECK(gpuStreamCreateNonBlocking(&st));
+      gpuGraph_t graph;
+      GPU_CHECK(gpuStreamBeginCapture(st));
+      chain(d.p, rows, 3, st);
+      GPU_CHECK(gpuStreamEndCapture(st, &graph));
+      gpuGraphExec_t exec;
+      GPU_CHECK(gpuGraphInstantiate(&exec, graph));
+      for (int rep = 0; rep < 3; ++rep) {
+        d.upload(res0);
+        GPU_CHECK(gpuGraphLaunch(exec, st));
+        GPU_CHECK(gpuStreamSynchronize(st));
+        got = d.download();
+        EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * 4))
+            << "rows " << rows << " overlap " << overlap << " replay " << rep;
+      }
+      GPU_CHECK(gpuGraphExecDestroy(exec));
+      GPU_CHECK(gpuGraphDestroy(graph));
+      GPU_CHECK(gpuStreamDestroy(st));
+    }
+    gpu::set_launch_overlap(false);
+    gpu::moe_decode_use_fused(s, false);
+  }
+}
+
+TEST(GpuDecode, moe_fused_experts_same_bits) {
+  REQUIRE_GPU();
+  if (gpu::kTarget.vendor != gpu::GpuVendor::nvidia) GTEST_SKIP() << "the fused expert matmuls are NVIDIA only";
+  check_moe_fused({8, 4, 192, 192, 7.0f}, 41);
+  check_moe_fused({32, 4, 2880, 2880, 7.0f}, 42);
+  check_moe_fused({128, 4, 2880, 2880, 7.0f}, 43);
+}
+
 TEST(GpuDecode, moe_tiny_shape) {
   REQUIRE_GPU();
   check_moe_decode({8, 4, 192, 192, 7.0f}, 3);

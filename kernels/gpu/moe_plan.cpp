@@ -37,12 +37,12 @@ KernelLaunch launch(const char* kernel, int gx, int gy, int threads, size_t dyn,
 }  // namespace
 
 const char* moe_ws_kernel_name(bool mlp1, int probe) {
-  static const char* n[2][6] = {
+  static const char* n[2][8] = {
       {"moe_ws_kernel<false>", "moe_ws_kernel<false, 1>", "moe_ws_kernel<false, 2>", "moe_ws_kernel<false, 3>",
-       "moe_ws_kernel<false, 4>", "moe_ws_kernel<false, 5>"},
+       "moe_ws_kernel<false, 4>", "moe_ws_kernel<false, 5>", "moe_ws_kernel<false, 6>", "moe_ws_kernel<false, 7>"},
       {"moe_ws_kernel<true>", "moe_ws_kernel<true, 1>", "moe_ws_kernel<true, 2>", "moe_ws_kernel<true, 3>",
-       "moe_ws_kernel<true, 4>", "moe_ws_kernel<true, 5>"}};
-  GPTOSS_ASSERT(probe >= 0 && probe < 6);
+       "moe_ws_kernel<true, 4>", "moe_ws_kernel<true, 5>", "moe_ws_kernel<true, 6>", "moe_ws_kernel<true, 7>"}};
+  GPTOSS_ASSERT(probe >= 0 && probe < 8);
   return n[mlp1][probe];
 }
 
@@ -88,7 +88,7 @@ const char* moe_options_error(const MoeOptions& o, const GpuTarget& t) {
   if (o.wgmma && t.vendor != GpuVendor::nvidia) return "the wgmma MoE GEMM is NVIDIA (sm_90a) only";
   if (o.wgmma && o.grouped_config != 0)
     return "the wgmma MoE GEMM has one configuration (grouped configuration 0)";
-  if (o.ws_probe < 0 || o.ws_probe > 5) return "the wgmma MoE GEMM's timing probes are 1..5";
+  if (o.ws_probe < 0 || o.ws_probe > 7) return "the wgmma MoE GEMM's timing probes are 1..7";
   if (o.ws_probe != 0 && !(o.wgmma && o.fast && o.fold_scales))
     return "the wgmma MoE GEMM's timing probes need the wgmma MoE GEMM (fast, folded scales)";
   return "";

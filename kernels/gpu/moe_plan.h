@@ -76,7 +76,7 @@ struct MoeOptions {
   // H100 (docs/performance.md, 2026-12-08; its predecessor moe_wgmma_kernel, mma.sync's structure
   // on wgmma, was no faster either, 2026-12-06/07, and was removed).
   bool wgmma = false;
-  // With wgmma: 0 in the engine. 1..5 only for timing probes (bench-moe --ws-probe; the results are
+  // With wgmma: 0 in the engine. 1..7 only for timing probes (bench-moe --ws-probe; the results are
   // meaningless): moe_ws_kernel with a part of its work left out (moe_ws_gemm.cu kProbe), to tell
   // where its time goes.
   int ws_probe = 0;

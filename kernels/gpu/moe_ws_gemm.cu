@@ -54,12 +54,14 @@ static_assert(kMoeWsStageBytes % 1024 == 0 && (kMoeTcBM * kMoeTcWRow) % 1024 == 
 // into the wgmmas), 2 they issue no wgmma (the decode is kept alive by a sink), 3 they only wait
 // for each stage and release it (the producer's stream alone), 4 no epilogue stores, 5 the
 // producer copies nothing (each stage is published at once: the consumers' decode and wgmmas
-// alone). Probes compute every tile at N = 128 (see the dispatch at the end).
+// alone), 6 and 7 as 3 with only x (6) or only the weights (7) copied. Probes compute every tile
+// at N = 128 (see the dispatch at the end).
 template <bool kMlp1, int kProbe = 0>
 __global__ __launch_bounds__(kMoeWsThreads, 1) void moe_ws_kernel(MoeExpertArgs a) {
 #if defined(GPTOSS_WGMMA_DEVICE)
-  constexpr bool kDecode = kProbe != 1 && kProbe != 3, kMma = kProbe != 2 && kProbe != 3;
-  constexpr bool kStores = kProbe != 4, kCopies = kProbe != 5;
+  constexpr bool kIdle = kProbe == 3 || kProbe == 6 || kProbe == 7;  // consumers only release stages
+  constexpr bool kDecode = kProbe != 1 && !kIdle, kMma = kProbe != 2 && !kIdle;
+  constexpr bool kStores = kProbe != 4, kCopyW = kProbe != 5 && kProbe != 6, kCopyX = kProbe != 5 && kProbe != 7;
   constexpr int S = kMoeWsStages;
   constexpr int kXOff = kMoeTcBM * kMoeTcWRow;  // x's offset in a stage
   extern __shared__ uint4 ws_smem4[];
@@ -93,7 +95,7 @@ __global__ __launch_bounds__(kMoeWsThreads, 1) void moe_ws_kernel(MoeExpertArgs 
     const int p = tid;
     // The scales join stage 0's copies (byte stores when unaligned: released by the same arrive).
     const uint8_t* ssrc = a.scales + (static_cast<size_t>(e) * M + m0) * nb;
-    const int sbytes = kCopies ? mrows * nb : 0;
+    const int sbytes = kCopyW ? mrows * nb : 0;
     if ((reinterpret_cast<uintptr_t>(ssrc) & 15u) == 0 && sbytes % 16 == 0) {
       for (int i = p; i < sbytes / 16; i += 128) tile::cp_async16(scs + 16 * i, ssrc + 16 * i);
     } else {  // uniform per block
@@ -116,9 +118,9 @@ __global__ __launch_bounds__(kMoeWsThreads, 1) void moe_ws_kernel(MoeExpertArgs 
       unsigned char* base = smem + s * kMoeWsStageBytes;
 #pragma unroll
       for (int i = 0; i < 4; ++i)
-        if (kCopies && ar + 64 * i < mrows)
+        if (kCopyW && ar + 64 * i < mrows)
           tile::cp_async16(base + adst + i * 64 * kMoeTcWRow, asrc + i * astep + static_cast<size_t>(kt) * kMoeTcKB * 16);
-      if (kCopies && xsrc != nullptr) {
+      if (kCopyX && xsrc != nullptr) {
         const unsigned char* src = xsrc + static_cast<size_t>(kt) * kMoeTcKB * 128;
 #pragma unroll
         for (int j = 0; j < 8; ++j)  // chunk q = j % 4 of block b = j / 4: the block's 64 used bytes
@@ -170,7 +172,7 @@ __global__ __launch_bounds__(kMoeWsThreads, 1) void moe_ws_kernel(MoeExpertArgs 
 #pragma unroll
       for (int b = 0; b < kMoeTcKB; ++b) {
         [[maybe_unused]] const int bg = kt * kMoeTcKB + b;
-        if constexpr (kProbe == 3) {  // the stream alone: release the stage, nothing else
+        if constexpr (kIdle) {  // the stream alone: release the stage, nothing else
           if (b == 0 && kt > 0) {
             __syncwarp();
             if (lane == 0) wg::mbar_arrive(empty + (kt - 1) % S);
@@ -322,6 +324,7 @@ void ws_launch(const KernelLaunch& l, int m, const MoeExpertArgs& a, gpuStream_t
 
 void moe_ws_kernel_fns(std::vector<MoeKernelFn>& out) {
   ws_fns<0>(out), ws_fns<1>(out), ws_fns<2>(out), ws_fns<3>(out), ws_fns<4>(out), ws_fns<5>(out);
+  ws_fns<6>(out), ws_fns<7>(out);
 }
 
 void moe_launch_ws(const MoePlan& p, int m, const MoeExpertArgs& a, gpuStream_t stream) {
@@ -332,7 +335,9 @@ void moe_launch_ws(const MoePlan& p, int m, const MoeExpertArgs& a, gpuStream_t 
     case 2: ws_launch<2>(l, m, a, stream); break;
     case 3: ws_launch<3>(l, m, a, stream); break;
     case 4: ws_launch<4>(l, m, a, stream); break;
-    default: ws_launch<5>(l, m, a, stream); break;
+    case 5: ws_launch<5>(l, m, a, stream); break;
+    case 6: ws_launch<6>(l, m, a, stream); break;
+    default: ws_launch<7>(l, m, a, stream); break;
   }
   GPU_CHECK_LAUNCH();
 }

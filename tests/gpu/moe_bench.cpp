@@ -7,7 +7,7 @@
 // between replays and the L2 cache (50 MB) does not hold the weights of one routing.
 // Usage: bench-moe [--reps N] [--rows a,b,c] [--gemv scalar|mma] [--tiles f16|bf16]
 //                  [--grouped-config 0..4] [--grouped-from N] [--precision exact|fast]
-//                  [--fold 0|1] [--wgmma 0|1] [--ws-probe 0..5]
+//                  [--fold 0|1] [--wgmma 0|1] [--ws-probe 0..7]
 // The kernel choices are gpu::MoeOptions (moe_plan.h): --gemv mma = the tensor-core GEMV (NVIDIA),
 // --tiles bf16 = the bf16 tile kernel (HIP's path) instead of the grouped fp16 GEMM,
 // --grouped-config = the grouped GEMM's configuration, --grouped-from N = steps of >= N rows on
@@ -16,7 +16,8 @@
 // fast + folded on Hopper's wgmma (MoeOptions::wgmma, sm_90a builds). Each line says which ("gemv", "tiles", "tc_cfg",
 // "tc_from", "precision"). --ws-probe P (with --wgmma 1; MoeOptions::ws_probe): the wgmma kernel
 // with a part of its work left out, for timing only (results meaningless; moe_ws_gemm.cu kProbe:
-// 1 no decode, 2 no wgmma, 3 stream only, 4 no epilogue stores, 5 no copies); the line's
+// 1 no decode, 2 no wgmma, 3 stream only, 4 no epilogue stores, 5 no copies, 6 / 7 stream only
+// with only x / only the weights copied); the line's
 // "ws_probe" says which.
 #include <algorithm>
 #include <cstdio>
@@ -34,7 +35,7 @@ int main(int argc, char** argv) {
     const char* usage =
         "usage: bench-moe [--reps N] [--rows a,b,c] [--gemv scalar|mma] [--tiles f16|bf16] "
         "[--grouped-config 0|1|2] [--grouped-from N] [--precision exact|fast] [--fold 0|1] "
-        "[--wgmma 0|1] [--ws-probe 0..5]";
+        "[--wgmma 0|1] [--ws-probe 0..7]";
     int reps = 50;
     std::vector<int> rows_list = {1, 8, 64, 256, 512, 4096};
     gpu::MoeOptions opt;
@@ -80,7 +81,7 @@ int main(int argc, char** argv) {
       } else if (a == "--wgmma" && (v == "0" || v == "1")) {
         opt.wgmma = v == "1";
       } else if (a == "--ws-probe") {
-        opt.ws_probe = int_arg(a, v, 0, 5);
+        opt.ws_probe = int_arg(a, v, 0, 7);
       } else {
         fail("%s (got '%s %s')", usage, a.c_str(), v.c_str());
       }

@@ -9,7 +9,7 @@
 #           expert matmuls left out, next to the read probe over its bytes as 3 / 2 / 1 dependent
 #           launches (bench-kernels --moe-probes, overlap on and off); the grouped wgmma kernel
 #           with its decode, wgmma, consumers, epilogue or copies left out (bench-moe --wgmma 1
-#           --ws-probe 0..5 at 1024 and 4096 rows, twice, with mma.sync beside it): wsprobe.csv
+#           --ws-probe 0..7 at 1024 and 4096 rows, twice, with mma.sync beside it): wsprobe.csv
 #   srcprof: per-instruction warp-stall samples (ncu SourceCounters) of the grouped wgmma
 #           kernel's mlp1 at 4096 rows, the top lines by samples (srcprof.txt; tests/gpu/ncu_source_top.py)
 #   steprows: device steps of 512 / 2048 / 4096 rows (--step-rows), interleaved twice
@@ -273,7 +273,7 @@ if has probes; then
   done
   echo "rep,kernel,probe,rows,time_us" > "$O/wsprobe.csv"
   for rep in 1 2; do
-    for p in mma 0 1 2 3 4 5; do
+    for p in mma 0 1 2 3 4 5 6 7; do
       args=(--wgmma 1 --ws-probe $p); [ $p = mma ] && args=(--wgmma 0)
       timeout 60 "$B/bench-moe" --reps 10 --rows 1024,4096 --precision fast "${args[@]}" 2>&1 |
         sed -nE 's/.*"rows": ([0-9]+).*"time_us": ([0-9.]+).*/\1,\2/p' | sed "s/^/$rep,moe,$p,/" >> "$O/wsprobe.csv"

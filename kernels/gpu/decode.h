@@ -88,12 +88,13 @@ struct MoeDecodeScratch {
   uint32_t* counters = nullptr; // [1 + max_rows * tiles of H]: the router's blocks-done ticket,
                                 // then one ticket per (row, output tile) of the second matmul;
                                 // all return to 0 after each launch (graph replays reuse them)
-  // One-row steps: both expert matmuls in one launch (moe_decode.cu moe_experts_fused_kernel; the
-  // same bits; NVIDIA; off unless moe_decode_use_fused turns it on). Its work queue, exit count and
-  // per-pair counters ([2 + k], back to 0 after each launch) and its grid (the blocks that fit).
+  // Both expert matmuls of a step in one launch (moe_decode.cu moe_experts_fused_kernel; the same
+  // bits; NVIDIA; off unless moe_decode_use_fused turns it on). Its work queue, exit count and
+  // per-pair counters ([2 + max_rows * k], back to 0 after each launch) and its grids (the blocks
+  // that fit at once; [0] the narrow shapes of 2-4 rows, [1] the wide one-row shapes).
   bool fused = false;
   uint32_t* fused_ctl = nullptr;
-  int fused_grid = 0;
+  int fused_grid[2] = {0, 0};
   size_t bytes = 0;
 };
 MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows);

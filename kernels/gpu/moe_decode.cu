@@ -425,9 +425,9 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
 }
 
 // ---------------------------------------------------------------------------------- fused experts
-// Both expert matmuls of a one-row step in one launch (MoeDecodeScratch::fused): the blocks of
-// mlp1 and then of mlp2 (the wide shapes, the same arithmetic, so the same bits as the two
-// launches) are work items handed out in that order by an atomic counter to a grid of the blocks
+// Both expert matmuls of a step in one launch (MoeDecodeScratch::fused): the blocks of mlp1 and
+// then of mlp2 (the step's shapes, wide or narrow: the same arithmetic, so the same bits as the
+// two launches) are work items handed out in that order by an atomic counter to a grid of the blocks
 // that fit at once. An mlp2 item of pair p waits until the mlp1 items of p are done (a counter per
 // pair); every mlp1 item was handed out before any mlp2 item, to a block that is running, so the
 // wait always ends, whatever the grid and whatever else runs on the device. At the start every
@@ -444,8 +444,8 @@ __device__ __forceinline__ void prefetch_l2_evict_last(const void* p) {
   asm volatile("prefetch.global.L2::evict_last [%0];" ::"l"(p));
 }
 
-template <int G1, int S1, int B1, int T1, int G2, int S2, int B2, int T2>
-__global__ __launch_bounds__(G1 * S1 * 32, 3) void moe_experts_fused_kernel(MlpArgs a1, MlpArgs a2, FusedCtl c, int pairs) {
+template <int G1, int S1, int B1, int T1, int G2, int S2, int B2, int T2, int kMinBlocks>
+__global__ __launch_bounds__(G1 * S1 * 32, kMinBlocks) void moe_experts_fused_kernel(MlpArgs a1, MlpArgs a2, FusedCtl c, int pairs) {
   static_assert(G1 * S1 == G2 * S2, "one block size for both matmuls");
   constexpr int kThreadsF = G1 * S1 * kWaveSize;
   __shared__ int item_s;
@@ -495,16 +495,20 @@ __global__ __launch_bounds__(G1 * S1 * 32, 3) void moe_experts_fused_kernel(MlpA
     *c.exited = 0;
   }
 }
-#define FUSED_KERNEL                                                                                    \
-  moe_experts_fused_kernel<kMoeDecodeWide1.groups, kMoeDecodeWide1.split, kMoeDecodeWide1.stage_blocks, \
-                           kMoeDecodeWide1.stages, kMoeDecodeWide2.groups, kMoeDecodeWide2.split,      \
-                           kMoeDecodeWide2.stage_blocks, kMoeDecodeWide2.stages>
-size_t fused_smem(int H, int I) {
-  return std::max(MlpSmem<kMoeDecodeWide1.groups, kMoeDecodeWide1.split, kMoeDecodeWide1.stage_blocks,
-                          kMoeDecodeWide1.stages>::bytes(H),
-                  MlpSmem<kMoeDecodeWide2.groups, kMoeDecodeWide2.split, kMoeDecodeWide2.stage_blocks,
-                          kMoeDecodeWide2.stages>::bytes(I));
-}
+// The fused kernel over the wide shapes (one-row steps; 3 blocks of 8 warps per SM on an H100 at
+// the 20b shape) or the narrow ones (2-4 rows; 4 blocks of 4 warps).
+template <bool kWide>
+struct Fused {
+  static constexpr MoeDecodeShape s1 = kWide ? kMoeDecodeWide1 : kMoeDecodeNarrow1;
+  static constexpr MoeDecodeShape s2 = kWide ? kMoeDecodeWide2 : kMoeDecodeNarrow2;
+  static constexpr int kThreads = s1.groups * s1.split * kWaveSize, kTile1 = 16 * s1.groups, kTile2 = 16 * s2.groups;
+  static constexpr auto* kernel = moe_experts_fused_kernel<s1.groups, s1.split, s1.stage_blocks, s1.stages, s2.groups,
+                                                           s2.split, s2.stage_blocks, s2.stages, kWide ? 3 : 4>;
+  static size_t smem(int H, int I) {
+    return std::max(MlpSmem<s1.groups, s1.split, s1.stage_blocks, s1.stages>::bytes(H),
+                    MlpSmem<s2.groups, s2.split, s2.stage_blocks, s2.stages>::bytes(I));
+  }
+};
 // The launch shapes (launch_shapes.h): "wide" for one-row steps, "narrow" for more; and the
 // benchmarks' candidates (moe_forward_decode_candidate). The scratch's shape check (H and 2I
 // multiples of kMoeDecodeTileM) must cover every tile.
@@ -679,8 +683,8 @@ MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows)
   const size_t n_tickets = 1 + static_cast<size_t>(max_rows) * (H / 16);  // tiles of >= 16 rows
   s.counters = dev_alloc<uint32_t>(n_tickets, s.bytes);
   GPU_CHECK(gpuMemset(s.counters, 0, n_tickets * sizeof(uint32_t)));
-  s.fused_ctl = dev_alloc<uint32_t>(2 + kMaxTopKDecode, s.bytes);
-  GPU_CHECK(gpuMemset(s.fused_ctl, 0, (2 + kMaxTopKDecode) * sizeof(uint32_t)));
+  s.fused_ctl = dev_alloc<uint32_t>(2 + pairs, s.bytes);
+  GPU_CHECK(gpuMemset(s.fused_ctl, 0, (2 + pairs) * sizeof(uint32_t)));
   decode_detail::decode_dense_init();
   // Dynamic shared memory beyond 48 KiB needs the opt-in on NVIDIA (the router: its rows of H; the
   // expert matmuls: input, scales and cp.async rings, up to 64 KB at the 20b shape), to the decode
@@ -710,17 +714,21 @@ void moe_decode_use_fused(MoeDecodeScratch& s, bool on) {
   s.fused = false;
 #else
   s.fused = on;
-  if (!on || s.fused_grid > 0) return;
-  const size_t smem = fused_smem(s.hidden, s.intermediate);
-  GPU_CHECK(gpuFuncSetAttribute(reinterpret_cast<const void*>(FUSED_KERNEL),
-                                gpuFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  int per_sm = 0, dev = 0, sms = 0;
-  GPU_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, FUSED_KERNEL, kMoeDecodeWide1.groups *
-                                                          kMoeDecodeWide1.split * kWaveSize, smem));
+  if (!on || s.fused_grid[0] > 0) return;
+  int dev = 0, sms = 0;
   GPU_CHECK(cudaGetDevice(&dev));
   GPU_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  if (per_sm < 1) fail("moe decode: the fused expert matmuls do not fit an SM (%zu bytes of shared memory)", smem);
-  s.fused_grid = per_sm * sms;
+  auto grid = [&](const void* fn, int threads, size_t smem) {
+    GPU_CHECK(gpuFuncSetAttribute(fn, gpuFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    int per_sm = 0;
+    GPU_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, threads, smem));
+    if (per_sm < 1) fail("moe decode: the fused expert matmuls do not fit an SM (%zu bytes of shared memory)", smem);
+    return per_sm * sms;
+  };
+  s.fused_grid[0] = grid(reinterpret_cast<const void*>(Fused<false>::kernel), Fused<false>::kThreads,
+                         Fused<false>::smem(s.hidden, s.intermediate));
+  s.fused_grid[1] = grid(reinterpret_cast<const void*>(Fused<true>::kernel), Fused<true>::kThreads,
+                         Fused<true>::smem(s.hidden, s.intermediate));
 #endif
 }
 
@@ -753,18 +761,20 @@ void launch_experts(const MlpKernel& k1, const MlpKernel& k2, const MoeGpuWeight
   k2.launch(dim3(pairs, H / k2.tile_rows), dim3(k2.threads), k2.smem, stream, m2);
 }
 #if !defined(GPTOSS_HIP)
-// Both expert matmuls of a one-row step as one launch (moe_experts_fused_kernel).
-void launch_experts_fused(const MoeGpuWeights& w, float* residual, MoeDecodeScratch& s, gpuStream_t stream) {
-  const int H = w.hidden, I = w.intermediate, E = w.n_experts, k = w.top_k;
-  const int tile1 = 16 * kMoeDecodeWide1.groups, tile2 = 16 * kMoeDecodeWide2.groups;
+// Both expert matmuls of a step as one launch (moe_experts_fused_kernel; the wide shapes for one
+// row, the narrow ones for 2-4).
+template <bool kWide>
+void launch_experts_fused(const MoeGpuWeights& w, float* residual, int rows, MoeDecodeScratch& s,
+                          gpuStream_t stream) {
+  using F = Fused<kWide>;
+  const int H = w.hidden, I = w.intermediate, E = w.n_experts, k = w.top_k, pairs = rows * k;
   MlpArgs m1{w.mlp1_blocks, w.mlp1_scales, w.mlp1_bias, s.xn, s.experts, s.weights, s.act,
-             nullptr, nullptr, H, 2 * I, k, tile1, w.swiglu_limit, E};
+             nullptr, nullptr, H, 2 * I, k, F::kTile1, w.swiglu_limit, E};
   MlpArgs m2{w.mlp2_blocks, w.mlp2_scales, w.mlp2_bias, s.act, s.experts, s.weights, s.y,
-             residual, s.counters + 1, I, H, k, tile2, w.swiglu_limit, E};
+             residual, s.counters + 1, I, H, k, F::kTile2, w.swiglu_limit, E};
   const FusedCtl c{s.fused_ctl, s.fused_ctl + 1, s.fused_ctl + 2};
-  const int grid = std::min(s.fused_grid, k * (2 * I / tile1));
-  gpu_launch(FUSED_KERNEL, dim3(grid), dim3(kMoeDecodeWide1.groups * kMoeDecodeWide1.split * kWaveSize),
-             fused_smem(H, I), stream, m1, m2, c, k);
+  const int grid = std::min(s.fused_grid[kWide], pairs * (2 * I / F::kTile1));
+  gpu_launch(F::kernel, dim3(grid), dim3(F::kThreads), F::smem(H, I), stream, m1, m2, c, pairs);
 }
 #endif
 }  // namespace
@@ -773,8 +783,11 @@ void moe_forward_decode(const MoeGpuWeights& w, const bf16_t* norm_w, float eps,
                         int rows, MoeDecodeScratch& s, gpuStream_t stream) {
   launch_route(w, norm_w, eps, residual, rows, s, stream);
 #if !defined(GPTOSS_HIP)
-  if (s.fused && rows == 1) {
-    launch_experts_fused(w, residual, s, stream);
+  if (s.fused) {
+    if (moe_decode_wide(rows))
+      launch_experts_fused<true>(w, residual, rows, s, stream);
+    else
+      launch_experts_fused<false>(w, residual, rows, s, stream);
     return;
   }
 #endif

@@ -111,7 +111,7 @@ struct BackendOptions {
   // configuration 0) where the build (sm_90a) and the card (sm_90) have it; else mma.sync.
   // bench-engine --wgmma 0|1.
   bool moe_wgmma = false;
-  // GPU (NVIDIA): one-row decode steps run both MoE expert matmuls as one launch (kernels/gpu/
+  // GPU (NVIDIA): decode steps (1-4 rows) run both MoE expert matmuls as one launch (kernels/gpu/
   // decode.h MoeDecodeScratch::fused: work items from a queue, mlp2's weights hinted into L2 while
   // mlp1 runs; the same bits). Off until measured; bench-engine --moe-fused 1.
   bool moe_decode_fused = false;

@@ -21,7 +21,7 @@
 //   default on, as run's);
 //   --wgmma 0|1: the MoE grouped GEMM on the warp-specialised wgmma kernel (BackendOptions::moe_wgmma;
 //   where the build and the card have wgmma, precision fast with folded scales)
-//   --moe-fused 0|1: one-row steps' MoE expert matmuls as one launch (BackendOptions::moe_decode_fused;
+//   --moe-fused 0|1: decode steps' MoE expert matmuls as one launch (BackendOptions::moe_decode_fused;
 //   NVIDIA; default 0)
 //   --gemm-wgmma 0: the dense GEMMs on mma.sync instead of Hopper's wgmma
 //   (BackendOptions::gemm_wgmma; default 1: wgmma where the build and the card have it)
@@ -135,7 +135,7 @@ int main(int argc, char** argv) {
         const std::string v = next();
         if (v != "0" && v != "1") fail("bench-engine: --wgmma %s: expected 0 or 1", v.c_str());
         wgmma = v == "1";
-      } else if (a == "--moe-fused") {  // one-row steps' expert matmuls as one launch
+      } else if (a == "--moe-fused") {  // decode steps' expert matmuls as one launch
         const std::string v = next();
         if (v != "0" && v != "1") fail("bench-engine: --moe-fused %s: expected 0 or 1", v.c_str());
         moe_fused = v == "1";

@@ -409,18 +409,18 @@ TEST(GpuDecode, moe_shape_candidates_same_bits) {
   check_moe_candidates({32, 4, 2880, 2880, 7.0f}, 32);
 }
 
-// The fused expert matmuls of one-row steps (MoeDecodeScratch::fused, NVIDIA) give the two
-// launches' bits: eagerly, and as a graph of three MoE blocks in a row (the same residual through
-// each, so every block's routing differs) replayed three times with launch overlap on and off, so
-// the work queue and the per-pair counters must come back to 0 after every launch, also when the
-// next launch starts early. Steps of 2-4 rows ignore the flag.
+// The fused expert matmuls (MoeDecodeScratch::fused, NVIDIA; the wide shapes at one row, the
+// narrow ones at 2-4) give the two launches' bits: eagerly, and as a graph of three MoE blocks in
+// a row (the same residual through each, so every block's routing differs) replayed three times
+// with launch overlap on and off, so the work queue and the per-pair counters must come back to 0
+// after every launch, also when the next launch starts early.
 void check_moe_fused(const moetest::MoeShape& sh, uint64_t seed) {
   MoeDecodeSetup m(sh, seed, seed + 9);
   gpu::MoeDecodeScratch& s = m.s;
   auto chain = [&](float* res, int rows, int blocks, gpuStream_t st) {
     for (int i = 0; i < blocks; ++i) gpu::moe_forward_decode(m.dm.w, m.dn.p, 1e-5f, res, rows, s, st);
   };
-  for (int rows : {1, 2}) {
+  for (int rows : {1, 2, gpu::kDecodeMaxRows}) {
     const auto res0 = normals(m.r, size_t(rows) * sh.H, 1.5f);
     DevBuf<float> d(res0.size());
     gpu::moe_decode_use_fused(s, false);

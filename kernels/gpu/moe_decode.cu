@@ -238,9 +238,16 @@ struct MlpSmem {
 // (moe_mlp_decode_kernel, kFused false) the block is (pair, tile) = (blockIdx.x, blockIdx.y) and
 // waits for the previous launch (launch overlap, vendor.h) after mlp2's L2 hints; inside the fused
 // kernel (moe_experts_fused_kernel, kFused true) it is one work item, and mlp2 reads its input
-// past L1 (written in the same launch by other blocks).
-template <bool kFirst, int kGroups, int kSplit, int kStageBlocks, int kStageCount, int kSkip, bool kFused>
-__device__ __forceinline__ void mlp_decode_block(const MlpArgs& a, const int pair, const int tile) {
+// past L1 (written in the same launch by other blocks). stage_hook(s, n_stages, warp, lane) runs
+// in every warp after it issued its copies for stage s + stages - 1 (the fused kernel's mlp1 items
+// pace their L2 hints of mlp2's weights with it; elsewhere it does nothing).
+struct NoStageHook {
+  __device__ void operator()(int, int, int, int) const {}
+};
+template <bool kFirst, int kGroups, int kSplit, int kStageBlocks, int kStageCount, int kSkip, bool kFused,
+          class StageHook = NoStageHook>
+__device__ __forceinline__ void mlp_decode_block(const MlpArgs& a, const int pair, const int tile,
+                                                 const StageHook& stage_hook = StageHook{}) {
   constexpr bool kMath = !(kSkip & 1), kStageX = !(kSkip & 2), kEpilogue = !(kSkip & 4);
   using Smem = MlpSmem<kGroups, kSplit, kStageBlocks, kStageCount>;
   constexpr int kStages = Smem::kStages, kRowPad = Smem::kRowPad, kWarpStage = Smem::kWarpStage;
@@ -358,6 +365,7 @@ __device__ __forceinline__ void mlp_decode_block(const MlpArgs& a, const int pai
     tile::cp_async_wait<kStages - 2>();
     __syncwarp();
     issue(s + kStages - 1);  // into the slot the previous iteration finished reading
+    stage_hook(s, n_stages, warp, lane);
     const uint8_t* st = my_ring + static_cast<size_t>(s % kStages) * kWarpStage;
     const int bs = part_lo(cq) + cl * kStageBlocks;
     const int nbs = min(kStageBlocks, part_lo(cq + 1) - bs);
@@ -430,9 +438,9 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
 // two launches) are work items handed out in that order by an atomic counter to a grid of the blocks
 // that fit at once. An mlp2 item of pair p waits until the mlp1 items of p are done (a counter per
 // pair); every mlp1 item was handed out before any mlp2 item, to a block that is running, so the
-// wait always ends, whatever the grid and whatever else runs on the device. At the start every
-// block hints its share of the chosen experts' mlp2 weights and scales into L2 (evict-last), so
-// they stream from DRAM while mlp1 runs instead of after it. The last block to find the queue
+// wait always ends, whatever the grid and whatever else runs on the device. The mlp1 items hint
+// the chosen experts' mlp2 weights and scales into L2 (evict-last), a share at each stage of their
+// streams, so they come from DRAM while mlp1 runs instead of after it. The last block to find the queue
 // empty resets the counters for the next launch (graph replays reuse them).
 struct FusedCtl {
   uint32_t* queue;   // next work item
@@ -447,24 +455,18 @@ __device__ __forceinline__ void prefetch_l2_evict_last(const void* p) {
 template <int G1, int S1, int B1, int T1, int G2, int S2, int B2, int T2, int kMinBlocks>
 __global__ __launch_bounds__(G1 * S1 * 32, kMinBlocks) void moe_experts_fused_kernel(MlpArgs a1, MlpArgs a2, FusedCtl c, int pairs) {
   static_assert(G1 * S1 == G2 * S2, "one block size for both matmuls");
-  constexpr int kThreadsF = G1 * S1 * kWaveSize;
   __shared__ int item_s;
   gpu_grid_wait();  // the router's experts, weights and normalised rows are visible from here
   gpu_grid_trigger();
   const int tiles1 = a1.M / (16 * G1), tiles2 = a2.M / (16 * G2);
   const int n1 = pairs * tiles1, n2 = pairs * tiles2;
-  {  // mlp2's weights and scales of the chosen experts into L2, this block's share of the lines
-    const size_t wl = static_cast<size_t>(a2.M) * (a2.K / 2) / 128, sl = static_cast<size_t>(a2.M) * (a2.K / 32) / 128;
-    const size_t stride = static_cast<size_t>(gridDim.x) * kThreadsF;
-    for (int p = 0; p < pairs; ++p) {
-      const int e = a2.experts[p];
-      if (e < 0 || e >= a2.n_experts) continue;
-      const uint8_t* wb = a2.blocks + static_cast<size_t>(e) * a2.M * (a2.K / 2);
-      const uint8_t* sb = a2.scales + static_cast<size_t>(e) * a2.M * (a2.K / 32);
-      for (size_t i = static_cast<size_t>(blockIdx.x) * kThreadsF + threadIdx.x; i < wl + sl; i += stride)
-        prefetch_l2_evict_last(i < wl ? wb + 128 * i : sb + 128 * (i - wl));
-    }
-  }
+  // mlp2's weights and scales of the chosen experts into L2 (evict-last), paced: each warp of an
+  // mlp1 item hints its share of the lines at every stage of its stream, so the hints ride along
+  // with mlp1's copies instead of queueing ahead of them. Line L of [0, pairs x per_pair): pair
+  // L / per_pair, weight line or (past wl) scale line L % per_pair of its expert.
+  const size_t wl = static_cast<size_t>(a2.M) * (a2.K / 2) / 128, sl = static_cast<size_t>(a2.M) * (a2.K / 32) / 128;
+  const size_t per_pair = wl + sl, total = static_cast<size_t>(pairs) * per_pair;
+  constexpr int kWarps1 = G1 * S1;
   for (;;) {
     __syncthreads();  // the previous item is done with the shared memory and item_s
     if (threadIdx.x == 0) item_s = static_cast<int>(atomicAdd(c.queue, 1u));
@@ -473,7 +475,22 @@ __global__ __launch_bounds__(G1 * S1 * 32, kMinBlocks) void moe_experts_fused_ke
     if (item >= n1 + n2) break;
     if (item < n1) {
       const int pair = item / tiles1;
-      mlp_decode_block<true, G1, S1, B1, T1, 0, true>(a1, pair, item % tiles1);
+      const auto hint = [&](int st, int n_stages, int warp, int lane) {
+        const size_t slots = static_cast<size_t>(n1) * kWarps1 * n_stages;
+        const int per_slot = static_cast<int>((total + slots - 1) / slots);
+        const size_t first = ((static_cast<size_t>(item) * kWarps1 + warp) * n_stages + st) * per_slot;
+        for (int l = lane; l < per_slot; l += kWaveSize) {
+          const size_t line = first + l;
+          if (line >= total) break;
+          const int p = static_cast<int>(line / per_pair);
+          const size_t j = line % per_pair;
+          const int e = __ldg(a2.experts + p);
+          if (e < 0 || e >= a2.n_experts) continue;
+          prefetch_l2_evict_last(j < wl ? a2.blocks + (static_cast<size_t>(e) * a2.M * (a2.K / 2) + 128 * j)
+                                        : a2.scales + (static_cast<size_t>(e) * a2.M * (a2.K / 32) + 128 * (j - wl)));
+        }
+      };
+      mlp_decode_block<true, G1, S1, B1, T1, 0, true>(a1, pair, item % tiles1, hint);
       __threadfence();  // this block's act stores, before the count
       __syncthreads();
       if (threadIdx.x == 0) atomicAdd(c.done + pair, 1u);

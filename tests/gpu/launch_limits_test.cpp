@@ -226,6 +226,25 @@ TEST(LaunchLimits, OptionsPerTarget) {
   w.grouped_config = 1;
   EXPECT_STRNE(moe_options_error(w, kSm90), "");
   w.grouped_config = 0;
+  // The ws kernel's timing probes (bench-moe --ws-probe): 1..7, only on the ws kernel, named
+  // apart so the shared-memory opt-in finds them; the same launch shape as the kernel's.
+  for (int p = 1; p <= 7; ++p) {
+    MoeOptions q = w;
+    q.ws_probe = p;
+    EXPECT_STREQ(moe_options_error(q, kSm90), "") << p;
+    const MoePlan pp = moe_plan(s20, 256, q, kSm90, false);
+    EXPECT_EQ(pp.ws_probe, p);
+    EXPECT_STREQ(pp.mlp_k[0].kernel, strfmt("moe_ws_kernel<true, %d>", p).c_str());
+    EXPECT_STREQ(pp.mlp_k[1].kernel, strfmt("moe_ws_kernel<false, %d>", p).c_str());
+    EXPECT_EQ(pp.mlp_k[0].dyn_smem_bytes, pw.mlp_k[0].dyn_smem_bytes);
+    q.wgmma = false;
+    EXPECT_STRNE(moe_options_error(q, kSm90), "") << "a probe without the ws kernel";
+  }
+  for (int p : {-1, 8}) {
+    MoeOptions q = w;
+    q.ws_probe = p;
+    EXPECT_STRNE(moe_options_error(q, kSm90), "") << p;
+  }
   w.fold_scales = false;
   EXPECT_EQ(moe_plan(s20, 256, w, kSm90, false).tc_mode, MoeTcMode::fast_f16);
 }

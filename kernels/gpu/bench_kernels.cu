@@ -14,7 +14,7 @@
 //   decode step issues them back to back), next to the read probe over the same bytes per launch
 //   (how fast one kernel can stream that many bytes at all): us per launch and GB/s; then the MoE
 //   block (moe_forward_decode, 1 row) the same way, and with its expert matmuls as one launch
-//   (MoeDecodeScratch::fused; NVIDIA).
+//   (MoeDecodeScratch::fused; NVIDIA), with and without the router inside it.
 //   --moe-shapes: --decode, plus the MoE block with each candidate expert-matmul block shape
 //   (decode.h moe_forward_decode_candidate; NVIDIA), one line each, to choose launch_shapes.h's.
 //   --moe-probes: --decode, plus the one-row MoE chain with parts left out (the weight streams
@@ -255,13 +255,14 @@ void bench_moe_decode(int blocks_probe, bool candidates, bool probes) {
   });
   report("moe_forward_decode", shape, 1, us, bytes, 2.0 * k * (2.0 * I * H + double(H) * I));
 #if !defined(GPTOSS_HIP)
-  {  // the same with both expert matmuls as one launch (MoeDecodeScratch::fused)
-    gpu::moe_decode_use_fused(s, true);
+  for (int level : {1, 2}) {  // both expert matmuls as one launch (MoeDecodeScratch::fused), 2: with the router
+    gpu::moe_decode_use_fused(s, level);
     const double uf = chain_us(kChain, [&](int i) {
       gpu::moe_forward_decode(w[i % copies], nw, 1e-5f, x, 1, s, g_stream);
     });
-    gpu::moe_decode_use_fused(s, false);
-    report("moe_forward_decode fused experts", shape, 1, uf, bytes, 2.0 * k * (2.0 * I * H + double(H) * I));
+    gpu::moe_decode_use_fused(s, 0);
+    report(level == 1 ? "moe_forward_decode fused experts" : "moe_forward_decode fused router + experts", shape, 1,
+           uf, bytes, 2.0 * k * (2.0 * I * H + double(H) * I));
   }
 #endif
   for (int c = 0; candidates && c < gpu::moe_decode_candidates(); ++c) {  // --moe-shapes

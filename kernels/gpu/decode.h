@@ -89,17 +89,20 @@ struct MoeDecodeScratch {
                                 // then one ticket per (row, output tile) of the second matmul;
                                 // all return to 0 after each launch (graph replays reuse them)
   // Both expert matmuls of a step in one launch (moe_decode.cu moe_experts_fused_kernel; the same
-  // bits; NVIDIA; off unless moe_decode_use_fused turns it on). Its work queue, exit count and
-  // per-pair counters ([2 + max_rows * k], back to 0 after each launch) and its grids (the blocks
-  // that fit at once; [0] the narrow shapes of 2-4 rows, [1] the wide one-row shapes).
-  bool fused = false;
+  // bits; NVIDIA; 0 = off unless moe_decode_use_fused sets it): 1 = the expert matmuls, 2 = with
+  // the router's work inside the same launch for one-row steps. Its work queue, exit count, routed
+  // flag and per-pair counters ([3 + max_rows * k], back to 0 after each launch) and its grids (the
+  // blocks that fit at once; [0] the narrow shapes of 2-4 rows, [1] the wide one-row shapes, [2]
+  // those with the router).
+  int fused = 0;
   uint32_t* fused_ctl = nullptr;
-  int fused_grid[2] = {0, 0};
+  int fused_grid[3] = {0, 0, 0};
   size_t bytes = 0;
 };
 MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows);
-// Turns the fused expert matmuls of one-row steps on or off (fails on HIP when asked for on).
-void moe_decode_use_fused(MoeDecodeScratch& s, bool on);
+// The fused expert matmuls: level 0 off, 1 on, 2 on with the router inside for one-row steps
+// (fails on HIP unless 0).
+void moe_decode_use_fused(MoeDecodeScratch& s, int level);
 void moe_decode_scratch_destroy(MoeDecodeScratch& s);
 void moe_forward_decode(const MoeGpuWeights& w, const bf16_t* norm_w, float eps, float* residual,
                         int rows, MoeDecodeScratch& s, gpuStream_t stream);

@@ -445,18 +445,82 @@ __global__ __launch_bounds__(kGroups * kSplit * 32) void moe_mlp_decode_kernel(M
 struct FusedCtl {
   uint32_t* queue;   // next work item
   uint32_t* exited;  // blocks that found the queue empty
+  uint32_t* routed;  // kRoute: 1 once the router items chose the experts
   uint32_t* done;    // [pairs] mlp1 items finished per pair
 };
+
+// kRoute (one-row steps, MoeDecodeScratch::fused == 2): the router as the queue's first items,
+// kWaves experts each (a wave per expert: the router kernel's dot product, sum and bias, so the
+// same logits), the first item storing the normalised row for the expert matmuls, the last to
+// finish (the router's ticket) doing the top-k + softmax and raising c.routed, which the mlp1
+// items wait for. smem: the block's dynamic shared memory: the row (H floats, later the logits),
+// then each wave's router row (H bf16), copied with cp.async so that the fused kernel's register
+// budget holds (the router kernel keeps its rows in registers).
+inline size_t route_item_smem(int H) { return static_cast<size_t>(H) * 4 + static_cast<size_t>(decode_detail::kWaves) * H * 2; }
+__device__ __noinline__ void route_item(const RouteArgs& a, int item, int n_items, uint32_t* routed, uint8_t* smem) {
+  namespace dd = decode_detail;
+  __shared__ double red[dd::kWaves];
+  __shared__ int last;
+  float* xs = reinterpret_cast<float*>(smem);
+  const int wave = threadIdx.x / kWaveSize, lane = threadIdx.x % kWaveSize;
+  const int H = a.H, n_chunks = H / 8;
+  const int e = item * dd::kWaves + wave;
+  const bool ok = e < a.E;
+  uint4* wrow = reinterpret_cast<uint4*>(smem + static_cast<size_t>(H) * 4 + static_cast<size_t>(wave) * H * 2);
+  if (ok) {
+    const uint8_t* wp = reinterpret_cast<const uint8_t*>(a.rw + static_cast<size_t>(e) * H);
+    for (int c = lane; c < n_chunks; c += kWaveSize) tile::cp_async16(wrow + c, wp + 16 * c);
+  }
+  tile::cp_async_commit();
+  dd::stage_rows<1>(a.x, nullptr, 1, H, a.norm_w, a.eps, xs, red);
+  if (item == 0)
+    for (int i = threadIdx.x; i < H / 4; i += dd::kThreads)
+      reinterpret_cast<float4*>(a.xn)[i] = ((i & 1) ? dd::xs_hi(xs, 0, H) : dd::xs_lo(xs, 0, H))[i >> 1];
+  tile::cp_async_wait<0>();
+  __syncwarp();
+  float acc = 0.0f;
+#pragma unroll
+  for (int u = 0; u < dd::kSmallNC; ++u) {
+    const int c = lane + u * kWaveSize;
+    if (ok && c < n_chunks) dd::fma8(acc, wrow[c], dd::xs_lo(xs, 0, H)[c], dd::xs_hi(xs, 0, H)[c]);
+  }
+  const float sum = route_wave_sum(acc);
+  if (lane == 0 && ok) a.logits[e] = sum + bf16_bits_to_f32(a.rb[e]);
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(a.ticket, 1u) == static_cast<unsigned>(n_items - 1);
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  float* lg = xs;  // the staged row is no longer needed
+  const volatile float* src = a.logits;
+  for (int i = threadIdx.x; i < a.E; i += dd::kThreads) lg[i] = src[i];
+  __syncthreads();
+  if (wave == 0) wave_topk_softmax(lg, a.E, a.k, lane, a.experts, a.weights);
+  __threadfence();  // the experts and weights, before the flag
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    *a.ticket = 0;
+    atomicExch(routed, 1u);
+  }
+}
 
 __device__ __forceinline__ void prefetch_l2_evict_last(const void* p) {
   asm volatile("prefetch.global.L2::evict_last [%0];" ::"l"(p));
 }
 
-template <int G1, int S1, int B1, int T1, int G2, int S2, int B2, int T2, int kMinBlocks>
-__global__ __launch_bounds__(G1 * S1 * 32, kMinBlocks) void moe_experts_fused_kernel(MlpArgs a1, MlpArgs a2, FusedCtl c, int pairs) {
+template <int G1, int S1, int B1, int T1, int G2, int S2, int B2, int T2, int kMinBlocks, bool kRoute>
+__global__ __launch_bounds__(G1 * S1 * 32, kMinBlocks) void moe_experts_fused_kernel(MlpArgs a1, MlpArgs a2, FusedCtl c,
+                                                                                     int pairs, RouteArgs ra) {
   static_assert(G1 * S1 == G2 * S2, "one block size for both matmuls");
+  static_assert(!kRoute || G1 * S1 * kWaveSize == decode_detail::kThreads, "router items need the router's block");
   __shared__ int item_s;
-  gpu_grid_wait();  // the router's experts, weights and normalised rows are visible from here
+  const int nr = kRoute ? (ra.E + decode_detail::kWaves - 1) / decode_detail::kWaves : 0;
+  if (kRoute)  // before the wait only hints, at weights (vendor.h): the router's rows into L2
+    for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+         i < static_cast<size_t>(ra.E) * ra.H * 2 / 128; i += static_cast<size_t>(gridDim.x) * blockDim.x)
+      gpu_prefetch_l2(reinterpret_cast<const uint8_t*>(ra.rw) + 128 * i);
+  gpu_grid_wait();  // the router's (kRoute: the residual's) results are visible from here
   gpu_grid_trigger();
   const int tiles1 = a1.M / (16 * G1), tiles2 = a2.M / (16 * G2);
   const int n1 = pairs * tiles1, n2 = pairs * tiles2;
@@ -471,10 +535,21 @@ __global__ __launch_bounds__(G1 * S1 * 32, kMinBlocks) void moe_experts_fused_ke
     __syncthreads();  // the previous item is done with the shared memory and item_s
     if (threadIdx.x == 0) item_s = static_cast<int>(atomicAdd(c.queue, 1u));
     __syncthreads();
-    const int item = item_s;
+    const int item = item_s - nr;  // items [-nr, 0): the router's (kRoute)
     if (item >= n1 + n2) break;
-    if (item < n1) {
+    if (kRoute && item < 0) {
+      extern __shared__ uint4 mlp_smem4[];
+      route_item(ra, item + nr, nr, c.routed, reinterpret_cast<uint8_t*>(mlp_smem4));
+    } else if (item < n1) {
       const int pair = item / tiles1;
+      if (kRoute) {  // the experts chosen (every router item was handed out before this one)
+        if (threadIdx.x == 0) {
+          const volatile uint32_t* r = c.routed;
+          while (*r == 0u) __nanosleep(64);
+          __threadfence();
+        }
+        __syncthreads();
+      }
       const auto hint = [&](int st, int n_stages, int warp, int lane) {
         const size_t slots = static_cast<size_t>(n1) * kWarps1 * n_stages;
         const int per_slot = static_cast<int>((total + slots - 1) / slots);
@@ -484,7 +559,7 @@ __global__ __launch_bounds__(G1 * S1 * 32, kMinBlocks) void moe_experts_fused_ke
           if (line >= total) break;
           const int p = static_cast<int>(line / per_pair);
           const size_t j = line % per_pair;
-          const int e = __ldg(a2.experts + p);
+          const int e = kRoute ? __ldcg(a2.experts + p) : __ldg(a2.experts + p);  // kRoute: written in this launch
           if (e < 0 || e >= a2.n_experts) continue;
           prefetch_l2_evict_last(j < wl ? a2.blocks + (static_cast<size_t>(e) * a2.M * (a2.K / 2) + 128 * j)
                                         : a2.scales + (static_cast<size_t>(e) * a2.M * (a2.K / 32) + 128 * (j - wl)));
@@ -508,22 +583,25 @@ __global__ __launch_bounds__(G1 * S1 * 32, kMinBlocks) void moe_experts_fused_ke
   if (threadIdx.x == 0) __threadfence();  // this block's last take, before its exit count
   if (threadIdx.x == 0 && atomicAdd(c.exited, 1u) == gridDim.x - 1) {  // every block is past its last take
     *c.queue = 0;
+    *c.routed = 0;
     for (int p = 0; p < pairs; ++p) c.done[p] = 0;
     *c.exited = 0;
   }
 }
 // The fused kernel over the wide shapes (one-row steps; 3 blocks of 8 warps per SM on an H100 at
 // the 20b shape) or the narrow ones (2-4 rows; 4 blocks of 4 warps).
-template <bool kWide>
+template <bool kWide, bool kRoute = false>
 struct Fused {
+  static_assert(kWide || !kRoute, "the router joins one-row steps only");
   static constexpr MoeDecodeShape s1 = kWide ? kMoeDecodeWide1 : kMoeDecodeNarrow1;
   static constexpr MoeDecodeShape s2 = kWide ? kMoeDecodeWide2 : kMoeDecodeNarrow2;
   static constexpr int kThreads = s1.groups * s1.split * kWaveSize, kTile1 = 16 * s1.groups, kTile2 = 16 * s2.groups;
   static constexpr auto* kernel = moe_experts_fused_kernel<s1.groups, s1.split, s1.stage_blocks, s1.stages, s2.groups,
-                                                           s2.split, s2.stage_blocks, s2.stages, kWide ? 3 : 4>;
+                                                           s2.split, s2.stage_blocks, s2.stages, kWide ? 3 : 4, kRoute>;
   static size_t smem(int H, int I) {
-    return std::max(MlpSmem<s1.groups, s1.split, s1.stage_blocks, s1.stages>::bytes(H),
-                    MlpSmem<s2.groups, s2.split, s2.stage_blocks, s2.stages>::bytes(I));
+    return std::max({MlpSmem<s1.groups, s1.split, s1.stage_blocks, s1.stages>::bytes(H),
+                     MlpSmem<s2.groups, s2.split, s2.stage_blocks, s2.stages>::bytes(I),
+                     kRoute ? route_item_smem(H) : size_t(0)});
   }
 };
 // The launch shapes (launch_shapes.h): "wide" for one-row steps, "narrow" for more; and the
@@ -700,8 +778,8 @@ MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows)
   const size_t n_tickets = 1 + static_cast<size_t>(max_rows) * (H / 16);  // tiles of >= 16 rows
   s.counters = dev_alloc<uint32_t>(n_tickets, s.bytes);
   GPU_CHECK(gpuMemset(s.counters, 0, n_tickets * sizeof(uint32_t)));
-  s.fused_ctl = dev_alloc<uint32_t>(2 + pairs, s.bytes);
-  GPU_CHECK(gpuMemset(s.fused_ctl, 0, (2 + pairs) * sizeof(uint32_t)));
+  s.fused_ctl = dev_alloc<uint32_t>(3 + pairs, s.bytes);
+  GPU_CHECK(gpuMemset(s.fused_ctl, 0, (3 + pairs) * sizeof(uint32_t)));
   decode_detail::decode_dense_init();
   // Dynamic shared memory beyond 48 KiB needs the opt-in on NVIDIA (the router: its rows of H; the
   // expert matmuls: input, scales and cp.async rings, up to 64 KB at the 20b shape), to the decode
@@ -725,13 +803,14 @@ void moe_decode_scratch_destroy(MoeDecodeScratch& s) {
   s = MoeDecodeScratch{};
 }
 
-void moe_decode_use_fused(MoeDecodeScratch& s, bool on) {
+void moe_decode_use_fused(MoeDecodeScratch& s, int level) {
+  if (level < 0 || level > 2) fail("moe decode: fused level %d (0 off, 1 the expert matmuls, 2 with the router)", level);
 #if defined(GPTOSS_HIP)
-  if (on) fail("moe decode: the fused expert matmuls are NVIDIA only");
-  s.fused = false;
+  if (level != 0) fail("moe decode: the fused expert matmuls are NVIDIA only");
+  s.fused = 0;
 #else
-  s.fused = on;
-  if (!on || s.fused_grid[0] > 0) return;
+  s.fused = level;
+  if (level == 0 || s.fused_grid[0] > 0) return;
   int dev = 0, sms = 0;
   GPU_CHECK(cudaGetDevice(&dev));
   GPU_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
@@ -746,19 +825,26 @@ void moe_decode_use_fused(MoeDecodeScratch& s, bool on) {
                          Fused<false>::smem(s.hidden, s.intermediate));
   s.fused_grid[1] = grid(reinterpret_cast<const void*>(Fused<true>::kernel), Fused<true>::kThreads,
                          Fused<true>::smem(s.hidden, s.intermediate));
+  s.fused_grid[2] = grid(reinterpret_cast<const void*>(Fused<true, true>::kernel), Fused<true, true>::kThreads,
+                         Fused<true, true>::smem(s.hidden, s.intermediate));
 #endif
 }
 
 namespace {
-// The router's launch: logits, top-k and softmax into s, the normalised rows into s.xn.
-void launch_route(const MoeGpuWeights& w, const bf16_t* norm_w, float eps, float* residual, int rows,
-                  MoeDecodeScratch& s, gpuStream_t stream) {
+// The router's arguments for a step of `rows` rows (checked against the scratch).
+RouteArgs route_args(const MoeGpuWeights& w, const bf16_t* norm_w, float eps, float* residual, int rows,
+                     MoeDecodeScratch& s) {
   if (rows < 1 || rows > s.max_rows || rows > kDecodeMaxRows || s.hidden != w.hidden ||
       s.intermediate != w.intermediate || s.n_experts != w.n_experts || s.top_k != w.top_k)
     fail("moe_forward_decode: %d rows or a scratch of another shape (max %d rows)", rows, s.max_rows);
-  const int H = w.hidden, E = w.n_experts, k = w.top_k;
-  RouteArgs ra{residual, norm_w, eps, w.router_w, w.router_b, s.xn, s.logits, s.experts, s.weights,
-               s.counters, rows, H, E, k};
+  return RouteArgs{residual, norm_w, eps, w.router_w, w.router_b, s.xn, s.logits, s.experts, s.weights,
+                   s.counters, rows, w.hidden, w.n_experts, w.top_k};
+}
+// The router's launch: logits, top-k and softmax into s, the normalised rows into s.xn.
+void launch_route(const MoeGpuWeights& w, const bf16_t* norm_w, float eps, float* residual, int rows,
+                  MoeDecodeScratch& s, gpuStream_t stream) {
+  const RouteArgs ra = route_args(w, norm_w, eps, residual, rows, s);
+  const int H = w.hidden, E = w.n_experts;
   const KernelLaunch lr = moe_decode_route_launch(kTarget, rows, H, E);
   GPTOSS_ASSERT(lr.threads == kThreads);
   auto* route = rows == 1 ? moe_route_decode_kernel<1> : rows == 2 ? moe_route_decode_kernel<2>
@@ -779,32 +865,38 @@ void launch_experts(const MlpKernel& k1, const MlpKernel& k2, const MoeGpuWeight
 }
 #if !defined(GPTOSS_HIP)
 // Both expert matmuls of a step as one launch (moe_experts_fused_kernel; the wide shapes for one
-// row, the narrow ones for 2-4).
-template <bool kWide>
+// row, the narrow ones for 2-4), with kRoute the router's work as its first items (ra).
+template <bool kWide, bool kRoute>
 void launch_experts_fused(const MoeGpuWeights& w, float* residual, int rows, MoeDecodeScratch& s,
-                          gpuStream_t stream) {
-  using F = Fused<kWide>;
+                          const RouteArgs& ra, gpuStream_t stream) {
+  using F = Fused<kWide, kRoute>;
   const int H = w.hidden, I = w.intermediate, E = w.n_experts, k = w.top_k, pairs = rows * k;
   MlpArgs m1{w.mlp1_blocks, w.mlp1_scales, w.mlp1_bias, s.xn, s.experts, s.weights, s.act,
              nullptr, nullptr, H, 2 * I, k, F::kTile1, w.swiglu_limit, E};
   MlpArgs m2{w.mlp2_blocks, w.mlp2_scales, w.mlp2_bias, s.act, s.experts, s.weights, s.y,
              residual, s.counters + 1, I, H, k, F::kTile2, w.swiglu_limit, E};
-  const FusedCtl c{s.fused_ctl, s.fused_ctl + 1, s.fused_ctl + 2};
-  const int grid = std::min(s.fused_grid[kWide], pairs * (2 * I / F::kTile1));
-  gpu_launch(F::kernel, dim3(grid), dim3(F::kThreads), F::smem(H, I), stream, m1, m2, c, pairs);
+  const FusedCtl c{s.fused_ctl, s.fused_ctl + 1, s.fused_ctl + 2, s.fused_ctl + 3};
+  const int grid = std::min(s.fused_grid[kRoute ? 2 : kWide ? 1 : 0], pairs * (2 * I / F::kTile1));
+  gpu_launch(F::kernel, dim3(grid), dim3(F::kThreads), F::smem(H, I), stream, m1, m2, c, pairs, ra);
 }
 #endif
 }  // namespace
 
 void moe_forward_decode(const MoeGpuWeights& w, const bf16_t* norm_w, float eps, float* residual,
                         int rows, MoeDecodeScratch& s, gpuStream_t stream) {
+#if !defined(GPTOSS_HIP)
+  if (s.fused == 2 && rows == 1) {  // the router inside the fused launch
+    launch_experts_fused<true, true>(w, residual, rows, s, route_args(w, norm_w, eps, residual, rows, s), stream);
+    return;
+  }
+#endif
   launch_route(w, norm_w, eps, residual, rows, s, stream);
 #if !defined(GPTOSS_HIP)
-  if (s.fused) {
+  if (s.fused != 0) {
     if (moe_decode_wide(rows))
-      launch_experts_fused<true>(w, residual, rows, s, stream);
+      launch_experts_fused<true, false>(w, residual, rows, s, RouteArgs{}, stream);
     else
-      launch_experts_fused<false>(w, residual, rows, s, stream);
+      launch_experts_fused<false, false>(w, residual, rows, s, RouteArgs{}, stream);
     return;
   }
 #endif

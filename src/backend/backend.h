@@ -113,8 +113,9 @@ struct BackendOptions {
   bool moe_wgmma = false;
   // GPU (NVIDIA): decode steps (1-4 rows) run both MoE expert matmuls as one launch (kernels/gpu/
   // decode.h MoeDecodeScratch::fused: work items from a queue, mlp2's weights hinted into L2 while
-  // mlp1 runs; the same bits). Off until measured; bench-engine --moe-fused 1.
-  bool moe_decode_fused = false;
+  // mlp1 runs; the same bits): 1; 2 = also the router inside that launch for one-row steps. 0
+  // (off) until measured; bench-engine --moe-fused 0|1|2.
+  int moe_decode_fused = 0;
 };
 
 class Backend {

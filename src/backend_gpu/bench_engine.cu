@@ -12,7 +12,7 @@
 //   bench-engine MODEL [--ctx N] [--pp N] [--pp-chunk N] [--tg N] [--batch 1,16,64]
 //                      [--decode-pos P] [--profile pp|decode] [--no-decode-kernels]
 //                      [--precision exact|fast] [--moe-fold 0|1] [--split-k 0|1] [--overlap 0|1]
-//                      [--wgmma 0|1] [--moe-fused 0|1] [--gemm-wgmma 0|1] [--moe-config N] [--kv-block B]
+//                      [--wgmma 0|1] [--moe-fused 0|1|2] [--gemm-wgmma 0|1] [--moe-config N] [--kv-block B]
 //                      [--pp-batch S] [--step-rows N]
 //   --moe-fold 0: precision fast with the MoE grouped GEMM on fp16 weights and per-block scales
 //   instead of bf16 weights with the scales folded in (kernels/gpu/moe_plan.h MoeOptions; default
@@ -21,8 +21,8 @@
 //   default on, as run's);
 //   --wgmma 0|1: the MoE grouped GEMM on the warp-specialised wgmma kernel (BackendOptions::moe_wgmma;
 //   where the build and the card have wgmma, precision fast with folded scales)
-//   --moe-fused 0|1: decode steps' MoE expert matmuls as one launch (BackendOptions::moe_decode_fused;
-//   NVIDIA; default 0)
+//   --moe-fused 0|1|2: decode steps' MoE expert matmuls as one launch, 2 with the router inside it
+//   for one-row steps (BackendOptions::moe_decode_fused; NVIDIA; default 0)
 //   --gemm-wgmma 0: the dense GEMMs on mma.sync instead of Hopper's wgmma
 //   (BackendOptions::gemm_wgmma; default 1: wgmma where the build and the card have it)
 //   --moe-config N: the MoE grouped GEMM's configuration (MoeOptions::grouped_config, 0..4;
@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
     bool write_only = false, decode_kernels = true, moe_fold = true, split_k = false;
     bool overlap = BackendOptions{}.launch_overlap;
     bool wgmma = BackendOptions{}.moe_wgmma, gemm_wgmma = BackendOptions{}.gemm_wgmma;
-    bool moe_fused = BackendOptions{}.moe_decode_fused;
+    int moe_fused = BackendOptions{}.moe_decode_fused;
     int kv_block = 0, moe_config = 0;
     std::vector<int> batches = {1, 16, 64};
     for (int i = 1; i < argc; ++i) {
@@ -137,8 +137,8 @@ int main(int argc, char** argv) {
         wgmma = v == "1";
       } else if (a == "--moe-fused") {  // decode steps' expert matmuls as one launch
         const std::string v = next();
-        if (v != "0" && v != "1") fail("bench-engine: --moe-fused %s: expected 0 or 1", v.c_str());
-        moe_fused = v == "1";
+        if (v != "0" && v != "1" && v != "2") fail("bench-engine: --moe-fused %s: expected 0, 1 or 2", v.c_str());
+        moe_fused = v[0] - '0';
       } else if (a == "--gemm-wgmma") {  // 0: the dense GEMMs on mma.sync (BackendOptions::gemm_wgmma)
         const std::string v = next();
         if (v != "0" && v != "1") fail("bench-engine: --gemm-wgmma %s: expected 0 or 1", v.c_str());

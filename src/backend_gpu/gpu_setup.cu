@@ -317,7 +317,7 @@ GpuBackend::GpuBackend(const ModelFile& model, const BackendOptions& opt, int fi
   moe_scratch_ = gpu::moe_scratch_create(layers_[0].moe, step_rows_, moe_opt);
   if (use_decode_) {
     moe_decode_scratch_ = gpu::moe_decode_scratch_create(layers_[0].moe, gpu::kDecodeMaxRows);
-    if (opt.moe_decode_fused) gpu::moe_decode_use_fused(moe_decode_scratch_, true);
+    if (opt.moe_decode_fused != 0) gpu::moe_decode_use_fused(moe_decode_scratch_, opt.moe_decode_fused);
   }
   GPU_CHECK(gpuStreamSynchronize(stream_));
 

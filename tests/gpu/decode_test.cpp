@@ -410,11 +410,12 @@ TEST(GpuDecode, moe_shape_candidates_same_bits) {
 }
 
 // The fused expert matmuls (MoeDecodeScratch::fused, NVIDIA; the wide shapes at one row, the
-// narrow ones at 2-4) give the two launches' bits: eagerly, and as a graph of three MoE blocks in
+// narrow ones at 2-4; level 2 with the router's work inside the launch at one row) give the
+// separate launches' bits: eagerly, and as a graph of three MoE blocks in
 // a row (the same residual through each, so every block's routing differs) replayed three times
 // with launch overlap on and off, so the work queue and the per-pair counters must come back to 0
 // after every launch, also when the next launch starts early.
-void check_moe_fused(const moetest::MoeShape& sh, uint64_t seed) {
+void check_moe_fused(const moetest::MoeShape& sh, uint64_t seed, int level) {
   MoeDecodeSetup m(sh, seed, seed + 9);
   gpu::MoeDecodeScratch& s = m.s;
   auto chain = [&](float* res, int rows, int blocks, gpuStream_t st) {
@@ -423,18 +424,18 @@ void check_moe_fused(const moetest::MoeShape& sh, uint64_t seed) {
   for (int rows : {1, 2, gpu::kDecodeMaxRows}) {
     const auto res0 = normals(m.r, size_t(rows) * sh.H, 1.5f);
     DevBuf<float> d(res0.size());
-    gpu::moe_decode_use_fused(s, false);
+    gpu::moe_decode_use_fused(s, 0);
     d.upload(res0);
     chain(d.p, rows, 3, nullptr);
     GPU_CHECK(gpuDeviceSynchronize());
     const auto want = d.download();
     ASSERT_NE(0, std::memcmp(want.data(), res0.data(), want.size() * 4)) << "the blocks changed nothing";
-    gpu::moe_decode_use_fused(s, true);
+    gpu::moe_decode_use_fused(s, level);
     d.upload(res0);
     chain(d.p, rows, 3, nullptr);
     GPU_CHECK(gpuDeviceSynchronize());
     auto got = d.download();
-    EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * 4)) << "rows " << rows << " eager";
+    EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * 4)) << "level " << level << " rows " << rows << " eager";
     for (bool overlap : {true, false}) {
       gpu::set_launch_overlap(overlap);
       gpuStream_t st;
@@ -451,23 +452,25 @@ void check_moe_fused(const moetest::MoeShape& sh, uint64_t seed) {
         GPU_CHECK(gpuStreamSynchronize(st));
         got = d.download();
         EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * 4))
-            << "rows " << rows << " overlap " << overlap << " replay " << rep;
+            << "level " << level << " rows " << rows << " overlap " << overlap << " replay " << rep;
       }
       GPU_CHECK(gpuGraphExecDestroy(exec));
       GPU_CHECK(gpuGraphDestroy(graph));
       GPU_CHECK(gpuStreamDestroy(st));
     }
     gpu::set_launch_overlap(false);
-    gpu::moe_decode_use_fused(s, false);
+    gpu::moe_decode_use_fused(s, 0);
   }
 }
 
 TEST(GpuDecode, moe_fused_experts_same_bits) {
   REQUIRE_GPU();
   if (gpu::kTarget.vendor != gpu::GpuVendor::nvidia) GTEST_SKIP() << "the fused expert matmuls are NVIDIA only";
-  check_moe_fused({8, 4, 192, 192, 7.0f}, 41);
-  check_moe_fused({32, 4, 2880, 2880, 7.0f}, 42);
-  check_moe_fused({128, 4, 2880, 2880, 7.0f}, 43);
+  for (int level : {1, 2}) {
+    check_moe_fused({8, 4, 192, 192, 7.0f}, 41, level);
+    check_moe_fused({32, 4, 2880, 2880, 7.0f}, 42, level);
+    check_moe_fused({128, 4, 2880, 2880, 7.0f}, 43, level);
+  }
 }
 
 TEST(GpuDecode, moe_tiny_shape) {

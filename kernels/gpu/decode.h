@@ -76,7 +76,8 @@ void f32_bf16w_qkv_rope_decode(const DecodeQkv& a, gpuStream_t stream);
 // order). Three kernels: the router (RMSNorm, logits, the last block's top-k + softmax), the first
 // expert matmul + SwiGLU per (row, rank) pair, the second per pair with the weighted sum into the
 // residual done by the pair that finishes each tile last (in rank order: deterministic).
-// Requires rows <= kDecodeMaxRows, H % 32 == 0, I % 32 == 0, H, I <= kDecodeMaxK, k <= 8.
+// Requires rows <= kDecodeMaxRows, H % 32 == 0, I % 32 == 0, H <= kDecodeSmallK (the router keeps a
+// row per lane in registers), I <= kDecodeMaxK, k <= 8.
 struct MoeDecodeScratch {
   int max_rows = 0, n_experts = 0, top_k = 0, hidden = 0, intermediate = 0;
   float* xn = nullptr;          // [max_rows, H] normalised rows
@@ -97,6 +98,7 @@ struct MoeDecodeScratch {
   int fused = 0;
   uint32_t* fused_ctl = nullptr;
   int fused_grid[3] = {0, 0, 0};
+  int fused_grid_cap = 0;  // tests: > 0 caps the fused grid (every block then takes many items)
   size_t bytes = 0;
 };
 MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows);

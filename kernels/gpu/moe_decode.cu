@@ -456,7 +456,9 @@ struct FusedCtl {
 // items wait for. smem: the block's dynamic shared memory: the row (H floats, later the logits),
 // then each wave's router row (H bf16), copied with cp.async so that the fused kernel's register
 // budget holds (the router kernel keeps its rows in registers).
-inline size_t route_item_smem(int H) { return static_cast<size_t>(H) * 4 + static_cast<size_t>(decode_detail::kWaves) * H * 2; }
+inline size_t route_item_smem(int H, int E) {
+  return static_cast<size_t>(std::max(H, E)) * 4 + static_cast<size_t>(decode_detail::kWaves) * H * 2;
+}
 __device__ __noinline__ void route_item(const RouteArgs& a, int item, int n_items, uint32_t* routed, uint8_t* smem) {
   namespace dd = decode_detail;
   __shared__ double red[dd::kWaves];
@@ -466,7 +468,7 @@ __device__ __noinline__ void route_item(const RouteArgs& a, int item, int n_item
   const int H = a.H, n_chunks = H / 8;
   const int e = item * dd::kWaves + wave;
   const bool ok = e < a.E;
-  uint4* wrow = reinterpret_cast<uint4*>(smem + static_cast<size_t>(H) * 4 + static_cast<size_t>(wave) * H * 2);
+  uint4* wrow = reinterpret_cast<uint4*>(smem + static_cast<size_t>(max(H, a.E)) * 4 + static_cast<size_t>(wave) * H * 2);
   if (ok) {
     const uint8_t* wp = reinterpret_cast<const uint8_t*>(a.rw + static_cast<size_t>(e) * H);
     for (int c = lane; c < n_chunks; c += kWaveSize) tile::cp_async16(wrow + c, wp + 16 * c);
@@ -550,6 +552,7 @@ __global__ __launch_bounds__(G1 * S1 * 32, kMinBlocks) void moe_experts_fused_ke
         }
         __syncthreads();
       }
+      int hint_p = -1, hint_e = 0;  // the pair whose expert the hints last looked up
       const auto hint = [&](int st, int n_stages, int warp, int lane) {
         const size_t slots = static_cast<size_t>(n1) * kWarps1 * n_stages;
         const int per_slot = static_cast<int>((total + slots - 1) / slots);
@@ -559,7 +562,11 @@ __global__ __launch_bounds__(G1 * S1 * 32, kMinBlocks) void moe_experts_fused_ke
           if (line >= total) break;
           const int p = static_cast<int>(line / per_pair);
           const size_t j = line % per_pair;
-          const int e = kRoute ? __ldcg(a2.experts + p) : __ldg(a2.experts + p);  // kRoute: written in this launch
+          if (p != hint_p) {  // (kRoute: experts written in this launch, so not through the read-only path)
+            hint_p = p;
+            hint_e = kRoute ? __ldcg(a2.experts + p) : __ldg(a2.experts + p);
+          }
+          const int e = hint_e;
           if (e < 0 || e >= a2.n_experts) continue;
           prefetch_l2_evict_last(j < wl ? a2.blocks + (static_cast<size_t>(e) * a2.M * (a2.K / 2) + 128 * j)
                                         : a2.scales + (static_cast<size_t>(e) * a2.M * (a2.K / 32) + 128 * (j - wl)));
@@ -582,6 +589,7 @@ __global__ __launch_bounds__(G1 * S1 * 32, kMinBlocks) void moe_experts_fused_ke
   }
   if (threadIdx.x == 0) __threadfence();  // this block's last take, before its exit count
   if (threadIdx.x == 0 && atomicAdd(c.exited, 1u) == gridDim.x - 1) {  // every block is past its last take
+    __threadfence();  // the resets after every block's last use of the counters
     *c.queue = 0;
     *c.routed = 0;
     for (int p = 0; p < pairs; ++p) c.done[p] = 0;
@@ -598,10 +606,10 @@ struct Fused {
   static constexpr int kThreads = s1.groups * s1.split * kWaveSize, kTile1 = 16 * s1.groups, kTile2 = 16 * s2.groups;
   static constexpr auto* kernel = moe_experts_fused_kernel<s1.groups, s1.split, s1.stage_blocks, s1.stages, s2.groups,
                                                            s2.split, s2.stage_blocks, s2.stages, kWide ? 3 : 4, kRoute>;
-  static size_t smem(int H, int I) {
+  static size_t smem(int H, int I, int E) {
     return std::max({MlpSmem<s1.groups, s1.split, s1.stage_blocks, s1.stages>::bytes(H),
                      MlpSmem<s2.groups, s2.split, s2.stage_blocks, s2.stages>::bytes(I),
-                     kRoute ? route_item_smem(H) : size_t(0)});
+                     kRoute ? route_item_smem(H, E) : size_t(0)});
   }
 };
 // The launch shapes (launch_shapes.h): "wide" for one-row steps, "narrow" for more; and the
@@ -757,11 +765,13 @@ T* dev_alloc(size_t n, size_t& bytes) {
 
 MoeDecodeScratch moe_decode_scratch_create(const MoeGpuWeights& w, int max_rows) {
   const int H = w.hidden, I = w.intermediate, E = w.n_experts, k = w.top_k;
-  if (H % kMoeDecodeTileM || (2 * I) % kMoeDecodeTileM || H % 32 || I % 32 || H > kDecodeMaxK || I > kDecodeMaxK ||
+  // The router keeps a row's share per lane in registers for hidden <= kDecodeSmallK only (its dot
+  // product stops there: a larger hidden would be summed in part), so larger ones are refused.
+  if (H % kMoeDecodeTileM || (2 * I) % kMoeDecodeTileM || H % 32 || I % 32 || H > kDecodeSmallK || I > kDecodeMaxK ||
       k > kMaxTopKDecode || k > E || E > 32 * kWaveSize)
     fail("moe decode: shape unsupported (hidden %d, intermediate %d, experts %d top %d: hidden and "
-         "2 x intermediate multiples of %d, both <= %d, top-k <= %d)",
-         H, I, E, k, kMoeDecodeTileM, kDecodeMaxK, kMaxTopKDecode);
+         "2 x intermediate multiples of %d, hidden <= %d, intermediate <= %d, top-k <= %d)",
+         H, I, E, k, kMoeDecodeTileM, kDecodeSmallK, kDecodeMaxK, kMaxTopKDecode);
   // Every launch of every step size fits this target, or the scratch is refused now (one line
   // naming the kernel, the step size and the limit), as moe_scratch_create does.
   const std::string limits = moe_decode_limits_error(kTarget, max_rows, H, I, E, k);
@@ -815,18 +825,21 @@ void moe_decode_use_fused(MoeDecodeScratch& s, int level) {
   GPU_CHECK(cudaGetDevice(&dev));
   GPU_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   auto grid = [&](const void* fn, int threads, size_t smem) {
-    GPU_CHECK(gpuFuncSetAttribute(fn, gpuFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    // The attribute is the kernel's, process-wide: the largest any scratch may pass, not this one's.
+    if (smem > decode_detail::kDecodeSmemLimit) fail("moe decode: the fused expert matmuls need %zu bytes of shared memory", smem);
+    GPU_CHECK(gpuFuncSetAttribute(fn, gpuFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(decode_detail::kDecodeSmemLimit)));
     int per_sm = 0;
     GPU_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, threads, smem));
     if (per_sm < 1) fail("moe decode: the fused expert matmuls do not fit an SM (%zu bytes of shared memory)", smem);
     return per_sm * sms;
   };
   s.fused_grid[0] = grid(reinterpret_cast<const void*>(Fused<false>::kernel), Fused<false>::kThreads,
-                         Fused<false>::smem(s.hidden, s.intermediate));
+                         Fused<false>::smem(s.hidden, s.intermediate, s.n_experts));
   s.fused_grid[1] = grid(reinterpret_cast<const void*>(Fused<true>::kernel), Fused<true>::kThreads,
-                         Fused<true>::smem(s.hidden, s.intermediate));
+                         Fused<true>::smem(s.hidden, s.intermediate, s.n_experts));
   s.fused_grid[2] = grid(reinterpret_cast<const void*>(Fused<true, true>::kernel), Fused<true, true>::kThreads,
-                         Fused<true, true>::smem(s.hidden, s.intermediate));
+                         Fused<true, true>::smem(s.hidden, s.intermediate, s.n_experts));
 #endif
 }
 
@@ -876,8 +889,9 @@ void launch_experts_fused(const MoeGpuWeights& w, float* residual, int rows, Moe
   MlpArgs m2{w.mlp2_blocks, w.mlp2_scales, w.mlp2_bias, s.act, s.experts, s.weights, s.y,
              residual, s.counters + 1, I, H, k, F::kTile2, w.swiglu_limit, E};
   const FusedCtl c{s.fused_ctl, s.fused_ctl + 1, s.fused_ctl + 2, s.fused_ctl + 3};
-  const int grid = std::min(s.fused_grid[kRoute ? 2 : kWide ? 1 : 0], pairs * (2 * I / F::kTile1));
-  gpu_launch(F::kernel, dim3(grid), dim3(F::kThreads), F::smem(H, I), stream, m1, m2, c, pairs, ra);
+  int grid = std::min(s.fused_grid[kRoute ? 2 : kWide ? 1 : 0], pairs * (2 * I / F::kTile1));
+  if (s.fused_grid_cap > 0) grid = std::min(grid, s.fused_grid_cap);
+  gpu_launch(F::kernel, dim3(grid), dim3(F::kThreads), F::smem(H, I, E), stream, m1, m2, c, pairs, ra);
 }
 #endif
 }  // namespace

@@ -414,7 +414,9 @@ TEST(GpuDecode, moe_shape_candidates_same_bits) {
 // separate launches' bits: eagerly, and as a graph of three MoE blocks in
 // a row (the same residual through each, so every block's routing differs) replayed three times
 // with launch overlap on and off, so the work queue and the per-pair counters must come back to 0
-// after every launch, also when the next launch starts early.
+// after every launch, also when the next launch starts early; and eagerly with the grid capped at
+// 1 and 3 blocks (MoeDecodeScratch::fused_grid_cap), so that blocks take many items each and an
+// item's wait can only end through items its own block or a few others ran.
 void check_moe_fused(const moetest::MoeShape& sh, uint64_t seed, int level) {
   MoeDecodeSetup m(sh, seed, seed + 9);
   gpu::MoeDecodeScratch& s = m.s;
@@ -431,11 +433,17 @@ void check_moe_fused(const moetest::MoeShape& sh, uint64_t seed, int level) {
     const auto want = d.download();
     ASSERT_NE(0, std::memcmp(want.data(), res0.data(), want.size() * 4)) << "the blocks changed nothing";
     gpu::moe_decode_use_fused(s, level);
-    d.upload(res0);
-    chain(d.p, rows, 3, nullptr);
-    GPU_CHECK(gpuDeviceSynchronize());
-    auto got = d.download();
-    EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * 4)) << "level " << level << " rows " << rows << " eager";
+    std::vector<float> got;
+    for (int cap : {0, 1, 3}) {
+      s.fused_grid_cap = cap;
+      d.upload(res0);
+      chain(d.p, rows, 3, nullptr);
+      GPU_CHECK(gpuDeviceSynchronize());
+      got = d.download();
+      EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * 4))
+          << "level " << level << " rows " << rows << " eager, grid cap " << cap;
+    }
+    s.fused_grid_cap = 0;
     for (bool overlap : {true, false}) {
       gpu::set_launch_overlap(overlap);
       gpuStream_t st;
@@ -448,6 +456,7 @@ void check_moe_fused(const moetest::MoeShape& sh, uint64_t seed, int level) {
       GPU_CHECK(gpuGraphInstantiate(&exec, graph));
       for (int rep = 0; rep < 3; ++rep) {
         d.upload(res0);
+        GPU_CHECK(gpuDeviceSynchronize());  // the upload landed before the graph (another stream)
         GPU_CHECK(gpuGraphLaunch(exec, st));
         GPU_CHECK(gpuStreamSynchronize(st));
         got = d.download();

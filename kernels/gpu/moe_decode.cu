@@ -244,6 +244,19 @@ struct MlpSmem {
 struct NoStageHook {
   __device__ void operator()(int, int, int, int) const {}
 };
+// The fused kernel's weight copies carry an L2 evict-first policy: each line is read once per step,
+// so the 53 MB stream neither displaces what stays useful in L2 nor keeps mlp2's lines, hinted
+// evict-last ahead of their use, at that priority once they are read.
+__device__ __forceinline__ uint64_t l2_policy_evict_first() {
+  uint64_t p;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(p));
+  return p;
+}
+__device__ __forceinline__ void cp_async16_policy(void* smem, const void* gmem, uint64_t policy) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "l"(policy)
+               : "memory");
+}
 template <bool kFirst, int kGroups, int kSplit, int kStageBlocks, int kStageCount, int kSkip, bool kFused,
           class StageHook = NoStageHook>
 __device__ __forceinline__ void mlp_decode_block(const MlpArgs& a, const int pair, const int tile,
@@ -298,6 +311,8 @@ __device__ __forceinline__ void mlp_decode_block(const MlpArgs& a, const int pai
   const int e = a.experts[pair];
   const size_t row0 = static_cast<size_t>(e) * a.M + m0;
   const uint8_t* wsrc = a.blocks + row0 * (K / 2);
+  [[maybe_unused]] uint64_t policy = 0;
+  if constexpr (kFused) policy = l2_policy_evict_first();
   uint8_t* my_ring = ring + static_cast<size_t>(warp) * kStages * kWarpStage;
   const int n_stages = kWarpParts * stages_per_part;
 
@@ -313,8 +328,14 @@ __device__ __forceinline__ void mlp_decode_block(const MlpArgs& a, const int pai
 #pragma unroll
       for (int i = 0; i < 16 * kStageBlocks / kWaveSize; ++i) {
         const int piece = lane + i * kWaveSize, r = piece / kStageBlocks, b = piece % kStageBlocks;
-        if (b0 + b < b1)
-          tile::cp_async16(dst + r * kRowPad + 16 * b, wsrc + static_cast<size_t>(r) * (K / 2) + 16 * (b0 + b));
+        if (b0 + b < b1) {
+          void* d = dst + r * kRowPad + 16 * b;
+          const void* g = wsrc + static_cast<size_t>(r) * (K / 2) + 16 * (b0 + b);
+          if constexpr (kFused)
+            cp_async16_policy(d, g, policy);
+          else
+            tile::cp_async16(d, g);
+        }
       }
       if (++il == stages_per_part) il = 0, ++iq;
     }

@@ -11,7 +11,7 @@
 #           with its decode, wgmma, consumers, epilogue or copies left out (bench-moe --wgmma 1
 #           --ws-probe 0..7 at 1024 and 4096 rows, twice, with mma.sync beside it): wsprobe.csv
 #   srcprof: per-instruction warp-stall samples (ncu SourceCounters) of the grouped wgmma
-#           kernel's mlp1 at 4096 rows, the top lines by samples (srcprof.txt; tests/gpu/ncu_source_top.py)
+#           kernel's third launch at 4096 rows (mlp1 when the launches alternate mlp1, mlp2), the top lines by samples (srcprof.txt; tests/gpu/ncu_source_top.py)
 #   steprows: device steps of 512 / 2048 / 4096 rows (--step-rows), interleaved twice
 #           (steprows.csv): bench-moe at 512..4096 rows; bench-engine's prefill of 8 prompts at once
 #           (--pp-batch 8, 512 rows each per step) and a batch-1024 decode step (--ctx 1536
@@ -283,7 +283,7 @@ if has probes; then
 fi
 if has srcprof; then
   NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
-  timeout 240 $NCU --clock-control none --kernel-name "regex:moe_ws_kernel<true" --launch-skip 1 --launch-count 1 \
+  timeout 240 $NCU --clock-control none --kernel-name "regex:moe_ws_kernel" --launch-skip 2 --launch-count 1 \
     --section SourceCounters --section WarpStateStats --import-source yes -f -o "$O/srcprof" \
     "$B/bench-moe" --reps 1 --rows 4096 --precision fast --wgmma 1 > "$O/srcprof.err" 2>&1
   echo "=== srcprof: ncu rc=$?"; tail -2 "$O/srcprof.err"

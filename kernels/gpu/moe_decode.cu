@@ -244,19 +244,7 @@ struct MlpSmem {
 struct NoStageHook {
   __device__ void operator()(int, int, int, int) const {}
 };
-// The fused kernel's weight copies carry an L2 evict-first policy: each line is read once per step,
-// so the 53 MB stream neither displaces what stays useful in L2 nor keeps mlp2's lines, hinted
-// evict-last ahead of their use, at that priority once they are read.
-__device__ __forceinline__ uint64_t l2_policy_evict_first() {
-  uint64_t p;
-  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(p));
-  return p;
-}
-__device__ __forceinline__ void cp_async16_policy(void* smem, const void* gmem, uint64_t policy) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "l"(policy)
-               : "memory");
-}
+
 template <bool kFirst, int kGroups, int kSplit, int kStageBlocks, int kStageCount, int kSkip, bool kFused,
           class StageHook = NoStageHook>
 __device__ __forceinline__ void mlp_decode_block(const MlpArgs& a, const int pair, const int tile,
@@ -311,8 +299,11 @@ __device__ __forceinline__ void mlp_decode_block(const MlpArgs& a, const int pai
   const int e = a.experts[pair];
   const size_t row0 = static_cast<size_t>(e) * a.M + m0;
   const uint8_t* wsrc = a.blocks + row0 * (K / 2);
+  // The fused kernel's weight copies carry an L2 evict-first policy: each line is read once per
+  // step, so the stream displaces nothing useful in L2, and mlp2's lines, hinted evict-last ahead
+  // of their use, lose that priority once read.
   [[maybe_unused]] uint64_t policy = 0;
-  if constexpr (kFused) policy = l2_policy_evict_first();
+  if constexpr (kFused) policy = tile::l2_policy_evict_first();
   uint8_t* my_ring = ring + static_cast<size_t>(warp) * kStages * kWarpStage;
   const int n_stages = kWarpParts * stages_per_part;
 
@@ -332,7 +323,7 @@ __device__ __forceinline__ void mlp_decode_block(const MlpArgs& a, const int pai
           void* d = dst + r * kRowPad + 16 * b;
           const void* g = wsrc + static_cast<size_t>(r) * (K / 2) + 16 * (b0 + b);
           if constexpr (kFused)
-            cp_async16_policy(d, g, policy);
+            tile::cp_async16_policy(d, g, policy);
           else
             tile::cp_async16(d, g);
         }
@@ -528,10 +519,6 @@ __device__ __noinline__ void route_item(const RouteArgs& a, int item, int n_item
   }
 }
 
-__device__ __forceinline__ void prefetch_l2_evict_last(const void* p) {
-  asm volatile("prefetch.global.L2::evict_last [%0];" ::"l"(p));
-}
-
 template <int G1, int S1, int B1, int T1, int G2, int S2, int B2, int T2, int kMinBlocks, bool kRoute>
 __global__ __launch_bounds__(G1 * S1 * 32, kMinBlocks) void moe_experts_fused_kernel(MlpArgs a1, MlpArgs a2, FusedCtl c,
                                                                                      int pairs, RouteArgs ra) {
@@ -550,10 +537,16 @@ __global__ __launch_bounds__(G1 * S1 * 32, kMinBlocks) void moe_experts_fused_ke
   // mlp2's weights and scales of the chosen experts into L2 (evict-last), paced: each warp of an
   // mlp1 item hints its share of the lines at every stage of its stream, so the hints ride along
   // with mlp1's copies instead of queueing ahead of them. Line L of [0, pairs x per_pair): pair
-  // L / per_pair, weight line or (past wl) scale line L % per_pair of its expert.
-  const size_t wl = static_cast<size_t>(a2.M) * (a2.K / 2) / 128, sl = static_cast<size_t>(a2.M) * (a2.K / 32) / 128;
-  const size_t per_pair = wl + sl, total = static_cast<size_t>(pairs) * per_pair;
-  constexpr int kWarps1 = G1 * S1;
+  // L / per_pair, weight line or (past wl) scale line L % per_pair of its expert; per_slot lines per
+  // (mlp1 item, warp, stage), set once here so the stream's loop only adds and compares (32-bit: at
+  // most 32 pairs x hidden 3072 x intermediate 4096 / 256 lines).
+  constexpr int kWarps1 = G1 * S1, kParts1 = kMoeDecodeParts1;
+  const uint32_t wl = static_cast<uint32_t>(a2.M) * (a2.K / 2) / 128, sl = static_cast<uint32_t>(a2.M) * (a2.K / 32) / 128;
+  const uint32_t per_pair = wl + sl, total = static_cast<uint32_t>(pairs) * per_pair;
+  const int nb1 = a1.K / 32;  // mlp_decode_block's stages per warp of mlp1, from its formula
+  const uint32_t stages1 = (kParts1 / S1) * (((nb1 + kParts1 - 1) / kParts1 + B1 - 1) / B1);
+  const uint32_t slots = static_cast<uint32_t>(n1) * kWarps1 * stages1;
+  const uint32_t per_slot = (total + slots - 1) / slots;
   for (;;) {
     __syncthreads();  // the previous item is done with the shared memory and item_s
     if (threadIdx.x == 0) item_s = static_cast<int>(atomicAdd(c.queue, 1u));
@@ -575,22 +568,20 @@ __global__ __launch_bounds__(G1 * S1 * 32, kMinBlocks) void moe_experts_fused_ke
       }
       int hint_p = -1, hint_e = 0;  // the pair whose expert the hints last looked up
       const auto hint = [&](int st, int n_stages, int warp, int lane) {
-        const size_t slots = static_cast<size_t>(n1) * kWarps1 * n_stages;
-        const int per_slot = static_cast<int>((total + slots - 1) / slots);
-        const size_t first = ((static_cast<size_t>(item) * kWarps1 + warp) * n_stages + st) * per_slot;
-        for (int l = lane; l < per_slot; l += kWaveSize) {
-          const size_t line = first + l;
+        const uint32_t first = ((static_cast<uint32_t>(item) * kWarps1 + warp) * n_stages + st) * per_slot;
+        for (uint32_t l = lane; l < per_slot; l += kWaveSize) {
+          const uint32_t line = first + l;
           if (line >= total) break;
           const int p = static_cast<int>(line / per_pair);
-          const size_t j = line % per_pair;
+          const uint32_t j = line - static_cast<uint32_t>(p) * per_pair;
           if (p != hint_p) {  // (kRoute: experts written in this launch, so not through the read-only path)
             hint_p = p;
             hint_e = kRoute ? __ldcg(a2.experts + p) : __ldg(a2.experts + p);
           }
           const int e = hint_e;
           if (e < 0 || e >= a2.n_experts) continue;
-          prefetch_l2_evict_last(j < wl ? a2.blocks + (static_cast<size_t>(e) * a2.M * (a2.K / 2) + 128 * j)
-                                        : a2.scales + (static_cast<size_t>(e) * a2.M * (a2.K / 32) + 128 * (j - wl)));
+          gpu_prefetch_l2_evict_last(j < wl ? a2.blocks + (static_cast<size_t>(e) * a2.M * (a2.K / 2) + 128 * size_t(j))
+                                            : a2.scales + (static_cast<size_t>(e) * a2.M * (a2.K / 32) + 128 * size_t(j - wl)));
         }
       };
       mlp_decode_block<true, G1, S1, B1, T1, 0, true>(a1, pair, item % tiles1, hint);

@@ -10,7 +10,7 @@
 // NVIDIA only (the MoE tensor-core GEMV and grouped GEMM; HIP takes other paths):
 //   mma_f16_m16n8k16 / mma_bf16_m16n8k16 (one m16n8k16 mma on register fragments), bf16x2_mul,
 //   f32_to_f16_bits,
-//   cp_async16 / cp_async16_zfill / cp_async_commit / cp_async_wait (sm_80+ asynchronous
+//   cp_async16 / cp_async16_zfill / cp_async16_policy / cp_async_commit / cp_async_wait (sm_80+ asynchronous
 //   global -> shared copies), ldmatrix_x4 (the fast bf16 GEMM's fragments).
 // Hopper section (NVIDIA sm_90a only): warpgroup MMA (wgmma.mma_async) in namespace wg, defined in
 //   wgmma.h and included at the end of this header: wg::smem_desc / smem_desc_sw128,
@@ -170,6 +170,17 @@ __device__ __forceinline__ uint16_t f32_to_f16_bits(float f) {
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+}
+// cp_async16 with an L2 cache policy (createpolicy; e.g. l2_policy_evict_first for data read once).
+__device__ __forceinline__ void cp_async16_policy(void* smem, const void* gmem, uint64_t policy) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "l"(policy)
+               : "memory");
+}
+__device__ __forceinline__ uint64_t l2_policy_evict_first() {
+  uint64_t p;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(p));
+  return p;
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N>

@@ -236,6 +236,16 @@ __device__ __forceinline__ void gpu_prefetch_l2(const void* p) {
 #endif
 }
 
+// The same hint with the evict-last priority (the line should outlive the lines streamed past it
+// before its use); NVIDIA only (the fused MoE decode kernel).
+__device__ __forceinline__ void gpu_prefetch_l2_evict_last(const void* p) {
+#if defined(__CUDA_ARCH__)
+  asm volatile("prefetch.global.L2::evict_last [%0];" ::"l"(p));
+#else
+  (void)p;
+#endif
+}
+
 template <class... Params, class... Args>
 void gpu_launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, gpuStream_t stream,
                 Args... args) {
